@@ -1,0 +1,86 @@
+// The HTTP filter interface. A filter sees a request on its way upstream
+// (decode*) and the response on its way downstream (encode*). Each call
+// returns one of three states (STYLE.md: no more than three):
+//   kContinue       pass to the next filter;
+//   kStopIteration  hold here; the filter calls continueDecoding() /
+//                   continueEncoding() later;
+//   kStopAndBuffer  hold here and buffer the body, up to the connection's
+//                   buffer limit (413 past it), until the filter continues.
+// The router filter is always last in the decode direction and produces the
+// response. Interfaces only, no code.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proxy/buffer/buffer.h"
+#include "proxy/http/header_map.h"
+
+namespace skiff {
+class Worker;
+namespace router {
+class RouteEntry;
+}
+}  // namespace skiff
+
+namespace skiff::filters {
+
+enum class FilterStatus { kContinue, kStopIteration, kStopAndBuffer };
+
+// What a filter can ask of the stream it sits on.
+class FilterCallbacks {
+ public:
+  virtual ~FilterCallbacks() = default;
+  virtual Worker& worker() = 0;
+  // The route for this request (nullptr: none matched).
+  virtual const router::RouteEntry* route() = 0;
+  // Resumes a stream stopped by this filter.
+  virtual void continueDecoding() = 0;
+  virtual void continueEncoding() = 0;
+  // Ends the stream with a locally made response. response_flag is Envoy's
+  // short flag (NR, UF, UH, UT, ...) or empty; details goes in the body.
+  virtual void sendLocalReply(int status, std::string_view details,
+                              std::string_view response_flag) = 0;
+  // Records an Envoy response flag on the stream (for logs and stats).
+  virtual void setResponseFlag(std::string_view flag) = 0;
+  // The response, produced by the last decoder filter (the router): it enters
+  // the encode side of the chain.
+  virtual void encode1xxHeaders(HeaderMapPtr headers) = 0;
+  virtual void encodeHeaders(HeaderMapPtr headers, bool end_stream) = 0;
+  virtual void encodeData(BufferChain& data, bool end_stream) = 0;
+  virtual void encodeTrailers(HeaderMapPtr trailers) = 0;
+  // Backpressure: stop / resume reading the downstream request body.
+  virtual void readDisableDownstream(bool disable) = 0;
+  // The downstream peer's address, "ip:port".
+  virtual std::string_view downstreamAddress() const = 0;
+};
+
+class HttpFilter {
+ public:
+  virtual ~HttpFilter() = default;
+  virtual void setCallbacks(FilterCallbacks& callbacks) = 0;
+  virtual FilterStatus decodeHeaders(HeaderMap& headers, bool end_stream) = 0;
+  virtual FilterStatus decodeData(BufferChain& data, bool end_stream) = 0;
+  virtual FilterStatus decodeTrailers(HeaderMap& trailers) = 0;
+  virtual FilterStatus encodeHeaders(HeaderMap& headers, bool end_stream) = 0;
+  virtual FilterStatus encodeData(BufferChain& data, bool end_stream) = 0;
+  virtual FilterStatus encodeTrailers(HeaderMap& trailers) = 0;
+  // The downstream sent more than we can hold / can take more again: the
+  // encode side's write queue crossed a watermark.
+  virtual void onDownstreamAboveWriteBufferHighWatermark() {}
+  virtual void onDownstreamBelowWriteBufferLowWatermark() {}
+  // The stream is ending (complete or reset); release upstream resources.
+  virtual void onDestroy() = 0;
+};
+
+// Made once per config from a typed_config; makes one filter per stream.
+class HttpFilterFactory {
+ public:
+  virtual ~HttpFilterFactory() = default;
+  virtual std::unique_ptr<HttpFilter> create() const = 0;
+  virtual bool isTerminal() const { return false; }  // The router is.
+};
+
+}  // namespace skiff::filters

@@ -1,0 +1,178 @@
+// Zero-copy byte buffers: slabs from a per-worker pool, slices over slabs, and
+// chains of slices (DESIGN.md, "Zero-copy bytes").
+//
+//   Slab (16 KiB, refcounted, owned by one worker's SlabPool)
+//   +---------------------------+-----------------------+------------------+
+//   | bytes already handed out  | bytes being filled    | free tail        |
+//   +---------------------------+-----------------------+------------------+
+//   0                      Slice{begin,end}         fill_              kSize
+//
+// A Slice holds one reference on its slab and names a byte range in it. A
+// BufferChain is an ordered list of slices. Moving bytes between chains moves
+// slices (and may split one, which shares the slab): no byte is copied. The only
+// copying entry point is BufferChain::appendCopy(), and each caller names why.
+//
+// Nothing here is thread-safe: a slab lives and dies on the worker that made it.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace skiff {
+
+class SlabPool;
+
+struct Slab {
+  static constexpr uint32_t kSize = 16384;
+
+  SlabPool* pool;  // Where the slab returns when its last reference goes.
+  Slab* next;      // Free-list link while the slab sits in the pool.
+  uint32_t refs;   // Slices (and readers) that point into data.
+  uint32_t fill;   // Bytes [0, fill) have been written; [fill, kSize) is free.
+  alignas(64) char data[kSize];
+};
+
+// A per-worker free list of slabs. Keeps up to max_free slabs for reuse and
+// returns the rest to the allocator, so an idle proxy gives its memory back.
+class SlabPool {
+ public:
+  explicit SlabPool(size_t max_free = 64) : max_free_(max_free) {}
+  ~SlabPool();
+  SlabPool(const SlabPool&) = delete;
+  SlabPool& operator=(const SlabPool&) = delete;
+
+  // Returns a slab with refs == 1 and fill == 0.
+  Slab* acquire();
+  void unref(Slab* slab) {
+    if (--slab->refs == 0) release(slab);
+  }
+  static void ref(Slab* slab) { ++slab->refs; }
+
+  size_t freeCount() const { return free_count_; }
+  size_t liveCount() const { return live_count_; }
+
+  // The pool of the calling thread's worker (one per thread, made on first use).
+  static SlabPool& local();
+
+ private:
+  void release(Slab* slab);
+
+  Slab* free_ = nullptr;
+  size_t free_count_ = 0;
+  size_t live_count_ = 0;
+  size_t max_free_;
+};
+
+// A counted reference to bytes [begin, end) of a slab.
+class Slice {
+ public:
+  Slice() = default;
+  Slice(Slab* slab, uint32_t begin, uint32_t end) : slab_(slab), begin_(begin), end_(end) {
+    SlabPool::ref(slab_);
+  }
+  Slice(const Slice& o) : slab_(o.slab_), begin_(o.begin_), end_(o.end_) {
+    if (slab_) SlabPool::ref(slab_);
+  }
+  Slice(Slice&& o) noexcept : slab_(o.slab_), begin_(o.begin_), end_(o.end_) {
+    o.slab_ = nullptr;
+    o.begin_ = o.end_ = 0;
+  }
+  Slice& operator=(Slice o) noexcept {
+    std::swap(slab_, o.slab_);
+    std::swap(begin_, o.begin_);
+    std::swap(end_, o.end_);
+    return *this;
+  }
+  ~Slice() {
+    if (slab_) slab_->pool->unref(slab_);
+  }
+
+  const char* data() const { return slab_->data + begin_; }
+  char* mutableData() { return slab_->data + begin_; }
+  size_t size() const { return end_ - begin_; }
+  std::string_view view() const { return {data(), size()}; }
+  Slab* slab() const { return slab_; }
+  uint32_t begin() const { return begin_; }
+  uint32_t end() const { return end_; }
+
+  void dropFront(size_t n) { begin_ += static_cast<uint32_t>(n); }
+  void dropBack(size_t n) { end_ -= static_cast<uint32_t>(n); }
+  void extendBack(size_t n) { end_ += static_cast<uint32_t>(n); }
+
+ private:
+  Slab* slab_ = nullptr;
+  uint32_t begin_ = 0;
+  uint32_t end_ = 0;
+};
+
+class BufferChain {
+ public:
+  BufferChain() = default;
+  BufferChain(BufferChain&&) noexcept = default;
+  BufferChain& operator=(BufferChain&&) noexcept = default;
+  BufferChain(const BufferChain&) = delete;
+  BufferChain& operator=(const BufferChain&) = delete;
+
+  size_t length() const { return length_; }
+  bool empty() const { return length_ == 0; }
+  const std::vector<Slice>& slices() const { return slices_; }
+
+  // Appends a slice (shares its slab; no copy).
+  void append(Slice slice);
+  // Moves every byte of other to the end of this chain; other is left empty.
+  void move(BufferChain& other);
+  // Moves the first n bytes of other to the end of this chain. A slice that
+  // straddles n is split; both halves share the slab.
+  void move(BufferChain& other, size_t n);
+  // Copies bytes into slabs from the calling worker's pool. This is the one
+  // copying entry point: callers say in a comment why the copy is needed.
+  void appendCopy(std::string_view bytes);
+
+  // Removes the first n bytes.
+  void drain(size_t n);
+  void clear();
+
+  // Fills out with iovecs for up to max slices starting at the front; returns
+  // how many were filled. For writev / uv_try_write.
+  size_t iovecs(struct iovec* out, size_t max) const;
+
+  // The first n bytes as one string. Copies: for tests, logs and the few
+  // control paths (admin, config) that want contiguous text.
+  std::string toString() const;
+  std::string toString(size_t n) const;
+  // Whether the chain starts with prefix (may span slices; no copy).
+  bool startsWith(std::string_view prefix) const;
+
+ private:
+  std::vector<Slice> slices_;
+  size_t length_ = 0;
+};
+
+// Reads from a socket into the tail of one slab at a time, and hands out what
+// was read as slices. An idle connection calls release() so that it holds no
+// slab while it waits (the 1 KB-per-idle-connection goal).
+class ReadBuffer {
+ public:
+  ReadBuffer() = default;
+  ~ReadBuffer() { release(); }
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+
+  // The writable tail for the next read (at least min_free bytes).
+  std::span<char> prepare(size_t min_free = 2048);
+  // Records that n bytes were written at the tail, and appends them to out.
+  void commit(size_t n, BufferChain& out);
+  // Gives the slab back; the next prepare() takes a fresh one.
+  void release();
+
+ private:
+  Slab* slab_ = nullptr;
+};
+
+}  // namespace skiff

@@ -1,0 +1,101 @@
+// The translated configuration: what the bootstrap loader and, later, the xDS
+// client produce, and what workers run. Plain data, immutable once built and
+// shared as shared_ptr<const ...> snapshots (DESIGN.md). The same translator
+// makes it from a static file and from xDS resources.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "filters/filter.h"
+#include "proxy/router/route_table.h"
+
+namespace skiff::config {
+
+using std::chrono::milliseconds;
+
+struct SocketAddress {
+  std::string address;  // IP literal (listeners, STATIC) or a DNS name (STRICT_DNS).
+  uint32_t port = 0;
+};
+
+struct ClusterConfig {
+  enum class Type { kStatic, kStrictDns };
+  enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom };
+
+  std::string name;
+  Type type = Type::kStatic;
+  LbPolicy lb_policy = LbPolicy::kRoundRobin;
+  milliseconds connect_timeout{5000};  // Envoy's default.
+  milliseconds dns_refresh_rate{5000};
+  struct Endpoint {
+    SocketAddress address;
+    uint32_t weight = 1;  // load_balancing_weight
+  };
+  std::vector<Endpoint> endpoints;
+  // circuit_breakers.thresholds[default]: Envoy's defaults.
+  uint32_t max_connections = 1024;
+  uint32_t max_pending_requests = 1024;
+  uint32_t max_requests = 1024;
+  // Upstream connection idle timeout (common_http_protocol_options.idle_timeout,
+  // from typed_extension_protocol_options). Zero: Envoy's 1h default.
+  milliseconds upstream_idle_timeout{3600 * 1000};
+  uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
+  uint32_t least_request_choice_count = 2;
+};
+
+struct HttpFilterConfig {
+  std::string name;
+  std::shared_ptr<const filters::HttpFilterFactory> factory;
+};
+
+struct HttpConnectionManagerConfig {
+  enum class CodecType { kAuto, kHttp1, kHttp2 };
+
+  std::string stat_prefix;
+  CodecType codec_type = CodecType::kAuto;
+  std::shared_ptr<const router::RouteTable> route_table;
+  std::vector<HttpFilterConfig> http_filters;  // The router is last.
+  std::string server_name = "skiff";
+  enum class ServerHeaderTransformation { kOverwrite, kAppendIfAbsent, kPassThrough };
+  ServerHeaderTransformation server_header_transformation = ServerHeaderTransformation::kOverwrite;
+  bool use_remote_address = false;
+  uint32_t xff_num_trusted_hops = 0;
+  bool skip_xff_append = false;
+  bool generate_request_id = true;
+  bool preserve_external_request_id = false;
+  uint32_t max_request_headers_kb = 60;
+  milliseconds stream_idle_timeout{5 * 60 * 1000};
+  milliseconds request_timeout{0};  // zero: disabled
+  milliseconds idle_timeout{3600 * 1000};  // common_http_protocol_options.idle_timeout
+  milliseconds drain_timeout{5000};
+};
+
+struct ListenerConfig {
+  std::string name;
+  SocketAddress address;
+  uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
+  HttpConnectionManagerConfig http;  // One filter chain with an HCM for now.
+};
+
+struct AdminConfig {
+  bool enabled = false;
+  SocketAddress address;
+};
+
+// One complete configuration. Workers hold a shared_ptr<const Snapshot>.
+struct Snapshot {
+  std::vector<std::shared_ptr<const ListenerConfig>> listeners;
+  std::map<std::string, std::shared_ptr<const ClusterConfig>> clusters;
+  AdminConfig admin;
+  std::string node_id;
+  std::string node_cluster;
+  // The loaded bootstrap as JSON, for /config_dump.
+  std::string config_dump_json;
+};
+
+}  // namespace skiff::config

@@ -1,0 +1,154 @@
+// The seam between the HTTP protocols and everything above them. HTTP/1.1
+// (llhttp) and HTTP/2 (nghttp2) implement these; the connection manager, the
+// router and the upstream pools use only these. Interfaces only, no code.
+//
+// A codec is a pure transform between bytes and streams: it never touches a
+// socket. Bytes arrive through dispatch(); bytes to send leave through
+// CodecOwner::write(). That keeps TLS (a transform on buffers) invisible here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proxy/buffer/buffer.h"
+#include "proxy/http/header_map.h"
+
+namespace skiff::http {
+
+enum class Protocol { kHttp10, kHttp11, kHttp2 };
+
+enum class ResetReason {
+  kLocalReset,             // We gave up on the stream (timeout, filter, drain).
+  kRemoteReset,            // The peer reset it (RST_STREAM), or closed mid-message.
+  kConnectionFailure,      // The connection never came up.
+  kConnectionTermination,  // The connection went away with the stream open.
+  kProtocolError,          // The peer broke the protocol on this stream.
+};
+
+const char* resetReasonName(ResetReason reason);
+
+// A protocol error found while decoding. For a server codec, http_status is
+// the status to answer with before closing (400, 413, 431); 0 means close
+// without an answer.
+struct CodecError {
+  int http_status = 0;
+  std::string detail;  // Short, for logs and response-code details.
+};
+
+// Receives the decoded messages of one stream, in order: headers, then data
+// (zero or more), then optionally trailers. end_stream marks the last call.
+class StreamDecoder {
+ public:
+  virtual ~StreamDecoder() = default;
+  // Informational (1xx) response headers; client side only.
+  virtual void decode1xxHeaders(HeaderMapPtr headers) = 0;
+  virtual void decodeHeaders(HeaderMapPtr headers, bool end_stream) = 0;
+  // The decoder takes the bytes by moving them out of data.
+  virtual void decodeData(BufferChain& data, bool end_stream) = 0;
+  virtual void decodeTrailers(HeaderMapPtr trailers) = 0;
+};
+
+// Events on one stream that are not messages.
+class StreamCallbacks {
+ public:
+  virtual ~StreamCallbacks() = default;
+  // The stream is dead; no more calls will come for it.
+  virtual void onResetStream(ResetReason reason, std::string_view detail) = 0;
+  // The bytes this stream has queued toward its peer passed the high-water
+  // mark; the producer should stop (readDisable its own source) until
+  // onBelowWriteBufferLowWatermark().
+  virtual void onAboveWriteBufferHighWatermark() = 0;
+  virtual void onBelowWriteBufferLowWatermark() = 0;
+};
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  // One set of callbacks per stream; nullptr detaches.
+  virtual void setCallbacks(StreamCallbacks* callbacks) = 0;
+  virtual void resetStream(ResetReason reason) = 0;
+  // Stops (or resumes) delivering this stream's incoming data. Calls nest:
+  // n disables need n enables. This is how backpressure reaches the socket.
+  virtual void readDisable(bool disable) = 0;
+};
+
+// Sends one message (headers, data, trailers) of a stream.
+class StreamEncoder {
+ public:
+  virtual ~StreamEncoder() = default;
+  virtual void encodeHeaders(const HeaderMap& headers, bool end_stream) = 0;
+  // Takes the bytes by moving them out of data.
+  virtual void encodeData(BufferChain& data, bool end_stream) = 0;
+  virtual void encodeTrailers(const HeaderMap& trailers) = 0;
+  virtual Stream& stream() = 0;
+};
+
+class ResponseEncoder : public StreamEncoder {
+ public:
+  virtual void encode1xxHeaders(const HeaderMap& headers) = 0;
+};
+
+using RequestEncoder = StreamEncoder;
+
+// What a codec needs from the connection it runs on.
+class CodecOwner {
+ public:
+  virtual ~CodecOwner() = default;
+  // Queues bytes for the peer, moving them out of data.
+  virtual void write(BufferChain& data) = 0;
+  // Asks for dispatch() to be called again soon with no new bytes, from the
+  // event loop rather than from inside the current call (HTTP/1 resumes
+  // parsing a pipelined request after the previous response has ended).
+  virtual void scheduleDispatch() = 0;
+  // Stops or resumes reading from the socket (nests like Stream::readDisable).
+  virtual void readDisable(bool disable) = 0;
+  // Closes the connection once every queued byte is written.
+  virtual void closeAfterFlush() = 0;
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Decodes as much of data as the protocol allows now. Bytes that must wait
+  // (a pipelined request while the previous response is in progress) stay in
+  // the codec. An error means the connection must close.
+  virtual bool dispatch(BufferChain& data, CodecError& error) = 0;
+  virtual Protocol protocol() const = 0;
+  // Graceful drain: HTTP/1 closes after the current response, HTTP/2 sends
+  // GOAWAY with the last stream id.
+  virtual void goAway() = 0;
+  // The connection's write queue crossed a watermark; the codec tells its
+  // streams (StreamCallbacks).
+  virtual void onAboveWriteBufferHighWatermark() = 0;
+  virtual void onBelowWriteBufferLowWatermark() = 0;
+  // The transport closed (or failed): every open stream is reset.
+  virtual void onTransportClosed(ResetReason reason) = 0;
+  // Streams open right now.
+  virtual size_t activeStreams() const = 0;
+};
+
+class ServerConnectionCallbacks {
+ public:
+  virtual ~ServerConnectionCallbacks() = default;
+  // A request started. The returned decoder receives it; encoder sends the
+  // response. Both stay valid until the stream ends or is reset.
+  virtual StreamDecoder& newStream(ResponseEncoder& encoder) = 0;
+};
+
+class ServerConnection : public Connection {};
+
+class ClientConnection : public Connection {
+ public:
+  // Starts a request whose response goes to response_decoder.
+  virtual RequestEncoder& newStream(StreamDecoder& response_decoder) = 0;
+  // Whether another stream may start now (HTTP/1: no stream open and the
+  // connection is reusable; HTTP/2: under the peer's max_concurrent_streams).
+  virtual bool canStartStream() const = 0;
+  // Whether the connection may be kept for later requests (HTTP/1: no
+  // `connection: close`, no framing error).
+  virtual bool isReusable() const = 0;
+};
+
+}  // namespace skiff::http

@@ -1,0 +1,116 @@
+// A RouteConfiguration compiled into an immutable table (DESIGN.md: config is
+// data, swapped whole). Matching is read-only and allocation-free, so every
+// worker shares one table through a shared_ptr<const RouteTable>.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/common/status.h"
+#include "proxy/http/header_map.h"
+
+namespace envoy::config::route::v3 {
+class RouteConfiguration;
+}
+
+namespace skiff::router {
+
+// Header edits from request_headers_to_add / _to_remove and the response
+// counterparts, at one level (route, virtual host or route configuration).
+struct HeaderEdits {
+  enum class Append { kAppendIfExistsOrAdd, kAddIfAbsent, kOverwriteIfExistsOrAdd };
+  struct Add {
+    std::string name;   // lowercase
+    std::string value;  // literal (no %VAR% substitution yet)
+    Append append = Append::kAppendIfExistsOrAdd;
+  };
+  std::vector<Add> add;
+  std::vector<std::string> remove;  // lowercase
+  void apply(HeaderMap& headers) const;
+};
+
+struct WeightedCluster {
+  std::string name;
+  uint32_t weight = 0;
+};
+
+class RouteEntry {
+ public:
+  enum class Kind { kCluster, kDirectResponse, kRedirect };
+
+  Kind kind() const { return kind_; }
+  const std::string& name() const { return name_; }
+
+  // kCluster: the cluster for this request. Handles `cluster`,
+  // `weighted_clusters` (random picks among weights) and `cluster_header`
+  // (empty when the header is missing). Views live as long as the table or
+  // the headers.
+  std::string_view clusterName(const HeaderMap& request, uint64_t random) const;
+  // The route's `timeout` (Envoy default 15s; zero means none).
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // Applies prefix_rewrite / regex_rewrite to :path, host_rewrite_literal to
+  // :authority, and the request header edits of route, virtual host and
+  // config (Envoy's order: route, then virtual host, then config, unless
+  // most_specific_header_mutations_wins). matched_prefix is what matched.
+  void finalizeRequestHeaders(HeaderMap& request) const;
+  void finalizeResponseHeaders(HeaderMap& response) const;
+  // Whether :authority is replaced by the upstream host's address.
+  bool autoHostRewrite() const { return auto_host_rewrite_; }
+
+  // kDirectResponse.
+  uint32_t directStatus() const { return direct_status_; }
+  const std::string& directBody() const { return direct_body_; }
+
+  // kRedirect: the status (301 by default) and the Location for this request.
+  uint32_t redirectStatus() const { return redirect_status_; }
+  std::string redirectLocation(const HeaderMap& request) const;
+
+  // Implementation detail made public for the compiler in route_table.cc.
+  struct Data;
+  explicit RouteEntry(std::unique_ptr<Data> data);
+  ~RouteEntry();
+
+ private:
+  friend class RouteTable;
+  Kind kind_ = Kind::kCluster;
+  std::string name_;
+  std::chrono::milliseconds timeout_{15000};
+  bool auto_host_rewrite_ = false;
+  uint32_t direct_status_ = 0;
+  std::string direct_body_;
+  uint32_t redirect_status_ = 301;
+  std::unique_ptr<Data> data_;  // matchers, rewrites, edits: route_table.cc
+};
+
+class RouteTable {
+ public:
+  // Compiles config. path names it in errors, e.g.
+  // "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config";
+  // an error names the offending field under that path and why.
+  static Result<std::shared_ptr<const RouteTable>> compile(
+      const envoy::config::route::v3::RouteConfiguration& config, const std::string& path);
+
+  // The route for a request, or nullptr (404, response flag NR). Uses
+  // :authority (virtual host by domain: exact, *.suffix, prefix.*, *), :path
+  // (with query), :method and the other headers. random is for runtime
+  // fractions and weighted clusters.
+  const RouteEntry* match(const HeaderMap& request, uint64_t random) const;
+
+  const std::string& name() const;
+  // Every cluster a route can name statically (for config checks).
+  std::vector<std::string> referencedClusters() const;
+
+  struct Data;
+  explicit RouteTable(std::unique_ptr<Data> data);
+  ~RouteTable();
+
+ private:
+  std::unique_ptr<Data> data_;
+};
+
+}  // namespace skiff::router
