@@ -1,0 +1,773 @@
+"""Harness for skiff's integration tests: real processes, real sockets on 127.0.0.1.
+
+It starts skiff on a generated Envoy v3 bootstrap (listener ports 0, learned back
+through the admin API), nginx as an upstream, and a small Python HTTP/1.1 backend
+whose behaviour is chosen by the request path. Every wait is bounded in time and
+every process started here is killed in cleanup.
+
+Only the Python standard library is used.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+SKIFF_BIN = os.environ.get("SKIFF_BIN", "")
+SOURCE_DIR = os.environ.get(
+    "SKIFF_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+)
+NGINX_BIN = "/usr/sbin/nginx"
+READY_TIMEOUT = 10.0
+LOCALHOST = "127.0.0.1"
+
+
+def skiff_bin():
+    path = SKIFF_BIN or os.path.join(SOURCE_DIR, "build", "skiff")
+    if not os.access(path, os.X_OK):
+        raise unittest.SkipTest(f"skiff binary not found at {path!r} (set SKIFF_BIN)")
+    return path
+
+
+def free_port():
+    """A port the kernel had free a moment ago. Only for nginx, which needs a
+    number in its config; skiff always binds port 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Config generation: Python dicts → block-style YAML (a tiny emitter, so test
+# failures print a readable config).
+
+
+def to_yaml(value, indent=0):
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        lines = []
+        for k, v in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", k):
+                k = json.dumps(k)  # e.g. "@type": '@' cannot start a plain YAML scalar
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:\n{to_yaml(v, indent + 1)}")
+            else:
+                lines.append(f"{pad}{k}: {to_yaml(v)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        lines = []
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                inner = to_yaml(item, indent + 1).lstrip()
+                lines.append(f"{pad}- {inner}")
+            else:
+                lines.append(f"{pad}- {to_yaml(item)}")
+        return "\n".join(lines)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        return "null"
+    return json.dumps(str(value))
+
+
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def route(prefix="/", cluster=None, direct=None, status=200, timeout=None, headers=None, path=None):
+    """One route entry: to `cluster`, or a direct_response with body `direct`."""
+    match = {"path": path} if path is not None else {"prefix": prefix}
+    if headers:
+        match["headers"] = [{"name": k, "string_match": {"exact": v}} for k, v in headers.items()]
+    r = {"match": match}
+    if cluster is not None:
+        action = {"cluster": cluster}
+        if timeout is not None:
+            action["timeout"] = timeout
+        r["route"] = action
+    else:
+        r["direct_response"] = {"status": status, "body": {"inline_string": direct or ""}}
+    return r
+
+
+def listener(name, routes, stat_prefix="ingress_http", address=LOCALHOST, port=0, hcm_extra=None,
+             domains=("*",)):
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "route_config": {
+            "name": f"{name}_routes",
+            "virtual_hosts": [{"name": f"{name}_vh", "domains": list(domains), "routes": routes}],
+        },
+        "http_filters": [ROUTER],
+    }
+    hcm.update(hcm_extra or {})
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": address, "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": hcm}]}],
+    }
+
+
+def cluster(name, endpoints, type_="STATIC", connect_timeout="1s", extra=None):
+    c = {
+        "name": name,
+        "type": type_,
+        "connect_timeout": connect_timeout,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": a, "port_value": p}}}}
+                for a, p in endpoints
+            ]}] if endpoints else [],
+        },
+    }
+    c.update(extra or {})
+    return c
+
+
+def bootstrap(listeners, clusters=()):
+    return to_yaml({
+        "admin": {"address": {"socket_address": {"address": LOCALHOST, "port_value": 0}}},
+        "static_resources": {"listeners": list(listeners), "clusters": list(clusters)},
+    }) + "\n"
+
+
+# --------------------------------------------------------------------------
+# skiff
+
+
+class Skiff:
+    """A running skiff process. Use as a context manager or call stop()."""
+
+    def __init__(self, config_text, concurrency=2, extra_args=(), name="skiff"):
+        self.tmp = tempfile.mkdtemp(prefix=f"{name}-")
+        self.config_path = os.path.join(self.tmp, "config.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        self.admin_path = os.path.join(self.tmp, "admin-address")
+        self.log_path = os.path.join(self.tmp, "skiff.log")
+        self.log = open(self.log_path, "wb")
+        args = [skiff_bin(), "-c", self.config_path, "--concurrency", str(concurrency),
+                "--admin-address-path", self.admin_path, *extra_args]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        self.admin = None
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self):
+        def admin_written():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"skiff exited with {self.proc.returncode} before its admin "
+                                   f"was up\n{self.log_tail()}")
+            try:
+                with open(self.admin_path) as f:
+                    text = f.read().strip()
+            except FileNotFoundError:
+                return None
+            return text if re.fullmatch(r".+:\d+", text) else None
+
+        try:
+            text = wait_until(admin_written, READY_TIMEOUT, what="--admin-address-path file")
+            host, port = text.rsplit(":", 1)
+            self.admin = (host.strip("[]"), int(port))
+
+            def ready():
+                try:
+                    return self.admin_get("/ready")[0] == 200
+                except OSError:
+                    return False
+
+            wait_until(ready, READY_TIMEOUT, what="admin /ready → 200")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{self.log_tail()}") from None
+
+    # --- admin API ---
+
+    def admin_request(self, method, path, timeout=5):
+        conn = http.client.HTTPConnection(*self.admin, timeout=timeout)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def admin_get(self, path):
+        return self.admin_request("GET", path)
+
+    def listener_ports(self):
+        status, body = self.admin_get("/listeners?format=json")
+        if status != 200:
+            raise AssertionError(f"/listeners?format=json → {status}: {body}")
+        ports = {}
+        for ls in json.loads(body)["listener_statuses"]:
+            ports[ls["name"]] = int(ls["local_address"]["socket_address"]["port_value"])
+        return ports
+
+    def port(self, name="ingress"):
+        return self.listener_ports()[name]
+
+    def stats(self):
+        """Counters and gauges from /stats as {name: int}."""
+        status, body = self.admin_get("/stats")
+        if status != 200:
+            raise AssertionError(f"/stats → {status}: {body}")
+        out = {}
+        for line in body.splitlines():
+            name, sep, value = line.partition(": ")
+            if sep and re.fullmatch(r"-?\d+", value.strip()):
+                out[name.strip()] = int(value)
+        return out
+
+    def stat(self, name):
+        return self.stats().get(name)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def log_tail(self, n=40):
+        try:
+            self.log.flush()
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "--- skiff log (last lines) ---\n" + "\n".join(lines[-n:])
+        except OSError:
+            return "(no skiff log)"
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def run_skiff(args, timeout=20):
+    """Runs skiff to completion (e.g. --mode validate); returns (rc, output)."""
+    p = subprocess.run([skiff_bin(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------
+# nginx upstream
+
+
+class Nginx:
+    """nginx serving static files of known sizes from its own temp prefix.
+
+    /b64, /b16k, /b1m: files of 64 B, 16 KiB, 1 MiB (deterministic content,
+    see body_of). /health: 200 "ok"."""
+
+    SIZES = {"/b64": 64, "/b16k": 16 * 1024, "/b1m": 1024 * 1024}
+
+    @staticmethod
+    def body_of(size):
+        block = bytes(range(256))
+        return (block * (size // 256 + 1))[:size]
+
+    def __init__(self):
+        if not os.access(NGINX_BIN, os.X_OK):
+            raise unittest.SkipTest("nginx not installed")
+        self.tmp = tempfile.mkdtemp(prefix="nginx-")
+        os.chmod(self.tmp, 0o755)  # nginx workers run as an unprivileged user when started as root
+        root = os.path.join(self.tmp, "html")
+        os.mkdir(root)
+        for path, size in self.SIZES.items():
+            with open(root + path, "wb") as f:
+                f.write(self.body_of(size))
+        self.proc = None
+        last_err = ""
+        for _ in range(5):  # the free port may be taken between probe and bind
+            self.port = free_port()
+            conf = os.path.join(self.tmp, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""
+worker_processes 1;
+pid {self.tmp}/nginx.pid;
+error_log {self.tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {self.tmp}/access.log;
+  client_body_temp_path {self.tmp}/client_body;
+  proxy_temp_path {self.tmp}/proxy;
+  fastcgi_temp_path {self.tmp}/fastcgi;
+  uwsgi_temp_path {self.tmp}/uwsgi;
+  scgi_temp_path {self.tmp}/scgi;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+    default_type application/octet-stream;
+    location = /health {{ return 200 "ok"; }}
+  }}
+}}
+""")
+            self.proc = subprocess.Popen(
+                [NGINX_BIN, "-p", self.tmp, "-c", conf, "-g", "daemon off;"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self._connectable(), 5,
+                           what="nginx to listen")
+            except TimeoutError:
+                pass
+            if self.proc.poll() is None and self._connectable():
+                return
+            last_err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            self._kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        raise RuntimeError(f"nginx did not start: {last_err}")
+
+    def _connectable(self):
+        try:
+            socket.create_connection((LOCALHOST, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def stop(self):
+        self._kill()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# Python backend
+
+
+class _Request:
+    def __init__(self, method, target, version, headers):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers  # list of (name, value), names lower-case
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def path(self):
+        return self.target.split("?", 1)[0]
+
+    def query(self, key, default=None):
+        if "?" not in self.target:
+            return default
+        for part in self.target.split("?", 1)[1].split("&"):
+            k, _, v = part.partition("=")
+            if k == key:
+                return v
+        return default
+
+
+class _Reader:
+    """Buffered reads from a socket for the backend's HTTP/1.1 parser."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self):
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("peer closed")
+        self.buf += data
+
+    def line(self, limit=1 << 16):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return out
+            if len(self.buf) > limit:
+                raise ValueError("line too long")
+            self._fill()
+
+    def chunks(self, n):
+        """Yields exactly n bytes in pieces, without holding them all."""
+        while n > 0:
+            if not self.buf:
+                data = self.sock.recv(min(n, 1 << 20))  # straight through, no buffer copy
+                if not data:
+                    raise ConnectionError("peer closed")
+                n -= len(data)
+                yield data
+                continue
+            take = min(n, len(self.buf))
+            out = bytes(self.buf[:take])
+            del self.buf[:take]
+            n -= take
+            yield out
+
+
+class Backend:
+    """A threaded HTTP/1.1 origin on 127.0.0.1, port 0. Behaviour by path:
+
+      /echo            200, body = request body (Content-Length)
+      /sha             200, JSON {"length": n, "sha256": hex} of the request body
+      /discard         like /sha without hashing (for very large uploads)
+      /headers         200, JSON {"method", "target", "headers": [[k, v], ...]}
+      /chunked?n=K     200, chunked response of K chunks "chunk-<i>\\n"
+      /delay?ms=M      sleeps M ms, then 200 "delayed\\n"
+      /close           closes the connection without a response
+      /size?n=N        200, N bytes of Nginx.body_of(N)
+      anything else    200 "backend:<path>\\n"
+
+    Every response carries `x-backend: <name>`. `requests` records each request
+    (method, target, headers); `connections` counts accepted connections."""
+
+    def __init__(self, name="backend"):
+        self.name = name
+        self.requests = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        backend = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                with backend._lock:
+                    backend.connections += 1
+                self.request.settimeout(30)
+                try:
+                    backend._serve(self.request)
+                except (OSError, ConnectionError, ValueError):
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            request_queue_size = 256
+
+        self.server = Server((LOCALHOST, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def _serve(self, sock):
+        reader = _Reader(sock)
+        while True:
+            try:
+                line = reader.line()
+            except ConnectionError:
+                return
+            if not line:
+                continue
+            method, target, version = line.decode("latin-1").split(" ", 2)
+            headers = []
+            while True:
+                h = reader.line()
+                if not h:
+                    break
+                k, _, v = h.decode("latin-1").partition(":")
+                headers.append((k.strip().lower(), v.strip()))
+            req = _Request(method, target, version, headers)
+            with self._lock:
+                self.requests.append(req)
+            if (req.header("expect") or "").lower() == "100-continue":
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body_iter = self._body(reader, req)
+            keep = self._respond(sock, req, body_iter)
+            for _ in body_iter:  # drain whatever the handler did not read
+                pass
+            conn_hdr = (req.header("connection") or "").lower()
+            if not keep or conn_hdr == "close" or version == "HTTP/1.0":
+                return
+
+    def _body(self, reader, req):
+        te = (req.header("transfer-encoding") or "").lower()
+        if "chunked" in te:
+            while True:
+                size = int(reader.line().split(b";")[0], 16)
+                if size == 0:
+                    while reader.line():
+                        pass
+                    return
+                yield from reader.chunks(size)
+                reader.line()
+        cl = req.header("content-length")
+        if cl:
+            yield from reader.chunks(int(cl))
+
+    def _send(self, sock, status, body=b"", headers=(), head=False):
+        reason = {200: "OK", 404: "Not Found"}.get(status, "X")
+        lines = [f"HTTP/1.1 {status} {reason}", f"x-backend: {self.name}",
+                 f"content-length: {len(body)}", *headers]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head else body))
+
+    def _respond(self, sock, req, body_iter):
+        path = req.path
+        head = req.method == "HEAD"
+        if path == "/echo":
+            body = b"".join(body_iter)
+            self._send(sock, 200, body, head=head)
+        elif path in ("/sha", "/discard"):
+            h = hashlib.sha256() if path == "/sha" else None
+            n = 0
+            for piece in body_iter:
+                n += len(piece)
+                if h:
+                    h.update(piece)
+            out = {"length": n}
+            if h:
+                out["sha256"] = h.hexdigest()
+            self._send(sock, 200, json.dumps(out).encode(), ["content-type: application/json"])
+        elif path == "/headers":
+            for _ in body_iter:
+                pass
+            out = {"method": req.method, "target": req.target, "headers": req.headers}
+            self._send(sock, 200, json.dumps(out).encode(), ["content-type: application/json"],
+                       head=head)
+        elif path == "/chunked":
+            for _ in body_iter:
+                pass
+            n = int(req.query("n", "5"))
+            sock.sendall(f"HTTP/1.1 200 OK\r\nx-backend: {self.name}\r\n"
+                         "transfer-encoding: chunked\r\n\r\n".encode())
+            for i in range(n):
+                piece = f"chunk-{i}\n".encode()
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                time.sleep(0.01)
+            sock.sendall(b"0\r\n\r\n")
+        elif path == "/delay":
+            for _ in body_iter:
+                pass
+            time.sleep(int(req.query("ms", "1000")) / 1000.0)
+            self._send(sock, 200, b"delayed\n", head=head)
+        elif path == "/close":
+            return False
+        elif path == "/size":
+            for _ in body_iter:
+                pass
+            self._send(sock, 200, Nginx.body_of(int(req.query("n", "0"))), head=head)
+        else:
+            for _ in body_iter:
+                pass
+            self._send(sock, 200, f"backend:{path}\n".encode(), head=head)
+        return True
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# Clients
+
+
+def http_request(port, method="GET", path="/", body=None, headers=None, timeout=10, host=LOCALHOST):
+    """One request on a fresh connection: (status, headers dict lower-case, body bytes)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def raw_exchange(port, data, timeout=5, until_close=True, expect_bytes=None):
+    """Sends raw bytes and reads the reply: until the peer closes, until
+    `expect_bytes` bytes arrived, or until `timeout`. Returns (bytes, closed)."""
+    s = socket.create_connection((LOCALHOST, port), timeout=timeout)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy may answer and close before reading everything
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        closed = False
+        while time.monotonic() < deadline:
+            if expect_bytes is not None and len(out) >= expect_bytes and not until_close:
+                break
+            r, _, _ = select.select([s], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+        return bytes(out), closed
+    finally:
+        s.close()
+
+
+def parse_responses(data):
+    """Splits raw HTTP/1.1 bytes into [(status, headers dict, body)] (Content-Length
+    or chunked bodies; HEAD is not handled)."""
+    out = []
+    rest = data
+    while rest:
+        head, sep, rest = rest.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError(f"incomplete response head: {head[:200]!r}")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if 100 <= status < 200:
+            continue
+        if "chunked" in headers.get("transfer-encoding", ""):
+            body = bytearray()
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    _, _, rest = rest.partition(b"\r\n")
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+            body = bytes(body)
+        else:
+            n = int(headers.get("content-length", "0"))
+            body, rest = rest[:n], rest[n:]
+        out.append((status, headers, body))
+    return out
+
+
+def curl(*args, timeout=60, input_bytes=None):
+    """Runs curl -sS; returns (rc, stdout bytes, stderr str). `input_bytes` goes
+    to curl's stdin (use "@-" as the data argument)."""
+    if not shutil.which("curl"):
+        raise unittest.SkipTest("curl not installed")
+    p = subprocess.run(["curl", "-sS", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       input=input_bytes if input_bytes is not None else b"", timeout=timeout)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def source_path(*parts):
+    return os.path.join(SOURCE_DIR, *parts)
+
+
+class SkiffTestCase(unittest.TestCase):
+    """Starts processes that are cleaned up with the test (or the class, from
+    setUpClass)."""
+
+    @classmethod
+    def class_skiff(cls, config, **kw):
+        s = Skiff(config, **kw)
+        cls.addClassCleanup(s.stop)
+        return s
+
+    @classmethod
+    def class_backend(cls, name="backend"):
+        b = Backend(name)
+        cls.addClassCleanup(b.stop)
+        return b
+
+    @classmethod
+    def class_nginx(cls):
+        n = Nginx()
+        cls.addClassCleanup(n.stop)
+        return n
+
+    def start_skiff(self, config, **kw):
+        s = Skiff(config, **kw)
+        self.addCleanup(s.stop)
+        return s
+
+    def start_backend(self, name="backend"):
+        b = Backend(name)
+        self.addCleanup(b.stop)
+        return b
+
+    def start_nginx(self):
+        n = Nginx()
+        self.addCleanup(n.stop)
+        return n
+
+
+BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size")
+
+
+def backend_routes(cluster_name, timeout=None):
+    """Routes for each of Backend's paths to `cluster_name`."""
+    return [route(p, cluster=cluster_name, timeout=timeout) for p in BACKEND_PATHS]

@@ -1,0 +1,270 @@
+"""HTTP/1.1 proxying through skiff: direct responses, nginx and a Python backend
+as upstreams, bodies of every framing, keep-alive, pipelining, headers."""
+
+import hashlib
+import http.client
+import json
+import re
+import socket
+import unittest
+
+import skiffharness as h
+from skiffharness import LOCALHOST
+
+
+class HttpProxyTest(h.SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.nginx = cls.class_nginx()
+        cls.backend = cls.class_backend()
+        routes = [
+            h.route("/direct", direct="hello from skiff\n"),
+            h.route("/b", cluster="nginx"),  # nginx serves /b64, /b16k, /b1m
+            *h.backend_routes("backend"),
+        ]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", routes, hcm_extra={"use_remote_address": True})],
+            [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
+             h.cluster("backend", [(LOCALHOST, cls.backend.port)])]))
+        cls.port = cls.skiff.port("ingress")
+
+    def get(self, path, **kw):
+        return h.http_request(self.port, path=path, **kw)
+
+    def test_direct_response(self):
+        status, headers, body = self.get("/direct")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"hello from skiff\n")
+        self.assertEqual(headers.get("content-length"), str(len(body)))
+        self.assertEqual(headers.get("server"), "skiff")
+
+    def test_nginx_bodies(self):
+        for path, size in h.Nginx.SIZES.items():
+            with self.subTest(path=path):
+                status, headers, body = self.get(path)
+                self.assertEqual(status, 200)
+                self.assertEqual(len(body), size)
+                self.assertEqual(body, h.Nginx.body_of(size))
+                self.assertEqual(headers.get("content-length"), str(size))
+                # Envoy rewrites the upstream's server header with its own.
+                self.assertEqual(headers.get("server"), "skiff")
+
+    def test_no_route_is_404(self):
+        status, _, _ = self.get("/nothing/here")
+        self.assertEqual(status, 404)
+
+    def test_head(self):
+        # HEAD then GET on one connection: a HEAD response carries no body, so
+        # a proxy that forwards one would desynchronise the second response.
+        data, _ = h.raw_exchange(
+            self.port,
+            b"HEAD /b16k HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /b64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        self.assertTrue(sep, data[:300])
+        self.assertRegex(head, rb"^HTTP/1.1 200 ")
+        self.assertRegex(head.lower(), rb"content-length: 16384")
+        self.assertTrue(rest.startswith(b"HTTP/1.1 200 "), rest[:300])
+        [(status, _, body)] = h.parse_responses(rest)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, h.Nginx.body_of(64))
+
+    def test_keepalive_reuses_connections(self):
+        before = self.skiff.stats()
+        conn = http.client.HTTPConnection(LOCALHOST, self.port, timeout=10)
+        try:
+            n = 20
+            sock = None
+            for i in range(n):
+                conn.request("GET", "/b64")
+                resp = conn.getresponse()
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(resp.read(), h.Nginx.body_of(64))
+                self.assertNotEqual((resp.getheader("connection") or "").lower(), "close")
+                if sock is None:
+                    sock = conn.sock
+                self.assertIs(conn.sock, sock, f"downstream connection replaced at request {i}")
+        finally:
+            conn.close()
+        after = self.skiff.stats()
+        rq = after["cluster.nginx.upstream_rq_total"] - before.get("cluster.nginx.upstream_rq_total", 0)
+        cx = after["cluster.nginx.upstream_cx_total"] - before.get("cluster.nginx.upstream_cx_total", 0)
+        self.assertEqual(rq, n)
+        # One downstream connection lives on one worker, whose pool keeps one
+        # upstream connection alive across the sequential requests.
+        self.assertLessEqual(cx, 1, f"{cx} upstream connections for {n} sequential requests")
+
+    def test_connection_close(self):
+        data, closed = h.raw_exchange(
+            self.port, b"GET /b64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(closed, "skiff kept the connection open after Connection: close")
+        [(status, headers, body)] = h.parse_responses(data)
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertEqual(body, h.Nginx.body_of(64))
+
+    def test_http10_closes(self):
+        data, closed = h.raw_exchange(self.port, b"GET /direct HTTP/1.0\r\n\r\n")
+        self.assertTrue(closed)
+        self.assertRegex(data, rb"^HTTP/1\.[01] 200 ")
+        self.assertTrue(data.endswith(b"hello from skiff\n"), data[-100:])
+
+    def test_request_headers_seen_by_upstream(self):
+        status, headers, body = self.get("/headers", headers={"x-forwarded-for": "10.1.2.3",
+                                                              "x-custom": "kept"})
+        self.assertEqual(status, 200)
+        seen = dict(json.loads(body)["headers"])
+        self.assertEqual(seen.get("x-custom"), "kept")
+        self.assertEqual(seen.get("x-forwarded-for"), "10.1.2.3, 127.0.0.1")
+        self.assertRegex(seen.get("x-request-id", ""), r"^[0-9a-f-]{16,}$")
+        self.assertEqual(seen.get("host"), f"{LOCALHOST}:{self.port}")
+        self.assertEqual(headers.get("x-backend"), "backend")
+
+    def test_request_ids_differ(self):
+        ids = set()
+        for _ in range(3):
+            _, _, body = self.get("/headers")
+            ids.add(dict(json.loads(body)["headers"]).get("x-request-id"))
+        self.assertEqual(len(ids), 3, ids)
+        self.assertNotIn(None, ids)
+
+    def test_post_content_length_echo(self):
+        payload = bytes(range(256)) * 64
+        status, _, body = self.get("/echo", method="POST", body=payload)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, payload)
+
+    def test_chunked_request_body_raw(self):
+        pieces = [b"hello ", b"chunked ", b"world" * 1000]
+        req = b"POST /sha HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        for p in pieces:
+            req += b"%x\r\n%s\r\n" % (len(p), p)
+        req += b"0\r\n\r\n"
+        data, _ = h.raw_exchange(self.port, req)
+        [(status, _, body)] = h.parse_responses(data)
+        self.assertEqual(status, 200)
+        whole = b"".join(pieces)
+        self.assertEqual(json.loads(body), {"length": len(whole),
+                                            "sha256": hashlib.sha256(whole).hexdigest()})
+
+    def test_chunked_request_body_curl(self):
+        payload = b"x" * 100000
+        rc, out, err = h.curl("-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
+                              f"http://{LOCALHOST}:{self.port}/sha", input_bytes=payload)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), {"length": len(payload),
+                                           "sha256": hashlib.sha256(payload).hexdigest()})
+
+    def test_chunked_response(self):
+        status, headers, body = self.get("/chunked?n=7")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"".join(f"chunk-{i}\n".encode() for i in range(7)))
+        # The body's length was unknown at the head, so it stays chunked.
+        self.assertEqual(headers.get("transfer-encoding"), "chunked")
+
+    def test_expect_100_continue_curl(self):
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        rc, out, err = h.curl("-H", "Expect: 100-continue", "--expect100-timeout", "5",
+                              "--data-binary", "@-", "-w", "\n%{http_code}",
+                              f"http://{LOCALHOST}:{self.port}/sha", input_bytes=payload)
+        self.assertEqual(rc, 0, err)
+        body, _, code = out.rpartition(b"\n")
+        self.assertEqual(code, b"200")
+        self.assertEqual(json.loads(body)["sha256"], hashlib.sha256(payload).hexdigest())
+
+    def test_expect_100_continue_raw(self):
+        # The client waits for "100 Continue" before it sends the body.
+        s = socket.create_connection((LOCALHOST, self.port), timeout=5)
+        try:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                      b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+            first = s.recv(4096)
+            self.assertRegex(first, rb"^HTTP/1.1 100 ")
+            s.sendall(b"hello")
+            data = first
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        [(status, _, body)] = h.parse_responses(data)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"hello")
+
+    def test_pipelining_in_order(self):
+        # The first request is slow; its response must still come first.
+        data, _ = h.raw_exchange(
+            self.port,
+            b"GET /delay?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond"
+            b"GET /b64 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        responses = h.parse_responses(data)
+        self.assertEqual([r[0] for r in responses], [200, 200, 200])
+        self.assertEqual(responses[0][2], b"delayed\n")
+        self.assertEqual(responses[1][2], b"second")
+        self.assertEqual(responses[2][2], h.Nginx.body_of(64))
+
+    def test_large_upload_64mib(self):
+        size = 64 << 20
+        block = bytes(range(256)) * 4096  # 1 MiB
+        expected = hashlib.sha256()
+        for _ in range(size // len(block)):
+            expected.update(block)
+
+        def gen():
+            for _ in range(size // len(block)):
+                yield block
+
+        status, _, body = h.http_request(self.port, "POST", "/sha", body=gen(),
+                                         headers={"Content-Length": str(size)}, timeout=60)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body), {"length": size, "sha256": expected.hexdigest()})
+
+    def test_large_download_64mib(self):
+        size = 64 << 20
+        status, headers, body = self.get(f"/size?n={size}", timeout=60)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), size)
+        self.assertEqual(hashlib.sha256(body).digest(),
+                         hashlib.sha256(h.Nginx.body_of(size)).digest())
+
+    def test_many_connections_across_workers(self):
+        # Port 0 with --concurrency 2: every worker must serve the same port.
+        conns = [socket.create_connection((LOCALHOST, self.port), timeout=5) for _ in range(16)]
+        try:
+            for s in conns:
+                s.sendall(b"GET /direct HTTP/1.1\r\nHost: x\r\n\r\n")
+            for s in conns:
+                data = b""
+                while not data.endswith(b"hello from skiff\n"):
+                    chunk = s.recv(4096)
+                    self.assertTrue(chunk, "connection closed before the response")
+                    data += chunk
+                self.assertRegex(data, rb"^HTTP/1.1 200 ")
+        finally:
+            for s in conns:
+                s.close()
+
+    def test_stats_count_requests(self):
+        before = self.skiff.stats()
+        for _ in range(3):
+            self.assertEqual(self.get("/direct")[0], 200)
+        self.assertEqual(self.get("/b64")[0], 200)
+        after = self.skiff.stats()
+
+        def delta(name):
+            self.assertIn(name, after, f"stat {name} missing")
+            return after[name] - before.get(name, 0)
+
+        self.assertEqual(delta("http.ingress_http.downstream_rq_total"), 4)
+        self.assertEqual(delta("cluster.nginx.upstream_rq_total"), 1)
+        listener_cx = [k for k in after if re.fullmatch(r"listener\..*\.downstream_cx_total", k)
+                       and "admin" not in k]
+        self.assertTrue(listener_cx, "no listener.<addr>.downstream_cx_total stat")
+        self.assertGreaterEqual(sum(after[k] - before.get(k, 0) for k in listener_cx), 4)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,202 @@
+"""The process around the proxy: --mode validate, the admin API, graceful
+shutdown on SIGTERM/SIGINT and /quitquitquit."""
+
+import json
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+import skiffharness as h
+from skiffharness import LOCALHOST
+
+
+def write_config(testcase, text):
+    fd, path = tempfile.mkstemp(suffix=".yaml", prefix="skiff-validate-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    testcase.addCleanup(os.unlink, path)
+    return path
+
+
+def simple_config(cluster_extra=None, hcm_extra=None, http_filters=None):
+    lst = h.listener("ingress", [h.route("/", cluster="backend")], hcm_extra=hcm_extra)
+    if http_filters is not None:
+        lst["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = http_filters
+    return h.bootstrap([lst], [h.cluster("backend", [(LOCALHOST, 8080)], extra=cluster_extra)])
+
+
+class ValidateTest(unittest.TestCase):
+    def validate(self, text):
+        return h.run_skiff(["--mode", "validate", "-c", write_config(self, text)])
+
+    def test_valid_config_prints_ok(self):
+        rc, out = self.validate(simple_config())
+        self.assertEqual(rc, 0, out)
+        self.assertIn("OK", out)
+
+    def test_unsupported_lb_policy_names_field_path(self):
+        rc, out = self.validate(simple_config(cluster_extra={"lb_policy": "MAGLEV"}))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("static_resources.clusters[0].lb_policy", out)
+        self.assertIn("MAGLEV", out)
+        self.assertNotIn("OK", out.split())
+
+    def test_unknown_field_is_refused(self):
+        rc, out = self.validate(simple_config(cluster_extra={"no_such_field_xyz": 1}))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("no_such_field_xyz", out)
+
+    def test_unknown_filter_type_is_refused(self):
+        bogus = {"name": "bogus", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.nonexistent.v3.Nope"}}
+        rc, out = self.validate(simple_config(http_filters=[bogus, h.ROUTER]))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("nonexistent", out)
+
+    def test_route_to_undefined_cluster_is_refused(self):
+        text = h.bootstrap([h.listener("ingress", [h.route("/", cluster="missing")])],
+                           [h.cluster("backend", [(LOCALHOST, 8080)])])
+        rc, out = self.validate(text)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("missing", out)
+
+    def test_yaml_syntax_error_is_refused(self):
+        rc, out = self.validate("static_resources: [unclosed\n")
+        self.assertEqual(rc, 1, out)
+        self.assertTrue(out.strip(), "no error message")
+
+    def test_missing_file_is_an_error(self):
+        rc, out = h.run_skiff(["--mode", "validate", "-c", "/nonexistent/skiff.yaml"])
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("/nonexistent/skiff.yaml", out)
+
+    def test_validate_does_not_listen(self):
+        # Validation must not bind anything: a fixed port that is taken is fine.
+        with socket.socket() as s:
+            s.bind((LOCALHOST, 0))
+            s.listen()
+            port = s.getsockname()[1]
+            text = h.bootstrap([h.listener("ingress", [h.route("/", direct="x")], port=port)])
+            rc, out = self.validate(text)
+            self.assertEqual(rc, 0, out)
+
+
+class AdminTest(h.SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("first", [h.route("/", direct="one\n")], stat_prefix="first_http"),
+             h.listener("second", [h.route("/", direct="two\n")], stat_prefix="second_http")]))
+
+    def test_listeners_json(self):
+        status, body = self.skiff.admin_get("/listeners?format=json")
+        self.assertEqual(status, 200)
+        statuses = json.loads(body)["listener_statuses"]
+        self.assertEqual(sorted(s["name"] for s in statuses), ["first", "second"])
+        ports = self.skiff.listener_ports()
+        self.assertNotEqual(ports["first"], ports["second"])
+        for name, want in (("first", b"one\n"), ("second", b"two\n")):
+            self.assertNotEqual(ports[name], 0)
+            self.assertEqual(h.http_request(ports[name])[2], want)
+        for s in statuses:
+            self.assertEqual(s["local_address"]["socket_address"]["address"], LOCALHOST)
+
+    def test_ready(self):
+        self.assertEqual(self.skiff.admin_get("/ready")[0], 200)
+
+    def test_stats_text(self):
+        h.http_request(self.skiff.port("first"))
+        stats = self.skiff.stats()
+        self.assertGreaterEqual(stats.get("http.first_http.downstream_rq_total", 0), 1)
+        self.assertIn("http.second_http.downstream_rq_total", stats)
+
+    def test_stats_prometheus(self):
+        status, body = self.skiff.admin_get("/stats/prometheus")
+        self.assertEqual(status, 200)
+        self.assertIn("# TYPE ", body)
+        self.assertIn("envoy_http_downstream_rq_total", body)
+
+    def test_config_dump(self):
+        status, body = self.skiff.admin_get("/config_dump")
+        self.assertEqual(status, 200)
+        dump = json.loads(body)
+        self.assertIn("configs", dump)
+        self.assertIn("first", body)
+
+    def test_unknown_admin_path_is_404(self):
+        self.assertEqual(self.skiff.admin_get("/no/such/admin/page")[0], 404)
+
+
+class ShutdownTest(h.SkiffTestCase):
+    def start(self, drain="5"):
+        self.backend = self.start_backend()
+        self.skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="backend")])],
+            [h.cluster("backend", [(LOCALHOST, self.backend.port)])]),
+            extra_args=["--drain-time-s", drain])
+        self.port = self.skiff.port("ingress")
+
+    def in_flight_then_signal(self, sig):
+        self.start()
+        n = 20
+        results = [None] * n
+
+        def one(i):
+            try:
+                results[i] = h.http_request(self.port, path="/delay?ms=1000", timeout=15)[:3:2]
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        h.wait_until(lambda: len(self.backend.requests) >= n, 10, what="all requests upstream")
+        self.skiff.signal(sig)
+        # New connections are refused while the old ones drain.
+        time.sleep(0.3)
+        with self.assertRaises(OSError, msg="skiff still accepts after the signal"):
+            c = socket.create_connection((LOCALHOST, self.port), timeout=2)
+            try:
+                c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+                if not c.recv(100):
+                    raise ConnectionResetError("closed")
+            finally:
+                c.close()
+        for t in threads:
+            t.join(timeout=15)
+        self.assertEqual(results, [(200, b"delayed\n")] * n)
+        rc = self.skiff.wait(timeout=10)
+        self.assertEqual(rc, 0, self.skiff.log_tail())
+
+    def test_sigterm_drains_in_flight_requests(self):
+        self.in_flight_then_signal(signal.SIGTERM)
+
+    def test_sigint_drains_in_flight_requests(self):
+        self.in_flight_then_signal(signal.SIGINT)
+
+    def test_idle_sigterm_exits_quickly(self):
+        self.start(drain="8")
+        # An idle keep-alive connection must not hold the process for the drain time.
+        idle = socket.create_connection((LOCALHOST, self.port), timeout=5)
+        self.addCleanup(idle.close)
+        idle.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertRegex(idle.recv(4096), rb"^HTTP/1.1 200 ")
+        start = time.monotonic()
+        self.skiff.signal(signal.SIGTERM)
+        rc = self.skiff.wait(timeout=10)
+        self.assertEqual(rc, 0)
+        self.assertLess(time.monotonic() - start, 6, "an idle connection held skiff for the drain time")
+
+    def test_quitquitquit(self):
+        self.start()
+        status, _ = self.skiff.admin_request("POST", "/quitquitquit")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.skiff.wait(timeout=10), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
