@@ -1,0 +1,490 @@
+#include "proxy/router/route_table.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "envoy/config/route/v3/route.pb.h"
+
+namespace skiff::router {
+namespace {
+
+const std::string kPath = "rc";
+
+Result<std::shared_ptr<const RouteTable>> compileJson(const std::string& json) {
+  envoy::config::route::v3::RouteConfiguration config;
+  auto st = google::protobuf::util::JsonStringToMessage(json, &config);
+  EXPECT_TRUE(st.ok()) << st.ToString() << "\n" << json;
+  return RouteTable::compile(config, kPath);
+}
+
+std::shared_ptr<const RouteTable> mustCompile(const std::string& json) {
+  auto r = compileJson(json);
+  EXPECT_TRUE(r.isOk()) << (r.isOk() ? "" : r.status().message());
+  return r.isOk() ? r.value() : nullptr;
+}
+
+std::string compileError(const std::string& json) {
+  auto r = compileJson(json);
+  if (r.isOk()) return "(compiled)";
+  EXPECT_EQ(r.status().source(), ErrorSource::kConfig);
+  return r.status().message();
+}
+
+// One vhost with domain "*" and the given routes.
+std::string oneHost(const std::string& routes) {
+  return R"({"name":"t","virtual_hosts":[{"name":"vh","domains":["*"],"routes":[)" + routes +
+         "]}]}";
+}
+
+struct Request {
+  HeaderMap headers;
+  explicit Request(const std::string& path, const std::string& host = "example.com",
+                   const std::string& method = "GET",
+                   std::vector<std::pair<std::string, std::string>> extra = {}) {
+    headers.addCopy(":method", method);
+    headers.addCopy(":scheme", "http");
+    headers.addCopy(":authority", host);
+    headers.addCopy(":path", path);
+    for (auto& [k, v] : extra) headers.addCopy(k, v);
+  }
+};
+
+// The name of the route that matches, or "-" for none.
+std::string matchName(const RouteTable& table, const Request& req) {
+  const RouteEntry* e = table.match(req.headers, 0);
+  return e ? e->name() : "-";
+}
+
+TEST(RouteTableTest, PrefixPathRegexSeparatedPrefix) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"exact","match":{"path":"/exact"},"route":{"cluster":"c"}},
+    {"name":"regex","match":{"safe_regex":{"regex":"/re/[0-9]+"}},"route":{"cluster":"c"}},
+    {"name":"sep","match":{"path_separated_prefix":"/api"},"route":{"cluster":"c"}},
+    {"name":"pre","match":{"prefix":"/p"},"route":{"cluster":"c"}})"));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(matchName(*t, Request("/exact")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/exact?x=1")), "exact");  // query ignored
+  EXPECT_EQ(matchName(*t, Request("/exactly")), "-");
+  EXPECT_EQ(matchName(*t, Request("/EXACT")), "-");  // case_sensitive by default
+  EXPECT_EQ(matchName(*t, Request("/re/123")), "regex");
+  EXPECT_EQ(matchName(*t, Request("/re/123?q")), "regex");  // full match without query
+  EXPECT_EQ(matchName(*t, Request("/re/12a")), "-");
+  EXPECT_EQ(matchName(*t, Request("/api")), "sep");
+  EXPECT_EQ(matchName(*t, Request("/api/v1")), "sep");
+  EXPECT_EQ(matchName(*t, Request("/api?x")), "sep");
+  EXPECT_EQ(matchName(*t, Request("/apix")), "-");
+  EXPECT_EQ(matchName(*t, Request("/px")), "pre");
+  EXPECT_EQ(matchName(*t, Request("/x")), "-");
+}
+
+TEST(RouteTableTest, RoutesTriedInOrder) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"a","match":{"prefix":"/"},"route":{"cluster":"a"}},
+    {"name":"b","match":{"prefix":"/b"},"route":{"cluster":"b"}})"));
+  EXPECT_EQ(matchName(*t, Request("/b")), "a");
+}
+
+TEST(RouteTableTest, CaseInsensitivePaths) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"p","match":{"prefix":"/Foo","case_sensitive":false},"route":{"cluster":"c"}},
+    {"name":"x","match":{"path":"/Bar","case_sensitive":false},"route":{"cluster":"c"}},
+    {"name":"s","match":{"path_separated_prefix":"/Baz","case_sensitive":false},"route":{"cluster":"c"}})"));
+  EXPECT_EQ(matchName(*t, Request("/fOO/x")), "p");
+  EXPECT_EQ(matchName(*t, Request("/bar")), "x");
+  EXPECT_EQ(matchName(*t, Request("/BAZ/1")), "s");
+}
+
+TEST(RouteTableTest, HeaderMatchers) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"exact","match":{"prefix":"/","headers":[{"name":"x-a","string_match":{"exact":"v"}}]},"route":{"cluster":"c"}},
+    {"name":"ic","match":{"prefix":"/","headers":[{"name":"x-b","string_match":{"exact":"VaL","ignore_case":true}}]},"route":{"cluster":"c"}},
+    {"name":"prefix","match":{"prefix":"/","headers":[{"name":"x-c","string_match":{"prefix":"ab"}}]},"route":{"cluster":"c"}},
+    {"name":"suffix","match":{"prefix":"/","headers":[{"name":"x-d","string_match":{"suffix":"yz"}}]},"route":{"cluster":"c"}},
+    {"name":"contains","match":{"prefix":"/","headers":[{"name":"x-e","string_match":{"contains":"mid","ignore_case":true}}]},"route":{"cluster":"c"}},
+    {"name":"regex","match":{"prefix":"/","headers":[{"name":"x-f","string_match":{"safe_regex":{"regex":"[0-9]{3}"}}}]},"route":{"cluster":"c"}},
+    {"name":"lexact","match":{"prefix":"/","headers":[{"name":"x-g","exact_match":"v"}]},"route":{"cluster":"c"}},
+    {"name":"lprefix","match":{"prefix":"/","headers":[{"name":"x-h","prefix_match":"ab"}]},"route":{"cluster":"c"}},
+    {"name":"lsuffix","match":{"prefix":"/","headers":[{"name":"x-i","suffix_match":"yz"}]},"route":{"cluster":"c"}},
+    {"name":"lcontains","match":{"prefix":"/","headers":[{"name":"x-j","contains_match":"mid"}]},"route":{"cluster":"c"}},
+    {"name":"lregex","match":{"prefix":"/","headers":[{"name":"x-k","safe_regex_match":{"regex":"a+"}}]},"route":{"cluster":"c"}},
+    {"name":"range","match":{"prefix":"/","headers":[{"name":"x-l","range_match":{"start":"-10","end":"0"}}]},"route":{"cluster":"c"}},
+    {"name":"method","match":{"prefix":"/","headers":[{"name":":method","string_match":{"exact":"POST"}}]},"route":{"cluster":"c"}},
+    {"name":"present","match":{"prefix":"/present","headers":[{"name":"x-m","present_match":true}]},"route":{"cluster":"c"}},
+    {"name":"absent","match":{"prefix":"/present","headers":[{"name":"x-m","present_match":false}]},"route":{"cluster":"c"}},
+    {"name":"inverted","match":{"prefix":"/inv","headers":[{"name":"x-n","string_match":{"exact":"no"},"invert_match":true}]},"route":{"cluster":"c"}},
+    {"name":"missing-empty","match":{"prefix":"/inv","headers":[{"name":"x-o","string_match":{"exact":""},"treat_missing_header_as_empty":true}]},"route":{"cluster":"c"}},
+    {"name":"none","match":{"prefix":"/"},"route":{"cluster":"c"}})"));
+  auto with = [&](const std::string& k, const std::string& v, const std::string& path = "/") {
+    return matchName(*t, Request(path, "h", "GET", {{k, v}}));
+  };
+  EXPECT_EQ(with("x-a", "v"), "exact");
+  EXPECT_EQ(with("X-A", "v"), "exact");  // names are case-insensitive
+  EXPECT_EQ(with("x-a", "V"), "none");
+  EXPECT_EQ(with("x-b", "val"), "ic");
+  EXPECT_EQ(with("x-c", "abc"), "prefix");
+  EXPECT_EQ(with("x-c", "xab"), "none");
+  EXPECT_EQ(with("x-d", "xyz"), "suffix");
+  EXPECT_EQ(with("x-e", "aMIDb"), "contains");
+  EXPECT_EQ(with("x-f", "123"), "regex");
+  EXPECT_EQ(with("x-f", "1234"), "none");
+  EXPECT_EQ(with("x-g", "v"), "lexact");
+  EXPECT_EQ(with("x-h", "abz"), "lprefix");
+  EXPECT_EQ(with("x-i", "ayz"), "lsuffix");
+  EXPECT_EQ(with("x-j", "amidb"), "lcontains");
+  EXPECT_EQ(with("x-j", "aMIDb"), "none");  // legacy matchers are case-sensitive
+  EXPECT_EQ(with("x-k", "aaa"), "lregex");
+  EXPECT_EQ(with("x-l", "-1"), "range");
+  EXPECT_EQ(with("x-l", "0"), "none");  // end is exclusive
+  EXPECT_EQ(with("x-l", "-10"), "range");
+  EXPECT_EQ(with("x-l", "abc"), "none");
+  EXPECT_EQ(matchName(*t, Request("/", "h", "POST")), "method");
+  EXPECT_EQ(with("x-m", "", "/present"), "present");
+  EXPECT_EQ(matchName(*t, Request("/present")), "absent");
+  EXPECT_EQ(with("x-n", "yes", "/inv"), "inverted");
+  EXPECT_EQ(with("x-n", "no", "/inv"), "missing-empty");
+  // A missing header does not match an inverted matcher; treat_missing_header_as_empty does.
+  EXPECT_EQ(matchName(*t, Request("/inv")), "missing-empty");
+  EXPECT_EQ(with("x-o", "z", "/inv"), "none");
+}
+
+TEST(RouteTableTest, RepeatedHeaderValuesAreJoined) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"j","match":{"prefix":"/","headers":[{"name":"x-a","string_match":{"exact":"1,2"}}]},"route":{"cluster":"c"}})"));
+  EXPECT_EQ(matchName(*t, Request("/", "h", "GET", {{"x-a", "1"}, {"x-a", "2"}})), "j");
+  EXPECT_EQ(matchName(*t, Request("/", "h", "GET", {{"x-a", "1"}})), "-");
+}
+
+TEST(RouteTableTest, QueryParameters) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"eq","match":{"prefix":"/","query_parameters":[{"name":"a","string_match":{"exact":"1"}}]},"route":{"cluster":"c"}},
+    {"name":"re","match":{"prefix":"/","query_parameters":[{"name":"b","string_match":{"safe_regex":{"regex":"x.*"}}}]},"route":{"cluster":"c"}},
+    {"name":"present","match":{"prefix":"/","query_parameters":[{"name":"c","present_match":true}]},"route":{"cluster":"c"}},
+    {"name":"none","match":{"prefix":"/"},"route":{"cluster":"c"}})"));
+  EXPECT_EQ(matchName(*t, Request("/?a=1")), "eq");
+  EXPECT_EQ(matchName(*t, Request("/?z=9&a=1")), "eq");
+  EXPECT_EQ(matchName(*t, Request("/?a=2&a=1")), "none");  // first occurrence counts
+  EXPECT_EQ(matchName(*t, Request("/?b=xyz")), "re");
+  EXPECT_EQ(matchName(*t, Request("/?c")), "present");
+  EXPECT_EQ(matchName(*t, Request("/?c=")), "present");
+  EXPECT_EQ(matchName(*t, Request("/?cc=1")), "none");
+  EXPECT_EQ(matchName(*t, Request("/#a=1")), "none");  // fragment is not a query
+}
+
+TEST(RouteTableTest, DomainPrecedence) {
+  auto t = mustCompile(R"({"virtual_hosts":[
+    {"name":"any","domains":["*"],"routes":[{"name":"any","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"pre","domains":["foo.*"],"routes":[{"name":"pre","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"longpre","domains":["foo.bar.*"],"routes":[{"name":"longpre","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"suf","domains":["*.com"],"routes":[{"name":"suf","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"longsuf","domains":["*.example.com"],"routes":[{"name":"longsuf","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"exact","domains":["www.Example.com","port.test:8080"],"routes":[{"name":"exact","match":{"prefix":"/"},"route":{"cluster":"c"}}]},
+    {"name":"noport","domains":["np.test"],"routes":[{"name":"noport","match":{"prefix":"/"},"route":{"cluster":"c"}}]}
+  ]})");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(matchName(*t, Request("/", "www.example.com")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/", "WWW.EXAMPLE.COM")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/", "api.example.com")), "longsuf");
+  EXPECT_EQ(matchName(*t, Request("/", "example.com")), "suf");  // "*.example.com" needs one char
+  EXPECT_EQ(matchName(*t, Request("/", "foo.example.com")), "longsuf");  // suffix beats prefix
+  EXPECT_EQ(matchName(*t, Request("/", "foo.bar.org")), "longpre");
+  EXPECT_EQ(matchName(*t, Request("/", "foo.org")), "pre");
+  EXPECT_EQ(matchName(*t, Request("/", "other.org")), "any");
+  EXPECT_EQ(matchName(*t, Request("/", "port.test:8080")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/", "port.test")), "any");
+  EXPECT_EQ(matchName(*t, Request("/", "np.test:9000")), "noport");  // then without the port
+  EXPECT_EQ(matchName(*t, Request("/", "www.example.com:443")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/", "[::1]:80")), "any");
+}
+
+TEST(RouteTableTest, NoCatchAllMeansNoRoute) {
+  auto t = mustCompile(R"({"virtual_hosts":[
+    {"name":"a","domains":["a.test"],"routes":[{"match":{"prefix":"/"},"route":{"cluster":"c"}}]}]})");
+  EXPECT_EQ(t->match(Request("/", "b.test").headers, 0), nullptr);
+  EXPECT_NE(t->match(Request("/", "a.test").headers, 0), nullptr);
+}
+
+TEST(RouteTableTest, ClusterActions) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"c","match":{"prefix":"/c"},"route":{"cluster":"cl","timeout":"2.5s","auto_host_rewrite":true}},
+    {"name":"h","match":{"prefix":"/h"},"route":{"cluster_header":"X-Cluster","timeout":"0s"}},
+    {"name":"w","match":{"prefix":"/w"},"route":{"weighted_clusters":{"clusters":[
+      {"name":"w1","weight":1},{"name":"w2","weight":3},{"cluster_header":"x-cluster","weight":1}]}}})"));
+  const RouteEntry* c = t->match(Request("/c").headers, 0);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->kind(), RouteEntry::Kind::kCluster);
+  Request r("/h", "h", "GET", {{"x-cluster", "from-header"}});
+  EXPECT_EQ(c->clusterName(r.headers, 0), "cl");
+  EXPECT_EQ(c->timeout(), std::chrono::milliseconds(2500));
+  EXPECT_TRUE(c->autoHostRewrite());
+  const RouteEntry* h = t->match(r.headers, 0);
+  EXPECT_EQ(h->clusterName(r.headers, 0), "from-header");
+  EXPECT_EQ(h->clusterName(Request("/h").headers, 0), "");
+  EXPECT_EQ(h->timeout(), std::chrono::milliseconds(0));
+  EXPECT_FALSE(h->autoHostRewrite());
+  const RouteEntry* w = t->match(Request("/w").headers, 0);
+  EXPECT_EQ(w->timeout(), std::chrono::milliseconds(15000));
+  std::map<std::string, int> counts;
+  for (uint64_t i = 0; i < 500; ++i) counts[std::string(w->clusterName(r.headers, i))]++;
+  EXPECT_EQ(counts["w1"], 100);
+  EXPECT_EQ(counts["w2"], 300);
+  EXPECT_EQ(counts["from-header"], 100);
+  EXPECT_EQ(w->clusterName(r.headers, 0), "w1");
+  EXPECT_EQ(w->clusterName(r.headers, 1), "w2");
+  EXPECT_EQ(w->clusterName(r.headers, 4), "from-header");
+  EXPECT_EQ(w->clusterName(r.headers, 5), "w1");
+  std::vector<std::string> clusters = t->referencedClusters();
+  EXPECT_EQ(clusters, (std::vector<std::string>{"cl", "w1", "w2"}));
+}
+
+TEST(RouteTableTest, TotalWeightMustMatch) {
+  EXPECT_EQ(compileError(oneHost(R"({"match":{"prefix":"/"},"route":{"weighted_clusters":{
+      "total_weight":10,"clusters":[{"name":"a","weight":1}]}}})")),
+            "rc.virtual_hosts[0].routes[0].route.weighted_clusters.total_weight: is 10 but the "
+            "weights sum to 1");
+  EXPECT_TRUE(compileJson(oneHost(R"({"match":{"prefix":"/"},"route":{"weighted_clusters":{
+      "total_weight":3,"clusters":[{"name":"a","weight":1},{"name":"b","weight":2}]}}})")));
+}
+
+std::string rewrittenPath(const RouteTable& t, const std::string& path) {
+  Request r(path);
+  const RouteEntry* e = t.match(r.headers, 0);
+  if (!e) return "-";
+  e->finalizeRequestHeaders(r.headers);
+  return std::string(r.headers.path()) + " @" + std::string(r.headers.authority());
+}
+
+TEST(RouteTableTest, PathAndHostRewrites) {
+  auto t = mustCompile(oneHost(R"J(
+    {"match":{"prefix":"/old/"},"route":{"cluster":"c","prefix_rewrite":"/new/","host_rewrite_literal":"up.internal"}},
+    {"match":{"path":"/exact"},"route":{"cluster":"c","prefix_rewrite":"/whole"}},
+    {"match":{"safe_regex":{"regex":"/re/.*"}},"route":{"cluster":"c","regex_rewrite":{"pattern":{"regex":"^/re/(\\w+)/(\\w+)"},"substitution":"/\\2/\\1"}}},
+    {"match":{"prefix":"/CI/","case_sensitive":false},"route":{"cluster":"c","prefix_rewrite":"/"}},
+    {"match":{"prefix":"/"},"route":{"cluster":"c","regex_rewrite":{"pattern":{"regex":"a"},"substitution":"b"}}})J"));
+  EXPECT_EQ(rewrittenPath(*t, "/old/x?q=1"), "/new/x?q=1 @up.internal");
+  EXPECT_EQ(rewrittenPath(*t, "/exact?a"), "/whole?a @example.com");
+  EXPECT_EQ(rewrittenPath(*t, "/re/one/two?k=a"), "/two/one?k=a @example.com");
+  EXPECT_EQ(rewrittenPath(*t, "/ci/x"), "/x @example.com");
+  EXPECT_EQ(rewrittenPath(*t, "/banana?a=a"), "/bbnbnb?a=a @example.com");  // query kept
+}
+
+TEST(RouteTableTest, DirectResponse) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"s","match":{"prefix":"/s"},"direct_response":{"status":200,"body":{"inline_string":"hello"}}},
+    {"name":"b","match":{"prefix":"/b"},"direct_response":{"status":403,"body":{"inline_bytes":"aGk="}}},
+    {"name":"e","match":{"prefix":"/e"},"direct_response":{"status":204}})"));
+  const RouteEntry* s = t->match(Request("/s").headers, 0);
+  EXPECT_EQ(s->kind(), RouteEntry::Kind::kDirectResponse);
+  EXPECT_EQ(s->directStatus(), 200u);
+  EXPECT_EQ(s->directBody(), "hello");
+  const RouteEntry* b = t->match(Request("/b").headers, 0);
+  EXPECT_EQ(b->directStatus(), 403u);
+  EXPECT_EQ(b->directBody(), "hi");
+  EXPECT_EQ(t->match(Request("/e").headers, 0)->directBody(), "");
+}
+
+std::string location(const RouteTable& t, const std::string& path, const std::string& host,
+                     const std::string& scheme = "http") {
+  HeaderMap h;
+  h.addCopy(":method", "GET");
+  h.addCopy(":scheme", scheme);
+  h.addCopy(":authority", host);
+  h.addCopy(":path", path);
+  const RouteEntry* e = t.match(h, 0);
+  if (!e || e->kind() != RouteEntry::Kind::kRedirect) return "-";
+  return std::to_string(e->redirectStatus()) + " " + e->redirectLocation(h);
+}
+
+TEST(RouteTableTest, Redirects) {
+  auto t = mustCompile(oneHost(R"(
+    {"match":{"prefix":"/https"},"redirect":{"https_redirect":true}},
+    {"match":{"prefix":"/scheme"},"redirect":{"scheme_redirect":"ftp","response_code":"FOUND"}},
+    {"match":{"prefix":"/host"},"redirect":{"host_redirect":"new.test","response_code":"SEE_OTHER"}},
+    {"match":{"prefix":"/port"},"redirect":{"port_redirect":8443,"response_code":"TEMPORARY_REDIRECT"}},
+    {"match":{"prefix":"/path"},"redirect":{"path_redirect":"/elsewhere","response_code":"PERMANENT_REDIRECT"}},
+    {"match":{"prefix":"/pq"},"redirect":{"path_redirect":"/there?fixed=1","strip_query":true}},
+    {"match":{"prefix":"/pre/"},"redirect":{"prefix_rewrite":"/post/"}},
+    {"match":{"prefix":"/strip"},"redirect":{"strip_query":true}})"));
+  EXPECT_EQ(location(*t, "/https/a?b", "h.test"), "301 https://h.test/https/a?b");
+  EXPECT_EQ(location(*t, "/https", "h.test:80"),
+            "301 https://h.test/https");  // default port dropped
+  EXPECT_EQ(location(*t, "/https", "h.test:8080"), "301 https://h.test:8080/https");
+  EXPECT_EQ(location(*t, "/https", "[::1]:80"), "301 https://[::1]/https");
+  EXPECT_EQ(location(*t, "/scheme", "h.test"), "302 ftp://h.test/scheme");
+  EXPECT_EQ(location(*t, "/host?x", "h.test:99"), "303 http://new.test/host?x");
+  EXPECT_EQ(location(*t, "/port", "h.test:99"), "307 http://h.test:8443/port");
+  EXPECT_EQ(location(*t, "/path?q=1", "h.test"), "308 http://h.test/elsewhere?q=1");
+  EXPECT_EQ(location(*t, "/pq?q=1", "h.test"), "301 http://h.test/there?fixed=1");
+  EXPECT_EQ(location(*t, "/pre/x?y", "h.test"), "301 http://h.test/post/x?y");
+  EXPECT_EQ(location(*t, "/strip/x?y=1", "h.test"), "301 http://h.test/strip/x");
+  EXPECT_EQ(location(*t, "/https", "h.test:443", "https"), "301 https://h.test:443/https");
+}
+
+TEST(RouteTableTest, HeaderEditsDefaultOrder) {
+  auto t = mustCompile(R"({
+    "request_headers_to_add":[{"header":{"key":"x-level","value":"config"},"append_action":"OVERWRITE_IF_EXISTS_OR_ADD"},
+                              {"header":{"key":"x-list","value":"config"}}],
+    "response_headers_to_add":[{"header":{"key":"x-resp","value":"config"},"append":false}],
+    "response_headers_to_remove":["server"],
+    "virtual_hosts":[{"name":"v","domains":["*"],
+      "request_headers_to_add":[{"header":{"key":"x-level","value":"vhost"},"append_action":"OVERWRITE_IF_EXISTS_OR_ADD"},
+                                {"header":{"key":"x-list","value":"vhost"}},
+                                {"header":{"key":"x-absent","value":"vhost"},"append_action":"ADD_IF_ABSENT"}],
+      "request_headers_to_remove":["x-drop"],
+      "response_headers_to_add":[{"header":{"key":"x-resp","value":"vhost"},"append":false}],
+      "routes":[{"match":{"prefix":"/"},"route":{"cluster":"c"},
+        "request_headers_to_add":[{"header":{"key":"X-Level","value":"route"},"append_action":"OVERWRITE_IF_EXISTS_OR_ADD"},
+                                  {"header":{"key":"x-list","value":"route"},"append":true},
+                                  {"header":{"key":"x-empty","value":""}},
+                                  {"header":{"key":"x-kept","value":""},"keep_empty_value":true}],
+        "response_headers_to_add":[{"header":{"key":"x-resp","value":"route"},"append":false}]}]}]})");
+  Request r("/", "h", "GET", {{"x-drop", "1"}, {"x-absent", "request"}});
+  const RouteEntry* e = t->match(r.headers, 0);
+  e->finalizeRequestHeaders(r.headers);
+  // Route, then vhost, then config: the most general overwrite wins.
+  EXPECT_EQ(r.headers.get("x-level"), "config");
+  std::vector<std::string> list;
+  for (auto& en : r.headers.entries()) {
+    if (en.name == "x-list") list.emplace_back(en.value);
+  }
+  EXPECT_EQ(list, (std::vector<std::string>{"route", "vhost", "config"}));
+  EXPECT_FALSE(r.headers.has("x-drop"));
+  EXPECT_EQ(r.headers.get("x-absent"), "request");
+  EXPECT_FALSE(r.headers.has("x-empty"));
+  EXPECT_EQ(r.headers.get("x-kept"), "");
+  HeaderMap resp;
+  resp.addCopy(":status", "200");
+  resp.addCopy("server", "up");
+  e->finalizeResponseHeaders(resp);
+  EXPECT_EQ(resp.get("x-resp"), "config");
+  EXPECT_FALSE(resp.has("server"));
+}
+
+TEST(RouteTableTest, MostSpecificHeaderMutationsWins) {
+  auto t = mustCompile(R"({"most_specific_header_mutations_wins":true,
+    "request_headers_to_add":[{"header":{"key":"x-level","value":"config"},"append":false}],
+    "virtual_hosts":[{"name":"v","domains":["*"],
+      "request_headers_to_add":[{"header":{"key":"x-level","value":"vhost"},"append":false}],
+      "routes":[{"match":{"prefix":"/"},"route":{"cluster":"c"},
+        "request_headers_to_add":[{"header":{"key":"x-level","value":"route"},"append":false}]}]}]})");
+  Request r("/");
+  t->match(r.headers, 0)->finalizeRequestHeaders(r.headers);
+  EXPECT_EQ(r.headers.get("x-level"), "route");
+}
+
+TEST(RouteTableTest, ConfigErrors) {
+  auto route = [](const std::string& r) { return compileError(oneHost(r)); };
+  EXPECT_EQ(route(R"({"match":{"safe_regex":{"regex":"(a"}},"route":{"cluster":"c"}})"),
+            "rc.virtual_hosts[0].routes[0].match.safe_regex.regex: invalid RE2: missing ): (a");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"weighted_clusters":{"clusters":[{"name":"a","weight":0}]}}})"),
+      "rc.virtual_hosts[0].routes[0].route.weighted_clusters: weights sum to 0");
+  EXPECT_EQ(route(R"({"match":{"prefix":"/"},"route":{"cluster_specifier_plugin":"p"}})"),
+            "rc.virtual_hosts[0].routes[0].route.cluster_specifier_plugin: is not supported");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"redirect":{"regex_rewrite":{"pattern":{"regex":"a"},"substitution":"b"}}})"),
+      "rc.virtual_hosts[0].routes[0].redirect.regex_rewrite: is not supported");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"direct_response":{"status":200,"body":{"filename":"/etc/passwd"}}})"),
+      "rc.virtual_hosts[0].routes[0].direct_response.body.filename: is not supported");
+  EXPECT_EQ(route(R"({"match":{"prefix":"/"},"direct_response":{"status":99}})"),
+            "rc.virtual_hosts[0].routes[0].direct_response.status: 99 is not in [200, 600)");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/","headers":[{"name":"x","string_match":{"safe_regex":{"regex":"["}}}]},"route":{"cluster":"c"}})"),
+      "rc.virtual_hosts[0].routes[0].match.headers[0].string_match.safe_regex.regex: invalid "
+      "RE2: missing ]: [");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/","headers":[{"name":"x","safe_regex_match":{"regex":"("}}]},"route":{"cluster":"c"}})"),
+      "rc.virtual_hosts[0].routes[0].match.headers[0].safe_regex_match.regex: invalid RE2: "
+      "missing ): (");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/","headers":[{"name":"x","range_match":{"start":"5","end":"5"}}]},"route":{"cluster":"c"}})"),
+      "rc.virtual_hosts[0].routes[0].match.headers[0].range_match: start must be less than end");
+  EXPECT_EQ(
+      route(
+          R"J({"match":{"prefix":"/","query_parameters":[{"name":"q","string_match":{"safe_regex":{"regex":")"}}}]},"route":{"cluster":"c"}})J"),
+      "rc.virtual_hosts[0].routes[0].match.query_parameters[0].string_match.safe_regex.regex: "
+      "invalid RE2: unexpected ): )");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c","regex_rewrite":{"pattern":{"regex":"a"},"substitution":"\\1"}}})"),
+      "rc.virtual_hosts[0].routes[0].route.regex_rewrite.substitution: Rewrite schema "
+      "requests 1 matches, but the regexp only has 0 parenthesized subexpressions.");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c","regex_rewrite":{"pattern":{"regex":"(a"},"substitution":"b"}}})"),
+      "rc.virtual_hosts[0].routes[0].route.regex_rewrite.pattern.regex: invalid RE2: "
+      "missing ): (a");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c","prefix_rewrite":"/x","regex_rewrite":{"pattern":{"regex":"a"},"substitution":"b"}}})"),
+      "rc.virtual_hosts[0].routes[0].route: prefix_rewrite and regex_rewrite are both set");
+  EXPECT_EQ(route(R"({"match":{"prefix":"/"},"route":{"cluster":"c","host_rewrite_header":"x"}})"),
+            "rc.virtual_hosts[0].routes[0].route.host_rewrite_header: is not supported");
+  EXPECT_EQ(route(R"({"match":{"prefix":"/"}})"),
+            "rc.virtual_hosts[0].routes[0]: one of route, redirect, direct_response is required");
+  EXPECT_EQ(route(R"({"match":{},"route":{"cluster":"c"}})"),
+            "rc.virtual_hosts[0].routes[0].match: one of prefix, path, safe_regex, "
+            "path_separated_prefix is required");
+  EXPECT_EQ(route(R"({"match":{"path_separated_prefix":"/a/"},"route":{"cluster":"c"}})"),
+            "rc.virtual_hosts[0].routes[0].match.path_separated_prefix: must be non-empty, "
+            "without ? or #, and not end in /");
+  EXPECT_EQ(route(R"({"match":{"prefix":"/","grpc":{}},"route":{"cluster":"c"}})"),
+            "rc.virtual_hosts[0].routes[0].match.grpc: is not supported");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"request_headers_to_add":[{"header":{"key":"x","value":"%REQ(y)%"}}]})"),
+      "rc.virtual_hosts[0].routes[0].request_headers_to_add[0].header.value: "
+      "%-substitution is not supported");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"request_headers_to_add":[{"header":{"key":":path","value":"x"}}]})"),
+      "rc.virtual_hosts[0].routes[0].request_headers_to_add[0].header.key: \":path\" may not "
+      "be modified (empty, pseudo-header or host)");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"response_headers_to_add":[{"header":{"key":"x","value":"v"},"append":true,"append_action":"ADD_IF_ABSENT"}]})"),
+      "rc.virtual_hosts[0].routes[0].response_headers_to_add[0]: append and append_action "
+      "are both set");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"response_headers_to_add":[{"header":{"key":"x","value":"v"},"append_action":"OVERWRITE_IF_EXISTS"}]})"),
+      "rc.virtual_hosts[0].routes[0].response_headers_to_add[0].append_action: "
+      "OVERWRITE_IF_EXISTS is not supported");
+  EXPECT_EQ(
+      route(
+          R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"request_headers_to_remove":["Host"]})"),
+      "rc.virtual_hosts[0].routes[0].request_headers_to_remove[0]: \"Host\" may not be "
+      "removed (empty, pseudo-header or host)");
+  EXPECT_EQ(
+      compileError(R"({"virtual_hosts":[
+      {"name":"a","domains":["a.test","*"],"routes":[]},
+      {"name":"b","domains":["b.test"],"routes":[]},
+      {"name":"c","domains":["x","A.TEST"],"routes":[]}]})"),
+      "rc.virtual_hosts[2].domains[1]: duplicate domain \"A.TEST\" (also in virtual_hosts[0])");
+  EXPECT_EQ(compileError(R"({"virtual_hosts":[{"name":"a","domains":[],"routes":[]}]})"),
+            "rc.virtual_hosts[0].domains: must not be empty");
+  EXPECT_EQ(compileError(R"({"virtual_hosts":[{"name":"a","domains":["*"],"require_tls":"ALL"}]})"),
+            "rc.virtual_hosts[0].require_tls: ALL is not supported");
+  EXPECT_EQ(
+      compileError(
+          R"({"request_headers_to_add":[{"header":{"key":"","value":"v"}}],"virtual_hosts":[]})"),
+      "rc.request_headers_to_add[0].header.key: \"\" may not be modified (empty, pseudo-header "
+      "or host)");
+  EXPECT_EQ(
+      compileError(
+          R"({"max_direct_response_body_size_bytes":2,"virtual_hosts":[{"name":"a","domains":["*"],"routes":[
+      {"match":{"prefix":"/"},"direct_response":{"status":200,"body":{"inline_string":"abc"}}}]}]})"),
+      "rc.virtual_hosts[0].routes[0].direct_response.body: 3 bytes is more than "
+      "max_direct_response_body_size_bytes (2)");
+}
+
+}  // namespace
+}  // namespace skiff::router
