@@ -382,10 +382,48 @@ void HeaderEdits::apply(HeaderMap& headers) const {
   }
 }
 
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+using IndexMap = std::unordered_map<std::string, uint32_t, StringViewHash, std::equal_to<>>;
+
+// A run of consecutive routes that match on a case-sensitive prefix or path
+// alone. Envoy tries routes in order; within such a run, the first route that
+// matches is the one with the smallest index among those whose prefix is a
+// prefix of the path (or whose path is the path), so a hash lookup per distinct
+// prefix length finds it without scanning every route.
+struct RouteRunIndex {
+  IndexMap prefixes;                   // prefix -> smallest route index
+  IndexMap paths;                      // path -> smallest route index
+  std::vector<size_t> prefix_lengths;  // distinct, ascending
+
+  uint32_t find(std::string_view path) const {
+    uint32_t best = UINT32_MAX;
+    if (auto it = paths.find(path); it != paths.end()) best = it->second;
+    for (size_t len : prefix_lengths) {
+      if (len > path.size()) break;
+      if (auto it = prefixes.find(path.substr(0, len)); it != prefixes.end()) {
+        best = std::min(best, it->second);
+      }
+    }
+    return best;
+  }
+};
+
+// Routes [begin, end) of a virtual host, scanned in order, or looked up
+// through index when they form a long enough run of simple routes.
+struct RouteSegment {
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  std::unique_ptr<RouteRunIndex> index;
+};
+
 // One virtual host: its routes and its header edits.
 struct VirtualHost {
   std::string name;
   std::vector<std::unique_ptr<RouteEntry>> routes;
+  std::vector<RouteSegment> segments;
   HeaderEdits request_edits;
   HeaderEdits response_edits;
 };
@@ -873,6 +911,51 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
                                 ? config.max_direct_response_body_size_bytes().value()
                                 : 4096;  // Envoy's default
 
+  // A lambda, so that it shares compile()'s access to RouteEntry::data_.
+  auto indexRoutes = [](VirtualHost& host) {
+    // Shorter runs are faster to scan than to hash into.
+    constexpr uint32_t kMinIndexedRun = 16;
+    using PathKind = RouteEntry::Data::PathKind;
+    auto simple = [](const RouteEntry& r) {
+      const RouteEntry::Data& d = *r.data_;
+      return d.case_sensitive && d.headers.empty() && d.query.empty() &&
+             (d.path_kind == PathKind::kPrefix || d.path_kind == PathKind::kPath);
+    };
+    const uint32_t n = static_cast<uint32_t>(host.routes.size());
+    uint32_t i = 0;
+    while (i < n) {
+      uint32_t j = i;
+      while (j < n && simple(*host.routes[j])) ++j;
+      if (j - i >= kMinIndexedRun) {
+        auto index = std::make_unique<RouteRunIndex>();
+        std::unordered_set<size_t> lengths;
+        for (uint32_t k = i; k < j; ++k) {
+          const RouteEntry::Data& d = *host.routes[k]->data_;
+          if (d.path_kind == PathKind::kPrefix) {
+            index->prefixes.emplace(d.path_value, k);  // emplace keeps the first (smallest) index
+            lengths.insert(d.path_value.size());
+          } else {
+            index->paths.emplace(d.path_value, k);
+          }
+        }
+        index->prefix_lengths.assign(lengths.begin(), lengths.end());
+        std::sort(index->prefix_lengths.begin(), index->prefix_lengths.end());
+        host.segments.push_back({i, j, std::move(index)});
+        i = j;
+        continue;
+      }
+      // A linear segment: up to the next long simple run.
+      uint32_t begin = i;
+      while (i < n) {
+        uint32_t k = i;
+        while (k < n && simple(*host.routes[k])) ++k;
+        if (k - i >= kMinIndexedRun) break;
+        i = k == i ? i + 1 : k;
+      }
+      host.segments.push_back({begin, i, nullptr});
+    }
+  };
+
   std::unordered_map<std::string, int> domain_owner;  // lowercase domain -> vhost index
   std::map<size_t, CaseInsensitiveMap<const VirtualHost*>, std::greater<>> suffixes, prefixes;
 
@@ -1016,6 +1099,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       entry->redirect_status_ = redirect_status;
       host->routes.push_back(std::move(entry));
     }
+    indexRoutes(*host);
     table->vhosts.push_back(std::move(host));
   }
   for (auto& [len, map] : suffixes) table->suffixes.emplace_back(len, std::move(map));
@@ -1027,8 +1111,15 @@ const RouteEntry* RouteTable::match(const HeaderMap& request, uint64_t) const {
   const VirtualHost* vh = data_->findVirtualHost(request.authority());
   if (!vh) return nullptr;
   SplitPath split = splitPath(request.path());
-  for (const auto& r : vh->routes) {
-    if (r->data_->matches(request, split)) return r.get();
+  for (const RouteSegment& seg : vh->segments) {
+    if (seg.index) {
+      uint32_t k = seg.index->find(split.path);
+      if (k != UINT32_MAX) return vh->routes[k].get();
+      continue;
+    }
+    for (uint32_t k = seg.begin; k < seg.end; ++k) {
+      if (vh->routes[k]->data_->matches(request, split)) return vh->routes[k].get();
+    }
   }
   return nullptr;
 }

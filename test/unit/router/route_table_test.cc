@@ -86,6 +86,38 @@ TEST(RouteTableTest, RoutesTriedInOrder) {
   EXPECT_EQ(matchName(*t, Request("/b")), "a");
 }
 
+// Long runs of plain prefix/path routes are looked up through an index; the
+// first route in order must still win, across runs and scanned routes.
+TEST(RouteTableTest, IndexedRunsKeepRouteOrder) {
+  std::string routes;
+  auto add = [&](const std::string& name, const std::string& match) {
+    if (!routes.empty()) routes += ",";
+    routes += R"({"name":")" + name + R"(","match":{)" + match + R"(},"route":{"cluster":"c"}})";
+  };
+  for (int i = 0; i < 20; ++i)
+    add("a" + std::to_string(i), R"("prefix":"/a)" + std::to_string(i) + R"(")");
+  add("ab", R"("prefix":"/a1/b")");  // shadowed by a1
+  add("exact", R"("path":"/exact")");
+  add("hdr", R"("prefix":"/h","headers":[{"name":"x","present_match":true}])");
+  for (int i = 0; i < 20; ++i)
+    add("b" + std::to_string(i), R"("prefix":"/b)" + std::to_string(i) + R"(")");
+  add("h", R"("prefix":"/h")");
+  add("exact2", R"("path":"/exact")");
+  add("root", R"("prefix":"/")");
+  auto t = mustCompile(oneHost(routes));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(matchName(*t, Request("/a1/b")), "a1");
+  EXPECT_EQ(matchName(*t, Request("/a15?x")), "a1");  // "/a1" comes before "/a15"
+  EXPECT_EQ(matchName(*t, Request("/a7")), "a7");
+  EXPECT_EQ(matchName(*t, Request("/exact")), "exact");
+  EXPECT_EQ(matchName(*t, Request("/exact/no")), "root");
+  EXPECT_EQ(matchName(*t, Request("/h", "h", "GET", {{"x", "1"}})), "hdr");
+  EXPECT_EQ(matchName(*t, Request("/h")), "h");
+  EXPECT_EQ(matchName(*t, Request("/b19/z")), "b1");
+  EXPECT_EQ(matchName(*t, Request("/b2")), "b2");
+  EXPECT_EQ(matchName(*t, Request("/zzz")), "root");
+}
+
 TEST(RouteTableTest, CaseInsensitivePaths) {
   auto t = mustCompile(oneHost(R"(
     {"name":"p","match":{"prefix":"/Foo","case_sensitive":false},"route":{"cluster":"c"}},
