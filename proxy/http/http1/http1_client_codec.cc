@@ -1,0 +1,265 @@
+// The upstream side of HTTP/1.1: requests out, responses in, one exchange at
+// a time on a connection that the pool may reuse.
+#include <array>
+
+#include "proxy/http/http1/http1_codec.h"
+
+namespace skiff::http {
+
+using http1_detail::HeaderWriter;
+
+namespace {
+
+// "000".."999", so :status is a view into static storage rather than a copy.
+constexpr std::array<char, 3000> kStatusDigits = [] {
+  std::array<char, 3000> t{};
+  for (int i = 0; i < 1000; ++i) {
+    t[i * 3] = static_cast<char>('0' + i / 100);
+    t[i * 3 + 1] = static_cast<char>('0' + i / 10 % 10);
+    t[i * 3 + 2] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}();
+
+std::string_view statusDigits(int status) {
+  return {kStatusDigits.data() + static_cast<size_t>(status) * 3, 3};
+}
+
+// RFC 9110 8.6: "A user agent SHOULD NOT send a Content-Length header field
+// when the request message does not contain content and the method
+// semantics do not anticipate such data."
+bool anticipatesNoContent(std::string_view method) { return method == "GET" || method == "HEAD"; }
+
+}  // namespace
+
+Http1ClientCodec::Http1ClientCodec(CodecOwner& owner, Http1Settings settings)
+    : Http1Codec(owner, settings, HTTP_RESPONSE) {}
+
+Http1ClientCodec::~Http1ClientCodec() = default;
+
+RequestEncoder& Http1ClientCodec::newStream(StreamDecoder& response_decoder) {
+  ActiveRequest& s = stream_;
+  s.active = true;
+  s.callbacks_ = nullptr;
+  s.response_decoder = &response_decoder;
+  s.request_complete = false;
+  s.response_started = false;
+  s.response_complete = false;
+  s.head_request = false;
+  s.chunked_out = false;
+  ++stream_epoch_;
+  decoder_ = &response_decoder;
+  return s;
+}
+
+bool Http1ClientCodec::dispatch(BufferChain& data, CodecError& error) {
+  if (error_detail_ == nullptr && !stopped_ && !data.empty() && !stream_.active) {
+    // Bytes with no request to answer: the connection cannot be trusted.
+    error_status_ = 0;
+    error_detail_ = "unexpected data from upstream";
+  }
+  if (error_detail_ == nullptr && stopped_) {
+    data.clear();
+    return true;
+  }
+  bool ok = error_detail_ == nullptr;
+  if (ok) {
+    pending_.move(data);
+    in_dispatch_ = true;
+    ok = parsePending();
+    in_dispatch_ = false;
+    if (ok && !stream_.active && !pending_.empty()) {
+      error_detail_ = "unexpected data after the response";
+      ok = false;
+    }
+  }
+  if (!ok) {
+    data.clear();
+    pending_.clear();
+    stopped_ = true;
+    reusable_ = false;
+    error.http_status = 0;  // Nothing to answer upstream; the router picks the status.
+    error.detail = error_detail_;
+    resetActive(ResetReason::kProtocolError, error_detail_);
+    checkBufferedInput();
+    return false;
+  }
+  checkBufferedInput();
+  return true;
+}
+
+void Http1ClientCodec::onAboveWriteBufferHighWatermark() {
+  if (stream_.active && stream_.callbacks_) stream_.callbacks_->onAboveWriteBufferHighWatermark();
+}
+
+void Http1ClientCodec::onBelowWriteBufferLowWatermark() {
+  if (stream_.active && stream_.callbacks_) stream_.callbacks_->onBelowWriteBufferLowWatermark();
+}
+
+void Http1ClientCodec::onTransportClosed(ResetReason reason) {
+  reusable_ = false;
+  if (stream_.active && !stopped_ && stream_.response_started &&
+      llhttp_message_needs_eof(&parser_)) {
+    // A response without content-length or chunked ends where the connection does.
+    llhttp_finish(&parser_);
+  }
+  stopped_ = true;
+  pending_.clear();
+  if (reason != ResetReason::kConnectionFailure) reason = ResetReason::kConnectionTermination;
+  resetActive(reason, "upstream connection closed before the response was complete");
+}
+
+void Http1ClientCodec::onMessageBegin() {
+  informational_ = false;
+  headers_->addView(":status", "");
+}
+
+int Http1ClientCodec::onHeadersComplete() {
+  if (parser_.http_major != 1 || parser_.http_minor > 1) {
+    return fail(502, "unsupported HTTP version");
+  }
+  int status = parser_.status_code;
+  if (status == 101) return fail(502, "protocol upgrade is not supported");
+  if (status < 100 || status > 999) return fail(502, "invalid status code");
+  headers_->mutableEntries()[0].value = statusDigits(status);
+  removeConnectionNominated();
+  if (status < 200) {
+    informational_ = true;
+    ready_headers_ = std::move(headers_);
+    return 1;  // 1xx: no body; the final response follows.
+  }
+  stream_.response_started = true;
+  ready_headers_ = std::move(headers_);
+  // The response to a HEAD carries framing fields but no body.
+  return stream_.head_request ? 1 : 0;
+}
+
+void Http1ClientCodec::onMessageComplete() {
+  if (informational_) {
+    informational_ = false;
+    HeaderMapPtr headers = std::move(ready_headers_);
+    if (stream_.active && decoder_ && headers) decoder_->decode1xxHeaders(std::move(headers));
+    return;
+  }
+  if (!llhttp_should_keep_alive(&parser_)) reusable_ = false;
+  if (!stream_.active) {
+    deliverMessageEnd();  // Discards: the stream was reset.
+    return;
+  }
+  // The stream ends before the last delivery, so that the decoder may start
+  // the next request on this connection from inside it.
+  stream_.response_complete = true;
+  maybeEndStream();
+  deliverMessageEnd();
+}
+
+void Http1ClientCodec::maybeEndStream() {
+  ActiveRequest& s = stream_;
+  if (!s.active || !s.response_complete) return;
+  // A response that ends before its request leaves the server's view of the
+  // connection unknown.
+  if (!s.request_complete) reusable_ = false;
+  s.active = false;
+  s.callbacks_ = nullptr;
+  clearStreamReadDisables();
+}
+
+void Http1ClientCodec::resetActive(ResetReason reason, std::string_view detail) {
+  ActiveRequest& s = stream_;
+  if (!s.active) return;
+  StreamCallbacks* callbacks = s.callbacks_;
+  s.active = false;
+  s.callbacks_ = nullptr;
+  decoder_ = nullptr;
+  ready_headers_.reset();
+  body_.clear();
+  ++stream_epoch_;
+  reusable_ = false;
+  clearStreamReadDisables();
+  if (callbacks) callbacks->onResetStream(reason, detail);
+}
+
+void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bool end_stream) {
+  if (!active || request_complete) return;
+  Http1ClientCodec& c = codec_;
+  std::string_view method = headers.method();
+  std::string_view authority = headers.authority();
+  head_request = method == "HEAD";
+  BufferChain out;
+  {
+    HeaderWriter w(out);
+    w.add(method);
+    w.add(" ");
+    w.add(headers.path());
+    w.add(" HTTP/1.1\r\n");
+    if (!authority.empty()) w.addField("host", authority);
+    bool has_content_length = false;
+    w.addFields(headers, has_content_length, !authority.empty());
+    if (!has_content_length) {
+      if (end_stream) {
+        if (!anticipatesNoContent(method)) w.add("content-length: 0\r\n");
+      } else {
+        chunked_out = true;
+        w.add("transfer-encoding: chunked\r\n");
+      }
+    }
+    w.add("\r\n");
+  }
+  c.owner_.write(out);
+  if (end_stream) request_complete = true;
+}
+
+void Http1ClientCodec::ActiveRequest::encodeData(BufferChain& data, bool end_stream) {
+  if (!active || request_complete) {
+    data.clear();
+    return;
+  }
+  Http1ClientCodec& c = codec_;
+  BufferChain out;
+  if (chunked_out) {
+    if (!data.empty()) {
+      http1_detail::appendChunkHeader(out, data.length());
+      out.move(data);
+      out.appendCopy(end_stream ? "\r\n0\r\n\r\n" : "\r\n");  // Chunk framing.
+    } else if (end_stream) {
+      out.appendCopy("0\r\n\r\n");  // Chunk framing: the last chunk.
+    }
+  } else {
+    out.move(data);
+  }
+  if (!out.empty()) c.owner_.write(out);
+  if (end_stream) request_complete = true;
+}
+
+void Http1ClientCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) {
+  if (!active || request_complete) return;
+  Http1ClientCodec& c = codec_;
+  if (chunked_out) {
+    BufferChain out;
+    {
+      HeaderWriter w(out);
+      w.add("0\r\n");
+      bool unused = false;
+      w.addFields(trailers, unused, false);
+      w.add("\r\n");
+    }
+    c.owner_.write(out);
+  }
+  // A content-length body has no place for trailers: they are dropped.
+  request_complete = true;
+}
+
+void Http1ClientCodec::ActiveRequest::resetStream(ResetReason reason) {
+  if (!active) return;
+  Http1ClientCodec& c = codec_;
+  // Half a request or half a response is on the wire: the connection is done.
+  c.stopped_ = true;
+  c.pending_.clear();
+  c.resetActive(reason, "");
+}
+
+void Http1ClientCodec::ActiveRequest::readDisable(bool disable) {
+  if (active) codec_.streamReadDisable(disable);
+}
+
+}  // namespace skiff::http

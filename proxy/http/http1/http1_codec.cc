@@ -1,0 +1,562 @@
+// What the HTTP/1 server and client codecs share: feeding llhttp slice by
+// slice, building header maps of views into the slabs, the RFC 9112 checks
+// that llhttp 8.1 leaves to its user, and header block serialization.
+#include "proxy/http/http1/http1_codec.h"
+
+#include <charconv>
+#include <cstring>
+#include <string>
+
+namespace skiff::http {
+namespace http1_detail {
+
+void HeaderWriter::add(std::string_view bytes) {
+  if (bytes.size() > sizeof(buf_) - used_) {
+    flush();
+    if (bytes.size() > sizeof(buf_)) {
+      out_.appendCopy(bytes);  // A huge field: copied straight into the chain.
+      return;
+    }
+  }
+  std::memcpy(buf_ + used_, bytes.data(), bytes.size());
+  used_ += bytes.size();
+}
+
+void HeaderWriter::addNumber(uint64_t n) {
+  char tmp[24];
+  auto r = std::to_chars(tmp, tmp + sizeof(tmp), n);
+  add({tmp, static_cast<size_t>(r.ptr - tmp)});
+}
+
+void HeaderWriter::addField(std::string_view name, std::string_view value) {
+  add(name);
+  add(": ");
+  add(value);
+  add("\r\n");
+}
+
+void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host) {
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers never go on the wire.
+    if (isConnectionSpecific(e.name)) continue;        // This hop's framing is ours to choose.
+    if (skip_host && equalsIgnoreCase(e.name, "host")) continue;
+    if (!has_content_length && equalsIgnoreCase(e.name, "content-length")) {
+      has_content_length = true;
+    }
+    addField(e.name, e.value);
+  }
+}
+
+void HeaderWriter::flush() {
+  if (used_ == 0) return;
+  // The one copy on the encode path: serializing headers into a slab.
+  out_.appendCopy({buf_, used_});
+  used_ = 0;
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 102:
+      return "Processing";
+    case 103:
+      return "Early Hints";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
+    case 204:
+      return "No Content";
+    case 205:
+      return "Reset Content";
+    case 206:
+      return "Partial Content";
+    case 207:
+      return "Multi-Status";
+    case 300:
+      return "Multiple Choices";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 422:
+      return "Unprocessable Content";
+    case 425:
+      return "Too Early";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 451:
+      return "Unavailable For Legal Reasons";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 507:
+      return "Insufficient Storage";
+    case 508:
+      return "Loop Detected";
+    case 511:
+      return "Network Authentication Required";
+    default:
+      return "Unknown";
+  }
+}
+
+bool isConnectionSpecific(std::string_view name) {
+  switch (name.size()) {
+    case 7:
+      return equalsIgnoreCase(name, "upgrade");
+    case 10:
+      return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive");
+    case 16:
+      return equalsIgnoreCase(name, "proxy-connection");
+    case 17:
+      return equalsIgnoreCase(name, "transfer-encoding");
+    default:
+      return false;
+  }
+}
+
+void appendChunkHeader(BufferChain& out, size_t size) {
+  char tmp[24];
+  auto r = std::to_chars(tmp, tmp + sizeof(tmp) - 2, size, 16);
+  r.ptr[0] = '\r';
+  r.ptr[1] = '\n';
+  out.appendCopy({tmp, static_cast<size_t>(r.ptr + 2 - tmp)});  // Chunk framing.
+}
+
+}  // namespace http1_detail
+
+namespace {
+
+bool isOws(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && isOws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && isOws(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+// llhttp calls plain functions; these find the codec in parser->data.
+struct Http1Callbacks {
+  static Http1Codec& codec(llhttp_t* p) { return *static_cast<Http1Codec*>(p->data); }
+
+  static int onMessageBegin(llhttp_t* p) {
+    Http1Codec& c = codec(p);
+    c.in_header_block_ = true;
+    c.in_trailers_ = false;
+    c.header_bytes_ = 0;  // Every message starts at the start of a slice (we pause between them).
+    c.header_count_ = 0;
+    c.authority_ = {};
+    c.host_seen_ = false;
+    c.connection_values_.clear();
+    c.url_open_ = c.field_open_ = c.value_open_ = false;
+    c.headers_ = std::make_unique<HeaderMap>();
+    c.headers_->mutableEntries().reserve(16);
+    c.pinned_slab_ = nullptr;
+    c.onMessageBegin();
+    return 0;
+  }
+
+  static int onUrl(llhttp_t* p, const char* at, size_t len) {
+    Http1Codec& c = codec(p);
+    if (int rc = c.checkHeaderSize(at + len)) return rc;
+    c.appendSpan(c.url_, c.url_open_, c.url_at_end_, at, len);
+    return 0;
+  }
+
+  static int onHeaderField(llhttp_t* p, const char* at, size_t len) {
+    Http1Codec& c = codec(p);
+    if (!c.in_header_block_) {
+      // The first trailer field (after the last chunk).
+      c.in_header_block_ = true;
+      c.in_trailers_ = true;
+      c.header_bytes_ = -(at - c.base_);
+      c.header_count_ = 0;
+      c.headers_ = std::make_unique<HeaderMap>();
+      c.pinned_slab_ = nullptr;
+    }
+    if (int rc = c.checkHeaderSize(at + len)) return rc;
+    c.appendSpan(c.field_, c.field_open_, c.field_at_end_, at, len);
+    return 0;
+  }
+
+  static int onHeaderFieldComplete(llhttp_t* p) {
+    Http1Codec& c = codec(p);
+    // llhttp 8.1 hands over an empty name (": v") and keeps the spaces of
+    // "Host : a" in the name.
+    if (!c.field_open_ || c.field_.empty()) return c.fail(400, "empty header field name");
+    // RFC 9112 5.1: "No whitespace is allowed between the field name and
+    // colon. ... A server MUST reject, with a response status code of 400
+    // (Bad Request), any received request message that contains whitespace
+    // between a header field name and colon."
+    if (isOws(c.field_.back()))
+      return c.fail(400, "whitespace between header field name and colon");
+    c.value_ = {};
+    c.value_open_ = false;
+    return 0;
+  }
+
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+    Http1Codec& c = codec(p);
+    if (int rc = c.checkHeaderSize(at + len)) return rc;
+    // llhttp 8.1 accepts obs-fold ("X: a\r\n b") and hands the value over in
+    // pieces. A value may legitimately come in two pieces only when the first
+    // ended at the end of one slice and the second starts the next one.
+    // RFC 9112 5.2: "A server that receives an obs-fold in a request message
+    // ... MUST either reject the message by sending a 400 (Bad Request) ...";
+    // a proxy or gateway receiving one in a response must not forward it.
+    bool split = c.value_open_ && c.value_at_end_ && at == c.base_;
+    if (!split) {
+      if (c.value_open_) return c.fail(400, "obsolete line folding in header value");
+      // A fold with an empty first line ("X:\r\n b") arrives as one piece; the
+      // bytes before it, OWS skipped, end with LF instead of the colon.
+      const char* q = at;
+      while (q > c.base_ && isOws(q[-1])) --q;
+      char before = q > c.base_ ? q[-1] : c.last_non_ows_;
+      if (before == '\n') return c.fail(400, "obsolete line folding in header value");
+    }
+    c.appendSpan(c.value_, c.value_open_, c.value_at_end_, at, len);
+    return 0;
+  }
+
+  static int onHeaderValueComplete(llhttp_t* p) { return codec(p).commitField(); }
+
+  static int onHeadersComplete(llhttp_t* p) {
+    Http1Codec& c = codec(p);
+    c.in_header_block_ = false;
+    int rc = c.onHeadersComplete();
+    if (rc < 0 || c.error_status_ != 0 || c.error_detail_ != nullptr) return -1;
+    return rc;
+  }
+
+  static int onBody(llhttp_t* p, const char* at, size_t len) {
+    Http1Codec& c = codec(p);
+    if (c.decoder_ == nullptr || len == 0) return 0;
+    // No copy: a slice over the same slab, sharing it.
+    uint32_t begin = c.slice_->begin() + static_cast<uint32_t>(at - c.base_);
+    c.body_.append(Slice(c.slice_->slab(), begin, begin + static_cast<uint32_t>(len)));
+    return 0;
+  }
+
+  static int onMessageComplete(llhttp_t* p) {
+    Http1Codec& c = codec(p);
+    c.in_header_block_ = false;
+    c.onMessageComplete();
+    // Stop after every message: the next one waits for this stream to end.
+    return HPE_PAUSED;
+  }
+
+  static const llhttp_settings_t* settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t s;
+      llhttp_settings_init(&s);
+      s.on_message_begin = onMessageBegin;
+      s.on_url = onUrl;
+      s.on_header_field = onHeaderField;
+      s.on_header_field_complete = onHeaderFieldComplete;
+      s.on_header_value = onHeaderValue;
+      s.on_header_value_complete = onHeaderValueComplete;
+      s.on_headers_complete = onHeadersComplete;
+      s.on_body = onBody;
+      s.on_message_complete = onMessageComplete;
+      return s;
+    }();
+    return &s;
+  }
+};
+
+Http1Codec::Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_type_t type)
+    : owner_(owner), settings_(settings) {
+  // Lenient flags stay off: they are how request smuggling gets in.
+  llhttp_init(&parser_, type, Http1Callbacks::settings());
+  parser_.data = this;
+}
+
+int Http1Codec::fail(int status, const char* detail) {
+  if (error_detail_ == nullptr) {
+    error_status_ = status;
+    error_detail_ = detail;
+  }
+  llhttp_set_error_reason(&parser_, detail);
+  return HPE_USER;
+}
+
+void Http1Codec::pinCurrentSlab() {
+  if (slice_->slab() != pinned_slab_) {
+    headers_->pin(*slice_);
+    pinned_slab_ = slice_->slab();
+  }
+}
+
+void Http1Codec::appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end,
+                            const char* at, size_t len) {
+  ended_at_slice_end = at + len == end_;
+  if (!open) {
+    pinCurrentSlab();
+    acc = {at, len};
+    open = true;
+  } else if (acc.data() + acc.size() == at) {
+    acc = {acc.data(), acc.size() + len};  // The same slab, contiguous: still a view.
+  } else {
+    // Copy: this field was split across two reads that sit in different
+    // slices, so its two pieces are joined in the map's arena.
+    std::string joined;
+    joined.reserve(acc.size() + len);
+    joined.append(acc);
+    joined.append(at, len);
+    acc = headers_->intern(joined);
+  }
+}
+
+int Http1Codec::checkHeaderSize(const char* span_end) {
+  if (in_header_block_ &&
+      header_bytes_ + (span_end - base_) > int64_t{settings_.max_request_headers_kb} * 1024) {
+    return fail(431, "header block too large");
+  }
+  return 0;
+}
+
+int Http1Codec::commitField() {
+  std::string_view name = field_;
+  std::string_view value = value_open_ ? value_ : std::string_view();
+  field_open_ = value_open_ = false;
+  if (++header_count_ > settings_.max_headers_count) return fail(431, "too many header fields");
+  if (name.size() == 4 && !in_trailers_ && parser_.type == HTTP_REQUEST &&
+      equalsIgnoreCase(name, "host")) {
+    // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
+    // code to any HTTP/1.1 request message ... that contains more than one
+    // Host header field line".
+    if (host_seen_) return fail(400, "more than one Host header field");
+    host_seen_ = true;
+    authority_ = value;  // Becomes :authority.
+    return 0;
+  }
+  if (http1_detail::isConnectionSpecific(name)) {
+    if (name.size() == 10 && !in_trailers_ && equalsIgnoreCase(name, "connection")) {
+      connection_values_.push_back(value);
+    }
+    return 0;  // Hop-by-hop: llhttp has read the framing from it already.
+  }
+  headers_->addView(name, value);
+  return 0;
+}
+
+void Http1Codec::removeConnectionNominated() {
+  for (std::string_view list : connection_values_) {
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view token = trimOws(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (token.empty() || token[0] == ':') continue;
+      if (equalsIgnoreCase(token, "close") || equalsIgnoreCase(token, "keep-alive") ||
+          equalsIgnoreCase(token, "upgrade")) {
+        continue;
+      }
+      // Framing stays: dropping content-length would change the message.
+      if (equalsIgnoreCase(token, "content-length")) continue;
+      headers_->remove(token);
+    }
+  }
+  connection_values_.clear();
+}
+
+void Http1Codec::flushDecoded(bool end_stream) {
+  if (decoder_ == nullptr) {
+    ready_headers_.reset();
+    body_.clear();
+    return;
+  }
+  uint32_t epoch = stream_epoch_;
+  if (ready_headers_) {
+    bool headers_end = end_stream && body_.empty();
+    decoder_->decodeHeaders(std::move(ready_headers_), headers_end);
+    if (headers_end) return;
+    if (epoch != stream_epoch_ || decoder_ == nullptr) {
+      body_.clear();
+      return;
+    }
+  }
+  if (!body_.empty() || end_stream) decoder_->decodeData(body_, end_stream);
+  body_.clear();
+}
+
+void Http1Codec::deliverMessageEnd() {
+  StreamDecoder* decoder = decoder_;
+  // The message is over: a new stream may install its decoder from inside the
+  // calls below, so nothing here reads decoder_ again.
+  decoder_ = nullptr;
+  HeaderMapPtr headers = std::move(ready_headers_);
+  HeaderMapPtr trailers = in_trailers_ ? std::move(headers_) : nullptr;
+  in_trailers_ = false;
+  BufferChain body = std::move(body_);
+  body_.clear();
+  if (decoder == nullptr) return;
+  uint32_t epoch = stream_epoch_;
+  if (headers) {
+    bool end = body.empty() && !trailers;
+    decoder->decodeHeaders(std::move(headers), end);
+    if (end || epoch != stream_epoch_) return;
+  }
+  if (!body.empty() || !trailers) {
+    decoder->decodeData(body, !trailers);
+    if (!trailers || epoch != stream_epoch_) return;
+  }
+  decoder->decodeTrailers(std::move(trailers));
+}
+
+bool Http1Codec::parsePending() {
+  const int64_t limit = int64_t{settings_.max_request_headers_kb} * 1024;
+  while (!stopped_ && !pending_.empty()) {
+    if (paused_) {
+      if (!mayResume()) break;
+      llhttp_resume(&parser_);
+      paused_ = false;
+    }
+    if (stream_read_disables_ > 0) break;
+    const Slice& s = pending_.slices().front();
+    slice_ = &s;
+    base_ = s.data();
+    end_ = base_ + s.size();
+    llhttp_errno_t rc = llhttp_execute(&parser_, base_, s.size());
+    size_t consumed = s.size();
+    if (rc == HPE_PAUSED) {
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - base_);
+      paused_ = true;
+    } else if (rc == HPE_PAUSED_UPGRADE) {
+      // What follows is another protocol. Upgrades are not supported yet: the
+      // request was answered as plain HTTP and the connection closes after it.
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - base_);
+      stopped_ = true;
+    } else if (rc != HPE_OK) {
+      if (error_detail_ == nullptr) {
+        error_status_ = 400;
+        error_detail_ = llhttp_get_error_reason(&parser_);
+        if (error_detail_ == nullptr) error_detail_ = llhttp_errno_name(rc);
+      }
+      slice_ = nullptr;
+      stopped_ = true;
+      return false;
+    }
+    for (const char* q = base_ + consumed; q > base_; --q) {
+      if (!isOws(q[-1])) {
+        last_non_ows_ = q[-1];
+        break;
+      }
+    }
+    if (in_header_block_) {
+      header_bytes_ += static_cast<int64_t>(consumed);
+      if (header_bytes_ > limit) {
+        fail(431, "header block too large");
+        slice_ = nullptr;
+        stopped_ = true;
+        return false;
+      }
+    }
+    slice_ = nullptr;
+    base_ = end_ = nullptr;
+    pending_.drain(consumed);
+    // One delivery per read: headers and whatever body came with them.
+    if (ready_headers_ || !body_.empty()) flushDecoded(false);
+  }
+  return true;
+}
+
+void Http1Codec::checkBufferedInput() {
+  bool over = pending_.length() > settings_.max_buffered_input;
+  if (over != owner_read_disabled_) {
+    owner_read_disabled_ = over;
+    owner_.readDisable(over);
+  }
+}
+
+void Http1Codec::streamReadDisable(bool disable) {
+  if (disable) {
+    ++stream_read_disables_;
+    owner_.readDisable(true);
+    return;
+  }
+  if (stream_read_disables_ == 0) return;
+  --stream_read_disables_;
+  owner_.readDisable(false);
+  // Bytes that waited in the codec while reading was off.
+  if (stream_read_disables_ == 0 && !pending_.empty() && !in_dispatch_) owner_.scheduleDispatch();
+}
+
+void Http1Codec::clearStreamReadDisables() {
+  while (stream_read_disables_ > 0) {
+    --stream_read_disables_;
+    owner_.readDisable(false);
+  }
+}
+
+}  // namespace skiff::http

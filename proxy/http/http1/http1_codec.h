@@ -1,0 +1,277 @@
+// HTTP/1.1 codecs on llhttp: Http1ServerCodec (downstream side: parses
+// requests, writes responses) and Http1ClientCodec (upstream side: writes
+// requests, parses responses). Both implement proxy/http/codec.h.
+//
+// Input is fed to llhttp one slice at a time, so every view llhttp hands back
+// points into a known slice: header names and values become views into the
+// slab (the HeaderMap pins it), body bytes become slices over the same slab.
+// After each message the parser pauses, and the bytes that follow stay in the
+// codec until the stream ends (pipelining is answered in order).
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http/codec.h"
+
+namespace skiff::http {
+
+struct Http1Settings {
+  uint32_t max_request_headers_kb = 60;   // Start line + header block; more is a 431.
+  uint32_t max_headers_count = 100;       // Header fields per message; more is a 431.
+  size_t max_buffered_input = 64 * 1024;  // Unparsed bytes held before readDisable(true).
+};
+
+namespace http1_detail {
+
+// Serializes a header block: small pieces gather on the stack and reach the
+// chain in few appendCopy calls. This is the one copy on the encode path
+// (serializing headers); bodies move as slices.
+class HeaderWriter {
+ public:
+  explicit HeaderWriter(BufferChain& out) : out_(out) {}
+  ~HeaderWriter() { flush(); }
+  void add(std::string_view bytes);
+  void addNumber(uint64_t n);
+  // "name: value\r\n"
+  void addField(std::string_view name, std::string_view value);
+  // Every field of headers except pseudo-headers and connection-specific ones;
+  // sets has_content_length when one was written.
+  void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host);
+  void flush();
+
+ private:
+  BufferChain& out_;
+  size_t used_ = 0;
+  char buf_[1024];
+};
+
+// Reason phrase for a status code ("OK", "Not Found"); "Unknown" otherwise.
+std::string_view reasonPhrase(int status);
+// connection, keep-alive, proxy-connection, transfer-encoding, upgrade.
+bool isConnectionSpecific(std::string_view name);
+// Appends "<hex size>\r\n".
+void appendChunkHeader(BufferChain& out, size_t size);
+
+}  // namespace http1_detail
+
+// What both directions share: the llhttp loop, the header block builder with
+// its RFC 9112 checks, and the delivery of decoded messages to a StreamDecoder.
+class Http1Codec {
+ public:
+  Http1Codec(const Http1Codec&) = delete;
+  Http1Codec& operator=(const Http1Codec&) = delete;
+
+ protected:
+  Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_type_t type);
+  virtual ~Http1Codec() = default;
+
+  // Hooks for the two directions.
+  virtual void onMessageBegin() = 0;
+  // Returns 0 (body follows per framing), 1 (no body), or -1 after fail().
+  virtual int onHeadersComplete() = 0;
+  virtual void onMessageComplete() = 0;
+  // Whether the parser, paused after a message, may go on to the next one now.
+  virtual bool mayResume() const = 0;
+
+  // Feeds pending_ to llhttp until it is empty, paused or stopped. Returns
+  // false on a protocol error (error_status_ / error_detail_ say which).
+  bool parsePending();
+  // Records an error found in a callback; returns the code to give llhttp.
+  int fail(int status, const char* detail);
+  // Hands decoded headers and body bytes to decoder_.
+  void flushDecoded(bool end_stream);
+  // Delivers the end of the message (headers and body left over, trailers).
+  // The stream state must already say the message is complete: the decoder may
+  // start the next stream from inside this call.
+  void deliverMessageEnd();
+  // Removes the fields that Connection: names (RFC 9110 7.6.1).
+  void removeConnectionNominated();
+  // Adjusts the codec's own readDisable on the owner from the buffered size.
+  void checkBufferedInput();
+  // One owner readDisable call, nesting counted in stream_read_disables_.
+  void streamReadDisable(bool disable);
+  // Undoes the readDisable calls a finished stream left behind.
+  void clearStreamReadDisables();
+
+  CodecOwner& owner_;
+  Http1Settings settings_;
+  llhttp_t parser_;
+
+  BufferChain pending_;                // Received bytes not yet consumed by llhttp.
+  bool paused_ = false;                // llhttp paused after a message.
+  bool stopped_ = false;               // No more parsing: error, close, or upgrade.
+  bool in_dispatch_ = false;           // Inside dispatch(): no need to scheduleDispatch().
+  bool owner_read_disabled_ = false;   // We called owner_.readDisable(true) for buffering.
+  uint32_t stream_read_disables_ = 0;  // Outstanding Stream::readDisable(true) calls.
+
+  // The message being decoded.
+  StreamDecoder* decoder_ = nullptr;  // Where decoded parts go; nullptr discards.
+  HeaderMapPtr headers_;              // Headers (or trailers) being built.
+  HeaderMapPtr ready_headers_;        // Headers built, not yet delivered.
+  BufferChain body_;                  // Body bytes not yet delivered.
+  bool in_header_block_ = false;      // Counting bytes toward the header size limit.
+  bool in_trailers_ = false;          // Fields now go to the trailers map.
+  int64_t header_bytes_ = 0;          // Header block bytes before the current slice.
+  uint32_t header_count_ = 0;         // Fields in the current header block.
+  std::string_view authority_;        // Host value (request) seen so far.
+  bool host_seen_ = false;
+  std::vector<std::string_view> connection_values_;  // Values of Connection: fields.
+
+  uint32_t stream_epoch_ = 0;  // Bumped when a stream starts or is reset; stops stale delivery.
+  int error_status_ = 0;
+  const char* error_detail_ = nullptr;
+
+ private:
+  friend struct Http1Callbacks;
+
+  // Appends llhttp's span [at, at+len) to acc; see the .cc for the one copy.
+  void appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end, const char* at,
+                  size_t len);
+  void pinCurrentSlab();
+  int checkHeaderSize(const char* span_end);
+  int commitField();
+
+ protected:
+  // The slice llhttp is reading now.
+  const Slice* slice_ = nullptr;
+  const char* base_ = nullptr;   // slice_->data()
+  const char* end_ = nullptr;    // slice_->data() + slice_->size()
+  char last_non_ows_ = '\n';     // Last byte before base_ that was not SP/HTAB.
+  Slab* pinned_slab_ = nullptr;  // Slab already pinned by headers_.
+
+  std::string_view url_;
+  bool url_open_ = false;
+  bool url_at_end_ = false;
+  std::string_view field_;
+  bool field_open_ = false;
+  bool field_at_end_ = false;
+  std::string_view value_;
+  bool value_open_ = false;
+  bool value_at_end_ = false;
+};
+
+class Http1ServerCodec final : public ServerConnection, private Http1Codec {
+ public:
+  Http1ServerCodec(CodecOwner& owner, ServerConnectionCallbacks& callbacks,
+                   Http1Settings settings = {});
+  ~Http1ServerCodec() override;
+
+  // Connection
+  bool dispatch(BufferChain& data, CodecError& error) override;
+  Protocol protocol() const override { return protocol_; }
+  void goAway() override;
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+  void onTransportClosed(ResetReason reason) override;
+  size_t activeStreams() const override { return stream_.active ? 1 : 0; }
+
+ private:
+  // The one request/response exchange in progress. Reused for every request
+  // on the connection, so a request costs no allocation beyond its HeaderMap.
+  class ActiveRequest final : public ResponseEncoder, public Stream {
+   public:
+    explicit ActiveRequest(Http1ServerCodec& codec) : codec_(codec) {}
+    // StreamEncoder / ResponseEncoder
+    void encodeHeaders(const HeaderMap& headers, bool end_stream) override;
+    void encodeData(BufferChain& data, bool end_stream) override;
+    void encodeTrailers(const HeaderMap& trailers) override;
+    void encode1xxHeaders(const HeaderMap& headers) override;
+    Stream& stream() override { return *this; }
+    // Stream
+    void setCallbacks(StreamCallbacks* callbacks) override { callbacks_ = callbacks; }
+    void resetStream(ResetReason reason) override;
+    void readDisable(bool disable) override;
+
+    void start();
+
+    Http1ServerCodec& codec_;
+    StreamCallbacks* callbacks_ = nullptr;
+    bool active = false;             // Between a request's start and the stream's end.
+    bool request_complete = false;   // The whole request was decoded.
+    bool response_started = false;   // Response headers were written.
+    bool response_complete = false;  // The whole response was written.
+    bool head_request = false;       // The response carries no body.
+    bool http10 = false;             // HTTP/1.0 request: no chunked, no 1xx.
+    bool chunked_out = false;        // The response body is chunk-framed.
+    bool no_body_out = false;        // Body bytes are dropped (HEAD, 204, 304).
+  };
+
+  void onMessageBegin() override;
+  int onHeadersComplete() override;
+  void onMessageComplete() override;
+  bool mayResume() const override { return !stream_.active && !close_after_response_; }
+
+  void onResponseComplete();
+  void maybeEndStream();
+  void resetActive(ResetReason reason, std::string_view detail);
+  bool handleError(CodecError& error);
+
+  ServerConnectionCallbacks& callbacks_;
+  ActiveRequest stream_{*this};
+  Protocol protocol_ = Protocol::kHttp11;
+  bool close_after_response_ = false;  // Say connection: close, close after this response.
+  bool closing_ = false;               // closeAfterFlush() was called.
+};
+
+class Http1ClientCodec final : public ClientConnection, private Http1Codec {
+ public:
+  explicit Http1ClientCodec(CodecOwner& owner, Http1Settings settings = {});
+  ~Http1ClientCodec() override;
+
+  // Connection
+  bool dispatch(BufferChain& data, CodecError& error) override;
+  Protocol protocol() const override { return Protocol::kHttp11; }
+  void goAway() override { reusable_ = false; }
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+  void onTransportClosed(ResetReason reason) override;
+  size_t activeStreams() const override { return stream_.active ? 1 : 0; }
+
+  // ClientConnection
+  RequestEncoder& newStream(StreamDecoder& response_decoder) override;
+  bool canStartStream() const override { return !stream_.active && reusable_; }
+  bool isReusable() const override { return reusable_; }
+
+ private:
+  class ActiveRequest final : public RequestEncoder, public Stream {
+   public:
+    explicit ActiveRequest(Http1ClientCodec& codec) : codec_(codec) {}
+    void encodeHeaders(const HeaderMap& headers, bool end_stream) override;
+    void encodeData(BufferChain& data, bool end_stream) override;
+    void encodeTrailers(const HeaderMap& trailers) override;
+    Stream& stream() override { return *this; }
+    void setCallbacks(StreamCallbacks* callbacks) override { callbacks_ = callbacks; }
+    void resetStream(ResetReason reason) override;
+    void readDisable(bool disable) override;
+
+    Http1ClientCodec& codec_;
+    StreamCallbacks* callbacks_ = nullptr;
+    StreamDecoder* response_decoder = nullptr;
+    bool active = false;
+    bool request_complete = false;
+    bool response_started = false;  // Final (non-1xx) response headers began.
+    bool response_complete = false;
+    bool head_request = false;  // The response has no body.
+    bool chunked_out = false;
+  };
+
+  void onMessageBegin() override;
+  int onHeadersComplete() override;
+  void onMessageComplete() override;
+  bool mayResume() const override { return stream_.active && !stream_.response_complete; }
+
+  void maybeEndStream();
+  void resetActive(ResetReason reason, std::string_view detail);
+
+  ActiveRequest stream_{*this};
+  bool reusable_ = true;        // No connection: close, no error, not drained.
+  bool informational_ = false;  // The message being decoded is a 1xx.
+  bool keep_alive_ = true;      // The response being decoded allows reuse.
+};
+
+}  // namespace skiff::http

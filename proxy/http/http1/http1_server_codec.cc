@@ -1,0 +1,336 @@
+// The downstream side of HTTP/1.1: requests in, responses out, one exchange
+// at a time (pipelined requests wait, unparsed, until the response before
+// them has ended).
+#include <string>
+
+#include "proxy/http/http1/http1_codec.h"
+
+namespace skiff::http {
+
+using http1_detail::HeaderWriter;
+
+namespace {
+
+bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && equalsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+}  // namespace
+
+Http1ServerCodec::Http1ServerCodec(CodecOwner& owner, ServerConnectionCallbacks& callbacks,
+                                   Http1Settings settings)
+    : Http1Codec(owner, settings, HTTP_REQUEST), callbacks_(callbacks) {}
+
+Http1ServerCodec::~Http1ServerCodec() = default;
+
+bool Http1ServerCodec::dispatch(BufferChain& data, CodecError& error) {
+  if (error_detail_ != nullptr) {
+    data.clear();
+    error.http_status = error_status_;
+    error.detail = error_detail_;
+    return false;
+  }
+  if (stopped_) {
+    data.clear();  // Closing: nothing more is read.
+    return true;
+  }
+  pending_.move(data);
+  in_dispatch_ = true;
+  bool ok = parsePending();
+  in_dispatch_ = false;
+  if (!ok) return handleError(error);
+  if (stopped_) pending_.clear();
+  checkBufferedInput();
+  return true;
+}
+
+bool Http1ServerCodec::handleError(CodecError& error) {
+  error.http_status = error_status_;
+  error.detail = error_detail_;
+  pending_.clear();
+  checkBufferedInput();
+  if (closing_) return false;
+  if (error_status_ != 0 && !stream_.response_started) {
+    std::string_view detail = error_detail_;
+    BufferChain out;
+    {
+      HeaderWriter w(out);
+      w.add("HTTP/1.1 ");
+      w.addNumber(static_cast<uint64_t>(error_status_));
+      w.add(" ");
+      w.add(http1_detail::reasonPhrase(error_status_));
+      w.add("\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ");
+      w.addNumber(detail.size() + 1);
+      w.add("\r\n\r\n");
+      w.add(detail);
+      w.add("\n");
+    }
+    owner_.write(out);
+  }
+  resetActive(ResetReason::kProtocolError, error_detail_);
+  closing_ = true;
+  owner_.closeAfterFlush();
+  return false;
+}
+
+void Http1ServerCodec::goAway() {
+  close_after_response_ = true;
+  if (!stream_.active && !closing_) {
+    closing_ = true;
+    stopped_ = true;
+    owner_.closeAfterFlush();
+  }
+}
+
+void Http1ServerCodec::onAboveWriteBufferHighWatermark() {
+  if (stream_.active && stream_.callbacks_) stream_.callbacks_->onAboveWriteBufferHighWatermark();
+}
+
+void Http1ServerCodec::onBelowWriteBufferLowWatermark() {
+  if (stream_.active && stream_.callbacks_) stream_.callbacks_->onBelowWriteBufferLowWatermark();
+}
+
+void Http1ServerCodec::onTransportClosed(ResetReason reason) {
+  stopped_ = true;
+  closing_ = true;
+  pending_.clear();
+  resetActive(reason, "downstream connection closed");
+}
+
+void Http1ServerCodec::onMessageBegin() {
+  // Pseudo-headers first, as HTTP/2 wants them; values are filled in when
+  // the header block is complete.
+  headers_->addView(":method", "");
+  headers_->addView(":scheme", "http");
+  headers_->addView(":path", "");
+  headers_->addView(":authority", "");
+}
+
+int Http1ServerCodec::onHeadersComplete() {
+  if (parser_.http_major != 1 || parser_.http_minor > 1) {
+    return fail(505, "unsupported HTTP version");
+  }
+  if (parser_.method == HTTP_CONNECT) return fail(501, "CONNECT is not supported");
+  bool http10 = parser_.http_minor == 0;
+  std::string_view scheme = "http";
+  std::string_view path = url_open_ ? url_ : std::string_view();
+  std::string_view authority = authority_;
+  // RFC 9112 3.2.2: with an absolute-form target, the server "MUST ignore
+  // the received Host header field (if any) and instead use the host
+  // information of the request-target".
+  if (startsWithIgnoreCase(path, "http://") || startsWithIgnoreCase(path, "https://")) {
+    size_t colon = path.find(':');
+    scheme = path.substr(0, colon);
+    std::string_view rest = path.substr(colon + 3);
+    size_t slash = rest.find_first_of("/?");
+    authority = rest.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    if (authority.empty()) return fail(400, "absolute request target without a host");
+  } else if (!host_seen_ && !http10) {
+    // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
+    // code to any HTTP/1.1 request message that lacks a Host header field".
+    return fail(400, "missing Host header field");
+  }
+  if (path.empty()) return fail(400, "empty request target");
+
+  std::vector<HeaderMap::Entry>& e = headers_->mutableEntries();
+  e[0].value = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  e[1].value = scheme;
+  e[2].value = path;
+  if (authority.empty()) {
+    e.erase(e.begin() + 3);
+  } else {
+    e[3].value = authority;
+  }
+  removeConnectionNominated();
+
+  if (!llhttp_should_keep_alive(&parser_)) close_after_response_ = true;
+  // Upgrade is not supported yet: the request is answered as plain HTTP
+  // (the Upgrade field was dropped) and the connection closes after it.
+  if (parser_.upgrade) close_after_response_ = true;
+  protocol_ = http10 ? Protocol::kHttp10 : Protocol::kHttp11;
+
+  ActiveRequest& s = stream_;
+  s.active = true;
+  s.request_complete = false;
+  s.response_started = false;
+  s.response_complete = false;
+  s.head_request = parser_.method == HTTP_HEAD;
+  s.http10 = http10;
+  s.chunked_out = false;
+  s.no_body_out = false;
+  s.callbacks_ = nullptr;
+  ++stream_epoch_;
+  decoder_ = &callbacks_.newStream(stream_);
+  ready_headers_ = std::move(headers_);
+  return 0;
+}
+
+void Http1ServerCodec::onMessageComplete() {
+  if (!stream_.active) {
+    deliverMessageEnd();  // Discards: the stream was reset.
+    return;
+  }
+  stream_.request_complete = true;
+  deliverMessageEnd();
+  maybeEndStream();
+}
+
+void Http1ServerCodec::onResponseComplete() {
+  stream_.response_complete = true;
+  maybeEndStream();
+}
+
+void Http1ServerCodec::maybeEndStream() {
+  ActiveRequest& s = stream_;
+  if (!s.active || !s.request_complete || !s.response_complete) return;
+  s.active = false;
+  s.callbacks_ = nullptr;
+  decoder_ = nullptr;
+  clearStreamReadDisables();
+  if (close_after_response_) {
+    if (!closing_) {
+      closing_ = true;
+      stopped_ = true;
+      owner_.closeAfterFlush();
+    }
+  } else if (!in_dispatch_ && !pending_.empty()) {
+    // A pipelined request waits in pending_; parse it from the event loop.
+    owner_.scheduleDispatch();
+  }
+}
+
+void Http1ServerCodec::resetActive(ResetReason reason, std::string_view detail) {
+  ActiveRequest& s = stream_;
+  if (!s.active) return;
+  StreamCallbacks* callbacks = s.callbacks_;
+  s.active = false;
+  s.callbacks_ = nullptr;
+  decoder_ = nullptr;
+  ready_headers_.reset();
+  body_.clear();
+  ++stream_epoch_;
+  clearStreamReadDisables();
+  if (callbacks) callbacks->onResetStream(reason, detail);
+}
+
+void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bool end_stream) {
+  if (!active || response_started) return;
+  Http1ServerCodec& c = codec_;
+  int status = headers.status();
+  if (status < 200 || status > 999) status = 500;  // 1xx go through encode1xxHeaders.
+  response_started = true;
+  no_body_out = head_request || status == 204 || status == 304;
+  BufferChain out;
+  {
+    HeaderWriter w(out);
+    w.add("HTTP/1.1 ");
+    w.addNumber(static_cast<uint64_t>(status));
+    w.add(" ");
+    w.add(http1_detail::reasonPhrase(status));
+    w.add("\r\n");
+    bool has_content_length = false;
+    w.addFields(headers, has_content_length, false);
+    if (!has_content_length) {
+      if (end_stream) {
+        if (!no_body_out) w.add("content-length: 0\r\n");
+      } else if (!no_body_out) {
+        if (http10) {
+          c.close_after_response_ = true;  // HTTP/1.0 has no chunked: the close ends the body.
+        } else {
+          chunked_out = true;
+          w.add("transfer-encoding: chunked\r\n");
+        }
+      }
+    }
+    if (c.close_after_response_) {
+      w.add("connection: close\r\n");
+    } else if (http10) {
+      w.add("connection: keep-alive\r\n");
+    }
+    w.add("\r\n");
+  }
+  c.owner_.write(out);
+  if (end_stream) c.onResponseComplete();
+}
+
+void Http1ServerCodec::ActiveRequest::encodeData(BufferChain& data, bool end_stream) {
+  if (!active || !response_started || response_complete) {
+    data.clear();
+    return;
+  }
+  Http1ServerCodec& c = codec_;
+  BufferChain out;
+  if (no_body_out) {
+    data.clear();
+  } else if (chunked_out) {
+    if (!data.empty()) {
+      http1_detail::appendChunkHeader(out, data.length());
+      out.move(data);
+      out.appendCopy(end_stream ? "\r\n0\r\n\r\n" : "\r\n");  // Chunk framing.
+    } else if (end_stream) {
+      out.appendCopy("0\r\n\r\n");  // Chunk framing: the last chunk.
+    }
+  } else {
+    out.move(data);
+  }
+  if (!out.empty()) c.owner_.write(out);
+  if (end_stream) c.onResponseComplete();
+}
+
+void Http1ServerCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) {
+  if (!active || !response_started || response_complete) return;
+  Http1ServerCodec& c = codec_;
+  if (chunked_out) {
+    BufferChain out;
+    {
+      HeaderWriter w(out);
+      w.add("0\r\n");
+      bool unused = false;
+      w.addFields(trailers, unused, false);
+      w.add("\r\n");
+    }
+    c.owner_.write(out);
+  }
+  // A content-length body has no place for trailers: they are dropped.
+  c.onResponseComplete();
+}
+
+void Http1ServerCodec::ActiveRequest::encode1xxHeaders(const HeaderMap& headers) {
+  // RFC 9110 15.2: "A server MUST NOT send a 1xx response to an HTTP/1.0 client."
+  if (!active || response_started || http10) return;
+  int status = headers.status();
+  if (status < 100 || status > 199 || status == 101) return;
+  BufferChain out;
+  {
+    HeaderWriter w(out);
+    w.add("HTTP/1.1 ");
+    w.addNumber(static_cast<uint64_t>(status));
+    w.add(" ");
+    w.add(http1_detail::reasonPhrase(status));
+    w.add("\r\n");
+    bool unused = false;
+    w.addFields(headers, unused, false);
+    w.add("\r\n");
+  }
+  codec_.owner_.write(out);
+}
+
+void Http1ServerCodec::ActiveRequest::resetStream(ResetReason reason) {
+  if (!active) return;
+  Http1ServerCodec& c = codec_;
+  // HTTP/1 has no way to end one exchange early but to close the connection.
+  c.stopped_ = true;
+  c.pending_.clear();
+  c.resetActive(reason, "");
+  if (!c.closing_) {
+    c.closing_ = true;
+    c.owner_.closeAfterFlush();
+  }
+}
+
+void Http1ServerCodec::ActiveRequest::readDisable(bool disable) {
+  if (active) codec_.streamReadDisable(disable);
+}
+
+}  // namespace skiff::http

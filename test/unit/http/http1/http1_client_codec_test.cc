@@ -1,0 +1,312 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/http/http1/http1_codec.h"
+#include "test/unit/http/http1/http1_fakes.h"
+
+namespace skiff::http {
+namespace {
+
+using testing::chainOf;
+using testing::FakeDecoder;
+using testing::FakeOwner;
+using testing::FakeStreamCallbacks;
+using testing::makeHeaders;
+using testing::Reader;
+
+class Http1ClientTest : public ::testing::Test {
+ protected:
+  RequestEncoder& start(std::string_view method = "GET", bool end_stream = true) {
+    RequestEncoder& enc = codec_.newStream(decoder_);
+    enc.stream().setCallbacks(&callbacks_);
+    auto h = makeHeaders(
+        {{":method", method}, {":scheme", "http"}, {":authority", "up.example"}, {":path", "/r"}});
+    enc.encodeHeaders(*h, end_stream);
+    return enc;
+  }
+  bool feed(std::string_view bytes) {
+    BufferChain data = reader_.read(bytes);
+    return codec_.dispatch(data, error_);
+  }
+
+  FakeOwner owner_;
+  Http1ClientCodec codec_{owner_};
+  FakeDecoder decoder_;
+  FakeStreamCallbacks callbacks_;
+  CodecError error_;
+  Reader reader_;
+};
+
+TEST_F(Http1ClientTest, EncodesGetWithHostAndNoLength) {
+  EXPECT_TRUE(codec_.canStartStream());
+  start();
+  EXPECT_EQ(owner_.take(), "GET /r HTTP/1.1\r\nhost: up.example\r\n\r\n");
+  EXPECT_FALSE(codec_.canStartStream());
+  EXPECT_EQ(codec_.activeStreams(), 1u);
+}
+
+TEST_F(Http1ClientTest, EncodesPostEndStreamWithContentLengthZero) {
+  start("POST");
+  EXPECT_EQ(owner_.take(), "POST /r HTTP/1.1\r\nhost: up.example\r\ncontent-length: 0\r\n\r\n");
+}
+
+TEST_F(Http1ClientTest, EncodesChunkedRequestWithTrailers) {
+  RequestEncoder& enc = codec_.newStream(decoder_);
+  auto h = makeHeaders({{":method", "POST"},
+                        {":authority", "a"},
+                        {":path", "/u"},
+                        {"host", "ignored"},
+                        {"connection", "keep-alive"},
+                        {"x-y", "z"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain b = chainOf("0123456789abcdefg");
+  enc.encodeData(b, false);
+  auto t = makeHeaders({{"x-sum", "1"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner_.take(),
+            "POST /u HTTP/1.1\r\nhost: a\r\nx-y: z\r\ntransfer-encoding: chunked\r\n\r\n"
+            "11\r\n0123456789abcdefg\r\n0\r\nx-sum: 1\r\n\r\n");
+}
+
+TEST_F(Http1ClientTest, EncodesContentLengthBodyAsIs) {
+  RequestEncoder& enc = codec_.newStream(decoder_);
+  auto h = makeHeaders(
+      {{":method", "PUT"}, {":authority", "a"}, {":path", "/"}, {"content-length", "3"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain b = chainOf("abc");
+  enc.encodeData(b, true);
+  EXPECT_EQ(owner_.take(), "PUT / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc");
+}
+
+TEST_F(Http1ClientTest, DecodesContentLengthResponseAndIsReusable) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello"));
+  ASSERT_TRUE(decoder_.headers);
+  EXPECT_EQ(decoder_.headers->status(), 200);
+  EXPECT_EQ(decoder_.header(":status"), "200");
+  EXPECT_EQ(decoder_.header("server"), "x");
+  EXPECT_EQ(decoder_.header("content-length"), "5");
+  EXPECT_EQ(decoder_.body, "hello");
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_TRUE(codec_.isReusable());
+  EXPECT_TRUE(codec_.canStartStream());
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ClientTest, ResponseBodyIsZeroCopy) {
+  start();
+  Reader r;
+  BufferChain in = r.read("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody");
+  Slab* slab = in.slices().front().slab();
+  ASSERT_TRUE(codec_.dispatch(in, error_));
+  ASSERT_EQ(decoder_.body_slabs.size(), 1u);
+  EXPECT_EQ(decoder_.body_slabs[0], slab);
+}
+
+TEST_F(Http1ClientTest, KeepAliveReusesConnection) {
+  for (int i = 0; i < 3; ++i) {
+    FakeDecoder d;
+    RequestEncoder& enc = codec_.newStream(d);
+    auto h = makeHeaders({{":method", "GET"}, {":authority", "a"}, {":path", "/"}});
+    enc.encodeHeaders(*h, true);
+    ASSERT_TRUE(feed("HTTP/1.1 204 No Content\r\n\r\n")) << error_.detail;
+    EXPECT_TRUE(d.ended);
+    EXPECT_EQ(d.headers->status(), 204);
+    EXPECT_TRUE(codec_.canStartStream());
+  }
+}
+
+TEST_F(Http1ClientTest, NextRequestMayStartFromInsideTheLastCallback) {
+  FakeDecoder second;
+  decoder_.on_end = [&] {
+    ASSERT_TRUE(codec_.canStartStream());
+    RequestEncoder& enc = codec_.newStream(second);
+    auto h = makeHeaders({{":method", "GET"}, {":authority", "a"}, {":path", "/2"}});
+    enc.encodeHeaders(*h, true);
+  };
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"));
+  EXPECT_EQ(codec_.activeStreams(), 1u);
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\ny"));
+  EXPECT_EQ(second.body, "y");
+  EXPECT_TRUE(second.ended);
+}
+
+TEST_F(Http1ClientTest, ChunkedResponseWithTrailersByteByByte) {
+  start();
+  std::string_view resp =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n";
+  for (char c : resp) {
+    reader_.release();
+    ASSERT_TRUE(feed(std::string_view(&c, 1))) << error_.detail;
+  }
+  EXPECT_FALSE(decoder_.headers->has("transfer-encoding"));
+  EXPECT_EQ(decoder_.body, "hello world");
+  ASSERT_TRUE(decoder_.trailers);
+  EXPECT_EQ(decoder_.trailers->get("grpc-status").value_or(""), "0");
+  EXPECT_EQ(decoder_.trailers->get("grpc-message").value_or(""), "ok");
+  EXPECT_TRUE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, EverySplitPointDecodesTheSame) {
+  std::string_view resp =
+      "HTTP/1.1 201 Created\r\nX-Some-Header: value here\r\nContent-Length: 7\r\n\r\npayload";
+  for (size_t i = 1; i < resp.size(); ++i) {
+    SCOPED_TRACE(i);
+    FakeOwner owner;
+    Http1ClientCodec codec(owner);
+    FakeDecoder d;
+    auto h = makeHeaders({{":method", "GET"}, {":authority", "a"}, {":path", "/"}});
+    codec.newStream(d).encodeHeaders(*h, true);
+    Reader r;
+    CodecError err;
+    BufferChain a = r.read(resp.substr(0, i));
+    ASSERT_TRUE(codec.dispatch(a, err));
+    r.release();
+    BufferChain b = r.read(resp.substr(i));
+    ASSERT_TRUE(codec.dispatch(b, err)) << err.detail;
+    ASSERT_TRUE(d.headers);
+    EXPECT_EQ(d.headers->status(), 201);
+    EXPECT_EQ(d.header("x-some-header"), "value here");
+    EXPECT_EQ(d.body, "payload");
+    EXPECT_TRUE(d.ended);
+  }
+}
+
+TEST_F(Http1ClientTest, HeadResponseHasNoBody) {
+  start("HEAD");
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_EQ(decoder_.header("content-length"), "1234");
+  EXPECT_EQ(decoder_.body, "");
+  EXPECT_TRUE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, InformationalResponsesGoToDecode1xx) {
+  start("POST", false);
+  ASSERT_TRUE(feed("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n"));
+  ASSERT_EQ(decoder_.informational.size(), 2u);
+  EXPECT_EQ(decoder_.informational[0]->status(), 100);
+  EXPECT_EQ(decoder_.informational[1]->status(), 103);
+  EXPECT_EQ(decoder_.informational[1]->get("link").value_or(""), "</s>");
+  EXPECT_FALSE(decoder_.headers);
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  EXPECT_EQ(decoder_.headers->status(), 200);
+  EXPECT_EQ(decoder_.body, "ok");
+}
+
+TEST_F(Http1ClientTest, SwitchingProtocolsIsAnError) {
+  start();
+  EXPECT_FALSE(
+      feed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n"));
+  ASSERT_EQ(callbacks_.resets.size(), 1u);
+  EXPECT_EQ(callbacks_.resets[0], ResetReason::kProtocolError);
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, ConnectionCloseMakesItNotReusable) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(decoder_.headers->has("connection"));
+  EXPECT_FALSE(codec_.isReusable());
+  EXPECT_FALSE(codec_.canStartStream());
+}
+
+TEST_F(Http1ClientTest, Http10ResponseIsNotReusable) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, CloseDelimitedResponseEndsAtClose) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\n\r\nsome "));
+  ASSERT_TRUE(feed("bytes"));
+  EXPECT_FALSE(decoder_.ended);
+  codec_.onTransportClosed(ResetReason::kRemoteReset);
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_EQ(decoder_.body, "some bytes");
+  EXPECT_TRUE(callbacks_.resets.empty());
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, CloseBeforeResponseCompleteResets) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+  codec_.onTransportClosed(ResetReason::kRemoteReset);
+  ASSERT_EQ(callbacks_.resets.size(), 1u);
+  EXPECT_EQ(callbacks_.resets[0], ResetReason::kConnectionTermination);
+  EXPECT_FALSE(decoder_.ended);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ClientTest, CloseBeforeAnyResponseResets) {
+  start();
+  codec_.onTransportClosed(ResetReason::kRemoteReset);
+  ASSERT_EQ(callbacks_.resets.size(), 1u);
+  EXPECT_EQ(callbacks_.resets[0], ResetReason::kConnectionTermination);
+}
+
+TEST_F(Http1ClientTest, ProtocolErrorResetsAndSpoilsConnection) {
+  start();
+  EXPECT_FALSE(feed("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"));
+  EXPECT_FALSE(error_.detail.empty());
+  ASSERT_EQ(callbacks_.resets.size(), 1u);
+  EXPECT_EQ(callbacks_.resets[0], ResetReason::kProtocolError);
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, ObsFoldInResponseIsAnError) {
+  start();
+  EXPECT_FALSE(feed("HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, UnsolicitedDataIsAnError) {
+  EXPECT_FALSE(feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, ExtraBytesAfterResponseAreAnError) {
+  start();
+  EXPECT_FALSE(feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, EarlyResponseSpoilsReuse) {
+  start("POST", false);
+  ASSERT_TRUE(feed("HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST_F(Http1ClientTest, ReadDisableForwardsAndClearsAtStreamEnd) {
+  RequestEncoder& enc = start();
+  enc.stream().readDisable(true);
+  EXPECT_EQ(owner_.read_disabled, 1);
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_FALSE(decoder_.ended);  // Held.
+  enc.stream().readDisable(false);
+  EXPECT_EQ(owner_.scheduled, 1);
+  BufferChain none;
+  ASSERT_TRUE(codec_.dispatch(none, error_));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_EQ(owner_.read_disabled, 0);
+}
+
+TEST_F(Http1ClientTest, ResponseHeadersTooLargeIsAnError) {
+  start();
+  std::string big = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 70; ++i)
+    big += "X-" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n";
+  EXPECT_FALSE(feed(big));
+  EXPECT_FALSE(codec_.isReusable());
+}
+
+}  // namespace
+}  // namespace skiff::http

@@ -1,0 +1,610 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/http/http1/http1_codec.h"
+#include "test/unit/http/http1/http1_fakes.h"
+
+namespace skiff::http {
+namespace {
+
+using testing::chainOf;
+using testing::FakeOwner;
+using testing::FakeServerCallbacks;
+using testing::makeHeaders;
+using testing::Reader;
+
+class Http1ServerTest : public ::testing::Test {
+ protected:
+  bool feed(std::string_view bytes) {
+    BufferChain data = reader_.read(bytes);
+    return codec_.dispatch(data, error_);
+  }
+  bool dispatchEmpty() {
+    BufferChain none;
+    return codec_.dispatch(none, error_);
+  }
+  void respond(size_t i, std::string_view body = "hi", std::string_view status = "200") {
+    auto h = makeHeaders({{":status", status}});
+    ResponseEncoder& enc = *callbacks_.exchanges.at(i)->encoder;
+    if (body.empty()) {
+      h->addView("content-length", "0");
+      enc.encodeHeaders(*h, true);
+      return;
+    }
+    std::string len = std::to_string(body.size());
+    h->addView("content-length", len);
+    enc.encodeHeaders(*h, false);
+    BufferChain b = chainOf(body);
+    enc.encodeData(b, true);
+  }
+
+  FakeOwner owner_;
+  FakeServerCallbacks callbacks_;
+  Http1Settings settings_;
+  Http1ServerCodec codec_{owner_, callbacks_, settings_};
+  CodecError error_;
+  Reader reader_;
+};
+
+constexpr std::string_view kGet =
+    "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n";
+
+TEST_F(Http1ServerTest, DecodesRequestIntoPseudoHeaders) {
+  ASSERT_TRUE(feed(kGet));
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);
+  auto& d = callbacks_.last().decoder;
+  ASSERT_TRUE(d.headers);
+  EXPECT_TRUE(d.ended);
+  EXPECT_EQ(d.headers->method(), "GET");
+  EXPECT_EQ(d.headers->path(), "/a/b?x=1");
+  EXPECT_EQ(d.headers->authority(), "example.com");
+  EXPECT_EQ(d.headers->scheme(), "http");
+  EXPECT_FALSE(d.headers->has("host"));
+  EXPECT_EQ(d.header("user-agent"), "t");
+  EXPECT_EQ(d.headers->entries()[0].name, ":method");  // Pseudo-headers first.
+  EXPECT_EQ(codec_.activeStreams(), 1u);
+  EXPECT_EQ(codec_.protocol(), Protocol::kHttp11);
+}
+
+TEST_F(Http1ServerTest, EncodesResponseWithContentLength) {
+  ASSERT_TRUE(feed(kGet));
+  respond(0, "hello");
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+  EXPECT_EQ(owner_.close_after_flush, 0);
+}
+
+TEST_F(Http1ServerTest, EndStreamWithoutLengthSendsContentLengthZero) {
+  ASSERT_TRUE(feed(kGet));
+  auto h = makeHeaders({{":status", "404"}, {"x-a", "b"}});
+  callbacks_.last().encoder->encodeHeaders(*h, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 404 Not Found\r\nx-a: b\r\ncontent-length: 0\r\n\r\n");
+}
+
+TEST_F(Http1ServerTest, KeepAliveServesSequentialRequests) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(feed(kGet));
+    ASSERT_EQ(callbacks_.exchanges.size(), static_cast<size_t>(i + 1));
+    respond(i);
+    EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi");
+  }
+  EXPECT_EQ(owner_.close_after_flush, 0);
+  EXPECT_EQ(owner_.scheduled, 0);
+  EXPECT_EQ(owner_.read_disable_calls, 0);  // No syscall-ish call per request.
+}
+
+TEST_F(Http1ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  std::string two =
+      std::string(kGet) + "POST /second HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+  ASSERT_TRUE(feed(two));
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);  // The second waits.
+  EXPECT_EQ(owner_.scheduled, 0);
+  respond(0);
+  EXPECT_EQ(owner_.scheduled, 1);
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);  // Not from inside encode.
+  ASSERT_TRUE(dispatchEmpty());
+  ASSERT_EQ(callbacks_.exchanges.size(), 2u);
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.headers->path(), "/second");
+  EXPECT_EQ(d.body, "abc");
+  EXPECT_TRUE(d.ended);
+  respond(1, "ok");
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+}
+
+TEST_F(Http1ServerTest, SynchronousResponseLetsPipelineContinueInSameDispatch) {
+  callbacks_.on_new = [&](FakeServerCallbacks::Exchange& x) {
+    x.decoder.on_headers = [&x] {
+      auto h = makeHeaders({{":status", "204"}});
+      x.encoder->encodeHeaders(*h, true);
+    };
+  };
+  std::string two = std::string(kGet) + std::string(kGet);
+  ASSERT_TRUE(feed(two));
+  EXPECT_EQ(callbacks_.exchanges.size(), 2u);
+  EXPECT_EQ(owner_.scheduled, 0);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+}
+
+TEST_F(Http1ServerTest, ChunkedRequestWithTrailers) {
+  ASSERT_TRUE(
+      feed("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nX-Checksum: 42\r\nX-Other: y\r\n\r\n"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_FALSE(d.headers->has("transfer-encoding"));
+  EXPECT_EQ(d.body, "abcdefgh");
+  ASSERT_TRUE(d.trailers);
+  EXPECT_EQ(d.trailers->get("x-checksum").value_or(""), "42");
+  EXPECT_EQ(d.trailers->get("x-other").value_or(""), "y");
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http1ServerTest, ChunkedResponseWithTrailers) {
+  ASSERT_TRUE(feed(kGet));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-type", "text/plain"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("hello world, ");
+  enc.encodeData(a, false);
+  EXPECT_TRUE(a.empty());
+  BufferChain b = chainOf("bye");
+  enc.encodeData(b, false);
+  auto t = makeHeaders({{"grpc-status", "0"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+            "d\r\nhello world, \r\n3\r\nbye\r\n0\r\ngrpc-status: 0\r\n\r\n");
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, ChunkedResponseEndsWithLastChunk) {
+  ASSERT_TRUE(feed(kGet));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("xy");
+  enc.encodeData(a, true);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n");
+}
+
+TEST_F(Http1ServerTest, ContentLengthBodyIsZeroCopy) {
+  Reader r;
+  BufferChain in = r.read("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789");
+  Slab* slab = in.slices().front().slab();
+  ASSERT_TRUE(codec_.dispatch(in, error_));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.body, "0123456789");
+  EXPECT_EQ(d.header("content-length"), "10");  // Kept.
+  ASSERT_EQ(d.body_slabs.size(), 1u);
+  EXPECT_EQ(d.body_slabs[0], slab);
+  // Header views point into the read slab, which the map pins.
+  std::string_view path = d.headers->path();
+  EXPECT_GE(path.data(), slab->data);
+  EXPECT_LT(path.data(), slab->data + Slab::kSize);
+  std::string_view host = d.headers->authority();
+  EXPECT_GE(host.data(), slab->data);
+  EXPECT_LT(host.data(), slab->data + Slab::kSize);
+}
+
+TEST_F(Http1ServerTest, BodyAcrossReadsIsDeliveredPerRead) {
+  ASSERT_TRUE(feed("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_FALSE(d.ended);
+  EXPECT_EQ(d.body, "abc");
+  ASSERT_TRUE(feed("def"));
+  EXPECT_EQ(d.body, "abcdef");
+  EXPECT_TRUE(d.ended);
+}
+
+// The same request, whichever way the reads split it, decodes the same.
+constexpr std::string_view kPost =
+    "POST /upload?q=a%20b HTTP/1.1\r\nHost: example.com:8080\r\nX-Long-Header-Name: "
+    "some value with spaces\r\nContent-Length: 11\r\nConnection: keep-alive, X-Hop\r\n"
+    "X-Hop: gone\r\nCookie: a=b\r\n\r\nhello world";
+
+void expectPostDecoded(const testing::FakeDecoder& d) {
+  ASSERT_TRUE(d.headers);
+  EXPECT_EQ(d.headers->method(), "POST");
+  EXPECT_EQ(d.headers->path(), "/upload?q=a%20b");
+  EXPECT_EQ(d.headers->authority(), "example.com:8080");
+  EXPECT_EQ(d.header("x-long-header-name"), "some value with spaces");
+  EXPECT_EQ(d.header("content-length"), "11");
+  EXPECT_EQ(d.header("cookie"), "a=b");
+  EXPECT_FALSE(d.headers->has("connection"));
+  EXPECT_FALSE(d.headers->has("x-hop"));  // Named in Connection:.
+  EXPECT_EQ(d.body, "hello world");
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http1ServerTest, EverySplitPointDecodesTheSame) {
+  for (bool same_slab : {false, true}) {
+    for (size_t i = 1; i < kPost.size(); ++i) {
+      SCOPED_TRACE(::testing::Message() << "split at " << i << " same_slab " << same_slab);
+      FakeOwner owner;
+      FakeServerCallbacks cbs;
+      Http1ServerCodec codec(owner, cbs);
+      Reader r;
+      CodecError err;
+      BufferChain a = r.read(kPost.substr(0, i));
+      ASSERT_TRUE(codec.dispatch(a, err));
+      if (!same_slab) r.release();
+      BufferChain b = r.read(kPost.substr(i));
+      ASSERT_TRUE(codec.dispatch(b, err)) << err.detail;
+      ASSERT_EQ(cbs.exchanges.size(), 1u);
+      expectPostDecoded(cbs.last().decoder);
+    }
+  }
+}
+
+TEST_F(Http1ServerTest, ByteByByteDecodesTheSame) {
+  for (bool same_slab : {false, true}) {
+    FakeOwner owner;
+    FakeServerCallbacks cbs;
+    Http1ServerCodec codec(owner, cbs);
+    Reader r;
+    CodecError err;
+    for (char c : kPost) {
+      if (!same_slab) r.release();
+      BufferChain one = r.read(std::string_view(&c, 1));
+      ASSERT_TRUE(codec.dispatch(one, err)) << err.detail;
+    }
+    ASSERT_EQ(cbs.exchanges.size(), 1u);
+    expectPostDecoded(cbs.last().decoder);
+  }
+}
+
+TEST_F(Http1ServerTest, ChunkedByteByByte) {
+  std::string_view req =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "4\r\nwiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n";
+  for (char c : req) {
+    reader_.release();
+    ASSERT_TRUE(feed(std::string_view(&c, 1))) << error_.detail;
+  }
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.body, "wikipedia");
+  ASSERT_TRUE(d.trailers);
+  EXPECT_EQ(d.trailers->get("t").value_or(""), "v");
+}
+
+TEST_F(Http1ServerTest, HeadResponseHasNoBody) {
+  ASSERT_TRUE(feed("HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-length", "5"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain body = chainOf("hello");
+  enc.encodeData(body, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, HeadResponseWithoutLengthGetsNoFraming) {
+  ASSERT_TRUE(feed("HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n"));
+  auto h = makeHeaders({{":status", "200"}});
+  callbacks_.last().encoder->encodeHeaders(*h, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\n\r\n");
+}
+
+TEST_F(Http1ServerTest, ExpectContinuePassesUpAndIsAnswered) {
+  ASSERT_TRUE(
+      feed("PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+  auto& x = callbacks_.last();
+  EXPECT_EQ(x.decoder.header("expect"), "100-continue");
+  auto c = makeHeaders({{":status", "100"}});
+  x.encoder->encode1xxHeaders(*c);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(feed("data"));
+  EXPECT_EQ(x.decoder.body, "data");
+  respond(0, "ok", "201");
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok");
+}
+
+TEST_F(Http1ServerTest, ConnectionCloseClosesAfterResponse) {
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+  EXPECT_FALSE(callbacks_.last().decoder.headers->has("connection"));
+  EXPECT_EQ(owner_.close_after_flush, 0);
+  respond(0);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  // Anything after is ignored.
+  EXPECT_TRUE(feed(kGet));
+  EXPECT_EQ(callbacks_.exchanges.size(), 1u);
+}
+
+TEST_F(Http1ServerTest, Http10WithoutKeepAliveCloses) {
+  ASSERT_TRUE(feed("GET / HTTP/1.0\r\n\r\n"));
+  EXPECT_EQ(codec_.protocol(), Protocol::kHttp10);
+  auto& d = callbacks_.last().decoder;
+  EXPECT_FALSE(d.headers->has(":authority"));
+  respond(0);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+  EXPECT_EQ(owner_.close_after_flush, 1);
+}
+
+TEST_F(Http1ServerTest, Http10KeepAliveStaysOpen) {
+  ASSERT_TRUE(feed("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  respond(0);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nhi");
+  EXPECT_EQ(owner_.close_after_flush, 0);
+}
+
+TEST_F(Http1ServerTest, Http10StreamingResponseIsCloseDelimited) {
+  ASSERT_TRUE(feed("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain b = chainOf("abc");
+  enc.encodeData(b, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nabc");
+  EXPECT_EQ(owner_.close_after_flush, 1);
+}
+
+TEST_F(Http1ServerTest, GoAwayClosesAfterCurrentResponse) {
+  ASSERT_TRUE(feed(kGet));
+  codec_.goAway();
+  EXPECT_EQ(owner_.close_after_flush, 0);
+  respond(0);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+  EXPECT_EQ(owner_.close_after_flush, 1);
+}
+
+TEST_F(Http1ServerTest, GoAwayWhenIdleClosesNow) {
+  codec_.goAway();
+  EXPECT_EQ(owner_.close_after_flush, 1);
+}
+
+TEST_F(Http1ServerTest, AbsoluteFormTargetGivesAuthority) {
+  ASSERT_TRUE(feed("GET http://origin.example:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.headers->authority(), "origin.example:81");
+  EXPECT_EQ(d.headers->path(), "/p?q");
+}
+
+TEST_F(Http1ServerTest, DropsConnectionSpecificFieldsFromResponses) {
+  ASSERT_TRUE(feed(kGet));
+  auto h = makeHeaders({{":status", "200"},
+                        {"connection", "keep-alive"},
+                        {"transfer-encoding", "chunked"},
+                        {"keep-alive", "timeout=5"},
+                        {"content-length", "0"}});
+  callbacks_.last().encoder->encodeHeaders(*h, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+}
+
+// Each case is a request that must get a 400 and a closed connection.
+struct BadRequest {
+  const char* name;
+  std::string bytes;
+  int status;
+};
+
+class Http1ServerRejectTest : public ::testing::TestWithParam<BadRequest> {};
+
+TEST_P(Http1ServerRejectTest, AnswersErrorAndCloses) {
+  const BadRequest& c = GetParam();
+  // Whole, and byte by byte: the check must not depend on where reads split.
+  for (bool bytewise : {false, true}) {
+    SCOPED_TRACE(bytewise ? "byte by byte" : "whole");
+    FakeOwner owner;
+    FakeServerCallbacks cbs;
+    Http1ServerCodec codec(owner, cbs);
+    CodecError err;
+    bool ok = true;
+    Reader r;
+    if (bytewise) {
+      for (size_t i = 0; i < c.bytes.size() && ok; ++i) {
+        r.release();
+        BufferChain one = r.read(std::string_view(c.bytes).substr(i, 1));
+        ok = codec.dispatch(one, err);
+      }
+    } else {
+      BufferChain all = r.read(c.bytes);
+      ok = codec.dispatch(all, err);
+    }
+    EXPECT_FALSE(ok);
+    EXPECT_EQ(err.http_status, c.status);
+    EXPECT_FALSE(err.detail.empty());
+    std::string expect_line = "HTTP/1.1 " + std::to_string(c.status) + " ";
+    EXPECT_EQ(owner.written.substr(0, expect_line.size()), expect_line) << owner.written;
+    EXPECT_NE(owner.written.find("connection: close\r\n"), std::string::npos);
+    EXPECT_NE(owner.written.find("content-type: text/plain\r\n"), std::string::npos);
+    EXPECT_EQ(owner.close_after_flush, 1);
+    for (auto& x : cbs.exchanges) EXPECT_FALSE(x->decoder.ended);
+    // Later bytes are refused too.
+    BufferChain more = chainOf("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    EXPECT_FALSE(codec.dispatch(more, err));
+  }
+}
+
+std::string bigHeaders(size_t kb) {
+  std::string s = "GET / HTTP/1.1\r\nHost: h\r\n";
+  std::string value(1000, 'v');
+  for (size_t i = 0; i <= kb; ++i) s += "X-" + std::to_string(i) + ": " + value + "\r\n";
+  return s + "\r\n";
+}
+
+std::string manyHeaders(size_t n) {
+  std::string s = "GET / HTTP/1.1\r\nHost: h\r\n";
+  for (size_t i = 0; i < n; ++i) s += "X-" + std::to_string(i) + ": v\r\n";
+  return s + "\r\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Http1Smuggling, Http1ServerRejectTest,
+    ::testing::Values(
+        BadRequest{"ClAndTe",
+                   "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: "
+                   "chunked\r\n\r\n0\r\n\r\n",
+                   400},
+        BadRequest{"TeAndCl",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+                   "3\r\n\r\n0\r\n\r\n",
+                   400},
+        BadRequest{"DuplicateDifferingCl",
+                   "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: "
+                   "4\r\n\r\nabcd",
+                   400},
+        BadRequest{"ObsFold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n", 400},
+        BadRequest{"ObsFoldTab", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n\tb\r\n\r\n", 400},
+        BadRequest{"ObsFoldEmptyFirstLine", "GET / HTTP/1.1\r\nHost: h\r\nX-A:\r\n b\r\n\r\n", 400},
+        BadRequest{"ObsFoldOnHost", "GET / HTTP/1.1\r\nHost: h\r\n  evil\r\n\r\n", 400},
+        BadRequest{"SpaceBeforeColon", "GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400},
+        BadRequest{"SpaceBeforeColonCl",
+                   "POST / HTTP/1.1\r\nHost: h\r\nContent-Length : 3\r\n\r\nabc", 400},
+        BadRequest{"TabBeforeColon", "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", 400},
+        BadRequest{"BareLf", "GET / HTTP/1.1\nHost: h\n\n", 400},
+        BadRequest{"BareLfInHeaders", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400},
+        BadRequest{"BareCr", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", 400},
+        BadRequest{"InvalidNameChar", "GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: v\r\n\r\n", 400},
+        BadRequest{"InvalidValueChar", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", 400},
+        BadRequest{"EmptyName", "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n", 400},
+        BadRequest{"BadChunkSize",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        BadRequest{"ChunkSizeOverflow",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+                   "chunked\r\n\r\nfffffffffffffffffffff\r\n",
+                   400},
+        BadRequest{"ChunkedNotLast",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+        BadRequest{"TeNotChunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+                   400},
+        BadRequest{"NegativeCl", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
+        BadRequest{"MissingHost", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400},
+        BadRequest{"TwoHosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        BadRequest{"Http2Version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+        BadRequest{"Garbage", "\x16\x03\x01\x02\x00 hello\r\n\r\n", 400},
+        BadRequest{"HeadersTooLarge", bigHeaders(61), 431},
+        BadRequest{"TooManyHeaders", manyHeaders(101), 431}),
+    [](const ::testing::TestParamInfo<BadRequest>& info) { return info.param.name; });
+
+TEST_F(Http1ServerTest, ObsFoldDetectedAtEverySplitPoint) {
+  std::string_view req = "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\nX-B:\r\n\tc\r\n\r\n";
+  for (size_t i = 1; i < req.size(); ++i) {
+    SCOPED_TRACE(i);
+    FakeOwner owner;
+    FakeServerCallbacks cbs;
+    Http1ServerCodec codec(owner, cbs);
+    Reader r;
+    CodecError err;
+    BufferChain a = r.read(req.substr(0, i));
+    bool ok = codec.dispatch(a, err);
+    if (ok) {
+      r.release();
+      BufferChain b = r.read(req.substr(i));
+      ok = codec.dispatch(b, err);
+    }
+    EXPECT_FALSE(ok);
+    EXPECT_EQ(err.http_status, 400);
+    EXPECT_TRUE(cbs.exchanges.empty());
+  }
+}
+
+TEST_F(Http1ServerTest, HeadersJustUnderTheLimitPass) {
+  ASSERT_TRUE(feed(manyHeaders(99)));
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);
+}
+
+TEST_F(Http1ServerTest, ErrorMidBodyResetsStreamWithoutSecondResponse) {
+  ASSERT_TRUE(feed("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+  auto& x = callbacks_.last();
+  auto h = makeHeaders({{":status", "200"}});
+  x.encoder->encodeHeaders(*h, false);  // A response is in progress.
+  owner_.take();
+  EXPECT_FALSE(feed("zz\r\n"));
+  EXPECT_EQ(owner_.written, "");  // No 400 in the middle of a response.
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(x.callbacks.resets[0], ResetReason::kProtocolError);
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, ErrorMidBodyBeforeResponseAnswers400) {
+  ASSERT_TRUE(feed("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+  auto& x = callbacks_.last();
+  EXPECT_FALSE(feed("zz\r\n"));
+  EXPECT_EQ(owner_.written.substr(0, 25), "HTTP/1.1 400 Bad Request\r");
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(x.callbacks.resets[0], ResetReason::kProtocolError);
+}
+
+TEST_F(Http1ServerTest, TransportCloseResetsOpenStream) {
+  ASSERT_TRUE(feed("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"));
+  auto& x = callbacks_.last();
+  codec_.onTransportClosed(ResetReason::kRemoteReset);
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(x.callbacks.resets[0], ResetReason::kRemoteReset);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, StreamReadDisableNestsAndHoldsInput) {
+  ASSERT_TRUE(feed("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nab"));
+  auto& x = callbacks_.last();
+  Stream& s = x.encoder->stream();
+  s.readDisable(true);
+  s.readDisable(true);
+  EXPECT_EQ(owner_.read_disabled, 2);
+  ASSERT_TRUE(feed("cd"));
+  EXPECT_EQ(x.decoder.body, "ab");  // Held while disabled.
+  s.readDisable(false);
+  EXPECT_EQ(owner_.scheduled, 0);
+  s.readDisable(false);
+  EXPECT_EQ(owner_.read_disabled, 0);
+  EXPECT_EQ(owner_.scheduled, 1);
+  ASSERT_TRUE(dispatchEmpty());
+  EXPECT_EQ(x.decoder.body, "abcd");
+}
+
+TEST_F(Http1ServerTest, BufferedPipelineInputDisablesReading) {
+  settings_.max_buffered_input = 100;
+  Http1ServerCodec codec(owner_, callbacks_, settings_);
+  std::string many;
+  for (int i = 0; i < 5; ++i) many += std::string(kGet);
+  BufferChain in = chainOf(many);
+  ASSERT_TRUE(codec.dispatch(in, error_));
+  EXPECT_EQ(owner_.read_disabled, 1);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(callbacks_.exchanges.size(), static_cast<size_t>(i + 1));
+    respond(i);
+    BufferChain none;
+    ASSERT_TRUE(codec.dispatch(none, error_));
+  }
+  EXPECT_EQ(owner_.read_disabled, 0);
+  EXPECT_EQ(owner_.read_disable_calls, 2);
+}
+
+TEST_F(Http1ServerTest, WatermarksReachTheStream) {
+  ASSERT_TRUE(feed(kGet));
+  auto& x = callbacks_.last();
+  codec_.onAboveWriteBufferHighWatermark();
+  codec_.onBelowWriteBufferLowWatermark();
+  EXPECT_EQ(x.callbacks.above, 1);
+  EXPECT_EQ(x.callbacks.below, 1);
+}
+
+TEST_F(Http1ServerTest, LocalResetClosesConnection) {
+  ASSERT_TRUE(feed(kGet));
+  auto& x = callbacks_.last();
+  x.encoder->stream().resetStream(ResetReason::kLocalReset);
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, UpgradeIsAnsweredAsPlainHttpThenClosed) {
+  ASSERT_TRUE(
+      feed("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+           "\x81\x05hello"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_FALSE(d.headers->has("upgrade"));
+  respond(0);
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  EXPECT_EQ(callbacks_.exchanges.size(), 1u);
+}
+
+}  // namespace
+}  // namespace skiff::http
