@@ -41,6 +41,8 @@ class FilterCallbacks {
   virtual void continueEncoding() = 0;
   // Ends the stream with a locally made response. response_flag is Envoy's
   // short flag (NR, UF, UH, UT, ...) or empty; details goes in the body.
+  // Status 0 means no response can be sent any more (it already started):
+  // the downstream stream is reset instead.
   virtual void sendLocalReply(int status, std::string_view details,
                               std::string_view response_flag) = 0;
   // Records an Envoy response flag on the stream (for logs and stats).

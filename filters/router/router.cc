@@ -1,0 +1,388 @@
+#include "filters/router/router.h"
+
+#include <uv.h>
+
+#include <string>
+
+#include "proxy/router/route_table.h"
+#include "proxy/upstream/cluster_manager.h"
+#include "proxy/worker/worker.h"
+
+namespace skiff::filters {
+
+namespace {
+
+using upstream::PoolFailure;
+using upstream::UpstreamClient;
+
+// Forwards one request to an upstream host and streams the response back.
+// Its life: decodeHeaders picks cluster and host and asks the host's pool for
+// a connection; request body that arrives before the connection waits here;
+// the response comes back through StreamDecoder and leaves through the
+// filter callbacks' encode side.
+class RouterFilter : public HttpFilter,
+                     public upstream::PoolCallbacks,
+                     public http::StreamCallbacks {
+ public:
+  RouterFilter() : response_(*this) {}
+  ~RouterFilter() override { cleanup(); }
+
+  void setCallbacks(FilterCallbacks& callbacks) override { cb_ = &callbacks; }
+
+  FilterStatus decodeHeaders(HeaderMap& headers, bool end_stream) override {
+    const router::RouteEntry* route = cb_->route();
+    if (!route) {
+      cb_->sendLocalReply(404, "route not found", "NR");
+      return FilterStatus::kStopIteration;
+    }
+    if (route->kind() == router::RouteEntry::Kind::kDirectResponse) {
+      sendDirect(*route);
+      return FilterStatus::kStopIteration;
+    }
+    if (route->kind() == router::RouteEntry::Kind::kRedirect) {
+      auto h = std::make_unique<HeaderMap>();
+      h->addCopy(":status", std::to_string(route->redirectStatus()));
+      h->addCopy("location", route->redirectLocation(headers));
+      route->finalizeResponseHeaders(*h);
+      cb_->encodeHeaders(std::move(h), true);
+      return FilterStatus::kStopIteration;
+    }
+    std::string_view cluster_name = route->clusterName(headers, cb_->worker().random());
+    cluster_ = cluster_name.empty() ? nullptr : cb_->worker().clusterManager().get(cluster_name);
+    if (!cluster_) {
+      // Envoy: 503 with response flag NC (no cluster found).
+      cb_->sendLocalReply(503, "cluster not found", "NC");
+      return FilterStatus::kStopIteration;
+    }
+    host_ = cluster_->chooseHost();
+    if (!host_) {
+      cluster_->stats().upstream_cx_none_healthy.inc();
+      cb_->sendLocalReply(503, "no healthy upstream", "UH");
+      return FilterStatus::kStopIteration;
+    }
+    if (cluster_->active_requests >= cluster_->config().max_requests) {
+      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO");
+      return FilterStatus::kStopIteration;
+    }
+    request_headers_ = &headers;
+    route_ = route;
+    route->finalizeRequestHeaders(headers);
+    if (route->autoHostRewrite()) headers.set(":authority", host_->address());
+    request_end_ = end_stream;
+    timeout_ms_ = static_cast<uint64_t>(route->timeout().count());
+    host_->requestStarted();
+    counted_request_ = true;
+    waiting_for_pool_ = true;
+    host_->newStream(*this);  // May call onPoolReady / onPoolFailure right away.
+    return FilterStatus::kStopIteration;
+  }
+
+  FilterStatus decodeData(BufferChain& data, bool end_stream) override {
+    if (end_stream) request_end_ = true;
+    if (encoder_) {
+      encoder_->encodeData(data, end_stream);
+      if (end_stream) startTimeout();
+    } else if (!finished_) {
+      // The connection is still coming: hold the body here. Past the buffer
+      // limit, stop reading the downstream until the upstream takes it.
+      pending_body_.move(data);
+      if (pending_body_.length() > 1024 * 1024 && !downstream_paused_) {
+        downstream_paused_ = true;
+        cb_->readDisableDownstream(true);
+      }
+    }
+    return FilterStatus::kStopIteration;
+  }
+
+  FilterStatus decodeTrailers(HeaderMap& trailers) override {
+    request_end_ = true;
+    if (encoder_) {
+      encoder_->encodeTrailers(trailers);
+      startTimeout();
+    } else {
+      pending_trailers_ = &trailers;
+    }
+    return FilterStatus::kStopIteration;
+  }
+
+  FilterStatus encodeHeaders(HeaderMap&, bool) override { return FilterStatus::kContinue; }
+  FilterStatus encodeData(BufferChain&, bool) override { return FilterStatus::kContinue; }
+  FilterStatus encodeTrailers(HeaderMap&) override { return FilterStatus::kContinue; }
+
+  void onDownstreamAboveWriteBufferHighWatermark() override {
+    if (client_ && encoder_) encoder_->stream().readDisable(true);
+    ++upstream_read_disabled_;
+  }
+  void onDownstreamBelowWriteBufferLowWatermark() override {
+    if (upstream_read_disabled_ == 0) return;
+    --upstream_read_disabled_;
+    if (client_ && encoder_) encoder_->stream().readDisable(false);
+  }
+
+  void onDestroy() override { cleanup(); }
+
+  // ---- PoolCallbacks
+  void onPoolReady(UpstreamClient& client) override {
+    waiting_for_pool_ = false;
+    if (finished_) {
+      client.release();
+      return;
+    }
+    client_ = &client;
+    encoder_ = &client.codec().newStream(response_);
+    encoder_->stream().setCallbacks(this);
+    for (int i = 0; i < upstream_read_disabled_; ++i) encoder_->stream().readDisable(true);
+    bool headers_end = request_end_ && pending_body_.empty() && !pending_trailers_;
+    encoder_->encodeHeaders(*request_headers_, headers_end);
+    if (!pending_body_.empty()) {
+      encoder_->encodeData(pending_body_, request_end_ && !pending_trailers_);
+    }
+    if (pending_trailers_) encoder_->encodeTrailers(*pending_trailers_);
+    if (downstream_paused_) {
+      downstream_paused_ = false;
+      cb_->readDisableDownstream(false);
+    }
+    if (request_end_) startTimeout();
+  }
+
+  void onPoolFailure(PoolFailure reason) override {
+    waiting_for_pool_ = false;
+    if (finished_) return;
+    if (reason == PoolFailure::kOverflow) {
+      cb_->sendLocalReply(503, "upstream overflow: max_pending_requests reached", "UO");
+      return;
+    }
+    cb_->sendLocalReply(
+        503,
+        std::string("upstream connect error or disconnect/reset before headers. "
+                    "reset reason: ") +
+            (reason == PoolFailure::kConnectTimeout ? "connection timeout" : "connection failure"),
+        "UF");
+  }
+
+  // ---- The upstream response (through UpstreamResponse)
+  void onUpstream1xxHeaders(HeaderMapPtr headers) { cb_->encode1xxHeaders(std::move(headers)); }
+
+  void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
+    stopTimeout();
+    response_started_ = true;
+    countStatus(headers->status());
+    if (route_) route_->finalizeResponseHeaders(*headers);
+    if (end_stream) upstreamDone();
+    cb_->encodeHeaders(std::move(headers), end_stream);
+  }
+
+  void onUpstreamData(BufferChain& data, bool end_stream) {
+    if (end_stream) upstreamDone();
+    cb_->encodeData(data, end_stream);
+  }
+
+  void onUpstreamTrailers(HeaderMapPtr trailers) {
+    upstreamDone();
+    cb_->encodeTrailers(std::move(trailers));
+  }
+
+  // ---- StreamCallbacks: the upstream stream
+  void onResetStream(http::ResetReason reason, std::string_view detail) override {
+    UpstreamClient* client = client_;
+    client_ = nullptr;
+    encoder_ = nullptr;
+    stopTimeout();
+    endRequestCount();
+    if (client) client->abandon();
+    if (finished_) return;
+    finished_ = true;
+    if (response_started_) {
+      // Too late for a clean answer: status 0 resets the downstream stream.
+      cb_->sendLocalReply(0, "upstream reset after response started", "UR");
+      return;
+    }
+    std::string why =
+        reason == http::ResetReason::kConnectionTermination
+            ? "connection termination"
+            : (reason == http::ResetReason::kProtocolError ? "protocol error" : "remote reset");
+    if (!detail.empty()) why += std::string(" (") + std::string(detail) + ")";
+    cb_->sendLocalReply(
+        503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,
+        reason == http::ResetReason::kProtocolError ? "UPE" : "UC");
+  }
+  void onAboveWriteBufferHighWatermark() override {
+    if (!downstream_paused_) {
+      downstream_paused_ = true;
+      cb_->readDisableDownstream(true);
+    }
+  }
+  void onBelowWriteBufferLowWatermark() override {
+    if (downstream_paused_) {
+      downstream_paused_ = false;
+      cb_->readDisableDownstream(false);
+    }
+  }
+
+ private:
+  // Receives the upstream response. A separate object because the filter's
+  // decode* methods (the downstream request) share names with the codec's.
+  class UpstreamResponse : public http::StreamDecoder {
+   public:
+    explicit UpstreamResponse(RouterFilter& router) : router_(router) {}
+    void decode1xxHeaders(HeaderMapPtr h) override { router_.onUpstream1xxHeaders(std::move(h)); }
+    void decodeHeaders(HeaderMapPtr h, bool end) override {
+      router_.onUpstreamHeaders(std::move(h), end);
+    }
+    void decodeData(BufferChain& data, bool end) override { router_.onUpstreamData(data, end); }
+    void decodeTrailers(HeaderMapPtr t) override { router_.onUpstreamTrailers(std::move(t)); }
+
+   private:
+    RouterFilter& router_;
+  };
+
+  void sendDirect(const router::RouteEntry& route) {
+    auto h = std::make_unique<HeaderMap>();
+    h->addCopy(":status", std::to_string(route.directStatus()));
+    const std::string& body = route.directBody();
+    if (!body.empty()) {
+      h->addView("content-type", "text/plain");
+      h->addCopy("content-length", std::to_string(body.size()));
+    }
+    route.finalizeResponseHeaders(*h);
+    if (body.empty()) {
+      cb_->encodeHeaders(std::move(h), true);
+      return;
+    }
+    cb_->encodeHeaders(std::move(h), false);
+    BufferChain data;
+    data.appendCopy(body);  // Copy: the body lives in the route table.
+    cb_->encodeData(data, true);
+  }
+
+  void countStatus(int status) {
+    auto& s = cluster_->stats();
+    if (status >= 500) {
+      s.upstream_rq_5xx.inc();
+    } else if (status >= 400) {
+      s.upstream_rq_4xx.inc();
+    } else if (status >= 300) {
+      s.upstream_rq_3xx.inc();
+    } else if (status >= 200) {
+      s.upstream_rq_2xx.inc();
+    } else {
+      s.upstream_rq_1xx.inc();
+    }
+  }
+
+  // The upstream response is complete: the connection goes back to the pool.
+  void upstreamDone() {
+    finished_ = true;
+    stopTimeout();
+    endRequestCount();
+    cluster_->stats().upstream_rq_completed.inc();
+    if (client_) {
+      encoder_->stream().setCallbacks(nullptr);
+      UpstreamClient* client = client_;
+      client_ = nullptr;
+      encoder_ = nullptr;
+      if (request_end_) {
+        client->release();
+      } else {
+        // The response ended before the request did: the connection cannot
+        // carry another request cleanly.
+        client->abandon();
+      }
+    }
+  }
+
+  void startTimeout() {
+    if (timeout_ms_ == 0 || timer_ || finished_) return;
+    timer_ = new uv_timer_t;
+    uv_timer_init(cb_->worker().loop(), timer_);
+    timer_->data = this;
+    uv_timer_start(
+        timer_, [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onTimeout(); },
+        timeout_ms_, 0);
+  }
+
+  void stopTimeout() {
+    if (!timer_) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+
+  void onTimeout() {
+    stopTimeout();
+    if (finished_) return;
+    finished_ = true;
+    cluster_->stats().upstream_rq_timeout.inc();
+    endRequestCount();
+    if (client_) {
+      encoder_->stream().setCallbacks(nullptr);
+      UpstreamClient* client = client_;
+      client_ = nullptr;
+      encoder_ = nullptr;
+      client->abandon();
+    }
+    if (response_started_) {
+      cb_->sendLocalReply(0, "upstream request timeout", "UT");
+    } else {
+      cb_->sendLocalReply(504, "upstream request timeout", "UT");
+    }
+  }
+
+  void endRequestCount() {
+    if (counted_request_) {
+      counted_request_ = false;
+      host_->requestEnded();
+    }
+  }
+
+  void cleanup() {
+    stopTimeout();
+    if (waiting_for_pool_ && host_) {
+      waiting_for_pool_ = false;
+      host_->cancel(*this);
+    }
+    finished_ = true;
+    endRequestCount();
+    if (client_) {
+      encoder_->stream().setCallbacks(nullptr);
+      UpstreamClient* client = client_;
+      client_ = nullptr;
+      encoder_ = nullptr;
+      client->abandon();
+    }
+  }
+
+  FilterCallbacks* cb_ = nullptr;
+  UpstreamResponse response_;
+  const router::RouteEntry* route_ = nullptr;
+  upstream::Cluster* cluster_ = nullptr;
+  std::shared_ptr<upstream::Host> host_;
+  UpstreamClient* client_ = nullptr;
+  http::RequestEncoder* encoder_ = nullptr;
+  HeaderMap* request_headers_ = nullptr;
+  HeaderMap* pending_trailers_ = nullptr;
+  BufferChain pending_body_;
+  uv_timer_t* timer_ = nullptr;
+  uint64_t timeout_ms_ = 0;
+  int upstream_read_disabled_ = 0;
+  bool request_end_ = false;
+  bool response_started_ = false;
+  bool finished_ = false;
+  bool waiting_for_pool_ = false;
+  bool counted_request_ = false;
+  bool downstream_paused_ = false;
+};
+
+class RouterFilterFactory : public HttpFilterFactory {
+ public:
+  std::unique_ptr<HttpFilter> create() const override { return std::make_unique<RouterFilter>(); }
+  bool isTerminal() const override { return true; }
+};
+
+}  // namespace
+
+std::shared_ptr<const HttpFilterFactory> makeRouterFilterFactory() {
+  return std::make_shared<RouterFilterFactory>();
+}
+
+}  // namespace skiff::filters

@@ -1,0 +1,181 @@
+#include "proxy/admin/admin_server.h"
+
+#include <memory>
+
+#include "proxy/http/codec.h"
+#include "proxy/http/http1/http1_codec.h"
+#include "proxy/net/connection.h"
+#include "proxy/net/listener.h"
+#include "proxy/worker/worker.h"
+
+namespace skiff {
+
+namespace {
+
+// One admin connection. Requests are small and answered at once; bodies of
+// requests are ignored.
+class AdminConnection : public Deletable,
+                        public TcpConnection::Callbacks,
+                        public http::CodecOwner,
+                        public http::ServerConnectionCallbacks,
+                        public http::StreamDecoder,
+                        public http::StreamCallbacks,
+                        public Schedulable {
+ public:
+  AdminConnection(Worker& loop, AdminServer& server)
+      : loop_(loop), server_(server), conn_(loop, *this, 1 << 20) {
+    codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this);
+  }
+  ~AdminConnection() override { loop_.cancel(this); }
+
+  TcpConnection& connection() { return conn_; }
+
+  void onRead(BufferChain& data) override {
+    http::CodecError error;
+    if (!codec_->dispatch(data, error)) conn_.closeAfterFlush();
+  }
+  void onEof() override { conn_.closeAfterFlush(); }
+  void onClosed(TcpConnection::CloseReason) override {
+    codec_->onTransportClosed(http::ResetReason::kConnectionTermination);
+    loop_.deferDelete(std::unique_ptr<Deletable>(this));
+  }
+  void onAboveWriteBufferHighWatermark() override {}
+  void onBelowWriteBufferLowWatermark() override {}
+  void write(BufferChain& data) override { conn_.write(data); }
+  void scheduleDispatch() override { loop_.schedule(this); }
+  void onScheduled() override {
+    if (conn_.closing()) return;
+    BufferChain none;
+    onRead(none);
+  }
+  void readDisable(bool disable) override { conn_.readDisable(disable); }
+  void closeAfterFlush() override { conn_.closeAfterFlush(); }
+
+  http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override {
+    encoder_ = &encoder;
+    encoder.stream().setCallbacks(this);
+    return *this;
+  }
+
+  void decode1xxHeaders(HeaderMapPtr) override {}
+  void decodeHeaders(HeaderMapPtr headers, bool end_stream) override {
+    method_ = std::string(headers->method());
+    path_ = std::string(headers->path());
+    if (end_stream) respond();
+  }
+  void decodeData(BufferChain& data, bool end_stream) override {
+    data.clear();
+    if (end_stream) respond();
+  }
+  void decodeTrailers(HeaderMapPtr) override { respond(); }
+
+  void onResetStream(http::ResetReason, std::string_view) override { encoder_ = nullptr; }
+
+ private:
+  void respond() {
+    if (!encoder_) return;
+    AdminServer::Reply reply = server_.handle(method_, path_);
+    HeaderMap h;
+    std::string status = std::to_string(reply.status);
+    std::string length = std::to_string(reply.body.size());
+    h.addView(":status", status);
+    h.addView("content-type", reply.content_type);
+    h.addView("content-length", length);
+    h.addView("cache-control", "no-cache, max-age=0");
+    h.addView("x-content-type-options", "nosniff");
+    http::ResponseEncoder* enc = encoder_;
+    encoder_ = nullptr;
+    if (method_ == "HEAD" || reply.body.empty()) {
+      enc->encodeHeaders(h, true);
+      return;
+    }
+    enc->encodeHeaders(h, false);
+    BufferChain body;
+    body.appendCopy(reply.body);  // Copy: admin pages are made as strings.
+    enc->encodeData(body, true);
+  }
+
+  Worker& loop_;
+  AdminServer& server_;
+  TcpConnection conn_;
+  std::unique_ptr<http::ServerConnection> codec_;
+  http::ResponseEncoder* encoder_ = nullptr;
+  std::string method_;
+  std::string path_;
+};
+
+}  // namespace
+
+AdminServer::~AdminServer() { close(); }
+
+Result<std::string> AdminServer::listen(const std::string& address, uint32_t port) {
+  Result<int> fd = bindReusePortSocket(address, port);
+  if (!fd) return fd.status();
+  uint32_t bound = boundPort(*fd);
+  tcp_ = new uv_tcp_t;
+  uv_tcp_init(loop_.loop(), tcp_);
+  tcp_->data = this;
+  uv_tcp_open(tcp_, *fd);
+  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 128, onConnection);
+  if (rc != 0) {
+    close();
+    return Status(ErrorSource::kConfig, "admin listen on " + address + ": " + uv_strerror(rc));
+  }
+  std::string shown = address.find(':') != std::string::npos ? "[" + address + "]" : address;
+  return shown + ":" + std::to_string(bound);
+}
+
+void AdminServer::close() {
+  if (!tcp_) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(tcp_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  tcp_ = nullptr;
+}
+
+void AdminServer::onConnection(uv_stream_t* server, int status) {
+  auto* self = static_cast<AdminServer*>(server->data);
+  if (status != 0) return;
+  auto* conn = new AdminConnection(self->loop_, *self);
+  if (conn->connection().accept(server) != 0) conn->connection().close();
+}
+
+AdminServer::Reply AdminServer::handle(std::string_view method, std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  std::string_view query =
+      target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+  bool json = query.find("format=json") != std::string_view::npos;
+  const std::string text = "text/plain; charset=UTF-8";
+  const std::string js = "application/json";
+  // Envoy refuses state-changing endpoints on GET.
+  bool mutating =
+      path == "/quitquitquit" || path == "/healthcheck/fail" || path == "/drain_listeners";
+  if (mutating && method != "POST") {
+    return {405, text, "This endpoint requires POST, not " + std::string(method) + "\n"};
+  }
+  if (path == "/ready") {
+    bool ok = source_.ready();
+    return {ok ? 200 : 503, text, source_.state() + "\n"};
+  }
+  if (path == "/stats") {
+    if (json) return {200, js, source_.statsJson()};
+    return {200, text, source_.statsText()};
+  }
+  if (path == "/stats/prometheus")
+    return {200, "text/plain; version=0.0.4", source_.statsPrometheus()};
+  if (path == "/config_dump") return {200, js, source_.configDump()};
+  if (path == "/listeners") return {200, json ? js : text, source_.listenersText(json)};
+  if (path == "/clusters") return {200, text, source_.clustersText()};
+  if (path == "/server_info") return {200, js, source_.serverInfo()};
+  if (path == "/quitquitquit") {
+    source_.quit();
+    return {200, text, "OK\n"};
+  }
+  if (path == "/" || path.empty()) {
+    return {200, text,
+            "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /quitquitquit\n"
+            "  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"};
+  }
+  return {404, text, "invalid path. admin commands are listed at /\n"};
+}
+
+}  // namespace skiff

@@ -1,0 +1,471 @@
+#include "proxy/http/connection_manager.h"
+
+#include <charconv>
+#include <cstdio>
+#include <map>
+
+#include "proxy/http/http1/http1_codec.h"
+#include "proxy/router/route_table.h"
+
+namespace skiff {
+
+namespace {
+
+std::string listenerStatName(const config::ListenerConfig& l) {
+  // Envoy names listener stats by address: listener.127.0.0.1_10000.*
+  return "listener." + l.address.address + "_" + std::to_string(l.address.port);
+}
+
+// One stats block per listener per worker, made on the first connection.
+HttpConnectionManagerStats& statsFor(Worker& worker, const config::ListenerConfig& l) {
+  thread_local std::map<std::string, std::unique_ptr<HttpConnectionManagerStats>> cache;
+  std::string key = l.http.stat_prefix + "|" + listenerStatName(l);
+  auto& slot = cache[key];
+  if (!slot) slot = std::make_unique<HttpConnectionManagerStats>(worker.stats(), l);
+  return *slot;
+}
+
+bool isInternalAddress(std::string_view ip) {
+  // RFC 1918, loopback (Envoy's default internal address set for IPv4).
+  return ip.starts_with("10.") || ip.starts_with("127.") || ip.starts_with("192.168.") ||
+         (ip.starts_with("172.") && ip.size() > 6 &&
+          [&] {
+            int second = 0;
+            std::from_chars(ip.data() + 4, ip.data() + ip.size(), second);
+            return second >= 16 && second <= 31;
+          }()) ||
+         ip == "::1";
+}
+
+std::string_view ipOf(std::string_view address) {
+  if (address.starts_with("[")) return address.substr(1, address.find(']') - 1);
+  return address.substr(0, address.rfind(':'));
+}
+
+// A random version 4 UUID for x-request-id.
+std::string makeUuid(Worker& worker) {
+  uint64_t a = worker.random(), b = worker.random();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char out[37];
+  std::snprintf(out, sizeof(out), "%08x-%04x-%04x-%04x-%012llx", static_cast<uint32_t>(a >> 32),
+                static_cast<uint32_t>((a >> 16) & 0xffff), static_cast<uint32_t>(a & 0xffff),
+                static_cast<uint32_t>(b >> 48),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return out;
+}
+
+}  // namespace
+
+HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s,
+                                                       const config::ListenerConfig& l)
+    : downstream_cx_total(s.counter("http." + l.http.stat_prefix + ".downstream_cx_total")),
+      downstream_cx_active(s.gauge("http." + l.http.stat_prefix + ".downstream_cx_active")),
+      downstream_cx_http1_total(
+          s.counter("http." + l.http.stat_prefix + ".downstream_cx_http1_total")),
+      downstream_cx_protocol_error(
+          s.counter("http." + l.http.stat_prefix + ".downstream_cx_protocol_error")),
+      downstream_rq_total(s.counter("http." + l.http.stat_prefix + ".downstream_rq_total")),
+      downstream_rq_http1_total(
+          s.counter("http." + l.http.stat_prefix + ".downstream_rq_http1_total")),
+      downstream_rq_active(s.gauge("http." + l.http.stat_prefix + ".downstream_rq_active")),
+      downstream_rq_completed(s.counter("http." + l.http.stat_prefix + ".downstream_rq_completed")),
+      downstream_rq_1xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_1xx")),
+      downstream_rq_2xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_2xx")),
+      downstream_rq_3xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_3xx")),
+      downstream_rq_4xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_4xx")),
+      downstream_rq_5xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_5xx")),
+      downstream_rq_rx_reset(s.counter("http." + l.http.stat_prefix + ".downstream_rq_rx_reset")),
+      downstream_rq_tx_reset(s.counter("http." + l.http.stat_prefix + ".downstream_rq_tx_reset")),
+      downstream_rq_too_large(s.counter("http." + l.http.stat_prefix + ".downstream_rq_too_large")),
+      no_route(s.counter("http." + l.http.stat_prefix + ".no_route")),
+      listener_downstream_cx_total(s.counter(listenerStatName(l) + ".downstream_cx_total")),
+      listener_downstream_cx_active(s.gauge(listenerStatName(l) + ".downstream_cx_active")) {}
+
+// ---- ActiveStream: one request/response on the connection.
+
+class HttpConnectionManager::ActiveStream : public Deletable,
+                                            public http::StreamDecoder,
+                                            public http::StreamCallbacks,
+                                            public filters::FilterCallbacks,
+                                            public http::EncodeSink {
+ public:
+  ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder)
+      : hcm_(hcm),
+        encoder_(encoder),
+        listener_(hcm.listener_),
+        chain_(*this, hcm.listener().per_connection_buffer_limit_bytes) {
+    encoder_.stream().setCallbacks(this);
+    for (const auto& f : hcm.config().http_filters) {
+      auto filter = f.factory->create();
+      filter->setCallbacks(*this);
+      chain_.add(std::move(filter));
+    }
+    hcm_.stats().downstream_rq_total.inc();
+    hcm_.stats().downstream_rq_http1_total.inc();
+    hcm_.stats().downstream_rq_active.inc();
+  }
+
+  ~ActiveStream() override { hcm_.stats().downstream_rq_active.dec(); }
+
+  std::list<std::unique_ptr<ActiveStream>>::iterator pos;
+
+  // ---- http::StreamDecoder (the request)
+  void decode1xxHeaders(HeaderMapPtr) override {}
+
+  void decodeHeaders(HeaderMapPtr headers, bool end_stream) override {
+    if (end_stream) remote_complete_ = true;
+    const auto& cfg = hcm_.config();
+    HeaderMap& h = *headers;
+    if (h.authority().empty()) {
+      // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request
+      // that lacks a Host header.
+      sendLocalReply(400, "missing host header", "DPE");
+      return;
+    }
+    std::string_view remote_ip = ipOf(hcm_.connection().peerAddress());
+    if (cfg.use_remote_address) {
+      if (!cfg.skip_xff_append) {
+        auto xff = h.get("x-forwarded-for");
+        if (xff && !xff->empty()) {
+          h.set("x-forwarded-for", std::string(*xff) + "," + std::string(remote_ip));
+        } else {
+          h.set("x-forwarded-for", remote_ip);
+        }
+      }
+      h.set("x-forwarded-proto", "http");
+    } else if (!h.has("x-forwarded-proto")) {
+      h.set("x-forwarded-proto", "http");
+    }
+    if (cfg.generate_request_id) {
+      bool external = cfg.use_remote_address && !isInternalAddress(remote_ip);
+      if (!h.has("x-request-id") || (external && !cfg.preserve_external_request_id)) {
+        h.set("x-request-id", makeUuid(hcm_.worker()));
+      }
+    }
+    // Envoy answers 100-continue itself (proxy_100_continue is off) and does
+    // not forward the expectation.
+    if (auto expect = h.get("expect"); expect && equalsIgnoreCase(*expect, "100-continue")) {
+      h.remove("expect");
+      HeaderMap cont;
+      cont.addView(":status", "100");
+      encoder_.encode1xxHeaders(cont);
+    }
+    if (cfg.route_table) {
+      route_ = cfg.route_table->match(h, hcm_.worker().random());
+      if (!route_) hcm_.stats().no_route.inc();
+    }
+    chain_.decodeHeaders(std::move(headers), end_stream);
+  }
+
+  void decodeData(BufferChain& data, bool end_stream) override {
+    if (end_stream) remote_complete_ = true;
+    if (local_complete_) {
+      data.clear();  // The answer went out already; the rest is ignored.
+      maybeFinish();
+      return;
+    }
+    chain_.decodeData(data, end_stream);
+  }
+
+  void decodeTrailers(HeaderMapPtr trailers) override {
+    remote_complete_ = true;
+    if (local_complete_) {
+      maybeFinish();
+      return;
+    }
+    chain_.decodeTrailers(std::move(trailers));
+  }
+
+  // ---- http::StreamCallbacks (the downstream stream)
+  void onResetStream(http::ResetReason, std::string_view) override {
+    if (finished_) return;
+    hcm_.stats().downstream_rq_rx_reset.inc();
+    finish();
+  }
+  void onAboveWriteBufferHighWatermark() override {
+    for (auto& f : chain_.filters()) f->onDownstreamAboveWriteBufferHighWatermark();
+  }
+  void onBelowWriteBufferLowWatermark() override {
+    for (auto& f : chain_.filters()) f->onDownstreamBelowWriteBufferLowWatermark();
+  }
+
+  // ---- filters::FilterCallbacks
+  Worker& worker() override { return hcm_.worker(); }
+  const router::RouteEntry* route() override { return route_; }
+  void continueDecoding() override { chain_.continueDecoding(); }
+  void continueEncoding() override { chain_.continueEncoding(); }
+  void setResponseFlag(std::string_view flag) override {
+    if (!response_flags_.empty()) response_flags_ += ",";
+    response_flags_ += flag;
+  }
+  std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
+  void readDisableDownstream(bool disable) override {
+    if (!finished_) encoder_.stream().readDisable(disable);
+  }
+
+  void sendLocalReply(int status, std::string_view details,
+                      std::string_view response_flag) override {
+    if (finished_) return;
+    if (!response_flag.empty()) setResponseFlag(response_flag);
+    if (status == 0 || chain_.responseStarted()) {
+      // Mid-response: nothing clean can be sent; reset the stream.
+      hcm_.stats().downstream_rq_tx_reset.inc();
+      encoder_.stream().resetStream(http::ResetReason::kLocalReset);
+      finish();
+      return;
+    }
+    auto h = std::make_unique<HeaderMap>();
+    h->addCopy(":status", std::to_string(status));
+    std::string body = std::string(details) + "\n";
+    h->addView("content-type", "text/plain");
+    h->addCopy("content-length", std::to_string(body.size()));
+    local_reply_ = true;
+    chain_.encodeHeaders(std::move(h), false);
+    if (finished_) return;
+    BufferChain data;
+    data.appendCopy(body);  // Copy: a locally made body.
+    chain_.encodeData(data, true);
+  }
+
+  void encode1xxHeaders(HeaderMapPtr headers) override {
+    if (!finished_ && !local_complete_) encoder_.encode1xxHeaders(*headers);
+  }
+  void encodeHeaders(HeaderMapPtr headers, bool end_stream) override {
+    if (!finished_) chain_.encodeHeaders(std::move(headers), end_stream);
+  }
+  void encodeData(BufferChain& data, bool end_stream) override {
+    if (!finished_) chain_.encodeData(data, end_stream);
+  }
+  void encodeTrailers(HeaderMapPtr trailers) override {
+    if (!finished_) chain_.encodeTrailers(std::move(trailers));
+  }
+
+  // ---- http::EncodeSink: the response leaves the filter chain.
+  void sinkHeaders(HeaderMapPtr headers, bool end_stream) override {
+    const auto& cfg = hcm_.config();
+    using T = config::HttpConnectionManagerConfig::ServerHeaderTransformation;
+    if (cfg.server_header_transformation == T::kOverwrite ||
+        (cfg.server_header_transformation == T::kAppendIfAbsent && !headers->has("server"))) {
+      headers->set("server", cfg.server_name);
+    }
+    int status = headers->status();
+    auto& s = hcm_.stats();
+    if (status >= 500) {
+      s.downstream_rq_5xx.inc();
+    } else if (status >= 400) {
+      s.downstream_rq_4xx.inc();
+    } else if (status >= 300) {
+      s.downstream_rq_3xx.inc();
+    } else if (status >= 200) {
+      s.downstream_rq_2xx.inc();
+    } else {
+      s.downstream_rq_1xx.inc();
+    }
+    response_headers_ = std::move(headers);  // Encoders may hold views into it.
+    encoder_.encodeHeaders(*response_headers_, end_stream);
+    if (end_stream) onLocalComplete();
+  }
+  void sinkData(BufferChain& data, bool end_stream) override {
+    encoder_.encodeData(data, end_stream);
+    if (end_stream) onLocalComplete();
+  }
+  void sinkTrailers(HeaderMapPtr trailers) override {
+    encoder_.encodeTrailers(*trailers);
+    onLocalComplete();
+  }
+  void onBufferLimitExceeded(bool decoding) override {
+    if (decoding) {
+      hcm_.stats().downstream_rq_too_large.inc();
+      sendLocalReply(413, "request payload too large", "");
+    } else {
+      sendLocalReply(500, "response payload too large", "");
+    }
+  }
+
+ private:
+  void onLocalComplete() {
+    local_complete_ = true;
+    hcm_.stats().downstream_rq_completed.inc();
+    if (!remote_complete_) {
+      // The response ended before the request did (a local reply to a
+      // request whose body is still coming): HTTP/1 cannot resync, so the
+      // connection closes after the response, as Envoy does.
+      hcm_.closeAfterFlush();
+    }
+    maybeFinish();
+  }
+
+  // The stream ends once both directions are done. A response that ended
+  // first waits for the rest of the request (which is ignored), or for the
+  // connection to close under it.
+  void maybeFinish() {
+    if (local_complete_ && remote_complete_) finish();
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    encoder_.stream().setCallbacks(nullptr);
+    chain_.destroy();
+    hcm_.removeStream(*this);
+  }
+
+  HttpConnectionManager& hcm_;
+  http::ResponseEncoder& encoder_;
+  std::shared_ptr<const config::ListenerConfig> listener_;  // Pins the route table.
+  http::FilterChain chain_;
+  const router::RouteEntry* route_ = nullptr;
+  HeaderMapPtr response_headers_;
+  std::string response_flags_;
+  bool remote_complete_ = false;
+  bool local_complete_ = false;
+  bool local_reply_ = false;
+  bool finished_ = false;
+};
+
+// ---- HttpConnectionManager
+
+void HttpConnectionManager::accept(Worker& worker,
+                                   std::shared_ptr<const config::ListenerConfig> listener,
+                                   uv_stream_t* server) {
+  auto* hcm = new HttpConnectionManager(worker, std::move(listener));
+  if (hcm->conn_.accept(server) != 0) {
+    hcm->conn_.close();  // onClosed() deletes it.
+    return;
+  }
+  hcm->armIdleTimer();
+}
+
+HttpConnectionManager::HttpConnectionManager(Worker& worker,
+                                             std::shared_ptr<const config::ListenerConfig> listener)
+    : worker_(worker),
+      listener_(std::move(listener)),
+      stats_(&statsFor(worker, *listener_)),
+      conn_(worker, *this, listener_->per_connection_buffer_limit_bytes) {
+  http::Http1Settings settings;
+  settings.max_request_headers_kb = config().max_request_headers_kb;
+  codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this, settings);
+  worker_.addDownstream();
+  worker_.addDrainCallback(this, [this] { onDrain(); });
+  stats_->downstream_cx_total.inc();
+  stats_->downstream_cx_active.inc();
+  stats_->downstream_cx_http1_total.inc();
+  stats_->listener_downstream_cx_total.inc();
+  stats_->listener_downstream_cx_active.inc();
+  if (worker_.draining()) draining_ = true;
+}
+
+HttpConnectionManager::~HttpConnectionManager() {
+  worker_.cancel(this);
+  worker_.removeDrainCallback(this);
+}
+
+void HttpConnectionManager::onRead(BufferChain& data) {
+  if (idle_timer_) uv_timer_stop(idle_timer_);
+  dispatch(data);
+}
+
+void HttpConnectionManager::dispatch(BufferChain& data) {
+  http::CodecError error;
+  if (!codec_->dispatch(data, error)) {
+    stats_->downstream_cx_protocol_error.inc();
+    // The codec answered (400/431) and asked to close after the answer.
+    conn_.closeAfterFlush();
+    return;
+  }
+  if (streams_.empty()) armIdleTimer();
+}
+
+void HttpConnectionManager::scheduleDispatch() {
+  if (dispatch_scheduled_) return;
+  dispatch_scheduled_ = true;
+  worker_.schedule(this);
+}
+
+void HttpConnectionManager::onScheduled() {
+  dispatch_scheduled_ = false;
+  if (conn_.closing()) return;
+  BufferChain none;
+  dispatch(none);
+  if (remote_closed_ && streams_.empty()) conn_.closeAfterFlush();
+}
+
+void HttpConnectionManager::onEof() {
+  // The downstream half-closed. Answer what is in flight, then close.
+  remote_closed_ = true;
+  if (streams_.empty()) conn_.closeAfterFlush();
+}
+
+void HttpConnectionManager::onClosed(TcpConnection::CloseReason) {
+  codec_->onTransportClosed(http::ResetReason::kConnectionTermination);
+  // Streams still here were not reset by the codec (none should be).
+  while (!streams_.empty()) {
+    worker_.deferDelete(std::move(streams_.front()));
+    streams_.pop_front();
+  }
+  if (idle_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    idle_timer_ = nullptr;
+  }
+  stats_->downstream_cx_active.dec();
+  stats_->listener_downstream_cx_active.dec();
+  worker_.removeDownstream();
+  worker_.deferDelete(std::unique_ptr<Deletable>(this));
+}
+
+void HttpConnectionManager::onAboveWriteBufferHighWatermark() {
+  codec_->onAboveWriteBufferHighWatermark();
+}
+
+void HttpConnectionManager::onBelowWriteBufferLowWatermark() {
+  codec_->onBelowWriteBufferLowWatermark();
+}
+
+http::StreamDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
+  if (idle_timer_) uv_timer_stop(idle_timer_);
+  auto stream = std::make_unique<ActiveStream>(*this, encoder);
+  ActiveStream& ref = *stream;
+  streams_.push_back(std::move(stream));
+  ref.pos = std::prev(streams_.end());
+  if (draining_) codec_->goAway();
+  return ref;
+}
+
+void HttpConnectionManager::removeStream(ActiveStream& stream) {
+  worker_.deferDelete(std::move(*stream.pos));
+  streams_.erase(stream.pos);
+  if (streams_.empty()) {
+    if (draining_ || remote_closed_) {
+      conn_.closeAfterFlush();
+    } else {
+      armIdleTimer();
+    }
+  }
+}
+
+void HttpConnectionManager::onDrain() {
+  draining_ = true;
+  codec_->goAway();
+  if (streams_.empty()) conn_.closeAfterFlush();
+}
+
+void HttpConnectionManager::armIdleTimer() {
+  uint64_t ms = static_cast<uint64_t>(config().idle_timeout.count());
+  if (ms == 0 || conn_.closing()) return;
+  if (!idle_timer_) {
+    idle_timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), idle_timer_);
+    idle_timer_->data = this;
+  }
+  uv_timer_start(
+      idle_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<HttpConnectionManager*>(t->data);
+        if (self->streams_.empty()) self->conn_.closeAfterFlush();
+      },
+      ms, 0);
+}
+
+}  // namespace skiff

@@ -1,0 +1,106 @@
+// One downstream connection: the socket, its server codec and the streams
+// on it (Envoy's HttpConnectionManager). Each stream (ActiveStream) applies
+// the HCM's request rules (x-request-id, x-forwarded-*, 100-continue, route
+// lookup) and runs the filter chain. The filter iteration itself lives in
+// FilterChain and the forwarding in the router filter, so this stays about
+// connections and streams.
+#pragma once
+
+#include <uv.h>
+
+#include <list>
+#include <memory>
+#include <string>
+
+#include "filters/filter.h"
+#include "proxy/config/config.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/filter_chain.h"
+#include "proxy/net/connection.h"
+#include "proxy/stats/stats.h"
+#include "proxy/worker/worker.h"
+
+namespace skiff {
+
+// Envoy's http.<stat_prefix>.* and listener.<address>.* counters.
+struct HttpConnectionManagerStats {
+  HttpConnectionManagerStats(stats::Store& store, const config::ListenerConfig& listener);
+  stats::Counter& downstream_cx_total;
+  stats::Gauge& downstream_cx_active;
+  stats::Counter& downstream_cx_http1_total;
+  stats::Counter& downstream_cx_protocol_error;
+  stats::Counter& downstream_rq_total;
+  stats::Counter& downstream_rq_http1_total;
+  stats::Gauge& downstream_rq_active;
+  stats::Counter& downstream_rq_completed;
+  stats::Counter& downstream_rq_1xx;
+  stats::Counter& downstream_rq_2xx;
+  stats::Counter& downstream_rq_3xx;
+  stats::Counter& downstream_rq_4xx;
+  stats::Counter& downstream_rq_5xx;
+  stats::Counter& downstream_rq_rx_reset;
+  stats::Counter& downstream_rq_tx_reset;
+  stats::Counter& downstream_rq_too_large;
+  stats::Counter& no_route;
+  stats::Counter& listener_downstream_cx_total;
+  stats::Gauge& listener_downstream_cx_active;
+};
+
+class HttpConnectionManager : public Deletable,
+                              public TcpConnection::Callbacks,
+                              public http::CodecOwner,
+                              public http::ServerConnectionCallbacks,
+                              public Schedulable {
+ public:
+  // Accepts a connection from server on worker and starts serving it.
+  static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener,
+                     uv_stream_t* server);
+
+  HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
+  ~HttpConnectionManager() override;
+
+  Worker& worker() { return worker_; }
+  const config::ListenerConfig& listener() const { return *listener_; }
+  const config::HttpConnectionManagerConfig& config() const { return listener_->http; }
+  HttpConnectionManagerStats& stats() { return *stats_; }
+  TcpConnection& connection() { return conn_; }
+  http::ServerConnection& codec() { return *codec_; }
+
+  // TcpConnection::Callbacks
+  void onRead(BufferChain& data) override;
+  void onEof() override;
+  void onClosed(TcpConnection::CloseReason reason) override;
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+  // http::CodecOwner
+  void write(BufferChain& data) override { conn_.write(data); }
+  void scheduleDispatch() override;
+  void readDisable(bool disable) override { conn_.readDisable(disable); }
+  void closeAfterFlush() override { conn_.closeAfterFlush(); }
+  // http::ServerConnectionCallbacks
+  http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override;
+  // Schedulable
+  void onScheduled() override;
+
+  class ActiveStream;
+  // A stream ended (both directions done, or reset).
+  void removeStream(ActiveStream& stream);
+
+ private:
+  void dispatch(BufferChain& data);
+  void onDrain();
+  void armIdleTimer();
+
+  Worker& worker_;
+  std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
+  HttpConnectionManagerStats* stats_;  // Shared by the listener's connections on this worker.
+  TcpConnection conn_;
+  std::unique_ptr<http::ServerConnection> codec_;
+  std::list<std::unique_ptr<ActiveStream>> streams_;
+  uv_timer_t* idle_timer_ = nullptr;  // Freed by its close callback.
+  bool dispatch_scheduled_ = false;
+  bool remote_closed_ = false;
+  bool draining_ = false;
+};
+
+}  // namespace skiff

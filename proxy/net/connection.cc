@@ -1,0 +1,244 @@
+#include "proxy/net/connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cassert>
+
+#include "proxy/worker/worker.h"
+
+namespace skiff {
+
+namespace {
+constexpr size_t kMaxIov = 64;
+}
+
+std::string formatAddress(const sockaddr* addr) {
+  char ip[INET6_ADDRSTRLEN] = {0};
+  if (addr->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(addr);
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    return std::string(ip) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (addr->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "unknown";
+}
+
+TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit)
+    : worker_(worker),
+      callbacks_(callbacks),
+      high_watermark_(buffer_limit),
+      low_watermark_(buffer_limit / 2) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_timer_init(worker_.loop(), &connect_timer_);
+  connect_timer_.data = this;
+}
+
+TcpConnection::~TcpConnection() {
+  // Handles must be closed first; the owner deletes us from onClosed().
+  assert(state_ == State::kClosed);
+}
+
+int TcpConnection::accept(uv_stream_t* server) {
+  int rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
+  if (rc != 0) return rc;
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    peer_ = formatAddress(reinterpret_cast<sockaddr*>(&ss));
+  }
+  state_ = State::kOpen;
+  updateReading();
+  return 0;
+}
+
+int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
+  peer_ = formatAddress(addr);
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, onConnectDone);
+  if (rc != 0) return rc;
+  state_ = State::kConnecting;
+  if (timeout_ms > 0) uv_timer_start(&connect_timer_, onConnectTimeout, timeout_ms, 0);
+  return 0;
+}
+
+void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
+  auto* self = static_cast<TcpConnection*>(req->data);
+  if (status == UV_ECANCELED || self->closing()) return;
+  uv_timer_stop(&self->connect_timer_);
+  if (status != 0) {
+    self->close(CloseReason::kConnectFailure);
+    return;
+  }
+  uv_tcp_nodelay(&self->tcp_, 1);
+  self->state_ = State::kOpen;
+  self->updateReading();
+  self->callbacks_.onConnected();
+  if (!self->queue_.empty() && !self->closing()) self->flush();
+}
+
+void TcpConnection::onConnectTimeout(uv_timer_t* t) {
+  auto* self = static_cast<TcpConnection*>(t->data);
+  if (self->state_ == State::kConnecting) self->close(CloseReason::kConnectTimeout);
+}
+
+void TcpConnection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<TcpConnection*>(h->data);
+  std::span<char> span = self->read_buffer_.prepare();
+  *buf = uv_buf_init(span.data(), static_cast<unsigned>(span.size()));
+}
+
+void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* self = static_cast<TcpConnection*>(s->data);
+  if (nread > 0) {
+    self->bytes_read_ += static_cast<uint64_t>(nread);
+    self->read_buffer_.commit(static_cast<size_t>(nread), self->input_);
+    self->callbacks_.onRead(self->input_);
+  } else if (nread == UV_EOF) {
+    self->eof_ = true;
+    self->updateReading();
+    self->callbacks_.onEof();
+  } else if (nread < 0) {
+    self->close(CloseReason::kRemote);
+    return;
+  }
+  // An idle connection keeps no slab: give it back once every byte read has
+  // been consumed (slices handed on keep the slab alive by themselves).
+  if (self->input_.empty()) self->read_buffer_.release();
+}
+
+void TcpConnection::updateReading() {
+  bool want = state_ == State::kOpen && read_disable_ == 0 && !eof_;
+  if (want == reading_) return;
+  reading_ = want;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (want) {
+    uv_read_start(stream, onAlloc, onReadCb);
+  } else {
+    uv_read_stop(stream);
+  }
+}
+
+void TcpConnection::readDisable(bool disable) {
+  if (disable) {
+    ++read_disable_;
+  } else if (read_disable_ > 0) {
+    --read_disable_;
+  }
+  updateReading();
+}
+
+void TcpConnection::write(BufferChain& data) {
+  if (closing()) {
+    data.clear();
+    return;
+  }
+  queue_.move(data);
+  if (!flush_scheduled_ && in_flight_ == 0) {
+    flush_scheduled_ = true;
+    worker_.scheduleFlush(this);
+  }
+  checkWatermarks();
+}
+
+void TcpConnection::flush() {
+  flush_scheduled_ = false;
+  if (state_ != State::kOpen || in_flight_ > 0) return;
+  if (!queue_.empty()) {
+    struct iovec iov[kMaxIov];
+    size_t n = queue_.iovecs(iov, kMaxIov);
+    // uv_buf_t is laid out as struct iovec on Unix.
+    auto* bufs = reinterpret_cast<uv_buf_t*>(iov);
+    auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+    int written = uv_try_write(stream, bufs, static_cast<unsigned>(n));
+    if (written == UV_EAGAIN || written == UV_ENOSYS) {
+      written = 0;
+    } else if (written < 0) {
+      close(CloseReason::kRemote);
+      return;
+    }
+    queue_.drain(static_cast<size_t>(written));
+    bytes_written_ += static_cast<uint64_t>(written);
+    if (!queue_.empty()) {
+      // The kernel took part: hand the rest to uv_write, which waits for
+      // POLLOUT. The slices stay in queue_ until it completes.
+      n = queue_.iovecs(iov, kMaxIov);
+      in_flight_ = 0;
+      for (size_t i = 0; i < n; ++i) in_flight_ += iov[i].iov_len;
+      write_req_.data = this;
+      int rc = uv_write(&write_req_, stream, bufs, static_cast<unsigned>(n), onWriteDone);
+      if (rc != 0) {
+        in_flight_ = 0;
+        close(CloseReason::kRemote);
+        return;
+      }
+    }
+    checkWatermarks();
+  }
+  if (queue_.empty() && close_after_flush_) close(CloseReason::kLocal);
+}
+
+void TcpConnection::onWriteDone(uv_write_t* req, int status) {
+  auto* self = static_cast<TcpConnection*>(req->data);
+  size_t done = self->in_flight_;
+  self->in_flight_ = 0;
+  if (status == UV_ECANCELED || self->closing()) return;
+  if (status < 0) {
+    self->close(CloseReason::kRemote);
+    return;
+  }
+  self->queue_.drain(done);
+  self->bytes_written_ += done;
+  self->flush();
+}
+
+void TcpConnection::checkWatermarks() {
+  size_t q = queue_.length();
+  if (!above_high_ && q > high_watermark_) {
+    above_high_ = true;
+    callbacks_.onAboveWriteBufferHighWatermark();
+  } else if (above_high_ && q < low_watermark_) {
+    above_high_ = false;
+    callbacks_.onBelowWriteBufferLowWatermark();
+  }
+}
+
+void TcpConnection::closeAfterFlush() {
+  if (closing()) return;
+  close_after_flush_ = true;
+  if (queue_.empty() && in_flight_ == 0) close(CloseReason::kLocal);
+}
+
+void TcpConnection::close(CloseReason reason) {
+  if (closing()) return;
+  state_ = State::kClosing;
+  close_reason_ = reason;
+  if (flush_scheduled_) {
+    worker_.cancelFlush(this);
+    flush_scheduled_ = false;
+  }
+  pending_handles_ = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onCloseDone);
+  uv_close(reinterpret_cast<uv_handle_t*>(&connect_timer_), onCloseDone);
+}
+
+void TcpConnection::onCloseDone(uv_handle_t* h) {
+  auto* self = static_cast<TcpConnection*>(h->data);
+  if (--self->pending_handles_ == 0) self->finishClose();
+}
+
+void TcpConnection::finishClose() {
+  state_ = State::kClosed;
+  queue_.clear();
+  input_.clear();
+  read_buffer_.release();
+  callbacks_.onClosed(close_reason_);
+}
+
+}  // namespace skiff

@@ -1,0 +1,111 @@
+// A TCP connection on a worker's loop: reads into slabs, writes slice chains
+// with uv_try_write first and uv_write only for the rest (DESIGN.md: syscalls
+// are the budget), and applies watermark backpressure. Used for downstream
+// and upstream connections alike. It knows nothing of HTTP.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "proxy/buffer/buffer.h"
+
+namespace skiff {
+
+class Worker;
+
+class TcpConnection {
+ public:
+  enum class CloseReason { kLocal, kRemote, kError, kConnectFailure, kConnectTimeout };
+
+  class Callbacks {
+   public:
+    virtual ~Callbacks() = default;
+    // New bytes arrived; the callee moves out what it consumes.
+    virtual void onRead(BufferChain& data) = 0;
+    // The peer half-closed its side (EOF).
+    virtual void onEof() = 0;
+    // The connection is closed; the owner may destroy it (deferred).
+    virtual void onClosed(CloseReason reason) = 0;
+    // Upstream only: the connect completed.
+    virtual void onConnected() {}
+    virtual void onAboveWriteBufferHighWatermark() = 0;
+    virtual void onBelowWriteBufferLowWatermark() = 0;
+  };
+
+  TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit);
+  ~TcpConnection();
+  TcpConnection(const TcpConnection&) = delete;
+  TcpConnection& operator=(const TcpConnection&) = delete;
+
+  // Downstream: accepts a pending connection from server and starts reading.
+  int accept(uv_stream_t* server);
+  // Upstream: connects to addr; onConnected() or onClosed(kConnectFailure /
+  // kConnectTimeout) follows.
+  int connect(const sockaddr* addr, uint64_t timeout_ms);
+
+  // Queues bytes (moved out of data); they leave before the loop next polls.
+  void write(BufferChain& data);
+  // Nesting read stop: n disables need n enables.
+  void readDisable(bool disable);
+  // Closes once every queued byte is written.
+  void closeAfterFlush();
+  // Closes now, dropping queued bytes.
+  void close(CloseReason reason = CloseReason::kLocal);
+  bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
+  bool connected() const { return state_ == State::kOpen; }
+
+  // Called by the worker before it polls: writes queued bytes.
+  void flush();
+
+  size_t queuedBytes() const { return queue_.length(); }
+  const std::string& peerAddress() const { return peer_; }
+  uint64_t bytesRead() const { return bytes_read_; }
+  uint64_t bytesWritten() const { return bytes_written_; }
+
+ private:
+  enum class State { kIdle, kConnecting, kOpen, kClosing, kClosed };
+
+  static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWriteDone(uv_write_t* req, int status);
+  static void onConnectDone(uv_connect_t* req, int status);
+  static void onConnectTimeout(uv_timer_t* t);
+  static void onCloseDone(uv_handle_t* h);
+  void startReading();
+  void updateReading();
+  void checkWatermarks();
+  void finishClose();
+
+  Worker& worker_;
+  Callbacks& callbacks_;
+  uv_tcp_t tcp_;
+  uv_write_t write_req_;
+  uv_connect_t connect_req_;
+  uv_timer_t connect_timer_;
+  bool timer_open_ = false;
+  State state_ = State::kIdle;
+  CloseReason close_reason_ = CloseReason::kLocal;
+  ReadBuffer read_buffer_;
+  BufferChain input_;
+  BufferChain queue_;     // Bytes not yet accepted by the kernel.
+  size_t in_flight_ = 0;  // Front bytes of queue_ handed to a pending uv_write.
+  bool flush_scheduled_ = false;
+  bool close_after_flush_ = false;
+  bool reading_ = false;
+  bool eof_ = false;
+  int read_disable_ = 0;
+  bool above_high_ = false;
+  uint32_t high_watermark_;
+  uint32_t low_watermark_;
+  std::string peer_;
+  uint64_t bytes_read_ = 0;
+  uint64_t bytes_written_ = 0;
+  int pending_handles_ = 0;  // Handles whose uv_close callback is still due.
+};
+
+std::string formatAddress(const sockaddr* addr);
+
+}  // namespace skiff

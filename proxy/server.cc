@@ -1,0 +1,402 @@
+#include "proxy/server.h"
+
+#include <netdb.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "proxy/common/log.h"
+#include "proxy/net/listener.h"
+#include "proxy/upstream/cluster_manager.h"
+#include "xds/bootstrap_loader.h"
+#include "xds/translator.h"
+
+namespace skiff {
+
+namespace {
+constexpr uint32_t kMainLoopIndex = 0xffffffff;
+
+std::string jsonEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+// A STRICT_DNS cluster's resolver state on the main loop.
+struct Server::DnsCluster {
+  Server* server;
+  std::shared_ptr<const config::ClusterConfig> cluster;
+  uv_timer_t timer;
+  size_t outstanding = 0;               // Lookups of the current round still running.
+  std::vector<sockaddr_storage> round;  // Addresses found in the current round.
+  std::vector<sockaddr_storage> current;
+  bool initial_done = false;
+};
+
+Server::Server(ServerOptions options)
+    : options_(std::move(options)), started_(std::chrono::system_clock::now()) {}
+
+Server::~Server() = default;
+
+int Server::run() {
+  auto bootstrap = xds::loadBootstrapFile(options_.config_path);
+  if (!bootstrap) {
+    std::cerr << "error initializing configuration '" << options_.config_path
+              << "': " << bootstrap.status().message() << "\n";
+    return 1;
+  }
+  auto snapshot = xds::translateBootstrap(*bootstrap);
+  if (!snapshot) {
+    std::cerr << "error initializing configuration '" << options_.config_path << "':\n"
+              << snapshot.status().message() << "\n";
+    return 1;
+  }
+  if (options_.validate_only) {
+    std::cout << "configuration '" << options_.config_path << "' OK\n";
+    return 0;
+  }
+  snapshot_ = *snapshot;
+  std::signal(SIGPIPE, SIG_IGN);
+
+  main_ = std::make_unique<Worker>(kMainLoopIndex, std::make_shared<config::Snapshot>());
+  uv_loop_t* loop = main_->loop();
+
+  std::string error;
+  if (!prepareListeners(error)) {
+    std::cerr << "error initializing listeners: " << error << "\n";
+    return 1;
+  }
+
+  uv_signal_init(loop, &sigterm_);
+  uv_signal_init(loop, &sigint_);
+  sigterm_.data = sigint_.data = this;
+  auto on_signal = [](uv_signal_t* s, int signum) {
+    auto* self = static_cast<Server*>(s->data);
+    SKIFF_LOG(kInfo,
+              std::string("caught ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining");
+    self->beginDrain();
+  };
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+
+  uv_async_init(loop, &worker_event_, [](uv_async_t* a) {
+    auto* self = static_cast<Server*>(a->data);
+    uint32_t n = static_cast<uint32_t>(self->workers_.size());
+    if (!self->live_ && !self->draining_ && n > 0 && self->workers_ready_.load() == n) {
+      if (self->worker_failed_.load()) {
+        SKIFF_LOG(kCritical, "a worker failed to listen: " + self->worker_error_);
+        self->exit_code_ = 1;
+        self->beginDrain();
+      } else {
+        self->live_ = true;
+        for (int fd : self->port_reservations_) ::close(fd);
+        self->port_reservations_.clear();
+        SKIFF_LOG(kInfo, "all " + std::to_string(n) + " workers listening");
+      }
+    }
+    if (self->draining_ && n > 0 && self->workers_done_.load() == n) {
+      if (self->admin_) self->admin_->close();
+      uv_stop(self->main_->loop());
+    }
+  });
+  worker_event_.data = this;
+
+  if (snapshot_->admin.enabled) {
+    admin_ = std::make_unique<AdminServer>(*main_, *this);
+    auto addr = admin_->listen(snapshot_->admin.address.address, snapshot_->admin.address.port);
+    if (!addr) {
+      std::cerr << "error starting admin: " << addr.status().message() << "\n";
+      return 1;
+    }
+    SKIFF_LOG(kInfo, "admin address: " + *addr);
+    if (!options_.admin_address_path.empty()) {
+      std::ofstream f(options_.admin_address_path);
+      f << *addr;
+    }
+  }
+
+  startDns();
+  if (dns_pending_ == 0) startWorkers();
+  uv_run(loop, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->join();
+  SKIFF_LOG(kInfo, "exiting");
+  return exit_code_;
+}
+
+bool Server::prepareListeners(std::string& error) {
+  // Port 0: pick the port here, once, so that every worker's SO_REUSEPORT
+  // socket binds the same one. The picking socket stays bound (not
+  // listening) until the workers listen, so the port cannot be taken.
+  auto next = std::make_shared<config::Snapshot>(*snapshot_);
+  for (auto& l : next->listeners) {
+    if (l->address.port != 0) continue;
+    Result<int> fd = bindReusePortSocket(l->address.address, 0);
+    if (!fd) {
+      error = fd.status().message();
+      return false;
+    }
+    port_reservations_.push_back(*fd);
+    auto copy = std::make_shared<config::ListenerConfig>(*l);
+    copy->address.port = boundPort(*fd);
+    l = copy;
+  }
+  snapshot_ = next;
+  return true;
+}
+
+void Server::startDns() {
+  for (const auto& [name, cluster] : snapshot_->clusters) {
+    if (cluster->type != config::ClusterConfig::Type::kStrictDns) continue;
+    auto dns = std::make_unique<DnsCluster>();
+    dns->server = this;
+    dns->cluster = cluster;
+    uv_timer_init(main_->loop(), &dns->timer);
+    dns->timer.data = dns.get();
+    ++dns_pending_;
+    resolve(*dns);
+    dns_.push_back(std::move(dns));
+  }
+}
+
+void Server::resolve(DnsCluster& dns) {
+  struct Lookup {
+    uv_getaddrinfo_t req;
+    DnsCluster* dns;
+    uint32_t port;
+  };
+  dns.round.clear();
+  dns.outstanding = dns.cluster->endpoints.size();
+  for (const auto& ep : dns.cluster->endpoints) {
+    auto* lookup = new Lookup{{}, &dns, ep.address.port};
+    lookup->req.data = lookup;
+    addrinfo hints{};
+    hints.ai_family = AF_INET;  // V4_ONLY / AUTO resolve to IPv4 here.
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(
+        main_->loop(), &lookup->req,
+        [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+          auto* lookup = static_cast<Lookup*>(req->data);
+          DnsCluster& d = *lookup->dns;
+          if (status == 0) {
+            for (addrinfo* a = res; a; a = a->ai_next) {
+              sockaddr_storage ss{};
+              std::memcpy(&ss, a->ai_addr, a->ai_addrlen);
+              reinterpret_cast<sockaddr_in*>(&ss)->sin_port =
+                  htons(static_cast<uint16_t>(lookup->port));
+              d.round.push_back(ss);
+            }
+          } else {
+            SKIFF_LOG(kWarn, "dns: cluster " + d.cluster->name + ": " + uv_strerror(status));
+          }
+          uv_freeaddrinfo(res);
+          delete lookup;
+          if (--d.outstanding > 0) return;
+          Server& server = *d.server;
+          // Envoy keeps the last good host set when a resolution fails.
+          if (!d.round.empty() || !d.initial_done) d.current = d.round;
+          auto addrs = d.current;
+          auto name = d.cluster->name;
+          for (auto& w : server.workers_) {
+            Worker* worker = w.get();
+            worker->post([worker, name, addrs] { worker->clusterManager().setHosts(name, addrs); });
+          }
+          uv_timer_start(
+              &d.timer,
+              [](uv_timer_t* t) {
+                auto* dc = static_cast<DnsCluster*>(t->data);
+                dc->server->resolve(*dc);
+              },
+              static_cast<uint64_t>(d.cluster->dns_refresh_rate.count()), 0);
+          if (!d.initial_done) {
+            d.initial_done = true;
+            if (--server.dns_pending_ == 0 && server.workers_.empty()) server.startWorkers();
+          }
+        },
+        ep.address.address.c_str(), nullptr, &hints);
+    if (rc != 0) {
+      delete lookup;
+      --dns.outstanding;
+    }
+  }
+}
+
+void Server::startWorkers() {
+  if (draining_) return;
+  uint32_t n = options_.concurrency;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (uint32_t i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, snapshot_));
+  }
+  // Hosts resolved before the workers existed.
+  for (auto& d : dns_) {
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      auto name = d->cluster->name;
+      auto addrs = d->current;
+      worker->post([worker, name, addrs] { worker->clusterManager().setHosts(name, addrs); });
+    }
+  }
+  for (auto& w : workers_) {
+    w->start(
+        [this](const std::string& error) {
+          if (!error.empty()) {
+            worker_error_ = error;
+            worker_failed_.store(true);
+          }
+          workers_ready_.fetch_add(1);
+          uv_async_send(&worker_event_);
+        },
+        [this] {
+          workers_done_.fetch_add(1);
+          uv_async_send(&worker_event_);
+        });
+  }
+}
+
+void Server::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  uint64_t ms = uint64_t{options_.drain_time_s} * 1000;
+  for (auto& d : dns_) uv_timer_stop(&d->timer);
+  if (workers_.empty()) {
+    if (admin_) admin_->close();
+    uv_stop(main_->loop());
+    return;
+  }
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->post([worker, ms] { worker->drain(ms); });
+  }
+}
+
+void Server::quit() {
+  SKIFF_LOG(kInfo, "/quitquitquit: draining");
+  beginDrain();
+}
+
+bool Server::ready() const { return live_ && !draining_; }
+
+std::string Server::state() const {
+  if (draining_) return "DRAINING";
+  return live_ ? "LIVE" : "PRE_INITIALIZING";
+}
+
+void Server::collect(std::map<std::string, uint64_t>& counters,
+                     std::map<std::string, int64_t>& gauges) {
+  for (auto& w : workers_) w->stats().collect(counters, gauges);
+  main_->stats().collect(counters, gauges);
+  gauges["server.live"] = live_ && !draining_ ? 1 : 0;
+  gauges["server.concurrency"] = static_cast<int64_t>(workers_.size());
+  gauges["server.uptime"] =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_)
+          .count();
+  gauges["server.state"] =
+      draining_ ? 1 : (live_ ? 0 : 2);  // Envoy: 0 LIVE, 1 DRAINING, 2 PRE_INIT.
+}
+
+std::string Server::statsText() {
+  std::map<std::string, uint64_t> c;
+  std::map<std::string, int64_t> g;
+  collect(c, g);
+  return stats::renderText(c, g);
+}
+
+std::string Server::statsJson() {
+  std::map<std::string, uint64_t> c;
+  std::map<std::string, int64_t> g;
+  collect(c, g);
+  std::map<std::string, std::string> all;
+  for (auto& [n, v] : c) all[n] = std::to_string(v);
+  for (auto& [n, v] : g) all[n] = std::to_string(v);
+  std::string out = "{\"stats\":[";
+  bool first = true;
+  for (auto& [n, v] : all) {
+    if (!first) out += ",";
+    first = false;
+    out += "{\"name\":\"" + jsonEscape(n) + "\",\"value\":" + v + "}";
+  }
+  return out + "]}\n";
+}
+
+std::string Server::statsPrometheus() {
+  std::map<std::string, uint64_t> c;
+  std::map<std::string, int64_t> g;
+  collect(c, g);
+  return stats::renderPrometheus(c, g);
+}
+
+std::string Server::configDump() { return snapshot_->config_dump_json; }
+
+std::string Server::listenersText(bool json) {
+  std::string out = json ? "{\"listener_statuses\":[" : "";
+  bool first = true;
+  for (const auto& l : snapshot_->listeners) {
+    if (json) {
+      if (!first) out += ",";
+      out += "{\"name\":\"" + jsonEscape(l->name) +
+             "\",\"local_address\":{\"socket_address\":{\"address\":\"" +
+             jsonEscape(l->address.address) +
+             "\",\"port_value\":" + std::to_string(l->address.port) + "}}}";
+    } else {
+      out += l->name + "::" + l->address.address + ":" + std::to_string(l->address.port) + "\n";
+    }
+    first = false;
+  }
+  return json ? out + "]}\n" : out;
+}
+
+std::string Server::clustersText() {
+  std::string out;
+  for (const auto& [name, c] : snapshot_->clusters) {
+    out += name + "::observability_name::" + name + "\n";
+    out +=
+        name + "::default_priority::max_connections::" + std::to_string(c->max_connections) + "\n";
+    out += name +
+           "::default_priority::max_pending_requests::" + std::to_string(c->max_pending_requests) +
+           "\n";
+    out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
+    std::vector<std::string> hosts;
+    if (c->type == config::ClusterConfig::Type::kStatic) {
+      for (const auto& ep : c->endpoints) {
+        hosts.push_back(ep.address.address + ":" + std::to_string(ep.address.port));
+      }
+    } else {
+      for (auto& d : dns_) {
+        if (d->cluster->name != name) continue;
+        for (auto& ss : d->current)
+          hosts.push_back(formatAddress(reinterpret_cast<sockaddr*>(&ss)));
+      }
+    }
+    for (const auto& h : hosts) out += name + "::" + h + "::health_flags::healthy\n";
+  }
+  return out;
+}
+
+std::string Server::serverInfo() {
+  auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_)
+          .count();
+  return "{\"version\":\"skiff/0.1.0\",\"state\":\"" + state() + "\",\"uptime_current_epoch\":\"" +
+         std::to_string(uptime) +
+         "s\",\"command_line_options\":{\"concurrency\":" + std::to_string(workers_.size()) +
+         ",\"config_path\":\"" + jsonEscape(options_.config_path) + "\",\"drain_time\":\"" +
+         std::to_string(options_.drain_time_s) + "s\"}}\n";
+}
+
+}  // namespace skiff

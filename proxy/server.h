@@ -1,0 +1,79 @@
+// The main thread: loads the bootstrap, resolves what must be resolved
+// before serving (port 0, STRICT_DNS), starts the workers, runs the admin
+// server and turns signals into a graceful drain (DESIGN.md, "Shape").
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/admin/admin_server.h"
+#include "proxy/config/config.h"
+#include "proxy/worker/worker.h"
+
+namespace skiff {
+
+struct ServerOptions {
+  std::string config_path;
+  uint32_t concurrency = 0;     // 0: one worker per core.
+  uint32_t drain_time_s = 600;  // Envoy's default.
+  std::string admin_address_path;
+  bool validate_only = false;
+};
+
+class Server : public AdminSource {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server() override;
+
+  // Runs until drained; returns the process exit code.
+  int run();
+
+  // AdminSource
+  bool ready() const override;
+  std::string state() const override;
+  std::string statsText() override;
+  std::string statsJson() override;
+  std::string statsPrometheus() override;
+  std::string configDump() override;
+  std::string listenersText(bool json) override;
+  std::string clustersText() override;
+  std::string serverInfo() override;
+  void quit() override;
+
+ private:
+  struct DnsCluster;
+  bool prepareListeners(std::string& error);
+  void startDns();
+  void resolve(DnsCluster& dns);
+  void onDnsInitialDone();
+  void startWorkers();
+  void beginDrain();
+  void collect(std::map<std::string, uint64_t>& counters, std::map<std::string, int64_t>& gauges);
+
+  ServerOptions options_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::unique_ptr<Worker> main_;  // The main thread's loop (admin, DNS, signals).
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AdminServer> admin_;
+  std::vector<int> port_reservations_;  // Bound sockets that hold port-0 picks.
+  std::vector<std::unique_ptr<DnsCluster>> dns_;
+  size_t dns_pending_ = 0;
+  uv_signal_t sigterm_;
+  uv_signal_t sigint_;
+  uv_async_t worker_event_;
+  uv_timer_t exit_check_;
+  std::atomic<uint32_t> workers_ready_{0};
+  std::atomic<uint32_t> workers_done_{0};
+  std::atomic<bool> worker_failed_{false};
+  std::string worker_error_;  // Written before workers_ready_ is bumped.
+  bool live_ = false;
+  bool draining_ = false;
+  int exit_code_ = 0;
+  std::chrono::system_clock::time_point started_;
+};
+
+}  // namespace skiff

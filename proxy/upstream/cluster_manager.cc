@@ -1,0 +1,366 @@
+#include "proxy/upstream/cluster_manager.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "proxy/http/http1/http1_codec.h"
+
+namespace skiff::upstream {
+
+bool parseIp(const std::string& ip, uint32_t port, sockaddr_storage& out) {
+  std::memset(&out, 0, sizeof(out));
+  auto* in = reinterpret_cast<sockaddr_in*>(&out);
+  if (inet_pton(AF_INET, ip.c_str(), &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  return false;
+}
+
+ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
+    : upstream_cx_total(s.counter("cluster." + name + ".upstream_cx_total")),
+      upstream_cx_active(s.gauge("cluster." + name + ".upstream_cx_active")),
+      upstream_cx_connect_fail(s.counter("cluster." + name + ".upstream_cx_connect_fail")),
+      upstream_cx_connect_timeout(s.counter("cluster." + name + ".upstream_cx_connect_timeout")),
+      upstream_cx_destroy(s.counter("cluster." + name + ".upstream_cx_destroy")),
+      upstream_rq_total(s.counter("cluster." + name + ".upstream_rq_total")),
+      upstream_rq_active(s.gauge("cluster." + name + ".upstream_rq_active")),
+      upstream_rq_pending_total(s.counter("cluster." + name + ".upstream_rq_pending_total")),
+      upstream_rq_pending_overflow(s.counter("cluster." + name + ".upstream_rq_pending_overflow")),
+      upstream_rq_pending_active(s.gauge("cluster." + name + ".upstream_rq_pending_active")),
+      upstream_rq_timeout(s.counter("cluster." + name + ".upstream_rq_timeout")),
+      upstream_rq_completed(s.counter("cluster." + name + ".upstream_rq_completed")),
+      upstream_rq_1xx(s.counter("cluster." + name + ".upstream_rq_1xx")),
+      upstream_rq_2xx(s.counter("cluster." + name + ".upstream_rq_2xx")),
+      upstream_rq_3xx(s.counter("cluster." + name + ".upstream_rq_3xx")),
+      upstream_rq_4xx(s.counter("cluster." + name + ".upstream_rq_4xx")),
+      upstream_rq_5xx(s.counter("cluster." + name + ".upstream_rq_5xx")),
+      upstream_cx_none_healthy(s.counter("cluster." + name + ".upstream_cx_none_healthy")),
+      membership_total(s.gauge("cluster." + name + ".membership_total")),
+      membership_healthy(s.gauge("cluster." + name + ".membership_healthy")) {}
+
+// ---- UpstreamClient
+
+UpstreamClient::UpstreamClient(Host& host, Worker& worker)
+    : host_(host.shared_from_this()),
+      worker_(worker),
+      conn_(worker, *this, host.cluster().config().per_connection_buffer_limit_bytes),
+      codec_(std::make_unique<http::Http1ClientCodec>(*this)) {}
+
+UpstreamClient::~UpstreamClient() = default;
+
+void UpstreamClient::release() {
+  busy_ = false;
+  if (conn_.closing() || !codec_->isReusable()) {
+    conn_.close();
+    return;
+  }
+  host_->onClientIdle(*this);
+}
+
+void UpstreamClient::abandon() {
+  busy_ = false;
+  conn_.close();
+}
+
+void UpstreamClient::onRead(BufferChain& data) {
+  http::CodecError error;
+  if (!codec_->dispatch(data, error)) conn_.close(TcpConnection::CloseReason::kError);
+}
+
+void UpstreamClient::onEof() {
+  // The upstream closed its side. A response delimited by close ends here;
+  // anything else in flight is reset by onTransportClosed.
+  conn_.close(TcpConnection::CloseReason::kRemote);
+}
+
+void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
+  Cluster& cluster = host_->cluster();
+  if (counted_active_) {
+    cluster.stats().upstream_cx_active.dec();
+    cluster.stats().upstream_cx_destroy.inc();
+    --cluster.connections;
+  }
+  if (reason == TcpConnection::CloseReason::kConnectFailure ||
+      reason == TcpConnection::CloseReason::kConnectTimeout) {
+    if (reason == TcpConnection::CloseReason::kConnectTimeout) {
+      cluster.stats().upstream_cx_connect_timeout.inc();
+    }
+    cluster.stats().upstream_cx_connect_fail.inc();
+    host_->onClientFailed(*this, reason == TcpConnection::CloseReason::kConnectTimeout
+                                     ? PoolFailure::kConnectTimeout
+                                     : PoolFailure::kConnectFailure);
+  } else {
+    codec_->onTransportClosed(reason == TcpConnection::CloseReason::kLocal
+                                  ? http::ResetReason::kLocalReset
+                                  : http::ResetReason::kConnectionTermination);
+  }
+  host_->onClientClosed(*this);
+  worker_.deferDelete(std::unique_ptr<Deletable>(this));
+}
+
+void UpstreamClient::onConnected() { host_->onClientReady(*this); }
+
+void UpstreamClient::onAboveWriteBufferHighWatermark() {
+  codec_->onAboveWriteBufferHighWatermark();
+}
+void UpstreamClient::onBelowWriteBufferLowWatermark() { codec_->onBelowWriteBufferLowWatermark(); }
+void UpstreamClient::write(BufferChain& data) { conn_.write(data); }
+void UpstreamClient::readDisable(bool disable) { conn_.readDisable(disable); }
+void UpstreamClient::closeAfterFlush() { conn_.closeAfterFlush(); }
+
+// ---- Host: a keep-alive pool for one endpoint
+
+Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
+    : cluster_(&cluster), addr_(addr), weight_(weight == 0 ? 1 : weight) {
+  address_ = formatAddress(reinterpret_cast<const ::sockaddr*>(&addr_));
+}
+
+void Host::newStream(PoolCallbacks& callbacks) {
+  Cluster& c = *cluster_;
+  if (!idle_.empty()) {
+    UpstreamClient* client = idle_.front();
+    idle_.pop_front();
+    client->idle_ = false;
+    client->busy_ = true;
+    callbacks.onPoolReady(*client);
+    return;
+  }
+  const config::ClusterConfig& cfg = c.config();
+  if (c.pending_requests >= cfg.max_pending_requests) {
+    c.stats().upstream_rq_pending_overflow.inc();
+    callbacks.onPoolFailure(PoolFailure::kOverflow);
+    return;
+  }
+  pending_.push_back(&callbacks);
+  ++c.pending_requests;
+  c.stats().upstream_rq_pending_total.inc();
+  c.stats().upstream_rq_pending_active.inc();
+  // One new connection per waiting request, up to the cluster's limit; past
+  // it, requests wait for a connection to come free.
+  if (connecting_ < pending_.size() && c.connections < cfg.max_connections) connectOne();
+}
+
+void Host::connectOne() {
+  Cluster& c = *cluster_;
+  auto* client = new UpstreamClient(*this, c.worker());
+  all_.push_back(client);
+  ++connecting_;
+  ++c.connections;
+  client->counted_active_ = true;
+  c.stats().upstream_cx_total.inc();
+  c.stats().upstream_cx_active.inc();
+  int rc = client->conn_.connect(socketAddress(),
+                                 static_cast<uint64_t>(c.config().connect_timeout.count()));
+  if (rc != 0) client->conn_.close(TcpConnection::CloseReason::kConnectFailure);
+}
+
+void Host::cancel(PoolCallbacks& callbacks) {
+  auto it = std::find(pending_.begin(), pending_.end(), &callbacks);
+  if (it == pending_.end()) return;
+  pending_.erase(it);
+  --cluster_->pending_requests;
+  cluster_->stats().upstream_rq_pending_active.dec();
+}
+
+void Host::onClientReady(UpstreamClient& client) {
+  if (connecting_ > 0) --connecting_;
+  onClientIdle(client);
+}
+
+void Host::onClientFailed(UpstreamClient&, PoolFailure reason) {
+  if (connecting_ > 0) --connecting_;
+  // The connection this request caused failed: fail the oldest waiter, as
+  // Envoy does, so a dead host answers quickly instead of hanging everyone.
+  if (pending_.empty()) return;
+  PoolCallbacks* cb = pending_.front();
+  pending_.pop_front();
+  --cluster_->pending_requests;
+  cluster_->stats().upstream_rq_pending_active.dec();
+  cb->onPoolFailure(reason);
+}
+
+void Host::onClientIdle(UpstreamClient& client) {
+  if (!pending_.empty()) {
+    PoolCallbacks* cb = pending_.front();
+    pending_.pop_front();
+    --cluster_->pending_requests;
+    cluster_->stats().upstream_rq_pending_active.dec();
+    client.busy_ = true;
+    cb->onPoolReady(client);
+    return;
+  }
+  if (retired_) {
+    client.conn_.close();
+    return;
+  }
+  client.idle_ = true;
+  idle_.push_front(&client);  // LIFO: the warmest connection goes out first.
+  client.idle_pos_ = idle_.begin();
+}
+
+void Host::onClientClosed(UpstreamClient& client) {
+  if (client.idle_) {
+    idle_.erase(client.idle_pos_);
+    client.idle_ = false;
+  }
+  std::erase(all_, &client);
+  // Waiters that were counting on this connection get a new one.
+  if (!pending_.empty() && connecting_ < pending_.size() && !retired_ &&
+      cluster_->connections < cluster_->config().max_connections) {
+    connectOne();
+  }
+}
+
+void Host::retire() {
+  retired_ = true;
+  std::vector<UpstreamClient*> idle(idle_.begin(), idle_.end());
+  for (UpstreamClient* c : idle) c->conn_.close();
+  while (!pending_.empty()) {
+    PoolCallbacks* cb = pending_.front();
+    pending_.pop_front();
+    --cluster_->pending_requests;
+    cluster_->stats().upstream_rq_pending_active.dec();
+    cb->onPoolFailure(PoolFailure::kConnectFailure);
+  }
+}
+
+void Host::requestStarted() {
+  ++active_requests_;
+  ++cluster_->active_requests;
+  cluster_->stats().upstream_rq_total.inc();
+  cluster_->stats().upstream_rq_active.inc();
+}
+
+void Host::requestEnded() {
+  if (active_requests_ > 0) --active_requests_;
+  if (cluster_->active_requests > 0) --cluster_->active_requests;
+  cluster_->stats().upstream_rq_active.dec();
+}
+
+// ---- Cluster
+
+Cluster::Cluster(Worker& worker, std::shared_ptr<const config::ClusterConfig> config)
+    : worker_(worker), config_(std::move(config)), stats_(worker.stats(), config_->name) {
+  if (config_->type == config::ClusterConfig::Type::kStatic) {
+    std::vector<sockaddr_storage> addrs;
+    std::vector<uint32_t> weights;
+    for (const auto& ep : config_->endpoints) {
+      sockaddr_storage ss;
+      if (parseIp(ep.address.address, ep.address.port, ss)) {
+        addrs.push_back(ss);
+        weights.push_back(ep.weight);
+      }
+    }
+    setHosts(addrs, weights);
+  }
+}
+
+Cluster::~Cluster() {
+  for (auto& h : hosts_) h->retire();
+}
+
+void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
+                       const std::vector<uint32_t>& weights) {
+  std::vector<std::shared_ptr<Host>> next;
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    // Keep an existing host (and its warm connections) when its address stays.
+    std::shared_ptr<Host> keep;
+    for (auto& h : hosts_) {
+      if (h && std::memcmp(h->socketAddress(), &addrs[i], sizeof(sockaddr_storage)) == 0) {
+        keep = h;
+        h = nullptr;
+        break;
+      }
+    }
+    uint32_t w = i < weights.size() ? weights[i] : 1;
+    next.push_back(keep ? keep : std::make_shared<Host>(*this, addrs[i], w));
+  }
+  for (auto& h : hosts_) {
+    if (h) h->retire();
+  }
+  hosts_ = std::move(next);
+  rr_next_ = 0;
+  stats_.membership_total.set(static_cast<int64_t>(hosts_.size()));
+  stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size()));
+}
+
+std::shared_ptr<Host> Cluster::chooseHost() {
+  if (hosts_.empty()) return nullptr;
+  if (hosts_.size() == 1) return hosts_[0];
+  switch (config_->lb_policy) {
+    case config::ClusterConfig::LbPolicy::kRoundRobin: {
+      // Smooth weighted round robin: each pick adds every host's weight to
+      // its score and takes the highest; equal weights reduce to plain RR.
+      int64_t total = 0;
+      Host* best = nullptr;
+      size_t best_i = 0;
+      for (size_t i = 0; i < hosts_.size(); ++i) {
+        Host& h = *hosts_[i];
+        h.smooth_weight += h.weight();
+        total += h.weight();
+        if (!best || h.smooth_weight > best->smooth_weight) {
+          best = &h;
+          best_i = i;
+        }
+      }
+      best->smooth_weight -= total;
+      return hosts_[best_i];
+    }
+    case config::ClusterConfig::LbPolicy::kLeastRequest: {
+      // Power of N choices (N = choice_count, default 2): the fewest active
+      // requests among N random hosts.
+      std::shared_ptr<Host> best;
+      for (uint32_t k = 0; k < std::max<uint32_t>(config_->least_request_choice_count, 1); ++k) {
+        auto& h = hosts_[worker_.random() % hosts_.size()];
+        if (!best || h->activeRequests() < best->activeRequests()) best = h;
+      }
+      return best;
+    }
+    case config::ClusterConfig::LbPolicy::kRandom: {
+      uint64_t total = 0;
+      for (auto& h : hosts_) total += h->weight();
+      uint64_t r = worker_.random() % total;
+      for (auto& h : hosts_) {
+        if (r < h->weight()) return h;
+        r -= h->weight();
+      }
+      return hosts_.back();
+    }
+  }
+  return hosts_[0];
+}
+
+// ---- ClusterManager
+
+ClusterManager::ClusterManager(
+    Worker& worker,
+    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters) {
+  for (const auto& [name, cfg] : clusters) {
+    clusters_.emplace(name, std::make_unique<Cluster>(worker, cfg));
+  }
+}
+
+Cluster* ClusterManager::get(std::string_view name) {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : it->second.get();
+}
+
+void ClusterManager::setHosts(const std::string& cluster,
+                              const std::vector<sockaddr_storage>& addrs) {
+  Cluster* c = get(cluster);
+  if (!c) return;
+  c->setHosts(addrs, {});
+}
+
+}  // namespace skiff::upstream

@@ -1,0 +1,193 @@
+// Upstream state of one worker: per cluster, its hosts, its load balancer and
+// a keep-alive connection pool per host (DESIGN.md: per-worker pools, never
+// shared). The host list comes from the config (STATIC) or from the main
+// thread's DNS resolver (STRICT_DNS), posted as a whole new list.
+#pragma once
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/http/codec.h"
+#include "proxy/net/connection.h"
+#include "proxy/stats/stats.h"
+#include "proxy/worker/worker.h"
+
+namespace skiff::upstream {
+
+class Cluster;
+class Host;
+class UpstreamClient;
+
+// Why a pool could not give a stream.
+enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
+
+class PoolCallbacks {
+ public:
+  virtual ~PoolCallbacks() = default;
+  // A connection is ready for one request. client stays the caller's until
+  // it calls UpstreamClient::release() or ::abandon().
+  virtual void onPoolReady(UpstreamClient& client) = 0;
+  virtual void onPoolFailure(PoolFailure reason) = 0;
+};
+
+// Envoy's cluster.<name>.* counters that skiff keeps.
+struct ClusterStats {
+  explicit ClusterStats(stats::Store& store, const std::string& name);
+  stats::Counter& upstream_cx_total;
+  stats::Gauge& upstream_cx_active;
+  stats::Counter& upstream_cx_connect_fail;
+  stats::Counter& upstream_cx_connect_timeout;
+  stats::Counter& upstream_cx_destroy;
+  stats::Counter& upstream_rq_total;
+  stats::Gauge& upstream_rq_active;
+  stats::Counter& upstream_rq_pending_total;
+  stats::Counter& upstream_rq_pending_overflow;
+  stats::Gauge& upstream_rq_pending_active;
+  stats::Counter& upstream_rq_timeout;
+  stats::Counter& upstream_rq_completed;
+  stats::Counter& upstream_rq_1xx;
+  stats::Counter& upstream_rq_2xx;
+  stats::Counter& upstream_rq_3xx;
+  stats::Counter& upstream_rq_4xx;
+  stats::Counter& upstream_rq_5xx;
+  stats::Counter& upstream_cx_none_healthy;
+  stats::Gauge& membership_total;
+  stats::Gauge& membership_healthy;
+};
+
+// One upstream connection with its HTTP/1 client codec. Owned by its host's
+// pool; lent to one router at a time.
+class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public http::CodecOwner {
+ public:
+  UpstreamClient(Host& host, Worker& worker);
+  ~UpstreamClient() override;
+
+  http::ClientConnection& codec() { return *codec_; }
+  Host& host() { return *host_; }
+  // The borrower's stream ended cleanly: the connection goes back to the pool
+  // (or closes if it cannot be reused).
+  void release();
+  // The borrower gave up mid-stream: the connection closes.
+  void abandon();
+
+  // TcpConnection::Callbacks
+  void onRead(BufferChain& data) override;
+  void onEof() override;
+  void onClosed(TcpConnection::CloseReason reason) override;
+  void onConnected() override;
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+  // http::CodecOwner
+  void write(BufferChain& data) override;
+  void scheduleDispatch() override {}
+  void readDisable(bool disable) override;
+  void closeAfterFlush() override;
+
+ private:
+  friend class Host;
+  std::shared_ptr<Host> host_;  // Keeps a removed host alive until we close.
+  Worker& worker_;
+  TcpConnection conn_;
+  std::unique_ptr<http::ClientConnection> codec_;
+  bool busy_ = false;
+  bool counted_active_ = false;
+  std::list<UpstreamClient*>::iterator idle_pos_;
+  bool idle_ = false;
+};
+
+// One endpoint of a cluster, with its connection pool on this worker.
+class Host : public std::enable_shared_from_this<Host> {
+ public:
+  Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight);
+
+  const std::string& address() const { return address_; }
+  const ::sockaddr* socketAddress() const { return reinterpret_cast<const ::sockaddr*>(&addr_); }
+  uint32_t weight() const { return weight_; }
+  uint32_t activeRequests() const { return active_requests_; }
+  Cluster& cluster() { return *cluster_; }
+
+  // Asks the pool for a connection. Returns false when the request was
+  // answered synchronously (ready or failed) — or true when it waits, in
+  // which case cancel(callbacks) withdraws it.
+  void newStream(PoolCallbacks& callbacks);
+  void cancel(PoolCallbacks& callbacks);
+  // The host left the cluster: close idle connections, keep busy ones.
+  void retire();
+
+  // Used by UpstreamClient.
+  void onClientReady(UpstreamClient& client);
+  void onClientFailed(UpstreamClient& client, PoolFailure reason);
+  void onClientIdle(UpstreamClient& client);
+  void onClientClosed(UpstreamClient& client);
+  void requestStarted();
+  void requestEnded();
+
+  int64_t smooth_weight = 0;  // Round-robin state (smooth weighted RR).
+
+ private:
+  void connectOne();
+  Cluster* cluster_;
+  sockaddr_storage addr_;
+  std::string address_;
+  uint32_t weight_;
+  uint32_t active_requests_ = 0;
+  uint32_t connecting_ = 0;
+  std::list<UpstreamClient*> idle_;
+  std::list<PoolCallbacks*> pending_;
+  std::vector<UpstreamClient*> all_;
+  bool retired_ = false;
+};
+
+class Cluster {
+ public:
+  Cluster(Worker& worker, std::shared_ptr<const config::ClusterConfig> config);
+  ~Cluster();
+
+  const config::ClusterConfig& config() const { return *config_; }
+  const std::string& name() const { return config_->name; }
+  ClusterStats& stats() { return stats_; }
+  Worker& worker() { return worker_; }
+
+  // Picks a host by the cluster's lb_policy, or nullptr when there is none.
+  std::shared_ptr<Host> chooseHost();
+  // Replaces the host list (addresses already resolved).
+  void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
+
+  // Circuit breaker state across hosts (per worker).
+  uint32_t connections = 0;
+  uint32_t pending_requests = 0;
+  uint32_t active_requests = 0;
+
+ private:
+  Worker& worker_;
+  std::shared_ptr<const config::ClusterConfig> config_;
+  ClusterStats stats_;
+  std::vector<std::shared_ptr<Host>> hosts_;
+  size_t rr_next_ = 0;
+};
+
+class ClusterManager {
+ public:
+  ClusterManager(
+      Worker& worker,
+      const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters);
+  Cluster* get(std::string_view name);
+  // From the main thread (posted): a STRICT_DNS cluster resolved anew.
+  void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
+
+ private:
+  std::map<std::string, std::unique_ptr<Cluster>, std::less<>> clusters_;
+};
+
+// Parses an IP literal and port into a sockaddr (false if not an IP).
+bool parseIp(const std::string& ip, uint32_t port, sockaddr_storage& out);
+
+}  // namespace skiff::upstream

@@ -1,0 +1,120 @@
+// One event loop on one thread (DESIGN.md: per-core workers, share nothing).
+// A worker owns its listeners' sockets, its downstream connections, its
+// upstream pools and its stats. The main thread talks to it only by posting
+// closures to its mailbox; the worker runs them between events.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/stats/stats.h"
+
+namespace skiff {
+
+class TcpConnection;
+class TcpListener;
+namespace upstream {
+class ClusterManager;
+}
+
+// Something whose destruction waits for the end of the loop iteration, so
+// that no callback still on the stack touches freed memory (STYLE.md: never
+// `delete this` inside a callback).
+class Deletable {
+ public:
+  virtual ~Deletable() = default;
+};
+
+// Work that must run soon but not inside the current callback (HTTP/1
+// resuming a pipelined request). Runs before the loop next polls.
+class Schedulable {
+ public:
+  virtual ~Schedulable() = default;
+  virtual void onScheduled() = 0;
+};
+
+class Worker {
+ public:
+  Worker(uint32_t index, std::shared_ptr<const config::Snapshot> snapshot);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread; listeners open on it. ready is called (on the worker
+  // thread) once every listener is listening, with an error message or "";
+  // done is called on the worker thread when its loop has stopped.
+  void start(std::function<void(const std::string&)> ready, std::function<void()> done);
+  // Runs fn on the worker thread (thread-safe).
+  void post(std::function<void()> fn);
+  // Stops accepting, lets connections finish, and ends the loop once the
+  // last one is gone or the deadline passes. Called on the worker thread.
+  void drain(uint64_t deadline_ms);
+  void join();
+
+  uint32_t index() const { return index_; }
+  uv_loop_t* loop() { return &loop_; }
+  stats::Store& stats() { return stats_; }
+  const std::shared_ptr<const config::Snapshot>& snapshot() const { return snapshot_; }
+  upstream::ClusterManager& clusterManager() { return *cluster_manager_; }
+  bool draining() const { return draining_; }
+
+  // Destroys obj after the current loop iteration's callbacks.
+  void deferDelete(std::unique_ptr<Deletable> obj);
+  // Asks for conn's queued bytes to be written before the loop next polls,
+  // so that several writes in one iteration leave in one syscall.
+  void scheduleFlush(TcpConnection* conn);
+  void cancelFlush(TcpConnection* conn);
+  // Runs item->onScheduled() before the loop next polls. cancel() before
+  // item is destroyed.
+  void schedule(Schedulable* item) { scheduled_.push_back(item); }
+  void cancel(Schedulable* item);
+
+  // Connections alive on this worker (downstream), for drain.
+  void addDownstream() { ++downstream_count_; }
+  void removeDownstream();
+  size_t downstreamCount() const { return downstream_count_; }
+  // Registered by connection managers so drain can tell them to go away.
+  void addDrainCallback(void* key, std::function<void()> cb);
+  void removeDrainCallback(void* key);
+
+  // A fast per-worker random number (xorshift; not for secrets).
+  uint64_t random();
+
+ private:
+  void run(std::function<void(const std::string&)> ready, std::function<void()> done);
+  void onPrepare();
+  void runMailbox();
+  void maybeStop();
+
+  uint32_t index_;
+  uv_loop_t loop_;
+  uv_async_t wakeup_;
+  uv_prepare_t prepare_;
+  uv_timer_t drain_timer_;
+  std::thread thread_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  stats::Store stats_;
+  std::unique_ptr<upstream::ClusterManager> cluster_manager_;
+  std::vector<std::unique_ptr<TcpListener>> listeners_;
+
+  std::mutex mailbox_mu_;
+  std::vector<std::function<void()>> mailbox_;  // Guarded by mailbox_mu_.
+
+  std::vector<std::unique_ptr<Deletable>> deferred_;
+  std::vector<TcpConnection*> flush_list_;
+  std::vector<Schedulable*> scheduled_;
+  std::vector<std::pair<void*, std::function<void()>>> drain_callbacks_;
+  size_t downstream_count_ = 0;
+  bool draining_ = false;
+  bool stopping_ = false;
+  uint64_t rng_;
+};
+
+}  // namespace skiff
