@@ -483,6 +483,8 @@ class Backend:
       /chunked?n=K     200, chunked response of K chunks "chunk-<i>\\n"
       /delay?ms=M      sleeps M ms, then 200 "delayed\\n"
       /close           closes the connection without a response
+      /last            200 "last\\n" with connection: close, then closes
+      /stream?n=N      200, N bytes of 0xcd written 1 MiB at a time (not held in memory)
       /size?n=N        200, N bytes of Nginx.body_of(N)
       anything else    200 "backend:<path>\\n"
 
@@ -609,6 +611,22 @@ class Backend:
             self._send(sock, 200, b"delayed\n", head=head)
         elif path == "/close":
             return False
+        elif path == "/last":
+            for _ in body_iter:
+                pass
+            self._send(sock, 200, b"last\n", ["connection: close"], head=head)
+            return False
+        elif path == "/stream":
+            for _ in body_iter:
+                pass
+            n = int(req.query("n", "0"))
+            sock.sendall(f"HTTP/1.1 200 OK\r\nx-backend: {self.name}\r\n"
+                         f"content-length: {n}\r\n\r\n".encode())
+            block = b"\xcd" * (1 << 20)
+            while n > 0:
+                piece = block if n >= len(block) else block[:n]
+                sock.sendall(piece)
+                n -= len(piece)
         elif path == "/size":
             for _ in body_iter:
                 pass
@@ -765,7 +783,8 @@ class SkiffTestCase(unittest.TestCase):
         return n
 
 
-BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size")
+BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
+                 "/last", "/stream")
 
 
 def backend_routes(cluster_name, timeout=None):

@@ -211,6 +211,33 @@ class HttpProxyTest(h.SkiffTestCase):
         self.assertEqual(responses[1][2], b"second")
         self.assertEqual(responses[2][2], h.Nginx.body_of(64))
 
+    def test_pipelining_many(self):
+        n = 100
+        data, _ = h.raw_exchange(
+            self.port,
+            b"".join(b"GET /size?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(n))
+            + b"GET /direct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=10)
+        responses = h.parse_responses(data)
+        self.assertEqual(len(responses), n + 1)
+        for i, (status, _, body) in enumerate(responses[:n]):
+            self.assertEqual((status, body), (200, h.Nginx.body_of(i)), f"response {i}")
+        self.assertEqual(responses[n][2], b"hello from skiff\n")
+
+    def test_upstream_connection_close_is_not_reused(self):
+        # The backend ends each /last exchange with "connection: close"; a pool
+        # that reused that connection would answer the next request with 503.
+        conn = http.client.HTTPConnection(LOCALHOST, self.port, timeout=10)
+        try:
+            for i in range(6):
+                path = "/last" if i % 2 == 0 else "/size?n=2"
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.assertEqual(resp.status, 200, f"request {i} {path}: {body!r}")
+                self.assertEqual(body, b"last\n" if i % 2 == 0 else b"\x00\x01")
+        finally:
+            conn.close()
+
     def test_large_upload_64mib(self):
         size = 64 << 20
         block = bytes(range(256)) * 4096  # 1 MiB

@@ -3,8 +3,10 @@ upload streamed through skiff with bounded memory (backpressure)."""
 
 import re
 import shutil
+import socket
 import subprocess
 import threading
+import time
 import unittest
 
 import skiffharness as h
@@ -84,6 +86,43 @@ class MemoryTest(h.SkiffTestCase):
         growth_mib = (max(peak[0], end) - before) / 1024
         self.assertLessEqual(growth_mib, 16, f"RSS grew by {growth_mib:.1f} MiB during a 1 GiB upload "
                                              f"(before {before} KiB, peak {peak[0]} KiB, end {end} KiB)")
+
+    def test_slow_reader_download_bounded_rss(self):
+        # The client stops reading while the backend writes 256 MiB: skiff must
+        # stop reading from the upstream instead of buffering the response.
+        backend = self.start_backend()
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="backend")])],
+            [h.cluster("backend", [(LOCALHOST, backend.port)])]), concurrency=1)
+        port = skiff.port("ingress")
+        self.assertEqual(h.http_request(port, path="/size?n=65536")[0], 200)
+        before = skiff.rss_kib()
+        size = 256 << 20
+        s = socket.create_connection((LOCALHOST, port), timeout=30)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(b"GET /stream?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+            time.sleep(1.5)  # not reading: the backend keeps writing
+            stalled = skiff.rss_kib()
+            got = 0
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(65536)
+            head, _, rest = head.partition(b"\r\n\r\n")
+            self.assertRegex(head, rb"^HTTP/1.1 200 ")
+            got = len(rest)
+            buf = bytearray(1 << 20)
+            while got < size:
+                n = s.recv_into(buf)
+                self.assertGreater(n, 0, f"closed after {got} of {size} bytes")
+                got += n
+        finally:
+            s.close()
+        self.assertEqual(got, size)
+        end = skiff.rss_kib()
+        growth_mib = (max(stalled, end) - before) / 1024
+        self.assertLessEqual(growth_mib, 16, f"RSS grew by {growth_mib:.1f} MiB with a stalled reader "
+                                             f"(before {before} KiB, stalled {stalled} KiB, end {end} KiB)")
 
 
 if __name__ == "__main__":
