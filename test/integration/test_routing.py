@@ -1,0 +1,130 @@
+"""Routing end to end: virtual hosts by Host, path/prefix/regex/header matches,
+rewrites, header edits, redirects, weighted clusters and round robin over two
+real backends."""
+
+import unittest
+
+import skiffharness as h
+from skiffharness import LOCALHOST
+
+
+def to(cluster, **action):
+    return {"cluster": cluster, **action}
+
+
+class RoutingTest(h.SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = cls.class_backend("a")
+        cls.b = cls.class_backend("b")
+        api_routes = [
+            {"match": {"path": "/exact"}, "route": to("a")},
+            {"match": {"safe_regex": {"regex": "/re/[0-9]+"}}, "route": to("b")},
+            {"match": {"prefix": "/", "headers": [{"name": "x-pick", "string_match": {"exact": "b"}}]},
+             "route": to("b")},
+            {"match": {"prefix": "/old/"}, "route": to("a", prefix_rewrite="/new/")},
+            {"match": {"prefix": "/edit"},
+             "route": to("a"),
+             "request_headers_to_add": [{"header": {"key": "x-added", "value": "by-route"}}],
+             "request_headers_to_remove": ["x-secret"],
+             "response_headers_to_add": [{"header": {"key": "x-resp", "value": "from-skiff"}}]},
+            {"match": {"prefix": "/go"}, "redirect": {"path_redirect": "/went", "response_code": "FOUND"}},
+            {"match": {"prefix": "/unavailable"},
+             "direct_response": {"status": 503, "body": {"inline_string": "maintenance\n"}}},
+            {"match": {"prefix": "/split"},
+             "route": {"weighted_clusters": {"clusters": [{"name": "a", "weight": 50},
+                                                          {"name": "b", "weight": 50}]}}},
+            {"match": {"prefix": "/rr"}, "route": to("ab")},
+            {"match": {"prefix": "/a/"}, "route": to("a")},
+        ]
+        lst = h.listener("ingress", [])
+        hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["route_config"]["virtual_hosts"] = [
+            {"name": "api", "domains": ["api.example.com", "api.example.com:*"], "routes": api_routes},
+            {"name": "wild", "domains": ["*.example.com"],
+             "routes": [{"match": {"prefix": "/"}, "direct_response": {
+                 "status": 200, "body": {"inline_string": "wildcard\n"}}}]},
+            {"name": "default", "domains": ["*"],
+             "routes": [{"match": {"prefix": "/"}, "direct_response": {
+                 "status": 200, "body": {"inline_string": "default\n"}}}]},
+        ]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [lst],
+            [h.cluster("a", [(LOCALHOST, cls.a.port)]),
+             h.cluster("b", [(LOCALHOST, cls.b.port)]),
+             h.cluster("ab", [(LOCALHOST, cls.a.port), (LOCALHOST, cls.b.port)],
+                       extra={"lb_policy": "ROUND_ROBIN"})]))
+        cls.port = cls.skiff.port("ingress")
+
+    def req(self, path, host="api.example.com", headers=None, **kw):
+        hdrs = {"Host": host, **(headers or {})}
+        return h.http_request(self.port, path=path, headers=hdrs, **kw)
+
+    def backend_of(self, path, **kw):
+        status, headers, body = self.req(path, **kw)
+        self.assertEqual(status, 200, body)
+        return headers.get("x-backend")
+
+    def test_virtual_host_by_host_header(self):
+        self.assertEqual(self.req("/x", host="www.example.com")[2], b"wildcard\n")
+        self.assertEqual(self.req("/x", host="other.test")[2], b"default\n")
+        self.assertEqual(self.backend_of("/a/x", host="api.example.com"), "a")
+        self.assertEqual(self.backend_of("/a/x", host=f"api.example.com:{self.port}"), "a")
+        self.assertEqual(self.backend_of("/a/x", host="API.Example.COM"), "a")
+
+    def test_exact_path(self):
+        self.assertEqual(self.backend_of("/exact"), "a")
+        self.assertEqual(self.backend_of("/exact?q=1"), "a")  # the query is not part of the path
+        self.assertEqual(self.req("/exactly")[0], 404)
+
+    def test_regex(self):
+        self.assertEqual(self.backend_of("/re/123"), "b")
+        self.assertEqual(self.req("/re/12x")[0], 404)  # safe_regex matches the whole path
+
+    def test_header_match(self):
+        self.assertEqual(self.backend_of("/a/x", headers={"x-pick": "b"}), "b")
+        self.assertEqual(self.backend_of("/a/x", headers={"x-pick": "c"}), "a")
+
+    def test_prefix_rewrite(self):
+        status, _, body = self.req("/old/headers")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"backend:/new/headers\n")
+
+    def test_header_edits(self):
+        status, headers, body = self.req("/edit", headers={"x-secret": "s3cret", "x-keep": "1"})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("x-resp"), "from-skiff")
+        seen = dict(self.a.requests[-1].headers)
+        self.assertEqual(seen.get("x-added"), "by-route")
+        self.assertNotIn("x-secret", seen)
+        self.assertEqual(seen.get("x-keep"), "1")
+
+    def test_redirect(self):
+        status, headers, _ = self.req("/go/somewhere")
+        self.assertEqual(status, 302)
+        self.assertRegex(headers.get("location", ""), r"^http://api\.example\.com(:\d+)?/went$")
+
+    def test_direct_response_status(self):
+        status, _, body = self.req("/unavailable")
+        self.assertEqual((status, body), (503, b"maintenance\n"))
+
+    def test_weighted_clusters_reach_both(self):
+        seen = {self.backend_of("/split") for _ in range(40)}
+        self.assertEqual(seen, {"a", "b"})  # 40 fair coin flips: all one side has p = 2^-39
+
+    def test_round_robin_over_endpoints(self):
+        seen = [self.backend_of("/rr") for _ in range(10)]
+        self.assertEqual(set(seen), {"a", "b"}, seen)
+        # Per worker the picks alternate, so neither endpoint gets more than
+        # its half plus one per worker.
+        self.assertLessEqual(abs(seen.count("a") - seen.count("b")), 4, seen)
+
+    def test_no_matching_route_in_vhost_is_404(self):
+        status, _, _ = self.req("/nowhere")
+        self.assertEqual(status, 404)
+        stats = self.skiff.stats()
+        self.assertGreaterEqual(stats.get("http.ingress_http.no_route", 0), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
