@@ -483,6 +483,7 @@ class Backend:
       /chunked?n=K     200, chunked response of K chunks "chunk-<i>\\n"
       /delay?ms=M      sleeps M ms, then 200 "delayed\\n"
       /close           closes the connection without a response
+      /garbage         answers with bytes that are not HTTP, then closes
       /last            200 "last\\n" with connection: close, then closes
       /stream?n=N      200, N bytes of 0xcd written 1 MiB at a time (not held in memory)
       /size?n=N        200, N bytes of Nginx.body_of(N)
@@ -610,6 +611,11 @@ class Backend:
             time.sleep(int(req.query("ms", "1000")) / 1000.0)
             self._send(sock, 200, b"delayed\n", head=head)
         elif path == "/close":
+            return False
+        elif path == "/garbage":
+            for _ in body_iter:
+                pass
+            sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
             return False
         elif path == "/last":
             for _ in body_iter:
@@ -784,7 +790,7 @@ class SkiffTestCase(unittest.TestCase):
 
 
 BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
-                 "/last", "/stream")
+                 "/last", "/stream", "/garbage")
 
 
 def backend_routes(cluster_name, timeout=None):
