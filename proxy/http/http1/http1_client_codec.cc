@@ -68,7 +68,8 @@ bool Http1ClientCodec::dispatch(BufferChain& data, CodecError& error) {
     in_dispatch_ = true;
     ok = parsePending();
     in_dispatch_ = false;
-    if (ok && !stream_.active && !pending_.empty()) {
+    if (ok && stopped_) pending_.clear();  // Reset from inside a callback.
+    if (ok && !stopped_ && !stream_.active && !pending_.empty()) {
       error_detail_ = "unexpected data after the response";
       ok = false;
     }
@@ -104,7 +105,7 @@ void Http1ClientCodec::onTransportClosed(ResetReason reason) {
     llhttp_finish(&parser_);
   }
   stopped_ = true;
-  pending_.clear();
+  if (!in_dispatch_) pending_.clear();
   if (reason != ResetReason::kConnectionFailure) reason = ResetReason::kConnectionTermination;
   resetActive(reason, "upstream connection closed before the response was complete");
 }
@@ -250,11 +251,18 @@ void Http1ClientCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) 
 }
 
 void Http1ClientCodec::ActiveRequest::resetStream(ResetReason reason) {
-  if (!active) return;
   Http1ClientCodec& c = codec_;
+  if (!active) {
+    // The response was complete and is being handed over: the rest of it
+    // is dropped, and the connection stays good.
+    if (c.delivering_end_) ++c.stream_epoch_;
+    return;
+  }
   // Half a request or half a response is on the wire: the connection is done.
   c.stopped_ = true;
-  c.pending_.clear();
+  // Inside dispatch() llhttp may be reading pending_ right now; dispatch()
+  // drops it when the parser returns.
+  if (!c.in_dispatch_) c.pending_.clear();
   c.resetActive(reason, "");
 }
 

@@ -462,15 +462,23 @@ void Http1Codec::deliverMessageEnd() {
   body_.clear();
   if (decoder == nullptr) return;
   uint32_t epoch = stream_epoch_;
+  delivering_end_ = true;
   if (headers) {
     bool end = body.empty() && !trailers;
     decoder->decodeHeaders(std::move(headers), end);
-    if (end || epoch != stream_epoch_) return;
+    if (end || epoch != stream_epoch_) {
+      delivering_end_ = false;
+      return;
+    }
   }
   if (!body.empty() || !trailers) {
     decoder->decodeData(body, !trailers);
-    if (!trailers || epoch != stream_epoch_) return;
+    if (!trailers || epoch != stream_epoch_) {
+      delivering_end_ = false;
+      return;
+    }
   }
+  delivering_end_ = false;
   decoder->decodeTrailers(std::move(trailers));
 }
 

@@ -122,7 +122,8 @@ class Http1Codec {
   bool host_seen_ = false;
   std::vector<std::string_view> connection_values_;  // Values of Connection: fields.
 
-  uint32_t stream_epoch_ = 0;  // Bumped when a stream starts or is reset; stops stale delivery.
+  bool delivering_end_ = false;  // Inside deliverMessageEnd().
+  uint32_t stream_epoch_ = 0;    // Bumped when a stream starts or is reset; stops stale delivery.
   int error_status_ = 0;
   const char* error_detail_ = nullptr;
 

@@ -93,7 +93,7 @@ void Http1ServerCodec::onBelowWriteBufferLowWatermark() {
 void Http1ServerCodec::onTransportClosed(ResetReason reason) {
   stopped_ = true;
   closing_ = true;
-  pending_.clear();
+  if (!in_dispatch_) pending_.clear();
   resetActive(reason, "downstream connection closed");
 }
 
@@ -321,7 +321,9 @@ void Http1ServerCodec::ActiveRequest::resetStream(ResetReason reason) {
   Http1ServerCodec& c = codec_;
   // HTTP/1 has no way to end one exchange early but to close the connection.
   c.stopped_ = true;
-  c.pending_.clear();
+  // Inside dispatch() llhttp may be reading pending_ right now; dispatch()
+  // drops it when the parser returns.
+  if (!c.in_dispatch_) c.pending_.clear();
   c.resetActive(reason, "");
   if (!c.closing_) {
     c.closing_ = true;

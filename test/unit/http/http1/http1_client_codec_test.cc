@@ -299,6 +299,27 @@ TEST_F(Http1ClientTest, ReadDisableForwardsAndClearsAtStreamEnd) {
   EXPECT_EQ(owner_.read_disabled, 0);
 }
 
+TEST_F(Http1ClientTest, ResetFromInsideDecodeHeadersStopsSafely) {
+  RequestEncoder& enc = start();
+  decoder_.on_headers = [&] { enc.stream().resetStream(ResetReason::kLocalReset); };
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"));
+  EXPECT_EQ(decoder_.body, "");
+  EXPECT_EQ(callbacks_.resets.size(), 1u);
+  EXPECT_FALSE(codec_.isReusable());
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+  EXPECT_TRUE(feed("lo"));  // Dropped.
+  EXPECT_EQ(decoder_.body, "");
+}
+
+TEST_F(Http1ClientTest, ResetWhileTheWholeResponseIsHandedOverDropsTheRest) {
+  RequestEncoder& enc = start();
+  decoder_.on_headers = [&] { enc.stream().resetStream(ResetReason::kLocalReset); };
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"));
+  EXPECT_EQ(decoder_.body, "");
+  EXPECT_EQ(decoder_.data_calls, 0);
+  EXPECT_TRUE(codec_.isReusable());  // The response was read to its end.
+}
+
 TEST_F(Http1ClientTest, ResponseHeadersTooLargeIsAnError) {
   start();
   std::string big = "HTTP/1.1 200 OK\r\n";

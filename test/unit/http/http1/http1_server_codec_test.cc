@@ -595,6 +595,21 @@ TEST_F(Http1ServerTest, LocalResetClosesConnection) {
   EXPECT_EQ(codec_.activeStreams(), 0u);
 }
 
+TEST_F(Http1ServerTest, ResetFromInsideDecodeHeadersStopsSafely) {
+  callbacks_.on_new = [&](FakeServerCallbacks::Exchange& x) {
+    x.decoder.on_headers = [&x] { x.encoder->stream().resetStream(ResetReason::kLocalReset); };
+  };
+  // Body and a pipelined request follow in the same read.
+  ASSERT_TRUE(
+      feed("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc" + std::string(kGet)));
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);
+  EXPECT_EQ(callbacks_.last().decoder.body, "");
+  EXPECT_EQ(callbacks_.last().callbacks.resets.size(), 1u);
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  EXPECT_TRUE(feed(kGet));
+  EXPECT_EQ(callbacks_.exchanges.size(), 1u);
+}
+
 TEST_F(Http1ServerTest, UpgradeIsAnsweredAsPlainHttpThenClosed) {
   ASSERT_TRUE(
       feed("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
