@@ -33,11 +33,11 @@ class RouterFilter : public HttpFilter,
     const router::RouteEntry* route = cb_->route();
     if (!route) {
       cb_->sendLocalReply(404, "route not found", "NR");
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kDirectResponse) {
       sendDirect(*route);
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kRedirect) {
       auto h = std::make_unique<HeaderMap>();
@@ -45,24 +45,24 @@ class RouterFilter : public HttpFilter,
       h->addCopy("location", route->redirectLocation(headers));
       route->finalizeResponseHeaders(*h);
       cb_->encodeHeaders(std::move(h), true);
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     std::string_view cluster_name = route->clusterName(headers, cb_->worker().random());
     cluster_ = cluster_name.empty() ? nullptr : cb_->worker().clusterManager().get(cluster_name);
     if (!cluster_) {
       // Envoy: 503 with response flag NC (no cluster found).
       cb_->sendLocalReply(503, "cluster not found", "NC");
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     host_ = cluster_->chooseHost();
     if (!host_) {
       cluster_->stats().upstream_cx_none_healthy.inc();
       cb_->sendLocalReply(503, "no healthy upstream", "UH");
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     if (cluster_->active_requests >= cluster_->config().max_requests) {
       cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO");
-      return FilterStatus::kStopIteration;
+      return FilterStatus::kContinue;
     }
     request_headers_ = &headers;
     route_ = route;
@@ -74,7 +74,7 @@ class RouterFilter : public HttpFilter,
     counted_request_ = true;
     waiting_for_pool_ = true;
     host_->newStream(*this);  // May call onPoolReady / onPoolFailure right away.
-    return FilterStatus::kStopIteration;
+    return FilterStatus::kContinue;
   }
 
   FilterStatus decodeData(BufferChain& data, bool end_stream) override {
@@ -91,7 +91,7 @@ class RouterFilter : public HttpFilter,
         cb_->readDisableDownstream(true);
       }
     }
-    return FilterStatus::kStopIteration;
+    return FilterStatus::kContinue;
   }
 
   FilterStatus decodeTrailers(HeaderMap& trailers) override {
@@ -102,7 +102,7 @@ class RouterFilter : public HttpFilter,
     } else {
       pending_trailers_ = &trailers;
     }
-    return FilterStatus::kStopIteration;
+    return FilterStatus::kContinue;
   }
 
   FilterStatus encodeHeaders(HeaderMap&, bool) override { return FilterStatus::kContinue; }
