@@ -32,6 +32,10 @@ struct ClusterConfig {
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
   milliseconds connect_timeout{5000};  // Envoy's default.
   milliseconds dns_refresh_rate{5000};
+  // STRICT_DNS only. kAuto is Envoy's AUTO: look up IPv6 first, and IPv4
+  // only if there is no IPv6 address.
+  enum class DnsLookupFamily { kAuto, kV4Only };
+  DnsLookupFamily dns_lookup_family = DnsLookupFamily::kAuto;
   struct Endpoint {
     SocketAddress address;
     uint32_t weight = 1;  // load_balancing_weight

@@ -1,0 +1,238 @@
+#include "xds/field_support.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <google/protobuf/descriptor.h>
+
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "xds/bootstrap_loader.h"
+
+namespace skiff::xds {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+std::vector<std::string> unsupported(std::string_view yaml) {
+  auto bootstrap = loadBootstrapYaml(yaml);
+  EXPECT_TRUE(bootstrap.isOk()) << bootstrap.status().message();
+  return bootstrap.isOk() ? findUnsupportedFields(*bootstrap) : std::vector<std::string>{"load"};
+}
+
+TEST(FieldSupport, AcceptsSupportedFields) {
+  EXPECT_THAT(unsupported(R"(
+node: {id: a, cluster: b, metadata: {x: [1, {y: z}]}, locality: {zone: z1}, user_agent_name: c}
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 9901}}}
+static_resources:
+  clusters:
+  - name: c
+    type: STRICT_DNS
+    lb_policy: LEAST_REQUEST
+    least_request_lb_config: {choice_count: 3}
+    dns_lookup_family: V4_ONLY
+    circuit_breakers: {thresholds: [{priority: DEFAULT, max_connections: 5}]}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        common_http_protocol_options: {idle_timeout: 30s}
+        explicit_http_config: {http_protocol_options: {}}
+)"),
+              IsEmpty());
+}
+
+TEST(FieldSupport, NamesUnsupportedTopLevelFields) {
+  EXPECT_THAT(unsupported(R"(
+layered_runtime: {layers: [{name: a, static_layer: {}}]}
+stats_flush_interval: 5s
+admin: {access_log_path: /dev/null}
+)"),
+              ElementsAre("stats_flush_interval: not supported yet",
+                          "admin.access_log_path: not supported yet",
+                          "layered_runtime: not supported yet"));
+}
+
+TEST(FieldSupport, NamesUnsupportedEnumValues) {
+  EXPECT_THAT(
+      unsupported(R"(
+static_resources:
+  clusters:
+  - {name: a}
+  - {name: b, lb_policy: MAGLEV, type: EDS}
+  - {name: c, dns_lookup_family: V6_ONLY, circuit_breakers: {thresholds: [{priority: HIGH}]}}
+)"),
+      ElementsAre("static_resources.clusters[1].type: EDS is not supported yet",
+                  "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet",
+                  "static_resources.clusters[2].circuit_breakers.thresholds[0].priority: "
+                  "HIGH is not supported yet",
+                  "static_resources.clusters[2].dns_lookup_family: V6_ONLY is not supported yet"));
+}
+
+TEST(FieldSupport, RefusesTheOtherSideOfAOneof) {
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  clusters:
+  - name: a
+    cluster_type: {name: envoy.clusters.aggregate}
+    ring_hash_lb_config: {}
+)"),
+              ElementsAre("static_resources.clusters[0].ring_hash_lb_config: not supported yet",
+                          "static_resources.clusters[0].cluster_type: not supported yet"));
+}
+
+TEST(FieldSupport, WalksIntoTypedConfig) {
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 0.0.0.0, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          codec_type: HTTP2
+          tracing: {}
+          rds: {route_config_name: r}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              suppress_envoy_headers: true
+)"),
+              ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "codec_type: HTTP2 is not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "rds: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "http_filters[0].typed_config.suppress_envoy_headers: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "tracing: not supported yet"));
+}
+
+TEST(FieldSupport, NamesMapEntriesByKey) {
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  clusters:
+  - name: a
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+)"),
+              ElementsAre("static_resources.clusters[0].typed_extension_protocol_options["
+                          "\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]."
+                          "explicit_http_config.http2_protocol_options: not supported yet"));
+}
+
+TEST(FieldSupport, RefusesTypeUrlsItDoesNotImplement) {
+  envoy::config::listener::v3::Listener listener;
+  auto* filter = listener.add_filter_chains()->add_filters();
+  filter->mutable_typed_config()->set_type_url("type.googleapis.com/no.such.Type");
+  auto* tls = listener.add_filter_chains()->add_filters();
+  tls->mutable_typed_config()->PackFrom(
+      envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext());
+  EXPECT_THAT(findUnsupportedFields(listener, "static_resources.listeners[3]"),
+              ElementsAre("static_resources.listeners[3].filter_chains[0].filters[0].typed_config: "
+                          "unknown type URL 'type.googleapis.com/no.such.Type'",
+                          "static_resources.listeners[3].filter_chains[1].filters[0].typed_config: "
+                          "type URL 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                          "DownstreamTlsContext' is not supported yet"));
+}
+
+TEST(FieldSupport, ChecksRouteConfiguration) {
+  EXPECT_THAT(
+      unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          route_config:
+            name: r
+            response_headers_to_add: [{header: {key: a, value: b}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+              - match:
+                  prefix: /
+                  case_sensitive: false
+                  headers:
+                  - {name: x, exact_match: y}
+                  - {name: x, string_match: {safe_regex: {regex: "a.*"}}, invert_match: true}
+                  - {name: r, range_match: {start: 1, end: 5}}
+                  query_parameters: [{name: q, present_match: true}]
+                route:
+                  weighted_clusters: {clusters: [{name: a, weight: 1}]}
+                  regex_rewrite: {pattern: {google_re2: {}, regex: "^/x"}, substitution: /y}
+                  timeout: 3s
+              - match: {path_separated_prefix: /api}
+                redirect: {https_redirect: true, response_code: FOUND}
+              - match: {safe_regex: {regex: "/d.*"}}
+                direct_response: {status: 200, body: {inline_string: ok}}
+              - match: {prefix: /r}
+                route: {cluster: a, retry_policy: {num_retries: 2}}
+                decorator: {operation: op}
+              - match: {prefix: /s, grpc: {}}
+                direct_response: {status: 200, body: {filename: /etc/passwd}}
+)"),
+      ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                  "route_config.virtual_hosts[0].routes[3].route.retry_policy: not supported yet",
+                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                  "route_config.virtual_hosts[0].routes[3].decorator: not supported yet",
+                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                  "route_config.virtual_hosts[0].routes[4].match.grpc: not supported yet",
+                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                  "route_config.virtual_hosts[0].routes[4].direct_response.body.filename: "
+                  "not supported yet"));
+}
+
+TEST(FieldSupport, RefusesOverwriteIfExists) {
+  envoy::config::core::v3::HeaderValueOption option;
+  option.set_append_action(envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS);
+  EXPECT_THAT(findUnsupportedFields(option, "h"),
+              ElementsAre("h.append_action: OVERWRITE_IF_EXISTS is not supported yet"));
+}
+
+// A misspelt message or field name in the table would silently support
+// nothing; every entry must name something real.
+TEST(FieldSupport, TableNamesRealMessagesFieldsAndValues) {
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (const auto& [type, fields] : supportedFieldTable()) {
+    const auto* descriptor = pool->FindMessageTypeByName(type);
+    ASSERT_NE(descriptor, nullptr) << type;
+    for (const auto& field : fields) {
+      EXPECT_NE(descriptor->FindFieldByName(field), nullptr) << type << "." << field;
+    }
+  }
+  for (const auto& [type_field, values] : supportedEnumValueTable()) {
+    const size_t dot = type_field.rfind('.');
+    const auto* descriptor = pool->FindMessageTypeByName(type_field.substr(0, dot));
+    ASSERT_NE(descriptor, nullptr) << type_field;
+    const auto* field = descriptor->FindFieldByName(type_field.substr(dot + 1));
+    ASSERT_NE(field, nullptr) << type_field;
+    ASSERT_NE(field->enum_type(), nullptr) << type_field;
+    EXPECT_EQ(supportedFields(descriptor->full_name())->count(field->name()), 1u) << type_field;
+    for (const auto& value : values) {
+      EXPECT_NE(field->enum_type()->FindValueByName(value), nullptr) << type_field << " " << value;
+    }
+  }
+}
+
+TEST(FieldSupport, TableIsExposed) {
+  const auto* cluster = supportedFields("envoy.config.cluster.v3.Cluster");
+  ASSERT_NE(cluster, nullptr);
+  EXPECT_EQ(cluster->count("lb_policy"), 1u);
+  EXPECT_EQ(supportedFields("envoy.config.trace.v3.Tracing"), nullptr);
+  EXPECT_TRUE(isOpaqueAllowed("google.protobuf.Duration"));
+  EXPECT_TRUE(isSupportedAnyType("envoy.extensions.filters.http.router.v3.Router"));
+}
+
+}  // namespace
+}  // namespace skiff::xds

@@ -1,0 +1,309 @@
+#include "xds/field_support.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/unknown_field_set.h>
+
+#include <map>
+#include <memory>
+
+namespace skiff::xds {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::DescriptorPool;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::MessageFactory;
+using google::protobuf::Reflection;
+
+constexpr const char* kRoute = "envoy.config.route.v3.";
+constexpr const char* kHcm =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+// Supported fields per message full name. A message that is absent supports
+// no field at all: any set field of it is refused.
+const std::map<std::string, std::set<std::string>>& fieldTable() {
+  static const auto* table = new std::map<std::string, std::set<std::string>>{
+      // Bootstrap.
+      {"envoy.config.bootstrap.v3.Bootstrap", {"node", "static_resources", "admin"}},
+      {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"}},
+      {"envoy.config.bootstrap.v3.Admin", {"address"}},
+      // Passed through so that xDS can send them later.
+      {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
+      {"envoy.config.core.v3.Address", {"socket_address"}},
+      {"envoy.config.core.v3.SocketAddress", {"protocol", "address", "port_value"}},
+      // Listeners.
+      {"envoy.config.listener.v3.Listener",
+       {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains"}},
+      {"envoy.config.listener.v3.FilterChain", {"name", "filters"}},
+      {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
+      {kHcm,
+       {"stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
+        "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
+        "skip_xff_append", "generate_request_id", "preserve_external_request_id",
+        "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
+        "common_http_protocol_options", "http_protocol_options"}},
+      {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+       {"name", "typed_config"}},
+      {"envoy.extensions.filters.http.router.v3.Router", {}},
+      // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
+      {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
+      {"envoy.config.core.v3.Http1ProtocolOptions", {}},
+      // Clusters.
+      {"envoy.config.cluster.v3.Cluster",
+       {"name", "type", "connect_timeout", "lb_policy", "least_request_lb_config",
+        "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
+        "per_connection_buffer_limit_bytes", "typed_extension_protocol_options"}},
+      {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", {"choice_count"}},
+      {"envoy.config.cluster.v3.CircuitBreakers", {"thresholds"}},
+      {"envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+       {"priority", "max_connections", "max_pending_requests", "max_requests"}},
+      {"envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}},
+      {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
+      {"envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}},
+      {"envoy.config.endpoint.v3.Endpoint", {"address"}},
+      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+       {"common_http_protocol_options", "explicit_http_config"}},
+      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+       {"http_protocol_options"}},
+      // Routes: compiled (and their values checked) by router::RouteTable.
+      {std::string(kRoute) + "RouteConfiguration",
+       {"name", "virtual_hosts", "validate_clusters", "most_specific_header_mutations_wins",
+        "max_direct_response_body_size_bytes", "request_headers_to_add",
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
+      {std::string(kRoute) + "VirtualHost",
+       {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
+        "response_headers_to_add", "response_headers_to_remove"}},
+      {std::string(kRoute) + "Route",
+       {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
+      {std::string(kRoute) + "RouteMatch",
+       {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
+        "query_parameters"}},
+      {std::string(kRoute) + "RouteAction",
+       {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
+        "host_rewrite_literal", "auto_host_rewrite", "timeout"}},
+      {std::string(kRoute) + "WeightedCluster", {"clusters", "total_weight"}},
+      {std::string(kRoute) + "WeightedCluster.ClusterWeight", {"name", "weight"}},
+      {std::string(kRoute) + "DirectResponseAction", {"status", "body"}},
+      {std::string(kRoute) + "RedirectAction",
+       {"https_redirect", "scheme_redirect", "host_redirect", "port_redirect", "path_redirect",
+        "prefix_rewrite", "regex_rewrite", "response_code", "strip_query"}},
+      {std::string(kRoute) + "HeaderMatcher",
+       {"name", "exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
+        "suffix_match", "contains_match", "string_match", "invert_match"}},
+      {std::string(kRoute) + "QueryParameterMatcher", {"name", "string_match", "present_match"}},
+      {"envoy.config.core.v3.DataSource", {"inline_string", "inline_bytes"}},
+      {"envoy.config.core.v3.HeaderValueOption",
+       {"header", "append", "append_action", "keep_empty_value"}},
+      {"envoy.config.core.v3.HeaderValue", {"key", "value"}},
+      {"envoy.type.matcher.v3.StringMatcher",
+       {"exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"}},
+      {"envoy.type.matcher.v3.RegexMatcher", {"regex", "google_re2"}},
+      {"envoy.type.matcher.v3.RegexMatcher.GoogleRE2", {}},
+      {"envoy.type.matcher.v3.RegexMatchAndSubstitute", {"pattern", "substitution"}},
+      {"envoy.type.v3.Int64Range", {"start", "end"}},
+  };
+  return *table;
+}
+
+// Supported values of enum fields, keyed "<message full name>.<field>". An
+// enum field that is absent here accepts every value.
+const std::map<std::string, std::set<std::string>>& enumTable() {
+  static const auto* table = new std::map<std::string, std::set<std::string>>{
+      {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS"}},
+      {"envoy.config.cluster.v3.Cluster.lb_policy", {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"}},
+      {"envoy.config.cluster.v3.Cluster.dns_lookup_family", {"AUTO", "V4_ONLY"}},
+      {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},
+      {"envoy.config.core.v3.SocketAddress.protocol", {"TCP"}},
+      {std::string(kHcm) + ".codec_type", {"AUTO", "HTTP1"}},
+      {"envoy.config.core.v3.HeaderValueOption.append_action",
+       {"APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"}},
+  };
+  return *table;
+}
+
+const std::set<std::string>& opaqueTypes() {
+  static const auto* types = new std::set<std::string>{
+      "google.protobuf.Duration",      "google.protobuf.Timestamp",   "google.protobuf.Struct",
+      "google.protobuf.Value",         "google.protobuf.ListValue",   "google.protobuf.Empty",
+      "google.protobuf.BoolValue",     "google.protobuf.UInt32Value", "google.protobuf.UInt64Value",
+      "google.protobuf.Int32Value",    "google.protobuf.Int64Value",  "google.protobuf.DoubleValue",
+      "google.protobuf.FloatValue",    "google.protobuf.StringValue", "google.protobuf.BytesValue",
+      "envoy.config.core.v3.Locality",
+  };
+  return *types;
+}
+
+const std::set<std::string>& anyTypes() {
+  static const auto* types = new std::set<std::string>{
+      kHcm,
+      "envoy.extensions.filters.http.router.v3.Router",
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+  };
+  return *types;
+}
+
+std::string fieldPath(const std::string& parent, const std::string& name) {
+  return parent.empty() ? name : parent + "." + name;
+}
+
+// A readable rendering of a map key for a path: ["key"] or [42].
+std::string mapKey(const Message& entry) {
+  const FieldDescriptor* key = entry.GetDescriptor()->map_key();
+  const Reflection* r = entry.GetReflection();
+  switch (key->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      return "[\"" + r->GetString(entry, key) + "\"]";
+    case FieldDescriptor::CPPTYPE_INT32:
+      return "[" + std::to_string(r->GetInt32(entry, key)) + "]";
+    case FieldDescriptor::CPPTYPE_INT64:
+      return "[" + std::to_string(r->GetInt64(entry, key)) + "]";
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return "[" + std::to_string(r->GetUInt32(entry, key)) + "]";
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return "[" + std::to_string(r->GetUInt64(entry, key)) + "]";
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(entry, key) ? "[true]" : "[false]";
+    default:
+      return "[?]";
+  }
+}
+
+class Walker {
+ public:
+  explicit Walker(std::vector<std::string>& out) : out_(out) {}
+
+  void walk(const Message& msg, const std::string& path) {
+    const Descriptor* type = msg.GetDescriptor();
+    const std::string& type_name = type->full_name();
+    if (isOpaqueAllowed(type_name)) {
+      return;
+    }
+    if (type_name == "google.protobuf.Any") {
+      walkAny(msg, path);
+      return;
+    }
+    const Reflection* r = msg.GetReflection();
+    if (!r->GetUnknownFields(msg).empty()) {
+      // Only binary input (xDS) can carry these: a newer API than skiff's.
+      out_.push_back((path.empty() ? type_name : path) +
+                     ": has fields that skiff's Envoy API version does not know");
+    }
+    const std::set<std::string>* supported = supportedFields(type_name);
+    std::vector<const FieldDescriptor*> fields;
+    r->ListFields(msg, &fields);
+    for (const FieldDescriptor* field : fields) {
+      const std::string path_here = fieldPath(path, field->name());
+      if (supported == nullptr || supported->count(field->name()) == 0) {
+        out_.push_back(path_here + ": not supported yet");
+        continue;
+      }
+      if (field->is_map()) {
+        const FieldDescriptor* value = field->message_type()->map_value();
+        for (int i = 0; i < r->FieldSize(msg, field); ++i) {
+          const Message& entry = r->GetRepeatedMessage(msg, field, i);
+          if (value->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+            walk(entry.GetReflection()->GetMessage(entry, value), path_here + mapKey(entry));
+          }
+        }
+        continue;
+      }
+      if (field->is_repeated()) {
+        for (int i = 0; i < r->FieldSize(msg, field); ++i) {
+          const std::string element = path_here + "[" + std::to_string(i) + "]";
+          if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+            walk(r->GetRepeatedMessage(msg, field, i), element);
+          } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_ENUM) {
+            checkEnum(type_name, field, r->GetRepeatedEnumValue(msg, field, i), element);
+          }
+        }
+        continue;
+      }
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        walk(r->GetMessage(msg, field), path_here);
+      } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_ENUM) {
+        checkEnum(type_name, field, r->GetEnumValue(msg, field), path_here);
+      }
+    }
+  }
+
+ private:
+  void checkEnum(const std::string& type_name, const FieldDescriptor* field, int number,
+                 const std::string& path) {
+    const auto& table = enumTable();
+    auto it = table.find(type_name + "." + field->name());
+    const auto* value = field->enum_type()->FindValueByNumber(number);
+    const std::string name = value != nullptr ? value->name() : std::to_string(number);
+    if (value == nullptr) {
+      out_.push_back(path + ": " + name + " is not a known value of " +
+                     field->enum_type()->full_name());
+    } else if (it != table.end() && it->second.count(name) == 0) {
+      out_.push_back(path + ": " + name + " is not supported yet");
+    }
+  }
+
+  void walkAny(const Message& any, const std::string& path) {
+    const Descriptor* type = any.GetDescriptor();
+    const Reflection* r = any.GetReflection();
+    const std::string type_url = r->GetString(any, type->FindFieldByName("type_url"));
+    const std::string value = r->GetString(any, type->FindFieldByName("value"));
+    const std::string where = path.empty() ? "(Any)" : path;
+    const size_t slash = type_url.rfind('/');
+    const std::string name = slash == std::string::npos ? type_url : type_url.substr(slash + 1);
+    if (type_url.empty()) {
+      out_.push_back(where + ": has no type URL");
+      return;
+    }
+    const Descriptor* packed = DescriptorPool::generated_pool()->FindMessageTypeByName(name);
+    if (packed == nullptr) {
+      out_.push_back(where + ": unknown type URL '" + type_url + "'");
+      return;
+    }
+    if (!isSupportedAnyType(name)) {
+      out_.push_back(where + ": type URL '" + type_url + "' is not supported yet");
+      return;
+    }
+    const Message* prototype = MessageFactory::generated_factory()->GetPrototype(packed);
+    std::unique_ptr<Message> message(prototype->New());
+    if (!message->ParseFromString(value)) {
+      out_.push_back(where + ": could not be decoded as " + name);
+      return;
+    }
+    walk(*message, path);
+  }
+
+  std::vector<std::string>& out_;
+};
+
+}  // namespace
+
+std::vector<std::string> findUnsupportedFields(const google::protobuf::Message& msg,
+                                               const std::string& root_path) {
+  std::vector<std::string> out;
+  Walker(out).walk(msg, root_path);
+  return out;
+}
+
+const std::map<std::string, std::set<std::string>>& supportedFieldTable() { return fieldTable(); }
+
+const std::map<std::string, std::set<std::string>>& supportedEnumValueTable() {
+  return enumTable();
+}
+
+const std::set<std::string>* supportedFields(const std::string& message_full_name) {
+  const auto& table = fieldTable();
+  auto it = table.find(message_full_name);
+  return it == table.end() ? nullptr : &it->second;
+}
+
+bool isOpaqueAllowed(const std::string& message_full_name) {
+  return opaqueTypes().count(message_full_name) != 0;
+}
+
+bool isSupportedAnyType(const std::string& message_full_name) {
+  return anyTypes().count(message_full_name) != 0;
+}
+
+}  // namespace skiff::xds

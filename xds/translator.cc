@@ -1,0 +1,585 @@
+#include "xds/translator.h"
+
+#include <arpa/inet.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
+#include "proxy/router/route_table.h"
+#include "xds/field_support.h"
+
+namespace skiff::xds {
+namespace {
+
+namespace bootstrap_v3 = envoy::config::bootstrap::v3;
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace core_v3 = envoy::config::core::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace route_v3 = envoy::config::route::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+namespace upstreams_http_v3 = envoy::extensions::upstreams::http::v3;
+using std::chrono::milliseconds;
+
+constexpr const char* kHttpProtocolOptionsKey =
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+// Errors found so far, each "path: reason".
+using Errors = std::vector<std::string>;
+
+std::string join(const Errors& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    out += (out.empty() ? "" : "\n") + e;
+  }
+  return out;
+}
+
+// A Status message may hold several lines; each is one error.
+void addStatus(const Status& status, Errors& errors) {
+  size_t start = 0;
+  const std::string& m = status.message();
+  while (start <= m.size()) {
+    size_t end = m.find('\n', start);
+    if (end == std::string::npos) {
+      end = m.size();
+    }
+    if (end > start) {
+      errors.push_back(m.substr(start, end - start));
+    }
+    start = end + 1;
+  }
+}
+
+// Durations in milliseconds. A positive duration under 1ms becomes 1ms, not
+// zero, because zero often means "disabled".
+bool toMillis(const google::protobuf::Duration& d, const std::string& path, Errors& errors,
+              milliseconds& out) {
+  if (d.seconds() < 0 || d.nanos() < 0) {
+    errors.push_back(path + ": must not be negative");
+    return false;
+  }
+  int64_t ms = d.seconds() * 1000 + d.nanos() / 1000000;
+  if (ms == 0 && d.nanos() > 0) {
+    ms = 1;
+  }
+  out = milliseconds(ms);
+  return true;
+}
+
+bool isIpLiteral(const std::string& address) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, address.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, address.c_str(), buf) == 1;
+}
+
+enum class AddressUse { kListen, kStaticEndpoint, kDnsEndpoint };
+
+void translateAddress(const core_v3::Address& address, const std::string& path, AddressUse use,
+                      Errors& errors, config::SocketAddress& out) {
+  if (!address.has_socket_address()) {
+    errors.push_back(path + ".socket_address: is required");
+    return;
+  }
+  const core_v3::SocketAddress& sa = address.socket_address();
+  const std::string sa_path = path + ".socket_address";
+  out.address = sa.address();
+  if (sa.address().empty()) {
+    errors.push_back(sa_path + ".address: is required");
+  } else if (use != AddressUse::kDnsEndpoint && !isIpLiteral(sa.address())) {
+    errors.push_back(sa_path + ".address: '" + sa.address() + "' is not an IP address" +
+                     (use == AddressUse::kStaticEndpoint
+                          ? " (a STATIC cluster needs IP addresses; use STRICT_DNS for names)"
+                          : ""));
+  }
+  out.port = sa.port_value();
+  if (sa.port_value() > 65535) {
+    errors.push_back(sa_path + ".port_value: " + std::to_string(sa.port_value()) +
+                     " is not a valid port (0-65535)");
+  } else if (sa.port_value() == 0 && use != AddressUse::kListen) {
+    errors.push_back(sa_path + ".port_value: an upstream endpoint needs a port (1-65535)");
+  }
+}
+
+// --- Clusters ------------------------------------------------------------
+
+void translateProtocolOptions(const cluster_v3::Cluster& cluster, const std::string& path,
+                              Errors& errors, config::ClusterConfig& out) {
+  // Map order is unspecified; sort the keys so errors come out stably.
+  std::map<std::string, const google::protobuf::Any*> options;
+  for (const auto& [key, any] : cluster.typed_extension_protocol_options()) {
+    options.emplace(key, &any);
+  }
+  for (const auto& [key, any] : options) {
+    const std::string key_path = path + ".typed_extension_protocol_options[\"" + key + "\"]";
+    upstreams_http_v3::HttpProtocolOptions http;
+    if (key != kHttpProtocolOptionsKey) {
+      errors.push_back(key_path + ": only " + std::string(kHttpProtocolOptionsKey) +
+                       " is supported");
+      continue;
+    }
+    if (!any->Is<upstreams_http_v3::HttpProtocolOptions>() || !any->UnpackTo(&http)) {
+      errors.push_back(key_path + ": expected type URL type.googleapis.com/" +
+                       std::string(kHttpProtocolOptionsKey) + ", got '" + any->type_url() + "'");
+      continue;
+    }
+    if (http.has_common_http_protocol_options() &&
+        http.common_http_protocol_options().has_idle_timeout()) {
+      toMillis(http.common_http_protocol_options().idle_timeout(),
+               key_path + ".common_http_protocol_options.idle_timeout", errors,
+               out.upstream_idle_timeout);
+    }
+    // explicit_http_config.http_protocol_options (HTTP/1.1 upstream) is what
+    // skiff does anyway; its fields are refused by field_support.
+  }
+}
+
+void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
+                          Errors& errors, config::ClusterConfig& out) {
+  out.name = cluster.name();
+  if (cluster.name().empty()) {
+    errors.push_back(path + ".name: is required");
+  }
+  switch (cluster.type()) {
+    case cluster_v3::Cluster::STATIC:
+      out.type = config::ClusterConfig::Type::kStatic;
+      break;
+    case cluster_v3::Cluster::STRICT_DNS:
+      out.type = config::ClusterConfig::Type::kStrictDns;
+      break;
+    default:
+      errors.push_back(path + ".type: " + cluster_v3::Cluster::DiscoveryType_Name(cluster.type()) +
+                       " is not supported yet");
+  }
+  switch (cluster.lb_policy()) {
+    case cluster_v3::Cluster::ROUND_ROBIN:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kRoundRobin;
+      break;
+    case cluster_v3::Cluster::LEAST_REQUEST:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kLeastRequest;
+      break;
+    case cluster_v3::Cluster::RANDOM:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kRandom;
+      break;
+    default:
+      errors.push_back(path +
+                       ".lb_policy: " + cluster_v3::Cluster::LbPolicy_Name(cluster.lb_policy()) +
+                       " is not supported yet");
+  }
+  if (cluster.has_least_request_lb_config() &&
+      cluster.least_request_lb_config().has_choice_count()) {
+    uint32_t n = cluster.least_request_lb_config().choice_count().value();
+    if (n < 2) {
+      errors.push_back(path + ".least_request_lb_config.choice_count: must be at least 2, got " +
+                       std::to_string(n));
+    }
+    out.least_request_choice_count = n;
+  }
+  if (cluster.has_connect_timeout()) {
+    const std::string p = path + ".connect_timeout";
+    if (toMillis(cluster.connect_timeout(), p, errors, out.connect_timeout) &&
+        out.connect_timeout.count() == 0) {
+      errors.push_back(p + ": must be greater than zero");
+    }
+  }
+  if (cluster.has_dns_refresh_rate()) {
+    const std::string p = path + ".dns_refresh_rate";
+    if (toMillis(cluster.dns_refresh_rate(), p, errors, out.dns_refresh_rate) &&
+        out.dns_refresh_rate.count() < 1) {
+      errors.push_back(p + ": must be at least 1ms");
+    }
+  }
+  switch (cluster.dns_lookup_family()) {
+    case cluster_v3::Cluster::AUTO:
+      out.dns_lookup_family = config::ClusterConfig::DnsLookupFamily::kAuto;
+      break;
+    case cluster_v3::Cluster::V4_ONLY:
+      out.dns_lookup_family = config::ClusterConfig::DnsLookupFamily::kV4Only;
+      break;
+    default:
+      errors.push_back(path + ".dns_lookup_family: " +
+                       cluster_v3::Cluster::DnsLookupFamily_Name(cluster.dns_lookup_family()) +
+                       " is not supported yet");
+  }
+  const AddressUse use = out.type == config::ClusterConfig::Type::kStatic
+                             ? AddressUse::kStaticEndpoint
+                             : AddressUse::kDnsEndpoint;
+  const auto& endpoints = cluster.load_assignment().endpoints();
+  for (int i = 0; i < endpoints.size(); ++i) {
+    const auto& lb_endpoints = endpoints[i].lb_endpoints();
+    for (int j = 0; j < lb_endpoints.size(); ++j) {
+      const auto& lb = lb_endpoints[j];
+      const std::string p = path + ".load_assignment.endpoints[" + std::to_string(i) +
+                            "].lb_endpoints[" + std::to_string(j) + "]";
+      config::ClusterConfig::Endpoint endpoint;
+      if (!lb.has_endpoint() || !lb.endpoint().has_address()) {
+        errors.push_back(p + ".endpoint.address: is required");
+        continue;
+      }
+      translateAddress(lb.endpoint().address(), p + ".endpoint.address", use, errors,
+                       endpoint.address);
+      if (lb.has_load_balancing_weight()) {
+        endpoint.weight = lb.load_balancing_weight().value();
+        if (endpoint.weight == 0) {
+          errors.push_back(p + ".load_balancing_weight: must be at least 1");
+        }
+      }
+      out.endpoints.push_back(std::move(endpoint));
+    }
+  }
+  bool have_default_thresholds = false;
+  const auto& thresholds = cluster.circuit_breakers().thresholds();
+  for (int i = 0; i < thresholds.size(); ++i) {
+    const auto& t = thresholds[i];
+    const std::string p = path + ".circuit_breakers.thresholds[" + std::to_string(i) + "]";
+    if (t.priority() != core_v3::DEFAULT) {
+      errors.push_back(p + ".priority: " + core_v3::RoutingPriority_Name(t.priority()) +
+                       " is not supported yet");
+      continue;
+    }
+    if (have_default_thresholds) {
+      errors.push_back(p + ".priority: DEFAULT thresholds are given twice");
+      continue;
+    }
+    have_default_thresholds = true;
+    if (t.has_max_connections()) out.max_connections = t.max_connections().value();
+    if (t.has_max_pending_requests()) out.max_pending_requests = t.max_pending_requests().value();
+    if (t.has_max_requests()) out.max_requests = t.max_requests().value();
+  }
+  if (cluster.has_per_connection_buffer_limit_bytes()) {
+    out.per_connection_buffer_limit_bytes = cluster.per_connection_buffer_limit_bytes().value();
+  }
+  translateProtocolOptions(cluster, path, errors, out);
+}
+
+// --- Listeners -----------------------------------------------------------
+
+void checkRouteClusters(const route_v3::RouteConfiguration& routes, const std::string& path,
+                        const std::set<std::string>& known, Errors& errors) {
+  if (routes.has_validate_clusters() && !routes.validate_clusters().value()) {
+    return;
+  }
+  for (int i = 0; i < routes.virtual_hosts_size(); ++i) {
+    const auto& vhost = routes.virtual_hosts(i);
+    for (int j = 0; j < vhost.routes_size(); ++j) {
+      const auto& route = vhost.routes(j);
+      if (!route.has_route()) {
+        continue;
+      }
+      const std::string p = path + ".virtual_hosts[" + std::to_string(i) + "].routes[" +
+                            std::to_string(j) + "].route";
+      const auto& action = route.route();
+      if (action.cluster_specifier_case() == route_v3::RouteAction::kCluster &&
+          known.count(action.cluster()) == 0) {
+        errors.push_back(p + ".cluster: unknown cluster '" + action.cluster() + "'");
+      }
+      if (action.cluster_specifier_case() == route_v3::RouteAction::kWeightedClusters) {
+        const auto& weighted = action.weighted_clusters().clusters();
+        for (int k = 0; k < weighted.size(); ++k) {
+          if (known.count(weighted[k].name()) == 0) {
+            errors.push_back(p + ".weighted_clusters.clusters[" + std::to_string(k) +
+                             "].name: unknown cluster '" + weighted[k].name() + "'");
+          }
+        }
+      }
+    }
+  }
+}
+
+void translateHttpFilters(const hcm_v3::HttpConnectionManager& hcm, const std::string& path,
+                          const filters::FilterRegistry& registry, Errors& errors,
+                          config::HttpConnectionManagerConfig& out) {
+  const auto& list = hcm.http_filters();
+  if (list.empty()) {
+    errors.push_back(path +
+                     ".http_filters: must end with the router filter "
+                     "(envoy.filters.http.router)");
+    return;
+  }
+  for (int i = 0; i < list.size(); ++i) {
+    const auto& filter = list[i];
+    const std::string p = path + ".http_filters[" + std::to_string(i) + "]";
+    if (filter.name().empty()) {
+      errors.push_back(p + ".name: is required");
+    }
+    if (!filter.has_typed_config()) {
+      errors.push_back(p + ".typed_config: is required (skiff finds a filter by its type URL)");
+      continue;
+    }
+    const std::string& url = filter.typed_config().type_url();
+    const std::string type_name = url.substr(url.rfind('/') + 1);
+    const auto* create = registry.findHttpFilter("type.googleapis.com/" + type_name);
+    if (create == nullptr) {
+      errors.push_back(p + ".typed_config: no HTTP filter is registered for type URL '" + url +
+                       "'");
+      continue;
+    }
+    auto factory = (*create)(filter.typed_config(), p + ".typed_config");
+    if (!factory) {
+      addStatus(factory.status(), errors);
+      continue;
+    }
+    const bool last = i + 1 == list.size();
+    if ((*factory)->isTerminal() && !last) {
+      errors.push_back(p + ": '" + filter.name() +
+                       "' is a terminal filter and must be the last in http_filters");
+    } else if (!(*factory)->isTerminal() && last) {
+      errors.push_back(p +
+                       ": the last HTTP filter must be the router "
+                       "(envoy.filters.http.router), not '" +
+                       filter.name() + "'");
+    }
+    out.http_filters.push_back({filter.name(), *factory});
+  }
+}
+
+void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& path,
+                  const std::set<std::string>* known_clusters,
+                  const filters::FilterRegistry& registry, Errors& errors,
+                  config::HttpConnectionManagerConfig& out) {
+  using Hcm = hcm_v3::HttpConnectionManager;
+  using Out = config::HttpConnectionManagerConfig;
+  out.stat_prefix = hcm.stat_prefix();
+  if (hcm.stat_prefix().empty()) {
+    errors.push_back(path + ".stat_prefix: is required");
+  }
+  switch (hcm.codec_type()) {
+    case Hcm::AUTO:
+      out.codec_type = Out::CodecType::kAuto;
+      break;
+    case Hcm::HTTP1:
+      out.codec_type = Out::CodecType::kHttp1;
+      break;
+    default:
+      errors.push_back(path + ".codec_type: " + Hcm::CodecType_Name(hcm.codec_type()) +
+                       " is not supported yet");
+  }
+  if (!hcm.has_route_config()) {
+    errors.push_back(path + ".route_config: is required (rds is not supported yet)");
+  } else {
+    const std::string p = path + ".route_config";
+    auto table = router::RouteTable::compile(hcm.route_config(), p);
+    if (table) {
+      out.route_table = *table;
+    } else {
+      addStatus(table.status(), errors);
+    }
+    if (known_clusters != nullptr) {
+      checkRouteClusters(hcm.route_config(), p, *known_clusters, errors);
+    }
+  }
+  translateHttpFilters(hcm, path, registry, errors, out);
+  if (!hcm.server_name().empty()) {
+    out.server_name = hcm.server_name();
+  }
+  switch (hcm.server_header_transformation()) {
+    case Hcm::OVERWRITE:
+      out.server_header_transformation = Out::ServerHeaderTransformation::kOverwrite;
+      break;
+    case Hcm::APPEND_IF_ABSENT:
+      out.server_header_transformation = Out::ServerHeaderTransformation::kAppendIfAbsent;
+      break;
+    case Hcm::PASS_THROUGH:
+      out.server_header_transformation = Out::ServerHeaderTransformation::kPassThrough;
+      break;
+    default:
+      errors.push_back(path + ".server_header_transformation: " +
+                       Hcm::ServerHeaderTransformation_Name(hcm.server_header_transformation()) +
+                       " is not supported yet");
+  }
+  if (hcm.has_use_remote_address()) out.use_remote_address = hcm.use_remote_address().value();
+  out.xff_num_trusted_hops = hcm.xff_num_trusted_hops();
+  out.skip_xff_append = hcm.skip_xff_append();
+  if (hcm.has_generate_request_id()) out.generate_request_id = hcm.generate_request_id().value();
+  out.preserve_external_request_id = hcm.preserve_external_request_id();
+  if (hcm.has_max_request_headers_kb()) {
+    uint32_t kb = hcm.max_request_headers_kb().value();
+    if (kb == 0 || kb > 8192) {
+      errors.push_back(path + ".max_request_headers_kb: must be 1-8192, got " + std::to_string(kb));
+    }
+    out.max_request_headers_kb = kb;
+  }
+  if (hcm.has_stream_idle_timeout()) {
+    toMillis(hcm.stream_idle_timeout(), path + ".stream_idle_timeout", errors,
+             out.stream_idle_timeout);
+  }
+  if (hcm.has_request_timeout()) {
+    toMillis(hcm.request_timeout(), path + ".request_timeout", errors, out.request_timeout);
+  }
+  if (hcm.has_drain_timeout()) {
+    toMillis(hcm.drain_timeout(), path + ".drain_timeout", errors, out.drain_timeout);
+  }
+  if (hcm.common_http_protocol_options().has_idle_timeout()) {
+    toMillis(hcm.common_http_protocol_options().idle_timeout(),
+             path + ".common_http_protocol_options.idle_timeout", errors, out.idle_timeout);
+  }
+}
+
+void translateListenerInto(const listener_v3::Listener& listener, const std::string& path,
+                           const std::set<std::string>* known_clusters,
+                           const filters::FilterRegistry& registry, Errors& errors,
+                           config::ListenerConfig& out) {
+  if (!listener.has_address()) {
+    errors.push_back(path + ".address: is required");
+  } else {
+    translateAddress(listener.address(), path + ".address", AddressUse::kListen, errors,
+                     out.address);
+  }
+  // Envoy names an unnamed static listener itself; skiff uses its address.
+  out.name = !listener.name().empty()
+                 ? listener.name()
+                 : out.address.address + "_" + std::to_string(out.address.port);
+  if (listener.has_per_connection_buffer_limit_bytes()) {
+    out.per_connection_buffer_limit_bytes = listener.per_connection_buffer_limit_bytes().value();
+  }
+  if (listener.filter_chains_size() != 1) {
+    errors.push_back(path + ".filter_chains: exactly one filter chain is supported for now, got " +
+                     std::to_string(listener.filter_chains_size()));
+    return;
+  }
+  const auto& chain = listener.filter_chains(0);
+  const std::string chain_path = path + ".filter_chains[0]";
+  if (chain.filters_size() != 1) {
+    errors.push_back(chain_path +
+                     ".filters: exactly one network filter (envoy.filters.network.http_"
+                     "connection_manager) is supported for now, got " +
+                     std::to_string(chain.filters_size()));
+    return;
+  }
+  const auto& filter = chain.filters(0);
+  const std::string hcm_path = chain_path + ".filters[0].typed_config";
+  hcm_v3::HttpConnectionManager hcm;
+  if (!filter.has_typed_config()) {
+    errors.push_back(hcm_path + ": is required");
+    return;
+  }
+  if (!filter.typed_config().Is<hcm_v3::HttpConnectionManager>()) {
+    errors.push_back(hcm_path +
+                     ": the only supported network filter is "
+                     "envoy.filters.network.http_connection_manager (type.googleapis."
+                     "com/" +
+                     hcm.GetTypeName() + "), got '" + filter.typed_config().type_url() + "'");
+    return;
+  }
+  if (!filter.typed_config().UnpackTo(&hcm)) {
+    errors.push_back(hcm_path + ": could not be decoded as " + hcm.GetTypeName());
+    return;
+  }
+  translateHcm(hcm, hcm_path, known_clusters, registry, errors, out.http);
+}
+
+// Envoy's /config_dump shape, built by hand: the admin protos aren't compiled.
+std::string configDumpJson(const bootstrap_v3::Bootstrap& bootstrap, Errors& errors) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  auto status = google::protobuf::util::MessageToJsonString(bootstrap, &json, options);
+  if (!status.ok()) {
+    errors.push_back("bootstrap: cannot print as JSON: " + std::string(status.message()));
+    return "";
+  }
+  return R"({"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":)" +
+         json + "}]}";
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const config::ClusterConfig>> translateCluster(
+    const cluster_v3::Cluster& cluster, const std::string& path) {
+  Errors errors;
+  auto out = std::make_shared<config::ClusterConfig>();
+  translateClusterInto(cluster, path, errors, *out);
+  if (!errors.empty()) {
+    return configError(join(errors));
+  }
+  return std::shared_ptr<const config::ClusterConfig>(std::move(out));
+}
+
+Result<std::shared_ptr<const config::ListenerConfig>> translateListener(
+    const listener_v3::Listener& listener, const std::string& path,
+    const std::set<std::string>* known_clusters, const filters::FilterRegistry& registry) {
+  Errors errors;
+  auto out = std::make_shared<config::ListenerConfig>();
+  translateListenerInto(listener, path, known_clusters, registry, errors, *out);
+  if (!errors.empty()) {
+    return configError(join(errors));
+  }
+  return std::shared_ptr<const config::ListenerConfig>(std::move(out));
+}
+
+Result<std::shared_ptr<const config::Snapshot>> translateBootstrap(
+    const bootstrap_v3::Bootstrap& bootstrap, const filters::FilterRegistry& registry) {
+  Errors errors = findUnsupportedFields(bootstrap);
+  if (!errors.empty()) {
+    return configError(join(errors));
+  }
+  auto snapshot = std::make_shared<config::Snapshot>();
+  snapshot->node_id = bootstrap.node().id();
+  snapshot->node_cluster = bootstrap.node().cluster();
+  if (bootstrap.admin().has_address()) {
+    snapshot->admin.enabled = true;
+    translateAddress(bootstrap.admin().address(), "admin.address", AddressUse::kListen, errors,
+                     snapshot->admin.address);
+  }
+
+  const auto& resources = bootstrap.static_resources();
+  std::map<std::string, std::string> cluster_paths;  // name -> where first defined
+  for (int i = 0; i < resources.clusters_size(); ++i) {
+    const std::string path = "static_resources.clusters[" + std::to_string(i) + "]";
+    auto cluster = std::make_shared<config::ClusterConfig>();
+    translateClusterInto(resources.clusters(i), path, errors, *cluster);
+    if (cluster->name.empty()) {
+      continue;
+    }
+    auto [it, added] = cluster_paths.emplace(cluster->name, path);
+    if (!added) {
+      errors.push_back(path + ".name: duplicate cluster name '" + cluster->name +
+                       "' (first defined at " + it->second + ")");
+      continue;
+    }
+    snapshot->clusters.emplace(cluster->name, std::move(cluster));
+  }
+  std::set<std::string> known_clusters;
+  for (const auto& [name, path] : cluster_paths) {
+    known_clusters.insert(name);
+  }
+
+  std::map<std::string, std::string> listener_paths;  // name -> where first defined
+  std::map<std::string, std::string> address_paths;   // "ip:port" -> where first bound
+  for (int i = 0; i < resources.listeners_size(); ++i) {
+    const std::string path = "static_resources.listeners[" + std::to_string(i) + "]";
+    auto listener = std::make_shared<config::ListenerConfig>();
+    translateListenerInto(resources.listeners(i), path, &known_clusters, registry, errors,
+                          *listener);
+    auto [it, added] = listener_paths.emplace(listener->name, path);
+    if (!added) {
+      errors.push_back(path + ".name: duplicate listener name '" + listener->name +
+                       "' (first defined at " + it->second + ")");
+      continue;
+    }
+    if (listener->address.port != 0) {
+      const std::string key =
+          listener->address.address + ":" + std::to_string(listener->address.port);
+      auto [at, bound] = address_paths.emplace(key, path);
+      if (!bound) {
+        errors.push_back(path + ".address: " + key + " is already used by " + at->second);
+        continue;
+      }
+    }
+    snapshot->listeners.push_back(std::move(listener));
+  }
+
+  if (!errors.empty()) {
+    return configError(join(errors));
+  }
+  snapshot->config_dump_json = configDumpJson(bootstrap, errors);
+  if (!errors.empty()) {
+    return configError(join(errors));
+  }
+  return std::shared_ptr<const config::Snapshot>(std::move(snapshot));
+}
+
+}  // namespace skiff::xds
