@@ -152,6 +152,25 @@ class AdminTest(h.SkiffTestCase):
         self.assertEqual(self.skiff.admin_get("/no/such/admin/page")[0], 404)
 
 
+class PortConflictTest(h.SkiffTestCase):
+    # Missing in skiff: the admin socket is bound with SO_REUSEPORT
+    # (AdminServer::listen → bindReusePortSocket), so a second skiff starts on
+    # a taken admin port and the two share it.
+    @unittest.expectedFailure
+    def test_admin_port_in_use_by_another_skiff_fails(self):
+        # Envoy refuses to start when its admin address is taken. SO_REUSEPORT
+        # on the admin socket would let a second process share it, and admin
+        # requests (stats, /quitquitquit) would reach either process at random.
+        first = self.start_skiff(h.bootstrap([h.listener("ingress", [h.route("/", direct="x")])]))
+        admin_port = first.admin[1]
+        text = h.bootstrap([h.listener("ingress", [h.route("/", direct="x")])])
+        text = text.replace("port_value: 0", f"port_value: {admin_port}", 1)  # the admin comes first
+        with self.assertRaises((RuntimeError, TimeoutError)) as cm:
+            self.start_skiff(text)
+        self.assertIn("exited with", str(cm.exception))
+        self.assertEqual(first.admin_get("/ready")[0], 200)
+
+
 class ShutdownTest(h.SkiffTestCase):
     def start(self, drain="5"):
         self.backend = self.start_backend()
