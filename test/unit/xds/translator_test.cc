@@ -518,3 +518,23 @@ TEST(TranslateCluster, StandsAlone) {
 
 }  // namespace
 }  // namespace skiff::xds
+
+namespace skiff::xds {
+namespace {
+
+// The example configs in conf/ are what users copy: each must load and
+// translate.
+TEST(TranslateBootstrap, ExampleConfigs) {
+  std::string root = __FILE__;
+  root = root.substr(0, root.rfind("/test/unit/xds/"));
+  for (const char* name : {"default.yaml", "edge.yaml", "front-proxy.yaml"}) {
+    const std::string path = root + "/conf/" + name;
+    auto bootstrap = loadBootstrapFile(path);
+    ASSERT_TRUE(bootstrap.isOk()) << bootstrap.status().message();
+    auto snapshot = translateBootstrap(*bootstrap, testRegistry());
+    EXPECT_TRUE(snapshot.isOk()) << path << ":\n" << snapshot.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace skiff::xds
