@@ -1,0 +1,744 @@
+#!/usr/bin/env python3
+"""skiff's HTTP/1.1 benchmark: skiff, HAProxy, nginx and no proxy, side by side.
+
+Started by bench/run.sh, which installs the tools and builds skiff. This file
+starts an nginx backend and each proxy on 127.0.0.1 (free ports only), pins the
+proxy to its own core with taskset while wrk, h2load and the backend share the
+other, and measures:
+
+  * wrk keep-alive runs (64 and 256 connections x 64 B, 1 KiB, 16 KiB bodies):
+    req/s, latency percentiles, the proxy's CPU time per request from
+    /proc/PID/stat and its peak RSS (VmHWM). Every run gets a fresh proxy, so
+    VmHWM belongs to that load alone.
+  * fixed-rate h2load runs at 25/50/75% of each proxy's own wrk peak, and all
+    proxies at 50% of HAProxy's peak: latency under normal load.
+  * idle RSS, and RSS while holding many idle keep-alive downstream connections.
+
+Results go to bench/results/ (latest.md, latest.json, latency.png, machine.md,
+microbench.txt). Nothing here asserts on timings: it measures and reports.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(BENCH_DIR)
+CONFIGS = os.path.join(BENCH_DIR, "configs")
+LUA = os.path.join(BENCH_DIR, "lib", "report.lua")
+
+
+def env_list(name, default):
+    return os.environ.get(name, default).split()
+
+
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "1"))
+RATE_DURATION = int(os.environ.get("BENCH_RATE_DURATION", str(DURATION)))
+CONNS = [int(c) for c in env_list("BENCH_CONNS", "64 256")]
+SIZES = env_list("BENCH_SIZES", "64 1k 16k")
+PROXIES = env_list("BENCH_PROXIES", "direct skiff haproxy nginx")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+LOAD_CPUS = os.environ.get("BENCH_LOAD_CPUS", "0")
+PROXY_CPUS = os.environ.get("BENCH_PROXY_CPUS", "1")
+RATE_FRACTIONS = [float(f) for f in env_list("BENCH_RATE_FRACTIONS", "0.25 0.5 0.75")]
+RATE_SIZE = os.environ.get("BENCH_RATE_SIZE", "64")
+RATE_CONNS = int(os.environ.get("BENCH_RATE_CONNS", "64"))
+IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH_DIR, "results"))
+SKIFF_BIN = os.environ.get("SKIFF_BIN", os.path.join(ROOT, "build-bench", "skiff"))
+MICROBENCH_BIN = os.environ.get(
+    "SKIFF_MICROBENCH_BIN", os.path.join(ROOT, "build-bench", "bench", "skiff_microbench"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BODY_BYTES = {"64": 64, "1k": 1024, "16k": 16384}
+NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    """A failure the user can act on (a server that would not start, a tool that failed)."""
+
+
+# ---------------------------------------------------------------------------
+# Processes. Every child runs in its own session so that one killpg takes the
+# nginx master with its workers; all of them die on exit, whatever happens.
+
+_children = []
+
+
+def spawn(args, cpus, log_path):
+    logf = open(log_path, "ab")
+    proc = subprocess.Popen(["taskset", "-c", cpus] + args, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    logf.close()
+    _children.append(proc)
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+    # A session can outlive its leader (an nginx worker whose master died).
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc in _children:
+        _children.remove(proc)
+
+
+def stop_all():
+    for proc in list(_children):
+        stop(proc)
+
+
+def on_signal(signum, _frame):
+    log(f"signal {signum}: stopping everything")
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def run_tool(args, timeout):
+    """Runs a load generator on the load cores; returns its stdout."""
+    full = ["taskset", "-c", LOAD_CPUS] + args
+    try:
+        res = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{args[0]} did not finish within {timeout} s: {' '.join(args)}")
+    if res.returncode != 0:
+        raise BenchError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def render(template, out_path, **values):
+    with open(os.path.join(CONFIGS, template)) as f:
+        text = f.read()
+    for key, value in values.items():
+        text = text.replace(f"@@{key.upper()}@@", str(value))
+    left = re.findall(r"@@[A-Z_]+@@", text)
+    if left:
+        raise BenchError(f"{template}: unfilled {left}")
+    with open(out_path, "w") as f:
+        f.write(text)
+    return out_path
+
+
+def http_get(port, path, timeout=2.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, body
+    finally:
+        conn.close()
+
+
+def wait_ready(proc, port, name, log_path, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with {proc.returncode} before it served; "
+                             f"its log ({log_path}):\n{tail(log_path)}")
+        try:
+            status, body = http_get(port, "/64")
+            if status == 200 and len(body) == 64:
+                return
+            last = f"status {status}, {len(body)} bytes"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise BenchError(f"{name} did not answer GET /64 on 127.0.0.1:{port} within {timeout} s "
+                     f"(last: {last}); its log ({log_path}):\n{tail(log_path)}")
+
+
+def tail(path, n=30):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------
+# /proc readings.
+
+def children_of(pid):
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def cpu_ticks(pids):
+    """(utime, stime) in clock ticks, summed over pids (fields 14 and 15 of stat)."""
+    user = system = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state), so field 14 is fields[11].
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
+
+
+def status_kb(pids, key):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
+class Server:
+    """One running server: its process, the pids whose CPU counts, the pids whose RSS counts."""
+
+    def __init__(self, name, proc, port, log_path):
+        self.name = name
+        self.proc = proc
+        self.port = port
+        self.log_path = log_path
+
+    def cpu_pids(self):
+        # nginx: master and workers. Others: the one process (all its threads).
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+    def rss_pids(self):
+        kids = children_of(self.proc.pid)
+        return kids if kids else [self.proc.pid]  # nginx: the workers
+
+
+# ---------------------------------------------------------------------------
+# Servers.
+
+class Bench:
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="skiff-bench-")
+        # nginx workers drop root for nobody/www-data and must read the bodies.
+        os.chmod(self.tmp, 0o755)
+        self.backend = None
+        self.backend_port = None
+
+    def start_backend(self):
+        www = os.path.join(self.tmp, "www")
+        os.makedirs(www, exist_ok=True)
+        for name, size in BODY_BYTES.items():
+            with open(os.path.join(www, name), "wb") as f:
+                f.write((b"skiff-bench-" * (size // 12 + 1))[:size - 1] + b"\n")
+            os.chmod(os.path.join(www, name), 0o644)
+        self.backend_port = free_port()
+        conf = render("nginx-backend.conf.in", os.path.join(self.tmp, "nginx-backend.conf"),
+                      tmp=self.tmp, port=self.backend_port, nofile=NOFILE)
+        log_path = os.path.join(self.tmp, "nginx-backend.log")
+        proc = spawn(["nginx", "-p", self.tmp, "-c", conf], LOAD_CPUS, log_path)
+        wait_ready(proc, self.backend_port, "nginx backend", log_path)
+        self.backend = Server("backend", proc, self.backend_port, log_path)
+        log(f"backend nginx on 127.0.0.1:{self.backend_port}")
+
+    def start_proxy(self, name):
+        """Starts a fresh proxy (or returns None for direct) and warms it with one request."""
+        if name == "direct":
+            return None
+        port = free_port()
+        log_path = os.path.join(self.tmp, f"{name}.log")
+        if name == "skiff":
+            conf = render("skiff.yaml.in", os.path.join(self.tmp, "skiff.yaml"), port=port,
+                          admin_port=free_port(), backend_port=self.backend_port)
+            args = [SKIFF_BIN, "-c", conf, "--concurrency", str(WORKERS)]
+        elif name == "haproxy":
+            conf = render("haproxy.cfg.in", os.path.join(self.tmp, "haproxy.cfg"), port=port,
+                          backend_port=self.backend_port, workers=WORKERS, tmp=self.tmp,
+                          maxconn=IDLE_CONNS + 1000)
+            args = ["haproxy", "-db", "-f", conf]
+        elif name == "nginx":
+            conf = render("nginx-proxy.conf.in", os.path.join(self.tmp, "nginx-proxy.conf"),
+                          port=port, backend_port=self.backend_port, workers=WORKERS,
+                          tmp=self.tmp, nofile=NOFILE)
+            args = ["nginx", "-p", self.tmp, "-c", conf]
+        else:
+            raise BenchError(f"unknown proxy {name!r} in BENCH_PROXIES")
+        proc = spawn(args, PROXY_CPUS, log_path)
+        wait_ready(proc, port, name, log_path)
+        server = Server(name, proc, port, log_path)
+        if name == "nginx":
+            deadline = time.monotonic() + 5
+            while len(children_of(proc.pid)) < WORKERS and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return server
+
+    def port_of(self, proxy):
+        return proxy.port if proxy else self.backend_port
+
+    # -----------------------------------------------------------------------
+    # Loads.
+
+    def wrk(self, port, size, conns, duration):
+        out = run_tool(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", LUA,
+                        f"http://127.0.0.1:{port}/{size}"], timeout=duration + 60)
+        m = re.search(r"^BENCH_JSON (.*)$", out, re.M)
+        if not m:
+            raise BenchError(f"wrk printed no BENCH_JSON line:\n{out}")
+        res = json.loads(m.group(1))
+        res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+        res["wrk_text"] = out
+        return res
+
+    def h2load_rate(self, port, size, conns, rate, duration):
+        log_file = os.path.join(self.tmp, "h2load.log")
+        if os.path.exists(log_file):
+            os.remove(log_file)
+        per_client = max(rate / conns, 0.01)
+        out = run_tool(["h2load", "--h1", "-t1", f"-c{conns}", f"--rps={per_client:.3f}",
+                        f"-D{duration}", f"--log-file={log_file}",
+                        f"http://127.0.0.1:{port}/{size}"], timeout=duration + 60)
+        lat = []
+        statuses = {}
+        with open(log_file) as f:
+            for line in f:
+                cols = line.split()
+                if len(cols) >= 3:
+                    statuses[cols[1]] = statuses.get(cols[1], 0) + 1
+                    lat.append(int(cols[2]))
+        lat.sort()
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", out)
+        if not m or not lat:
+            raise BenchError(f"h2load gave no results:\n{out}")
+
+        def pct(p):
+            return lat[min(len(lat) - 1, int(len(lat) * p / 100.0))]
+
+        return {"offered": per_client * conns, "requests": int(m.group(3)),
+                "succeeded": int(m.group(4)), "failed": int(m.group(5)),
+                "errored": int(m.group(6)), "rps": len(lat) / duration, "statuses": statuses,
+                "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
+                "p999": pct(99.9), "max": lat[-1], "h2load_text": out}
+
+    def measured(self, proxy, fn):
+        """Runs fn(), with the proxy's CPU time around it; adds CPU and RSS figures."""
+        before = cpu_ticks(proxy.cpu_pids()) if proxy else None
+        res = fn()
+        if proxy:
+            after = cpu_ticks(proxy.cpu_pids())
+            user_s = (after[0] - before[0]) / CLK_TCK
+            sys_s = (after[1] - before[1]) / CLK_TCK
+            n = max(res["requests"], 1)
+            res["cpu_user_s"] = user_s
+            res["cpu_sys_s"] = sys_s
+            res["cpu_us_per_req"] = (user_s + sys_s) * 1e6 / n
+            res["cpu_user_us_per_req"] = user_s * 1e6 / n
+            res["cpu_sys_us_per_req"] = sys_s * 1e6 / n
+            res["cpu_s_per_100k"] = (user_s + sys_s) * 1e5 / n
+            res["peak_rss_kb"] = status_kb(proxy.rss_pids(), "VmHWM")
+        return res
+
+    def throughput_runs(self):
+        runs = []
+        for name in PROXIES:
+            for size in SIZES:
+                for conns in CONNS:
+                    proxy = self.start_proxy(name)
+                    try:
+                        port = self.port_of(proxy)
+                        idle = status_kb(proxy.rss_pids(), "VmRSS") if proxy else None
+                        if WARMUP > 0:
+                            self.wrk(port, size, conns, WARMUP)
+                        res = self.measured(proxy, lambda: self.wrk(port, size, conns, DURATION))
+                    finally:
+                        if proxy:
+                            stop(proxy.proc)
+                    res.update(proxy=name, size=size, conns=conns, idle_rss_kb=idle)
+                    errs = sum(res["errors"].values())
+                    log(f"wrk {name:8} {size:>4} c{conns:<4} {res['rps']:9.0f} req/s  "
+                        f"p99 {res['p99'] / 1000:.2f} ms  "
+                        + (f"cpu {res['cpu_us_per_req']:.2f} us/req" if proxy else "")
+                        + (f"  errors {res['errors']}" if errs else ""))
+                    runs.append(res)
+        return runs
+
+    def rate_runs(self, throughput):
+        peaks = {r["proxy"]: r["rps"] for r in throughput
+                 if r["size"] == RATE_SIZE and r["conns"] == RATE_CONNS}
+        plan = []
+        for name in PROXIES:
+            if name not in peaks:
+                continue
+            for frac in RATE_FRACTIONS:
+                plan.append((name, f"{frac * 100:.0f}% own peak", peaks[name] * frac))
+        if "haproxy" in peaks:
+            for name in PROXIES:
+                if name in peaks and name != "haproxy":
+                    plan.append((name, "50% HAProxy peak", peaks["haproxy"] * 0.5))
+        runs = []
+        for name, label, rate in plan:
+            proxy = self.start_proxy(name)
+            try:
+                port = self.port_of(proxy)
+                if WARMUP > 0:
+                    self.wrk(port, RATE_SIZE, RATE_CONNS, WARMUP)
+                res = self.measured(proxy, lambda: self.h2load_rate(
+                    port, RATE_SIZE, RATE_CONNS, rate, RATE_DURATION))
+            finally:
+                if proxy:
+                    stop(proxy.proc)
+            res.update(proxy=name, label=label, size=RATE_SIZE, conns=RATE_CONNS)
+            log(f"rate {name:8} {label:17} offered {res['offered']:8.0f} got {res['rps']:8.0f} req/s "
+                f"p50 {res['p50'] / 1000:.2f} ms p99 {res['p99'] / 1000:.2f} ms"
+                + (f"  failed {res['failed']} errored {res['errored']}"
+                   if res["failed"] or res["errored"] else ""))
+            runs.append(res)
+        return runs
+
+    def memory_runs(self):
+        runs = []
+        for name in PROXIES:
+            if name == "direct":
+                continue
+            proxy = self.start_proxy(name)
+            socks = []
+            try:
+                time.sleep(0.5)
+                idle = status_kb(proxy.rss_pids(), "VmRSS")
+                socks, ok = hold_connections(proxy.port, IDLE_CONNS)
+                time.sleep(1.0)
+                held = status_kb(proxy.rss_pids(), "VmRSS")
+                alive = proxy.proc.poll() is None
+            finally:
+                for s in socks:
+                    s.close()
+                stop(proxy.proc)
+            res = {"proxy": name, "idle_rss_kb": idle, "held_rss_kb": held, "conns": ok,
+                   "bytes_per_conn": (held - idle) * 1024 / ok if ok else None, "alive": alive}
+            log(f"mem  {name:8} idle {idle / 1024:.1f} MiB, with {ok} idle conns "
+                f"{held / 1024:.1f} MiB, {res['bytes_per_conn'] or 0:.0f} B/conn")
+            runs.append(res)
+        return runs
+
+
+def hold_connections(port, n, batch=200):
+    """Opens n keep-alive connections, one GET /64 answered on each, and keeps them open.
+
+    Requests go out in batches so that the proxy never needs more than `batch`
+    upstream connections: the figure is the cost of idle downstream connections.
+    """
+    socks = []
+    ok = 0
+    req = b"GET /64 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for start in range(0, n, batch):
+        group = []
+        for _ in range(min(batch, n - start)):
+            s = socket.socket()
+            s.settimeout(10)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(req)
+            except OSError as e:
+                log(f"held connection {len(socks)}: {e}")
+                s.close()
+                return socks, ok
+            group.append(s)
+            socks.append(s)
+        for s in group:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 64:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data.startswith(b"HTTP/1.1 200"):
+                    ok += 1
+            except OSError:
+                pass
+    return socks, ok
+
+
+# ---------------------------------------------------------------------------
+# Reports.
+
+def fmt_ms(us):
+    return f"{us / 1000:.2f}" if us is not None else "–"
+
+
+def fmt(v, spec=".2f"):
+    return format(v, spec) if v is not None else "–"
+
+
+def ratio(a, b, spec=".2f"):
+    return format(a / b, spec) if a is not None and b else "–"
+
+
+def write_report(throughput, rates, memory, started, finished):
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump({"throughput": throughput, "rates": rates, "memory": memory,
+                   "settings": settings()}, f, indent=1, default=str)
+    lines = []
+    w = lines.append
+    w("# skiff HTTP/1.1 benchmark: latest run\n")
+    w(f"Run {started} to {finished} with `bench/run.sh` ({settings_text()}). "
+      "Machine, versions and load: [machine.md](machine.md). "
+      "On 2 shared cores the figures are indicative; the proxy's CPU time per request is the "
+      "figure that compares proxies, because req/s is capped by the load generator on the "
+      "other core.\n")
+    w("## wrk keep-alive, closed loop\n")
+    w("Latency in ms. CPU is the proxy's utime+stime from `/proc/PID/stat` over the run, "
+      "divided by the requests wrk completed (nginx: master + worker). Peak RSS is VmHWM "
+      "of a proxy started fresh for that run (nginx: worker). `direct` has no proxy.\n")
+    w("| proxy | body | conns | req/s | p50 | p90 | p99 | p99.9 | CPU µs/req (user+sys) "
+      "| CPU s/100k | peak RSS MiB | errors |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in throughput:
+        cpu = (f"{r['cpu_us_per_req']:.2f} ({r['cpu_user_us_per_req']:.2f}+"
+               f"{r['cpu_sys_us_per_req']:.2f})" if "cpu_us_per_req" in r else "–")
+        w(f"| {r['proxy']} | {r['size']} | {r['conns']} | {r['rps']:.0f} | {fmt_ms(r['p50'])} "
+          f"| {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} | {fmt_ms(r['p999'])} | {cpu} "
+          f"| {fmt(r.get('cpu_s_per_100k'), '.3f')} "
+          f"| {fmt(r['peak_rss_kb'] / 1024 if r.get('peak_rss_kb') else None, '.1f')} "
+          f"| {sum(r['errors'].values())} |")
+    w("")
+
+    by = {(r["proxy"], r["size"], r["conns"]): r for r in throughput}
+    w("## Ratios\n")
+    w("CPU/req below 1 means skiff spends less CPU per request than the other proxy; "
+      "req/s and p99 ratios are skiff's over the other's. `/direct` columns are each "
+      "proxy's req/s over direct's (the ceiling).\n")
+    w("| body | conns | skiff/HAProxy CPU/req | skiff/nginx CPU/req | skiff/HAProxy req/s "
+      "| skiff/nginx req/s | skiff/HAProxy p99 | skiff/nginx p99 | skiff/direct req/s "
+      "| HAProxy/direct req/s | nginx/direct req/s |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in SIZES:
+        for conns in CONNS:
+            def get(p, k):
+                r = by.get((p, size, conns))
+                return r.get(k) if r else None
+            w(f"| {size} | {conns} "
+              f"| {ratio(get('skiff', 'cpu_us_per_req'), get('haproxy', 'cpu_us_per_req'))} "
+              f"| {ratio(get('skiff', 'cpu_us_per_req'), get('nginx', 'cpu_us_per_req'))} "
+              f"| {ratio(get('skiff', 'rps'), get('haproxy', 'rps'))} "
+              f"| {ratio(get('skiff', 'rps'), get('nginx', 'rps'))} "
+              f"| {ratio(get('skiff', 'p99'), get('haproxy', 'p99'))} "
+              f"| {ratio(get('skiff', 'p99'), get('nginx', 'p99'))} "
+              f"| {ratio(get('skiff', 'rps'), get('direct', 'rps'))} "
+              f"| {ratio(get('haproxy', 'rps'), get('direct', 'rps'))} "
+              f"| {ratio(get('nginx', 'rps'), get('direct', 'rps'))} |")
+    w("")
+
+    if rates:
+        w(f"## Fixed rate (h2load --h1, {RATE_CONNS} connections, {RATE_SIZE} B bodies)\n")
+        w("Offered load is a fraction of the proxy's own wrk peak above (same body and "
+          "connections), and 50% of HAProxy's peak for every proxy. Latency in ms, from "
+          "h2load's per-request log. Plot: [latency.png](latency.png).\n")
+        w("| proxy | load | offered req/s | achieved req/s | p50 | p90 | p99 | p99.9 "
+          "| CPU µs/req | failed |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rates:
+            w(f"| {r['proxy']} | {r['label']} | {r['offered']:.0f} | {r['rps']:.0f} "
+              f"| {fmt_ms(r['p50'])} | {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} "
+              f"| {fmt_ms(r['p999'])} | {fmt(r.get('cpu_us_per_req'))} "
+              f"| {r['failed'] + r['errored']} |")
+        w("\n![latency against offered load](latency.png)\n")
+
+    if memory:
+        w("## Memory\n")
+        w(f"Idle RSS is VmRSS after start and one request (nginx: worker). Held: RSS while "
+          f"{IDLE_CONNS} keep-alive downstream connections sit idle after one request each.\n")
+        w("| proxy | idle RSS MiB | held conns | RSS held MiB | bytes/conn |")
+        w("|---|---:|---:|---:|---:|")
+        for r in memory:
+            w(f"| {r['proxy']} | {r['idle_rss_kb'] / 1024:.1f} | {r['conns']} "
+              f"| {r['held_rss_kb'] / 1024:.1f} | {fmt(r['bytes_per_conn'], '.0f')} |")
+        w("")
+    if os.path.exists(os.path.join(RESULTS, "microbench.txt")):
+        w("Microbenchmarks (`skiff_microbench`): [microbench.txt](microbench.txt).\n")
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(rates):
+    if not rates:
+        return
+    tmp = tempfile.mkdtemp(prefix="skiff-plot-")
+    names = [p for p in PROXIES if any(r["proxy"] == p for r in rates)]
+    series = []
+    for name in names:
+        pts = sorted((r["offered"], r["p50"] / 1000, r["p99"] / 1000)
+                     for r in rates if r["proxy"] == name)
+        path = os.path.join(tmp, f"{name}.dat")
+        with open(path, "w") as f:
+            for offered, p50, p99 in pts:
+                f.write(f"{offered:.0f} {p50:.4f} {p99:.4f}\n")
+        series.append((name, path))
+    out = os.path.join(RESULTS, "latency.png")
+    plots = []
+    for i, (name, path) in enumerate(series, start=1):
+        plots.append(f"'{path}' using 1:2 with linespoints lc {i} dt 1 pt 7 title '{name} p50'")
+        plots.append(f"'{path}' using 1:3 with linespoints lc {i} dt 2 pt 5 title '{name} p99'")
+    script = "\n".join([
+        "set terminal pngcairo size 1000,650 font 'sans,10'",
+        f"set output '{out}'",
+        f"set title 'HTTP/1.1 keep-alive, {RATE_CONNS} connections, {RATE_SIZE} B bodies, "
+        f"1 proxy core (h2load --h1 --rps)'",
+        "set xlabel 'offered load (req/s)'",
+        "set ylabel 'latency (ms)'",
+        "set logscale xy",
+        "set grid",
+        "set key outside right top",
+        "plot " + ", \\\n  ".join(plots),
+    ])
+    res = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if res.returncode != 0:
+        log(f"gnuplot failed: {res.stderr}")
+
+
+def settings():
+    return {"duration_s": DURATION, "warmup_s": WARMUP, "rate_duration_s": RATE_DURATION,
+            "conns": CONNS, "sizes": SIZES, "proxies": PROXIES, "workers": WORKERS,
+            "load_cpus": LOAD_CPUS, "proxy_cpus": PROXY_CPUS, "rate_fractions": RATE_FRACTIONS,
+            "rate_size": RATE_SIZE, "rate_conns": RATE_CONNS, "idle_conns": IDLE_CONNS,
+            "nofile": NOFILE}
+
+
+def settings_text():
+    return (f"{WORKERS} worker, proxy on CPU {PROXY_CPUS}, wrk/h2load/backend on CPU {LOAD_CPUS}, "
+            f"{DURATION} s per run after {WARMUP} s warm-up")
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return "(timed out)"
+
+
+def write_machine(uptime_start, uptime_end):
+    lscpu = sh("lscpu")
+    keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket",
+            "Socket(s)", "CPU max MHz", "L2 cache", "L3 cache", "Hypervisor vendor")
+    cpu_lines = [l for l in lscpu.splitlines() if l.split(":")[0].strip() in keep]
+    commit = sh(f"git -C {ROOT} rev-parse --short HEAD")
+    dirty = sh(f"git -C {ROOT} status --porcelain --untracked-files=no -- proxy filters xds "
+               "CMakeLists.txt")
+    lines = [
+        "# Machine of the latest run\n",
+        "```",
+        *cpu_lines,
+        f"Kernel:              {sh('uname -srm')}",
+        f"Distribution:        {sh('. /etc/os-release && echo $PRETTY_NAME')}",
+        f"Memory:              {sh('free -m | sed -n 2p')}",
+        "```\n",
+        "Versions:\n",
+        f"- skiff: commit {commit}{' with uncommitted changes in the tree' if dirty else ''}"
+        f" ({SKIFF_BIN}, {WORKERS} worker)",
+        f"- haproxy: {sh('haproxy -v | head -1')}",
+        f"- nginx: {sh('nginx -v 2>&1')}",
+        f"- wrk: {sh('wrk -v 2>&1 | head -1')}",
+        f"- h2load: {sh('h2load --version 2>&1 | head -1')}",
+        f"- gnuplot: {sh('gnuplot --version')}",
+        "",
+        "Machine load (other engineers were compiling on the same 2 cores; the figures are "
+        "indicative):\n",
+        f"- `uptime` at start: {uptime_start}",
+        f"- `uptime` at end:   {uptime_end}",
+        "",
+        f"Settings: {json.dumps(settings())}",
+        "",
+    ]
+    with open(os.path.join(RESULTS, "machine.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def run_microbench():
+    if not os.access(MICROBENCH_BIN, os.X_OK):
+        log(f"no {MICROBENCH_BIN}; skipping microbenchmarks")
+        return
+    try:
+        res = subprocess.run(["taskset", "-c", PROXY_CPUS, MICROBENCH_BIN,
+                              "--benchmark_min_time=0.2"],
+                             capture_output=True, text=True, timeout=600)
+        text = res.stdout + (f"\n(exit {res.returncode})\n{res.stderr}" if res.returncode else "")
+    except subprocess.TimeoutExpired:
+        text = "skiff_microbench did not finish within 600 s\n"
+    with open(os.path.join(RESULTS, "microbench.txt"), "w") as f:
+        f.write(f"# {MICROBENCH_BIN}, pinned to CPU {PROXY_CPUS}\n{text}")
+    log("microbenchmarks written to microbench.txt")
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    atexit.register(stop_all)
+    # The orchestrator itself (and the held-connection client) stays off the proxy's core.
+    os.sched_setaffinity(0, {int(c) for c in LOAD_CPUS.split(",")})
+    if "skiff" in PROXIES and not os.access(SKIFF_BIN, os.X_OK):
+        raise BenchError(f"no skiff binary at {SKIFF_BIN}; build it or set SKIFF_BIN")
+    if IDLE_CONNS + 500 > NOFILE:
+        raise BenchError(f"BENCH_IDLE_CONNS={IDLE_CONNS} needs a descriptor limit above "
+                         f"{IDLE_CONNS + 500}; `ulimit -n` is {NOFILE}")
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    uptime_start = sh("uptime")
+    os.makedirs(RESULTS, exist_ok=True)
+    bench = Bench()
+    log(f"temp dir {bench.tmp}; {settings_text()}")
+    bench.start_backend()
+    throughput = bench.throughput_runs()
+    rates = bench.rate_runs(throughput)
+    memory = bench.memory_runs() if IDLE_CONNS > 0 else []
+    stop_all()
+    run_microbench()
+    finished = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    write_machine(uptime_start, sh("uptime"))
+    write_report(throughput, rates, memory, started, finished)
+    plot(rates)
+    log(f"results in {RESULTS}: latest.md, latency.png, machine.md, latest.json")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        log(f"error: {e}")
+        stop_all()
+        sys.exit(1)
