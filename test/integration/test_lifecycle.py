@@ -130,12 +130,9 @@ class AdminTest(h.SkiffTestCase):
                         [n for n in samples if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?", n)])
         self.assertTrue(any("downstream_rq_total" in n and v >= 1 for n, v in samples.items()), body)
 
-    # Missing in skiff: Envoy's tag extraction. Envoy exports
-    # http.first_http.downstream_rq_total as
-    # envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="first_http"};
-    # skiff exports envoy_http_first_http_downstream_rq_total, so Envoy dashboards
-    # and alerts do not match.
-    @unittest.expectedFailure
+    # Envoy's tag extraction: http.first_http.downstream_rq_total is exported as
+    # envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="first_http"},
+    # which Envoy dashboards and alerts expect.
     def test_stats_prometheus_envoy_tags(self):
         status, body = self.skiff.admin_get("/stats/prometheus")
         self.assertEqual(status, 200)
