@@ -146,7 +146,7 @@ bool Server::prepareListeners(std::string& error) {
   auto next = std::make_shared<config::Snapshot>(*snapshot_);
   for (auto& l : next->listeners) {
     if (l->address.port != 0) continue;
-    Result<int> fd = bindReusePortSocket(l->address.address, 0);
+    Result<int> fd = bindTcpSocket(l->address.address, 0, /*reuse_port=*/true);
     if (!fd) {
       error = fd.status().message();
       return false;
@@ -186,7 +186,12 @@ void Server::resolve(DnsCluster& dns) {
     auto* lookup = new Lookup{{}, &dns, ep.address.port};
     lookup->req.data = lookup;
     addrinfo hints{};
-    hints.ai_family = AF_INET;  // V4_ONLY / AUTO resolve to IPv4 here.
+    // V4_ONLY asks for IPv4; AUTO asks for both and keeps IPv6 when there
+    // is any (Envoy: "IPv6 first, then IPv4").
+    hints.ai_family =
+        dns.cluster->dns_lookup_family == config::ClusterConfig::DnsLookupFamily::kV4Only
+            ? AF_INET
+            : AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     int rc = uv_getaddrinfo(
         main_->loop(), &lookup->req,
@@ -194,11 +199,18 @@ void Server::resolve(DnsCluster& dns) {
           auto* lookup = static_cast<Lookup*>(req->data);
           DnsCluster& d = *lookup->dns;
           if (status == 0) {
+            bool any_v6 = false;
+            for (addrinfo* a = res; a; a = a->ai_next) any_v6 |= a->ai_family == AF_INET6;
             for (addrinfo* a = res; a; a = a->ai_next) {
+              if (any_v6 && a->ai_family != AF_INET6) continue;
               sockaddr_storage ss{};
               std::memcpy(&ss, a->ai_addr, a->ai_addrlen);
-              reinterpret_cast<sockaddr_in*>(&ss)->sin_port =
-                  htons(static_cast<uint16_t>(lookup->port));
+              uint16_t port = htons(static_cast<uint16_t>(lookup->port));
+              if (a->ai_family == AF_INET6) {
+                reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = port;
+              } else {
+                reinterpret_cast<sockaddr_in*>(&ss)->sin_port = port;
+              }
               d.round.push_back(ss);
             }
           } else {

@@ -109,7 +109,7 @@ class AdminConnection : public Deletable,
 AdminServer::~AdminServer() { close(); }
 
 Result<std::string> AdminServer::listen(const std::string& address, uint32_t port) {
-  Result<int> fd = bindReusePortSocket(address, port);
+  Result<int> fd = bindTcpSocket(address, port, /*reuse_port=*/false);
   if (!fd) return fd.status();
   uint32_t bound = boundPort(*fd);
   tcp_ = new uv_tcp_t;

@@ -46,7 +46,7 @@ struct ClusterConfig {
   uint32_t max_pending_requests = 1024;
   uint32_t max_requests = 1024;
   // Upstream connection idle timeout (common_http_protocol_options.idle_timeout,
-  // from typed_extension_protocol_options). Zero: Envoy's 1h default.
+  // from typed_extension_protocol_options). Default 1h; zero disables.
   milliseconds upstream_idle_timeout{3600 * 1000};
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
   uint32_t least_request_choice_count = 2;

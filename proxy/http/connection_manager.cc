@@ -1,6 +1,8 @@
 #include "proxy/http/connection_manager.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 
@@ -104,9 +106,14 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     hcm_.stats().downstream_rq_total.inc();
     hcm_.stats().downstream_rq_http1_total.inc();
     hcm_.stats().downstream_rq_active.inc();
+    started_ms_ = last_activity_ms_ = uv_now(hcm_.worker().loop());
+    armTimer();
   }
 
-  ~ActiveStream() override { hcm_.stats().downstream_rq_active.dec(); }
+  ~ActiveStream() override {
+    stopTimer();
+    hcm_.stats().downstream_rq_active.dec();
+  }
 
   std::list<std::unique_ptr<ActiveStream>>::iterator pos;
 
@@ -160,6 +167,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
   void decodeData(BufferChain& data, bool end_stream) override {
     if (end_stream) remote_complete_ = true;
+    last_activity_ms_ = uv_now(hcm_.worker().loop());
     if (local_complete_) {
       data.clear();  // The answer went out already; the rest is ignored.
       maybeFinish();
@@ -267,6 +275,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (end_stream) onLocalComplete();
   }
   void sinkData(BufferChain& data, bool end_stream) override {
+    last_activity_ms_ = uv_now(hcm_.worker().loop());
     encoder_.encodeData(data, end_stream);
     if (end_stream) onLocalComplete();
   }
@@ -284,6 +293,58 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
  private:
+  // One timer serves both stream timeouts. request_timeout bounds the time to
+  // receive the whole request; stream_idle_timeout bounds the time with no
+  // bytes either way. Activity only records a timestamp: the timer, when it
+  // fires early, re-arms for what is left (no timer update per read).
+  void armTimer() {
+    const auto& cfg = hcm_.config();
+    uint64_t now = uv_now(hcm_.worker().loop());
+    uint64_t next = UINT64_MAX;
+    if (cfg.request_timeout.count() > 0 && !remote_complete_) {
+      next = std::min<uint64_t>(next,
+                                started_ms_ + static_cast<uint64_t>(cfg.request_timeout.count()));
+    }
+    if (cfg.stream_idle_timeout.count() > 0) {
+      next = std::min<uint64_t>(
+          next, last_activity_ms_ + static_cast<uint64_t>(cfg.stream_idle_timeout.count()));
+    }
+    if (next == UINT64_MAX) return;
+    if (!timer_) {
+      timer_ = new uv_timer_t;
+      uv_timer_init(hcm_.worker().loop(), timer_);
+      timer_->data = this;
+    }
+    uv_timer_start(
+        timer_, [](uv_timer_t* t) { static_cast<ActiveStream*>(t->data)->onTimer(); },
+        next > now ? next - now : 0, 0);
+  }
+
+  void stopTimer() {
+    if (!timer_) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+
+  void onTimer() {
+    if (finished_) return;
+    const auto& cfg = hcm_.config();
+    uint64_t now = uv_now(hcm_.worker().loop());
+    if (cfg.request_timeout.count() > 0 && !remote_complete_ &&
+        now >= started_ms_ + static_cast<uint64_t>(cfg.request_timeout.count())) {
+      sendLocalReply(408, "request timeout", "");
+      return;
+    }
+    if (cfg.stream_idle_timeout.count() > 0 &&
+        now >= last_activity_ms_ + static_cast<uint64_t>(cfg.stream_idle_timeout.count())) {
+      // Envoy: 408 before the response started, a reset after; flag SI.
+      sendLocalReply(408, "stream timeout", "SI");
+      return;
+    }
+    armTimer();
+  }
+
   void onLocalComplete() {
     local_complete_ = true;
     hcm_.stats().downstream_rq_completed.inc();
@@ -306,6 +367,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void finish() {
     if (finished_) return;
     finished_ = true;
+    stopTimer();
     encoder_.stream().setCallbacks(nullptr);
     chain_.destroy();
     hcm_.removeStream(*this);
@@ -318,6 +380,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   const router::RouteEntry* route_ = nullptr;
   HeaderMapPtr response_headers_;
   std::string response_flags_;
+  uv_timer_t* timer_ = nullptr;  // Freed by its close callback.
+  uint64_t started_ms_ = 0;
+  uint64_t last_activity_ms_ = 0;
   bool remote_complete_ = false;
   bool local_complete_ = false;
   bool local_reply_ = false;

@@ -15,9 +15,7 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string_view HeaderMap::intern(std::string_view bytes) {
-  return arena_.emplace_back(bytes);
-}
+std::string_view HeaderMap::intern(std::string_view bytes) { return arena_.emplace_front(bytes); }
 
 void HeaderMap::addCopy(std::string_view name, std::string_view value) {
   entries_.push_back({intern(name), intern(value)});

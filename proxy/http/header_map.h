@@ -9,7 +9,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <forward_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,7 +64,10 @@ class HeaderMap {
  private:
   std::vector<Entry> entries_;
   std::vector<Slice> pins_;
-  std::deque<std::string> arena_;  // deque: growing it never moves a string.
+  // A list, not a deque: it allocates nothing until used (libstdc++'s deque
+  // allocates when constructed), and a node never moves, so views into a
+  // short string's inline buffer stay valid.
+  std::forward_list<std::string> arena_;
 };
 
 using HeaderMapPtr = std::unique_ptr<HeaderMap>;

@@ -34,7 +34,7 @@ bool toSockaddr(const std::string& address, uint32_t port, sockaddr_storage& ss)
 
 }  // namespace
 
-Result<int> bindReusePortSocket(const std::string& address, uint32_t port) {
+Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_port) {
   sockaddr_storage ss;
   if (!toSockaddr(address, port, ss)) {
     return Status(ErrorSource::kConfig, "listener address " + address + " is not an IP address");
@@ -43,7 +43,7 @@ Result<int> bindReusePortSocket(const std::string& address, uint32_t port) {
   if (fd < 0) return Status(ErrorSource::kInternal, std::string("socket: ") + std::strerror(errno));
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+  if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     int err = errno;
     ::close(fd);
     return Status(ErrorSource::kInternal, std::string("SO_REUSEPORT: ") + std::strerror(err));
@@ -73,7 +73,7 @@ TcpListener::TcpListener(Worker& worker, std::shared_ptr<const config::ListenerC
 TcpListener::~TcpListener() { close(); }
 
 Status TcpListener::listen() {
-  Result<int> fd = bindReusePortSocket(config_->address.address, port_);
+  Result<int> fd = bindTcpSocket(config_->address.address, port_, /*reuse_port=*/true);
   if (!fd) return fd.status();
   tcp_ = new uv_tcp_t;
   uv_tcp_init(worker_.loop(), tcp_);

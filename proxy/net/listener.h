@@ -17,9 +17,10 @@ namespace skiff {
 
 class Worker;
 
-// Makes a TCP socket with SO_REUSEADDR and SO_REUSEPORT and binds it to
-// address:port. Returns the fd, or a Status naming the address and errno.
-Result<int> bindReusePortSocket(const std::string& address, uint32_t port);
+// Makes a TCP socket with SO_REUSEADDR (and SO_REUSEPORT when asked: every
+// worker's listener shares the port; the admin socket must not) and binds it
+// to address:port. Returns the fd, or a Status naming the address and errno.
+Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_port);
 // The port a bound socket got (for port 0).
 uint32_t boundPort(int fd);
 

@@ -1,6 +1,7 @@
 #include "proxy/stats/stats.h"
 
 #include <cctype>
+#include <vector>
 
 namespace skiff::stats {
 
@@ -43,13 +44,71 @@ std::string renderText(const std::map<std::string, uint64_t>& counters,
 
 namespace {
 
-// Envoy's Prometheus names: "envoy_" + the stat name with every character
-// outside [a-zA-Z0-9_] replaced by '_'. (Envoy also pulls tags such as
-// cluster names out into labels; skiff does not yet.)
-std::string promName(std::string_view name) {
-  std::string out = "envoy_";
+// Envoy's Prometheus output pulls the well-known name parts out as labels
+// (its default tag extractors) and prefixes "envoy_":
+//   http.<prefix>.X      -> envoy_http_X{envoy_http_conn_manager_prefix="<prefix>"}
+//   cluster.<name>.X     -> envoy_cluster_X{envoy_cluster_name="<name>"}
+//   listener.<addr>.X    -> envoy_listener_X{envoy_listener_address="<addr>"}
+// Anything else keeps its whole name. Characters outside [a-zA-Z0-9_]
+// become '_'.
+struct PromName {
+  std::string name;
+  std::string labels;
+};
+
+std::string sanitize(std::string_view name) {
+  std::string out;
   for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
   return out;
+}
+
+PromName promName(std::string_view name) {
+  struct Rule {
+    std::string_view prefix;
+    std::string_view label;
+  };
+  static constexpr Rule kRules[] = {
+      {"http.", "envoy_http_conn_manager_prefix"},
+      {"cluster.", "envoy_cluster_name"},
+      {"listener.", "envoy_listener_address"},
+  };
+  for (const Rule& r : kRules) {
+    if (!name.starts_with(r.prefix)) continue;
+    std::string_view rest = name.substr(r.prefix.size());
+    size_t dot = rest.rfind('.');
+    if (dot == std::string_view::npos || dot == 0) break;
+    // Listener addresses contain dots (listener.127.0.0.1_10000.x): the
+    // stat is the last part, the tag everything before it.
+    std::string_view tag = rest.substr(0, dot);
+    std::string_view stat = rest.substr(dot + 1);
+    if (r.prefix != "listener.") {
+      size_t first = rest.find('.');
+      tag = rest.substr(0, first);
+      stat = rest.substr(first + 1);
+    }
+    std::string family = std::string(r.prefix.substr(0, r.prefix.size() - 1));
+    return {"envoy_" + family + "_" + sanitize(stat),
+            std::string(r.label) + "=\"" + std::string(tag) + "\""};
+  }
+  return {"envoy_" + sanitize(name), ""};
+}
+
+template <typename Map>
+void renderFamily(const Map& values, const char* type, std::string& out) {
+  // Group by metric name so each family gets one TYPE line.
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> families;
+  for (const auto& [n, v] : values) {
+    PromName p = promName(n);
+    families[p.name].emplace_back(p.labels, std::to_string(v));
+  }
+  for (const auto& [name, series] : families) {
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+    for (const auto& [labels, value] : series) {
+      out.append(name);
+      if (!labels.empty()) out.append("{").append(labels).append("}");
+      out.append(" ").append(value).append("\n");
+    }
+  }
 }
 
 }  // namespace
@@ -57,16 +116,8 @@ std::string promName(std::string_view name) {
 std::string renderPrometheus(const std::map<std::string, uint64_t>& counters,
                              const std::map<std::string, int64_t>& gauges) {
   std::string out;
-  for (const auto& [n, v] : counters) {
-    std::string p = promName(n);
-    out.append("# TYPE ").append(p).append(" counter\n");
-    out.append(p).append(" ").append(std::to_string(v)).append("\n");
-  }
-  for (const auto& [n, v] : gauges) {
-    std::string p = promName(n);
-    out.append("# TYPE ").append(p).append(" gauge\n");
-    out.append(p).append(" ").append(std::to_string(v)).append("\n");
-  }
+  renderFamily(counters, "counter", out);
+  renderFamily(gauges, "gauge", out);
   return out;
 }
 

@@ -57,7 +57,12 @@ UpstreamClient::UpstreamClient(Host& host, Worker& worker)
       conn_(worker, *this, host.cluster().config().per_connection_buffer_limit_bytes),
       codec_(std::make_unique<http::Http1ClientCodec>(*this)) {}
 
-UpstreamClient::~UpstreamClient() = default;
+UpstreamClient::~UpstreamClient() {
+  if (idle_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+}
 
 void UpstreamClient::release() {
   busy_ = false;
@@ -133,6 +138,7 @@ void Host::newStream(PoolCallbacks& callbacks) {
     idle_.pop_front();
     client->idle_ = false;
     client->busy_ = true;
+    if (client->idle_timer_) uv_timer_stop(client->idle_timer_);
     callbacks.onPoolReady(*client);
     return;
   }
@@ -207,6 +213,21 @@ void Host::onClientIdle(UpstreamClient& client) {
   client.idle_ = true;
   idle_.push_front(&client);  // LIFO: the warmest connection goes out first.
   client.idle_pos_ = idle_.begin();
+  uint64_t idle_ms = static_cast<uint64_t>(cluster_->config().upstream_idle_timeout.count());
+  if (idle_ms > 0) {  // Zero disables, as in Envoy.
+    if (!client.idle_timer_) {
+      client.idle_timer_ = new uv_timer_t;
+      uv_timer_init(cluster_->worker().loop(), client.idle_timer_);
+      client.idle_timer_->data = &client;
+    }
+    uv_timer_start(
+        client.idle_timer_,
+        [](uv_timer_t* t) {
+          auto* c = static_cast<UpstreamClient*>(t->data);
+          if (c->idle_) c->conn_.close();
+        },
+        idle_ms, 0);
+  }
 }
 
 void Host::onClientClosed(UpstreamClient& client) {

@@ -101,6 +101,7 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   bool counted_active_ = false;
   std::list<UpstreamClient*>::iterator idle_pos_;
   bool idle_ = false;
+  uv_timer_t* idle_timer_ = nullptr;  // common_http_protocol_options.idle_timeout
 };
 
 // One endpoint of a cluster, with its connection pool on this worker.
