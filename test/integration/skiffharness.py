@@ -484,6 +484,9 @@ class Backend:
       /delay?ms=M      sleeps M ms, then 200 "delayed\\n"
       /close           closes the connection without a response
       /garbage         answers with bytes that are not HTTP, then closes
+      /stall?ms=M      head + 10 of 100 body bytes, sleeps M ms, then the rest
+      /eof?n=N         200 with N bytes delimited by connection close
+      /status?code=C   a bodiless response (204, 304) with no framing headers
       /last            200 "last\\n" with connection: close, then closes
       /stream?n=N      200, N bytes of 0xcd written 1 MiB at a time (not held in memory)
       /size?n=N        200, N bytes of Nginx.body_of(N)
@@ -617,6 +620,27 @@ class Backend:
                 pass
             sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
             return False
+        elif path == "/stall":
+            # Head and 10 bytes of a 100-byte body, then silence.
+            for _ in body_iter:
+                pass
+            sock.sendall(f"HTTP/1.1 200 OK\r\nx-backend: {self.name}\r\n"
+                         "content-length: 100\r\n\r\n0123456789".encode())
+            time.sleep(int(req.query("ms", "3000")) / 1000.0)
+            sock.sendall(b"x" * 90)
+        elif path == "/eof":
+            # A body delimited by closing the connection (no length, not chunked).
+            for _ in body_iter:
+                pass
+            n = int(req.query("n", "100000"))
+            sock.sendall(f"HTTP/1.1 200 OK\r\nx-backend: {self.name}\r\n\r\n".encode())
+            sock.sendall(Nginx.body_of(n))
+            return False
+        elif path == "/status":
+            for _ in body_iter:
+                pass
+            code = int(req.query("code", "204"))
+            sock.sendall(f"HTTP/1.1 {code} X\r\nx-backend: {self.name}\r\n\r\n".encode())
         elif path == "/last":
             for _ in body_iter:
                 pass
@@ -790,7 +814,8 @@ class SkiffTestCase(unittest.TestCase):
 
 
 BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
-                 "/last", "/stream", "/garbage")
+                 "/last", "/stream", "/garbage",
+                 "/stall", "/eof", "/status")
 
 
 def backend_routes(cluster_name, timeout=None):

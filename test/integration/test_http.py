@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import json
 import socket
+import threading
 import unittest
 
 import skiffharness as h
@@ -236,6 +237,63 @@ class HttpProxyTest(h.SkiffTestCase):
                 self.assertEqual(body, b"last\n" if i % 2 == 0 else b"\x00\x01")
         finally:
             conn.close()
+
+    def test_chunked_request_with_trailers(self):
+        req = (b"POST /sha HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\nx-trailer: t\r\n\r\n")
+        data, _ = h.raw_exchange(self.port, req)
+        [(status, _, body)] = h.parse_responses(data)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["length"], 5)
+
+    def test_close_delimited_response(self):
+        # No Content-Length, not chunked: the body ends when the upstream closes.
+        status, _, body = self.get("/eof?n=300000")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, h.Nginx.body_of(300000))
+
+    def test_bodiless_statuses(self):
+        for code in (204, 304):
+            with self.subTest(code=code):
+                # A second request on the connection proves no body was expected.
+                data, _ = h.raw_exchange(
+                    self.port,
+                    b"GET /status?code=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"GET /size?n=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % code)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                self.assertRegex(head, rb"^HTTP/1.1 %d " % code)
+                self.assertNotIn(b"transfer-encoding", head.lower())
+                [(status, _, body)] = h.parse_responses(rest)
+                self.assertEqual((status, body), (200, b"\x00\x01"))
+
+    def test_long_uri(self):
+        path = "/headers?" + "q=" + "a" * 8000
+        status, _, body = self.get(path)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["target"], path)
+
+    def test_parallel_bodies_both_ways(self):
+        # Eight connections upload and download at once; every byte must land
+        # on its own stream.
+        results = {}
+
+        def worker(i):
+            payload = bytes([i]) * (8 << 20) + str(i).encode()
+            try:
+                st, _, body = h.http_request(self.port, "POST", "/sha", body=payload, timeout=60)
+                up = (st, json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest())
+                st, _, body = self.get(f"/size?n={(8 << 20) + i}", timeout=60)
+                down = (st, body == h.Nginx.body_of((8 << 20) + i))
+                results[i] = (up, down)
+            except Exception as e:  # noqa: BLE001 - reported below
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(results, {i: ((200, True), (200, True)) for i in range(8)})
 
     def test_large_upload_64mib(self):
         size = 64 << 20
