@@ -228,6 +228,50 @@ class ShutdownTest(h.SkiffTestCase):
         self.assertEqual(rc, 0)
         self.assertLess(time.monotonic() - start, 6, "an idle connection held skiff for the drain time")
 
+    def test_drain_time_bounds_shutdown(self):
+        # A request longer than the drain time does not keep skiff alive.
+        self.start(drain="1")
+        result = []
+        t = threading.Thread(target=lambda: result.append(
+            self._try(lambda: h.http_request(self.port, path="/delay?ms=5000", timeout=10))))
+        t.start()
+        h.wait_until(lambda: self.backend.requests, 5, what="request upstream")
+        start = time.monotonic()
+        self.skiff.signal(signal.SIGTERM)
+        rc = self.skiff.wait(timeout=10)
+        elapsed = time.monotonic() - start
+        t.join(timeout=10)
+        self.assertEqual(rc, 0)
+        self.assertLess(elapsed, 4, "skiff outlived its 1 s drain time by far")
+        self.assertNotEqual(result[0][:1], (200,), "the 5 s request cannot have completed")
+
+    def test_keepalive_response_during_drain_closes(self):
+        # A keep-alive connection that gets its response during the drain is
+        # told to go away (Connection: close) and then closed.
+        self.start()
+        s = socket.create_connection((LOCALHOST, self.port), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /delay?ms=500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        h.wait_until(lambda: self.backend.requests, 5, what="request upstream")
+        self.skiff.signal(signal.SIGTERM)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        [(status, headers, body)] = h.parse_responses(data)
+        self.assertEqual((status, body), (200, b"delayed\n"))
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertEqual(self.skiff.wait(timeout=10), 0)
+
+    @staticmethod
+    def _try(fn):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - the caller inspects it
+            return (repr(e),)
+
     def test_quitquitquit(self):
         self.start()
         status, _ = self.skiff.admin_request("POST", "/quitquitquit")
