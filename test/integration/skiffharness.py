@@ -495,10 +495,11 @@ class Backend:
     Every response carries `x-backend: <name>`. `requests` records each request
     (method, target, headers); `connections` counts accepted connections."""
 
-    def __init__(self, name="backend"):
+    def __init__(self, name="backend", port=0):
         self.name = name
         self.requests = []
         self.connections = 0
+        self._socks = set()  # open connections, closed by stop()
         self._lock = threading.Lock()
         backend = self
 
@@ -506,18 +507,22 @@ class Backend:
             def handle(self):
                 with backend._lock:
                     backend.connections += 1
+                    backend._socks.add(self.request)
                 self.request.settimeout(30)
                 try:
                     backend._serve(self.request)
                 except (OSError, ConnectionError, ValueError):
                     pass
+                finally:
+                    with backend._lock:
+                        backend._socks.discard(self.request)
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
             request_queue_size = 256
 
-        self.server = Server((LOCALHOST, 0), Handler)
+        self.server = Server((LOCALHOST, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -670,6 +675,13 @@ class Backend:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:  # keep-alive connections would outlive the server
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self):
         return self

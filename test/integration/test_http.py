@@ -125,6 +125,21 @@ class HttpProxyTest(h.SkiffTestCase):
         self.assertEqual(seen.get("host"), f"{LOCALHOST}:{self.port}")
         self.assertEqual(headers.get("x-backend"), "backend")
 
+    def test_hop_by_hop_headers_not_forwarded(self):
+        _, _, body = self.get("/headers", headers={"Keep-Alive": "timeout=5",
+                                                   "Proxy-Connection": "keep-alive",
+                                                   "x-end-to-end": "yes"})
+        seen = dict(json.loads(body)["headers"])
+        self.assertNotIn("keep-alive", seen)
+        self.assertNotIn("proxy-connection", seen)
+        self.assertEqual(seen.get("x-end-to-end"), "yes")
+        self.assertEqual(seen.get("x-forwarded-proto"), "http")
+
+    def test_internal_request_id_preserved(self):
+        # 127.0.0.1 is an internal address, so Envoy keeps the caller's id.
+        _, _, body = self.get("/headers", headers={"x-request-id": "trace-me-123"})
+        self.assertEqual(dict(json.loads(body)["headers"]).get("x-request-id"), "trace-me-123")
+
     def test_request_ids_differ(self):
         ids = set()
         for _ in range(3):
