@@ -19,6 +19,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -281,7 +282,13 @@ class Skiff:
         return self.proc.wait(timeout=timeout)
 
     def stop(self):
-        if self.proc.poll() is None:
+        rc = self.proc.poll()
+        if rc is not None and rc != 0:
+            # It died on its own (crash, abort, fatal error): say so, or later
+            # failures read as mere "connection refused".
+            print(f"\nskiff (pid {self.proc.pid}) exited with {rc} before cleanup\n{self.log_tail()}",
+                  file=sys.stderr)
+        if rc is None:
             self.proc.send_signal(signal.SIGKILL)
             try:
                 self.proc.wait(timeout=5)
