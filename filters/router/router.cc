@@ -164,7 +164,7 @@ class RouterFilter : public HttpFilter,
   void onUpstream1xxHeaders(HeaderMapPtr headers) { cb_->encode1xxHeaders(std::move(headers)); }
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
-    stopTimeout();
+    // The route timeout runs on until the response is complete, as Envoy's.
     response_started_ = true;
     countStatus(headers->status());
     if (route_) route_->finalizeResponseHeaders(*headers);

@@ -312,8 +312,12 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
   }
   hosts_ = std::move(next);
   rr_next_ = 0;
-  stats_.membership_total.set(static_cast<int64_t>(hosts_.size()));
-  stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size()));
+  // Membership is the cluster's, not the worker's: every worker holds the
+  // same host set, so one of them reports it (the admin sums gauges).
+  if (worker_.index() == 0) {
+    stats_.membership_total.set(static_cast<int64_t>(hosts_.size()));
+    stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size()));
+  }
 }
 
 std::shared_ptr<Host> Cluster::chooseHost() {
