@@ -150,10 +150,6 @@ class AdminTest(h.SkiffTestCase):
 
 
 class PortConflictTest(h.SkiffTestCase):
-    # Missing in skiff: the admin socket is bound with SO_REUSEPORT
-    # (AdminServer::listen → bindReusePortSocket), so a second skiff starts on
-    # a taken admin port and the two share it.
-    @unittest.expectedFailure
     def test_admin_port_in_use_by_another_skiff_fails(self):
         # Envoy refuses to start when its admin address is taken. SO_REUSEPORT
         # on the admin socket would let a second process share it, and admin
