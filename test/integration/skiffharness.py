@@ -329,7 +329,9 @@ class Nginx:
         block = bytes(range(256))
         return (block * (size // 256 + 1))[:size]
 
-    def __init__(self):
+    def __init__(self, http2=False):
+        """http2: the port speaks h2c with prior knowledge only (nginx's
+        `listen ... http2` without TLS), not HTTP/1.1."""
         if not os.access(NGINX_BIN, os.X_OK):
             raise unittest.SkipTest("nginx not installed")
         self.tmp = tempfile.mkdtemp(prefix="nginx-")
@@ -359,7 +361,7 @@ http {{
   scgi_temp_path {self.tmp}/scgi;
   keepalive_requests 100000;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{self.port}{" http2" if http2 else ""};
     root {root};
     default_type application/octet-stream;
     location = /health {{ return 200 "ok"; }}

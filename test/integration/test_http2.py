@@ -1,0 +1,105 @@
+"""HTTP/2 (h2c, prior knowledge) downstream and upstream, with curl, h2load and
+nginx as independent implementations, and h2 <-> HTTP/1.1 translation."""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import unittest
+
+import skiffharness as h
+from skiffharness import LOCALHOST
+
+H2_UPSTREAM = {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}},
+    }
+}
+
+# Missing in skiff when these were written: the HTTP/2 codec is not wired into
+# listeners (curl --http2-prior-knowledge gets an empty reply) and the loader
+# refuses explicit_http_config.http2_protocol_options. Remove each marker as it
+# starts to pass.
+
+
+class Http2Test(h.SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.nginx = cls.class_nginx()
+        cls.backend = cls.class_backend()
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", [
+                h.route("/direct", direct="hello over h2\n"),
+                h.route("/b", cluster="nginx"),
+                *h.backend_routes("backend"),
+            ])],
+            [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
+             h.cluster("backend", [(LOCALHOST, cls.backend.port)])]))
+        cls.port = cls.skiff.port("ingress")
+
+    def curl_h2(self, path, *args, input_bytes=None):
+        rc, out, err = h.curl("--http2-prior-knowledge", "-m", "20", "-w", "\n%{http_version} %{http_code}",
+                              *args, f"http://{LOCALHOST}:{self.port}{path}", input_bytes=input_bytes)
+        self.assertEqual(rc, 0, err)
+        body, _, tail = out.rpartition(b"\n")
+        version, code = tail.decode().split()
+        return version, int(code), body
+
+    @unittest.expectedFailure
+    def test_direct_response_over_h2c(self):
+        version, code, body = self.curl_h2("/direct")
+        self.assertEqual((version, code, body), ("2", 200, b"hello over h2\n"))
+
+    @unittest.expectedFailure
+    def test_h2_downstream_h1_upstream_body(self):
+        version, code, body = self.curl_h2("/b1m")
+        self.assertEqual((version, code), ("2", 200))
+        self.assertEqual(body, h.Nginx.body_of(1 << 20))
+
+    @unittest.expectedFailure
+    def test_h2_request_body_to_h1_upstream(self):
+        payload = bytes(range(256)) * 8192  # 2 MiB: more than the initial windows
+        version, code, body = self.curl_h2("/sha", "--data-binary", "@-", input_bytes=payload)
+        self.assertEqual((version, code), ("2", 200))
+        self.assertEqual(json.loads(body), {"length": len(payload),
+                                            "sha256": hashlib.sha256(payload).hexdigest()})
+
+    @unittest.expectedFailure
+    def test_h2load_many_streams(self):
+        if not shutil.which("h2load"):
+            self.skipTest("h2load not installed")
+        p = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "16",
+                            f"http://{LOCALHOST}:{self.port}/b64"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        self.assertRegex(out, r"requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed", out)
+        self.assertRegex(out, r"status codes: 400 2xx, 0 3xx, 0 4xx, 0 5xx", out)
+
+
+class Http2UpstreamTest(h.SkiffTestCase):
+    @unittest.expectedFailure
+    def test_h1_downstream_h2_upstream(self):
+        nginx = self.start_nginx_h2()
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="nginx_h2")])],
+            [h.cluster("nginx_h2", [(LOCALHOST, nginx.port)], extra={
+                "typed_extension_protocol_options": H2_UPSTREAM})]))
+        port = skiff.port("ingress")
+        for path, size in h.Nginx.SIZES.items():
+            status, _, body = h.http_request(port, path=path)
+            self.assertEqual(status, 200)
+            self.assertEqual(body, h.Nginx.body_of(size))
+        # Sequential requests share one h2 connection per worker.
+        self.assertLessEqual(skiff.stat("cluster.nginx_h2.upstream_cx_total"), 2)
+        self.assertRegex(skiff.admin_get("/stats")[1], re.compile(r"cluster\.nginx_h2\.upstream_cx_http2_total: [1-9]"))
+
+    def start_nginx_h2(self):
+        n = h.Nginx(http2=True)
+        self.addCleanup(n.stop)
+        return n
+
+
+if __name__ == "__main__":
+    unittest.main()
