@@ -427,8 +427,26 @@ HttpConnectionManager::~HttpConnectionManager() {
 }
 
 void HttpConnectionManager::onRead(BufferChain& data) {
-  if (idle_timer_) uv_timer_stop(idle_timer_);
+  if (streams_.empty()) armHeadTimer();
   dispatch(data);
+}
+
+// Bytes of a request head arrived but no stream exists yet (the codec makes
+// one when the head is complete). Envoy's stream and its timers start at the
+// first byte, so a head that never ends (slowloris) is bounded by
+// request_timeout or stream_idle_timeout, whichever is shorter: the
+// connection closes when it fires before a stream began.
+void HttpConnectionManager::armHeadTimer() {
+  uint64_t ms = 0;
+  for (auto t : {config().request_timeout, config().stream_idle_timeout}) {
+    uint64_t v = static_cast<uint64_t>(t.count());
+    if (v > 0 && (ms == 0 || v < ms)) ms = v;
+  }
+  if (ms == 0) {
+    if (idle_timer_) uv_timer_stop(idle_timer_);
+    return;
+  }
+  startIdleTimer(ms);
 }
 
 void HttpConnectionManager::dispatch(BufferChain& data) {
@@ -437,9 +455,7 @@ void HttpConnectionManager::dispatch(BufferChain& data) {
     stats_->downstream_cx_protocol_error.inc();
     // The codec answered (400/431) and asked to close after the answer.
     conn_.closeAfterFlush();
-    return;
   }
-  if (streams_.empty()) armIdleTimer();
 }
 
 void HttpConnectionManager::scheduleDispatch() {
@@ -518,7 +534,15 @@ void HttpConnectionManager::onDrain() {
 
 void HttpConnectionManager::armIdleTimer() {
   uint64_t ms = static_cast<uint64_t>(config().idle_timeout.count());
-  if (ms == 0 || conn_.closing()) return;
+  if (ms == 0) {
+    if (idle_timer_) uv_timer_stop(idle_timer_);
+    return;
+  }
+  startIdleTimer(ms);
+}
+
+void HttpConnectionManager::startIdleTimer(uint64_t ms) {
+  if (conn_.closing()) return;
   if (!idle_timer_) {
     idle_timer_ = new uv_timer_t;
     uv_timer_init(worker_.loop(), idle_timer_);

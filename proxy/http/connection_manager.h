@@ -90,6 +90,9 @@ class HttpConnectionManager : public Deletable,
   void dispatch(BufferChain& data);
   void onDrain();
   void armIdleTimer();
+  void armHeadTimer();
+  // One timer per connection: idle (no stream) or a request head in progress.
+  void startIdleTimer(uint64_t ms);
 
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
