@@ -52,11 +52,6 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         # The 504 must come from the 0.5 s route timeout, not the backend's answer.
         self.assertLess(elapsed, 2.5)
 
-    # Missing in skiff: the route timeout stops at the response head. Envoy's
-    # timeout spans until the upstream response is complete and resets the
-    # downstream stream when it fires after the head went out; skiff waits for
-    # the stalled body (3 s) instead.
-    @unittest.expectedFailure
     def test_timeout_after_response_started_resets(self):
         # The route timeout covers the whole response. Once the head has gone
         # downstream no 504 can be sent, so the downstream connection is cut
@@ -152,10 +147,6 @@ class DownstreamTimeoutsTest(h.SkiffTestCase):
         self.assertTrue(closed)
         self.assertLess(elapsed, 3.5)
 
-    # Missing in skiff: the stream (and its request_timeout) starts only when
-    # the request head is complete, so a client that never finishes its head
-    # holds the connection forever (no timeout applies before the head).
-    @unittest.expectedFailure
     def test_request_timeout_stalled_headers_closes(self):
         # Slowloris: the head never ends. Envoy's stream (and its timer)
         # starts at the first byte of the request.

@@ -126,9 +126,6 @@ class RoutingTest(h.SkiffTestCase):
             self.assertIn(f"ab::{LOCALHOST}:{port}::health_flags::healthy", body.splitlines())
         self.assertIn(f"a::{LOCALHOST}:{self.a.port}::health_flags::healthy", body.splitlines())
 
-    # Missing in skiff: membership gauges are summed over the workers, so with
-    # --concurrency 2 a two-host cluster reports membership_total 4.
-    @unittest.expectedFailure
     def test_membership_gauges_count_hosts_once(self):
         stats = self.skiff.stats()
         self.assertEqual(stats.get("cluster.ab.membership_total"), 2)
