@@ -497,6 +497,8 @@ class Backend:
       /stall?ms=M      head + 10 of 100 body bytes, sleeps M ms, then the rest
       /eof?n=N         200 with N bytes delimited by connection close
       /status?code=C   a bodiless response (204, 304) with no framing headers
+      /early           200 "early\\n" before reading the request body, then closes
+      /ambiguous       a response with both Content-Length and chunked
       /last            200 "last\\n" with connection: close, then closes
       /stream?n=N      200, N bytes of 0xcd written 1 MiB at a time (not held in memory)
       /size?n=N        200, N bytes of Nginx.body_of(N)
@@ -562,6 +564,8 @@ class Backend:
                 sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             body_iter = self._body(reader, req)
             keep = self._respond(sock, req, body_iter)
+            if not keep:
+                return
             for _ in body_iter:  # drain whatever the handler did not read
                 pass
             conn_hdr = (req.header("connection") or "").lower()
@@ -656,6 +660,17 @@ class Backend:
                 pass
             code = int(req.query("code", "204"))
             sock.sendall(f"HTTP/1.1 {code} X\r\nx-backend: {self.name}\r\n\r\n".encode())
+        elif path == "/early":
+            # Answers before reading the request body, then closes.
+            self._send(sock, 200, b"early\n", ["connection: close"])
+            return False
+        elif path == "/ambiguous":
+            # Response smuggling: both framings at once.
+            for _ in body_iter:
+                pass
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"0\r\n\r\n")
+            return False
         elif path == "/last":
             for _ in body_iter:
                 pass
@@ -837,7 +852,7 @@ class SkiffTestCase(unittest.TestCase):
 
 BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
                  "/last", "/stream", "/garbage",
-                 "/stall", "/eof", "/status")
+                 "/stall", "/eof", "/status", "/early", "/ambiguous")
 
 
 def backend_routes(cluster_name, timeout=None):

@@ -67,6 +67,12 @@ class UpstreamErrorsTest(h.SkiffTestCase):
             if head.startswith(b"HTTP/1.1 200"):
                 self.assertLess(len(body), 100)
 
+    def test_ambiguous_upstream_framing_is_refused(self):
+        # Content-Length with chunked from the upstream: forwarding it would let
+        # the upstream smuggle a response; skiff must answer 5xx itself.
+        status, _, body = h.http_request(self.port, path="/ambiguous")
+        self.assertIn(status, (502, 503), body)
+
     def test_upstream_closes_without_response_is_503(self):
         status, _, body = h.http_request(self.port, path="/close")
         self.assertEqual(status, 503)

@@ -310,6 +310,62 @@ class HttpProxyTest(h.SkiffTestCase):
             t.join(timeout=120)
         self.assertEqual(results, {i: ((200, True), (200, True)) for i in range(8)})
 
+    def test_pipelined_requests_after_connection_close_are_ignored(self):
+        before = len(self.backend.requests)
+        data, closed = h.raw_exchange(
+            self.port,
+            b"GET /size?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /size?n=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            b"GET /headers?never HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(closed)
+        responses = h.parse_responses(data)
+        self.assertEqual([(r[0], r[2]) for r in responses], [(200, b"\x00"), (200, b"\x00\x01")])
+        self.assertEqual([r.target for r in self.backend.requests[before:]], ["/size?n=1", "/size?n=2"])
+
+    def test_absolute_form_uri(self):
+        data, _ = h.raw_exchange(
+            self.port, b"GET http://example.com/direct HTTP/1.1\r\nHost: example.com\r\n"
+                       b"Connection: close\r\n\r\n")
+        [(status, _, body)] = h.parse_responses(data)
+        self.assertEqual((status, body), (200, b"hello from skiff\n"))
+
+    def test_query_and_escapes_preserved(self):
+        target = "/headers?a=%20b&c=d%2Fe&x=1+2"
+        status, _, body = self.get(target)
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["target"], target)
+
+    def test_many_headers_under_limit(self):
+        headers = {f"x-h{i}": "v" * 100 for i in range(80)}
+        status, _, body = self.get("/headers", headers=headers)
+        self.assertEqual(status, 200)
+        seen = dict(json.loads(body)["headers"])
+        self.assertEqual({k: seen.get(k) for k in headers}, headers)
+
+    def test_early_response_before_body(self):
+        # The upstream answers without reading the 4 MiB body; the answer must
+        # still reach the client.
+        s = socket.create_connection((LOCALHOST, self.port), timeout=10)
+        try:
+            s.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (4 << 20))
+            try:
+                s.sendall(b"z" * (4 << 20))
+            except OSError:
+                pass  # skiff may stop reading once the exchange is over
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        self.assertRegex(data, rb"^HTTP/1.1 200 ")
+        self.assertTrue(data.endswith(b"early\n"), data[-200:])
+
     def test_large_upload_64mib(self):
         size = 64 << 20
         block = bytes(range(256)) * 4096  # 1 MiB
