@@ -44,6 +44,18 @@ class WrkTest(h.SkiffTestCase):
         self.assertLessEqual(stats["cluster.nginx.upstream_cx_total"], 2 * 64 + 8, out)
         self.assertEqual(skiff.proc.poll(), None, "skiff died under load")
 
+        # wrk hangs up mid-request at the end: nothing may stay active.
+        def settled():
+            st = skiff.stats()
+            return (st.get("http.ingress_http.downstream_cx_active") == 0
+                    and st.get("http.ingress_http.downstream_rq_active") == 0
+                    and st.get("cluster.nginx.upstream_rq_active", 0) == 0)
+
+        try:
+            h.wait_until(settled, 5, interval=0.1, what="active gauges back to 0 after wrk")
+        except TimeoutError:
+            self.fail({k: v for k, v in skiff.stats().items() if k.endswith("_active")})
+
 
 class MemoryTest(h.SkiffTestCase):
     def test_1gib_upload_bounded_rss(self):
