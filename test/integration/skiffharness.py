@@ -507,8 +507,9 @@ class Backend:
     Every response carries `x-backend: <name>`. `requests` records each request
     (method, target, headers); `connections` counts accepted connections."""
 
-    def __init__(self, name="backend", port=0):
+    def __init__(self, name="backend", port=0, idle_timeout=None):
         self.name = name
+        self.idle_timeout = idle_timeout  # seconds before an idle connection is closed
         self.requests = []
         self.connections = 0
         self._socks = set()  # open connections, closed by stop()
@@ -544,9 +545,12 @@ class Backend:
         reader = _Reader(sock)
         while True:
             try:
+                if self.idle_timeout is not None and not reader.buf:
+                    sock.settimeout(self.idle_timeout)
                 line = reader.line()
-            except ConnectionError:
-                return
+                sock.settimeout(30)
+            except (ConnectionError, socket.timeout):
+                return  # idle keep-alive connection: close it, as servers do
             if not line:
                 continue
             method, target, version = line.decode("latin-1").split(" ", 2)

@@ -126,6 +126,24 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         self.assertEqual(responses[1][2], b"\x00\x01\x02\x03")
 
 
+class IdleUpstreamCloseTest(h.SkiffTestCase):
+    def test_pooled_connection_closed_by_upstream_is_not_used(self):
+        # The backend closes keep-alive connections idle for 0.1 s. Each
+        # request comes after that, so the pool must notice the close instead
+        # of sending on a dead connection (a 503 to the client).
+        backend = self.start_backend()
+        backend.idle_timeout = 0.1
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="backend")])],
+            [h.cluster("backend", [(LOCALHOST, backend.port)])]), concurrency=1)
+        port = skiff.port("ingress")
+        for i in range(5):
+            status, _, body = h.http_request(port, path="/size?n=3")
+            self.assertEqual((status, body), (200, b"\x00\x01\x02"), f"request {i}")
+            time.sleep(0.3)
+        self.assertEqual(skiff.stat("cluster.backend.upstream_cx_total"), 5)
+
+
 class DownstreamTimeoutsTest(h.SkiffTestCase):
     """HCM request_timeout and stream_idle_timeout against clients that stall."""
 
