@@ -86,6 +86,28 @@ class ValidateTest(unittest.TestCase):
             self.assertEqual(rc, 0, out)
 
 
+class CommandLineTest(unittest.TestCase):
+    def test_bad_command_lines_fail_with_a_message(self):
+        conf = h.source_path("conf", "default.yaml")
+        cases = {
+            "no config": ([], "-c"),
+            "unknown flag": (["-c", conf, "--bogus", "1"], "--bogus"),
+            "bad log level": (["-c", conf, "--log-level", "loud"], "loud"),
+            "bad concurrency": (["-c", conf, "--concurrency", "many"], "many"),
+            "bad mode": (["-c", conf, "--mode", "dance"], "dance"),
+        }
+        for name, (args, mention) in cases.items():
+            with self.subTest(case=name):
+                rc, out = h.run_skiff(args, timeout=10)
+                self.assertNotEqual(rc, 0, out)
+                self.assertIn(mention, out)
+
+    def test_help(self):
+        rc, out = h.run_skiff(["--help"], timeout=10)
+        self.assertEqual(rc, 0)
+        self.assertIn("--admin-address-path", out)
+
+
 class AdminTest(h.SkiffTestCase):
     @classmethod
     def setUpClass(cls):
