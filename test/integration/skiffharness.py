@@ -491,6 +491,8 @@ class Backend:
       /discard         like /sha without hashing (for very large uploads)
       /headers         200, JSON {"method", "target", "headers": [[k, v], ...]}
       /chunked?n=K     200, chunked response of K chunks "chunk-<i>\\n"
+                       (&size=S: K chunks of Nginx.body_of(S) each, no pauses)
+      /bigheader?n=N   200 with an N-byte x-big response header
       /delay?ms=M      sleeps M ms, then 200 "delayed\\n"
       /close           closes the connection without a response
       /garbage         answers with bytes that are not HTTP, then closes
@@ -624,12 +626,14 @@ class Backend:
             for _ in body_iter:
                 pass
             n = int(req.query("n", "5"))
+            size = int(req.query("size", "0"))  # 0: "chunk-<i>\n" pieces, 10 ms apart
             sock.sendall(f"HTTP/1.1 200 OK\r\nx-backend: {self.name}\r\n"
                          "transfer-encoding: chunked\r\n\r\n".encode())
             for i in range(n):
-                piece = f"chunk-{i}\n".encode()
+                piece = Nginx.body_of(size) if size else f"chunk-{i}\n".encode()
                 sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-                time.sleep(0.01)
+                if not size:
+                    time.sleep(0.01)
             sock.sendall(b"0\r\n\r\n")
         elif path == "/delay":
             for _ in body_iter:
@@ -675,6 +679,11 @@ class Backend:
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                          b"0\r\n\r\n")
             return False
+        elif path == "/bigheader":
+            for _ in body_iter:
+                pass
+            n = int(req.query("n", "81920"))
+            self._send(sock, 200, b"big\n", [f"x-big: {'b' * n}"], head=head)
         elif path == "/last":
             for _ in body_iter:
                 pass
@@ -856,7 +865,8 @@ class SkiffTestCase(unittest.TestCase):
 
 BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
                  "/last", "/stream", "/garbage",
-                 "/stall", "/eof", "/status", "/early", "/ambiguous")
+                 "/stall", "/eof", "/status", "/early", "/ambiguous",
+                 "/bigheader")
 
 
 def backend_routes(cluster_name, timeout=None):

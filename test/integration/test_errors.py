@@ -67,6 +67,12 @@ class UpstreamErrorsTest(h.SkiffTestCase):
             if head.startswith(b"HTTP/1.1 200"):
                 self.assertLess(len(body), 100)
 
+    def test_oversized_upstream_headers_are_5xx(self):
+        # 80 KiB of response header is over Envoy's 60 KiB default.
+        status, _, body = h.http_request(self.port, path="/bigheader?n=81920")
+        self.assertIn(status, (502, 503), body[:200])
+        self.assertEqual(h.http_request(self.port, path="/size?n=3")[0], 200)
+
     def test_ambiguous_upstream_framing_is_refused(self):
         # Content-Length with chunked from the upstream: forwarding it would let
         # the upstream smuggle a response; skiff must answer 5xx itself.

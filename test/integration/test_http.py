@@ -19,7 +19,7 @@ class HttpProxyTest(h.SkiffTestCase):
         cls.backend = cls.class_backend()
         routes = [
             h.route("/direct", direct="hello from skiff\n"),
-            h.route("/b", cluster="nginx"),  # nginx serves /b64, /b16k, /b1m
+            *[h.route(path=p, cluster="nginx") for p in h.Nginx.SIZES],  # /b64, /b16k, /b1m
             *h.backend_routes("backend"),
         ]
         cls.skiff = cls.class_skiff(h.bootstrap(
@@ -365,6 +365,25 @@ class HttpProxyTest(h.SkiffTestCase):
             s.close()
         self.assertRegex(data, rb"^HTTP/1.1 200 ")
         self.assertTrue(data.endswith(b"early\n"), data[-200:])
+
+    def test_large_chunked_response(self):
+        status, _, body = self.get("/chunked?n=64&size=262144", timeout=60)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), 64 * 262144)
+        self.assertEqual(body, h.Nginx.body_of(262144) * 64)
+
+    def test_large_chunked_upload_curl(self):
+        # curl -T - streams stdin as a chunked PUT.
+        payload = bytes(range(256)) * (32 * 4096)  # 32 MiB
+        rc, out, err = h.curl("-T", "-", f"http://{LOCALHOST}:{self.port}/sha", input_bytes=payload)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), {"length": len(payload),
+                                           "sha256": hashlib.sha256(payload).hexdigest()})
+
+    def test_moderately_large_response_header(self):
+        status, headers, body = self.get("/bigheader?n=16384")
+        self.assertEqual((status, body), (200, b"big\n"))
+        self.assertEqual(len(headers.get("x-big", "")), 16384)
 
     def test_large_upload_64mib(self):
         size = 64 << 20

@@ -32,7 +32,7 @@ class Http2Test(h.SkiffTestCase):
         cls.skiff = cls.class_skiff(h.bootstrap(
             [h.listener("ingress", [
                 h.route("/direct", direct="hello over h2\n"),
-                h.route("/b", cluster="nginx"),
+                *[h.route(path=p, cluster="nginx") for p in h.Nginx.SIZES],
                 *h.backend_routes("backend"),
             ])],
             [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
