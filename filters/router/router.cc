@@ -279,13 +279,15 @@ class RouterFilter : public HttpFilter,
     if (client_) {
       encoder_->stream().setCallbacks(nullptr);
       UpstreamClient* client = client_;
+      http::RequestEncoder* encoder = encoder_;
       client_ = nullptr;
       encoder_ = nullptr;
       if (request_end_) {
         client->release();
       } else {
-        // The response ended before the request did: the connection cannot
-        // carry another request cleanly.
+        // The response ended before the request did: the rest of the request
+        // is not sent (HTTP/2: RST_STREAM; HTTP/1: the connection closes).
+        encoder->stream().resetStream(http::ResetReason::kLocalReset);
         client->abandon();
       }
     }
@@ -316,6 +318,7 @@ class RouterFilter : public HttpFilter,
     endRequestCount();
     if (client_) {
       encoder_->stream().setCallbacks(nullptr);
+      encoder_->stream().resetStream(http::ResetReason::kLocalReset);
       UpstreamClient* client = client_;
       client_ = nullptr;
       encoder_ = nullptr;
@@ -345,6 +348,7 @@ class RouterFilter : public HttpFilter,
     endRequestCount();
     if (client_) {
       encoder_->stream().setCallbacks(nullptr);
+      encoder_->stream().resetStream(http::ResetReason::kLocalReset);
       UpstreamClient* client = client_;
       client_ = nullptr;
       encoder_ = nullptr;

@@ -65,16 +65,23 @@ UpstreamClient::~UpstreamClient() {
 }
 
 void UpstreamClient::release() {
-  busy_ = false;
-  if (conn_.closing() || !codec_->isReusable()) {
-    conn_.close();
+  if (streams_ > 0) --streams_;
+  if (conn_.closing()) return;
+  if (!codec_->isReusable()) {
+    // Streams still open on it finish; no new ones start.
+    host_->removeReady(*this);
+    if (streams_ == 0) conn_.close();
     return;
   }
-  host_->onClientIdle(*this);
+  host_->onClientAvailable(*this);
 }
 
 void UpstreamClient::abandon() {
-  busy_ = false;
+  if (codec_->protocol() == http::Protocol::kHttp2) {
+    release();  // The stream was reset; the connection is fine.
+    return;
+  }
+  if (streams_ > 0) --streams_;
   conn_.close();
 }
 
@@ -114,7 +121,11 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
   worker_.deferDelete(std::unique_ptr<Deletable>(this));
 }
 
-void UpstreamClient::onConnected() { host_->onClientReady(*this); }
+void UpstreamClient::onConnected() {
+  Host& host = *host_;
+  if (host.connecting_ > 0) --host.connecting_;
+  host.onClientAvailable(*this);
+}
 
 void UpstreamClient::onAboveWriteBufferHighWatermark() {
   codec_->onAboveWriteBufferHighWatermark();
@@ -133,14 +144,13 @@ Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
 
 void Host::newStream(PoolCallbacks& callbacks) {
   Cluster& c = *cluster_;
-  if (!idle_.empty()) {
-    UpstreamClient* client = idle_.front();
-    idle_.pop_front();
-    client->idle_ = false;
-    client->busy_ = true;
-    if (client->idle_timer_) uv_timer_stop(client->idle_timer_);
-    callbacks.onPoolReady(*client);
-    return;
+  while (!ready_.empty()) {
+    UpstreamClient& client = *ready_.front();
+    if (client.codec().canStartStream() && !client.conn_.closing()) {
+      assign(client, callbacks);
+      return;
+    }
+    removeReady(client);
   }
   const config::ClusterConfig& cfg = c.config();
   if (c.pending_requests >= cfg.max_pending_requests) {
@@ -152,9 +162,34 @@ void Host::newStream(PoolCallbacks& callbacks) {
   ++c.pending_requests;
   c.stats().upstream_rq_pending_total.inc();
   c.stats().upstream_rq_pending_active.inc();
-  // One new connection per waiting request, up to the cluster's limit; past
-  // it, requests wait for a connection to come free.
-  if (connecting_ < pending_.size() && c.connections < cfg.max_connections) connectOne();
+  // A new connection per waiting request for HTTP/1, one for many with
+  // HTTP/2, up to the cluster's connection limit; past it, requests wait
+  // for a stream to come free.
+  if (connecting_ * c.streamsPerConnection() < pending_.size() &&
+      c.connections < cfg.max_connections) {
+    connectOne();
+  }
+}
+
+void Host::assign(UpstreamClient& client, PoolCallbacks& cb) {
+  ++client.streams_;
+  if (client.idle_timer_) uv_timer_stop(client.idle_timer_);
+  cb.onPoolReady(client);
+  // The borrower has started its stream (or already given it back).
+  if (client.ready_ && !client.codec().canStartStream()) removeReady(client);
+}
+
+void Host::addReady(UpstreamClient& client) {
+  if (client.ready_) return;
+  client.ready_ = true;
+  ready_.push_front(&client);
+  client.ready_pos_ = ready_.begin();
+}
+
+void Host::removeReady(UpstreamClient& client) {
+  if (!client.ready_) return;
+  ready_.erase(client.ready_pos_);
+  client.ready_ = false;
 }
 
 void Host::connectOne() {
@@ -179,11 +214,6 @@ void Host::cancel(PoolCallbacks& callbacks) {
   cluster_->stats().upstream_rq_pending_active.dec();
 }
 
-void Host::onClientReady(UpstreamClient& client) {
-  if (connecting_ > 0) --connecting_;
-  onClientIdle(client);
-}
-
 void Host::onClientFailed(UpstreamClient&, PoolFailure reason) {
   if (connecting_ > 0) --connecting_;
   // The connection this request caused failed: fail the oldest waiter, as
@@ -196,57 +226,57 @@ void Host::onClientFailed(UpstreamClient&, PoolFailure reason) {
   cb->onPoolFailure(reason);
 }
 
-void Host::onClientIdle(UpstreamClient& client) {
-  if (!pending_.empty()) {
+void Host::onClientAvailable(UpstreamClient& client) {
+  while (!pending_.empty() && !client.conn_.closing() && client.codec().canStartStream()) {
     PoolCallbacks* cb = pending_.front();
     pending_.pop_front();
     --cluster_->pending_requests;
     cluster_->stats().upstream_rq_pending_active.dec();
-    client.busy_ = true;
-    cb->onPoolReady(client);
-    return;
+    assign(client, *cb);
   }
-  if (retired_) {
+  if (client.conn_.closing()) return;
+  if (retired_ && client.streams_ == 0) {
     client.conn_.close();
     return;
   }
-  client.idle_ = true;
-  idle_.push_front(&client);  // LIFO: the warmest connection goes out first.
-  client.idle_pos_ = idle_.begin();
+  if (!retired_ && client.codec().canStartStream()) addReady(client);
+  if (client.streams_ == 0) armIdleTimer(client);
+}
+
+void Host::armIdleTimer(UpstreamClient& client) {
   uint64_t idle_ms = static_cast<uint64_t>(cluster_->config().upstream_idle_timeout.count());
-  if (idle_ms > 0) {  // Zero disables, as in Envoy.
-    if (!client.idle_timer_) {
-      client.idle_timer_ = new uv_timer_t;
-      uv_timer_init(cluster_->worker().loop(), client.idle_timer_);
-      client.idle_timer_->data = &client;
-    }
-    uv_timer_start(
-        client.idle_timer_,
-        [](uv_timer_t* t) {
-          auto* c = static_cast<UpstreamClient*>(t->data);
-          if (c->idle_) c->conn_.close();
-        },
-        idle_ms, 0);
+  if (idle_ms == 0) return;  // Zero disables, as in Envoy.
+  if (!client.idle_timer_) {
+    client.idle_timer_ = new uv_timer_t;
+    uv_timer_init(cluster_->worker().loop(), client.idle_timer_);
+    client.idle_timer_->data = &client;
   }
+  uv_timer_start(
+      client.idle_timer_,
+      [](uv_timer_t* t) {
+        auto* c = static_cast<UpstreamClient*>(t->data);
+        if (c->streams_ == 0) c->conn_.close();
+      },
+      idle_ms, 0);
 }
 
 void Host::onClientClosed(UpstreamClient& client) {
-  if (client.idle_) {
-    idle_.erase(client.idle_pos_);
-    client.idle_ = false;
-  }
+  removeReady(client);
   std::erase(all_, &client);
   // Waiters that were counting on this connection get a new one.
-  if (!pending_.empty() && connecting_ < pending_.size() && !retired_ &&
-      cluster_->connections < cluster_->config().max_connections) {
+  if (!pending_.empty() && connecting_ * cluster_->streamsPerConnection() < pending_.size() &&
+      !retired_ && cluster_->connections < cluster_->config().max_connections) {
     connectOne();
   }
 }
 
 void Host::retire() {
   retired_ = true;
-  std::vector<UpstreamClient*> idle(idle_.begin(), idle_.end());
-  for (UpstreamClient* c : idle) c->conn_.close();
+  std::vector<UpstreamClient*> ready(ready_.begin(), ready_.end());
+  for (UpstreamClient* c : ready) {
+    removeReady(*c);
+    if (c->streams_ == 0) c->conn_.close();
+  }
   while (!pending_.empty()) {
     PoolCallbacks* cb = pending_.front();
     pending_.pop_front();

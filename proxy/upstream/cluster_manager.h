@@ -63,8 +63,9 @@ struct ClusterStats {
   stats::Gauge& membership_healthy;
 };
 
-// One upstream connection with its HTTP/1 client codec. Owned by its host's
-// pool; lent to one router at a time.
+// One upstream connection with its client codec. Owned by its host's pool
+// (it deletes itself, deferred, once closed); lent to routers one stream at
+// a time: HTTP/1 carries one stream, HTTP/2 up to the peer's limit.
 class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public http::CodecOwner {
  public:
   UpstreamClient(Host& host, Worker& worker);
@@ -72,10 +73,11 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
 
   http::ClientConnection& codec() { return *codec_; }
   Host& host() { return *host_; }
-  // The borrower's stream ended cleanly: the connection goes back to the pool
-  // (or closes if it cannot be reused).
+  // The borrower's stream ended (cleanly, or reset by the borrower first):
+  // the connection goes back to the pool, or closes if it cannot be reused.
   void release();
-  // The borrower gave up mid-stream: the connection closes.
+  // The borrower gave up mid-stream without a clean end: it resets its
+  // stream; an HTTP/1 connection then closes, an HTTP/2 one carries on.
   void abandon();
 
   // TcpConnection::Callbacks
@@ -97,16 +99,17 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   Worker& worker_;
   TcpConnection conn_;
   std::unique_ptr<http::ClientConnection> codec_;
-  bool busy_ = false;
+  uint32_t streams_ = 0;  // Streams lent out now.
   bool counted_active_ = false;
-  std::list<UpstreamClient*>::iterator idle_pos_;
-  bool idle_ = false;
+  bool ready_ = false;  // In the host's ready list (connected, has room).
+  std::list<UpstreamClient*>::iterator ready_pos_;
   uv_timer_t* idle_timer_ = nullptr;  // common_http_protocol_options.idle_timeout
 };
 
 // One endpoint of a cluster, with its connection pool on this worker.
 class Host : public std::enable_shared_from_this<Host> {
  public:
+  friend class UpstreamClient;
   Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight);
 
   const std::string& address() const { return address_; }
@@ -124,9 +127,9 @@ class Host : public std::enable_shared_from_this<Host> {
   void retire();
 
   // Used by UpstreamClient.
-  void onClientReady(UpstreamClient& client);
   void onClientFailed(UpstreamClient& client, PoolFailure reason);
-  void onClientIdle(UpstreamClient& client);
+  // The client connected, or a stream on it ended: give it to waiters.
+  void onClientAvailable(UpstreamClient& client);
   void onClientClosed(UpstreamClient& client);
   void requestStarted();
   void requestEnded();
@@ -135,13 +138,18 @@ class Host : public std::enable_shared_from_this<Host> {
 
  private:
   void connectOne();
+  // Lends client to cb for one stream.
+  void assign(UpstreamClient& client, PoolCallbacks& cb);
+  void addReady(UpstreamClient& client);
+  void removeReady(UpstreamClient& client);
+  void armIdleTimer(UpstreamClient& client);
   Cluster* cluster_;
   sockaddr_storage addr_;
   std::string address_;
   uint32_t weight_;
   uint32_t active_requests_ = 0;
   uint32_t connecting_ = 0;
-  std::list<UpstreamClient*> idle_;
+  std::list<UpstreamClient*> ready_;  // Front: the warmest (LIFO).
   std::list<PoolCallbacks*> pending_;
   std::vector<UpstreamClient*> all_;
   bool retired_ = false;
@@ -161,6 +169,9 @@ class Cluster {
   std::shared_ptr<Host> chooseHost();
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
+
+  // How many streams one new connection is expected to carry (HTTP/1: one).
+  size_t streamsPerConnection() const { return 1; }
 
   // Circuit breaker state across hosts (per worker).
   uint32_t connections = 0;
