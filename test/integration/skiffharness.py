@@ -329,9 +329,10 @@ class Nginx:
         block = bytes(range(256))
         return (block * (size // 256 + 1))[:size]
 
-    def __init__(self, http2=False):
+    def __init__(self, http2=False, tls=None):
         """http2: the port speaks h2c with prior knowledge only (nginx's
-        `listen ... http2` without TLS), not HTTP/1.1."""
+        `listen ... http2` without TLS), not HTTP/1.1. tls: (cert, key) file
+        paths to serve HTTPS instead."""
         if not os.access(NGINX_BIN, os.X_OK):
             raise unittest.SkipTest("nginx not installed")
         self.tmp = tempfile.mkdtemp(prefix="nginx-")
@@ -361,7 +362,8 @@ http {{
   scgi_temp_path {self.tmp}/scgi;
   keepalive_requests 100000;
   server {{
-    listen 127.0.0.1:{self.port}{" http2" if http2 else ""};
+    listen 127.0.0.1:{self.port}{" ssl" if tls else ""}{" http2" if http2 else ""};
+    {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ""}
     root {root};
     default_type application/octet-stream;
     location = /health {{ return 200 "ok"; }}
@@ -872,3 +874,58 @@ BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", 
 def backend_routes(cluster_name, timeout=None):
     """Routes for each of Backend's paths to `cluster_name`."""
     return [route(p, cluster=cluster_name, timeout=timeout) for p in BACKEND_PATHS]
+
+
+class Certificates:
+    """A throwaway CA and leaf certificates made with the openssl CLI (P-256,
+    valid two days) in a temp dir. leaf(name) returns (cert, key) paths for a
+    certificate with SAN DNS:name (and IP:127.0.0.1)."""
+
+    def __init__(self):
+        if not shutil.which("openssl"):
+            raise unittest.SkipTest("openssl not installed")
+        self.dir = tempfile.mkdtemp(prefix="skiff-certs-")
+        os.chmod(self.dir, 0o755)
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+                      "-subj", "/CN=skiff test CA")
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
+
+    def leaf(self, name):
+        key = os.path.join(self.dir, f"{name}.key")
+        csr = os.path.join(self.dir, f"{name}.csr")
+        cert = os.path.join(self.dir, f"{name}.pem")
+        ext = os.path.join(self.dir, f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName=DNS:{name},IP:127.0.0.1\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                      "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
+        os.chmod(key, 0o644)  # nginx workers read it as an unprivileged user
+        return cert, key
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def downstream_tls(cert, key, alpn=None):
+    ctx = {"tls_certificates": [{"certificate_chain": {"filename": cert},
+                                 "private_key": {"filename": key}}]}
+    if alpn:
+        ctx["alpn_protocols"] = list(alpn)
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "common_tls_context": ctx}}
+
+
+def upstream_tls(ca, sni):
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": sni,
+        "common_tls_context": {"validation_context": {"trusted_ca": {"filename": ca}}}}}
