@@ -167,6 +167,14 @@ class AdminTest(h.SkiffTestCase):
         self.assertIn("configs", dump)
         self.assertIn("first", body)
 
+    def test_mutating_admin_endpoints_need_post(self):
+        # As in Envoy, a GET (a stray link, a crawler) must not stop the server.
+        status, _ = self.skiff.admin_get("/quitquitquit")
+        self.assertNotEqual(status, 200)
+        self.assertGreaterEqual(status, 400)
+        self.assertIsNone(self.skiff.proc.poll())
+        self.assertEqual(self.skiff.admin_get("/ready")[0], 200)
+
     def test_unknown_admin_path_is_404(self):
         self.assertEqual(self.skiff.admin_get("/no/such/admin/page")[0], 404)
 
