@@ -370,9 +370,11 @@ http {{
   }}
 }}
 """)
+            # Its own process group, so that cleanup reaches the workers too.
             self.proc = subprocess.Popen(
                 [NGINX_BIN, "-p", self.tmp, "-c", conf, "-g", "daemon off;"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                start_new_session=True)
             try:
                 wait_until(lambda: self.proc.poll() is not None or self._connectable(), 5,
                            what="nginx to listen")
@@ -393,12 +395,24 @@ http {{
             return False
 
     def _kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
+        if not self.proc:
+            return
+        # SIGTERM is nginx's fast shutdown: the master stops its workers. A
+        # SIGKILL to the master alone would orphan them.
+        if self.proc.poll() is None:
+            self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     def stop(self):
         self._kill()
