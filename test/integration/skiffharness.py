@@ -174,6 +174,7 @@ class Skiff:
     """A running skiff process. Use as a context manager or call stop()."""
 
     def __init__(self, config_text, concurrency=2, extra_args=(), name="skiff"):
+        binary = skiff_bin()  # before any temp dir, so that a missing binary leaks nothing
         self.tmp = tempfile.mkdtemp(prefix=f"{name}-")
         self.config_path = os.path.join(self.tmp, "config.yaml")
         with open(self.config_path, "w") as f:
@@ -181,7 +182,7 @@ class Skiff:
         self.admin_path = os.path.join(self.tmp, "admin-address")
         self.log_path = os.path.join(self.tmp, "skiff.log")
         self.log = open(self.log_path, "wb")
-        args = [skiff_bin(), "-c", self.config_path, "--concurrency", str(concurrency),
+        args = [binary, "-c", self.config_path, "--concurrency", str(concurrency),
                 "--admin-address-path", self.admin_path, *extra_args]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
