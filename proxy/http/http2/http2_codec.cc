@@ -1,0 +1,786 @@
+// What the HTTP/2 server and client codecs share: the nghttp2 session and its
+// callbacks, stream bookkeeping, input delivery tied to flow control, the
+// zero-copy DATA path, the flush, and the flood protections nghttp2 leaves to
+// its user.
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "proxy/http/http2/http2_codec.h"
+
+namespace skiff::http {
+
+namespace {
+
+// RFC 9113 8.2.2: "An endpoint MUST NOT generate an HTTP/2 message containing
+// connection-specific header fields."
+bool isConnectionSpecific(std::string_view name) {
+  return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive") ||
+         equalsIgnoreCase(name, "proxy-connection") ||
+         equalsIgnoreCase(name, "transfer-encoding") || equalsIgnoreCase(name, "upgrade");
+}
+
+bool hasUpper(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+nghttp2_nv makeNv(std::string_view name, std::string_view value) {
+  // nghttp2 copies every submitted field into its own storage (no
+  // NGHTTP2_NV_FLAG_NO_COPY_*: the HeaderMap may be gone before the frame is
+  // serialized). That copy, then HPACK, is what HTTP/2 header encoding costs.
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                    value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+uint32_t resetCode(ResetReason reason) {
+  switch (reason) {
+    case ResetReason::kLocalReset:
+      return NGHTTP2_CANCEL;
+    case ResetReason::kProtocolError:
+      return NGHTTP2_PROTOCOL_ERROR;
+    default:
+      return NGHTTP2_INTERNAL_ERROR;
+  }
+}
+
+}  // namespace
+
+// nghttp2's C callbacks, as friends of the codec.
+struct Http2Callbacks {
+  using Stream = Http2Codec::Http2Stream;
+
+  static Http2Codec& codec(void* user_data) { return *static_cast<Http2Codec*>(user_data); }
+
+  static ssize_t onSend(nghttp2_session*, const uint8_t* data, size_t length, int, void* user) {
+    // Control frames and HEADERS are serialized by nghttp2 into its own
+    // buffer; copying them into slabs is unavoidable. DATA takes onSendData.
+    codec(user).output_.appendCopy({reinterpret_cast<const char*>(data), length});
+    return static_cast<ssize_t>(length);
+  }
+
+  static int onSendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                        size_t length, nghttp2_data_source* source, void* user) {
+    Http2Codec& c = codec(user);
+    Stream& s = *static_cast<Stream*>(source->ptr);
+    // The 9-byte frame header is the only copy on the DATA path.
+    c.output_.appendCopy({reinterpret_cast<const char*>(framehd), 9});
+    size_t padlen = frame->data.padlen;
+    if (padlen > 0) {
+      char pad_length = static_cast<char>(padlen - 1);
+      c.output_.appendCopy({&pad_length, 1});  // Padding is never asked for; kept correct anyway.
+    }
+    c.output_.move(s.out, length);  // The body: slices move, bytes stay put.
+    if (padlen > 1) c.output_.appendCopy(std::string(padlen - 1, '\0'));
+    ++c.outbound_data_frames_;
+    if (s.above_watermark) c.drained_.push_back(&s);
+    return 0;
+  }
+
+  static ssize_t onReadData(nghttp2_session* session, int32_t stream_id, uint8_t*, size_t length,
+                            uint32_t* data_flags, nghttp2_data_source* source, void*) {
+    Stream& s = *static_cast<Stream*>(source->ptr);
+    size_t n = std::min(length, s.out.length());
+    if (n == 0 && !s.local_ended) {
+      s.deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (s.local_ended && n == s.out.length()) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      s.provider = false;
+      if (s.has_trailers) {
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        std::vector<nghttp2_nv> nva;
+        nva.reserve(s.out_trailers.size());
+        for (const auto& [name, value] : s.out_trailers) nva.push_back(makeNv(name, value));
+        nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size());
+        s.out_trailers.clear();
+      }
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  // Envoy's inbound flood checks, on every frame header before its payload.
+  static int onBeginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    Http2Codec& c = codec(user);
+    if (c.failed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    const Http2Settings& cfg = c.settings_;
+    switch (hd->type) {
+      case NGHTTP2_DATA:
+      case NGHTTP2_HEADERS:
+      case NGHTTP2_CONTINUATION:
+        if (hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+          if (++c.consecutive_empty_frames_ >
+              cfg.max_consecutive_inbound_frames_with_empty_payload) {
+            ++c.stats_.inbound_empty_frames_flood;
+            c.fail("http2.inbound_empty_frames_flood", NGHTTP2_PROTOCOL_ERROR);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+          }
+        } else {
+          c.consecutive_empty_frames_ = 0;
+        }
+        break;
+      case NGHTTP2_PRIORITY:
+        if (++c.inbound_priority_frames_ >
+            uint64_t{cfg.max_inbound_priority_frames_per_stream} * (1 + c.inbound_streams_)) {
+          ++c.stats_.inbound_priority_frames_flood;
+          c.fail("http2.inbound_priority_frames_flood", NGHTTP2_PROTOCOL_ERROR);
+          return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
+      case NGHTTP2_WINDOW_UPDATE:
+        // Envoy's bound: 5 + 2 * (streams + per_data_frame * DATA frames sent).
+        if (++c.inbound_window_update_frames_ >
+            5 + 2 * (c.inbound_streams_ +
+                     uint64_t{cfg.max_inbound_window_update_frames_per_data_frame_sent} *
+                         c.outbound_data_frames_)) {
+          ++c.stats_.inbound_window_update_frames_flood;
+          c.fail("http2.inbound_window_update_frames_flood", NGHTTP2_PROTOCOL_ERROR);
+          return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    Http2Codec& c = codec(user);
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      ++c.inbound_streams_;
+      c.onRequestHeadersBegin(frame->hd.stream_id);
+    }
+    Stream* s = c.findStream(frame->hd.stream_id);
+    if (s == nullptr || s->done) return 0;
+    s->headers = std::make_unique<HeaderMap>();
+    s->header_bytes = 0;
+    s->cookies.clear();
+    return 0;
+  }
+
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+    Http2Codec& c = codec(user);
+    Stream* s = c.findStream(frame->hd.stream_id);
+    if (s == nullptr || !s->headers) return 0;
+    // RFC 9113 6.5.2: the size of a field is its name and value lengths plus 32.
+    s->header_bytes += namelen + valuelen + 32;
+    if (s->header_bytes > size_t{c.settings_.max_header_list_size_kb} * 1024) {
+      if (!s->header_overflow) {
+        s->header_overflow = true;
+        ++c.stats_.header_overflow;
+      }
+      s->headers.reset();
+      // nghttp2 answers with RST_STREAM INTERNAL_ERROR and skips the block.
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    if (n == "cookie") {
+      // RFC 9113 8.2.3: split cookie fields are joined with "; " before they
+      // reach a non-HTTP/2 context (an HTTP/1 upstream wants one field).
+      if (!s->cookies.empty()) s->cookies += "; ";
+      s->cookies.append(v);
+      return 0;
+    }
+    // The copy HPACK forces: nghttp2 decoded the field into its own buffers,
+    // not the read slab, so it goes into the map's arena.
+    s->headers->addCopy(n, v);
+    return 0;
+  }
+
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* user) {
+    Http2Codec& c = codec(user);
+    Stream* s = c.findStream(stream_id);
+    if (s == nullptr || s->done) {
+      // Nobody will take these bytes: give the window back now.
+      nghttp2_session_consume(session, stream_id, len);
+      return 0;
+    }
+    const char* p = reinterpret_cast<const char*>(data);
+    const Slice* slice = c.current_slice_;
+    if (slice != nullptr && p >= slice->data() && p + len <= slice->data() + slice->size()) {
+      // Zero copy: the chunk is a range of the slab we fed to nghttp2.
+      uint32_t begin = slice->begin() + static_cast<uint32_t>(p - slice->data());
+      s->in.append(Slice(slice->slab(), begin, begin + static_cast<uint32_t>(len)));
+    } else {
+      s->in.appendCopy({p, len});  // Not expected: nghttp2 hands out input pointers.
+    }
+    s->unconsumed += len;
+    return 0;
+  }
+
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    Http2Codec& c = codec(user);
+    if (c.failed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    switch (frame->hd.type) {
+      case NGHTTP2_DATA: {
+        Stream* s = c.findStream(frame->hd.stream_id);
+        if (s == nullptr) break;
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) s->in_end = true;
+        c.deliverInput(*s);
+        break;
+      }
+      case NGHTTP2_HEADERS: {
+        Stream* s = c.findStream(frame->hd.stream_id);
+        if (s == nullptr || s->done || !s->headers) break;
+        if (!s->cookies.empty()) {
+          s->headers->addCopy("cookie", s->cookies);  // Joined above; copied once more here.
+          s->cookies.clear();
+        }
+        c.onHeaderBlock(*s, *frame);
+        break;
+      }
+      case NGHTTP2_RST_STREAM:
+        ++c.stats_.rx_reset;
+        break;
+      case NGHTTP2_GOAWAY:
+        c.goaway_received_ = true;
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    Http2Codec& c = codec(user);
+    uint8_t type = frame->hd.type;
+    if (c.above_high_watermark_) {
+      // The owner's queue is over its mark, so these frames pile up unsent:
+      // Envoy's outbound flood checks.
+      ++c.frames_while_blocked_;
+      bool control =
+          type == NGHTTP2_RST_STREAM || ((type == NGHTTP2_PING || type == NGHTTP2_SETTINGS) &&
+                                         (frame->hd.flags & NGHTTP2_FLAG_ACK));
+      if (control) ++c.control_frames_while_blocked_;
+      if (c.frames_while_blocked_ > c.settings_.max_outbound_frames ||
+          c.control_frames_while_blocked_ > c.settings_.max_outbound_control_frames) {
+        c.outbound_flood_ = true;
+      }
+    }
+    if (type == NGHTTP2_RST_STREAM) {
+      ++c.stats_.tx_reset;
+      if (Stream* s = c.findStream(frame->hd.stream_id)) s->local_reset_sent = true;
+    } else if (type == NGHTTP2_GOAWAY && !c.goaway_submitted_ &&
+               frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      // nghttp2 tore the connection down on its own: a connection error, or
+      // the stream reset rate limit (it answers rapid reset with GOAWAY
+      // INTERNAL_ERROR right after a RST_STREAM).
+      c.library_goaway_code_ = frame->goaway.error_code;
+    }
+    return 0;
+  }
+
+  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
+    Http2Codec& c = codec(user);
+    if (c.destroying_) return 0;
+    Stream* s = c.findStream(stream_id);
+    if (s == nullptr || s->closed) return 0;
+    s->closed = true;
+    s->provider = false;
+    if (!s->done) {
+      if (error_code == NGHTTP2_NO_ERROR && (s->in_end || s->remote_ended)) {
+        // Ended both ways (or the peer said it needs no more of our body,
+        // RFC 9113 8.1): input may still wait for a read-disabled stream.
+        s->local_ended = true;
+        s->out.clear();
+        c.maybeDone(*s);
+      } else if (s->local_reset_sent) {
+        c.notifyReset(*s, ResetReason::kProtocolError, nghttp2_http2_strerror(error_code));
+      } else {
+        c.notifyReset(*s, ResetReason::kRemoteReset, nghttp2_http2_strerror(error_code));
+      }
+    }
+    if (s->done) c.retire(*s);
+    return 0;
+  }
+};
+
+Http2Codec::Http2Stream::~Http2Stream() = default;
+
+Http2Codec::Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool server)
+    : owner_(owner), settings_(settings), server_(server) {
+  nghttp2_session_callbacks* cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_send_callback(cbs, &Http2Callbacks::onSend);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, &Http2Callbacks::onSendData);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &Http2Callbacks::onBeginFrame);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Http2Callbacks::onBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, &Http2Callbacks::onHeader);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Http2Callbacks::onDataChunk);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Http2Callbacks::onFrameRecv);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Http2Callbacks::onFrameSend);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Http2Callbacks::onStreamClose);
+
+  nghttp2_option* opt;
+  nghttp2_option_new(&opt);
+  // Window updates follow consumption by the decoder (backpressure).
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, settings_.hpack_table_size);
+  nghttp2_option_set_max_send_header_block_length(
+      opt, std::max<size_t>(64 * 1024, size_t{settings_.max_header_list_size_kb} * 1024 * 2));
+  // SETTINGS and PING ACKs nghttp2 may hold before it calls it a flood.
+  nghttp2_option_set_max_outbound_ack(opt, settings_.max_outbound_control_frames);
+  nghttp2_option_set_stream_reset_rate_limit(opt, settings_.stream_reset_rate_burst,
+                                             settings_.stream_reset_rate_per_sec);
+  nghttp2_option_set_max_continuations(opt, settings_.max_continuations);
+  // Closed streams are forgotten at once (no RFC 7540 priority tree), so a
+  // stream id never maps to a stream object after its close callback.
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  if (server_) {
+    nghttp2_session_server_new2(&session_, cbs, this, opt);
+  } else {
+    nghttp2_session_client_new2(&session_, cbs, this, opt);
+  }
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+
+  std::vector<nghttp2_settings_entry> iv = {
+      {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, settings_.hpack_table_size},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+       std::min<uint32_t>(settings_.initial_stream_window_size, NGHTTP2_MAX_WINDOW_SIZE)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings_.max_header_list_size_kb * 1024},
+  };
+  if (server_) {
+    iv.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings_.max_concurrent_streams});
+  } else {
+    iv.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  }
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
+  uint32_t conn_window =
+      std::min<uint32_t>(settings_.initial_connection_window_size, NGHTTP2_MAX_WINDOW_SIZE);
+  if (conn_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+    nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(conn_window));
+  }
+}
+
+Http2Codec::~Http2Codec() {
+  destroying_ = true;
+  nghttp2_session_del(session_);
+}
+
+Http2Codec::Http2Stream& Http2Codec::addStream(StreamDecoder* decoder) {
+  auto& slot = streams_.emplace_back(std::make_unique<Http2Stream>(*this, decoder));
+  slot->self = std::prev(streams_.end());
+  return *slot;
+}
+
+Http2Codec::Http2Stream* Http2Codec::findStream(int32_t stream_id) const {
+  return static_cast<Http2Stream*>(nghttp2_session_get_stream_user_data(session_, stream_id));
+}
+
+void Http2Codec::retire(Http2Stream& s) {
+  // nghttp2 forgets the stream when its close callback returns; the object
+  // itself lives until the outermost call returns, since callers up the
+  // stack may still hold it.
+  dead_.push_back(std::move(*s.self));
+  streams_.erase(s.self);
+}
+
+bool Http2Codec::dispatchBytes(BufferChain& data, CodecError& error) {
+  if (!failed_ && !transport_closed_) {
+    CallScope scope(*this);
+    scheduled_ = false;
+    // The chain is ours while nghttp2 reads it: every DATA chunk it reports
+    // points into one of these slices.
+    BufferChain input;
+    input.move(data);
+    for (const Slice& slice : input.slices()) {
+      current_slice_ = &slice;
+      ssize_t rv = nghttp2_session_mem_recv(
+          session_, reinterpret_cast<const uint8_t*>(slice.data()), slice.size());
+      current_slice_ = nullptr;
+      if (rv < 0) {
+        if (!failed_) {
+          std::string detail;
+          if (rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+            detail = "http2.too_many_continuations";
+          } else if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+            detail = "http2.invalid_preface";
+          } else if (rv == NGHTTP2_ERR_FLOODED) {
+            ++stats_.outbound_flood;
+            detail = "http2.outbound_flood";
+          } else {
+            detail = std::string("http2.codec_error: ") + nghttp2_strerror(static_cast<int>(rv));
+          }
+          if (rv != NGHTTP2_ERR_FLOODED) ++stats_.protocol_error;
+          fail(detail, NGHTTP2_PROTOCOL_ERROR);
+        }
+        break;
+      }
+      if (failed_) break;
+    }
+    if (pending_delivery_ && !failed_) {
+      pending_delivery_ = false;
+      std::vector<Http2Stream*> ready;
+      for (auto& s : streams_) {
+        if (s->read_disables == 0 && !s->done && !s->remote_ended &&
+            (!s->in.empty() || s->in_end || s->in_trailers)) {
+          ready.push_back(s.get());
+        }
+      }
+      for (Http2Stream* s : ready) deliverInput(*s);
+    }
+  } else {
+    data.clear();
+  }
+  if (failed_) {
+    error.http_status = 0;
+    error.detail = error_detail_;
+    return false;
+  }
+  return true;
+}
+
+void Http2Codec::deliverHeaders(Http2Stream& s, bool end_stream) {
+  HeaderMapPtr headers = std::move(s.headers);
+  if (end_stream) {
+    s.in_end = true;
+    s.remote_ended = true;
+  }
+  s.decoder_->decodeHeaders(std::move(headers), end_stream);
+  if (end_stream) maybeDone(s);
+}
+
+void Http2Codec::deliverInput(Http2Stream& s) {
+  if (s.done || s.decoder_ == nullptr) {
+    if (s.unconsumed > 0 && s.id > 0) nghttp2_session_consume(session_, s.id, s.unconsumed);
+    s.unconsumed = 0;
+    s.in.clear();
+    s.in_trailers.reset();
+    return;
+  }
+  if (s.read_disables > 0 || s.remote_ended) return;
+  // Bytes received and handed on: the peer may send as many again.
+  if (!s.in.empty() || (s.in_end && !s.in_trailers)) {
+    bool end = s.in_end && !s.in_trailers;
+    size_t n = s.in.length();
+    if (n > 0) {
+      s.unconsumed -= n;
+      nghttp2_session_consume(session_, s.id, n);
+    }
+    if (end) s.remote_ended = true;
+    s.decoder_->decodeData(s.in, end);
+    s.in.clear();
+    if (end) {
+      maybeDone(s);
+      return;
+    }
+    // The decoder may have read-disabled or reset the stream.
+    if (s.done || s.read_disables > 0) return;
+  }
+  if (s.in_trailers && s.in.empty()) {
+    s.remote_ended = true;
+    s.decoder_->decodeTrailers(std::move(s.in_trailers));
+    maybeDone(s);
+  }
+}
+
+void Http2Codec::maybeDone(Http2Stream& s) {
+  if (s.done || !s.remote_ended || !s.local_ended) return;
+  s.done = true;
+  s.callbacks_ = nullptr;
+  s.decoder_ = nullptr;
+  if (s.closed) retire(s);
+}
+
+void Http2Codec::notifyReset(Http2Stream& s, ResetReason reason, std::string_view detail) {
+  if (s.done) return;
+  s.done = true;
+  if (s.unconsumed > 0 && s.id > 0) nghttp2_session_consume(session_, s.id, s.unconsumed);
+  s.unconsumed = 0;
+  s.in.clear();
+  s.in_trailers.reset();
+  s.out.clear();
+  StreamCallbacks* cb = s.callbacks_;
+  s.callbacks_ = nullptr;
+  s.decoder_ = nullptr;
+  if (cb != nullptr) cb->onResetStream(reason, detail);
+}
+
+void Http2Codec::fail(std::string_view detail, uint32_t goaway_code) {
+  if (failed_) return;
+  failed_ = true;
+  error_detail_ = std::string(detail);
+  if (goaway_code != kNoGoaway && !transport_closed_) {
+    nghttp2_session_terminate_session(session_, goaway_code);
+  }
+  std::vector<Http2Stream*> open;
+  for (auto& s : streams_) open.push_back(s.get());
+  for (Http2Stream* s : open) {
+    notifyReset(*s, ResetReason::kConnectionTermination, error_detail_);
+    // nghttp2 will not report these closed any more.
+    s->closed = true;
+    retire(*s);
+  }
+  if (!close_requested_ && !transport_closed_) {
+    close_requested_ = true;
+    owner_.closeAfterFlush();
+  }
+}
+
+void Http2Codec::checkStreamWatermark(Http2Stream& s) {
+  size_t high = settings_.stream_write_buffer_high_watermark;
+  size_t len = s.out.length();
+  if (!s.above_watermark && len > high) {
+    s.above_watermark = true;
+    if (s.callbacks_) s.callbacks_->onAboveWriteBufferHighWatermark();
+  } else if (s.above_watermark && len <= high / 2) {
+    s.above_watermark = false;
+    if (s.callbacks_) s.callbacks_->onBelowWriteBufferLowWatermark();
+  }
+}
+
+void Http2Codec::onConnectionAboveHighWatermark() {
+  CallScope scope(*this);
+  above_high_watermark_ = true;
+  frames_while_blocked_ = 0;
+  control_frames_while_blocked_ = 0;
+  std::vector<Http2Stream*> live;
+  for (auto& s : streams_) live.push_back(s.get());
+  for (Http2Stream* s : live) {
+    if (s->callbacks_) s->callbacks_->onAboveWriteBufferHighWatermark();
+  }
+}
+
+void Http2Codec::onConnectionBelowLowWatermark() {
+  CallScope scope(*this);
+  above_high_watermark_ = false;
+  frames_while_blocked_ = 0;
+  control_frames_while_blocked_ = 0;
+  std::vector<Http2Stream*> live;
+  for (auto& s : streams_) live.push_back(s.get());
+  for (Http2Stream* s : live) {
+    if (s->callbacks_) s->callbacks_->onBelowWriteBufferLowWatermark();
+  }
+}
+
+void Http2Codec::closeTransport(ResetReason reason) {
+  if (transport_closed_) return;
+  CallScope scope(*this);
+  transport_closed_ = true;
+  std::vector<Http2Stream*> open;
+  for (auto& s : streams_) open.push_back(s.get());
+  for (Http2Stream* s : open) {
+    notifyReset(*s, reason, "connection closed");
+    s->closed = true;
+    retire(*s);
+  }
+}
+
+void Http2Codec::flush() {
+  if (transport_closed_ || session_ == nullptr) return;
+  for (int round = 0; round < 8; ++round) {
+    int rv = nghttp2_session_send(session_);
+    if (!output_.empty()) owner_.write(output_);
+    if (rv < 0 && !failed_) {
+      ++stats_.protocol_error;
+      fail(std::string("http2.codec_error: ") + nghttp2_strerror(rv), kNoGoaway);
+    }
+    if (outbound_flood_ && !failed_) {
+      ++stats_.outbound_flood;
+      fail("http2.outbound_flood", NGHTTP2_ENHANCE_YOUR_CALM);
+      continue;  // Send the GOAWAY.
+    }
+    if (library_goaway_code_ != 0 && !failed_) {
+      // nghttp2 answers a peer over the stream reset rate limit with GOAWAY
+      // INTERNAL_ERROR; it uses that code for no other inbound problem.
+      if (library_goaway_code_ == NGHTTP2_INTERNAL_ERROR && server_ && stats_.rx_reset > 0) {
+        ++stats_.rapid_reset;
+        fail("http2.too_many_stream_resets", kNoGoaway);
+      } else {
+        ++stats_.protocol_error;
+        fail(std::string("http2.connection_error: ") + nghttp2_http2_strerror(library_goaway_code_),
+             kNoGoaway);
+      }
+    }
+    if (drained_.empty()) break;
+    // Producers told to slow down may resume now; what they send goes out in
+    // the next round.
+    std::vector<Http2Stream*> drained = std::move(drained_);
+    drained_.clear();
+    for (Http2Stream* s : drained) checkStreamWatermark(*s);
+  }
+  if (!close_requested_ && nghttp2_session_want_read(session_) == 0 &&
+      nghttp2_session_want_write(session_) == 0) {
+    // GOAWAY went both ways (or one way with no stream left): nothing more
+    // will happen on this connection.
+    close_requested_ = true;
+    owner_.closeAfterFlush();
+  }
+}
+
+void Http2Codec::onOutermostExit() {
+  flush();
+  // After a connection error or a transport close, nghttp2 may still name
+  // the dead streams (as data sources or user data): they live as long as
+  // the codec then.
+  if (!failed_ && !transport_closed_) dead_.clear();
+}
+
+void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool end_stream,
+                               bool request) {
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(headers.size() + 4);
+  // Lowercased names (HTTP/1 peers may send any case; RFC 9113 8.2.1 wants
+  // lowercase): a copy, kept here until nghttp2 has copied the fields.
+  std::vector<std::string> lowered;
+  lowered.reserve(headers.size());
+  if (request) {
+    std::string_view method = headers.method();
+    std::optional<std::string_view> authority = headers.get(":authority");
+    if (!authority || authority->empty()) authority = headers.get("host");
+    nva.push_back(makeNv(":method", method));
+    if (method == "CONNECT") {
+      if (authority) nva.push_back(makeNv(":authority", *authority));
+    } else {
+      std::string_view scheme = headers.scheme();
+      nva.push_back(makeNv(":scheme", scheme.empty() ? "http" : scheme));
+      if (authority) nva.push_back(makeNv(":authority", *authority));
+      std::string_view path = headers.path();
+      nva.push_back(makeNv(":path", path.empty() ? "/" : path));
+    }
+    if (auto protocol = headers.get(":protocol")) nva.push_back(makeNv(":protocol", *protocol));
+  } else {
+    std::string_view status = headers.get(":status").value_or("200");
+    nva.push_back(makeNv(":status", status));
+  }
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;  // Placed above.
+    if (isConnectionSpecific(e.name)) continue;
+    if (request && equalsIgnoreCase(e.name, "host")) continue;  // Carried as :authority.
+    // RFC 9113 8.2.2: "the TE header field ... MUST NOT contain any value
+    // other than 'trailers'".
+    if (equalsIgnoreCase(e.name, "te") && !equalsIgnoreCase(e.value, "trailers")) continue;
+    std::string_view name = e.name;
+    if (hasUpper(name)) {
+      std::string& l = lowered.emplace_back(name);
+      for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+      name = l;
+    }
+    nva.push_back(makeNv(name, e.value));
+  }
+
+  nghttp2_data_provider provider;
+  provider.source.ptr = &s;
+  provider.read_callback = &Http2Callbacks::onReadData;
+  const nghttp2_data_provider* prd = end_stream ? nullptr : &provider;
+  s.provider = !end_stream;
+  if (request) {
+    int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), prd, &s);
+    if (id < 0) {
+      s.closed = true;
+      s.provider = false;
+      notifyReset(s, ResetReason::kLocalReset, nghttp2_strerror(id));
+      retire(s);
+      return;
+    }
+    s.id = id;
+  } else {
+    int rv = nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), prd);
+    if (rv != 0) {
+      s.provider = false;
+      notifyReset(s, ResetReason::kLocalReset, nghttp2_strerror(rv));
+      if (s.closed) retire(s);
+    }
+  }
+}
+
+void Http2Codec::Http2Stream::encodeHeaders(const HeaderMap& headers, bool end_stream) {
+  CallScope scope(codec_);
+  if (done || headers_sent || closed) return;
+  headers_sent = true;
+  if (end_stream) local_ended = true;
+  codec_.submitHeaders(*this, headers, end_stream, !codec_.server_);
+  if (end_stream) codec_.maybeDone(*this);
+}
+
+void Http2Codec::Http2Stream::encodeData(BufferChain& data, bool end_stream) {
+  CallScope scope(codec_);
+  if (done || !headers_sent || local_ended || closed) {
+    data.clear();
+    return;
+  }
+  out.move(data);
+  if (end_stream) local_ended = true;
+  if (provider && deferred) {
+    deferred = false;
+    nghttp2_session_resume_data(codec_.session_, id);
+  }
+  codec_.checkStreamWatermark(*this);
+  codec_.maybeDone(*this);
+}
+
+void Http2Codec::Http2Stream::encodeTrailers(const HeaderMap& trailers) {
+  CallScope scope(codec_);
+  if (done || !headers_sent || local_ended || closed) return;
+  for (const HeaderMap::Entry& e : trailers.entries()) {
+    if (e.name.empty() || e.name[0] == ':' || isConnectionSpecific(e.name)) continue;
+    // Copied: the trailers go out only once the body queued before them has
+    // been framed, long after this map is gone.
+    std::string name(e.name);
+    for (char& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    out_trailers.emplace_back(std::move(name), std::string(e.value));
+  }
+  has_trailers = !out_trailers.empty();
+  local_ended = true;
+  if (provider && deferred) {
+    deferred = false;
+    nghttp2_session_resume_data(codec_.session_, id);
+  }
+  codec_.maybeDone(*this);
+}
+
+void Http2Codec::Http2Stream::encode1xxHeaders(const HeaderMap& headers) {
+  CallScope scope(codec_);
+  if (!codec_.server_ || done || headers_sent || closed) return;
+  int status = headers.status();
+  if (status < 100 || status > 199 || status == 101) return;  // 101 is not HTTP/2 (RFC 9113 8.6).
+  std::vector<nghttp2_nv> nva;
+  std::string_view status_text = headers.get(":status").value_or("100");
+  nva.push_back(makeNv(":status", status_text));
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':' || isConnectionSpecific(e.name)) continue;
+    nva.push_back(makeNv(e.name, e.value));
+  }
+  nghttp2_submit_headers(codec_.session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(),
+                         nullptr);
+}
+
+void Http2Codec::Http2Stream::resetStream(ResetReason reason) {
+  CallScope scope(codec_);
+  if (done) return;
+  if (id > 0 && !closed) {
+    nghttp2_submit_rst_stream(codec_.session_, NGHTTP2_FLAG_NONE, id, resetCode(reason));
+  } else if (id < 0) {
+    closed = true;  // Never reached nghttp2.
+  }
+  codec_.notifyReset(*this, reason, "");
+  if (closed) codec_.retire(*this);
+}
+
+void Http2Codec::Http2Stream::readDisable(bool disable) {
+  if (disable) {
+    ++read_disables;
+    return;
+  }
+  if (read_disables == 0) return;
+  if (--read_disables > 0 || done || remote_ended) return;
+  if (!in.empty() || in_end || in_trailers) {
+    // Delivered from the event loop, not from inside the caller.
+    codec_.pending_delivery_ = true;
+    if (!codec_.scheduled_) {
+      codec_.scheduled_ = true;
+      codec_.owner_.scheduleDispatch();
+    }
+  }
+}
+
+}  // namespace skiff::http

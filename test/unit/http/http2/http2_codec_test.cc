@@ -1,0 +1,979 @@
+// The HTTP/2 codecs against a real nghttp2 session as the peer, in memory: a
+// client session drives Http2ServerCodec, a server session drives
+// Http2ClientCodec. Attacks that nghttp2 would refuse to send are written as
+// raw frames.
+#include "proxy/http/http2/http2_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace skiff::http {
+namespace {
+
+// Bytes as a socket read would deliver them: into slabs, back to back.
+class Reader {
+ public:
+  BufferChain read(std::string_view bytes) {
+    BufferChain out;
+    while (!bytes.empty()) {
+      std::span<char> room = rb_.prepare(1);
+      size_t n = std::min(room.size(), bytes.size());
+      std::memcpy(room.data(), bytes.data(), n);
+      rb_.commit(n, out);
+      bytes.remove_prefix(n);
+    }
+    return out;
+  }
+
+ private:
+  ReadBuffer rb_;
+};
+
+class FakeOwner : public CodecOwner {
+ public:
+  void write(BufferChain& data) override {
+    for (const Slice& s : data.slices()) written_slabs.insert(s.slab());
+    out.move(data);
+    ++writes;
+  }
+  void scheduleDispatch() override { ++scheduled; }
+  void readDisable(bool disable) override { read_disabled += disable ? 1 : -1; }
+  void closeAfterFlush() override { ++close_after_flush; }
+
+  std::string take() {
+    std::string s = out.toString();
+    out.clear();
+    return s;
+  }
+
+  BufferChain out;
+  std::set<Slab*> written_slabs;
+  int writes = 0;
+  int scheduled = 0;
+  int read_disabled = 0;
+  int close_after_flush = 0;
+};
+
+class FakeDecoder : public StreamDecoder {
+ public:
+  void decode1xxHeaders(HeaderMapPtr h) override { informational.push_back(std::move(h)); }
+  void decodeHeaders(HeaderMapPtr h, bool end_stream) override {
+    headers = std::move(h);
+    ended = end_stream;
+    if (on_headers) on_headers();
+  }
+  void decodeData(BufferChain& data, bool end_stream) override {
+    for (const Slice& s : data.slices()) body_slabs.push_back(s.slab());
+    body += data.toString();
+    body_slices.move(data);
+    ++data_calls;
+    ended = end_stream;
+  }
+  void decodeTrailers(HeaderMapPtr t) override {
+    trailers = std::move(t);
+    ended = true;
+  }
+  std::string header(std::string_view name) const {
+    return headers ? std::string(headers->get(name).value_or("<none>")) : "<no headers>";
+  }
+
+  HeaderMapPtr headers;
+  HeaderMapPtr trailers;
+  std::vector<HeaderMapPtr> informational;
+  std::string body;
+  BufferChain body_slices;
+  std::vector<Slab*> body_slabs;
+  int data_calls = 0;
+  bool ended = false;
+  std::function<void()> on_headers;
+};
+
+class FakeStreamCallbacks : public StreamCallbacks {
+ public:
+  void onResetStream(ResetReason reason, std::string_view detail) override {
+    resets.push_back(reason);
+    last_detail = std::string(detail);
+  }
+  void onAboveWriteBufferHighWatermark() override { ++above; }
+  void onBelowWriteBufferLowWatermark() override { ++below; }
+  std::vector<ResetReason> resets;
+  std::string last_detail;
+  int above = 0;
+  int below = 0;
+};
+
+class FakeServerCallbacks : public ServerConnectionCallbacks {
+ public:
+  struct Exchange {
+    ResponseEncoder* encoder;
+    FakeDecoder decoder;
+    FakeStreamCallbacks callbacks;
+  };
+  StreamDecoder& newStream(ResponseEncoder& encoder) override {
+    auto& x = *exchanges.emplace_back(std::make_unique<Exchange>());
+    x.encoder = &encoder;
+    encoder.stream().setCallbacks(&x.callbacks);
+    if (on_new) on_new(x);
+    return x.decoder;
+  }
+  std::vector<std::unique_ptr<Exchange>> exchanges;
+  std::function<void(Exchange&)> on_new;
+};
+
+HeaderMapPtr makeHeaders(std::initializer_list<std::pair<std::string_view, std::string_view>> f) {
+  auto h = std::make_unique<HeaderMap>();
+  for (const auto& [n, v] : f) h->addView(n, v);
+  return h;
+}
+
+// A real nghttp2 session on the other end of the wire.
+class Peer {
+ public:
+  struct StreamInfo {
+    std::vector<std::pair<std::string, std::string>> headers;  // Every header block, in order.
+    int header_blocks = 0;
+    std::string body;
+    bool closed = false;
+    uint32_t close_code = 0;
+    bool rst_received = false;
+    std::string get(const std::string& name) const {
+      for (const auto& [n, v] : headers)
+        if (n == name) return v;
+      return "<none>";
+    }
+  };
+
+  explicit Peer(bool server, std::vector<nghttp2_settings_entry> settings = {}) {
+    nghttp2_session_callbacks* cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Peer::onFrameRecv);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, &Peer::onHeader);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Peer::onData);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Peer::onClose);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Peer::onBeginHeaders);
+    if (server) {
+      nghttp2_session_server_new(&session, cbs, this);
+    } else {
+      nghttp2_session_client_new(&session, cbs, this);
+    }
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  }
+  ~Peer() { nghttp2_session_del(session); }
+
+  std::string send() {
+    std::string out;
+    for (;;) {
+      const uint8_t* p;
+      ssize_t n = nghttp2_session_mem_send(session, &p);
+      if (n <= 0) break;
+      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+    }
+    return out;
+  }
+  void recv(const std::string& bytes) {
+    ssize_t rv = nghttp2_session_mem_recv(session, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                          bytes.size());
+    ASSERT_EQ(rv, static_cast<ssize_t>(bytes.size())) << nghttp2_strerror(static_cast<int>(rv));
+  }
+
+  // A request (client peer) with an optional body sent from body_.
+  int32_t request(std::vector<std::pair<std::string, std::string>> fields, bool end_stream,
+                  std::string body = "") {
+    std::vector<nghttp2_nv> nva = toNv(fields);
+    bodies_.push_back(std::make_unique<std::string>(std::move(body)));
+    nghttp2_data_provider prd;
+    prd.source.ptr = bodies_.back().get();
+    prd.read_callback = &Peer::readBody;
+    return nghttp2_submit_request(session, nullptr, nva.data(), nva.size(),
+                                  end_stream ? nullptr : &prd, nullptr);
+  }
+  void respond(int32_t id, std::vector<std::pair<std::string, std::string>> fields,
+               std::string body, bool with_body) {
+    std::vector<nghttp2_nv> nva = toNv(fields);
+    bodies_.push_back(std::make_unique<std::string>(std::move(body)));
+    nghttp2_data_provider prd;
+    prd.source.ptr = bodies_.back().get();
+    prd.read_callback = &Peer::readBody;
+    nghttp2_submit_response(session, id, nva.data(), nva.size(), with_body ? &prd : nullptr);
+  }
+
+  static std::vector<nghttp2_nv> toNv(std::vector<std::pair<std::string, std::string>>& fields) {
+    std::vector<nghttp2_nv> nva;
+    for (auto& [n, v] : fields) {
+      nva.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
+                     n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    return nva;
+  }
+
+  nghttp2_session* session = nullptr;
+  std::map<int32_t, StreamInfo> streams;
+  std::map<uint8_t, int> frames;  // Frames received, by type.
+  int32_t goaway_last_stream_id = -1;
+  uint32_t goaway_code = 0;
+  uint32_t last_rst_code = 0;
+  std::vector<int32_t> request_ids;  // Server peer: streams the codec opened.
+
+ private:
+  static Peer& self(void* u) { return *static_cast<Peer*>(u); }
+  static ssize_t readBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                          nghttp2_data_source* source, void*) {
+    auto* body = static_cast<std::string*>(source->ptr);
+    size_t n = std::min(length, body->size());
+    std::memcpy(buf, body->data(), n);
+    body->erase(0, n);
+    if (body->empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* f, void* u) {
+    Peer& p = self(u);
+    ++p.frames[f->hd.type];
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+      p.goaway_last_stream_id = f->goaway.last_stream_id;
+      p.goaway_code = f->goaway.error_code;
+    } else if (f->hd.type == NGHTTP2_RST_STREAM) {
+      p.streams[f->hd.stream_id].rst_received = true;
+      p.last_rst_code = f->rst_stream.error_code;
+    }
+    return 0;
+  }
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* f, void* u) {
+    Peer& p = self(u);
+    ++p.streams[f->hd.stream_id].header_blocks;
+    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) p.request_ids.push_back(f->hd.stream_id);
+    return 0;
+  }
+  static int onHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl,
+                      const uint8_t* v, size_t vl, uint8_t, void* u) {
+    self(u).streams[f->hd.stream_id].headers.emplace_back(
+        std::string(reinterpret_cast<const char*>(n), nl),
+        std::string(reinterpret_cast<const char*>(v), vl));
+    return 0;
+  }
+  static int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t len, void* u) {
+    self(u).streams[id].body.append(reinterpret_cast<const char*>(d), len);
+    return 0;
+  }
+  static int onClose(nghttp2_session*, int32_t id, uint32_t code, void* u) {
+    StreamInfo& s = self(u).streams[id];
+    s.closed = true;
+    s.close_code = code;
+    return 0;
+  }
+
+  std::vector<std::unique_ptr<std::string>> bodies_;
+};
+
+// Raw frames, for what a well-behaved nghttp2 will not send.
+std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string f;
+  size_t len = payload.size();
+  f += static_cast<char>(len >> 16);
+  f += static_cast<char>(len >> 8);
+  f += static_cast<char>(len);
+  f += static_cast<char>(type);
+  f += static_cast<char>(flags);
+  f += static_cast<char>(stream >> 24);
+  f += static_cast<char>(stream >> 16);
+  f += static_cast<char>(stream >> 8);
+  f += static_cast<char>(stream);
+  f.append(payload);
+  return f;
+}
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+// HPACK: :method POST, :scheme http, :path /, :authority a.
+const std::string kPostBlock("\x83\x86\x84\x41\x01\x61", 6);
+
+template <typename Codec>
+struct Wire {
+  FakeOwner owner;
+  Reader reader;
+  std::set<Slab*> input_slabs;
+  CodecError error;
+  bool ok = true;
+  int dispatched_scheduled = 0;
+
+  bool feed(Codec& codec, std::string_view bytes) {
+    BufferChain c = reader.read(bytes);
+    for (const Slice& s : c.slices()) input_slabs.insert(s.slab());
+    ok = codec.dispatch(c, error) && ok;
+    return ok;
+  }
+  // Moves bytes both ways until both sides are quiet.
+  void pump(Codec& codec, Peer& peer) {
+    for (int i = 0; i < 1000; ++i) {
+      bool any = false;
+      if (owner.scheduled > dispatched_scheduled) {
+        dispatched_scheduled = owner.scheduled;
+        BufferChain empty;
+        ok = codec.dispatch(empty, error) && ok;
+        any = true;
+      }
+      std::string to_codec = peer.send();
+      if (!to_codec.empty()) {
+        feed(codec, to_codec);
+        any = true;
+      }
+      std::string to_peer = owner.take();
+      if (!to_peer.empty()) {
+        peer.recv(to_peer);
+        any = true;
+      }
+      if (!any) return;
+    }
+  }
+};
+
+class Http2ServerCodecTest : public ::testing::Test {
+ protected:
+  void start(Http2Settings settings = {}) {
+    codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks, settings);
+    wire.pump(*codec, peer);  // Preface and SETTINGS both ways.
+  }
+  int32_t get(std::string path = "/") {
+    return peer.request(
+        {{":method", "GET"}, {":scheme", "http"}, {":authority", "example.com"}, {":path", path}},
+        true);
+  }
+  void pump() { wire.pump(*codec, peer); }
+
+  FakeServerCallbacks callbacks;
+  Wire<Http2ServerCodec> wire;
+  Peer peer{false};
+  std::unique_ptr<Http2ServerCodec> codec;
+};
+
+TEST_F(Http2ServerCodecTest, Get) {
+  start();
+  int32_t id = get("/x?y=1");
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& x = *callbacks.exchanges[0];
+  EXPECT_EQ(x.decoder.header(":method"), "GET");
+  EXPECT_EQ(x.decoder.header(":scheme"), "http");
+  EXPECT_EQ(x.decoder.header(":authority"), "example.com");
+  EXPECT_EQ(x.decoder.header(":path"), "/x?y=1");
+  EXPECT_TRUE(x.decoder.ended);
+  EXPECT_EQ(codec->activeStreams(), 1u);
+
+  auto resp = makeHeaders({{":status", "200"},
+                           {"Content-Type", "text/plain"},
+                           {"Connection", "keep-alive"},
+                           {"Transfer-Encoding", "chunked"},
+                           {"te", "gzip"}});
+  x.encoder->encodeHeaders(*resp, false);
+  BufferChain body = wire.reader.read("hello");
+  x.encoder->encodeData(body, true);
+  EXPECT_TRUE(body.empty());
+  pump();
+  const Peer::StreamInfo& s = peer.streams[id];
+  EXPECT_EQ(s.get(":status"), "200");
+  EXPECT_EQ(s.get("content-type"), "text/plain");
+  EXPECT_EQ(s.get("connection"), "<none>");
+  EXPECT_EQ(s.get("transfer-encoding"), "<none>");
+  EXPECT_EQ(s.get("te"), "<none>");
+  EXPECT_EQ(s.body, "hello");
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.close_code, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(x.callbacks.resets.empty());
+  EXPECT_TRUE(wire.ok);
+}
+
+TEST_F(Http2ServerCodecTest, HostBecomesAuthorityAndCookiesJoin) {
+  start();
+  peer.request({{":method", "GET"},
+                {":scheme", "http"},
+                {":path", "/"},
+                {"host", "h.example"},
+                {"cookie", "a=1"},
+                {"cookie", "b=2"}},
+               true);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  EXPECT_EQ(callbacks.exchanges[0]->decoder.header(":authority"), "h.example");
+  EXPECT_EQ(callbacks.exchanges[0]->decoder.header("cookie"), "a=1; b=2");
+}
+
+TEST_F(Http2ServerCodecTest, PostBodyIsZeroCopy) {
+  start();
+  std::string body(40000, 'b');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+  peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/up"}},
+               false, body);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& d = callbacks.exchanges[0]->decoder;
+  EXPECT_EQ(d.body, body);
+  EXPECT_TRUE(d.ended);
+  ASSERT_FALSE(d.body_slabs.empty());
+  // Every body slice is a view of a slab the bytes were read into.
+  for (Slab* slab : d.body_slabs) EXPECT_TRUE(wire.input_slabs.count(slab)) << slab;
+}
+
+TEST_F(Http2ServerCodecTest, ResponseBodyMovesSlicesAndTrailersFollow) {
+  start();
+  int32_t id = peer.request(
+      {{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/rpc"}}, false,
+      "req");
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& x = *callbacks.exchanges[0];
+  auto resp = makeHeaders({{":status", "200"}, {"content-type", "application/grpc"}});
+  x.encoder->encodeHeaders(*resp, false);
+  Reader body_reader;
+  BufferChain body = body_reader.read(std::string(3000, 'z'));
+  Slab* body_slab = body.slices()[0].slab();
+  x.encoder->encodeData(body, false);
+  // The body slab itself went to the owner: DATA is framed, not copied.
+  EXPECT_TRUE(wire.owner.written_slabs.count(body_slab));
+  auto trailers = makeHeaders({{"grpc-status", "0"}, {"Grpc-Message", "ok"}});
+  x.encoder->encodeTrailers(*trailers);
+  pump();
+  const Peer::StreamInfo& s = peer.streams[id];
+  EXPECT_EQ(s.body, std::string(3000, 'z'));
+  EXPECT_EQ(s.header_blocks, 2);
+  EXPECT_EQ(s.get("grpc-status"), "0");
+  EXPECT_EQ(s.get("grpc-message"), "ok");
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.close_code, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
+TEST_F(Http2ServerCodecTest, RequestTrailers) {
+  start();
+  auto fields = std::vector<std::pair<std::string, std::string>>{
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}};
+  std::vector<nghttp2_nv> nva = Peer::toNv(fields);
+  int32_t id = nghttp2_submit_headers(peer.session, NGHTTP2_FLAG_NONE, -1, nullptr, nva.data(),
+                                      nva.size(), nullptr);
+  pump();
+  auto tr = std::vector<std::pair<std::string, std::string>>{{"x-checksum", "abc"}};
+  std::vector<nghttp2_nv> tnv = Peer::toNv(tr);
+  nghttp2_submit_headers(peer.session, NGHTTP2_FLAG_END_STREAM, id, nullptr, tnv.data(), tnv.size(),
+                         nullptr);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& d = callbacks.exchanges[0]->decoder;
+  ASSERT_TRUE(d.trailers);
+  EXPECT_EQ(d.trailers->get("x-checksum").value_or(""), "abc");
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http2ServerCodecTest, ManyConcurrentStreams) {
+  start();
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(get("/" + std::to_string(i)));
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 100u);
+  EXPECT_EQ(codec->activeStreams(), 100u);
+  // Answer in reverse order.
+  for (int i = 99; i >= 0; --i) {
+    auto& x = *callbacks.exchanges[i];
+    auto resp = makeHeaders({{":status", "200"}});
+    x.encoder->encodeHeaders(*resp, false);
+    BufferChain b = wire.reader.read(std::string(x.decoder.header(":path")));
+    x.encoder->encodeData(b, true);
+  }
+  pump();
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(peer.streams[ids[i]].body, "/" + std::to_string(i));
+    EXPECT_TRUE(peer.streams[ids[i]].closed);
+  }
+  EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
+TEST_F(Http2ServerCodecTest, PeerResetReachesStream) {
+  start();
+  auto fields = std::vector<std::pair<std::string, std::string>>{
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}};
+  std::vector<nghttp2_nv> nva = Peer::toNv(fields);
+  int32_t id = nghttp2_submit_headers(peer.session, NGHTTP2_FLAG_NONE, -1, nullptr, nva.data(),
+                                      nva.size(), nullptr);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  nghttp2_submit_rst_stream(peer.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  pump();
+  auto& x = *callbacks.exchanges[0];
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(x.callbacks.resets[0], ResetReason::kRemoteReset);
+  EXPECT_EQ(codec->stats().rx_reset, 1u);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(wire.ok);
+}
+
+TEST_F(Http2ServerCodecTest, LocalResetSendsRstStream) {
+  start();
+  int32_t id = get();
+  pump();
+  auto& x = *callbacks.exchanges[0];
+  x.encoder->stream().resetStream(ResetReason::kLocalReset);
+  pump();
+  EXPECT_TRUE(peer.streams[id].rst_received);
+  EXPECT_EQ(peer.last_rst_code, NGHTTP2_CANCEL);
+  ASSERT_EQ(x.callbacks.resets.size(), 1u);
+  EXPECT_EQ(x.callbacks.resets[0], ResetReason::kLocalReset);
+  EXPECT_EQ(codec->stats().tx_reset, 1u);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  // The connection lives on.
+  get();
+  pump();
+  EXPECT_EQ(callbacks.exchanges.size(), 2u);
+}
+
+TEST_F(Http2ServerCodecTest, GoAwayDrainsThenCloses) {
+  start();
+  get();
+  int32_t second = get();
+  pump();
+  codec->goAway();
+  pump();
+  EXPECT_EQ(peer.goaway_last_stream_id, second);
+  EXPECT_EQ(peer.goaway_code, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(wire.owner.close_after_flush, 0);
+  for (auto& x : callbacks.exchanges) {
+    auto resp = makeHeaders({{":status", "204"}});
+    x->encoder->encodeHeaders(*resp, true);
+  }
+  pump();
+  EXPECT_EQ(wire.owner.close_after_flush, 1);
+}
+
+TEST_F(Http2ServerCodecTest, PeerGoAwayWithNoStreamsCloses) {
+  start();
+  nghttp2_submit_goaway(peer.session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+  pump();
+  EXPECT_EQ(wire.owner.close_after_flush, 1);
+}
+
+TEST_F(Http2ServerCodecTest, ReadDisabledStreamKeepsWindowClosed) {
+  Http2Settings settings;
+  settings.initial_stream_window_size = 16384;
+  start(settings);
+  callbacks.on_new = [](FakeServerCallbacks::Exchange& x) {
+    x.encoder->stream().readDisable(true);
+  };
+  std::string body(100000, 'q');
+  int32_t id = peer.request(
+      {{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}}, false, body);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& x = *callbacks.exchanges[0];
+  EXPECT_EQ(x.decoder.body.size(), 0u);
+  // The peer sent one window's worth and stopped.
+  EXPECT_EQ(nghttp2_session_get_stream_remote_window_size(peer.session, id), 0);
+  int window_updates = peer.frames[NGHTTP2_WINDOW_UPDATE];
+  x.encoder->stream().readDisable(true);  // Nested.
+  x.encoder->stream().readDisable(false);
+  pump();
+  EXPECT_EQ(x.decoder.body.size(), 0u);
+  x.encoder->stream().readDisable(false);
+  pump();
+  EXPECT_GT(peer.frames[NGHTTP2_WINDOW_UPDATE], window_updates);
+  EXPECT_EQ(x.decoder.body, body);
+  EXPECT_TRUE(x.decoder.ended);
+}
+
+TEST_F(Http2ServerCodecTest, StreamWriteWatermarks) {
+  Http2Settings settings;
+  settings.stream_write_buffer_high_watermark = 16384;
+  start(settings);
+  int32_t id = get();
+  pump();
+  auto& x = *callbacks.exchanges[0];
+  auto resp = makeHeaders({{":status", "200"}});
+  x.encoder->encodeHeaders(*resp, false);
+  // 100000 bytes against the peer's 65535-byte window: the rest waits.
+  BufferChain b = wire.reader.read(std::string(100000, 'w'));
+  x.encoder->encodeData(b, false);
+  EXPECT_EQ(x.callbacks.above, 1);
+  EXPECT_EQ(x.callbacks.below, 0);
+  pump();  // The peer's WINDOW_UPDATEs let the rest out.
+  EXPECT_EQ(x.callbacks.below, 1);
+  EXPECT_EQ(peer.streams[id].body.size(), 100000u);
+  BufferChain empty;
+  x.encoder->encodeData(empty, true);
+  pump();
+  EXPECT_TRUE(peer.streams[id].closed);
+}
+
+TEST_F(Http2ServerCodecTest, ConnectionWatermarksReachStreams) {
+  start();
+  get();
+  pump();
+  auto& x = *callbacks.exchanges[0];
+  codec->onAboveWriteBufferHighWatermark();
+  codec->onBelowWriteBufferLowWatermark();
+  EXPECT_EQ(x.callbacks.above, 1);
+  EXPECT_EQ(x.callbacks.below, 1);
+}
+
+TEST_F(Http2ServerCodecTest, TransportCloseResetsStreams) {
+  start();
+  get();
+  get();
+  pump();
+  codec->onTransportClosed(ResetReason::kConnectionTermination);
+  for (auto& x : callbacks.exchanges) {
+    ASSERT_EQ(x->callbacks.resets.size(), 1u);
+    EXPECT_EQ(x->callbacks.resets[0], ResetReason::kConnectionTermination);
+  }
+  EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
+TEST_F(Http2ServerCodecTest, MalformedRequestResetsOnlyItsStream) {
+  start();
+  int32_t bad = peer.request({{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}}, true);
+  pump();
+  EXPECT_TRUE(peer.streams[bad].rst_received);
+  EXPECT_EQ(peer.last_rst_code, NGHTTP2_PROTOCOL_ERROR);
+  EXPECT_TRUE(callbacks.exchanges.empty());
+  get();
+  pump();
+  EXPECT_EQ(callbacks.exchanges.size(), 1u);
+  EXPECT_TRUE(wire.ok);
+}
+
+TEST_F(Http2ServerCodecTest, OversizedHeaderListResetsStream) {
+  Http2Settings settings;
+  settings.max_header_list_size_kb = 1;
+  start(settings);
+  int32_t id = peer.request({{":method", "GET"},
+                             {":scheme", "http"},
+                             {":authority", "a"},
+                             {":path", "/"},
+                             {"x-big", std::string(2000, 'x')}},
+                            true);
+  pump();
+  EXPECT_TRUE(peer.streams[id].rst_received);
+  EXPECT_EQ(codec->stats().header_overflow, 1u);
+  EXPECT_TRUE(callbacks.exchanges.empty());
+  EXPECT_TRUE(wire.ok);
+  get();
+  pump();
+  EXPECT_EQ(callbacks.exchanges.size(), 1u);
+}
+
+TEST_F(Http2ServerCodecTest, ByteByByteRequest) {
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
+  std::string body = "hello, byte by byte";
+  peer.request({{":method", "PUT"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/b"}},
+               false, body);
+  std::string bytes = peer.send();
+  for (char c : bytes) ASSERT_TRUE(wire.feed(*codec, std::string_view(&c, 1)));
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& d = callbacks.exchanges[0]->decoder;
+  EXPECT_EQ(d.header(":method"), "PUT");
+  EXPECT_EQ(d.header(":path"), "/b");
+  EXPECT_EQ(d.body, body);
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http2ServerCodecTest, BadPrefaceFails) {
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
+  EXPECT_FALSE(wire.feed(*codec, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+  EXPECT_EQ(wire.error.detail, "http2.invalid_preface");
+}
+
+TEST_F(Http2ServerCodecTest, RapidResetClosesConnection) {
+  Http2Settings settings;
+  settings.stream_reset_rate_burst = 10;
+  settings.stream_reset_rate_per_sec = 1;
+  start(settings);
+  std::string attack;
+  for (int i = 0; i < 50; ++i) {
+    int32_t id = get();
+    attack += peer.send();
+    nghttp2_submit_rst_stream(peer.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    attack += peer.send();
+  }
+  wire.feed(*codec, attack);
+  EXPECT_FALSE(wire.ok);
+  EXPECT_EQ(wire.error.detail, "http2.too_many_stream_resets");
+  EXPECT_EQ(codec->stats().rapid_reset, 1u);
+  EXPECT_EQ(wire.owner.close_after_flush, 1);
+  BufferChain more = wire.reader.read(peer.send());
+  CodecError e;
+  EXPECT_FALSE(codec->dispatch(more, e));
+}
+
+TEST_F(Http2ServerCodecTest, ContinuationFloodClosesConnection) {
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
+  std::string attack(kPreface);
+  attack += frame(NGHTTP2_SETTINGS, 0, 0, "");
+  attack += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 1, kPostBlock);
+  const std::string field("\x00\x03x-a\x01\x62", 7);  // Literal "x-a: b".
+  for (int i = 0; i < 20; ++i) attack += frame(NGHTTP2_CONTINUATION, 0, 1, field);
+  EXPECT_FALSE(wire.feed(*codec, attack));
+  EXPECT_EQ(wire.error.detail, "http2.too_many_continuations");
+  EXPECT_EQ(codec->stats().protocol_error, 1u);
+}
+
+TEST_F(Http2ServerCodecTest, EmptyDataFloodClosesConnection) {
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
+  std::string attack(kPreface);
+  attack += frame(NGHTTP2_SETTINGS, 0, 0, "");
+  attack += frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, kPostBlock);
+  attack += frame(NGHTTP2_DATA, 0, 1, "");
+  EXPECT_TRUE(wire.feed(*codec, attack));  // One empty frame is allowed.
+  EXPECT_FALSE(wire.feed(*codec, frame(NGHTTP2_DATA, 0, 1, "")));
+  EXPECT_EQ(wire.error.detail, "http2.inbound_empty_frames_flood");
+  EXPECT_EQ(codec->stats().inbound_empty_frames_flood, 1u);
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  EXPECT_EQ(callbacks.exchanges[0]->callbacks.resets.size(), 1u);
+  // A GOAWAY went out.
+  EXPECT_NE(wire.owner.take().find(std::string("\x07\x00\x00\x00\x00\x00", 6)), std::string::npos);
+}
+
+TEST_F(Http2ServerCodecTest, PriorityFloodClosesConnection) {
+  Http2Settings settings;
+  settings.max_inbound_priority_frames_per_stream = 5;
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks, settings);
+  std::string attack(kPreface);
+  attack += frame(NGHTTP2_SETTINGS, 0, 0, "");
+  const std::string prio("\x00\x00\x00\x00\x10", 5);
+  for (int i = 0; i < 10; ++i) attack += frame(NGHTTP2_PRIORITY, 0, 3 + 2 * i, prio);
+  EXPECT_FALSE(wire.feed(*codec, attack));
+  EXPECT_EQ(wire.error.detail, "http2.inbound_priority_frames_flood");
+  EXPECT_EQ(codec->stats().inbound_priority_frames_flood, 1u);
+}
+
+TEST_F(Http2ServerCodecTest, OutboundControlFloodClosesConnection) {
+  Http2Settings settings;
+  settings.max_outbound_control_frames = 20;
+  start(settings);
+  codec->onAboveWriteBufferHighWatermark();  // The socket stopped taking bytes.
+  for (int i = 0; i < 50; ++i) nghttp2_submit_ping(peer.session, NGHTTP2_FLAG_NONE, nullptr);
+  wire.feed(*codec, peer.send());
+  EXPECT_FALSE(wire.ok);
+  EXPECT_EQ(wire.error.detail, "http2.outbound_flood");
+  EXPECT_EQ(codec->stats().outbound_flood, 1u);
+}
+
+// The client codec against an nghttp2 server.
+class Http2ClientCodecTest : public ::testing::Test {
+ protected:
+  void start(Http2Settings settings = {}, std::vector<nghttp2_settings_entry> peer_settings = {}) {
+    peer = std::make_unique<Peer>(true, peer_settings);
+    codec = std::make_unique<Http2ClientCodec>(wire.owner, settings);
+    pump();
+  }
+  void pump() { wire.pump(*codec, *peer); }
+  RequestEncoder& get(FakeDecoder& decoder, FakeStreamCallbacks& cbs, std::string path = "/") {
+    RequestEncoder& e = codec->newStream(decoder);
+    e.stream().setCallbacks(&cbs);
+    paths_.push_back(std::move(path));
+    auto h = makeHeaders({{":method", "GET"},
+                          {":scheme", "http"},
+                          {":path", paths_.back()},
+                          {"Host", "up.example"},
+                          {"Connection", "keep-alive"},
+                          {"X-Mixed-Case", "v"}});
+    e.encodeHeaders(*h, true);
+    return e;
+  }
+
+  Wire<Http2ClientCodec> wire;
+  std::unique_ptr<Peer> peer;
+  std::unique_ptr<Http2ClientCodec> codec;
+  std::vector<std::string> paths_;
+};
+
+TEST_F(Http2ClientCodecTest, GetWithInformationalBodyAndTrailers) {
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  get(d, cbs, "/r");
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  int32_t id = peer->request_ids[0];
+  const Peer::StreamInfo& s = peer->streams[id];
+  EXPECT_EQ(s.get(":authority"), "up.example");
+  EXPECT_EQ(s.get(":path"), "/r");
+  EXPECT_EQ(s.get(":scheme"), "http");
+  EXPECT_EQ(s.get("host"), "<none>");
+  EXPECT_EQ(s.get("connection"), "<none>");
+  EXPECT_EQ(s.get("x-mixed-case"), "v");
+
+  auto info = std::vector<std::pair<std::string, std::string>>{{":status", "103"}, {"link", "x"}};
+  std::vector<nghttp2_nv> inv = Peer::toNv(info);
+  nghttp2_submit_headers(peer->session, NGHTTP2_FLAG_NONE, id, nullptr, inv.data(), inv.size(),
+                         nullptr);
+  pump();
+  ASSERT_EQ(d.informational.size(), 1u);
+  EXPECT_EQ(d.informational[0]->status(), 103);
+
+  // Response with a body, then trailers.
+  auto fields = std::vector<std::pair<std::string, std::string>>{{":status", "200"}};
+  std::vector<nghttp2_nv> nva = Peer::toNv(fields);
+  nghttp2_submit_headers(peer->session, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(),
+                         nullptr);
+  pump();
+  EXPECT_EQ(d.header(":status"), "200");
+  EXPECT_FALSE(d.ended);
+  std::string payload = "response body";
+  nghttp2_data_provider prd;
+  prd.source.ptr = &payload;
+  prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t, uint32_t* flags,
+                         nghttp2_data_source* src, void*) -> ssize_t {
+    auto* p = static_cast<std::string*>(src->ptr);
+    std::memcpy(buf, p->data(), p->size());
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    return static_cast<ssize_t>(p->size());
+  };
+  nghttp2_submit_data(peer->session, NGHTTP2_FLAG_NONE, id, &prd);
+  pump();
+  auto tr = std::vector<std::pair<std::string, std::string>>{{"grpc-status", "0"}};
+  std::vector<nghttp2_nv> tnv = Peer::toNv(tr);
+  nghttp2_submit_trailer(peer->session, id, tnv.data(), tnv.size());
+  pump();
+  EXPECT_EQ(d.body, "response body");
+  for (Slab* slab : d.body_slabs) EXPECT_TRUE(wire.input_slabs.count(slab));
+  ASSERT_TRUE(d.trailers);
+  EXPECT_EQ(d.trailers->get("grpc-status").value_or(""), "0");
+  EXPECT_TRUE(d.ended);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(cbs.resets.empty());
+  EXPECT_TRUE(codec->canStartStream());
+}
+
+TEST_F(Http2ClientCodecTest, PostBodyMovesSlices) {
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  RequestEncoder& e = codec->newStream(d);
+  e.stream().setCallbacks(&cbs);
+  auto h =
+      makeHeaders({{":method", "POST"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}});
+  e.encodeHeaders(*h, false);
+  Reader r;
+  BufferChain body = r.read(std::string(5000, 'p'));
+  Slab* slab = body.slices()[0].slab();
+  e.encodeData(body, true);
+  EXPECT_TRUE(wire.owner.written_slabs.count(slab));
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  int32_t id = peer->request_ids[0];
+  EXPECT_EQ(peer->streams[id].body, std::string(5000, 'p'));
+  peer->respond(id, {{":status", "201"}}, "", false);
+  pump();
+  EXPECT_EQ(d.header(":status"), "201");
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http2ClientCodecTest, RespectsPeerMaxConcurrentStreams) {
+  start({}, {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 2}});
+  EXPECT_TRUE(codec->canStartStream());
+  FakeDecoder d1, d2;
+  FakeStreamCallbacks c1, c2;
+  get(d1, c1);
+  EXPECT_TRUE(codec->canStartStream());
+  get(d2, c2);
+  EXPECT_FALSE(codec->canStartStream());
+  EXPECT_EQ(codec->activeStreams(), 2u);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  peer->respond(peer->request_ids[0], {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(d1.ended);
+  EXPECT_TRUE(codec->canStartStream());
+  EXPECT_TRUE(codec->isReusable());
+}
+
+TEST_F(Http2ClientCodecTest, PeerGoAwayResetsLaterStreams) {
+  start();
+  FakeDecoder d1, d2, d3;
+  FakeStreamCallbacks c1, c2, c3;
+  get(d1, c1);
+  get(d2, c2);
+  get(d3, c3);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 3u);
+  nghttp2_submit_goaway(peer->session, NGHTTP2_FLAG_NONE, peer->request_ids[0], NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  pump();
+  EXPECT_TRUE(c1.resets.empty());
+  ASSERT_EQ(c2.resets.size(), 1u);
+  EXPECT_EQ(c2.resets[0], ResetReason::kRemoteReset);
+  ASSERT_EQ(c3.resets.size(), 1u);
+  EXPECT_EQ(c3.resets[0], ResetReason::kRemoteReset);
+  EXPECT_FALSE(codec->canStartStream());
+  EXPECT_FALSE(codec->isReusable());
+  // The stream under the last id still completes.
+  peer->respond(peer->request_ids[0], {{":status", "200"}}, "done", true);
+  pump();
+  EXPECT_EQ(d1.body, "done");
+  EXPECT_TRUE(d1.ended);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_EQ(wire.owner.close_after_flush, 1);
+}
+
+TEST_F(Http2ClientCodecTest, ResetsBothWays) {
+  start();
+  FakeDecoder d1, d2;
+  FakeStreamCallbacks c1, c2;
+  RequestEncoder& e1 = get(d1, c1);
+  get(d2, c2);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  e1.stream().resetStream(ResetReason::kLocalReset);
+  nghttp2_submit_rst_stream(peer->session, NGHTTP2_FLAG_NONE, peer->request_ids[1],
+                            NGHTTP2_REFUSED_STREAM);
+  pump();
+  EXPECT_TRUE(peer->streams[peer->request_ids[0]].rst_received);
+  EXPECT_EQ(peer->last_rst_code, NGHTTP2_CANCEL);
+  ASSERT_EQ(c1.resets.size(), 1u);
+  EXPECT_EQ(c1.resets[0], ResetReason::kLocalReset);
+  ASSERT_EQ(c2.resets.size(), 1u);
+  EXPECT_EQ(c2.resets[0], ResetReason::kRemoteReset);
+  EXPECT_EQ(codec->stats().tx_reset, 1u);
+  EXPECT_EQ(codec->stats().rx_reset, 1u);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(codec->isReusable());
+}
+
+TEST_F(Http2ClientCodecTest, LocalGoAwayStopsNewStreams) {
+  start();
+  codec->goAway();
+  pump();
+  EXPECT_EQ(peer->goaway_code, NGHTTP2_NO_ERROR);
+  EXPECT_FALSE(codec->canStartStream());
+  EXPECT_FALSE(codec->isReusable());
+}
+
+TEST_F(Http2ClientCodecTest, ResetBeforeHeadersNeverReachesWire) {
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  RequestEncoder& e = codec->newStream(d);
+  e.stream().setCallbacks(&cbs);
+  EXPECT_EQ(codec->activeStreams(), 1u);
+  e.stream().resetStream(ResetReason::kLocalReset);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  pump();
+  EXPECT_TRUE(peer->request_ids.empty());
+}
+
+TEST_F(Http2ClientCodecTest, TransportCloseResetsStreams) {
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  get(d, cbs);
+  pump();
+  codec->onTransportClosed(ResetReason::kConnectionFailure);
+  ASSERT_EQ(cbs.resets.size(), 1u);
+  EXPECT_EQ(cbs.resets[0], ResetReason::kConnectionFailure);
+  EXPECT_FALSE(codec->canStartStream());
+}
+
+}  // namespace
+}  // namespace skiff::http
