@@ -24,6 +24,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,7 @@ RATE_FRACTIONS = [float(f) for f in env_list("BENCH_RATE_FRACTIONS", "0.25 0.5 0
 RATE_SIZE = os.environ.get("BENCH_RATE_SIZE", "64")
 RATE_CONNS = int(os.environ.get("BENCH_RATE_CONNS", "64"))
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH_DIR, "results"))
 SKIFF_BIN = os.environ.get("SKIFF_BIN", os.path.join(ROOT, "build-bench", "skiff"))
 MICROBENCH_BIN = os.environ.get(
@@ -231,6 +233,26 @@ def status_kb(pids, key):
     return total
 
 
+def involuntary_switches(pids):
+    """nonvoluntary_ctxt_switches over every thread of pids: how often others took the core."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
+def load1():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 class Server:
     """One running server: its process, the pids whose CPU counts, the pids whose RSS counts."""
 
@@ -289,7 +311,7 @@ class Bench:
         elif name == "haproxy":
             conf = render("haproxy.cfg.in", os.path.join(self.tmp, "haproxy.cfg"), port=port,
                           backend_port=self.backend_port, workers=WORKERS, tmp=self.tmp,
-                          maxconn=IDLE_CONNS + 1000)
+                          maxconn=IDLE_CONNS + 500)
             args = ["haproxy", "-db", "-f", conf]
         elif name == "nginx":
             conf = render("nginx-proxy.conf.in", os.path.join(self.tmp, "nginx-proxy.conf"),
@@ -358,9 +380,12 @@ class Bench:
     def measured(self, proxy, fn):
         """Runs fn(), with the proxy's CPU time around it; adds CPU and RSS figures."""
         before = cpu_ticks(proxy.cpu_pids()) if proxy else None
+        preempted = involuntary_switches(proxy.cpu_pids()) if proxy else None
         res = fn()
+        res["load1"] = load1()
         if proxy:
             after = cpu_ticks(proxy.cpu_pids())
+            res["preempted"] = involuntary_switches(proxy.cpu_pids()) - preempted
             user_s = (after[0] - before[0]) / CLK_TCK
             sys_s = (after[1] - before[1]) / CLK_TCK
             n = max(res["requests"], 1)
@@ -374,38 +399,50 @@ class Bench:
         return res
 
     def throughput_runs(self):
+        """wrk at every load point. Proxies take turns at each point (and each repeat), so
+        that a burst of other work on the machine hits all of them alike."""
         runs = []
-        for name in PROXIES:
-            for size in SIZES:
-                for conns in CONNS:
-                    proxy = self.start_proxy(name)
-                    try:
-                        port = self.port_of(proxy)
-                        idle = status_kb(proxy.rss_pids(), "VmRSS") if proxy else None
-                        if WARMUP > 0:
-                            self.wrk(port, size, conns, WARMUP)
-                        res = self.measured(proxy, lambda: self.wrk(port, size, conns, DURATION))
-                    finally:
-                        if proxy:
-                            stop(proxy.proc)
-                    res.update(proxy=name, size=size, conns=conns, idle_rss_kb=idle)
+        for size in SIZES:
+            for conns in CONNS:
+                tries = {name: [] for name in PROXIES}
+                for _ in range(REPEAT):
+                    for name in PROXIES:
+                        tries[name].append(self.throughput_run(name, size, conns))
+                for name in PROXIES:
+                    res = median_run(tries[name])
                     errs = sum(res["errors"].values())
                     log(f"wrk {name:8} {size:>4} c{conns:<4} {res['rps']:9.0f} req/s  "
                         f"p99 {res['p99'] / 1000:.2f} ms  "
-                        + (f"cpu {res['cpu_us_per_req']:.2f} us/req" if proxy else "")
+                        + (f"cpu {res['cpu_us_per_req']:.2f} us/req" if "cpu_us_per_req" in res
+                           else "")
                         + (f"  errors {res['errors']}" if errs else ""))
                     runs.append(res)
+        order = {name: i for i, name in enumerate(PROXIES)}
+        runs.sort(key=lambda r: order[r["proxy"]])  # stable: size, conns order kept
         return runs
+
+    def throughput_run(self, name, size, conns):
+        proxy = self.start_proxy(name)
+        try:
+            port = self.port_of(proxy)
+            idle = status_kb(proxy.rss_pids(), "VmRSS") if proxy else None
+            if WARMUP > 0:
+                self.wrk(port, size, conns, WARMUP)
+            res = self.measured(proxy, lambda: self.wrk(port, size, conns, DURATION))
+        finally:
+            if proxy:
+                stop(proxy.proc)
+        res.update(proxy=name, size=size, conns=conns, idle_rss_kb=idle)
+        return res
 
     def rate_runs(self, throughput):
         peaks = {r["proxy"]: r["rps"] for r in throughput
                  if r["size"] == RATE_SIZE and r["conns"] == RATE_CONNS}
         plan = []
-        for name in PROXIES:
-            if name not in peaks:
-                continue
-            for frac in RATE_FRACTIONS:
-                plan.append((name, f"{frac * 100:.0f}% own peak", peaks[name] * frac))
+        for frac in RATE_FRACTIONS:
+            for name in PROXIES:
+                if name in peaks:
+                    plan.append((name, f"{frac * 100:.0f}% own peak", peaks[name] * frac))
         if "haproxy" in peaks:
             for name in PROXIES:
                 if name in peaks and name != "haproxy":
@@ -428,6 +465,8 @@ class Bench:
                 + (f"  failed {res['failed']} errored {res['errored']}"
                    if res["failed"] or res["errored"] else ""))
             runs.append(res)
+        order = {name: i for i, name in enumerate(PROXIES)}
+        runs.sort(key=lambda r: (r["label"].endswith("HAProxy peak"), order[r["proxy"]]))
         return runs
 
     def memory_runs(self):
@@ -456,6 +495,17 @@ class Bench:
         return runs
 
 
+def median_run(tries):
+    """Of repeated runs, the one with the (lower) median CPU per request (req/s for direct)."""
+    key = "cpu_us_per_req" if "cpu_us_per_req" in tries[0] else "rps"
+    ranked = sorted(tries, key=lambda r: r[key])
+    pick = dict(ranked[(len(ranked) - 1) // 2])  # lower median: noise only adds CPU
+    if len(tries) > 1:
+        pick["repeats"] = [{k: r.get(k) for k in ("rps", "p99", "cpu_us_per_req", "load1")}
+                           for r in tries]
+    return pick
+
+
 def hold_connections(port, n, batch=200):
     """Opens n keep-alive connections, one GET /64 answered on each, and keeps them open.
 
@@ -469,7 +519,7 @@ def hold_connections(port, n, batch=200):
         group = []
         for _ in range(min(batch, n - start)):
             s = socket.socket()
-            s.settimeout(10)
+            s.settimeout(5)
             try:
                 s.connect(("127.0.0.1", port))
                 s.sendall(req)
@@ -487,10 +537,13 @@ def hold_connections(port, n, batch=200):
                     if not chunk:
                         break
                     data += chunk
-                if data.startswith(b"HTTP/1.1 200"):
-                    ok += 1
-            except OSError:
-                pass
+            except OSError as e:
+                log(f"held connection {ok}: {e}; stopping at {ok} connections")
+                return socks, ok
+            if not data.startswith(b"HTTP/1.1 200"):
+                log(f"held connection {ok}: got {data[:40]!r}; stopping at {ok} connections")
+                return socks, ok
+            ok += 1
     return socks, ok
 
 
@@ -525,10 +578,14 @@ def write_report(throughput, rates, memory, started, finished):
     w("## wrk keep-alive, closed loop\n")
     w("Latency in ms. CPU is the proxy's utime+stime from `/proc/PID/stat` over the run, "
       "divided by the requests wrk completed (nginx: master + worker). Peak RSS is VmHWM "
-      "of a proxy started fresh for that run (nginx: worker). `direct` has no proxy.\n")
+      "of a proxy started fresh for that run (nginx: worker). `preempted` counts the proxy's "
+      "involuntary context switches during the run: how often other work took its core, "
+      "which inflates everything else in the row. At each load point the proxies ran one "
+      f"after another{f', {REPEAT} times each (the lower median by CPU/req is shown)' if REPEAT > 1 else ''}"
+      ". `direct` has no proxy.\n")
     w("| proxy | body | conns | req/s | p50 | p90 | p99 | p99.9 | CPU µs/req (user+sys) "
-      "| CPU s/100k | peak RSS MiB | errors |")
-    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| CPU s/100k | peak RSS MiB | preempted | errors |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in throughput:
         cpu = (f"{r['cpu_us_per_req']:.2f} ({r['cpu_user_us_per_req']:.2f}+"
                f"{r['cpu_sys_us_per_req']:.2f})" if "cpu_us_per_req" in r else "–")
@@ -536,7 +593,7 @@ def write_report(throughput, rates, memory, started, finished):
           f"| {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} | {fmt_ms(r['p999'])} | {cpu} "
           f"| {fmt(r.get('cpu_s_per_100k'), '.3f')} "
           f"| {fmt(r['peak_rss_kb'] / 1024 if r.get('peak_rss_kb') else None, '.1f')} "
-          f"| {sum(r['errors'].values())} |")
+          f"| {r.get('preempted', '–')} | {sum(r['errors'].values())} |")
     w("")
 
     by = {(r["proxy"], r["size"], r["conns"]): r for r in throughput}
@@ -637,7 +694,7 @@ def settings():
             "conns": CONNS, "sizes": SIZES, "proxies": PROXIES, "workers": WORKERS,
             "load_cpus": LOAD_CPUS, "proxy_cpus": PROXY_CPUS, "rate_fractions": RATE_FRACTIONS,
             "rate_size": RATE_SIZE, "rate_conns": RATE_CONNS, "idle_conns": IDLE_CONNS,
-            "nofile": NOFILE}
+            "nofile": NOFILE, "repeat": REPEAT}
 
 
 def settings_text():
@@ -732,6 +789,7 @@ def main():
     write_machine(uptime_start, sh("uptime"))
     write_report(throughput, rates, memory, started, finished)
     plot(rates)
+    shutil.rmtree(bench.tmp, ignore_errors=True)  # kept after an error, for the logs
     log(f"results in {RESULTS}: latest.md, latency.png, machine.md, latest.json")
 
 
