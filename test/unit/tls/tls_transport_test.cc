@@ -299,6 +299,80 @@ TEST_F(TlsTransportTest, TlsSniSelectsContext) {
   EXPECT_FALSE(client2.handshakeComplete());
 }
 
+TEST_F(TlsTransportTest, TlsSniSelectedContextKeepsItsVerification) {
+  // The default context asks for no client certificate; the one for
+  // secure.test requires one. The switch must carry the verify mode over.
+  auto open_ctx = make(serverConfig("server"));
+  TlsContextConfig sc = serverConfig("other");
+  sc.ca_file = path("ca.pem");
+  sc.require_client_certificate = true;
+  sc.alpn_protocols = {"h2"};
+  auto secure_ctx = make(sc);
+  auto selector = std::make_shared<SniSelector>();
+  selector->add({"secure.test"}, secure_ctx);
+  selector->setDefault(open_ctx);
+
+  TlsContextConfig cc = clientConfig("secure.test");
+  cc.ca_file.clear();
+  cc.alpn_protocols = {"h2"};
+  auto anonymous = make(cc);
+  {
+    TlsTransport client(anonymous, false), server{std::shared_ptr<const SniSelector>(selector)};
+    Side c, s;
+    handshake(client, server, c, s);
+    ASSERT_NE(server.failureReason(), nullptr);
+    EXPECT_STREQ(server.failureReason(), "fail_verify_no_cert");
+  }
+  cc.certificates.push_back({path("client.pem"), path("client.key"), "", ""});
+  auto with_cert = make(cc);
+  {
+    TlsTransport client(with_cert, false), server{std::shared_ptr<const SniSelector>(selector)};
+    Side c, s;
+    handshake(client, server, c, s);
+    ASSERT_TRUE(s.error.isOk()) << s.error.message();
+    EXPECT_EQ(server.peerSubject(), "CN=client");
+    EXPECT_EQ(server.alpn(), "h2");  // The selected context's ALPN.
+    EXPECT_EQ(client.peerSubject(), "CN=other");
+  }
+}
+
+TEST_F(TlsTransportTest, TlsOneByteAtATime) {
+  auto server_ctx = make(serverConfig());
+  auto client_ctx = make(clientConfig());
+  TlsTransport client(client_ctx, false), server(server_ctx, true);
+  BufferChain c_plain, s_plain;
+  client.startHandshake();
+  // Every flight is fed one byte per onRead call.
+  auto trickle = [](TlsTransport& from, TlsTransport& to, BufferChain& plain) {
+    BufferChain out;
+    from.takeOutput(out);
+    bool any = !out.empty();
+    while (!out.empty()) {
+      BufferChain one;
+      one.move(out, 1);
+      EXPECT_TRUE(to.onRead(one, plain).isOk());
+    }
+    return any;
+  };
+  for (int i = 0; i < 20; ++i) {
+    bool a = trickle(client, server, s_plain);
+    bool b = trickle(server, client, c_plain);
+    if (!a && !b) break;
+  }
+  ASSERT_TRUE(client.handshakeComplete());
+  ASSERT_TRUE(server.handshakeComplete());
+  BufferChain plain, out;
+  std::string msg = pattern(40000);
+  plain.appendCopy(msg);
+  ASSERT_TRUE(client.write(plain, out).isOk());
+  while (!out.empty()) {
+    BufferChain one;
+    one.move(out, 1);
+    ASSERT_TRUE(server.onRead(one, s_plain).isOk());
+  }
+  EXPECT_TRUE(s_plain.toString() == msg);
+}
+
 TEST_F(TlsTransportTest, TlsMutualTls) {
   TlsContextConfig sc = serverConfig();
   sc.ca_file = path("ca.pem");
