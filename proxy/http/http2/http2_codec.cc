@@ -34,6 +34,28 @@ nghttp2_nv makeNv(std::string_view name, std::string_view value) {
                     value.size(), NGHTTP2_NV_FLAG_NONE};
 }
 
+// Every regular field of headers, lowercased, minus what HTTP/2 forbids.
+// Lowercased names (HTTP/1 peers may send any case; RFC 9113 8.2.1 wants
+// lowercase) are a copy, kept in lowered until nghttp2 has copied the fields.
+void appendFields(const HeaderMap& headers, bool request, std::vector<nghttp2_nv>& nva,
+                  std::vector<std::string>& lowered) {
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers go first, by the caller.
+    if (isConnectionSpecific(e.name)) continue;
+    if (request && equalsIgnoreCase(e.name, "host")) continue;  // Carried as :authority.
+    // RFC 9113 8.2.2: "the TE header field ... MUST NOT contain any value
+    // other than 'trailers'".
+    if (equalsIgnoreCase(e.name, "te") && !equalsIgnoreCase(e.value, "trailers")) continue;
+    std::string_view name = e.name;
+    if (hasUpper(name)) {
+      std::string& l = lowered.emplace_back(name);
+      for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+      name = l;
+    }
+    nva.push_back(makeNv(name, e.value));
+  }
+}
+
 uint32_t resetCode(ResetReason reason) {
   switch (reason) {
     case ResetReason::kLocalReset:
@@ -629,9 +651,8 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
                                bool request) {
   std::vector<nghttp2_nv> nva;
   nva.reserve(headers.size() + 4);
-  // Lowercased names (HTTP/1 peers may send any case; RFC 9113 8.2.1 wants
-  // lowercase): a copy, kept here until nghttp2 has copied the fields.
   std::vector<std::string> lowered;
+  // Reserved so that views into it stay put while it fills.
   lowered.reserve(headers.size());
   if (request) {
     std::string_view method = headers.method();
@@ -649,24 +670,13 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
     }
     if (auto protocol = headers.get(":protocol")) nva.push_back(makeNv(":protocol", *protocol));
   } else {
-    std::string_view status = headers.get(":status").value_or("200");
+    int code = headers.status();
+    // 1xx go through encode1xxHeaders; a missing or broken status is ours.
+    std::string_view status =
+        code >= 200 && code <= 999 ? *headers.get(":status") : std::string_view("500");
     nva.push_back(makeNv(":status", status));
   }
-  for (const HeaderMap::Entry& e : headers.entries()) {
-    if (e.name.empty() || e.name[0] == ':') continue;  // Placed above.
-    if (isConnectionSpecific(e.name)) continue;
-    if (request && equalsIgnoreCase(e.name, "host")) continue;  // Carried as :authority.
-    // RFC 9113 8.2.2: "the TE header field ... MUST NOT contain any value
-    // other than 'trailers'".
-    if (equalsIgnoreCase(e.name, "te") && !equalsIgnoreCase(e.value, "trailers")) continue;
-    std::string_view name = e.name;
-    if (hasUpper(name)) {
-      std::string& l = lowered.emplace_back(name);
-      for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-      name = l;
-    }
-    nva.push_back(makeNv(name, e.value));
-  }
+  appendFields(headers, request, nva, lowered);
 
   nghttp2_data_provider provider;
   provider.source.ptr = &s;
@@ -676,13 +686,16 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
   if (request) {
     int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), prd, &s);
     if (id < 0) {
+      // Refused before anything was sent (GOAWAY received, ids exhausted):
+      // safe to retry on another connection.
       s.closed = true;
       s.provider = false;
-      notifyReset(s, ResetReason::kLocalReset, nghttp2_strerror(id));
+      notifyReset(s, ResetReason::kConnectionTermination, nghttp2_strerror(id));
       retire(s);
       return;
     }
     s.id = id;
+    ++inbound_streams_;  // Streams scale the PRIORITY and WINDOW_UPDATE allowances.
   } else {
     int rv = nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), prd);
     if (rv != 0) {
@@ -744,12 +757,10 @@ void Http2Codec::Http2Stream::encode1xxHeaders(const HeaderMap& headers) {
   int status = headers.status();
   if (status < 100 || status > 199 || status == 101) return;  // 101 is not HTTP/2 (RFC 9113 8.6).
   std::vector<nghttp2_nv> nva;
-  std::string_view status_text = headers.get(":status").value_or("100");
-  nva.push_back(makeNv(":status", status_text));
-  for (const HeaderMap::Entry& e : headers.entries()) {
-    if (e.name.empty() || e.name[0] == ':' || isConnectionSpecific(e.name)) continue;
-    nva.push_back(makeNv(e.name, e.value));
-  }
+  std::vector<std::string> lowered;
+  lowered.reserve(headers.size());
+  nva.push_back(makeNv(":status", *headers.get(":status")));
+  appendFields(headers, /*request=*/false, nva, lowered);
   nghttp2_submit_headers(codec_.session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(),
                          nullptr);
 }

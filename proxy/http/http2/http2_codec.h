@@ -5,9 +5,10 @@
 //
 // Bytes in: dispatch() feeds nghttp2_session_mem_recv one slice at a time, so
 // every DATA chunk nghttp2 reports points into a known slice and becomes a
-// Slice over the same slab (no copy). Header fields are copied into the
-// HeaderMap's arena: HPACK decodes them into nghttp2's own buffers, so that is
-// the copy the protocol forces.
+// Slice over the same slab (no copy). Body bytes reach decodeData once per
+// DATA frame, when the frame ends (END_STREAM rides on that call). Header fields are copied into
+// the HeaderMap's arena: HPACK decodes them into nghttp2's own buffers, so that is the copy the
+// protocol forces.
 //
 // Bytes out: submit_* calls queue frames; at the end of each outermost call
 // into the codec (dispatch, encode*, resetStream, ...) one flush runs
@@ -219,7 +220,7 @@ class Http2Codec {
   uint32_t consecutive_empty_frames_ = 0;
   uint64_t inbound_priority_frames_ = 0;
   uint64_t inbound_window_update_frames_ = 0;
-  uint64_t inbound_streams_ = 0;
+  uint64_t inbound_streams_ = 0;  // Streams opened (either side); scales flood limits.
   uint64_t outbound_data_frames_ = 0;
   uint64_t frames_while_blocked_ = 0;          // Sent while above the high watermark.
   uint64_t control_frames_while_blocked_ = 0;  // Of those, control frames.

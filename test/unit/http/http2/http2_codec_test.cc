@@ -759,6 +759,35 @@ TEST_F(Http2ServerCodecTest, OutboundControlFloodClosesConnection) {
   EXPECT_EQ(codec->stats().outbound_flood, 1u);
 }
 
+TEST_F(Http2ServerCodecTest, InformationalThenFinalResponse) {
+  start();
+  int32_t id = get();
+  pump();
+  auto& x = *callbacks.exchanges[0];
+  auto info = makeHeaders({{":status", "103"}, {"Link", "</a.css>; rel=preload"}});
+  x.encoder->encode1xxHeaders(*info);
+  auto resp = makeHeaders({{":status", "bogus"}});
+  x.encoder->encodeHeaders(*resp, true);
+  pump();
+  const Peer::StreamInfo& s = peer.streams[id];
+  EXPECT_EQ(s.header_blocks, 2);
+  EXPECT_EQ(s.get("link"), "</a.css>; rel=preload");
+  EXPECT_EQ(s.headers.back().second, "500");  // The final :status, made valid.
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.close_code, NGHTTP2_NO_ERROR);
+}
+
+TEST_F(Http2ServerCodecTest, WindowUpdateFloodClosesConnection) {
+  codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
+  std::string attack(kPreface);
+  attack += frame(NGHTTP2_SETTINGS, 0, 0, "");
+  const std::string increment("\x00\x00\x00\x01", 4);
+  for (int i = 0; i < 10; ++i) attack += frame(NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  EXPECT_FALSE(wire.feed(*codec, attack));
+  EXPECT_EQ(wire.error.detail, "http2.inbound_window_update_frames_flood");
+  EXPECT_EQ(codec->stats().inbound_window_update_frames_flood, 1u);
+}
+
 // The client codec against an nghttp2 server.
 class Http2ClientCodecTest : public ::testing::Test {
  protected:
@@ -915,6 +944,22 @@ TEST_F(Http2ClientCodecTest, PeerGoAwayResetsLaterStreams) {
   EXPECT_TRUE(d1.ended);
   EXPECT_EQ(codec->activeStreams(), 0u);
   EXPECT_EQ(wire.owner.close_after_flush, 1);
+}
+
+TEST_F(Http2ClientCodecTest, StreamAfterPeerGoAwayIsRefusedRetryably) {
+  start();
+  nghttp2_submit_goaway(peer->session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+  pump();
+  EXPECT_FALSE(codec->canStartStream());
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  get(d, cbs);  // A caller that did not check canStartStream().
+  // nghttp2 refuses the HEADERS as it would send them: the same reason as a
+  // stream above the peer's last stream id, which a router may retry.
+  ASSERT_EQ(cbs.resets.size(), 1u);
+  EXPECT_EQ(cbs.resets[0], ResetReason::kRemoteReset);
+  EXPECT_EQ(cbs.last_detail, "REFUSED_STREAM");
+  EXPECT_EQ(codec->activeStreams(), 0u);
 }
 
 TEST_F(Http2ClientCodecTest, ResetsBothWays) {
