@@ -788,6 +788,62 @@ TEST_F(Http2ServerCodecTest, WindowUpdateFloodClosesConnection) {
   EXPECT_EQ(codec->stats().inbound_window_update_frames_flood, 1u);
 }
 
+TEST_F(Http2ServerCodecTest, LocalReplyFromInsideDecodeHeaders) {
+  start();
+  callbacks.on_new = [](FakeServerCallbacks::Exchange& x) {
+    x.decoder.on_headers = [&x] {
+      auto resp = makeHeaders({{":status", "403"}});
+      x.encoder->encodeHeaders(*resp, false);
+      Reader r;
+      BufferChain b = r.read("denied");
+      x.encoder->encodeData(b, true);
+    };
+  };
+  int32_t id = get();
+  pump();
+  EXPECT_EQ(peer.streams[id].get(":status"), "403");
+  EXPECT_EQ(peer.streams[id].body, "denied");
+  EXPECT_TRUE(peer.streams[id].closed);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
+TEST_F(Http2ServerCodecTest, ResetFromInsideDecodeCallbacks) {
+  start();
+  callbacks.on_new = [](FakeServerCallbacks::Exchange& x) {
+    x.decoder.on_headers = [&x] { x.encoder->stream().resetStream(ResetReason::kLocalReset); };
+  };
+  int32_t first =
+      peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+                   false, std::string(50000, 'r'));
+  pump();
+  EXPECT_TRUE(peer.streams[first].rst_received);
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  EXPECT_EQ(callbacks.exchanges[0]->decoder.body, "");
+  // Reset from inside decodeData, with more frames of the stream in the same read.
+  callbacks.on_new = nullptr;
+  int32_t second =
+      peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+                   false, std::string(50000, 's'));
+  std::string bytes = peer.send();
+  wire.feed(*codec, bytes.substr(0, 200));
+  ASSERT_EQ(callbacks.exchanges.size(), 2u);
+  auto& x = *callbacks.exchanges[1];
+  x.encoder->stream().resetStream(ResetReason::kLocalReset);
+  wire.feed(*codec, bytes.substr(200));
+  pump();
+  EXPECT_TRUE(peer.streams[second].rst_received);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(wire.ok);
+  // The connection window came back for the discarded bytes: a third upload fits.
+  int32_t third =
+      peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+                   false, std::string(70000, 't'));
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 3u);
+  EXPECT_EQ(callbacks.exchanges[2]->decoder.body.size(), 70000u);
+  (void)third;
+}
+
 // The client codec against an nghttp2 server.
 class Http2ClientCodecTest : public ::testing::Test {
  protected:
