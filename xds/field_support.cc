@@ -20,6 +20,8 @@ using google::protobuf::Reflection;
 constexpr const char* kRoute = "envoy.config.route.v3.";
 constexpr const char* kHcm =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+constexpr const char* kTls = "envoy.extensions.transport_sockets.tls.v3.";
+constexpr const char* kUpstreamHttp = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 // Supported fields per message full name. A message that is absent supports
 // no field at all: any set field of it is refused.
@@ -35,26 +37,41 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.core.v3.SocketAddress", {"protocol", "address", "port_value"}},
       // Listeners.
       {"envoy.config.listener.v3.Listener",
-       {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains"}},
-      {"envoy.config.listener.v3.FilterChain", {"name", "filters"}},
+       {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
+        "default_filter_chain"}},
+      // listener_filters stays refused: tls_inspector's proto is not compiled in.
+      {"envoy.config.listener.v3.FilterChain",
+       {"name", "filter_chain_match", "filters", "transport_socket"}},
+      {"envoy.config.listener.v3.FilterChainMatch", {"server_names"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
+      // Its typed_config is a DownstreamTlsContext (listener) or an
+      // UpstreamTlsContext (cluster); the translator checks which.
+      {"envoy.config.core.v3.TransportSocket", {"name", "typed_config"}},
       {kHcm,
        {"stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
         "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
         "skip_xff_append", "generate_request_id", "preserve_external_request_id",
         "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
-        "common_http_protocol_options", "http_protocol_options"}},
+        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
       {"envoy.extensions.filters.http.router.v3.Router", {}},
       // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
       {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {}},
+      // Values checked by the translator (ranges; allow_connect only false).
+      {"envoy.config.core.v3.Http2ProtocolOptions",
+       {"hpack_table_size", "max_concurrent_streams", "initial_stream_window_size",
+        "initial_connection_window_size", "allow_connect", "max_outbound_frames",
+        "max_outbound_control_frames", "max_consecutive_inbound_frames_with_empty_payload",
+        "max_inbound_priority_frames_per_stream",
+        "max_inbound_window_update_frames_per_data_frame_sent"}},
       // Clusters.
       {"envoy.config.cluster.v3.Cluster",
        {"name", "type", "connect_timeout", "lb_policy", "least_request_lb_config",
         "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
-        "per_connection_buffer_limit_bytes", "typed_extension_protocol_options"}},
+        "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
+        "http2_protocol_options"}},
       {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", {"choice_count"}},
       {"envoy.config.cluster.v3.CircuitBreakers", {"thresholds"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds",
@@ -63,10 +80,30 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
       {"envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}},
       {"envoy.config.endpoint.v3.Endpoint", {"address"}},
-      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-       {"common_http_protocol_options", "explicit_http_config"}},
-      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
-       {"http_protocol_options"}},
+      {kUpstreamHttp,
+       {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config",
+        "auto_config"}},
+      {std::string(kUpstreamHttp) + ".ExplicitHttpConfig",
+       {"http_protocol_options", "http2_protocol_options"}},
+      {std::string(kUpstreamHttp) + ".UseDownstreamHttpConfig",
+       {"http_protocol_options", "http2_protocol_options"}},
+      {std::string(kUpstreamHttp) + ".AutoHttpConfig",
+       {"http_protocol_options", "http2_protocol_options"}},
+      // TLS (transport_socket typed_config): exactly the fields that
+      // xds/tls_translator reads. It checks their values and refuses the
+      // StringMatcher kinds it lacks (safe_regex) by path itself.
+      {std::string(kTls) + "DownstreamTlsContext",
+       {"common_tls_context", "require_client_certificate"}},
+      {std::string(kTls) + "UpstreamTlsContext",
+       {"common_tls_context", "sni", "allow_renegotiation"}},
+      {std::string(kTls) + "CommonTlsContext",
+       {"tls_params", "tls_certificates", "validation_context", "alpn_protocols"}},
+      {std::string(kTls) + "TlsParameters",
+       {"tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"}},
+      {std::string(kTls) + "TlsCertificate", {"certificate_chain", "private_key"}},
+      {std::string(kTls) + "CertificateValidationContext",
+       {"trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"}},
+      {std::string(kTls) + "SubjectAltNameMatcher", {"san_type", "matcher"}},
       // Routes: compiled (and their values checked) by router::RouteTable.
       {std::string(kRoute) + "RouteConfiguration",
        {"name", "virtual_hosts", "validate_clusters", "most_specific_header_mutations_wins",
@@ -94,7 +131,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"name", "exact_match", "safe_regex_match", "range_match", "present_match", "prefix_match",
         "suffix_match", "contains_match", "string_match", "invert_match"}},
       {std::string(kRoute) + "QueryParameterMatcher", {"name", "string_match", "present_match"}},
-      {"envoy.config.core.v3.DataSource", {"inline_string", "inline_bytes"}},
+      // filename: TLS files only; RouteTable refuses it for a direct_response body.
+      {"envoy.config.core.v3.DataSource", {"filename", "inline_string", "inline_bytes"}},
       {"envoy.config.core.v3.HeaderValueOption",
        {"header", "append", "append_action", "keep_empty_value"}},
       {"envoy.config.core.v3.HeaderValue", {"key", "value"}},
@@ -117,7 +155,7 @@ const std::map<std::string, std::set<std::string>>& enumTable() {
       {"envoy.config.cluster.v3.Cluster.dns_lookup_family", {"AUTO", "V4_ONLY"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},
       {"envoy.config.core.v3.SocketAddress.protocol", {"TCP"}},
-      {std::string(kHcm) + ".codec_type", {"AUTO", "HTTP1"}},
+      {std::string(kHcm) + ".codec_type", {"AUTO", "HTTP1", "HTTP2"}},
       {"envoy.config.core.v3.HeaderValueOption.append_action",
        {"APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"}},
   };
@@ -140,7 +178,9 @@ const std::set<std::string>& anyTypes() {
   static const auto* types = new std::set<std::string>{
       kHcm,
       "envoy.extensions.filters.http.router.v3.Router",
-      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+      kUpstreamHttp,
+      std::string(kTls) + "DownstreamTlsContext",
+      std::string(kTls) + "UpstreamTlsContext",
   };
   return *types;
 }

@@ -3,14 +3,18 @@
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "proxy/router/route_table.h"
 #include "xds/field_support.h"
+#include "xds/tls_translator.h"
 
 namespace skiff::xds {
 namespace {
@@ -22,6 +26,7 @@ namespace listener_v3 = envoy::config::listener::v3;
 namespace route_v3 = envoy::config::route::v3;
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
 namespace upstreams_http_v3 = envoy::extensions::upstreams::http::v3;
+namespace tls_v3 = envoy::extensions::transport_sockets::tls::v3;
 using std::chrono::milliseconds;
 
 constexpr const char* kHttpProtocolOptionsKey =
@@ -104,7 +109,117 @@ void translateAddress(const core_v3::Address& address, const std::string& path, 
   }
 }
 
+// Http2ProtocolOptions (HCM, cluster, HttpProtocolOptions) -> Http2Settings.
+// The ranges are Envoy's protoc-gen-validate rules, which skiff doesn't run.
+void translateHttp2Options(const core_v3::Http2ProtocolOptions& options, const std::string& path,
+                           Errors& errors, http::Http2Settings& out) {
+  constexpr uint32_t kAny = std::numeric_limits<uint32_t>::max();
+  auto take = [&](const char* name, bool has, const google::protobuf::UInt32Value& value,
+                  uint32_t min, uint32_t max, uint32_t& field) {
+    if (!has) {
+      return;
+    }
+    const uint32_t v = value.value();
+    if (v < min || v > max) {
+      errors.push_back(path + "." + name + ": must be " +
+                       (max == kAny ? "at least " + std::to_string(min)
+                                    : std::to_string(min) + "-" + std::to_string(max)) +
+                       ", got " + std::to_string(v));
+    }
+    field = v;
+  };
+  take("hpack_table_size", options.has_hpack_table_size(), options.hpack_table_size(), 0, kAny,
+       out.hpack_table_size);
+  take("max_concurrent_streams", options.has_max_concurrent_streams(),
+       options.max_concurrent_streams(), 1, 2147483647, out.max_concurrent_streams);
+  // RFC 9113 6.9.2: 65535 is the initial window; Envoy allows no smaller.
+  take("initial_stream_window_size", options.has_initial_stream_window_size(),
+       options.initial_stream_window_size(), 65535, 2147483647, out.initial_stream_window_size);
+  take("initial_connection_window_size", options.has_initial_connection_window_size(),
+       options.initial_connection_window_size(), 65535, 2147483647,
+       out.initial_connection_window_size);
+  take("max_outbound_frames", options.has_max_outbound_frames(), options.max_outbound_frames(), 1,
+       kAny, out.max_outbound_frames);
+  take("max_outbound_control_frames", options.has_max_outbound_control_frames(),
+       options.max_outbound_control_frames(), 1, kAny, out.max_outbound_control_frames);
+  take("max_consecutive_inbound_frames_with_empty_payload",
+       options.has_max_consecutive_inbound_frames_with_empty_payload(),
+       options.max_consecutive_inbound_frames_with_empty_payload(), 0, kAny,
+       out.max_consecutive_inbound_frames_with_empty_payload);
+  take("max_inbound_priority_frames_per_stream",
+       options.has_max_inbound_priority_frames_per_stream(),
+       options.max_inbound_priority_frames_per_stream(), 0, kAny,
+       out.max_inbound_priority_frames_per_stream);
+  take("max_inbound_window_update_frames_per_data_frame_sent",
+       options.has_max_inbound_window_update_frames_per_data_frame_sent(),
+       options.max_inbound_window_update_frames_per_data_frame_sent(), 1, kAny,
+       out.max_inbound_window_update_frames_per_data_frame_sent);
+  if (options.allow_connect()) {
+    errors.push_back(path +
+                     ".allow_connect: true (extended CONNECT, RFC 8441) is not supported yet");
+  }
+}
+
 // --- Clusters ------------------------------------------------------------
+
+// Sets out.upstream_protocol and out.http2 from one HttpProtocolOptions.
+void translateUpstreamProtocol(const upstreams_http_v3::HttpProtocolOptions& http,
+                               const cluster_v3::Cluster& cluster, const std::string& path,
+                               Errors& errors, config::ClusterConfig& out) {
+  using Protocol = config::ClusterConfig::UpstreamProtocol;
+  using Options = upstreams_http_v3::HttpProtocolOptions;
+  switch (http.upstream_protocol_options_case()) {
+    case Options::kExplicitHttpConfig: {
+      const auto& config = http.explicit_http_config();
+      const std::string p = path + ".explicit_http_config";
+      switch (config.protocol_config_case()) {
+        case Options::ExplicitHttpConfig::kHttpProtocolOptions:
+          out.upstream_protocol = Protocol::kHttp1;
+          break;
+        case Options::ExplicitHttpConfig::kHttp2ProtocolOptions:
+          out.upstream_protocol = Protocol::kHttp2;
+          translateHttp2Options(config.http2_protocol_options(), p + ".http2_protocol_options",
+                                errors, out.http2);
+          break;
+        case Options::ExplicitHttpConfig::kHttp3ProtocolOptions:
+          errors.push_back(p + ".http3_protocol_options: not supported yet");
+          break;
+        default:
+          errors.push_back(p + ": needs http_protocol_options or http2_protocol_options");
+      }
+      break;
+    }
+    case Options::kUseDownstreamProtocolConfig: {
+      const auto& config = http.use_downstream_protocol_config();
+      out.upstream_protocol = Protocol::kUseDownstream;
+      if (config.has_http2_protocol_options()) {
+        translateHttp2Options(config.http2_protocol_options(),
+                              path + ".use_downstream_protocol_config.http2_protocol_options",
+                              errors, out.http2);
+      }
+      break;
+    }
+    case Options::kAutoConfig: {
+      const auto& config = http.auto_config();
+      out.upstream_protocol = Protocol::kAuto;
+      if (!cluster.has_transport_socket()) {
+        // Envoy: auto_config picks the protocol by ALPN, so it needs TLS.
+        errors.push_back(path +
+                         ".auto_config: needs a TLS transport_socket on the cluster (ALPN "
+                         "chooses between HTTP/2 and HTTP/1.1)");
+      }
+      if (config.has_http2_protocol_options()) {
+        translateHttp2Options(config.http2_protocol_options(),
+                              path + ".auto_config.http2_protocol_options", errors, out.http2);
+      }
+      break;
+    }
+    default:
+      errors.push_back(path +
+                       ": needs one of explicit_http_config, use_downstream_protocol_config, "
+                       "auto_config");
+  }
+}
 
 void translateProtocolOptions(const cluster_v3::Cluster& cluster, const std::string& path,
                               Errors& errors, config::ClusterConfig& out) {
@@ -132,9 +247,78 @@ void translateProtocolOptions(const cluster_v3::Cluster& cluster, const std::str
                key_path + ".common_http_protocol_options.idle_timeout", errors,
                out.upstream_idle_timeout);
     }
-    // explicit_http_config.http_protocol_options (HTTP/1.1 upstream) is what
-    // skiff does anyway; its fields are refused by field_support.
+    translateUpstreamProtocol(http, cluster, key_path, errors, out);
   }
+  // The deprecated cluster field, which Envoy still reads: HTTP/2 upstream.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (cluster.has_http2_protocol_options()) {
+    const std::string p = path + ".http2_protocol_options";
+    if (options.count(kHttpProtocolOptionsKey) != 0) {
+      // Envoy refuses the same mix.
+      errors.push_back(p + ": cannot be combined with typed_extension_protocol_options[\"" +
+                       std::string(kHttpProtocolOptionsKey) +
+                       "\"]; use its explicit_http_config.http2_protocol_options");
+    } else {
+      out.upstream_protocol = config::ClusterConfig::UpstreamProtocol::kHttp2;
+      translateHttp2Options(cluster.http2_protocol_options(), p, errors, out.http2);
+    }
+  }
+#pragma GCC diagnostic pop
+}
+
+// transport_socket: an UpstreamTlsContext. When it names no ALPN protocols,
+// skiff offers what the upstream protocol needs, as Envoy's connection pools
+// do (their ALPN fallback): h2, http/1.1, or both for auto_config.
+void translateUpstreamTls(const cluster_v3::Cluster& cluster, const std::string& path,
+                          Errors& errors, config::ClusterConfig& out) {
+  if (!cluster.has_transport_socket()) {
+    return;
+  }
+  const auto& socket = cluster.transport_socket();
+  const std::string p = path + ".transport_socket.typed_config";
+  tls_v3::UpstreamTlsContext context;
+  if (!socket.has_typed_config()) {
+    errors.push_back(p + ": is required (envoy.transport_sockets.tls with type.googleapis.com/" +
+                     context.GetTypeName() + ")");
+    return;
+  }
+  if (!socket.typed_config().Is<tls_v3::UpstreamTlsContext>()) {
+    errors.push_back(p + ": a cluster's transport socket must be type.googleapis.com/" +
+                     context.GetTypeName() + ", got '" + socket.typed_config().type_url() + "'");
+    return;
+  }
+  if (!socket.typed_config().UnpackTo(&context)) {
+    errors.push_back(p + ": could not be decoded as " + context.GetTypeName());
+    return;
+  }
+  auto config = translateUpstreamTlsContext(context, p);
+  if (!config) {
+    addStatus(config.status(), errors);
+    return;
+  }
+  if (config->alpn_protocols.empty()) {
+    using Protocol = config::ClusterConfig::UpstreamProtocol;
+    switch (out.upstream_protocol) {
+      case Protocol::kHttp1:
+        config->alpn_protocols = {"http/1.1"};
+        break;
+      case Protocol::kHttp2:
+        config->alpn_protocols = {"h2"};
+        break;
+      case Protocol::kAuto:
+        config->alpn_protocols = {"h2", "http/1.1"};
+        break;
+      case Protocol::kUseDownstream:
+        break;  // Depends on each request; the connection pool decides.
+    }
+  }
+  auto made = tls::TlsContext::create(*config);
+  if (!made) {
+    errors.push_back(p + ": " + made.status().message());
+    return;
+  }
+  out.tls = *made;
 }
 
 void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
@@ -253,6 +437,7 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
     out.per_connection_buffer_limit_bytes = cluster.per_connection_buffer_limit_bytes().value();
   }
   translateProtocolOptions(cluster, path, errors, out);
+  translateUpstreamTls(cluster, path, errors, out);
 }
 
 // --- Listeners -----------------------------------------------------------
@@ -353,6 +538,9 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     case Hcm::HTTP1:
       out.codec_type = Out::CodecType::kHttp1;
       break;
+    case Hcm::HTTP2:
+      out.codec_type = Out::CodecType::kHttp2;
+      break;
     default:
       errors.push_back(path + ".codec_type: " + Hcm::CodecType_Name(hcm.codec_type()) +
                        " is not supported yet");
@@ -416,32 +604,90 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     toMillis(hcm.common_http_protocol_options().idle_timeout(),
              path + ".common_http_protocol_options.idle_timeout", errors, out.idle_timeout);
   }
+  if (hcm.has_http2_protocol_options()) {
+    translateHttp2Options(hcm.http2_protocol_options(), path + ".http2_protocol_options", errors,
+                          out.http2);
+  }
+  // Envoy's HTTP/2 codec enforces max_request_headers_kb as the header list limit.
+  out.http2.max_header_list_size_kb = out.max_request_headers_kb;
 }
 
-void translateListenerInto(const listener_v3::Listener& listener, const std::string& path,
-                           const std::set<std::string>* known_clusters,
-                           const filters::FilterRegistry& registry, Errors& errors,
-                           config::ListenerConfig& out) {
-  if (!listener.has_address()) {
-    errors.push_back(path + ".address: is required");
-  } else {
-    translateAddress(listener.address(), path + ".address", AddressUse::kListen, errors,
-                     out.address);
+std::string lowerAscii(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
-  // Envoy names an unnamed static listener itself; skiff uses its address.
-  out.name = !listener.name().empty()
-                 ? listener.name()
-                 : out.address.address + "_" + std::to_string(out.address.port);
-  if (listener.has_per_connection_buffer_limit_bytes()) {
-    out.per_connection_buffer_limit_bytes = listener.per_connection_buffer_limit_bytes().value();
+  return s;
+}
+
+// filter_chain_match.server_names: Envoy takes exact names and a leading
+// "*." wildcard; partial wildcards and a bare "*" are invalid there too.
+void translateServerNames(const listener_v3::FilterChainMatch& match, const std::string& path,
+                          Errors& errors, std::vector<std::string>& out) {
+  for (int i = 0; i < match.server_names_size(); ++i) {
+    const std::string& name = match.server_names(i);
+    const std::string p = path + ".server_names[" + std::to_string(i) + "]";
+    const size_t star = name.find('*');
+    if (name.empty()) {
+      errors.push_back(p + ": must not be empty");
+    } else if (star != std::string::npos && (star != 0 || name.size() < 3 || name[1] != '.' ||
+                                             name.find('*', 1) != std::string::npos)) {
+      errors.push_back(p + ": '" + name +
+                       "': only exact names and a leading \"*.\" wildcard are supported (omit "
+                       "server_names to match any name)");
+    }
+    out.push_back(name);
   }
-  if (listener.filter_chains_size() != 1) {
-    errors.push_back(path + ".filter_chains: exactly one filter chain is supported for now, got " +
-                     std::to_string(listener.filter_chains_size()));
+}
+
+void translateDownstreamTls(const listener_v3::FilterChain& chain, const std::string& path,
+                            Errors& errors, config::FilterChainConfig& out) {
+  const std::string p = path + ".transport_socket.typed_config";
+  tls_v3::DownstreamTlsContext context;
+  if (!chain.transport_socket().has_typed_config()) {
+    errors.push_back(p + ": is required (envoy.transport_sockets.tls with type.googleapis.com/" +
+                     context.GetTypeName() + ")");
     return;
   }
-  const auto& chain = listener.filter_chains(0);
-  const std::string chain_path = path + ".filter_chains[0]";
+  const auto& any = chain.transport_socket().typed_config();
+  if (!any.Is<tls_v3::DownstreamTlsContext>()) {
+    errors.push_back(p + ": a filter chain's transport socket must be type.googleapis.com/" +
+                     context.GetTypeName() + ", got '" + any.type_url() + "'");
+    return;
+  }
+  if (!any.UnpackTo(&context)) {
+    errors.push_back(p + ": could not be decoded as " + context.GetTypeName());
+    return;
+  }
+  auto made = makeDownstreamTlsContext(context, p);
+  if (!made) {
+    addStatus(made.status(), errors);
+    return;
+  }
+  out.tls = *made;
+}
+
+void translateFilterChain(const listener_v3::FilterChain& chain, const std::string& chain_path,
+                          bool is_default, const std::set<std::string>* known_clusters,
+                          const filters::FilterRegistry& registry, Errors& errors,
+                          config::FilterChainConfig& out) {
+  out.name = chain.name();
+  if (is_default && chain.has_filter_chain_match()) {
+    // Envoy ignores it there; skiff never ignores a field.
+    errors.push_back(chain_path +
+                     ".filter_chain_match: has no effect on the default filter chain; remove it");
+  } else if (chain.has_filter_chain_match()) {
+    translateServerNames(chain.filter_chain_match(), chain_path + ".filter_chain_match", errors,
+                         out.server_names);
+  }
+  if (chain.has_transport_socket()) {
+    translateDownstreamTls(chain, chain_path, errors, out);
+  } else if (!out.server_names.empty()) {
+    // A plaintext connection has no server name, so this chain could never
+    // be chosen; Envoy would only find one with tls_inspector.
+    errors.push_back(chain_path +
+                     ".filter_chain_match.server_names: needs a TLS transport_socket (a "
+                     "plaintext connection has no server name)");
+  }
   if (chain.filters_size() != 1) {
     errors.push_back(chain_path +
                      ".filters: exactly one network filter (envoy.filters.network.http_"
@@ -469,6 +715,99 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     return;
   }
   translateHcm(hcm, hcm_path, known_clusters, registry, errors, out.http);
+}
+
+void translateListenerInto(const listener_v3::Listener& listener, const std::string& path,
+                           const std::set<std::string>* known_clusters,
+                           const filters::FilterRegistry& registry, Errors& errors,
+                           config::ListenerConfig& out) {
+  if (!listener.has_address()) {
+    errors.push_back(path + ".address: is required");
+  } else {
+    translateAddress(listener.address(), path + ".address", AddressUse::kListen, errors,
+                     out.address);
+  }
+  // Envoy names an unnamed static listener itself; skiff uses its address.
+  out.name = !listener.name().empty()
+                 ? listener.name()
+                 : out.address.address + "_" + std::to_string(out.address.port);
+  if (listener.has_per_connection_buffer_limit_bytes()) {
+    out.per_connection_buffer_limit_bytes = listener.per_connection_buffer_limit_bytes().value();
+  }
+  std::vector<const listener_v3::FilterChain*> chains;
+  std::vector<std::string> chain_paths;
+  for (int i = 0; i < listener.filter_chains_size(); ++i) {
+    chains.push_back(&listener.filter_chains(i));
+    chain_paths.push_back(path + ".filter_chains[" + std::to_string(i) + "]");
+  }
+  if (listener.has_default_filter_chain()) {
+    chains.push_back(&listener.default_filter_chain());
+    chain_paths.push_back(path + ".default_filter_chain");
+  }
+  if (chains.empty()) {
+    errors.push_back(path +
+                     ".filter_chains: at least one filter chain (or a default_filter_chain) "
+                     "is required");
+    return;
+  }
+  // Envoy refuses two chains with the same match. skiff matches only on
+  // server_names, so that is: one name in two chains (names compare without
+  // case, as SNI does), or two chains without server_names.
+  std::map<std::string, std::string> name_paths;  // lowercased name -> chain path
+  std::string no_names_path;
+  bool any_tls = false;
+  bool any_plaintext = false;
+  for (size_t i = 0; i < chains.size(); ++i) {
+    const bool is_default = listener.has_default_filter_chain() && i + 1 == chains.size();
+    auto chain = std::make_shared<config::FilterChainConfig>();
+    translateFilterChain(*chains[i], chain_paths[i], is_default, known_clusters, registry, errors,
+                         *chain);
+    (chain->tls ? any_tls : any_plaintext) = true;
+    if (is_default) {
+      out.default_filter_chain = std::move(chain);
+      continue;
+    }
+    if (chain->server_names.empty()) {
+      if (!no_names_path.empty()) {
+        errors.push_back(chain_paths[i] + ": has the same filter_chain_match as " + no_names_path +
+                         " (neither names server_names)");
+      } else {
+        no_names_path = chain_paths[i];
+      }
+    }
+    for (size_t j = 0; j < chain->server_names.size(); ++j) {
+      auto [it, added] = name_paths.emplace(lowerAscii(chain->server_names[j]), chain_paths[i]);
+      if (!added) {
+        errors.push_back(chain_paths[i] + ".filter_chain_match.server_names[" + std::to_string(j) +
+                         "]: '" + chain->server_names[j] + "' is already matched by " + it->second);
+      }
+    }
+    out.filter_chains.push_back(std::move(chain));
+  }
+  if (any_tls && any_plaintext) {
+    errors.push_back(path +
+                     ": mixing TLS and plaintext filter chains needs tls_inspector, not "
+                     "supported yet");
+    return;
+  }
+  if (!any_tls) {
+    return;
+  }
+  // The TLS context follows the chain that selectFilterChain will pick for
+  // the same server name: named chains by name, else the chain without
+  // server_names, else default_filter_chain.
+  auto selector = std::make_shared<tls::SniSelector>();
+  const config::FilterChainConfig* fallback = nullptr;
+  for (const auto& chain : out.filter_chains) {
+    if (chain->server_names.empty()) {
+      if (fallback == nullptr) fallback = chain.get();
+    } else {
+      selector->add(chain->server_names, chain->tls);
+    }
+  }
+  if (fallback == nullptr) fallback = out.default_filter_chain.get();
+  if (fallback != nullptr) selector->setDefault(fallback->tls);
+  out.tls = std::move(selector);
 }
 
 // Envoy's /config_dump shape, built by hand: the admin protos aren't compiled.

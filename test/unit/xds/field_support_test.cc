@@ -94,7 +94,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: x
-          codec_type: HTTP2
+          codec_type: HTTP3
           tracing: {}
           rds: {route_config_name: r}
           http_filters:
@@ -104,7 +104,7 @@ static_resources:
               suppress_envoy_headers: true
 )"),
               ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                          "codec_type: HTTP2 is not supported yet",
+                          "codec_type: HTTP3 is not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "rds: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
@@ -121,11 +121,11 @@ static_resources:
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
+        explicit_http_config: {http3_protocol_options: {}}
 )"),
               ElementsAre("static_resources.clusters[0].typed_extension_protocol_options["
                           "\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]."
-                          "explicit_http_config.http2_protocol_options: not supported yet"));
+                          "explicit_http_config.http3_protocol_options: not supported yet"));
 }
 
 TEST(FieldSupport, RefusesTypeUrlsItDoesNotImplement) {
@@ -133,14 +133,13 @@ TEST(FieldSupport, RefusesTypeUrlsItDoesNotImplement) {
   auto* filter = listener.add_filter_chains()->add_filters();
   filter->mutable_typed_config()->set_type_url("type.googleapis.com/no.such.Type");
   auto* tls = listener.add_filter_chains()->add_filters();
-  tls->mutable_typed_config()->PackFrom(
-      envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext());
+  tls->mutable_typed_config()->PackFrom(envoy::extensions::transport_sockets::tls::v3::Secret());
   EXPECT_THAT(findUnsupportedFields(listener, "static_resources.listeners[3]"),
               ElementsAre("static_resources.listeners[3].filter_chains[0].filters[0].typed_config: "
                           "unknown type URL 'type.googleapis.com/no.such.Type'",
                           "static_resources.listeners[3].filter_chains[1].filters[0].typed_config: "
                           "type URL 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-                          "DownstreamTlsContext' is not supported yet"));
+                          "Secret' is not supported yet"));
 }
 
 TEST(FieldSupport, ChecksRouteConfiguration) {
@@ -187,10 +186,9 @@ static_resources:
                   "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                   "route_config.virtual_hosts[0].routes[3].decorator: not supported yet",
                   "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[4].match.grpc: not supported yet",
-                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[4].direct_response.body.filename: "
-                  "not supported yet"));
+                  "route_config.virtual_hosts[0].routes[4].match.grpc: not supported yet"));
+  // DataSource.filename is in the table for TLS files; RouteTable refuses it
+  // for a direct_response body (TranslateBootstrap.DirectResponseFromFile).
 }
 
 TEST(FieldSupport, RefusesOverwriteIfExists) {

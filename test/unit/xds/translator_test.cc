@@ -175,7 +175,13 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(l.address.address, "0.0.0.0");
   EXPECT_EQ(l.address.port, 10000u);
   EXPECT_EQ(l.per_connection_buffer_limit_bytes, 65536u);
-  const config::HttpConnectionManagerConfig& h = l.http;
+  ASSERT_EQ(l.filter_chains.size(), 1u);
+  EXPECT_EQ(l.default_filter_chain, nullptr);
+  EXPECT_EQ(l.tls, nullptr);
+  EXPECT_EQ(l.filter_chains[0]->tls, nullptr);
+  EXPECT_TRUE(l.filter_chains[0]->server_names.empty());
+  EXPECT_EQ(l.selectFilterChain(""), l.filter_chains[0].get());
+  const config::HttpConnectionManagerConfig& h = l.filter_chains[0]->http;
   EXPECT_EQ(h.stat_prefix, "ingress_http");
   EXPECT_EQ(h.codec_type, config::HttpConnectionManagerConfig::CodecType::kAuto);
   EXPECT_EQ(h.server_name, "edge");
@@ -191,6 +197,7 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(h.request_timeout, milliseconds(10000));
   EXPECT_EQ(h.drain_timeout, milliseconds(2000));
   EXPECT_EQ(h.idle_timeout, milliseconds(120000));
+  EXPECT_EQ(h.http2.max_header_list_size_kb, 32u);
   ASSERT_EQ(h.http_filters.size(), 1u);
   EXPECT_EQ(h.http_filters[0].name, "envoy.filters.http.router");
   ASSERT_NE(h.http_filters[0].factory, nullptr);
@@ -217,6 +224,8 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(api.max_pending_requests, 50u);
   EXPECT_EQ(api.max_requests, 200u);
   EXPECT_EQ(api.upstream_idle_timeout, milliseconds(30000));
+  EXPECT_EQ(api.upstream_protocol, config::ClusterConfig::UpstreamProtocol::kHttp1);
+  EXPECT_EQ(api.tls, nullptr);
 
   const config::ClusterConfig& canary = *s.clusters.at("api_canary");
   EXPECT_EQ(canary.type, config::ClusterConfig::Type::kStrictDns);
@@ -270,19 +279,19 @@ TEST(TranslateBootstrap, Maglev) {
             "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet");
 }
 
-TEST(TranslateBootstrap, TwoFilterChains) {
+TEST(TranslateBootstrap, TwoChainsWithoutServerNames) {
   Bootstrap b = edge();
   auto* listener = b.mutable_static_resources()->mutable_listeners(0);
   *listener->add_filter_chains() = listener->filter_chains(0);
   EXPECT_EQ(translateError(b),
-            "static_resources.listeners[0].filter_chains: exactly one filter chain is supported "
-            "for now, got 2");
+            "static_resources.listeners[0].filter_chains[1]: has the same filter_chain_match as "
+            "static_resources.listeners[0].filter_chains[0] (neither names server_names)");
 }
 
-TEST(TranslateBootstrap, Http2Codec) {
+TEST(TranslateBootstrap, Http3Codec) {
   Bootstrap b = edge();
-  editHcm(b, [](HttpConnectionManager& hcm) { hcm.set_codec_type(HttpConnectionManager::HTTP2); });
-  EXPECT_EQ(translateError(b), kHcmPath + ".codec_type: HTTP2 is not supported yet");
+  editHcm(b, [](HttpConnectionManager& hcm) { hcm.set_codec_type(HttpConnectionManager::HTTP3); });
+  EXPECT_EQ(translateError(b), kHcmPath + ".codec_type: HTTP3 is not supported yet");
 }
 
 TEST(TranslateBootstrap, Rds) {
@@ -375,6 +384,20 @@ TEST(TranslateBootstrap, DuplicateListener) {
             "at static_resources.listeners[0])\n"
             "static_resources.listeners[2].address: 0.0.0.0:10000 is already used by "
             "static_resources.listeners[0]");
+}
+
+TEST(TranslateBootstrap, DirectResponseFromFile) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    hcm.mutable_route_config()
+        ->mutable_virtual_hosts(0)
+        ->mutable_routes(1)
+        ->mutable_direct_response()
+        ->mutable_body()
+        ->set_filename("/etc/passwd");
+  });
+  EXPECT_THAT(translateError(b),
+              HasSubstr(".routes[1].direct_response.body.filename: is not supported"));
 }
 
 TEST(TranslateBootstrap, RouteToMissingCluster) {
