@@ -3,7 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <optional>
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
@@ -525,6 +529,498 @@ TEST(TranslateBootstrap, RouterFieldsAreRefused) {
   });
   EXPECT_EQ(translateError(b),
             kHcmPath + ".http_filters[0].typed_config.suppress_envoy_headers: not supported yet");
+}
+
+// --- Filter chains, TLS and HTTP/2 -----------------------------------------
+
+// Certificates are made by the openssl command at test time, never committed.
+class TranslateTls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/skiff-xds-tls-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string script = "set -e; cd '" + dir_ + R"('
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null; }
+key ca
+openssl req -x509 -new -key ca.key -out ca.pem -days 3650 -subj /CN=skiff-test-ca
+leaf() {
+  key "$1"
+  openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1"
+  printf 'subjectAltName=%s\n' "$2" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 365 \
+    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+leaf a 'DNS:a.example.test'
+leaf wild 'DNS:*.wild.test'
+leaf fallback 'DNS:fallback.test'
+)";
+    std::ofstream(dir_ + "/make-certs.sh") << script;
+    ASSERT_EQ(std::system(("bash " + dir_ + "/make-certs.sh").c_str()), 0);
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+
+  // yaml with every "$DIR" replaced by the certificate folder.
+  static Bootstrap load(std::string yaml) {
+    for (size_t at = yaml.find("$DIR"); at != std::string::npos; at = yaml.find("$DIR", at)) {
+      yaml.replace(at, 4, dir_);
+    }
+    auto b = loadBootstrapYaml(yaml);
+    EXPECT_TRUE(b.isOk()) << b.status().message();
+    return b.isOk() ? *b : Bootstrap();
+  }
+
+  static std::shared_ptr<const config::Snapshot> translate(const Bootstrap& b) {
+    auto result = translateBootstrap(b, testRegistry());
+    EXPECT_TRUE(result.isOk()) << result.status().message();
+    return result.isOk() ? *result : nullptr;
+  }
+
+  static inline std::string dir_;
+};
+
+// A filter chain: optional server names, optional TLS with cert name, and an
+// HCM whose stat_prefix is the chain's name. Indented for "filter_chains:".
+std::string chainYaml(const std::string& name, const std::string& server_names,
+                      const std::string& cert, const std::string& indent = "    ") {
+  std::string y = indent + "- name: " + name + "\n";
+  if (!server_names.empty()) {
+    y += indent + "  filter_chain_match: {server_names: [" + server_names + "]}\n";
+  }
+  if (!cert.empty()) {
+    y += indent + "  transport_socket:\n" + indent + "    name: envoy.transport_sockets.tls\n" +
+         indent + "    typed_config:\n" + indent +
+         "      \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+         "DownstreamTlsContext\n" +
+         indent + "      common_tls_context:\n" + indent +
+         "        alpn_protocols: [h2, http/1.1]\n" + indent + "        tls_certificates:\n" +
+         indent + "        - certificate_chain: {filename: $DIR/" + cert + ".pem}\n" + indent +
+         "          private_key: {filename: $DIR/" + cert + ".key}\n";
+  }
+  y += indent + "  filters:\n" + indent +
+       "  - name: envoy.filters.network.http_connection_manager\n" + indent +
+       "    typed_config:\n" + indent +
+       "      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_"
+       "manager.v3.HttpConnectionManager\n" +
+       indent + "      stat_prefix: " + name + "\n" + indent +
+       "      route_config: {virtual_hosts: [{name: v, domains: [\"*\"], routes: [{match: "
+       "{prefix: /}, direct_response: {status: 200}}]}]}\n" +
+       indent +
+       "      http_filters: [{name: envoy.filters.http.router, typed_config: {\"@type\": "
+       "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]\n";
+  return y;
+}
+
+std::string listenerYaml(const std::string& chains, const std::string& default_chain = "") {
+  std::string y = R"(
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+)";
+  if (!chains.empty()) y += "    filter_chains:\n" + chains;
+  if (!default_chain.empty()) {
+    // chainYaml's "- name:" item, re-indented as a plain mapping.
+    std::string d = default_chain;
+    d.replace(d.find("- "), 2, "  ");
+    y += "    default_filter_chain:\n" + d;
+  }
+  return y;
+}
+
+const std::string kListener = "static_resources.listeners[0]";
+
+TEST_F(TranslateTls, SniChainsAndDefaultChain) {
+  auto s = translate(load(listenerYaml(chainYaml("a", "a.example.test, A2.example.test", "a") +
+                                           chainYaml("wild", "\"*.wild.test\"", "wild"),
+                                       chainYaml("fallback", "", "fallback"))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners[0];
+  ASSERT_EQ(l.filter_chains.size(), 2u);
+  const config::FilterChainConfig& a = *l.filter_chains[0];
+  const config::FilterChainConfig& wild = *l.filter_chains[1];
+  ASSERT_NE(l.default_filter_chain, nullptr);
+  const config::FilterChainConfig& fallback = *l.default_filter_chain;
+  EXPECT_EQ(a.name, "a");
+  EXPECT_THAT(a.server_names, ElementsAre("a.example.test", "A2.example.test"));
+  EXPECT_EQ(a.http.stat_prefix, "a");
+  EXPECT_EQ(wild.http.stat_prefix, "wild");
+  EXPECT_EQ(fallback.http.stat_prefix, "fallback");
+  ASSERT_NE(a.tls, nullptr);
+  ASSERT_NE(wild.tls, nullptr);
+  ASSERT_NE(fallback.tls, nullptr);
+  EXPECT_TRUE(a.tls->server());
+  EXPECT_THAT(a.tls->config().alpn_protocols, ElementsAre("h2", "http/1.1"));
+  EXPECT_EQ(a.tls->config().certificates[0].cert_chain_file, dir_ + "/a.pem");
+
+  EXPECT_EQ(l.selectFilterChain("a.example.test"), &a);
+  EXPECT_EQ(l.selectFilterChain("a2.example.TEST"), &a);
+  EXPECT_EQ(l.selectFilterChain("x.wild.test"), &wild);
+  EXPECT_EQ(l.selectFilterChain("wild.test"), &fallback);
+  EXPECT_EQ(l.selectFilterChain(""), &fallback);
+
+  // The TLS context for a server name is the one of the chain chosen for it.
+  ASSERT_NE(l.tls, nullptr);
+  EXPECT_EQ(l.tls->select("a.example.test"), a.tls);
+  EXPECT_EQ(l.tls->select("x.wild.test"), wild.tls);
+  EXPECT_EQ(l.tls->select("other.test"), fallback.tls);
+  EXPECT_EQ(l.tls->select(""), fallback.tls);
+}
+
+TEST_F(TranslateTls, ChainWithoutServerNamesIsTheTlsDefault) {
+  auto s = translate(
+      load(listenerYaml(chainYaml("any", "", "fallback") + chainYaml("a", "a.example.test", "a"),
+                        chainYaml("last", "", "wild"))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners[0];
+  ASSERT_EQ(l.filter_chains.size(), 2u);
+  const config::FilterChainConfig& any = *l.filter_chains[0];
+  EXPECT_EQ(l.selectFilterChain("nope.test"), &any);
+  EXPECT_EQ(l.selectFilterChain("a.example.test"), l.filter_chains[1].get());
+  EXPECT_EQ(l.tls->select("nope.test"), any.tls);
+  EXPECT_EQ(l.tls->select(""), any.tls);
+}
+
+TEST_F(TranslateTls, OnlyNamedChainsHaveNoDefault) {
+  auto s = translate(load(listenerYaml(chainYaml("a", "a.example.test", "a"))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners[0];
+  EXPECT_EQ(l.selectFilterChain("other.test"), nullptr);
+  EXPECT_EQ(l.tls->select("other.test"), nullptr);
+  EXPECT_EQ(l.tls->select("a.example.test"), l.filter_chains[0]->tls);
+}
+
+TEST_F(TranslateTls, PlaintextChainsHaveNoSelector) {
+  auto s = translate(load(listenerYaml("", chainYaml("d", "", ""))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners[0];
+  EXPECT_TRUE(l.filter_chains.empty());
+  EXPECT_EQ(l.tls, nullptr);
+  EXPECT_EQ(l.selectFilterChain(""), l.default_filter_chain.get());
+}
+
+TEST_F(TranslateTls, ListenerErrors) {
+  // The second chain is named, not the first.
+  EXPECT_EQ(translateError(load(listenerYaml(chainYaml("a", "a.example.test", "a") +
+                                             chainYaml("b", "b.test, A.Example.test", "wild")))),
+            kListener +
+                ".filter_chains[1].filter_chain_match.server_names[1]: 'A.Example.test' is "
+                "already matched by " +
+                kListener + ".filter_chains[0]");
+  EXPECT_EQ(translateError(load(listenerYaml(chainYaml("a", "", "a") + chainYaml("b", "", "a")))),
+            kListener + ".filter_chains[1]: has the same filter_chain_match as " + kListener +
+                ".filter_chains[0] (neither names server_names)");
+  EXPECT_EQ(translateError(
+                load(listenerYaml(chainYaml("a", "a.example.test", "a"), chainYaml("d", "", "")))),
+            kListener +
+                ": mixing TLS and plaintext filter chains needs tls_inspector, not supported yet");
+  EXPECT_EQ(translateError(load(listenerYaml(chainYaml("a", "a.example.test", "")))),
+            kListener +
+                ".filter_chains[0].filter_chain_match.server_names: needs a TLS transport_socket "
+                "(a plaintext connection has no server name)");
+  EXPECT_EQ(translateError(load(listenerYaml(chainYaml("a", "\"*\", \"w*.test\"", "a")))),
+            kListener +
+                ".filter_chains[0].filter_chain_match.server_names[0]: '*': only exact names and "
+                "a leading \"*.\" wildcard are supported (omit server_names to match any name)\n" +
+                kListener +
+                ".filter_chains[0].filter_chain_match.server_names[1]: 'w*.test': only exact "
+                "names and a leading \"*.\" wildcard are supported (omit server_names to match "
+                "any name)");
+  EXPECT_EQ(translateError(load(listenerYaml("", chainYaml("d", "a.test", "a")))),
+            kListener +
+                ".default_filter_chain.filter_chain_match: has no effect on the default filter "
+                "chain; remove it");
+  EXPECT_EQ(translateError(load(R"(
+static_resources:
+  listeners: [{name: l, address: {socket_address: {address: 127.0.0.1, port_value: 0}}}]
+)")),
+            kListener +
+                ".filter_chains: at least one filter chain (or a default_filter_chain) is "
+                "required");
+}
+
+TEST_F(TranslateTls, TransportSocketErrors) {
+  // A certificate that can't be read: TlsContext::create's error, with the path.
+  std::string missing = listenerYaml(chainYaml("a", "", "nope"));
+  EXPECT_THAT(
+      translateError(load(missing)),
+      ::testing::StartsWith(kListener + ".filter_chains[0].transport_socket.typed_config: "));
+  EXPECT_THAT(translateError(load(missing)), HasSubstr("nope.pem"));
+
+  // An UpstreamTlsContext on a listener.
+  std::string upstream = listenerYaml(chainYaml("a", "", "a"));
+  upstream.replace(upstream.find("DownstreamTlsContext"), 20, "UpstreamTlsContext");
+  EXPECT_EQ(translateError(load(upstream)),
+            kListener +
+                ".filter_chains[0].transport_socket.typed_config: a filter chain's transport "
+                "socket must be type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                "DownstreamTlsContext, got 'type.googleapis.com/envoy.extensions.transport_"
+                "sockets.tls.v3.UpstreamTlsContext'");
+
+  Bootstrap b = load(listenerYaml(chainYaml("a", "", "a")));
+  b.mutable_static_resources()
+      ->mutable_listeners(0)
+      ->mutable_filter_chains(0)
+      ->mutable_transport_socket()
+      ->clear_typed_config();
+  EXPECT_EQ(translateError(b),
+            kListener +
+                ".filter_chains[0].transport_socket.typed_config: is required "
+                "(envoy.transport_sockets.tls with type.googleapis.com/envoy.extensions."
+                "transport_sockets.tls.v3.DownstreamTlsContext)");
+}
+
+// The walker lets exactly tls_translator's fields through; the rest are
+// refused by path, before or during translation.
+TEST_F(TranslateTls, UnsupportedTlsFieldsAreNamed) {
+  auto withTls = [](const std::string& extra) {
+    std::string y = listenerYaml(chainYaml("a", "", "a"));
+    const std::string at = "            alpn_protocols: [h2, http/1.1]\n";
+    y.replace(y.find(at), at.size(), at + extra);
+    return y;
+  };
+  const std::string ctx = kListener + ".filter_chains[0].transport_socket.typed_config";
+  EXPECT_EQ(
+      translateError(load(withTls("            tls_certificate_sds_secret_configs: [{name: s}]\n"
+                                  "            validation_context:\n"
+                                  "              trusted_ca: {environment_variable: CA}\n"))),
+      ctx +
+          ".common_tls_context.validation_context.trusted_ca.environment_variable: not "
+          "supported yet\n" +
+          ctx + ".common_tls_context.tls_certificate_sds_secret_configs: not supported yet");
+  // safe_regex is a StringMatcher field routes use, so tls_translator refuses it.
+  EXPECT_EQ(translateError(load(withTls(
+                "            validation_context:\n"
+                "              trusted_ca: {filename: $DIR/ca.pem}\n"
+                "              match_typed_subject_alt_names:\n"
+                "              - {san_type: DNS, matcher: {safe_regex: {regex: \"a.*\"}}}\n"))),
+            ctx +
+                ".common_tls_context.validation_context.match_typed_subject_alt_names[0].matcher."
+                "safe_regex: not supported yet");
+}
+
+TEST_F(TranslateTls, TlsInspectorIsRefused) {
+  std::string y = listenerYaml(chainYaml("a", "", "a"));
+  y += R"(    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {"@type": type.googleapis.com/google.protobuf.Empty}
+)";
+  EXPECT_EQ(translateError(load(y)), kListener + ".listener_filters: not supported yet");
+}
+
+TEST(TranslateHttp2, HcmOptions) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    hcm.set_codec_type(HttpConnectionManager::HTTP2);
+    auto* h2 = hcm.mutable_http2_protocol_options();
+    h2->mutable_hpack_table_size()->set_value(0);
+    h2->mutable_max_concurrent_streams()->set_value(100);
+    h2->mutable_initial_stream_window_size()->set_value(65535);
+    h2->mutable_initial_connection_window_size()->set_value(1 << 20);
+    h2->mutable_max_outbound_frames()->set_value(500);
+    h2->mutable_max_outbound_control_frames()->set_value(50);
+    h2->mutable_max_consecutive_inbound_frames_with_empty_payload()->set_value(0);
+    h2->mutable_max_inbound_priority_frames_per_stream()->set_value(7);
+    h2->mutable_max_inbound_window_update_frames_per_data_frame_sent()->set_value(3);
+    h2->set_allow_connect(false);
+  });
+  auto result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const config::HttpConnectionManagerConfig& h = (*result)->listeners[0]->filter_chains[0]->http;
+  EXPECT_EQ(h.codec_type, config::HttpConnectionManagerConfig::CodecType::kHttp2);
+  EXPECT_EQ(h.http2.hpack_table_size, 0u);
+  EXPECT_EQ(h.http2.max_concurrent_streams, 100u);
+  EXPECT_EQ(h.http2.initial_stream_window_size, 65535u);
+  EXPECT_EQ(h.http2.initial_connection_window_size, 1u << 20);
+  EXPECT_EQ(h.http2.max_outbound_frames, 500u);
+  EXPECT_EQ(h.http2.max_outbound_control_frames, 50u);
+  EXPECT_EQ(h.http2.max_consecutive_inbound_frames_with_empty_payload, 0u);
+  EXPECT_EQ(h.http2.max_inbound_priority_frames_per_stream, 7u);
+  EXPECT_EQ(h.http2.max_inbound_window_update_frames_per_data_frame_sent, 3u);
+  EXPECT_EQ(h.http2.max_header_list_size_kb, 32u);  // max_request_headers_kb
+  // Not in Http2ProtocolOptions: the codec's defaults stay.
+  EXPECT_EQ(h.http2.max_continuations, http::Http2Settings().max_continuations);
+}
+
+TEST(TranslateHttp2, HcmOptionErrors) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    auto* h2 = hcm.mutable_http2_protocol_options();
+    h2->mutable_max_concurrent_streams()->set_value(0);
+    h2->mutable_initial_stream_window_size()->set_value(100);
+    h2->mutable_initial_connection_window_size()->set_value(2147483648u);
+    h2->mutable_max_outbound_frames()->set_value(0);
+    h2->mutable_max_inbound_window_update_frames_per_data_frame_sent()->set_value(0);
+    h2->set_allow_connect(true);
+  });
+  const std::string p = kHcmPath + ".http2_protocol_options";
+  EXPECT_EQ(translateError(b),
+            p + ".max_concurrent_streams: must be 1-2147483647, got 0\n" + p +
+                ".initial_stream_window_size: must be 65535-2147483647, got 100\n" + p +
+                ".initial_connection_window_size: must be 65535-2147483647, got 2147483648\n" + p +
+                ".max_outbound_frames: must be at least 1, got 0\n" + p +
+                ".max_inbound_window_update_frames_per_data_frame_sent: must be at least 1, got "
+                "0\n" +
+                p + ".allow_connect: true (extended CONNECT, RFC 8441) is not supported yet");
+}
+
+TEST(TranslateHttp2, UnsupportedHttp2FieldsAreNamed) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    auto* h2 = hcm.mutable_http2_protocol_options();
+    h2->set_allow_metadata(true);
+    h2->mutable_connection_keepalive();
+  });
+  EXPECT_EQ(translateError(b), kHcmPath +
+                                   ".http2_protocol_options.allow_metadata: not supported "
+                                   "yet\n" +
+                                   kHcmPath +
+                                   ".http2_protocol_options.connection_keepalive: not supported "
+                                   "yet");
+}
+
+// A cluster to append to kEdge's clusters; $OPTIONS and $TLS are replaced.
+constexpr const char* kUpstreamCluster = R"(
+static_resources:
+  clusters:
+  - name: up
+    type: STATIC
+    load_assignment:
+      cluster_name: up
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8443}}}}]}]
+)";
+
+// tls: the UpstreamTlsContext's fields in flow style ("sni: x, ..."); nullopt
+// for no transport_socket.
+std::string upstreamYaml(const std::string& options,
+                         const std::optional<std::string>& tls = std::nullopt) {
+  std::string y = kUpstreamCluster;
+  if (!options.empty()) {
+    y += "    typed_extension_protocol_options:\n"
+         "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+         "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3."
+         "HttpProtocolOptions\n"
+         "        " +
+         options + "\n";
+  }
+  if (tls) {
+    y += "    transport_socket:\n"
+         "      name: envoy.transport_sockets.tls\n"
+         "      typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets."
+         "tls.v3.UpstreamTlsContext" +
+         (tls->empty() ? "" : ", " + *tls) + "}\n";
+  }
+  return y;
+}
+
+const std::string kOptionsPath =
+    "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams."
+    "http.v3.HttpProtocolOptions\"]";
+
+TEST_F(TranslateTls, UpstreamProtocols) {
+  using Protocol = config::ClusterConfig::UpstreamProtocol;
+  auto cluster = [](const std::string& yaml) -> std::shared_ptr<const config::ClusterConfig> {
+    auto s = translate(load(yaml));
+    return s ? s->clusters.at("up") : nullptr;
+  };
+  auto plain = cluster(upstreamYaml(""));
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->upstream_protocol, Protocol::kHttp1);
+  EXPECT_EQ(plain->tls, nullptr);
+
+  auto h2 = cluster(
+      upstreamYaml("explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 10, "
+                   "initial_stream_window_size: 131072}}",
+                   "sni: up.test, common_tls_context: {validation_context: {trusted_ca: {filename: "
+                   "$DIR/ca.pem}}}"));
+  ASSERT_NE(h2, nullptr);
+  EXPECT_EQ(h2->upstream_protocol, Protocol::kHttp2);
+  EXPECT_EQ(h2->http2.max_concurrent_streams, 10u);
+  EXPECT_EQ(h2->http2.initial_stream_window_size, 131072u);
+  ASSERT_NE(h2->tls, nullptr);
+  EXPECT_FALSE(h2->tls->server());
+  EXPECT_EQ(h2->tls->config().sni, "up.test");
+  EXPECT_EQ(h2->tls->config().ca_file, dir_ + "/ca.pem");
+  // No alpn_protocols: offer what the protocol needs, as Envoy's pools do.
+  EXPECT_THAT(h2->tls->config().alpn_protocols, ElementsAre("h2"));
+
+  auto h1 = cluster(upstreamYaml("explicit_http_config: {http_protocol_options: {}}", ""));
+  ASSERT_NE(h1, nullptr);
+  EXPECT_EQ(h1->upstream_protocol, Protocol::kHttp1);
+  EXPECT_THAT(h1->tls->config().alpn_protocols, ElementsAre("http/1.1"));
+
+  auto automatic =
+      cluster(upstreamYaml("auto_config: {http_protocol_options: {}, http2_protocol_options: "
+                           "{hpack_table_size: 0}}",
+                           ""));
+  ASSERT_NE(automatic, nullptr);
+  EXPECT_EQ(automatic->upstream_protocol, Protocol::kAuto);
+  EXPECT_EQ(automatic->http2.hpack_table_size, 0u);
+  EXPECT_THAT(automatic->tls->config().alpn_protocols, ElementsAre("h2", "http/1.1"));
+
+  // alpn_protocols that are given are kept.
+  auto given =
+      cluster(upstreamYaml("auto_config: {}", "common_tls_context: {alpn_protocols: [h2]}"));
+  ASSERT_NE(given, nullptr);
+  EXPECT_THAT(given->tls->config().alpn_protocols, ElementsAre("h2"));
+
+  auto downstream = cluster(upstreamYaml(
+      "use_downstream_protocol_config: {http2_protocol_options: {max_outbound_frames: 9}}"));
+  ASSERT_NE(downstream, nullptr);
+  EXPECT_EQ(downstream->upstream_protocol, Protocol::kUseDownstream);
+  EXPECT_EQ(downstream->http2.max_outbound_frames, 9u);
+
+  // The deprecated cluster field.
+  std::string deprecated = upstreamYaml("");
+  deprecated += "    http2_protocol_options: {max_concurrent_streams: 5}\n";
+  auto old = cluster(deprecated);
+  ASSERT_NE(old, nullptr);
+  EXPECT_EQ(old->upstream_protocol, Protocol::kHttp2);
+  EXPECT_EQ(old->http2.max_concurrent_streams, 5u);
+}
+
+TEST_F(TranslateTls, UpstreamErrors) {
+  EXPECT_EQ(translateError(load(upstreamYaml("auto_config: {}"))),
+            kOptionsPath +
+                ".auto_config: needs a TLS transport_socket on the cluster (ALPN chooses between "
+                "HTTP/2 and HTTP/1.1)");
+  EXPECT_EQ(translateError(load(upstreamYaml("common_http_protocol_options: {idle_timeout: 1s}"))),
+            kOptionsPath +
+                ": needs one of explicit_http_config, use_downstream_protocol_config, "
+                "auto_config");
+  EXPECT_EQ(translateError(load(upstreamYaml("explicit_http_config: {}"))),
+            kOptionsPath +
+                ".explicit_http_config: needs http_protocol_options or "
+                "http2_protocol_options");
+  EXPECT_EQ(translateError(load(upstreamYaml(
+                "explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 0}}"))),
+            kOptionsPath +
+                ".explicit_http_config.http2_protocol_options.max_concurrent_streams: must be "
+                "1-2147483647, got 0");
+  std::string both = upstreamYaml("explicit_http_config: {http_protocol_options: {}}");
+  both += "    http2_protocol_options: {}\n";
+  EXPECT_EQ(translateError(load(both)),
+            "static_resources.clusters[0].http2_protocol_options: cannot be combined with "
+            "typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3."
+            "HttpProtocolOptions\"]; use its explicit_http_config.http2_protocol_options");
+
+  std::string wrong = upstreamYaml("", "common_tls_context: {}");
+  wrong.replace(wrong.find("UpstreamTlsContext"), 18, "DownstreamTlsContext");
+  EXPECT_EQ(translateError(load(wrong)),
+            "static_resources.clusters[0].transport_socket.typed_config: a cluster's transport "
+            "socket must be type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "UpstreamTlsContext, got 'type.googleapis.com/envoy.extensions.transport_sockets."
+            "tls.v3.DownstreamTlsContext'");
+  EXPECT_EQ(translateError(load(upstreamYaml("", "allow_renegotiation: true"))),
+            "static_resources.clusters[0].transport_socket.typed_config.allow_renegotiation: "
+            "true is not supported yet");
+  EXPECT_EQ(translateError(load(upstreamYaml("", "max_session_keys: 2"))),
+            "static_resources.clusters[0].transport_socket.typed_config.max_session_keys: not "
+            "supported yet");
+  EXPECT_THAT(
+      translateError(load(upstreamYaml(
+          "", "common_tls_context: {validation_context: {trusted_ca: {filename: $DIR/no.pem}}}"))),
+      ::testing::StartsWith("static_resources.clusters[0].transport_socket.typed_config: "));
 }
 
 TEST(TranslateCluster, StandsAlone) {
