@@ -43,6 +43,86 @@ static_resources:
               IsEmpty());
 }
 
+// Every field tls_translator reads, and the HTTP/2 and filter chain fields,
+// pass the walker (the translator then checks their values).
+TEST(FieldSupport, AcceptsTlsHttp2AndFilterChainFields) {
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - name: a
+      filter_chain_match: {server_names: [a.test]}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_params: {tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3, cipher_suites: [x]}
+            tls_certificates: [{certificate_chain: {filename: c}, private_key: {inline_string: k}}]
+            validation_context:
+              trusted_ca: {inline_bytes: Y2E=}
+              match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: a}}]
+              match_subject_alt_names: [{prefix: b, ignore_case: true}]
+            alpn_protocols: [h2]
+      filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          codec_type: HTTP2
+          http2_protocol_options:
+            hpack_table_size: 1
+            max_concurrent_streams: 1
+            initial_stream_window_size: 65535
+            initial_connection_window_size: 65535
+            allow_connect: false
+            max_outbound_frames: 1
+            max_outbound_control_frames: 1
+            max_consecutive_inbound_frames_with_empty_payload: 1
+            max_inbound_priority_frames_per_stream: 1
+            max_inbound_window_update_frames_per_data_frame_sent: 1
+    default_filter_chain: {name: d}
+  clusters:
+  - name: c
+    http2_protocol_options: {}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: s
+        allow_renegotiation: false
+        common_tls_context: {}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        auto_config: {http_protocol_options: {}, http2_protocol_options: {}}
+)"),
+              IsEmpty());
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filter_chain_match: {transport_protocol: tls, application_protocols: [h2]}
+      transport_socket_connect_timeout: 1s
+      filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          http2_protocol_options: {custom_settings_parameters: [{identifier: 8, value: 1}]}
+          http3_protocol_options: {}
+)"),
+              ElementsAre("static_resources.listeners[0].filter_chains[0].filter_chain_match."
+                          "transport_protocol: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filter_chain_match."
+                          "application_protocols: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "http2_protocol_options.custom_settings_parameters: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "http3_protocol_options: not supported yet",
+                          "static_resources.listeners[0].filter_chains[0]."
+                          "transport_socket_connect_timeout: not supported yet"));
+}
+
 TEST(FieldSupport, NamesUnsupportedTopLevelFields) {
   EXPECT_THAT(unsupported(R"(
 layered_runtime: {layers: [{name: a, static_layer: {}}]}
