@@ -20,6 +20,9 @@
 
 namespace skiff {
 class Worker;
+namespace http {
+enum class Protocol;
+}
 namespace router {
 class RouteEntry;
 }
@@ -57,6 +60,8 @@ class FilterCallbacks {
   virtual void readDisableDownstream(bool disable) = 0;
   // The downstream peer's address, "ip:port".
   virtual std::string_view downstreamAddress() const = 0;
+  // The downstream connection's protocol (for use_downstream_protocol_config).
+  virtual http::Protocol downstreamProtocol() const = 0;
 };
 
 class HttpFilter {

@@ -73,7 +73,8 @@ class RouterFilter : public HttpFilter,
     host_->requestStarted();
     counted_request_ = true;
     waiting_for_pool_ = true;
-    host_->newStream(*this);  // May call onPoolReady / onPoolFailure right away.
+    // May call onPoolReady / onPoolFailure right away.
+    host_->newStream(*this, cluster_->want(cb_->downstreamProtocol()));
     return FilterStatus::kContinue;
   }
 

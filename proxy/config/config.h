@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "filters/filter.h"
+#include "proxy/http/http2/http2_codec.h"
+#include "proxy/net/tls/tls_context.h"
 #include "proxy/router/route_table.h"
 
 namespace skiff::config {
@@ -48,6 +50,15 @@ struct ClusterConfig {
   // Upstream connection idle timeout (common_http_protocol_options.idle_timeout,
   // from typed_extension_protocol_options). Default 1h; zero disables.
   milliseconds upstream_idle_timeout{3600 * 1000};
+  // typed_extension_protocol_options HttpProtocolOptions:
+  // explicit_http_config (http_protocol_options / http2_protocol_options),
+  // use_downstream_protocol_config, or auto_config (ALPN over TLS).
+  enum class UpstreamProtocol { kHttp1, kHttp2, kUseDownstream, kAuto };
+  UpstreamProtocol upstream_protocol = UpstreamProtocol::kHttp1;
+  http::Http2Settings http2;
+  // transport_socket envoy.transport_sockets.tls (UpstreamTlsContext);
+  // nullptr: plaintext.
+  std::shared_ptr<const tls::TlsContext> tls;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
   uint32_t least_request_choice_count = 2;
 };
@@ -74,16 +85,42 @@ struct HttpConnectionManagerConfig {
   bool preserve_external_request_id = false;
   uint32_t max_request_headers_kb = 60;
   milliseconds stream_idle_timeout{5 * 60 * 1000};
-  milliseconds request_timeout{0};  // zero: disabled
+  milliseconds request_timeout{0};         // zero: disabled
   milliseconds idle_timeout{3600 * 1000};  // common_http_protocol_options.idle_timeout
   milliseconds drain_timeout{5000};
+  // http2_protocol_options (HTTP/2 downstream: codec_type HTTP2, or AUTO
+  // with the h2c preface or ALPN h2). max_header_list_size_kb follows
+  // max_request_headers_kb.
+  http::Http2Settings http2;
+};
+
+// One filter chain: which connections it takes, their TLS, their HCM.
+struct FilterChainConfig {
+  std::string name;
+  // filter_chain_match.server_names: exact names and "*.suffix" wildcards.
+  // Empty: any server name.
+  std::vector<std::string> server_names;
+  // transport_socket envoy.transport_sockets.tls (DownstreamTlsContext);
+  // nullptr: plaintext. Its ALPN list decides the codec under AUTO.
+  std::shared_ptr<const tls::TlsContext> tls;
+  HttpConnectionManagerConfig http;
 };
 
 struct ListenerConfig {
   std::string name;
   SocketAddress address;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
-  HttpConnectionManagerConfig http;  // One filter chain with an HCM for now.
+  // Chains tried by server name (exact, then the longest "*.suffix"), then
+  // one with no server_names, then default_filter_chain. Every chain of a
+  // listener is TLS, or none is: skiff has no tls_inspector yet.
+  std::vector<std::shared_ptr<const FilterChainConfig>> filter_chains;
+  std::shared_ptr<const FilterChainConfig> default_filter_chain;  // May be null.
+  // Built from the chains' TLS contexts and server names when they use TLS.
+  std::shared_ptr<const tls::SniSelector> tls;
+
+  // The chain for a connection whose SNI is server_name ("" for none or
+  // plaintext); nullptr when none takes it (the connection is closed).
+  const FilterChainConfig* selectFilterChain(std::string_view server_name) const;
 };
 
 struct AdminConfig {

@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <map>
 
+#include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
+#include "proxy/http/http2/http2_codec.h"
+#include "proxy/net/tls/tls_transport.h"
 #include "proxy/router/route_table.h"
 
 namespace skiff {
@@ -18,14 +21,25 @@ std::string listenerStatName(const config::ListenerConfig& l) {
   return "listener." + l.address.address + "_" + std::to_string(l.address.port);
 }
 
-// One stats block per listener per worker, made on the first connection.
-HttpConnectionManagerStats& statsFor(Worker& worker, const config::ListenerConfig& l) {
+// Stats blocks are made on a worker's first connection and kept: a lookup by
+// name per connection, none per request.
+HttpConnectionManagerStats& hcmStatsFor(Worker& worker, const std::string& stat_prefix) {
   thread_local std::map<std::string, std::unique_ptr<HttpConnectionManagerStats>> cache;
-  std::string key = l.http.stat_prefix + "|" + listenerStatName(l);
-  auto& slot = cache[key];
-  if (!slot) slot = std::make_unique<HttpConnectionManagerStats>(worker.stats(), l);
+  auto& slot = cache[stat_prefix];
+  if (!slot) slot = std::make_unique<HttpConnectionManagerStats>(worker.stats(), stat_prefix);
   return *slot;
 }
+
+ListenerStats& listenerStatsFor(Worker& worker, const config::ListenerConfig& l) {
+  thread_local std::map<std::string, std::unique_ptr<ListenerStats>> cache;
+  std::string name = listenerStatName(l);
+  auto& slot = cache[name];
+  if (!slot) slot = std::make_unique<ListenerStats>(worker.stats(), name + ".");
+  return *slot;
+}
+
+// RFC 9113 §3.4: the client connection preface starts with this string.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 bool isInternalAddress(std::string_view ip) {
   // RFC 1918, loopback (Envoy's default internal address set for IPv4).
@@ -59,30 +73,35 @@ std::string makeUuid(Worker& worker) {
 
 }  // namespace
 
-HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s,
-                                                       const config::ListenerConfig& l)
-    : downstream_cx_total(s.counter("http." + l.http.stat_prefix + ".downstream_cx_total")),
-      downstream_cx_active(s.gauge("http." + l.http.stat_prefix + ".downstream_cx_active")),
-      downstream_cx_http1_total(
-          s.counter("http." + l.http.stat_prefix + ".downstream_cx_http1_total")),
-      downstream_cx_protocol_error(
-          s.counter("http." + l.http.stat_prefix + ".downstream_cx_protocol_error")),
-      downstream_rq_total(s.counter("http." + l.http.stat_prefix + ".downstream_rq_total")),
-      downstream_rq_http1_total(
-          s.counter("http." + l.http.stat_prefix + ".downstream_rq_http1_total")),
-      downstream_rq_active(s.gauge("http." + l.http.stat_prefix + ".downstream_rq_active")),
-      downstream_rq_completed(s.counter("http." + l.http.stat_prefix + ".downstream_rq_completed")),
-      downstream_rq_1xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_1xx")),
-      downstream_rq_2xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_2xx")),
-      downstream_rq_3xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_3xx")),
-      downstream_rq_4xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_4xx")),
-      downstream_rq_5xx(s.counter("http." + l.http.stat_prefix + ".downstream_rq_5xx")),
-      downstream_rq_rx_reset(s.counter("http." + l.http.stat_prefix + ".downstream_rq_rx_reset")),
-      downstream_rq_tx_reset(s.counter("http." + l.http.stat_prefix + ".downstream_rq_tx_reset")),
-      downstream_rq_too_large(s.counter("http." + l.http.stat_prefix + ".downstream_rq_too_large")),
-      no_route(s.counter("http." + l.http.stat_prefix + ".no_route")),
-      listener_downstream_cx_total(s.counter(listenerStatName(l) + ".downstream_cx_total")),
-      listener_downstream_cx_active(s.gauge(listenerStatName(l) + ".downstream_cx_active")) {}
+HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const std::string& p)
+    : downstream_cx_total(s.counter("http." + p + ".downstream_cx_total")),
+      downstream_cx_active(s.gauge("http." + p + ".downstream_cx_active")),
+      downstream_cx_http1_total(s.counter("http." + p + ".downstream_cx_http1_total")),
+      downstream_cx_http2_total(s.counter("http." + p + ".downstream_cx_http2_total")),
+      downstream_cx_ssl_total(s.counter("http." + p + ".downstream_cx_ssl_total")),
+      downstream_cx_protocol_error(s.counter("http." + p + ".downstream_cx_protocol_error")),
+      downstream_rq_total(s.counter("http." + p + ".downstream_rq_total")),
+      downstream_rq_http1_total(s.counter("http." + p + ".downstream_rq_http1_total")),
+      downstream_rq_http2_total(s.counter("http." + p + ".downstream_rq_http2_total")),
+      downstream_rq_active(s.gauge("http." + p + ".downstream_rq_active")),
+      downstream_rq_completed(s.counter("http." + p + ".downstream_rq_completed")),
+      downstream_rq_1xx(s.counter("http." + p + ".downstream_rq_1xx")),
+      downstream_rq_2xx(s.counter("http." + p + ".downstream_rq_2xx")),
+      downstream_rq_3xx(s.counter("http." + p + ".downstream_rq_3xx")),
+      downstream_rq_4xx(s.counter("http." + p + ".downstream_rq_4xx")),
+      downstream_rq_5xx(s.counter("http." + p + ".downstream_rq_5xx")),
+      downstream_rq_rx_reset(s.counter("http." + p + ".downstream_rq_rx_reset")),
+      downstream_rq_tx_reset(s.counter("http." + p + ".downstream_rq_tx_reset")),
+      downstream_rq_too_large(s.counter("http." + p + ".downstream_rq_too_large")),
+      no_route(s.counter("http." + p + ".no_route")) {}
+
+ListenerStats::ListenerStats(stats::Store& s, const std::string& p)
+    : downstream_cx_total(s.counter(p + "downstream_cx_total")),
+      downstream_cx_active(s.gauge(p + "downstream_cx_active")),
+      no_filter_chain_match(s.counter(p + "no_filter_chain_match")),
+      ssl_handshake(s.counter(p + "ssl.handshake")),
+      store(s),
+      prefix(p) {}
 
 // ---- ActiveStream: one request/response on the connection.
 
@@ -104,7 +123,11 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       chain_.add(std::move(filter));
     }
     hcm_.stats().downstream_rq_total.inc();
-    hcm_.stats().downstream_rq_http1_total.inc();
+    if (hcm_.protocol() == http::Protocol::kHttp2) {
+      hcm_.stats().downstream_rq_http2_total.inc();
+    } else {
+      hcm_.stats().downstream_rq_http1_total.inc();
+    }
     hcm_.stats().downstream_rq_active.inc();
     started_ms_ = last_activity_ms_ = uv_now(hcm_.worker().loop());
     armTimer();
@@ -131,6 +154,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       return;
     }
     std::string_view remote_ip = ipOf(hcm_.connection().peerAddress());
+    std::string_view scheme = hcm_.connection().tls() ? "https" : "http";
     if (cfg.use_remote_address) {
       if (!cfg.skip_xff_append) {
         auto xff = h.get("x-forwarded-for");
@@ -140,9 +164,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
           h.set("x-forwarded-for", remote_ip);
         }
       }
-      h.set("x-forwarded-proto", "http");
+      h.set("x-forwarded-proto", scheme);
     } else if (!h.has("x-forwarded-proto")) {
-      h.set("x-forwarded-proto", "http");
+      h.set("x-forwarded-proto", scheme);
     }
     if (cfg.generate_request_id) {
       bool external = cfg.use_remote_address && !isInternalAddress(remote_ip);
@@ -208,8 +232,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     response_flags_ += flag;
   }
   std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
+  http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
   void readDisableDownstream(bool disable) override {
-    if (!finished_) encoder_.stream().readDisable(disable);
+    if (!finished_ && !encoder_detached_) encoder_.stream().readDisable(disable);
   }
 
   void sendLocalReply(int status, std::string_view details,
@@ -219,6 +244,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (status == 0 || chain_.responseStarted()) {
       // Mid-response: nothing clean can be sent; reset the stream.
       hcm_.stats().downstream_rq_tx_reset.inc();
+      detachEncoder();
       encoder_.stream().resetStream(http::ResetReason::kLocalReset);
       finish();
       return;
@@ -271,15 +297,18 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       s.downstream_rq_1xx.inc();
     }
     response_headers_ = std::move(headers);  // Encoders may hold views into it.
+    if (end_stream) beforeLastEncode();
     encoder_.encodeHeaders(*response_headers_, end_stream);
     if (end_stream) onLocalComplete();
   }
   void sinkData(BufferChain& data, bool end_stream) override {
     last_activity_ms_ = uv_now(hcm_.worker().loop());
+    if (end_stream) beforeLastEncode();
     encoder_.encodeData(data, end_stream);
     if (end_stream) onLocalComplete();
   }
   void sinkTrailers(HeaderMapPtr trailers) override {
+    beforeLastEncode();
     encoder_.encodeTrailers(*trailers);
     onLocalComplete();
   }
@@ -350,8 +379,15 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     hcm_.stats().downstream_rq_completed.inc();
     if (!remote_complete_) {
       // The response ended before the request did (a local reply to a
-      // request whose body is still coming): HTTP/1 cannot resync, so the
-      // connection closes after the response, as Envoy does.
+      // request whose body is still coming). HTTP/2 resets just this stream;
+      // HTTP/1 cannot resync, so the connection closes after the response,
+      // as Envoy does.
+      if (hcm_.protocol() == http::Protocol::kHttp2) {
+        detachEncoder();
+        encoder_.stream().resetStream(http::ResetReason::kLocalReset);
+        finish();
+        return;
+      }
       hcm_.closeAfterFlush();
     }
     maybeFinish();
@@ -364,11 +400,23 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (local_complete_ && remote_complete_) finish();
   }
 
+  // A codec may free a stream once both of its directions have ended (HTTP/2
+  // does, when the outermost codec call returns). So the stream is let go
+  // of before the call that can end it, never after.
+  void detachEncoder() {
+    if (encoder_detached_) return;
+    encoder_detached_ = true;
+    encoder_.stream().setCallbacks(nullptr);
+  }
+  void beforeLastEncode() {
+    if (remote_complete_) detachEncoder();
+  }
+
   void finish() {
     if (finished_) return;
     finished_ = true;
     stopTimer();
-    encoder_.stream().setCallbacks(nullptr);
+    detachEncoder();
     chain_.destroy();
     hcm_.removeStream(*this);
   }
@@ -385,6 +433,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   uint64_t last_activity_ms_ = 0;
   bool remote_complete_ = false;
   bool local_complete_ = false;
+  bool encoder_detached_ = false;
   bool local_reply_ = false;
   bool finished_ = false;
 };
@@ -395,9 +444,19 @@ void HttpConnectionManager::accept(Worker& worker,
                                    std::shared_ptr<const config::ListenerConfig> listener,
                                    uv_stream_t* server) {
   auto* hcm = new HttpConnectionManager(worker, std::move(listener));
+  const config::ListenerConfig& l = *hcm->listener_;
+  if (l.tls) {
+    // The filter chain and the codec wait for the handshake (SNI, ALPN).
+    hcm->conn_.enableTls(std::make_unique<tls::TlsTransport>(l.tls));
+  }
   if (hcm->conn_.accept(server) != 0) {
     hcm->conn_.close();  // onClosed() deletes it.
     return;
+  }
+  if (!l.tls && !hcm->selectChain("")) return;
+  if (!l.tls && hcm->config().codec_type != config::HttpConnectionManagerConfig::CodecType::kAuto) {
+    hcm->createCodec(hcm->config().codec_type ==
+                     config::HttpConnectionManagerConfig::CodecType::kHttp2);
   }
   hcm->armIdleTimer();
 }
@@ -406,18 +465,12 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
                                              std::shared_ptr<const config::ListenerConfig> listener)
     : worker_(worker),
       listener_(std::move(listener)),
-      stats_(&statsFor(worker, *listener_)),
+      listener_stats_(&listenerStatsFor(worker, *listener_)),
       conn_(worker, *this, listener_->per_connection_buffer_limit_bytes) {
-  http::Http1Settings settings;
-  settings.max_request_headers_kb = config().max_request_headers_kb;
-  codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this, settings);
   worker_.addDownstream();
   worker_.addDrainCallback(this, [this] { onDrain(); });
-  stats_->downstream_cx_total.inc();
-  stats_->downstream_cx_active.inc();
-  stats_->downstream_cx_http1_total.inc();
-  stats_->listener_downstream_cx_total.inc();
-  stats_->listener_downstream_cx_active.inc();
+  listener_stats_->downstream_cx_total.inc();
+  listener_stats_->downstream_cx_active.inc();
   if (worker_.draining()) draining_ = true;
 }
 
@@ -426,7 +479,56 @@ HttpConnectionManager::~HttpConnectionManager() {
   worker_.removeDrainCallback(this);
 }
 
+bool HttpConnectionManager::selectChain(std::string_view server_name) {
+  chain_ = listener_->selectFilterChain(server_name);
+  if (!chain_) {
+    listener_stats_->no_filter_chain_match.inc();
+    conn_.close();
+    return false;
+  }
+  stats_ = &hcmStatsFor(worker_, chain_->http.stat_prefix);
+  stats_->downstream_cx_total.inc();
+  stats_->downstream_cx_active.inc();
+  if (conn_.tls()) stats_->downstream_cx_ssl_total.inc();
+  return true;
+}
+
+void HttpConnectionManager::createCodec(bool http2) {
+  if (http2) {
+    http::Http2Settings settings = config().http2;
+    settings.max_header_list_size_kb = config().max_request_headers_kb;
+    codec_ = std::make_unique<http::Http2ServerCodec>(*this, *this, settings);
+    stats_->downstream_cx_http2_total.inc();
+  } else {
+    http::Http1Settings settings;
+    settings.max_request_headers_kb = config().max_request_headers_kb;
+    codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this, settings);
+    stats_->downstream_cx_http1_total.inc();
+  }
+  if (draining_) codec_->goAway();
+}
+
+void HttpConnectionManager::onTlsHandshakeDone() {
+  tls::TlsTransport& t = *conn_.tls();
+  listener_stats_->ssl_handshake.inc();
+  if (!selectChain(t.sni())) return;
+  using CodecType = config::HttpConnectionManagerConfig::CodecType;
+  // ALPN decides under AUTO (h2, else HTTP/1.1), as Envoy does.
+  bool h2 = config().codec_type == CodecType::kHttp2 ||
+            (config().codec_type == CodecType::kAuto && t.alpn() == "h2");
+  createCodec(h2);
+}
+
 void HttpConnectionManager::onRead(BufferChain& data) {
+  if (!codec_) {
+    if (!chain_) return;  // Not reachable: TLS picks the chain before plaintext arrives.
+    // codec_type AUTO on plaintext: HTTP/2 with prior knowledge starts with
+    // the connection preface; anything else is HTTP/1.
+    size_t n = std::min(data.length(), kHttp2Preface.size());
+    bool match = data.startsWith(kHttp2Preface.substr(0, n));
+    if (match && n < kHttp2Preface.size()) return;  // Wait for more bytes.
+    createCodec(match);
+  }
   if (streams_.empty()) armHeadTimer();
   dispatch(data);
 }
@@ -437,6 +539,7 @@ void HttpConnectionManager::onRead(BufferChain& data) {
 // request_timeout or stream_idle_timeout, whichever is shorter: the
 // connection closes when it fires before a stream began.
 void HttpConnectionManager::armHeadTimer() {
+  if (!chain_) return;
   uint64_t ms = 0;
   for (auto t : {config().request_timeout, config().stream_idle_timeout}) {
     uint64_t v = static_cast<uint64_t>(t.count());
@@ -478,8 +581,38 @@ void HttpConnectionManager::onEof() {
   if (streams_.empty()) conn_.closeAfterFlush();
 }
 
-void HttpConnectionManager::onClosed(TcpConnection::CloseReason) {
-  codec_->onTransportClosed(http::ResetReason::kConnectionTermination);
+void HttpConnectionManager::countCodecStats() {
+  auto* h2 = dynamic_cast<http::Http2ServerCodec*>(codec_.get());
+  if (!h2) return;
+  // Envoy roots the HTTP/2 codec's stats at http2.*.
+  const http::Http2Stats& st = h2->stats();
+  stats::Store& store = worker_.stats();
+  auto add = [&](const char* name, uint64_t v) {
+    if (v) store.counter(std::string("http2.") + name).inc(v);
+  };
+  add("rx_reset", st.rx_reset);
+  add("tx_reset", st.tx_reset);
+  add("header_overflow", st.header_overflow);
+  add("outbound_flood", st.outbound_flood);
+  add("inbound_empty_frames_flood", st.inbound_empty_frames_flood);
+  add("inbound_priority_frames_flood", st.inbound_priority_frames_flood);
+  add("inbound_window_update_frames_flood", st.inbound_window_update_frames_flood);
+  add("rapid_reset", st.rapid_reset);
+  add("protocol_error", st.protocol_error);
+}
+
+void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {
+  if (reason == TcpConnection::CloseReason::kTlsError && conn_.tls()) {
+    const char* why = conn_.tls()->failureReason();
+    std::string name = why ? why : "connection_error";
+    listener_stats_->store.counter(listener_stats_->prefix + "ssl." + name).inc();
+    SKIFF_LOG(kDebug, "downstream TLS from " + conn_.peerAddress() + " failed: " + name + ": " +
+                          conn_.tls()->failureDetail());
+  }
+  if (codec_) {
+    codec_->onTransportClosed(http::ResetReason::kConnectionTermination);
+    countCodecStats();
+  }
   // Streams still here were not reset by the codec (none should be).
   while (!streams_.empty()) {
     worker_.deferDelete(std::move(streams_.front()));
@@ -490,18 +623,18 @@ void HttpConnectionManager::onClosed(TcpConnection::CloseReason) {
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     idle_timer_ = nullptr;
   }
-  stats_->downstream_cx_active.dec();
-  stats_->listener_downstream_cx_active.dec();
+  if (stats_) stats_->downstream_cx_active.dec();
+  listener_stats_->downstream_cx_active.dec();
   worker_.removeDownstream();
   worker_.deferDelete(std::unique_ptr<Deletable>(this));
 }
 
 void HttpConnectionManager::onAboveWriteBufferHighWatermark() {
-  codec_->onAboveWriteBufferHighWatermark();
+  if (codec_) codec_->onAboveWriteBufferHighWatermark();
 }
 
 void HttpConnectionManager::onBelowWriteBufferLowWatermark() {
-  codec_->onBelowWriteBufferLowWatermark();
+  if (codec_) codec_->onBelowWriteBufferLowWatermark();
 }
 
 http::StreamDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
@@ -528,12 +661,18 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
 
 void HttpConnectionManager::onDrain() {
   draining_ = true;
-  codec_->goAway();
+  if (codec_) codec_->goAway();
   if (streams_.empty()) conn_.closeAfterFlush();
 }
 
 void HttpConnectionManager::armIdleTimer() {
-  uint64_t ms = static_cast<uint64_t>(config().idle_timeout.count());
+  // Before a TLS handshake picks the chain, the first chain's idle timeout
+  // bounds a connection that never completes it.
+  const config::HttpConnectionManagerConfig& cfg =
+      chain_ ? config()
+             : (listener_->filter_chains.empty() ? listener_->default_filter_chain->http
+                                                 : listener_->filter_chains.front()->http);
+  uint64_t ms = static_cast<uint64_t>(cfg.idle_timeout.count());
   if (ms == 0) {
     if (idle_timer_) uv_timer_stop(idle_timer_);
     return;

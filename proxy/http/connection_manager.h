@@ -22,15 +22,18 @@
 
 namespace skiff {
 
-// Envoy's http.<stat_prefix>.* and listener.<address>.* counters.
+// Envoy's http.<stat_prefix>.* counters (one block per stat_prefix per worker).
 struct HttpConnectionManagerStats {
-  HttpConnectionManagerStats(stats::Store& store, const config::ListenerConfig& listener);
+  HttpConnectionManagerStats(stats::Store& store, const std::string& stat_prefix);
   stats::Counter& downstream_cx_total;
   stats::Gauge& downstream_cx_active;
   stats::Counter& downstream_cx_http1_total;
+  stats::Counter& downstream_cx_http2_total;
+  stats::Counter& downstream_cx_ssl_total;
   stats::Counter& downstream_cx_protocol_error;
   stats::Counter& downstream_rq_total;
   stats::Counter& downstream_rq_http1_total;
+  stats::Counter& downstream_rq_http2_total;
   stats::Gauge& downstream_rq_active;
   stats::Counter& downstream_rq_completed;
   stats::Counter& downstream_rq_1xx;
@@ -42,8 +45,17 @@ struct HttpConnectionManagerStats {
   stats::Counter& downstream_rq_tx_reset;
   stats::Counter& downstream_rq_too_large;
   stats::Counter& no_route;
-  stats::Counter& listener_downstream_cx_total;
-  stats::Gauge& listener_downstream_cx_active;
+};
+
+// Envoy's listener.<address>.* counters, TLS ones included.
+struct ListenerStats {
+  ListenerStats(stats::Store& store, const std::string& prefix);
+  stats::Counter& downstream_cx_total;
+  stats::Gauge& downstream_cx_active;
+  stats::Counter& no_filter_chain_match;
+  stats::Counter& ssl_handshake;
+  stats::Store& store;
+  std::string prefix;  // "listener.<address>." for counters made on demand.
 };
 
 class HttpConnectionManager : public Deletable,
@@ -61,8 +73,11 @@ class HttpConnectionManager : public Deletable,
 
   Worker& worker() { return worker_; }
   const config::ListenerConfig& listener() const { return *listener_; }
-  const config::HttpConnectionManagerConfig& config() const { return listener_->http; }
+  // The filter chain's HCM config. Valid once a chain is chosen (at accept,
+  // or after the TLS handshake), which is before any stream exists.
+  const config::HttpConnectionManagerConfig& config() const { return chain_->http; }
   HttpConnectionManagerStats& stats() { return *stats_; }
+  http::Protocol protocol() const { return codec_->protocol(); }
   TcpConnection& connection() { return conn_; }
   http::ServerConnection& codec() { return *codec_; }
 
@@ -72,6 +87,7 @@ class HttpConnectionManager : public Deletable,
   void onClosed(TcpConnection::CloseReason reason) override;
   void onAboveWriteBufferHighWatermark() override;
   void onBelowWriteBufferLowWatermark() override;
+  void onTlsHandshakeDone() override;
   // http::CodecOwner
   void write(BufferChain& data) override { conn_.write(data); }
   void scheduleDispatch() override;
@@ -88,6 +104,11 @@ class HttpConnectionManager : public Deletable,
 
  private:
   void dispatch(BufferChain& data);
+  // Picks the filter chain for server_name; false (and the connection
+  // closes) when none takes it.
+  bool selectChain(std::string_view server_name);
+  void createCodec(bool http2);
+  void countCodecStats();
   void onDrain();
   void armIdleTimer();
   void armHeadTimer();
@@ -96,7 +117,9 @@ class HttpConnectionManager : public Deletable,
 
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
-  HttpConnectionManagerStats* stats_;  // Shared by the listener's connections on this worker.
+  const config::FilterChainConfig* chain_ = nullptr;        // Owned by listener_.
+  ListenerStats* listener_stats_;  // Shared by the listener's connections on this worker.
+  HttpConnectionManagerStats* stats_ = nullptr;  // Set with chain_.
   TcpConnection conn_;
   std::unique_ptr<http::ServerConnection> codec_;
   std::list<std::unique_ptr<ActiveStream>> streams_;

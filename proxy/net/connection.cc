@@ -5,6 +5,7 @@
 
 #include <cassert>
 
+#include "proxy/net/tls/tls_transport.h"
 #include "proxy/worker/worker.h"
 
 namespace skiff {
@@ -37,6 +38,10 @@ TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buff
   tcp_.data = this;
   uv_timer_init(worker_.loop(), &connect_timer_);
   connect_timer_.data = this;
+}
+
+void TcpConnection::enableTls(std::unique_ptr<tls::TlsTransport> transport) {
+  tls_ = std::move(transport);
 }
 
 TcpConnection::~TcpConnection() {
@@ -79,6 +84,10 @@ void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
   uv_tcp_nodelay(&self->tcp_, 1);
   self->state_ = State::kOpen;
   self->updateReading();
+  if (self->tls_) {
+    self->tls_->startHandshake();
+    self->takeTlsOutput();
+  }
   self->callbacks_.onConnected();
   if (!self->queue_.empty() && !self->closing()) self->flush();
 }
@@ -99,7 +108,7 @@ void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   if (nread > 0) {
     self->bytes_read_ += static_cast<uint64_t>(nread);
     self->read_buffer_.commit(static_cast<size_t>(nread), self->input_);
-    self->callbacks_.onRead(self->input_);
+    self->deliver();
   } else if (nread == UV_EOF) {
     self->eof_ = true;
     self->updateReading();
@@ -111,6 +120,45 @@ void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   // An idle connection keeps no slab: give it back once every byte read has
   // been consumed (slices handed on keep the slab alive by themselves).
   if (self->input_.empty()) self->read_buffer_.release();
+}
+
+// Hands read bytes to the owner: as they are, or decrypted under TLS.
+void TcpConnection::deliver() {
+  if (!tls_) {
+    callbacks_.onRead(input_);
+    return;
+  }
+  Status s = tls_->onRead(input_, plaintext_);
+  takeTlsOutput();  // Handshake records, alerts, tickets, held application data.
+  if (!s) {
+    // The alert, if any, leaves first; nothing more is read.
+    ++read_disable_;
+    updateReading();
+    closeAfterFlush(CloseReason::kTlsError);
+    return;
+  }
+  if (tls_->handshakeComplete() && !tls_handshake_reported_) {
+    tls_handshake_reported_ = true;
+    callbacks_.onTlsHandshakeDone();
+    if (closing()) return;
+  }
+  if (!plaintext_.empty()) callbacks_.onRead(plaintext_);
+  if (tls_->peerClosed() && !closing()) {
+    eof_ = true;
+    updateReading();
+    callbacks_.onEof();
+  }
+}
+
+void TcpConnection::takeTlsOutput() {
+  if (!tls_->hasOutput()) return;
+  BufferChain out;
+  tls_->takeOutput(out);
+  queue_.move(out);
+  if (!flush_scheduled_ && in_flight_ == 0) {
+    flush_scheduled_ = true;
+    worker_.scheduleFlush(this);
+  }
 }
 
 void TcpConnection::updateReading() {
@@ -139,7 +187,18 @@ void TcpConnection::write(BufferChain& data) {
     data.clear();
     return;
   }
-  queue_.move(data);
+  if (tls_) {
+    // Encrypts into queue_ (held inside the transport until the handshake
+    // completes).
+    Status s = tls_->write(data, queue_);
+    if (!s) {
+      takeTlsOutput();
+      closeAfterFlush(CloseReason::kTlsError);
+      return;
+    }
+  } else {
+    queue_.move(data);
+  }
   if (!flush_scheduled_ && in_flight_ == 0) {
     flush_scheduled_ = true;
     worker_.scheduleFlush(this);
@@ -181,7 +240,7 @@ void TcpConnection::flush() {
     }
     checkWatermarks();
   }
-  if (queue_.empty() && close_after_flush_) close(CloseReason::kLocal);
+  if (queue_.empty() && close_after_flush_) close(flush_close_reason_);
 }
 
 void TcpConnection::onWriteDone(uv_write_t* req, int status) {
@@ -209,10 +268,11 @@ void TcpConnection::checkWatermarks() {
   }
 }
 
-void TcpConnection::closeAfterFlush() {
+void TcpConnection::closeAfterFlush(CloseReason reason) {
   if (closing()) return;
   close_after_flush_ = true;
-  if (queue_.empty() && in_flight_ == 0) close(CloseReason::kLocal);
+  flush_close_reason_ = reason;
+  if (queue_.empty() && in_flight_ == 0) close(reason);
 }
 
 void TcpConnection::close(CloseReason reason) {
@@ -237,6 +297,7 @@ void TcpConnection::finishClose() {
   state_ = State::kClosed;
   queue_.clear();
   input_.clear();
+  plaintext_.clear();
   read_buffer_.release();
   callbacks_.onClosed(close_reason_);
 }

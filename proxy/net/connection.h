@@ -8,17 +8,22 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "proxy/buffer/buffer.h"
 
 namespace skiff {
 
+namespace tls {
+class TlsTransport;
+}
+
 class Worker;
 
 class TcpConnection {
  public:
-  enum class CloseReason { kLocal, kRemote, kError, kConnectFailure, kConnectTimeout };
+  enum class CloseReason { kLocal, kRemote, kError, kConnectFailure, kConnectTimeout, kTlsError };
 
   class Callbacks {
    public:
@@ -31,6 +36,8 @@ class TcpConnection {
     virtual void onClosed(CloseReason reason) = 0;
     // Upstream only: the connect completed.
     virtual void onConnected() {}
+    // TLS only: the handshake completed (ALPN and SNI are known now).
+    virtual void onTlsHandshakeDone() {}
     virtual void onAboveWriteBufferHighWatermark() = 0;
     virtual void onBelowWriteBufferLowWatermark() = 0;
   };
@@ -45,13 +52,18 @@ class TcpConnection {
   // Upstream: connects to addr; onConnected() or onClosed(kConnectFailure /
   // kConnectTimeout) follows.
   int connect(const sockaddr* addr, uint64_t timeout_ms);
+  // Makes the connection TLS: bytes read are decrypted before onRead(), bytes
+  // written are encrypted. Set before accept() / connect(). A TLS failure
+  // closes the connection with kTlsError; tls() tells why.
+  void enableTls(std::unique_ptr<tls::TlsTransport> transport);
+  tls::TlsTransport* tls() { return tls_.get(); }
 
   // Queues bytes (moved out of data); they leave before the loop next polls.
   void write(BufferChain& data);
   // Nesting read stop: n disables need n enables.
   void readDisable(bool disable);
-  // Closes once every queued byte is written.
-  void closeAfterFlush();
+  // Closes once every queued byte is written; onClosed() gets reason.
+  void closeAfterFlush(CloseReason reason = CloseReason::kLocal);
   // Closes now, dropping queued bytes.
   void close(CloseReason reason = CloseReason::kLocal);
   bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
@@ -78,6 +90,8 @@ class TcpConnection {
   void updateReading();
   void checkWatermarks();
   void finishClose();
+  void deliver();
+  void takeTlsOutput();
 
   Worker& worker_;
   Callbacks& callbacks_;
@@ -89,11 +103,15 @@ class TcpConnection {
   State state_ = State::kIdle;
   CloseReason close_reason_ = CloseReason::kLocal;
   ReadBuffer read_buffer_;
-  BufferChain input_;
+  BufferChain input_;      // Bytes as read (ciphertext under TLS).
+  BufferChain plaintext_;  // Decrypted bytes not yet consumed (TLS only).
+  std::unique_ptr<tls::TlsTransport> tls_;
+  bool tls_handshake_reported_ = false;
   BufferChain queue_;     // Bytes not yet accepted by the kernel.
   size_t in_flight_ = 0;  // Front bytes of queue_ handed to a pending uv_write.
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
+  CloseReason flush_close_reason_ = CloseReason::kLocal;
   bool reading_ = false;
   bool eof_ = false;
   int read_disable_ = 0;

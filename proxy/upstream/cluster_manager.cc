@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
+#include "proxy/http/http2/http2_codec.h"
+#include "proxy/net/tls/tls_transport.h"
 
 namespace skiff::upstream {
 
@@ -47,15 +50,43 @@ ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
       upstream_rq_5xx(s.counter("cluster." + name + ".upstream_rq_5xx")),
       upstream_cx_none_healthy(s.counter("cluster." + name + ".upstream_cx_none_healthy")),
       membership_total(s.gauge("cluster." + name + ".membership_total")),
-      membership_healthy(s.gauge("cluster." + name + ".membership_healthy")) {}
+      membership_healthy(s.gauge("cluster." + name + ".membership_healthy")),
+      ssl_handshake(s.counter("cluster." + name + ".ssl.handshake")),
+      store(s),
+      prefix("cluster." + name + ".") {}
 
 // ---- UpstreamClient
 
-UpstreamClient::UpstreamClient(Host& host, Worker& worker)
+UpstreamClient::UpstreamClient(Host& host, Worker& worker, Want want)
     : host_(host.shared_from_this()),
       worker_(worker),
       conn_(worker, *this, host.cluster().config().per_connection_buffer_limit_bytes),
-      codec_(std::make_unique<http::Http1ClientCodec>(*this)) {}
+      want_(want) {
+  const config::ClusterConfig& cfg = host.cluster().config();
+  if (cfg.tls) conn_.enableTls(std::make_unique<tls::TlsTransport>(cfg.tls, /*server=*/false));
+}
+
+bool UpstreamClient::serves(Want w) const {
+  if (!up_ || !codec_) return false;
+  if (w == Want::kAny) return true;
+  return (codec_->protocol() == http::Protocol::kHttp2) == (w == Want::kHttp2);
+}
+
+void UpstreamClient::makeCodec(bool h2) {
+  const config::ClusterConfig& cfg = host_->cluster().config();
+  if (h2) {
+    codec_ = std::make_unique<http::Http2ClientCodec>(*this, cfg.http2);
+  } else {
+    codec_ = std::make_unique<http::Http1ClientCodec>(*this);
+  }
+}
+
+void UpstreamClient::becomeReady() {
+  Host& host = *host_;
+  if (host.connecting_ > 0) --host.connecting_;
+  up_ = true;
+  host.onClientAvailable(*this);
+}
 
 UpstreamClient::~UpstreamClient() {
   if (idle_timer_) {
@@ -103,12 +134,21 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
     cluster.stats().upstream_cx_destroy.inc();
     --cluster.connections;
   }
-  if (reason == TcpConnection::CloseReason::kConnectFailure ||
-      reason == TcpConnection::CloseReason::kConnectTimeout) {
+  if (reason == TcpConnection::CloseReason::kTlsError && conn_.tls()) {
+    const char* why = conn_.tls()->failureReason();
+    std::string reason_name = why ? why : "connection_error";
+    cluster.stats().store.counter(cluster.stats().prefix + "ssl." + reason_name).inc();
+    SKIFF_LOG(kDebug, "upstream TLS to " + host_->address() + " failed: " + reason_name + ": " +
+                          conn_.tls()->failureDetail());
+  }
+  if (!up_) {
+    // Never became usable (connect failure, timeout, TLS handshake failure):
+    // the request that caused it fails with UF.
     if (reason == TcpConnection::CloseReason::kConnectTimeout) {
       cluster.stats().upstream_cx_connect_timeout.inc();
     }
     cluster.stats().upstream_cx_connect_fail.inc();
+    if (host_->connecting_ > 0) --host_->connecting_;
     host_->onClientFailed(*this, reason == TcpConnection::CloseReason::kConnectTimeout
                                      ? PoolFailure::kConnectTimeout
                                      : PoolFailure::kConnectFailure);
@@ -122,9 +162,17 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
 }
 
 void UpstreamClient::onConnected() {
-  Host& host = *host_;
-  if (host.connecting_ > 0) --host.connecting_;
-  host.onClientAvailable(*this);
+  if (conn_.tls()) return;  // Ready when the handshake is done.
+  makeCodec(want_ == Want::kHttp2);
+  becomeReady();
+}
+
+void UpstreamClient::onTlsHandshakeDone() {
+  host_->cluster().stats().ssl_handshake.inc();
+  // auto_config: ALPN decides; otherwise the cluster's protocol does.
+  bool h2 = want_ == Want::kAny ? conn_.tls()->alpn() == "h2" : want_ == Want::kHttp2;
+  makeCodec(h2);
+  becomeReady();
 }
 
 void UpstreamClient::onAboveWriteBufferHighWatermark() {
@@ -142,15 +190,19 @@ Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
   address_ = formatAddress(reinterpret_cast<const ::sockaddr*>(&addr_));
 }
 
-void Host::newStream(PoolCallbacks& callbacks) {
+void Host::newStream(PoolCallbacks& callbacks, Want want) {
   Cluster& c = *cluster_;
-  while (!ready_.empty()) {
-    UpstreamClient& client = *ready_.front();
-    if (client.codec().canStartStream() && !client.conn_.closing()) {
+  for (auto it = ready_.begin(); it != ready_.end();) {
+    UpstreamClient& client = **it;
+    ++it;
+    if (client.conn_.closing() || !client.codec().canStartStream()) {
+      removeReady(client);
+      continue;
+    }
+    if (client.serves(want)) {
       assign(client, callbacks);
       return;
     }
-    removeReady(client);
   }
   const config::ClusterConfig& cfg = c.config();
   if (c.pending_requests >= cfg.max_pending_requests) {
@@ -158,7 +210,7 @@ void Host::newStream(PoolCallbacks& callbacks) {
     callbacks.onPoolFailure(PoolFailure::kOverflow);
     return;
   }
-  pending_.push_back(&callbacks);
+  pending_.push_back({&callbacks, want});
   ++c.pending_requests;
   c.stats().upstream_rq_pending_total.inc();
   c.stats().upstream_rq_pending_active.inc();
@@ -167,7 +219,7 @@ void Host::newStream(PoolCallbacks& callbacks) {
   // for a stream to come free.
   if (connecting_ * c.streamsPerConnection() < pending_.size() &&
       c.connections < cfg.max_connections) {
-    connectOne();
+    connectOne(want);
   }
 }
 
@@ -192,9 +244,9 @@ void Host::removeReady(UpstreamClient& client) {
   client.ready_ = false;
 }
 
-void Host::connectOne() {
+void Host::connectOne(Want want) {
   Cluster& c = *cluster_;
-  auto* client = new UpstreamClient(*this, c.worker());
+  auto* client = new UpstreamClient(*this, c.worker(), want);
   all_.push_back(client);
   ++connecting_;
   ++c.connections;
@@ -207,29 +259,38 @@ void Host::connectOne() {
 }
 
 void Host::cancel(PoolCallbacks& callbacks) {
-  auto it = std::find(pending_.begin(), pending_.end(), &callbacks);
+  auto it = std::find_if(pending_.begin(), pending_.end(),
+                         [&](const Pending& p) { return p.callbacks == &callbacks; });
   if (it == pending_.end()) return;
   pending_.erase(it);
   --cluster_->pending_requests;
   cluster_->stats().upstream_rq_pending_active.dec();
 }
 
-void Host::onClientFailed(UpstreamClient&, PoolFailure reason) {
-  if (connecting_ > 0) --connecting_;
-  // The connection this request caused failed: fail the oldest waiter, as
-  // Envoy does, so a dead host answers quickly instead of hanging everyone.
-  if (pending_.empty()) return;
-  PoolCallbacks* cb = pending_.front();
-  pending_.pop_front();
-  --cluster_->pending_requests;
-  cluster_->stats().upstream_rq_pending_active.dec();
-  cb->onPoolFailure(reason);
+void Host::onClientFailed(UpstreamClient& client, PoolFailure reason) {
+  // The connection this request caused failed: fail the oldest waiter it
+  // was opened for, as Envoy does, so a dead host answers quickly instead of
+  // hanging everyone.
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if (it->want != client.want_ && it->want != Want::kAny && client.want_ != Want::kAny) continue;
+    PoolCallbacks* cb = it->callbacks;
+    pending_.erase(it);
+    --cluster_->pending_requests;
+    cluster_->stats().upstream_rq_pending_active.dec();
+    cb->onPoolFailure(reason);
+    return;
+  }
 }
 
 void Host::onClientAvailable(UpstreamClient& client) {
-  while (!pending_.empty() && !client.conn_.closing() && client.codec().canStartStream()) {
-    PoolCallbacks* cb = pending_.front();
-    pending_.pop_front();
+  for (auto it = pending_.begin();
+       it != pending_.end() && !client.conn_.closing() && client.codec().canStartStream();) {
+    if (!client.serves(it->want)) {
+      ++it;
+      continue;
+    }
+    PoolCallbacks* cb = it->callbacks;
+    it = pending_.erase(it);
     --cluster_->pending_requests;
     cluster_->stats().upstream_rq_pending_active.dec();
     assign(client, *cb);
@@ -266,7 +327,7 @@ void Host::onClientClosed(UpstreamClient& client) {
   // Waiters that were counting on this connection get a new one.
   if (!pending_.empty() && connecting_ * cluster_->streamsPerConnection() < pending_.size() &&
       !retired_ && cluster_->connections < cluster_->config().max_connections) {
-    connectOne();
+    connectOne(pending_.front().want);
   }
 }
 
@@ -278,7 +339,7 @@ void Host::retire() {
     if (c->streams_ == 0) c->conn_.close();
   }
   while (!pending_.empty()) {
-    PoolCallbacks* cb = pending_.front();
+    PoolCallbacks* cb = pending_.front().callbacks;
     pending_.pop_front();
     --cluster_->pending_requests;
     cluster_->stats().upstream_rq_pending_active.dec();
@@ -394,6 +455,21 @@ std::shared_ptr<Host> Cluster::chooseHost() {
     }
   }
   return hosts_[0];
+}
+
+Want Cluster::want(http::Protocol downstream) const {
+  using P = config::ClusterConfig::UpstreamProtocol;
+  switch (config_->upstream_protocol) {
+    case P::kHttp1:
+      return Want::kHttp1;
+    case P::kHttp2:
+      return Want::kHttp2;
+    case P::kUseDownstream:
+      return downstream == http::Protocol::kHttp2 ? Want::kHttp2 : Want::kHttp1;
+    case P::kAuto:
+      return Want::kAny;
+  }
+  return Want::kHttp1;
 }
 
 // ---- ClusterManager

@@ -29,6 +29,10 @@ class UpstreamClient;
 // Why a pool could not give a stream.
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
 
+// Which protocol a request needs from the pool. kAny: whatever the
+// connection negotiates (auto_config, ALPN over TLS).
+enum class Want { kHttp1, kHttp2, kAny };
+
 class PoolCallbacks {
  public:
   virtual ~PoolCallbacks() = default;
@@ -61,6 +65,9 @@ struct ClusterStats {
   stats::Counter& upstream_cx_none_healthy;
   stats::Gauge& membership_total;
   stats::Gauge& membership_healthy;
+  stats::Counter& ssl_handshake;
+  stats::Store& store;
+  std::string prefix;  // "cluster.<name>." for counters made on demand.
 };
 
 // One upstream connection with its client codec. Owned by its host's pool
@@ -68,10 +75,13 @@ struct ClusterStats {
 // a time: HTTP/1 carries one stream, HTTP/2 up to the peer's limit.
 class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public http::CodecOwner {
  public:
-  UpstreamClient(Host& host, Worker& worker);
+  UpstreamClient(Host& host, Worker& worker, Want want);
   ~UpstreamClient() override;
 
   http::ClientConnection& codec() { return *codec_; }
+  // Whether this connection can carry a request that wants w (only once
+  // connected: before that its protocol may be unknown).
+  bool serves(Want w) const;
   Host& host() { return *host_; }
   // The borrower's stream ended (cleanly, or reset by the borrower first):
   // the connection goes back to the pool, or closes if it cannot be reused.
@@ -85,6 +95,7 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   void onEof() override;
   void onClosed(TcpConnection::CloseReason reason) override;
   void onConnected() override;
+  void onTlsHandshakeDone() override;
   void onAboveWriteBufferHighWatermark() override;
   void onBelowWriteBufferLowWatermark() override;
   // http::CodecOwner
@@ -98,8 +109,12 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   std::shared_ptr<Host> host_;  // Keeps a removed host alive until we close.
   Worker& worker_;
   TcpConnection conn_;
-  std::unique_ptr<http::ClientConnection> codec_;
+  std::unique_ptr<http::ClientConnection> codec_;  // Made once the protocol is known.
+  Want want_;                                      // What it was opened for.
+  bool up_ = false;       // Connected (and TLS handshake done): streams may start.
   uint32_t streams_ = 0;  // Streams lent out now.
+  void makeCodec(bool h2);
+  void becomeReady();
   bool counted_active_ = false;
   bool ready_ = false;  // In the host's ready list (connected, has room).
   std::list<UpstreamClient*>::iterator ready_pos_;
@@ -121,7 +136,7 @@ class Host : public std::enable_shared_from_this<Host> {
   // Asks the pool for a connection. Returns false when the request was
   // answered synchronously (ready or failed) — or true when it waits, in
   // which case cancel(callbacks) withdraws it.
-  void newStream(PoolCallbacks& callbacks);
+  void newStream(PoolCallbacks& callbacks, Want want);
   void cancel(PoolCallbacks& callbacks);
   // The host left the cluster: close idle connections, keep busy ones.
   void retire();
@@ -137,7 +152,7 @@ class Host : public std::enable_shared_from_this<Host> {
   int64_t smooth_weight = 0;  // Round-robin state (smooth weighted RR).
 
  private:
-  void connectOne();
+  void connectOne(Want want);
   // Lends client to cb for one stream.
   void assign(UpstreamClient& client, PoolCallbacks& cb);
   void addReady(UpstreamClient& client);
@@ -150,7 +165,11 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t active_requests_ = 0;
   uint32_t connecting_ = 0;
   std::list<UpstreamClient*> ready_;  // Front: the warmest (LIFO).
-  std::list<PoolCallbacks*> pending_;
+  struct Pending {
+    PoolCallbacks* callbacks;
+    Want want;
+  };
+  std::list<Pending> pending_;
   std::vector<UpstreamClient*> all_;
   bool retired_ = false;
 };
@@ -170,8 +189,14 @@ class Cluster {
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
 
-  // How many streams one new connection is expected to carry (HTTP/1: one).
-  size_t streamsPerConnection() const { return 1; }
+  // How many streams one new connection is expected to carry: one for
+  // HTTP/1; for HTTP/2 many (the peer's real limit is known only after its
+  // SETTINGS, and a full connection simply makes the pool open another).
+  size_t streamsPerConnection() const {
+    return config_->upstream_protocol == config::ClusterConfig::UpstreamProtocol::kHttp1 ? 1 : 100;
+  }
+  // The pool want for a request arriving on a downstream protocol.
+  Want want(http::Protocol downstream) const;
 
   // Circuit breaker state across hosts (per worker).
   uint32_t connections = 0;
