@@ -38,8 +38,10 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // Listeners.
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
-        "default_filter_chain"}},
-      // listener_filters stays refused: tls_inspector's proto is not compiled in.
+        "default_filter_chain", "listener_filters"}},
+      // Only tls_inspector, with no options; the translator checks the type.
+      {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},
+      {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", {}},
       {"envoy.config.listener.v3.FilterChain",
        {"name", "filter_chain_match", "filters", "transport_socket"}},
       {"envoy.config.listener.v3.FilterChainMatch", {"server_names"}},
@@ -181,6 +183,7 @@ const std::set<std::string>& anyTypes() {
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",
       std::string(kTls) + "UpstreamTlsContext",
+      "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
   };
   return *types;
 }

@@ -17,6 +17,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/filters/http/router/v3/router.proto
   envoy/extensions/transport_sockets/tls/v3/tls.proto
   envoy/extensions/upstreams/http/v3/http_protocol_options.proto
+  envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto
 )
 
 find_program(NPM npm REQUIRED)
@@ -49,7 +50,9 @@ endif()
 
 set(_api "${CMAKE_BINARY_DIR}/envoy-api")
 set(_gen "${CMAKE_BINARY_DIR}/envoy-api-gen")
-set(_stamp "${_gen}/.stamp-${SKIFF_XDS_NPM_SHA256}")
+# The stamp names the package and the roots: changing either regenerates.
+string(SHA256 _roots_hash "${SKIFF_PROTO_ROOTS}")
+set(_stamp "${_gen}/.stamp-${SKIFF_XDS_NPM_SHA256}-${_roots_hash}")
 set(_inc "${_api}/package/deps")
 set(_proto_path
   "-I${_inc}/envoy-api" "-I${_inc}/xds" "-I${_inc}/googleapis"

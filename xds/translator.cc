@@ -740,6 +740,23 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     chains.push_back(&listener.filter_chains(i));
     chain_paths.push_back(path + ".filter_chains[" + std::to_string(i) + "]");
   }
+  // tls_inspector reads the SNI (and ALPN) before a filter chain is chosen.
+  // skiff reads them in its own handshake, which it starts on every
+  // connection of a TLS listener, so the inspector is accepted and adds
+  // nothing. (What it would add, TLS and plaintext chains on one listener,
+  // stays refused below.)
+  for (int i = 0; i < listener.listener_filters_size(); ++i) {
+    const auto& f = listener.listener_filters(i);
+    const std::string fpath = path + ".listener_filters[" + std::to_string(i) + "]";
+    if (!f.has_typed_config() ||
+        !f.typed_config().type_url().ends_with(
+            "/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
+      errors.push_back(fpath +
+                       ": only envoy.filters.listener.tls_inspector (typed_config "
+                       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector) is "
+                       "supported");
+    }
+  }
   if (listener.has_default_filter_chain()) {
     chains.push_back(&listener.default_filter_chain());
     chain_paths.push_back(path + ".default_filter_chain");

@@ -269,7 +269,12 @@ void TcpConnection::checkWatermarks() {
 }
 
 void TcpConnection::closeAfterFlush(CloseReason reason) {
-  if (closing()) return;
+  if (closing() || close_after_flush_) return;
+  if (tls_ && reason == CloseReason::kLocal && tls_->handshakeComplete()) {
+    // A graceful TLS close says so (close_notify), so the peer can tell the
+    // end of the data from a truncation.
+    tls_->shutdown(queue_);
+  }
   close_after_flush_ = true;
   flush_close_reason_ = reason;
   if (queue_.empty() && in_flight_ == 0) close(reason);

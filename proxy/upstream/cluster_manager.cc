@@ -52,6 +52,8 @@ ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
       membership_total(s.gauge("cluster." + name + ".membership_total")),
       membership_healthy(s.gauge("cluster." + name + ".membership_healthy")),
       ssl_handshake(s.counter("cluster." + name + ".ssl.handshake")),
+      upstream_cx_http1_total(s.counter("cluster." + name + ".upstream_cx_http1_total")),
+      upstream_cx_http2_total(s.counter("cluster." + name + ".upstream_cx_http2_total")),
       store(s),
       prefix("cluster." + name + ".") {}
 
@@ -76,8 +78,10 @@ void UpstreamClient::makeCodec(bool h2) {
   const config::ClusterConfig& cfg = host_->cluster().config();
   if (h2) {
     codec_ = std::make_unique<http::Http2ClientCodec>(*this, cfg.http2);
+    host_->cluster().stats().upstream_cx_http2_total.inc();
   } else {
     codec_ = std::make_unique<http::Http1ClientCodec>(*this);
+    host_->cluster().stats().upstream_cx_http1_total.inc();
   }
 }
 

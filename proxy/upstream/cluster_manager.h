@@ -66,6 +66,8 @@ struct ClusterStats {
   stats::Gauge& membership_total;
   stats::Gauge& membership_healthy;
   stats::Counter& ssl_handshake;
+  stats::Counter& upstream_cx_http1_total;
+  stats::Counter& upstream_cx_http2_total;
   stats::Store& store;
   std::string prefix;  // "cluster.<name>." for counters made on demand.
 };

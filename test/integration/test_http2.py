@@ -47,18 +47,15 @@ class Http2Test(h.SkiffTestCase):
         version, code = tail.decode().split()
         return version, int(code), body
 
-    @unittest.expectedFailure
     def test_direct_response_over_h2c(self):
         version, code, body = self.curl_h2("/direct")
         self.assertEqual((version, code, body), ("2", 200, b"hello over h2\n"))
 
-    @unittest.expectedFailure
     def test_h2_downstream_h1_upstream_body(self):
         version, code, body = self.curl_h2("/b1m")
         self.assertEqual((version, code), ("2", 200))
         self.assertEqual(body, h.Nginx.body_of(1 << 20))
 
-    @unittest.expectedFailure
     def test_h2_request_body_to_h1_upstream(self):
         payload = bytes(range(256)) * 8192  # 2 MiB: more than the initial windows
         version, code, body = self.curl_h2("/sha", "--data-binary", "@-", input_bytes=payload)
@@ -66,7 +63,6 @@ class Http2Test(h.SkiffTestCase):
         self.assertEqual(json.loads(body), {"length": len(payload),
                                             "sha256": hashlib.sha256(payload).hexdigest()})
 
-    @unittest.expectedFailure
     def test_h2load_many_streams(self):
         if not shutil.which("h2load"):
             self.skipTest("h2load not installed")
@@ -79,7 +75,6 @@ class Http2Test(h.SkiffTestCase):
 
 
 class Http2UpstreamTest(h.SkiffTestCase):
-    @unittest.expectedFailure
     def test_h1_downstream_h2_upstream(self):
         nginx = self.start_nginx_h2()
         skiff = self.start_skiff(h.bootstrap(

@@ -49,7 +49,6 @@ class TlsTest(h.SkiffTestCase):
                 cn = dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
                 return s.version(), s.selected_alpn_protocol(), cn, data
 
-    @unittest.expectedFailure
     def test_https_listener_with_curl(self):
         skiff = self.start_skiff(h.bootstrap([self.tls_listener([h.route(direct="secure\n")], self.a)]))
         port = skiff.port("tls")
@@ -58,7 +57,6 @@ class TlsTest(h.SkiffTestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(out, b"secure\n")
 
-    @unittest.expectedFailure
     def test_https_tls13_and_alpn_http11(self):
         skiff = self.start_skiff(h.bootstrap(
             [self.tls_listener([h.route(direct="secure\n")], self.a, alpn=["http/1.1"])]))
@@ -69,7 +67,6 @@ class TlsTest(h.SkiffTestCase):
         [(status, _, body)] = h.parse_responses(data)
         self.assertEqual((status, body), (200, b"secure\n"))
 
-    @unittest.expectedFailure
     def test_plaintext_to_tls_listener_gets_no_http(self):
         skiff = self.start_skiff(h.bootstrap([self.tls_listener([h.route(direct="secure\n")], self.a)]))
         data, _ = h.raw_exchange(skiff.port("tls"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
@@ -77,7 +74,6 @@ class TlsTest(h.SkiffTestCase):
         # And the listener still serves TLS afterwards.
         self.assertEqual(self.https_get(skiff.port("tls"), "a.test")[2], "a.test")
 
-    @unittest.expectedFailure
     def test_sni_selects_filter_chain(self):
         lst = self.tls_listener([h.route(direct="chain a\n")], self.a)
         chain_b = copy.deepcopy(lst["filter_chains"][0])
@@ -97,7 +93,6 @@ class TlsTest(h.SkiffTestCase):
                 self.assertEqual(cn, name)
                 self.assertEqual(h.parse_responses(data)[0][2], want)
 
-    @unittest.expectedFailure
     def test_tls_upstream_to_nginx(self):
         nginx = h.Nginx(tls=self.certs.leaf("localhost"))
         self.addCleanup(nginx.stop)
@@ -109,7 +104,6 @@ class TlsTest(h.SkiffTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(body, h.Nginx.body_of(16 * 1024))
 
-    @unittest.expectedFailure
     def test_tls_upstream_with_wrong_ca_is_503(self):
         other = h.Certificates()
         self.addCleanup(other.cleanup)

@@ -799,13 +799,26 @@ TEST_F(TranslateTls, UnsupportedTlsFieldsAreNamed) {
                 "safe_regex: not supported yet");
 }
 
-TEST_F(TranslateTls, TlsInspectorIsRefused) {
+TEST_F(TranslateTls, TlsInspectorIsAcceptedAndOtherListenerFiltersAreNot) {
   std::string y = listenerYaml(chainYaml("a", "", "a"));
   y += R"(    listener_filters:
     - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+)";
+  auto ok = translateBootstrap(load(y));
+  ASSERT_TRUE(ok) << ok.status().message();
+  EXPECT_TRUE(ok.value()->listeners[0]->tls);
+
+  std::string bad = listenerYaml(chainYaml("a", "", "a"));
+  bad += R"(    listener_filters:
+    - name: envoy.filters.listener.original_dst
       typed_config: {"@type": type.googleapis.com/google.protobuf.Empty}
 )";
-  EXPECT_EQ(translateError(load(y)), kListener + ".listener_filters: not supported yet");
+  auto err = translateBootstrap(load(bad));
+  ASSERT_FALSE(err);
+  EXPECT_NE(err.status().message().find(kListener + ".listener_filters[0]"), std::string::npos)
+      << err.status().message();
 }
 
 TEST(TranslateHttp2, HcmOptions) {
