@@ -715,7 +715,10 @@ def write_machine(uptime_start, uptime_end):
     keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket",
             "Socket(s)", "CPU max MHz", "L2 cache", "L3 cache", "Hypervisor vendor")
     cpu_lines = [l for l in lscpu.splitlines() if l.split(":")[0].strip() in keep]
-    commit = sh(f"git -C {ROOT} rev-parse --short HEAD")
+    # The binary may be older than HEAD: name the commit that was HEAD when it was linked.
+    built = os.path.getmtime(SKIFF_BIN) if os.path.exists(SKIFF_BIN) else time.time()
+    built_text = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(built))
+    commit = sh(f"git -C {ROOT} log -1 --format=%h --before=@{int(built)}")
     dirty = sh(f"git -C {ROOT} status --porcelain --untracked-files=no -- proxy filters xds "
                "CMakeLists.txt")
     lines = [
@@ -727,8 +730,9 @@ def write_machine(uptime_start, uptime_end):
         f"Memory:              {sh('free -m | sed -n 2p')}",
         "```\n",
         "Versions:\n",
-        f"- skiff: commit {commit}{' with uncommitted changes in the tree' if dirty else ''}"
-        f" ({SKIFF_BIN}, {WORKERS} worker)",
+        f"- skiff: {SKIFF_BIN} linked {built_text}, when HEAD was {commit}"
+        f"{' (the tree has uncommitted changes now; the build may have had some)' if dirty else ''}"
+        f", run with {WORKERS} worker",
         f"- haproxy: {sh('haproxy -v | head -1')}",
         f"- nginx: {sh('nginx -v 2>&1')}",
         f"- wrk: {sh('wrk -v 2>&1 | head -1')}",
