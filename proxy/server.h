@@ -52,6 +52,7 @@ class Server : public AdminSource {
   void onDnsInitialDone();
   void startWorkers();
   void beginDrain();
+  void teardownMain();
   void collect(std::map<std::string, uint64_t>& counters, std::map<std::string, int64_t>& gauges);
 
   ServerOptions options_;
@@ -69,7 +70,8 @@ class Server : public AdminSource {
   std::atomic<uint32_t> workers_ready_{0};
   std::atomic<uint32_t> workers_done_{0};
   std::atomic<bool> worker_failed_{false};
-  std::string worker_error_;  // Written before workers_ready_ is bumped.
+  std::string worker_error_;   // Written before workers_ready_ is bumped.
+  bool handles_open_ = false;  // Signals and worker_event_ are initialized.
   bool live_ = false;
   bool draining_ = false;
   int exit_code_ = 0;

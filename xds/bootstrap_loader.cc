@@ -135,19 +135,22 @@ std::vector<std::pair<std::string, YAML::Node>> mapEntries(const YAML::Node& nod
   std::vector<YAML::Node> merges;
   std::set<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // Copies, not references: yaml-cpp's iterator hands out a temporary pair,
+    // so a reference into it dangles after this statement (ASan finds it).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) {
       throw YamlError{where(key.Mark()) + ": a mapping key must be a scalar"};
     }
     const std::string name = key.Scalar();
     if (name == "<<" && key.Tag() == "?") {
-      merges.push_back(it->second);
+      merges.push_back(value);
       continue;
     }
     if (!seen.insert(name).second) {
       throw YamlError{where(key.Mark()) + ": duplicate key '" + name + "'"};
     }
-    entries.emplace_back(name, it->second);
+    entries.emplace_back(name, value);
   }
   auto merge = [&](const YAML::Node& source, const YAML::Node& at) {
     if (!source.IsMap()) {

@@ -25,8 +25,13 @@ class AdminConnection : public Deletable,
   AdminConnection(Worker& loop, AdminServer& server)
       : loop_(loop), server_(server), conn_(loop, *this, 1 << 20) {
     codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this);
+    loop_.addDrainCallback(
+        this, [] {}, [this] { conn_.close(); });
   }
-  ~AdminConnection() override { loop_.cancel(this); }
+  ~AdminConnection() override {
+    loop_.cancel(this);
+    loop_.removeDrainCallback(this);
+  }
 
   TcpConnection& connection() { return conn_; }
 

@@ -468,7 +468,8 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
       listener_stats_(&listenerStatsFor(worker, *listener_)),
       conn_(worker, *this, listener_->per_connection_buffer_limit_bytes) {
   worker_.addDownstream();
-  worker_.addDrainCallback(this, [this] { onDrain(); });
+  worker_.addDrainCallback(
+      this, [this] { onDrain(); }, [this] { conn_.close(); });
   listener_stats_->downstream_cx_total.inc();
   listener_stats_->downstream_cx_active.inc();
   if (worker_.draining()) draining_ = true;

@@ -335,6 +335,11 @@ void Host::onClientClosed(UpstreamClient& client) {
   }
 }
 
+void Host::closeAll() {
+  std::vector<UpstreamClient*> all = all_;
+  for (UpstreamClient* c : all) c->conn_.close();
+}
+
 void Host::retire() {
   retired_ = true;
   std::vector<UpstreamClient*> ready(ready_.begin(), ready_.end());
@@ -484,6 +489,23 @@ ClusterManager::ClusterManager(
   for (const auto& [name, cfg] : clusters) {
     clusters_.emplace(name, std::make_unique<Cluster>(worker, cfg));
   }
+}
+
+void Cluster::retireAll() {
+  for (auto& h : hosts_) {
+    h->retire();
+    h->closeAll();
+  }
+}
+
+void ClusterManager::retireAll() {
+  for (auto& [name, c] : clusters_) c->retireAll();
+}
+
+uint32_t ClusterManager::connections() const {
+  uint32_t n = 0;
+  for (const auto& [name, c] : clusters_) n += c->connections;
+  return n;
 }
 
 Cluster* ClusterManager::get(std::string_view name) {

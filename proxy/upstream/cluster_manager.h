@@ -142,6 +142,8 @@ class Host : public std::enable_shared_from_this<Host> {
   void cancel(PoolCallbacks& callbacks);
   // The host left the cluster: close idle connections, keep busy ones.
   void retire();
+  // Shutdown: close every connection, busy or not.
+  void closeAll();
 
   // Used by UpstreamClient.
   void onClientFailed(UpstreamClient& client, PoolFailure reason);
@@ -190,6 +192,7 @@ class Cluster {
   std::shared_ptr<Host> chooseHost();
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
+  void retireAll();
 
   // How many streams one new connection is expected to carry: one for
   // HTTP/1; for HTTP/2 many (the peer's real limit is known only after its
@@ -219,6 +222,10 @@ class ClusterManager {
       Worker& worker,
       const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters);
   Cluster* get(std::string_view name);
+  // Shutdown: every host retires (idle connections close, waiters fail).
+  void retireAll();
+  // Upstream connections still open (connecting, busy or idle).
+  uint32_t connections() const;
   // From the main thread (posted): a STRICT_DNS cluster resolved anew.
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
 

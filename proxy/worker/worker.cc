@@ -49,10 +49,56 @@ void Worker::run(std::function<void(const std::string&)> ready, std::function<vo
   }
   ready(error);
   uv_run(&loop_, UV_RUN_DEFAULT);
+  shutdown();
   done();
 }
 
+void Worker::runDeferred() {
+  while (!deferred_.empty()) {
+    std::vector<std::unique_ptr<Deletable>> dead;
+    dead.swap(deferred_);
+  }
+}
+
+void Worker::spin(const std::function<bool()>& done) {
+  // Bounded: each round is one non-blocking loop iteration; closes complete
+  // within a couple of rounds.
+  for (int round = 0; round < 10000; ++round) {
+    int alive = uv_run(&loop_, UV_RUN_NOWAIT);
+    runDeferred();
+    if (done() || alive == 0) return;
+  }
+}
+
+void Worker::shutdown() {
+  stopping_ = true;
+  for (auto& l : listeners_) l->close();
+  listeners_.clear();
+  // Connections still open when the drain time ran out close now; their
+  // streams give their upstream connections back as they go.
+  auto entries = drain_callbacks_;
+  for (auto& e : entries) e.close();
+  spin([this] { return downstream_count_ == 0 && drain_callbacks_.empty(); });
+  // Then the pools: every upstream connection closes before the clusters
+  // it points at are destroyed.
+  cluster_manager_->retireAll();
+  spin([this] { return cluster_manager_->connections() == 0; });
+  cluster_manager_.reset();
+  {
+    std::lock_guard lock(closed_mu_);
+    closed_ = true;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  spin([] { return false; });
+  runDeferred();
+  uv_loop_close(&loop_);
+}
+
 void Worker::post(std::function<void()> fn) {
+  std::lock_guard closed_lock(closed_mu_);
+  if (closed_) return;  // The loop is gone; so is whatever fn would change.
   {
     std::lock_guard lock(mailbox_mu_);
     mailbox_.push_back(std::move(fn));
@@ -106,12 +152,12 @@ void Worker::onPrepare() {
   if (draining_) maybeStop();
 }
 
-void Worker::addDrainCallback(void* key, std::function<void()> cb) {
-  drain_callbacks_.emplace_back(key, std::move(cb));
+void Worker::addDrainCallback(void* key, std::function<void()> drain, std::function<void()> close) {
+  drain_callbacks_.push_back({key, std::move(drain), std::move(close)});
 }
 
 void Worker::removeDrainCallback(void* key) {
-  std::erase_if(drain_callbacks_, [key](const auto& p) { return p.first == key; });
+  std::erase_if(drain_callbacks_, [key](const DrainEntry& e) { return e.key == key; });
 }
 
 void Worker::removeDownstream() {
@@ -122,8 +168,8 @@ void Worker::drain(uint64_t deadline_ms) {
   if (draining_) return;
   draining_ = true;
   for (auto& l : listeners_) l->close();
-  auto callbacks = drain_callbacks_;
-  for (auto& [key, cb] : callbacks) cb();
+  auto entries = drain_callbacks_;
+  for (auto& e : entries) e.drain();
   uv_timer_start(
       &drain_timer_,
       [](uv_timer_t* t) {

@@ -80,9 +80,15 @@ class Worker {
   void addDownstream() { ++downstream_count_; }
   void removeDownstream();
   size_t downstreamCount() const { return downstream_count_; }
-  // Registered by connection managers so drain can tell them to go away.
-  void addDrainCallback(void* key, std::function<void()> cb);
+  // Registered by connections: drain tells them to go away gracefully,
+  // close (at shutdown, when the drain time is over) to close now.
+  void addDrainCallback(void* key, std::function<void()> drain, std::function<void()> close);
   void removeDrainCallback(void* key);
+  // Ends what the loop still holds once it has stopped: closes connections,
+  // then upstream pools, then the worker's own handles, runs the loop until
+  // every close has completed, and closes the loop. Called on the loop's
+  // thread after uv_run returns (run() does it for workers).
+  void shutdown();
 
   // A fast per-worker random number (xorshift; not for secrets).
   uint64_t random();
@@ -92,6 +98,9 @@ class Worker {
   void onPrepare();
   void runMailbox();
   void maybeStop();
+  // Runs the loop without blocking until done() or nothing is left to run.
+  void spin(const std::function<bool()>& done);
+  void runDeferred();
 
   uint32_t index_;
   uv_loop_t loop_;
@@ -110,7 +119,14 @@ class Worker {
   std::vector<std::unique_ptr<Deletable>> deferred_;
   std::vector<TcpConnection*> flush_list_;
   std::vector<Schedulable*> scheduled_;
-  std::vector<std::pair<void*, std::function<void()>>> drain_callbacks_;
+  struct DrainEntry {
+    void* key;
+    std::function<void()> drain;
+    std::function<void()> close;
+  };
+  std::vector<DrainEntry> drain_callbacks_;
+  std::mutex closed_mu_;
+  bool closed_ = false;  // The loop is closed: post() drops work. Guarded by closed_mu_.
   size_t downstream_count_ = 0;
   bool draining_ = false;
   bool stopping_ = false;
