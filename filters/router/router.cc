@@ -317,19 +317,24 @@ class RouterFilter : public HttpFilter,
     finished_ = true;
     cluster_->stats().upstream_rq_timeout.inc();
     endRequestCount();
-    if (client_) {
-      encoder_->stream().setCallbacks(nullptr);
-      encoder_->stream().resetStream(http::ResetReason::kLocalReset);
-      UpstreamClient* client = client_;
-      client_ = nullptr;
-      encoder_ = nullptr;
-      client->abandon();
-    }
+    abandonUpstream();
     if (response_started_) {
       cb_->sendLocalReply(0, "upstream request timeout", "UT");
     } else {
       cb_->sendLocalReply(504, "upstream request timeout", "UT");
     }
+  }
+
+  // Gives up the upstream stream mid-way: it is reset, and its connection
+  // goes back to the pool (HTTP/2) or closes (HTTP/1).
+  void abandonUpstream() {
+    if (!client_) return;
+    encoder_->stream().setCallbacks(nullptr);
+    encoder_->stream().resetStream(http::ResetReason::kLocalReset);
+    UpstreamClient* client = client_;
+    client_ = nullptr;
+    encoder_ = nullptr;
+    client->abandon();
   }
 
   void endRequestCount() {
@@ -347,14 +352,7 @@ class RouterFilter : public HttpFilter,
     }
     finished_ = true;
     endRequestCount();
-    if (client_) {
-      encoder_->stream().setCallbacks(nullptr);
-      encoder_->stream().resetStream(http::ResetReason::kLocalReset);
-      UpstreamClient* client = client_;
-      client_ = nullptr;
-      encoder_ = nullptr;
-      client->abandon();
-    }
+    abandonUpstream();
   }
 
   FilterCallbacks* cb_ = nullptr;
