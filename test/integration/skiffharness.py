@@ -686,8 +686,20 @@ class Backend:
             code = int(req.query("code", "204"))
             sock.sendall(f"HTTP/1.1 {code} X\r\nx-backend: {self.name}\r\n\r\n".encode())
         elif path == "/early":
-            # Answers before reading the request body, then closes.
+            # Answers before reading the request body, then closes the way
+            # nginx does (lingering close): shut the write side, then read and
+            # drop what the client still sends for a moment. Closing with
+            # unread bytes would send an RST that can destroy the response
+            # before the proxy has read it, which no server should do.
             self._send(sock, 200, b"early\n", ["connection: close"])
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(2)
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline and sock.recv(65536):
+                    pass
+            except OSError:
+                pass
             return False
         elif path == "/ambiguous":
             # Response smuggling: both framings at once.
