@@ -121,7 +121,7 @@ class HttpProxyTest(h.SkiffTestCase):
         # Envoy appends with "," (no space); either spelling is one list.
         xff = [a.strip() for a in seen.get("x-forwarded-for", "").split(",")]
         self.assertEqual(xff, ["10.1.2.3", LOCALHOST])
-        self.assertRegex(seen.get("x-request-id", ""), r"^[0-9a-f-]{16,}$")
+        self.assertRegex(seen.get("x-request-id", ""), r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
         self.assertEqual(seen.get("host"), f"{LOCALHOST}:{self.port}")
         self.assertEqual(headers.get("x-backend"), "backend")
 
