@@ -119,7 +119,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
       {std::string(kRoute) + "RouteMatch",
        {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
-        "query_parameters"}},
+        "query_parameters", "grpc"}},
+      // match.grpc is an empty message in Envoy's API.
+      {std::string(kRoute) + "RouteMatch.GrpcRouteMatchOptions", {}},
       {std::string(kRoute) + "RouteAction",
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout"}},

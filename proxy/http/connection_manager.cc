@@ -58,6 +58,28 @@ std::string_view ipOf(std::string_view address) {
   return address.substr(0, address.rfind(':'));
 }
 
+// Envoy's mapping of an HTTP status to a gRPC status, for local replies to
+// gRPC requests (Grpc::Utility::httpToGrpcStatus).
+int grpcStatusFor(int http_status) {
+  switch (http_status) {
+    case 400:
+      return 13;  // INTERNAL
+    case 401:
+      return 16;  // UNAUTHENTICATED
+    case 403:
+      return 7;  // PERMISSION_DENIED
+    case 404:
+      return 12;  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14;  // UNAVAILABLE
+    default:
+      return 2;  // UNKNOWN
+  }
+}
+
 // A random version 4 UUID for x-request-id, formatted by hand (snprintf
 // was 1.4% of the CPU of a proxied request).
 std::string makeUuid(Worker& worker) {
@@ -154,6 +176,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
   void decodeHeaders(HeaderMapPtr headers, bool end_stream) override {
     if (end_stream) remote_complete_ = true;
+    grpc_ = isGrpcRequest(*headers);
     const auto& cfg = hcm_.config();
     HeaderMap& h = *headers;
     if (h.authority().empty()) {
@@ -259,6 +282,18 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       return;
     }
     auto h = std::make_unique<HeaderMap>();
+    if (grpc_) {
+      // A gRPC client reads status from trailers: the answer is
+      // "trailers-only" (HTTP 200, grpc-status, grpc-message, no body), with
+      // the HTTP status mapped as Envoy maps it.
+      h->addView(":status", "200");
+      h->addView("content-type", "application/grpc");
+      h->addCopy("grpc-status", std::to_string(grpcStatusFor(status)));
+      h->addCopy("grpc-message", details);
+      local_reply_ = true;
+      chain_.encodeHeaders(std::move(h), true);
+      return;
+    }
     h->addCopy(":status", std::to_string(status));
     std::string body = std::string(details) + "\n";
     h->addView("content-type", "text/plain");
@@ -388,16 +423,13 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     hcm_.stats().downstream_rq_completed.inc();
     if (!remote_complete_) {
       // The response ended before the request did (a local reply to a
-      // request whose body is still coming). HTTP/2 resets just this stream;
-      // HTTP/1 cannot resync, so the connection closes after the response,
-      // as Envoy does.
-      if (hcm_.protocol() == http::Protocol::kHttp2) {
-        detachEncoder();
-        encoder_.stream().resetStream(http::ResetReason::kLocalReset);
-        finish();
-        return;
-      }
-      hcm_.closeAfterFlush();
+      // request whose body is still coming). HTTP/1 cannot resync, so the
+      // connection closes after the response, as Envoy does. HTTP/2 reads
+      // and drops the rest of the request: a reset now would leave ahead of
+      // the response's frames in nghttp2's queue and destroy them. (The
+      // better answer, RST_STREAM NO_ERROR once the response has left, RFC
+      // 9113 §8.1, needs a deferred reset in the codec.)
+      if (hcm_.protocol() != http::Protocol::kHttp2) hcm_.closeAfterFlush();
     }
     maybeFinish();
   }
@@ -443,6 +475,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   bool remote_complete_ = false;
   bool local_complete_ = false;
   bool encoder_detached_ = false;
+  bool grpc_ = false;  // The request is gRPC: local replies are trailers-only.
   bool local_reply_ = false;
   bool finished_ = false;
 };

@@ -15,6 +15,16 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+bool isGrpcRequest(const HeaderMap& request) {
+  auto ct = request.get("content-type");
+  if (!ct) return false;
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (ct->size() < kGrpc.size() || !equalsIgnoreCase(ct->substr(0, kGrpc.size()), kGrpc)) {
+    return false;
+  }
+  return ct->size() == kGrpc.size() || (*ct)[kGrpc.size()] == '+' || (*ct)[kGrpc.size()] == ';';
+}
+
 std::string_view HeaderMap::intern(std::string_view bytes) { return arena_.emplace_front(bytes); }
 
 void HeaderMap::addCopy(std::string_view name, std::string_view value) {

@@ -22,6 +22,11 @@ namespace skiff {
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
+class HeaderMap;
+// Envoy's test for a gRPC request: content-type is application/grpc, or
+// starts with application/grpc+ or application/grpc; (application/grpc+proto).
+bool isGrpcRequest(const HeaderMap& request);
+
 class HeaderMap {
  public:
   struct Entry {

@@ -434,6 +434,7 @@ struct RouteEntry::Data {
   std::string path_value;                // prefix, path or path_separated_prefix
   std::unique_ptr<re2::RE2> path_regex;  // safe_regex
   bool case_sensitive = true;
+  bool grpc = false;  // match.grpc: only gRPC requests (content-type application/grpc*).
   std::vector<HeaderMatch> headers;
   std::vector<QueryMatch> query;
 
@@ -489,6 +490,7 @@ struct RouteEntry::Data {
         if (!re2::RE2::FullMatch(p, *path_regex)) return false;
         break;
     }
+    if (grpc && !isGrpcRequest(request)) return false;
     for (const auto& h : headers) {
       if (!h.matches(request)) return false;
     }
@@ -690,7 +692,7 @@ Status compileRouteMatch(const rv3::RouteMatch& m, const std::string& where, Rou
                          "required");
   }
   if (m.has_runtime_fraction()) return configError(where + ".runtime_fraction: is not supported");
-  if (m.has_grpc()) return configError(where + ".grpc: is not supported");
+  d.grpc = m.has_grpc();
   if (m.has_tls_context()) return configError(where + ".tls_context: is not supported");
   if (m.dynamic_metadata_size() > 0) {
     return configError(where + ".dynamic_metadata: is not supported");
@@ -918,7 +920,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
     using PathKind = RouteEntry::Data::PathKind;
     auto simple = [](const RouteEntry& r) {
       const RouteEntry::Data& d = *r.data_;
-      return d.case_sensitive && d.headers.empty() && d.query.empty() &&
+      return d.case_sensitive && !d.grpc && d.headers.empty() && d.query.empty() &&
              (d.path_kind == PathKind::kPrefix || d.path_kind == PathKind::kPath);
     };
     const uint32_t n = static_cast<uint32_t>(host.routes.size());

@@ -18,11 +18,6 @@ H2_UPSTREAM = {
     }
 }
 
-# Missing in skiff when these were written: the HTTP/2 codec is not wired into
-# listeners (curl --http2-prior-knowledge gets an empty reply) and the loader
-# refuses explicit_http_config.http2_protocol_options. Remove each marker as it
-# starts to pass.
-
 
 class Http2Test(h.SkiffTestCase):
     @classmethod
@@ -50,6 +45,21 @@ class Http2Test(h.SkiffTestCase):
     def test_direct_response_over_h2c(self):
         version, code, body = self.curl_h2("/direct")
         self.assertEqual((version, code, body), ("2", 200, b"hello over h2\n"))
+
+    def test_grpc_local_reply_is_trailers_only(self):
+        # A gRPC client reads the outcome from grpc-status: Envoy answers a
+        # gRPC request it cannot route with HTTP 200, grpc-status 12
+        # (UNIMPLEMENTED, from 404) and no body.
+        rc, out, err = h.curl("--http2-prior-knowledge", "-m", "20", "-s", "-D", "-", "-o", "/dev/null",
+                              "-X", "POST", "-H", "content-type: application/grpc",
+                              "--data-binary", "@-", f"http://{LOCALHOST}:{self.port}/no.Such/Method",
+                              input_bytes=b"\x00\x00\x00\x00\x00")
+        self.assertEqual(rc, 0, err)
+        head = out.decode().lower()
+        self.assertRegex(head, r"^http/2 200")
+        self.assertIn("grpc-status: 12", head)
+        self.assertIn("grpc-message: route not found", head)
+        self.assertIn("content-type: application/grpc", head)
 
     def test_h2_downstream_h1_upstream_body(self):
         version, code, body = self.curl_h2("/b1m")

@@ -128,6 +128,22 @@ TEST(RouteTableTest, CaseInsensitivePaths) {
   EXPECT_EQ(matchName(*t, Request("/BAZ/1")), "s");
 }
 
+TEST(RouteTableTest, GrpcMatchTakesOnlyGrpcRequests) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"g","match":{"prefix":"/","grpc":{}},"route":{"cluster":"c"}},
+    {"name":"other","match":{"prefix":"/"},"route":{"cluster":"c"}})"));
+  EXPECT_EQ(matchName(*t, Request("/svc/M", "example.com", "POST",
+                                  {{"content-type", "application/grpc"}})),
+            "g");
+  EXPECT_EQ(matchName(*t, Request("/svc/M", "example.com", "POST",
+                                  {{"content-type", "application/grpc+proto"}})),
+            "g");
+  EXPECT_EQ(matchName(*t, Request("/svc/M", "example.com", "POST",
+                                  {{"content-type", "application/grpc-web"}})),
+            "other");
+  EXPECT_EQ(matchName(*t, Request("/svc/M")), "other");
+}
+
 TEST(RouteTableTest, HeaderMatchers) {
   auto t = mustCompile(oneHost(R"(
     {"name":"exact","match":{"prefix":"/","headers":[{"name":"x-a","string_match":{"exact":"v"}}]},"route":{"cluster":"c"}},
@@ -468,8 +484,6 @@ TEST(RouteTableTest, ConfigErrors) {
   EXPECT_EQ(route(R"({"match":{"path_separated_prefix":"/a/"},"route":{"cluster":"c"}})"),
             "rc.virtual_hosts[0].routes[0].match.path_separated_prefix: must be non-empty, "
             "without ? or #, and not end in /");
-  EXPECT_EQ(route(R"({"match":{"prefix":"/","grpc":{}},"route":{"cluster":"c"}})"),
-            "rc.virtual_hosts[0].routes[0].match.grpc: is not supported");
   EXPECT_EQ(
       route(
           R"({"match":{"prefix":"/"},"route":{"cluster":"c"},"request_headers_to_add":[{"header":{"key":"x","value":"%REQ(y)%"}}]})"),

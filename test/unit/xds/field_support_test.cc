@@ -264,9 +264,7 @@ static_resources:
       ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                   "route_config.virtual_hosts[0].routes[3].route.retry_policy: not supported yet",
                   "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[3].decorator: not supported yet",
-                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[4].match.grpc: not supported yet"));
+                  "route_config.virtual_hosts[0].routes[3].decorator: not supported yet"));
   // DataSource.filename is in the table for TLS files; RouteTable refuses it
   // for a direct_response body (TranslateBootstrap.DirectResponseFromFile).
 }
