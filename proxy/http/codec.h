@@ -63,6 +63,9 @@ class StreamCallbacks {
   virtual void onBelowWriteBufferLowWatermark() = 0;
 };
 
+// Lifetime: a codec may free a stream once both of its directions have ended
+// (HTTP/2 does, when the outermost codec call returns). A user detaches its
+// callbacks before the call that can end the stream, never after it.
 class Stream {
  public:
   virtual ~Stream() = default;
