@@ -25,10 +25,9 @@ Worker::Worker(uint32_t index, std::shared_ptr<const config::Snapshot> snapshot)
   cluster_manager_ = std::make_unique<upstream::ClusterManager>(*this, snapshot_->clusters);
 }
 
-Worker::~Worker() {
-  // The loop is left to the process exit once it has run: connections still
-  // alive at a forced stop own handles on it.
-}
+// shutdown() has closed the loop and everything on it by now (run() calls it
+// for workers, the server for the main loop).
+Worker::~Worker() = default;
 
 void Worker::start(std::function<void(const std::string&)> ready, std::function<void()> done) {
   thread_ = std::thread([this, ready = std::move(ready), done = std::move(done)]() mutable {
