@@ -2,20 +2,6 @@
 
 namespace skiff::config {
 
-namespace {
-
-bool equalsIgnoreCaseAscii(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
-    char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] + 32) : b[i];
-    if (x != y) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 const FilterChainConfig* ListenerConfig::selectFilterChain(std::string_view server_name) const {
   // Envoy's order: an exact server name, then the longest wildcard suffix,
   // then a chain that names no server; then the default chain.
@@ -31,12 +17,12 @@ const FilterChainConfig* ListenerConfig::selectFilterChain(std::string_view serv
       if (name.starts_with("*.")) {
         std::string_view suffix = std::string_view(name).substr(1);  // ".example.com"
         if (server_name.size() > suffix.size() &&
-            equalsIgnoreCaseAscii(server_name.substr(server_name.size() - suffix.size()), suffix) &&
+            equalsIgnoreCase(server_name.substr(server_name.size() - suffix.size()), suffix) &&
             suffix.size() > wildcard_len) {
           wildcard = chain.get();
           wildcard_len = suffix.size();
         }
-      } else if (!server_name.empty() && equalsIgnoreCaseAscii(name, server_name)) {
+      } else if (!server_name.empty() && equalsIgnoreCase(name, server_name)) {
         return chain.get();
       }
     }

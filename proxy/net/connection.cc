@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <cassert>
+#include <cstring>
 
 #include "proxy/net/tls/tls_transport.h"
 #include "proxy/worker/worker.h"
@@ -27,6 +28,23 @@ std::string formatAddress(const sockaddr* addr) {
     return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
   }
   return "unknown";
+}
+
+bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out) {
+  std::memset(&out, 0, sizeof(out));
+  auto* in = reinterpret_cast<sockaddr_in*>(&out);
+  if (inet_pton(AF_INET, ip.c_str(), &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  return false;
 }
 
 TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit)
@@ -155,10 +173,15 @@ void TcpConnection::takeTlsOutput() {
   BufferChain out;
   tls_->takeOutput(out);
   queue_.move(out);
-  if (!flush_scheduled_ && in_flight_ == 0) {
-    flush_scheduled_ = true;
-    worker_.scheduleFlush(this);
-  }
+  scheduleFlush();
+}
+
+// Queued bytes leave before the loop next polls (Worker::onPrepare), unless
+// a uv_write is already carrying earlier ones; its callback flushes the rest.
+void TcpConnection::scheduleFlush() {
+  if (flush_scheduled_ || in_flight_ > 0) return;
+  flush_scheduled_ = true;
+  worker_.scheduleFlush(this);
 }
 
 void TcpConnection::updateReading() {
@@ -199,10 +222,7 @@ void TcpConnection::write(BufferChain& data) {
   } else {
     queue_.move(data);
   }
-  if (!flush_scheduled_ && in_flight_ == 0) {
-    flush_scheduled_ = true;
-    worker_.scheduleFlush(this);
-  }
+  scheduleFlush();
   checkWatermarks();
 }
 

@@ -92,6 +92,7 @@ class TcpConnection {
   void finishClose();
   void deliver();
   void takeTlsOutput();
+  void scheduleFlush();
 
   Worker& worker_;
   Callbacks& callbacks_;
@@ -125,5 +126,7 @@ class TcpConnection {
 };
 
 std::string formatAddress(const sockaddr* addr);
+// Parses an IP literal (v4 or v6) and a port into out; false if ip is not one.
+bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out);
 
 }  // namespace skiff

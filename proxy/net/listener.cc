@@ -9,34 +9,14 @@
 #include <cstring>
 
 #include "proxy/http/connection_manager.h"
+#include "proxy/net/connection.h"
 #include "proxy/worker/worker.h"
 
 namespace skiff {
 
-namespace {
-
-bool toSockaddr(const std::string& address, uint32_t port, sockaddr_storage& ss) {
-  std::memset(&ss, 0, sizeof(ss));
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  if (inet_pton(AF_INET, address.c_str(), &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(static_cast<uint16_t>(port));
-    return true;
-  }
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET6, address.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<uint16_t>(port));
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_port) {
   sockaddr_storage ss;
-  if (!toSockaddr(address, port, ss)) {
+  if (!parseIpAddress(address, port, ss)) {
     return Status(ErrorSource::kConfig, "listener address " + address + " is not an IP address");
   }
   int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -13,23 +13,6 @@
 
 namespace skiff::upstream {
 
-bool parseIp(const std::string& ip, uint32_t port, sockaddr_storage& out) {
-  std::memset(&out, 0, sizeof(out));
-  auto* in = reinterpret_cast<sockaddr_in*>(&out);
-  if (inet_pton(AF_INET, ip.c_str(), &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(static_cast<uint16_t>(port));
-    return true;
-  }
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
-  if (inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<uint16_t>(port));
-    return true;
-  }
-  return false;
-}
-
 ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
     : upstream_cx_total(s.counter("cluster." + name + ".upstream_cx_total")),
       upstream_cx_active(s.gauge("cluster." + name + ".upstream_cx_active")),
@@ -378,7 +361,7 @@ Cluster::Cluster(Worker& worker, std::shared_ptr<const config::ClusterConfig> co
     std::vector<uint32_t> weights;
     for (const auto& ep : config_->endpoints) {
       sockaddr_storage ss;
-      if (parseIp(ep.address.address, ep.address.port, ss)) {
+      if (parseIpAddress(ep.address.address, ep.address.port, ss)) {
         addrs.push_back(ss);
         weights.push_back(ep.weight);
       }

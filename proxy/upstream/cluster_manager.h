@@ -233,7 +233,4 @@ class ClusterManager {
   std::map<std::string, std::unique_ptr<Cluster>, std::less<>> clusters_;
 };
 
-// Parses an IP literal and port into a sockaddr (false if not an IP).
-bool parseIp(const std::string& ip, uint32_t port, sockaddr_storage& out);
-
 }  // namespace skiff::upstream

@@ -144,9 +144,7 @@ void Worker::onPrepare() {
     for (TcpConnection* c : flush) {
       if (c) c->flush();
     }
-    std::vector<std::unique_ptr<Deletable>> dead;
-    dead.swap(deferred_);
-    dead.clear();
+    runDeferred();
   }
   if (draining_) maybeStop();
 }
