@@ -189,10 +189,12 @@ void Server::startDns() {
     dns->cluster = cluster;
     uv_timer_init(main_->loop(), &dns->timer);
     dns->timer.data = dns.get();
-    ++dns_pending_;
-    resolve(*dns);
     dns_.push_back(std::move(dns));
   }
+  // Every cluster counts before any lookup starts: a round can finish at
+  // once (no endpoints), and the workers must wait for all of them.
+  dns_pending_ = dns_.size();
+  for (auto& d : dns_) resolve(*d);
 }
 
 void Server::resolve(DnsCluster& dns) {
@@ -239,53 +241,58 @@ void Server::resolve(DnsCluster& dns) {
           }
           uv_freeaddrinfo(res);
           delete lookup;
-          if (--d.outstanding > 0) return;
-          Server& server = *d.server;
-          if (server.draining_) return;  // Its timer is closed or closing.
-          // Envoy keeps the last good host set when a resolution fails.
-          if (!d.round.empty() || !d.initial_done) d.current = d.round;
-          auto addrs = d.current;
-          auto name = d.cluster->name;
-          for (auto& w : server.workers_) {
-            Worker* worker = w.get();
-            worker->post([worker, name, addrs] { worker->clusterManager().setHosts(name, addrs); });
-          }
-          uv_timer_start(
-              &d.timer,
-              [](uv_timer_t* t) {
-                auto* dc = static_cast<DnsCluster*>(t->data);
-                dc->server->resolve(*dc);
-              },
-              static_cast<uint64_t>(d.cluster->dns_refresh_rate.count()), 0);
-          if (!d.initial_done) {
-            d.initial_done = true;
-            if (--server.dns_pending_ == 0 && server.workers_.empty()) server.startWorkers();
-          }
+          if (--d.outstanding == 0) d.server->finishDnsRound(d);
         },
         ep.address.address.c_str(), nullptr, &hints);
     if (rc != 0) {
+      SKIFF_LOG(kWarn, "dns: cluster " + dns.cluster->name + ": " + uv_strerror(rc));
       delete lookup;
       --dns.outstanding;
     }
   }
+  // No lookup started (no endpoints, or every start failed): the round ends
+  // here, or the cluster would hold back the workers forever.
+  if (dns.outstanding == 0) finishDnsRound(dns);
+}
+
+void Server::finishDnsRound(DnsCluster& d) {
+  if (draining_) return;  // Its timer is closed or closing.
+  // Envoy keeps the last good host set when a resolution fails.
+  if (!d.round.empty() || !d.initial_done) d.current = d.round;
+  postHosts(d);
+  uv_timer_start(
+      &d.timer,
+      [](uv_timer_t* t) {
+        auto* dc = static_cast<DnsCluster*>(t->data);
+        dc->server->resolve(*dc);
+      },
+      static_cast<uint64_t>(d.cluster->dns_refresh_rate.count()), 0);
+  if (!d.initial_done) {
+    d.initial_done = true;
+    if (--dns_pending_ == 0 && workers_.empty()) startWorkers();
+  }
+}
+
+// Hands a cluster's current host list to every worker (a copy each: a worker
+// owns what it is posted).
+void Server::postHosts(const DnsCluster& d) {
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->post([worker, name = d.cluster->name, addrs = d.current] {
+      worker->clusterManager().setHosts(name, addrs);
+    });
+  }
 }
 
 void Server::startWorkers() {
-  if (draining_) return;
+  if (draining_ || !workers_.empty()) return;
   uint32_t n = options_.concurrency;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
   // Hosts resolved before the workers existed.
-  for (auto& d : dns_) {
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
-      auto name = d->cluster->name;
-      auto addrs = d->current;
-      worker->post([worker, name, addrs] { worker->clusterManager().setHosts(name, addrs); });
-    }
-  }
+  for (auto& d : dns_) postHosts(*d);
   for (auto& w : workers_) {
     w->start(
         [this](const std::string& error) {

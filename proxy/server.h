@@ -49,7 +49,8 @@ class Server : public AdminSource {
   bool prepareListeners(std::string& error);
   void startDns();
   void resolve(DnsCluster& dns);
-  void onDnsInitialDone();
+  void finishDnsRound(DnsCluster& dns);
+  void postHosts(const DnsCluster& dns);
   void startWorkers();
   void beginDrain();
   void teardownMain();

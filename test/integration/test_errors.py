@@ -17,6 +17,7 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         routes = [
             h.route("/down", cluster="down"),
             h.route("/empty", cluster="empty"),
+            h.route("/empty-dns", cluster="empty_dns"),
             {"match": {"prefix": "/delay-stall"},
              "route": {"cluster": "backend", "timeout": "0.5s", "prefix_rewrite": "/stall"}},
             h.route("/delay", cluster="backend", timeout="0.5s"),
@@ -26,7 +27,10 @@ class UpstreamErrorsTest(h.SkiffTestCase):
             [h.listener("ingress", routes)],
             [h.cluster("backend", [(LOCALHOST, cls.backend.port)]),
              h.cluster("down", [(LOCALHOST, cls.dead_port)], connect_timeout="0.5s"),
-             h.cluster("empty", [])]))
+             h.cluster("empty", []),
+             # No endpoints: its DNS round ends before any lookup starts, and
+             # must not hold back the workers (skiff never became ready).
+             h.cluster("empty_dns", [], type_="STRICT_DNS")]))
         cls.port = cls.skiff.port("ingress")
 
     def test_upstream_down_is_503(self):
@@ -40,6 +44,11 @@ class UpstreamErrorsTest(h.SkiffTestCase):
 
     def test_no_healthy_upstream_is_503(self):
         status, _, body = h.http_request(self.port, path="/empty")
+        self.assertEqual(status, 503)
+        self.assertIn(b"no healthy upstream", body.lower())
+
+    def test_strict_dns_cluster_without_endpoints_is_503(self):
+        status, _, body = h.http_request(self.port, path="/empty-dns")
         self.assertEqual(status, 503)
         self.assertIn(b"no healthy upstream", body.lower())
 
