@@ -3,7 +3,7 @@
 #include <string>
 
 #include "proxy/http/http1/http1_codec.h"
-#include "test/unit/http/http1/http1_fakes.h"
+#include "test/unit/http/codec_fakes.h"
 
 namespace skiff::http {
 namespace {

@@ -4,6 +4,8 @@
 // raw frames.
 #include "proxy/http/http2/http2_codec.h"
 
+#include "test/unit/http/codec_fakes.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -18,121 +20,12 @@
 namespace skiff::http {
 namespace {
 
-// Bytes as a socket read would deliver them: into slabs, back to back.
-class Reader {
- public:
-  BufferChain read(std::string_view bytes) {
-    BufferChain out;
-    while (!bytes.empty()) {
-      std::span<char> room = rb_.prepare(1);
-      size_t n = std::min(room.size(), bytes.size());
-      std::memcpy(room.data(), bytes.data(), n);
-      rb_.commit(n, out);
-      bytes.remove_prefix(n);
-    }
-    return out;
-  }
-
- private:
-  ReadBuffer rb_;
-};
-
-class FakeOwner : public CodecOwner {
- public:
-  void write(BufferChain& data) override {
-    for (const Slice& s : data.slices()) written_slabs.insert(s.slab());
-    out.move(data);
-    ++writes;
-  }
-  void scheduleDispatch() override { ++scheduled; }
-  void readDisable(bool disable) override { read_disabled += disable ? 1 : -1; }
-  void closeAfterFlush() override { ++close_after_flush; }
-
-  std::string take() {
-    std::string s = out.toString();
-    out.clear();
-    return s;
-  }
-
-  BufferChain out;
-  std::set<Slab*> written_slabs;
-  int writes = 0;
-  int scheduled = 0;
-  int read_disabled = 0;
-  int close_after_flush = 0;
-};
-
-class FakeDecoder : public StreamDecoder {
- public:
-  void decode1xxHeaders(HeaderMapPtr h) override { informational.push_back(std::move(h)); }
-  void decodeHeaders(HeaderMapPtr h, bool end_stream) override {
-    headers = std::move(h);
-    ended = end_stream;
-    if (on_headers) on_headers();
-  }
-  void decodeData(BufferChain& data, bool end_stream) override {
-    for (const Slice& s : data.slices()) body_slabs.push_back(s.slab());
-    body += data.toString();
-    body_slices.move(data);
-    ++data_calls;
-    ended = end_stream;
-  }
-  void decodeTrailers(HeaderMapPtr t) override {
-    trailers = std::move(t);
-    ended = true;
-  }
-  std::string header(std::string_view name) const {
-    return headers ? std::string(headers->get(name).value_or("<none>")) : "<no headers>";
-  }
-
-  HeaderMapPtr headers;
-  HeaderMapPtr trailers;
-  std::vector<HeaderMapPtr> informational;
-  std::string body;
-  BufferChain body_slices;
-  std::vector<Slab*> body_slabs;
-  int data_calls = 0;
-  bool ended = false;
-  std::function<void()> on_headers;
-};
-
-class FakeStreamCallbacks : public StreamCallbacks {
- public:
-  void onResetStream(ResetReason reason, std::string_view detail) override {
-    resets.push_back(reason);
-    last_detail = std::string(detail);
-  }
-  void onAboveWriteBufferHighWatermark() override { ++above; }
-  void onBelowWriteBufferLowWatermark() override { ++below; }
-  std::vector<ResetReason> resets;
-  std::string last_detail;
-  int above = 0;
-  int below = 0;
-};
-
-class FakeServerCallbacks : public ServerConnectionCallbacks {
- public:
-  struct Exchange {
-    ResponseEncoder* encoder;
-    FakeDecoder decoder;
-    FakeStreamCallbacks callbacks;
-  };
-  StreamDecoder& newStream(ResponseEncoder& encoder) override {
-    auto& x = *exchanges.emplace_back(std::make_unique<Exchange>());
-    x.encoder = &encoder;
-    encoder.stream().setCallbacks(&x.callbacks);
-    if (on_new) on_new(x);
-    return x.decoder;
-  }
-  std::vector<std::unique_ptr<Exchange>> exchanges;
-  std::function<void(Exchange&)> on_new;
-};
-
-HeaderMapPtr makeHeaders(std::initializer_list<std::pair<std::string_view, std::string_view>> f) {
-  auto h = std::make_unique<HeaderMap>();
-  for (const auto& [n, v] : f) h->addView(n, v);
-  return h;
-}
+using testing::FakeDecoder;
+using testing::FakeOwner;
+using testing::FakeServerCallbacks;
+using testing::FakeStreamCallbacks;
+using testing::makeHeaders;
+using testing::Reader;
 
 // A real nghttp2 session on the other end of the wire.
 class Peer {

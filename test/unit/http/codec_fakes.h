@@ -1,10 +1,12 @@
-// Fakes for the HTTP/1 codec tests: an owner that collects written bytes, a
-// decoder that records what it got, and server callbacks that hand them out.
+// Fakes for the codec tests (HTTP/1 and HTTP/2): an owner that collects
+// written bytes, a decoder that records what it got, and server callbacks
+// that hand them out.
 #pragma once
 
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +45,8 @@ inline BufferChain chainOf(std::string_view bytes) {
 class FakeOwner : public CodecOwner {
  public:
   void write(BufferChain& data) override {
+    // The slabs the bytes left in, for zero-copy checks.
+    for (const Slice& slice : data.slices()) written_slabs.insert(slice.slab());
     written += data.toString();
     ++writes;
     data.clear();
@@ -57,6 +61,7 @@ class FakeOwner : public CodecOwner {
   std::string take() { return std::exchange(written, {}); }
 
   std::string written;
+  std::set<Slab*> written_slabs;
   int writes = 0;
   int scheduled = 0;
   int read_disabled = 0;  // Net depth.
