@@ -132,3 +132,8 @@ add_library(skiff_api OBJECT ${SKIFF_API_SOURCES})
 target_include_directories(skiff_api SYSTEM PUBLIC "${_gen}")
 target_link_libraries(skiff_api PUBLIC protobuf::libprotobuf)
 target_compile_options(skiff_api PRIVATE -w)
+
+# For code generated elsewhere against the same API (test gRPC services):
+# protoc's include path and the folder holding the generated headers.
+set(SKIFF_PROTO_PATH ${_proto_path})
+set(SKIFF_API_GEN_DIR "${_gen}")
