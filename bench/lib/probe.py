@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Quick, single-proxy measurements for working on skiff's costs (bench/probe.sh).
+
+  probe.py mem [N]     idle RSS, then RSS with N idle keep-alive downstream
+                       connections (one GET each); bytes per connection from
+                       VmRSS and from RssAnon, and the idle process's memory by
+                       mapping (anonymous, file-backed, thread stacks).
+  probe.py instr [N]   instructions per proxied request: skiff runs under
+                       valgrind's callgrind, h2load sends N keep-alive GET /64
+                       on 64 connections after a warm-up, and the counters
+                       cover exactly those N requests. Instruction counts are
+                       stable on a busy machine, where CPU time is not.
+
+Both start an nginx backend and skiff the same way bench.py does (same config,
+same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (bench.py's servers, pinning and /proc readers)
+
+from bench import log, status_kb  # noqa: E402
+
+
+def smaps_summary(pid):
+    """KiB of RSS per kind of mapping: anonymous heap/arenas, thread stacks, files."""
+    out = {"anon": 0, "stack": 0, "file": 0}
+    files = {}
+    kind, name = None, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = head[5] if len(head) > 5 else ""
+                kind = "file" if name.startswith("/") else "anon"
+                if name == "[stack]":
+                    kind = "stack"
+            elif head[0] == "Rss:":
+                kb = int(head[1])
+                out[kind] += kb
+                if kind == "file":
+                    files[name] = files.get(name, 0) + kb
+    top = sorted(files.items(), key=lambda kv: -kv[1])[:8]
+    return out, top
+
+
+def rollup(pid):
+    vals = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                vals[parts[0][:-1]] = int(parts[1])
+    return vals
+
+
+def mem(n):
+    b = bench.Bench()
+    b.start_backend()
+    for name in [p for p in bench.PROXIES if p != "direct"]:
+        proxy = b.start_proxy(name)
+        socks = []
+        try:
+            time.sleep(0.5)
+            pids = proxy.rss_pids()
+            idle = status_kb(pids, "VmRSS")
+            idle_anon = status_kb(pids, "RssAnon")
+            r = rollup(pids[0])
+            kinds, top = smaps_summary(pids[0])
+            threads = len(os.listdir(f"/proc/{pids[0]}/task"))
+            socks, ok = bench.hold_connections(proxy.port, n)
+            time.sleep(1.0)
+            held = status_kb(pids, "VmRSS")
+            held_anon = status_kb(pids, "RssAnon")
+        finally:
+            for s in socks:
+                s.close()
+            bench.stop(proxy.proc)
+        per = (held - idle) * 1024 / ok if ok else 0
+        per_anon = (held_anon - idle_anon) * 1024 / ok if ok else 0
+        print(f"{name}: idle VmRSS {idle} KiB (RssAnon {idle_anon}, RssFile {r.get('Rss', 0) - idle_anon}"
+              f" incl. shmem; {threads} threads); mappings: anon {kinds['anon']} KiB, "
+              f"stack {kinds['stack']} KiB, file {kinds['file']} KiB")
+        for path, kb in top:
+            print(f"    {kb:6d} KiB  {path}")
+        print(f"{name}: {ok} idle conns: VmRSS {held} KiB, {per:.0f} B/conn; "
+              f"RssAnon {held_anon} KiB, {per_anon:.0f} B/conn")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise bench.BenchError(f"no totals in {path}")
+
+
+def instr(n):
+    b = bench.Bench()
+    b.start_backend()
+    port = bench.free_port()
+    conf = bench.render("skiff.yaml.in", os.path.join(b.tmp, "skiff.yaml"), port=port,
+                        admin_port=bench.free_port(), backend_port=b.backend_port)
+    out = os.environ.get("PROBE_CALLGRIND_OUT", "/tmp/skiff-probe-callgrind.out")
+    log_path = os.path.join(b.tmp, "skiff-callgrind.log")
+    out_dir, out_name = os.path.split(out)
+    for old in os.listdir(out_dir):
+        if old.startswith(out_name):
+            os.remove(os.path.join(out_dir, old))
+    proc = bench.spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        "--dump-instr=no", bench.SKIFF_BIN, "-c", conf, "--concurrency", "1"],
+                       bench.PROXY_CPUS, log_path)
+    bench.wait_ready(proc, port, "skiff (callgrind)", log_path, timeout=120)
+    url = f"http://127.0.0.1:{port}/64"
+
+    def load(count):
+        text = bench.run_tool(["h2load", "--h1", "-n", str(count), "-c", "64", url], timeout=600)
+        m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", text)
+        if not m or int(m.group(2)) != count:
+            raise bench.BenchError(f"h2load did not complete {count} requests:\n{text[-800:]}")
+
+    load(2000)  # Warm-up: upstream pool filled, caches and free lists at steady state.
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+    load(n)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    time.sleep(0.5)
+    dumps = sorted(p for p in os.listdir(out_dir) if p.startswith(out_name + "."))
+    bench.stop(proc)
+    if not dumps:
+        raise bench.BenchError("callgrind wrote no dump")
+    dump = os.path.join(os.path.dirname(out), dumps[-1])
+    total = callgrind_total(dump)
+    print(f"skiff: {total} instructions for {n} requests: {total / n:.0f} per request "
+          f"(callgrind dump {dump})")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else "mem"
+    if what == "mem":
+        mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
+    elif what == "instr":
+        instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000)
+    else:
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | instr [N]")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except bench.BenchError as e:
+        log(f"error: {e}")
+        bench.stop_all()
+        sys.exit(1)

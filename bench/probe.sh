@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Single-proxy probes for working on skiff's costs (see bench/README.md):
+#   bench/probe.sh mem [N]      idle RSS and bytes per idle keep-alive connection
+#   bench/probe.sh instr [N]    instructions per proxied request under callgrind
+# Uses the binary in build-bench/ unless SKIFF_BIN names another.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+export SKIFF_BIN="${SKIFF_BIN:-$root/build-bench/skiff}"
+export BENCH_PROXIES="${BENCH_PROXIES:-skiff}"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+exec python3 "$here/lib/probe.py" "$@"
