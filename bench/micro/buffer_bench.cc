@@ -27,7 +27,6 @@ void BM_MoveBodyThroughChains(benchmark::State& state) {
     struct iovec iov[64];
     benchmark::DoNotOptimize(out.iovecs(iov, 64));
     out.drain(out.length());
-    rb.release();
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(body));
 }

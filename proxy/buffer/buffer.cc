@@ -7,7 +7,16 @@
 
 namespace skiff {
 
+namespace {
+// Copies up to this size never split over two slabs.
+constexpr size_t kSmallCopy = 2048;
+}  // namespace
+
 SlabPool::~SlabPool() {
+  if (current_ && --current_->refs == 0) {
+    std::free(current_);
+    --live_count_;
+  }
   while (free_) {
     Slab* s = free_;
     free_ = s->next;
@@ -41,6 +50,25 @@ void SlabPool::release(Slab* slab) {
   slab->next = free_;
   free_ = slab;
   ++free_count_;
+}
+
+std::span<char> SlabPool::tail(size_t min_free) {
+  if (current_ && current_->refs == 1) {
+    // Every slice over it is gone: start again at the front, where the cache
+    // is warm.
+    current_->fill = 0;
+  } else if (current_ && Slab::kSize - current_->fill < min_free) {
+    unref(current_);  // Slices still over it keep it alive; the pool lets go.
+    current_ = nullptr;
+  }
+  if (!current_) current_ = acquire();
+  return {current_->data + current_->fill, Slab::kSize - current_->fill};
+}
+
+void SlabPool::retireCurrent() {
+  if (!current_) return;
+  unref(current_);
+  current_ = nullptr;
 }
 
 SlabPool& SlabPool::local() {
@@ -104,21 +132,12 @@ void BufferChain::move(BufferChain& other, size_t n) {
 void BufferChain::appendCopy(std::string_view bytes) {
   SlabPool& pool = SlabPool::local();
   while (!bytes.empty()) {
-    Slab* slab = nullptr;
-    // Fill the tail of our own last slab if nobody else is writing there.
-    if (!slices_.empty()) {
-      Slice& last = slices_.back();
-      Slab* s = last.slab();
-      if (s->pool == &pool && last.end() == s->fill && s->fill < Slab::kSize) slab = s;
-    }
-    bool fresh = slab == nullptr;
-    if (fresh) slab = pool.acquire();
-    size_t n = std::min<size_t>(bytes.size(), Slab::kSize - slab->fill);
-    std::memcpy(slab->data + slab->fill, bytes.data(), n);
-    uint32_t begin = slab->fill;
-    slab->fill += static_cast<uint32_t>(n);
-    append(Slice(slab, begin, slab->fill));
-    if (fresh) pool.unref(slab);  // The slice holds it now.
+    // A small copy goes in one piece (a fresh slab if the tail is shorter),
+    // so that it stays one iovec; a large one fills tails as they come.
+    std::span<char> tail = pool.tail(std::min<size_t>(bytes.size(), kSmallCopy));
+    size_t n = std::min(bytes.size(), tail.size());
+    std::memcpy(tail.data(), bytes.data(), n);
+    append(pool.commitTail(n));
     bytes.remove_prefix(n);
   }
 }
@@ -177,24 +196,15 @@ bool BufferChain::startsWith(std::string_view prefix) const {
   return prefix.empty();
 }
 
-std::span<char> ReadBuffer::prepare(size_t min_free) {
-  if (slab_ && Slab::kSize - slab_->fill < min_free) release();
-  if (!slab_) slab_ = SlabPool::local().acquire();
-  return {slab_->data + slab_->fill, Slab::kSize - slab_->fill};
+Slice SlabPool::commitTail(size_t n) {
+  uint32_t begin = current_->fill;
+  current_->fill += static_cast<uint32_t>(n);
+  return Slice(current_, begin, current_->fill);
 }
 
 void ReadBuffer::commit(size_t n, BufferChain& out) {
-  if (n == 0 || !slab_) return;
-  uint32_t begin = slab_->fill;
-  slab_->fill += static_cast<uint32_t>(n);
-  out.append(Slice(slab_, begin, slab_->fill));
-}
-
-void ReadBuffer::release() {
-  if (slab_) {
-    slab_->pool->unref(slab_);
-    slab_ = nullptr;
-  }
+  if (n == 0) return;
+  out.append(SlabPool::local().commitTail(n));
 }
 
 }  // namespace skiff

@@ -12,6 +12,14 @@
 // slices (and may split one, which shares the slab): no byte is copied. The only
 // copying entry point is BufferChain::appendCopy(), and each caller names why.
 //
+// Every socket read and every copy on a worker goes to the free tail of one
+// shared slab, the pool's current slab, whichever connection it is for. So a
+// connection holds no slab of its own: an idle one holds none at all, and the
+// bytes that a loop iteration reads and writes for many connections (a
+// request head here, a response head there) share a few slabs instead of
+// taking one each. When nobody but the pool refers to the current slab any
+// more, its tail starts again at 0.
+//
 // Nothing here is thread-safe: a slab lives and dies on the worker that made it.
 #pragma once
 
@@ -38,8 +46,11 @@ struct Slab {
   alignas(64) char data[kSize];
 };
 
-// A per-worker free list of slabs. Keeps up to max_free slabs for reuse and
-// returns the rest to the allocator, so an idle proxy gives its memory back.
+class Slice;
+
+// A per-worker free list of slabs, and the shared slab whose tail reads and
+// copies fill. Keeps up to max_free slabs for reuse and returns the rest to
+// the allocator, so an idle proxy gives its memory back.
 class SlabPool {
  public:
   explicit SlabPool(size_t max_free = 64) : max_free_(max_free) {}
@@ -54,8 +65,22 @@ class SlabPool {
   }
   static void ref(Slab* slab) { ++slab->refs; }
 
+  // The free tail of the current slab, at least min_free (<= Slab::kSize)
+  // bytes: a fresh slab when the current one has less room left. Nothing may
+  // take another tail between this call and commitTail().
+  std::span<char> tail(size_t min_free);
+  // Records that the first n bytes of the tail were written, and returns a
+  // slice over them.
+  Slice commitTail(size_t n);
+  // The next tail() starts a fresh slab (tests use it to split bytes over
+  // slabs, as reads far apart in time would be).
+  void retireCurrent();
+
   size_t freeCount() const { return free_count_; }
+  // Slabs handed out and not yet back (the current slab included).
   size_t liveCount() const { return live_count_; }
+  // The slab tail() fills now (nullptr before the first tail()).
+  const Slab* current() const { return current_; }
 
   // The pool of the calling thread's worker (one per thread, made on first use).
   static SlabPool& local();
@@ -67,6 +92,7 @@ class SlabPool {
   size_t free_count_ = 0;
   size_t live_count_ = 0;
   size_t max_free_;
+  Slab* current_ = nullptr;  // The pool holds one reference on it.
 };
 
 // A counted reference to bytes [begin, end) of a slab.
@@ -154,25 +180,22 @@ class BufferChain {
   size_t length_ = 0;
 };
 
-// Reads from a socket into the tail of one slab at a time, and hands out what
-// was read as slices. An idle connection calls release() so that it holds no
-// slab while it waits (the 1 KB-per-idle-connection goal).
+// Reads from a socket into the tail of the worker's current slab, and hands
+// out what was read as slices. It holds no slab between reads: an idle
+// connection costs no buffer memory (the 1 KB-per-idle-connection goal).
 class ReadBuffer {
  public:
   ReadBuffer() = default;
-  ~ReadBuffer() { release(); }
   ReadBuffer(const ReadBuffer&) = delete;
   ReadBuffer& operator=(const ReadBuffer&) = delete;
 
   // The writable tail for the next read (at least min_free bytes).
-  std::span<char> prepare(size_t min_free = 2048);
+  std::span<char> prepare(size_t min_free = 2048) { return SlabPool::local().tail(min_free); }
   // Records that n bytes were written at the tail, and appends them to out.
   void commit(size_t n, BufferChain& out);
-  // Gives the slab back; the next prepare() takes a fresh one.
-  void release();
-
- private:
-  Slab* slab_ = nullptr;
+  // Holds nothing to give back; kept so that callers can say where a
+  // connection goes idle. See SlabPool::retireCurrent() for a fresh slab.
+  void release() {}
 };
 
 }  // namespace skiff

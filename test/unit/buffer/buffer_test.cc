@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace skiff {
 namespace {
@@ -47,13 +48,15 @@ TEST(BufferChain, MovePartSplitsASliceThatSharesItsSlab) {
   EXPECT_EQ(a.toString(), "456789");
   EXPECT_EQ(a.slices()[0].slab(), slab);
   EXPECT_EQ(b.slices()[0].slab(), slab);
-  EXPECT_EQ(slab->refs, 2u);
+  // One reference per slice, and the pool's own while the slab is its current one.
+  EXPECT_EQ(slab->refs, SlabPool::local().current() == slab ? 3u : 2u);
 }
 
 TEST(BufferChain, MovePartAcrossSlices) {
   BufferChain a, b, c;
   a.appendCopy("aaaa");
-  c.appendCopy("bbbb");  // A second chain's copy lands in a separate slice.
+  SlabPool::local().retireCurrent();
+  c.appendCopy("bbbb");  // In another slab, so a gets two slices.
   a.append(c.slices()[0]);
   ASSERT_EQ(a.length(), 8u);
   b.move(a, 6);
@@ -74,6 +77,7 @@ TEST(BufferChain, DrainDropsFromTheFront) {
 TEST(BufferChain, StartsWithAcrossSlices) {
   BufferChain a, c;
   a.appendCopy("PRI * ");
+  SlabPool::local().retireCurrent();
   c.appendCopy("HTTP/2.0");
   a.append(c.slices()[0]);
   EXPECT_TRUE(a.startsWith("PRI * HTTP/2"));
@@ -84,6 +88,7 @@ TEST(BufferChain, StartsWithAcrossSlices) {
 TEST(BufferChain, IovecsPointAtTheSlices) {
   BufferChain a, c;
   a.appendCopy("one");
+  SlabPool::local().retireCurrent();
   c.appendCopy("two");
   a.append(c.slices()[0]);
   struct iovec iov[4];
@@ -113,36 +118,68 @@ TEST(SlabPool, ReusesReleasedSlabsAndBoundsTheFreeList) {
 
 TEST(SlabPool, SliceKeepsItsSlabAlive) {
   SlabPool& pool = SlabPool::local();
-  size_t live = pool.liveCount();
-  {
-    BufferChain a;
-    a.appendCopy("x");
-    EXPECT_EQ(pool.liveCount(), live + 1);
-    Slice kept = a.slices()[0];
-    a.clear();
-    EXPECT_EQ(pool.liveCount(), live + 1);
-    EXPECT_EQ(kept.view(), "x");
-  }
-  EXPECT_EQ(pool.liveCount(), live);
+  BufferChain a;
+  a.appendCopy("x");
+  Slice kept = a.slices()[0];
+  a.clear();
+  pool.retireCurrent();  // The pool lets go; the slice still holds the slab.
+  EXPECT_EQ(kept.slab()->refs, 1u);
+  EXPECT_EQ(kept.view(), "x");
 }
 
-TEST(ReadBuffer, CommitsIntoOneSlabAndReleasesWhenIdle) {
+TEST(SlabPool, CopiesOfManyChainsShareOneSlab) {
+  // Response heads for many connections in one loop iteration: one slab,
+  // not one each.
   SlabPool& pool = SlabPool::local();
+  pool.retireCurrent();
   size_t live = pool.liveCount();
-  ReadBuffer rb;
-  BufferChain in;
-  auto span = rb.prepare();
+  std::vector<BufferChain> heads(32);
+  for (auto& h : heads) h.appendCopy("HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n");
+  EXPECT_EQ(pool.liveCount(), live + 1);
+  EXPECT_EQ(heads[0].slices()[0].slab(), heads[31].slices()[0].slab());
+}
+
+TEST(SlabPool, SmallCopyDoesNotSplitOverTwoSlabs) {
+  SlabPool& pool = SlabPool::local();
+  BufferChain keep;
+  keep.appendCopy(std::string(Slab::kSize - 10, 'a'));  // Leaves a 10-byte tail.
+  BufferChain b;
+  b.appendCopy(std::string(100, 'b'));
+  EXPECT_EQ(b.slices().size(), 1u);
+  EXPECT_NE(b.slices()[0].slab(), keep.slices().back().slab());
+  (void)pool;
+}
+
+TEST(ReadBuffer, ConnectionsHoldNoSlabBetweenReads) {
+  SlabPool& pool = SlabPool::local();
+  pool.retireCurrent();
+  size_t live = pool.liveCount();
+  ReadBuffer one, two;
+  BufferChain in_one, in_two;
+  auto span = one.prepare();
   std::memcpy(span.data(), "GET / HTTP/1.1\r\n", 16);
-  rb.commit(16, in);
-  span = rb.prepare();
+  one.commit(16, in_one);
+  span = one.prepare();
   std::memcpy(span.data(), "\r\n", 2);
-  rb.commit(2, in);
+  one.commit(2, in_one);
   // Consecutive reads into one slab make one slice.
-  EXPECT_EQ(in.slices().size(), 1u);
-  EXPECT_EQ(in.toString(), "GET / HTTP/1.1\r\n\r\n");
-  in.clear();
-  rb.release();
-  EXPECT_EQ(pool.liveCount(), live);
+  EXPECT_EQ(in_one.slices().size(), 1u);
+  EXPECT_EQ(in_one.toString(), "GET / HTTP/1.1\r\n\r\n");
+  // Another connection's read goes to the same slab, after the first.
+  span = two.prepare();
+  std::memcpy(span.data(), "PUT", 3);
+  two.commit(3, in_two);
+  EXPECT_EQ(in_two.slices()[0].slab(), in_one.slices()[0].slab());
+  EXPECT_EQ(pool.liveCount(), live + 1);
+  // Once both have consumed their bytes, only the pool refers to the slab:
+  // an idle connection holds no buffer, and the tail starts over.
+  in_one.clear();
+  in_two.clear();
+  EXPECT_EQ(pool.current()->refs, 1u);
+  EXPECT_EQ(pool.liveCount(), live + 1);
+  span = one.prepare();
+  EXPECT_EQ(span.data(), pool.current()->data);
+  EXPECT_EQ(span.size(), Slab::kSize);
 }
 
 TEST(ReadBuffer, TakesAFreshSlabWhenTheTailIsSmall) {
@@ -155,6 +192,7 @@ TEST(ReadBuffer, TakesAFreshSlabWhenTheTailIsSmall) {
   auto next = rb.prepare(2048);
   EXPECT_GE(next.size(), 2048u);
   EXPECT_NE(next.data(), span.data() + n);
+  EXPECT_NE(SlabPool::local().current(), in.slices()[0].slab());
 }
 
 }  // namespace

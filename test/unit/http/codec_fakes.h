@@ -15,8 +15,9 @@
 
 namespace skiff::http::testing {
 
-// Bytes as a socket read would deliver them: into a slab, as one slice.
-// Successive reads of one Reader land in the same slab, back to back.
+// Bytes as a socket read would deliver them: into the worker's shared slab,
+// as one slice. Successive reads land in the same slab, back to back, unless
+// something else took the tail in between.
 class Reader {
  public:
   BufferChain read(std::string_view bytes) {
@@ -31,7 +32,7 @@ class Reader {
     return out;
   }
   // The next read starts in a fresh slab.
-  void release() { rb_.release(); }
+  void release() { SlabPool::local().retireCurrent(); }
 
  private:
   ReadBuffer rb_;
