@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "filters/router/grpc_timeout.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "proxy/worker/worker.h"
@@ -66,10 +67,25 @@ class RouterFilter : public HttpFilter,
     }
     request_headers_ = &headers;
     route_ = route;
+    // Whether the request is gRPC matters only to routes with gRPC timeouts
+    // or a maximum stream duration (its reply differs for gRPC).
+    const router::RouteTimeouts& route_timeouts = route->timeouts();
+    grpc_ = (route_timeouts.max_grpc_timeout || route_timeouts.has_max_stream_duration) &&
+            isGrpcRequest(headers);
+    RequestTimeouts timeouts = chooseTimeouts(route_timeouts, headers, grpc_);
+    if (!timeouts.upstream_grpc_timeout.empty()) {
+      headers.set("grpc-timeout", timeouts.upstream_grpc_timeout);
+    }
     route->finalizeRequestHeaders(headers);
     if (route->autoHostRewrite()) headers.set(":authority", host_->address());
     request_end_ = end_stream;
-    timeout_ms_ = static_cast<uint64_t>(route->timeout().count());
+    timeout_ms_ = static_cast<uint64_t>(timeouts.route.count());
+    if (timeouts.stream) {
+      // Counted from here, the stream's first filter callback (Envoy counts
+      // from the request's headers).
+      startTimer(stream_timer_, static_cast<uint64_t>(timeouts.stream->count()),
+                 [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onStreamTimeout(); });
+    }
     host_->requestStarted();
     counted_request_ = true;
     waiting_for_pool_ = true;
@@ -189,6 +205,7 @@ class RouterFilter : public HttpFilter,
     client_ = nullptr;
     encoder_ = nullptr;
     stopTimeout();
+    stopTimer(stream_timer_);
     endRequestCount();
     if (client) client->abandon();
     if (finished_) return;
@@ -275,6 +292,7 @@ class RouterFilter : public HttpFilter,
   void upstreamDone() {
     finished_ = true;
     stopTimeout();
+    stopTimer(stream_timer_);
     endRequestCount();
     cluster_->stats().upstream_rq_completed.inc();
     if (client_) {
@@ -294,22 +312,28 @@ class RouterFilter : public HttpFilter,
     }
   }
 
-  void startTimeout() {
-    if (timeout_ms_ == 0 || timer_ || finished_) return;
-    timer_ = new uv_timer_t;
-    uv_timer_init(cb_->worker().loop(), timer_);
-    timer_->data = this;
-    uv_timer_start(
-        timer_, [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onTimeout(); },
-        timeout_ms_, 0);
+  void startTimer(uv_timer_t*& timer, uint64_t ms, uv_timer_cb on_fire) {
+    timer = new uv_timer_t;
+    uv_timer_init(cb_->worker().loop(), timer);
+    timer->data = this;
+    uv_timer_start(timer, on_fire, ms, 0);
   }
 
-  void stopTimeout() {
-    if (!timer_) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+  static void stopTimer(uv_timer_t*& timer) {
+    if (!timer) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
+    timer = nullptr;
   }
+
+  // The route timeout runs from the end of the request, as Envoy's.
+  void startTimeout() {
+    if (timeout_ms_ == 0 || timer_ || finished_) return;
+    startTimer(timer_, timeout_ms_,
+               [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onTimeout(); });
+  }
+
+  void stopTimeout() { stopTimer(timer_); }
 
   void onTimeout() {
     stopTimeout();
@@ -322,6 +346,38 @@ class RouterFilter : public HttpFilter,
       cb_->sendLocalReply(0, "upstream request timeout", "UT");
     } else {
       cb_->sendLocalReply(504, "upstream request timeout", "UT");
+    }
+  }
+
+  // The stream's maximum duration (max_stream_duration, or a grpc-timeout
+  // under grpc_timeout_header_max) is over. Envoy's connection manager
+  // answers this one: 408 while the request is still arriving, else 504, and
+  // for gRPC DEADLINE_EXCEEDED rather than the status mapped from the HTTP one.
+  void onStreamTimeout() {
+    stopTimer(stream_timer_);
+    if (finished_) return;
+    finished_ = true;
+    stopTimeout();
+    if (waiting_for_pool_) {
+      waiting_for_pool_ = false;
+      host_->cancel(*this);
+    }
+    endRequestCount();
+    abandonUpstream();
+    constexpr std::string_view kDetails = "downstream duration timeout";
+    if (response_started_) {
+      cb_->sendLocalReply(0, kDetails, "");
+    } else if (grpc_) {
+      // Trailers-only, as the connection manager answers gRPC, with the
+      // status Envoy names explicitly for this timeout.
+      auto h = std::make_unique<HeaderMap>();
+      h->addView(":status", "200");
+      h->addView("content-type", "application/grpc");
+      h->addView("grpc-status", "4");  // DEADLINE_EXCEEDED
+      h->addView("grpc-message", kDetails);
+      cb_->encodeHeaders(std::move(h), true);
+    } else {
+      cb_->sendLocalReply(request_end_ ? 504 : 408, kDetails, "");
     }
   }
 
@@ -346,6 +402,7 @@ class RouterFilter : public HttpFilter,
 
   void cleanup() {
     stopTimeout();
+    stopTimer(stream_timer_);
     if (waiting_for_pool_ && host_) {
       waiting_for_pool_ = false;
       host_->cancel(*this);
@@ -365,10 +422,14 @@ class RouterFilter : public HttpFilter,
   HeaderMap* request_headers_ = nullptr;
   HeaderMap* pending_trailers_ = nullptr;
   BufferChain pending_body_;
-  uv_timer_t* timer_ = nullptr;
+  uv_timer_t* timer_ = nullptr;         // the route timeout
+  uv_timer_t* stream_timer_ = nullptr;  // the stream's maximum duration
   uint64_t timeout_ms_ = 0;
   int upstream_read_disabled_ = 0;
   bool request_end_ = false;
+  // The request is gRPC (content-type application/grpc...); only looked at
+  // when the route has gRPC timeouts or max_stream_duration.
+  bool grpc_ = false;
   bool response_started_ = false;
   bool finished_ = false;
   bool waiting_for_pool_ = false;

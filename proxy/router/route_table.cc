@@ -718,8 +718,54 @@ Status compileRouteMatch(const rv3::RouteMatch& m, const std::string& where, Rou
   return Status::ok();
 }
 
+// A Duration field in milliseconds (Envoy truncates to whole milliseconds);
+// refused when negative.
+Result<std::chrono::milliseconds> durationMs(const google::protobuf::Duration& d,
+                                             const std::string& where) {
+  if (d.seconds() < 0 || d.nanos() < 0) return configError(where + ": must not be negative");
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+}
+
+// RouteAction timeout, max_grpc_timeout, grpc_timeout_offset and
+// max_stream_duration.
+Status compileTimeouts(const rv3::RouteAction& a, const std::string& where,
+                       RouteTimeouts& timeouts) {
+  auto read = [&](bool has, const google::protobuf::Duration& d, const std::string& name,
+                  std::optional<std::chrono::milliseconds>& out) -> Status {
+    if (!has) return Status::ok();
+    auto ms = durationMs(d, where + "." + name);
+    if (!ms) return ms.status();
+    out = *ms;
+    return Status::ok();
+  };
+  std::optional<std::chrono::milliseconds> timeout;
+  Status s = read(a.has_timeout(), a.timeout(), "timeout", timeout);
+  if (!s) return s;
+  if (timeout) timeouts.timeout = *timeout;
+  s = read(a.has_max_grpc_timeout(), a.max_grpc_timeout(), "max_grpc_timeout",
+           timeouts.max_grpc_timeout);
+  if (!s) return s;
+  s = read(a.has_grpc_timeout_offset(), a.grpc_timeout_offset(), "grpc_timeout_offset",
+           timeouts.grpc_timeout_offset);
+  if (!s) return s;
+  if (a.has_max_stream_duration()) {
+    const auto& m = a.max_stream_duration();
+    timeouts.has_max_stream_duration = true;
+    s = read(m.has_max_stream_duration(), m.max_stream_duration(),
+             "max_stream_duration.max_stream_duration", timeouts.max_stream_duration);
+    if (!s) return s;
+    s = read(m.has_grpc_timeout_header_max(), m.grpc_timeout_header_max(),
+             "max_stream_duration.grpc_timeout_header_max", timeouts.grpc_timeout_header_max);
+    if (!s) return s;
+    s = read(m.has_grpc_timeout_header_offset(), m.grpc_timeout_header_offset(),
+             "max_stream_duration.grpc_timeout_header_offset", timeouts.grpc_timeout_header_offset);
+    if (!s) return s;
+  }
+  return Status::ok();
+}
+
 Status compileRouteAction(const rv3::RouteAction& a, const std::string& where, RouteEntry::Data& d,
-                          std::chrono::milliseconds& timeout, bool& auto_host_rewrite) {
+                          RouteTimeouts& timeouts, bool& auto_host_rewrite) {
   switch (a.cluster_specifier_case()) {
     case rv3::RouteAction::kCluster:
       if (a.cluster().empty()) return configError(where + ".cluster: must not be empty");
@@ -825,13 +871,7 @@ Status compileRouteAction(const rv3::RouteAction& a, const std::string& where, R
   if (a.append_x_forwarded_host()) {
     return configError(where + ".append_x_forwarded_host: is not supported");
   }
-  if (a.has_timeout()) {
-    const auto& t = a.timeout();
-    if (t.seconds() < 0 || t.nanos() < 0)
-      return configError(where + ".timeout: must not be negative");
-    timeout = std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1000000);
-  }
-  return Status::ok();
+  return compileTimeouts(a, where, timeouts);
 }
 
 Status compileRedirect(const rv3::RedirectAction& r, const std::string& where, RouteEntry::Data& d,
@@ -1007,7 +1047,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       std::string rat = fieldIndex(vat, "routes", ri);
       auto d = std::make_unique<RouteEntry::Data>();
       RouteEntry::Kind kind = RouteEntry::Kind::kCluster;
-      std::chrono::milliseconds timeout{15000};
+      RouteTimeouts timeouts;
       bool auto_host = false;
       uint32_t direct_status = 0;
       std::string direct_body;
@@ -1016,7 +1056,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       if (!s) return s;
       switch (r.action_case()) {
         case rv3::Route::kRoute:
-          s = compileRouteAction(r.route(), rat + ".route", *d, timeout, auto_host);
+          s = compileRouteAction(r.route(), rat + ".route", *d, timeouts, auto_host);
           break;
         case rv3::Route::kRedirect:
           kind = RouteEntry::Kind::kRedirect;
@@ -1094,7 +1134,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       auto entry = std::make_unique<RouteEntry>(std::move(d));
       entry->kind_ = kind;
       entry->name_ = r.name();
-      entry->timeout_ = timeout;
+      entry->timeouts_ = timeouts;
       entry->auto_host_rewrite_ = auto_host;
       entry->direct_status_ = direct_status;
       entry->direct_body_ = std::move(direct_body);

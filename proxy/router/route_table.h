@@ -34,6 +34,30 @@ struct HeaderEdits {
   void apply(HeaderMap& headers) const;
 };
 
+// A route action's timeouts, as Envoy's RouteAction has them. The router
+// filter turns them into one request's timers (filters/router/grpc_timeout.h).
+struct RouteTimeouts {
+  // `timeout`: from the end of the request to the end of the response.
+  // Envoy's default is 15s; zero means none.
+  std::chrono::milliseconds timeout{15000};
+  // `max_grpc_timeout` (deprecated in Envoy, still honoured): when set, a gRPC
+  // request's grpc-timeout header (none: infinity) replaces `timeout`, capped
+  // by this value (zero: no cap).
+  std::optional<std::chrono::milliseconds> max_grpc_timeout;
+  // `grpc_timeout_offset`: taken off the header's value when it is larger.
+  std::optional<std::chrono::milliseconds> grpc_timeout_offset;
+  // `max_stream_duration` is set: Envoy's newer timeouts. The three fields
+  // above are then ignored, and the stream is bounded from its start instead.
+  bool has_max_stream_duration = false;
+  // `max_stream_duration.max_stream_duration` (zero: none).
+  std::optional<std::chrono::milliseconds> max_stream_duration;
+  // `max_stream_duration.grpc_timeout_header_max`: when set, a grpc-timeout
+  // header bounds the stream, capped by this value (zero: no cap).
+  std::optional<std::chrono::milliseconds> grpc_timeout_header_max;
+  // `max_stream_duration.grpc_timeout_header_offset`: taken off that bound.
+  std::optional<std::chrono::milliseconds> grpc_timeout_header_offset;
+};
+
 struct WeightedCluster {
   std::string name;
   uint32_t weight = 0;
@@ -52,7 +76,9 @@ class RouteEntry {
   // the headers.
   std::string_view clusterName(const HeaderMap& request, uint64_t random) const;
   // The route's `timeout` (Envoy default 15s; zero means none).
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  std::chrono::milliseconds timeout() const { return timeouts_.timeout; }
+  // Every timeout of the route action, gRPC ones included.
+  const RouteTimeouts& timeouts() const { return timeouts_; }
   // Applies prefix_rewrite / regex_rewrite to :path, host_rewrite_literal to
   // :authority, and the request header edits of route, virtual host and
   // config (Envoy's order: route, then virtual host, then config, unless
@@ -79,7 +105,7 @@ class RouteEntry {
   friend class RouteTable;
   Kind kind_ = Kind::kCluster;
   std::string name_;
-  std::chrono::milliseconds timeout_{15000};
+  RouteTimeouts timeouts_;
   bool auto_host_rewrite_ = false;
   uint32_t direct_status_ = 0;
   std::string direct_body_;

@@ -286,6 +286,61 @@ TEST(RouteTableTest, ClusterActions) {
   EXPECT_EQ(clusters, (std::vector<std::string>{"cl", "w1", "w2"}));
 }
 
+TEST(RouteTableTest, GrpcTimeouts) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"plain","match":{"prefix":"/plain"},"route":{"cluster":"c"}},
+    {"name":"old","match":{"prefix":"/old"},"route":{"cluster":"c","timeout":"2s",
+      "max_grpc_timeout":"1.5s","grpc_timeout_offset":"0.010s"}},
+    {"name":"nocap","match":{"prefix":"/nocap"},"route":{"cluster":"c","max_grpc_timeout":"0s"}},
+    {"name":"new","match":{"prefix":"/new"},"route":{"cluster":"c","max_stream_duration":{
+      "max_stream_duration":"30s","grpc_timeout_header_max":"0s",
+      "grpc_timeout_header_offset":"0.0009s"}}},
+    {"name":"empty","match":{"prefix":"/empty"},"route":{"cluster":"c","max_stream_duration":{}}})"));
+  using std::chrono::milliseconds;
+  const RouteTimeouts& plain = t->match(Request("/plain").headers, 0)->timeouts();
+  EXPECT_EQ(plain.timeout, milliseconds(15000));
+  EXPECT_EQ(plain.max_grpc_timeout, std::nullopt);
+  EXPECT_EQ(plain.grpc_timeout_offset, std::nullopt);
+  EXPECT_FALSE(plain.has_max_stream_duration);
+
+  const RouteTimeouts& old = t->match(Request("/old").headers, 0)->timeouts();
+  EXPECT_EQ(old.timeout, milliseconds(2000));
+  EXPECT_EQ(old.max_grpc_timeout, milliseconds(1500));
+  EXPECT_EQ(old.grpc_timeout_offset, milliseconds(10));
+  EXPECT_FALSE(old.has_max_stream_duration);
+
+  // Set to zero is not the same as unset: zero means no cap.
+  EXPECT_EQ(t->match(Request("/nocap").headers, 0)->timeouts().max_grpc_timeout, milliseconds(0));
+
+  const RouteTimeouts& now = t->match(Request("/new").headers, 0)->timeouts();
+  EXPECT_TRUE(now.has_max_stream_duration);
+  EXPECT_EQ(now.max_stream_duration, milliseconds(30000));
+  EXPECT_EQ(now.grpc_timeout_header_max, milliseconds(0));
+  EXPECT_EQ(now.grpc_timeout_header_offset, milliseconds(0));  // whole milliseconds, as Envoy
+
+  const RouteTimeouts& empty = t->match(Request("/empty").headers, 0)->timeouts();
+  EXPECT_TRUE(empty.has_max_stream_duration);
+  EXPECT_EQ(empty.max_stream_duration, std::nullopt);
+  EXPECT_EQ(empty.grpc_timeout_header_max, std::nullopt);
+}
+
+TEST(RouteTableTest, NegativeTimeoutsAreRefused) {
+  auto action = [](const std::string& a) {
+    return compileError(oneHost(R"({"match":{"prefix":"/"},"route":{"cluster":"c",)" + a + "}}"));
+  };
+  const std::string at = "rc.virtual_hosts[0].routes[0].route.";
+  EXPECT_EQ(action(R"("timeout":"-1s")"), at + "timeout: must not be negative");
+  EXPECT_EQ(action(R"("max_grpc_timeout":"-1s")"), at + "max_grpc_timeout: must not be negative");
+  EXPECT_EQ(action(R"("grpc_timeout_offset":"-0.5s")"),
+            at + "grpc_timeout_offset: must not be negative");
+  EXPECT_EQ(action(R"("max_stream_duration":{"grpc_timeout_header_max":"-2s"})"),
+            at + "max_stream_duration.grpc_timeout_header_max: must not be negative");
+  EXPECT_EQ(action(R"("max_stream_duration":{"grpc_timeout_header_offset":"-2s"})"),
+            at + "max_stream_duration.grpc_timeout_header_offset: must not be negative");
+  EXPECT_EQ(action(R"("max_stream_duration":{"max_stream_duration":"-2s"})"),
+            at + "max_stream_duration.max_stream_duration: must not be negative");
+}
+
 TEST(RouteTableTest, TotalWeightMustMatch) {
   EXPECT_EQ(compileError(oneHost(R"({"match":{"prefix":"/"},"route":{"weighted_clusters":{
       "total_weight":10,"clusters":[{"name":"a","weight":1}]}}})")),
