@@ -15,6 +15,13 @@ namespace {
 constexpr size_t kMaxIov = 64;
 }
 
+// Only an upstream connection connects, and only until it is connected.
+// The timer comes first, so that its close callback finds the whole struct.
+struct TcpConnection::ConnectState {
+  uv_timer_t timer;
+  uv_connect_t req;
+};
+
 std::string formatAddress(const sockaddr* addr) {
   char ip[INET6_ADDRSTRLEN] = {0};
   if (addr->sa_family == AF_INET) {
@@ -54,8 +61,6 @@ TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buff
       low_watermark_(buffer_limit / 2) {
   uv_tcp_init(worker_.loop(), &tcp_);
   tcp_.data = this;
-  uv_timer_init(worker_.loop(), &connect_timer_);
-  connect_timer_.data = this;
 }
 
 void TcpConnection::enableTls(std::unique_ptr<tls::TlsTransport> transport) {
@@ -83,18 +88,36 @@ int TcpConnection::accept(uv_stream_t* server) {
 
 int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
   peer_ = formatAddress(addr);
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, onConnectDone);
-  if (rc != 0) return rc;
+  auto* cs = new ConnectState;
+  cs->req.data = this;
+  int rc = uv_tcp_connect(&cs->req, &tcp_, addr, onConnectDone);
+  if (rc != 0) {
+    delete cs;  // Its timer was never initialized.
+    return rc;
+  }
+  connect_ = cs;
+  uv_timer_init(worker_.loop(), &cs->timer);
+  cs->timer.data = this;
   state_ = State::kConnecting;
-  if (timeout_ms > 0) uv_timer_start(&connect_timer_, onConnectTimeout, timeout_ms, 0);
+  if (timeout_ms > 0) uv_timer_start(&cs->timer, onConnectTimeout, timeout_ms, 0);
   return 0;
 }
 
+// The connect is over (its callback is running): the timer closes and the
+// state is freed, so a pooled upstream connection does not carry it.
+void TcpConnection::releaseConnectState() {
+  ConnectState* cs = connect_;
+  connect_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&cs->timer),
+           [](uv_handle_t* h) { delete reinterpret_cast<ConnectState*>(h); });
+}
+
 void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
+  // Cancelled: the connection is closing and close() took the state over.
+  if (status == UV_ECANCELED) return;
   auto* self = static_cast<TcpConnection*>(req->data);
-  if (status == UV_ECANCELED || self->closing()) return;
-  uv_timer_stop(&self->connect_timer_);
+  if (self->closing()) return;
+  self->releaseConnectState();
   if (status != 0) {
     self->close(CloseReason::kConnectFailure);
     return;
@@ -115,17 +138,16 @@ void TcpConnection::onConnectTimeout(uv_timer_t* t) {
   if (self->state_ == State::kConnecting) self->close(CloseReason::kConnectTimeout);
 }
 
-void TcpConnection::onAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<TcpConnection*>(h->data);
-  std::span<char> span = self->read_buffer_.prepare();
+void TcpConnection::onAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  // The worker's shared slab tail: the connection keeps no buffer of its own.
+  std::span<char> span = ReadBuffer().prepare();
   *buf = uv_buf_init(span.data(), static_cast<unsigned>(span.size()));
 }
 
 void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* self = static_cast<TcpConnection*>(s->data);
   if (nread > 0) {
-    self->bytes_read_ += static_cast<uint64_t>(nread);
-    self->read_buffer_.commit(static_cast<size_t>(nread), self->input_);
+    ReadBuffer().commit(static_cast<size_t>(nread), self->input_);
     self->deliver();
   } else if (nread == UV_EOF) {
     self->eof_ = true;
@@ -133,11 +155,7 @@ void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     self->callbacks_.onEof();
   } else if (nread < 0) {
     self->close(CloseReason::kRemote);
-    return;
   }
-  // An idle connection keeps no slab: give it back once every byte read has
-  // been consumed (slices handed on keep the slab alive by themselves).
-  if (self->input_.empty()) self->read_buffer_.release();
 }
 
 // Hands read bytes to the owner: as they are, or decrypted under TLS.
@@ -243,16 +261,18 @@ void TcpConnection::flush() {
       return;
     }
     queue_.drain(static_cast<size_t>(written));
-    bytes_written_ += static_cast<uint64_t>(written);
     if (!queue_.empty()) {
       // The kernel took part: hand the rest to uv_write, which waits for
       // POLLOUT. The slices stay in queue_ until it completes.
       n = queue_.iovecs(iov, kMaxIov);
       in_flight_ = 0;
       for (size_t i = 0; i < n; ++i) in_flight_ += iov[i].iov_len;
-      write_req_.data = this;
-      int rc = uv_write(&write_req_, stream, bufs, static_cast<unsigned>(n), onWriteDone);
+      write_req_ = new uv_write_t;
+      write_req_->data = this;
+      int rc = uv_write(write_req_, stream, bufs, static_cast<unsigned>(n), onWriteDone);
       if (rc != 0) {
+        delete write_req_;
+        write_req_ = nullptr;
         in_flight_ = 0;
         close(CloseReason::kRemote);
         return;
@@ -265,6 +285,8 @@ void TcpConnection::flush() {
 
 void TcpConnection::onWriteDone(uv_write_t* req, int status) {
   auto* self = static_cast<TcpConnection*>(req->data);
+  delete req;
+  self->write_req_ = nullptr;
   size_t done = self->in_flight_;
   self->in_flight_ = 0;
   if (status == UV_ECANCELED || self->closing()) return;
@@ -273,7 +295,6 @@ void TcpConnection::onWriteDone(uv_write_t* req, int status) {
     return;
   }
   self->queue_.drain(done);
-  self->bytes_written_ += done;
   self->flush();
 }
 
@@ -308,9 +329,14 @@ void TcpConnection::close(CloseReason reason) {
     worker_.cancelFlush(this);
     flush_scheduled_ = false;
   }
-  pending_handles_ = 2;
+  pending_handles_ = 1;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onCloseDone);
-  uv_close(reinterpret_cast<uv_handle_t*>(&connect_timer_), onCloseDone);
+  if (connect_) {
+    // Still connecting: closing the socket cancels the connect request, and
+    // the state is freed once its timer is closed too (finishClose).
+    ++pending_handles_;
+    uv_close(reinterpret_cast<uv_handle_t*>(&connect_->timer), onCloseDone);
+  }
 }
 
 void TcpConnection::onCloseDone(uv_handle_t* h) {
@@ -320,10 +346,11 @@ void TcpConnection::onCloseDone(uv_handle_t* h) {
 
 void TcpConnection::finishClose() {
   state_ = State::kClosed;
+  delete connect_;
+  connect_ = nullptr;
   queue_.clear();
   input_.clear();
   plaintext_.clear();
-  read_buffer_.release();
   callbacks_.onClosed(close_reason_);
 }
 

@@ -1,0 +1,209 @@
+// TcpConnection on a real loop and real loopback sockets: connect, echo,
+// partial writes, and what a connection holds once its bytes are consumed.
+#include "proxy/net/connection.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "proxy/worker/worker.h"
+
+namespace skiff {
+namespace {
+
+using CloseReason = TcpConnection::CloseReason;
+
+class Recorder : public TcpConnection::Callbacks {
+ public:
+  void onRead(BufferChain& data) override {
+    received += data.length();
+    text += data.toString(std::min<size_t>(data.length(), 64));
+    if (echo && conn) {
+      conn->write(data);
+    } else {
+      data.clear();
+    }
+  }
+  void onEof() override { eof = true; }
+  void onClosed(CloseReason reason) override { closed = reason; }
+  void onConnected() override { connected = true; }
+  void onAboveWriteBufferHighWatermark() override { ++above; }
+  void onBelowWriteBufferLowWatermark() override { ++below; }
+
+  TcpConnection* conn = nullptr;
+  bool echo = false;
+  size_t received = 0;
+  std::string text;
+  bool eof = false;
+  bool connected = false;
+  std::optional<CloseReason> closed;
+  int above = 0;
+  int below = 0;
+};
+
+class TcpConnectionTest : public ::testing::Test {
+ protected:
+  TcpConnectionTest() : worker_(0, std::make_shared<config::Snapshot>()) {
+    uv_tcp_init(worker_.loop(), &server_);
+    server_.data = this;
+    sockaddr_in addr{};
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&addr), 0);
+    uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 16, [](uv_stream_t* s, int status) {
+      auto* self = static_cast<TcpConnectionTest*>(s->data);
+      if (status != 0) return;
+      self->accepted_ = std::make_unique<TcpConnection>(self->worker_, self->server_side_, 1 << 20);
+      self->server_side_.conn = self->accepted_.get();
+      ASSERT_EQ(self->accepted_->accept(s), 0);
+    });
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&ss), &len);
+    std::memcpy(&server_addr_, &ss, sizeof(server_addr_));
+    // Wakes the loop now and then, so that runUntil() never blocks for good.
+    uv_timer_init(worker_.loop(), &tick_);
+    uv_timer_start(
+        &tick_, [](uv_timer_t*) {}, 5, 5);
+  }
+
+  ~TcpConnectionTest() override {
+    for (TcpConnection* c : {client_.get(), accepted_.get()}) {
+      if (c && !c->closing()) c->close();
+    }
+    runUntil(
+        [&] { return (!client_ || client_side_.closed) && (!accepted_ || server_side_.closed); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+    client_.reset();
+    accepted_.reset();
+    worker_.shutdown();
+  }
+
+  void runUntil(const std::function<bool()>& done) {
+    for (int i = 0; i < 2000 && !done(); ++i) uv_run(worker_.loop(), UV_RUN_ONCE);
+  }
+
+  void connectClient(uint32_t buffer_limit = 1 << 20) {
+    client_ = std::make_unique<TcpConnection>(worker_, client_side_, buffer_limit);
+    client_side_.conn = client_.get();
+    ASSERT_EQ(client_->connect(reinterpret_cast<const sockaddr*>(&server_addr_), 1000), 0);
+    runUntil([&] { return client_side_.connected && accepted_ != nullptr; });
+    ASSERT_TRUE(client_side_.connected);
+    ASSERT_TRUE(accepted_);
+  }
+
+  Worker worker_;
+  uv_tcp_t server_;
+  uv_timer_t tick_;
+  sockaddr_in server_addr_{};
+  Recorder client_side_;
+  Recorder server_side_;
+  std::unique_ptr<TcpConnection> client_;
+  std::unique_ptr<TcpConnection> accepted_;
+};
+
+TEST_F(TcpConnectionTest, ConnectsAndEchoes) {
+  connectClient();
+  server_side_.echo = true;
+  BufferChain out;
+  out.appendCopy("hello");
+  client_->write(out);
+  runUntil([&] { return client_side_.received == 5; });
+  EXPECT_EQ(client_side_.text, "hello");
+  EXPECT_EQ(server_side_.text, "hello");
+}
+
+TEST_F(TcpConnectionTest, ConnectToAClosedPortFails) {
+  // A port that was free a moment ago: nobody listens there.
+  uv_tcp_t probe;
+  uv_tcp_init(worker_.loop(), &probe);
+  sockaddr_in addr{};
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  uv_tcp_bind(&probe, reinterpret_cast<const sockaddr*>(&addr), 0);
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  uv_tcp_getsockname(&probe, reinterpret_cast<sockaddr*>(&ss), &len);
+  uv_close(reinterpret_cast<uv_handle_t*>(&probe), nullptr);
+  uv_run(worker_.loop(), UV_RUN_NOWAIT);
+
+  client_ = std::make_unique<TcpConnection>(worker_, client_side_, 1 << 20);
+  ASSERT_EQ(client_->connect(reinterpret_cast<const sockaddr*>(&ss), 1000), 0);
+  runUntil([&] { return client_side_.closed.has_value(); });
+  EXPECT_FALSE(client_side_.connected);
+  EXPECT_EQ(client_side_.closed, CloseReason::kConnectFailure);
+}
+
+TEST_F(TcpConnectionTest, ClosingWhileConnectingReportsTheLocalClose) {
+  client_ = std::make_unique<TcpConnection>(worker_, client_side_, 1 << 20);
+  ASSERT_EQ(client_->connect(reinterpret_cast<const sockaddr*>(&server_addr_), 1000), 0);
+  client_->close();
+  runUntil([&] { return client_side_.closed.has_value(); });
+  EXPECT_FALSE(client_side_.connected);
+  EXPECT_EQ(client_side_.closed, CloseReason::kLocal);
+}
+
+TEST_F(TcpConnectionTest, ConnectionsHoldNoSlabOnceTheirBytesAreConsumed) {
+  connectClient();
+  server_side_.echo = true;
+  for (int i = 0; i < 3; ++i) {
+    BufferChain out;
+    out.appendCopy("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    client_->write(out);
+    runUntil([&] { return client_side_.received == 27u * static_cast<size_t>(i + 1); });
+  }
+  ASSERT_EQ(client_side_.received, 81u);
+  // Both ends read, the server wrote back and the client consumed it: only
+  // the pool still refers to its shared slab, so idle connections cost no
+  // buffer memory.
+  SlabPool& pool = SlabPool::local();
+  ASSERT_NE(pool.current(), nullptr);
+  EXPECT_EQ(pool.current()->refs, 1u);
+  EXPECT_EQ(pool.liveCount(), 1u);
+}
+
+TEST_F(TcpConnectionTest, WritesMoreThanTheKernelTakesAtOnce) {
+  connectClient(64 << 20);
+  // Far more than a loopback socket buffer: uv_try_write takes part, and
+  // uv_write carries the rest once the reader drains.
+  std::string big(8 << 20, 'x');
+  BufferChain out;
+  out.appendCopy(big);
+  client_->write(out);
+  runUntil([&] { return server_side_.received == big.size(); });
+  EXPECT_EQ(server_side_.received, big.size());
+  runUntil([&] { return client_->queuedBytes() == 0; });
+  EXPECT_EQ(client_->queuedBytes(), 0u);
+}
+
+TEST_F(TcpConnectionTest, ClosesWithAWriteStillPending) {
+  connectClient(64 << 20);
+  server_side_.conn->readDisable(true);  // The peer stops reading.
+  BufferChain out;
+  out.appendCopy(std::string(8 << 20, 'x'));
+  client_->write(out);
+  runUntil([&] { return client_->queuedBytes() < (8u << 20); });
+  ASSERT_GT(client_->queuedBytes(), 0u);
+  client_->close();
+  runUntil([&] { return client_side_.closed.has_value(); });
+  EXPECT_EQ(client_side_.closed, CloseReason::kLocal);
+}
+
+TEST_F(TcpConnectionTest, WatermarksFollowTheWriteQueue) {
+  connectClient(64 << 10);
+  server_side_.conn->readDisable(true);
+  BufferChain out;
+  out.appendCopy(std::string(8 << 20, 'x'));
+  client_->write(out);
+  EXPECT_EQ(client_side_.above, 1);
+  server_side_.conn->readDisable(false);
+  runUntil([&] { return client_side_.below == 1; });
+  EXPECT_EQ(client_side_.below, 1);
+}
+
+}  // namespace
+}  // namespace skiff
