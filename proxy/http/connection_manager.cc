@@ -160,14 +160,10 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       hcm_.stats().downstream_rq_http1_total.inc();
     }
     hcm_.stats().downstream_rq_active.inc();
-    started_ms_ = last_activity_ms_ = uv_now(hcm_.worker().loop());
-    armTimer();
+    armTimers();
   }
 
-  ~ActiveStream() override {
-    stopTimer();
-    hcm_.stats().downstream_rq_active.dec();
-  }
+  ~ActiveStream() override { hcm_.stats().downstream_rq_active.dec(); }
 
   std::list<std::unique_ptr<ActiveStream>>::iterator pos;
 
@@ -223,7 +219,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
   void decodeData(BufferChain& data, bool end_stream) override {
     if (end_stream) remote_complete_ = true;
-    last_activity_ms_ = uv_now(hcm_.worker().loop());
+    touch();
     if (local_complete_) {
       data.clear();  // The answer went out already; the rest is ignored.
       maybeFinish();
@@ -346,7 +342,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (end_stream) onLocalComplete();
   }
   void sinkData(BufferChain& data, bool end_stream) override {
-    last_activity_ms_ = uv_now(hcm_.worker().loop());
+    touch();
     if (end_stream) beforeLastEncode();
     encoder_.encodeData(data, end_stream);
     if (end_stream) onLocalComplete();
@@ -366,56 +362,44 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
  private:
-  // One timer serves both stream timeouts. request_timeout bounds the time to
-  // receive the whole request; stream_idle_timeout bounds the time with no
-  // bytes either way. Activity only records a timestamp: the timer, when it
-  // fires early, re-arms for what is left (no timer update per read).
-  void armTimer() {
+  // The two stream timeouts are deadlines on the worker's queue (no uv timer
+  // per stream). request_timeout bounds the time to receive the whole
+  // request, from the stream's start; stream_idle_timeout bounds the time
+  // with no bytes either way, so activity re-arms it (a move to the tail of
+  // its list, no timer operation).
+  void armTimers() {
     const auto& cfg = hcm_.config();
-    uint64_t now = uv_now(hcm_.worker().loop());
-    uint64_t next = UINT64_MAX;
-    if (cfg.request_timeout.count() > 0 && !remote_complete_) {
-      next = std::min<uint64_t>(next,
-                                started_ms_ + static_cast<uint64_t>(cfg.request_timeout.count()));
+    DeadlineQueue& q = hcm_.worker().deadlines();
+    if (cfg.request_timeout.count() > 0) {
+      q.arm(request_deadline_, static_cast<uint64_t>(cfg.request_timeout.count()));
     }
+    touch();
+  }
+
+  void touch() {
+    const auto& cfg = hcm_.config();
     if (cfg.stream_idle_timeout.count() > 0) {
-      next = std::min<uint64_t>(
-          next, last_activity_ms_ + static_cast<uint64_t>(cfg.stream_idle_timeout.count()));
+      hcm_.worker().deadlines().arm(idle_deadline_,
+                                    static_cast<uint64_t>(cfg.stream_idle_timeout.count()));
     }
-    if (next == UINT64_MAX) return;
-    if (!timer_) {
-      timer_ = new uv_timer_t;
-      uv_timer_init(hcm_.worker().loop(), timer_);
-      timer_->data = this;
-    }
-    uv_timer_start(
-        timer_, [](uv_timer_t* t) { static_cast<ActiveStream*>(t->data)->onTimer(); },
-        next > now ? next - now : 0, 0);
   }
 
-  void stopTimer() {
-    if (!timer_) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
+  void stopTimers() {
+    request_deadline_.cancel();
+    idle_deadline_.cancel();
   }
 
-  void onTimer() {
-    if (finished_) return;
-    const auto& cfg = hcm_.config();
-    uint64_t now = uv_now(hcm_.worker().loop());
-    if (cfg.request_timeout.count() > 0 && !remote_complete_ &&
-        now >= started_ms_ + static_cast<uint64_t>(cfg.request_timeout.count())) {
-      sendLocalReply(408, "request timeout", "");
-      return;
-    }
-    if (cfg.stream_idle_timeout.count() > 0 &&
-        now >= last_activity_ms_ + static_cast<uint64_t>(cfg.stream_idle_timeout.count())) {
-      // Envoy: 408 before the response started, a reset after; flag SI.
-      sendLocalReply(408, "stream timeout", "SI");
-      return;
-    }
-    armTimer();
+  static void onRequestTimeout(void* self) {
+    auto* s = static_cast<ActiveStream*>(self);
+    if (s->finished_ || s->remote_complete_) return;
+    s->sendLocalReply(408, "request timeout", "");
+  }
+
+  static void onIdleTimeout(void* self) {
+    auto* s = static_cast<ActiveStream*>(self);
+    if (s->finished_) return;
+    // Envoy: 408 before the response started, a reset after; flag SI.
+    s->sendLocalReply(408, "stream timeout", "SI");
   }
 
   void onLocalComplete() {
@@ -456,7 +440,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void finish() {
     if (finished_) return;
     finished_ = true;
-    stopTimer();
+    stopTimers();
     detachEncoder();
     chain_.destroy();
     hcm_.removeStream(*this);
@@ -469,9 +453,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   const router::RouteEntry* route_ = nullptr;
   HeaderMapPtr response_headers_;
   std::string response_flags_;
-  uv_timer_t* timer_ = nullptr;  // Freed by its close callback.
-  uint64_t started_ms_ = 0;
-  uint64_t last_activity_ms_ = 0;
+  Deadline request_deadline_{&ActiveStream::onRequestTimeout, this};
+  Deadline idle_deadline_{&ActiveStream::onIdleTimeout, this};
   bool remote_complete_ = false;
   bool local_complete_ = false;
   bool encoder_detached_ = false;
@@ -508,7 +491,9 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
     : worker_(worker),
       listener_(std::move(listener)),
       listener_stats_(&listenerStatsFor(worker, *listener_)),
-      conn_(worker, *this, listener_->per_connection_buffer_limit_bytes) {
+      conn_(worker, *this, listener_->per_connection_buffer_limit_bytes),
+      idle_deadline_([](void* self) { static_cast<HttpConnectionManager*>(self)->onIdleTimer(); },
+                     this) {
   worker_.addDownstream();
   worker_.addDrainCallback(
       this, [this] { onDrain(); }, [this] { conn_.close(); });
@@ -665,11 +650,7 @@ void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {
     worker_.deferDelete(std::move(streams_.front()));
     streams_.pop_front();
   }
-  if (idle_timer_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    idle_timer_ = nullptr;
-  }
+  clearIdleTimer();
   if (stats_) stats_->downstream_cx_active.dec();
   listener_stats_->downstream_cx_active.dec();
   worker_.removeDownstream();
@@ -728,38 +709,19 @@ void HttpConnectionManager::armIdleTimer() {
   startIdleTimer(ms);
 }
 
-// The connection's timer is lazy: setting a deadline only records it, and
-// the uv timer moves only when the new deadline is earlier than the one it
-// is armed for. When it fires early it re-arms for what is left. So the
-// head / idle / stream cycle of a keep-alive request costs no timer
-// operation at all (they showed up at 3% of CPU when each read re-armed).
+// The connection's deadline: moving it is a list operation on the worker's
+// DeadlineQueue, so the head / idle / stream cycle of a keep-alive request
+// costs no timer operation (they showed up at 3% of CPU when each read
+// re-armed a uv timer), and an idle connection holds no timer handle.
 void HttpConnectionManager::startIdleTimer(uint64_t ms) {
   if (conn_.closing()) return;
-  uint64_t now = uv_now(worker_.loop());
-  deadline_ms_ = now + ms;
-  if (timer_due_ms_ != 0 && timer_due_ms_ <= deadline_ms_) return;
-  if (!idle_timer_) {
-    idle_timer_ = new uv_timer_t;
-    uv_timer_init(worker_.loop(), idle_timer_);
-    idle_timer_->data = this;
-  }
-  timer_due_ms_ = deadline_ms_;
-  uv_timer_start(
-      idle_timer_,
-      [](uv_timer_t* t) { static_cast<HttpConnectionManager*>(t->data)->onIdleTimer(); }, ms, 0);
+  worker_.deadlines().arm(idle_deadline_, ms);
 }
 
-void HttpConnectionManager::clearIdleTimer() { deadline_ms_ = 0; }
+void HttpConnectionManager::clearIdleTimer() { idle_deadline_.cancel(); }
 
 void HttpConnectionManager::onIdleTimer() {
-  timer_due_ms_ = 0;
-  if (deadline_ms_ == 0 || conn_.closing()) return;
-  uint64_t now = uv_now(worker_.loop());
-  if (now < deadline_ms_) {
-    startIdleTimer(deadline_ms_ - now);
-    return;
-  }
-  deadline_ms_ = 0;
+  if (conn_.closing()) return;
   if (streams_.empty()) conn_.closeAfterFlush();
 }
 

@@ -125,10 +125,8 @@ class HttpConnectionManager : public Deletable,
   TcpConnection conn_;
   std::unique_ptr<http::ServerConnection> codec_;
   std::list<std::unique_ptr<ActiveStream>> streams_;
-  uv_timer_t* idle_timer_ = nullptr;  // Freed by its close callback.
-  uint64_t deadline_ms_ = 0;          // When the connection times out (loop time); 0: never.
-  uint64_t timer_due_ms_ = 0;         // When idle_timer_ fires; 0: not armed.
-  bool head_pending_ = false;         // Bytes of a request head came; no stream yet.
+  Deadline idle_deadline_;     // Idle or request-head timeout, on the worker's DeadlineQueue.
+  bool head_pending_ = false;  // Bytes of a request head came; no stream yet.
   bool dispatch_scheduled_ = false;
   bool remote_closed_ = false;
   bool draining_ = false;

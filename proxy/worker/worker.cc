@@ -20,6 +20,7 @@ Worker::Worker(uint32_t index, std::shared_ptr<const config::Snapshot> snapshot)
   uv_prepare_start(&prepare_, [](uv_prepare_t* p) { static_cast<Worker*>(p->data)->onPrepare(); });
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  deadlines_ = std::make_unique<DeadlineQueue>(&loop_);
   rng_ = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
          (0x9e3779b97f4a7c15ULL * (index + 1));
   cluster_manager_ = std::make_unique<upstream::ClusterManager>(*this, snapshot_->clusters);
@@ -90,6 +91,7 @@ void Worker::shutdown() {
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  deadlines_->close();
   spin([] { return false; });
   runDeferred();
   uv_loop_close(&loop_);

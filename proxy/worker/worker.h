@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/net/deadline_queue.h"
 #include "proxy/stats/stats.h"
 
 namespace skiff {
@@ -63,6 +64,8 @@ class Worker {
   stats::Store& stats() { return stats_; }
   const std::shared_ptr<const config::Snapshot>& snapshot() const { return snapshot_; }
   upstream::ClusterManager& clusterManager() { return *cluster_manager_; }
+  // Connection and stream timeouts, all on one uv timer.
+  DeadlineQueue& deadlines() { return *deadlines_; }
   bool draining() const { return draining_; }
 
   // Destroys obj after the current loop iteration's callbacks.
@@ -107,6 +110,7 @@ class Worker {
   uv_async_t wakeup_;
   uv_prepare_t prepare_;
   uv_timer_t drain_timer_;
+  std::unique_ptr<DeadlineQueue> deadlines_;  // Made once loop_ is.
   std::thread thread_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   stats::Store stats_;

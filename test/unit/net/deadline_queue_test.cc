@@ -1,0 +1,146 @@
+#include "proxy/net/deadline_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace skiff {
+namespace {
+
+// A deadline that records when (loop time) it fired and runs an action.
+struct Probe {
+  explicit Probe(uv_loop_t* loop) : loop(loop), deadline(&Probe::fire, this) {}
+  static void fire(void* p) {
+    auto* self = static_cast<Probe*>(p);
+    self->fired_at.push_back(uv_now(self->loop));
+    if (self->action) self->action();
+  }
+  uv_loop_t* loop;
+  Deadline deadline;
+  std::vector<uint64_t> fired_at;
+  std::function<void()> action;
+};
+
+class DeadlineQueueTest : public ::testing::Test {
+ protected:
+  DeadlineQueueTest() {
+    uv_loop_init(&loop_);
+    queue_ = std::make_unique<DeadlineQueue>(&loop_);
+  }
+  ~DeadlineQueueTest() override {
+    queue_->close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    queue_.reset();
+    uv_loop_close(&loop_);
+  }
+  // Runs the loop until done() (or nothing is armed any more).
+  void runUntil(const std::function<bool()>& done) {
+    for (int i = 0; i < 1000 && !done(); ++i) uv_run(&loop_, UV_RUN_ONCE);
+  }
+
+  uv_loop_t loop_;
+  std::unique_ptr<DeadlineQueue> queue_;
+};
+
+TEST_F(DeadlineQueueTest, FiresOnceAfterItsDuration) {
+  Probe p(&loop_);
+  uint64_t armed_at = uv_now(&loop_);
+  queue_->arm(p.deadline, 20);
+  EXPECT_TRUE(p.deadline.armed());
+  EXPECT_EQ(p.deadline.due(), armed_at + 20);
+  uv_run(&loop_, UV_RUN_DEFAULT);  // Returns once nothing is armed.
+  ASSERT_EQ(p.fired_at.size(), 1u);
+  EXPECT_GE(p.fired_at[0], armed_at + 20);
+  EXPECT_FALSE(p.deadline.armed());
+}
+
+TEST_F(DeadlineQueueTest, RearmingPushesItBack) {
+  Probe p(&loop_), q(&loop_);
+  queue_->arm(p.deadline, 30);
+  queue_->arm(q.deadline, 30);
+  // Activity on p: it moves behind q.
+  queue_->arm(p.deadline, 30);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  ASSERT_EQ(p.fired_at.size(), 1u);
+  ASSERT_EQ(q.fired_at.size(), 1u);
+  EXPECT_LE(q.fired_at[0], p.fired_at[0]);
+  EXPECT_GE(p.fired_at[0], p.deadline.due());
+}
+
+TEST_F(DeadlineQueueTest, ShorterDurationArmedLaterFiresFirst) {
+  Probe slow(&loop_), fast(&loop_);
+  queue_->arm(slow.deadline, 200);
+  queue_->arm(fast.deadline, 10);
+  runUntil([&] { return !fast.fired_at.empty(); });
+  ASSERT_EQ(fast.fired_at.size(), 1u);
+  EXPECT_TRUE(slow.fired_at.empty());
+  EXPECT_TRUE(slow.deadline.armed());
+  slow.deadline.cancel();
+}
+
+TEST_F(DeadlineQueueTest, CancelledOrDestroyedNeverFires) {
+  Probe p(&loop_);
+  auto gone = std::make_unique<Probe>(&loop_);
+  queue_->arm(p.deadline, 5);
+  queue_->arm(gone->deadline, 5);
+  EXPECT_EQ(queue_->armedCount(), 2u);
+  p.deadline.cancel();
+  gone.reset();
+  EXPECT_EQ(queue_->armedCount(), 0u);
+  p.deadline.cancel();  // Twice is fine.
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(p.fired_at.empty());
+}
+
+TEST_F(DeadlineQueueTest, ACallbackMayCancelAnotherThatIsDueToo) {
+  Probe first(&loop_), second(&loop_);
+  first.action = [&] { second.deadline.cancel(); };
+  second.action = [&] { first.deadline.cancel(); };
+  queue_->arm(first.deadline, 5);
+  queue_->arm(second.deadline, 5);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(first.fired_at.size() + second.fired_at.size(), 1u);
+}
+
+TEST_F(DeadlineQueueTest, ZeroDurationFiresFromTheLoopNotInsideArm) {
+  Probe p(&loop_);
+  int rounds = 0;
+  p.action = [&] {
+    // Re-armed from its own callback: it fires again in a later round, not
+    // in this one (no endless loop inside one timer callback).
+    if (++rounds < 3) {
+      queue_->arm(p.deadline, 0);
+      EXPECT_EQ(p.fired_at.size(), static_cast<size_t>(rounds));
+    }
+  };
+  queue_->arm(p.deadline, 0);
+  EXPECT_TRUE(p.fired_at.empty());
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(p.fired_at.size(), 3u);
+}
+
+TEST_F(DeadlineQueueTest, ACallbackMayDestroyItsOwner) {
+  auto owner = std::make_unique<Probe>(&loop_);
+  Probe other(&loop_);
+  owner->action = [&] { owner.reset(); };
+  queue_->arm(owner->deadline, 5);
+  queue_->arm(other.deadline, 5);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(owner, nullptr);
+  EXPECT_EQ(other.fired_at.size(), 1u);
+}
+
+TEST_F(DeadlineQueueTest, NothingFiresAfterClose) {
+  Probe p(&loop_);
+  queue_->arm(p.deadline, 5);
+  queue_->close();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(p.fired_at.empty());
+  queue_->arm(p.deadline, 5);  // Ignored once closed.
+  EXPECT_FALSE(p.deadline.armed());
+}
+
+}  // namespace
+}  // namespace skiff
