@@ -74,7 +74,10 @@ int Server::run() {
   snapshot_ = *snapshot;
   std::signal(SIGPIPE, SIG_IGN);
 
-  main_ = std::make_unique<Worker>(kMainLoopIndex, std::make_shared<config::Snapshot>());
+  // The main loop's own upstreams (the ADS stream) use the static clusters.
+  auto main_snapshot = std::make_shared<config::Snapshot>();
+  main_snapshot->clusters = snapshot_->clusters;
+  main_ = std::make_unique<Worker>(kMainLoopIndex, std::move(main_snapshot));
   uv_loop_t* loop = main_->loop();
 
   std::string error;
@@ -99,16 +102,18 @@ int Server::run() {
   uv_async_init(loop, &worker_event_, [](uv_async_t* a) {
     auto* self = static_cast<Server*>(a->data);
     uint32_t n = static_cast<uint32_t>(self->workers_.size());
-    if (!self->live_ && !self->draining_ && n > 0 && self->workers_ready_.load() == n) {
+    if (!self->workers_listening_ && !self->draining_ && n > 0 &&
+        self->workers_ready_.load() == n) {
       if (self->worker_failed_.load()) {
         SKIFF_LOG(kCritical, "a worker failed to listen: " + self->worker_error_);
         self->exit_code_ = 1;
         self->beginDrain();
       } else {
-        self->live_ = true;
+        self->workers_listening_ = true;
         for (int fd : self->port_reservations_) ::close(fd);
         self->port_reservations_.clear();
         SKIFF_LOG(kInfo, "all " + std::to_string(n) + " workers listening");
+        self->maybeGoLive();
       }
     }
     if (self->draining_ && n > 0 && self->workers_done_.load() == n) {
@@ -134,6 +139,7 @@ int Server::run() {
     }
   }
 
+  if (snapshot_->ads.enabled) startXds(bootstrap->node());
   startDns();
   if (dns_pending_ == 0) startWorkers();
   uv_run(loop, UV_RUN_DEFAULT);
@@ -148,6 +154,8 @@ int Server::run() {
 void Server::teardownMain() {
   draining_ = true;  // DNS answers still in flight change nothing now.
   if (admin_) admin_->close();
+  ads_.reset();
+  if (dynamic_) dynamic_->stop();
   if (handles_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
@@ -276,6 +284,7 @@ void Server::finishDnsRound(DnsCluster& d) {
 // Hands a cluster's current host list to every worker (a copy each: a worker
 // owns what it is posted).
 void Server::postHosts(const DnsCluster& d) {
+  main_->clusterManager().setHosts(d.cluster->name, d.current);
   for (auto& w : workers_) {
     Worker* worker = w.get();
     worker->post([worker, name = d.cluster->name, addrs = d.current] {
@@ -313,6 +322,7 @@ void Server::startWorkers() {
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
+  if (ads_) ads_->stop();  // The configuration stays as it is while draining.
   uint64_t ms = uint64_t{options_.drain_time_s} * 1000;
   for (auto& d : dns_) uv_timer_stop(&d->timer);
   if (workers_.empty()) {
@@ -382,7 +392,71 @@ std::string Server::statsPrometheus() {
   return stats::renderPrometheus(c, g);
 }
 
-std::string Server::configDump() { return snapshot_->config_dump_json; }
+std::string Server::configDump() {
+  const std::string& dump = snapshot_->config_dump_json;
+  if (!dynamic_ || dump.size() < 2) return dump;
+  // The bootstrap's dump ends with "]}": the dynamic sections go in the list.
+  return dump.substr(0, dump.size() - 2) + "," + dynamic_->configDumpJson() + "]}";
+}
+
+// ---- xDS
+
+void Server::startXds(const envoy::config::core::v3::Node& bootstrap_node) {
+  xds::AdsClient::Options options;
+  options.cluster_name = snapshot_->ads.cluster;
+  options.delta = snapshot_->ads.delta;
+  options.node = bootstrap_node;
+  options.node.set_user_agent_name("skiff");
+  options.node.set_user_agent_version("0.1.0");
+  // Endpoints carry no priorities or overprovisioning factor here.
+  options.node.add_client_features("envoy.lb.does_not_support_overprovisioning");
+  dynamic_ = std::make_unique<xds::DynamicConfig>(*main_, snapshot_, main_->stats(), *this);
+  ads_ = std::make_unique<xds::AdsClient>(*main_, std::move(options), *this);
+  dynamic_->start();
+  ads_->start();
+}
+
+std::string Server::onResources(const std::string& type_url,
+                                const std::vector<xds::XdsResource>& updated,
+                                const std::vector<std::string>& removed,
+                                const std::string& version_info) {
+  if (draining_) return "";
+  return dynamic_->onResources(type_url, updated, removed, version_info);
+}
+
+void Server::onStreamStatus(bool connected) {
+  if (connected) {
+    SKIFF_LOG(kInfo, "xds: ADS stream connected");
+  } else {
+    SKIFF_LOG(kWarn, "xds: ADS stream lost; reconnecting");
+  }
+  dynamic_->onStreamStatus(connected);
+}
+
+void Server::subscribe(const std::string& type_url, const std::set<std::string>& names,
+                       bool wildcard) {
+  ads_->subscribe(type_url, names, wildcard);
+}
+
+void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
+  snapshot_ = std::move(snapshot);
+  // Workers not started yet begin with this snapshot; running ones swap.
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->post([worker, next = snapshot_] { worker->applySnapshot(next); });
+  }
+}
+
+void Server::onInitialized() {
+  SKIFF_LOG(kInfo, "xds: initial configuration complete");
+  maybeGoLive();
+}
+
+void Server::maybeGoLive() {
+  if (live_ || draining_ || !workers_listening_) return;
+  if (dynamic_ && !dynamic_->initialized()) return;
+  live_ = true;
+}
 
 std::string Server::listenersText(bool json) {
   std::string out = json ? "{\"listener_statuses\":[" : "";
@@ -413,7 +487,7 @@ std::string Server::clustersText() {
            "\n";
     out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
     std::vector<std::string> hosts;
-    if (c->type == config::ClusterConfig::Type::kStatic) {
+    if (c->type != config::ClusterConfig::Type::kStrictDns) {
       for (const auto& ep : c->endpoints) {
         hosts.push_back(ep.address.address + ":" + std::to_string(ep.address.port));
       }

@@ -13,6 +13,8 @@
 #include "proxy/admin/admin_server.h"
 #include "proxy/config/config.h"
 #include "proxy/worker/worker.h"
+#include "xds/ads_client.h"
+#include "xds/dynamic_config.h"
 
 namespace skiff {
 
@@ -24,7 +26,9 @@ struct ServerOptions {
   bool validate_only = false;
 };
 
-class Server : public AdminSource {
+class Server : public AdminSource,
+               public xds::AdsClient::Watcher,
+               public xds::DynamicConfig::Callbacks {
  public:
   explicit Server(ServerOptions options);
   ~Server() override;
@@ -45,6 +49,20 @@ class Server : public AdminSource {
   void quit() override;
 
  private:
+  // xds::AdsClient::Watcher: what the control plane sends goes to dynamic_.
+  std::string onResources(const std::string& type_url, const std::vector<xds::XdsResource>& updated,
+                          const std::vector<std::string>& removed,
+                          const std::string& version_info) override;
+  void onStreamStatus(bool connected) override;
+  // xds::DynamicConfig::Callbacks
+  void subscribe(const std::string& type_url, const std::set<std::string>& names,
+                 bool wildcard) override;
+  void publish(std::shared_ptr<const config::Snapshot> snapshot) override;
+  void onInitialized() override;
+  void startXds(const envoy::config::core::v3::Node& node);
+  // LIVE once every worker listens and the first xDS configuration is in.
+  void maybeGoLive();
+
   struct DnsCluster;
   bool prepareListeners(std::string& error);
   void startDns();
@@ -61,6 +79,8 @@ class Server : public AdminSource {
   std::unique_ptr<Worker> main_;  // The main thread's loop (admin, DNS, signals).
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<xds::DynamicConfig> dynamic_;  // With dynamic_resources only.
+  std::unique_ptr<xds::AdsClient> ads_;
   std::vector<int> port_reservations_;  // Bound sockets that hold port-0 picks.
   std::vector<std::unique_ptr<DnsCluster>> dns_;
   size_t dns_pending_ = 0;
@@ -73,6 +93,7 @@ class Server : public AdminSource {
   std::atomic<bool> worker_failed_{false};
   std::string worker_error_;   // Written before workers_ready_ is bumped.
   bool handles_open_ = false;  // Signals and worker_event_ are initialized.
+  bool workers_listening_ = false;
   bool live_ = false;
   bool draining_ = false;
   int exit_code_ = 0;

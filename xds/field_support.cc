@@ -28,8 +28,20 @@ constexpr const char* kUpstreamHttp = "envoy.extensions.upstreams.http.v3.HttpPr
 const std::map<std::string, std::set<std::string>>& fieldTable() {
   static const auto* table = new std::map<std::string, std::set<std::string>>{
       // Bootstrap.
-      {"envoy.config.bootstrap.v3.Bootstrap", {"node", "static_resources", "admin"}},
+      {"envoy.config.bootstrap.v3.Bootstrap",
+       {"node", "static_resources", "dynamic_resources", "admin"}},
       {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"}},
+      // xDS: one ADS stream (GRPC or DELTA_GRPC) to a static cluster; every
+      // config source is `ads: {}`. The translator checks the values.
+      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+       {"lds_config", "cds_config", "ads_config"}},
+      {"envoy.config.core.v3.ApiConfigSource",
+       {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"}},
+      {"envoy.config.core.v3.GrpcService", {"envoy_grpc"}},
+      {"envoy.config.core.v3.GrpcService.EnvoyGrpc", {"cluster_name"}},
+      {"envoy.config.core.v3.ConfigSource",
+       {"ads", "resource_api_version", "initial_fetch_timeout"}},
+      {"envoy.config.core.v3.AggregatedConfigSource", {}},
       {"envoy.config.bootstrap.v3.Admin", {"address"}},
       // Passed through so that xDS can send them later.
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
@@ -54,7 +66,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
         "skip_xff_append", "generate_request_id", "preserve_external_request_id",
         "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
-        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options"}},
+        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "rds"}},
+      {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+       {"config_source", "route_config_name"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
       {"envoy.extensions.filters.http.router.v3.Router", {}},
@@ -73,7 +87,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"name", "type", "connect_timeout", "lb_policy", "least_request_lb_config",
         "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
         "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
-        "http2_protocol_options"}},
+        "http2_protocol_options", "eds_cluster_config"}},
+      {"envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"}},
       {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", {"choice_count"}},
       {"envoy.config.cluster.v3.CircuitBreakers", {"thresholds"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds",
@@ -157,7 +172,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
 // enum field that is absent here accepts every value.
 const std::map<std::string, std::set<std::string>>& enumTable() {
   static const auto* table = new std::map<std::string, std::set<std::string>>{
-      {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS"}},
+      {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS", "EDS"}},
       {"envoy.config.cluster.v3.Cluster.lb_policy", {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"}},
       {"envoy.config.cluster.v3.Cluster.dns_lookup_family", {"AUTO", "V4_ONLY"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},

@@ -1,6 +1,10 @@
 #include "xds/translator.h"
 
 #include <arpa/inet.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdint>
@@ -34,6 +38,72 @@ constexpr const char* kHttpProtocolOptionsKey =
 
 // Errors found so far, each "path: reason".
 using Errors = std::vector<std::string>;
+
+std::string deterministicBytes(const google::protobuf::Message& message) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  message.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return bytes;
+}
+
+// Re-encodes every google.protobuf.Any under message (at any depth) the same
+// canonical way. Parsing puts fields in field order and deterministic
+// serialization sorts map entries, but an Any's bytes are opaque: a control
+// plane may encode one resource's typed_config differently each time (JSON
+// key order, map order), and it must still hash the same.
+void canonicalizeAnys(google::protobuf::Message& message) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor* d = message.GetDescriptor();
+  const google::protobuf::Reflection* r = message.GetReflection();
+  if (d->full_name() == "google.protobuf.Any") {
+    const FieldDescriptor* type_url = d->FindFieldByNumber(1);
+    const FieldDescriptor* value = d->FindFieldByNumber(2);
+    std::string url = r->GetString(message, type_url);
+    const auto* inner = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+        url.substr(url.rfind('/') + 1));
+    if (inner == nullptr) return;
+    std::unique_ptr<google::protobuf::Message> unpacked(
+        google::protobuf::MessageFactory::generated_factory()->GetPrototype(inner)->New());
+    if (!unpacked->ParseFromString(r->GetString(message, value))) return;
+    canonicalizeAnys(*unpacked);
+    r->SetString(&message, value, deterministicBytes(*unpacked));
+    return;
+  }
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(message, &fields);
+  for (const FieldDescriptor* f : fields) {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(message, f); ++i) {
+        canonicalizeAnys(*r->MutableRepeatedMessage(&message, f, i));
+      }
+    } else {
+      canonicalizeAnys(*r->MutableMessage(&message, f));
+    }
+  }
+}
+
+// A hash of a message's canonical encoding: equal for equal resources.
+uint64_t hashMessage(const google::protobuf::Message& message) {
+  std::unique_ptr<google::protobuf::Message> copy(message.New());
+  copy->CopyFrom(message);
+  canonicalizeAnys(*copy);
+  return std::hash<std::string>{}(deterministicBytes(*copy));
+}
+
+// Only ADS is a config source skiff has: `ads: {}` (resource_api_version V3,
+// initial_fetch_timeout).
+void checkAdsSource(const core_v3::ConfigSource& source, const std::string& path, Errors& errors) {
+  if (!source.has_ads()) {
+    errors.push_back(path + ": only ads: {} is supported as a config source");
+  }
+  if (source.resource_api_version() != core_v3::V3) {
+    errors.push_back(path + ".resource_api_version: only V3 is supported");
+  }
+}
 
 std::string join(const Errors& errors) {
   std::string out;
@@ -321,6 +391,34 @@ void translateUpstreamTls(const cluster_v3::Cluster& cluster, const std::string&
   out.tls = *made;
 }
 
+void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla,
+                             const std::string& path, AddressUse use, Errors& errors,
+                             std::vector<config::ClusterConfig::Endpoint>& out) {
+  const auto& endpoints = cla.endpoints();
+  for (int i = 0; i < endpoints.size(); ++i) {
+    const auto& lb_endpoints = endpoints[i].lb_endpoints();
+    for (int j = 0; j < lb_endpoints.size(); ++j) {
+      const auto& lb = lb_endpoints[j];
+      const std::string p =
+          path + ".endpoints[" + std::to_string(i) + "].lb_endpoints[" + std::to_string(j) + "]";
+      config::ClusterConfig::Endpoint endpoint;
+      if (!lb.has_endpoint() || !lb.endpoint().has_address()) {
+        errors.push_back(p + ".endpoint.address: is required");
+        continue;
+      }
+      translateAddress(lb.endpoint().address(), p + ".endpoint.address", use, errors,
+                       endpoint.address);
+      if (lb.has_load_balancing_weight()) {
+        endpoint.weight = lb.load_balancing_weight().value();
+        if (endpoint.weight == 0) {
+          errors.push_back(p + ".load_balancing_weight: must be at least 1");
+        }
+      }
+      out.push_back(std::move(endpoint));
+    }
+  }
+}
+
 void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
                           Errors& errors, config::ClusterConfig& out) {
   out.name = cluster.name();
@@ -333,6 +431,22 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
       break;
     case cluster_v3::Cluster::STRICT_DNS:
       out.type = config::ClusterConfig::Type::kStrictDns;
+      break;
+    case cluster_v3::Cluster::EDS:
+      out.type = config::ClusterConfig::Type::kEds;
+      if (!cluster.has_eds_cluster_config() || !cluster.eds_cluster_config().has_eds_config()) {
+        errors.push_back(path + ".eds_cluster_config.eds_config: is required for an EDS cluster");
+      } else {
+        checkAdsSource(cluster.eds_cluster_config().eds_config(),
+                       path + ".eds_cluster_config.eds_config", errors);
+      }
+      out.eds_service_name = cluster.eds_cluster_config().service_name().empty()
+                                 ? cluster.name()
+                                 : cluster.eds_cluster_config().service_name();
+      if (cluster.has_load_assignment()) {
+        errors.push_back(
+            path + ".load_assignment: an EDS cluster takes its endpoints from EDS; remove it");
+      }
       break;
     default:
       errors.push_back(path + ".type: " + cluster_v3::Cluster::DiscoveryType_Name(cluster.type()) +
@@ -388,32 +502,11 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
                        cluster_v3::Cluster::DnsLookupFamily_Name(cluster.dns_lookup_family()) +
                        " is not supported yet");
   }
-  const AddressUse use = out.type == config::ClusterConfig::Type::kStatic
-                             ? AddressUse::kStaticEndpoint
-                             : AddressUse::kDnsEndpoint;
-  const auto& endpoints = cluster.load_assignment().endpoints();
-  for (int i = 0; i < endpoints.size(); ++i) {
-    const auto& lb_endpoints = endpoints[i].lb_endpoints();
-    for (int j = 0; j < lb_endpoints.size(); ++j) {
-      const auto& lb = lb_endpoints[j];
-      const std::string p = path + ".load_assignment.endpoints[" + std::to_string(i) +
-                            "].lb_endpoints[" + std::to_string(j) + "]";
-      config::ClusterConfig::Endpoint endpoint;
-      if (!lb.has_endpoint() || !lb.endpoint().has_address()) {
-        errors.push_back(p + ".endpoint.address: is required");
-        continue;
-      }
-      translateAddress(lb.endpoint().address(), p + ".endpoint.address", use, errors,
-                       endpoint.address);
-      if (lb.has_load_balancing_weight()) {
-        endpoint.weight = lb.load_balancing_weight().value();
-        if (endpoint.weight == 0) {
-          errors.push_back(p + ".load_balancing_weight: must be at least 1");
-        }
-      }
-      out.endpoints.push_back(std::move(endpoint));
-    }
-  }
+  translateLoadAssignment(cluster.load_assignment(), path + ".load_assignment",
+                          out.type == config::ClusterConfig::Type::kStrictDns
+                              ? AddressUse::kDnsEndpoint
+                              : AddressUse::kStaticEndpoint,
+                          errors, out.endpoints);
   bool have_default_thresholds = false;
   const auto& thresholds = cluster.circuit_breakers().thresholds();
   for (int i = 0; i < thresholds.size(); ++i) {
@@ -436,8 +529,14 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
   if (cluster.has_per_connection_buffer_limit_bytes()) {
     out.per_connection_buffer_limit_bytes = cluster.per_connection_buffer_limit_bytes().value();
   }
+  if (cluster.has_eds_cluster_config() && cluster.type() != cluster_v3::Cluster::EDS) {
+    errors.push_back(path + ".eds_cluster_config: only an EDS cluster may have it");
+  }
   translateProtocolOptions(cluster, path, errors, out);
   translateUpstreamTls(cluster, path, errors, out);
+  cluster_v3::Cluster definition = cluster;
+  definition.clear_load_assignment();
+  out.definition_hash = hashMessage(definition);
 }
 
 // --- Listeners -----------------------------------------------------------
@@ -545,8 +644,14 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
       errors.push_back(path + ".codec_type: " + Hcm::CodecType_Name(hcm.codec_type()) +
                        " is not supported yet");
   }
-  if (!hcm.has_route_config()) {
-    errors.push_back(path + ".route_config: is required (rds is not supported yet)");
+  if (hcm.has_rds()) {
+    checkAdsSource(hcm.rds().config_source(), path + ".rds.config_source", errors);
+    out.rds_route_config_name = hcm.rds().route_config_name();
+    if (out.rds_route_config_name.empty()) {
+      errors.push_back(path + ".rds.route_config_name: is required");
+    }
+  } else if (!hcm.has_route_config()) {
+    errors.push_back(path + ".route_config: is required (or rds)");
   } else {
     const std::string p = path + ".route_config";
     auto table = router::RouteTable::compile(hcm.route_config(), p);
@@ -671,6 +776,7 @@ void translateFilterChain(const listener_v3::FilterChain& chain, const std::stri
                           const filters::FilterRegistry& registry, Errors& errors,
                           config::FilterChainConfig& out) {
   out.name = chain.name();
+  out.definition_hash = hashMessage(chain);
   if (is_default && chain.has_filter_chain_match()) {
     // Envoy ignores it there; skiff never ignores a field.
     errors.push_back(chain_path +
@@ -866,6 +972,88 @@ Result<std::shared_ptr<const config::ListenerConfig>> translateListener(
   return std::shared_ptr<const config::ListenerConfig>(std::move(out));
 }
 
+Result<std::shared_ptr<const router::RouteTable>> translateRouteConfiguration(
+    const route_v3::RouteConfiguration& routes, const std::string& path,
+    const std::set<std::string>& known_clusters) {
+  Errors errors;
+  auto table = router::RouteTable::compile(routes, path);
+  if (!table) addStatus(table.status(), errors);
+  // Envoy checks an RDS route configuration's clusters only when
+  // validate_clusters is set: a route may name a cluster CDS sends later.
+  if (routes.has_validate_clusters() && routes.validate_clusters().value()) {
+    checkRouteClusters(routes, path, known_clusters, errors);
+  }
+  if (!errors.empty()) return configError(join(errors));
+  return *table;
+}
+
+Result<std::vector<config::ClusterConfig::Endpoint>> translateClusterLoadAssignment(
+    const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const std::string& path) {
+  Errors errors;
+  std::vector<config::ClusterConfig::Endpoint> out;
+  translateLoadAssignment(cla, path, AddressUse::kStaticEndpoint, errors, out);
+  if (!errors.empty()) return configError(join(errors));
+  return out;
+}
+
+uint64_t hashResource(const google::protobuf::Message& message) { return hashMessage(message); }
+
+namespace {
+
+void translateDynamicResources(const bootstrap_v3::Bootstrap& bootstrap,
+                               const std::map<std::string, std::string>& cluster_paths,
+                               Errors& errors, config::AdsConfig& out) {
+  const auto& dynamic = bootstrap.dynamic_resources();
+  const std::string path = "dynamic_resources";
+  if (dynamic.has_lds_config()) {
+    checkAdsSource(dynamic.lds_config(), path + ".lds_config", errors);
+    out.lds = true;
+  }
+  if (dynamic.has_cds_config()) {
+    checkAdsSource(dynamic.cds_config(), path + ".cds_config", errors);
+    out.cds = true;
+  }
+  for (const auto* source : {&dynamic.lds_config(), &dynamic.cds_config()}) {
+    if (source->has_initial_fetch_timeout()) {
+      toMillis(source->initial_fetch_timeout(), path + ".initial_fetch_timeout", errors,
+               out.initial_fetch_timeout);
+    }
+  }
+  if (!dynamic.has_ads_config()) {
+    if (out.lds || out.cds) errors.push_back(path + ".ads_config: is required for ads: {}");
+    return;
+  }
+  const auto& ads = dynamic.ads_config();
+  const std::string ads_path = path + ".ads_config";
+  out.enabled = true;
+  switch (ads.api_type()) {
+    case core_v3::ApiConfigSource::GRPC:
+      out.delta = false;
+      break;
+    case core_v3::ApiConfigSource::DELTA_GRPC:
+      out.delta = true;
+      break;
+    default:
+      errors.push_back(ads_path +
+                       ".api_type: " + core_v3::ApiConfigSource::ApiType_Name(ads.api_type()) +
+                       " is not supported (GRPC or DELTA_GRPC)");
+  }
+  if (ads.transport_api_version() != core_v3::V3) {
+    errors.push_back(ads_path + ".transport_api_version: only V3 is supported");
+  }
+  if (ads.grpc_services_size() != 1 || !ads.grpc_services(0).has_envoy_grpc()) {
+    errors.push_back(ads_path + ".grpc_services: exactly one, with envoy_grpc, is supported");
+    return;
+  }
+  out.cluster = ads.grpc_services(0).envoy_grpc().cluster_name();
+  if (cluster_paths.count(out.cluster) == 0) {
+    errors.push_back(ads_path + ".grpc_services[0].envoy_grpc.cluster_name: '" + out.cluster +
+                     "' is not a static cluster");
+  }
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const config::Snapshot>> translateBootstrap(
     const bootstrap_v3::Bootstrap& bootstrap, const filters::FilterRegistry& registry) {
   Errors errors = findUnsupportedFields(bootstrap);
@@ -902,13 +1090,16 @@ Result<std::shared_ptr<const config::Snapshot>> translateBootstrap(
   for (const auto& [name, path] : cluster_paths) {
     known_clusters.insert(name);
   }
+  translateDynamicResources(bootstrap, cluster_paths, errors, snapshot->ads);
+  // With CDS, a static route may name a cluster the control plane sends later.
+  const std::set<std::string>* route_clusters = snapshot->ads.cds ? nullptr : &known_clusters;
 
   std::map<std::string, std::string> listener_paths;  // name -> where first defined
   std::map<std::string, std::string> address_paths;   // "ip:port" -> where first bound
   for (int i = 0; i < resources.listeners_size(); ++i) {
     const std::string path = "static_resources.listeners[" + std::to_string(i) + "]";
     auto listener = std::make_shared<config::ListenerConfig>();
-    translateListenerInto(resources.listeners(i), path, &known_clusters, registry, errors,
+    translateListenerInto(resources.listeners(i), path, route_clusters, registry, errors,
                           *listener);
     auto [it, added] = listener_paths.emplace(listener->name, path);
     if (!added) {

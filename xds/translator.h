@@ -38,4 +38,20 @@ Result<std::shared_ptr<const config::ListenerConfig>> translateListener(
     const std::set<std::string>* known_clusters,
     const filters::FilterRegistry& registry = filters::FilterRegistry::builtin());
 
+// A RouteConfiguration from RDS. Its cluster names are checked against
+// known_clusters only when it sets validate_clusters (Envoy's RDS default is
+// not to). Does not run findUnsupportedFields.
+Result<std::shared_ptr<const router::RouteTable>> translateRouteConfiguration(
+    const envoy::config::route::v3::RouteConfiguration& routes, const std::string& path,
+    const std::set<std::string>& known_clusters);
+
+// A ClusterLoadAssignment from EDS: its endpoints (IP addresses). Does not
+// run findUnsupportedFields.
+Result<std::vector<config::ClusterConfig::Endpoint>> translateClusterLoadAssignment(
+    const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const std::string& path);
+
+// A hash of a resource's deterministic encoding: two resources with equal
+// hashes are the same resource, and need no new translation.
+uint64_t hashResource(const google::protobuf::Message& message);
+
 }  // namespace skiff::xds

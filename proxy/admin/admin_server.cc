@@ -20,20 +20,27 @@ class AdminConnection : public Deletable,
                         public http::ServerConnectionCallbacks,
                         public http::StreamDecoder,
                         public http::StreamCallbacks,
-                        public Schedulable {
+                        public Schedulable,
+                        public DownstreamConnection {
  public:
   AdminConnection(Worker& loop, AdminServer& server)
       : loop_(loop), server_(server), conn_(loop, *this, 1 << 20) {
     codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this);
-    loop_.addDrainCallback(
-        this, [] {}, [this] { conn_.close(); });
+    loop_.addConnection(*this);
   }
   ~AdminConnection() override {
     loop_.cancel(this);
-    loop_.removeDrainCallback(this);
+    loop_.removeConnection(*this);
   }
 
   TcpConnection& connection() { return conn_; }
+
+  // DownstreamConnection: an admin request is answered at once, so a drain
+  // has nothing to wait for; shutdown closes.
+  void drain() override {}
+  void close() override { conn_.close(); }
+  const config::ListenerConfig* listenerConfig() const override { return nullptr; }
+  const config::FilterChainConfig* filterChain() const override { return nullptr; }
 
   void onRead(BufferChain& data) override {
     http::CodecError error;

@@ -26,11 +26,18 @@ struct SocketAddress {
 };
 
 struct ClusterConfig {
-  enum class Type { kStatic, kStrictDns };
+  // kEds: the endpoints come from a ClusterLoadAssignment over ADS, named
+  // eds_service_name; until it arrives the cluster is warming.
+  enum class Type { kStatic, kStrictDns, kEds };
   enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom };
 
   std::string name;
   Type type = Type::kStatic;
+  std::string eds_service_name;  // kEds: eds_cluster_config.service_name, or name.
+  // A hash of the Cluster resource without its endpoints. Two configs with
+  // the same name and hash differ only in endpoints: a worker then keeps the
+  // cluster, its pools and its warm connections, and swaps only the hosts.
+  uint64_t definition_hash = 0;
   LbPolicy lb_policy = LbPolicy::kRoundRobin;
   milliseconds connect_timeout{5000};  // Envoy's default.
   milliseconds dns_refresh_rate{5000};
@@ -73,7 +80,10 @@ struct HttpConnectionManagerConfig {
 
   std::string stat_prefix;
   CodecType codec_type = CodecType::kAuto;
+  // The routes: inline (route_config), or by name from the snapshot's
+  // route_tables (rds over ADS), looked up as each stream starts.
   std::shared_ptr<const router::RouteTable> route_table;
+  std::string rds_route_config_name;           // Set for rds; route_table is then null.
   std::vector<HttpFilterConfig> http_filters;  // The router is last.
   std::string server_name = "skiff";
   enum class ServerHeaderTransformation { kOverwrite, kAppendIfAbsent, kPassThrough };
@@ -97,6 +107,10 @@ struct HttpConnectionManagerConfig {
 // One filter chain: which connections it takes, their TLS, their HCM.
 struct FilterChainConfig {
   std::string name;
+  // A hash of the FilterChain resource. When a listener is updated, its
+  // connections whose chain hash is gone from the new listener drain; the
+  // others keep going (DESIGN.md, "xDS").
+  uint64_t definition_hash = 0;
   // filter_chain_match.server_names: exact names and "*.suffix" wildcards.
   // Empty: any server name.
   std::vector<std::string> server_names;
@@ -123,6 +137,17 @@ struct ListenerConfig {
   const FilterChainConfig* selectFilterChain(std::string_view server_name) const;
 };
 
+// dynamic_resources: listeners and clusters (and through them routes and
+// endpoints) over one ADS stream.
+struct AdsConfig {
+  bool enabled = false;
+  bool delta = false;   // api_type DELTA_GRPC (else GRPC: state of the world).
+  std::string cluster;  // grpc_services[0].envoy_grpc.cluster_name, a static cluster.
+  bool lds = false;     // lds_config: {ads: {}}
+  bool cds = false;     // cds_config: {ads: {}}
+  milliseconds initial_fetch_timeout{15000};  // Envoy's default; zero: wait forever.
+};
+
 struct AdminConfig {
   bool enabled = false;
   SocketAddress address;
@@ -132,6 +157,10 @@ struct AdminConfig {
 struct Snapshot {
   std::vector<std::shared_ptr<const ListenerConfig>> listeners;
   std::map<std::string, std::shared_ptr<const ClusterConfig>> clusters;
+  // RouteConfigurations from RDS, by name (HttpConnectionManagerConfig::
+  // rds_route_config_name).
+  std::map<std::string, std::shared_ptr<const router::RouteTable>, std::less<>> route_tables;
+  AdsConfig ads;
   AdminConfig admin;
   std::string node_id;
   std::string node_cluster;

@@ -210,8 +210,15 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       cont.addView(":status", "100");
       encoder_.encode1xxHeaders(cont);
     }
-    if (cfg.route_table) {
-      route_ = cfg.route_table->match(h, hcm_.worker().random());
+    const router::RouteTable* table = cfg.route_table.get();
+    if (!cfg.rds_route_config_name.empty()) {
+      // RDS: the worker's current table, held by the stream to its end so a
+      // swap never changes a request in flight.
+      rds_table_ = hcm_.worker().routeTable(cfg.rds_route_config_name);
+      table = rds_table_.get();
+    }
+    if (table) {
+      route_ = table->match(h, hcm_.worker().random());
       if (!route_) hcm_.stats().no_route.inc();
     }
     chain_.decodeHeaders(std::move(headers), end_stream);
@@ -450,7 +457,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   http::ResponseEncoder& encoder_;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Pins the route table.
   http::FilterChain chain_;
-  const router::RouteEntry* route_ = nullptr;
+  const router::RouteEntry* route_ = nullptr;  // Owned by the listener's or rds_table_.
+  std::shared_ptr<const router::RouteTable> rds_table_;
   HeaderMapPtr response_headers_;
   std::string response_flags_;
   Deadline request_deadline_{&ActiveStream::onRequestTimeout, this};
@@ -495,8 +503,7 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
       idle_deadline_([](void* self) { static_cast<HttpConnectionManager*>(self)->onIdleTimer(); },
                      this) {
   worker_.addDownstream();
-  worker_.addDrainCallback(
-      this, [this] { onDrain(); }, [this] { conn_.close(); });
+  worker_.addConnection(*this);
   listener_stats_->downstream_cx_total.inc();
   listener_stats_->downstream_cx_active.inc();
   if (worker_.draining()) draining_ = true;
@@ -504,7 +511,7 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
 
 HttpConnectionManager::~HttpConnectionManager() {
   worker_.cancel(this);
-  worker_.removeDrainCallback(this);
+  worker_.removeConnection(*this);
 }
 
 bool HttpConnectionManager::selectChain(std::string_view server_name) {
@@ -688,7 +695,7 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
   }
 }
 
-void HttpConnectionManager::onDrain() {
+void HttpConnectionManager::drain() {
   draining_ = true;
   if (codec_) codec_->goAway();
   if (streams_.empty()) conn_.closeAfterFlush();

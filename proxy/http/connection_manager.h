@@ -62,7 +62,8 @@ class HttpConnectionManager : public Deletable,
                               public TcpConnection::Callbacks,
                               public http::CodecOwner,
                               public http::ServerConnectionCallbacks,
-                              public Schedulable {
+                              public Schedulable,
+                              public DownstreamConnection {
  public:
   // Accepts a connection from server on worker and starts serving it.
   static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener,
@@ -97,6 +98,11 @@ class HttpConnectionManager : public Deletable,
   http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override;
   // Schedulable
   void onScheduled() override;
+  // DownstreamConnection
+  void drain() override;
+  void close() override { conn_.close(); }
+  const config::ListenerConfig* listenerConfig() const override { return listener_.get(); }
+  const config::FilterChainConfig* filterChain() const override { return chain_; }
 
   class ActiveStream;
   // A stream ended (both directions done, or reset).
@@ -109,7 +115,6 @@ class HttpConnectionManager : public Deletable,
   bool selectChain(std::string_view server_name);
   void createCodec(bool http2);
   void countCodecStats();
-  void onDrain();
   void armIdleTimer();
   void armHeadTimer();
   // One timer per connection: idle (no stream) or a request head in progress.

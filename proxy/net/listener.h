@@ -32,6 +32,12 @@ class TcpListener {
   TcpListener& operator=(const TcpListener&) = delete;
 
   Status listen();
+  const config::ListenerConfig& config() const { return *config_; }
+  // A listener update on the same address: connections accepted from now on
+  // use config; those already open keep theirs.
+  void setConfig(std::shared_ptr<const config::ListenerConfig> config) {
+    config_ = std::move(config);
+  }
   // Stops accepting; the socket closes (asynchronously).
   void close();
 

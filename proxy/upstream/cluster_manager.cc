@@ -312,8 +312,9 @@ void Host::onClientClosed(UpstreamClient& client) {
   removeReady(client);
   std::erase(all_, &client);
   // Waiters that were counting on this connection get a new one.
+  // A retired host still serves the requests that were waiting for it.
   if (!pending_.empty() && connecting_ * cluster_->streamsPerConnection() < pending_.size() &&
-      !retired_ && cluster_->connections < cluster_->config().max_connections) {
+      cluster_->connections < cluster_->config().max_connections) {
     connectOne(pending_.front().want);
   }
 }
@@ -330,6 +331,9 @@ void Host::retire() {
     removeReady(*c);
     if (c->streams_ == 0) c->conn_.close();
   }
+}
+
+void Host::failPending() {
   while (!pending_.empty()) {
     PoolCallbacks* cb = pending_.front().callbacks;
     pending_.pop_front();
@@ -355,23 +359,42 @@ void Host::requestEnded() {
 // ---- Cluster
 
 Cluster::Cluster(Worker& worker, std::shared_ptr<const config::ClusterConfig> config)
-    : worker_(worker), config_(std::move(config)), stats_(worker.stats(), config_->name) {
-  if (config_->type == config::ClusterConfig::Type::kStatic) {
-    std::vector<sockaddr_storage> addrs;
-    std::vector<uint32_t> weights;
-    for (const auto& ep : config_->endpoints) {
-      sockaddr_storage ss;
-      if (parseIpAddress(ep.address.address, ep.address.port, ss)) {
-        addrs.push_back(ss);
-        weights.push_back(ep.weight);
-      }
-    }
-    setHosts(addrs, weights);
-  }
+    : worker_(worker), stats_(worker.stats(), config->name) {
+  setConfig(std::move(config));
 }
 
 Cluster::~Cluster() {
   for (auto& h : hosts_) h->retire();
+}
+
+void Cluster::setConfig(std::shared_ptr<const config::ClusterConfig> config) {
+  config_ = std::move(config);
+  // STRICT_DNS hosts come from the main thread's resolver (setHosts).
+  if (config_->type == config::ClusterConfig::Type::kStrictDns) return;
+  std::vector<sockaddr_storage> addrs;
+  std::vector<uint32_t> weights;
+  for (const auto& ep : config_->endpoints) {
+    sockaddr_storage ss;
+    if (parseIpAddress(ep.address.address, ep.address.port, ss)) {
+      addrs.push_back(ss);
+      weights.push_back(ep.weight);
+    }
+  }
+  setHosts(addrs, weights);
+}
+
+void Cluster::retire() {
+  for (auto& h : hosts_) h->retire();
+}
+
+bool Cluster::inUse() const {
+  // A router, a waiting request or a connection holds a host it uses; the
+  // cluster's own list holds the only other reference.
+  if (connections > 0) return true;
+  for (const auto& h : hosts_) {
+    if (h.use_count() > 1) return true;
+  }
+  return false;
 }
 
 void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
@@ -388,6 +411,7 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
       }
     }
     uint32_t w = i < weights.size() ? weights[i] : 1;
+    if (keep && keep->weight() != w) keep->setWeight(w);
     next.push_back(keep ? keep : std::make_shared<Host>(*this, addrs[i], w));
   }
   for (auto& h : hosts_) {
@@ -468,26 +492,92 @@ Want Cluster::want(http::Protocol downstream) const {
 
 ClusterManager::ClusterManager(
     Worker& worker,
-    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters) {
+    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters)
+    : worker_(worker) {
   for (const auto& [name, cfg] : clusters) {
     clusters_.emplace(name, std::make_unique<Cluster>(worker, cfg));
   }
 }
 
+ClusterManager::~ClusterManager() { stopReapTimer(); }
+
+void ClusterManager::update(
+    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& next) {
+  for (auto it = clusters_.begin(); it != clusters_.end();) {
+    if (next.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    retire(std::move(it->second));
+    it = clusters_.erase(it);
+  }
+  for (const auto& [name, cfg] : next) {
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      clusters_.emplace(name, std::make_unique<Cluster>(worker_, cfg));
+      continue;
+    }
+    Cluster& current = *it->second;
+    if (&current.config() == cfg.get()) continue;
+    if (current.config().definition_hash == cfg->definition_hash &&
+        current.config().type == cfg->type &&
+        cfg->type != config::ClusterConfig::Type::kStrictDns) {
+      // Only the endpoints changed: hosts that stay keep their connections.
+      current.setConfig(cfg);
+      continue;
+    }
+    // Anything else is a new cluster under the old name. Requests already
+    // on the old one finish there (make before break).
+    retire(std::move(it->second));
+    it->second = std::make_unique<Cluster>(worker_, cfg);
+  }
+}
+
+void ClusterManager::retire(std::unique_ptr<Cluster> cluster) {
+  cluster->retire();
+  retired_.push_back(std::move(cluster));
+  if (reap_timer_ == nullptr) {
+    reap_timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), reap_timer_);
+    reap_timer_->data = this;
+    uv_timer_start(
+        reap_timer_, [](uv_timer_t* t) { static_cast<ClusterManager*>(t->data)->reap(); },
+        kReapIntervalMs, kReapIntervalMs);
+  }
+}
+
+// From a timer, never from inside a request's callbacks: a retired cluster
+// goes once nothing holds its hosts.
+void ClusterManager::reap() {
+  std::erase_if(retired_, [](const std::unique_ptr<Cluster>& c) { return !c->inUse(); });
+  if (retired_.empty()) stopReapTimer();
+}
+
+void ClusterManager::stopReapTimer() {
+  if (reap_timer_ == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(reap_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  reap_timer_ = nullptr;
+}
+
 void Cluster::retireAll() {
   for (auto& h : hosts_) {
     h->retire();
+    h->failPending();
     h->closeAll();
   }
 }
 
 void ClusterManager::retireAll() {
   for (auto& [name, c] : clusters_) c->retireAll();
+  for (auto& c : retired_) c->retireAll();
+  stopReapTimer();
 }
 
 uint32_t ClusterManager::connections() const {
   uint32_t n = 0;
   for (const auto& [name, c] : clusters_) n += c->connections;
+  for (const auto& c : retired_) n += c->connections;
   return n;
 }
 

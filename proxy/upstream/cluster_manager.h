@@ -140,8 +140,12 @@ class Host : public std::enable_shared_from_this<Host> {
   // which case cancel(callbacks) withdraws it.
   void newStream(PoolCallbacks& callbacks, Want want);
   void cancel(PoolCallbacks& callbacks);
-  // The host left the cluster: close idle connections, keep busy ones.
+  // The host left the cluster: close idle connections, keep busy ones, and
+  // still serve the requests already waiting for a connection.
   void retire();
+  // Shutdown: the requests still waiting fail.
+  void failPending();
+  void setWeight(uint32_t weight) { weight_ = weight; }
   // Shutdown: close every connection, busy or not.
   void closeAll();
 
@@ -192,6 +196,14 @@ class Cluster {
   std::shared_ptr<Host> chooseHost();
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
+  // A config that differs only in endpoints (same definition_hash): takes
+  // its endpoints as the host list (STATIC, EDS).
+  void setConfig(std::shared_ptr<const config::ClusterConfig> config);
+  // Replaced or removed: every host retires; requests in flight finish.
+  void retire();
+  // Whether a request, a waiting request or a connection still uses it.
+  bool inUse() const;
+  // Shutdown: every host retires, waiters fail, connections close.
   void retireAll();
 
   // How many streams one new connection is expected to carry: one for
@@ -221,7 +233,12 @@ class ClusterManager {
   ClusterManager(
       Worker& worker,
       const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters);
+  ~ClusterManager();
   Cluster* get(std::string_view name);
+  // A new snapshot's clusters: new ones start; a config that differs only
+  // in endpoints swaps hosts in place; a changed or removed cluster retires,
+  // finishes what it carries, and is freed once nothing uses it.
+  void update(const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& next);
   // Shutdown: every host retires (idle connections close, waiters fail).
   void retireAll();
   // Upstream connections still open (connecting, busy or idle).
@@ -230,7 +247,15 @@ class ClusterManager {
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
 
  private:
+  static constexpr uint64_t kReapIntervalMs = 1000;
+  void retire(std::unique_ptr<Cluster> cluster);
+  void reap();
+  void stopReapTimer();
+
+  Worker& worker_;
   std::map<std::string, std::unique_ptr<Cluster>, std::less<>> clusters_;
+  std::vector<std::unique_ptr<Cluster>> retired_;  // Replaced or removed, still in use.
+  uv_timer_t* reap_timer_ = nullptr;               // Runs while retired_ is not empty.
 };
 
 }  // namespace skiff::upstream

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
+#include "proxy/common/log.h"
 #include "proxy/net/connection.h"
 #include "proxy/net/listener.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -39,13 +41,11 @@ void Worker::start(std::function<void(const std::string&)> ready, std::function<
 void Worker::run(std::function<void(const std::string&)> ready, std::function<void()> done) {
   std::string error;
   for (const auto& listener : snapshot_->listeners) {
-    auto l = std::make_unique<TcpListener>(*this, listener, listener->address.port);
-    Status s = l->listen();
+    Status s = openListener(listener);
     if (!s) {
       error = s.message();
       break;
     }
-    listeners_.push_back(std::move(l));
   }
   ready(error);
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -76,9 +76,9 @@ void Worker::shutdown() {
   listeners_.clear();
   // Connections still open when the drain time ran out close now; their
   // streams give their upstream connections back as they go.
-  auto entries = drain_callbacks_;
-  for (auto& e : entries) e.close();
-  spin([this] { return downstream_count_ == 0 && drain_callbacks_.empty(); });
+  auto open = connections_;
+  for (DownstreamConnection* c : open) c->close();
+  spin([this] { return downstream_count_ == 0 && connections_.empty(); });
   // Then the pools: every upstream connection closes before the clusters
   // it points at are destroyed.
   cluster_manager_->retireAll();
@@ -151,12 +151,93 @@ void Worker::onPrepare() {
   if (draining_) maybeStop();
 }
 
-void Worker::addDrainCallback(void* key, std::function<void()> drain, std::function<void()> close) {
-  drain_callbacks_.push_back({key, std::move(drain), std::move(close)});
+void Worker::addConnection(DownstreamConnection& conn) {
+  conn.drain_index_ = connections_.size();
+  connections_.push_back(&conn);
 }
 
-void Worker::removeDrainCallback(void* key) {
-  std::erase_if(drain_callbacks_, [key](const DrainEntry& e) { return e.key == key; });
+void Worker::removeConnection(DownstreamConnection& conn) {
+  size_t i = conn.drain_index_;
+  if (i >= connections_.size() || connections_[i] != &conn) return;
+  connections_[i] = connections_.back();
+  connections_[i]->drain_index_ = i;
+  connections_.pop_back();
+}
+
+Status Worker::openListener(std::shared_ptr<const config::ListenerConfig> config) {
+  uint32_t port = config->address.port;
+  auto l = std::make_unique<TcpListener>(*this, std::move(config), port);
+  Status s = l->listen();
+  if (s) listeners_.push_back(std::move(l));
+  return s;
+}
+
+void Worker::applySnapshot(std::shared_ptr<const config::Snapshot> next) {
+  if (draining_) return;
+  cluster_manager_->update(next->clusters);
+  std::map<std::string, std::shared_ptr<const config::ListenerConfig>> wanted;
+  for (const auto& l : next->listeners) wanted.emplace(l->name, l);
+  std::vector<std::unique_ptr<TcpListener>> current;
+  current.swap(listeners_);
+  for (auto& l : current) {
+    const std::string name = l->config().name;
+    auto it = wanted.find(name);
+    if (it == wanted.end()) {
+      l->close();
+      drainListener(name, nullptr);
+      continue;
+    }
+    std::shared_ptr<const config::ListenerConfig> cfg = it->second;
+    wanted.erase(it);
+    if (cfg.get() == &l->config()) {
+      listeners_.push_back(std::move(l));
+      continue;
+    }
+    if (cfg->address.address == l->config().address.address &&
+        cfg->address.port == l->config().address.port) {
+      // Same socket, new chains: new connections take the new config.
+      l->setConfig(cfg);
+      listeners_.push_back(std::move(l));
+      drainListener(name, cfg.get());
+      continue;
+    }
+    l->close();
+    drainListener(name, nullptr);
+    wanted.emplace(name, std::move(cfg));
+  }
+  for (auto& [name, cfg] : wanted) {
+    Status s = openListener(cfg);
+    if (!s) SKIFF_LOG(kError, "listener " + name + ": " + s.message());
+  }
+  snapshot_ = std::move(next);
+}
+
+void Worker::drainListener(const std::string& name, const config::ListenerConfig* next) {
+  auto open = connections_;
+  for (DownstreamConnection* c : open) {
+    if (c->listenerConfig() == nullptr || c->listenerConfig()->name != name) continue;
+    const config::FilterChainConfig* chain = c->filterChain();
+    if (next != nullptr) {
+      // Still choosing its chain: it will choose from the config it started with.
+      if (chain == nullptr) continue;
+      bool kept =
+          std::any_of(next->filter_chains.begin(), next->filter_chains.end(),
+                      [&](const auto& n) { return n->definition_hash == chain->definition_hash; });
+      if (next->default_filter_chain &&
+          next->default_filter_chain->definition_hash == chain->definition_hash) {
+        kept = true;
+      }
+      if (kept) continue;
+    }
+    SKIFF_LOG(kDebug, "listener " + name + ": draining a connection (" +
+                          (next == nullptr ? "listener gone" : "its filter chain changed") + ")");
+    c->drain();
+  }
+}
+
+std::shared_ptr<const router::RouteTable> Worker::routeTable(std::string_view name) const {
+  auto it = snapshot_->route_tables.find(name);
+  return it == snapshot_->route_tables.end() ? nullptr : it->second;
 }
 
 void Worker::removeDownstream() {
@@ -167,8 +248,8 @@ void Worker::drain(uint64_t deadline_ms) {
   if (draining_) return;
   draining_ = true;
   for (auto& l : listeners_) l->close();
-  auto entries = drain_callbacks_;
-  for (auto& e : entries) e.drain();
+  auto open = connections_;
+  for (DownstreamConnection* c : open) c->drain();
   uv_timer_start(
       &drain_timer_,
       [](uv_timer_t* t) {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/common/status.h"
 #include "proxy/config/config.h"
 #include "proxy/net/deadline_queue.h"
 #include "proxy/stats/stats.h"
@@ -41,6 +42,26 @@ class Schedulable {
   virtual void onScheduled() = 0;
 };
 
+// A downstream connection as the worker sees it: something a drain can ask
+// to go away, and that knows which listener and filter chain took it (a
+// listener update drains only the connections whose chain changed).
+class DownstreamConnection {
+ public:
+  virtual ~DownstreamConnection() = default;
+  // Go away gracefully: finish what is in flight, take nothing new.
+  virtual void drain() = 0;
+  // Close now (shutdown, after the drain time).
+  virtual void close() = 0;
+  // The listener that accepted it; null for the admin's own connections.
+  virtual const config::ListenerConfig* listenerConfig() const = 0;
+  // The chain that took the connection; null until one is chosen (TLS).
+  virtual const config::FilterChainConfig* filterChain() const = 0;
+
+ private:
+  friend class Worker;
+  size_t drain_index_ = 0;  // Position in the worker's list (swap-and-pop removal).
+};
+
 class Worker {
  public:
   Worker(uint32_t index, std::shared_ptr<const config::Snapshot> snapshot);
@@ -63,6 +84,14 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   stats::Store& stats() { return stats_; }
   const std::shared_ptr<const config::Snapshot>& snapshot() const { return snapshot_; }
+  // A new configuration from the main thread (posted). Clusters are updated
+  // first, then listeners open, close or change, and the snapshot (with its
+  // RDS route tables) is swapped for new streams. A stream keeps what it
+  // started with; connections on a removed listener, or on a filter chain
+  // that changed, drain (DESIGN.md, "Configuration is data, swapped whole").
+  void applySnapshot(std::shared_ptr<const config::Snapshot> next);
+  // An RDS route table by name, or null when it has not arrived.
+  std::shared_ptr<const router::RouteTable> routeTable(std::string_view name) const;
   upstream::ClusterManager& clusterManager() { return *cluster_manager_; }
   // Connection and stream timeouts, all on one uv timer.
   DeadlineQueue& deadlines() { return *deadlines_; }
@@ -83,10 +112,9 @@ class Worker {
   void addDownstream() { ++downstream_count_; }
   void removeDownstream();
   size_t downstreamCount() const { return downstream_count_; }
-  // Registered by connections: drain tells them to go away gracefully,
-  // close (at shutdown, when the drain time is over) to close now.
-  void addDrainCallback(void* key, std::function<void()> drain, std::function<void()> close);
-  void removeDrainCallback(void* key);
+  // Registered by downstream connections for drains and shutdown.
+  void addConnection(DownstreamConnection& conn);
+  void removeConnection(DownstreamConnection& conn);
   // Ends what the loop still holds once it has stopped: closes connections,
   // then upstream pools, then the worker's own handles, runs the loop until
   // every close has completed, and closes the loop. Called on the loop's
@@ -104,6 +132,10 @@ class Worker {
   // Runs the loop without blocking until done() or nothing is left to run.
   void spin(const std::function<bool()>& done);
   void runDeferred();
+  Status openListener(std::shared_ptr<const config::ListenerConfig> config);
+  // Drains the connections of listener `name` whose filter chain is not in
+  // next (null: the listener is gone, all of them).
+  void drainListener(const std::string& name, const config::ListenerConfig* next);
 
   uint32_t index_;
   uv_loop_t loop_;
@@ -123,12 +155,7 @@ class Worker {
   std::vector<std::unique_ptr<Deletable>> deferred_;
   std::vector<TcpConnection*> flush_list_;
   std::vector<Schedulable*> scheduled_;
-  struct DrainEntry {
-    void* key;
-    std::function<void()> drain;
-    std::function<void()> close;
-  };
-  std::vector<DrainEntry> drain_callbacks_;
+  std::vector<DownstreamConnection*> connections_;  // Downstream, for drains.
   std::mutex closed_mu_;
   bool closed_ = false;  // The loop is closed: post() drops work. Guarded by closed_mu_.
   size_t downstream_count_ = 0;

@@ -140,10 +140,10 @@ TEST(FieldSupport, NamesUnsupportedEnumValues) {
 static_resources:
   clusters:
   - {name: a}
-  - {name: b, lb_policy: MAGLEV, type: EDS}
+  - {name: b, lb_policy: MAGLEV, type: ORIGINAL_DST}
   - {name: c, dns_lookup_family: V6_ONLY, circuit_breakers: {thresholds: [{priority: HIGH}]}}
 )"),
-      ElementsAre("static_resources.clusters[1].type: EDS is not supported yet",
+      ElementsAre("static_resources.clusters[1].type: ORIGINAL_DST is not supported yet",
                   "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet",
                   "static_resources.clusters[2].circuit_breakers.thresholds[0].priority: "
                   "HIGH is not supported yet",
@@ -176,7 +176,7 @@ static_resources:
           stat_prefix: x
           codec_type: HTTP3
           tracing: {}
-          rds: {route_config_name: r}
+          rds: {route_config_name: r, config_source: {path: /x}}
           http_filters:
           - name: envoy.filters.http.router
             typed_config:
@@ -186,7 +186,7 @@ static_resources:
               ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "codec_type: HTTP3 is not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                          "rds: not supported yet",
+                          "rds.config_source.path: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "http_filters[0].typed_config.suppress_envoy_headers: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."

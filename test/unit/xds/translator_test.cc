@@ -298,11 +298,161 @@ TEST(TranslateBootstrap, Http3Codec) {
   EXPECT_EQ(translateError(b), kHcmPath + ".codec_type: HTTP3 is not supported yet");
 }
 
-TEST(TranslateBootstrap, Rds) {
+TEST(TranslateBootstrap, RdsNeedsAnAdsConfigSource) {
   Bootstrap b = edge();
   editHcm(b,
           [](HttpConnectionManager& hcm) { hcm.mutable_rds()->set_route_config_name("routes"); });
-  EXPECT_EQ(translateError(b), kHcmPath + ".rds: not supported yet");
+  EXPECT_EQ(translateError(b),
+            kHcmPath + ".rds.config_source: only ads: {} is supported as a config source\n" +
+                kHcmPath + ".rds.config_source.resource_api_version: only V3 is supported");
+}
+
+TEST(TranslateBootstrap, RdsOverAdsNamesTheRouteConfiguration) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    hcm.mutable_rds()->set_route_config_name("routes");
+    hcm.mutable_rds()->mutable_config_source()->mutable_ads();
+    hcm.mutable_rds()->mutable_config_source()->set_resource_api_version(
+        envoy::config::core::v3::V3);
+  });
+  auto s = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(s.isOk()) << s.status().message();
+  const auto& http = (*s)->listeners[0]->filter_chains[0]->http;
+  EXPECT_EQ(http.rds_route_config_name, "routes");
+  EXPECT_EQ(http.route_table, nullptr);
+}
+
+// An ADS bootstrap: CDS and LDS over one delta stream to a static cluster;
+// an EDS cluster; static routes may name clusters CDS sends later.
+constexpr const char* kAds = R"(
+node: {id: "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", cluster: app}
+dynamic_resources:
+  ads_config:
+    api_type: DELTA_GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 3s}
+  lds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 18000}}}}]}]
+  - name: mesh
+    type: EDS
+    eds_cluster_config: {service_name: mesh-v1, eds_config: {ads: {}, resource_api_version: V3}}
+)";
+
+TEST(TranslateBootstrap, AdsDynamicResources) {
+  auto b = loadBootstrapYaml(kAds);
+  ASSERT_TRUE(b.isOk()) << b.status().message();
+  auto s = translateBootstrap(*b, testRegistry());
+  ASSERT_TRUE(s.isOk()) << s.status().message();
+  const config::AdsConfig& ads = (*s)->ads;
+  EXPECT_TRUE(ads.enabled);
+  EXPECT_TRUE(ads.delta);
+  EXPECT_TRUE(ads.cds);
+  EXPECT_TRUE(ads.lds);
+  EXPECT_EQ(ads.cluster, "xds");
+  EXPECT_EQ(ads.initial_fetch_timeout, milliseconds(3000));
+  const auto& mesh = *(*s)->clusters.at("mesh");
+  EXPECT_EQ(mesh.type, config::ClusterConfig::Type::kEds);
+  EXPECT_EQ(mesh.eds_service_name, "mesh-v1");
+}
+
+TEST(TranslateBootstrap, AdsClusterMustBeStatic) {
+  auto b = loadBootstrapYaml(kAds);
+  ASSERT_TRUE(b.isOk());
+  b->mutable_dynamic_resources()
+      ->mutable_ads_config()
+      ->mutable_grpc_services(0)
+      ->mutable_envoy_grpc()
+      ->set_cluster_name("nowhere");
+  b->mutable_dynamic_resources()->mutable_ads_config()->set_api_type(
+      envoy::config::core::v3::ApiConfigSource::REST);
+  EXPECT_EQ(translateError(*b),
+            "dynamic_resources.ads_config.api_type: REST is not supported (GRPC or DELTA_GRPC)\n"
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: 'nowhere' is "
+            "not a static cluster");
+}
+
+TEST(TranslateBootstrap, EdsClusterTakesNoLoadAssignment) {
+  auto b = loadBootstrapYaml(kAds);
+  ASSERT_TRUE(b.isOk());
+  auto* mesh = b->mutable_static_resources()->mutable_clusters(1);
+  mesh->mutable_load_assignment()->set_cluster_name("mesh");
+  mesh->mutable_eds_cluster_config()->mutable_eds_config()->clear_ads();
+  EXPECT_EQ(translateError(*b),
+            "static_resources.clusters[1].eds_cluster_config.eds_config: only ads: {} is "
+            "supported as a config source\n"
+            "static_resources.clusters[1].load_assignment: an EDS cluster takes its endpoints "
+            "from EDS; remove it");
+}
+
+TEST(TranslateCluster, DefinitionHashIgnoresEndpoints) {
+  auto b = loadBootstrapYaml(kAds);
+  ASSERT_TRUE(b.isOk());
+  envoy::config::cluster::v3::Cluster c = b->static_resources().clusters(0);
+  auto first = translateCluster(c, "c");
+  c.mutable_load_assignment()
+      ->mutable_endpoints(0)
+      ->mutable_lb_endpoints(0)
+      ->mutable_endpoint()
+      ->mutable_address()
+      ->mutable_socket_address()
+      ->set_port_value(18001);
+  auto second = translateCluster(c, "c");
+  c.mutable_connect_timeout()->set_seconds(9);
+  auto third = translateCluster(c, "c");
+  ASSERT_TRUE(first.isOk() && second.isOk() && third.isOk());
+  EXPECT_EQ((*first)->definition_hash, (*second)->definition_hash);
+  EXPECT_NE((*first)->definition_hash, (*third)->definition_hash);
+  EXPECT_EQ((*second)->endpoints[0].address.port, 18001u);
+}
+
+TEST(HashResource, TwoEncodingsOfOneTypedConfigHashTheSame) {
+  // A control plane may put an Any's fields in any order; the bytes differ,
+  // the resource does not.
+  HttpConnectionManager prefix;
+  prefix.set_stat_prefix("ingress");
+  HttpConnectionManager codec;
+  codec.set_codec_type(HttpConnectionManager::HTTP2);
+  envoy::config::listener::v3::FilterChain one;
+  auto* any = one.add_filters()->mutable_typed_config();
+  any->set_type_url("type.googleapis.com/" + prefix.GetTypeName());
+  any->set_value(prefix.SerializeAsString() + codec.SerializeAsString());
+  envoy::config::listener::v3::FilterChain two = one;
+  two.mutable_filters(0)->mutable_typed_config()->set_value(codec.SerializeAsString() +
+                                                           prefix.SerializeAsString());
+  ASSERT_NE(one.SerializeAsString(), two.SerializeAsString());
+  EXPECT_EQ(hashResource(one), hashResource(two));
+  codec.set_codec_type(HttpConnectionManager::HTTP1);
+  two.mutable_filters(0)->mutable_typed_config()->set_value(codec.SerializeAsString() +
+                                                           prefix.SerializeAsString());
+  EXPECT_NE(hashResource(one), hashResource(two));
+}
+
+TEST(TranslateRouteConfiguration, ChecksClustersOnlyWhenAsked) {
+  envoy::config::route::v3::RouteConfiguration rc;
+  rc.set_name("r");
+  auto* vh = rc.add_virtual_hosts();
+  vh->set_name("v");
+  vh->add_domains("*");
+  auto* route = vh->add_routes();
+  route->mutable_match()->set_prefix("/");
+  route->mutable_route()->set_cluster("later");
+  EXPECT_TRUE(translateRouteConfiguration(rc, "route_configs[r]", {}).isOk());
+  rc.mutable_validate_clusters()->set_value(true);
+  auto refused = translateRouteConfiguration(rc, "route_configs[r]", {});
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().message(),
+            "route_configs[r].virtual_hosts[0].routes[0].route.cluster: unknown cluster 'later'");
 }
 
 TEST(TranslateBootstrap, UnknownTypedConfigTypeUrl) {

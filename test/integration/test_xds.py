@@ -1,0 +1,336 @@
+"""xDS end to end: skiff takes listeners, routes, clusters and endpoints over
+ADS (state of the world and delta) from skiff_control_plane, a control plane
+built on Debian's libgrpc++, and swaps them under load without failing a
+request. Backends are skiffharness's Python HTTP/1.1 servers, which name
+themselves in an x-backend header."""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+import skiffharness as h
+import xdsharness as x
+
+
+def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s"):
+    """A bootstrap with nothing but the ADS cluster: everything else comes
+    over xDS."""
+    return h.to_yaml({
+        "node": {"id": "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", "cluster": "test"},
+        "admin": {"address": {"socket_address": {"address": h.LOCALHOST, "port_value": 0}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3",
+                           "initial_fetch_timeout": initial_fetch_timeout},
+            "lds_config": {"ads": {}, "resource_api_version": "V3",
+                           "initial_fetch_timeout": initial_fetch_timeout},
+        },
+        "static_resources": {"clusters": [{
+            "name": "xds_cluster",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": x.HTTP_OPTIONS_TYPE,
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": h.LOCALHOST,
+                                                             "port_value": cp_port}}}}]}]},
+        }]},
+    }) + "\n"
+
+
+def get(port, path="/", timeout=5):
+    return h.http_request(port, path=path, timeout=timeout)
+
+
+class Wrk:
+    """wrk in the background for `seconds`; result() waits and parses it."""
+
+    def __init__(self, port, seconds, connections=16, path="/"):
+        self.proc = subprocess.Popen(
+            ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
+             f"http://{h.LOCALHOST}:{port}{path}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def result(self, timeout=120):
+        out, _ = self.proc.communicate(timeout=timeout)
+        requests = 0
+        for line in out.splitlines():
+            if "requests in" in line:
+                requests = int(line.split()[0])
+        non2xx = 0
+        for line in out.splitlines():
+            if "Non-2xx or 3xx responses" in line:
+                non2xx = int(line.split(":")[1])
+        errors = ""
+        for line in out.splitlines():
+            if "Socket errors" in line:
+                errors = line.strip()
+        return requests, non2xx, errors, out
+
+
+class XdsTestCase(unittest.TestCase):
+    delta = False
+
+    def setUp(self):
+        if not x.CONTROL_PLANE_BIN and not shutil.which("skiff_control_plane"):
+            self.skipTest("SKIFF_CONTROL_PLANE_BIN is not set")
+        self.cp = x.ControlPlane().start()
+        self.addCleanup(self.cp.stop)
+        self.backend_a = h.Backend("a")
+        self.addCleanup(self.backend_a.stop)
+        self.backend_b = h.Backend("b")
+        self.addCleanup(self.backend_b.stop)
+
+    def push_initial(self, route_to="a", version="1"):
+        self.cp.set(x.CLUSTER, version, [x.cluster("a"), x.cluster("b")])
+        self.cp.set(x.ENDPOINT, version, [x.cla("a", [(h.LOCALHOST, self.backend_a.port)]),
+                                          x.cla("b", [(h.LOCALHOST, self.backend_b.port)])])
+        self.cp.set(x.LISTENER, version, [x.listener("ingress", 0, "routes")])
+        self.cp.set(x.ROUTE, version, [x.route_config("routes", cluster=route_to)])
+
+    def start_skiff(self, **kw):
+        skiff = h.Skiff(ads_bootstrap(self.cp.port, delta=self.delta, **kw))
+        self.addCleanup(skiff.stop)
+        return skiff
+
+    def wait_ack(self, type_url, version, since=0, timeout=10):
+        """The request that ACKs `version` of type_url."""
+        def acked(e):
+            if e["event"] != "request" or e["request"].get("type_url") != type_url:
+                return False
+            r = e["request"]
+            if "error_detail" in r:
+                return False
+            if self.delta:
+                return bool(r.get("response_nonce"))
+            return r.get("version_info") == version
+        return self.cp.wait_event(acked, timeout=timeout, since=since)["request"]
+
+    def wait_nack(self, type_url, since=0, timeout=10):
+        return self.cp.wait_event(
+            lambda e: e["event"] == "request" and e["request"].get("type_url") == type_url
+            and "error_detail" in e["request"], timeout=timeout, since=since)["request"]
+
+
+class StateOfTheWorld(XdsTestCase):
+    def test_initial_config_is_served_and_acked(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        status, headers, body = get(skiff.port("ingress"))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers.get("x-backend"), "a")
+        for type_url in (x.CLUSTER, x.ENDPOINT, x.LISTENER, x.ROUTE):
+            ack = self.wait_ack(type_url, "1")
+            self.assertTrue(ack.get("response_nonce"), ack)
+        first = self.cp.requests()[0]
+        self.assertEqual(first["node"]["id"], "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local")
+        self.assertEqual(first["node"]["user_agent_name"], "skiff")
+        stats = skiff.stats()
+        self.assertGreaterEqual(stats.get("cluster_manager.cds.update_success", 0), 1)
+        self.assertGreaterEqual(stats.get("listener_manager.lds.update_success", 0), 1)
+        self.assertGreaterEqual(stats.get("http.ingress.rds.routes.update_success", 0), 1)
+        self.assertGreaterEqual(stats.get("cluster.a.update_success", 0), 1)
+        self.assertEqual(stats.get("control_plane.connected_state"), 1)
+        self.assertEqual(stats.get("cluster_manager.warming_clusters"), 0)
+        _, dump = skiff.admin_get("/config_dump")
+        for section in ("ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump",
+                        "EndpointsConfigDump", "dynamic_active_clusters", "last_updated"):
+            self.assertIn(section, dump)
+
+    def test_bad_resource_is_nacked_by_path_and_old_config_serves(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.CLUSTER, "1")
+        since = self.cp.mark()
+        bad = x.cluster("c")
+        bad["lb_policy"] = "MAGLEV"
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"), bad])
+        nack = self.wait_nack(x.CLUSTER, since=since)
+        self.assertIn("clusters[c].lb_policy: MAGLEV is not supported yet",
+                      nack["error_detail"]["message"])
+        if not self.delta:
+            self.assertEqual(nack["version_info"], "1")
+        self.assertEqual(get(skiff.port("ingress"))[0], 200)
+        h.wait_until(lambda: skiff.stat("cluster_manager.cds.update_rejected") == 1, 5,
+                     what="update_rejected counted")
+        # Garbage bytes are refused too, and nothing changes.
+        since = self.cp.mark()
+        self.cp.set_garbage(x.ROUTE, "3")
+        self.wait_nack(x.ROUTE, since=since)
+        self.assertEqual(get(skiff.port("ingress"))[1].get("x-backend"), "a")
+
+    def test_routes_move_under_load_without_a_failed_request(self):
+        if not shutil.which("wrk"):
+            self.skipTest("wrk not installed")
+        self.push_initial()
+        skiff = self.start_skiff()
+        port = skiff.port("ingress")
+        self.wait_ack(x.ROUTE, "1")
+        load = Wrk(port, seconds=6)
+        for i in range(100):
+            version = str(i + 2)
+            since = self.cp.mark()
+            self.cp.set(x.ROUTE, version,
+                        [x.route_config("routes", cluster="b" if i % 2 == 0 else "a")])
+            self.wait_ack(x.ROUTE, version, since=since)
+        requests, non2xx, errors, out = load.result()
+        self.assertGreater(requests, 0, out)
+        self.assertEqual(non2xx, 0, out)
+        self.assertEqual(errors, "", out)
+        stats = skiff.stats()
+        self.assertGreater(stats.get("cluster.a.upstream_rq_total", 0), 0)
+        self.assertGreater(stats.get("cluster.b.upstream_rq_total", 0), 0)
+
+    def test_endpoints_change_under_load_without_a_failed_request(self):
+        if not shutil.which("wrk"):
+            self.skipTest("wrk not installed")
+        self.push_initial()
+        skiff = self.start_skiff()
+        port = skiff.port("ingress")
+        self.wait_ack(x.ENDPOINT, "1")
+        a = (h.LOCALHOST, self.backend_a.port)
+        b = (h.LOCALHOST, self.backend_b.port)
+        sets = [[b], [a, b], [a]]
+        load = Wrk(port, seconds=6)
+        for i in range(100):
+            version = str(i + 2)
+            since = self.cp.mark()
+            self.cp.set(x.ENDPOINT, version, [x.cla("a", sets[i % 3]),
+                                              x.cla("b", [b])])
+            self.wait_ack(x.ENDPOINT, version, since=since)
+        requests, non2xx, errors, out = load.result()
+        self.assertGreater(requests, 0, out)
+        self.assertEqual(non2xx, 0, out)
+        self.assertEqual(errors, "", out)
+
+    def test_control_plane_restart_keeps_serving_and_resubscribes(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        port = skiff.port("ingress")
+        self.wait_ack(x.ROUTE, "1")
+        self.cp.kill()
+        port_cp = self.cp.port
+        h.wait_until(lambda: skiff.stat("control_plane.connected_state") == 0, 10,
+                     what="the ADS stream noticed as lost")
+        for _ in range(20):
+            self.assertEqual(get(port)[0], 200)
+        since = self.cp.mark()
+        self.cp.start(port=port_cp)
+        # The restarted control plane knows nothing until told; skiff asks again.
+        self.cp.wait_event(lambda e: e["event"] == "stream_open", timeout=30, since=since)
+        for type_url in (x.CLUSTER, x.LISTENER):
+            self.cp.wait_event(lambda e, t=type_url: e["event"] == "request" and
+                               e["request"].get("type_url") == t, timeout=10, since=since)
+        self.assertEqual(get(port)[0], 200)
+        # A control plane that restarts with the same resources sends them
+        # again; one with new ones (here) changes what skiff serves.
+        self.push_initial(route_to="b", version="2")
+        self.wait_ack(x.ROUTE, "2", since=since)
+        h.wait_until(lambda: get(port)[1].get("x-backend") == "b", 5,
+                     what="the new routes served after the restart")
+        self.assertEqual(skiff.stat("control_plane.connected_state"), 1)
+
+    def test_listener_added_and_removed(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.LISTENER, "1")
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "2", [x.listener("ingress", 0, "routes"),
+                                      x.listener("extra", 0, "routes")])
+        self.wait_ack(x.LISTENER, "2", since=since)
+        h.wait_until(lambda: "extra" in skiff.listener_ports(), 5, what="listener extra")
+        extra = skiff.port("extra")
+        h.wait_until(lambda: self._status(extra) == 200, 5, what="extra serving")
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "3", [x.listener("ingress", 0, "routes")])
+        self.wait_ack(x.LISTENER, "3", since=since)
+        h.wait_until(lambda: self._status(extra) is None, 5, what="extra closed")
+        self.assertNotIn("extra", skiff.listener_ports())
+        self.assertEqual(get(skiff.port("ingress"))[0], 200)
+
+    def test_listener_update_drains_only_connections_whose_chain_changed(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.LISTENER, "1")
+        port = skiff.port("ingress")
+        sock = socket.create_connection((h.LOCALHOST, port), timeout=5)
+        self.addCleanup(sock.close)
+        reader = h._Reader(sock)
+
+        def exchange():
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            status = reader.line()
+            headers = {}
+            while True:
+                line = reader.line()
+                if line in (b"\r\n", b""):
+                    break
+                k, _, v = line.decode().partition(":")
+                headers[k.strip().lower()] = v.strip()
+            reader.chunks(int(headers.get("content-length", "0")))
+            return status, headers
+
+        self.assertIn(b"200", exchange()[0])
+        # Outside the filter chain: the connection keeps going.
+        changed = x.listener("ingress", port, "routes")
+        changed["per_connection_buffer_limit_bytes"] = 65536
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "2", [changed])
+        self.wait_ack(x.LISTENER, "2", since=since)
+        time.sleep(0.2)  # Let every worker apply it.
+        status, headers = exchange()
+        self.assertIn(b"200", status)
+        self.assertNotEqual(headers.get("connection"), "close")
+        # The chain itself: this connection drains (an idle one closes).
+        chain_changed = x.listener("ingress", port, "routes", stat_prefix="ingress_v3")
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "3", [chain_changed])
+        self.wait_ack(x.LISTENER, "3", since=since)
+        sock.settimeout(5)
+        self.assertEqual(sock.recv(1), b"", "the drained idle connection should close")
+        self.assertEqual(get(port)[0], 200)
+
+    @staticmethod
+    def _status(port):
+        try:
+            return get(port, timeout=2)[0]
+        except OSError:
+            return None
+
+
+class Delta(StateOfTheWorld):
+    delta = True
+
+    def test_removed_resources_and_unsubscribe(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.CLUSTER, "1")
+        first = [r for r in self.cp.requests(x.CLUSTER)][0]
+        self.assertIn("node", first)
+        since = self.cp.mark()
+        # Cluster b goes: skiff unsubscribes from its endpoints.
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a")])
+        self.cp.wait_event(
+            lambda e: e["event"] == "request" and e["request"].get("type_url") == x.ENDPOINT
+            and "b" in e["request"].get("resource_names_unsubscribe", []), timeout=10,
+            since=since)
+        h.wait_until(lambda: "cluster.b.upstream_cx_total" not in skiff.admin_get("/clusters")[1]
+                     and "b::" not in skiff.admin_get("/clusters")[1], 5, what="cluster b gone")
+        self.assertEqual(get(skiff.port("ingress"))[0], 200)
+
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,712 @@
+#include "xds/dynamic_config.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/config/route/v3/route.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "proxy/common/log.h"
+#include "proxy/net/listener.h"
+#include "xds/field_support.h"
+#include "xds/translator.h"
+
+namespace skiff::xds {
+namespace {
+
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace endpoint_v3 = envoy::config::endpoint::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace route_v3 = envoy::config::route::v3;
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+
+std::string nowRfc3339() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms.count()));
+  return out;
+}
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) {
+    if (!out.empty()) out += "\n";
+    out += l;
+  }
+  return out;
+}
+
+// Decodes one resource of type T, checks that skiff implements every field it
+// sets, and names it. Errors go to errors with path as their root.
+template <class T>
+std::shared_ptr<T> decode(const XdsResource& r, const std::string& collection,
+                          std::vector<std::string>& errors, std::string& path) {
+  auto msg = std::make_shared<T>();
+  path = collection + "[" + r.name + "]";
+  if (!r.resource.UnpackTo(msg.get())) {
+    errors.push_back(path + ": cannot be decoded as " + msg->GetTypeName() + " (type URL '" +
+                     r.resource.type_url() + "')");
+    return nullptr;
+  }
+  auto unsupported = findUnsupportedFields(*msg, path);
+  if (!unsupported.empty()) {
+    errors.insert(errors.end(), unsupported.begin(), unsupported.end());
+    return nullptr;
+  }
+  return msg;
+}
+
+std::string toJson(const google::protobuf::Message& msg, std::string_view type_url) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(msg, &json, options).ok()) return "{}";
+  // An Any's JSON form: "@type" first, then the message's fields.
+  std::string head = "{\"@type\":\"" + std::string(type_url) + "\"";
+  if (json.size() <= 2) return head + "}";
+  return head + "," + json.substr(1);
+}
+
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// The route configurations a listener's chains name through rds.
+std::vector<std::string> rdsNames(const config::ListenerConfig& listener) {
+  std::vector<std::string> names;
+  auto add = [&](const std::shared_ptr<const config::FilterChainConfig>& chain) {
+    if (chain && !chain->http.rds_route_config_name.empty()) {
+      names.push_back(chain->http.rds_route_config_name);
+    }
+  };
+  for (const auto& c : listener.filter_chains) add(c);
+  add(listener.default_filter_chain);
+  return names;
+}
+
+}  // namespace
+
+DynamicConfig::UpdateStats::UpdateStats(stats::Store& store, const std::string& prefix)
+    : update_attempt(store.counter(prefix + "update_attempt")),
+      update_success(store.counter(prefix + "update_success")),
+      update_rejected(store.counter(prefix + "update_rejected")),
+      update_failure(store.counter(prefix + "update_failure")),
+      version(store.gauge(prefix + "version")) {}
+
+DynamicConfig::DynamicConfig(Worker& main, std::shared_ptr<const config::Snapshot> base,
+                             stats::Store& stats, Callbacks& callbacks)
+    : main_(main),
+      base_(std::move(base)),
+      stats_(stats),
+      callbacks_(callbacks),
+      initial_fetch_timeout_ms_(static_cast<uint64_t>(base_->ads.initial_fetch_timeout.count())),
+      connected_state_(stats.gauge("control_plane.connected_state")),
+      active_clusters_(stats.gauge("cluster_manager.active_clusters")),
+      warming_clusters_(stats.gauge("cluster_manager.warming_clusters")),
+      active_listeners_(stats.gauge("listener_manager.total_listeners_active")),
+      warming_listeners_(stats.gauge("listener_manager.total_listeners_warming")) {
+  active_clusters_.set(static_cast<int64_t>(base_->clusters.size()));
+  active_listeners_.set(static_cast<int64_t>(base_->listeners.size()));
+}
+
+DynamicConfig::~DynamicConfig() { stop(); }
+
+void DynamicConfig::stop() {
+  for (uv_timer_t** t : {&warm_timer_, &init_timer_}) {
+    if (*t == nullptr) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(*t),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    *t = nullptr;
+  }
+  for (auto& [name, l] : listeners_) {
+    if (l.reservation_fd >= 0) ::close(l.reservation_fd);
+    l.reservation_fd = -1;
+  }
+}
+
+void DynamicConfig::start() {
+  if (base_->ads.cds) callbacks_.subscribe(std::string(kClusterType), {}, /*wildcard=*/true);
+  if (base_->ads.lds) callbacks_.subscribe(std::string(kListenerType), {}, /*wildcard=*/true);
+  updateSubscriptions();  // Routes named by static listeners.
+  if (initial_fetch_timeout_ms_ > 0) {
+    init_timer_ = new uv_timer_t;
+    uv_timer_init(main_.loop(), init_timer_);
+    init_timer_->data = this;
+    uv_timer_start(
+        init_timer_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<DynamicConfig*>(t->data);
+          if (self->initialized_) return;
+          SKIFF_LOG(kWarn, "xds: initial fetch timed out; serving what has arrived");
+          self->initialized_ = true;
+          self->callbacks_.onInitialized();
+        },
+        initial_fetch_timeout_ms_, 0);
+  }
+  checkInitialized(false);
+}
+
+std::string DynamicConfig::onResources(const std::string& type_url,
+                                       const std::vector<XdsResource>& updated,
+                                       const std::vector<std::string>& removed,
+                                       const std::string& version_info) {
+  std::string error;
+  if (type_url == kClusterType) {
+    error = applyClusters(updated, removed);
+    if (error.empty()) cds_received_ = true;
+  } else if (type_url == kListenerType) {
+    error = applyListeners(updated, removed);
+    if (error.empty()) lds_received_ = true;
+  } else if (type_url == kRouteConfigurationType) {
+    error = applyRoutes(updated, removed);
+  } else if (type_url == kClusterLoadAssignmentType) {
+    error = applyEndpoints(updated, removed);
+  } else {
+    error = "type " + type_url + " is not supported";
+  }
+  countUpdate(type_url, updated, version_info, error.empty());
+  if (!error.empty()) {
+    SKIFF_LOG(kWarn, "xds: rejected " + type_url + " version '" + version_info + "': " + error);
+    return error;
+  }
+  versions_[type_url] = version_info;
+  updateSubscriptions();
+  rebuild();
+  return "";
+}
+
+void DynamicConfig::onStreamStatus(bool connected) {
+  connected_state_.set(connected ? 1 : 0);
+  if (connected) return;
+  // Envoy counts a lost stream as a failed fetch of each subscription.
+  for (auto& [prefix, s] : update_stats_) s->update_failure.inc();
+}
+
+// ---- Clusters
+
+std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated,
+                                         const std::vector<std::string>& removed) {
+  std::vector<std::string> errors;
+  std::map<std::string, ClusterEntry> next;
+  for (const XdsResource& r : updated) {
+    std::string path;
+    auto msg = decode<cluster_v3::Cluster>(r, "clusters", errors, path);
+    if (!msg) continue;
+    if (msg->name() != r.name) {
+      errors.push_back(path + ".name: '" + msg->name() + "' differs from the resource name");
+      continue;
+    }
+    if (base_->clusters.count(r.name) != 0) {
+      errors.push_back(path + ": a static cluster has this name");
+      continue;
+    }
+    if (next.count(r.name) != 0) {
+      errors.push_back(path + ": sent twice in one response");
+      continue;
+    }
+    uint64_t hash = hashResource(*msg);
+    auto it = clusters_.find(r.name);
+    if (it != clusters_.end() && it->second.hash == hash) {
+      // The same cluster again: no new translation, no new version.
+      next.emplace(r.name, it->second);
+      continue;
+    }
+    auto translated = translateCluster(*msg, path);
+    if (!translated) {
+      errors.push_back(translated.status().message());
+      continue;
+    }
+    if ((*translated)->type == config::ClusterConfig::Type::kStrictDns) {
+      errors.push_back(path +
+                       ".type: STRICT_DNS is not supported over CDS yet (use EDS or STATIC)");
+      continue;
+    }
+    ClusterEntry e;
+    if (it != clusters_.end()) e = it->second;  // Keeps what is active while this one warms.
+    e.version = r.version;
+    e.last_updated = nowRfc3339();
+    e.hash = hash;
+    e.proto = msg;
+    e.config = *translated;
+    e.merged = nullptr;
+    e.warming_since_ms = uv_now(main_.loop());
+    next.emplace(r.name, std::move(e));
+  }
+  if (!errors.empty()) return join(errors);
+  for (auto& [name, e] : next) clusters_[name] = std::move(e);
+  for (const auto& name : removed) clusters_.erase(name);
+  return "";
+}
+
+bool DynamicConfig::clusterWarm(const ClusterEntry& e, uint64_t now) const {
+  if (e.config->type != config::ClusterConfig::Type::kEds) return true;
+  if (endpoints_.count(e.config->eds_service_name) != 0) return true;
+  return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
+}
+
+// ---- Endpoints
+
+std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& updated,
+                                          const std::vector<std::string>& removed) {
+  std::vector<std::string> errors;
+  std::map<std::string, EndpointEntry> next;
+  for (const XdsResource& r : updated) {
+    std::string path;
+    auto msg =
+        decode<endpoint_v3::ClusterLoadAssignment>(r, "cluster_load_assignments", errors, path);
+    if (!msg) continue;
+    if (msg->cluster_name() != r.name) {
+      errors.push_back(path + ".cluster_name: '" + msg->cluster_name() +
+                       "' differs from the resource name");
+      continue;
+    }
+    uint64_t hash = hashResource(*msg);
+    auto it = endpoints_.find(r.name);
+    if (it != endpoints_.end() && it->second.hash == hash) continue;
+    auto translated = translateClusterLoadAssignment(*msg, path);
+    if (!translated) {
+      errors.push_back(translated.status().message());
+      continue;
+    }
+    EndpointEntry e;
+    e.version = r.version;
+    e.last_updated = nowRfc3339();
+    e.hash = hash;
+    e.proto = msg;
+    e.endpoints = std::move(*translated);
+    next[r.name] = std::move(e);
+  }
+  if (!errors.empty()) return join(errors);
+  for (auto& [name, e] : next) endpoints_[name] = std::move(e);
+  for (const auto& name : removed) endpoints_.erase(name);
+  return "";
+}
+
+// ---- Listeners
+
+std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& updated,
+                                          const std::vector<std::string>& removed) {
+  std::vector<std::string> errors;
+  std::map<std::string, ListenerEntry> next;
+  std::set<std::string> known = knownClusters();
+  // Addresses taken by static listeners and by dynamic ones that stay.
+  std::map<std::string, std::string> addresses;
+  auto key = [](const config::SocketAddress& a) {
+    return a.address + ":" + std::to_string(a.port);
+  };
+  for (const auto& l : base_->listeners) addresses[key(l->address)] = "static listener " + l->name;
+  std::set<std::string> replaced;
+  for (const XdsResource& r : updated) replaced.insert(r.name);
+  for (const auto& name : removed) replaced.insert(name);
+  for (const auto& [name, e] : listeners_) {
+    if (replaced.count(name) == 0) addresses[key(e.config->address)] = "listener " + name;
+  }
+  for (const XdsResource& r : updated) {
+    std::string path;
+    auto msg = decode<listener_v3::Listener>(r, "listeners", errors, path);
+    if (!msg) continue;
+    if (msg->name() != r.name) {
+      errors.push_back(path + ".name: '" + msg->name() + "' differs from the resource name");
+      continue;
+    }
+    if (next.count(r.name) != 0) {
+      errors.push_back(path + ": sent twice in one response");
+      continue;
+    }
+    for (const auto& l : base_->listeners) {
+      if (l->name == r.name) errors.push_back(path + ": a static listener has this name");
+    }
+    uint64_t hash = hashResource(*msg);
+    auto it = listeners_.find(r.name);
+    if (it != listeners_.end() && it->second.hash == hash) {
+      next.emplace(r.name, it->second);
+      continue;
+    }
+    auto translated = translateListener(*msg, path, &known);
+    if (!translated) {
+      errors.push_back(translated.status().message());
+      continue;
+    }
+    auto config = std::make_shared<config::ListenerConfig>(**translated);
+    ListenerEntry e;
+    if (it != listeners_.end()) e = it->second;
+    // The same address as before keeps its socket (and a port 0 pick).
+    bool same_address =
+        it != listeners_.end() && it->second.config->address.address == config->address.address &&
+        (config->address.port == 0 || config->address.port == it->second.config->address.port);
+    if (same_address) {
+      config->address.port = it->second.config->address.port;
+    } else {
+      e.reservation_fd = -1;  // Bound below, once the whole response is good.
+    }
+    if (config->address.port != 0) {
+      auto [at, added] = addresses.emplace(key(config->address), "listener " + r.name);
+      if (!added) {
+        errors.push_back(path + ".address: " + key(config->address) + " is already used by " +
+                         at->second);
+        continue;
+      }
+    }
+    e.version = r.version;
+    e.last_updated = nowRfc3339();
+    e.hash = hash;
+    e.proto = msg;
+    e.config = std::move(config);
+    e.rds_names = rdsNames(*e.config);
+    e.warming_since_ms = uv_now(main_.loop());
+    next.emplace(r.name, std::move(e));
+  }
+  if (!errors.empty()) return join(errors);
+  // Bind (or reserve, for port 0) every new address before anything
+  // changes, so a port in use is a NACK, not a broken listener.
+  std::vector<int> bound;
+  for (auto& [name, e] : next) {
+    if (e.reservation_fd >= 0) continue;
+    Result<int> fd = bindTcpSocket(e.config->address.address, e.config->address.port,
+                                   /*reuse_port=*/true);
+    if (!fd) {
+      errors.push_back("listeners[" + name + "].address: " + fd.status().message());
+      continue;
+    }
+    bound.push_back(*fd);
+    e.reservation_fd = *fd;
+    if (e.config->address.port == 0) {
+      auto copy = std::make_shared<config::ListenerConfig>(*e.config);
+      copy->address.port = boundPort(*fd);
+      e.config = std::move(copy);
+    }
+  }
+  if (!errors.empty()) {
+    for (int fd : bound) ::close(fd);
+    return join(errors);
+  }
+  for (auto& [name, e] : next) {
+    auto it = listeners_.find(name);
+    if (it != listeners_.end() && it->second.reservation_fd >= 0 &&
+        it->second.reservation_fd != e.reservation_fd) {
+      ::close(it->second.reservation_fd);
+    }
+    listeners_[name] = std::move(e);
+  }
+  for (const auto& name : removed) {
+    auto it = listeners_.find(name);
+    if (it == listeners_.end()) continue;
+    if (it->second.reservation_fd >= 0) ::close(it->second.reservation_fd);
+    listeners_.erase(it);
+  }
+  return "";
+}
+
+bool DynamicConfig::listenerWarm(const ListenerEntry& e, uint64_t now) const {
+  bool all = std::all_of(e.rds_names.begin(), e.rds_names.end(),
+                         [&](const std::string& n) { return routes_.count(n) != 0; });
+  if (all) return true;
+  return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
+}
+
+// ---- Routes
+
+std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
+                                       const std::vector<std::string>& removed) {
+  std::vector<std::string> errors;
+  std::map<std::string, RouteEntry> next;
+  std::set<std::string> known = knownClusters();
+  for (const XdsResource& r : updated) {
+    std::string path;
+    auto msg = decode<route_v3::RouteConfiguration>(r, "route_configs", errors, path);
+    if (!msg) continue;
+    if (msg->name() != r.name) {
+      errors.push_back(path + ".name: '" + msg->name() + "' differs from the resource name");
+      continue;
+    }
+    uint64_t hash = hashResource(*msg);
+    auto it = routes_.find(r.name);
+    if (it != routes_.end() && it->second.hash == hash) continue;
+    auto table = translateRouteConfiguration(*msg, path, known);
+    if (!table) {
+      errors.push_back(table.status().message());
+      continue;
+    }
+    RouteEntry e;
+    e.version = r.version;
+    e.last_updated = nowRfc3339();
+    e.hash = hash;
+    e.proto = msg;
+    e.table = *table;
+    next[r.name] = std::move(e);
+  }
+  if (!errors.empty()) return join(errors);
+  for (auto& [name, e] : next) routes_[name] = std::move(e);
+  for (const auto& name : removed) routes_.erase(name);
+  return "";
+}
+
+std::set<std::string> DynamicConfig::knownClusters() const {
+  std::set<std::string> names;
+  for (const auto& [name, c] : base_->clusters) names.insert(name);
+  for (const auto& [name, c] : clusters_) names.insert(name);
+  return names;
+}
+
+// ---- Subscriptions, snapshots, readiness
+
+void DynamicConfig::updateSubscriptions() {
+  std::set<std::string> eds;
+  for (const auto& [name, e] : clusters_) {
+    if (e.config->type == config::ClusterConfig::Type::kEds) eds.insert(e.config->eds_service_name);
+  }
+  std::set<std::string> rds;
+  for (const auto& l : base_->listeners) {
+    for (auto& n : rdsNames(*l)) rds.insert(n);
+  }
+  for (const auto& [name, e] : listeners_) rds.insert(e.rds_names.begin(), e.rds_names.end());
+  if (eds != eds_names_) {
+    eds_names_ = eds;
+    callbacks_.subscribe(std::string(kClusterLoadAssignmentType), eds_names_, /*wildcard=*/false);
+  }
+  if (rds != rds_names_) {
+    rds_names_ = rds;
+    callbacks_.subscribe(std::string(kRouteConfigurationType), rds_names_, /*wildcard=*/false);
+  }
+}
+
+void DynamicConfig::rebuild() {
+  const uint64_t now = uv_now(main_.loop());
+  uint64_t next_deadline = 0;
+  auto note_deadline = [&](uint64_t since) {
+    if (initial_fetch_timeout_ms_ == 0) return;
+    uint64_t due = since + initial_fetch_timeout_ms_;
+    if (next_deadline == 0 || due < next_deadline) next_deadline = due;
+  };
+  auto snapshot = std::make_shared<config::Snapshot>(*base_);
+  bool first_warming = false;  // Something never served yet is still warming.
+  int64_t warming_clusters = 0;
+  for (auto& [name, e] : clusters_) {
+    if (clusterWarm(e, now)) {
+      const EndpointEntry* eds = nullptr;
+      if (e.config->type == config::ClusterConfig::Type::kEds) {
+        auto it = endpoints_.find(e.config->eds_service_name);
+        if (it != endpoints_.end()) eds = &it->second;
+      }
+      uint64_t eds_hash = eds ? eds->hash : 0;
+      if (!e.merged || e.merged_endpoints_hash != eds_hash) {
+        if (eds) {
+          auto merged = std::make_shared<config::ClusterConfig>(*e.config);
+          merged->endpoints = eds->endpoints;
+          e.merged = std::move(merged);
+        } else {
+          e.merged = e.config;
+        }
+        e.merged_endpoints_hash = eds_hash;
+      }
+      e.active = e.merged;
+      e.active_proto = e.proto;
+    } else {
+      ++warming_clusters;
+      note_deadline(e.warming_since_ms);
+      if (!e.active) first_warming = true;
+    }
+    if (e.active) snapshot->clusters[name] = e.active;
+  }
+  int64_t warming_listeners = 0;
+  for (auto& [name, e] : listeners_) {
+    if (listenerWarm(e, now)) {
+      e.active = e.config;
+      e.active_proto = e.proto;
+    } else {
+      ++warming_listeners;
+      note_deadline(e.warming_since_ms);
+      if (!e.active) first_warming = true;
+    }
+    if (e.active) snapshot->listeners.push_back(e.active);
+  }
+  for (const auto& [name, e] : routes_) snapshot->route_tables[name] = e.table;
+  active_clusters_.set(static_cast<int64_t>(snapshot->clusters.size()));
+  warming_clusters_.set(warming_clusters);
+  active_listeners_.set(static_cast<int64_t>(snapshot->listeners.size()));
+  warming_listeners_.set(warming_listeners);
+  callbacks_.publish(std::move(snapshot));
+
+  if (next_deadline != 0) {
+    if (warm_timer_ == nullptr) {
+      warm_timer_ = new uv_timer_t;
+      uv_timer_init(main_.loop(), warm_timer_);
+      warm_timer_->data = this;
+    }
+    uv_timer_start(
+        warm_timer_, [](uv_timer_t* t) { static_cast<DynamicConfig*>(t->data)->rebuild(); },
+        next_deadline > now ? next_deadline - now : 0, 0);
+  } else if (warm_timer_ != nullptr) {
+    uv_timer_stop(warm_timer_);
+  }
+  checkInitialized(first_warming);
+}
+
+void DynamicConfig::checkInitialized(bool any_warming) {
+  if (initialized_) return;
+  if ((base_->ads.cds && !cds_received_) || (base_->ads.lds && !lds_received_) || any_warming) {
+    return;
+  }
+  // Routes static listeners name must be there too.
+  for (const auto& n : rds_names_) {
+    if (routes_.count(n) == 0) return;
+  }
+  initialized_ = true;
+  if (init_timer_ != nullptr) uv_timer_stop(init_timer_);
+  callbacks_.onInitialized();
+}
+
+// ---- Stats
+
+DynamicConfig::UpdateStats& DynamicConfig::namedStats(const std::string& prefix) {
+  auto& slot = update_stats_[prefix];
+  if (!slot) slot = std::make_unique<UpdateStats>(stats_, prefix);
+  return *slot;
+}
+
+// Envoy's names: cluster_manager.cds.*, listener_manager.lds.*,
+// http.<stat_prefix>.rds.<route_config_name>.* and cluster.<name>.* (EDS).
+std::vector<DynamicConfig::UpdateStats*> DynamicConfig::statsFor(
+    const std::string& type_url, const std::vector<XdsResource>& updated) {
+  std::vector<UpdateStats*> out;
+  if (type_url == kClusterType) {
+    out.push_back(&namedStats("cluster_manager.cds."));
+  } else if (type_url == kListenerType) {
+    out.push_back(&namedStats("listener_manager.lds."));
+  } else if (type_url == kRouteConfigurationType) {
+    std::set<std::string> names;
+    for (const auto& r : updated) names.insert(r.name);
+    auto add = [&](const config::ListenerConfig& l) {
+      auto chains = l.filter_chains;
+      if (l.default_filter_chain) chains.push_back(l.default_filter_chain);
+      for (const auto& c : chains) {
+        if (names.count(c->http.rds_route_config_name) != 0) {
+          out.push_back(&namedStats("http." + c->http.stat_prefix + ".rds." +
+                                    c->http.rds_route_config_name + "."));
+        }
+      }
+    };
+    for (const auto& l : base_->listeners) add(*l);
+    for (const auto& [name, e] : listeners_) add(*e.config);
+  } else if (type_url == kClusterLoadAssignmentType) {
+    std::set<std::string> names;
+    for (const auto& r : updated) names.insert(r.name);
+    for (const auto& [name, e] : clusters_) {
+      if (names.count(e.config->eds_service_name) != 0) {
+        out.push_back(&namedStats("cluster." + name + "."));
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void DynamicConfig::countUpdate(const std::string& type_url,
+                                const std::vector<XdsResource>& updated,
+                                const std::string& version_info, bool accepted) {
+  for (UpdateStats* s : statsFor(type_url, updated)) {
+    s->update_attempt.inc();
+    if (accepted) {
+      s->update_success.inc();
+      s->version.set(static_cast<int64_t>(std::hash<std::string>{}(version_info) >> 1));
+    } else {
+      s->update_rejected.inc();
+    }
+  }
+}
+
+// ---- /config_dump
+
+std::string DynamicConfig::configDumpJson() const {
+  auto version = [&](std::string_view type) {
+    auto it = versions_.find(std::string(type));
+    return quote(it == versions_.end() ? "" : it->second);
+  };
+  std::string clusters = R"({"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump",)";
+  clusters += "\"version_info\":" + version(kClusterType) + ",\"dynamic_active_clusters\":[";
+  std::string warming;
+  bool first = true;
+  bool first_warming = true;
+  for (const auto& [name, e] : clusters_) {
+    if (e.active) {
+      if (!first) clusters += ",";
+      first = false;
+      clusters += "{\"version_info\":" + quote(e.version) +
+                  ",\"cluster\":" + toJson(*e.active_proto, kClusterType) +
+                  ",\"last_updated\":" + quote(e.last_updated) + "}";
+    }
+    if (e.active_proto != e.proto) {
+      if (!first_warming) warming += ",";
+      first_warming = false;
+      warming += "{\"version_info\":" + quote(e.version) +
+                 ",\"cluster\":" + toJson(*e.proto, kClusterType) +
+                 ",\"last_updated\":" + quote(e.last_updated) + "}";
+    }
+  }
+  clusters += "],\"dynamic_warming_clusters\":[" + warming + "]}";
+
+  std::string listeners = R"({"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump",)";
+  listeners += "\"version_info\":" + version(kListenerType) + ",\"dynamic_listeners\":[";
+  first = true;
+  for (const auto& [name, e] : listeners_) {
+    if (!first) listeners += ",";
+    first = false;
+    listeners += "{\"name\":" + quote(name);
+    if (e.active) {
+      listeners += ",\"active_state\":{\"version_info\":" + quote(e.version) +
+                   ",\"listener\":" + toJson(*e.active_proto, kListenerType) +
+                   ",\"last_updated\":" + quote(e.last_updated) + "}";
+    }
+    if (e.active_proto != e.proto) {
+      listeners += ",\"warming_state\":{\"version_info\":" + quote(e.version) +
+                   ",\"listener\":" + toJson(*e.proto, kListenerType) +
+                   ",\"last_updated\":" + quote(e.last_updated) + "}";
+    }
+    listeners += "}";
+  }
+  listeners += "]}";
+
+  std::string routes = R"({"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump",)";
+  routes += "\"dynamic_route_configs\":[";
+  first = true;
+  for (const auto& [name, e] : routes_) {
+    if (!first) routes += ",";
+    first = false;
+    routes += "{\"version_info\":" + quote(e.version) +
+              ",\"route_config\":" + toJson(*e.proto, kRouteConfigurationType) +
+              ",\"last_updated\":" + quote(e.last_updated) + "}";
+  }
+  routes += "]}";
+
+  std::string endpoints = R"({"@type":"type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",)";
+  endpoints += "\"dynamic_endpoint_configs\":[";
+  first = true;
+  for (const auto& [name, e] : endpoints_) {
+    if (!first) endpoints += ",";
+    first = false;
+    endpoints += "{\"version_info\":" + quote(e.version) +
+                 ",\"endpoint_config\":" + toJson(*e.proto, kClusterLoadAssignmentType) +
+                 ",\"last_updated\":" + quote(e.last_updated) + "}";
+  }
+  endpoints += "]}";
+  return clusters + "," + listeners + "," + routes + "," + endpoints;
+}
+
+}  // namespace skiff::xds

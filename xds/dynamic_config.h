@@ -1,0 +1,179 @@
+// The configuration a control plane sends over ADS, held on the main thread
+// and turned into snapshots for the workers (DESIGN.md, "xDS").
+//
+// It keeps every accepted Listener, RouteConfiguration, Cluster and
+// ClusterLoadAssignment with its version, translates only the resources that
+// changed (by a hash of their encoding), and decides what is warm:
+//   - an EDS cluster waits for its endpoints;
+//   - a listener waits for the route configurations its rds names;
+// both bounded by initial_fetch_timeout, after which they start with what
+// they have (no hosts: 503 UH; no routes: 404 NR), as Envoy's do. Until a
+// new version warms, the previous one keeps serving.
+//
+// Every change produces one new snapshot: the bootstrap's static resources
+// plus every warm dynamic one. Workers apply it clusters first, then
+// listeners, then routes; a removed cluster retires only once nothing uses
+// it, so the order is make before break.
+//
+// A response with any resource that fails to decode, uses a field skiff
+// does not implement, or does not translate is refused whole: the error,
+// naming each field by its path (`clusters[backend].lb_policy: MAGLEV is not
+// supported yet`), goes back as the NACK's error_detail and nothing changes.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/stats/stats.h"
+#include "proxy/worker/worker.h"
+#include "xds/ads_client.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace skiff::xds {
+
+class DynamicConfig {
+ public:
+  // What the server does with the results.
+  class Callbacks {
+   public:
+    virtual ~Callbacks() = default;
+    // Ask the control plane for these resources (wildcard: all of the type).
+    virtual void subscribe(const std::string& type_url, const std::set<std::string>& names,
+                           bool wildcard) = 0;
+    // A new snapshot for every worker.
+    virtual void publish(std::shared_ptr<const config::Snapshot> snapshot) = 0;
+    // The first configuration is complete (or initial_fetch_timeout passed):
+    // the server may report ready.
+    virtual void onInitialized() = 0;
+  };
+
+  // base: the bootstrap's snapshot (static resources, ads settings). stats
+  // is the main thread's store.
+  DynamicConfig(Worker& main, std::shared_ptr<const config::Snapshot> base, stats::Store& stats,
+                Callbacks& callbacks);
+  ~DynamicConfig();
+  DynamicConfig(const DynamicConfig&) = delete;
+  DynamicConfig& operator=(const DynamicConfig&) = delete;
+
+  // Subscribes (clusters first, then listeners, then the routes static
+  // listeners name) and starts the initial fetch timer.
+  void start();
+  // Closes timers and reserved sockets (before the main loop closes).
+  void stop();
+
+  // From the ADS client (AdsClient::Watcher): returns "" to accept, or the
+  // error to NACK with.
+  std::string onResources(const std::string& type_url, const std::vector<XdsResource>& updated,
+                          const std::vector<std::string>& removed, const std::string& version_info);
+  void onStreamStatus(bool connected);
+
+  bool initialized() const { return initialized_; }
+  // The dynamic part of /config_dump: Envoy's ClustersConfigDump,
+  // ListenersConfigDump, RoutesConfigDump and EndpointsConfigDump objects,
+  // comma-separated, for the server to add after the bootstrap's.
+  std::string configDumpJson() const;
+
+ private:
+  // One accepted resource of any type.
+  struct Resource {
+    std::string version;
+    std::string last_updated;  // RFC 3339, UTC.
+    uint64_t hash = 0;         // Of the resource's encoding: same hash, same resource.
+    std::shared_ptr<const google::protobuf::Message> proto;  // For /config_dump.
+  };
+  struct ClusterEntry : Resource {
+    std::shared_ptr<const config::ClusterConfig> config;  // As translated (no EDS endpoints).
+    std::shared_ptr<const config::ClusterConfig> merged;  // config + its endpoints, when warm.
+    uint64_t merged_endpoints_hash = 0;                   // Which endpoints merged holds.
+    std::shared_ptr<const config::ClusterConfig> active;  // What workers run (last warm).
+    std::shared_ptr<const google::protobuf::Message> active_proto;
+    uint64_t warming_since_ms = 0;  // Loop time when this version arrived.
+  };
+  struct ListenerEntry : Resource {
+    std::shared_ptr<const config::ListenerConfig> config;  // Port resolved.
+    std::shared_ptr<const config::ListenerConfig> active;
+    std::shared_ptr<const google::protobuf::Message> active_proto;
+    std::vector<std::string> rds_names;  // Route configurations its chains name.
+    uint64_t warming_since_ms = 0;
+    int reservation_fd = -1;  // Holds the port while the listener exists.
+  };
+  struct RouteEntry : Resource {
+    std::shared_ptr<const router::RouteTable> table;
+  };
+  struct EndpointEntry : Resource {
+    std::vector<config::ClusterConfig::Endpoint> endpoints;
+  };
+  // Envoy's update_* counters and version gauge for one subscription.
+  struct UpdateStats {
+    stats::Counter& update_attempt;
+    stats::Counter& update_success;
+    stats::Counter& update_rejected;
+    stats::Counter& update_failure;
+    stats::Gauge& version;
+    UpdateStats(stats::Store& store, const std::string& prefix);
+  };
+
+  std::string applyClusters(const std::vector<XdsResource>& updated,
+                            const std::vector<std::string>& removed);
+  std::string applyListeners(const std::vector<XdsResource>& updated,
+                             const std::vector<std::string>& removed);
+  std::string applyRoutes(const std::vector<XdsResource>& updated,
+                          const std::vector<std::string>& removed);
+  std::string applyEndpoints(const std::vector<XdsResource>& updated,
+                             const std::vector<std::string>& removed);
+  // Re-subscribes EDS and RDS to the names the clusters and listeners need.
+  void updateSubscriptions();
+  // Builds and publishes the snapshot of everything warm; arms the warming
+  // timer for what is not.
+  void rebuild();
+  bool clusterWarm(const ClusterEntry& entry, uint64_t now) const;
+  bool listenerWarm(const ListenerEntry& entry, uint64_t now) const;
+  void checkInitialized(bool any_warming);
+  std::set<std::string> knownClusters() const;
+  void countUpdate(const std::string& type_url, const std::vector<XdsResource>& updated,
+                   const std::string& version_info, bool accepted);
+  std::vector<UpdateStats*> statsFor(const std::string& type_url,
+                                     const std::vector<XdsResource>& updated);
+  UpdateStats& namedStats(const std::string& prefix);
+
+  Worker& main_;
+  std::shared_ptr<const config::Snapshot> base_;
+  stats::Store& stats_;
+  Callbacks& callbacks_;
+  uint64_t initial_fetch_timeout_ms_;
+
+  std::map<std::string, ClusterEntry> clusters_;
+  std::map<std::string, ListenerEntry> listeners_;
+  std::map<std::string, RouteEntry> routes_;
+  std::map<std::string, EndpointEntry> endpoints_;  // By cluster_name (EDS service name).
+  std::map<std::string, std::string> versions_;     // Last accepted version_info per type.
+
+  std::set<std::string> eds_names_;
+  std::set<std::string> rds_names_;
+  bool cds_received_ = false;
+  bool lds_received_ = false;
+  bool initialized_ = false;
+  uv_timer_t* warm_timer_ = nullptr;  // Fires when the next warming entry times out.
+  uv_timer_t* init_timer_ = nullptr;  // initial_fetch_timeout for the first configuration.
+
+  std::map<std::string, std::unique_ptr<UpdateStats>> update_stats_;  // By stat prefix.
+  stats::Gauge& connected_state_;
+  stats::Gauge& active_clusters_;
+  stats::Gauge& warming_clusters_;
+  stats::Gauge& active_listeners_;
+  stats::Gauge& warming_listeners_;
+};
+
+}  // namespace skiff::xds
