@@ -98,6 +98,26 @@ class ConfExamplesTest(h.SkiffTestCase):
         self.assertEqual(stats.get("cluster.service1.upstream_rq_total"), 1)
         self.assertEqual(stats.get("cluster.service2.upstream_rq_total"), 3)
 
+    def test_ads(self):
+        import xdsharness as x
+        if not x.CONTROL_PLANE_BIN:
+            self.skipTest("SKIFF_CONTROL_PLANE_BIN is not set")
+        cp = x.ControlPlane().start()
+        self.addCleanup(cp.stop)
+        backend = self.start_backend("mesh-backend")
+        cp.set(x.CLUSTER, "v1", [x.cluster("app")])
+        cp.set(x.ENDPOINT, "v1", [x.cla("app", [(LOCALHOST, backend.port)])])
+        cp.set(x.LISTENER, "v1", [x.listener("inbound", 0, "app_routes")])
+        cp.set(x.ROUTE, "v1", [x.route_config("app_routes", cluster="app")])
+        text = replace_port(conf_text("ads.yaml"), 18000, cp.port)
+        text = replace_port(text, 9901, 0)
+        skiff = self.start_skiff(text)
+        status, headers, _ = h.http_request(skiff.port("inbound"), path="/hello")
+        self.assertEqual((status, headers.get("x-backend")), (200, "mesh-backend"))
+        node = cp.requests()[0]["node"]
+        self.assertEqual(node["id"], "sidecar~10.0.0.1~app-7d4b9c.default~default.svc.cluster.local")
+        self.assertEqual(node["locality"]["zone"], "a")
+
 
 if __name__ == "__main__":
     unittest.main()
