@@ -4,9 +4,8 @@
 
 namespace skiff {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
+bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
     unsigned char x = static_cast<unsigned char>(a[i]);
     unsigned char y = static_cast<unsigned char>(b[i]);
     if (x == y) continue;

@@ -20,7 +20,13 @@
 
 namespace skiff {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// ASCII case-insensitive comparison of n bytes (header names are tokens).
+bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n);
+// Inline so that the common case, names of different lengths, costs a
+// compare and no call (lookups and serialization compare every field).
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && equalsIgnoreCaseSameSize(a.data(), b.data(), a.size());
+}
 
 class HeaderMap;
 // Envoy's test for a gRPC request: content-type is application/grpc, or

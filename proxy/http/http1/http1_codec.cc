@@ -10,29 +10,20 @@
 namespace skiff::http {
 namespace http1_detail {
 
-void HeaderWriter::add(std::string_view bytes) {
-  if (bytes.size() > sizeof(buf_) - used_) {
-    flush();
-    if (bytes.size() > sizeof(buf_)) {
-      out_.appendCopy(bytes);  // A huge field: copied straight into the chain.
-      return;
-    }
+void HeaderWriter::addLarge(std::string_view bytes) {
+  flush();
+  if (bytes.size() > sizeof(buf_)) {
+    out_.appendCopy(bytes);  // A huge field: copied straight into the chain.
+    return;
   }
-  std::memcpy(buf_ + used_, bytes.data(), bytes.size());
-  used_ += bytes.size();
+  std::memcpy(buf_, bytes.data(), bytes.size());
+  used_ = bytes.size();
 }
 
 void HeaderWriter::addNumber(uint64_t n) {
   char tmp[24];
   auto r = std::to_chars(tmp, tmp + sizeof(tmp), n);
   add({tmp, static_cast<size_t>(r.ptr - tmp)});
-}
-
-void HeaderWriter::addField(std::string_view name, std::string_view value) {
-  add(name);
-  add(": ");
-  add(value);
-  add("\r\n");
 }
 
 void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host) {

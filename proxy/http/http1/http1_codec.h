@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -35,16 +36,45 @@ class HeaderWriter {
  public:
   explicit HeaderWriter(BufferChain& out) : out_(out) {}
   ~HeaderWriter() { flush(); }
-  void add(std::string_view bytes);
+  void add(std::string_view bytes) {
+    if (bytes.size() > sizeof(buf_) - used_) {
+      addLarge(bytes);
+      return;
+    }
+    std::memcpy(buf_ + used_, bytes.data(), bytes.size());
+    used_ += bytes.size();
+  }
   void addNumber(uint64_t n);
   // "name: value\r\n"
-  void addField(std::string_view name, std::string_view value);
+  void addField(std::string_view name, std::string_view value) {
+    size_t need = name.size() + value.size() + 4;
+    if (need > sizeof(buf_) - used_) {
+      add(name);
+      add(": ");
+      add(value);
+      add("\r\n");
+      return;
+    }
+    char* p = buf_ + used_;
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    p[0] = ':';
+    p[1] = ' ';
+    std::memcpy(p + 2, value.data(), value.size());
+    p += 2 + value.size();
+    p[0] = '\r';
+    p[1] = '\n';
+    used_ += need;
+  }
   // Every field of headers except pseudo-headers and connection-specific ones;
   // sets has_content_length when one was written.
   void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host);
   void flush();
 
  private:
+  // Bytes that do not fit what is left of buf_.
+  void addLarge(std::string_view bytes);
+
   BufferChain& out_;
   size_t used_ = 0;
   char buf_[1024];
