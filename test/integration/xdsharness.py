@@ -230,6 +230,8 @@ class ControlPlane:
                 pass
         if self._reader:
             self._reader.join(timeout=5)
+        if proc.stdout:
+            proc.stdout.close()
 
     def kill(self):
         """Ends the process at once (SIGKILL): streams break without a status."""
