@@ -1,0 +1,234 @@
+// DynamicConfig without a control plane: resources go straight into
+// onResources, and the snapshots and subscriptions it produces are checked.
+// Warming timeouts run on a real Worker loop.
+#include "xds/dynamic_config.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace skiff::xds {
+namespace {
+
+using std::chrono::milliseconds;
+
+XdsResource resource(const std::string& name, const std::string& version, const std::string& json) {
+  XdsResource r;
+  r.name = name;
+  r.version = version;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &r.resource);
+  EXPECT_TRUE(status.ok()) << status.message() << "\n" << json;
+  return r;
+}
+
+XdsResource edsCluster(const std::string& name, const std::string& extra = "") {
+  return resource(
+      name, "1",
+      R"({"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":")" + name +
+          R"(","type":"EDS","connect_timeout":"1s",)" + extra +
+          R"("eds_cluster_config":{"eds_config":{"ads":{},"resource_api_version":"V3"}}})");
+}
+
+XdsResource cla(const std::string& name, const std::vector<int>& ports) {
+  std::string eps;
+  for (int p : ports) {
+    if (!eps.empty()) eps += ",";
+    eps += R"({"endpoint":{"address":{"socket_address":{"address":"127.0.0.1","port_value":)" +
+           std::to_string(p) + "}}}}";
+  }
+  return resource(
+      name, "1",
+      R"({"@type":"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment","cluster_name":")" +
+          name + R"(","endpoints":[{"lb_endpoints":[)" + eps + "]}]}");
+}
+
+XdsResource listener(const std::string& name, const std::string& routes,
+                     const std::string& stat_prefix = "ingress") {
+  return resource(name, "1",
+                  R"({"@type":"type.googleapis.com/envoy.config.listener.v3.Listener","name":")" +
+                      name +
+                      R"(","address":{"socket_address":{"address":"127.0.0.1","port_value":0}},
+      "filter_chains":[{"filters":[{"name":"hcm","typed_config":{
+        "@type":"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix":")" +
+                      stat_prefix + R"(","rds":{"route_config_name":")" + routes +
+                      R"(","config_source":{"ads":{},"resource_api_version":"V3"}},
+        "http_filters":[{"name":"router","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]})");
+}
+
+XdsResource routeConfig(const std::string& name, const std::string& cluster) {
+  return resource(
+      name, "1",
+      R"({"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":")" + name +
+          R"(","virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},"route":{"cluster":")" +
+          cluster + R"("}}]}]})");
+}
+
+class Recorder : public DynamicConfig::Callbacks {
+ public:
+  void subscribe(const std::string& type_url, const std::set<std::string>& names,
+                 bool wildcard) override {
+    subscriptions[type_url] = names;
+    wildcards[type_url] = wildcard;
+  }
+  void publish(std::shared_ptr<const config::Snapshot> snapshot) override {
+    snapshots.push_back(std::move(snapshot));
+  }
+  void onInitialized() override { ++initialized; }
+
+  const config::Snapshot& last() const { return *snapshots.back(); }
+
+  std::map<std::string, std::set<std::string>> subscriptions;
+  std::map<std::string, bool> wildcards;
+  std::vector<std::shared_ptr<const config::Snapshot>> snapshots;
+  int initialized = 0;
+};
+
+class DynamicConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto base = std::make_shared<config::Snapshot>();
+    base->ads.enabled = true;
+    base->ads.cds = true;
+    base->ads.lds = true;
+    base->ads.initial_fetch_timeout = milliseconds(60000);
+    worker_ = std::make_unique<Worker>(0, std::make_shared<config::Snapshot>());
+    makeConfig(base);
+  }
+  void TearDown() override {
+    dynamic_.reset();
+    worker_->shutdown();
+  }
+  void makeConfig(std::shared_ptr<config::Snapshot> base) {
+    dynamic_.reset();
+    dynamic_ = std::make_unique<DynamicConfig>(*worker_, base, stats_, recorder_);
+    dynamic_->start();
+  }
+  std::string apply(std::string_view type, const std::vector<XdsResource>& updated,
+                    const std::vector<std::string>& removed = {}, const std::string& v = "1") {
+    return dynamic_->onResources(std::string(type), updated, removed, v);
+  }
+
+  std::unique_ptr<Worker> worker_;
+  stats::Store stats_;
+  Recorder recorder_;
+  std::unique_ptr<DynamicConfig> dynamic_;
+};
+
+TEST_F(DynamicConfigTest, SubscribesClustersThenListenersByWildcard) {
+  EXPECT_TRUE(recorder_.wildcards.at(std::string(kClusterType)));
+  EXPECT_TRUE(recorder_.wildcards.at(std::string(kListenerType)));
+  EXPECT_EQ(recorder_.initialized, 0);
+}
+
+TEST_F(DynamicConfigTest, EdsClusterWarmsUntilItsEndpointsArrive) {
+  EXPECT_EQ(apply(kClusterType, {edsCluster("a")}), "");
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)),
+            std::set<std::string>{"a"});
+  EXPECT_EQ(recorder_.last().clusters.count("a"), 0u);  // Warming.
+  EXPECT_EQ(stats_.gauge("cluster_manager.warming_clusters").value(), 1);
+  EXPECT_EQ(apply(kClusterLoadAssignmentType, {cla("a", {8001, 8002})}), "");
+  ASSERT_EQ(recorder_.last().clusters.count("a"), 1u);
+  const auto& a = *recorder_.last().clusters.at("a");
+  ASSERT_EQ(a.endpoints.size(), 2u);
+  EXPECT_EQ(a.endpoints[1].address.port, 8002u);
+  EXPECT_EQ(stats_.gauge("cluster_manager.warming_clusters").value(), 0);
+  EXPECT_EQ(stats_.counter("cluster.a.update_success").value(), 1u);
+}
+
+TEST_F(DynamicConfigTest, EndpointChangeKeepsTheClusterDefinition) {
+  apply(kClusterType, {edsCluster("a")});
+  apply(kClusterLoadAssignmentType, {cla("a", {8001})});
+  auto before = recorder_.last().clusters.at("a");
+  apply(kClusterLoadAssignmentType, {cla("a", {8003})}, {}, "2");
+  auto after = recorder_.last().clusters.at("a");
+  EXPECT_NE(before, after);
+  EXPECT_EQ(before->definition_hash, after->definition_hash);
+  EXPECT_EQ(after->endpoints[0].address.port, 8003u);
+  // The same cluster sent again is not translated again.
+  apply(kClusterType, {edsCluster("a")}, {}, "3");
+  EXPECT_EQ(recorder_.last().clusters.at("a"), after);
+}
+
+TEST_F(DynamicConfigTest, UnsupportedFieldIsRefusedByPathAndNothingChanges) {
+  apply(kClusterType, {edsCluster("a")});
+  size_t published = recorder_.snapshots.size();
+  std::string error =
+      apply(kClusterType, {edsCluster("a"), edsCluster("b", R"("lb_policy":"MAGLEV",)")}, {}, "2");
+  EXPECT_EQ(error, "clusters[b].lb_policy: MAGLEV is not supported yet");
+  EXPECT_EQ(recorder_.snapshots.size(), published);
+  EXPECT_EQ(stats_.counter("cluster_manager.cds.update_rejected").value(), 1u);
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)),
+            std::set<std::string>{"a"});
+}
+
+TEST_F(DynamicConfigTest, UndecodableResourceIsRefused) {
+  XdsResource r = edsCluster("a");
+  r.resource.set_value("\xff\xff\xff");
+  EXPECT_NE(apply(kClusterType, {r}).find("clusters[a]: cannot be decoded"), std::string::npos);
+}
+
+TEST_F(DynamicConfigTest, ListenerWaitsForItsRoutesAndKeepsItsPort) {
+  EXPECT_EQ(apply(kClusterType, {}), "");
+  EXPECT_EQ(apply(kListenerType, {listener("l", "r")}), "");
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kRouteConfigurationType)),
+            std::set<std::string>{"r"});
+  EXPECT_TRUE(recorder_.last().listeners.empty());
+  EXPECT_EQ(recorder_.initialized, 0);
+  EXPECT_EQ(apply(kRouteConfigurationType, {routeConfig("r", "a")}), "");
+  ASSERT_EQ(recorder_.last().listeners.size(), 1u);
+  uint32_t port = recorder_.last().listeners[0]->address.port;
+  EXPECT_NE(port, 0u);  // Port 0 was picked and reserved.
+  EXPECT_EQ(recorder_.last().route_tables.count("r"), 1u);
+  EXPECT_EQ(recorder_.initialized, 1);
+  // A new version on port 0 again keeps the port it got.
+  EXPECT_EQ(apply(kListenerType, {listener("l", "r", "other_prefix")}, {}, "2"), "");
+  EXPECT_EQ(recorder_.last().listeners[0]->address.port, port);
+  EXPECT_EQ(recorder_.last().listeners[0]->filter_chains[0]->http.stat_prefix, "other_prefix");
+}
+
+TEST_F(DynamicConfigTest, RemovedClusterLeavesAndIsUnsubscribed) {
+  apply(kClusterType, {edsCluster("a"), edsCluster("b")});
+  apply(kClusterLoadAssignmentType, {cla("a", {8001}), cla("b", {8002})});
+  EXPECT_EQ(recorder_.last().clusters.size(), 2u);
+  apply(kClusterType, {edsCluster("a")}, {"b"}, "2");
+  EXPECT_EQ(recorder_.last().clusters.count("b"), 0u);
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)),
+            std::set<std::string>{"a"});
+}
+
+TEST_F(DynamicConfigTest, WarmingEndsAtTheInitialFetchTimeout) {
+  auto base = std::make_shared<config::Snapshot>();
+  base->ads.enabled = true;
+  base->ads.cds = true;
+  base->ads.initial_fetch_timeout = milliseconds(30);
+  makeConfig(base);
+  apply(kClusterType, {edsCluster("slow")});
+  EXPECT_EQ(recorder_.last().clusters.count("slow"), 0u);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (recorder_.last().clusters.count("slow") == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    uv_run(worker_->loop(), UV_RUN_ONCE);
+  }
+  ASSERT_EQ(recorder_.last().clusters.count("slow"), 1u);
+  EXPECT_TRUE(recorder_.last().clusters.at("slow")->endpoints.empty());  // 503 UH until EDS.
+  EXPECT_GE(recorder_.initialized, 1);
+}
+
+TEST_F(DynamicConfigTest, ConfigDumpShowsActiveAndWarming) {
+  apply(kClusterType, {edsCluster("a")});
+  std::string dump = dynamic_->configDumpJson();
+  EXPECT_NE(dump.find(R"("dynamic_warming_clusters":[{"version_info":"1")"), std::string::npos)
+      << dump;
+  apply(kClusterLoadAssignmentType, {cla("a", {8001})});
+  dump = dynamic_->configDumpJson();
+  EXPECT_NE(dump.find(R"("dynamic_active_clusters":[{"version_info":"1")"), std::string::npos)
+      << dump;
+  EXPECT_NE(dump.find("EndpointsConfigDump"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace skiff::xds
