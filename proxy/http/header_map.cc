@@ -1,6 +1,8 @@
 #include "proxy/http/header_map.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 
 namespace skiff {
 
@@ -24,39 +26,89 @@ bool isGrpcRequest(const HeaderMap& request) {
   return ct->size() == kGrpc.size() || (*ct)[kGrpc.size()] == '+' || (*ct)[kGrpc.size()] == ';';
 }
 
-std::string_view HeaderMap::intern(std::string_view bytes) { return arena_.emplace_front(bytes); }
+HeaderMap::~HeaderMap() {
+  if (entries_ != inline_entries_) delete[] entries_;
+  while (blocks_) {
+    Block* b = blocks_;
+    blocks_ = b->next;
+    ::operator delete(b);
+  }
+}
+
+void HeaderMap::grow() {
+  uint32_t capacity = capacity_ * 2;
+  auto* bigger = new Entry[capacity];
+  std::copy(entries_, entries_ + size_, bigger);
+  if (entries_ != inline_entries_) delete[] entries_;
+  entries_ = bigger;
+  capacity_ = capacity;
+}
+
+void HeaderMap::pin(const Slice& slice) {
+  if (pin_count_ < kInlinePins) {
+    inline_pins_[pin_count_++] = slice;
+  } else {
+    more_pins_.push_back(slice);
+  }
+}
+
+std::string_view HeaderMap::intern(std::string_view bytes) {
+  if (bytes.empty()) return {};
+  char* to;
+  if (bytes.size() <= kInlineArena - arena_used_) {
+    to = arena_ + arena_used_;
+    arena_used_ += static_cast<uint32_t>(bytes.size());
+  } else if (blocks_ && bytes.size() <= blocks_->size - blocks_->used) {
+    to = blocks_->data() + blocks_->used;
+    blocks_->used += bytes.size();
+  } else {
+    size_t size = std::max<size_t>(bytes.size(), 1024);
+    auto* b = static_cast<Block*>(::operator new(sizeof(Block) + size));
+    *b = Block{blocks_, size, bytes.size()};
+    blocks_ = b;
+    to = b->data();
+  }
+  std::memcpy(to, bytes.data(), bytes.size());
+  return {to, bytes.size()};
+}
 
 void HeaderMap::addCopy(std::string_view name, std::string_view value) {
-  entries_.push_back({intern(name), intern(value)});
+  addView(intern(name), intern(value));
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
   std::string_view v = intern(value);
   bool found = false;
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (equalsIgnoreCase(it->name, name)) {
-      if (!found) {
-        it->value = v;
-        found = true;
-        ++it;
-      } else {
-        it = entries_.erase(it);
-      }
-    } else {
-      ++it;
+  uint32_t out = 0;
+  for (uint32_t i = 0; i < size_; ++i) {
+    if (equalsIgnoreCase(entries_[i].name, name)) {
+      if (found) continue;  // A later duplicate goes.
+      found = true;
+      entries_[i].value = v;
     }
+    entries_[out++] = entries_[i];
   }
-  if (!found) entries_.push_back({intern(name), v});
+  size_ = out;
+  if (!found) addView(intern(name), v);
 }
 
 size_t HeaderMap::remove(std::string_view name) {
-  size_t before = entries_.size();
-  std::erase_if(entries_, [&](const Entry& e) { return equalsIgnoreCase(e.name, name); });
-  return before - entries_.size();
+  uint32_t out = 0;
+  for (uint32_t i = 0; i < size_; ++i) {
+    if (!equalsIgnoreCase(entries_[i].name, name)) entries_[out++] = entries_[i];
+  }
+  size_t removed = size_ - out;
+  size_ = out;
+  return removed;
+}
+
+void HeaderMap::removeAt(size_t i) {
+  std::copy(entries_ + i + 1, entries_ + size_, entries_ + i);
+  --size_;
 }
 
 std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
-  for (const Entry& e : entries_) {
+  for (const Entry& e : entries()) {
     if (equalsIgnoreCase(e.name, name)) return e.value;
   }
   return std::nullopt;

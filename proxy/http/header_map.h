@@ -6,12 +6,16 @@
 //
 // Names compare case-insensitively. Lookups are linear: a request has a few
 // dozen fields at most, and a scan over adjacent views beats hashing them.
+//
+// A typical message fits the map's inline storage: 16 entries, two pinned
+// slabs and 256 arena bytes, so building one costs one allocation (the map
+// itself) instead of one per entry array, pin list and interned string.
 #pragma once
 
 #include <cstdint>
-#include <forward_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,29 +45,36 @@ class HeaderMap {
   };
 
   HeaderMap() = default;
+  ~HeaderMap();
   HeaderMap(const HeaderMap&) = delete;
   HeaderMap& operator=(const HeaderMap&) = delete;
 
   // Keeps a slab alive for as long as the map, so views into it stay valid.
-  void pin(const Slice& slice) { pins_.push_back(slice); }
+  void pin(const Slice& slice);
   // Adds a field whose bytes outlive the map (a pinned slab, a literal).
-  void addView(std::string_view name, std::string_view value) { entries_.push_back({name, value}); }
+  void addView(std::string_view name, std::string_view value) {
+    if (size_ == capacity_) grow();
+    entries_[size_++] = {name, value};
+  }
   // Adds a field by copying its bytes into the map's arena.
   void addCopy(std::string_view name, std::string_view value);
   // Replaces every field called name with one field (copied), or adds it.
   void set(std::string_view name, std::string_view value);
   // Removes every field called name; returns how many were removed.
   size_t remove(std::string_view name);
+  // Removes the field at index i (order kept).
+  void removeAt(size_t i);
 
   // The first field called name, if any.
   std::optional<std::string_view> get(std::string_view name) const;
   bool has(std::string_view name) const { return get(name).has_value(); }
-  // Stores bytes in the arena and returns a view of them.
+  // Stores bytes in the arena and returns a view of them. Views stay valid
+  // for the life of the map.
   std::string_view intern(std::string_view bytes);
 
-  const std::vector<Entry>& entries() const { return entries_; }
-  std::vector<Entry>& mutableEntries() { return entries_; }
-  size_t size() const { return entries_.size(); }
+  std::span<const Entry> entries() const { return {entries_, size_}; }
+  std::span<Entry> mutableEntries() { return {entries_, size_}; }
+  size_t size() const { return size_; }
 
   // Shorthands for the pseudo-headers.
   std::string_view method() const { return get(":method").value_or(""); }
@@ -73,12 +84,30 @@ class HeaderMap {
   int status() const;  // 0 when :status is missing or not a number.
 
  private:
-  std::vector<Entry> entries_;
-  std::vector<Slice> pins_;
-  // A list, not a deque: it allocates nothing until used (libstdc++'s deque
-  // allocates when constructed), and a node never moves, so views into a
-  // short string's inline buffer stay valid.
-  std::forward_list<std::string> arena_;
+  static constexpr uint32_t kInlineEntries = 16;
+  static constexpr uint32_t kInlinePins = 2;
+  static constexpr size_t kInlineArena = 256;
+  // Arena bytes beyond the inline ones: a list of blocks, never moved, so
+  // views into them stay valid.
+  struct Block {
+    Block* next;
+    size_t size;
+    size_t used;
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+  };
+
+  void grow();
+
+  Entry* entries_ = inline_entries_;
+  uint32_t size_ = 0;
+  uint32_t capacity_ = kInlineEntries;
+  uint32_t pin_count_ = 0;  // Of inline_pins_; the rest are in more_pins_.
+  uint32_t arena_used_ = 0;
+  Block* blocks_ = nullptr;
+  std::vector<Slice> more_pins_;
+  Slice inline_pins_[kInlinePins];
+  Entry inline_entries_[kInlineEntries];
+  char arena_[kInlineArena];
 };
 
 using HeaderMapPtr = std::unique_ptr<HeaderMap>;

@@ -212,7 +212,6 @@ struct Http1Callbacks {
     c.connection_values_.clear();
     c.url_open_ = c.field_open_ = c.value_open_ = false;
     c.headers_ = std::make_unique<HeaderMap>();
-    c.headers_->mutableEntries().reserve(16);
     c.pinned_slab_ = nullptr;
     c.onMessageBegin();
     return 0;

@@ -133,12 +133,12 @@ int Http1ServerCodec::onHeadersComplete() {
   }
   if (path.empty()) return fail(400, "empty request target");
 
-  std::vector<HeaderMap::Entry>& e = headers_->mutableEntries();
+  std::span<HeaderMap::Entry> e = headers_->mutableEntries();
   e[0].value = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   e[1].value = scheme;
   e[2].value = path;
   if (authority.empty()) {
-    e.erase(e.begin() + 3);
+    headers_->removeAt(3);
   } else {
     e[3].value = authority;
   }
