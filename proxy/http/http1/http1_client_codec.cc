@@ -99,38 +99,41 @@ void Http1ClientCodec::onBelowWriteBufferLowWatermark() {
 
 void Http1ClientCodec::onTransportClosed(ResetReason reason) {
   reusable_ = false;
-  if (stream_.active && !stopped_ && stream_.response_started &&
-      llhttp_message_needs_eof(&parser_)) {
+  if (stream_.active && !stopped_ && stream_.response_started && m_ &&
+      llhttp_message_needs_eof(&m_->parser)) {
     // A response without content-length or chunked ends where the connection does.
-    llhttp_finish(&parser_);
+    llhttp_finish(&m_->parser);
   }
   stopped_ = true;
-  if (!in_dispatch_) pending_.clear();
+  if (!in_dispatch_) {
+    pending_.clear();
+    releaseMessage();
+  }
   if (reason != ResetReason::kConnectionFailure) reason = ResetReason::kConnectionTermination;
   resetActive(reason, "upstream connection closed before the response was complete");
 }
 
 void Http1ClientCodec::onMessageBegin() {
   informational_ = false;
-  headers_->addView(":status", "");
+  m_->headers->addView(":status", "");
 }
 
 int Http1ClientCodec::onHeadersComplete() {
-  if (parser_.http_major != 1 || parser_.http_minor > 1) {
+  if (m_->parser.http_major != 1 || m_->parser.http_minor > 1) {
     return fail(502, "unsupported HTTP version");
   }
-  int status = parser_.status_code;
+  int status = m_->parser.status_code;
   if (status == 101) return fail(502, "protocol upgrade is not supported");
   if (status < 100 || status > 999) return fail(502, "invalid status code");
-  headers_->mutableEntries()[0].value = statusDigits(status);
+  m_->headers->mutableEntries()[0].value = statusDigits(status);
   removeConnectionNominated();
   if (status < 200) {
     informational_ = true;
-    ready_headers_ = std::move(headers_);
+    m_->ready_headers = std::move(m_->headers);
     return 1;  // 1xx: no body; the final response follows.
   }
   stream_.response_started = true;
-  ready_headers_ = std::move(headers_);
+  m_->ready_headers = std::move(m_->headers);
   // The response to a HEAD carries framing fields but no body.
   return stream_.head_request ? 1 : 0;
 }
@@ -138,11 +141,11 @@ int Http1ClientCodec::onHeadersComplete() {
 void Http1ClientCodec::onMessageComplete() {
   if (informational_) {
     informational_ = false;
-    HeaderMapPtr headers = std::move(ready_headers_);
+    HeaderMapPtr headers = std::move(m_->ready_headers);
     if (stream_.active && decoder_ && headers) decoder_->decode1xxHeaders(std::move(headers));
     return;
   }
-  if (!llhttp_should_keep_alive(&parser_)) reusable_ = false;
+  if (!llhttp_should_keep_alive(&m_->parser)) reusable_ = false;
   if (!stream_.active) {
     deliverMessageEnd();  // Discards: the stream was reset.
     return;
@@ -172,8 +175,10 @@ void Http1ClientCodec::resetActive(ResetReason reason, std::string_view detail) 
   s.active = false;
   s.callbacks_ = nullptr;
   decoder_ = nullptr;
-  ready_headers_.reset();
-  body_.clear();
+  if (m_) {
+    m_->ready_headers.reset();
+    m_->body.clear();
+  }
   ++stream_epoch_;
   reusable_ = false;
   clearStreamReadDisables();

@@ -195,6 +195,36 @@ std::string_view trimOws(std::string_view s) {
   return s;
 }
 
+// Message states waiting for reuse on this worker. Bounded: a burst of
+// concurrent messages gives its surplus back to the allocator.
+class MessagePool {
+ public:
+  template <typename M>
+  M* take() {
+    if (free_.empty()) return new M;
+    M* m = static_cast<M*>(free_.back());
+    free_.pop_back();
+    return m;
+  }
+  template <typename M>
+  void give(M* m) {
+    if (free_.size() >= kMaxFree) {
+      delete m;
+      return;
+    }
+    free_.push_back(m);
+  }
+  template <typename M>
+  void drop() {
+    for (void* m : free_) delete static_cast<M*>(m);
+    free_.clear();
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 256;
+  std::vector<void*> free_;
+};
+
 }  // namespace
 
 // llhttp calls plain functions; these find the codec in parser->data.
@@ -203,61 +233,65 @@ struct Http1Callbacks {
 
   static int onMessageBegin(llhttp_t* p) {
     Http1Codec& c = codec(p);
-    c.in_header_block_ = true;
-    c.in_trailers_ = false;
-    c.header_bytes_ = 0;  // Every message starts at the start of a slice (we pause between them).
-    c.header_count_ = 0;
-    c.authority_ = {};
-    c.host_seen_ = false;
-    c.connection_values_.clear();
-    c.url_open_ = c.field_open_ = c.value_open_ = false;
-    c.headers_ = std::make_unique<HeaderMap>();
-    c.pinned_slab_ = nullptr;
+    Http1Codec::Message& m = *c.m_;
+    m.in_header_block = true;
+    m.in_trailers = false;
+    m.header_bytes = 0;  // Every message starts at the start of a slice (we pause between them).
+    m.header_count = 0;
+    m.authority = {};
+    m.host_seen = false;
+    m.connection_values.clear();
+    m.url_open = m.field_open = m.value_open = false;
+    m.headers = std::make_unique<HeaderMap>();
+    m.pinned_slab = nullptr;
     c.onMessageBegin();
     return 0;
   }
 
   static int onUrl(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
+    Http1Codec::Message& m = *c.m_;
     if (int rc = c.checkHeaderSize(at + len)) return rc;
-    c.appendSpan(c.url_, c.url_open_, c.url_at_end_, at, len);
+    c.appendSpan(m.url, m.url_open, m.url_at_end, at, len);
     return 0;
   }
 
   static int onHeaderField(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
-    if (!c.in_header_block_) {
+    Http1Codec::Message& m = *c.m_;
+    if (!m.in_header_block) {
       // The first trailer field (after the last chunk).
-      c.in_header_block_ = true;
-      c.in_trailers_ = true;
-      c.header_bytes_ = -(at - c.base_);
-      c.header_count_ = 0;
-      c.headers_ = std::make_unique<HeaderMap>();
-      c.pinned_slab_ = nullptr;
+      m.in_header_block = true;
+      m.in_trailers = true;
+      m.header_bytes = -(at - m.base);
+      m.header_count = 0;
+      m.headers = std::make_unique<HeaderMap>();
+      m.pinned_slab = nullptr;
     }
     if (int rc = c.checkHeaderSize(at + len)) return rc;
-    c.appendSpan(c.field_, c.field_open_, c.field_at_end_, at, len);
+    c.appendSpan(m.field, m.field_open, m.field_at_end, at, len);
     return 0;
   }
 
   static int onHeaderFieldComplete(llhttp_t* p) {
     Http1Codec& c = codec(p);
+    Http1Codec::Message& m = *c.m_;
     // llhttp 8.1 hands over an empty name (": v") and keeps the spaces of
     // "Host : a" in the name.
-    if (!c.field_open_ || c.field_.empty()) return c.fail(400, "empty header field name");
+    if (!m.field_open || m.field.empty()) return c.fail(400, "empty header field name");
     // RFC 9112 5.1: "No whitespace is allowed between the field name and
     // colon. ... A server MUST reject, with a response status code of 400
     // (Bad Request), any received request message that contains whitespace
     // between a header field name and colon."
-    if (isOws(c.field_.back()))
-      return c.fail(400, "whitespace between header field name and colon");
-    c.value_ = {};
-    c.value_open_ = false;
+    if (isOws(m.field.back())) return c.fail(400, "whitespace between header field name and colon");
+    m.value = {};
+    m.value_open = false;
     return 0;
   }
 
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
+    Http1Codec::Message& m = *c.m_;
     if (int rc = c.checkHeaderSize(at + len)) return rc;
     // llhttp 8.1 accepts obs-fold ("X: a\r\n b") and hands the value over in
     // pieces. A value may legitimately come in two pieces only when the first
@@ -265,17 +299,17 @@ struct Http1Callbacks {
     // RFC 9112 5.2: "A server that receives an obs-fold in a request message
     // ... MUST either reject the message by sending a 400 (Bad Request) ...";
     // a proxy or gateway receiving one in a response must not forward it.
-    bool split = c.value_open_ && c.value_at_end_ && at == c.base_;
+    bool split = m.value_open && m.value_at_end && at == m.base;
     if (!split) {
-      if (c.value_open_) return c.fail(400, "obsolete line folding in header value");
+      if (m.value_open) return c.fail(400, "obsolete line folding in header value");
       // A fold with an empty first line ("X:\r\n b") arrives as one piece; the
       // bytes before it, OWS skipped, end with LF instead of the colon.
       const char* q = at;
-      while (q > c.base_ && isOws(q[-1])) --q;
-      char before = q > c.base_ ? q[-1] : c.last_non_ows_;
+      while (q > m.base && isOws(q[-1])) --q;
+      char before = q > m.base ? q[-1] : c.last_non_ows_;
       if (before == '\n') return c.fail(400, "obsolete line folding in header value");
     }
-    c.appendSpan(c.value_, c.value_open_, c.value_at_end_, at, len);
+    c.appendSpan(m.value, m.value_open, m.value_at_end, at, len);
     return 0;
   }
 
@@ -283,7 +317,7 @@ struct Http1Callbacks {
 
   static int onHeadersComplete(llhttp_t* p) {
     Http1Codec& c = codec(p);
-    c.in_header_block_ = false;
+    c.m_->in_header_block = false;
     int rc = c.onHeadersComplete();
     if (rc < 0 || c.error_status_ != 0 || c.error_detail_ != nullptr) return -1;
     return rc;
@@ -291,16 +325,17 @@ struct Http1Callbacks {
 
   static int onBody(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
+    Http1Codec::Message& m = *c.m_;
     if (c.decoder_ == nullptr || len == 0) return 0;
     // No copy: a slice over the same slab, sharing it.
-    uint32_t begin = c.slice_->begin() + static_cast<uint32_t>(at - c.base_);
-    c.body_.append(Slice(c.slice_->slab(), begin, begin + static_cast<uint32_t>(len)));
+    uint32_t begin = m.slice->begin() + static_cast<uint32_t>(at - m.base);
+    m.body.append(Slice(m.slice->slab(), begin, begin + static_cast<uint32_t>(len)));
     return 0;
   }
 
   static int onMessageComplete(llhttp_t* p) {
     Http1Codec& c = codec(p);
-    c.in_header_block_ = false;
+    c.m_->in_header_block = false;
     c.onMessageComplete();
     // Stop after every message: the next one waits for this stream to end.
     return HPE_PAUSED;
@@ -323,13 +358,50 @@ struct Http1Callbacks {
     }();
     return &s;
   }
+
+  static MessagePool& pool() {
+    thread_local struct Pool {
+      MessagePool pool;
+      ~Pool() { pool.drop<Http1Codec::Message>(); }
+    } p;
+    return p.pool;
+  }
 };
 
 Http1Codec::Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_type_t type)
-    : owner_(owner), settings_(settings) {
+    : owner_(owner),
+      max_request_headers_kb_(settings.max_request_headers_kb),
+      max_headers_count_(settings.max_headers_count),
+      max_buffered_input_(static_cast<uint32_t>(settings.max_buffered_input)),
+      type_(type) {}
+
+Http1Codec::~Http1Codec() { releaseMessage(); }
+
+Http1Codec::Message& Http1Codec::startMessage() {
+  m_ = Http1Callbacks::pool().take<Message>();
+  // A fresh parser per message: the previous one stopped (paused) right
+  // after its message, so this is where the next one would begin anyway.
   // Lenient flags stay off: they are how request smuggling gets in.
-  llhttp_init(&parser_, type, Http1Callbacks::settings());
-  parser_.data = this;
+  llhttp_init(&m_->parser, type_, Http1Callbacks::settings());
+  m_->parser.data = this;
+  return *m_;
+}
+
+void Http1Codec::releaseMessage() {
+  if (!m_) return;
+  Message& m = *m_;
+  m.headers.reset();
+  m.ready_headers.reset();
+  m.body.clear();
+  m.connection_values.clear();  // Keeps its capacity for the next message.
+  m.slice = nullptr;
+  m.base = m.end = nullptr;
+  m.pinned_slab = nullptr;
+  m.url = m.field = m.value = m.authority = {};
+  m.url_open = m.field_open = m.value_open = false;
+  m.in_header_block = m.in_trailers = m.host_seen = false;
+  Http1Callbacks::pool().give(m_);
+  m_ = nullptr;
 }
 
 int Http1Codec::fail(int status, const char* detail) {
@@ -337,20 +409,21 @@ int Http1Codec::fail(int status, const char* detail) {
     error_status_ = status;
     error_detail_ = detail;
   }
-  llhttp_set_error_reason(&parser_, detail);
+  if (m_) llhttp_set_error_reason(&m_->parser, detail);
   return HPE_USER;
 }
 
 void Http1Codec::pinCurrentSlab() {
-  if (slice_->slab() != pinned_slab_) {
-    headers_->pin(*slice_);
-    pinned_slab_ = slice_->slab();
+  Message& m = *m_;
+  if (m.slice->slab() != m.pinned_slab) {
+    m.headers->pin(*m.slice);
+    m.pinned_slab = m.slice->slab();
   }
 }
 
 void Http1Codec::appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end,
                             const char* at, size_t len) {
-  ended_at_slice_end = at + len == end_;
+  ended_at_slice_end = at + len == m_->end;
   if (!open) {
     pinCurrentSlab();
     acc = {at, len};
@@ -364,45 +437,48 @@ void Http1Codec::appendSpan(std::string_view& acc, bool& open, bool& ended_at_sl
     joined.reserve(acc.size() + len);
     joined.append(acc);
     joined.append(at, len);
-    acc = headers_->intern(joined);
+    acc = m_->headers->intern(joined);
   }
 }
 
 int Http1Codec::checkHeaderSize(const char* span_end) {
-  if (in_header_block_ &&
-      header_bytes_ + (span_end - base_) > int64_t{settings_.max_request_headers_kb} * 1024) {
+  Message& m = *m_;
+  if (m.in_header_block &&
+      m.header_bytes + (span_end - m.base) > int64_t{max_request_headers_kb_} * 1024) {
     return fail(431, "header block too large");
   }
   return 0;
 }
 
 int Http1Codec::commitField() {
-  std::string_view name = field_;
-  std::string_view value = value_open_ ? value_ : std::string_view();
-  field_open_ = value_open_ = false;
-  if (++header_count_ > settings_.max_headers_count) return fail(431, "too many header fields");
-  if (name.size() == 4 && !in_trailers_ && parser_.type == HTTP_REQUEST &&
+  Message& m = *m_;
+  std::string_view name = m.field;
+  std::string_view value = m.value_open ? m.value : std::string_view();
+  m.field_open = m.value_open = false;
+  if (++m.header_count > max_headers_count_) return fail(431, "too many header fields");
+  if (name.size() == 4 && !m.in_trailers && type_ == HTTP_REQUEST &&
       equalsIgnoreCase(name, "host")) {
     // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
     // code to any HTTP/1.1 request message ... that contains more than one
     // Host header field line".
-    if (host_seen_) return fail(400, "more than one Host header field");
-    host_seen_ = true;
-    authority_ = value;  // Becomes :authority.
+    if (m.host_seen) return fail(400, "more than one Host header field");
+    m.host_seen = true;
+    m.authority = value;  // Becomes :authority.
     return 0;
   }
   if (http1_detail::isConnectionSpecific(name)) {
-    if (name.size() == 10 && !in_trailers_ && equalsIgnoreCase(name, "connection")) {
-      connection_values_.push_back(value);
+    if (name.size() == 10 && !m.in_trailers && equalsIgnoreCase(name, "connection")) {
+      m.connection_values.push_back(value);
     }
     return 0;  // Hop-by-hop: llhttp has read the framing from it already.
   }
-  headers_->addView(name, value);
+  m.headers->addView(name, value);
   return 0;
 }
 
 void Http1Codec::removeConnectionNominated() {
-  for (std::string_view list : connection_values_) {
+  Message& m = *m_;
+  for (std::string_view list : m.connection_values) {
     while (!list.empty()) {
       size_t comma = list.find(',');
       std::string_view token = trimOws(list.substr(0, comma));
@@ -414,42 +490,44 @@ void Http1Codec::removeConnectionNominated() {
       }
       // Framing stays: dropping content-length would change the message.
       if (equalsIgnoreCase(token, "content-length")) continue;
-      headers_->remove(token);
+      m.headers->remove(token);
     }
   }
-  connection_values_.clear();
+  m.connection_values.clear();
 }
 
 void Http1Codec::flushDecoded(bool end_stream) {
+  Message& m = *m_;
   if (decoder_ == nullptr) {
-    ready_headers_.reset();
-    body_.clear();
+    m.ready_headers.reset();
+    m.body.clear();
     return;
   }
   uint32_t epoch = stream_epoch_;
-  if (ready_headers_) {
-    bool headers_end = end_stream && body_.empty();
-    decoder_->decodeHeaders(std::move(ready_headers_), headers_end);
+  if (m.ready_headers) {
+    bool headers_end = end_stream && m.body.empty();
+    decoder_->decodeHeaders(std::move(m.ready_headers), headers_end);
     if (headers_end) return;
     if (epoch != stream_epoch_ || decoder_ == nullptr) {
-      body_.clear();
+      if (m_) m_->body.clear();
       return;
     }
   }
-  if (!body_.empty() || end_stream) decoder_->decodeData(body_, end_stream);
-  body_.clear();
+  if (!m.body.empty() || end_stream) decoder_->decodeData(m.body, end_stream);
+  if (m_) m_->body.clear();
 }
 
 void Http1Codec::deliverMessageEnd() {
+  Message& m = *m_;
   StreamDecoder* decoder = decoder_;
   // The message is over: a new stream may install its decoder from inside the
   // calls below, so nothing here reads decoder_ again.
   decoder_ = nullptr;
-  HeaderMapPtr headers = std::move(ready_headers_);
-  HeaderMapPtr trailers = in_trailers_ ? std::move(headers_) : nullptr;
-  in_trailers_ = false;
-  BufferChain body = std::move(body_);
-  body_.clear();
+  HeaderMapPtr headers = std::move(m.ready_headers);
+  HeaderMapPtr trailers = m.in_trailers ? std::move(m.headers) : nullptr;
+  m.in_trailers = false;
+  BufferChain body = std::move(m.body);
+  m.body.clear();
   if (decoder == nullptr) return;
   uint32_t epoch = stream_epoch_;
   delivering_end_ = true;
@@ -473,64 +551,72 @@ void Http1Codec::deliverMessageEnd() {
 }
 
 bool Http1Codec::parsePending() {
-  const int64_t limit = int64_t{settings_.max_request_headers_kb} * 1024;
+  const int64_t limit = int64_t{max_request_headers_kb_} * 1024;
   while (!stopped_ && !pending_.empty()) {
     if (paused_) {
       if (!mayResume()) break;
-      llhttp_resume(&parser_);
       paused_ = false;
     }
     if (stream_read_disables_ > 0) break;
+    Message& m = message();
     const Slice& s = pending_.slices().front();
-    slice_ = &s;
-    base_ = s.data();
-    end_ = base_ + s.size();
-    llhttp_errno_t rc = llhttp_execute(&parser_, base_, s.size());
+    m.slice = &s;
+    m.base = s.data();
+    m.end = m.base + s.size();
+    const char* base = m.base;
+    llhttp_errno_t rc = llhttp_execute(&m.parser, base, s.size());
     size_t consumed = s.size();
     if (rc == HPE_PAUSED) {
-      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - base_);
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&m.parser) - base);
       paused_ = true;
     } else if (rc == HPE_PAUSED_UPGRADE) {
       // What follows is another protocol. Upgrades are not supported yet: the
       // request was answered as plain HTTP and the connection closes after it.
-      consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - base_);
+      consumed = static_cast<size_t>(llhttp_get_error_pos(&m.parser) - base);
       stopped_ = true;
     } else if (rc != HPE_OK) {
       if (error_detail_ == nullptr) {
         error_status_ = 400;
-        error_detail_ = llhttp_get_error_reason(&parser_);
+        error_detail_ = llhttp_get_error_reason(&m.parser);
         if (error_detail_ == nullptr) error_detail_ = llhttp_errno_name(rc);
       }
-      slice_ = nullptr;
       stopped_ = true;
+      releaseMessage();
       return false;
     }
-    for (const char* q = base_ + consumed; q > base_; --q) {
+    for (const char* q = base + consumed; q > base; --q) {
       if (!isOws(q[-1])) {
         last_non_ows_ = q[-1];
         break;
       }
     }
-    if (in_header_block_) {
-      header_bytes_ += static_cast<int64_t>(consumed);
-      if (header_bytes_ > limit) {
+    // A callback may have ended the codec's use of the message (a reset
+    // from inside decodeHeaders): m_ is then gone.
+    if (m_ && m_->in_header_block) {
+      m_->header_bytes += static_cast<int64_t>(consumed);
+      if (m_->header_bytes > limit) {
         fail(431, "header block too large");
-        slice_ = nullptr;
         stopped_ = true;
+        releaseMessage();
         return false;
       }
     }
-    slice_ = nullptr;
-    base_ = end_ = nullptr;
+    if (m_) {
+      m_->slice = nullptr;
+      m_->base = m_->end = nullptr;
+    }
     pending_.drain(consumed);
     // One delivery per read: headers and whatever body came with them.
-    if (ready_headers_ || !body_.empty()) flushDecoded(false);
+    if (m_ && (m_->ready_headers || !m_->body.empty())) flushDecoded(false);
+    // The message was parsed to its end (or parsing stopped): its state goes
+    // back to the pool, and the next message starts on a fresh parser.
+    if (paused_ || stopped_) releaseMessage();
   }
   return true;
 }
 
 void Http1Codec::checkBufferedInput() {
-  bool over = pending_.length() > settings_.max_buffered_input;
+  bool over = pending_.length() > max_buffered_input_;
   if (over != owner_read_disabled_) {
     owner_read_disabled_ = over;
     owner_.readDisable(over);

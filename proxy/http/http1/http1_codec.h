@@ -98,7 +98,7 @@ class Http1Codec {
 
  protected:
   Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_type_t type);
-  virtual ~Http1Codec() = default;
+  virtual ~Http1Codec();
 
   // Hooks for the two directions.
   virtual void onMessageBegin() = 0;
@@ -128,62 +128,77 @@ class Http1Codec {
   // Undoes the readDisable calls a finished stream left behind.
   void clearStreamReadDisables();
 
+  // What only a message being parsed needs: the parser and the header
+  // block under construction. It comes from a per-worker free list when
+  // bytes of a message arrive and goes back once the message has been parsed
+  // and delivered, so a connection between messages (an idle keep-alive
+  // connection, or one waiting for its response) holds none of it.
+  struct Message {
+    llhttp_t parser;
+    HeaderMapPtr headers;          // Headers (or trailers) being built.
+    HeaderMapPtr ready_headers;    // Headers built, not yet delivered.
+    BufferChain body;              // Body bytes not yet delivered.
+    bool in_header_block = false;  // Counting bytes toward the header size limit.
+    bool in_trailers = false;      // Fields now go to the trailers map.
+    bool host_seen = false;
+    uint32_t header_count = 0;   // Fields in the current header block.
+    int64_t header_bytes = 0;    // Header block bytes before the current slice.
+    std::string_view authority;  // Host value (request) seen so far.
+    std::vector<std::string_view> connection_values;  // Values of Connection: fields.
+
+    // The slice llhttp is reading now.
+    const Slice* slice = nullptr;
+    const char* base = nullptr;   // slice->data()
+    const char* end = nullptr;    // slice->data() + slice->size()
+    Slab* pinned_slab = nullptr;  // Slab already pinned by headers.
+
+    std::string_view url;
+    std::string_view field;
+    std::string_view value;
+    bool url_open = false;
+    bool url_at_end = false;
+    bool field_open = false;
+    bool field_at_end = false;
+    bool value_open = false;
+    bool value_at_end = false;
+  };
+
+  // The message being parsed, made on first use.
+  Message& message() { return m_ ? *m_ : startMessage(); }
+  // Returns the message state to the worker's free list (nothing in it is
+  // still needed: the message was parsed and delivered, or parsing stopped).
+  void releaseMessage();
+
   CodecOwner& owner_;
-  Http1Settings settings_;
-  llhttp_t parser_;
+  Message* m_ = nullptr;  // Null between messages.
 
   BufferChain pending_;                // Received bytes not yet consumed by llhttp.
-  bool paused_ = false;                // llhttp paused after a message.
-  bool stopped_ = false;               // No more parsing: error, close, or upgrade.
-  bool in_dispatch_ = false;           // Inside dispatch(): no need to scheduleDispatch().
-  bool owner_read_disabled_ = false;   // We called owner_.readDisable(true) for buffering.
   uint32_t stream_read_disables_ = 0;  // Outstanding Stream::readDisable(true) calls.
-
-  // The message being decoded.
-  StreamDecoder* decoder_ = nullptr;  // Where decoded parts go; nullptr discards.
-  HeaderMapPtr headers_;              // Headers (or trailers) being built.
-  HeaderMapPtr ready_headers_;        // Headers built, not yet delivered.
-  BufferChain body_;                  // Body bytes not yet delivered.
-  bool in_header_block_ = false;      // Counting bytes toward the header size limit.
-  bool in_trailers_ = false;          // Fields now go to the trailers map.
-  int64_t header_bytes_ = 0;          // Header block bytes before the current slice.
-  uint32_t header_count_ = 0;         // Fields in the current header block.
-  std::string_view authority_;        // Host value (request) seen so far.
-  bool host_seen_ = false;
-  std::vector<std::string_view> connection_values_;  // Values of Connection: fields.
-
-  bool delivering_end_ = false;  // Inside deliverMessageEnd().
-  uint32_t stream_epoch_ = 0;    // Bumped when a stream starts or is reset; stops stale delivery.
+  uint32_t stream_epoch_ = 0;  // Bumped when a stream starts or is reset; stops stale delivery.
+  uint32_t max_request_headers_kb_;
+  uint32_t max_headers_count_;
+  uint32_t max_buffered_input_;
   int error_status_ = 0;
   const char* error_detail_ = nullptr;
+  StreamDecoder* decoder_ = nullptr;  // Where decoded parts go; nullptr discards.
+  llhttp_type_t type_;
+  bool paused_ = false;               // A message ended; the next waits for mayResume().
+  bool stopped_ = false;              // No more parsing: error, close, or upgrade.
+  bool in_dispatch_ = false;          // Inside dispatch(): no need to scheduleDispatch().
+  bool owner_read_disabled_ = false;  // We called owner_.readDisable(true) for buffering.
+  bool delivering_end_ = false;       // Inside deliverMessageEnd().
+  char last_non_ows_ = '\n';          // Last byte before the current slice that was not SP/HTAB.
 
  private:
   friend struct Http1Callbacks;
 
+  Message& startMessage();
   // Appends llhttp's span [at, at+len) to acc; see the .cc for the one copy.
   void appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end, const char* at,
                   size_t len);
   void pinCurrentSlab();
   int checkHeaderSize(const char* span_end);
   int commitField();
-
- protected:
-  // The slice llhttp is reading now.
-  const Slice* slice_ = nullptr;
-  const char* base_ = nullptr;   // slice_->data()
-  const char* end_ = nullptr;    // slice_->data() + slice_->size()
-  char last_non_ows_ = '\n';     // Last byte before base_ that was not SP/HTAB.
-  Slab* pinned_slab_ = nullptr;  // Slab already pinned by headers_.
-
-  std::string_view url_;
-  bool url_open_ = false;
-  bool url_at_end_ = false;
-  std::string_view field_;
-  bool field_open_ = false;
-  bool field_at_end_ = false;
-  std::string_view value_;
-  bool value_open_ = false;
-  bool value_at_end_ = false;
 };
 
 class Http1ServerCodec final : public ServerConnection, private Http1Codec {
@@ -200,6 +215,9 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
   void onBelowWriteBufferLowWatermark() override;
   void onTransportClosed(ResetReason reason) override;
   size_t activeStreams() const override { return stream_.active ? 1 : 0; }
+  // Whether a message is being parsed (its parser and header block held);
+  // false between messages, when the connection costs only this object.
+  bool holdsMessageState() const { return m_ != nullptr; }
 
  private:
   // The one request/response exchange in progress. Reused for every request
@@ -267,6 +285,8 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
   RequestEncoder& newStream(StreamDecoder& response_decoder) override;
   bool canStartStream() const override { return !stream_.active && reusable_; }
   bool isReusable() const override { return reusable_; }
+  // Whether a message is being parsed (its parser and header block held).
+  bool holdsMessageState() const { return m_ != nullptr; }
 
  private:
   class ActiveRequest final : public RequestEncoder, public Stream {

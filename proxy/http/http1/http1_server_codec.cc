@@ -93,28 +93,31 @@ void Http1ServerCodec::onBelowWriteBufferLowWatermark() {
 void Http1ServerCodec::onTransportClosed(ResetReason reason) {
   stopped_ = true;
   closing_ = true;
-  if (!in_dispatch_) pending_.clear();
+  if (!in_dispatch_) {
+    pending_.clear();
+    releaseMessage();
+  }
   resetActive(reason, "downstream connection closed");
 }
 
 void Http1ServerCodec::onMessageBegin() {
   // Pseudo-headers first, as HTTP/2 wants them; values are filled in when
   // the header block is complete.
-  headers_->addView(":method", "");
-  headers_->addView(":scheme", "http");
-  headers_->addView(":path", "");
-  headers_->addView(":authority", "");
+  m_->headers->addView(":method", "");
+  m_->headers->addView(":scheme", "http");
+  m_->headers->addView(":path", "");
+  m_->headers->addView(":authority", "");
 }
 
 int Http1ServerCodec::onHeadersComplete() {
-  if (parser_.http_major != 1 || parser_.http_minor > 1) {
+  if (m_->parser.http_major != 1 || m_->parser.http_minor > 1) {
     return fail(505, "unsupported HTTP version");
   }
-  if (parser_.method == HTTP_CONNECT) return fail(501, "CONNECT is not supported");
-  bool http10 = parser_.http_minor == 0;
+  if (m_->parser.method == HTTP_CONNECT) return fail(501, "CONNECT is not supported");
+  bool http10 = m_->parser.http_minor == 0;
   std::string_view scheme = "http";
-  std::string_view path = url_open_ ? url_ : std::string_view();
-  std::string_view authority = authority_;
+  std::string_view path = m_->url_open ? m_->url : std::string_view();
+  std::string_view authority = m_->authority;
   // RFC 9112 3.2.2: with an absolute-form target, the server "MUST ignore
   // the received Host header field (if any) and instead use the host
   // information of the request-target".
@@ -126,28 +129,28 @@ int Http1ServerCodec::onHeadersComplete() {
     authority = rest.substr(0, slash);
     path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
     if (authority.empty()) return fail(400, "absolute request target without a host");
-  } else if (!host_seen_ && !http10) {
+  } else if (!m_->host_seen && !http10) {
     // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
     // code to any HTTP/1.1 request message that lacks a Host header field".
     return fail(400, "missing Host header field");
   }
   if (path.empty()) return fail(400, "empty request target");
 
-  std::span<HeaderMap::Entry> e = headers_->mutableEntries();
-  e[0].value = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  std::span<HeaderMap::Entry> e = m_->headers->mutableEntries();
+  e[0].value = llhttp_method_name(static_cast<llhttp_method_t>(m_->parser.method));
   e[1].value = scheme;
   e[2].value = path;
   if (authority.empty()) {
-    headers_->removeAt(3);
+    m_->headers->removeAt(3);
   } else {
     e[3].value = authority;
   }
   removeConnectionNominated();
 
-  if (!llhttp_should_keep_alive(&parser_)) close_after_response_ = true;
+  if (!llhttp_should_keep_alive(&m_->parser)) close_after_response_ = true;
   // Upgrade is not supported yet: the request is answered as plain HTTP
   // (the Upgrade field was dropped) and the connection closes after it.
-  if (parser_.upgrade) close_after_response_ = true;
+  if (m_->parser.upgrade) close_after_response_ = true;
   protocol_ = http10 ? Protocol::kHttp10 : Protocol::kHttp11;
 
   ActiveRequest& s = stream_;
@@ -155,14 +158,14 @@ int Http1ServerCodec::onHeadersComplete() {
   s.request_complete = false;
   s.response_started = false;
   s.response_complete = false;
-  s.head_request = parser_.method == HTTP_HEAD;
+  s.head_request = m_->parser.method == HTTP_HEAD;
   s.http10 = http10;
   s.chunked_out = false;
   s.no_body_out = false;
   s.callbacks_ = nullptr;
   ++stream_epoch_;
   decoder_ = &callbacks_.newStream(stream_);
-  ready_headers_ = std::move(headers_);
+  m_->ready_headers = std::move(m_->headers);
   return 0;
 }
 
@@ -207,8 +210,10 @@ void Http1ServerCodec::resetActive(ResetReason reason, std::string_view detail) 
   s.active = false;
   s.callbacks_ = nullptr;
   decoder_ = nullptr;
-  ready_headers_.reset();
-  body_.clear();
+  if (m_) {
+    m_->ready_headers.reset();
+    m_->body.clear();
+  }
   ++stream_epoch_;
   clearStreamReadDisables();
   if (callbacks) callbacks->onResetStream(reason, detail);

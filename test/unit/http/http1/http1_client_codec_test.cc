@@ -94,6 +94,35 @@ TEST_F(Http1ClientTest, DecodesContentLengthResponseAndIsReusable) {
   EXPECT_EQ(codec_.activeStreams(), 0u);
 }
 
+TEST_F(Http1ClientTest, PooledConnectionHoldsNoParseState) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nContent-Le"));
+  EXPECT_TRUE(codec_.holdsMessageState());
+  ASSERT_TRUE(feed("ngth: 2\r\n\r\nok"));
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.holdsMessageState());
+}
+
+TEST_F(Http1ClientTest, InformationalThenFinalResponseEachGetAParser) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"))
+      << error_.detail;
+  EXPECT_EQ(decoder_.header(":status"), "200");
+  EXPECT_EQ(decoder_.body, "x");
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.holdsMessageState());
+}
+
+TEST_F(Http1ClientTest, ResponseEndedByCloseIsDeliveredAndLetGo) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\n\r\npart"));
+  EXPECT_TRUE(codec_.holdsMessageState());
+  codec_.onTransportClosed(ResetReason::kConnectionTermination);
+  EXPECT_EQ(decoder_.body, "part");
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_FALSE(codec_.holdsMessageState());
+}
+
 TEST_F(Http1ClientTest, ResponseBodyIsZeroCopy) {
   start();
   Reader r;

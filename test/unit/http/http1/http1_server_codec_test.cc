@@ -67,6 +67,33 @@ TEST_F(Http1ServerTest, DecodesRequestIntoPseudoHeaders) {
   EXPECT_EQ(codec_.protocol(), Protocol::kHttp11);
 }
 
+TEST_F(Http1ServerTest, HoldsParseStateOnlyWhileAMessageIsParsed) {
+  EXPECT_FALSE(codec_.holdsMessageState());
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHo"));  // Half a head: the parser holds it.
+  EXPECT_TRUE(codec_.holdsMessageState());
+  ASSERT_TRUE(feed("st: a\r\n\r\n"));
+  // The request was parsed to its end: waiting for the response costs no
+  // parser and no header block.
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);
+  EXPECT_FALSE(codec_.holdsMessageState());
+  respond(0, "hello");
+  EXPECT_FALSE(codec_.holdsMessageState());
+  // The next request on the idle keep-alive connection gets a fresh parser.
+  ASSERT_TRUE(feed(kGet));
+  ASSERT_EQ(callbacks_.exchanges.size(), 2u);
+  EXPECT_EQ(callbacks_.last().decoder.headers->path(), "/a/b?x=1");
+  EXPECT_FALSE(codec_.holdsMessageState());
+}
+
+TEST_F(Http1ServerTest, RequestBodyKeepsParseStateUntilItEnds) {
+  ASSERT_TRUE(feed("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc"));
+  EXPECT_TRUE(codec_.holdsMessageState());
+  ASSERT_TRUE(feed("def"));
+  EXPECT_FALSE(codec_.holdsMessageState());
+  EXPECT_EQ(callbacks_.last().decoder.body, "abcdef");
+  EXPECT_TRUE(callbacks_.last().decoder.ended);
+}
+
 TEST_F(Http1ServerTest, EncodesResponseWithContentLength) {
   ASSERT_TRUE(feed(kGet));
   respond(0, "hello");
