@@ -6,6 +6,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
+#include <ctime>
 #include <memory>
 
 namespace skiff::control_plane {
@@ -81,8 +82,17 @@ std::string field(const google::protobuf::Struct& s, const std::string& key) {
 }  // namespace
 
 void emit(const std::string& json_object) {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  char t[48];
+  std::snprintf(t, sizeof(t), "{\"t\":%lld.%06ld", static_cast<long long>(now.tv_sec),
+                now.tv_nsec / 1000);
+  // json_object is "{...}": "t" goes first.
+  std::string line = t;
+  if (json_object.size() > 2) line += ",";
+  line.append(json_object, 1);
   std::lock_guard<std::mutex> lock(emit_mu);
-  std::fwrite(json_object.data(), 1, json_object.size(), stdout);
+  std::fwrite(line.data(), 1, line.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
 }
@@ -420,13 +430,14 @@ void AdsServer::pushDelta(DeltaStream& stream, const std::string& type_url) {
   std::vector<std::string> names;
   for (const auto& [name, any] : type->second.resources) {
     if (!sub.wildcard && !sub.names.count(name)) continue;
+    const std::string& resource_version = type->second.versions.at(name);
     auto known = sub.known.find(name);
-    if (known != sub.known.end() && known->second == version) continue;  // Has it already.
+    if (known != sub.known.end() && known->second == resource_version) continue;  // Has it.
     ds::Resource* resource = response.add_resources();
     resource->set_name(name);
-    resource->set_version(version);
+    resource->set_version(resource_version);
     *resource->mutable_resource() = any;
-    sub.known[name] = version;
+    sub.known[name] = resource_version;
     names.push_back(name);
   }
   std::vector<std::string> removed;
@@ -460,9 +471,39 @@ std::string AdsServer::set(const std::string& type_url, const std::string& versi
     std::string error;
     std::string name = resourceName(any, error);
     if (!error.empty()) return error;
+    state.versions[name] = version;
     state.resources[name] = std::move(any);
   }
   types_[type_url] = std::move(state);
+  pushAll(type_url);
+  return "";
+}
+
+std::string AdsServer::update(const std::string& type_url, const std::string& version,
+                              std::vector<google::protobuf::Any> resources,
+                              const std::vector<std::string>& removed) {
+  TypeState state = types_[type_url];  // A copy: nothing changes unless all is well.
+  state.version = version;
+  for (google::protobuf::Any& any : resources) {
+    if (any.type_url() != type_url) {
+      return "resource of type " + any.type_url() + " in an update of " + type_url;
+    }
+    std::string error;
+    std::string name = resourceName(any, error);
+    if (!error.empty()) return error;
+    state.versions[name] = version;
+    state.resources[name] = std::move(any);
+  }
+  for (const std::string& name : removed) {
+    state.resources.erase(name);
+    state.versions.erase(name);
+  }
+  types_[type_url] = std::move(state);
+  pushAll(type_url);
+  return "";
+}
+
+void AdsServer::pushAll(const std::string& type_url) {
   for (SotwStream* stream : sotw_) {
     auto sub = stream->types.find(type_url);
     if (sub != stream->types.end() && sub->second.requested) pushSotw(*stream, type_url);
@@ -471,7 +512,6 @@ std::string AdsServer::set(const std::string& type_url, const std::string& versi
     auto sub = stream->types.find(type_url);
     if (sub != stream->types.end() && sub->second.requested) pushDelta(*stream, type_url);
   }
-  return "";
 }
 
 void AdsServer::setGarbage(const std::string& type_url, const std::string& version) {
@@ -530,7 +570,7 @@ void AdsServer::handleCommand(const std::string& line) {
   std::string op = field(command, "op");
   std::string type_url = field(command, "type_url");
   std::string version = field(command, "version");
-  if (op == "set") {
+  if (op == "set" || op == "update") {
     std::vector<google::protobuf::Any> resources;
     auto list = command.fields().find("resources");
     if (list != command.fields().end()) {
@@ -547,7 +587,19 @@ void AdsServer::handleCommand(const std::string& line) {
         resources.push_back(std::move(any));
       }
     }
-    std::string error = set(type_url, version, std::move(resources));
+    std::string error;
+    if (op == "set") {
+      error = set(type_url, version, std::move(resources));
+    } else {
+      std::vector<std::string> removed;
+      auto names = command.fields().find("removed");
+      if (names != command.fields().end()) {
+        for (const google::protobuf::Value& value : names->second.list_value().values()) {
+          removed.push_back(value.string_value());
+        }
+      }
+      error = update(type_url, version, std::move(resources), removed);
+    }
     if (!error.empty()) fail(error);
   } else if (op == "set_garbage") {
     setGarbage(type_url, version);

@@ -27,7 +27,9 @@ namespace skiff::control_plane {
 
 namespace ds = envoy::service::discovery::v3;
 
-// Writes one JSON object as one line on stdout and flushes it.
+// Writes one JSON object as one line on stdout and flushes it, with "t": the
+// time of writing on CLOCK_MONOTONIC in seconds (what Python's
+// time.monotonic() reads), so a driver can time what follows an event.
 void emit(const std::string& json_object);
 // s as a JSON string literal (quoted, escaped).
 std::string jsonString(std::string_view s);
@@ -66,14 +68,27 @@ class AdsServer final : public ds::AggregatedDiscoveryService::CallbackService {
   void onRequest(DeltaStream& stream, const ds::DeltaDiscoveryRequest& request);
 
  private:
-  // The resources of one type, as the last `set` gave them.
+  // The resources of one type, as the last `set` and the `update`s since
+  // gave them.
   struct TypeState {
     std::string version;
     std::map<std::string, google::protobuf::Any> resources;  // By resource name.
+    // By resource name: the version each resource last changed in (delta
+    // sends a resource only when this differs from what the client holds).
+    std::map<std::string, std::string> versions;
   };
 
   std::string set(const std::string& type_url, const std::string& version,
                   std::vector<google::protobuf::Any> resources);
+  // Adds or replaces `resources` and removes `removed`, leaving the other
+  // resources of the type, and their versions, as they were: delta streams
+  // get only what changed, state of the world ones the whole set.
+  std::string update(const std::string& type_url, const std::string& version,
+                     std::vector<google::protobuf::Any> resources,
+                     const std::vector<std::string>& removed);
+  // Sends the current resources of type_url to every stream that asked for
+  // the type.
+  void pushAll(const std::string& type_url);
   void setGarbage(const std::string& type_url, const std::string& version);
   // Sends the current resources of type_url that stream subscribes to: all
   // of them for a wildcard subscription (even none), else the named ones

@@ -18,7 +18,8 @@ for ControlPlane.set().
     cp.stop()
 
 Requests in events are proto3 JSON with the .proto field names (version_info,
-response_nonce, error_detail, resource_names_subscribe, ...).
+response_nonce, error_detail, resource_names_subscribe, ...). Every event has
+"t", when the control plane wrote it, in time.monotonic() seconds.
 
 Only the Python standard library is used.
 """
@@ -263,6 +264,13 @@ class ControlPlane:
         """Replaces every resource of type_url and pushes them to open streams."""
         self._send({"op": "set", "type_url": type_url, "version": str(version),
                     "resources": list(resources)})
+
+    def update(self, type_url, version, resources, removed=()):
+        """Adds or replaces `resources` and removes the names in `removed`,
+        leaving the type's other resources (and their versions) as they were:
+        delta streams get only these, state of the world ones the whole set."""
+        self._send({"op": "update", "type_url": type_url, "version": str(version),
+                    "resources": list(resources), "removed": list(removed)})
 
     def set_garbage(self, type_url, version):
         """Pushes one resource of type_url whose bytes do not decode."""
