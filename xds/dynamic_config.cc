@@ -11,6 +11,8 @@
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "proxy/common/log.h"
 #include "proxy/net/listener.h"
 #include "xds/field_support.h"
@@ -24,6 +26,7 @@ namespace endpoint_v3 = envoy::config::endpoint::v3;
 namespace listener_v3 = envoy::config::listener::v3;
 namespace route_v3 = envoy::config::route::v3;
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+namespace tls_v3 = envoy::extensions::transport_sockets::tls::v3;
 
 std::string nowRfc3339() {
   auto now = std::chrono::system_clock::now();
@@ -98,6 +101,80 @@ std::vector<std::string> rdsNames(const config::ListenerConfig& listener) {
   for (const auto& c : listener.filter_chains) add(c);
   add(listener.default_filter_chain);
   return names;
+}
+
+// SDS: writes the secrets a CommonTlsContext names (over ADS) into it as
+// inline certificates and validation context, the form the translator
+// reads. Every name goes to names; a secret not received yet sets missing.
+template <class Secrets>
+void inlineSecrets(tls_v3::CommonTlsContext& common, const std::string& path,
+                   const Secrets& secrets, std::set<std::string>& names, bool& missing,
+                   std::vector<std::string>& errors) {
+  auto find = [&](const tls_v3::SdsSecretConfig& ref,
+                  const std::string& p) -> const tls_v3::Secret* {
+    if (!ref.has_sds_config() || !ref.sds_config().has_ads()) {
+      errors.push_back(p + ".sds_config: only ads: {} is supported (static secrets are not)");
+      return nullptr;
+    }
+    if (ref.sds_config().resource_api_version() != envoy::config::core::v3::V3) {
+      errors.push_back(p + ".sds_config.resource_api_version: only V3 is supported");
+      return nullptr;
+    }
+    names.insert(ref.name());
+    auto it = secrets.find(ref.name());
+    if (it == secrets.end()) {
+      missing = true;
+      return nullptr;
+    }
+    return static_cast<const tls_v3::Secret*>(it->second.secret.get());
+  };
+  for (int i = 0; i < common.tls_certificate_sds_secret_configs_size(); ++i) {
+    const std::string p = path + ".tls_certificate_sds_secret_configs[" + std::to_string(i) + "]";
+    const auto& ref = common.tls_certificate_sds_secret_configs(i);
+    const tls_v3::Secret* secret = find(ref, p);
+    if (secret == nullptr) continue;
+    if (!secret->has_tls_certificate()) {
+      errors.push_back(p + ".name: secret '" + ref.name() + "' holds no tls_certificate");
+      continue;
+    }
+    *common.add_tls_certificates() = secret->tls_certificate();
+  }
+  common.clear_tls_certificate_sds_secret_configs();
+  const tls_v3::SdsSecretConfig* ref = nullptr;
+  tls_v3::CertificateValidationContext defaults;
+  std::string p = path + ".validation_context_sds_secret_config";
+  if (common.has_validation_context_sds_secret_config()) {
+    ref = &common.validation_context_sds_secret_config();
+  } else if (common.has_combined_validation_context()) {
+    // Envoy merges the static defaults into the secret's context.
+    p = path + ".combined_validation_context.validation_context_sds_secret_config";
+    ref = &common.combined_validation_context().validation_context_sds_secret_config();
+    defaults = common.combined_validation_context().default_validation_context();
+  }
+  if (ref == nullptr) return;
+  const tls_v3::Secret* secret = find(*ref, p);
+  if (secret == nullptr) return;
+  if (!secret->has_validation_context()) {
+    errors.push_back(p + ".name: secret '" + ref->name() + "' holds no validation_context");
+    return;
+  }
+  tls_v3::CertificateValidationContext merged = secret->validation_context();
+  merged.MergeFrom(defaults);
+  *common.mutable_validation_context() = std::move(merged);
+}
+
+// The same for the TLS context an Any holds (a transport socket's typed_config).
+template <class Context, class Secrets>
+void inlineSecretsInAny(google::protobuf::Any& any, const std::string& path, const Secrets& secrets,
+                        std::set<std::string>& names, bool& missing,
+                        std::vector<std::string>& errors) {
+  if (!any.Is<Context>()) return;  // The translator says what is wrong with it.
+  Context context;
+  if (!any.UnpackTo(&context)) return;
+  if (!context.has_common_tls_context()) return;
+  inlineSecrets(*context.mutable_common_tls_context(), path + ".common_tls_context", secrets, names,
+                missing, errors);
+  any.PackFrom(context);
 }
 
 }  // namespace
@@ -177,6 +254,8 @@ std::string DynamicConfig::onResources(const std::string& type_url,
     error = applyRoutes(updated, removed);
   } else if (type_url == kClusterLoadAssignmentType) {
     error = applyEndpoints(updated, removed);
+  } else if (type_url == kSecretType) {
+    error = applySecrets(updated, removed);
   } else {
     error = "type " + type_url + " is not supported";
   }
@@ -188,6 +267,8 @@ std::string DynamicConfig::onResources(const std::string& type_url,
   versions_[type_url] = version_info;
   updateSubscriptions();
   rebuild();
+  // A version that became active may have let go of names the one before it held.
+  updateSubscriptions();
   return "";
 }
 
@@ -227,23 +308,13 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
       next.emplace(r.name, it->second);
       continue;
     }
-    auto translated = translateCluster(*msg, path);
-    if (!translated) {
-      errors.push_back(translated.status().message());
-      continue;
-    }
-    if ((*translated)->type == config::ClusterConfig::Type::kStrictDns) {
-      errors.push_back(path +
-                       ".type: STRICT_DNS is not supported over CDS yet (use EDS or STATIC)");
-      continue;
-    }
     ClusterEntry e;
     if (it != clusters_.end()) e = it->second;  // Keeps what is active while this one warms.
+    e.proto = msg;
+    if (!translateCluster(e, path, secrets_, errors)) continue;
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
-    e.proto = msg;
-    e.config = *translated;
     e.merged = nullptr;
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
@@ -254,7 +325,47 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
   return "";
 }
 
+bool DynamicConfig::translateCluster(ClusterEntry& e, const std::string& path,
+                                     const Secrets& secrets,
+                                     std::vector<std::string>& errors) const {
+  cluster_v3::Cluster cluster = static_cast<const cluster_v3::Cluster&>(*e.proto);
+  std::set<std::string> names;
+  bool missing = false;
+  size_t before = errors.size();
+  if (cluster.has_transport_socket() && cluster.transport_socket().has_typed_config()) {
+    inlineSecretsInAny<tls_v3::UpstreamTlsContext>(
+        *cluster.mutable_transport_socket()->mutable_typed_config(),
+        path + ".transport_socket.typed_config", secrets, names, missing, errors);
+  }
+  if (errors.size() != before) return false;
+  e.secrets = std::move(names);
+  e.config = nullptr;
+  if (missing) return true;  // Warming until the secret arrives.
+  auto translated = xds::translateCluster(cluster, path);
+  if (!translated) {
+    errors.push_back(translated.status().message());
+    return false;
+  }
+  if ((*translated)->type == config::ClusterConfig::Type::kStrictDns) {
+    errors.push_back(path + ".type: STRICT_DNS is not supported over CDS yet (use EDS or STATIC)");
+    return false;
+  }
+  if (!e.secrets.empty()) {
+    // The definition is the resource as sent: a rotated certificate is the
+    // same cluster, whose pools stay.
+    auto copy = std::make_shared<config::ClusterConfig>(**translated);
+    cluster_v3::Cluster definition = static_cast<const cluster_v3::Cluster&>(*e.proto);
+    definition.clear_load_assignment();
+    copy->definition_hash = hashResource(definition);
+    e.config = std::move(copy);
+  } else {
+    e.config = *translated;
+  }
+  return true;
+}
+
 bool DynamicConfig::clusterWarm(const ClusterEntry& e, uint64_t now) const {
+  if (!e.config) return false;  // A secret is missing: no TLS context yet.
   if (e.config->type != config::ClusterConfig::Type::kEds) return true;
   if (endpoints_.count(e.config->eds_service_name) != 0) return true;
   return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
@@ -298,6 +409,71 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
   return "";
 }
 
+// ---- Secrets (SDS)
+
+std::string DynamicConfig::applySecrets(const std::vector<XdsResource>& updated,
+                                        const std::vector<std::string>& removed) {
+  std::vector<std::string> errors;
+  Secrets next = secrets_;
+  std::set<std::string> changed;
+  for (const XdsResource& r : updated) {
+    std::string path;
+    auto msg = decode<tls_v3::Secret>(r, "secrets", errors, path);
+    if (!msg) continue;
+    if (msg->name() != r.name) {
+      errors.push_back(path + ".name: '" + msg->name() + "' differs from the resource name");
+      continue;
+    }
+    if (!msg->has_tls_certificate() && !msg->has_validation_context()) {
+      errors.push_back(path + ": needs tls_certificate or validation_context");
+      continue;
+    }
+    uint64_t hash = hashResource(*msg);
+    auto it = next.find(r.name);
+    if (it != next.end() && it->second.hash == hash) continue;
+    SecretEntry& e = next[r.name];
+    e.version = r.version;
+    e.last_updated = nowRfc3339();
+    e.hash = hash;
+    e.proto = msg;
+    e.secret = msg;
+    changed.insert(r.name);
+  }
+  for (const auto& name : removed) {
+    if (next.erase(name) != 0) changed.insert(name);
+  }
+  if (!errors.empty()) return join(errors);
+  // Everything that names a changed secret is translated again, into copies:
+  // a certificate that does not load refuses the secret, not the listener.
+  auto names_any = [&](const std::set<std::string>& secrets) {
+    return std::any_of(secrets.begin(), secrets.end(),
+                       [&](const std::string& n) { return changed.count(n) != 0; });
+  };
+  std::map<std::string, ClusterEntry> clusters;
+  for (const auto& [name, e] : clusters_) {
+    if (!names_any(e.secrets)) continue;
+    ClusterEntry copy = e;
+    if (translateCluster(copy, "clusters[" + name + "]", next, errors)) {
+      copy.merged = nullptr;
+      clusters.emplace(name, std::move(copy));
+    }
+  }
+  std::map<std::string, ListenerEntry> listeners;
+  std::set<std::string> known = knownClusters();
+  for (const auto& [name, e] : listeners_) {
+    if (!names_any(e.secrets)) continue;
+    ListenerEntry copy = e;
+    if (translateListener(copy, "listeners[" + name + "]", known, next, errors)) {
+      listeners.emplace(name, std::move(copy));
+    }
+  }
+  if (!errors.empty()) return join(errors);
+  secrets_ = std::move(next);
+  for (auto& [name, e] : clusters) clusters_[name] = std::move(e);
+  for (auto& [name, e] : listeners) listeners_[name] = std::move(e);
+  return "";
+}
+
 // ---- Listeners
 
 std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& updated,
@@ -315,7 +491,7 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
   for (const XdsResource& r : updated) replaced.insert(r.name);
   for (const auto& name : removed) replaced.insert(name);
   for (const auto& [name, e] : listeners_) {
-    if (replaced.count(name) == 0) addresses[key(e.config->address)] = "listener " + name;
+    if (replaced.count(name) == 0) addresses[key(e.address)] = "listener " + name;
   }
   for (const XdsResource& r : updated) {
     std::string path;
@@ -338,37 +514,31 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
       next.emplace(r.name, it->second);
       continue;
     }
-    auto translated = translateListener(*msg, path, &known);
-    if (!translated) {
-      errors.push_back(translated.status().message());
-      continue;
-    }
-    auto config = std::make_shared<config::ListenerConfig>(**translated);
     ListenerEntry e;
     if (it != listeners_.end()) e = it->second;
+    config::SocketAddress address{msg->address().socket_address().address(),
+                                  msg->address().socket_address().port_value()};
     // The same address as before keeps its socket (and a port 0 pick).
-    bool same_address =
-        it != listeners_.end() && it->second.config->address.address == config->address.address &&
-        (config->address.port == 0 || config->address.port == it->second.config->address.port);
+    bool same_address = it != listeners_.end() && it->second.address.address == address.address &&
+                        (address.port == 0 || address.port == it->second.address.port);
     if (same_address) {
-      config->address.port = it->second.config->address.port;
+      address.port = it->second.address.port;
     } else {
       e.reservation_fd = -1;  // Bound below, once the whole response is good.
     }
-    if (config->address.port != 0) {
-      auto [at, added] = addresses.emplace(key(config->address), "listener " + r.name);
+    e.address = address;
+    e.proto = msg;
+    if (!translateListener(e, path, known, secrets_, errors)) continue;
+    if (address.port != 0) {
+      auto [at, added] = addresses.emplace(key(address), "listener " + r.name);
       if (!added) {
-        errors.push_back(path + ".address: " + key(config->address) + " is already used by " +
-                         at->second);
+        errors.push_back(path + ".address: " + key(address) + " is already used by " + at->second);
         continue;
       }
     }
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
-    e.proto = msg;
-    e.config = std::move(config);
-    e.rds_names = rdsNames(*e.config);
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
   }
@@ -378,18 +548,20 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
   std::vector<int> bound;
   for (auto& [name, e] : next) {
     if (e.reservation_fd >= 0) continue;
-    Result<int> fd = bindTcpSocket(e.config->address.address, e.config->address.port,
-                                   /*reuse_port=*/true);
+    Result<int> fd = bindTcpSocket(e.address.address, e.address.port, /*reuse_port=*/true);
     if (!fd) {
       errors.push_back("listeners[" + name + "].address: " + fd.status().message());
       continue;
     }
     bound.push_back(*fd);
     e.reservation_fd = *fd;
-    if (e.config->address.port == 0) {
-      auto copy = std::make_shared<config::ListenerConfig>(*e.config);
-      copy->address.port = boundPort(*fd);
-      e.config = std::move(copy);
+    if (e.address.port == 0) {
+      e.address.port = boundPort(*fd);
+      if (e.config) {
+        auto copy = std::make_shared<config::ListenerConfig>(*e.config);
+        copy->address.port = e.address.port;
+        e.config = std::move(copy);
+      }
     }
   }
   if (!errors.empty()) {
@@ -413,7 +585,62 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
   return "";
 }
 
+bool DynamicConfig::translateListener(ListenerEntry& e, const std::string& path,
+                                      const std::set<std::string>& known, const Secrets& secrets,
+                                      std::vector<std::string>& errors) const {
+  const auto& original = static_cast<const listener_v3::Listener&>(*e.proto);
+  listener_v3::Listener listener = original;
+  std::set<std::string> names;
+  bool missing = false;
+  size_t before = errors.size();
+  auto inline_chain = [&](listener_v3::FilterChain& chain, const std::string& chain_path) {
+    if (!chain.has_transport_socket() || !chain.transport_socket().has_typed_config()) return;
+    inlineSecretsInAny<tls_v3::DownstreamTlsContext>(
+        *chain.mutable_transport_socket()->mutable_typed_config(),
+        chain_path + ".transport_socket.typed_config", secrets, names, missing, errors);
+  };
+  for (int i = 0; i < listener.filter_chains_size(); ++i) {
+    inline_chain(*listener.mutable_filter_chains(i),
+                 path + ".filter_chains[" + std::to_string(i) + "]");
+  }
+  if (listener.has_default_filter_chain()) {
+    inline_chain(*listener.mutable_default_filter_chain(), path + ".default_filter_chain");
+  }
+  if (errors.size() != before) return false;
+  e.secrets = std::move(names);
+  e.config = nullptr;
+  e.rds_names.clear();
+  if (missing) return true;  // Warming until the secrets arrive.
+  auto translated = xds::translateListener(listener, path, &known);
+  if (!translated) {
+    errors.push_back(translated.status().message());
+    return false;
+  }
+  auto config = std::make_shared<config::ListenerConfig>(**translated);
+  config->address.port = e.address.port;
+  if (!e.secrets.empty()) {
+    // A chain is what was sent, not the certificate written into it: a
+    // rotated certificate does not drain the chain's connections.
+    auto rehash = [](std::shared_ptr<const config::FilterChainConfig>& chain,
+                     const listener_v3::FilterChain& sent) {
+      auto copy = std::make_shared<config::FilterChainConfig>(*chain);
+      copy->definition_hash = hashResource(sent);
+      chain = std::move(copy);
+    };
+    for (size_t i = 0; i < config->filter_chains.size(); ++i) {
+      rehash(config->filter_chains[i], original.filter_chains(static_cast<int>(i)));
+    }
+    if (config->default_filter_chain) {
+      rehash(config->default_filter_chain, original.default_filter_chain());
+    }
+  }
+  e.rds_names = rdsNames(*config);
+  e.config = std::move(config);
+  return true;
+}
+
 bool DynamicConfig::listenerWarm(const ListenerEntry& e, uint64_t now) const {
+  if (!e.config) return false;  // A secret is missing: no TLS context yet.
   bool all = std::all_of(e.rds_names.begin(), e.rds_names.end(),
                          [&](const std::string& n) { return routes_.count(n) != 0; });
   if (all) return true;
@@ -466,16 +693,41 @@ std::set<std::string> DynamicConfig::knownClusters() const {
 
 // ---- Subscriptions, snapshots, readiness
 
+// The names EDS and RDS must follow: those of every cluster and listener,
+// both the version serving now and one still warming. Endpoints and route
+// configurations nothing names any more are dropped (in state of the world
+// a control plane never removes them itself).
 void DynamicConfig::updateSubscriptions() {
   std::set<std::string> eds;
   for (const auto& [name, e] : clusters_) {
-    if (e.config->type == config::ClusterConfig::Type::kEds) eds.insert(e.config->eds_service_name);
+    for (const auto* c : {e.config.get(), e.active.get()}) {
+      if (c != nullptr && c->type == config::ClusterConfig::Type::kEds) {
+        eds.insert(c->eds_service_name);
+      }
+    }
   }
   std::set<std::string> rds;
   for (const auto& l : base_->listeners) {
     for (auto& n : rdsNames(*l)) rds.insert(n);
   }
-  for (const auto& [name, e] : listeners_) rds.insert(e.rds_names.begin(), e.rds_names.end());
+  for (const auto& [name, e] : listeners_) {
+    rds.insert(e.rds_names.begin(), e.rds_names.end());
+    if (e.active) {
+      for (auto& n : rdsNames(*e.active)) rds.insert(n);
+    }
+  }
+  std::set<std::string> sds;
+  for (const auto& [name, e] : clusters_) sds.insert(e.secrets.begin(), e.secrets.end());
+  for (const auto& [name, e] : listeners_) sds.insert(e.secrets.begin(), e.secrets.end());
+  std::erase_if(endpoints_, [&](const auto& kv) { return eds.count(kv.first) == 0; });
+  std::erase_if(routes_, [&](const auto& kv) { return rds.count(kv.first) == 0; });
+  // A TLS context, once built, holds its certificates: a secret nothing
+  // names any more can go.
+  std::erase_if(secrets_, [&](const auto& kv) { return sds.count(kv.first) == 0; });
+  if (sds != sds_names_) {
+    sds_names_ = sds;
+    callbacks_.subscribe(std::string(kSecretType), sds_names_, /*wildcard=*/false);
+  }
   if (eds != eds_names_) {
     eds_names_ = eds;
     callbacks_.subscribe(std::string(kClusterLoadAssignmentType), eds_names_, /*wildcard=*/false);
@@ -489,9 +741,12 @@ void DynamicConfig::updateSubscriptions() {
 void DynamicConfig::rebuild() {
   const uint64_t now = uv_now(main_.loop());
   uint64_t next_deadline = 0;
+  // Only a deadline still ahead: what waits for a secret stays warming
+  // after its timeout (there is no TLS context to serve it with).
   auto note_deadline = [&](uint64_t since) {
     if (initial_fetch_timeout_ms_ == 0) return;
     uint64_t due = since + initial_fetch_timeout_ms_;
+    if (due <= now) return;
     if (next_deadline == 0 || due < next_deadline) next_deadline = due;
   };
   auto snapshot = std::make_shared<config::Snapshot>(*base_);
@@ -603,12 +858,16 @@ std::vector<DynamicConfig::UpdateStats*> DynamicConfig::statsFor(
       }
     };
     for (const auto& l : base_->listeners) add(*l);
-    for (const auto& [name, e] : listeners_) add(*e.config);
+    for (const auto& [name, e] : listeners_) {
+      if (e.config) add(*e.config);
+    }
+  } else if (type_url == kSecretType) {
+    for (const auto& r : updated) out.push_back(&namedStats("sds." + r.name + "."));
   } else if (type_url == kClusterLoadAssignmentType) {
     std::set<std::string> names;
     for (const auto& r : updated) names.insert(r.name);
     for (const auto& [name, e] : clusters_) {
-      if (names.count(e.config->eds_service_name) != 0) {
+      if (e.config && names.count(e.config->eds_service_name) != 0) {
         out.push_back(&namedStats("cluster." + name + "."));
       }
     }

@@ -43,6 +43,9 @@ class Message;
 
 namespace skiff::xds {
 
+inline constexpr std::string_view kSecretType =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
 class DynamicConfig {
  public:
   // What the server does with the results.
@@ -94,7 +97,10 @@ class DynamicConfig {
     std::shared_ptr<const google::protobuf::Message> proto;  // For /config_dump.
   };
   struct ClusterEntry : Resource {
-    std::shared_ptr<const config::ClusterConfig> config;  // As translated (no EDS endpoints).
+    // As translated (no EDS endpoints); null while a secret it names (SDS)
+    // has not arrived.
+    std::shared_ptr<const config::ClusterConfig> config;
+    std::set<std::string> secrets;                        // Secrets its TLS context names.
     std::shared_ptr<const config::ClusterConfig> merged;  // config + its endpoints, when warm.
     uint64_t merged_endpoints_hash = 0;                   // Which endpoints merged holds.
     std::shared_ptr<const config::ClusterConfig> active;  // What workers run (last warm).
@@ -102,7 +108,10 @@ class DynamicConfig {
     uint64_t warming_since_ms = 0;  // Loop time when this version arrived.
   };
   struct ListenerEntry : Resource {
-    std::shared_ptr<const config::ListenerConfig> config;  // Port resolved.
+    config::SocketAddress address;  // Port resolved (a port 0 pick is kept across versions).
+    // Port resolved; null while a secret it names (SDS) has not arrived.
+    std::shared_ptr<const config::ListenerConfig> config;
+    std::set<std::string> secrets;  // Secrets its filter chains' TLS contexts name.
     std::shared_ptr<const config::ListenerConfig> active;
     std::shared_ptr<const google::protobuf::Message> active_proto;
     std::vector<std::string> rds_names;  // Route configurations its chains name.
@@ -115,6 +124,10 @@ class DynamicConfig {
   struct EndpointEntry : Resource {
     std::vector<config::ClusterConfig::Endpoint> endpoints;
   };
+  struct SecretEntry : Resource {
+    std::shared_ptr<const google::protobuf::Message> secret;  // A tls.v3.Secret.
+  };
+  using Secrets = std::map<std::string, SecretEntry>;
   // Envoy's update_* counters and version gauge for one subscription.
   struct UpdateStats {
     stats::Counter& update_attempt;
@@ -133,6 +146,18 @@ class DynamicConfig {
                           const std::vector<std::string>& removed);
   std::string applyEndpoints(const std::vector<XdsResource>& updated,
                              const std::vector<std::string>& removed);
+  // A changed secret re-translates every listener and cluster that names
+  // it; if one of them fails, the secrets are refused.
+  std::string applySecrets(const std::vector<XdsResource>& updated,
+                           const std::vector<std::string>& removed);
+  // Translate e.proto with its SDS secrets written in as inline
+  // certificates. False (and errors) when it does not translate; true with
+  // e.config null when a secret is still missing.
+  bool translateCluster(ClusterEntry& e, const std::string& path, const Secrets& secrets,
+                        std::vector<std::string>& errors) const;
+  bool translateListener(ListenerEntry& e, const std::string& path,
+                         const std::set<std::string>& known, const Secrets& secrets,
+                         std::vector<std::string>& errors) const;
   // Re-subscribes EDS and RDS to the names the clusters and listeners need.
   void updateSubscriptions();
   // Builds and publishes the snapshot of everything warm; arms the warming
@@ -158,10 +183,12 @@ class DynamicConfig {
   std::map<std::string, ListenerEntry> listeners_;
   std::map<std::string, RouteEntry> routes_;
   std::map<std::string, EndpointEntry> endpoints_;  // By cluster_name (EDS service name).
-  std::map<std::string, std::string> versions_;     // Last accepted version_info per type.
+  Secrets secrets_;
+  std::map<std::string, std::string> versions_;  // Last accepted version_info per type.
 
   std::set<std::string> eds_names_;
   std::set<std::string> rds_names_;
+  std::set<std::string> sds_names_;
   bool cds_received_ = false;
   bool lds_received_ = false;
   bool initialized_ = false;

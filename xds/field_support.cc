@@ -113,8 +113,17 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"common_tls_context", "require_client_certificate"}},
       {std::string(kTls) + "UpstreamTlsContext",
        {"common_tls_context", "sni", "allow_renegotiation"}},
+      // The *_sds_secret_config fields and combined_validation_context: in
+      // resources from ADS only (xds/dynamic_config writes the secrets in
+      // before translation; a static file's are refused by tls_translator).
       {std::string(kTls) + "CommonTlsContext",
-       {"tls_params", "tls_certificates", "validation_context", "alpn_protocols"}},
+       {"tls_params", "tls_certificates", "validation_context", "alpn_protocols",
+        "tls_certificate_sds_secret_configs", "validation_context_sds_secret_config",
+        "combined_validation_context"}},
+      {std::string(kTls) + "CommonTlsContext.CombinedCertificateValidationContext",
+       {"default_validation_context", "validation_context_sds_secret_config"}},
+      {std::string(kTls) + "SdsSecretConfig", {"name", "sds_config"}},
+      {std::string(kTls) + "Secret", {"name", "tls_certificate", "validation_context"}},
       {std::string(kTls) + "TlsParameters",
        {"tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"}},
       {std::string(kTls) + "TlsCertificate", {"certificate_chain", "private_key"}},

@@ -7,6 +7,7 @@ themselves in an x-backend header."""
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -14,6 +15,9 @@ import unittest
 
 import skiffharness as h
 import xdsharness as x
+
+
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
 def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s"):
@@ -301,6 +305,60 @@ class StateOfTheWorld(XdsTestCase):
         sock.settimeout(5)
         self.assertEqual(sock.recv(1), b"", "the drained idle connection should close")
         self.assertEqual(get(port)[0], 200)
+
+    def test_sds_secret_warms_the_listener_and_rotates_without_a_restart(self):
+        certs = h.Certificates()
+        self.addCleanup(certs.cleanup)
+        self.push_initial()
+        secure = x.listener("secure", 0, "routes")
+        secure["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                         "DownstreamTlsContext",
+                "common_tls_context": {"tls_certificate_sds_secret_configs": [
+                    {"name": "server_cert", "sds_config": x.ads_config_source()}]}}}
+        self.cp.set(x.LISTENER, "1", [x.listener("ingress", 0, "routes"), secure])
+        skiff = self.start_skiff(initial_fetch_timeout="1s")
+        # The listener warms until its secret comes.
+        self.cp.wait_event(lambda e: e["event"] == "request"
+                           and e["request"].get("type_url") == SECRET, timeout=10)
+        self.assertNotIn("secure", skiff.listener_ports())
+
+        def secret(version, name):
+            cert, key = certs.leaf(name)
+            with open(cert) as f:
+                cert_pem = f.read()
+            with open(key) as f:
+                key_pem = f.read()
+            since = self.cp.mark()
+            self.cp.set(SECRET, version, [{
+                "@type": SECRET, "name": "server_cert",
+                "tls_certificate": {"certificate_chain": {"inline_string": cert_pem},
+                                    "private_key": {"inline_string": key_pem}}}])
+            self.wait_ack(SECRET, version, since=since)
+            return cert_pem
+
+        first = secret("1", "one.test")
+        h.wait_until(lambda: "secure" in skiff.listener_ports(), 5, what="secure listener")
+        port = skiff.port("secure")
+        context = ssl.create_default_context(cafile=certs.ca)
+
+        def served_cert():
+            with socket.create_connection((h.LOCALHOST, port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    head = tls.recv(64)
+                    der = tls.getpeercert(binary_form=True)
+            return ssl.DER_cert_to_PEM_cert(der), head
+
+        pem, head = served_cert()
+        self.assertIn(b"200", head)
+        self.assertEqual(ssl.PEM_cert_to_DER_cert(pem), ssl.PEM_cert_to_DER_cert(first))
+        second = secret("2", "two.test")
+        h.wait_until(lambda: ssl.PEM_cert_to_DER_cert(served_cert()[0]) ==
+                     ssl.PEM_cert_to_DER_cert(second), 5, what="the rotated certificate served")
+        self.assertGreaterEqual(skiff.stat("sds.server_cert.update_success"), 2)
 
     @staticmethod
     def _status(port):

@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+
 namespace skiff::xds {
 namespace {
 
@@ -216,6 +219,35 @@ TEST_F(DynamicConfigTest, WarmingEndsAtTheInitialFetchTimeout) {
   ASSERT_EQ(recorder_.last().clusters.count("slow"), 1u);
   EXPECT_TRUE(recorder_.last().clusters.at("slow")->endpoints.empty());  // 503 UH until EDS.
   EXPECT_GE(recorder_.initialized, 1);
+}
+
+TEST_F(DynamicConfigTest, ListenerWaitingForASecretStaysWarmingWithoutSpinning) {
+  auto base = std::make_shared<config::Snapshot>();
+  base->ads.enabled = true;
+  base->ads.lds = true;
+  base->ads.initial_fetch_timeout = milliseconds(20);
+  makeConfig(base);
+  XdsResource l = listener("tls", "r");
+  envoy::config::listener::v3::Listener proto;
+  ASSERT_TRUE(l.resource.UnpackTo(&proto));
+  auto* ts = proto.mutable_filter_chains(0)->mutable_transport_socket();
+  ts->set_name("tls");
+  envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext tls;
+  auto* ref = tls.mutable_common_tls_context()->add_tls_certificate_sds_secret_configs();
+  ref->set_name("cert");
+  ref->mutable_sds_config()->mutable_ads();
+  ref->mutable_sds_config()->set_resource_api_version(envoy::config::core::v3::V3);
+  ts->mutable_typed_config()->PackFrom(tls);
+  l.resource.PackFrom(proto);
+  EXPECT_EQ(apply(kListenerType, {l}), "");
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kSecretType)), std::set<std::string>{"cert"});
+  // Past the initial fetch timeout it still waits (no certificate to serve
+  // with), and the warming timer does not fire again and again.
+  auto until = std::chrono::steady_clock::now() + milliseconds(200);
+  while (std::chrono::steady_clock::now() < until) uv_run(worker_->loop(), UV_RUN_NOWAIT);
+  EXPECT_TRUE(recorder_.last().listeners.empty());
+  EXPECT_LT(recorder_.snapshots.size(), 5u);
+  EXPECT_EQ(stats_.gauge("listener_manager.total_listeners_warming").value(), 1);
 }
 
 TEST_F(DynamicConfigTest, ConfigDumpShowsActiveAndWarming) {
