@@ -76,31 +76,82 @@ SlabPool& SlabPool::local() {
   return pool;
 }
 
+void BufferChain::take(BufferChain& other) {
+  size_ = other.size_;
+  heap_cap_ = other.heap_cap_;
+  length_ = other.length_;
+  if (heap_cap_) {
+    heap_ = other.heap_;
+  } else if (size_ == 1) {
+    Slice* from = other.data();
+    new (inline_) Slice(std::move(*from));
+    from->~Slice();
+  }
+  other.size_ = 0;
+  other.heap_cap_ = 0;
+  other.length_ = 0;
+}
+
+void BufferChain::pushBack(Slice&& slice) {
+  uint32_t cap = heap_cap_ ? heap_cap_ : 1;
+  if (size_ == cap) {
+    uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : 4;
+    auto* to = static_cast<Slice*>(::operator new(bigger * sizeof(Slice)));
+    Slice* from = data();
+    for (uint32_t i = 0; i < size_; ++i) {
+      new (&to[i]) Slice(std::move(from[i]));
+      from[i].~Slice();
+    }
+    if (heap_cap_) ::operator delete(heap_);
+    heap_ = to;
+    heap_cap_ = bigger;
+  }
+  new (&data()[size_++]) Slice(std::move(slice));
+}
+
+void BufferChain::eraseFront(size_t n) {
+  Slice* d = data();
+  for (size_t i = 0; i < n; ++i) d[i].~Slice();
+  // Slot i - n was destroyed above or moved from (and destroyed) earlier.
+  for (size_t i = n; i < size_; ++i) {
+    new (&d[i - n]) Slice(std::move(d[i]));
+    d[i].~Slice();
+  }
+  size_ -= static_cast<uint32_t>(n);
+  if (size_ == 0) freeHeap();
+}
+
+void BufferChain::freeHeap() {
+  if (!heap_cap_) return;
+  ::operator delete(heap_);
+  heap_cap_ = 0;
+}
+
 void BufferChain::append(Slice slice) {
   if (slice.size() == 0) return;
   length_ += slice.size();
   // Contiguous bytes of the same slab (successive reads) merge into one slice,
   // so a request that arrives in many small reads still writes as few iovecs.
-  if (!slices_.empty()) {
-    Slice& last = slices_.back();
+  if (size_ > 0) {
+    Slice& last = data()[size_ - 1];
     if (last.slab() == slice.slab() && last.end() == slice.begin()) {
       last.extendBack(slice.size());
       return;
     }
   }
-  slices_.push_back(std::move(slice));
+  pushBack(std::move(slice));
 }
 
 void BufferChain::move(BufferChain& other) {
   if (&other == this) return;
-  if (slices_.empty()) {
-    slices_.swap(other.slices_);
-    length_ = other.length_;
-  } else {
-    for (Slice& s : other.slices_) append(std::move(s));
-    other.slices_.clear();
+  if (size_ == 0) {
+    freeHeap();
+    take(other);
+    return;
   }
-  other.length_ = 0;
+  Slice* from = other.data();
+  for (uint32_t i = 0; i < other.size_; ++i) append(std::move(from[i]));
+  other.clear();
 }
 
 void BufferChain::move(BufferChain& other, size_t n) {
@@ -111,8 +162,9 @@ void BufferChain::move(BufferChain& other, size_t n) {
   }
   size_t taken = 0;
   size_t whole = 0;
+  Slice* from = other.data();
   while (taken < n) {
-    Slice& s = other.slices_[whole];
+    Slice& s = from[whole];
     size_t want = n - taken;
     if (s.size() <= want) {
       taken += s.size();
@@ -125,7 +177,7 @@ void BufferChain::move(BufferChain& other, size_t n) {
       taken += want;
     }
   }
-  other.slices_.erase(other.slices_.begin(), other.slices_.begin() + whole);
+  other.eraseFront(whole);
   other.length_ -= n;
 }
 
@@ -146,8 +198,9 @@ void BufferChain::drain(size_t n) {
   n = std::min(n, length_);
   length_ -= n;
   size_t whole = 0;
+  Slice* d = data();
   while (n > 0) {
-    Slice& s = slices_[whole];
+    Slice& s = d[whole];
     if (s.size() <= n) {
       n -= s.size();
       ++whole;
@@ -156,19 +209,23 @@ void BufferChain::drain(size_t n) {
       n = 0;
     }
   }
-  slices_.erase(slices_.begin(), slices_.begin() + whole);
+  if (whole > 0) eraseFront(whole);
 }
 
 void BufferChain::clear() {
-  slices_.clear();
+  Slice* d = data();
+  for (uint32_t i = 0; i < size_; ++i) d[i].~Slice();
+  size_ = 0;
   length_ = 0;
+  freeHeap();
 }
 
 size_t BufferChain::iovecs(struct iovec* out, size_t max) const {
-  size_t n = std::min(max, slices_.size());
+  size_t n = std::min<size_t>(max, size_);
+  const Slice* d = data();
   for (size_t i = 0; i < n; ++i) {
-    out[i].iov_base = const_cast<char*>(slices_[i].data());
-    out[i].iov_len = slices_[i].size();
+    out[i].iov_base = const_cast<char*>(d[i].data());
+    out[i].iov_len = d[i].size();
   }
   return n;
 }
@@ -178,7 +235,7 @@ std::string BufferChain::toString() const { return toString(length_); }
 std::string BufferChain::toString(size_t n) const {
   std::string out;
   out.reserve(std::min(n, length_));
-  for (const Slice& s : slices_) {
+  for (const Slice& s : slices()) {
     if (out.size() >= n) break;
     out.append(s.data(), std::min(s.size(), n - out.size()));
   }
@@ -187,7 +244,7 @@ std::string BufferChain::toString(size_t n) const {
 
 bool BufferChain::startsWith(std::string_view prefix) const {
   if (prefix.size() > length_) return false;
-  for (const Slice& s : slices_) {
+  for (const Slice& s : slices()) {
     size_t k = std::min(s.size(), prefix.size());
     if (std::memcmp(s.data(), prefix.data(), k) != 0) return false;
     prefix.remove_prefix(k);

@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -137,17 +138,29 @@ class Slice {
   uint32_t end_ = 0;
 };
 
+// An ordered list of slices. The first slice lives inside the chain itself
+// and more go to a heap array, which is given back when the chain empties:
+// the chains a connection keeps (its input, its write queue) cost nothing
+// beyond their 32 bytes while it is idle, and a one-slice message (most
+// small requests and bodies) never allocates.
 class BufferChain {
  public:
-  BufferChain() = default;
-  BufferChain(BufferChain&&) noexcept = default;
-  BufferChain& operator=(BufferChain&&) noexcept = default;
+  BufferChain() {}
+  ~BufferChain() { clear(); }
+  BufferChain(BufferChain&& other) noexcept { take(other); }
+  BufferChain& operator=(BufferChain&& other) noexcept {
+    if (this != &other) {
+      clear();
+      take(other);
+    }
+    return *this;
+  }
   BufferChain(const BufferChain&) = delete;
   BufferChain& operator=(const BufferChain&) = delete;
 
   size_t length() const { return length_; }
   bool empty() const { return length_ == 0; }
-  const std::vector<Slice>& slices() const { return slices_; }
+  std::span<const Slice> slices() const { return {data(), size_}; }
 
   // Appends a slice (shares its slab; no copy).
   void append(Slice slice);
@@ -176,8 +189,25 @@ class BufferChain {
   bool startsWith(std::string_view prefix) const;
 
  private:
-  std::vector<Slice> slices_;
-  size_t length_ = 0;
+  Slice* data() { return heap_cap_ ? heap_ : std::launder(reinterpret_cast<Slice*>(inline_)); }
+  const Slice* data() const {
+    return heap_cap_ ? heap_ : std::launder(reinterpret_cast<const Slice*>(inline_));
+  }
+  // Takes other's slices (and heap array); other is left empty.
+  void take(BufferChain& other);
+  void pushBack(Slice&& slice);
+  // Destroys the first n slices and moves the rest to the front.
+  void eraseFront(size_t n);
+  // Back to inline storage; the chain must hold no slice.
+  void freeHeap();
+
+  union {
+    Slice* heap_;                                         // While heap_cap_ > 0.
+    alignas(Slice) unsigned char inline_[sizeof(Slice)];  // Room for one slice.
+  };
+  uint32_t size_ = 0;      // Slices held.
+  uint32_t heap_cap_ = 0;  // 0: the slices are in inline_.
+  size_t length_ = 0;      // Bytes held.
 };
 
 // Reads from a socket into the tail of the worker's current slab, and hands

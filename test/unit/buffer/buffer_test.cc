@@ -98,6 +98,81 @@ TEST(BufferChain, IovecsPointAtTheSlices) {
   EXPECT_EQ(a.iovecs(iov, 1), 1u);
 }
 
+// Slices from distinct slabs never merge, so each is its own entry.
+BufferChain chainOfSeparateSlices(const std::vector<std::string>& parts) {
+  BufferChain out;
+  for (const auto& p : parts) {
+    SlabPool::local().retireCurrent();
+    BufferChain one;
+    one.appendCopy(p);
+    out.move(one);
+  }
+  SlabPool::local().retireCurrent();
+  return out;
+}
+
+TEST(BufferChain, ManySlicesGrowPastTheInlineOneAndKeepOrder) {
+  std::vector<std::string> parts;
+  std::string all;
+  for (int i = 0; i < 20; ++i) {
+    parts.push_back(std::string(static_cast<size_t>(i + 1), static_cast<char>('a' + i)));
+    all += parts.back();
+  }
+  BufferChain c = chainOfSeparateSlices(parts);
+  EXPECT_EQ(c.slices().size(), 20u);
+  EXPECT_EQ(c.length(), all.size());
+  EXPECT_EQ(c.toString(), all);
+  // Part of it moves, splitting the slice it ends in.
+  BufferChain front;
+  front.move(c, 4);  // "a" + "bb" + "c" of "ccc".
+  EXPECT_EQ(front.toString(), "abbc");
+  EXPECT_EQ(c.toString(), all.substr(4));
+  EXPECT_EQ(c.slices().size(), 18u);
+  c.drain(2 + 4);  // The rest of "ccc", and "dddd".
+  EXPECT_EQ(c.toString(), all.substr(10));
+  EXPECT_EQ(c.slices().size(), 16u);
+  c.drain(c.length());
+  EXPECT_TRUE(c.empty());
+  EXPECT_TRUE(c.slices().empty());
+  // Emptied, it works from its inline slot again.
+  c.appendCopy("again");
+  EXPECT_EQ(c.toString(), "again");
+}
+
+TEST(BufferChain, MovesAndMoveAssignmentCarryEverySlice) {
+  BufferChain one = chainOfSeparateSlices({"x"});
+  BufferChain many = chainOfSeparateSlices({"1", "22", "333"});
+  BufferChain a(std::move(one));
+  EXPECT_TRUE(one.empty());
+  EXPECT_EQ(a.toString(), "x");
+  BufferChain b(std::move(many));
+  EXPECT_TRUE(many.empty());
+  EXPECT_EQ(b.toString(), "122333");
+  a = std::move(b);
+  EXPECT_EQ(a.toString(), "122333");
+  EXPECT_TRUE(b.empty());
+  b.move(a);
+  EXPECT_EQ(b.toString(), "122333");
+  EXPECT_TRUE(a.empty());
+  BufferChain c = chainOfSeparateSlices({"head"});
+  c.move(b);  // Appends to a chain that holds one slice.
+  EXPECT_EQ(c.toString(), "head122333");
+  EXPECT_EQ(c.slices().size(), 4u);
+}
+
+TEST(BufferChain, ReleasesEverySlabItHeld) {
+  SlabPool& pool = SlabPool::local();
+  pool.retireCurrent();
+  size_t live = pool.liveCount();
+  {
+    BufferChain c = chainOfSeparateSlices({"a", "b", "c", "d", "e", "f"});
+    EXPECT_EQ(pool.liveCount(), live + 6);
+    c.drain(3);
+    EXPECT_EQ(pool.liveCount(), live + 3);
+  }
+  EXPECT_EQ(pool.liveCount(), live);
+}
+
 TEST(SlabPool, ReusesReleasedSlabsAndBoundsTheFreeList) {
   SlabPool pool(2);
   Slab* a = pool.acquire();
