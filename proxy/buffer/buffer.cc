@@ -110,6 +110,7 @@ void BufferChain::pushBack(Slice&& slice) {
 }
 
 void BufferChain::eraseFront(size_t n) {
+  if (n == 0) return;
   Slice* d = data();
   for (size_t i = 0; i < n; ++i) d[i].~Slice();
   // Slot i - n was destroyed above or moved from (and destroyed) earlier.
