@@ -99,8 +99,25 @@ int protocolVersion(tlsv3::TlsParameters::TlsProtocol v, int automatic, const st
 
 void commonTlsContext(const tlsv3::CommonTlsContext& common, const std::string& path,
                       tls::TlsContextConfig& out, Errors& errors) {
+  // SDS references reach here only from a static file: xds/dynamic_config
+  // writes a control plane's secrets in before translating its resources.
+  for (const char* sds : {"tls_certificate_sds_secret_configs",
+                          "validation_context_sds_secret_config", "combined_validation_context"}) {
+    const auto* field = common.GetDescriptor()->FindFieldByName(sds);
+    const auto* reflection = common.GetReflection();
+    bool set = field->is_repeated() ? reflection->FieldSize(common, field) > 0
+                                    : reflection->HasField(common, field);
+    if (set) {
+      errors.push_back(path + "." + sds +
+                       ": secrets over SDS work in resources from ADS only; a static file names "
+                       "its certificates inline or by filename");
+    }
+  }
   refuseOthers(common, path,
-               {"tls_params", "tls_certificates", "validation_context", "alpn_protocols"}, errors);
+               {"tls_params", "tls_certificates", "validation_context", "alpn_protocols",
+                "tls_certificate_sds_secret_configs", "validation_context_sds_secret_config",
+                "combined_validation_context"},
+               errors);
 
   if (common.has_tls_params()) {
     const tlsv3::TlsParameters& params = common.tls_params();

@@ -429,12 +429,12 @@ TEST(HashResource, TwoEncodingsOfOneTypedConfigHashTheSame) {
   any->set_value(prefix.SerializeAsString() + codec.SerializeAsString());
   envoy::config::listener::v3::FilterChain two = one;
   two.mutable_filters(0)->mutable_typed_config()->set_value(codec.SerializeAsString() +
-                                                           prefix.SerializeAsString());
+                                                            prefix.SerializeAsString());
   ASSERT_NE(one.SerializeAsString(), two.SerializeAsString());
   EXPECT_EQ(hashResource(one), hashResource(two));
   codec.set_codec_type(HttpConnectionManager::HTTP1);
   two.mutable_filters(0)->mutable_typed_config()->set_value(codec.SerializeAsString() +
-                                                           prefix.SerializeAsString());
+                                                            prefix.SerializeAsString());
   EXPECT_NE(hashResource(one), hashResource(two));
 }
 
@@ -930,14 +930,19 @@ TEST_F(TranslateTls, UnsupportedTlsFieldsAreNamed) {
     return y;
   };
   const std::string ctx = kListener + ".filter_chains[0].transport_socket.typed_config";
-  EXPECT_EQ(
-      translateError(load(withTls("            tls_certificate_sds_secret_configs: [{name: s}]\n"
-                                  "            validation_context:\n"
-                                  "              trusted_ca: {environment_variable: CA}\n"))),
-      ctx +
-          ".common_tls_context.validation_context.trusted_ca.environment_variable: not "
-          "supported yet\n" +
-          ctx + ".common_tls_context.tls_certificate_sds_secret_configs: not supported yet");
+  EXPECT_EQ(translateError(load(withTls("            validation_context:\n"
+                                        "              trusted_ca: {environment_variable: CA}\n"))),
+            ctx +
+                ".common_tls_context.validation_context.trusted_ca.environment_variable: not "
+                "supported yet");
+  // SDS references: over ADS only (xds/dynamic_config writes secrets in).
+  EXPECT_EQ(translateError(load(withTls(
+                "            tls_certificate_sds_secret_configs: [{name: s, sds_config: {ads: "
+                "{}}}]\n"))),
+            ctx +
+                ".common_tls_context.tls_certificate_sds_secret_configs: secrets over SDS work "
+                "in resources from ADS only; a static file names its certificates inline or by "
+                "filename");
   // safe_regex is a StringMatcher field routes use, so tls_translator refuses it.
   EXPECT_EQ(translateError(load(withTls(
                 "            validation_context:\n"
