@@ -64,7 +64,8 @@ TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buff
 }
 
 void TcpConnection::enableTls(std::unique_ptr<tls::TlsTransport> transport) {
-  tls_ = std::move(transport);
+  tls_ = std::make_unique<TlsState>();
+  tls_->transport = std::move(transport);
 }
 
 TcpConnection::~TcpConnection() {
@@ -126,7 +127,7 @@ void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
   self->state_ = State::kOpen;
   self->updateReading();
   if (self->tls_) {
-    self->tls_->startHandshake();
+    self->tls_->transport->startHandshake();
     self->takeTlsOutput();
   }
   self->callbacks_.onConnected();
@@ -164,7 +165,8 @@ void TcpConnection::deliver() {
     callbacks_.onRead(input_);
     return;
   }
-  Status s = tls_->onRead(input_, plaintext_);
+  tls::TlsTransport& t = *tls_->transport;
+  Status s = t.onRead(input_, tls_->plaintext);
   takeTlsOutput();  // Handshake records, alerts, tickets, held application data.
   if (!s) {
     // The alert, if any, leaves first; nothing more is read.
@@ -173,13 +175,13 @@ void TcpConnection::deliver() {
     closeAfterFlush(CloseReason::kTlsError);
     return;
   }
-  if (tls_->handshakeComplete() && !tls_handshake_reported_) {
-    tls_handshake_reported_ = true;
+  if (t.handshakeComplete() && !tls_->handshake_reported) {
+    tls_->handshake_reported = true;
     callbacks_.onTlsHandshakeDone();
     if (closing()) return;
   }
-  if (!plaintext_.empty()) callbacks_.onRead(plaintext_);
-  if (tls_->peerClosed() && !closing()) {
+  if (!tls_->plaintext.empty()) callbacks_.onRead(tls_->plaintext);
+  if (t.peerClosed() && !closing()) {
     eof_ = true;
     updateReading();
     callbacks_.onEof();
@@ -187,9 +189,9 @@ void TcpConnection::deliver() {
 }
 
 void TcpConnection::takeTlsOutput() {
-  if (!tls_->hasOutput()) return;
+  if (!tls_->transport->hasOutput()) return;
   BufferChain out;
-  tls_->takeOutput(out);
+  tls_->transport->takeOutput(out);
   queue_.move(out);
   scheduleFlush();
 }
@@ -231,7 +233,7 @@ void TcpConnection::write(BufferChain& data) {
   if (tls_) {
     // Encrypts into queue_ (held inside the transport until the handshake
     // completes).
-    Status s = tls_->write(data, queue_);
+    Status s = tls_->transport->write(data, queue_);
     if (!s) {
       takeTlsOutput();
       closeAfterFlush(CloseReason::kTlsError);
@@ -311,10 +313,10 @@ void TcpConnection::checkWatermarks() {
 
 void TcpConnection::closeAfterFlush(CloseReason reason) {
   if (closing() || close_after_flush_) return;
-  if (tls_ && reason == CloseReason::kLocal && tls_->handshakeComplete()) {
+  if (tls_ && reason == CloseReason::kLocal && tls_->transport->handshakeComplete()) {
     // A graceful TLS close says so (close_notify), so the peer can tell the
     // end of the data from a truncation.
-    tls_->shutdown(queue_);
+    tls_->transport->shutdown(queue_);
   }
   close_after_flush_ = true;
   flush_close_reason_ = reason;
@@ -350,7 +352,7 @@ void TcpConnection::finishClose() {
   connect_ = nullptr;
   queue_.clear();
   input_.clear();
-  plaintext_.clear();
+  if (tls_) tls_->plaintext.clear();
   callbacks_.onClosed(close_reason_);
 }
 

@@ -63,7 +63,7 @@ class TcpConnection {
   // written are encrypted. Set before accept() / connect(). A TLS failure
   // closes the connection with kTlsError; tls() tells why.
   void enableTls(std::unique_ptr<tls::TlsTransport> transport);
-  tls::TlsTransport* tls() { return tls_.get(); }
+  tls::TlsTransport* tls() { return tls_ ? tls_->transport.get() : nullptr; }
 
   // Queues bytes (moved out of data); they leave before the loop next polls.
   void write(BufferChain& data);
@@ -85,6 +85,12 @@ class TcpConnection {
  private:
   enum class State : uint8_t { kIdle, kConnecting, kOpen, kClosing, kClosed };
   struct ConnectState;
+  // TLS connections only.
+  struct TlsState {
+    std::unique_ptr<tls::TlsTransport> transport;
+    BufferChain plaintext;  // Decrypted bytes not yet consumed.
+    bool handshake_reported = false;
+  };
 
   static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -109,11 +115,10 @@ class TcpConnection {
   uv_tcp_t tcp_;
   uv_write_t* write_req_ = nullptr;  // While a uv_write is pending (the kernel took part).
   ConnectState* connect_ = nullptr;  // Upstream, while connecting.
-  std::unique_ptr<tls::TlsTransport> tls_;
-  BufferChain input_;      // Bytes as read (ciphertext under TLS).
-  BufferChain plaintext_;  // Decrypted bytes not yet consumed (TLS only).
-  BufferChain queue_;      // Bytes not yet accepted by the kernel.
-  size_t in_flight_ = 0;   // Front bytes of queue_ handed to a pending uv_write.
+  std::unique_ptr<TlsState> tls_;
+  BufferChain input_;     // Bytes as read (ciphertext under TLS).
+  BufferChain queue_;     // Bytes not yet accepted by the kernel.
+  size_t in_flight_ = 0;  // Front bytes of queue_ handed to a pending uv_write.
   std::string peer_;
   uint32_t high_watermark_;
   uint32_t low_watermark_;
@@ -122,7 +127,6 @@ class TcpConnection {
   State state_ = State::kIdle;
   CloseReason close_reason_ = CloseReason::kLocal;
   CloseReason flush_close_reason_ = CloseReason::kLocal;
-  bool tls_handshake_reported_ = false;
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
   bool reading_ = false;
