@@ -3,6 +3,7 @@ nginx as independent implementations, and h2 <-> HTTP/1.1 translation."""
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -49,17 +50,26 @@ class Http2Test(h.SkiffTestCase):
     def test_grpc_local_reply_is_trailers_only(self):
         # A gRPC client reads the outcome from grpc-status: Envoy answers a
         # gRPC request it cannot route with HTTP 200, grpc-status 12
-        # (UNIMPLEMENTED, from 404) and no body.
-        rc, out, err = h.curl("--http2-prior-knowledge", "-m", "20", "-s", "-D", "-", "-o", "/dev/null",
-                              "-X", "POST", "-H", "content-type: application/grpc",
-                              "--data-binary", "@-", f"http://{LOCALHOST}:{self.port}/no.Such/Method",
-                              input_bytes=b"\x00\x00\x00\x00\x00")
-        self.assertEqual(rc, 0, err)
-        head = out.decode().lower()
-        self.assertRegex(head, r"^http/2 200")
-        self.assertIn("grpc-status: 12", head)
-        self.assertIn("grpc-message: route not found", head)
-        self.assertIn("content-type: application/grpc", head)
+        # (UNIMPLEMENTED, from 404) and no body: one HEADERS frame with
+        # END_STREAM. nghttp, not curl: the answer may leave before the
+        # request body, and curl 7.88 then waits for ever (curl#10433).
+        if not shutil.which("nghttp"):
+            self.skipTest("nghttp not installed")
+        body = os.path.join(self.skiff.tmp, "grpc-body")
+        with open(body, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x00")
+        p = subprocess.run(["nghttp", "-v", "-t", "20", "-d", body,
+                            "-H", "content-type: application/grpc",
+                            f"http://{LOCALHOST}:{self.port}/no.Such/Method"],
+                           capture_output=True, timeout=60)
+        out = p.stdout.decode()
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        self.assertIn("recv (stream_id=13) :status: 200", out)
+        self.assertIn("recv (stream_id=13) grpc-status: 12", out)
+        self.assertIn("recv (stream_id=13) grpc-message: route not found", out)
+        self.assertIn("recv (stream_id=13) content-type: application/grpc", out)
+        self.assertRegex(out, r"recv HEADERS frame <length=\d+, flags=0x05, stream_id=13>")
+        self.assertNotIn("recv DATA frame", out)
 
     def test_h2_downstream_h1_upstream_body(self):
         version, code, body = self.curl_h2("/b1m")
