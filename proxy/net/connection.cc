@@ -320,7 +320,14 @@ void TcpConnection::closeAfterFlush(CloseReason reason) {
   }
   close_after_flush_ = true;
   flush_close_reason_ = reason;
-  if (queue_.empty() && in_flight_ == 0) close(reason);
+  if (queue_.empty() && in_flight_ == 0) {
+    close(reason);
+  } else {
+    // The close_notify just queued (or bytes written earlier) must leave even
+    // when nothing else on this connection asks for a flush: an idle
+    // connection closed by a drain.
+    scheduleFlush();
+  }
 }
 
 void TcpConnection::close(CloseReason reason) {

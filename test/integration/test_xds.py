@@ -5,6 +5,7 @@ request. Backends are skiffharness's Python HTTP/1.1 servers, which name
 themselves in an x-backend header."""
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -359,6 +360,62 @@ class StateOfTheWorld(XdsTestCase):
         h.wait_until(lambda: ssl.PEM_cert_to_DER_cert(served_cert()[0]) ==
                      ssl.PEM_cert_to_DER_cert(second), 5, what="the rotated certificate served")
         self.assertGreaterEqual(skiff.stat("sds.server_cert.update_success"), 2)
+
+    def test_changing_one_filter_chain_keeps_connections_on_the_others(self):
+        certs = h.Certificates()
+        self.addCleanup(certs.cleanup)
+        self.push_initial()
+
+        def chain(server_name, stat_prefix):
+            cert, key = certs.leaf(server_name)
+            c = x.listener("sni", 0, "routes", stat_prefix=stat_prefix)["filter_chains"][0]
+            c["filter_chain_match"] = {"server_names": [server_name]}
+            c["transport_socket"] = h.downstream_tls(cert, key)
+            return c
+
+        def sni_listener(b_prefix):
+            l = x.listener("sni", 0, "routes")
+            l["filter_chains"] = [chain("a.test", "chain_a"), chain("b.test", b_prefix)]
+            return l
+
+        self.cp.set(x.LISTENER, "1", [x.listener("ingress", 0, "routes"), sni_listener("chain_b")])
+        skiff = self.start_skiff()
+        port = skiff.port("sni")
+        context = ssl.create_default_context(cafile=certs.ca)
+        conns = {}
+        for name in ("a.test", "b.test"):
+            raw = socket.create_connection((h.LOCALHOST, port), timeout=5)
+            tls = context.wrap_socket(raw, server_hostname=name)
+            self.addCleanup(tls.close)
+            conns[name] = tls
+
+        def exchange(tls):
+            tls.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = tls.recv(4096)
+                if not piece:
+                    return None
+                data += piece
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            while len(rest) < length:
+                rest += tls.recv(4096)
+            return head
+
+        for tls in conns.values():
+            self.assertIn(b"200", exchange(tls))
+        # Only chain b changes (its stat_prefix): its connection drains, a's goes on.
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "2", [x.listener("ingress", 0, "routes"), sni_listener("chain_b2")])
+        self.wait_ack(x.LISTENER, "2", since=since)
+        time.sleep(0.3)  # Every worker applies it.
+        conns["b.test"].settimeout(5)
+        self.assertIn(conns["b.test"].recv(1), (b"",), "b's idle connection should close")
+        for _ in range(3):
+            self.assertIn(b"200", exchange(conns["a.test"]))
+        stats = skiff.stats()
+        self.assertGreaterEqual(stats.get("http.chain_a.downstream_rq_completed", 0), 4)
 
     @staticmethod
     def _status(port):
