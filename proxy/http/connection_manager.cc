@@ -615,7 +615,14 @@ void HttpConnectionManager::onScheduled() {
 }
 
 void HttpConnectionManager::onEof() {
-  // The downstream half-closed. Answer what is in flight, then close.
+  if (codec_ && codec_->protocol() == http::Protocol::kHttp2) {
+    // An HTTP/2 client that closes its side is gone (as Envoy treats it): its
+    // streams reset, and the upstream streams they hold with them. A gRPC
+    // client that gives up at its deadline often sends only the FIN.
+    conn_.close(TcpConnection::CloseReason::kRemote);
+    return;
+  }
+  // HTTP/1: the downstream half-closed. Answer what is in flight, then close.
   remote_closed_ = true;
   if (streams_.empty()) conn_.closeAfterFlush();
 }

@@ -192,13 +192,9 @@ class GrpcTest(h.SkiffTestCase):
         self.assert_settles()
         self.assertEqual(self.counter("cluster.echo.upstream_rq_timeout"), timeouts)
 
-    # skiff takes a downstream FIN as a half-close and keeps the upstream
-    # stream until the upstream answers (HttpConnectionManager::onEof in
-    # proxy/http/connection_manager.cc). Envoy's connection manager does not
-    # half-close downstream connections: the remote close resets every stream,
-    # and the upstream ones with them. A gRPC client that exits right after its
-    # deadline often sends no RST_STREAM, only the FIN.
-    @unittest.expectedFailure
+    # An HTTP/2 downstream that closes its side is gone, as Envoy treats it:
+    # every stream resets, and the upstream ones with them. A gRPC client that
+    # exits right after its deadline often sends no RST_STREAM, only the FIN.
     def test_client_gone_without_reset_releases_the_upstream(self):
         def frame(type_, flags, stream, payload):
             return len(payload).to_bytes(3, "big") + bytes([type_, flags]) + \
