@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "proxy/buffer/buffer.h"
+#include "proxy/buffer/object_pool.h"
 
 namespace skiff {
 
@@ -48,6 +49,10 @@ class HeaderMap {
   ~HeaderMap();
   HeaderMap(const HeaderMap&) = delete;
   HeaderMap& operator=(const HeaderMap&) = delete;
+
+  // Every message makes one or two: they come from a per-worker free list.
+  static void* operator new(size_t size) { return ObjectPool<HeaderMap, 128>::take(size); }
+  static void operator delete(void* p, size_t size) { ObjectPool<HeaderMap, 128>::give(p, size); }
 
   // Keeps a slab alive for as long as the map, so views into it stay valid.
   void pin(const Slice& slice);
