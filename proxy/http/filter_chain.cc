@@ -4,6 +4,23 @@ namespace skiff::http {
 
 using filters::FilterStatus;
 
+FilterChain::~FilterChain() {
+  // Front to back, as the filters were made.
+  for (uint32_t i = 0; i < count_; ++i) filters_[i].reset();
+  if (filters_ != inline_filters_) delete[] filters_;
+}
+
+void FilterChain::add(FilterPtr filter) {
+  if (count_ == capacity_) {
+    auto* bigger = new FilterPtr[capacity_ * 2];
+    for (uint32_t i = 0; i < count_; ++i) bigger[i] = std::move(filters_[i]);
+    if (filters_ != inline_filters_) delete[] filters_;
+    filters_ = bigger;
+    capacity_ *= 2;
+  }
+  filters_[count_++] = std::move(filter);
+}
+
 // Decode side. Filters run from index 0 up; a filter that stops holds the
 // rest of the chain until it calls continueDecoding(). Body that arrives
 // while a filter holds the chain waits in dec_.buffered and goes on to the
@@ -24,7 +41,7 @@ void FilterChain::decodeData(BufferChain& data, bool end_stream) {
     if (dec_.buffered.length() > buffer_limit_) sink_.onBufferLimitExceeded(true);
     return;
   }
-  for (size_t i = 0; i < filters_.size(); ++i) {
+  for (size_t i = 0; i < count_; ++i) {
     FilterStatus st = filters_[i]->decodeData(data, end_stream);
     if (destroyed_) return;
     if (st == FilterStatus::kContinue) continue;
@@ -46,7 +63,7 @@ void FilterChain::decodeTrailers(HeaderMapPtr trailers) {
     dec_.trailers_pending = true;
     return;
   }
-  for (size_t i = 0; i < filters_.size(); ++i) {
+  for (size_t i = 0; i < count_; ++i) {
     FilterStatus st = filters_[i]->decodeTrailers(*dec_.trailers);
     if (destroyed_) return;
     if (st != FilterStatus::kContinue) {
@@ -73,7 +90,7 @@ void FilterChain::runDecode(size_t from, bool headers, bool resuming) {
       headers_end = dec_.end_stream_seen && dec_.buffered.empty() && !dec_.buffering &&
                     !dec_.trailers_pending;
     }
-    for (; i < filters_.size(); ++i) {
+    for (; i < count_; ++i) {
       FilterStatus st = filters_[i]->decodeHeaders(*request_headers_, headers_end);
       if (destroyed_) return;
       if (st != FilterStatus::kContinue) {
@@ -91,7 +108,7 @@ void FilterChain::runDecode(size_t from, bool headers, bool resuming) {
     dec_.buffering = false;
     BufferChain held;
     held.move(dec_.buffered);
-    for (; i < filters_.size(); ++i) {
+    for (; i < count_; ++i) {
       FilterStatus st = filters_[i]->decodeData(held, end);
       if (destroyed_) return;
       if (st == FilterStatus::kContinue) continue;
@@ -106,7 +123,7 @@ void FilterChain::runDecode(size_t from, bool headers, bool resuming) {
   }
   if (dec_.trailers_pending) {
     dec_.trailers_pending = false;
-    for (i = from; i < filters_.size(); ++i) {
+    for (i = from; i < count_; ++i) {
       FilterStatus st = filters_[i]->decodeTrailers(*dec_.trailers);
       if (destroyed_) return;
       if (st != FilterStatus::kContinue) {
@@ -125,7 +142,7 @@ void FilterChain::encodeHeaders(HeaderMapPtr headers, bool end_stream) {
   encode_headers_started_ = true;
   response_headers_ = std::move(headers);
   enc_.end_stream_seen = end_stream;
-  runEncode(filters_.size(), true, false);
+  runEncode(count_, true, false);
 }
 
 void FilterChain::encodeData(BufferChain& data, bool end_stream) {
@@ -136,7 +153,7 @@ void FilterChain::encodeData(BufferChain& data, bool end_stream) {
     if (enc_.buffered.length() > buffer_limit_) sink_.onBufferLimitExceeded(false);
     return;
   }
-  for (size_t k = filters_.size(); k > 0; --k) {
+  for (size_t k = count_; k > 0; --k) {
     FilterStatus st = filters_[k - 1]->encodeData(data, end_stream);
     if (destroyed_) return;
     if (st == FilterStatus::kContinue) continue;
@@ -158,7 +175,7 @@ void FilterChain::encodeTrailers(HeaderMapPtr trailers) {
     enc_.trailers_pending = true;
     return;
   }
-  for (size_t k = filters_.size(); k > 0; --k) {
+  for (size_t k = count_; k > 0; --k) {
     FilterStatus st = filters_[k - 1]->encodeTrailers(*enc_.trailers);
     if (destroyed_) return;
     if (st != FilterStatus::kContinue) {
@@ -236,7 +253,7 @@ void FilterChain::runEncode(size_t from, bool headers, bool resuming) {
 void FilterChain::destroy() {
   if (destroyed_) return;
   destroyed_ = true;
-  for (auto& f : filters_) f->onDestroy();
+  for (FilterPtr& f : filters()) f->onDestroy();
 }
 
 }  // namespace skiff::http

@@ -5,7 +5,7 @@
 #pragma once
 
 #include <memory>
-#include <vector>
+#include <span>
 
 #include "filters/filter.h"
 
@@ -23,10 +23,15 @@ class EncodeSink {
 
 class FilterChain {
  public:
-  FilterChain(EncodeSink& sink, uint32_t buffer_limit) : sink_(sink), buffer_limit_(buffer_limit) {}
+  using FilterPtr = std::unique_ptr<filters::HttpFilter>;
 
-  void add(std::unique_ptr<filters::HttpFilter> filter) { filters_.push_back(std::move(filter)); }
-  std::vector<std::unique_ptr<filters::HttpFilter>>& filters() { return filters_; }
+  FilterChain(EncodeSink& sink, uint32_t buffer_limit) : sink_(sink), buffer_limit_(buffer_limit) {}
+  ~FilterChain();
+  FilterChain(const FilterChain&) = delete;
+  FilterChain& operator=(const FilterChain&) = delete;
+
+  void add(FilterPtr filter);
+  std::span<FilterPtr> filters() { return {filters_, count_}; }
 
   // Request direction. The chain keeps the headers (filters see them by
   // reference for the life of the stream).
@@ -63,7 +68,13 @@ class FilterChain {
 
   EncodeSink& sink_;
   uint32_t buffer_limit_;
-  std::vector<std::unique_ptr<filters::HttpFilter>> filters_;
+  // A stream's filters: the first few (most chains are the router alone)
+  // inline, so a stream allocates no filter list; more move to the heap.
+  static constexpr uint32_t kInlineFilters = 4;
+  FilterPtr* filters_ = inline_filters_;
+  uint32_t count_ = 0;
+  uint32_t capacity_ = kInlineFilters;
+  FilterPtr inline_filters_[kInlineFilters];
   HeaderMapPtr request_headers_;
   HeaderMapPtr response_headers_;
   Direction dec_;
