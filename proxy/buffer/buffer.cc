@@ -5,11 +5,36 @@
 #include <cstring>
 #include <new>
 
+#include "proxy/buffer/object_pool.h"
+
 namespace skiff {
 
 namespace {
 // Copies up to this size never split over two slabs.
 constexpr size_t kSmallCopy = 2048;
+
+// The first heap array of a chain (4 slices): a response's head and body
+// waiting in a write queue make one per request, so they come from a
+// per-worker free list. Larger arrays come from the allocator.
+constexpr uint32_t kFirstHeapSlices = 4;
+struct FirstSliceArray {
+  alignas(Slice) unsigned char bytes[kFirstHeapSlices * sizeof(Slice)];
+};
+using FirstArrayPool = ObjectPool<FirstSliceArray, 256>;
+
+Slice* allocateSlices(uint32_t n) {
+  if (n == kFirstHeapSlices)
+    return static_cast<Slice*>(FirstArrayPool::take(sizeof(FirstSliceArray)));
+  return static_cast<Slice*>(::operator new(n * sizeof(Slice)));
+}
+
+void freeSlices(Slice* p, uint32_t n) {
+  if (n == kFirstHeapSlices) {
+    FirstArrayPool::give(p, sizeof(FirstSliceArray));
+    return;
+  }
+  ::operator delete(p);
+}
 }  // namespace
 
 SlabPool::~SlabPool() {
@@ -95,14 +120,14 @@ void BufferChain::take(BufferChain& other) {
 void BufferChain::pushBack(Slice&& slice) {
   uint32_t cap = heap_cap_ ? heap_cap_ : 1;
   if (size_ == cap) {
-    uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : 4;
-    auto* to = static_cast<Slice*>(::operator new(bigger * sizeof(Slice)));
+    uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : kFirstHeapSlices;
+    Slice* to = allocateSlices(bigger);
     Slice* from = data();
     for (uint32_t i = 0; i < size_; ++i) {
       new (&to[i]) Slice(std::move(from[i]));
       from[i].~Slice();
     }
-    if (heap_cap_) ::operator delete(heap_);
+    if (heap_cap_) freeSlices(heap_, heap_cap_);
     heap_ = to;
     heap_cap_ = bigger;
   }
@@ -124,7 +149,7 @@ void BufferChain::eraseFront(size_t n) {
 
 void BufferChain::freeHeap() {
   if (!heap_cap_) return;
-  ::operator delete(heap_);
+  freeSlices(heap_, heap_cap_);
   heap_cap_ = 0;
 }
 
