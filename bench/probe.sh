@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-proxy probes for working on skiff's costs (see bench/README.md):
 #   bench/probe.sh mem [N]      idle RSS and bytes per idle keep-alive connection
+#   bench/probe.sh cpu [R]      CPU us per request (wrk -c64, GET /64), R runs per proxy
 #   bench/probe.sh instr [N]    instructions per proxied request under callgrind
 # Uses the binary in build-bench/ unless SKIFF_BIN names another.
 set -euo pipefail

@@ -5,6 +5,10 @@
                        connections (one GET each); bytes per connection from
                        VmRSS and from RssAnon, and the idle process's memory by
                        mapping (anonymous, file-backed, thread stacks).
+  probe.py cpu [R]     CPU time per request (user and sys, /proc/PID/stat) with
+                       wrk -t1 -c64 on GET /64, BENCH_DURATION seconds, R runs
+                       of each proxy in BENCH_PROXIES taking turns; prints
+                       every run and the median.
   probe.py instr [N]   instructions per proxied request: skiff runs under
                        valgrind's callgrind, h2load sends N keep-alive GET /64
                        on 64 connections after a warm-up, and the counters
@@ -144,14 +148,37 @@ def instr(n):
     shutil.rmtree(b.tmp, ignore_errors=True)
 
 
+def cpu(reps):
+    b = bench.Bench()
+    b.start_backend()
+    names = [p for p in bench.PROXIES if p != "direct"]
+    runs = {n: [] for n in names}
+    for _ in range(reps):
+        for name in names:
+            r = b.throughput_run(name, "64", 64)
+            runs[name].append(r)
+            print(f"{name}: {r['cpu_us_per_req']:.2f} us/req ({r['cpu_user_us_per_req']:.2f} user + "
+                  f"{r['cpu_sys_us_per_req']:.2f} sys), {r['rps']:.0f} req/s, "
+                  f"preempted {r['preempted']}, load {r['load1']:.1f}", flush=True)
+    for name in names:
+        rs = sorted(runs[name], key=lambda r: r["cpu_us_per_req"])
+        m = rs[(len(rs) - 1) // 2]
+        print(f"{name} median of {len(rs)}: {m['cpu_us_per_req']:.2f} us/req "
+              f"({m['cpu_user_us_per_req']:.2f} user + {m['cpu_sys_us_per_req']:.2f} sys)")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "mem"
     if what == "mem":
         mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
     elif what == "instr":
         instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000)
+    elif what == "cpu":
+        cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | instr [N]")
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | cpu [R] | instr [N]")
 
 
 if __name__ == "__main__":
