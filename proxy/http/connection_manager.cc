@@ -172,7 +172,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
   ~ActiveStream() override { hcm_.stats().downstream_rq_active.dec(); }
 
-  std::list<std::unique_ptr<ActiveStream>>::iterator pos;
+  ActiveStream* prev = nullptr;  // Links in the connection's stream list.
+  ActiveStream* next = nullptr;
 
   // ---- http::StreamDecoder (the request)
   void decode1xxHeaders(HeaderMapPtr) override {}
@@ -574,7 +575,7 @@ void HttpConnectionManager::onRead(BufferChain& data) {
     createCodec(match);
   }
   // The head's clock starts at its first byte; later reads do not extend it.
-  if (streams_.empty() && !head_pending_) {
+  if (!hasStreams() && !head_pending_) {
     head_pending_ = true;
     armHeadTimer();
   }
@@ -620,7 +621,7 @@ void HttpConnectionManager::onScheduled() {
   if (conn_.closing()) return;
   BufferChain none;
   dispatch(none);
-  if (remote_closed_ && streams_.empty()) conn_.closeAfterFlush();
+  if (remote_closed_ && !hasStreams()) conn_.closeAfterFlush();
 }
 
 void HttpConnectionManager::onEof() {
@@ -633,7 +634,7 @@ void HttpConnectionManager::onEof() {
   }
   // HTTP/1: the downstream half-closed. Answer what is in flight, then close.
   remote_closed_ = true;
-  if (streams_.empty()) conn_.closeAfterFlush();
+  if (!hasStreams()) conn_.closeAfterFlush();
 }
 
 void HttpConnectionManager::countCodecStats() {
@@ -669,9 +670,9 @@ void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {
     countCodecStats();
   }
   // Streams still here were not reset by the codec (none should be).
-  while (!streams_.empty()) {
-    worker_.deferDelete(std::move(streams_.front()));
-    streams_.pop_front();
+  while (ActiveStream* s = first_stream_) {
+    unlinkStream(*s);
+    worker_.deferDelete(std::unique_ptr<Deletable>(s));
   }
   clearIdleTimer();
   if (stats_) stats_->downstream_cx_active.dec();
@@ -691,18 +692,24 @@ void HttpConnectionManager::onBelowWriteBufferLowWatermark() {
 http::StreamDecoder& HttpConnectionManager::newStream(http::ResponseEncoder& encoder) {
   head_pending_ = false;
   clearIdleTimer();
-  auto stream = std::make_unique<ActiveStream>(*this, encoder);
-  ActiveStream& ref = *stream;
-  streams_.push_back(std::move(stream));
-  ref.pos = std::prev(streams_.end());
+  auto* stream = new ActiveStream(*this, encoder);  // Owned by the list.
+  stream->prev = last_stream_;
+  (last_stream_ ? last_stream_->next : first_stream_) = stream;
+  last_stream_ = stream;
   if (draining_) codec_->goAway();
-  return ref;
+  return *stream;
+}
+
+void HttpConnectionManager::unlinkStream(ActiveStream& stream) {
+  (stream.prev ? stream.prev->next : first_stream_) = stream.next;
+  (stream.next ? stream.next->prev : last_stream_) = stream.prev;
+  stream.prev = stream.next = nullptr;
 }
 
 void HttpConnectionManager::removeStream(ActiveStream& stream) {
-  worker_.deferDelete(std::move(*stream.pos));
-  streams_.erase(stream.pos);
-  if (streams_.empty()) {
+  unlinkStream(stream);
+  worker_.deferDelete(std::unique_ptr<Deletable>(&stream));
+  if (!hasStreams()) {
     if (draining_ || remote_closed_) {
       conn_.closeAfterFlush();
     } else {
@@ -714,7 +721,7 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
 void HttpConnectionManager::drain() {
   draining_ = true;
   if (codec_) codec_->goAway();
-  if (streams_.empty()) conn_.closeAfterFlush();
+  if (!hasStreams()) conn_.closeAfterFlush();
 }
 
 void HttpConnectionManager::armIdleTimer() {
@@ -745,7 +752,7 @@ void HttpConnectionManager::clearIdleTimer() { idle_deadline_.cancel(); }
 
 void HttpConnectionManager::onIdleTimer() {
   if (conn_.closing()) return;
-  if (streams_.empty()) conn_.closeAfterFlush();
+  if (!hasStreams()) conn_.closeAfterFlush();
 }
 
 }  // namespace skiff

@@ -8,7 +8,6 @@
 
 #include <uv.h>
 
-#include <list>
 #include <memory>
 #include <string>
 
@@ -121,6 +120,8 @@ class HttpConnectionManager : public Deletable,
   void startIdleTimer(uint64_t ms);
   void clearIdleTimer();
   void onIdleTimer();
+  bool hasStreams() const { return first_stream_ != nullptr; }
+  void unlinkStream(ActiveStream& stream);
 
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
@@ -129,7 +130,11 @@ class HttpConnectionManager : public Deletable,
   HttpConnectionManagerStats* stats_ = nullptr;  // Set with chain_.
   TcpConnection conn_;
   std::unique_ptr<http::ServerConnection> codec_;
-  std::list<std::unique_ptr<ActiveStream>> streams_;
+  // The streams in flight, oldest first. The list is intrusive (a stream
+  // holds its own links), so a stream costs no list node; each is owned here
+  // until removeStream() or onClosed() hands it to the worker to delete.
+  ActiveStream* first_stream_ = nullptr;
+  ActiveStream* last_stream_ = nullptr;
   Deadline idle_deadline_;     // Idle or request-head timeout, on the worker's DeadlineQueue.
   bool head_pending_ = false;  // Bytes of a request head came; no stream yet.
   bool dispatch_scheduled_ = false;
