@@ -12,5 +12,5 @@ cmake --build build -j2
 ctest --test-dir build --output-on-failure -j2
 
 cmake -S . -B build-asan -DSKIFF_SANITIZE=ON -DSKIFF_BENCH=OFF
-cmake --build build-asan -j2 --target skiff skiff_unit_tests
+cmake --build build-asan -j2
 ctest --test-dir build-asan --output-on-failure -j2
