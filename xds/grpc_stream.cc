@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "proxy/common/log.h"
+#include "proxy/http/header_map.h"
 #include "proxy/upstream/cluster_manager.h"
 
 namespace skiff::xds {
@@ -11,28 +12,6 @@ namespace skiff::xds {
 namespace {
 
 constexpr size_t kFrameHeaderBytes = 5;  // Compressed flag, then a 4-byte length.
-
-// gRPC's http-grpc-status-mapping.md: the status a client reports when the
-// server answered with an HTTP status other than 200.
-int statusFromHttp(int http_status) {
-  switch (http_status) {
-    case 400:
-      return grpc_status::kInternal;
-    case 401:
-      return 16;  // UNAUTHENTICATED
-    case 403:
-      return 7;  // PERMISSION_DENIED
-    case 404:
-      return 12;  // UNIMPLEMENTED
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return grpc_status::kUnavailable;
-    default:
-      return grpc_status::kUnknown;
-  }
-}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -203,7 +182,7 @@ class GrpcCall final : public Deletable,
     if (state_ == State::kClosed) return;
     int http_status = headers->status();
     if (http_status != 200) {
-      finish(statusFromHttp(http_status), "HTTP status " + std::to_string(http_status));
+      finish(grpcStatusFromHttp(http_status), "HTTP status " + std::to_string(http_status));
       return;
     }
     if (end_stream) {

@@ -16,6 +16,26 @@ bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n) {
   return true;
 }
 
+int grpcStatusFromHttp(int http_status) {
+  switch (http_status) {
+    case 400:
+      return 13;  // INTERNAL
+    case 401:
+      return 16;  // UNAUTHENTICATED
+    case 403:
+      return 7;  // PERMISSION_DENIED
+    case 404:
+      return 12;  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14;  // UNAVAILABLE
+    default:
+      return 2;  // UNKNOWN
+  }
+}
+
 bool isGrpcRequest(const HeaderMap& request) {
   auto ct = request.get("content-type");
   if (!ct) return false;

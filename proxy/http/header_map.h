@@ -37,6 +37,10 @@ class HeaderMap;
 // Envoy's test for a gRPC request: content-type is application/grpc, or
 // starts with application/grpc+ or application/grpc; (application/grpc+proto).
 bool isGrpcRequest(const HeaderMap& request);
+// The gRPC status a client reports for an HTTP status other than 200 (gRPC's
+// http-grpc-status-mapping; Envoy's Grpc::Utility::httpToGrpcStatus uses the
+// same table for its local replies to gRPC requests).
+int grpcStatusFromHttp(int http_status);
 
 class HeaderMap {
  public:
