@@ -893,79 +893,79 @@ void DynamicConfig::countUpdate(const std::string& type_url,
 
 // ---- /config_dump
 
+namespace {
+
+// One entry of an Envoy admin dump: version, the resource, when it came.
+std::string dumpEntry(const std::string& version, const std::string& last_updated,
+                      std::string_view key, const google::protobuf::Message& proto,
+                      std::string_view type_url) {
+  return "{\"version_info\":" + quote(version) + ",\"" + std::string(key) +
+         "\":" + toJson(proto, type_url) + ",\"last_updated\":" + quote(last_updated) + "}";
+}
+
+void appendItem(std::string& list, const std::string& item) {
+  if (!list.empty()) list += ",";
+  list += item;
+}
+
+}  // namespace
+
 std::string DynamicConfig::configDumpJson() const {
   auto version = [&](std::string_view type) {
     auto it = versions_.find(std::string(type));
     return quote(it == versions_.end() ? "" : it->second);
   };
-  std::string clusters = R"({"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump",)";
-  clusters += "\"version_info\":" + version(kClusterType) + ",\"dynamic_active_clusters\":[";
+  std::string active;
   std::string warming;
-  bool first = true;
-  bool first_warming = true;
   for (const auto& [name, e] : clusters_) {
     if (e.active) {
-      if (!first) clusters += ",";
-      first = false;
-      clusters += "{\"version_info\":" + quote(e.version) +
-                  ",\"cluster\":" + toJson(*e.active_proto, kClusterType) +
-                  ",\"last_updated\":" + quote(e.last_updated) + "}";
+      appendItem(active,
+                 dumpEntry(e.version, e.last_updated, "cluster", *e.active_proto, kClusterType));
     }
     if (e.active_proto != e.proto) {
-      if (!first_warming) warming += ",";
-      first_warming = false;
-      warming += "{\"version_info\":" + quote(e.version) +
-                 ",\"cluster\":" + toJson(*e.proto, kClusterType) +
-                 ",\"last_updated\":" + quote(e.last_updated) + "}";
+      appendItem(warming, dumpEntry(e.version, e.last_updated, "cluster", *e.proto, kClusterType));
     }
   }
-  clusters += "],\"dynamic_warming_clusters\":[" + warming + "]}";
+  std::string clusters = R"({"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump",)"
+                         "\"version_info\":" +
+                         version(kClusterType) + ",\"dynamic_active_clusters\":[" + active +
+                         "],\"dynamic_warming_clusters\":[" + warming + "]}";
 
-  std::string listeners = R"({"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump",)";
-  listeners += "\"version_info\":" + version(kListenerType) + ",\"dynamic_listeners\":[";
-  first = true;
+  std::string dynamic_listeners;
   for (const auto& [name, e] : listeners_) {
-    if (!first) listeners += ",";
-    first = false;
-    listeners += "{\"name\":" + quote(name);
+    std::string item = "{\"name\":" + quote(name);
     if (e.active) {
-      listeners += ",\"active_state\":{\"version_info\":" + quote(e.version) +
-                   ",\"listener\":" + toJson(*e.active_proto, kListenerType) +
-                   ",\"last_updated\":" + quote(e.last_updated) + "}";
+      item += ",\"active_state\":" +
+              dumpEntry(e.version, e.last_updated, "listener", *e.active_proto, kListenerType);
     }
     if (e.active_proto != e.proto) {
-      listeners += ",\"warming_state\":{\"version_info\":" + quote(e.version) +
-                   ",\"listener\":" + toJson(*e.proto, kListenerType) +
-                   ",\"last_updated\":" + quote(e.last_updated) + "}";
+      item += ",\"warming_state\":" +
+              dumpEntry(e.version, e.last_updated, "listener", *e.proto, kListenerType);
     }
-    listeners += "}";
+    appendItem(dynamic_listeners, item + "}");
   }
-  listeners += "]}";
+  std::string listeners = R"({"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump",)"
+                          "\"version_info\":" +
+                          version(kListenerType) + ",\"dynamic_listeners\":[" + dynamic_listeners +
+                          "]}";
 
-  std::string routes = R"({"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump",)";
-  routes += "\"dynamic_route_configs\":[";
-  first = true;
+  std::string route_configs;
   for (const auto& [name, e] : routes_) {
-    if (!first) routes += ",";
-    first = false;
-    routes += "{\"version_info\":" + quote(e.version) +
-              ",\"route_config\":" + toJson(*e.proto, kRouteConfigurationType) +
-              ",\"last_updated\":" + quote(e.last_updated) + "}";
+    appendItem(route_configs, dumpEntry(e.version, e.last_updated, "route_config", *e.proto,
+                                        kRouteConfigurationType));
   }
-  routes += "]}";
-
-  std::string endpoints = R"({"@type":"type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",)";
-  endpoints += "\"dynamic_endpoint_configs\":[";
-  first = true;
+  std::string endpoint_configs;
   for (const auto& [name, e] : endpoints_) {
-    if (!first) endpoints += ",";
-    first = false;
-    endpoints += "{\"version_info\":" + quote(e.version) +
-                 ",\"endpoint_config\":" + toJson(*e.proto, kClusterLoadAssignmentType) +
-                 ",\"last_updated\":" + quote(e.last_updated) + "}";
+    appendItem(endpoint_configs, dumpEntry(e.version, e.last_updated, "endpoint_config", *e.proto,
+                                           kClusterLoadAssignmentType));
   }
-  endpoints += "]}";
-  return clusters + "," + listeners + "," + routes + "," + endpoints;
+  return clusters + "," + listeners +
+         R"(,{"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump",)"
+         "\"dynamic_route_configs\":[" +
+         route_configs + "]}" +
+         R"(,{"@type":"type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",)"
+         "\"dynamic_endpoint_configs\":[" +
+         endpoint_configs + "]}";
 }
 
 }  // namespace skiff::xds
