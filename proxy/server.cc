@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "proxy/common/json.h"
 #include "proxy/common/log.h"
 #include "proxy/net/listener.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -20,22 +21,6 @@ namespace skiff {
 namespace {
 constexpr uint32_t kMainLoopIndex = 0xffffffff;
 
-std::string jsonEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
 }  // namespace
 
 // A STRICT_DNS cluster's resolver state on the main loop.
@@ -380,7 +365,7 @@ std::string Server::statsJson() {
   for (auto& [n, v] : all) {
     if (!first) out += ",";
     first = false;
-    out += "{\"name\":\"" + jsonEscape(n) + "\",\"value\":" + v + "}";
+    out += "{\"name\":" + jsonString(n) + ",\"value\":" + v + "}";
   }
   return out + "]}\n";
 }
@@ -464,10 +449,10 @@ std::string Server::listenersText(bool json) {
   for (const auto& l : snapshot_->listeners) {
     if (json) {
       if (!first) out += ",";
-      out += "{\"name\":\"" + jsonEscape(l->name) +
-             "\",\"local_address\":{\"socket_address\":{\"address\":\"" +
-             jsonEscape(l->address.address) +
-             "\",\"port_value\":" + std::to_string(l->address.port) + "}}}";
+      out +=
+          "{\"name\":" + jsonString(l->name) +
+          ",\"local_address\":{\"socket_address\":{\"address\":" + jsonString(l->address.address) +
+          ",\"port_value\":" + std::to_string(l->address.port) + "}}}";
     } else {
       out += l->name + "::" + l->address.address + ":" + std::to_string(l->address.port) + "\n";
     }
@@ -510,7 +495,7 @@ std::string Server::serverInfo() {
   return "{\"version\":\"skiff/0.1.0\",\"state\":\"" + state() + "\",\"uptime_current_epoch\":\"" +
          std::to_string(uptime) +
          "s\",\"command_line_options\":{\"concurrency\":" + std::to_string(workers_.size()) +
-         ",\"config_path\":\"" + jsonEscape(options_.config_path) + "\",\"drain_time\":\"" +
+         ",\"config_path\":" + jsonString(options_.config_path) + ",\"drain_time\":\"" +
          std::to_string(options_.drain_time_s) + "s\"}}\n";
 }
 

@@ -19,6 +19,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include "proxy/common/json.h"
 
 namespace skiff::xds {
 namespace {
@@ -36,38 +37,6 @@ std::string where(const YAML::Mark& mark) {
     return "yaml";
   }
   return "yaml:" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
-}
-
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
 }
 
 bool isNullWord(const std::string& s) {

@@ -13,6 +13,7 @@
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
+#include "proxy/common/json.h"
 #include "proxy/common/log.h"
 #include "proxy/net/listener.h"
 #include "xds/field_support.h"
@@ -79,15 +80,6 @@ std::string toJson(const google::protobuf::Message& msg, std::string_view type_u
   std::string head = "{\"@type\":\"" + std::string(type_url) + "\"";
   if (json.size() <= 2) return head + "}";
   return head + "," + json.substr(1);
-}
-
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out + "\"";
 }
 
 // The route configurations a listener's chains name through rds.
@@ -899,8 +891,8 @@ namespace {
 std::string dumpEntry(const std::string& version, const std::string& last_updated,
                       std::string_view key, const google::protobuf::Message& proto,
                       std::string_view type_url) {
-  return "{\"version_info\":" + quote(version) + ",\"" + std::string(key) +
-         "\":" + toJson(proto, type_url) + ",\"last_updated\":" + quote(last_updated) + "}";
+  return "{\"version_info\":" + jsonString(version) + ",\"" + std::string(key) +
+         "\":" + toJson(proto, type_url) + ",\"last_updated\":" + jsonString(last_updated) + "}";
 }
 
 void appendItem(std::string& list, const std::string& item) {
@@ -913,7 +905,7 @@ void appendItem(std::string& list, const std::string& item) {
 std::string DynamicConfig::configDumpJson() const {
   auto version = [&](std::string_view type) {
     auto it = versions_.find(std::string(type));
-    return quote(it == versions_.end() ? "" : it->second);
+    return jsonString(it == versions_.end() ? "" : it->second);
   };
   std::string active;
   std::string warming;
@@ -933,7 +925,7 @@ std::string DynamicConfig::configDumpJson() const {
 
   std::string dynamic_listeners;
   for (const auto& [name, e] : listeners_) {
-    std::string item = "{\"name\":" + quote(name);
+    std::string item = "{\"name\":" + jsonString(name);
     if (e.active) {
       item += ",\"active_state\":" +
               dumpEntry(e.version, e.last_updated, "listener", *e.active_proto, kListenerType);
