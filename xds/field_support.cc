@@ -66,7 +66,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
         "skip_xff_append", "generate_request_id", "preserve_external_request_id",
         "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
-        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "rds"}},
+        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "rds",
+        // Tunnels, through the HCM's own filter chain.
+        "upgrade_configs"}},
+      // Custom upgrade `filters` are refused.
+      {std::string(kHcm) + ".UpgradeConfig", {"upgrade_type", "enabled"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",
        {"config_source", "route_config_name"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
@@ -143,13 +147,18 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
       {std::string(kRoute) + "RouteMatch",
        {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
-        "query_parameters", "grpc"}},
+        "query_parameters", "grpc", "connect_matcher"}},
+      {std::string(kRoute) + "RouteMatch.ConnectMatcher", {}},
       // match.grpc is an empty message in Envoy's API.
       {std::string(kRoute) + "RouteMatch.GrpcRouteMatchOptions", {}},
       {std::string(kRoute) + "RouteAction",
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "max_grpc_timeout",
-        "grpc_timeout_offset", "max_stream_duration"}},
+        "grpc_timeout_offset", "max_stream_duration", "upgrade_configs"}},
+      {std::string(kRoute) + "RouteAction.UpgradeConfig",
+       {"upgrade_type", "enabled", "connect_config"}},
+      // connect_config: terminate CONNECT; proxy_protocol_config and allow_post are refused.
+      {std::string(kRoute) + "RouteAction.UpgradeConfig.ConnectConfig", {}},
       {std::string(kRoute) + "RouteAction.MaxStreamDuration",
        {"max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"}},
       {std::string(kRoute) + "WeightedCluster", {"clusters", "total_weight"}},

@@ -620,6 +620,13 @@ void translateHttpFilters(const hcm_v3::HttpConnectionManager& hcm, const std::s
   }
 }
 
+std::string lowerAscii(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
 void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& path,
                   const std::set<std::string>* known_clusters,
                   const filters::FilterRegistry& registry, Errors& errors,
@@ -715,13 +722,20 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
   }
   // Envoy's HTTP/2 codec enforces max_request_headers_kb as the header list limit.
   out.http2.max_header_list_size_kb = out.max_request_headers_kb;
-}
-
-std::string lowerAscii(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  for (int i = 0; i < hcm.upgrade_configs_size(); ++i) {
+    const auto& u = hcm.upgrade_configs(i);
+    const std::string p = path + ".upgrade_configs[" + std::to_string(i) + "]";
+    Out::UpgradeConfig c;
+    c.type = lowerAscii(u.upgrade_type());
+    if (c.type.empty()) errors.push_back(p + ".upgrade_type: must not be empty");
+    for (const auto& seen : out.upgrade_configs) {
+      if (!c.type.empty() && seen.type == c.type) {
+        errors.push_back(p + ".upgrade_type: \"" + u.upgrade_type() + "\" is configured twice");
+      }
+    }
+    if (u.has_enabled()) c.enabled = u.enabled().value();
+    out.upgrade_configs.push_back(std::move(c));
   }
-  return s;
 }
 
 // filter_chain_match.server_names: Envoy takes exact names and a leading

@@ -65,6 +65,19 @@ class RouterFilter : public HttpFilter,
       cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO");
       return FilterStatus::kContinue;
     }
+    // An Upgrade or CONNECT that the connection manager let through: its
+    // request and response data are a tunnel's two directions.
+    std::string_view upgrade = upgradeType(headers);
+    tunnel_ = !upgrade.empty();
+    tunnel_connect_ = upgrade == "CONNECT";
+    upstream::Want want = cluster_->want(cb_->downstreamProtocol());
+    if (tunnel_connect_ && route->terminatesConnect()) {
+      want = upstream::Want::kTcp;  // skiff answers the CONNECT; raw TCP upstream.
+    } else if (tunnel_ && want != upstream::Want::kHttp1) {
+      // HTTP/2 upstreams would need extended CONNECT (RFC 8441).
+      cb_->sendLocalReply(503, "upgrade needs an HTTP/1.1 upstream", "");
+      return FilterStatus::kContinue;
+    }
     request_headers_ = &headers;
     route_ = route;
     // Whether the request is gRPC matters only to routes with gRPC timeouts
@@ -90,7 +103,7 @@ class RouterFilter : public HttpFilter,
     counted_request_ = true;
     waiting_for_pool_ = true;
     // May call onPoolReady / onPoolFailure right away.
-    host_->newStream(*this, cluster_->want(cb_->downstreamProtocol()));
+    host_->newStream(*this, want);
     return FilterStatus::kContinue;
   }
 
@@ -98,7 +111,11 @@ class RouterFilter : public HttpFilter,
     if (end_stream) request_end_ = true;
     if (encoder_) {
       encoder_->encodeData(data, end_stream);
-      if (end_stream) startTimeout();
+      if (end_stream && tunnel_response_done_) {
+        upstreamDone();  // Both directions of the tunnel have ended.
+      } else if (end_stream) {
+        startTimeout();
+      }
     } else if (!finished_) {
       // The connection is still coming: hold the body here. Past the buffer
       // limit, stop reading the downstream until the upstream takes it.
@@ -183,13 +200,27 @@ class RouterFilter : public HttpFilter,
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
     // The route timeout runs on until the response is complete, as Envoy's.
     response_started_ = true;
-    countStatus(headers->status());
+    int status = headers->status();
+    if (tunnel_ && (tunnel_connect_ ? (status >= 200 && status < 300) : status == 101)) {
+      // The tunnel is open. The route timeout bounds a request/response
+      // exchange, not a tunnel; stream_idle_timeout bounds an idle one.
+      tunnel_open_ = true;
+      stopTimeout();
+    }
+    countStatus(status);
     if (route_) route_->finalizeResponseHeaders(*headers);
     if (end_stream) upstreamDone();
     cb_->encodeHeaders(std::move(headers), end_stream);
   }
 
   void onUpstreamData(BufferChain& data, bool end_stream) {
+    if (end_stream && tunnel_open_ && !request_end_) {
+      // The upstream ended its direction (FIN). The downstream's goes on
+      // until its own end; the connection is given back then.
+      tunnel_response_done_ = true;
+      cb_->encodeData(data, true);
+      return;
+    }
     if (end_stream) upstreamDone();
     cb_->encodeData(data, end_stream);
   }
@@ -328,7 +359,7 @@ class RouterFilter : public HttpFilter,
 
   // The route timeout runs from the end of the request, as Envoy's.
   void startTimeout() {
-    if (timeout_ms_ == 0 || timer_ || finished_) return;
+    if (timeout_ms_ == 0 || timer_ || finished_ || tunnel_open_) return;
     startTimer(timer_, timeout_ms_,
                [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onTimeout(); });
   }
@@ -435,6 +466,10 @@ class RouterFilter : public HttpFilter,
   bool waiting_for_pool_ = false;
   bool counted_request_ = false;
   bool downstream_paused_ = false;
+  bool tunnel_ = false;                // An Upgrade or CONNECT.
+  bool tunnel_connect_ = false;        // ... a CONNECT.
+  bool tunnel_open_ = false;           // The upstream accepted it.
+  bool tunnel_response_done_ = false;  // The upstream's direction ended first.
 };
 
 class RouterFilterFactory : public HttpFilterFactory {

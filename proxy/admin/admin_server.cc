@@ -62,6 +62,7 @@ class AdminConnection : public Deletable,
   }
   void readDisable(bool disable) override { conn_.readDisable(disable); }
   void closeAfterFlush() override { conn_.closeAfterFlush(); }
+  void shutdownAfterFlush() override { conn_.shutdownAfterFlush(); }
 
   http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override {
     encoder_ = &encoder;

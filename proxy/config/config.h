@@ -102,6 +102,15 @@ struct HttpConnectionManagerConfig {
   // with the h2c preface or ALPN h2). max_header_list_size_kb follows
   // max_request_headers_kb.
   http::Http2Settings http2;
+  // upgrade_configs: the upgrade types (an HTTP/1.1 Upgrade such as
+  // "websocket", or "CONNECT") this connection manager lets become tunnels,
+  // unless a route's own upgrade_configs says otherwise. A type that is not
+  // listed is refused (403) on a route that does not enable it.
+  struct UpgradeConfig {
+    std::string type;  // Lowercase: Envoy compares upgrade types case-insensitively.
+    bool enabled = true;
+  };
+  std::vector<UpgradeConfig> upgrade_configs;
 };
 
 // One filter chain: which connections it takes, their TLS, their HCM.

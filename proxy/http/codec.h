@@ -109,6 +109,9 @@ class CodecOwner {
   virtual void readDisable(bool disable) = 0;
   // Closes the connection once every queued byte is written.
   virtual void closeAfterFlush() = 0;
+  // Half-closes the connection (FIN) once every queued byte is written;
+  // reading goes on. A tunnel's stream ends its outgoing data this way.
+  virtual void shutdownAfterFlush() = 0;
 };
 
 class Connection {
@@ -128,6 +131,12 @@ class Connection {
   virtual void onBelowWriteBufferLowWatermark() = 0;
   // The transport closed (or failed): every open stream is reset.
   virtual void onTransportClosed(ResetReason reason) = 0;
+  // The peer half-closed the transport (FIN). A codec carrying a tunnel
+  // (an accepted Upgrade or CONNECT on HTTP/1, a raw TCP upstream) ends its
+  // stream's incoming data there and returns true: the connection stays open
+  // for the other direction. false: the owner handles the FIN as before. The
+  // default is for codecs that never carry a tunnel on the connection itself.
+  virtual bool onRemoteEof() { return false; }
   // Streams open right now.
   virtual size_t activeStreams() const = 0;
 };

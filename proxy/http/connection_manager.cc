@@ -105,7 +105,11 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       downstream_rq_rx_reset(s.counter("http." + p + ".downstream_rq_rx_reset")),
       downstream_rq_tx_reset(s.counter("http." + p + ".downstream_rq_tx_reset")),
       downstream_rq_too_large(s.counter("http." + p + ".downstream_rq_too_large")),
-      no_route(s.counter("http." + p + ".no_route")) {}
+      no_route(s.counter("http." + p + ".no_route")),
+      downstream_cx_upgrades_total(s.counter("http." + p + ".downstream_cx_upgrades_total")),
+      downstream_cx_upgrades_active(s.gauge("http." + p + ".downstream_cx_upgrades_active")),
+      downstream_rq_ws_on_non_ws_route(
+          s.counter("http." + p + ".downstream_rq_ws_on_non_ws_route")) {}
 
 ListenerStats::ListenerStats(stats::Store& s, const std::string& p)
     : downstream_cx_total(s.counter(p + "downstream_cx_total")),
@@ -148,7 +152,10 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     armTimers();
   }
 
-  ~ActiveStream() override { hcm_.stats().downstream_rq_active.dec(); }
+  ~ActiveStream() override {
+    hcm_.stats().downstream_rq_active.dec();
+    if (upgrade_) hcm_.stats().downstream_cx_upgrades_active.dec();
+  }
 
   ActiveStream* prev = nullptr;  // Links in the connection's stream list.
   ActiveStream* next = nullptr;
@@ -209,12 +216,35 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       route_ = table->match(h, hcm_.worker().random());
       if (!route_) hcm_.stats().no_route.inc();
     }
+    std::string_view upgrade = upgradeType(h);
+    if (!upgrade.empty() && route_ != nullptr) {
+      if (!upgradeAllowed(upgrade)) {
+        // Envoy: 403, and (HTTP/1) the connection closes after it, since what
+        // follows the request may be the refused protocol's bytes.
+        hcm_.stats().downstream_rq_ws_on_non_ws_route.inc();
+        sendLocalReply(403, "upgrade failed", "");
+        return;
+      }
+      upgrade_ = true;
+      connect_ = upgrade == "CONNECT";
+      hcm_.stats().downstream_cx_upgrades_total.inc();
+      hcm_.stats().downstream_cx_upgrades_active.inc();
+      // The request's end is the tunnel's end: request_timeout would cut
+      // every tunnel. stream_idle_timeout still bounds an idle one.
+      request_deadline_.cancel();
+    }
     chain_.decodeHeaders(std::move(headers), end_stream);
   }
 
   void decodeData(BufferChain& data, bool end_stream) override {
     if (end_stream) remote_complete_ = true;
     touch();
+    if (tunnel_open_) {
+      // The upstream may have ended its direction already: this one goes on.
+      chain_.decodeData(data, end_stream);
+      if (end_stream) maybeFinish();
+      return;
+    }
     if (local_complete_) {
       data.clear();  // The answer went out already; the rest is ignored.
       maybeFinish();
@@ -331,6 +361,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     } else {
       s.downstream_rq_1xx.inc();
     }
+    if (upgrade_ && (connect_ ? (status >= 200 && status < 300) : status == 101)) {
+      tunnel_open_ = true;  // Accepted: bytes flow both ways until both ends.
+    }
     response_headers_ = std::move(headers);  // Encoders may hold views into it.
     if (end_stream) beforeLastEncode();
     encoder_.encodeHeaders(*response_headers_, end_stream);
@@ -384,6 +417,18 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     idle_deadline_.cancel();
   }
 
+  // Envoy's rule: the route's upgrade_configs entry for the type decides;
+  // without one, the connection manager's; a type neither names is refused.
+  bool upgradeAllowed(std::string_view type) const {
+    if (route_->kind() == router::RouteEntry::Kind::kCluster) {
+      if (std::optional<bool> on = route_->upgradeEnabled(type)) return *on;
+    }
+    for (const auto& u : hcm_.config().upgrade_configs) {
+      if (equalsIgnoreCase(u.type, type)) return u.enabled;
+    }
+    return false;
+  }
+
   static void onRequestTimeout(void* self) {
     auto* s = static_cast<ActiveStream*>(self);
     if (s->finished_ || s->remote_complete_) return;
@@ -407,8 +452,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       // and drops the rest of the request: a reset now would leave ahead of
       // the response's frames in nghttp2's queue and destroy them. (The
       // better answer, RST_STREAM NO_ERROR once the response has left, RFC
-      // 9113 §8.1, needs a deferred reset in the codec.)
-      if (hcm_.protocol() != http::Protocol::kHttp2) hcm_.closeAfterFlush();
+      // 9113 §8.1, needs a deferred reset in the codec.) An open tunnel is
+      // half-closed: the downstream's direction goes on to its own end.
+      if (hcm_.protocol() != http::Protocol::kHttp2 && !tunnel_open_) hcm_.closeAfterFlush();
     }
     maybeFinish();
   }
@@ -457,6 +503,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   bool grpc_ = false;  // The request is gRPC: local replies are trailers-only.
   bool local_reply_ = false;
   bool finished_ = false;
+  bool upgrade_ = false;      // An Upgrade or CONNECT the configuration lets through.
+  bool connect_ = false;      // ... and it is a CONNECT.
+  bool tunnel_open_ = false;  // The upstream accepted it (101, or 2xx to CONNECT).
 };
 
 // ---- HttpConnectionManager
@@ -603,6 +652,12 @@ void HttpConnectionManager::onScheduled() {
 }
 
 void HttpConnectionManager::onEof() {
+  // A tunnel passes the FIN on as the end of its data; the connection stays
+  // open for the other direction and closes when its stream ends.
+  if (codec_ && codec_->onRemoteEof()) {
+    remote_closed_ = true;
+    return;
+  }
   if (codec_ && codec_->protocol() == http::Protocol::kHttp2) {
     // An HTTP/2 client that closes its side is gone (as Envoy treats it): its
     // streams reset, and the upstream streams they hold with them. A gRPC

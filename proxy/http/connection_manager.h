@@ -44,6 +44,12 @@ struct HttpConnectionManagerStats {
   stats::Counter& downstream_rq_tx_reset;
   stats::Counter& downstream_rq_too_large;
   stats::Counter& no_route;
+  // Upgrades and CONNECTs let through (Envoy counts them when the upgrade is
+  // accepted by the configuration, before the upstream answers), and those
+  // refused because neither the route nor the connection manager enables them.
+  stats::Counter& downstream_cx_upgrades_total;
+  stats::Gauge& downstream_cx_upgrades_active;
+  stats::Counter& downstream_rq_ws_on_non_ws_route;
 };
 
 // Envoy's listener.<address>.* counters, TLS ones included.
@@ -93,6 +99,7 @@ class HttpConnectionManager : public Deletable,
   void scheduleDispatch() override;
   void readDisable(bool disable) override { conn_.readDisable(disable); }
   void closeAfterFlush() override { conn_.closeAfterFlush(); }
+  void shutdownAfterFlush() override { conn_.shutdownAfterFlush(); }
   // http::ServerConnectionCallbacks
   http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override;
   // Schedulable

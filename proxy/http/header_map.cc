@@ -46,6 +46,24 @@ bool isGrpcRequest(const HeaderMap& request) {
   return ct->size() == kGrpc.size() || (*ct)[kGrpc.size()] == '+' || (*ct)[kGrpc.size()] == ';';
 }
 
+std::string_view upgradeType(const HeaderMap& request) {
+  if (request.method() == "CONNECT") return "CONNECT";
+  auto upgrade = request.get("upgrade");
+  auto connection = request.get("connection");
+  if (!upgrade || upgrade->empty() || !connection) return {};
+  std::string_view list = *connection;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view token = list.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (equalsIgnoreCase(token, "upgrade")) return *upgrade;
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return {};
+}
+
 HeaderMap::~HeaderMap() {
   if (entries_ != inline_entries_) delete[] entries_;
   while (blocks_) {

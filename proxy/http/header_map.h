@@ -41,6 +41,10 @@ bool isGrpcRequest(const HeaderMap& request);
 // http-grpc-status-mapping; Envoy's Grpc::Utility::httpToGrpcStatus uses the
 // same table for its local replies to gRPC requests).
 int grpcStatusFromHttp(int http_status);
+// What a request asks to become a tunnel as (Envoy's upgrade type): "CONNECT"
+// for a CONNECT request; the Upgrade field's value when Connection names
+// "upgrade" (an HTTP/1.1 Upgrade such as "websocket"); otherwise empty.
+std::string_view upgradeType(const HeaderMap& request);
 
 class HeaderMap {
  public:

@@ -131,7 +131,7 @@ void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
     self->takeTlsOutput();
   }
   self->callbacks_.onConnected();
-  if (!self->queue_.empty() && !self->closing()) self->flush();
+  if ((!self->queue_.empty() || self->shutdown_after_flush_) && !self->closing()) self->flush();
 }
 
 void TcpConnection::onConnectTimeout(uv_timer_t* t) {
@@ -226,7 +226,7 @@ void TcpConnection::readDisable(bool disable) {
 }
 
 void TcpConnection::write(BufferChain& data) {
-  if (closing()) {
+  if (closing() || shutdown_after_flush_) {
     data.clear();
     return;
   }
@@ -282,7 +282,11 @@ void TcpConnection::flush() {
     }
     checkWatermarks();
   }
-  if (queue_.empty() && close_after_flush_) close(flush_close_reason_);
+  if (queue_.empty() && close_after_flush_) {
+    close(flush_close_reason_);
+    return;
+  }
+  if (queue_.empty() && shutdown_after_flush_) shutdownNow();
 }
 
 void TcpConnection::onWriteDone(uv_write_t* req, int status) {
@@ -329,6 +333,32 @@ void TcpConnection::closeAfterFlush(CloseReason reason) {
     scheduleFlush();
   }
 }
+
+void TcpConnection::shutdownAfterFlush() {
+  if (closing() || shutdown_after_flush_) return;
+  shutdown_after_flush_ = true;
+  if (tls_ && tls_->transport->handshakeComplete()) {
+    // The TLS end of data first, so the peer can tell it from a truncation.
+    tls_->transport->shutdown(queue_);
+  }
+  if (state_ != State::kOpen) return;  // Still connecting: onConnectDone flushes.
+  if (queue_.empty() && in_flight_ == 0) {
+    shutdownNow();
+  } else {
+    scheduleFlush();
+  }
+}
+
+void TcpConnection::shutdownNow() {
+  if (shutdown_sent_) return;
+  shutdown_sent_ = true;
+  // libuv runs the shutdown once pending writes are done; a close before
+  // then cancels it (the callback still runs, with UV_ECANCELED).
+  auto* req = new uv_shutdown_t;
+  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), onShutdownDone) != 0) delete req;
+}
+
+void TcpConnection::onShutdownDone(uv_shutdown_t* req, int) { delete req; }
 
 void TcpConnection::close(CloseReason reason) {
   if (closing()) return;

@@ -71,6 +71,10 @@ class TcpConnection {
   void readDisable(bool disable);
   // Closes once every queued byte is written; onClosed() gets reason.
   void closeAfterFlush(CloseReason reason = CloseReason::kLocal);
+  // Half-closes: once every queued byte is written, sends FIN (after a TLS
+  // close_notify) and writes nothing more; reading goes on. A tunnel passes
+  // its peer's FIN on this way.
+  void shutdownAfterFlush();
   // Closes now, dropping queued bytes.
   void close(CloseReason reason = CloseReason::kLocal);
   bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
@@ -98,6 +102,8 @@ class TcpConnection {
   static void onConnectDone(uv_connect_t* req, int status);
   static void onConnectTimeout(uv_timer_t* t);
   static void onCloseDone(uv_handle_t* h);
+  static void onShutdownDone(uv_shutdown_t* req, int status);
+  void shutdownNow();
   void releaseConnectState();
   void startReading();
   void updateReading();
@@ -129,6 +135,8 @@ class TcpConnection {
   CloseReason flush_close_reason_ = CloseReason::kLocal;
   bool flush_scheduled_ = false;
   bool close_after_flush_ = false;
+  bool shutdown_after_flush_ = false;  // shutdownAfterFlush() was called.
+  bool shutdown_sent_ = false;         // uv_shutdown was started.
   bool reading_ = false;
   bool eof_ = false;
   bool above_high_ = false;

@@ -429,7 +429,8 @@ struct VirtualHost {
 };
 
 struct RouteEntry::Data {
-  enum class PathKind { kPrefix, kPath, kRegex, kSeparatedPrefix };
+  // kConnect: match.connect_matcher, which takes CONNECT requests only.
+  enum class PathKind { kPrefix, kPath, kRegex, kSeparatedPrefix, kConnect };
   PathKind path_kind = PathKind::kPrefix;
   std::string path_value;                // prefix, path or path_separated_prefix
   std::unique_ptr<re2::RE2> path_regex;  // safe_regex
@@ -440,7 +441,10 @@ struct RouteEntry::Data {
 
   // Route action.
   std::string cluster;
-  std::string cluster_header;  // lowercase
+  // upgrade_configs: lowercase upgrade type, enabled.
+  std::vector<std::pair<std::string, bool>> upgrades;
+  bool terminates_connect = false;  // CONNECT's upgrade config has connect_config.
+  std::string cluster_header;       // lowercase
   struct Weighted {
     std::string name;
     std::string header;  // ClusterWeight.cluster_header, lowercase
@@ -475,7 +479,13 @@ struct RouteEntry::Data {
 
   bool matches(const HeaderMap& request, const SplitPath& split) const {
     std::string_view p = split.path;
+    // A CONNECT has no path (HTTP/1.1 authority-form, RFC 9113 8.5): only a
+    // connect_matcher takes it, as in Envoy.
+    if (p.empty() && path_kind != PathKind::kConnect && request.method() == "CONNECT") return false;
     switch (path_kind) {
+      case PathKind::kConnect:
+        if (request.method() != "CONNECT") return false;
+        break;
       case PathKind::kPrefix:
         if (!startsWith(p, path_value, !case_sensitive)) return false;
         break;
@@ -683,7 +693,8 @@ Status compileRouteMatch(const rv3::RouteMatch& m, const std::string& where, Rou
       break;
     }
     case rv3::RouteMatch::kConnectMatcher:
-      return configError(where + ".connect_matcher: is not supported");
+      d.path_kind = PathKind::kConnect;
+      break;
     case rv3::RouteMatch::kPathMatchPolicy:
       return configError(where + ".path_match_policy: is not supported");
     default:
@@ -870,6 +881,24 @@ Status compileRouteAction(const rv3::RouteAction& a, const std::string& where, R
   }
   if (a.append_x_forwarded_host()) {
     return configError(where + ".append_x_forwarded_host: is not supported");
+  }
+  for (int i = 0; i < a.upgrade_configs_size(); ++i) {
+    const auto& u = a.upgrade_configs(i);
+    std::string at = fieldIndex(where, "upgrade_configs", i);
+    std::string type = toLower(u.upgrade_type());
+    if (type.empty()) return configError(at + ".upgrade_type: must not be empty");
+    for (const auto& [seen, enabled] : d.upgrades) {
+      if (seen == type)
+        return configError(at + ".upgrade_type: \"" + u.upgrade_type() + "\" twice");
+    }
+    bool enabled = u.has_enabled() ? u.enabled().value() : true;
+    if (u.has_connect_config()) {
+      if (type != "connect") {
+        return configError(at + ".connect_config: only for upgrade_type CONNECT");
+      }
+      d.terminates_connect = enabled;
+    }
+    d.upgrades.emplace_back(std::move(type), enabled);
   }
   return compileTimeouts(a, where, timeouts);
 }
@@ -1136,6 +1165,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       entry->name_ = r.name();
       entry->timeouts_ = timeouts;
       entry->auto_host_rewrite_ = auto_host;
+      entry->terminates_connect_ = entry->data_->terminates_connect;
       entry->direct_status_ = direct_status;
       entry->direct_body_ = std::move(direct_body);
       entry->redirect_status_ = redirect_status;
@@ -1164,6 +1194,13 @@ const RouteEntry* RouteTable::match(const HeaderMap& request, uint64_t) const {
     }
   }
   return nullptr;
+}
+
+std::optional<bool> RouteEntry::upgradeEnabled(std::string_view upgrade_type) const {
+  for (const auto& [type, enabled] : data_->upgrades) {
+    if (equalsIgnoreCase(type, upgrade_type)) return enabled;
+  }
+  return std::nullopt;
 }
 
 const std::string& RouteTable::name() const { return data_->name; }

@@ -87,6 +87,13 @@ class RouteEntry {
   void finalizeResponseHeaders(HeaderMap& response) const;
   // Whether :authority is replaced by the upstream host's address.
   bool autoHostRewrite() const { return auto_host_rewrite_; }
+  // RouteAction.upgrade_configs: whether this route enables (true) or
+  // disables (false) upgrade_type (case-insensitive), or nothing when it
+  // does not name it (the connection manager's upgrade_configs decide).
+  std::optional<bool> upgradeEnabled(std::string_view upgrade_type) const;
+  // Its CONNECT upgrade has connect_config: skiff terminates the CONNECT and
+  // the upstream gets the tunnel's bytes over plain TCP.
+  bool terminatesConnect() const { return terminates_connect_; }
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }
@@ -107,6 +114,7 @@ class RouteEntry {
   std::string name_;
   RouteTimeouts timeouts_;
   bool auto_host_rewrite_ = false;
+  bool terminates_connect_ = false;
   uint32_t direct_status_ = 0;
   std::string direct_body_;
   uint32_t redirect_status_ = 301;

@@ -10,6 +10,7 @@
 #include "proxy/http/http1/http1_codec.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_transport.h"
+#include "proxy/upstream/tcp_tunnel_codec.h"
 
 namespace skiff::upstream {
 
@@ -53,12 +54,18 @@ UpstreamClient::UpstreamClient(Host& host, Worker& worker, Want want)
 
 bool UpstreamClient::serves(Want w) const {
   if (!up_ || !codec_) return false;
-  if (w == Want::kAny) return true;
+  // A raw TCP connection carries only a terminated CONNECT, and that only it.
+  if ((w == Want::kTcp) != (want_ == Want::kTcp)) return false;
+  if (w == Want::kAny || w == Want::kTcp) return true;
   return (codec_->protocol() == http::Protocol::kHttp2) == (w == Want::kHttp2);
 }
 
 void UpstreamClient::makeCodec(bool h2) {
   const config::ClusterConfig& cfg = host_->cluster().config();
+  if (want_ == Want::kTcp) {
+    codec_ = std::make_unique<TcpTunnelCodec>(*this);
+    return;
+  }
   if (h2) {
     codec_ = std::make_unique<http::Http2ClientCodec>(*this, cfg.http2);
     host_->cluster().stats().upstream_cx_http2_total.inc();
@@ -76,6 +83,7 @@ void UpstreamClient::becomeReady() {
 }
 
 UpstreamClient::~UpstreamClient() {
+  if (dispatch_scheduled_) worker_.cancel(this);
   if (idle_timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -86,9 +94,10 @@ void UpstreamClient::release() {
   if (streams_ > 0) --streams_;
   if (conn_.closing()) return;
   if (!codec_->isReusable()) {
-    // Streams still open on it finish; no new ones start.
+    // Streams still open on it finish; no new ones start. What the last one
+    // queued (a tunnel's last bytes and FIN) leaves first.
     host_->removeReady(*this);
-    if (streams_ == 0) conn_.close();
+    if (streams_ == 0) conn_.closeAfterFlush();
     return;
   }
   host_->onClientAvailable(*this);
@@ -109,9 +118,24 @@ void UpstreamClient::onRead(BufferChain& data) {
 }
 
 void UpstreamClient::onEof() {
+  // A tunnel passes the upstream's FIN on and keeps the other direction open.
+  if (up_ && codec_ && codec_->onRemoteEof()) return;
   // The upstream closed its side. A response delimited by close ends here;
   // anything else in flight is reset by onTransportClosed.
   conn_.close(TcpConnection::CloseReason::kRemote);
+}
+
+void UpstreamClient::scheduleDispatch() {
+  if (dispatch_scheduled_) return;
+  dispatch_scheduled_ = true;
+  worker_.schedule(this);
+}
+
+void UpstreamClient::onScheduled() {
+  dispatch_scheduled_ = false;
+  if (conn_.closing() || !codec_) return;
+  BufferChain none;
+  onRead(none);
 }
 
 void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {

@@ -30,8 +30,9 @@ class UpstreamClient;
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
 
 // Which protocol a request needs from the pool. kAny: whatever the
-// connection negotiates (auto_config, ALPN over TLS).
-enum class Want { kHttp1, kHttp2, kAny };
+// connection negotiates (auto_config, ALPN over TLS). kTcp: no HTTP, the
+// connection is the tunnel of a terminated CONNECT (tcp_tunnel_codec.h).
+enum class Want { kHttp1, kHttp2, kAny, kTcp };
 
 class PoolCallbacks {
  public:
@@ -75,7 +76,10 @@ struct ClusterStats {
 // One upstream connection with its client codec. Owned by its host's pool
 // (it deletes itself, deferred, once closed); lent to routers one stream at
 // a time: HTTP/1 carries one stream, HTTP/2 up to the peer's limit.
-class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public http::CodecOwner {
+class UpstreamClient : public Deletable,
+                       public TcpConnection::Callbacks,
+                       public http::CodecOwner,
+                       public Schedulable {
  public:
   UpstreamClient(Host& host, Worker& worker, Want want);
   ~UpstreamClient() override;
@@ -102,9 +106,12 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   void onBelowWriteBufferLowWatermark() override;
   // http::CodecOwner
   void write(BufferChain& data) override;
-  void scheduleDispatch() override {}
+  void scheduleDispatch() override;
   void readDisable(bool disable) override;
   void closeAfterFlush() override;
+  void shutdownAfterFlush() override { conn_.shutdownAfterFlush(); }
+  // Schedulable: bytes the codec held while its stream stopped reading.
+  void onScheduled() override;
 
  private:
   friend class Host;
@@ -119,6 +126,7 @@ class UpstreamClient : public Deletable, public TcpConnection::Callbacks, public
   void becomeReady();
   bool counted_active_ = false;
   bool ready_ = false;  // In the host's ready list (connected, has room).
+  bool dispatch_scheduled_ = false;
   std::list<UpstreamClient*>::iterator ready_pos_;
   uv_timer_t* idle_timer_ = nullptr;  // common_http_protocol_options.idle_timeout
 };

@@ -47,6 +47,8 @@ RequestEncoder& Http1ClientCodec::newStream(StreamDecoder& response_decoder) {
   s.response_complete = false;
   s.head_request = false;
   s.chunked_out = false;
+  s.upgrade = false;
+  s.connect = false;
   ++stream_epoch_;
   decoder_ = &response_decoder;
   return s;
@@ -113,6 +115,10 @@ void Http1ClientCodec::onTransportClosed(ResetReason reason) {
   resetActive(reason, "upstream connection closed before the response was complete");
 }
 
+bool Http1ClientCodec::onRemoteEof() {
+  return tunnelEof(stream_.active && !stream_.response_complete);
+}
+
 void Http1ClientCodec::onMessageBegin() {
   informational_ = false;
   m_->headers->addView(":status", "");
@@ -123,10 +129,25 @@ int Http1ClientCodec::onHeadersComplete() {
     return fail(502, "unsupported HTTP version");
   }
   int status = m_->parser.status_code;
-  if (status == 101) return fail(502, "protocol upgrade is not supported");
+  ActiveRequest& s = stream_;
+  const bool opens_tunnel =
+      s.active && s.upgrade && (s.connect ? (status >= 200 && status < 300) : status == 101);
+  if (status == 101 && !opens_tunnel) return fail(502, "101 to a request that asked no upgrade");
   if (status < 100 || status > 999) return fail(502, "invalid status code");
   m_->headers->mutableEntries()[0].value = statusDigits(status);
   removeConnectionNominated();
+  if (opens_tunnel) {
+    // The upgrade fields were dropped as hop-by-hop; the 101 carries them on.
+    if (!s.connect) {
+      m_->headers->addView("connection", "upgrade");
+      if (!m_->upgrade.empty()) m_->headers->addView("upgrade", m_->upgrade);
+    }
+    opens_tunnel_ = true;
+    reusable_ = false;  // What follows is the tunnel, to the connection's end.
+    s.response_started = true;
+    m_->ready_headers = std::move(m_->headers);
+    return 1;  // No body: the message ends here and the tunnel's bytes follow.
+  }
   if (status < 200) {
     informational_ = true;
     m_->ready_headers = std::move(m_->headers);
@@ -145,6 +166,12 @@ void Http1ClientCodec::onMessageComplete() {
     if (stream_.active && decoder_ && headers) decoder_->decode1xxHeaders(std::move(headers));
     return;
   }
+  if (opens_tunnel_) {
+    // The headers go to the decoder from parsePending, without an end.
+    opens_tunnel_ = false;
+    tunnel_ = true;
+    return;
+  }
   if (!llhttp_should_keep_alive(&m_->parser)) reusable_ = false;
   if (!stream_.active) {
     deliverMessageEnd();  // Discards: the stream was reset.
@@ -160,6 +187,8 @@ void Http1ClientCodec::onMessageComplete() {
 void Http1ClientCodec::maybeEndStream() {
   ActiveRequest& s = stream_;
   if (!s.active || !s.response_complete) return;
+  // A tunnel ends once both directions have.
+  if (tunnel_ && !s.request_complete) return;
   // A response that ends before its request leaves the server's view of the
   // connection unknown.
   if (!s.request_complete) reusable_ = false;
@@ -191,6 +220,12 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   std::string_view method = headers.method();
   std::string_view authority = headers.authority();
   head_request = method == "HEAD";
+  connect = method == "CONNECT";
+  upgrade = connect || !upgradeType(headers).empty();
+  if (upgrade) {
+    encodeUpgradeHeaders(headers, end_stream);
+    return;
+  }
   BufferChain out;
   {
     HeaderWriter w(out);
@@ -215,12 +250,50 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   if (end_stream) request_complete = true;
 }
 
+void Http1ClientCodec::ActiveRequest::encodeUpgradeHeaders(const HeaderMap& headers,
+                                                           bool end_stream) {
+  Http1ClientCodec& c = codec_;
+  std::string_view authority = headers.authority();
+  BufferChain out;
+  {
+    HeaderWriter w(out);
+    if (connect) {
+      // RFC 9112 3.2.3: authority-form.
+      w.add("CONNECT ");
+      w.add(authority);
+    } else {
+      w.add(headers.method());
+      w.add(" ");
+      w.add(headers.path());
+    }
+    w.add(" HTTP/1.1\r\n");
+    if (!authority.empty()) w.addField("host", authority);
+    // No framing of ours: an Upgrade request's own content-length stays, and
+    // what follows it is the tunnel's bytes.
+    w.addTunnelFields(headers, /*keep_upgrade=*/!connect, /*keep_content_length=*/!connect,
+                      /*skip_host=*/!authority.empty());
+    w.add("\r\n");
+  }
+  c.owner_.write(out);
+  if (end_stream) request_complete = true;
+}
+
 void Http1ClientCodec::ActiveRequest::encodeData(BufferChain& data, bool end_stream) {
   if (!active || request_complete) {
     data.clear();
     return;
   }
   Http1ClientCodec& c = codec_;
+  if (upgrade) {
+    // Zero copy: the slices go out as they came, unframed.
+    if (!data.empty()) c.owner_.write(data);
+    if (end_stream) {
+      request_complete = true;
+      c.owner_.shutdownAfterFlush();  // The downstream's FIN, passed on.
+      c.maybeEndStream();
+    }
+    return;
+  }
   BufferChain out;
   if (chunked_out) {
     if (!data.empty()) {
@@ -240,6 +313,12 @@ void Http1ClientCodec::ActiveRequest::encodeData(BufferChain& data, bool end_str
 void Http1ClientCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) {
   if (!active || request_complete) return;
   Http1ClientCodec& c = codec_;
+  if (upgrade) {
+    // A tunnel has no trailers; they only end its data.
+    BufferChain none;
+    encodeData(none, true);
+    return;
+  }
   if (chunked_out) {
     BufferChain out;
     {

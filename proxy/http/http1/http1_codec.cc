@@ -38,6 +38,21 @@ void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length,
   }
 }
 
+void HeaderWriter::addTunnelFields(const HeaderMap& headers, bool keep_upgrade,
+                                   bool keep_content_length, bool skip_host) {
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;
+    if (skip_host && equalsIgnoreCase(e.name, "host")) continue;
+    if (!keep_content_length && equalsIgnoreCase(e.name, "content-length")) continue;
+    if (isConnectionSpecific(e.name)) {
+      bool upgrade_field =
+          equalsIgnoreCase(e.name, "upgrade") || equalsIgnoreCase(e.name, "connection");
+      if (!keep_upgrade || !upgrade_field) continue;
+    }
+    addField(e.name, e.value);
+  }
+}
+
 void HeaderWriter::flush() {
   if (used_ == 0) return;
   // The one copy on the encode path: serializing headers into a slab.
@@ -241,6 +256,7 @@ struct Http1Callbacks {
     m.authority = {};
     m.host_seen = false;
     m.connection_values.clear();
+    m.upgrade = {};
     m.url_open = m.field_open = m.value_open = false;
     m.headers = std::make_unique<HeaderMap>();
     m.pinned_slab = nullptr;
@@ -397,7 +413,7 @@ void Http1Codec::releaseMessage() {
   m.slice = nullptr;
   m.base = m.end = nullptr;
   m.pinned_slab = nullptr;
-  m.url = m.field = m.value = m.authority = {};
+  m.url = m.field = m.value = m.authority = m.upgrade = {};
   m.url_open = m.field_open = m.value_open = false;
   m.in_header_block = m.in_trailers = m.host_seen = false;
   Http1Callbacks::pool().give(m_);
@@ -469,6 +485,8 @@ int Http1Codec::commitField() {
   if (http1_detail::isConnectionSpecific(name)) {
     if (name.size() == 10 && !m.in_trailers && equalsIgnoreCase(name, "connection")) {
       m.connection_values.push_back(value);
+    } else if (name.size() == 7 && !m.in_trailers && equalsIgnoreCase(name, "upgrade")) {
+      m.upgrade = value;  // Kept only if the message opens a tunnel.
     }
     return 0;  // Hop-by-hop: llhttp has read the framing from it already.
   }
@@ -552,7 +570,11 @@ void Http1Codec::deliverMessageEnd() {
 
 bool Http1Codec::parsePending() {
   const int64_t limit = int64_t{max_request_headers_kb_} * 1024;
-  while (!stopped_ && !pending_.empty()) {
+  while (!stopped_ && (!pending_.empty() || tunnel_)) {
+    if (tunnel_) {
+      relayTunnel();
+      break;
+    }
     if (paused_) {
       if (!mayResume()) break;
       paused_ = false;
@@ -570,8 +592,8 @@ bool Http1Codec::parsePending() {
       consumed = static_cast<size_t>(llhttp_get_error_pos(&m.parser) - base);
       paused_ = true;
     } else if (rc == HPE_PAUSED_UPGRADE) {
-      // What follows is another protocol. Upgrades are not supported yet: the
-      // request was answered as plain HTTP and the connection closes after it.
+      // Not reached: onMessageComplete pauses first, upgrade or not, and the
+      // codec decides itself whether a tunnel follows.
       consumed = static_cast<size_t>(llhttp_get_error_pos(&m.parser) - base);
       stopped_ = true;
     } else if (rc != HPE_OK) {
@@ -615,6 +637,36 @@ bool Http1Codec::parsePending() {
   return true;
 }
 
+void Http1Codec::relayTunnel() {
+  // Zero copy: the slices as they were read move to the decoder.
+  while (tunnel_ && !stopped_ && decoder_ != nullptr && stream_read_disables_ == 0 &&
+         (!pending_.empty() || remote_eof_)) {
+    StreamDecoder* decoder = decoder_;
+    bool end = remote_eof_;
+    BufferChain data = std::move(pending_);
+    pending_.clear();
+    if (!end) {
+      decoder->decodeData(data, false);
+      continue;
+    }
+    decoder_ = nullptr;  // Nothing more comes in.
+    remote_eof_ = false;
+    tunnelInputEnding();
+    decoder->decodeData(data, true);
+    tunnelInputEnded();
+  }
+}
+
+bool Http1Codec::tunnelEof(bool stream_open) {
+  if (!tunnel_ || stopped_ || !stream_open || decoder_ == nullptr) return false;
+  remote_eof_ = true;
+  bool was_in_dispatch = in_dispatch_;
+  in_dispatch_ = true;
+  relayTunnel();
+  in_dispatch_ = was_in_dispatch;
+  return true;
+}
+
 void Http1Codec::checkBufferedInput() {
   bool over = pending_.length() > max_buffered_input_;
   if (over != owner_read_disabled_) {
@@ -633,7 +685,9 @@ void Http1Codec::streamReadDisable(bool disable) {
   --stream_read_disables_;
   owner_.readDisable(false);
   // Bytes that waited in the codec while reading was off.
-  if (stream_read_disables_ == 0 && !pending_.empty() && !in_dispatch_) owner_.scheduleDispatch();
+  if (stream_read_disables_ == 0 && (!pending_.empty() || remote_eof_) && !in_dispatch_) {
+    owner_.scheduleDispatch();
+  }
 }
 
 void Http1Codec::clearStreamReadDisables() {

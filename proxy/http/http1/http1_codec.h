@@ -7,6 +7,13 @@
 // slab (the HeaderMap pins it), body bytes become slices over the same slab.
 // After each message the parser pauses, and the bytes that follow stay in the
 // codec until the stream ends (pipelining is answered in order).
+//
+// Tunnels: after an Upgrade request (or a CONNECT) and after the 101 (or the
+// 2xx to CONNECT) that accepts it, the bytes that follow are no longer HTTP:
+// they reach the stream's decoder as data, slices as they were read, and the
+// peer's FIN (onRemoteEof) ends that data. Data encoded toward a tunnel goes
+// out unframed, and its end half-closes the connection (shutdownAfterFlush).
+// The stream ends once both directions have; the connection is then closed.
 #pragma once
 
 #include <llhttp.h>
@@ -69,6 +76,13 @@ class HeaderWriter {
   // Every field of headers except pseudo-headers and connection-specific ones;
   // sets has_content_length when one was written.
   void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host);
+  // The fields of a message that opens a tunnel (an Upgrade request or its
+  // 101, a CONNECT request or its 2xx): no framing of ours follows it, so
+  // transfer-encoding, keep-alive and proxy-connection are left out;
+  // connection and upgrade stay when keep_upgrade; content-length stays when
+  // keep_content_length (RFC 9110 9.3.6: none in a 2xx to CONNECT).
+  void addTunnelFields(const HeaderMap& headers, bool keep_upgrade, bool keep_content_length,
+                       bool skip_host);
   void flush();
 
  private:
@@ -121,6 +135,15 @@ class Http1Codec {
   void deliverMessageEnd();
   // Removes the fields that Connection: names (RFC 9110 7.6.1).
   void removeConnectionNominated();
+  // Tunnel: hands pending_ to the decoder as data, and the peer's FIN as its
+  // end, unless the stream stopped reading.
+  void relayTunnel();
+  // Tunnel: the incoming direction is about to end (before the last
+  // delivery) / has ended (after it).
+  virtual void tunnelInputEnding() = 0;
+  virtual void tunnelInputEnded() = 0;
+  // The peer's FIN on a tunnel; false when there is no tunnel to end.
+  bool tunnelEof(bool stream_open);
   // Adjusts the codec's own readDisable on the owner from the buffered size.
   void checkBufferedInput();
   // One owner readDisable call, nesting counted in stream_read_disables_.
@@ -145,6 +168,7 @@ class Http1Codec {
     int64_t header_bytes = 0;    // Header block bytes before the current slice.
     std::string_view authority;  // Host value (request) seen so far.
     std::vector<std::string_view> connection_values;  // Values of Connection: fields.
+    std::string_view upgrade;                         // Value of the Upgrade field.
 
     // The slice llhttp is reading now.
     const Slice* slice = nullptr;
@@ -187,7 +211,10 @@ class Http1Codec {
   bool in_dispatch_ = false;          // Inside dispatch(): no need to scheduleDispatch().
   bool owner_read_disabled_ = false;  // We called owner_.readDisable(true) for buffering.
   bool delivering_end_ = false;       // Inside deliverMessageEnd().
-  char last_non_ows_ = '\n';          // Last byte before the current slice that was not SP/HTAB.
+  // The bytes after the current message are the tunnel's data, not HTTP.
+  bool tunnel_ = false;
+  bool remote_eof_ = false;   // Tunnel: the peer's FIN came; delivered once pending_ is.
+  char last_non_ows_ = '\n';  // Last byte before the current slice that was not SP/HTAB.
 
  private:
   friend struct Http1Callbacks;
@@ -214,6 +241,7 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
   void onAboveWriteBufferHighWatermark() override;
   void onBelowWriteBufferLowWatermark() override;
   void onTransportClosed(ResetReason reason) override;
+  bool onRemoteEof() override;
   size_t activeStreams() const override { return stream_.active ? 1 : 0; }
   // Whether a message is being parsed (its parser and header block held);
   // false between messages, when the connection costs only this object.
@@ -237,6 +265,8 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
     void readDisable(bool disable) override;
 
     void start();
+    // The 101 to an Upgrade, or a 2xx to a CONNECT: the tunnel is open.
+    void encodeTunnelHeaders(const HeaderMap& headers, int status, bool end_stream);
 
     Http1ServerCodec& codec_;
     StreamCallbacks* callbacks_ = nullptr;
@@ -248,12 +278,17 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
     bool http10 = false;             // HTTP/1.0 request: no chunked, no 1xx.
     bool chunked_out = false;        // The response body is chunk-framed.
     bool no_body_out = false;        // Body bytes are dropped (HEAD, 204, 304).
+    bool upgrade = false;            // An Upgrade request, or a CONNECT.
+    bool connect = false;            // A CONNECT.
+    bool tunnel_out = false;         // The response accepted the tunnel: bytes go out as they are.
   };
 
   void onMessageBegin() override;
   int onHeadersComplete() override;
   void onMessageComplete() override;
   bool mayResume() const override { return !stream_.active && !close_after_response_; }
+  void tunnelInputEnding() override { stream_.request_complete = true; }
+  void tunnelInputEnded() override { maybeEndStream(); }
 
   void onResponseComplete();
   void maybeEndStream();
@@ -279,6 +314,7 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
   void onAboveWriteBufferHighWatermark() override;
   void onBelowWriteBufferLowWatermark() override;
   void onTransportClosed(ResetReason reason) override;
+  bool onRemoteEof() override;
   size_t activeStreams() const override { return stream_.active ? 1 : 0; }
 
   // ClientConnection
@@ -299,6 +335,8 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
     void setCallbacks(StreamCallbacks* callbacks) override { callbacks_ = callbacks; }
     void resetStream(ResetReason reason) override;
     void readDisable(bool disable) override;
+    // An Upgrade request or a CONNECT: no framing of ours follows.
+    void encodeUpgradeHeaders(const HeaderMap& headers, bool end_stream);
 
     Http1ClientCodec& codec_;
     StreamCallbacks* callbacks_ = nullptr;
@@ -309,12 +347,16 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
     bool response_complete = false;
     bool head_request = false;  // The response has no body.
     bool chunked_out = false;
+    bool upgrade = false;  // An Upgrade request, or a CONNECT: its data goes out unframed.
+    bool connect = false;  // A CONNECT.
   };
 
   void onMessageBegin() override;
   int onHeadersComplete() override;
   void onMessageComplete() override;
   bool mayResume() const override { return stream_.active && !stream_.response_complete; }
+  void tunnelInputEnding() override { stream_.response_complete = true; }
+  void tunnelInputEnded() override { maybeEndStream(); }
 
   void maybeEndStream();
   void resetActive(ResetReason reason, std::string_view detail);
@@ -322,6 +364,7 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
   ActiveRequest stream_{*this};
   bool reusable_ = true;        // No connection: close, no error, not drained.
   bool informational_ = false;  // The message being decoded is a 1xx.
+  bool opens_tunnel_ = false;   // The message being decoded is a 101 / 2xx that accepts a tunnel.
   bool keep_alive_ = true;      // The response being decoded allows reuse.
 };
 

@@ -100,6 +100,10 @@ void Http1ServerCodec::onTransportClosed(ResetReason reason) {
   resetActive(reason, "downstream connection closed");
 }
 
+bool Http1ServerCodec::onRemoteEof() {
+  return tunnelEof(stream_.active && !stream_.request_complete);
+}
+
 void Http1ServerCodec::onMessageBegin() {
   // Pseudo-headers first, as HTTP/2 wants them; values are filled in when
   // the header block is complete.
@@ -113,7 +117,7 @@ int Http1ServerCodec::onHeadersComplete() {
   if (m_->parser.http_major != 1 || m_->parser.http_minor > 1) {
     return fail(505, "unsupported HTTP version");
   }
-  if (m_->parser.method == HTTP_CONNECT) return fail(501, "CONNECT is not supported");
+  const bool connect = m_->parser.method == HTTP_CONNECT;
   bool http10 = m_->parser.http_minor == 0;
   std::string_view scheme = "http";
   std::string_view path = m_->url_open ? m_->url : std::string_view();
@@ -121,7 +125,15 @@ int Http1ServerCodec::onHeadersComplete() {
   // RFC 9112 3.2.2: with an absolute-form target, the server "MUST ignore
   // the received Host header field (if any) and instead use the host
   // information of the request-target".
-  if (startsWithIgnoreCase(path, "http://") || startsWithIgnoreCase(path, "https://")) {
+  if (connect) {
+    // RFC 9112 3.2.3: a CONNECT's target is in authority-form (host:port),
+    // and it is what the tunnel goes to (Envoy matches it, not Host).
+    authority = path;
+    path = {};
+    if (authority.empty() || authority.find('/') != std::string_view::npos) {
+      return fail(400, "CONNECT target is not host:port");
+    }
+  } else if (startsWithIgnoreCase(path, "http://") || startsWithIgnoreCase(path, "https://")) {
     size_t colon = path.find(':');
     scheme = path.substr(0, colon);
     std::string_view rest = path.substr(colon + 3);
@@ -134,7 +146,7 @@ int Http1ServerCodec::onHeadersComplete() {
     // code to any HTTP/1.1 request message that lacks a Host header field".
     return fail(400, "missing Host header field");
   }
-  if (path.empty()) return fail(400, "empty request target");
+  if (path.empty() && !connect) return fail(400, "empty request target");
 
   std::span<HeaderMap::Entry> e = m_->headers->mutableEntries();
   e[0].value = llhttp_method_name(static_cast<llhttp_method_t>(m_->parser.method));
@@ -145,12 +157,27 @@ int Http1ServerCodec::onHeadersComplete() {
   } else {
     e[3].value = authority;
   }
+  if (connect) {
+    // RFC 9113 8.5 shape, which the rest of skiff shares: :method and
+    // :authority only.
+    m_->headers->removeAt(2);
+    m_->headers->removeAt(1);
+  }
   removeConnectionNominated();
+  // llhttp sets upgrade for a CONNECT, and for an Upgrade field that
+  // Connection names. The two fields that ask for it were dropped as
+  // hop-by-hop; they come back so that the connection manager can decide
+  // and the upstream can be asked.
+  const bool upgrade = m_->parser.upgrade != 0;
+  if (upgrade && !connect) {
+    m_->headers->addView("connection", "upgrade");
+    m_->headers->addView("upgrade", m_->upgrade);
+  }
 
   if (!llhttp_should_keep_alive(&m_->parser)) close_after_response_ = true;
-  // Upgrade is not supported yet: the request is answered as plain HTTP
-  // (the Upgrade field was dropped) and the connection closes after it.
-  if (m_->parser.upgrade) close_after_response_ = true;
+  // After an Upgrade or a CONNECT the connection is a tunnel, or (refused)
+  // its next bytes cannot be trusted to be HTTP: it closes after this stream.
+  if (upgrade) close_after_response_ = true;
   protocol_ = http10 ? Protocol::kHttp10 : Protocol::kHttp11;
 
   ActiveRequest& s = stream_;
@@ -162,6 +189,9 @@ int Http1ServerCodec::onHeadersComplete() {
   s.http10 = http10;
   s.chunked_out = false;
   s.no_body_out = false;
+  s.upgrade = upgrade;
+  s.connect = connect;
+  s.tunnel_out = false;
   s.callbacks_ = nullptr;
   ++stream_epoch_;
   decoder_ = &callbacks_.newStream(stream_);
@@ -174,6 +204,13 @@ void Http1ServerCodec::onMessageComplete() {
     deliverMessageEnd();  // Discards: the stream was reset.
     return;
   }
+  if (stream_.upgrade) {
+    // The request's head (and body, if it had one) is done; the bytes that
+    // follow are the tunnel's, whether the upstream accepts it or not. The
+    // headers and body go to the decoder from parsePending, without an end.
+    tunnel_ = true;
+    return;
+  }
   stream_.request_complete = true;
   deliverMessageEnd();
   maybeEndStream();
@@ -181,6 +218,15 @@ void Http1ServerCodec::onMessageComplete() {
 
 void Http1ServerCodec::onResponseComplete() {
   stream_.response_complete = true;
+  if (stream_.upgrade && !stream_.tunnel_out && !stream_.request_complete && !closing_) {
+    // A refused Upgrade or CONNECT (an ordinary answer): what the client
+    // sends next need not be HTTP, so nothing more is read and the
+    // connection closes once the answer is out, as Envoy does.
+    closing_ = true;
+    stopped_ = true;
+    if (!in_dispatch_) pending_.clear();
+    owner_.closeAfterFlush();
+  }
   maybeEndStream();
 }
 
@@ -223,6 +269,10 @@ void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   if (!active || response_started) return;
   Http1ServerCodec& c = codec_;
   int status = headers.status();
+  if (upgrade && (connect ? (status >= 200 && status < 300) : status == 101)) {
+    encodeTunnelHeaders(headers, status, end_stream);
+    return;
+  }
   if (status < 200 || status > 999) status = 500;  // 1xx go through encode1xxHeaders.
   response_started = true;
   no_body_out = head_request || status == 204 || status == 304;
@@ -259,12 +309,48 @@ void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   if (end_stream) c.onResponseComplete();
 }
 
+void Http1ServerCodec::ActiveRequest::encodeTunnelHeaders(const HeaderMap& headers, int status,
+                                                          bool end_stream) {
+  Http1ServerCodec& c = codec_;
+  response_started = true;
+  tunnel_out = true;
+  BufferChain out;
+  {
+    HeaderWriter w(out);
+    w.add("HTTP/1.1 ");
+    w.addNumber(static_cast<uint64_t>(status));
+    w.add(" ");
+    w.add(http1_detail::reasonPhrase(status));
+    w.add("\r\n");
+    // No framing: the tunnel's bytes follow, up to the connection's end.
+    // RFC 9110 9.3.6: "A server MUST NOT send any Transfer-Encoding or
+    // Content-Length header fields in a 2xx (Successful) response to CONNECT."
+    w.addTunnelFields(headers, /*keep_upgrade=*/!connect, /*keep_content_length=*/false,
+                      /*skip_host=*/false);
+    w.add("\r\n");
+  }
+  c.owner_.write(out);
+  if (end_stream) {
+    c.owner_.shutdownAfterFlush();
+    c.onResponseComplete();
+  }
+}
+
 void Http1ServerCodec::ActiveRequest::encodeData(BufferChain& data, bool end_stream) {
   if (!active || !response_started || response_complete) {
     data.clear();
     return;
   }
   Http1ServerCodec& c = codec_;
+  if (tunnel_out) {
+    // Zero copy: the slices go out as they came, unframed.
+    if (!data.empty()) c.owner_.write(data);
+    if (end_stream) {
+      c.owner_.shutdownAfterFlush();  // The upstream's FIN, passed on.
+      c.onResponseComplete();
+    }
+    return;
+  }
   BufferChain out;
   if (no_body_out) {
     data.clear();
@@ -286,6 +372,12 @@ void Http1ServerCodec::ActiveRequest::encodeData(BufferChain& data, bool end_str
 void Http1ServerCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) {
   if (!active || !response_started || response_complete) return;
   Http1ServerCodec& c = codec_;
+  if (tunnel_out) {
+    // A tunnel has no trailers; they only end its data.
+    BufferChain none;
+    encodeData(none, true);
+    return;
+  }
   if (chunked_out) {
     BufferChain out;
     {

@@ -58,6 +58,7 @@ class FakeOwner : public CodecOwner {
     ++read_disable_calls;
   }
   void closeAfterFlush() override { ++close_after_flush; }
+  void shutdownAfterFlush() override { ++shutdown_after_flush; }
 
   std::string take() { return std::exchange(written, {}); }
 
@@ -68,6 +69,7 @@ class FakeOwner : public CodecOwner {
   int read_disabled = 0;  // Net depth.
   int read_disable_calls = 0;
   int close_after_flush = 0;
+  int shutdown_after_flush = 0;
 };
 
 class FakeDecoder : public StreamDecoder {

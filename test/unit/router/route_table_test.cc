@@ -144,6 +144,46 @@ TEST(RouteTableTest, GrpcMatchTakesOnlyGrpcRequests) {
   EXPECT_EQ(matchName(*t, Request("/svc/M")), "other");
 }
 
+TEST(RouteTableTest, ConnectMatcherTakesOnlyConnect) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"other","match":{"prefix":"/"},"route":{"cluster":"c"}},
+    {"name":"tunnel","match":{"connect_matcher":{}},"route":{"cluster":"c",
+     "upgrade_configs":[{"upgrade_type":"CONNECT","connect_config":{}}]}})"));
+  HeaderMap connect;
+  connect.addCopy(":method", "CONNECT");
+  connect.addCopy(":authority", "db.example:5432");
+  const RouteEntry* e = t->match(connect, 0);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->name(), "tunnel");
+  EXPECT_TRUE(e->terminatesConnect());
+  EXPECT_EQ(e->upgradeEnabled("connect"), true);
+  EXPECT_EQ(e->upgradeEnabled("websocket"), std::nullopt);
+  EXPECT_EQ(matchName(*t, Request("/x")), "other");
+}
+
+TEST(RouteTableTest, UpgradeConfigs) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"off","match":{"prefix":"/off"},"route":{"cluster":"c",
+     "upgrade_configs":[{"upgrade_type":"WebSocket","enabled":false}]}},
+    {"name":"on","match":{"prefix":"/"},"route":{"cluster":"c",
+     "upgrade_configs":[{"upgrade_type":"websocket"},{"upgrade_type":"CONNECT"}]}})"));
+  const RouteEntry* off = t->match(Request("/off").headers, 0);
+  ASSERT_NE(off, nullptr);
+  EXPECT_EQ(off->upgradeEnabled("websocket"), false);  // Case-insensitive.
+  const RouteEntry* on = t->match(Request("/").headers, 0);
+  ASSERT_NE(on, nullptr);
+  EXPECT_EQ(on->upgradeEnabled("WEBSOCKET"), true);
+  EXPECT_FALSE(on->terminatesConnect());  // CONNECT without connect_config is proxied.
+  EXPECT_NE(compileError(oneHost(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
+     "upgrade_configs":[{"upgrade_type":"websocket","connect_config":{}}]}})"))
+                .find("upgrade_configs[0].connect_config: only for upgrade_type CONNECT"),
+            std::string::npos);
+  EXPECT_NE(compileError(oneHost(R"({"match":{"prefix":"/"},"route":{"cluster":"c",
+     "upgrade_configs":[{"upgrade_type":""}]}})"))
+                .find("upgrade_configs[0].upgrade_type: must not be empty"),
+            std::string::npos);
+}
+
 TEST(RouteTableTest, HeaderMatchers) {
   auto t = mustCompile(oneHost(R"(
     {"name":"exact","match":{"prefix":"/","headers":[{"name":"x-a","string_match":{"exact":"v"}}]},"route":{"cluster":"c"}},

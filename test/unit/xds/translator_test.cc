@@ -275,6 +275,42 @@ TEST(TranslateBootstrap, UnsupportedFieldsAreAllNamed) {
             "layered_runtime: not supported yet");
 }
 
+TEST(TranslateBootstrap, UpgradeConfigs) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    hcm.add_upgrade_configs()->set_upgrade_type("WebSocket");
+    auto* connect = hcm.add_upgrade_configs();
+    connect->set_upgrade_type("CONNECT");
+    connect->mutable_enabled()->set_value(false);
+  });
+  auto result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const auto& u = (*result)->listeners[0]->filter_chains[0]->http.upgrade_configs;
+  ASSERT_EQ(u.size(), 2u);
+  EXPECT_EQ(u[0].type, "websocket");  // Compared case-insensitively.
+  EXPECT_TRUE(u[0].enabled);
+  EXPECT_EQ(u[1].type, "connect");
+  EXPECT_FALSE(u[1].enabled);
+}
+
+TEST(TranslateBootstrap, UpgradeConfigErrors) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    hcm.add_upgrade_configs()->set_upgrade_type("websocket");
+    hcm.add_upgrade_configs()->set_upgrade_type("WEBSOCKET");
+    hcm.add_upgrade_configs();
+    hcm.add_upgrade_configs()->set_upgrade_type("h2c");
+    hcm.mutable_upgrade_configs(3)->add_filters()->set_name("envoy.filters.http.router");
+  });
+  EXPECT_EQ(translateError(b), kHcmPath + ".upgrade_configs[3].filters: not supported yet");
+  editHcm(b, [](HttpConnectionManager& hcm) { hcm.mutable_upgrade_configs(3)->clear_filters(); });
+  EXPECT_EQ(translateError(b), kHcmPath +
+                                   ".upgrade_configs[1].upgrade_type: \"WEBSOCKET\" is configured "
+                                   "twice\n" +
+                                   kHcmPath +
+                                   ".upgrade_configs[2].upgrade_type: must not be empty");
+}
+
 TEST(TranslateBootstrap, Maglev) {
   Bootstrap b = edge();
   b.mutable_static_resources()->mutable_clusters(1)->set_lb_policy(

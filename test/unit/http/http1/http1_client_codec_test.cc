@@ -226,13 +226,112 @@ TEST_F(Http1ClientTest, InformationalResponsesGoToDecode1xx) {
   EXPECT_EQ(decoder_.body, "ok");
 }
 
-TEST_F(Http1ClientTest, SwitchingProtocolsIsAnError) {
+TEST_F(Http1ClientTest, SwitchingProtocolsToAPlainRequestIsAnError) {
   start();
   EXPECT_FALSE(
       feed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n"));
   ASSERT_EQ(callbacks_.resets.size(), 1u);
   EXPECT_EQ(callbacks_.resets[0], ResetReason::kProtocolError);
   EXPECT_FALSE(codec_.isReusable());
+}
+
+RequestEncoder& startUpgrade(Http1ClientCodec& codec, FakeDecoder& decoder,
+                             FakeStreamCallbacks& callbacks) {
+  RequestEncoder& enc = codec.newStream(decoder);
+  enc.stream().setCallbacks(&callbacks);
+  auto h = makeHeaders({{":method", "GET"},
+                        {":scheme", "http"},
+                        {":authority", "up.example"},
+                        {":path", "/ws"},
+                        {"connection", "upgrade"},
+                        {"upgrade", "websocket"},
+                        {"sec-websocket-key", "k"}});
+  enc.encodeHeaders(*h, false);
+  return enc;
+}
+
+TEST_F(Http1ClientTest, UpgradeRequestKeepsItsFieldsAndHasNoFraming) {
+  RequestEncoder& enc = startUpgrade(codec_, decoder_, callbacks_);
+  EXPECT_EQ(owner_.take(),
+            "GET /ws HTTP/1.1\r\nhost: up.example\r\nconnection: upgrade\r\nupgrade: "
+            "websocket\r\nsec-websocket-key: k\r\n\r\n");
+  BufferChain early = chainOf("early");
+  enc.encodeData(early, false);
+  EXPECT_EQ(owner_.take(), "early");  // Raw, not a chunk.
+}
+
+TEST_F(Http1ClientTest, SwitchingProtocolsOpensATunnelBothWays) {
+  RequestEncoder& enc = startUpgrade(codec_, decoder_, callbacks_);
+  owner_.take();
+  // The 101 and the first tunnel bytes in one read; then bytes that look
+  // like HTTP but are the tunnel's.
+  ASSERT_TRUE(
+      feed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Accept: a\r\n\r\n\x81\x02hi"));
+  ASSERT_TRUE(decoder_.headers);
+  EXPECT_EQ(decoder_.headers->status(), 101);
+  EXPECT_EQ(decoder_.header("upgrade"), "websocket");
+  EXPECT_EQ(decoder_.header("connection"), "upgrade");
+  EXPECT_EQ(decoder_.header("sec-websocket-accept"), "a");
+  EXPECT_EQ(decoder_.body, "\x81\x02hi");
+  EXPECT_FALSE(decoder_.ended);
+  EXPECT_FALSE(codec_.isReusable());
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\n\r\n"));
+  EXPECT_EQ(decoder_.body, "\x81\x02hiHTTP/1.1 200 OK\r\n\r\n");
+  EXPECT_TRUE(callbacks_.resets.empty());
+
+  // The upstream's FIN ends its direction; ours goes on.
+  EXPECT_TRUE(codec_.onRemoteEof());
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_EQ(codec_.activeStreams(), 1u);
+  BufferChain more = chainOf("bye");
+  enc.encodeData(more, true);
+  EXPECT_EQ(owner_.take(), "bye");
+  EXPECT_EQ(owner_.shutdown_after_flush, 1);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+  EXPECT_TRUE(callbacks_.resets.empty());
+}
+
+TEST_F(Http1ClientTest, TunnelBytesWaitWhileTheStreamStopsReading) {
+  RequestEncoder& enc = startUpgrade(codec_, decoder_, callbacks_);
+  ASSERT_TRUE(
+      feed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+           "upgrade\r\n\r\n"));
+  enc.stream().readDisable(true);
+  ASSERT_TRUE(feed("held"));
+  EXPECT_EQ(decoder_.body, "");
+  EXPECT_TRUE(codec_.onRemoteEof());  // The FIN waits behind the bytes.
+  EXPECT_FALSE(decoder_.ended);
+  int scheduled = owner_.scheduled;
+  enc.stream().readDisable(false);
+  EXPECT_GT(owner_.scheduled, scheduled);
+  BufferChain none;
+  ASSERT_TRUE(codec_.dispatch(none, error_));
+  EXPECT_EQ(decoder_.body, "held");
+  EXPECT_TRUE(decoder_.ended);
+}
+
+TEST_F(Http1ClientTest, RefusedUpgradeIsAnOrdinaryResponse) {
+  startUpgrade(codec_, decoder_, callbacks_);
+  ASSERT_TRUE(feed("HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno"));
+  EXPECT_EQ(decoder_.headers->status(), 400);
+  EXPECT_EQ(decoder_.body, "no");
+  EXPECT_TRUE(decoder_.ended);
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+  EXPECT_FALSE(codec_.isReusable());  // The request never ended.
+}
+
+TEST_F(Http1ClientTest, ConnectUsesAuthorityFormAndTunnelsAfter2xx) {
+  RequestEncoder& enc = codec_.newStream(decoder_);
+  enc.stream().setCallbacks(&callbacks_);
+  auto h = makeHeaders({{":method", "CONNECT"}, {":authority", "db.example:5432"}});
+  enc.encodeHeaders(*h, false);
+  EXPECT_EQ(owner_.take(), "CONNECT db.example:5432 HTTP/1.1\r\nhost: db.example:5432\r\n\r\n");
+  // A 200 to CONNECT has no body framing: what follows is the tunnel.
+  ASSERT_TRUE(feed("HTTP/1.1 200 Connection established\r\n\r\nserver-first"));
+  EXPECT_EQ(decoder_.headers->status(), 200);
+  EXPECT_EQ(decoder_.body, "server-first");
+  EXPECT_FALSE(decoder_.ended);
 }
 
 TEST_F(Http1ClientTest, ConnectionCloseMakesItNotReusable) {

@@ -637,15 +637,116 @@ TEST_F(Http1ServerTest, ResetFromInsideDecodeHeadersStopsSafely) {
   EXPECT_EQ(callbacks_.exchanges.size(), 1u);
 }
 
-TEST_F(Http1ServerTest, UpgradeIsAnsweredAsPlainHttpThenClosed) {
-  ASSERT_TRUE(
-      feed("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-           "\x81\x05hello"));
+constexpr std::string_view kUpgrade =
+    "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+    "Sec-WebSocket-Key: k\r\n\r\n";
+
+TEST_F(Http1ServerTest, UpgradeRequestKeepsItsFieldsAndItsBytesAreData) {
+  // Early bytes after the head are the tunnel's, even ones that look like a
+  // request.
+  ASSERT_TRUE(feed(std::string(kUpgrade) + "\x81\x05hello"));
+  ASSERT_TRUE(feed("GET /x HTTP/1.1\r\nHost: h\r\n\r\n"));
+  ASSERT_EQ(callbacks_.exchanges.size(), 1u);
   auto& d = callbacks_.last().decoder;
-  EXPECT_FALSE(d.headers->has("upgrade"));
-  respond(0);
+  EXPECT_EQ(d.header("upgrade"), "websocket");
+  EXPECT_EQ(d.header("connection"), "upgrade");
+  EXPECT_EQ(upgradeType(*d.headers), "websocket");
+  EXPECT_EQ(d.body, "\x81\x05helloGET /x HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_FALSE(d.ended);
+}
+
+TEST_F(Http1ServerTest, SwitchingProtocolsOpensATunnelWithHalfClose) {
+  ASSERT_TRUE(feed(kUpgrade));
+  ResponseEncoder& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "101"},
+                        {"connection", "upgrade"},
+                        {"upgrade", "websocket"},
+                        {"sec-websocket-accept", "a"}});
+  enc.encodeHeaders(*h, false);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: "
+            "websocket\r\nsec-websocket-accept: a\r\n\r\n");
+  Reader up;
+  BufferChain out = up.read("from upstream");
+  Slab* slab = out.slices().front().slab();
+  enc.encodeData(out, false);
+  EXPECT_EQ(owner_.take(), "from upstream");      // Unframed...
+  EXPECT_TRUE(owner_.written_slabs.count(slab));  // ...and not copied.
+  ASSERT_TRUE(feed("from client"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.body, "from client");
+
+  // The client's FIN ends its direction; the other goes on.
+  EXPECT_TRUE(codec_.onRemoteEof());
+  EXPECT_TRUE(d.ended);
+  EXPECT_EQ(codec_.activeStreams(), 1u);
+  EXPECT_EQ(owner_.close_after_flush, 0);
+  BufferChain last = chainOf("last");
+  enc.encodeData(last, true);
+  EXPECT_EQ(owner_.take(), "last");
+  EXPECT_EQ(owner_.shutdown_after_flush, 1);
+  // Both directions ended: the stream ends and the connection closes.
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+  EXPECT_EQ(owner_.close_after_flush, 1);
+  EXPECT_TRUE(callbacks_.last().callbacks.resets.empty());
+}
+
+TEST_F(Http1ServerTest, RefusedUpgradeIsAnsweredThenClosed) {
+  ASSERT_TRUE(feed(std::string(kUpgrade) + "\x81\x05hello"));
+  respond(0, "no", "403");
+  std::string out = owner_.take();
+  EXPECT_NE(out.find("HTTP/1.1 403 Forbidden\r\n"), std::string::npos);
+  EXPECT_NE(out.find("connection: close\r\n"), std::string::npos);
+  EXPECT_EQ(out.find("upgrade"), std::string::npos);
   EXPECT_EQ(owner_.close_after_flush, 1);
   EXPECT_EQ(callbacks_.exchanges.size(), 1u);
+}
+
+TEST_F(Http1ServerTest, UpgradeWithoutConnectionUpgradeIsPlainHttp) {
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_FALSE(d.headers->has("upgrade"));
+  EXPECT_TRUE(d.ended);
+  respond(0);
+  EXPECT_EQ(owner_.close_after_flush, 0);  // Keep-alive as usual.
+}
+
+TEST_F(Http1ServerTest, ConnectHasAuthorityOnlyAndItsAnswerNoFraming) {
+  ASSERT_TRUE(feed("CONNECT db.example:5432 HTTP/1.1\r\nHost: other:1\r\n\r\nclient-first"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.headers->method(), "CONNECT");
+  EXPECT_EQ(d.headers->authority(), "db.example:5432");  // The target, not Host.
+  EXPECT_FALSE(d.headers->has(":path"));
+  EXPECT_FALSE(d.headers->has(":scheme"));
+  EXPECT_EQ(upgradeType(*d.headers), "CONNECT");
+  EXPECT_EQ(d.body, "client-first");
+  EXPECT_FALSE(d.ended);
+  ResponseEncoder& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-length", "0"}, {"server", "skiff"}});
+  enc.encodeHeaders(*h, false);
+  // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\nserver: skiff\r\n\r\n");
+  BufferChain b = chainOf("server bytes");
+  enc.encodeData(b, false);
+  EXPECT_EQ(owner_.take(), "server bytes");
+}
+
+TEST_F(Http1ServerTest, ConnectWithAPathIsRefused) {
+  EXPECT_FALSE(feed("CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n"));
+  EXPECT_EQ(error_.http_status, 400);
+}
+
+TEST_F(Http1ServerTest, TunnelBytesWaitWhileTheStreamStopsReading) {
+  ASSERT_TRUE(feed(kUpgrade));
+  ResponseEncoder& enc = *callbacks_.last().encoder;
+  enc.stream().readDisable(true);
+  ASSERT_TRUE(feed("held"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.body, "");
+  enc.stream().readDisable(false);
+  EXPECT_EQ(owner_.scheduled, 1);
+  ASSERT_TRUE(dispatchEmpty());
+  EXPECT_EQ(d.body, "held");
 }
 
 }  // namespace

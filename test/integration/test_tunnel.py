@@ -1,0 +1,402 @@
+"""Tunnels: HTTP/1.1 Upgrade (WebSocket) and CONNECT through skiff.
+
+A real WebSocket server and client (Debian's python3-websockets) talk through
+skiff; curl's proxytunnel (-p -x) reaches the harness backend through a CONNECT
+that skiff terminates; raw sockets check half-close and an upstream that
+closes. Buffers are set small (16 KiB) so that large messages cross skiff under
+backpressure.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import unittest
+
+try:
+    import websockets
+except ImportError:
+    # Debian's python3-websockets lives in the system's dist-packages; a
+    # Python from elsewhere (pyenv) on PATH does not look there.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import websockets
+
+from skiffharness import (
+    LOCALHOST,
+    Nginx,
+    SkiffTestCase,
+    bootstrap,
+    cluster,
+    curl,
+    http_request,
+    listener,
+    raw_exchange,
+    route,
+    run_skiff,
+    to_yaml,
+    wait_until,
+)
+
+BUFFER_LIMIT = 16 * 1024
+TIMEOUT = 30
+
+
+class WebSocketEcho:
+    """A WebSocket echo server on 127.0.0.1, port 0, on its own thread. It
+    records the close code of every connection it served."""
+
+    def __init__(self):
+        self.close_codes = []
+        self.port = None
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("WebSocket echo server did not start")
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+
+        async def echo(ws, path=None):
+            try:
+                async for message in ws:
+                    await ws.send(message)
+            except websockets.ConnectionClosed:
+                pass
+            finally:
+                self.close_codes.append(ws.close_code)
+
+        async def main():
+            self._stop = self._loop.create_future()
+            server = await websockets.serve(echo, LOCALHOST, 0, max_size=None)
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stop
+            server.close()
+            await server.wait_closed()
+
+        self._loop.run_until_complete(main())
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set_result, None)
+            self._thread.join(10)
+
+
+class RawUpgradeServer:
+    """Answers any Upgrade request with a 101, then, by path:
+
+      /raw/halfclose   reads until the client's FIN, answers "got N bytes;"
+                       followed by 64 KiB of "tail", then closes
+      /raw/upclose     sends "bye" and closes at once
+    """
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            conn.settimeout(TIMEOUT)
+            head = bytearray()
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            head, _, rest = bytes(head).partition(b"\r\n\r\n")
+            path = head.split(b" ")[1].decode()
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\n\r\n")
+            if path == "/raw/halfclose":
+                got = len(rest)
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                conn.sendall(b"got %d bytes;" % got + b"tail" * 16384)
+            elif path == "/raw/upclose":
+                conn.sendall(b"bye")
+
+    def stop(self):
+        self.sock.close()
+
+
+def upgrade_request(path, host="t"):
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n"
+            f"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+
+
+def read_head(sock):
+    """Reads a response head; returns (head bytes, bytes after it)."""
+    data = bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed before a response head: {bytes(data)!r}")
+        data += chunk
+    head, _, rest = bytes(data).partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_to_eof(sock):
+    data = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+class TunnelTest(SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ws = WebSocketEcho()
+        cls.addClassCleanup(cls.ws.stop)
+        cls.raw = RawUpgradeServer()
+        cls.addClassCleanup(cls.raw.stop)
+        cls.backend = cls.class_backend()
+        limit = {"per_connection_buffer_limit_bytes": BUFFER_LIMIT}
+        connect_route = {
+            "match": {"connect_matcher": {}},
+            "route": {"cluster": "backend",
+                      "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]},
+        }
+        no_ws_route = route("/nows", cluster="ws")
+        no_ws_route["route"]["upgrade_configs"] = [{"upgrade_type": "websocket", "enabled": False}]
+        ingress = listener("ingress", [
+            connect_route,
+            no_ws_route,
+            route("/direct", direct="plain\n"),
+            route("/headers", cluster="backend"),
+            route("/raw/", cluster="raw"),
+            route("/", cluster="ws"),
+        ], hcm_extra={"upgrade_configs": [{"upgrade_type": "WebSocket"}]})
+        ingress.update(limit)
+        # No upgrade_configs anywhere: WebSocket and CONNECT are refused.
+        plain = listener("plain", [
+            {"match": {"connect_matcher": {}}, "route": {"cluster": "backend"}},
+            route("/", cluster="ws"),
+        ], stat_prefix="plain_http")
+        clusters = [
+            cluster("ws", [(LOCALHOST, cls.ws.port)], extra=limit),
+            cluster("raw", [(LOCALHOST, cls.raw.port)], extra=limit),
+            cluster("backend", [(LOCALHOST, cls.backend.port)], extra=limit),
+        ]
+        cls.skiff = cls.class_skiff(bootstrap([ingress, plain], clusters))
+        cls.port = cls.skiff.port("ingress")
+        cls.plain_port = cls.skiff.port("plain")
+
+    def wait_tunnels_closed(self, prefix="ingress_http"):
+        wait_until(lambda: self.skiff.stat(f"http.{prefix}.downstream_cx_upgrades_active") == 0,
+                   TIMEOUT, what="every tunnel to end")
+
+    # ---- WebSocket
+
+    def test_websocket_echo_many_large_and_clean_close(self):
+        before = self.skiff.stat("http.ingress_http.downstream_cx_upgrades_total") or 0
+        big = os.urandom(4 * 1024 * 1024)  # 256 times skiff's buffer limit
+
+        async def talk():
+            async with websockets.connect(f"ws://{LOCALHOST}:{self.port}/chat",
+                                          max_size=None) as ws:
+                for i in range(300):
+                    text = f"message {i} " * (i % 50 + 1)
+                    await ws.send(text)
+                    self.assertEqual(await ws.recv(), text)
+                await ws.send(big)
+                self.assertEqual(await ws.recv(), big)
+                # Many in flight at once, in order.
+                for i in range(100):
+                    await ws.send(b"%d" % i * 1000)
+                for i in range(100):
+                    self.assertEqual(await ws.recv(), b"%d" % i * 1000)
+            return ws.close_code
+
+        closed_before = len(self.ws.close_codes)
+        self.assertEqual(run(talk()), 1000)
+        # The server saw the clean close too.
+        wait_until(lambda: len(self.ws.close_codes) > closed_before, TIMEOUT, what="server close")
+        self.assertEqual(self.ws.close_codes[-1], 1000)
+        self.assertEqual(self.skiff.stat("http.ingress_http.downstream_cx_upgrades_total"),
+                         before + 1)
+        self.wait_tunnels_closed()
+
+    def test_other_connections_are_served_while_tunnels_are_open(self):
+        async def talk():
+            sockets = [await websockets.connect(f"ws://{LOCALHOST}:{self.port}/t{i}")
+                       for i in range(5)]
+            # Plain requests, on fresh connections, beside the open tunnels.
+            for _ in range(3):
+                status, _, body = await asyncio.to_thread(http_request, self.port, path="/direct")
+                self.assertEqual((status, body), (200, b"plain\n"))
+            self.assertEqual(
+                self.skiff.stat("http.ingress_http.downstream_cx_upgrades_active"), 5)
+            for i, ws in enumerate(sockets):
+                await ws.send(f"still {i}")
+                self.assertEqual(await ws.recv(), f"still {i}")
+                await ws.close()
+
+        run(talk())
+        self.wait_tunnels_closed()
+
+    def test_upgrade_type_not_configured_is_refused(self):
+        before = self.skiff.stat("http.plain_http.downstream_rq_ws_on_non_ws_route") or 0
+
+        async def attempt(port, path):
+            with self.assertRaises(websockets.InvalidStatusCode) as cm:
+                async with websockets.connect(f"ws://{LOCALHOST}:{port}{path}"):
+                    pass
+            return cm.exception.status_code
+
+        self.assertEqual(run(attempt(self.plain_port, "/")), 403)
+        self.assertEqual(self.skiff.stat("http.plain_http.downstream_rq_ws_on_non_ws_route"),
+                         before + 1)
+        # A route's upgrade_configs entry overrides the connection manager's.
+        self.assertEqual(run(attempt(self.port, "/nows")), 403)
+        # The refusal closes the connection: bytes after the request are not
+        # read as another request.
+        data, closed = raw_exchange(self.plain_port,
+                                    upgrade_request("/") + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 403 "), data[:200])
+        self.assertIn(b"connection: close", data.lower())
+        self.assertEqual(data.count(b"HTTP/1.1"), 1, data)
+        self.assertTrue(closed)
+
+    def test_non_101_answer_is_an_ordinary_response(self):
+        # The harness backend speaks no WebSocket: it answers 200.
+        data, closed = raw_exchange(self.port, upgrade_request("/headers"))
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertIn(b"x-backend: backend", head.lower())
+        seen = json.loads(body)
+        names = {k.lower(): v for k, v in seen["headers"]}
+        # The upstream was asked for the upgrade.
+        self.assertEqual(names.get("upgrade"), "websocket")
+        self.assertIn("upgrade", names.get("connection", "").lower())
+        self.assertTrue(closed)
+
+    # ---- Half-close and ends
+
+    def test_half_close_client_fin_still_receives_the_rest(self):
+        payload = os.urandom(300 * 1024)
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/raw/halfclose"))
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            # The upstream sees our FIN only after every byte, then answers.
+            answer = rest + read_to_eof(s)
+        self.assertEqual(answer, b"got %d bytes;" % len(payload) + b"tail" * 16384)
+        self.wait_tunnels_closed()
+
+    def test_upstream_closing_ends_the_tunnel(self):
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/raw/upclose"))
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+            self.assertEqual(rest + read_to_eof(s), b"bye")
+        self.wait_tunnels_closed()
+        status, _, body = http_request(self.port, path="/direct")
+        self.assertEqual((status, body), (200, b"plain\n"))
+
+    # ---- CONNECT
+
+    def test_connect_with_curl_proxytunnel(self):
+        target = f"http://{LOCALHOST}:{self.backend.port}"
+        proxy = f"http://{LOCALHOST}:{self.port}"
+        n = 3 * 1024 * 1024
+        rc, out, err = curl("-p", "-x", proxy, f"{target}/size?n={n}", timeout=TIMEOUT)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, Nginx.body_of(n))
+        upload = os.urandom(2 * 1024 * 1024)
+        rc, out, err = curl("-p", "-x", proxy, "--data-binary", "@-", f"{target}/sha",
+                            input_bytes=upload, timeout=TIMEOUT)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), {"length": len(upload),
+                                           "sha256": hashlib.sha256(upload).hexdigest()})
+        self.wait_tunnels_closed()
+
+    def test_connect_raw_answer_and_half_close(self):
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            # RFC 9110 9.3.6: no framing fields in a 2xx to CONNECT.
+            self.assertNotIn(b"content-length", head.lower())
+            self.assertNotIn(b"transfer-encoding", head.lower())
+            # An HTTP/1.0 request with no keep-alive: the backend answers and
+            # closes, and that close reaches us through the tunnel.
+            s.sendall(b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            answer = rest + read_to_eof(s)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+        self.wait_tunnels_closed()
+
+    def test_connect_not_configured_is_refused(self):
+        data, closed = raw_exchange(self.plain_port,
+                                    b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 403 "), data[:200])
+        self.assertTrue(closed)
+        rc, _, err = curl("-p", "-x", f"http://{LOCALHOST}:{self.plain_port}",
+                          f"http://{LOCALHOST}:{self.backend.port}/", timeout=TIMEOUT)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("403", err)
+
+
+class TunnelConfigTest(unittest.TestCase):
+    def validate(self, routes, hcm_extra=None):
+        config = bootstrap([listener("l", routes, hcm_extra=hcm_extra)],
+                           [cluster("c", [(LOCALHOST, 1)])])
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write(config)
+            f.flush()
+            return run_skiff(["--mode", "validate", "-c", f.name])
+
+    def test_unsupported_upgrade_fields_are_refused_by_path(self):
+        rc, out = self.validate([route("/", cluster="c")], hcm_extra={"upgrade_configs": [
+            {"upgrade_type": "websocket", "filters": [{"name": "envoy.filters.http.router"}]}]})
+        self.assertEqual(rc, 1, out)
+        self.assertIn("typed_config.upgrade_configs[0].filters", out)
+        connect = {"match": {"connect_matcher": {}}, "route": {"cluster": "c", "upgrade_configs": [
+            {"upgrade_type": "CONNECT", "connect_config": {"allow_post": True}}]}}
+        rc, out = self.validate([connect])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("routes[0].route.upgrade_configs[0].connect_config.allow_post", out)
+
+    def test_supported_upgrade_fields_validate(self):
+        connect = {"match": {"connect_matcher": {}}, "route": {"cluster": "c", "upgrade_configs": [
+            {"upgrade_type": "CONNECT", "connect_config": {}}]}}
+        rc, out = self.validate([connect, route("/", cluster="c")], hcm_extra={
+            "upgrade_configs": [{"upgrade_type": "websocket"},
+                                {"upgrade_type": "CONNECT", "enabled": False}]})
+        self.assertEqual(rc, 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
