@@ -18,11 +18,17 @@ import threading
 import unittest
 
 try:
+    import h2.config
+    import h2.connection
+    import h2.events
     import websockets
 except ImportError:
-    # Debian's python3-websockets lives in the system's dist-packages; a
-    # Python from elsewhere (pyenv) on PATH does not look there.
+    # Debian's python3-websockets and python3-h2 live in the system's
+    # dist-packages; a Python from elsewhere (pyenv) on PATH does not look there.
     sys.path.append("/usr/lib/python3/dist-packages")
+    import h2.config
+    import h2.connection
+    import h2.events
     import websockets
 
 from skiffharness import (
@@ -169,6 +175,65 @@ def read_to_eof(sock):
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+def h2_connect(port, payloads, authority="127.0.0.1:1"):
+    """Opens one h2c connection (prior knowledge) with a CONNECT stream per
+    payload (hyper-h2, an independent HTTP/2 implementation). Each payload is
+    sent once its stream's answer arrives, as DATA within the flow-control
+    windows, with END_STREAM on the last frame. Returns [(status, bytes
+    received until the peer's END_STREAM)] in payload order."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                       # RFC 9113 8.5: a CONNECT has no :path and
+                                       # no :scheme, which this version of h2 insists on.
+                                       validate_outbound_headers=False)
+    conn = h2.connection.H2Connection(config)
+    with socket.create_connection((LOCALHOST, port), timeout=TIMEOUT) as s:
+        conn.initiate_connection()
+        streams = {}
+        for payload in payloads:
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)])
+            streams[sid] = {"status": None, "out": None, "payload": payload,
+                            "data": bytearray(), "ended": False}
+        s.sendall(conn.data_to_send())
+
+        def pump():
+            for sid, st in streams.items():
+                out = st["out"]
+                while out is not None and (out or not st.get("sent_end")):
+                    room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                    if out and room == 0:
+                        break
+                    chunk, st["out"] = out[:room], out[room:]
+                    out = st["out"]
+                    last = not out
+                    conn.send_data(sid, chunk, end_stream=last)
+                    if last:
+                        st["sent_end"] = True
+                        st["out"] = None
+                        out = None
+
+        while not all(st["ended"] for st in streams.values()):
+            data = s.recv(65536)
+            if not data:
+                raise AssertionError("connection closed before every stream ended")
+            for ev in conn.receive_data(data):
+                st = streams.get(getattr(ev, "stream_id", None))
+                if isinstance(ev, h2.events.ResponseReceived):
+                    st["status"] = int(dict(ev.headers)[":status"])
+                    if st["status"] == 200:
+                        st["out"] = st["payload"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    st["data"] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    st["ended"] = True
+                elif isinstance(ev, h2.events.StreamReset):
+                    raise AssertionError(f"stream {ev.stream_id} reset: {ev.error_code}")
+            pump()
+            s.sendall(conn.data_to_send())
+        return [(st["status"], bytes(st["data"])) for st in streams.values()]
 
 
 class TunnelTest(SkiffTestCase):
@@ -367,6 +432,33 @@ class TunnelTest(SkiffTestCase):
                           f"http://{LOCALHOST}:{self.backend.port}/", timeout=TIMEOUT)
         self.assertNotEqual(rc, 0)
         self.assertIn("403", err)
+
+
+    # ---- CONNECT over HTTP/2 (RFC 9113 8.5)
+
+    def test_http2_connect_streams_with_half_close(self):
+        upload = os.urandom(1024 * 1024)
+        n = 2 * 1024 * 1024
+        results = h2_connect(self.port, [
+            b"POST /sha HTTP/1.0\r\nHost: b\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload,
+            b"GET /size?n=%d HTTP/1.0\r\nHost: b\r\n\r\n" % n,
+            b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n",
+        ])
+        # Each stream: 200 from skiff, then the backend's whole answer, then
+        # END_STREAM when the backend closes (its FIN).
+        self.assertEqual([status for status, _ in results], [200, 200, 200])
+        head, _, body = results[0][1].partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertEqual(json.loads(body), {"length": len(upload),
+                                            "sha256": hashlib.sha256(upload).hexdigest()})
+        head, _, body = results[1][1].partition(b"\r\n\r\n")
+        self.assertEqual(body, Nginx.body_of(n))
+        self.assertTrue(results[2][1].endswith(b"backend:/tunnelled\n"), results[2][1][-200:])
+        self.wait_tunnels_closed()
+
+    def test_http2_connect_not_configured_is_refused(self):
+        [(status, body)] = h2_connect(self.plain_port, [b"never sent"])
+        self.assertEqual(status, 403)
 
 
 class TunnelConfigTest(unittest.TestCase):
