@@ -280,8 +280,12 @@ void TcpConnection::flush() {
         return;
       }
     }
-    checkWatermarks();
   }
+  // Also with the queue empty: a uv_write that carried all of it has just
+  // completed (onWriteDone), and a producer paused at the high-water mark
+  // resumes only when it hears that the queue fell under the low one.
+  checkWatermarks();
+  if (closing()) return;  // The callback closed it.
   if (queue_.empty() && close_after_flush_) {
     close(flush_close_reason_);
     return;

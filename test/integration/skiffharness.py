@@ -506,6 +506,8 @@ class Backend:
       /echo            200, body = request body (Content-Length)
       /sha             200, JSON {"length": n, "sha256": hex} of the request body
       /discard         like /sha without hashing (for very large uploads)
+      /slow?rate=R     like /discard, reading at most R MiB/s (default 128) through a
+                       256 KiB receive buffer: an upstream slower than skiff
       /headers         200, JSON {"method", "target", "headers": [[k, v], ...]}
       /chunked?n=K     200, chunked response of K chunks "chunk-<i>\\n"
                        (&size=S: K chunks of Nginx.body_of(S) each, no pauses)
@@ -633,6 +635,20 @@ class Backend:
             if h:
                 out["sha256"] = h.hexdigest()
             self._send(sock, 200, json.dumps(out).encode(), ["content-type: application/json"])
+        elif path == "/slow":
+            # A small receive buffer, so that the kernel holds little of what
+            # skiff sends and skiff's own write queue takes the backlog.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+            rate = float(req.query("rate", "128")) * (1 << 20)
+            start = time.monotonic()
+            n = 0
+            for piece in body_iter:
+                n += len(piece)
+                ahead = n / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+            self._send(sock, 200, json.dumps({"length": n}).encode(),
+                       ["content-type: application/json"])
         elif path == "/headers":
             for _ in body_iter:
                 pass
@@ -892,7 +908,7 @@ class SkiffTestCase(unittest.TestCase):
         return n
 
 
-BACKEND_PATHS = ("/echo", "/sha", "/discard", "/headers", "/chunked", "/delay", "/close", "/size",
+BACKEND_PATHS = ("/echo", "/sha", "/discard", "/slow", "/headers", "/chunked", "/delay", "/close", "/size",
                  "/last", "/stream", "/garbage",
                  "/stall", "/eof", "/status", "/early", "/ambiguous",
                  "/bigheader")

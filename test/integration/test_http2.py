@@ -94,6 +94,28 @@ class Http2Test(h.SkiffTestCase):
         self.assertRegex(out, r"status codes: 400 2xx, 0 3xx, 0 4xx, 0 5xx", out)
 
 
+class Http2UploadTest(h.SkiffTestCase):
+    def test_h2_uploads_to_a_slow_h1_upstream(self):
+        # The upstream reads slower than the client sends, so skiff's upstream
+        # write queue passes its high-water mark and the h2 stream pauses. A
+        # queue that then drained in one last write (at most 64 slices) never
+        # said so, and the upload stalled until the upstream gave up (503
+        # "upstream connection closed before the response was complete"). A
+        # small buffer limit on the cluster makes that last write the usual
+        # case: every upload here stalled without the fix.
+        backend = self.start_backend()
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", h.backend_routes("backend"))],
+            [h.cluster("backend", [(LOCALHOST, backend.port)],
+                       extra={"per_connection_buffer_limit_bytes": 65536})]))
+        payload = os.urandom(16 << 20)
+        url = f"http://{LOCALHOST}:{skiff.port('ingress')}/slow?rate=256"
+        for i in range(3):
+            rc, out, err = h.curl("--http2-prior-knowledge", "-m", "20", "--data-binary", "@-", url,
+                                  input_bytes=payload)
+            self.assertEqual((rc, out), (0, b'{"length": %d}' % len(payload)), f"upload {i}: {err}")
+
+
 class Http2UpstreamTest(h.SkiffTestCase):
     def test_h1_downstream_h2_upstream(self):
         nginx = self.start_nginx_h2()

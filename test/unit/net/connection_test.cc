@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cstring>
 #include <functional>
@@ -95,6 +96,30 @@ class TcpConnectionTest : public ::testing::Test {
     runUntil([&] { return client_side_.connected && accepted_ != nullptr; });
     ASSERT_TRUE(client_side_.connected);
     ASSERT_TRUE(accepted_);
+  }
+
+  // Sets SO_SNDBUF and SO_RCVBUF on both ends of the client connection,
+  // found among the process's sockets by their loopback addresses.
+  void shrinkSocketBuffers(int bytes) {
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&ss), &len);
+    uint16_t server_port = reinterpret_cast<sockaddr_in*>(&ss)->sin_port;
+    int found = 0;
+    for (int fd = 3; fd < 1024; ++fd) {
+      sockaddr_in local{}, peer{};
+      socklen_t l = sizeof(local), p = sizeof(peer);
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &l) != 0 ||
+          getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &p) != 0 ||
+          local.sin_family != AF_INET) {
+        continue;
+      }
+      if (local.sin_port != server_port && peer.sin_port != server_port) continue;
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+      ++found;
+    }
+    ASSERT_EQ(found, 2);
   }
 
   Worker worker_;
@@ -202,6 +227,30 @@ TEST_F(TcpConnectionTest, WatermarksFollowTheWriteQueue) {
   EXPECT_EQ(client_side_.above, 1);
   server_side_.conn->readDisable(false);
   runUntil([&] { return client_side_.below == 1; });
+  EXPECT_EQ(client_side_.below, 1);
+}
+
+TEST_F(TcpConnectionTest, BelowLowWatermarkWhenOneWriteCarriedTheWholeQueue) {
+  // The write that passed the high-water mark is one uv_write (at most 64
+  // slices) once the kernel took what it could: its completion empties the
+  // queue, and that alone must tell the producer to resume. It did not, and
+  // an HTTP/2 upload to an HTTP/1 upstream stalled until the upstream gave up.
+  connectClient(64 << 10);
+  // Small socket buffers both ways keep the kernel from taking the whole
+  // megabyte at once (a fresh loopback connection takes more than that).
+  shrinkSocketBuffers(16 << 10);
+  server_side_.conn->readDisable(true);
+  BufferChain out;
+  out.appendCopy(std::string(1 << 20, 'x'));  // 64 slices.
+  client_->write(out);
+  EXPECT_EQ(client_side_.above, 1);
+  uv_run(worker_.loop(), UV_RUN_NOWAIT);  // The first flush: the kernel takes part.
+  // The case under test needs bytes left over for a uv_write.
+  ASSERT_GT(client_->queuedBytes(), size_t{64 << 10});
+  server_side_.conn->readDisable(false);
+  runUntil([&] { return server_side_.received == size_t{1 << 20} && client_side_.below == 1; });
+  EXPECT_EQ(server_side_.received, size_t{1 << 20});
+  EXPECT_EQ(client_->queuedBytes(), 0u);
   EXPECT_EQ(client_side_.below, 1);
 }
 
