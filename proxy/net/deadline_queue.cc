@@ -17,21 +17,30 @@ DeadlineQueue::DeadlineQueue(uv_loop_t* loop) : loop_(loop) {
 
 DeadlineQueue::~DeadlineQueue() {
   // Whatever is still armed is detached, so that a late cancel() is harmless.
-  for (Deadline::List& l : lists_) {
+  forEachList([](Deadline::List& l) {
     for (Deadline* d = l.head; d;) {
       Deadline* next = d->next_;
       d->prev_ = d->next_ = nullptr;
       d->list_ = nullptr;
       d = next;
     }
-  }
+  });
 }
 
-Deadline::List& DeadlineQueue::listFor(uint64_t ms) {
-  for (Deadline::List& l : lists_) {
-    if (l.ms == ms) return l;
+// Kept small enough to inline into arm(): the scan is the rare path.
+inline Deadline::List& DeadlineQueue::listFor(uint64_t ms) {
+  Deadline::List*& cached = cache_[(ms * 0x9e3779b97f4a7c15ULL) >> (64 - kCacheBits)];
+  if (cached && cached->ms == ms) [[likely]]
+    return *cached;
+  return findList(ms, cached);
+}
+
+Deadline::List& DeadlineQueue::findList(uint64_t ms, Deadline::List*& cached) {
+  for (const std::unique_ptr<Deadline::List>& l : lists_) {
+    if (l->ms == ms) return *(cached = l.get());
   }
-  return lists_.emplace_back(Deadline::List{this, ms});
+  return *(cached =
+               lists_.emplace_back(std::make_unique<Deadline::List>(Deadline::List{ms})).get());
 }
 
 void DeadlineQueue::append(Deadline::List& l, Deadline& d) {
@@ -43,14 +52,33 @@ void DeadlineQueue::append(Deadline::List& l, Deadline& d) {
 }
 
 void DeadlineQueue::arm(Deadline& d, uint64_t ms) {
+  // Re-armed with the duration it had (a stream's idle timeout on each
+  // read): its list is known.
+  Deadline::List* l = d.list_ && d.list_->ms == ms ? d.list_ : nullptr;
   d.cancel();
   if (closed_) return;
-  Deadline::List& l = listFor(ms);
+  if (!l) l = &listFor(ms);
   d.due_ms_ = uv_now(loop_) + ms;
-  append(l, d);
+  append(*l, d);
   // Behind another entry of its list, it is due no earlier than that one,
   // which the timer already covers.
-  if (l.head == &d && (!timer_armed_ || d.due_ms_ < timer_due_ms_)) startTimer(d.due_ms_);
+  if (l->head == &d) coverHead(d);
+}
+
+void DeadlineQueue::armComputed(Deadline& d, uint64_t ms) {
+  d.cancel();
+  if (closed_) return;
+  d.due_ms_ = uv_now(loop_) + ms;
+  // After the last entry due no later than d: equal due times fire in the
+  // order they were armed.
+  Deadline* before = computed_.tail;
+  while (before && before->due_ms_ > d.due_ms_) before = before->prev_;
+  d.list_ = &computed_;
+  d.prev_ = before;
+  d.next_ = before ? before->next_ : computed_.head;
+  (d.next_ ? d.next_->prev_ : computed_.tail) = &d;
+  (before ? before->next_ : computed_.head) = &d;
+  if (computed_.head == &d) coverHead(d);
 }
 
 void DeadlineQueue::startTimer(uint64_t due_ms) {
@@ -68,14 +96,14 @@ void DeadlineQueue::onTimer() {
   // Everything due moves to a list of its own first: a callback may arm,
   // cancel or destroy any deadline, and what it arms now (even for 0 ms)
   // waits for the next round.
-  Deadline::List firing{this, 0};
-  for (Deadline::List& l : lists_) {
+  Deadline::List firing{Deadline::List::kMixedDurations};
+  forEachList([&](Deadline::List& l) {
     while (l.head && l.head->due_ms_ <= now) {
       Deadline* d = l.head;
       d->cancel();
       append(firing, *d);
     }
-  }
+  });
   while (Deadline* d = firing.head) {
     d->cancel();
     d->callback_(d->context_);
@@ -86,9 +114,9 @@ void DeadlineQueue::onTimer() {
 void DeadlineQueue::rearmTimer() {
   if (closed_) return;
   const Deadline* first = nullptr;
-  for (const Deadline::List& l : lists_) {
+  forEachList([&](const Deadline::List& l) {
     if (l.head && (!first || l.head->due_ms_ < first->due_ms_)) first = l.head;
-  }
+  });
   if (!first || (timer_armed_ && timer_due_ms_ <= first->due_ms_)) return;
   startTimer(first->due_ms_);
 }
@@ -101,9 +129,11 @@ void DeadlineQueue::close() {
 
 size_t DeadlineQueue::armedCount() const {
   size_t n = 0;
-  for (const Deadline::List& l : lists_) {
+  auto count = [&](const Deadline::List& l) {
     for (const Deadline* d = l.head; d; d = d->next_) ++n;
-  }
+  };
+  for (const std::unique_ptr<Deadline::List>& l : lists_) count(*l);
+  count(computed_);
   return n;
 }
 

@@ -132,6 +132,68 @@ TEST_F(DeadlineQueueTest, ACallbackMayDestroyItsOwner) {
   EXPECT_EQ(other.fired_at.size(), 1u);
 }
 
+TEST_F(DeadlineQueueTest, ComputedDurationsFireInDueOrder) {
+  // Durations of a request's own (a grpc-timeout) share one list, placed by
+  // due time whatever order they were armed in, and mix with the lists of
+  // configured durations.
+  Probe late(&loop_), early(&loop_), middle(&loop_), configured(&loop_), same(&loop_);
+  std::vector<const char*> order;
+  late.action = [&] { order.push_back("late"); };
+  early.action = [&] { order.push_back("early"); };
+  middle.action = [&] { order.push_back("middle"); };
+  configured.action = [&] { order.push_back("configured"); };
+  same.action = [&] { order.push_back("same"); };
+  queue_->armComputed(late.deadline, 90);
+  queue_->armComputed(early.deadline, 10);
+  queue_->armComputed(middle.deadline, 50);
+  queue_->arm(configured.deadline, 30);
+  queue_->armComputed(same.deadline, 90);  // Due with late, armed after it.
+  EXPECT_EQ(queue_->armedCount(), 5u);
+  uint64_t armed_at = uv_now(&loop_);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  ASSERT_EQ(order.size(), 5u);
+  EXPECT_STREQ(order[0], "early");
+  EXPECT_STREQ(order[1], "configured");
+  EXPECT_STREQ(order[2], "middle");
+  EXPECT_STREQ(order[3], "late");
+  EXPECT_STREQ(order[4], "same");
+  EXPECT_GE(late.fired_at[0], armed_at + 90);
+  EXPECT_GE(early.fired_at[0], armed_at + 10);
+}
+
+TEST_F(DeadlineQueueTest, ComputedDeadlineCancelsAndRearms) {
+  Probe a(&loop_), b(&loop_), c(&loop_);
+  queue_->armComputed(a.deadline, 20);
+  queue_->armComputed(b.deadline, 40);
+  queue_->armComputed(c.deadline, 60);
+  b.deadline.cancel();  // From the middle of the list.
+  EXPECT_EQ(queue_->armedCount(), 2u);
+  queue_->armComputed(a.deadline, 80);  // The head moves to the tail.
+  // A configured duration takes it out of the computed list.
+  queue_->arm(c.deadline, 5);
+  EXPECT_EQ(queue_->armedCount(), 2u);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(b.fired_at.empty());
+  ASSERT_EQ(a.fired_at.size(), 1u);
+  ASSERT_EQ(c.fired_at.size(), 1u);
+  EXPECT_LT(c.fired_at[0], a.fired_at[0]);
+}
+
+TEST_F(DeadlineQueueTest, RearmedFromAnotherCallbackWaitsForALaterRound) {
+  // Both due in the same round: the first re-arms the second for 0 ms (the
+  // duration the firing list would match), which must not fire it in this
+  // round again nor lose it.
+  Probe first(&loop_), second(&loop_);
+  first.action = [&] {
+    if (first.fired_at.size() == 1) queue_->arm(second.deadline, 0);
+  };
+  queue_->arm(first.deadline, 5);
+  queue_->arm(second.deadline, 5);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(first.fired_at.size(), 1u);
+  EXPECT_EQ(second.fired_at.size(), 1u);
+}
+
 TEST_F(DeadlineQueueTest, NothingFiresAfterClose) {
   Probe p(&loop_);
   queue_->arm(p.deadline, 5);
