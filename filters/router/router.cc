@@ -1,10 +1,9 @@
 #include "filters/router/router.h"
 
-#include <uv.h>
-
 #include <string>
 
 #include "filters/router/grpc_timeout.h"
+#include "proxy/net/deadline_queue.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "proxy/worker/worker.h"
@@ -25,7 +24,11 @@ class RouterFilter : public HttpFilter,
                      public upstream::PoolCallbacks,
                      public http::StreamCallbacks {
  public:
-  RouterFilter() : response_(*this) {}
+  RouterFilter()
+      : response_(*this),
+        route_deadline_([](void* self) { static_cast<RouterFilter*>(self)->onTimeout(); }, this),
+        stream_deadline_([](void* self) { static_cast<RouterFilter*>(self)->onStreamTimeout(); },
+                         this) {}
   ~RouterFilter() override { cleanup(); }
 
   void setCallbacks(FilterCallbacks& callbacks) override { cb_ = &callbacks; }
@@ -95,26 +98,29 @@ class RouterFilter : public HttpFilter,
     timeout_ms_ = static_cast<uint64_t>(timeouts.route.count());
     if (timeouts.stream) {
       // Counted from here, the stream's first filter callback (Envoy counts
-      // from the request's headers).
-      startTimer(stream_timer_, static_cast<uint64_t>(timeouts.stream->count()),
-                 [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onStreamTimeout(); });
+      // from the request's headers). A grpc-timeout makes it a duration of
+      // this request's own.
+      cb_->worker().deadlines().armComputed(stream_deadline_,
+                                            static_cast<uint64_t>(timeouts.stream->count()));
     }
     host_->requestStarted();
     counted_request_ = true;
     waiting_for_pool_ = true;
+    if (end_stream) startTimeout();
     // May call onPoolReady / onPoolFailure right away.
     host_->newStream(*this, want);
     return FilterStatus::kContinue;
   }
 
   FilterStatus decodeData(BufferChain& data, bool end_stream) override {
-    if (end_stream) request_end_ = true;
+    if (end_stream) {
+      request_end_ = true;
+      startTimeout();
+    }
     if (encoder_) {
       encoder_->encodeData(data, end_stream);
       if (end_stream && tunnel_response_done_) {
         upstreamDone();  // Both directions of the tunnel have ended.
-      } else if (end_stream) {
-        startTimeout();
       }
     } else if (!finished_) {
       // The connection is still coming: hold the body here. Past the buffer
@@ -130,9 +136,9 @@ class RouterFilter : public HttpFilter,
 
   FilterStatus decodeTrailers(HeaderMap& trailers) override {
     request_end_ = true;
+    startTimeout();
     if (encoder_) {
       encoder_->encodeTrailers(trailers);
-      startTimeout();
     } else {
       pending_trailers_ = &trailers;
     }
@@ -176,12 +182,13 @@ class RouterFilter : public HttpFilter,
       downstream_paused_ = false;
       cb_->readDisableDownstream(false);
     }
-    if (request_end_) startTimeout();
   }
 
   void onPoolFailure(PoolFailure reason) override {
     waiting_for_pool_ = false;
     if (finished_) return;
+    finished_ = true;
+    stopTimeout();
     if (reason == PoolFailure::kOverflow) {
       cb_->sendLocalReply(503, "upstream overflow: max_pending_requests reached", "UO");
       return;
@@ -236,7 +243,7 @@ class RouterFilter : public HttpFilter,
     client_ = nullptr;
     encoder_ = nullptr;
     stopTimeout();
-    stopTimer(stream_timer_);
+    stream_deadline_.cancel();
     endRequestCount();
     if (client) client->abandon();
     if (finished_) return;
@@ -323,7 +330,7 @@ class RouterFilter : public HttpFilter,
   void upstreamDone() {
     finished_ = true;
     stopTimeout();
-    stopTimer(stream_timer_);
+    stream_deadline_.cancel();
     endRequestCount();
     cluster_->stats().upstream_rq_completed.inc();
     if (client_) {
@@ -343,34 +350,28 @@ class RouterFilter : public HttpFilter,
     }
   }
 
-  void startTimer(uv_timer_t*& timer, uint64_t ms, uv_timer_cb on_fire) {
-    timer = new uv_timer_t;
-    uv_timer_init(cb_->worker().loop(), timer);
-    timer->data = this;
-    uv_timer_start(timer, on_fire, ms, 0);
-  }
-
-  static void stopTimer(uv_timer_t*& timer) {
-    if (!timer) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer = nullptr;
-  }
-
-  // The route timeout runs from the end of the request, as Envoy's.
+  // Envoy's RouteAction.timeout "spans between the point at which the entire
+  // downstream request (i.e. end-of-stream) has been processed and when the
+  // upstream response has been completely processed": it starts when the
+  // request is complete, whether or not the upstream connection is ready,
+  // so the time to connect counts and a slow upload does not.
   void startTimeout() {
-    if (timeout_ms_ == 0 || timer_ || finished_ || tunnel_open_) return;
-    startTimer(timer_, timeout_ms_,
-               [](uv_timer_t* t) { static_cast<RouterFilter*>(t->data)->onTimeout(); });
+    if (timeout_ms_ == 0 || route_deadline_.armed() || finished_ || tunnel_open_) return;
+    cb_->worker().deadlines().arm(route_deadline_, timeout_ms_);
   }
 
-  void stopTimeout() { stopTimer(timer_); }
+  void stopTimeout() { route_deadline_.cancel(); }
 
   void onTimeout() {
-    stopTimeout();
     if (finished_) return;
     finished_ = true;
+    stream_deadline_.cancel();
     cluster_->stats().upstream_rq_timeout.inc();
+    if (waiting_for_pool_) {
+      // Still waiting for a connection: the request never left.
+      waiting_for_pool_ = false;
+      host_->cancel(*this);
+    }
     endRequestCount();
     abandonUpstream();
     if (response_started_) {
@@ -385,7 +386,6 @@ class RouterFilter : public HttpFilter,
   // answers this one: 408 while the request is still arriving, else 504, and
   // for gRPC DEADLINE_EXCEEDED rather than the status mapped from the HTTP one.
   void onStreamTimeout() {
-    stopTimer(stream_timer_);
     if (finished_) return;
     finished_ = true;
     stopTimeout();
@@ -433,7 +433,7 @@ class RouterFilter : public HttpFilter,
 
   void cleanup() {
     stopTimeout();
-    stopTimer(stream_timer_);
+    stream_deadline_.cancel();
     if (waiting_for_pool_ && host_) {
       waiting_for_pool_ = false;
       host_->cancel(*this);
@@ -453,8 +453,8 @@ class RouterFilter : public HttpFilter,
   HeaderMap* request_headers_ = nullptr;
   HeaderMap* pending_trailers_ = nullptr;
   BufferChain pending_body_;
-  uv_timer_t* timer_ = nullptr;         // the route timeout
-  uv_timer_t* stream_timer_ = nullptr;  // the stream's maximum duration
+  Deadline route_deadline_;   // the route timeout
+  Deadline stream_deadline_;  // the stream's maximum duration
   uint64_t timeout_ms_ = 0;
   int upstream_read_disabled_ = 0;
   bool request_end_ = false;

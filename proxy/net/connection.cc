@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "proxy/net/deadline_queue.h"
 #include "proxy/net/tls/tls_transport.h"
 #include "proxy/worker/worker.h"
 
@@ -16,10 +17,12 @@ constexpr size_t kMaxIov = 64;
 }
 
 // Only an upstream connection connects, and only until it is connected.
-// The timer comes first, so that its close callback finds the whole struct.
 struct TcpConnection::ConnectState {
-  uv_timer_t timer;
+  explicit ConnectState(TcpConnection* conn) : deadline(&TcpConnection::onConnectTimeout, conn) {
+    req.data = conn;
+  }
   uv_connect_t req;
+  Deadline deadline;  // connect_timeout, on the worker's queue.
 };
 
 std::string formatAddress(const sockaddr* addr) {
@@ -89,28 +92,23 @@ int TcpConnection::accept(uv_stream_t* server) {
 
 int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
   peer_ = formatAddress(addr);
-  auto* cs = new ConnectState;
-  cs->req.data = this;
+  auto* cs = new ConnectState(this);
   int rc = uv_tcp_connect(&cs->req, &tcp_, addr, onConnectDone);
   if (rc != 0) {
-    delete cs;  // Its timer was never initialized.
+    delete cs;
     return rc;
   }
   connect_ = cs;
-  uv_timer_init(worker_.loop(), &cs->timer);
-  cs->timer.data = this;
   state_ = State::kConnecting;
-  if (timeout_ms > 0) uv_timer_start(&cs->timer, onConnectTimeout, timeout_ms, 0);
+  if (timeout_ms > 0) worker_.deadlines().arm(cs->deadline, timeout_ms);
   return 0;
 }
 
-// The connect is over (its callback is running): the timer closes and the
-// state is freed, so a pooled upstream connection does not carry it.
+// The connect is over (its callback is running, the request's last use):
+// the state is freed, so a pooled upstream connection does not carry it.
 void TcpConnection::releaseConnectState() {
-  ConnectState* cs = connect_;
+  delete connect_;
   connect_ = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&cs->timer),
-           [](uv_handle_t* h) { delete reinterpret_cast<ConnectState*>(h); });
 }
 
 void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
@@ -134,8 +132,8 @@ void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
   if ((!self->queue_.empty() || self->shutdown_after_flush_) && !self->closing()) self->flush();
 }
 
-void TcpConnection::onConnectTimeout(uv_timer_t* t) {
-  auto* self = static_cast<TcpConnection*>(t->data);
+void TcpConnection::onConnectTimeout(void* conn) {
+  auto* self = static_cast<TcpConnection*>(conn);
   if (self->state_ == State::kConnecting) self->close(CloseReason::kConnectTimeout);
 }
 
@@ -373,13 +371,10 @@ void TcpConnection::close(CloseReason reason) {
     flush_scheduled_ = false;
   }
   pending_handles_ = 1;
+  // Still connecting: closing the socket cancels the connect request, whose
+  // state is freed once the socket is closed (finishClose).
+  if (connect_) connect_->deadline.cancel();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onCloseDone);
-  if (connect_) {
-    // Still connecting: closing the socket cancels the connect request, and
-    // the state is freed once its timer is closed too (finishClose).
-    ++pending_handles_;
-    uv_close(reinterpret_cast<uv_handle_t*>(&connect_->timer), onCloseDone);
-  }
 }
 
 void TcpConnection::onCloseDone(uv_handle_t* h) {

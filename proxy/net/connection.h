@@ -100,7 +100,7 @@ class TcpConnection {
   static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void onWriteDone(uv_write_t* req, int status);
   static void onConnectDone(uv_connect_t* req, int status);
-  static void onConnectTimeout(uv_timer_t* t);
+  static void onConnectTimeout(void* conn);
   static void onCloseDone(uv_handle_t* h);
   static void onShutdownDone(uv_shutdown_t* req, int status);
   void shutdownNow();

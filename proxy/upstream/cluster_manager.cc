@@ -47,7 +47,13 @@ UpstreamClient::UpstreamClient(Host& host, Worker& worker, Want want)
     : host_(host.shared_from_this()),
       worker_(worker),
       conn_(worker, *this, host.cluster().config().per_connection_buffer_limit_bytes),
-      want_(want) {
+      want_(want),
+      idle_deadline_(
+          [](void* self) {
+            auto* c = static_cast<UpstreamClient*>(self);
+            if (c->streams_ == 0) c->conn_.close();
+          },
+          this) {
   const config::ClusterConfig& cfg = host.cluster().config();
   if (cfg.tls) conn_.enableTls(std::make_unique<tls::TlsTransport>(cfg.tls, /*server=*/false));
 }
@@ -84,10 +90,6 @@ void UpstreamClient::becomeReady() {
 
 UpstreamClient::~UpstreamClient() {
   if (dispatch_scheduled_) worker_.cancel(this);
-  if (idle_timer_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(idle_timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  }
 }
 
 void UpstreamClient::release() {
@@ -139,6 +141,7 @@ void UpstreamClient::onScheduled() {
 }
 
 void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
+  idle_deadline_.cancel();
   Cluster& cluster = host_->cluster();
   if (counted_active_) {
     cluster.stats().upstream_cx_active.dec();
@@ -236,7 +239,7 @@ void Host::newStream(PoolCallbacks& callbacks, Want want) {
 
 void Host::assign(UpstreamClient& client, PoolCallbacks& cb) {
   ++client.streams_;
-  if (client.idle_timer_) uv_timer_stop(client.idle_timer_);
+  client.idle_deadline_.cancel();
   cb.onPoolReady(client);
   // The borrower has started its stream (or already given it back).
   if (client.ready_ && !client.codec().canStartStream()) removeReady(client);
@@ -318,18 +321,7 @@ void Host::onClientAvailable(UpstreamClient& client) {
 void Host::armIdleTimer(UpstreamClient& client) {
   uint64_t idle_ms = static_cast<uint64_t>(cluster_->config().upstream_idle_timeout.count());
   if (idle_ms == 0) return;  // Zero disables, as in Envoy.
-  if (!client.idle_timer_) {
-    client.idle_timer_ = new uv_timer_t;
-    uv_timer_init(cluster_->worker().loop(), client.idle_timer_);
-    client.idle_timer_->data = &client;
-  }
-  uv_timer_start(
-      client.idle_timer_,
-      [](uv_timer_t* t) {
-        auto* c = static_cast<UpstreamClient*>(t->data);
-        if (c->streams_ == 0) c->conn_.close();
-      },
-      idle_ms, 0);
+  cluster_->worker().deadlines().arm(client.idle_deadline_, idle_ms);
 }
 
 void Host::onClientClosed(UpstreamClient& client) {

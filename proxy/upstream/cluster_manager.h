@@ -17,6 +17,7 @@
 #include "proxy/config/config.h"
 #include "proxy/http/codec.h"
 #include "proxy/net/connection.h"
+#include "proxy/net/deadline_queue.h"
 #include "proxy/stats/stats.h"
 #include "proxy/worker/worker.h"
 
@@ -128,7 +129,8 @@ class UpstreamClient : public Deletable,
   bool ready_ = false;  // In the host's ready list (connected, has room).
   bool dispatch_scheduled_ = false;
   std::list<UpstreamClient*>::iterator ready_pos_;
-  uv_timer_t* idle_timer_ = nullptr;  // common_http_protocol_options.idle_timeout
+  // common_http_protocol_options.idle_timeout, while no stream is lent out.
+  Deadline idle_deadline_;
 };
 
 // One endpoint of a cluster, with its connection pool on this worker.

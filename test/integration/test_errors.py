@@ -141,6 +141,98 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         self.assertEqual(responses[1][2], b"\x00\x01\x02\x03")
 
 
+class UpstreamTimeoutsTest(h.SkiffTestCase):
+    """The router's and the upstream pool's timeouts. Envoy's RouteAction.timeout
+    "spans between the point at which the entire downstream request (i.e.
+    end-of-stream) has been processed and when the upstream response has been
+    completely processed": waiting for an upstream connection counts against
+    it, a slowly uploaded request body does not. A cluster's connect_timeout
+    ends a connect that hangs; common_http_protocol_options.idle_timeout closes
+    a pooled connection left unused."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = cls.class_backend()
+        # An upstream whose TCP handshake never completes: a listening socket
+        # with a backlog of 0 whose one queue slot holds a connection nobody
+        # accepts. Linux drops further SYNs while the accept queue is full, so
+        # skiff's connect stays pending (its connect_timeout is far away).
+        cls.full = socket.socket()
+        cls.full.bind((LOCALHOST, 0))
+        cls.full.listen(0)
+        cls.addClassCleanup(cls.full.close)
+        cls.filler = socket.create_connection(cls.full.getsockname(), timeout=5)
+        cls.addClassCleanup(cls.filler.close)
+        routes = [
+            {"match": {"prefix": "/unready-connect"}, "route": {"cluster": "unready_connect"}},
+            {"match": {"prefix": "/unready"}, "route": {"cluster": "unready", "timeout": "0.5s"}},
+            h.route("/echo", cluster="backend", timeout="1s"),
+            h.route("/size", cluster="idle_backend"),
+        ]
+        unready = [(LOCALHOST, cls.full.getsockname()[1])]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", routes)],
+            [h.cluster("backend", [(LOCALHOST, cls.backend.port)]),
+             h.cluster("idle_backend", [(LOCALHOST, cls.backend.port)],
+                       extra={"typed_extension_protocol_options": {
+                           "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                               "@type": "type.googleapis.com/"
+                                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                               "common_http_protocol_options": {"idle_timeout": "0.3s"},
+                               "explicit_http_config": {"http_protocol_options": {}}}}}),
+             h.cluster("unready", unready, connect_timeout="60s"),
+             h.cluster("unready_connect", unready, connect_timeout="0.3s")]))
+        cls.port = cls.skiff.port("ingress")
+
+    def test_waiting_for_the_upstream_connection_counts(self):
+        # Started only once the connection was ready, the route timeout would
+        # never fire here: the client would wait for the 60 s connect timeout.
+        status, _, body = h.http_request(self.port, path="/unready", timeout=20)
+        self.assertEqual((status, body.strip()), (504, b"upstream request timeout"))
+        self.assertEqual(self.skiff.stat("cluster.unready.upstream_rq_timeout"), 1)
+        # The request stopped waiting for the pool.
+        h.wait_until(lambda: self.skiff.stat("cluster.unready.upstream_rq_pending_active") == 0,
+                     5, what="no request waiting for the unready upstream")
+        self.assertEqual(self.skiff.stat("cluster.unready.upstream_rq_active"), 0)
+
+    def test_slow_upload_does_not_count(self):
+        # The body takes longer to arrive than the 1 s route timeout; the
+        # backend answers at once when it has it.
+        s = socket.create_connection((LOCALHOST, self.port), timeout=10)
+        try:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n"
+                      b"Connection: close\r\n\r\n")
+            for piece in (b"abcd", b"efgh", b"ijkl"):
+                time.sleep(0.6)
+                s.sendall(piece)
+            data = bytearray()
+            while chunk := s.recv(65536):
+                data += chunk
+        finally:
+            s.close()
+        responses = h.parse_responses(bytes(data))
+        self.assertEqual([(r[0], r[2]) for r in responses], [(200, b"abcdefghijkl")], data)
+
+    def test_connect_timeout_is_503(self):
+        status, _, body = h.http_request(self.port, path="/unready-connect", timeout=20)
+        self.assertEqual(status, 503)
+        self.assertIn(b"connection timeout", body)
+        self.assertEqual(self.skiff.stat("cluster.unready_connect.upstream_cx_connect_timeout"), 1)
+        h.wait_until(lambda: self.skiff.stat("cluster.unready_connect.upstream_cx_active") == 0,
+                     5, what="the timed-out connection closed")
+
+    def test_idle_upstream_connection_closes(self):
+        for _ in range(2):
+            status, _, body = h.http_request(self.port, path="/size?n=3")
+            self.assertEqual((status, body), (200, b"\x00\x01\x02"))
+        h.wait_until(lambda: self.skiff.stat("cluster.idle_backend.upstream_cx_active") == 0,
+                     10, what="the idle upstream connections closed")
+        self.assertEqual(self.skiff.stat("cluster.idle_backend.upstream_cx_destroy"),
+                         self.skiff.stat("cluster.idle_backend.upstream_cx_total"))
+        # A new request opens a new connection.
+        self.assertEqual(h.http_request(self.port, path="/size?n=3")[0], 200)
+
+
 class IdleUpstreamCloseTest(h.SkiffTestCase):
     def test_pooled_connection_closed_by_upstream_is_not_used(self):
         # The backend closes keep-alive connections idle for 0.1 s. Each
