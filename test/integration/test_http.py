@@ -443,5 +443,35 @@ class HttpProxyTest(h.SkiffTestCase):
         self.assertGreaterEqual(delta(f"listener.{LOCALHOST}_{self.port}.downstream_cx_total"), 4)
 
 
+class SmallBufferTest(h.SkiffTestCase):
+    def test_slow_reader_that_catches_up_gets_the_whole_body(self):
+        # With 16 KiB buffers, one uv_write takes skiff's whole queue toward a
+        # client that stopped reading. When that write completes, skiff must
+        # resume reading the upstream (it used to stay stopped: the queue was
+        # empty, so the low-water mark was never reported).
+        backend = self.start_backend()
+        limit = {"per_connection_buffer_limit_bytes": 16384}
+        ingress = h.listener("ingress", [h.route("/", cluster="b")])
+        ingress.update(limit)
+        skiff = self.start_skiff(h.bootstrap(
+            [ingress], [h.cluster("b", [(LOCALHOST, backend.port)], extra=limit)]))
+        n = 16 * 1024 * 1024
+        with socket.create_connection((LOCALHOST, skiff.port("ingress")), timeout=30) as s:
+            s.sendall(b"GET /size?n=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % n)
+            # Read nothing until skiff has filled the socket buffers and stopped.
+            h.wait_until(lambda: skiff.stat("cluster.b.upstream_rq_active") == 1, 10,
+                         what="the request upstream")
+            threading.Event().wait(1.0)
+            data = bytearray()
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        self.assertRegex(head, rb"^HTTP/1.1 200 ")
+        self.assertEqual(body, h.Nginx.body_of(n))
+
+
 if __name__ == "__main__":
     unittest.main()
