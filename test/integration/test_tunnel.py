@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import select
 import socket
 import sys
 import tempfile
@@ -100,13 +101,22 @@ class RawUpgradeServer:
       /raw/halfclose   reads until the client's FIN, answers "got N bytes;"
                        followed by 64 KiB of "tail", then closes
       /raw/upclose     sends "bye" and closes at once
+      /raw/stall       reads nothing until `release` is set, then like
+                       /raw/halfclose
+      /raw/flood       writes until its writes stall for 2 s (or FLOOD_LIMIT
+                       bytes), records the count in `flooded`, then closes
     """
+
+    FLOOD_LIMIT = 128 * 1024 * 1024
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((LOCALHOST, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
+        self.release = threading.Event()
+        self.flooded = None
+        self.flood_done = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -131,7 +141,9 @@ class RawUpgradeServer:
             path = head.split(b" ")[1].decode()
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                          b"Upgrade: websocket\r\n\r\n")
-            if path == "/raw/halfclose":
+            if path == "/raw/stall":
+                self.release.wait(TIMEOUT)
+            if path in ("/raw/halfclose", "/raw/stall"):
                 got = len(rest)
                 while True:
                     chunk = conn.recv(65536)
@@ -141,6 +153,21 @@ class RawUpgradeServer:
                 conn.sendall(b"got %d bytes;" % got + b"tail" * 16384)
             elif path == "/raw/upclose":
                 conn.sendall(b"bye")
+            elif path == "/raw/flood":
+                conn.setblocking(False)
+                block = b"\xcd" * 65536
+                sent = 0
+                while sent < self.FLOOD_LIMIT:
+                    _, writable, _ = select.select([], [conn], [], 2.0)
+                    if not writable:
+                        break  # Nobody reads this any more.
+                    try:
+                        sent += conn.send(block)
+                    except BlockingIOError:
+                        pass
+                conn.setblocking(True)
+                self.flooded = sent
+                self.flood_done.set()
 
     def stop(self):
         self.sock.close()
@@ -244,6 +271,10 @@ class TunnelTest(SkiffTestCase):
         cls.raw = RawUpgradeServer()
         cls.addClassCleanup(cls.raw.stop)
         cls.backend = cls.class_backend()
+        # A port nothing listens on (bound, then closed).
+        with socket.socket() as dead:
+            dead.bind((LOCALHOST, 0))
+            cls.dead_port = dead.getsockname()[1]
         limit = {"per_connection_buffer_limit_bytes": BUFFER_LIMIT}
         connect_route = {
             "match": {"connect_matcher": {}},
@@ -261,6 +292,13 @@ class TunnelTest(SkiffTestCase):
             route("/", cluster="ws"),
         ], hcm_extra={"upgrade_configs": [{"upgrade_type": "WebSocket"}]})
         ingress.update(limit)
+        # CONNECT to dead.example:1 goes to a cluster whose host refuses.
+        vhosts = ingress["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+            "virtual_hosts"]
+        vhosts.insert(0, {"name": "dead", "domains": ["dead.example:1"], "routes": [{
+            "match": {"connect_matcher": {}},
+            "route": {"cluster": "dead",
+                      "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}}]})
         # No upgrade_configs anywhere: WebSocket and CONNECT are refused.
         plain = listener("plain", [
             {"match": {"connect_matcher": {}}, "route": {"cluster": "backend"}},
@@ -270,6 +308,7 @@ class TunnelTest(SkiffTestCase):
             cluster("ws", [(LOCALHOST, cls.ws.port)], extra=limit),
             cluster("raw", [(LOCALHOST, cls.raw.port)], extra=limit),
             cluster("backend", [(LOCALHOST, cls.backend.port)], extra=limit),
+            cluster("dead", [(LOCALHOST, cls.dead_port)]),
         ]
         cls.skiff = cls.class_skiff(bootstrap([ingress, plain], clusters))
         cls.port = cls.skiff.port("ingress")
@@ -379,6 +418,49 @@ class TunnelTest(SkiffTestCase):
         self.assertEqual(answer, b"got %d bytes;" % len(payload) + b"tail" * 16384)
         self.wait_tunnels_closed()
 
+    def test_backpressure_stops_reading_the_client(self):
+        # The upstream reads nothing: skiff must stop reading the client once
+        # its buffers toward the upstream are full, not take all it is sent.
+        self.raw.release.clear()
+        limit = 128 * 1024 * 1024
+        block = b"\xab" * 65536
+        sent = 0
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/raw/stall"))
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+            s.setblocking(False)
+            while sent < limit:
+                _, writable, _ = select.select([], [s], [], 2.0)
+                if not writable:
+                    break  # Nobody reads this any more.
+                try:
+                    sent += s.send(block)
+                except BlockingIOError:
+                    pass
+            self.assertLess(sent, limit, "skiff took everything the client sent")
+            # The upstream reads again: every byte arrives, nothing was lost.
+            self.raw.release.set()
+            s.setblocking(True)
+            s.shutdown(socket.SHUT_WR)
+            answer = rest + read_to_eof(s)
+        self.assertEqual(answer, b"got %d bytes;" % sent + b"tail" * 16384)
+        self.wait_tunnels_closed()
+
+    def test_backpressure_stops_reading_the_upstream(self):
+        # The client reads nothing: skiff must stop reading the upstream.
+        self.raw.flood_done.clear()
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/raw/flood"))
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+            self.assertTrue(self.raw.flood_done.wait(TIMEOUT))
+            self.assertLess(self.raw.flooded, RawUpgradeServer.FLOOD_LIMIT,
+                            "skiff took everything the upstream sent")
+            got = len(rest) + len(read_to_eof(s))
+        self.assertEqual(got, self.raw.flooded)
+        self.wait_tunnels_closed()
+
     def test_upstream_closing_ends_the_tunnel(self):
         with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
             s.sendall(upgrade_request("/raw/upclose"))
@@ -421,6 +503,14 @@ class TunnelTest(SkiffTestCase):
             answer = rest + read_to_eof(s)
         self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
         self.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+        self.wait_tunnels_closed()
+
+    def test_connect_to_a_host_that_refuses_is_503(self):
+        data, closed = raw_exchange(
+            self.port, b"CONNECT dead.example:1 HTTP/1.1\r\nHost: dead.example:1\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 503 "), data[:200])
+        self.assertIn(b"upstream connect error", data)
+        self.assertTrue(closed)
         self.wait_tunnels_closed()
 
     def test_connect_not_configured_is_refused(self):
