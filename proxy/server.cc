@@ -158,7 +158,7 @@ bool Server::prepareListeners(std::string& error) {
   // socket binds the same one. The picking socket stays bound (not
   // listening) until the workers listen, so the port cannot be taken.
   auto next = std::make_shared<config::Snapshot>(*snapshot_);
-  for (auto& l : next->listeners) {
+  for (const auto& [name, l] : snapshot_->listeners) {
     if (l->address.port != 0) continue;
     Result<int> fd = bindTcpSocket(l->address.address, 0, /*reuse_port=*/true);
     if (!fd) {
@@ -168,7 +168,7 @@ bool Server::prepareListeners(std::string& error) {
     port_reservations_.push_back(*fd);
     auto copy = std::make_shared<config::ListenerConfig>(*l);
     copy->address.port = boundPort(*fd);
-    l = copy;
+    next->listeners.set(name, std::move(copy));
   }
   snapshot_ = next;
   return true;
@@ -423,6 +423,11 @@ void Server::subscribe(const std::string& type_url, const std::set<std::string>&
   ads_->subscribe(type_url, names, wildcard);
 }
 
+void Server::updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                                const std::set<std::string>& removed) {
+  ads_->updateSubscription(type_url, added, removed);
+}
+
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   // Workers not started yet begin with this snapshot; running ones swap.
@@ -446,7 +451,7 @@ void Server::maybeGoLive() {
 std::string Server::listenersText(bool json) {
   std::string out = json ? "{\"listener_statuses\":[" : "";
   bool first = true;
-  for (const auto& l : snapshot_->listeners) {
+  for (const auto& [name, l] : snapshot_->listeners) {
     if (json) {
       if (!first) out += ",";
       out +=

@@ -57,6 +57,8 @@ class Server : public AdminSource,
   // xds::DynamicConfig::Callbacks
   void subscribe(const std::string& type_url, const std::set<std::string>& names,
                  bool wildcard) override;
+  void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                          const std::set<std::string>& removed) override;
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override;
   void onInitialized() override;
   void startXds(const envoy::config::core::v3::Node& node);

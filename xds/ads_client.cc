@@ -94,23 +94,47 @@ AdsClient::TypeState* AdsClient::find(std::string_view type_url) {
   return nullptr;
 }
 
+AdsClient::TypeState& AdsClient::findOrAdd(const std::string& type_url) {
+  if (TypeState* t = find(type_url)) return *t;
+  types_.push_back(std::make_unique<TypeState>());
+  types_.back()->type_url = type_url;
+  return *types_.back();
+}
+
+void AdsClient::setSubscribed(TypeState& t, const std::string& name, bool subscribed) {
+  if (subscribed) {
+    if (!t.names.insert(name).second) return;
+    if (t.to_unsubscribe.erase(name) == 0) t.to_subscribe.insert(name);
+    return;
+  }
+  if (t.names.erase(name) == 0) return;
+  if (t.to_subscribe.erase(name) == 0) t.to_unsubscribe.insert(name);
+  // Delta: what we no longer ask for, we no longer hold.
+  if (!t.wildcard) t.resource_versions.erase(name);
+}
+
 void AdsClient::subscribe(const std::string& type_url, const std::set<std::string>& names,
                           bool wildcard) {
-  TypeState* t = find(type_url);
-  if (!t) {
-    types_.push_back(std::make_unique<TypeState>());
-    t = types_.back().get();
-    t->type_url = type_url;
+  TypeState& t = findOrAdd(type_url);
+  t.wildcard = wildcard;
+  std::vector<std::string> gone;
+  for (const std::string& name : t.names) {
+    if (names.count(name) == 0) gone.push_back(name);
   }
-  t->names = names;
-  t->wildcard = wildcard;
+  for (const std::string& name : gone) setSubscribed(t, name, false);
+  for (const std::string& name : names) setSubscribed(t, name, true);
   if (!wildcard) {
-    // Delta: what we no longer ask for, we no longer hold.
-    for (auto it = t->resource_versions.begin(); it != t->resource_versions.end();) {
-      it = names.count(it->first) ? std::next(it) : t->resource_versions.erase(it);
-    }
+    std::erase_if(t.resource_versions, [&](const auto& kv) { return names.count(kv.first) == 0; });
   }
-  if (stream_) sendSubscription(*t);
+  if (stream_) sendSubscription(t);
+}
+
+void AdsClient::updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                                   const std::set<std::string>& removed) {
+  TypeState& t = findOrAdd(type_url);
+  for (const std::string& name : removed) setSubscribed(t, name, false);
+  for (const std::string& name : added) setSubscribed(t, name, true);
+  if (stream_) sendSubscription(t);
 }
 
 // ---- The stream
@@ -127,7 +151,8 @@ void AdsClient::connect() {
     t->nonce.clear();
     t->requested = false;
     t->sent_wildcard = false;
-    t->sent_names.clear();
+    t->to_subscribe.clear();
+    t->to_unsubscribe.clear();
   }
   // Queued in the GrpcStream until its HTTP/2 stream exists.
   for (auto& t : types_) sendSubscription(*t);
@@ -194,7 +219,10 @@ void AdsClient::send(Request& request) {
 }
 
 void AdsClient::sendSubscription(TypeState& t) {
-  if (t.requested && t.wildcard == t.sent_wildcard && t.names == t.sent_names) return;
+  if (t.requested && t.wildcard == t.sent_wildcard && t.to_subscribe.empty() &&
+      t.to_unsubscribe.empty()) {
+    return;
+  }
   // Nothing asked for, and nothing to take back on this stream.
   if (!t.requested && !t.wildcard && t.names.empty()) return;
   if (options_.delta) {
@@ -222,7 +250,8 @@ void AdsClient::sendSotwRequest(TypeState& t, const std::string& version,
   }
   t.requested = true;
   t.sent_wildcard = t.wildcard;
-  t.sent_names = t.names;
+  t.to_subscribe.clear();
+  t.to_unsubscribe.clear();
   send(request);
 }
 
@@ -245,12 +274,8 @@ void AdsClient::sendDeltaRequest(TypeState& t, bool acknowledge, const std::stri
     // Later requests carry only the difference.
     if (t.wildcard && !t.sent_wildcard) request.add_resource_names_subscribe("*");
     if (!t.wildcard && t.sent_wildcard) request.add_resource_names_unsubscribe("*");
-    for (const std::string& name : t.names) {
-      if (!t.sent_names.count(name)) request.add_resource_names_subscribe(name);
-    }
-    for (const std::string& name : t.sent_names) {
-      if (!t.names.count(name)) request.add_resource_names_unsubscribe(name);
-    }
+    for (const std::string& name : t.to_subscribe) request.add_resource_names_subscribe(name);
+    for (const std::string& name : t.to_unsubscribe) request.add_resource_names_unsubscribe(name);
   }
   if (error_detail) {
     request.mutable_error_detail()->set_code(grpc_status::kInvalidArgument);
@@ -258,7 +283,8 @@ void AdsClient::sendDeltaRequest(TypeState& t, bool acknowledge, const std::stri
   }
   t.requested = true;
   t.sent_wildcard = t.wildcard;
-  t.sent_names = t.names;
+  t.to_subscribe.clear();
+  t.to_unsubscribe.clear();
   send(request);
 }
 

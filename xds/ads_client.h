@@ -104,6 +104,11 @@ class AdsClient : private GrpcStream::Callbacks {
   // unsubscribe difference) and again after every reconnect. An empty
   // non-wildcard set unsubscribes from everything of the type.
   void subscribe(const std::string& type_url, const std::set<std::string>& names, bool wildcard);
+  // The same by difference: costs the names that change, not the
+  // subscription's size (state of the world still sends the full list, as
+  // its protocol asks).
+  void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                          const std::set<std::string>& removed);
   // Closes the stream and stops reconnecting; subscriptions and accepted
   // versions are kept for a later start().
   void stop();
@@ -126,7 +131,11 @@ class AdsClient : private GrpcStream::Callbacks {
     std::map<std::string, std::string> resource_versions;  // What we hold: name → version.
     std::string system_version;                            // The last accepted system_version_info.
     bool sent_wildcard = false;                            // As the server knows it on this stream.
-    std::set<std::string> sent_names;                      // Ditto.
+    // Names added to and removed from `names` since the last request on this
+    // stream: a delta request carries only these, so an ACK costs nothing
+    // per subscribed name.
+    std::set<std::string> to_subscribe;
+    std::set<std::string> to_unsubscribe;
     bool requested = false;  // A request for the type went out on this stream.
   };
 
@@ -139,6 +148,9 @@ class AdsClient : private GrpcStream::Callbacks {
   void scheduleReconnect();
   std::chrono::milliseconds nextBackoff();
   TypeState* find(std::string_view type_url);
+  TypeState& findOrAdd(const std::string& type_url);
+  // Adds or removes one name of t's subscription.
+  void setSubscribed(TypeState& t, const std::string& name, bool subscribed);
   // Sends the subscription of t: in full (first request of the type on this
   // stream) or, for delta, the difference.
   void sendSubscription(TypeState& t);

@@ -51,6 +51,12 @@ std::string join(const std::vector<std::string>& lines) {
   return out;
 }
 
+// Of a resource's bytes as received, before anything decodes them.
+uint64_t rawHash(const XdsResource& r) {
+  return std::hash<std::string>{}(r.resource.value()) ^
+         (std::hash<std::string>{}(r.resource.type_url()) * 0x9e3779b97f4a7c15ULL);
+}
+
 // Decodes one resource of type T, checks that skiff implements every field it
 // sets, and names it. Errors go to errors with path as their root.
 template <class T>
@@ -190,8 +196,13 @@ DynamicConfig::DynamicConfig(Worker& main, std::shared_ptr<const config::Snapsho
       warming_clusters_(stats.gauge("cluster_manager.warming_clusters")),
       active_listeners_(stats.gauge("listener_manager.total_listeners_active")),
       warming_listeners_(stats.gauge("listener_manager.total_listeners_warming")) {
+  current_ = base_;
   active_clusters_.set(static_cast<int64_t>(base_->clusters.size()));
   active_listeners_.set(static_cast<int64_t>(base_->listeners.size()));
+  for (const auto& [name, l] : base_->listeners) {
+    auto names = rdsNames(*l);
+    rds_index_.set("static listener " + name, {names.begin(), names.end()});
+  }
 }
 
 DynamicConfig::~DynamicConfig() { stop(); }
@@ -257,10 +268,7 @@ std::string DynamicConfig::onResources(const std::string& type_url,
     return error;
   }
   versions_[type_url] = version_info;
-  updateSubscriptions();
   rebuild();
-  // A version that became active may have let go of names the one before it held.
-  updateSubscriptions();
   return "";
 }
 
@@ -277,7 +285,15 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
                                          const std::vector<std::string>& removed) {
   std::vector<std::string> errors;
   std::map<std::string, ClusterEntry> next;
+  std::set<std::string> seen;
   for (const XdsResource& r : updated) {
+    if (!seen.insert(r.name).second) {
+      errors.push_back("clusters[" + r.name + "]: sent twice in one response");
+      continue;
+    }
+    const uint64_t raw = rawHash(r);
+    auto it = clusters_.find(r.name);
+    if (it != clusters_.end() && it->second.raw_hash == raw) continue;  // The same bytes again.
     std::string path;
     auto msg = decode<cluster_v3::Cluster>(r, "clusters", errors, path);
     if (!msg) continue;
@@ -289,15 +305,10 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
       errors.push_back(path + ": a static cluster has this name");
       continue;
     }
-    if (next.count(r.name) != 0) {
-      errors.push_back(path + ": sent twice in one response");
-      continue;
-    }
     uint64_t hash = hashResource(*msg);
-    auto it = clusters_.find(r.name);
     if (it != clusters_.end() && it->second.hash == hash) {
-      // The same cluster again: no new translation, no new version.
-      next.emplace(r.name, it->second);
+      // The same cluster again, encoded otherwise: no new translation, no new version.
+      it->second.raw_hash = raw;
       continue;
     }
     ClusterEntry e;
@@ -307,13 +318,19 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
+    e.raw_hash = raw;
     e.merged = nullptr;
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
   }
   if (!errors.empty()) return join(errors);
-  for (auto& [name, e] : next) clusters_[name] = std::move(e);
-  for (const auto& name : removed) clusters_.erase(name);
+  for (auto& [name, e] : next) {
+    clusters_[name] = std::move(e);
+    dirty_clusters_.insert(name);
+  }
+  for (const auto& name : removed) {
+    if (clusters_.erase(name) != 0) dirty_clusters_.insert(name);
+  }
   return "";
 }
 
@@ -370,6 +387,9 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
   std::vector<std::string> errors;
   std::map<std::string, EndpointEntry> next;
   for (const XdsResource& r : updated) {
+    const uint64_t raw = rawHash(r);
+    auto it = endpoints_.find(r.name);
+    if (it != endpoints_.end() && it->second.raw_hash == raw) continue;
     std::string path;
     auto msg =
         decode<endpoint_v3::ClusterLoadAssignment>(r, "cluster_load_assignments", errors, path);
@@ -380,8 +400,10 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
       continue;
     }
     uint64_t hash = hashResource(*msg);
-    auto it = endpoints_.find(r.name);
-    if (it != endpoints_.end() && it->second.hash == hash) continue;
+    if (it != endpoints_.end() && it->second.hash == hash) {
+      it->second.raw_hash = raw;
+      continue;
+    }
     auto translated = translateClusterLoadAssignment(*msg, path);
     if (!translated) {
       errors.push_back(translated.status().message());
@@ -391,13 +413,24 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
+    e.raw_hash = raw;
     e.proto = msg;
     e.endpoints = std::move(*translated);
     next[r.name] = std::move(e);
   }
   if (!errors.empty()) return join(errors);
-  for (auto& [name, e] : next) endpoints_[name] = std::move(e);
-  for (const auto& name : removed) endpoints_.erase(name);
+  // The clusters these endpoints belong to merge them anew.
+  auto touch = [&](const std::string& name) {
+    const auto& holders = eds_index_.holdersOf(name);
+    dirty_clusters_.insert(holders.begin(), holders.end());
+  };
+  for (auto& [name, e] : next) {
+    endpoints_[name] = std::move(e);
+    touch(name);
+  }
+  for (const auto& name : removed) {
+    if (endpoints_.erase(name) != 0) touch(name);
+  }
   return "";
 }
 
@@ -409,6 +442,9 @@ std::string DynamicConfig::applySecrets(const std::vector<XdsResource>& updated,
   Secrets next = secrets_;
   std::set<std::string> changed;
   for (const XdsResource& r : updated) {
+    const uint64_t raw = rawHash(r);
+    auto found = next.find(r.name);
+    if (found != next.end() && found->second.raw_hash == raw) continue;
     std::string path;
     auto msg = decode<tls_v3::Secret>(r, "secrets", errors, path);
     if (!msg) continue;
@@ -427,6 +463,7 @@ std::string DynamicConfig::applySecrets(const std::vector<XdsResource>& updated,
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
+    e.raw_hash = raw;
     e.proto = msg;
     e.secret = msg;
     changed.insert(r.name);
@@ -461,8 +498,14 @@ std::string DynamicConfig::applySecrets(const std::vector<XdsResource>& updated,
   }
   if (!errors.empty()) return join(errors);
   secrets_ = std::move(next);
-  for (auto& [name, e] : clusters) clusters_[name] = std::move(e);
-  for (auto& [name, e] : listeners) listeners_[name] = std::move(e);
+  for (auto& [name, e] : clusters) {
+    clusters_[name] = std::move(e);
+    dirty_clusters_.insert(name);
+  }
+  for (auto& [name, e] : listeners) {
+    listeners_[name] = std::move(e);
+    dirty_listeners_.insert(name);
+  }
   return "";
 }
 
@@ -478,14 +521,28 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
   auto key = [](const config::SocketAddress& a) {
     return a.address + ":" + std::to_string(a.port);
   };
-  for (const auto& l : base_->listeners) addresses[key(l->address)] = "static listener " + l->name;
+  for (const auto& [n, l] : base_->listeners)
+    addresses[key(l->address)] = "static listener " + l->name;
   std::set<std::string> replaced;
   for (const XdsResource& r : updated) replaced.insert(r.name);
   for (const auto& name : removed) replaced.insert(name);
   for (const auto& [name, e] : listeners_) {
     if (replaced.count(name) == 0) addresses[key(e.address)] = "listener " + name;
   }
+  std::set<std::string> seen;
   for (const XdsResource& r : updated) {
+    if (!seen.insert(r.name).second) {
+      errors.push_back("listeners[" + r.name + "]: sent twice in one response");
+      continue;
+    }
+    const uint64_t raw = rawHash(r);
+    auto it = listeners_.find(r.name);
+    // Unchanged: keeps its address.
+    auto keep = [&] { addresses[key(it->second.address)] = "listener " + r.name; };
+    if (it != listeners_.end() && it->second.raw_hash == raw) {
+      keep();
+      continue;
+    }
     std::string path;
     auto msg = decode<listener_v3::Listener>(r, "listeners", errors, path);
     if (!msg) continue;
@@ -493,17 +550,13 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
       errors.push_back(path + ".name: '" + msg->name() + "' differs from the resource name");
       continue;
     }
-    if (next.count(r.name) != 0) {
-      errors.push_back(path + ": sent twice in one response");
-      continue;
-    }
-    for (const auto& l : base_->listeners) {
-      if (l->name == r.name) errors.push_back(path + ": a static listener has this name");
+    if (base_->listeners.count(r.name) != 0) {
+      errors.push_back(path + ": a static listener has this name");
     }
     uint64_t hash = hashResource(*msg);
-    auto it = listeners_.find(r.name);
     if (it != listeners_.end() && it->second.hash == hash) {
-      next.emplace(r.name, it->second);
+      it->second.raw_hash = raw;
+      keep();
       continue;
     }
     ListenerEntry e;
@@ -531,6 +584,7 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
+    e.raw_hash = raw;
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
   }
@@ -567,12 +621,14 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
       ::close(it->second.reservation_fd);
     }
     listeners_[name] = std::move(e);
+    dirty_listeners_.insert(name);
   }
   for (const auto& name : removed) {
     auto it = listeners_.find(name);
     if (it == listeners_.end()) continue;
     if (it->second.reservation_fd >= 0) ::close(it->second.reservation_fd);
     listeners_.erase(it);
+    dirty_listeners_.insert(name);
   }
   return "";
 }
@@ -647,6 +703,9 @@ std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
   std::map<std::string, RouteEntry> next;
   std::set<std::string> known = knownClusters();
   for (const XdsResource& r : updated) {
+    const uint64_t raw = rawHash(r);
+    auto it = routes_.find(r.name);
+    if (it != routes_.end() && it->second.raw_hash == raw) continue;
     std::string path;
     auto msg = decode<route_v3::RouteConfiguration>(r, "route_configs", errors, path);
     if (!msg) continue;
@@ -655,8 +714,10 @@ std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
       continue;
     }
     uint64_t hash = hashResource(*msg);
-    auto it = routes_.find(r.name);
-    if (it != routes_.end() && it->second.hash == hash) continue;
+    if (it != routes_.end() && it->second.hash == hash) {
+      it->second.raw_hash = raw;
+      continue;
+    }
     auto table = translateRouteConfiguration(*msg, path, known);
     if (!table) {
       errors.push_back(table.status().message());
@@ -666,13 +727,19 @@ std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
     e.version = r.version;
     e.last_updated = nowRfc3339();
     e.hash = hash;
+    e.raw_hash = raw;
     e.proto = msg;
     e.table = *table;
     next[r.name] = std::move(e);
   }
   if (!errors.empty()) return join(errors);
-  for (auto& [name, e] : next) routes_[name] = std::move(e);
-  for (const auto& name : removed) routes_.erase(name);
+  for (auto& [name, e] : next) {
+    routes_[name] = std::move(e);
+    dirty_routes_.insert(name);
+  }
+  for (const auto& name : removed) {
+    if (routes_.erase(name) != 0) dirty_routes_.insert(name);
+  }
   return "";
 }
 
@@ -685,71 +752,132 @@ std::set<std::string> DynamicConfig::knownClusters() const {
 
 // ---- Subscriptions, snapshots, readiness
 
-// The names EDS and RDS must follow: those of every cluster and listener,
-// both the version serving now and one still warming. Endpoints and route
-// configurations nothing names any more are dropped (in state of the world
-// a control plane never removes them itself).
-void DynamicConfig::updateSubscriptions() {
+void DynamicConfig::NameIndex::set(const std::string& holder, std::set<std::string> names) {
+  auto& held = names_[holder];
+  for (const std::string& r : held) {
+    if (names.count(r) != 0) continue;
+    auto it = holders_.find(r);
+    it->second.erase(holder);
+    if (!it->second.empty()) continue;
+    holders_.erase(it);
+    if (added.erase(r) == 0) removed.insert(r);
+  }
+  for (const std::string& r : names) {
+    if (held.count(r) != 0) continue;
+    auto& holders = holders_[r];
+    if (holders.empty() && removed.erase(r) == 0) added.insert(r);
+    holders.insert(holder);
+  }
+  if (names.empty()) {
+    names_.erase(holder);
+  } else {
+    held = std::move(names);
+  }
+}
+
+const std::set<std::string>& DynamicConfig::NameIndex::holdersOf(
+    const std::string& resource) const {
+  static const std::set<std::string> kNone;
+  auto it = holders_.find(resource);
+  return it == holders_.end() ? kNone : it->second;
+}
+
+// EDS and SDS follow both the version of a cluster serving now and one
+// still warming; so does RDS for listeners.
+void DynamicConfig::indexCluster(const std::string& name) {
   std::set<std::string> eds;
-  for (const auto& [name, e] : clusters_) {
+  std::set<std::string> sds;
+  auto it = clusters_.find(name);
+  if (it != clusters_.end()) {
+    const ClusterEntry& e = it->second;
     for (const auto* c : {e.config.get(), e.active.get()}) {
       if (c != nullptr && c->type == config::ClusterConfig::Type::kEds) {
         eds.insert(c->eds_service_name);
       }
     }
+    sds = e.secrets;
   }
+  eds_index_.set(name, std::move(eds));
+  sds_index_.set("cluster " + name, std::move(sds));
+}
+
+void DynamicConfig::indexListener(const std::string& name) {
   std::set<std::string> rds;
-  for (const auto& l : base_->listeners) {
-    for (auto& n : rdsNames(*l)) rds.insert(n);
-  }
-  for (const auto& [name, e] : listeners_) {
+  std::set<std::string> sds;
+  auto it = listeners_.find(name);
+  if (it != listeners_.end()) {
+    const ListenerEntry& e = it->second;
     rds.insert(e.rds_names.begin(), e.rds_names.end());
     if (e.active) {
       for (auto& n : rdsNames(*e.active)) rds.insert(n);
     }
+    sds = e.secrets;
   }
-  std::set<std::string> sds;
-  for (const auto& [name, e] : clusters_) sds.insert(e.secrets.begin(), e.secrets.end());
-  for (const auto& [name, e] : listeners_) sds.insert(e.secrets.begin(), e.secrets.end());
-  std::erase_if(endpoints_, [&](const auto& kv) { return eds.count(kv.first) == 0; });
-  std::erase_if(routes_, [&](const auto& kv) { return rds.count(kv.first) == 0; });
-  // A TLS context, once built, holds its certificates: a secret nothing
-  // names any more can go.
-  std::erase_if(secrets_, [&](const auto& kv) { return sds.count(kv.first) == 0; });
-  if (sds != sds_names_) {
-    sds_names_ = sds;
-    callbacks_.subscribe(std::string(kSecretType), sds_names_, /*wildcard=*/false);
-  }
-  if (eds != eds_names_) {
-    eds_names_ = eds;
-    callbacks_.subscribe(std::string(kClusterLoadAssignmentType), eds_names_, /*wildcard=*/false);
-  }
-  if (rds != rds_names_) {
-    rds_names_ = rds;
-    callbacks_.subscribe(std::string(kRouteConfigurationType), rds_names_, /*wildcard=*/false);
-  }
+  rds_index_.set("listener " + name, std::move(rds));
+  sds_index_.set("listener " + name, std::move(sds));
+}
+
+// Endpoints, route configurations and secrets nothing names any more are
+// dropped (in state of the world a control plane never removes them
+// itself). A TLS context, once built, holds its certificates, so a secret
+// can go as soon as no version of anything names it.
+void DynamicConfig::updateSubscriptions() {
+  auto follow = [&](NameIndex& index, std::string_view type_url, auto&& drop) {
+    if (index.added.empty() && index.removed.empty()) return;
+    for (const std::string& name : index.removed) drop(name);
+    callbacks_.updateSubscription(std::string(type_url), index.added, index.removed);
+    index.added.clear();
+    index.removed.clear();
+  };
+  follow(sds_index_, kSecretType, [&](const std::string& n) { secrets_.erase(n); });
+  follow(eds_index_, kClusterLoadAssignmentType,
+         [&](const std::string& n) { endpoints_.erase(n); });
+  follow(rds_index_, kRouteConfigurationType, [&](const std::string& n) {
+    if (routes_.erase(n) != 0) dirty_routes_.insert(n);
+  });
 }
 
 void DynamicConfig::rebuild() {
   const uint64_t now = uv_now(main_.loop());
-  uint64_t next_deadline = 0;
-  // Only a deadline still ahead: what waits for a secret stays warming
-  // after its timeout (there is no TLS context to serve it with).
-  auto note_deadline = [&](uint64_t since) {
-    if (initial_fetch_timeout_ms_ == 0) return;
-    uint64_t due = since + initial_fetch_timeout_ms_;
-    if (due <= now) return;
-    if (next_deadline == 0 || due < next_deadline) next_deadline = due;
+  auto next = std::make_shared<config::Snapshot>(*current_);  // Persistent maps: O(1).
+  next->changed_since = current_->generation;
+  next->generation = current_->generation + 1;
+  next->changed_clusters.clear();
+  next->changed_listeners.clear();
+  next->changed_route_tables.clear();
+  // Sets one name of a snapshot map to what should serve (null: nothing).
+  auto place = [](auto& map, std::vector<std::string>& changed, const std::string& name,
+                  const auto& value) {
+    const auto* current = map.get(name);
+    if (value) {
+      if (current != nullptr && *current == value) return;
+      map.set(name, value);
+    } else if (!map.erase(name)) {
+      return;
+    }
+    changed.push_back(name);
   };
-  auto snapshot = std::make_shared<config::Snapshot>(*base_);
-  bool first_warming = false;  // Something never served yet is still warming.
-  int64_t warming_clusters = 0;
-  for (auto& [name, e] : clusters_) {
+
+  // Clusters: the changed ones, and those still warming (their endpoints
+  // may have come, or their time run out).
+  std::set<std::string> names;
+  names.swap(dirty_clusters_);
+  names.insert(warming_cluster_names_.begin(), warming_cluster_names_.end());
+  for (const std::string& name : names) {
+    auto it = clusters_.find(name);
+    if (it == clusters_.end()) {
+      warming_cluster_names_.erase(name);
+      indexCluster(name);
+      place(next->clusters, next->changed_clusters, name,
+            std::shared_ptr<const config::ClusterConfig>());
+      continue;
+    }
+    ClusterEntry& e = it->second;
     if (clusterWarm(e, now)) {
       const EndpointEntry* eds = nullptr;
       if (e.config->type == config::ClusterConfig::Type::kEds) {
-        auto it = endpoints_.find(e.config->eds_service_name);
-        if (it != endpoints_.end()) eds = &it->second;
+        auto found = endpoints_.find(e.config->eds_service_name);
+        if (found != endpoints_.end()) eds = &found->second;
       }
       uint64_t eds_hash = eds ? eds->hash : 0;
       if (!e.merged || e.merged_endpoints_hash != eds_hash) {
@@ -764,32 +892,76 @@ void DynamicConfig::rebuild() {
       }
       e.active = e.merged;
       e.active_proto = e.proto;
+      warming_cluster_names_.erase(name);
     } else {
-      ++warming_clusters;
-      note_deadline(e.warming_since_ms);
-      if (!e.active) first_warming = true;
+      warming_cluster_names_.insert(name);
     }
-    if (e.active) snapshot->clusters[name] = e.active;
+    indexCluster(name);
+    place(next->clusters, next->changed_clusters, name, e.active);
   }
-  int64_t warming_listeners = 0;
-  for (auto& [name, e] : listeners_) {
+
+  names.clear();
+  names.swap(dirty_listeners_);
+  names.insert(warming_listener_names_.begin(), warming_listener_names_.end());
+  for (const std::string& name : names) {
+    auto it = listeners_.find(name);
+    if (it == listeners_.end()) {
+      warming_listener_names_.erase(name);
+      indexListener(name);
+      place(next->listeners, next->changed_listeners, name,
+            std::shared_ptr<const config::ListenerConfig>());
+      continue;
+    }
+    ListenerEntry& e = it->second;
     if (listenerWarm(e, now)) {
       e.active = e.config;
       e.active_proto = e.proto;
+      warming_listener_names_.erase(name);
     } else {
-      ++warming_listeners;
-      note_deadline(e.warming_since_ms);
-      if (!e.active) first_warming = true;
+      warming_listener_names_.insert(name);
     }
-    if (e.active) snapshot->listeners.push_back(e.active);
+    indexListener(name);
+    place(next->listeners, next->changed_listeners, name, e.active);
   }
-  for (const auto& [name, e] : routes_) snapshot->route_tables[name] = e.table;
-  active_clusters_.set(static_cast<int64_t>(snapshot->clusters.size()));
-  warming_clusters_.set(warming_clusters);
-  active_listeners_.set(static_cast<int64_t>(snapshot->listeners.size()));
-  warming_listeners_.set(warming_listeners);
-  callbacks_.publish(std::move(snapshot));
 
+  updateSubscriptions();  // May drop route configurations nothing names.
+  for (const std::string& name : dirty_routes_) {
+    auto it = routes_.find(name);
+    place(next->route_tables, next->changed_route_tables, name,
+          it == routes_.end() ? std::shared_ptr<const router::RouteTable>() : it->second.table);
+  }
+  dirty_routes_.clear();
+
+  active_clusters_.set(static_cast<int64_t>(next->clusters.size()));
+  warming_clusters_.set(static_cast<int64_t>(warming_cluster_names_.size()));
+  active_listeners_.set(static_cast<int64_t>(next->listeners.size()));
+  warming_listeners_.set(static_cast<int64_t>(warming_listener_names_.size()));
+  if (!next->changed_clusters.empty() || !next->changed_listeners.empty() ||
+      !next->changed_route_tables.empty()) {
+    current_ = next;
+    callbacks_.publish(std::move(next));
+  }
+
+  // The warming timer: the next deadline still ahead. What waits for a
+  // secret stays warming after its timeout (there is no TLS context to
+  // serve it with).
+  uint64_t next_deadline = 0;
+  bool first_warming = false;  // Something never served yet is still warming.
+  auto note = [&](uint64_t since, bool served) {
+    if (!served) first_warming = true;
+    if (initial_fetch_timeout_ms_ == 0) return;
+    uint64_t due = since + initial_fetch_timeout_ms_;
+    if (due <= now) return;
+    if (next_deadline == 0 || due < next_deadline) next_deadline = due;
+  };
+  for (const auto& name : warming_cluster_names_) {
+    const ClusterEntry& e = clusters_.at(name);
+    note(e.warming_since_ms, e.active != nullptr);
+  }
+  for (const auto& name : warming_listener_names_) {
+    const ListenerEntry& e = listeners_.at(name);
+    note(e.warming_since_ms, e.active != nullptr);
+  }
   if (next_deadline != 0) {
     if (warm_timer_ == nullptr) {
       warm_timer_ = new uv_timer_t;
@@ -798,7 +970,7 @@ void DynamicConfig::rebuild() {
     }
     uv_timer_start(
         warm_timer_, [](uv_timer_t* t) { static_cast<DynamicConfig*>(t->data)->rebuild(); },
-        next_deadline > now ? next_deadline - now : 0, 0);
+        next_deadline - now, 0);
   } else if (warm_timer_ != nullptr) {
     uv_timer_stop(warm_timer_);
   }
@@ -811,8 +983,8 @@ void DynamicConfig::checkInitialized(bool any_warming) {
     return;
   }
   // Routes static listeners name must be there too.
-  for (const auto& n : rds_names_) {
-    if (routes_.count(n) == 0) return;
+  for (const auto& [name, holders] : rds_index_.resources()) {
+    if (routes_.count(name) == 0) return;
   }
   initialized_ = true;
   if (init_timer_ != nullptr) uv_timer_stop(init_timer_);
@@ -849,18 +1021,16 @@ std::vector<DynamicConfig::UpdateStats*> DynamicConfig::statsFor(
         }
       }
     };
-    for (const auto& l : base_->listeners) add(*l);
+    for (const auto& [name, l] : base_->listeners) add(*l);
     for (const auto& [name, e] : listeners_) {
       if (e.config) add(*e.config);
     }
   } else if (type_url == kSecretType) {
     for (const auto& r : updated) out.push_back(&namedStats("sds." + r.name + "."));
   } else if (type_url == kClusterLoadAssignmentType) {
-    std::set<std::string> names;
-    for (const auto& r : updated) names.insert(r.name);
-    for (const auto& [name, e] : clusters_) {
-      if (e.config && names.count(e.config->eds_service_name) != 0) {
-        out.push_back(&namedStats("cluster." + name + "."));
+    for (const auto& r : updated) {
+      for (const auto& cluster : eds_index_.holdersOf(r.name)) {
+        out.push_back(&namedStats("cluster." + cluster + "."));
       }
     }
   }

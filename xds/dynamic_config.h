@@ -10,8 +10,11 @@
 // they have (no hosts: 503 UH; no routes: 404 NR), as Envoy's do. Until a
 // new version warms, the previous one keeps serving.
 //
-// Every change produces one new snapshot: the bootstrap's static resources
-// plus every warm dynamic one. Workers apply it clusters first, then
+// Every accepted change produces one new snapshot: the bootstrap's static
+// resources plus every warm dynamic one. It is made from the last one by
+// setting only the entries that changed (persistent maps), and it lists
+// them, so a worker applies only those: an update costs what changed, not
+// the size of the configuration. Workers apply it clusters first, then
 // listeners, then routes; a removed cluster retires only once nothing uses
 // it, so the order is make before break.
 //
@@ -55,6 +58,9 @@ class DynamicConfig {
     // Ask the control plane for these resources (wildcard: all of the type).
     virtual void subscribe(const std::string& type_url, const std::set<std::string>& names,
                            bool wildcard) = 0;
+    // Change a named subscription by the names added and removed.
+    virtual void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                                    const std::set<std::string>& removed) = 0;
     // A new snapshot for every worker.
     virtual void publish(std::shared_ptr<const config::Snapshot> snapshot) = 0;
     // The first configuration is complete (or initial_fetch_timeout passed):
@@ -94,6 +100,9 @@ class DynamicConfig {
     std::string version;
     std::string last_updated;  // RFC 3339, UTC.
     uint64_t hash = 0;         // Of the resource's encoding: same hash, same resource.
+    // Of the bytes as received: the same bytes again are skipped before
+    // they are decoded (state of the world resends everything).
+    uint64_t raw_hash = 0;
     std::shared_ptr<const google::protobuf::Message> proto;  // For /config_dump.
   };
   struct ClusterEntry : Resource {
@@ -158,10 +167,34 @@ class DynamicConfig {
   bool translateListener(ListenerEntry& e, const std::string& path,
                          const std::set<std::string>& known, const Secrets& secrets,
                          std::vector<std::string>& errors) const;
-  // Re-subscribes EDS and RDS to the names the clusters and listeners need.
+  // Which resources each holder names: a cluster its EDS service and
+  // secrets, a listener its route configurations and secrets. Kept per
+  // holder, so that one holder changing costs its own names; `added` and
+  // `removed` collect what became named or unnamed since they were last
+  // cleared, for the subscriptions to follow.
+  class NameIndex {
+   public:
+    // Replaces what holder names (nothing: the holder is gone).
+    void set(const std::string& holder, std::set<std::string> names);
+    const std::set<std::string>& holdersOf(const std::string& resource) const;
+    // Every named resource, with its holders.
+    const std::map<std::string, std::set<std::string>>& resources() const { return holders_; }
+    std::set<std::string> added;
+    std::set<std::string> removed;
+
+   private:
+    std::map<std::string, std::set<std::string>> names_;    // Holder -> resources.
+    std::map<std::string, std::set<std::string>> holders_;  // Resource -> holders.
+  };
+
+  // Re-reads what one cluster or listener names into the indexes.
+  void indexCluster(const std::string& name);
+  void indexListener(const std::string& name);
+  // Subscribes to what became named and drops (and unsubscribes) what no
+  // holder names any more.
   void updateSubscriptions();
-  // Builds and publishes the snapshot of everything warm; arms the warming
-  // timer for what is not.
+  // Publishes a snapshot with the dirty and warming entries brought up to
+  // date; arms the warming timer for what still warms.
   void rebuild();
   bool clusterWarm(const ClusterEntry& entry, uint64_t now) const;
   bool listenerWarm(const ListenerEntry& entry, uint64_t now) const;
@@ -186,9 +219,18 @@ class DynamicConfig {
   Secrets secrets_;
   std::map<std::string, std::string> versions_;  // Last accepted version_info per type.
 
-  std::set<std::string> eds_names_;
-  std::set<std::string> rds_names_;
-  std::set<std::string> sds_names_;
+  // The snapshot last published (the bootstrap's until then).
+  std::shared_ptr<const config::Snapshot> current_;
+  // Names changed since the last rebuild.
+  std::set<std::string> dirty_clusters_;
+  std::set<std::string> dirty_listeners_;
+  std::set<std::string> dirty_routes_;
+  // Names whose newest version is not serving yet.
+  std::set<std::string> warming_cluster_names_;
+  std::set<std::string> warming_listener_names_;
+  NameIndex eds_index_;  // Holders: cluster names.
+  NameIndex rds_index_;  // Holders: "listener NAME", "static listener NAME".
+  NameIndex sds_index_;  // Holders: "cluster NAME", "listener NAME".
   bool cds_received_ = false;
   bool lds_received_ = false;
   bool initialized_ = false;

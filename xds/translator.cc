@@ -1098,7 +1098,8 @@ Result<std::shared_ptr<const config::Snapshot>> translateBootstrap(
                        "' (first defined at " + it->second + ")");
       continue;
     }
-    snapshot->clusters.emplace(cluster->name, std::move(cluster));
+    const std::string name = cluster->name;
+    snapshot->clusters.set(name, std::move(cluster));
   }
   std::set<std::string> known_clusters;
   for (const auto& [name, path] : cluster_paths) {
@@ -1130,7 +1131,8 @@ Result<std::shared_ptr<const config::Snapshot>> translateBootstrap(
         continue;
       }
     }
-    snapshot->listeners.push_back(std::move(listener));
+    const std::string name = listener->name;
+    snapshot->listeners.set(name, std::move(listener));
   }
 
   if (!errors.empty()) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "filters/filter.h"
+#include "proxy/common/persistent_map.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_context.h"
 #include "proxy/router/route_table.h"
@@ -163,18 +164,34 @@ struct AdminConfig {
 };
 
 // One complete configuration. Workers hold a shared_ptr<const Snapshot>.
+using ListenerMap = PersistentMap<std::shared_ptr<const ListenerConfig>>;
+using ClusterMap = PersistentMap<std::shared_ptr<const ClusterConfig>>;
+using RouteTableMap = PersistentMap<std::shared_ptr<const router::RouteTable>>;
+
 struct Snapshot {
-  std::vector<std::shared_ptr<const ListenerConfig>> listeners;
-  std::map<std::string, std::shared_ptr<const ClusterConfig>> clusters;
+  // By name. Persistent maps: copying a snapshot to change a few entries
+  // costs those entries, not the whole configuration.
+  ListenerMap listeners;
+  ClusterMap clusters;
   // RouteConfigurations from RDS, by name (HttpConnectionManagerConfig::
   // rds_route_config_name).
-  std::map<std::string, std::shared_ptr<const router::RouteTable>, std::less<>> route_tables;
+  RouteTableMap route_tables;
   AdsConfig ads;
   AdminConfig admin;
   std::string node_id;
   std::string node_cluster;
   // The loaded bootstrap as JSON, for /config_dump.
   std::string config_dump_json;
+
+  // Counts the snapshots the main thread publishes; 0 is the bootstrap's.
+  uint64_t generation = 0;
+  // The names whose entry differs (changed, added or removed) from the
+  // snapshot of generation `changed_since`, so that a worker holding that
+  // one applies only those. A worker holding any other compares everything.
+  uint64_t changed_since = 0;
+  std::vector<std::string> changed_clusters;
+  std::vector<std::string> changed_listeners;
+  std::vector<std::string> changed_route_tables;
 };
 
 }  // namespace skiff::config

@@ -506,9 +506,7 @@ Want Cluster::want(http::Protocol downstream) const {
 
 // ---- ClusterManager
 
-ClusterManager::ClusterManager(
-    Worker& worker,
-    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters)
+ClusterManager::ClusterManager(Worker& worker, const config::ClusterMap& clusters)
     : worker_(worker) {
   for (const auto& [name, cfg] : clusters) {
     clusters_.emplace(name, std::make_unique<Cluster>(worker, cfg));
@@ -517,35 +515,43 @@ ClusterManager::ClusterManager(
 
 ClusterManager::~ClusterManager() { stopReapTimer(); }
 
-void ClusterManager::update(
-    const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& next) {
-  for (auto it = clusters_.begin(); it != clusters_.end();) {
-    if (next.count(it->first) != 0) {
-      ++it;
+void ClusterManager::update(const config::ClusterMap& next) {
+  std::vector<std::string> names;
+  for (const auto& [name, c] : clusters_) names.push_back(name);
+  for (const auto& [name, cfg] : next) {
+    if (clusters_.count(name) == 0) names.push_back(name);
+  }
+  update(next, names);
+}
+
+void ClusterManager::update(const config::ClusterMap& next,
+                            const std::vector<std::string>& changed) {
+  for (const std::string& name : changed) {
+    const auto* cfg = next.get(name);
+    auto it = clusters_.find(name);
+    if (cfg == nullptr) {
+      if (it == clusters_.end()) continue;
+      retire(std::move(it->second));
+      clusters_.erase(it);
       continue;
     }
-    retire(std::move(it->second));
-    it = clusters_.erase(it);
-  }
-  for (const auto& [name, cfg] : next) {
-    auto it = clusters_.find(name);
     if (it == clusters_.end()) {
-      clusters_.emplace(name, std::make_unique<Cluster>(worker_, cfg));
+      clusters_.emplace(name, std::make_unique<Cluster>(worker_, *cfg));
       continue;
     }
     Cluster& current = *it->second;
-    if (&current.config() == cfg.get()) continue;
-    if (current.config().definition_hash == cfg->definition_hash &&
-        current.config().type == cfg->type &&
-        cfg->type != config::ClusterConfig::Type::kStrictDns) {
+    if (&current.config() == cfg->get()) continue;
+    if (current.config().definition_hash == (*cfg)->definition_hash &&
+        current.config().type == (*cfg)->type &&
+        (*cfg)->type != config::ClusterConfig::Type::kStrictDns) {
       // Only the endpoints changed: hosts that stay keep their connections.
-      current.setConfig(cfg);
+      current.setConfig(*cfg);
       continue;
     }
     // Anything else is a new cluster under the old name. Requests already
     // on the old one finish there (make before break).
     retire(std::move(it->second));
-    it->second = std::make_unique<Cluster>(worker_, cfg);
+    it->second = std::make_unique<Cluster>(worker_, *cfg);
   }
 }
 

@@ -240,15 +240,15 @@ class Cluster {
 
 class ClusterManager {
  public:
-  ClusterManager(
-      Worker& worker,
-      const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& clusters);
+  ClusterManager(Worker& worker, const config::ClusterMap& clusters);
   ~ClusterManager();
   Cluster* get(std::string_view name);
   // A new snapshot's clusters: new ones start; a config that differs only
   // in endpoints swaps hosts in place; a changed or removed cluster retires,
   // finishes what it carries, and is freed once nothing uses it.
-  void update(const std::map<std::string, std::shared_ptr<const config::ClusterConfig>>& next);
+  void update(const config::ClusterMap& next);
+  // The same for only the clusters named (changed, added or removed).
+  void update(const config::ClusterMap& next, const std::vector<std::string>& changed);
   // Shutdown: every host retires (idle connections close, waiters fail).
   void retireAll();
   // Upstream connections still open (connecting, busy or idle).

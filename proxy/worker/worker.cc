@@ -40,7 +40,7 @@ void Worker::start(std::function<void(const std::string&)> ready, std::function<
 
 void Worker::run(std::function<void(const std::string&)> ready, std::function<void()> done) {
   std::string error;
-  for (const auto& listener : snapshot_->listeners) {
+  for (const auto& [name, listener] : snapshot_->listeners) {
     Status s = openListener(listener);
     if (!s) {
       error = s.message();
@@ -72,7 +72,7 @@ void Worker::spin(const std::function<bool()>& done) {
 
 void Worker::shutdown() {
   stopping_ = true;
-  for (auto& l : listeners_) l->close();
+  for (auto& [name, l] : listeners_) l->close();
   listeners_.clear();
   // Connections still open when the drain time ran out close now; their
   // streams give their upstream connections back as they go.
@@ -168,48 +168,50 @@ Status Worker::openListener(std::shared_ptr<const config::ListenerConfig> config
   uint32_t port = config->address.port;
   auto l = std::make_unique<TcpListener>(*this, std::move(config), port);
   Status s = l->listen();
-  if (s) listeners_.push_back(std::move(l));
+  if (s) listeners_[l->config().name] = std::move(l);
   return s;
 }
 
+// A snapshot that lists its changes against the one this worker holds costs
+// what changed; any other is compared name by name.
 void Worker::applySnapshot(std::shared_ptr<const config::Snapshot> next) {
   if (draining_) return;
-  cluster_manager_->update(next->clusters);
-  std::map<std::string, std::shared_ptr<const config::ListenerConfig>> wanted;
-  for (const auto& l : next->listeners) wanted.emplace(l->name, l);
-  std::vector<std::unique_ptr<TcpListener>> current;
-  current.swap(listeners_);
-  for (auto& l : current) {
-    const std::string name = l->config().name;
-    auto it = wanted.find(name);
-    if (it == wanted.end()) {
-      l->close();
-      drainListener(name, nullptr);
-      continue;
-    }
-    std::shared_ptr<const config::ListenerConfig> cfg = it->second;
-    wanted.erase(it);
-    if (cfg.get() == &l->config()) {
-      listeners_.push_back(std::move(l));
-      continue;
-    }
-    if (cfg->address.address == l->config().address.address &&
-        cfg->address.port == l->config().address.port) {
-      // Same socket, new chains: new connections take the new config.
-      l->setConfig(cfg);
-      listeners_.push_back(std::move(l));
-      drainListener(name, cfg.get());
-      continue;
-    }
-    l->close();
-    drainListener(name, nullptr);
-    wanted.emplace(name, std::move(cfg));
+  std::vector<std::string> listener_names;
+  if (next->changed_since == snapshot_->generation && next->generation != snapshot_->generation) {
+    cluster_manager_->update(next->clusters, next->changed_clusters);
+    listener_names = next->changed_listeners;
+  } else {
+    cluster_manager_->update(next->clusters);
+    for (const auto& [name, l] : listeners_) listener_names.push_back(name);
+    for (const auto& [name, l] : next->listeners) listener_names.push_back(name);
   }
-  for (auto& [name, cfg] : wanted) {
-    Status s = openListener(cfg);
-    if (!s) SKIFF_LOG(kError, "listener " + name + ": " + s.message());
+  for (const std::string& name : listener_names) {
+    const auto* cfg = next->listeners.get(name);
+    updateListener(name, cfg != nullptr ? *cfg : nullptr);
   }
   snapshot_ = std::move(next);
+}
+
+void Worker::updateListener(const std::string& name,
+                            std::shared_ptr<const config::ListenerConfig> cfg) {
+  auto it = listeners_.find(name);
+  if (it != listeners_.end()) {
+    TcpListener& current = *it->second;
+    if (cfg.get() == &current.config()) return;
+    if (cfg && cfg->address.address == current.config().address.address &&
+        cfg->address.port == current.config().address.port) {
+      // Same socket, new chains: new connections take the new config.
+      current.setConfig(cfg);
+      drainListener(name, cfg.get());
+      return;
+    }
+    current.close();
+    listeners_.erase(it);
+    drainListener(name, nullptr);
+  }
+  if (!cfg) return;
+  Status s = openListener(std::move(cfg));
+  if (!s) SKIFF_LOG(kError, "listener " + name + ": " + s.message());
 }
 
 void Worker::drainListener(const std::string& name, const config::ListenerConfig* next) {
@@ -236,8 +238,8 @@ void Worker::drainListener(const std::string& name, const config::ListenerConfig
 }
 
 std::shared_ptr<const router::RouteTable> Worker::routeTable(std::string_view name) const {
-  auto it = snapshot_->route_tables.find(name);
-  return it == snapshot_->route_tables.end() ? nullptr : it->second;
+  const auto* table = snapshot_->route_tables.get(name);
+  return table == nullptr ? nullptr : *table;
 }
 
 void Worker::removeDownstream() {
@@ -247,7 +249,7 @@ void Worker::removeDownstream() {
 void Worker::drain(uint64_t deadline_ms) {
   if (draining_) return;
   draining_ = true;
-  for (auto& l : listeners_) l->close();
+  for (auto& [name, l] : listeners_) l->close();
   auto open = connections_;
   for (DownstreamConnection* c : open) c->drain();
   uv_timer_start(

@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -136,6 +138,8 @@ class Worker {
   // Drains the connections of listener `name` whose filter chain is not in
   // next (null: the listener is gone, all of them).
   void drainListener(const std::string& name, const config::ListenerConfig* next);
+  // Opens, swaps or closes one listener to match cfg (null: removed).
+  void updateListener(const std::string& name, std::shared_ptr<const config::ListenerConfig> cfg);
 
   uint32_t index_;
   uv_loop_t loop_;
@@ -147,7 +151,7 @@ class Worker {
   std::shared_ptr<const config::Snapshot> snapshot_;
   stats::Store stats_;
   std::unique_ptr<upstream::ClusterManager> cluster_manager_;
-  std::vector<std::unique_ptr<TcpListener>> listeners_;
+  std::map<std::string, std::unique_ptr<TcpListener>> listeners_;  // By name.
 
   std::mutex mailbox_mu_;
   std::vector<std::function<void()>> mailbox_;  // Guarded by mailbox_mu_.

@@ -289,7 +289,7 @@ class TestLoop {
     cluster->endpoints.push_back({{"127.0.0.1", port}, 1});
     cluster->upstream_protocol = config::ClusterConfig::UpstreamProtocol::kHttp2;
     cluster->connect_timeout = std::chrono::milliseconds(1000);
-    snapshot->clusters[kCluster] = cluster;
+    snapshot->clusters.set(kCluster, cluster);
     worker_ = std::make_unique<Worker>(0, snapshot);
     // A tick, so that UV_RUN_ONCE returns even when nothing else happens
     // and runUntil can look at the control plane's events.

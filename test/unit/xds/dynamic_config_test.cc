@@ -77,12 +77,23 @@ class Recorder : public DynamicConfig::Callbacks {
     subscriptions[type_url] = names;
     wildcards[type_url] = wildcard;
   }
+  void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
+                          const std::set<std::string>& removed) override {
+    auto& names = subscriptions[type_url];
+    for (const auto& n : removed) EXPECT_EQ(names.erase(n), 1u) << "not subscribed: " << n;
+    for (const auto& n : added) EXPECT_TRUE(names.insert(n).second) << "already subscribed: " << n;
+    wildcards[type_url] = false;
+  }
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override {
     snapshots.push_back(std::move(snapshot));
   }
   void onInitialized() override { ++initialized; }
 
-  const config::Snapshot& last() const { return *snapshots.back(); }
+  // What workers serve: the last snapshot published (none yet: nothing).
+  const config::Snapshot& last() const {
+    static const config::Snapshot kNothing;
+    return snapshots.empty() ? kNothing : *snapshots.back();
+  }
 
   std::map<std::string, std::set<std::string>> subscriptions;
   std::map<std::string, bool> wildcards;
@@ -156,6 +167,46 @@ TEST_F(DynamicConfigTest, EndpointChangeKeepsTheClusterDefinition) {
   EXPECT_EQ(recorder_.last().clusters.at("a"), after);
 }
 
+TEST_F(DynamicConfigTest, OneChangeMakesASnapshotListingOnlyThatChange) {
+  std::vector<XdsResource> clusters;
+  std::vector<XdsResource> endpoints;
+  for (int i = 0; i < 50; ++i) {
+    clusters.push_back(edsCluster("c" + std::to_string(i)));
+    endpoints.push_back(cla("c" + std::to_string(i), {static_cast<uint16_t>(9000 + i)}));
+  }
+  apply(kClusterType, clusters);
+  apply(kClusterLoadAssignmentType, endpoints);
+  ASSERT_EQ(recorder_.last().clusters.size(), 50u);
+  auto before = recorder_.snapshots.back();
+  auto c7 = before->clusters.at("c7");
+
+  EXPECT_EQ(apply(kClusterLoadAssignmentType, {cla("c3", {8003})}, {}, "2"), "");
+  const config::Snapshot& after = recorder_.last();
+  EXPECT_EQ(after.changed_since, before->generation);
+  EXPECT_EQ(after.generation, before->generation + 1);
+  EXPECT_EQ(after.changed_clusters, std::vector<std::string>{"c3"});
+  EXPECT_TRUE(after.changed_listeners.empty());
+  EXPECT_TRUE(after.changed_route_tables.empty());
+  EXPECT_EQ(after.clusters.at("c3")->endpoints[0].address.port, 8003u);
+  EXPECT_EQ(after.clusters.at("c7"), c7);                                  // Shared, not copied.
+  EXPECT_EQ(before->clusters.at("c3")->endpoints[0].address.port, 9003u);  // Unchanged.
+
+  // The same resources again (state of the world resends them): nothing to publish.
+  size_t published = recorder_.snapshots.size();
+  EXPECT_EQ(apply(kClusterLoadAssignmentType, endpoints, {}, "3"), "");  // c3 back to 9003.
+  EXPECT_EQ(recorder_.snapshots.size(), published + 1);
+  EXPECT_EQ(recorder_.last().changed_clusters, std::vector<std::string>{"c3"});
+  EXPECT_EQ(apply(kClusterType, clusters, {}, "4"), "");
+  EXPECT_EQ(apply(kClusterLoadAssignmentType, endpoints, {}, "5"), "");
+  EXPECT_EQ(recorder_.snapshots.size(), published + 1);
+
+  // Removing one cluster lists it, and unsubscribes only its endpoints.
+  EXPECT_EQ(apply(kClusterType, {}, {"c9"}, "6"), "");
+  EXPECT_EQ(recorder_.last().changed_clusters, std::vector<std::string>{"c9"});
+  EXPECT_EQ(recorder_.last().clusters.count("c9"), 0u);
+  EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)).size(), 49u);
+}
+
 TEST_F(DynamicConfigTest, UnsupportedFieldIsRefusedByPathAndNothingChanges) {
   apply(kClusterType, {edsCluster("a")});
   size_t published = recorder_.snapshots.size();
@@ -183,14 +234,15 @@ TEST_F(DynamicConfigTest, ListenerWaitsForItsRoutesAndKeepsItsPort) {
   EXPECT_EQ(recorder_.initialized, 0);
   EXPECT_EQ(apply(kRouteConfigurationType, {routeConfig("r", "a")}), "");
   ASSERT_EQ(recorder_.last().listeners.size(), 1u);
-  uint32_t port = recorder_.last().listeners[0]->address.port;
+  uint32_t port = recorder_.last().listeners.begin()->second->address.port;
   EXPECT_NE(port, 0u);  // Port 0 was picked and reserved.
   EXPECT_EQ(recorder_.last().route_tables.count("r"), 1u);
   EXPECT_EQ(recorder_.initialized, 1);
   // A new version on port 0 again keeps the port it got.
   EXPECT_EQ(apply(kListenerType, {listener("l", "r", "other_prefix")}, {}, "2"), "");
-  EXPECT_EQ(recorder_.last().listeners[0]->address.port, port);
-  EXPECT_EQ(recorder_.last().listeners[0]->filter_chains[0]->http.stat_prefix, "other_prefix");
+  EXPECT_EQ(recorder_.last().listeners.begin()->second->address.port, port);
+  EXPECT_EQ(recorder_.last().listeners.begin()->second->filter_chains[0]->http.stat_prefix,
+            "other_prefix");
 }
 
 TEST_F(DynamicConfigTest, RemovedClusterLeavesAndIsUnsubscribed) {

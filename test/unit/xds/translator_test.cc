@@ -174,7 +174,7 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(s.admin.address.port, 9901u);
 
   ASSERT_EQ(s.listeners.size(), 1u);
-  const config::ListenerConfig& l = *s.listeners[0];
+  const config::ListenerConfig& l = *s.listeners.begin()->second;
   EXPECT_EQ(l.name, "ingress");
   EXPECT_EQ(l.address.address, "0.0.0.0");
   EXPECT_EQ(l.address.port, 10000u);
@@ -285,7 +285,7 @@ TEST(TranslateBootstrap, UpgradeConfigs) {
   });
   auto result = translateBootstrap(b, testRegistry());
   ASSERT_TRUE(result.isOk()) << result.status().message();
-  const auto& u = (*result)->listeners[0]->filter_chains[0]->http.upgrade_configs;
+  const auto& u = (*result)->listeners.begin()->second->filter_chains[0]->http.upgrade_configs;
   ASSERT_EQ(u.size(), 2u);
   EXPECT_EQ(u[0].type, "websocket");  // Compared case-insensitively.
   EXPECT_TRUE(u[0].enabled);
@@ -353,7 +353,7 @@ TEST(TranslateBootstrap, RdsOverAdsNamesTheRouteConfiguration) {
   });
   auto s = translateBootstrap(b, testRegistry());
   ASSERT_TRUE(s.isOk()) << s.status().message();
-  const auto& http = (*s)->listeners[0]->filter_chains[0]->http;
+  const auto& http = (*s)->listeners.begin()->second->filter_chains[0]->http;
   EXPECT_EQ(http.rds_route_config_name, "routes");
   EXPECT_EQ(http.route_table, nullptr);
 }
@@ -667,7 +667,7 @@ TEST(TranslateBootstrap, ListenerOnPortZeroIsFine) {
       ->set_port_value(0);
   auto result = translateBootstrap(b, testRegistry());
   ASSERT_TRUE(result.isOk()) << result.status().message();
-  EXPECT_EQ((*result)->listeners[0]->address.port, 0u);
+  EXPECT_EQ((*result)->listeners.begin()->second->address.port, 0u);
 }
 
 TEST(TranslateBootstrap, ValueChecks) {
@@ -821,7 +821,7 @@ TEST_F(TranslateTls, SniChainsAndDefaultChain) {
                                            chainYaml("wild", "\"*.wild.test\"", "wild"),
                                        chainYaml("fallback", "", "fallback"))));
   ASSERT_NE(s, nullptr);
-  const config::ListenerConfig& l = *s->listeners[0];
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
   ASSERT_EQ(l.filter_chains.size(), 2u);
   const config::FilterChainConfig& a = *l.filter_chains[0];
   const config::FilterChainConfig& wild = *l.filter_chains[1];
@@ -858,7 +858,7 @@ TEST_F(TranslateTls, ChainWithoutServerNamesIsTheTlsDefault) {
       load(listenerYaml(chainYaml("any", "", "fallback") + chainYaml("a", "a.example.test", "a"),
                         chainYaml("last", "", "wild"))));
   ASSERT_NE(s, nullptr);
-  const config::ListenerConfig& l = *s->listeners[0];
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
   ASSERT_EQ(l.filter_chains.size(), 2u);
   const config::FilterChainConfig& any = *l.filter_chains[0];
   EXPECT_EQ(l.selectFilterChain("nope.test"), &any);
@@ -870,7 +870,7 @@ TEST_F(TranslateTls, ChainWithoutServerNamesIsTheTlsDefault) {
 TEST_F(TranslateTls, OnlyNamedChainsHaveNoDefault) {
   auto s = translate(load(listenerYaml(chainYaml("a", "a.example.test", "a"))));
   ASSERT_NE(s, nullptr);
-  const config::ListenerConfig& l = *s->listeners[0];
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
   EXPECT_EQ(l.selectFilterChain("other.test"), nullptr);
   EXPECT_EQ(l.tls->select("other.test"), nullptr);
   EXPECT_EQ(l.tls->select("a.example.test"), l.filter_chains[0]->tls);
@@ -879,7 +879,7 @@ TEST_F(TranslateTls, OnlyNamedChainsHaveNoDefault) {
 TEST_F(TranslateTls, PlaintextChainsHaveNoSelector) {
   auto s = translate(load(listenerYaml("", chainYaml("d", "", ""))));
   ASSERT_NE(s, nullptr);
-  const config::ListenerConfig& l = *s->listeners[0];
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
   EXPECT_TRUE(l.filter_chains.empty());
   EXPECT_EQ(l.tls, nullptr);
   EXPECT_EQ(l.selectFilterChain(""), l.default_filter_chain.get());
@@ -999,7 +999,7 @@ TEST_F(TranslateTls, TlsInspectorIsAcceptedAndOtherListenerFiltersAreNot) {
 )";
   auto ok = translateBootstrap(load(y));
   ASSERT_TRUE(ok) << ok.status().message();
-  EXPECT_TRUE(ok.value()->listeners[0]->tls);
+  EXPECT_TRUE(ok.value()->listeners.begin()->second->tls);
 
   std::string bad = listenerYaml(chainYaml("a", "", "a"));
   bad += R"(    listener_filters:
@@ -1030,7 +1030,8 @@ TEST(TranslateHttp2, HcmOptions) {
   });
   auto result = translateBootstrap(b, testRegistry());
   ASSERT_TRUE(result.isOk()) << result.status().message();
-  const config::HttpConnectionManagerConfig& h = (*result)->listeners[0]->filter_chains[0]->http;
+  const config::HttpConnectionManagerConfig& h =
+      (*result)->listeners.begin()->second->filter_chains[0]->http;
   EXPECT_EQ(h.codec_type, config::HttpConnectionManagerConfig::CodecType::kHttp2);
   EXPECT_EQ(h.http2.hpack_table_size, 0u);
   EXPECT_EQ(h.http2.max_concurrent_streams, 100u);
