@@ -43,7 +43,8 @@ class FilterCallbacks {
   virtual void continueDecoding() = 0;
   virtual void continueEncoding() = 0;
   // Ends the stream with a locally made response. response_flag is Envoy's
-  // short flag (NR, UF, UH, UT, ...) or empty; details goes in the body.
+  // short flag (NR, UF, UH, UT, ...) or empty; details goes in the body
+  // (gRPC: grpc-message); empty details send no body (and no grpc-message).
   // Status 0 means no response can be sent any more (it already started):
   // the downstream stream is reset instead.
   virtual void sendLocalReply(int status, std::string_view details,

@@ -36,7 +36,8 @@ class RouterFilter : public HttpFilter,
   FilterStatus decodeHeaders(HeaderMap& headers, bool end_stream) override {
     const router::RouteEntry* route = cb_->route();
     if (!route) {
-      cb_->sendLocalReply(404, "route not found", "NR");
+      // Envoy's 404 for no route has an empty body (and so no grpc-message).
+      cb_->sendLocalReply(404, "", "NR");
       return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kDirectResponse) {

@@ -310,16 +310,22 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       h->addView(":status", "200");
       h->addView("content-type", "application/grpc");
       h->addCopy("grpc-status", std::to_string(grpcStatusFromHttp(status)));
-      h->addCopy("grpc-message", details);
+      if (!details.empty()) h->addCopy("grpc-message", details);
       local_reply_ = true;
       chain_.encodeHeaders(std::move(h), true);
       return;
     }
     h->addCopy(":status", std::to_string(status));
+    local_reply_ = true;
+    if (details.empty()) {
+      // No body at all, as Envoy's local replies with an empty body (its
+      // "no route" 404): no content-type; HTTP/1 says content-length: 0.
+      chain_.encodeHeaders(std::move(h), true);
+      return;
+    }
     std::string body = std::string(details) + "\n";
     h->addView("content-type", "text/plain");
     h->addCopy("content-length", std::to_string(body.size()));
-    local_reply_ = true;
     chain_.encodeHeaders(std::move(h), false);
     if (finished_) return;
     BufferChain data;

@@ -241,10 +241,7 @@ class GrpcTest(h.SkiffTestCase):
         self.assertEqual(r["initial_metadata"], {})  # trailers-only: no response headers first
 
     # Envoy's router sends its 404 for "no route" with an empty body, so a gRPC
-    # client gets no grpc-message; skiff's router says "route not found"
-    # (filters/router/router.cc, also in the README's local reply table and
-    # test_http2.py), which the connection manager puts in grpc-message.
-    @unittest.expectedFailure
+    # client gets no grpc-message.
     def test_no_route_has_no_grpc_message_as_in_envoy(self):
         r = grpc_call(self.skiff.port("noroute"))
         self.assertEqual(r["message"], "")

@@ -50,8 +50,12 @@ class HttpProxyTest(h.SkiffTestCase):
                 self.assertEqual(headers.get("server"), "skiff")
 
     def test_no_route_is_404(self):
-        status, _, _ = self.get("/nothing/here")
-        self.assertEqual(status, 404)
+        # As Envoy's: no body, so content-length 0 and no content-type.
+        status, headers, body = self.get("/nothing/here")
+        self.assertEqual((status, body), (404, b""))
+        self.assertEqual(headers.get("content-length"), "0")
+        self.assertNotIn("content-type", headers)
+        self.assertEqual(headers.get("server"), "skiff")
 
     def test_head(self):
         # HEAD then GET on one connection: a HEAD response carries no body, so
