@@ -330,10 +330,11 @@ class Nginx:
         block = bytes(range(256))
         return (block * (size // 256 + 1))[:size]
 
-    def __init__(self, http2=False, tls=None):
+    def __init__(self, http2=False, tls=None, locations=""):
         """http2: the port speaks h2c with prior knowledge only (nginx's
         `listen ... http2` without TLS), not HTTP/1.1. tls: (cert, key) file
-        paths to serve HTTPS instead."""
+        paths to serve HTTPS instead. locations: more nginx configuration for
+        the server block."""
         if not os.access(NGINX_BIN, os.X_OK):
             raise unittest.SkipTest("nginx not installed")
         self.tmp = tempfile.mkdtemp(prefix="nginx-")
@@ -368,6 +369,7 @@ http {{
     root {root};
     default_type application/octet-stream;
     location = /health {{ return 200 "ok"; }}
+    {locations}
   }}
 }}
 """)
