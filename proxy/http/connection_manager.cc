@@ -689,11 +689,13 @@ void HttpConnectionManager::countCodecStats() {
   add("tx_reset", st.tx_reset);
   add("header_overflow", st.header_overflow);
   add("outbound_flood", st.outbound_flood);
+  add("outbound_control_flood", st.outbound_control_flood);
   add("inbound_empty_frames_flood", st.inbound_empty_frames_flood);
   add("inbound_priority_frames_flood", st.inbound_priority_frames_flood);
   add("inbound_window_update_frames_flood", st.inbound_window_update_frames_flood);
   add("rapid_reset", st.rapid_reset);
   add("protocol_error", st.protocol_error);
+  add("rx_messaging_error", st.rx_messaging_error);
 }
 
 void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {

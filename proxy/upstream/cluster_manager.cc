@@ -99,6 +99,7 @@ void UpstreamClient::release() {
     // Streams still open on it finish; no new ones start. What the last one
     // queued (a tunnel's last bytes and FIN) leaves first.
     host_->removeReady(*this);
+    // (An HTTP/2 codec that failed has queued its GOAWAY.)
     if (streams_ == 0) conn_.closeAfterFlush();
     return;
   }
@@ -116,7 +117,8 @@ void UpstreamClient::abandon() {
 
 void UpstreamClient::onRead(BufferChain& data) {
   http::CodecError error;
-  if (!codec_->dispatch(data, error)) conn_.close(TcpConnection::CloseReason::kError);
+  // After the flush: an HTTP/2 codec has queued its GOAWAY for the upstream.
+  if (!codec_->dispatch(data, error)) conn_.closeAfterFlush(TcpConnection::CloseReason::kError);
 }
 
 void UpstreamClient::onEof() {

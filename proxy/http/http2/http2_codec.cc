@@ -270,6 +270,21 @@ struct Http2Callbacks {
     return 0;
   }
 
+  // nghttp2 found a malformed message (it has queued RST_STREAM for it):
+  // Envoy's default (override_stream_error_on_invalid_http_message unset)
+  // ends the whole connection rather than the stream.
+  static int onInvalidFrameRecv(nghttp2_session*, const nghttp2_frame*, int lib_error_code,
+                                void* user) {
+    Http2Codec& c = codec(user);
+    if (lib_error_code != NGHTTP2_ERR_HTTP_HEADER && lib_error_code != NGHTTP2_ERR_HTTP_MESSAGING) {
+      return 0;
+    }
+    ++c.stats_.rx_messaging_error;
+    c.fail(std::string("http2.invalid_http_messaging: ") + nghttp2_strerror(lib_error_code),
+           NGHTTP2_PROTOCOL_ERROR);
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+
   static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     Http2Codec& c = codec(user);
     uint8_t type = frame->hd.type;
@@ -281,8 +296,9 @@ struct Http2Callbacks {
           type == NGHTTP2_RST_STREAM || ((type == NGHTTP2_PING || type == NGHTTP2_SETTINGS) &&
                                          (frame->hd.flags & NGHTTP2_FLAG_ACK));
       if (control) ++c.control_frames_while_blocked_;
-      if (c.frames_while_blocked_ > c.settings_.max_outbound_frames ||
-          c.control_frames_while_blocked_ > c.settings_.max_outbound_control_frames) {
+      if (c.control_frames_while_blocked_ > c.settings_.max_outbound_control_frames) {
+        c.outbound_control_flood_ = true;
+      } else if (c.frames_while_blocked_ > c.settings_.max_outbound_frames) {
         c.outbound_flood_ = true;
       }
     }
@@ -338,6 +354,8 @@ Http2Codec::Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool se
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Http2Callbacks::onDataChunk);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Http2Callbacks::onFrameRecv);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Http2Callbacks::onFrameSend);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
+                                                               &Http2Callbacks::onInvalidFrameRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Http2Callbacks::onStreamClose);
 
   nghttp2_option* opt;
@@ -427,8 +445,9 @@ bool Http2Codec::dispatchBytes(BufferChain& data, CodecError& error) {
           } else if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
             detail = "http2.invalid_preface";
           } else if (rv == NGHTTP2_ERR_FLOODED) {
-            ++stats_.outbound_flood;
-            detail = "http2.outbound_flood";
+            // nghttp2 holds too many SETTINGS and PING ACKs: control frames.
+            ++stats_.outbound_control_flood;
+            detail = "http2.outbound_control_flood";
           } else {
             detail = std::string("http2.codec_error: ") + nghttp2_strerror(static_cast<int>(rv));
           }
@@ -534,6 +553,19 @@ void Http2Codec::fail(std::string_view detail, uint32_t goaway_code) {
   if (goaway_code != kNoGoaway && !transport_closed_) {
     nghttp2_session_terminate_session(session_, goaway_code);
   }
+  // The streams hear of it, and the owner is asked to close, only in the
+  // flush at the end of this call, once the GOAWAY is in the owner's queue:
+  // the owner may close at once when its queue is empty (an upstream pool
+  // does when a reset leaves a connection unusable).
+  streams_reset_due_ = true;
+  if (!close_requested_ && !transport_closed_) {
+    close_requested_ = true;
+    close_after_flush_due_ = true;
+  }
+}
+
+void Http2Codec::resetStreamsAfterFailure() {
+  streams_reset_due_ = false;
   std::vector<Http2Stream*> open;
   for (auto& s : streams_) open.push_back(s.get());
   for (Http2Stream* s : open) {
@@ -541,10 +573,6 @@ void Http2Codec::fail(std::string_view detail, uint32_t goaway_code) {
     // nghttp2 will not report these closed any more.
     s->closed = true;
     retire(*s);
-  }
-  if (!close_requested_ && !transport_closed_) {
-    close_requested_ = true;
-    owner_.closeAfterFlush();
   }
 }
 
@@ -606,6 +634,11 @@ void Http2Codec::flush() {
       ++stats_.protocol_error;
       fail(std::string("http2.codec_error: ") + nghttp2_strerror(rv), kNoGoaway);
     }
+    if (outbound_control_flood_ && !failed_) {
+      ++stats_.outbound_control_flood;
+      fail("http2.outbound_control_flood", NGHTTP2_ENHANCE_YOUR_CALM);
+      continue;  // Send the GOAWAY.
+    }
     if (outbound_flood_ && !failed_) {
       ++stats_.outbound_flood;
       fail("http2.outbound_flood", NGHTTP2_ENHANCE_YOUR_CALM);
@@ -623,12 +656,19 @@ void Http2Codec::flush() {
              kNoGoaway);
       }
     }
-    if (drained_.empty()) break;
+    if (streams_reset_due_ && !output_.empty()) continue;  // Send the GOAWAY first.
+    if (streams_reset_due_) resetStreamsAfterFailure();
+    if (drained_.empty() || transport_closed_) break;
     // Producers told to slow down may resume now; what they send goes out in
     // the next round.
     std::vector<Http2Stream*> drained = std::move(drained_);
     drained_.clear();
     for (Http2Stream* s : drained) checkStreamWatermark(*s);
+  }
+  if (streams_reset_due_) resetStreamsAfterFailure();
+  if (close_after_flush_due_ && !transport_closed_) {
+    close_after_flush_due_ = false;
+    owner_.closeAfterFlush();
   }
   if (!close_requested_ && nghttp2_session_want_read(session_) == 0 &&
       nghttp2_session_want_write(session_) == 0) {

@@ -66,11 +66,16 @@ struct Http2Stats {
   uint64_t tx_reset = 0;         // RST_STREAM sent.
   uint64_t header_overflow = 0;  // A header list over max_header_list_size_kb (stream reset).
   uint64_t outbound_flood = 0;   // Too many frames queued toward a slow peer.
+  uint64_t outbound_control_flood = 0;  // Of those, too many PING/SETTINGS ACKs or RST_STREAMs.
   uint64_t inbound_empty_frames_flood = 0;
   uint64_t inbound_priority_frames_flood = 0;
   uint64_t inbound_window_update_frames_flood = 0;
   uint64_t rapid_reset = 0;     // nghttp2's stream reset rate limit fired.
   uint64_t protocol_error = 0;  // Connection errors nghttp2 found (including CONTINUATION flood).
+  // Malformed messages (RFC 9113 8.1.1: bad or missing pseudo-headers,
+  // uppercase or connection-specific fields, content-length mismatch). As
+  // Envoy does by default, they end the whole connection.
+  uint64_t rx_messaging_error = 0;
 };
 
 // What the server and client codecs share: the nghttp2 session, its
@@ -185,6 +190,8 @@ class Http2Codec {
   // dispatch() fails from now on.
   static constexpr uint32_t kNoGoaway = 0xffffffff;
   void fail(std::string_view detail, uint32_t goaway_code);
+  // fail()'s second half, run by the flush once the GOAWAY has left.
+  void resetStreamsAfterFailure();
   void checkStreamWatermark(Http2Stream& s);
   void onOutermostExit();
   void flush();
@@ -205,16 +212,19 @@ class Http2Codec {
   bool pending_delivery_ = false;                    // A re-enabled stream has input waiting.
 
   // Connection state.
-  bool failed_ = false;                // A connection error; dispatch() fails.
-  std::string error_detail_;           // Why.
-  bool transport_closed_ = false;      // No more writes.
-  bool close_requested_ = false;       // closeAfterFlush() was called.
-  bool goaway_submitted_ = false;      // We sent (or queued) a GOAWAY ourselves.
-  bool goaway_received_ = false;       // The peer sent GOAWAY.
-  bool above_high_watermark_ = false;  // The owner's write queue is over its mark.
-  bool outbound_flood_ = false;        // An outbound frame limit was passed while sending.
-  uint32_t library_goaway_code_ = 0;   // nghttp2 sent a GOAWAY with this error on its own.
-  bool destroying_ = false;            // In the destructor: callbacks do nothing.
+  bool failed_ = false;                  // A connection error; dispatch() fails.
+  std::string error_detail_;             // Why.
+  bool transport_closed_ = false;        // No more writes.
+  bool close_requested_ = false;         // closeAfterFlush() was called (or is due).
+  bool close_after_flush_due_ = false;   // fail() wants closeAfterFlush() once its GOAWAY is out.
+  bool streams_reset_due_ = false;       // fail() wants the streams reset once its GOAWAY is out.
+  bool goaway_submitted_ = false;        // We sent (or queued) a GOAWAY ourselves.
+  bool goaway_received_ = false;         // The peer sent GOAWAY.
+  bool above_high_watermark_ = false;    // The owner's write queue is over its mark.
+  bool outbound_flood_ = false;          // An outbound frame limit was passed while sending.
+  bool outbound_control_flood_ = false;  // The control frame limit was passed while sending.
+  uint32_t library_goaway_code_ = 0;     // nghttp2 sent a GOAWAY with this error on its own.
+  bool destroying_ = false;              // In the destructor: callbacks do nothing.
 
   // Protection counters (Envoy's flood checks).
   uint32_t consecutive_empty_frames_ = 0;

@@ -523,17 +523,19 @@ TEST_F(Http2ServerCodecTest, TransportCloseResetsStreams) {
   EXPECT_EQ(codec->activeStreams(), 0u);
 }
 
-TEST_F(Http2ServerCodecTest, MalformedRequestResetsOnlyItsStream) {
+TEST_F(Http2ServerCodecTest, MalformedRequestEndsConnection) {
+  // Envoy's default (override_stream_error_on_invalid_http_message unset):
+  // a malformed request ends the whole connection, with a GOAWAY.
   start();
   int32_t bad = peer.request({{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}}, true);
   pump();
-  EXPECT_TRUE(peer.streams[bad].rst_received);
-  EXPECT_EQ(peer.last_rst_code, NGHTTP2_PROTOCOL_ERROR);
   EXPECT_TRUE(callbacks.exchanges.empty());
-  get();
-  pump();
-  EXPECT_EQ(callbacks.exchanges.size(), 1u);
-  EXPECT_TRUE(wire.ok);
+  EXPECT_FALSE(wire.ok);
+  EXPECT_EQ(wire.error.detail, "http2.invalid_http_messaging: Violation in HTTP messaging rule");
+  EXPECT_EQ(codec->stats().rx_messaging_error, 1u);
+  EXPECT_EQ(wire.owner.close_after_flush, 1);
+  EXPECT_EQ(peer.goaway_code, NGHTTP2_PROTOCOL_ERROR);
+  EXPECT_EQ(peer.goaway_last_stream_id, bad);
 }
 
 TEST_F(Http2ServerCodecTest, OversizedHeaderListResetsStream) {
@@ -648,8 +650,9 @@ TEST_F(Http2ServerCodecTest, OutboundControlFloodClosesConnection) {
   for (int i = 0; i < 50; ++i) nghttp2_submit_ping(peer.session, NGHTTP2_FLAG_NONE, nullptr);
   wire.feed(*codec, peer.send());
   EXPECT_FALSE(wire.ok);
-  EXPECT_EQ(wire.error.detail, "http2.outbound_flood");
-  EXPECT_EQ(codec->stats().outbound_flood, 1u);
+  EXPECT_EQ(wire.error.detail, "http2.outbound_control_flood");
+  EXPECT_EQ(codec->stats().outbound_control_flood, 1u);
+  EXPECT_EQ(codec->stats().outbound_flood, 0u);
 }
 
 TEST_F(Http2ServerCodecTest, InformationalThenFinalResponse) {
