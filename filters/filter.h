@@ -63,6 +63,10 @@ class FilterCallbacks {
   virtual std::string_view downstreamAddress() const = 0;
   // The downstream connection's protocol (for use_downstream_protocol_config).
   virtual http::Protocol downstreamProtocol() const = 0;
+  // The tunnel this request asks for and the configuration lets through:
+  // "CONNECT", an HTTP/1.1 Upgrade type ("websocket"), or empty for a plain
+  // request. Valid while the stream lives.
+  virtual std::string_view upgradeType() const = 0;
 };
 
 class HttpFilter {

@@ -71,7 +71,7 @@ class RouterFilter : public HttpFilter,
     }
     // An Upgrade or CONNECT that the connection manager let through: its
     // request and response data are a tunnel's two directions.
-    std::string_view upgrade = upgradeType(headers);
+    std::string_view upgrade = cb_->upgradeType();
     tunnel_ = !upgrade.empty();
     tunnel_connect_ = upgrade == "CONNECT";
     upstream::Want want = cluster_->want(cb_->downstreamProtocol());

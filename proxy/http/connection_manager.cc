@@ -216,7 +216,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       route_ = table->match(h, hcm_.worker().random());
       if (!route_) hcm_.stats().no_route.inc();
     }
-    std::string_view upgrade = upgradeType(h);
+    std::string_view upgrade = skiff::upgradeType(h);  // Once; the router asks us.
     if (!upgrade.empty() && route_ != nullptr) {
       if (!upgradeAllowed(upgrade)) {
         // Envoy: 403, and (HTTP/1) the connection closes after it, since what
@@ -226,6 +226,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
         return;
       }
       upgrade_ = true;
+      upgrade_type_ = upgrade;
       connect_ = upgrade == "CONNECT";
       hcm_.stats().downstream_cx_upgrades_total.inc();
       hcm_.stats().downstream_cx_upgrades_active.inc();
@@ -286,6 +287,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
   std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
   http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
+  std::string_view upgradeType() const override { return upgrade_type_; }
   void readDisableDownstream(bool disable) override {
     if (!finished_ && !encoder_detached_) encoder_.stream().readDisable(disable);
   }
@@ -509,9 +511,10 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   bool grpc_ = false;  // The request is gRPC: local replies are trailers-only.
   bool local_reply_ = false;
   bool finished_ = false;
-  bool upgrade_ = false;      // An Upgrade or CONNECT the configuration lets through.
-  bool connect_ = false;      // ... and it is a CONNECT.
-  bool tunnel_open_ = false;  // The upstream accepted it (101, or 2xx to CONNECT).
+  bool upgrade_ = false;           // An Upgrade or CONNECT the configuration lets through.
+  bool connect_ = false;           // ... and it is a CONNECT.
+  bool tunnel_open_ = false;       // The upstream accepted it (101, or 2xx to CONNECT).
+  std::string_view upgrade_type_;  // A view into the request headers, or "CONNECT".
 };
 
 // ---- HttpConnectionManager

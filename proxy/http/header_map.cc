@@ -48,20 +48,24 @@ bool isGrpcRequest(const HeaderMap& request) {
 
 std::string_view upgradeType(const HeaderMap& request) {
   if (request.method() == "CONNECT") return "CONNECT";
+  // Almost no request has an Upgrade field: that one scan is all they pay.
   auto upgrade = request.get("upgrade");
+  if (!upgrade || upgrade->empty()) return {};
   auto connection = request.get("connection");
-  if (!upgrade || upgrade->empty() || !connection) return {};
-  std::string_view list = *connection;
+  if (!connection || !listHasToken(*connection, "upgrade")) return {};
+  return *upgrade;
+}
+
+bool listHasToken(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     size_t comma = list.find(',');
-    std::string_view token = list.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (equalsIgnoreCase(token, "upgrade")) return *upgrade;
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (equalsIgnoreCase(item, token)) return true;
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
   }
-  return {};
+  return false;
 }
 
 HeaderMap::~HeaderMap() {

@@ -45,6 +45,9 @@ int grpcStatusFromHttp(int http_status);
 // for a CONNECT request; the Upgrade field's value when Connection names
 // "upgrade" (an HTTP/1.1 Upgrade such as "websocket"); otherwise empty.
 std::string_view upgradeType(const HeaderMap& request);
+// Whether a comma-separated field value (Connection) lists token, ignoring
+// case and optional whitespace.
+bool listHasToken(std::string_view list, std::string_view token);
 
 class HeaderMap {
  public:

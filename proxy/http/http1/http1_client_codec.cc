@@ -221,9 +221,9 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   std::string_view authority = headers.authority();
   head_request = method == "HEAD";
   connect = method == "CONNECT";
-  upgrade = connect || !upgradeType(headers).empty();
-  if (upgrade) {
-    encodeUpgradeHeaders(headers, end_stream);
+  if (connect) {
+    upgrade = true;
+    encodeConnectHeaders(headers, end_stream);
     return;
   }
   BufferChain out;
@@ -235,8 +235,15 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
     w.add(" HTTP/1.1\r\n");
     if (!authority.empty()) w.addField("host", authority);
     bool has_content_length = false;
-    w.addFields(headers, has_content_length, !authority.empty());
-    if (!has_content_length) {
+    http1_detail::HeaderWriter::HopFields hop;
+    w.addFields(headers, has_content_length, !authority.empty(), &hop);
+    upgrade = hop.asksUpgrade();
+    if (upgrade) {
+      // No framing of ours: the request's own content-length stays, and what
+      // follows it is the tunnel's bytes.
+      w.addField("connection", "upgrade");
+      w.addField("upgrade", hop.upgrade);
+    } else if (!has_content_length) {
       if (end_stream) {
         if (!anticipatesNoContent(method)) w.add("content-length: 0\r\n");
       } else {
@@ -250,27 +257,20 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   if (end_stream) request_complete = true;
 }
 
-void Http1ClientCodec::ActiveRequest::encodeUpgradeHeaders(const HeaderMap& headers,
+void Http1ClientCodec::ActiveRequest::encodeConnectHeaders(const HeaderMap& headers,
                                                            bool end_stream) {
   Http1ClientCodec& c = codec_;
   std::string_view authority = headers.authority();
   BufferChain out;
   {
     HeaderWriter w(out);
-    if (connect) {
-      // RFC 9112 3.2.3: authority-form.
-      w.add("CONNECT ");
-      w.add(authority);
-    } else {
-      w.add(headers.method());
-      w.add(" ");
-      w.add(headers.path());
-    }
+    // RFC 9112 3.2.3: authority-form.
+    w.add("CONNECT ");
+    w.add(authority);
     w.add(" HTTP/1.1\r\n");
     if (!authority.empty()) w.addField("host", authority);
-    // No framing of ours: an Upgrade request's own content-length stays, and
-    // what follows it is the tunnel's bytes.
-    w.addTunnelFields(headers, /*keep_upgrade=*/!connect, /*keep_content_length=*/!connect,
+    // No framing: what follows is the tunnel's bytes.
+    w.addTunnelFields(headers, /*keep_upgrade=*/false, /*keep_content_length=*/false,
                       /*skip_host=*/!authority.empty());
     w.add("\r\n");
   }

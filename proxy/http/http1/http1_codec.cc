@@ -26,10 +26,16 @@ void HeaderWriter::addNumber(uint64_t n) {
   add({tmp, static_cast<size_t>(r.ptr - tmp)});
 }
 
-void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host) {
+void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host,
+                             HopFields* hop) {
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers never go on the wire.
-    if (isConnectionSpecific(e.name)) continue;        // This hop's framing is ours to choose.
+    if (isConnectionSpecific(e.name)) {
+      // This hop's framing is ours to choose; an upgrade is the caller's.
+      if (hop && e.name.size() == 7) hop->upgrade = e.value;  // "upgrade"
+      if (hop && equalsIgnoreCase(e.name, "connection")) hop->connection = e.value;
+      continue;
+    }
     if (skip_host && equalsIgnoreCase(e.name, "host")) continue;
     if (!has_content_length && equalsIgnoreCase(e.name, "content-length")) {
       has_content_length = true;

@@ -73,9 +73,18 @@ class HeaderWriter {
     p[1] = '\n';
     used_ += need;
   }
+  // The connection-specific fields addFields() leaves out, as seen.
+  struct HopFields {
+    std::string_view upgrade;
+    std::string_view connection;
+    // An HTTP/1.1 Upgrade: an Upgrade field that Connection names.
+    bool asksUpgrade() const { return !upgrade.empty() && listHasToken(connection, "upgrade"); }
+  };
   // Every field of headers except pseudo-headers and connection-specific ones;
-  // sets has_content_length when one was written.
-  void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host);
+  // sets has_content_length when one was written, and fills hop (if given)
+  // with the Upgrade and Connection fields it left out.
+  void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host,
+                 HopFields* hop = nullptr);
   // The fields of a message that opens a tunnel (an Upgrade request or its
   // 101, a CONNECT request or its 2xx): no framing of ours follows it, so
   // transfer-encoding, keep-alive and proxy-connection are left out;
@@ -335,8 +344,8 @@ class Http1ClientCodec final : public ClientConnection, private Http1Codec {
     void setCallbacks(StreamCallbacks* callbacks) override { callbacks_ = callbacks; }
     void resetStream(ResetReason reason) override;
     void readDisable(bool disable) override;
-    // An Upgrade request or a CONNECT: no framing of ours follows.
-    void encodeUpgradeHeaders(const HeaderMap& headers, bool end_stream);
+    // A CONNECT: authority-form, and no framing follows.
+    void encodeConnectHeaders(const HeaderMap& headers, bool end_stream);
 
     Http1ClientCodec& codec_;
     StreamCallbacks* callbacks_ = nullptr;

@@ -253,8 +253,8 @@ RequestEncoder& startUpgrade(Http1ClientCodec& codec, FakeDecoder& decoder,
 TEST_F(Http1ClientTest, UpgradeRequestKeepsItsFieldsAndHasNoFraming) {
   RequestEncoder& enc = startUpgrade(codec_, decoder_, callbacks_);
   EXPECT_EQ(owner_.take(),
-            "GET /ws HTTP/1.1\r\nhost: up.example\r\nconnection: upgrade\r\nupgrade: "
-            "websocket\r\nsec-websocket-key: k\r\n\r\n");
+            "GET /ws HTTP/1.1\r\nhost: up.example\r\nsec-websocket-key: k\r\nconnection: "
+            "upgrade\r\nupgrade: websocket\r\n\r\n");
   BufferChain early = chainOf("early");
   enc.encodeData(early, false);
   EXPECT_EQ(owner_.take(), "early");  // Raw, not a chunk.
