@@ -222,7 +222,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
         // Envoy: 403, and (HTTP/1) the connection closes after it, since what
         // follows the request may be the refused protocol's bytes.
         hcm_.stats().downstream_rq_ws_on_non_ws_route.inc();
-        sendLocalReply(403, "upgrade failed", "");
+        sendLocalReply(403, "", "");  // No body, as Envoy (details upgrade_failed).
         return;
       }
       upgrade_ = true;

@@ -387,6 +387,7 @@ class TunnelTest(SkiffTestCase):
                                     upgrade_request("/") + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         self.assertTrue(data.startswith(b"HTTP/1.1 403 "), data[:200])
         self.assertIn(b"connection: close", data.lower())
+        self.assertIn(b"content-length: 0\r\n", data.lower())  # No body, as Envoy's.
         self.assertEqual(data.count(b"HTTP/1.1"), 1, data)
         self.assertTrue(closed)
 
