@@ -21,9 +21,25 @@ import xdsharness as x
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
-def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s"):
+def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s", transport_socket=None):
     """A bootstrap with nothing but the ADS cluster: everything else comes
-    over xDS."""
+    over xDS. transport_socket: the ADS cluster's (TLS), if any."""
+    xds_cluster = {
+        "name": "xds_cluster",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": x.HTTP_OPTIONS_TYPE,
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": h.LOCALHOST,
+                                                         "port_value": cp_port}}}}]}]},
+    }
+    if transport_socket:
+        xds_cluster["transport_socket"] = transport_socket
     return h.to_yaml({
         "node": {"id": "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", "cluster": "test"},
         "admin": {"address": {"socket_address": {"address": h.LOCALHOST, "port_value": 0}}},
@@ -38,20 +54,7 @@ def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s"):
             "lds_config": {"ads": {}, "resource_api_version": "V3",
                            "initial_fetch_timeout": initial_fetch_timeout},
         },
-        "static_resources": {"clusters": [{
-            "name": "xds_cluster",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": x.HTTP_OPTIONS_TYPE,
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                }
-            },
-            "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": h.LOCALHOST,
-                                                             "port_value": cp_port}}}}]}]},
-        }]},
+        "static_resources": {"clusters": [xds_cluster]},
     }) + "\n"
 
 
@@ -91,12 +94,15 @@ class XdsTestCase(unittest.TestCase):
     def setUp(self):
         if not x.CONTROL_PLANE_BIN and not shutil.which("skiff_control_plane"):
             self.skipTest("SKIFF_CONTROL_PLANE_BIN is not set")
-        self.cp = x.ControlPlane().start()
+        self.cp = x.ControlPlane(tls_args=self.control_plane_tls_args()).start()
         self.addCleanup(self.cp.stop)
         self.backend_a = h.Backend("a")
         self.addCleanup(self.backend_a.stop)
         self.backend_b = h.Backend("b")
         self.addCleanup(self.backend_b.stop)
+
+    def control_plane_tls_args(self):
+        return ()
 
     def push_initial(self, route_to="a", version="1"):
         self.cp.set(x.CLUSTER, version, [x.cluster("a"), x.cluster("b")])
@@ -445,6 +451,58 @@ class Delta(StateOfTheWorld):
                      and "b::" not in skiff.admin_get("/clusters")[1], 5, what="cluster b gone")
         self.assertEqual(get(skiff.port("ingress"))[0], 200)
 
+
+
+
+class OverMutualTls(XdsTestCase):
+    """The ADS cluster over mutual TLS, as a mesh's control plane is reached:
+    the test control plane (libgrpc++) requires a client certificate from its
+    CA and h2 by ALPN; skiff checks the control plane's certificate against
+    the CA and the SAN it expects."""
+
+    def control_plane_tls_args(self):
+        self.certs = h.Certificates()
+        self.addCleanup(self.certs.cleanup)
+        cert, key = self.certs.leaf("xds.mesh.local")
+        return ("--tls-cert", cert, "--tls-key", key, "--tls-client-ca", self.certs.ca)
+
+    def transport_socket(self, san, client_cert=True):
+        context = {"validation_context": {
+            "trusted_ca": {"filename": self.certs.ca},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": san}}]},
+            "alpn_protocols": ["h2"]}
+        if client_cert:
+            cert, key = self.certs.leaf("sidecar.mesh.local")
+            context["tls_certificates"] = [{"certificate_chain": {"filename": cert},
+                                            "private_key": {"filename": key}}]
+        return {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                     "UpstreamTlsContext",
+            "sni": "xds.mesh.local", "common_tls_context": context}}
+
+    def test_config_arrives_over_mutual_tls(self):
+        self.push_initial()
+        skiff = h.Skiff(ads_bootstrap(self.cp.port, transport_socket=self.transport_socket(
+            "xds.mesh.local")))
+        self.addCleanup(skiff.stop)
+        status, headers, body = get(skiff.port("ingress"))
+        self.assertEqual((status, headers.get("x-backend")), (200, "a"), body)
+        self.wait_ack(x.ROUTE, "1")
+        self.assertGreaterEqual(skiff.stat("cluster.xds_cluster.ssl.handshake"), 1)
+        self.assertEqual(skiff.stat("control_plane.connected_state"), 1)
+
+    def test_control_plane_with_the_wrong_name_is_refused(self):
+        # The certificate is the CA's but names another host: skiff does not
+        # talk to it, counts why, and starts on what it has once
+        # initial_fetch_timeout passes.
+        self.push_initial()
+        skiff = h.Skiff(ads_bootstrap(self.cp.port, initial_fetch_timeout="1s",
+                                      transport_socket=self.transport_socket("istiod.other")))
+        self.addCleanup(skiff.stop)
+        h.wait_until(lambda: skiff.stat("cluster.xds_cluster.ssl.fail_verify_san") >= 1, 10,
+                     what="ssl.fail_verify_san counted")
+        self.assertEqual(skiff.stat("control_plane.connected_state"), 0)
+        self.assertEqual(self.cp.requests(), [])
 
 
 if __name__ == "__main__":

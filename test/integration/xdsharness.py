@@ -150,8 +150,9 @@ class ControlPlane:
     that pred accepts; mark() gives the index to pass as `since` so that only
     later events count."""
 
-    def __init__(self, binary=None):
+    def __init__(self, binary=None, tls_args=()):
         self.binary = binary or control_plane_bin()
+        self.tls_args = list(tls_args)  # --tls-cert F --tls-key F [--tls-client-ca F]
         self.tmp = tempfile.mkdtemp(prefix="control-plane-")
         self.log_path = os.path.join(self.tmp, "control_plane.log")
         self.port = None
@@ -182,7 +183,8 @@ class ControlPlane:
 
     def _spawn(self, port):
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "--port", str(port)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([self.binary, "--port", str(port), *self.tls_args],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log)
         log.close()
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
