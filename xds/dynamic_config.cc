@@ -890,6 +890,10 @@ void DynamicConfig::rebuild() {
         }
         e.merged_endpoints_hash = eds_hash;
       }
+      if (e.active_proto != e.proto) {
+        e.active_version = e.version;
+        e.active_last_updated = e.last_updated;
+      }
       e.active = e.merged;
       e.active_proto = e.proto;
       warming_cluster_names_.erase(name);
@@ -914,6 +918,10 @@ void DynamicConfig::rebuild() {
     }
     ListenerEntry& e = it->second;
     if (listenerWarm(e, now)) {
+      if (e.active_proto != e.proto) {
+        e.active_version = e.version;
+        e.active_last_updated = e.last_updated;
+      }
       e.active = e.config;
       e.active_proto = e.proto;
       warming_listener_names_.erase(name);
@@ -1081,8 +1089,8 @@ std::string DynamicConfig::configDumpJson() const {
   std::string warming;
   for (const auto& [name, e] : clusters_) {
     if (e.active) {
-      appendItem(active,
-                 dumpEntry(e.version, e.last_updated, "cluster", *e.active_proto, kClusterType));
+      appendItem(active, dumpEntry(e.active_version, e.active_last_updated, "cluster",
+                                   *e.active_proto, kClusterType));
     }
     if (e.active_proto != e.proto) {
       appendItem(warming, dumpEntry(e.version, e.last_updated, "cluster", *e.proto, kClusterType));
@@ -1097,8 +1105,8 @@ std::string DynamicConfig::configDumpJson() const {
   for (const auto& [name, e] : listeners_) {
     std::string item = "{\"name\":" + jsonString(name);
     if (e.active) {
-      item += ",\"active_state\":" +
-              dumpEntry(e.version, e.last_updated, "listener", *e.active_proto, kListenerType);
+      item += ",\"active_state\":" + dumpEntry(e.active_version, e.active_last_updated, "listener",
+                                               *e.active_proto, kListenerType);
     }
     if (e.active_proto != e.proto) {
       item += ",\"warming_state\":" +
@@ -1121,13 +1129,30 @@ std::string DynamicConfig::configDumpJson() const {
     appendItem(endpoint_configs, dumpEntry(e.version, e.last_updated, "endpoint_config", *e.proto,
                                            kClusterLoadAssignmentType));
   }
+  // Envoy shows secrets with their private keys and passwords replaced.
+  std::string secrets;
+  for (const auto& [name, e] : secrets_) {
+    tls_v3::Secret shown = static_cast<const tls_v3::Secret&>(*e.secret);
+    if (shown.has_tls_certificate()) {
+      auto* cert = shown.mutable_tls_certificate();
+      if (cert->has_private_key()) cert->mutable_private_key()->set_inline_string("[redacted]");
+      if (cert->has_password()) cert->mutable_password()->set_inline_string("[redacted]");
+    }
+    appendItem(secrets, "{\"name\":" + jsonString(name) +
+                            ",\"version_info\":" + jsonString(e.version) +
+                            ",\"last_updated\":" + jsonString(e.last_updated) +
+                            ",\"secret\":" + toJson(shown, kSecretType) + "}");
+  }
   return clusters + "," + listeners +
          R"(,{"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump",)"
          "\"dynamic_route_configs\":[" +
          route_configs + "]}" +
          R"(,{"@type":"type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",)"
          "\"dynamic_endpoint_configs\":[" +
-         endpoint_configs + "]}";
+         endpoint_configs + "]}" +
+         R"(,{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump",)"
+         "\"dynamic_active_secrets\":[" +
+         secrets + "]}";
 }
 
 }  // namespace skiff::xds

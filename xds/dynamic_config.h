@@ -90,7 +90,8 @@ class DynamicConfig {
 
   bool initialized() const { return initialized_; }
   // The dynamic part of /config_dump: Envoy's ClustersConfigDump,
-  // ListenersConfigDump, RoutesConfigDump and EndpointsConfigDump objects,
+  // ListenersConfigDump, RoutesConfigDump, EndpointsConfigDump and
+  // SecretsConfigDump (private keys redacted) objects,
   // comma-separated, for the server to add after the bootstrap's.
   std::string configDumpJson() const;
 
@@ -114,6 +115,8 @@ class DynamicConfig {
     uint64_t merged_endpoints_hash = 0;                   // Which endpoints merged holds.
     std::shared_ptr<const config::ClusterConfig> active;  // What workers run (last warm).
     std::shared_ptr<const google::protobuf::Message> active_proto;
+    std::string active_version;  // Of active (version may be one still warming).
+    std::string active_last_updated;
     uint64_t warming_since_ms = 0;  // Loop time when this version arrived.
   };
   struct ListenerEntry : Resource {
@@ -123,6 +126,8 @@ class DynamicConfig {
     std::set<std::string> secrets;  // Secrets its filter chains' TLS contexts name.
     std::shared_ptr<const config::ListenerConfig> active;
     std::shared_ptr<const google::protobuf::Message> active_proto;
+    std::string active_version;
+    std::string active_last_updated;
     std::vector<std::string> rds_names;  // Route configurations its chains name.
     uint64_t warming_since_ms = 0;
     int reservation_fd = -1;  // Holds the port while the listener exists.

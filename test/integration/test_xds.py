@@ -4,6 +4,7 @@ built on Debian's libgrpc++, and swaps them under load without failing a
 request. Backends are skiffharness's Python HTTP/1.1 servers, which name
 themselves in an x-backend header."""
 
+import json
 import os
 import re
 import shutil
@@ -366,6 +367,15 @@ class StateOfTheWorld(XdsTestCase):
         h.wait_until(lambda: ssl.PEM_cert_to_DER_cert(served_cert()[0]) ==
                      ssl.PEM_cert_to_DER_cert(second), 5, what="the rotated certificate served")
         self.assertGreaterEqual(skiff.stat("sds.server_cert.update_success"), 2)
+        # /config_dump shows the secret as Envoy does: the private key redacted.
+        _, dump = skiff.admin_get("/config_dump")
+        secrets = [c for c in json.loads(dump)["configs"]
+                   if c["@type"].endswith("SecretsConfigDump")][0]["dynamic_active_secrets"]
+        self.assertEqual([(s["name"], s["version_info"]) for s in secrets], [("server_cert", "2")])
+        tls_certificate = secrets[0]["secret"]["tls_certificate"]
+        self.assertEqual(tls_certificate["private_key"], {"inline_string": "[redacted]"})
+        self.assertEqual(tls_certificate["certificate_chain"]["inline_string"], second)
+        self.assertNotIn("PRIVATE KEY", dump)
 
     def test_changing_one_filter_chain_keeps_connections_on_the_others(self):
         certs = h.Certificates()

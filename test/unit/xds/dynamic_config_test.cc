@@ -314,5 +314,17 @@ TEST_F(DynamicConfigTest, ConfigDumpShowsActiveAndWarming) {
   EXPECT_NE(dump.find("EndpointsConfigDump"), std::string::npos);
 }
 
+TEST_F(DynamicConfigTest, ConfigDumpGivesTheServingVersionItsOwnVersionInfo) {
+  apply(kClusterType, {});
+  apply(kListenerType, {listener("l", "r")});
+  apply(kRouteConfigurationType, {routeConfig("r", "a")});
+  XdsResource next = listener("l", "r2");  // Warms until r2 comes.
+  next.version = "2";
+  ASSERT_EQ(apply(kListenerType, {next}, {}, "2"), "");
+  std::string dump = dynamic_->configDumpJson();
+  EXPECT_NE(dump.find(R"("active_state":{"version_info":"1")"), std::string::npos) << dump;
+  EXPECT_NE(dump.find(R"("warming_state":{"version_info":"2")"), std::string::npos) << dump;
+}
+
 }  // namespace
 }  // namespace skiff::xds
