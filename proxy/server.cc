@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -285,6 +286,7 @@ void Server::startWorkers() {
   for (uint32_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
+  served_ = snapshot_;
   // Hosts resolved before the workers existed.
   for (auto& d : dns_) postHosts(*d);
   for (auto& w : workers_) {
@@ -430,10 +432,26 @@ void Server::updateSubscription(const std::string& type_url, const std::set<std:
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
-  // Workers not started yet begin with this snapshot; running ones swap.
+  // Workers not started yet begin with this snapshot; running ones swap,
+  // and the last to do so tells the main loop, so that /listeners shows a
+  // listener once every worker accepts on it (as Envoy's does).
+  if (workers_.empty()) {
+    served_ = snapshot_;
+    return;
+  }
+  auto pending = std::make_shared<std::atomic<size_t>>(workers_.size());
+  Worker* main = main_.get();
   for (auto& w : workers_) {
     Worker* worker = w.get();
-    worker->post([worker, next = snapshot_] { worker->applySnapshot(next); });
+    worker->post([this, main, worker, pending, next = snapshot_] {
+      worker->applySnapshot(next);
+      if (pending->fetch_sub(1) != 1) return;
+      main->post([this, next] {
+        if (next->generation <= served_->generation) return;
+        served_ = next;
+        maybeGoLive();
+      });
+    });
   }
 }
 
@@ -444,6 +462,9 @@ void Server::onInitialized() {
 
 void Server::maybeGoLive() {
   if (live_ || draining_ || !workers_listening_) return;
+  // The configuration the server was initialized with must be on every
+  // worker, or a client told LIVE could find a listener not open yet.
+  if (served_ && served_->generation < snapshot_->generation) return;
   if (dynamic_ && !dynamic_->initialized()) return;
   live_ = true;
 }
@@ -452,6 +473,15 @@ std::string Server::listenersText(bool json) {
   std::string out = json ? "{\"listener_statuses\":[" : "";
   bool first = true;
   for (const auto& [name, l] : snapshot_->listeners) {
+    // A listener shows once every worker accepts on it (as in Envoy), and
+    // goes as soon as it is removed.
+    if (served_) {
+      const auto* served = served_->listeners.get(name);
+      if (served == nullptr || (*served)->address.port != l->address.port ||
+          (*served)->address.address != l->address.address) {
+        continue;
+      }
+    }
     if (json) {
       if (!first) out += ",";
       out +=

@@ -78,6 +78,8 @@ class Server : public AdminSource,
 
   ServerOptions options_;
   std::shared_ptr<const config::Snapshot> snapshot_;
+  // The newest snapshot every worker has applied (what /listeners shows).
+  std::shared_ptr<const config::Snapshot> served_;
   std::unique_ptr<Worker> main_;  // The main thread's loop (admin, DNS, signals).
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
