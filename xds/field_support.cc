@@ -78,7 +78,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.extensions.filters.http.router.v3.Router", {}},
       // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
       {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
-      {"envoy.config.core.v3.Http1ProtocolOptions", {}},
+      {"envoy.config.core.v3.Http1ProtocolOptions", {"enable_trailers"}},
       // Values checked by the translator (ranges; allow_connect only false).
       {"envoy.config.core.v3.Http2ProtocolOptions",
        {"hpack_table_size", "max_concurrent_streams", "initial_stream_window_size",

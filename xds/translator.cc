@@ -245,6 +245,7 @@ void translateUpstreamProtocol(const upstreams_http_v3::HttpProtocolOptions& htt
       switch (config.protocol_config_case()) {
         case Options::ExplicitHttpConfig::kHttpProtocolOptions:
           out.upstream_protocol = Protocol::kHttp1;
+          out.http1_enable_trailers = config.http_protocol_options().enable_trailers();
           break;
         case Options::ExplicitHttpConfig::kHttp2ProtocolOptions:
           out.upstream_protocol = Protocol::kHttp2;
@@ -262,6 +263,7 @@ void translateUpstreamProtocol(const upstreams_http_v3::HttpProtocolOptions& htt
     case Options::kUseDownstreamProtocolConfig: {
       const auto& config = http.use_downstream_protocol_config();
       out.upstream_protocol = Protocol::kUseDownstream;
+      out.http1_enable_trailers = config.http_protocol_options().enable_trailers();
       if (config.has_http2_protocol_options()) {
         translateHttp2Options(config.http2_protocol_options(),
                               path + ".use_downstream_protocol_config.http2_protocol_options",
@@ -272,6 +274,7 @@ void translateUpstreamProtocol(const upstreams_http_v3::HttpProtocolOptions& htt
     case Options::kAutoConfig: {
       const auto& config = http.auto_config();
       out.upstream_protocol = Protocol::kAuto;
+      out.http1_enable_trailers = config.http_protocol_options().enable_trailers();
       if (!cluster.has_transport_socket()) {
         // Envoy: auto_config picks the protocol by ALPN, so it needs TLS.
         errors.push_back(path +
@@ -720,6 +723,7 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     translateHttp2Options(hcm.http2_protocol_options(), path + ".http2_protocol_options", errors,
                           out.http2);
   }
+  out.http1_enable_trailers = hcm.http_protocol_options().enable_trailers();
   // Envoy's HTTP/2 codec enforces max_request_headers_kb as the header list limit.
   out.http2.max_header_list_size_kb = out.max_request_headers_kb;
   for (int i = 0; i < hcm.upgrade_configs_size(); ++i) {

@@ -64,6 +64,9 @@ struct ClusterConfig {
   enum class UpstreamProtocol { kHttp1, kHttp2, kUseDownstream, kAuto };
   UpstreamProtocol upstream_protocol = UpstreamProtocol::kHttp1;
   http::Http2Settings http2;
+  // http_protocol_options.enable_trailers (Envoy's default off): HTTP/1.1
+  // upstream connections send request trailers and pass response trailers on.
+  bool http1_enable_trailers = false;
   // transport_socket envoy.transport_sockets.tls (UpstreamTlsContext);
   // nullptr: plaintext.
   std::shared_ptr<const tls::TlsContext> tls;
@@ -103,6 +106,11 @@ struct HttpConnectionManagerConfig {
   // with the h2c preface or ALPN h2). max_header_list_size_kb follows
   // max_request_headers_kb.
   http::Http2Settings http2;
+  // http_protocol_options.enable_trailers (Envoy's default off): HTTP/1.1
+  // downstream connections pass request trailers on and send response
+  // trailers (in a chunked response, which a client that sent `TE: trailers`
+  // then always gets).
+  bool http1_enable_trailers = false;
   // upgrade_configs: the upgrade types (an HTTP/1.1 Upgrade such as
   // "websocket", or "CONNECT") this connection manager lets become tunnels,
   // unless a route's own upgrade_configs says otherwise. A type that is not

@@ -583,6 +583,7 @@ void HttpConnectionManager::createCodec(bool http2) {
   } else {
     http::Http1Settings settings;
     settings.max_request_headers_kb = config().max_request_headers_kb;
+    settings.enable_trailers = config().http1_enable_trailers;
     codec_ = std::make_unique<http::Http1ServerCodec>(*this, *this, settings);
     stats_->downstream_cx_http1_total.inc();
   }

@@ -76,7 +76,9 @@ void UpstreamClient::makeCodec(bool h2) {
     codec_ = std::make_unique<http::Http2ClientCodec>(*this, cfg.http2);
     host_->cluster().stats().upstream_cx_http2_total.inc();
   } else {
-    codec_ = std::make_unique<http::Http1ClientCodec>(*this);
+    http::Http1Settings settings;
+    settings.enable_trailers = cfg.http1_enable_trailers;
+    codec_ = std::make_unique<http::Http1ClientCodec>(*this, settings);
     host_->cluster().stats().upstream_cx_http1_total.inc();
   }
 }

@@ -43,15 +43,14 @@ DOWNSTREAMS = {
     "h2tls": ("--http2", True, "2"),
 }
 
+# Trailers over HTTP/1.1 are off by default, in Envoy and in skiff: the HCM
+# and the HTTP/1.1 cluster turn them on with http_protocol_options.enable_trailers.
+# An HTTP/1.1 client that sends TE: trailers then gets a chunked response
+# that carries them, whatever length an h2 upstream announced.
+HTTP1_TRAILERS = {"http_protocol_options": {"enable_trailers": True}}
+
 # Tests known to fail, by name, with what skiff lacks.
-_H2_TRAILERS_TO_H1 = (
-    "h2 upstream trailers to an HTTP/1.1 client: skiff forwards nginx's content-length and "
-    "drops the trailers, where issue 4 asks for a chunked response carrying them (Envoy does "
-    "so with http_protocol_options.enable_trailers, which skiff refuses; off, Envoy drops them)")
-EXPECTED_FAILURES = {
-    f"test_trailers_{down}_to_{up}": _H2_TRAILERS_TO_H1
-    for down in ("h1", "h1tls") for up in ("h2c", "h2tls")
-}
+EXPECTED_FAILURES = {}
 
 
 class MatrixNginx:
@@ -156,6 +155,13 @@ def routes():
              "route": {"cluster": f"nginx_{name}", "prefix_rewrite": "/"}} for name in UPSTREAMS]
 
 
+H1_OPTIONS = {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}},
+    }
+}
+
 H2_OPTIONS = {
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -173,13 +179,14 @@ class MatrixTest(h.SkiffTestCase):
         cls.backend = cls.class_backend()
         cls.nginx = MatrixNginx(cert, key, cls.backend.port)
         cls.addClassCleanup(cls.nginx.stop)
-        tls = h.listener("tls", routes(), stat_prefix="tls")
+        tls = h.listener("tls", routes(), stat_prefix="tls", hcm_extra=HTTP1_TRAILERS)
         tls["filter_chains"][0]["transport_socket"] = h.downstream_tls(cert, key,
                                                                       alpn=["h2", "http/1.1"])
         ports = cls.nginx.ports
         cls.skiff = cls.class_skiff(h.bootstrap(
-            [h.listener("plain", routes(), stat_prefix="plain"), tls],
-            [h.cluster("nginx_h1", [(LOCALHOST, ports["h1"])]),
+            [h.listener("plain", routes(), stat_prefix="plain", hcm_extra=HTTP1_TRAILERS), tls],
+            [h.cluster("nginx_h1", [(LOCALHOST, ports["h1"])],
+                       extra={"typed_extension_protocol_options": H1_OPTIONS}),
              h.cluster("nginx_h2c", [(LOCALHOST, ports["h2c"])],
                        extra={"typed_extension_protocol_options": H2_OPTIONS}),
              h.cluster("nginx_h2tls", [(LOCALHOST, ports["h2tls"])],

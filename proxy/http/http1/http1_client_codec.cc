@@ -325,7 +325,7 @@ void Http1ClientCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) 
       HeaderWriter w(out);
       w.add("0\r\n");
       bool unused = false;
-      w.addFields(trailers, unused, false);
+      if (c.enable_trailers_) w.addFields(trailers, unused, false);
       w.add("\r\n");
     }
     c.owner_.write(out);

@@ -44,6 +44,14 @@ void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length,
   }
 }
 
+void HeaderWriter::addFieldsWithoutLength(const HeaderMap& headers) {
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (e.name.empty() || e.name[0] == ':') continue;
+    if (isConnectionSpecific(e.name) || equalsIgnoreCase(e.name, "content-length")) continue;
+    addField(e.name, e.value);
+  }
+}
+
 void HeaderWriter::addTunnelFields(const HeaderMap& headers, bool keep_upgrade,
                                    bool keep_content_length, bool skip_host) {
   for (const HeaderMap::Entry& e : headers.entries()) {
@@ -395,6 +403,7 @@ Http1Codec::Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_
       max_request_headers_kb_(settings.max_request_headers_kb),
       max_headers_count_(settings.max_headers_count),
       max_buffered_input_(static_cast<uint32_t>(settings.max_buffered_input)),
+      enable_trailers_(settings.enable_trailers),
       type_(type) {}
 
 Http1Codec::~Http1Codec() { releaseMessage(); }
@@ -548,7 +557,8 @@ void Http1Codec::deliverMessageEnd() {
   // calls below, so nothing here reads decoder_ again.
   decoder_ = nullptr;
   HeaderMapPtr headers = std::move(m.ready_headers);
-  HeaderMapPtr trailers = m.in_trailers ? std::move(m.headers) : nullptr;
+  // Without enable_trailers the trailers are dropped here, as Envoy's codec does.
+  HeaderMapPtr trailers = m.in_trailers && enable_trailers_ ? std::move(m.headers) : nullptr;
   m.in_trailers = false;
   BufferChain body = std::move(m.body);
   m.body.clear();

@@ -32,6 +32,10 @@ struct Http1Settings {
   uint32_t max_request_headers_kb = 60;   // Start line + header block; more is a 431.
   uint32_t max_headers_count = 100;       // Header fields per message; more is a 431.
   size_t max_buffered_input = 64 * 1024;  // Unparsed bytes held before readDisable(true).
+  // Envoy's http_protocol_options.enable_trailers (default off): trailers
+  // are decoded and passed on, and encoded in the last chunk; off, both
+  // directions drop them.
+  bool enable_trailers = false;
 };
 
 namespace http1_detail {
@@ -85,6 +89,8 @@ class HeaderWriter {
   // with the Upgrade and Connection fields it left out.
   void addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host,
                  HopFields* hop = nullptr);
+  // The same without content-length: the body goes out chunked instead.
+  void addFieldsWithoutLength(const HeaderMap& headers);
   // The fields of a message that opens a tunnel (an Upgrade request or its
   // 101, a CONNECT request or its 2xx): no framing of ours follows it, so
   // transfer-encoding, keep-alive and proxy-connection are left out;
@@ -211,6 +217,7 @@ class Http1Codec {
   uint32_t max_request_headers_kb_;
   uint32_t max_headers_count_;
   uint32_t max_buffered_input_;
+  bool enable_trailers_;  // Http1Settings::enable_trailers.
   int error_status_ = 0;
   const char* error_detail_ = nullptr;
   StreamDecoder* decoder_ = nullptr;  // Where decoded parts go; nullptr discards.
@@ -285,6 +292,7 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
     bool response_complete = false;  // The whole response was written.
     bool head_request = false;       // The response carries no body.
     bool http10 = false;             // HTTP/1.0 request: no chunked, no 1xx.
+    bool te_trailers = false;        // enable_trailers and the request's TE says trailers.
     bool chunked_out = false;        // The response body is chunk-framed.
     bool no_body_out = false;        // Body bytes are dropped (HEAD, 204, 304).
     bool upgrade = false;            // An Upgrade request, or a CONNECT.

@@ -1,6 +1,7 @@
 // The downstream side of HTTP/1.1: requests in, responses out, one exchange
 // at a time (pipelined requests wait, unparsed, until the response before
 // them has ended).
+#include <algorithm>
 #include <string>
 
 #include "proxy/http/http1/http1_codec.h"
@@ -13,6 +14,30 @@ namespace {
 
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && equalsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+// RFC 9110 10.1.4: the "trailers" member of TE says that the client will not
+// discard trailer fields. TE is a comma-separated list; members may carry
+// parameters (";q=...").
+bool acceptsTrailers(const HeaderMap& headers) {
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (!equalsIgnoreCase(e.name, "te")) continue;
+    std::string_view rest = e.value;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view member = rest.substr(0, std::min(comma, rest.find(';')));
+      while (!member.empty() && (member.front() == ' ' || member.front() == '\t')) {
+        member.remove_prefix(1);
+      }
+      while (!member.empty() && (member.back() == ' ' || member.back() == '\t')) {
+        member.remove_suffix(1);
+      }
+      if (equalsIgnoreCase(member, "trailers")) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -187,6 +212,7 @@ int Http1ServerCodec::onHeadersComplete() {
   s.response_complete = false;
   s.head_request = m_->parser.method == HTTP_HEAD;
   s.http10 = http10;
+  s.te_trailers = enable_trailers_ && !http10 && acceptsTrailers(*m_->headers);
   s.chunked_out = false;
   s.no_body_out = false;
   s.upgrade = upgrade;
@@ -285,7 +311,14 @@ void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
     w.add(http1_detail::reasonPhrase(status));
     w.add("\r\n");
     bool has_content_length = false;
-    w.addFields(headers, has_content_length, false);
+    if (te_trailers && !no_body_out && !end_stream) {
+      // Trailers come (if at all) after the body, so a client that accepts
+      // them gets a chunked body that has room for them, whatever length the
+      // upstream announced.
+      w.addFieldsWithoutLength(headers);
+    } else {
+      w.addFields(headers, has_content_length, false);
+    }
     if (!has_content_length) {
       if (end_stream) {
         if (!no_body_out) w.add("content-length: 0\r\n");
@@ -384,7 +417,8 @@ void Http1ServerCodec::ActiveRequest::encodeTrailers(const HeaderMap& trailers) 
       HeaderWriter w(out);
       w.add("0\r\n");
       bool unused = false;
-      w.addFields(trailers, unused, false);
+      // RFC 9112 7.1.2: the trailer section follows the last chunk.
+      if (c.enable_trailers_) w.addFields(trailers, unused, false);
       w.add("\r\n");
     }
     c.owner_.write(out);

@@ -55,7 +55,7 @@ static_resources:
           request_timeout: 10s
           drain_timeout: 2s
           common_http_protocol_options: {idle_timeout: 120s}
-          http_protocol_options: {}
+          http_protocol_options: {enable_trailers: true}
           route_config:
             name: local
             virtual_hosts:
@@ -201,6 +201,7 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(h.request_timeout, milliseconds(10000));
   EXPECT_EQ(h.drain_timeout, milliseconds(2000));
   EXPECT_EQ(h.idle_timeout, milliseconds(120000));
+  EXPECT_TRUE(h.http1_enable_trailers);
   EXPECT_EQ(h.http2.max_header_list_size_kb, 32u);
   ASSERT_EQ(h.http_filters.size(), 1u);
   EXPECT_EQ(h.http_filters[0].name, "envoy.filters.http.router");
@@ -1152,6 +1153,11 @@ TEST_F(TranslateTls, UpstreamProtocols) {
   auto h1 = cluster(upstreamYaml("explicit_http_config: {http_protocol_options: {}}", ""));
   ASSERT_NE(h1, nullptr);
   EXPECT_EQ(h1->upstream_protocol, Protocol::kHttp1);
+  EXPECT_FALSE(h1->http1_enable_trailers);  // Envoy's default.
+  auto trailers = cluster(
+      upstreamYaml("explicit_http_config: {http_protocol_options: {enable_trailers: true}}", ""));
+  ASSERT_NE(trailers, nullptr);
+  EXPECT_TRUE(trailers->http1_enable_trailers);
   EXPECT_THAT(h1->tls->config().alpn_protocols, ElementsAre("http/1.1"));
 
   auto automatic =
@@ -1160,6 +1166,7 @@ TEST_F(TranslateTls, UpstreamProtocols) {
                            ""));
   ASSERT_NE(automatic, nullptr);
   EXPECT_EQ(automatic->upstream_protocol, Protocol::kAuto);
+  EXPECT_FALSE(automatic->http1_enable_trailers);
   EXPECT_EQ(automatic->http2.hpack_table_size, 0u);
   EXPECT_THAT(automatic->tls->config().alpn_protocols, ElementsAre("h2", "http/1.1"));
 

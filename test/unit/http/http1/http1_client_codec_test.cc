@@ -30,8 +30,15 @@ class Http1ClientTest : public ::testing::Test {
     return codec_.dispatch(data, error_);
   }
 
+  static Http1Settings withTrailers() {
+    Http1Settings s;
+    s.enable_trailers = true;
+    return s;
+  }
+
   FakeOwner owner_;
-  Http1ClientCodec codec_{owner_};
+  // enable_trailers on; Http1ClientDefaultsTest has Envoy's default, off.
+  Http1ClientCodec codec_{owner_, withTrailers()};
   FakeDecoder decoder_;
   FakeStreamCallbacks callbacks_;
   CodecError error_;
@@ -455,6 +462,31 @@ TEST_F(Http1ClientTest, ResponseHeadersTooLargeIsAnError) {
     big += "X-" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n";
   EXPECT_FALSE(feed(big));
   EXPECT_FALSE(codec_.isReusable());
+}
+
+TEST(Http1ClientDefaultsTest, DropsTrailersBothWays) {
+  FakeOwner owner;
+  Http1ClientCodec codec{owner};
+  FakeDecoder decoder;
+  RequestEncoder& enc = codec.newStream(decoder);
+  auto h = makeHeaders({{":method", "POST"}, {":authority", "a"}, {":path", "/u"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain b = chainOf("abc");
+  enc.encodeData(b, false);
+  auto t = makeHeaders({{"x-sum", "1"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner.take(),
+            "POST /u HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+            "3\r\nabc\r\n0\r\n\r\n");
+  Reader reader;
+  CodecError error;
+  BufferChain in = reader.read(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\nok\r\n0\r\ngrpc-status: 0\r\n\r\n");
+  ASSERT_TRUE(codec.dispatch(in, error)) << error.detail;
+  EXPECT_EQ(decoder.body, "ok");
+  EXPECT_FALSE(decoder.trailers);
+  EXPECT_TRUE(decoder.ended);
 }
 
 }  // namespace

@@ -47,6 +47,26 @@ class Http1ServerTest : public ::testing::Test {
   Reader reader_;
 };
 
+// Envoy's http_protocol_options.enable_trailers on.
+class Http1ServerTrailersTest : public ::testing::Test {
+ protected:
+  static Http1Settings withTrailers() {
+    Http1Settings s;
+    s.enable_trailers = true;
+    return s;
+  }
+  bool feed(std::string_view bytes) {
+    BufferChain data = reader_.read(bytes);
+    return codec_.dispatch(data, error_);
+  }
+
+  FakeOwner owner_;
+  FakeServerCallbacks callbacks_;
+  Http1ServerCodec codec_{owner_, callbacks_, withTrailers()};
+  CodecError error_;
+  Reader reader_;
+};
+
 constexpr std::string_view kGet =
     "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n";
 
@@ -156,7 +176,7 @@ TEST_F(Http1ServerTest, SynchronousResponseLetsPipelineContinueInSameDispatch) {
   EXPECT_EQ(owner_.take(), "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
 }
 
-TEST_F(Http1ServerTest, ChunkedRequestWithTrailers) {
+TEST_F(Http1ServerTrailersTest, ChunkedRequestWithTrailers) {
   ASSERT_TRUE(
       feed("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
            "3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nX-Checksum: 42\r\nX-Other: y\r\n\r\n"));
@@ -169,7 +189,7 @@ TEST_F(Http1ServerTest, ChunkedRequestWithTrailers) {
   EXPECT_TRUE(d.ended);
 }
 
-TEST_F(Http1ServerTest, ChunkedResponseWithTrailers) {
+TEST_F(Http1ServerTrailersTest, ChunkedResponseWithTrailers) {
   ASSERT_TRUE(feed(kGet));
   auto& enc = *callbacks_.last().encoder;
   auto h = makeHeaders({{":status", "200"}, {"content-type", "text/plain"}});
@@ -284,7 +304,7 @@ TEST_F(Http1ServerTest, ByteByByteDecodesTheSame) {
   }
 }
 
-TEST_F(Http1ServerTest, ChunkedByteByByte) {
+TEST_F(Http1ServerTrailersTest, ChunkedByteByByte) {
   std::string_view req =
       "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
       "4\r\nwiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n";
@@ -747,6 +767,80 @@ TEST_F(Http1ServerTest, TunnelBytesWaitWhileTheStreamStopsReading) {
   EXPECT_EQ(owner_.scheduled, 1);
   ASSERT_TRUE(dispatchEmpty());
   EXPECT_EQ(d.body, "held");
+}
+
+TEST_F(Http1ServerTest, DropsRequestTrailersByDefault) {
+  // Envoy's default: without enable_trailers the HTTP/1 codec drops them.
+  ASSERT_TRUE(
+      feed("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "3\r\nabc\r\n0\r\nX-Checksum: 42\r\n\r\n"));
+  auto& d = callbacks_.last().decoder;
+  EXPECT_EQ(d.body, "abc");
+  EXPECT_FALSE(d.trailers);
+  EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http1ServerTest, DropsResponseTrailersByDefault) {
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-length", "2"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("ok");
+  enc.encodeData(a, false);
+  auto t = makeHeaders({{"grpc-status", "0"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+  EXPECT_EQ(codec_.activeStreams(), 0u);
+}
+
+TEST_F(Http1ServerTest, ChunkedResponseEndsWithoutTrailersByDefault) {
+  ASSERT_TRUE(feed(kGet));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("xy");
+  enc.encodeData(a, false);
+  auto t = makeHeaders({{"grpc-status", "0"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n");
+}
+
+TEST_F(Http1ServerTrailersTest, ClientThatAcceptsTrailersGetsChunkedResponse) {
+  // The upstream's length (an h2 upstream sends one with its trailers) gives
+  // way to chunked framing, so that the trailers have a place.
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nTE: gzip;q=0.5, Trailers\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-length", "2"}, {"x-a", "b"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("ok");
+  enc.encodeData(a, false);
+  auto t = makeHeaders({{"x-trailer-check", "t-value"}});
+  enc.encodeTrailers(*t);
+  EXPECT_EQ(owner_.take(),
+            "HTTP/1.1 200 OK\r\nx-a: b\r\ntransfer-encoding: chunked\r\n\r\n"
+            "2\r\nok\r\n0\r\nx-trailer-check: t-value\r\n\r\n");
+}
+
+TEST_F(Http1ServerTrailersTest, KeepsLengthForClientsThatDoNotAskForTrailers) {
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "200"}, {"content-length", "2"}});
+  enc.encodeHeaders(*h, false);
+  BufferChain a = chainOf("ok");
+  enc.encodeData(a, false);
+  auto t = makeHeaders({{"x-t", "v"}});
+  enc.encodeTrailers(*t);
+  // A content-length body has no place for trailers.
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+}
+
+TEST_F(Http1ServerTrailersTest, HeadersOnlyResponseKeepsItsLength) {
+  ASSERT_TRUE(feed("GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n"));
+  auto& enc = *callbacks_.last().encoder;
+  auto h = makeHeaders({{":status", "404"}});
+  enc.encodeHeaders(*h, true);
+  EXPECT_EQ(owner_.take(), "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
 }
 
 }  // namespace
