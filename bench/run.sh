@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command for skiff's HTTP/1.1 benchmarks against HAProxy, nginx and no proxy.
+# One command for skiff's HTTP/1.1 and HTTP/2 benchmarks against HAProxy, nginx
+# and no proxy.
 #
-#   bench/run.sh                      # full run (about 12 minutes at the defaults)
+#   bench/run.sh                      # full run (about 15 minutes at the defaults)
 #   BENCH_DURATION=3 bench/run.sh     # smoke run
 #
 # It installs the missing Debian packages, builds skiff if it is not built,

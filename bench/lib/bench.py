@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""skiff's HTTP/1.1 benchmark: skiff, HAProxy, nginx and no proxy, side by side.
+"""skiff's HTTP/1.1 and HTTP/2 benchmark: skiff, HAProxy, nginx and no proxy, side by side.
 
 Started by bench/run.sh, which installs the tools and builds skiff. This file
 starts an nginx backend and each proxy on 127.0.0.1 (free ports only), pins the
@@ -12,6 +12,9 @@ other, and measures:
     VmHWM belongs to that load alone.
   * fixed-rate h2load runs at 25/50/75% of each proxy's own wrk peak, and all
     proxies at 50% of HAProxy's peak: latency under normal load.
+  * HTTP/2: h2load with h2c prior knowledge downstream at a few (connections,
+    streams per connection) points, with an HTTP/1.1 and an h2c upstream: req/s,
+    latency percentiles from h2load's per-request log, CPU per request, peak RSS.
   * idle RSS, and RSS while holding many idle keep-alive downstream connections.
 
 Results go to bench/results/ (latest.md, latest.json, latency.png, machine.md,
@@ -56,6 +59,9 @@ RATE_SIZE = os.environ.get("BENCH_RATE_SIZE", "64")
 RATE_CONNS = int(os.environ.get("BENCH_RATE_CONNS", "64"))
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
+H2 = os.environ.get("BENCH_H2", "1") != "0"
+H2_SIZE = os.environ.get("BENCH_H2_SIZE", "64")
+H2_UPSTREAMS = env_list("BENCH_H2_UPSTREAMS", "h1 h2")
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH_DIR, "results"))
 SKIFF_BIN = os.environ.get("SKIFF_BIN", os.path.join(ROOT, "build-bench", "skiff"))
 MICROBENCH_BIN = os.environ.get(
@@ -63,6 +69,30 @@ MICROBENCH_BIN = os.environ.get(
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY_BYTES = {"64": 64, "1k": 1024, "16k": 16384}
 NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def parse_h2_points(text):
+    points = []
+    for item in text.split():
+        m = re.fullmatch(r"(\d+)x(\d+)", item)
+        if not m:
+            sys.exit(f"bench: BENCH_H2_POINTS: {item!r} is not CONNSxSTREAMS (like 64x100)")
+        points.append((int(m.group(1)), int(m.group(2))))
+    return points
+
+
+H2_POINTS = parse_h2_points(os.environ.get("BENCH_H2_POINTS", "8x10 64x100"))
+# HAProxy's maxconn also caps the requests in flight to its one server, and an
+# h2 load point has connections x streams of them.
+MAXCONN = max([IDLE_CONNS] + CONNS + [c * m for c, m in H2_POINTS]) + 500
+# skiff's cluster options for an h2c upstream (indented into skiff.yaml.in's cluster).
+SKIFF_H2_UPSTREAM = (
+    "    typed_extension_protocol_options:\n"
+    "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+    "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n"
+    "        explicit_http_config: { http2_protocol_options: {} }\n")
+# Template fields that a caller may leave out (bench/lib/probe.py does).
+RENDER_DEFAULTS = {"cluster_options": "", "server_options": "", "maxconn": MAXCONN}
 
 
 def log(msg):
@@ -144,6 +174,7 @@ def free_port():
 def render(template, out_path, **values):
     with open(os.path.join(CONFIGS, template)) as f:
         text = f.read()
+    values = {**RENDER_DEFAULTS, **values}
     for key, value in values.items():
         text = text.replace(f"@@{key.upper()}@@", str(value))
     left = re.findall(r"@@[A-Z_]+@@", text)
@@ -182,6 +213,26 @@ def wait_ready(proc, port, name, log_path, timeout=20.0):
         time.sleep(0.1)
     raise BenchError(f"{name} did not answer GET /64 on 127.0.0.1:{port} within {timeout} s "
                      f"(last: {last}); its log ({log_path}):\n{tail(log_path)}")
+
+
+def wait_ready_h2(proc, port, name, log_path, timeout=20.0):
+    """Waits until one h2c (prior knowledge) GET /64 through port succeeds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{name} exited with {proc.returncode} before it served h2c; "
+                             f"its log ({log_path}):\n{tail(log_path)}")
+        res = subprocess.run(["h2load", "-n1", "-c1", f"http://127.0.0.1:{port}/64"],
+                             capture_output=True, text=True, timeout=30)
+        if re.search(r"requests: 1 total, 1 started, 1 done, 1 succeeded", res.stdout) and \
+                re.search(r"status codes: 1 2xx", res.stdout):
+            return
+        last = (res.stdout + res.stderr).strip()[-500:]
+        time.sleep(0.1)
+    raise BenchError(f"{name} did not answer an h2c GET /64 on 127.0.0.1:{port} within "
+                     f"{timeout} s (last h2load output: {last}); its log ({log_path}):\n"
+                     f"{tail(log_path)}")
 
 
 def tail(path, n=30):
@@ -256,10 +307,11 @@ def load1():
 class Server:
     """One running server: its process, the pids whose CPU counts, the pids whose RSS counts."""
 
-    def __init__(self, name, proc, port, log_path):
+    def __init__(self, name, proc, port, log_path, h2_port=None):
         self.name = name
         self.proc = proc
-        self.port = port
+        self.port = port  # HTTP/1.1
+        self.h2_port = h2_port  # h2c with prior knowledge (skiff: the same listener)
         self.log_path = log_path
 
     def cpu_pids(self):
@@ -274,6 +326,11 @@ class Server:
 # ---------------------------------------------------------------------------
 # Servers.
 
+def proxies_h2_upstream(name):
+    """nginx's proxy_pass speaks HTTP/1.x only; direct has no upstream at all."""
+    return name in ("skiff", "haproxy")
+
+
 class Bench:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="skiff-bench-")
@@ -281,6 +338,7 @@ class Bench:
         os.chmod(self.tmp, 0o755)
         self.backend = None
         self.backend_port = None
+        self.backend_h2_port = None
 
     def start_backend(self):
         www = os.path.join(self.tmp, "www")
@@ -290,39 +348,58 @@ class Bench:
                 f.write((b"skiff-bench-" * (size // 12 + 1))[:size - 1] + b"\n")
             os.chmod(os.path.join(www, name), 0o644)
         self.backend_port = free_port()
+        self.backend_h2_port = free_port()
         conf = render("nginx-backend.conf.in", os.path.join(self.tmp, "nginx-backend.conf"),
-                      tmp=self.tmp, port=self.backend_port, nofile=NOFILE)
+                      tmp=self.tmp, port=self.backend_port, h2_port=self.backend_h2_port,
+                      nofile=NOFILE)
         log_path = os.path.join(self.tmp, "nginx-backend.log")
         proc = spawn(["nginx", "-p", self.tmp, "-c", conf], LOAD_CPUS, log_path)
         wait_ready(proc, self.backend_port, "nginx backend", log_path)
-        self.backend = Server("backend", proc, self.backend_port, log_path)
-        log(f"backend nginx on 127.0.0.1:{self.backend_port}")
+        if H2:
+            wait_ready_h2(proc, self.backend_h2_port, "nginx backend", log_path)
+        self.backend = Server("backend", proc, self.backend_port, log_path, self.backend_h2_port)
+        log(f"backend nginx on 127.0.0.1:{self.backend_port} (h2c on {self.backend_h2_port})")
 
-    def start_proxy(self, name):
-        """Starts a fresh proxy (or returns None for direct) and warms it with one request."""
+    def start_proxy(self, name, upstream="h1", h2=False):
+        """Starts a fresh proxy (or returns None for direct) and warms it with one request.
+
+        upstream is "h1" or "h2" (h2c to the backend's h2 listener); h2 also checks
+        the h2c downstream listener."""
         if name == "direct":
             return None
+        if upstream not in ("h1", "h2"):
+            raise BenchError(f"unknown upstream protocol {upstream!r} in BENCH_H2_UPSTREAMS")
+        if upstream == "h2" and not proxies_h2_upstream(name):
+            raise BenchError(f"{name} cannot proxy to an HTTP/2 upstream")
         port = free_port()
+        h2_port = port
+        backend_port = self.backend_h2_port if upstream == "h2" else self.backend_port
         log_path = os.path.join(self.tmp, f"{name}.log")
         if name == "skiff":
             conf = render("skiff.yaml.in", os.path.join(self.tmp, "skiff.yaml"), port=port,
-                          admin_port=free_port(), backend_port=self.backend_port)
+                          admin_port=free_port(), backend_port=backend_port,
+                          cluster_options=SKIFF_H2_UPSTREAM if upstream == "h2" else "")
             args = [SKIFF_BIN, "-c", conf, "--concurrency", str(WORKERS)]
         elif name == "haproxy":
+            h2_port = free_port()
             conf = render("haproxy.cfg.in", os.path.join(self.tmp, "haproxy.cfg"), port=port,
-                          backend_port=self.backend_port, workers=WORKERS, tmp=self.tmp,
-                          maxconn=IDLE_CONNS + 500)
+                          h2_port=h2_port, backend_port=backend_port, workers=WORKERS,
+                          tmp=self.tmp, maxconn=MAXCONN,
+                          server_options="proto h2" if upstream == "h2" else "")
             args = ["haproxy", "-db", "-f", conf]
         elif name == "nginx":
+            h2_port = free_port()
             conf = render("nginx-proxy.conf.in", os.path.join(self.tmp, "nginx-proxy.conf"),
-                          port=port, backend_port=self.backend_port, workers=WORKERS,
-                          tmp=self.tmp, nofile=NOFILE)
+                          port=port, h2_port=h2_port, backend_port=backend_port,
+                          workers=WORKERS, tmp=self.tmp, nofile=NOFILE)
             args = ["nginx", "-p", self.tmp, "-c", conf]
         else:
             raise BenchError(f"unknown proxy {name!r} in BENCH_PROXIES")
         proc = spawn(args, PROXY_CPUS, log_path)
         wait_ready(proc, port, name, log_path)
-        server = Server(name, proc, port, log_path)
+        if h2:
+            wait_ready_h2(proc, h2_port, name, log_path)
+        server = Server(name, proc, port, log_path, h2_port)
         if name == "nginx":
             deadline = time.monotonic() + 5
             while len(children_of(proc.pid)) < WORKERS and time.monotonic() < deadline:
@@ -331,6 +408,9 @@ class Bench:
 
     def port_of(self, proxy):
         return proxy.port if proxy else self.backend_port
+
+    def h2_port_of(self, proxy):
+        return proxy.h2_port if proxy else self.backend_h2_port
 
     # -----------------------------------------------------------------------
     # Loads.
@@ -374,6 +454,43 @@ class Bench:
         return {"offered": per_client * conns, "requests": int(m.group(3)),
                 "succeeded": int(m.group(4)), "failed": int(m.group(5)),
                 "errored": int(m.group(6)), "rps": len(lat) / duration, "statuses": statuses,
+                "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
+                "p999": pct(99.9), "max": lat[-1], "h2load_text": out}
+
+    def h2load_closed(self, port, size, conns, streams, duration):
+        """h2load, h2c with prior knowledge, conns connections of `streams` concurrent
+        streams each, for `duration` seconds; latency percentiles from its per-request log."""
+        log_file = os.path.join(self.tmp, "h2load-h2.log")
+        if os.path.exists(log_file):
+            os.remove(log_file)
+        out = run_tool(["h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{duration}",
+                        f"--log-file={log_file}", f"http://127.0.0.1:{port}/{size}"],
+                       timeout=duration + 60)
+        lat = []
+        statuses = {}
+        with open(log_file) as f:
+            for line in f:
+                cols = line.split()
+                if len(cols) >= 3:
+                    statuses[cols[1]] = statuses.get(cols[1], 0) + 1
+                    lat.append(int(cols[2]))
+        lat.sort()
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+        rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
+        mean = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+        if not m or not rps or not lat:
+            raise BenchError(f"h2load gave no results:\n{out}")
+
+        def pct(p):
+            return lat[min(len(lat) - 1, int(len(lat) * p / 100.0))]
+
+        non_2xx = sum(n for s, n in statuses.items() if not s.startswith("2"))
+        return {"requests": int(m.group(3)), "succeeded": int(m.group(4)),
+                "failed": int(m.group(5)), "errored": int(m.group(6)),
+                "timeout": int(m.group(7)), "non_2xx": non_2xx, "statuses": statuses,
+                "rps": float(rps.group(1)), "logged": len(lat),
+                "mean": sum(lat) / len(lat), "h2load_mean": mean.group(3) if mean else None,
                 "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
                 "p999": pct(99.9), "max": lat[-1], "h2load_text": out}
 
@@ -469,6 +586,48 @@ class Bench:
         runs.sort(key=lambda r: (r["label"].endswith("HAProxy peak"), order[r["proxy"]]))
         return runs
 
+    def h2_runs(self):
+        """h2load (h2c downstream) at every (connections, streams) point, each proxy with each
+        upstream protocol it can speak, and direct. Proxies take turns at each point."""
+        runs = []
+        for conns, streams in H2_POINTS:
+            plan = [("direct", "none")] if "direct" in PROXIES else []
+            for upstream in H2_UPSTREAMS:
+                plan += [(name, upstream) for name in PROXIES
+                         if name != "direct" and (upstream == "h1" or proxies_h2_upstream(name))]
+            tries = {key: [] for key in plan}
+            for _ in range(REPEAT):
+                for name, upstream in plan:
+                    tries[(name, upstream)].append(self.h2_run(name, upstream, conns, streams))
+            for key in plan:
+                res = median_run(tries[key])
+                bad = res["failed"]  # h2load: failed includes errored, errored timeout
+                log(f"h2  {key[0]:8} up {key[1]:4} c{conns:<3} m{streams:<4} "
+                    f"{res['rps']:9.0f} req/s  p99 {res['p99'] / 1000:.2f} ms"
+                    + (f"  cpu {res['cpu_us_per_req']:.2f} us/req" if "cpu_us_per_req" in res
+                       else "")
+                    + (f"  failed {res['failed']} errored {res['errored']} timeout "
+                       f"{res['timeout']} non-2xx {res['non_2xx']}" if bad else ""))
+                runs.append(res)
+        return runs
+
+    def h2_run(self, name, upstream, conns, streams):
+        proxy = self.start_proxy(name, "h1" if name == "direct" else upstream, h2=True)
+        try:
+            port = self.h2_port_of(proxy)
+            if WARMUP > 0:
+                # Not parsed: a proxy that opens thousands of upstream connections may
+                # complete nothing in a short warm-up.
+                run_tool(["h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{WARMUP}",
+                          f"http://127.0.0.1:{port}/{H2_SIZE}"], timeout=WARMUP + 60)
+            res = self.measured(proxy, lambda: self.h2load_closed(
+                port, H2_SIZE, conns, streams, DURATION))
+        finally:
+            if proxy:
+                stop(proxy.proc)
+        res.update(proxy=name, upstream=upstream, size=H2_SIZE, conns=conns, streams=streams)
+        return res
+
     def memory_runs(self):
         runs = []
         for name in PROXIES:
@@ -562,14 +721,81 @@ def ratio(a, b, spec=".2f"):
     return format(a / b, spec) if a is not None and b else "–"
 
 
-def write_report(throughput, rates, memory, started, finished):
+def write_h2_report(w, h2):
+    """The HTTP/2 sections of latest.md: one table of runs, one of ratios."""
+    w(f"## HTTP/2: h2c downstream (prior knowledge), h2load, {H2_SIZE} B bodies\n")
+    w("`h2load -t1 -cC -mM -D` with h2c prior knowledge to the proxy (direct: to the nginx "
+      "backend's h2c listener), C connections of M concurrent streams each, "
+      f"{WARMUP} s warm-up then {DURATION} s measured, a fresh proxy per run. `upstream` is "
+      "the protocol from the proxy to the backend: HTTP/1.1 keep-alive, or h2c to the "
+      "backend's h2c listener (nginx: n/a, its proxy_pass speaks HTTP/1.x only). Latency "
+      "in ms from h2load's per-request log (`--log-file`), mean included. CPU µs/req is the "
+      "proxy's utime+stime over the measured run divided by the requests h2load completed; "
+      "peak RSS, preempted as in the HTTP/1.1 table. `failed` is h2load's count of failed "
+      "requests: non-2xx/3xx answers, resets and timeouts.\n")
+    w("| proxy | upstream | conns | streams/conn | req/s | mean | p50 | p90 | p99 | p99.9 "
+      "| CPU µs/req (user+sys) | CPU s/100k | peak RSS MiB | preempted | failed |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    by = {(r["proxy"], r["upstream"], r["conns"], r["streams"]): r for r in h2}
+    for conns, streams in H2_POINTS:
+        rows = [("direct", "none")] if "direct" in PROXIES else []
+        for upstream in H2_UPSTREAMS:
+            rows += [(name, upstream) for name in PROXIES if name != "direct"]
+        for name, upstream in rows:
+            up = {"none": "–", "h1": "HTTP/1.1", "h2": "h2c"}.get(upstream, upstream)
+            r = by.get((name, upstream, conns, streams))
+            if r is None:
+                why = "n/a: proxy_pass speaks HTTP/1.x only" if (
+                    upstream == "h2" and not proxies_h2_upstream(name)) else "not run"
+                w(f"| {name} | {up} | {conns} | {streams} | {why} |  |  |  |  |  |  |  |  |  |  |")
+                continue
+            cpu = (f"{r['cpu_us_per_req']:.2f} ({r['cpu_user_us_per_req']:.2f}+"
+                   f"{r['cpu_sys_us_per_req']:.2f})" if "cpu_us_per_req" in r else "–")
+            bad = r["failed"]
+            w(f"| {name} | {up} | {conns} | {streams} | {r['rps']:.0f} | {fmt_ms(r['mean'])} "
+              f"| {fmt_ms(r['p50'])} | {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} "
+              f"| {fmt_ms(r['p999'])} | {cpu} | {fmt(r.get('cpu_s_per_100k'), '.3f')} "
+              f"| {fmt(r['peak_rss_kb'] / 1024 if r.get('peak_rss_kb') else None, '.1f')} "
+              f"| {r.get('preempted', '–')} | {bad} |")
+    w("")
+    w("### HTTP/2 ratios\n")
+    w("As in the HTTP/1.1 ratios: CPU/req below 1 means skiff spends less CPU per request; "
+      "`/direct` is each proxy's req/s over direct h2c to the backend. nginx has no h2c "
+      "upstream, so its columns are n/a there.\n")
+    w("| upstream | conns | streams/conn | skiff/HAProxy CPU/req | skiff/nginx CPU/req "
+      "| skiff/HAProxy req/s | skiff/nginx req/s | skiff/HAProxy p99 | skiff/nginx p99 "
+      "| skiff/direct req/s | HAProxy/direct req/s | nginx/direct req/s |")
+    w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for upstream in H2_UPSTREAMS:
+        for conns, streams in H2_POINTS:
+            def get(p, k, up=upstream):
+                if p == "nginx" and not proxies_h2_upstream(p) and up == "h2":
+                    return "n/a"
+                r = by.get((p, "none" if p == "direct" else up, conns, streams))
+                return r.get(k) if r else None
+
+            def rat(a, b, k):
+                x, y = get(a, k), get(b, k)
+                return "n/a" if "n/a" in (x, y) else ratio(x, y)
+            up = {"h1": "HTTP/1.1", "h2": "h2c"}.get(upstream, upstream)
+            w(f"| {up} | {conns} | {streams} "
+              f"| {rat('skiff', 'haproxy', 'cpu_us_per_req')} "
+              f"| {rat('skiff', 'nginx', 'cpu_us_per_req')} "
+              f"| {rat('skiff', 'haproxy', 'rps')} | {rat('skiff', 'nginx', 'rps')} "
+              f"| {rat('skiff', 'haproxy', 'p99')} | {rat('skiff', 'nginx', 'p99')} "
+              f"| {rat('skiff', 'direct', 'rps')} | {rat('haproxy', 'direct', 'rps')} "
+              f"| {rat('nginx', 'direct', 'rps')} |")
+    w("")
+
+
+def write_report(throughput, rates, h2, memory, started, finished):
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
-        json.dump({"throughput": throughput, "rates": rates, "memory": memory,
+        json.dump({"throughput": throughput, "rates": rates, "h2": h2, "memory": memory,
                    "settings": settings()}, f, indent=1, default=str)
     lines = []
     w = lines.append
-    w("# skiff HTTP/1.1 benchmark: latest run\n")
+    w("# skiff HTTP/1.1 and HTTP/2 benchmark: latest run\n")
     w(f"Run {started} to {finished} with `bench/run.sh` ({settings_text()}). "
       "Machine, versions and load: [machine.md](machine.md). "
       "On 2 shared cores the figures are indicative; the proxy's CPU time per request is the "
@@ -634,8 +860,11 @@ def write_report(throughput, rates, memory, started, finished):
             w(f"| {r['proxy']} | {r['label']} | {r['offered']:.0f} | {r['rps']:.0f} "
               f"| {fmt_ms(r['p50'])} | {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} "
               f"| {fmt_ms(r['p999'])} | {fmt(r.get('cpu_us_per_req'))} "
-              f"| {r['failed'] + r['errored']} |")
+              f"| {r['failed']} |")
         w("\n![latency against offered load](latency.png)\n")
+
+    if h2:
+        write_h2_report(w, h2)
 
     if memory:
         w("## Memory\n")
@@ -694,7 +923,9 @@ def settings():
             "conns": CONNS, "sizes": SIZES, "proxies": PROXIES, "workers": WORKERS,
             "load_cpus": LOAD_CPUS, "proxy_cpus": PROXY_CPUS, "rate_fractions": RATE_FRACTIONS,
             "rate_size": RATE_SIZE, "rate_conns": RATE_CONNS, "idle_conns": IDLE_CONNS,
-            "nofile": NOFILE, "repeat": REPEAT}
+            "nofile": NOFILE, "repeat": REPEAT, "h2": H2,
+            "h2_points": [f"{c}x{m}" for c, m in H2_POINTS], "h2_upstreams": H2_UPSTREAMS,
+            "h2_size": H2_SIZE}
 
 
 def settings_text():
@@ -786,12 +1017,13 @@ def main():
     bench.start_backend()
     throughput = bench.throughput_runs()
     rates = bench.rate_runs(throughput)
+    h2 = bench.h2_runs() if H2 else []
     memory = bench.memory_runs() if IDLE_CONNS > 0 else []
     stop_all()
     run_microbench()
     finished = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     write_machine(uptime_start, sh("uptime"))
-    write_report(throughput, rates, memory, started, finished)
+    write_report(throughput, rates, h2, memory, started, finished)
     plot(rates)
     shutil.rmtree(bench.tmp, ignore_errors=True)  # kept after an error, for the logs
     log(f"results in {RESULTS}: latest.md, latency.png, machine.md, latest.json")
