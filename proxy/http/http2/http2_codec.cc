@@ -499,17 +499,22 @@ void Http2Codec::deliverInput(Http2Stream& s) {
     return;
   }
   if (s.read_disables > 0 || s.remote_ended) return;
-  // Bytes received and handed on: the peer may send as many again.
-  if (!s.in.empty() || (s.in_end && !s.in_trailers)) {
-    bool end = s.in_end && !s.in_trailers;
-    size_t n = s.in.length();
+  // What piled up while the stream was read-disabled (up to a whole window)
+  // goes on in pieces, so that a consumer that fills up stops it after one
+  // piece instead of taking the whole backlog past its high-water mark.
+  constexpr size_t kPiece = 64 * 1024;
+  while (!s.in.empty() || (s.in_end && !s.in_trailers)) {
+    BufferChain piece;
+    piece.move(s.in, std::min(kPiece, s.in.length()));
+    bool end = s.in.empty() && s.in_end && !s.in_trailers;
+    // Bytes received and handed on: the peer may send as many again.
+    size_t n = piece.length();
     if (n > 0) {
       s.unconsumed -= n;
       nghttp2_session_consume(session_, s.id, n);
     }
     if (end) s.remote_ended = true;
-    s.decoder_->decodeData(s.in, end);
-    s.in.clear();
+    s.decoder_->decodeData(piece, end);
     if (end) {
       maybeDone(s);
       return;
