@@ -205,6 +205,29 @@ TEST_F(TcpConnectionTest, WritesMoreThanTheKernelTakesAtOnce) {
   EXPECT_EQ(client_->queuedBytes(), 0u);
 }
 
+TEST_F(TcpConnectionTest, ShutdownAfterFlushIsAHalfClose) {
+  connectClient(64 << 20);
+  // More than the kernel takes at once: the FIN waits for every byte.
+  std::string big(8 << 20, 'x');
+  BufferChain out;
+  out.appendCopy(big);
+  client_->write(out);
+  client_->shutdownAfterFlush();
+  BufferChain late;
+  late.appendCopy("dropped");
+  client_->write(late);  // Nothing goes out after the FIN.
+  runUntil([&] { return server_side_.eof; });
+  EXPECT_TRUE(server_side_.eof);
+  EXPECT_EQ(server_side_.received, big.size());
+  // The other direction still works.
+  BufferChain back;
+  back.appendCopy("still open");
+  server_side_.conn->write(back);
+  runUntil([&] { return client_side_.received == 10; });
+  EXPECT_EQ(client_side_.text, "still open");
+  EXPECT_FALSE(client_side_.closed.has_value());
+}
+
 TEST_F(TcpConnectionTest, ClosesWithAWriteStillPending) {
   connectClient(64 << 20);
   server_side_.conn->readDisable(true);  // The peer stops reading.
