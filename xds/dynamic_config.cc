@@ -249,10 +249,10 @@ std::string DynamicConfig::onResources(const std::string& type_url,
   std::string error;
   if (type_url == kClusterType) {
     error = applyClusters(updated, removed);
-    if (error.empty()) cds_received_ = true;
+    cds_received_ = true;
   } else if (type_url == kListenerType) {
     error = applyListeners(updated, removed);
-    if (error.empty()) lds_received_ = true;
+    lds_received_ = true;
   } else if (type_url == kRouteConfigurationType) {
     error = applyRoutes(updated, removed);
   } else if (type_url == kClusterLoadAssignmentType) {
@@ -263,13 +263,16 @@ std::string DynamicConfig::onResources(const std::string& type_url,
     error = "type " + type_url + " is not supported";
   }
   countUpdate(type_url, updated, version_info, error.empty());
-  if (!error.empty()) {
+  if (error.empty()) {
+    versions_[type_url] = version_info;
+  } else {
     SKIFF_LOG(kWarn, "xds: rejected " + type_url + " version '" + version_info + "': " + error);
-    return error;
   }
-  versions_[type_url] = version_info;
+  // Resources that were good are applied even in a response that is
+  // refused (NACKed) for others: one bad cluster does not hold back the
+  // rest, as in Envoy. Those refused keep their last good version.
   rebuild();
-  return "";
+  return error;
 }
 
 void DynamicConfig::onStreamStatus(bool connected) {
@@ -323,7 +326,7 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
   }
-  if (!errors.empty()) return join(errors);
+  // Each good resource is applied even when others are refused (Envoy does the same).
   for (auto& [name, e] : next) {
     clusters_[name] = std::move(e);
     dirty_clusters_.insert(name);
@@ -331,7 +334,7 @@ std::string DynamicConfig::applyClusters(const std::vector<XdsResource>& updated
   for (const auto& name : removed) {
     if (clusters_.erase(name) != 0) dirty_clusters_.insert(name);
   }
-  return "";
+  return join(errors);
 }
 
 bool DynamicConfig::translateCluster(ClusterEntry& e, const std::string& path,
@@ -418,7 +421,7 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
     e.endpoints = std::move(*translated);
     next[r.name] = std::move(e);
   }
-  if (!errors.empty()) return join(errors);
+  // Each good resource is applied even when others are refused (Envoy does the same).
   // The clusters these endpoints belong to merge them anew.
   auto touch = [&](const std::string& name) {
     const auto& holders = eds_index_.holdersOf(name);
@@ -431,7 +434,7 @@ std::string DynamicConfig::applyEndpoints(const std::vector<XdsResource>& update
   for (const auto& name : removed) {
     if (endpoints_.erase(name) != 0) touch(name);
   }
-  return "";
+  return join(errors);
 }
 
 // ---- Secrets (SDS)
@@ -552,6 +555,7 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
     }
     if (base_->listeners.count(r.name) != 0) {
       errors.push_back(path + ": a static listener has this name");
+      continue;
     }
     uint64_t hash = hashResource(*msg);
     if (it != listeners_.end() && it->second.hash == hash) {
@@ -588,18 +592,22 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
     e.warming_since_ms = uv_now(main_.loop());
     next.emplace(r.name, std::move(e));
   }
-  if (!errors.empty()) return join(errors);
-  // Bind (or reserve, for port 0) every new address before anything
-  // changes, so a port in use is a NACK, not a broken listener.
-  std::vector<int> bound;
-  for (auto& [name, e] : next) {
-    if (e.reservation_fd >= 0) continue;
+  // Each good resource is applied even when others are refused (Envoy does the same).
+  // Bind (or reserve, for port 0) every new address before the listener
+  // changes, so a port in use refuses that listener, not breaks it.
+  for (auto it = next.begin(); it != next.end();) {
+    auto& [name, e] = *it;
+    if (e.reservation_fd >= 0) {
+      ++it;
+      continue;
+    }
     Result<int> fd = bindTcpSocket(e.address.address, e.address.port, /*reuse_port=*/true);
     if (!fd) {
       errors.push_back("listeners[" + name + "].address: " + fd.status().message());
+      it = next.erase(it);
       continue;
     }
-    bound.push_back(*fd);
+    ++it;
     e.reservation_fd = *fd;
     if (e.address.port == 0) {
       e.address.port = boundPort(*fd);
@@ -609,10 +617,6 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
         e.config = std::move(copy);
       }
     }
-  }
-  if (!errors.empty()) {
-    for (int fd : bound) ::close(fd);
-    return join(errors);
   }
   for (auto& [name, e] : next) {
     auto it = listeners_.find(name);
@@ -630,7 +634,7 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
     listeners_.erase(it);
     dirty_listeners_.insert(name);
   }
-  return "";
+  return join(errors);
 }
 
 bool DynamicConfig::translateListener(ListenerEntry& e, const std::string& path,
@@ -732,7 +736,7 @@ std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
     e.table = *table;
     next[r.name] = std::move(e);
   }
-  if (!errors.empty()) return join(errors);
+  // Each good resource is applied even when others are refused (Envoy does the same).
   for (auto& [name, e] : next) {
     routes_[name] = std::move(e);
     dirty_routes_.insert(name);
@@ -740,7 +744,7 @@ std::string DynamicConfig::applyRoutes(const std::vector<XdsResource>& updated,
   for (const auto& name : removed) {
     if (routes_.erase(name) != 0) dirty_routes_.insert(name);
   }
-  return "";
+  return join(errors);
 }
 
 std::set<std::string> DynamicConfig::knownClusters() const {

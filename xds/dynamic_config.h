@@ -18,10 +18,14 @@
 // listeners, then routes; a removed cluster retires only once nothing uses
 // it, so the order is make before break.
 //
-// A response with any resource that fails to decode, uses a field skiff
-// does not implement, or does not translate is refused whole: the error,
-// naming each field by its path (`clusters[backend].lb_policy: MAGLEV is not
-// supported yet`), goes back as the NACK's error_detail and nothing changes.
+// A resource that fails to decode, uses a field skiff does not implement, or
+// does not translate is refused: its last good version stays, and the
+// error, naming each field by its path (`clusters[backend].lb_policy: MAGLEV
+// is not supported yet`), goes back as the NACK's error_detail. The other
+// resources of the same response are applied, as Envoy applies them (a
+// response the ADS client cannot decode at all changes nothing). Secrets
+// are the exception: a secret that breaks a listener or cluster that names
+// it refuses every secret of the response.
 #pragma once
 
 #include <uv.h>

@@ -168,7 +168,9 @@ class StateOfTheWorld(XdsTestCase):
         since = self.cp.mark()
         bad = x.cluster("c")
         bad["lb_policy"] = "MAGLEV"
-        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"), bad])
+        # d is good: Envoy takes the good clusters of a refused response, and so does skiff.
+        good = x.cluster("d", eds=False, endpoints=[(h.LOCALHOST, self.backend_b.port)])
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"), bad, good])
         nack = self.wait_nack(x.CLUSTER, since=since)
         self.assertIn("clusters[c].lb_policy: MAGLEV is not supported yet",
                       nack["error_detail"]["message"])
@@ -177,9 +179,20 @@ class StateOfTheWorld(XdsTestCase):
         self.assertEqual(get(skiff.port("ingress"))[0], 200)
         h.wait_until(lambda: skiff.stat("cluster_manager.cds.update_rejected") == 1, 5,
                      what="update_rejected counted")
+        since = self.cp.mark()
+        self.cp.set(x.ROUTE, "2", [x.route_config("routes", cluster="d")])
+        self.wait_ack(x.ROUTE, "2", since=since)
+        h.wait_until(lambda: get(skiff.port("ingress"))[1].get("x-backend") == "b", 5,
+                     what="the route to d, the good cluster of the refused response")
+        _, dump = skiff.admin_get("/config_dump")
+        self.assertIn('"name":"d"', dump.replace(" ", ""))
+        self.assertNotIn("MAGLEV", dump)
+        since = self.cp.mark()
+        self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="a")])
+        self.wait_ack(x.ROUTE, "3", since=since)
         # Garbage bytes are refused too, and nothing changes.
         since = self.cp.mark()
-        self.cp.set_garbage(x.ROUTE, "3")
+        self.cp.set_garbage(x.ROUTE, "4")
         self.wait_nack(x.ROUTE, since=since)
         self.assertEqual(get(skiff.port("ingress"))[1].get("x-backend"), "a")
 

@@ -207,16 +207,22 @@ TEST_F(DynamicConfigTest, OneChangeMakesASnapshotListingOnlyThatChange) {
   EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)).size(), 49u);
 }
 
-TEST_F(DynamicConfigTest, UnsupportedFieldIsRefusedByPathAndNothingChanges) {
+TEST_F(DynamicConfigTest, UnsupportedFieldIsRefusedByPathAndTheRestApplies) {
   apply(kClusterType, {edsCluster("a")});
   size_t published = recorder_.snapshots.size();
-  std::string error =
-      apply(kClusterType, {edsCluster("a"), edsCluster("b", R"("lb_policy":"MAGLEV",)")}, {}, "2");
+  std::string error = apply(
+      kClusterType, {edsCluster("a"), edsCluster("b", R"("lb_policy":"MAGLEV",)"), edsCluster("c")},
+      {}, "2");
   EXPECT_EQ(error, "clusters[b].lb_policy: MAGLEV is not supported yet");
-  EXPECT_EQ(recorder_.snapshots.size(), published);
   EXPECT_EQ(stats_.counter("cluster_manager.cds.update_rejected").value(), 1u);
+  // b is refused; c, good, is taken as Envoy takes it: it subscribes to its
+  // endpoints and serves once they come.
   EXPECT_EQ(recorder_.subscriptions.at(std::string(kClusterLoadAssignmentType)),
-            std::set<std::string>{"a"});
+            (std::set<std::string>{"a", "c"}));
+  EXPECT_EQ(recorder_.snapshots.size(), published);  // c warms.
+  EXPECT_EQ(apply(kClusterLoadAssignmentType, {cla("c", {8001})}), "");
+  EXPECT_EQ(recorder_.last().clusters.count("c"), 1u);
+  EXPECT_EQ(recorder_.last().clusters.count("b"), 0u);
 }
 
 TEST_F(DynamicConfigTest, UndecodableResourceIsRefused) {
