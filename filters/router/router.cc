@@ -66,6 +66,8 @@ class RouterFilter : public HttpFilter,
       return FilterStatus::kContinue;
     }
     if (cluster_->active_requests >= cluster_->config().max_requests) {
+      // Envoy counts a max_requests overflow with the pending ones.
+      cluster_->stats().upstream_rq_pending_overflow.inc();
       cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO");
       return FilterStatus::kContinue;
     }

@@ -2,6 +2,7 @@
 requests, and request smuggling attempts (RFC 9112), each refused with 400."""
 
 import socket
+import threading
 import time
 import unittest
 
@@ -51,6 +52,31 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         status, _, body = h.http_request(self.port, path="/empty-dns")
         self.assertEqual(status, 503)
         self.assertIn(b"no healthy upstream", body.lower())
+
+    def test_max_requests_overflow_is_503_and_counted(self):
+        # Circuit breakers count per worker in skiff (README): one worker, so
+        # that one request holds the cluster's only slot and the next overflows.
+        skiff = h.Skiff(h.bootstrap(
+            [h.listener("ingress", [{"match": {"prefix": "/limited"},
+                                     "route": {"cluster": "limited", "prefix_rewrite": "/delay"}}])],
+            [h.cluster("limited", [(LOCALHOST, self.backend.port)],
+                       extra={"circuit_breakers": {"thresholds": [{"max_requests": 1}]}})]),
+            concurrency=1)
+        self.addCleanup(skiff.stop)
+        port = skiff.port("ingress")
+        results = []
+        held = threading.Thread(target=lambda: results.append(
+            h.http_request(port, path="/limited?ms=1500", timeout=10)))
+        held.start()
+        self.addCleanup(held.join, 10)
+        h.wait_until(lambda: skiff.stat("cluster.limited.upstream_rq_active") == 1, 5,
+                     what="the first request upstream")
+        status, _, body = h.http_request(port, path="/limited?ms=0")
+        self.assertEqual(status, 503)
+        self.assertIn(b"overflow", body)
+        self.assertEqual(skiff.stat("cluster.limited.upstream_rq_pending_overflow"), 1)
+        held.join(10)
+        self.assertEqual(results[0][0], 200)
 
     def test_upstream_timeout_is_504(self):
         start = time.monotonic()
