@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -33,6 +34,9 @@ struct Server::DnsCluster {
   std::vector<sockaddr_storage> round;  // Addresses found in the current round.
   std::vector<sockaddr_storage> current;
   bool initial_done = false;
+  bool dynamic = false;  // From CDS: the workers do not wait for its first round.
+  bool retired = false;  // Replaced or removed; freed once its timer and lookups end.
+  bool timer_closed = false;
 };
 
 Server::Server(ServerOptions options)
@@ -235,7 +239,12 @@ void Server::resolve(DnsCluster& dns) {
           }
           uv_freeaddrinfo(res);
           delete lookup;
-          if (--d.outstanding == 0) d.server->finishDnsRound(d);
+          if (--d.outstanding != 0) return;
+          if (d.retired) {
+            if (d.timer_closed) delete &d;
+            return;
+          }
+          d.server->finishDnsRound(d);
         },
         ep.address.address.c_str(), nullptr, &hints);
     if (rc != 0) {
@@ -246,7 +255,7 @@ void Server::resolve(DnsCluster& dns) {
   }
   // No lookup started (no endpoints, or every start failed): the round ends
   // here, or the cluster would hold back the workers forever.
-  if (dns.outstanding == 0) finishDnsRound(dns);
+  if (dns.outstanding == 0 && !dns.retired) finishDnsRound(dns);
 }
 
 void Server::finishDnsRound(DnsCluster& d) {
@@ -263,7 +272,38 @@ void Server::finishDnsRound(DnsCluster& d) {
       static_cast<uint64_t>(d.cluster->dns_refresh_rate.count()), 0);
   if (!d.initial_done) {
     d.initial_done = true;
-    if (--dns_pending_ == 0 && workers_.empty()) startWorkers();
+    if (!d.dynamic && --dns_pending_ == 0 && workers_.empty()) startWorkers();
+  }
+}
+
+// CDS: a STRICT_DNS cluster that is new or changed starts resolving; one
+// that changed or went stops. Its first hosts reach the workers after the
+// snapshot that holds it (both travel through their mailboxes in order).
+void Server::updateDnsClusters(const config::Snapshot& snapshot) {
+  for (const std::string& name : snapshot.changed_clusters) {
+    const auto* cfg = snapshot.clusters.get(name);
+    auto it = std::find_if(dns_.begin(), dns_.end(),
+                           [&](const auto& d) { return d->cluster->name == name; });
+    if (it != dns_.end()) {
+      if (cfg != nullptr && cfg->get() == (*it)->cluster.get()) continue;
+      DnsCluster* old = it->release();
+      dns_.erase(it);
+      old->retired = true;
+      uv_close(reinterpret_cast<uv_handle_t*>(&old->timer), [](uv_handle_t* h) {
+        auto* d = static_cast<DnsCluster*>(h->data);
+        d->timer_closed = true;
+        if (d->outstanding == 0) delete d;
+      });
+    }
+    if (cfg == nullptr || (*cfg)->type != config::ClusterConfig::Type::kStrictDns) continue;
+    auto dns = std::make_unique<DnsCluster>();
+    dns->server = this;
+    dns->cluster = *cfg;
+    dns->dynamic = true;
+    uv_timer_init(main_->loop(), &dns->timer);
+    dns->timer.data = dns.get();
+    dns_.push_back(std::move(dns));
+    resolve(*dns_.back());
   }
 }
 
@@ -432,6 +472,9 @@ void Server::updateSubscription(const std::string& type_url, const std::set<std:
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
+  // Lookups answer on a later loop turn, so a new cluster's hosts follow
+  // the snapshot that holds it into every worker's mailbox.
+  if (!draining_) updateDnsClusters(*snapshot_);
   // Workers not started yet begin with this snapshot; running ones swap,
   // and the last to do so tells the main loop, so that /listeners shows a
   // listener once every worker accepts on it (as Envoy's does).

@@ -71,6 +71,7 @@ class Server : public AdminSource,
   void resolve(DnsCluster& dns);
   void finishDnsRound(DnsCluster& dns);
   void postHosts(const DnsCluster& dns);
+  void updateDnsClusters(const config::Snapshot& snapshot);
   void startWorkers();
   void beginDrain();
   void teardownMain();

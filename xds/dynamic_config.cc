@@ -358,10 +358,6 @@ bool DynamicConfig::translateCluster(ClusterEntry& e, const std::string& path,
     errors.push_back(translated.status().message());
     return false;
   }
-  if ((*translated)->type == config::ClusterConfig::Type::kStrictDns) {
-    errors.push_back(path + ".type: STRICT_DNS is not supported over CDS yet (use EDS or STATIC)");
-    return false;
-  }
   if (!e.secrets.empty()) {
     // The definition is the resource as sent: a rotated certificate is the
     // same cluster, whose pools stay.

@@ -267,6 +267,42 @@ class StateOfTheWorld(XdsTestCase):
                      what="the new routes served after the restart")
         self.assertEqual(skiff.stat("control_plane.connected_state"), 1)
 
+    def test_strict_dns_cluster_over_cds(self):
+        # A name resolved by skiff (localhost), re-resolved when the cluster
+        # changes, and no longer listed once removed.
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.ROUTE, "1")
+
+        def dns_cluster(port):
+            c = x.cluster("dns", eds=False, endpoints=[("localhost", port)])
+            c["type"] = "STRICT_DNS"
+            c["dns_lookup_family"] = "V4_ONLY"
+            return c
+
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"),
+                                     dns_cluster(self.backend_b.port)])
+        self.wait_ack(x.CLUSTER, "2", since=since)
+        self.cp.set(x.ROUTE, "2", [x.route_config("routes", cluster="dns")])
+        h.wait_until(lambda: get(skiff.port("ingress"))[1].get("x-backend") == "b", 5,
+                     what="the STRICT_DNS cluster serving")
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "3", [x.cluster("a"), x.cluster("b"),
+                                     dns_cluster(self.backend_a.port)])
+        self.wait_ack(x.CLUSTER, "3", since=since)
+        h.wait_until(lambda: get(skiff.port("ingress"))[1].get("x-backend") == "a", 5,
+                     what="the changed STRICT_DNS cluster resolved again")
+        _, clusters = skiff.admin_get("/clusters")
+        self.assertIn(f"dns::127.0.0.1:{self.backend_a.port}::", clusters)
+        since = self.cp.mark()
+        self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="a")])
+        self.cp.set(x.CLUSTER, "4", [x.cluster("a"), x.cluster("b")])
+        self.wait_ack(x.CLUSTER, "4", since=since)
+        h.wait_until(lambda: "dns::" not in skiff.admin_get("/clusters")[1], 5,
+                     what="the removed cluster gone from /clusters")
+        self.assertEqual(get(skiff.port("ingress"))[1].get("x-backend"), "a")
+
     def test_listener_added_and_removed(self):
         self.push_initial()
         skiff = self.start_skiff()
