@@ -130,7 +130,7 @@ endforeach()
 # registered even though no code references it.
 add_library(skiff_api OBJECT ${SKIFF_API_SOURCES})
 target_include_directories(skiff_api SYSTEM PUBLIC "${_gen}")
-target_link_libraries(skiff_api PUBLIC protobuf::libprotobuf)
+target_link_libraries(skiff_api PUBLIC ${SKIFF_PROTOBUF})
 target_compile_options(skiff_api PRIVATE -w)
 
 # For code generated elsewhere against the same API (test gRPC services):
