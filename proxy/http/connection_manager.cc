@@ -686,20 +686,9 @@ void HttpConnectionManager::countCodecStats() {
   // Envoy roots the HTTP/2 codec's stats at http2.*.
   const http::Http2Stats& st = h2->stats();
   stats::Store& store = worker_.stats();
-  auto add = [&](const char* name, uint64_t v) {
+  st.forEach([&](const char* name, uint64_t v) {
     if (v) store.counter(std::string("http2.") + name).inc(v);
-  };
-  add("rx_reset", st.rx_reset);
-  add("tx_reset", st.tx_reset);
-  add("header_overflow", st.header_overflow);
-  add("outbound_flood", st.outbound_flood);
-  add("outbound_control_flood", st.outbound_control_flood);
-  add("inbound_empty_frames_flood", st.inbound_empty_frames_flood);
-  add("inbound_priority_frames_flood", st.inbound_priority_frames_flood);
-  add("inbound_window_update_frames_flood", st.inbound_window_update_frames_flood);
-  add("rapid_reset", st.rapid_reset);
-  add("protocol_error", st.protocol_error);
-  add("rx_messaging_error", st.rx_messaging_error);
+  });
 }
 
 void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {

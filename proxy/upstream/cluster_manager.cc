@@ -174,6 +174,13 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
     codec_->onTransportClosed(reason == TcpConnection::CloseReason::kLocal
                                   ? http::ResetReason::kLocalReset
                                   : http::ResetReason::kConnectionTermination);
+    if (auto* h2 = dynamic_cast<http::Http2ClientCodec*>(codec_.get())) {
+      // Envoy roots an upstream HTTP/2 codec's stats at cluster.<name>.http2.*.
+      ClusterStats& cs = cluster.stats();
+      h2->stats().forEach([&](const char* name, uint64_t v) {
+        if (v) cs.store.counter(cs.prefix + "http2." + name).inc(v);
+      });
+    }
   }
   host_->onClientClosed(*this);
   worker_.deferDelete(std::unique_ptr<Deletable>(this));

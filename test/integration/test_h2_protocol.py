@@ -509,6 +509,10 @@ class HostileOrigin:
                 out += f.frame(f.CONTINUATION, f.END_HEADERS if i == len(pieces) - 1 else 0, sid,
                                piece)
             peer.send(out)
+        elif path == "/badhdr":
+            # RFC 9113 8.2.1: field names are lowercase; this one is not.
+            blk = f.block([(":status", "200"), ("X-Upper", "1")])
+            peer.send(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, blk))
         elif path == "/goaway":
             peer.send(f.goaway(0, f.NO_ERROR))  # The request was not processed.
         elif path == "/refused":
@@ -539,7 +543,13 @@ class UpstreamTest(h.SkiffTestCase):
         cls.port = cls.skiff.port("ingress")
 
     def setUp(self):
-        # Each test starts with no upstream connection open.
+        self.close_upstreams()
+        with self.origin._lock:
+            self.origin.connections.clear()
+
+    def close_upstreams(self):
+        """Closes the origin's connections and waits until skiff has seen it
+        (skiff adds a connection's codec counters when it closes)."""
         with self.origin._lock:
             old = list(self.origin.connections)
         for peer in old:
@@ -549,8 +559,14 @@ class UpstreamTest(h.SkiffTestCase):
                 pass
         h.wait_until(lambda: self.skiff.stat("cluster.hostile.upstream_cx_active") in (0, None), 5,
                      what="no upstream connection")
-        with self.origin._lock:
-            self.origin.connections.clear()
+
+    def counter(self, name):
+        return self.skiff.stats().get(f"cluster.hostile.http2.{name}", 0)
+
+    def assert_counted(self, name, before):
+        self.close_upstreams()
+        h.wait_until(lambda: self.counter(name) > before, 5, what=f"cluster.hostile.http2.{name}")
+        self.assertEqual(self.counter(name), before + 1, name)
 
     def request(self, path):
         status, _, body = h.http_request(self.port, path=path)
@@ -566,6 +582,7 @@ class UpstreamTest(h.SkiffTestCase):
     def test_push_promise_although_push_is_disabled(self):
         # skiff sent SETTINGS_ENABLE_PUSH=0: a PUSH_PROMISE is a connection
         # error of type PROTOCOL_ERROR (RFC 9113 6.5.2, 8.4).
+        before = self.counter("protocol_error")
         status, _ = self.request("/push")
         self.assertEqual(status, 503)
         h.wait_until(lambda: any(fr.type == f.GOAWAY for fr in self.frames_from_skiff()), 5,
@@ -573,9 +590,24 @@ class UpstreamTest(h.SkiffTestCase):
         goaway = [fr for fr in self.frames_from_skiff() if fr.type == f.GOAWAY][-1]
         self.assertEqual(goaway.error_code(), f.PROTOCOL_ERROR)
         self.assertEqual(self.request("/ok"), (200, b"ok\n"))
+        self.assert_counted("protocol_error", before)  # skiff's counter
+
+    def test_malformed_response(self):
+        # As Envoy by default: the connection ends (GOAWAY PROTOCOL_ERROR), the
+        # request gets a 503, cluster.<name>.http2.rx_messaging_error counts it.
+        before = self.counter("rx_messaging_error")
+        status, _ = self.request("/badhdr")
+        self.assertEqual(status, 503)
+        h.wait_until(lambda: any(fr.type == f.GOAWAY for fr in self.frames_from_skiff()), 5,
+                     what="GOAWAY from skiff")
+        goaway = [fr for fr in self.frames_from_skiff() if fr.type == f.GOAWAY][-1]
+        self.assertEqual((goaway.error_code(), goaway.last_stream_id()), (f.PROTOCOL_ERROR, 0))
+        self.assertEqual(self.request("/ok"), (200, b"ok\n"))
+        self.assert_counted("rx_messaging_error", before)
 
     def test_oversized_response_header_list(self):
         # 70 KB of response headers, over the 60 KB skiff announced.
+        before = self.counter("header_overflow")
         status, _ = self.request("/bighdr")
         self.assertEqual(status, 503)
         h.wait_until(lambda: any(fr.type == f.RST_STREAM for fr in self.frames_from_skiff()), 5,
@@ -583,6 +615,7 @@ class UpstreamTest(h.SkiffTestCase):
         rst = [fr for fr in self.frames_from_skiff() if fr.type == f.RST_STREAM][0]
         self.assertEqual((rst.stream_id, rst.error_code()), (1, f.INTERNAL_ERROR))
         self.assertEqual(self.request("/ok"), (200, b"ok\n"))
+        self.assert_counted("header_overflow", before)
 
     def test_goaway_below_the_sent_stream(self):
         # The origin says it processed no stream (last-stream-id 0): the
@@ -595,12 +628,14 @@ class UpstreamTest(h.SkiffTestCase):
             self.assertEqual(len(self.origin.connections), 2)
 
     def test_refused_stream(self):
+        before = self.counter("rx_reset")
         status, _ = self.request("/refused")
         self.assertEqual(status, 503)
         # A stream error: the connection is reused.
         self.assertEqual(self.request("/ok"), (200, b"ok\n"))
         with self.origin._lock:
             self.assertEqual(len(self.origin.connections), 1)
+        self.assert_counted("rx_reset", before)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,23 @@ struct Http2Stats {
   // uppercase or connection-specific fields, content-length mismatch). As
   // Envoy does by default, they end the whole connection.
   uint64_t rx_messaging_error = 0;
+
+  // Calls fn(name, value) for each counter, by Envoy's name (the caller adds
+  // the root: "http2." downstream, "cluster.<name>.http2." upstream).
+  template <typename Fn>
+  void forEach(Fn&& fn) const {
+    fn("rx_reset", rx_reset);
+    fn("tx_reset", tx_reset);
+    fn("header_overflow", header_overflow);
+    fn("outbound_flood", outbound_flood);
+    fn("outbound_control_flood", outbound_control_flood);
+    fn("inbound_empty_frames_flood", inbound_empty_frames_flood);
+    fn("inbound_priority_frames_flood", inbound_priority_frames_flood);
+    fn("inbound_window_update_frames_flood", inbound_window_update_frames_flood);
+    fn("rapid_reset", rapid_reset);
+    fn("protocol_error", protocol_error);
+    fn("rx_messaging_error", rx_messaging_error);
+  }
 };
 
 // What the server and client codecs share: the nghttp2 session, its
