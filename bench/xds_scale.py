@@ -9,7 +9,7 @@ It starts the test control plane (`skiff_control_plane`, Debian's libgrpc++,
 test/control_plane/), one nginx with 20 tiny backends (each answers its own
 name), 10 "blackhole" listeners whose accept queue is full (a SYN to them is
 dropped, so a connect waits for its timeout), and skiff with --concurrency 2
-on an ADS bootstrap (as test_xds.py's ads_bootstrap()). Per run, on a fresh
+on an ADS bootstrap (xdsharness.ads_bootstrap(), as test_xds.py's). Per run, on a fresh
 control plane and skiff:
 
   full    1,000 EDS clusters with 10 endpoints each (10,000 distinct
@@ -326,36 +326,9 @@ class Config:
 
 
 def ads_bootstrap(cp_port, delta):
-    """test_xds.py's ads_bootstrap(), as JSON (which is YAML)."""
-    return json.dumps({
-        "node": {"id": "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", "cluster": "bench"},
-        "admin": {"address": {"socket_address": {"address": LOCALHOST, "port_value": 0}}},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "DELTA_GRPC" if delta else "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
-            },
-            "cds_config": {"ads": {}, "resource_api_version": "V3",
-                           "initial_fetch_timeout": "30s"},
-            "lds_config": {"ads": {}, "resource_api_version": "V3",
-                           "initial_fetch_timeout": "30s"},
-        },
-        "static_resources": {"clusters": [{
-            "name": "xds_cluster",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": x.HTTP_OPTIONS_TYPE,
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                }
-            },
-            "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": LOCALHOST,
-                                                             "port_value": cp_port}}}}]}]},
-        }]},
-    }, indent=1) + "\n"
+    """The tests' ADS bootstrap (xdsharness), as JSON (which is YAML)."""
+    return json.dumps(x.ads_bootstrap(cp_port, delta=delta, initial_fetch_timeout="30s",
+                                      node_cluster="bench"), indent=1) + "\n"
 
 
 # ---------------------------------------------------------------------------

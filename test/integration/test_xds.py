@@ -22,41 +22,9 @@ import xdsharness as x
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
-def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s", transport_socket=None):
-    """A bootstrap with nothing but the ADS cluster: everything else comes
-    over xDS. transport_socket: the ADS cluster's (TLS), if any."""
-    xds_cluster = {
-        "name": "xds_cluster",
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": x.HTTP_OPTIONS_TYPE,
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
-        "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": h.LOCALHOST,
-                                                         "port_value": cp_port}}}}]}]},
-    }
-    if transport_socket:
-        xds_cluster["transport_socket"] = transport_socket
-    return h.to_yaml({
-        "node": {"id": "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", "cluster": "test"},
-        "admin": {"address": {"socket_address": {"address": h.LOCALHOST, "port_value": 0}}},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "DELTA_GRPC" if delta else "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
-            },
-            "cds_config": {"ads": {}, "resource_api_version": "V3",
-                           "initial_fetch_timeout": initial_fetch_timeout},
-            "lds_config": {"ads": {}, "resource_api_version": "V3",
-                           "initial_fetch_timeout": initial_fetch_timeout},
-        },
-        "static_resources": {"clusters": [xds_cluster]},
-    }) + "\n"
+def ads_bootstrap(cp_port, **kw):
+    """xdsharness.ads_bootstrap() as YAML: the ADS cluster only."""
+    return h.to_yaml(x.ads_bootstrap(cp_port, **kw)) + "\n"
 
 
 def get(port, path="/", timeout=5):

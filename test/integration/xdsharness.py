@@ -66,6 +66,45 @@ def ads_config_source():
     return {"ads": {}, "resource_api_version": "V3"}
 
 
+def ads_bootstrap(cp_port, delta=False, initial_fetch_timeout="5s", transport_socket=None,
+                  node_cluster="test"):
+    """A bootstrap (as a dict) with nothing but the ADS cluster, on the
+    control plane at 127.0.0.1:cp_port: everything else comes over xDS.
+    transport_socket: the ADS cluster's (TLS), if any."""
+    xds_cluster = {
+        "name": "xds_cluster",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": HTTP_OPTIONS_TYPE,
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": LOCALHOST,
+                                                         "port_value": cp_port}}}}]}]},
+    }
+    if transport_socket:
+        xds_cluster["transport_socket"] = transport_socket
+    source = {"ads": {}, "resource_api_version": "V3",
+              "initial_fetch_timeout": initial_fetch_timeout}
+    return {
+        "node": {"id": "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local", "cluster": node_cluster},
+        "admin": {"address": {"socket_address": {"address": LOCALHOST, "port_value": 0}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
+            },
+            "cds_config": dict(source),
+            "lds_config": dict(source),
+        },
+        "static_resources": {"clusters": [xds_cluster]},
+    }
+
+
 def listener(name, port, route_config_name, address=LOCALHOST, stat_prefix=None):
     """A Listener whose HttpConnectionManager takes its routes from RDS over ADS."""
     hcm = {
