@@ -247,14 +247,22 @@ class Peer:
 
     def response(self, stream_id, timeout=5.0):
         """(status, headers, body, end) of stream_id: its final HEADERS, then DATA
-        until END_STREAM. end is the frame that ended it (HEADERS/DATA with
+        until END_STREAM, from the frames received so far and then the socket. end is the frame that ended it (HEADERS/DATA with
         END_STREAM, RST_STREAM, GOAWAY) or None."""
         status, fields, body = None, None, b""
         deadline = time.monotonic() + timeout
+        # Frames already received count too: waiting for another stream (or
+        # a reset) may have read this stream's answer.
+        seen = 0
         while True:
-            f = self.read_frame(max(0.0, deadline - time.monotonic()))
-            if f is None:
-                return status, fields, body, None
+            if seen < len(self.frames):
+                f = self.frames[seen]
+                seen += 1
+            else:
+                f = self.read_frame(max(0.0, deadline - time.monotonic()))
+                if f is None:
+                    return status, fields, body, None
+                seen = len(self.frames)
             if f.type == GOAWAY and f.last_stream_id() < stream_id:
                 return status, fields, body, f
             if f.stream_id != stream_id:
