@@ -26,6 +26,14 @@ void HeaderWriter::addNumber(uint64_t n) {
   add({tmp, static_cast<size_t>(r.ptr - tmp)});
 }
 
+void HeaderWriter::addStatusLine(int status) {
+  add("HTTP/1.1 ");
+  addNumber(static_cast<uint64_t>(status));
+  add(" ");
+  add(http1_detail::reasonPhrase(status));
+  add("\r\n");
+}
+
 void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host,
                              HopFields* hop) {
   for (const HeaderMap::Entry& e : headers.entries()) {

@@ -56,6 +56,8 @@ class HeaderWriter {
     used_ += bytes.size();
   }
   void addNumber(uint64_t n);
+  // "HTTP/1.1 <status> <reason phrase>\r\n"
+  void addStatusLine(int status);
   // "name: value\r\n"
   void addField(std::string_view name, std::string_view value) {
     size_t need = name.size() + value.size() + 4;

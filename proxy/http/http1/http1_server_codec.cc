@@ -80,11 +80,8 @@ bool Http1ServerCodec::handleError(CodecError& error) {
     BufferChain out;
     {
       HeaderWriter w(out);
-      w.add("HTTP/1.1 ");
-      w.addNumber(static_cast<uint64_t>(error_status_));
-      w.add(" ");
-      w.add(http1_detail::reasonPhrase(error_status_));
-      w.add("\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ");
+      w.addStatusLine(error_status_);
+      w.add("content-type: text/plain\r\nconnection: close\r\ncontent-length: ");
       w.addNumber(detail.size() + 1);
       w.add("\r\n\r\n");
       w.add(detail);
@@ -305,11 +302,7 @@ void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
   BufferChain out;
   {
     HeaderWriter w(out);
-    w.add("HTTP/1.1 ");
-    w.addNumber(static_cast<uint64_t>(status));
-    w.add(" ");
-    w.add(http1_detail::reasonPhrase(status));
-    w.add("\r\n");
+    w.addStatusLine(status);
     bool has_content_length = false;
     if (te_trailers && !no_body_out && !end_stream) {
       // Trailers come (if at all) after the body, so a client that accepts
@@ -350,11 +343,7 @@ void Http1ServerCodec::ActiveRequest::encodeTunnelHeaders(const HeaderMap& heade
   BufferChain out;
   {
     HeaderWriter w(out);
-    w.add("HTTP/1.1 ");
-    w.addNumber(static_cast<uint64_t>(status));
-    w.add(" ");
-    w.add(http1_detail::reasonPhrase(status));
-    w.add("\r\n");
+    w.addStatusLine(status);
     // No framing: the tunnel's bytes follow, up to the connection's end.
     // RFC 9110 9.3.6: "A server MUST NOT send any Transfer-Encoding or
     // Content-Length header fields in a 2xx (Successful) response to CONNECT."
@@ -435,11 +424,7 @@ void Http1ServerCodec::ActiveRequest::encode1xxHeaders(const HeaderMap& headers)
   BufferChain out;
   {
     HeaderWriter w(out);
-    w.add("HTTP/1.1 ");
-    w.addNumber(static_cast<uint64_t>(status));
-    w.add(" ");
-    w.add(http1_detail::reasonPhrase(status));
-    w.add("\r\n");
+    w.addStatusLine(status);
     bool unused = false;
     w.addFields(headers, unused, false);
     w.add("\r\n");
