@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from procs import cpu_ticks, free_port, spawn, status_kb, stop, stop_all, tail  # noqa: F401
+
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH_DIR)
 CONFIGS = os.path.join(BENCH_DIR, "configs")
@@ -104,48 +106,7 @@ class BenchError(Exception):
 
 
 # ---------------------------------------------------------------------------
-# Processes. Every child runs in its own session so that one killpg takes the
-# nginx master with its workers; all of them die on exit, whatever happens.
-
-_children = []
-
-
-def spawn(args, cpus, log_path):
-    logf = open(log_path, "ab")
-    proc = subprocess.Popen(["taskset", "-c", cpus] + args, stdout=logf, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    logf.close()
-    _children.append(proc)
-    return proc
-
-
-def stop(proc):
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=5)
-    # A session can outlive its leader (an nginx worker whose master died).
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if proc in _children:
-        _children.remove(proc)
-
-
-def stop_all():
-    for proc in list(_children):
-        stop(proc)
-
+# Processes (procs.py): all of them die on exit or on a signal, whatever happens.
 
 def on_signal(signum, _frame):
     log(f"signal {signum}: stopping everything")
@@ -163,12 +124,6 @@ def run_tool(args, timeout):
     if res.returncode != 0:
         raise BenchError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
     return res.stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render(template, out_path, **values):
@@ -235,14 +190,6 @@ def wait_ready_h2(proc, port, name, log_path, timeout=20.0):
                      f"{tail(log_path)}")
 
 
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 # ---------------------------------------------------------------------------
 # /proc readings.
 
@@ -259,29 +206,6 @@ def children_of(pid):
         if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
             kids.append(int(entry))
     return kids
-
-
-def cpu_ticks(pids):
-    """(utime, stime) in clock ticks, summed over pids (fields 14 and 15 of stat)."""
-    user = system = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2:].split()
-        # fields[0] is field 3 (state), so field 14 is fields[11].
-        user += int(fields[11])
-        system += int(fields[12])
-    return user, system
-
-
-def status_kb(pids, key):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    total += int(line.split()[1])
-    return total
 
 
 def involuntary_switches(pids):

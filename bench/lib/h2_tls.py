@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from procs import cpu_ticks, free_port, spawn, status_kb, stop, stop_all, tail, track
+
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH_DIR)
 DURATION = int(os.environ.get("H2TLS_DURATION", "10"))
@@ -31,8 +33,6 @@ LOAD_CPUS = os.environ.get("H2TLS_LOAD_CPUS", "0")
 PROXY_CPUS = os.environ.get("H2TLS_PROXY_CPUS", "1")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-_children = []
-
 
 def log(msg):
     print(f"h2_tls: {msg}", file=sys.stderr, flush=True)
@@ -42,58 +42,10 @@ class BenchError(Exception):
     pass
 
 
-def spawn(args, cpus, log_path):
-    with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(["taskset", "-c", cpus] + args, stdout=logf,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    _children.append(proc)
-    return proc
-
-
-def stop(proc):
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # an nginx worker can outlive its master
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if proc in _children:
-        _children.remove(proc)
-
-
-def stop_all():
-    for proc in list(_children):
-        stop(proc)
-
-
 def on_signal(signum, _frame):
     log(f"signal {signum}: stopping everything")
     stop_all()
     sys.exit(128 + signum)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 def wait_port(proc, port, name, log_path, timeout=20.0):
@@ -221,27 +173,12 @@ def skiff_config(tmp, plain, tls, admin, h1, h2c, cert, key, limit):
     return path
 
 
-def proc_stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def vm_hwm(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return None
-
-
 def h2load(url, conns, streams, duration):
     args = ["taskset", "-c", LOAD_CPUS, "h2load", "-t1", f"-c{conns}", f"-m{streams}",
             f"-D{duration}", url]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    _children.append(proc)  # so that a signal stops it too
+    track(proc)  # so that a signal stops it too
     try:
         out, err = proc.communicate(timeout=duration + 60)
     except subprocess.TimeoutExpired:
@@ -344,12 +281,12 @@ def run(tmp, points, limit):
             try:
                 if WARMUP > 0:
                     h2load(url, conns, streams, WARMUP)
-                before = proc_stat(skiff.pid) if skiff else None
+                before = sum(cpu_ticks([skiff.pid])) if skiff else None
                 r = h2load(url, conns, streams, DURATION)
                 if skiff:
-                    ticks = proc_stat(skiff.pid) - before
+                    ticks = sum(cpu_ticks([skiff.pid])) - before
                     r["cpu_us"] = ticks * 1e6 / CLK_TCK / r["done"] if r["done"] else None
-                    r["hwm_kb"] = vm_hwm(skiff.pid)
+                    r["hwm_kb"] = status_kb([skiff.pid], "VmHWM")
             finally:
                 if skiff:
                     stop(skiff)
