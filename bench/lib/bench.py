@@ -350,14 +350,14 @@ class Bench:
         res["wrk_text"] = out
         return res
 
-    def h2load_rate(self, port, size, conns, rate, duration):
-        log_file = os.path.join(self.tmp, "h2load.log")
+    def h2load_logged(self, args, log_name, duration):
+        """Runs h2load with args plus a per-request log; returns its output, the
+        logged request times (µs, sorted), a count per status, and the
+        percentiles of those times."""
+        log_file = os.path.join(self.tmp, log_name)
         if os.path.exists(log_file):
             os.remove(log_file)
-        per_client = max(rate / conns, 0.01)
-        out = run_tool(["h2load", "--h1", "-t1", f"-c{conns}", f"--rps={per_client:.3f}",
-                        f"-D{duration}", f"--log-file={log_file}",
-                        f"http://127.0.0.1:{port}/{size}"], timeout=duration + 60)
+        out = run_tool(["h2load"] + args + [f"--log-file={log_file}"], timeout=duration + 60)
         lat = []
         statuses = {}
         with open(log_file) as f:
@@ -367,56 +367,49 @@ class Bench:
                     statuses[cols[1]] = statuses.get(cols[1], 0) + 1
                     lat.append(int(cols[2]))
         lat.sort()
-        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored", out)
-        if not m or not lat:
+        if not lat:
             raise BenchError(f"h2load gave no results:\n{out}")
 
         def pct(p):
             return lat[min(len(lat) - 1, int(len(lat) * p / 100.0))]
 
+        percentiles = {"p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
+                       "p999": pct(99.9), "max": lat[-1]}
+        return out, lat, statuses, percentiles
+
+    def h2load_rate(self, port, size, conns, rate, duration):
+        per_client = max(rate / conns, 0.01)
+        out, lat, statuses, percentiles = self.h2load_logged(
+            ["--h1", "-t1", f"-c{conns}", f"--rps={per_client:.3f}", f"-D{duration}",
+             f"http://127.0.0.1:{port}/{size}"], "h2load.log", duration)
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", out)
+        if not m:
+            raise BenchError(f"h2load gave no results:\n{out}")
         return {"offered": per_client * conns, "requests": int(m.group(3)),
                 "succeeded": int(m.group(4)), "failed": int(m.group(5)),
                 "errored": int(m.group(6)), "rps": len(lat) / duration, "statuses": statuses,
-                "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
-                "p999": pct(99.9), "max": lat[-1], "h2load_text": out}
+                **percentiles, "h2load_text": out}
 
     def h2load_closed(self, port, size, conns, streams, duration):
         """h2load, h2c with prior knowledge, conns connections of `streams` concurrent
         streams each, for `duration` seconds; latency percentiles from its per-request log."""
-        log_file = os.path.join(self.tmp, "h2load-h2.log")
-        if os.path.exists(log_file):
-            os.remove(log_file)
-        out = run_tool(["h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{duration}",
-                        f"--log-file={log_file}", f"http://127.0.0.1:{port}/{size}"],
-                       timeout=duration + 60)
-        lat = []
-        statuses = {}
-        with open(log_file) as f:
-            for line in f:
-                cols = line.split()
-                if len(cols) >= 3:
-                    statuses[cols[1]] = statuses.get(cols[1], 0) + 1
-                    lat.append(int(cols[2]))
-        lat.sort()
+        out, lat, statuses, percentiles = self.h2load_logged(
+            ["-t1", f"-c{conns}", f"-m{streams}", f"-D{duration}",
+             f"http://127.0.0.1:{port}/{size}"], "h2load-h2.log", duration)
         m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
         rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
         mean = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
-        if not m or not rps or not lat:
+        if not m or not rps:
             raise BenchError(f"h2load gave no results:\n{out}")
-
-        def pct(p):
-            return lat[min(len(lat) - 1, int(len(lat) * p / 100.0))]
-
         non_2xx = sum(n for s, n in statuses.items() if not s.startswith("2"))
         return {"requests": int(m.group(3)), "succeeded": int(m.group(4)),
                 "failed": int(m.group(5)), "errored": int(m.group(6)),
                 "timeout": int(m.group(7)), "non_2xx": non_2xx, "statuses": statuses,
                 "rps": float(rps.group(1)), "logged": len(lat),
                 "mean": sum(lat) / len(lat), "h2load_mean": mean.group(3) if mean else None,
-                "p50": pct(50), "p75": pct(75), "p90": pct(90), "p99": pct(99),
-                "p999": pct(99.9), "max": lat[-1], "h2load_text": out}
+                **percentiles, "h2load_text": out}
 
     def measured(self, proxy, fn):
         """Runs fn(), with the proxy's CPU time around it; adds CPU and RSS figures."""
