@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "proxy/common/image_pages.h"
 #include "proxy/common/json.h"
 #include "proxy/common/log.h"
 #include "proxy/net/listener.h"
@@ -510,6 +511,12 @@ void Server::maybeGoLive() {
   if (served_ && served_->generation < snapshot_->generation) return;
   if (dynamic_ && !dynamic_->initialized()) return;
   live_ = true;
+  // Starting ran code that serving does not (config parsing, descriptor
+  // building, the translator): unmap it, so that idle RSS is what serving
+  // uses. bench/probe.sh mem: 9,636 -> 4,924 KiB (bench/results/probes.md).
+  size_t advised = releaseReadOnlyImagePages();
+  SKIFF_LOG(kDebug, "released the start's read-only pages (" + std::to_string(advised >> 10) +
+                        " KiB of code and constants advised)");
 }
 
 std::string Server::listenersText(bool json) {
