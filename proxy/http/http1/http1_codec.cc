@@ -37,25 +37,48 @@ void HeaderWriter::addStatusLine(int status) {
 void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length, bool skip_host,
                              HopFields* hop) {
   for (const HeaderMap::Entry& e : headers.entries()) {
-    if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers never go on the wire.
-    if (isConnectionSpecific(e.name)) {
-      // This hop's framing is ours to choose; an upgrade is the caller's.
-      if (hop && e.name.size() == 7) hop->upgrade = e.value;  // "upgrade"
-      if (hop && equalsIgnoreCase(e.name, "connection")) hop->connection = e.value;
-      continue;
+    std::string_view name = e.name;
+    if (name.empty() || name[0] == ':') continue;  // Pseudo-headers never go on the wire.
+    // One switch on the length finds the few names that need a decision.
+    switch (name.size()) {
+      case 4:
+        if (skip_host && isName(name, "host")) continue;
+        break;
+      // The connection-specific fields (isConnectionSpecific): this hop's
+      // framing is ours to choose; an upgrade is the caller's.
+      case 7:
+        if (isName(name, "upgrade")) {
+          if (hop) hop->upgrade = e.value;
+          continue;
+        }
+        break;
+      case 10:
+        if (isName(name, "connection")) {
+          if (hop) hop->connection = e.value;
+          continue;
+        }
+        if (isName(name, "keep-alive")) continue;
+        break;
+      case 14:
+        if (isName(name, "content-length")) has_content_length = true;
+        break;
+      case 16:
+        if (isName(name, "proxy-connection")) continue;
+        break;
+      case 17:
+        if (isName(name, "transfer-encoding")) continue;
+        break;
+      default:
+        break;
     }
-    if (skip_host && equalsIgnoreCase(e.name, "host")) continue;
-    if (!has_content_length && equalsIgnoreCase(e.name, "content-length")) {
-      has_content_length = true;
-    }
-    addField(e.name, e.value);
+    addField(name, e.value);
   }
 }
 
 void HeaderWriter::addFieldsWithoutLength(const HeaderMap& headers) {
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;
-    if (isConnectionSpecific(e.name) || equalsIgnoreCase(e.name, "content-length")) continue;
+    if (isConnectionSpecific(e.name) || isName(e.name, "content-length")) continue;
     addField(e.name, e.value);
   }
 }
@@ -200,13 +223,13 @@ std::string_view reasonPhrase(int status) {
 bool isConnectionSpecific(std::string_view name) {
   switch (name.size()) {
     case 7:
-      return equalsIgnoreCase(name, "upgrade");
+      return isName(name, "upgrade");
     case 10:
-      return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive");
+      return isName(name, "connection") || isName(name, "keep-alive");
     case 16:
-      return equalsIgnoreCase(name, "proxy-connection");
+      return isName(name, "proxy-connection");
     case 17:
-      return equalsIgnoreCase(name, "transfer-encoding");
+      return isName(name, "transfer-encoding");
     default:
       return false;
   }
@@ -266,14 +289,57 @@ class MessagePool {
 
 // llhttp calls plain functions; these find the codec in parser->data.
 struct Http1Callbacks {
+  using Message = Http1Codec::Message;
+
   static Http1Codec& codec(llhttp_t* p) { return *static_cast<Http1Codec*>(p->data); }
+
+  // Whether the header block, up to span_end, is over the size limit.
+  static bool overHeaderLimit(const Message& m, const char* span_end) {
+    return span_end - m.base > m.header_room;
+  }
+
+  // Appends llhttp's span [at, at+len) to acc. The first piece of a field is
+  // the common case and stays inline: a view into the slab, pinned once.
+  static void appendSpan(Message& m, std::string_view& acc, bool& open, bool& ended_at_slice_end,
+                         const char* at, size_t len) {
+    ended_at_slice_end = at + len == m.end;
+    if (!open) {
+      if (m.slice->slab() != m.pinned_slab) {
+        m.headers->pin(*m.slice);
+        m.pinned_slab = m.slice->slab();
+      }
+      acc = {at, len};
+      open = true;
+      return;
+    }
+    appendMore(m, acc, at, len);
+  }
+
+  static void appendMore(Message& m, std::string_view& acc, const char* at, size_t len) {
+    if (acc.data() + acc.size() == at) {
+      acc = {acc.data(), acc.size() + len};  // The same slab, contiguous: still a view.
+      return;
+    }
+    if (m.slice->slab() != m.pinned_slab) {
+      m.headers->pin(*m.slice);
+      m.pinned_slab = m.slice->slab();
+    }
+    // Copy: this field was split across two reads that sit in different
+    // slices, so its two pieces are joined in the map's arena.
+    std::string joined;
+    joined.reserve(acc.size() + len);
+    joined.append(acc);
+    joined.append(at, len);
+    acc = m.headers->intern(joined);
+  }
 
   static int onMessageBegin(llhttp_t* p) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
+    Message& m = *c.m_;
     m.in_header_block = true;
     m.in_trailers = false;
     m.header_bytes = 0;  // Every message starts at the start of a slice (we pause between them).
+    m.header_room = int64_t{c.max_request_headers_kb_} * 1024;
     m.header_count = 0;
     m.authority = {};
     m.host_seen = false;
@@ -286,34 +352,37 @@ struct Http1Callbacks {
     return 0;
   }
 
+  // The span callbacks come only inside a header block (the start line, the
+  // fields, the trailers), so they check its size without asking.
   static int onUrl(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
-    if (int rc = c.checkHeaderSize(at + len)) return rc;
-    c.appendSpan(m.url, m.url_open, m.url_at_end, at, len);
+    Message& m = *c.m_;
+    if (overHeaderLimit(m, at + len)) return c.fail(431, "header block too large");
+    appendSpan(m, m.url, m.url_open, m.url_at_end, at, len);
     return 0;
   }
 
   static int onHeaderField(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
+    Message& m = *c.m_;
     if (!m.in_header_block) {
       // The first trailer field (after the last chunk).
       m.in_header_block = true;
       m.in_trailers = true;
       m.header_bytes = -(at - m.base);
+      m.header_room = int64_t{c.max_request_headers_kb_} * 1024 - m.header_bytes;
       m.header_count = 0;
       m.headers = std::make_unique<HeaderMap>();
       m.pinned_slab = nullptr;
     }
-    if (int rc = c.checkHeaderSize(at + len)) return rc;
-    c.appendSpan(m.field, m.field_open, m.field_at_end, at, len);
+    if (overHeaderLimit(m, at + len)) return c.fail(431, "header block too large");
+    appendSpan(m, m.field, m.field_open, m.field_at_end, at, len);
     return 0;
   }
 
   static int onHeaderFieldComplete(llhttp_t* p) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
+    Message& m = *c.m_;
     // llhttp 8.1 hands over an empty name (": v") and keeps the spaces of
     // "Host : a" in the name.
     if (!m.field_open || m.field.empty()) return c.fail(400, "empty header field name");
@@ -329,8 +398,8 @@ struct Http1Callbacks {
 
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
-    if (int rc = c.checkHeaderSize(at + len)) return rc;
+    Message& m = *c.m_;
+    if (overHeaderLimit(m, at + len)) return c.fail(431, "header block too large");
     // llhttp 8.1 accepts obs-fold ("X: a\r\n b") and hands the value over in
     // pieces. A value may legitimately come in two pieces only when the first
     // ended at the end of one slice and the second starts the next one.
@@ -347,7 +416,7 @@ struct Http1Callbacks {
       char before = q > m.base ? q[-1] : c.last_non_ows_;
       if (before == '\n') return c.fail(400, "obsolete line folding in header value");
     }
-    c.appendSpan(m.value, m.value_open, m.value_at_end, at, len);
+    appendSpan(m, m.value, m.value_open, m.value_at_end, at, len);
     return 0;
   }
 
@@ -363,7 +432,7 @@ struct Http1Callbacks {
 
   static int onBody(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
-    Http1Codec::Message& m = *c.m_;
+    Message& m = *c.m_;
     if (c.decoder_ == nullptr || len == 0) return 0;
     // No copy: a slice over the same slab, sharing it.
     uint32_t begin = m.slice->begin() + static_cast<uint32_t>(at - m.base);
@@ -452,66 +521,50 @@ int Http1Codec::fail(int status, const char* detail) {
   return HPE_USER;
 }
 
-void Http1Codec::pinCurrentSlab() {
-  Message& m = *m_;
-  if (m.slice->slab() != m.pinned_slab) {
-    m.headers->pin(*m.slice);
-    m.pinned_slab = m.slice->slab();
-  }
-}
-
-void Http1Codec::appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end,
-                            const char* at, size_t len) {
-  ended_at_slice_end = at + len == m_->end;
-  if (!open) {
-    pinCurrentSlab();
-    acc = {at, len};
-    open = true;
-  } else if (acc.data() + acc.size() == at) {
-    acc = {acc.data(), acc.size() + len};  // The same slab, contiguous: still a view.
-  } else {
-    // Copy: this field was split across two reads that sit in different
-    // slices, so its two pieces are joined in the map's arena.
-    std::string joined;
-    joined.reserve(acc.size() + len);
-    joined.append(acc);
-    joined.append(at, len);
-    acc = m_->headers->intern(joined);
-  }
-}
-
-int Http1Codec::checkHeaderSize(const char* span_end) {
-  Message& m = *m_;
-  if (m.in_header_block &&
-      m.header_bytes + (span_end - m.base) > int64_t{max_request_headers_kb_} * 1024) {
-    return fail(431, "header block too large");
-  }
-  return 0;
-}
-
 int Http1Codec::commitField() {
+  using http1_detail::isName;
   Message& m = *m_;
   std::string_view name = m.field;
   std::string_view value = m.value_open ? m.value : std::string_view();
   m.field_open = m.value_open = false;
   if (++m.header_count > max_headers_count_) return fail(431, "too many header fields");
-  if (name.size() == 4 && !m.in_trailers && type_ == HTTP_REQUEST &&
-      equalsIgnoreCase(name, "host")) {
-    // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
-    // code to any HTTP/1.1 request message ... that contains more than one
-    // Host header field line".
-    if (m.host_seen) return fail(400, "more than one Host header field");
-    m.host_seen = true;
-    m.authority = value;  // Becomes :authority.
-    return 0;
-  }
-  if (http1_detail::isConnectionSpecific(name)) {
-    if (name.size() == 10 && !m.in_trailers && equalsIgnoreCase(name, "connection")) {
-      m.connection_values.push_back(value);
-    } else if (name.size() == 7 && !m.in_trailers && equalsIgnoreCase(name, "upgrade")) {
-      m.upgrade = value;  // Kept only if the message opens a tunnel.
-    }
-    return 0;  // Hop-by-hop: llhttp has read the framing from it already.
+  // One switch on the length sorts out the few names the codec handles
+  // itself; every other field is added as it came.
+  switch (name.size()) {
+    case 4:
+      if (!m.in_trailers && type_ == HTTP_REQUEST && isName(name, "host")) {
+        // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
+        // code to any HTTP/1.1 request message ... that contains more than one
+        // Host header field line".
+        if (m.host_seen) return fail(400, "more than one Host header field");
+        m.host_seen = true;
+        m.authority = value;  // Becomes :authority.
+        return 0;
+      }
+      break;
+    // The connection-specific fields (isConnectionSpecific) are hop-by-hop:
+    // llhttp has read the framing from them already.
+    case 7:
+      if (isName(name, "upgrade")) {
+        if (!m.in_trailers) m.upgrade = value;  // Kept only if the message opens a tunnel.
+        return 0;
+      }
+      break;
+    case 10:
+      if (isName(name, "connection")) {
+        if (!m.in_trailers) m.connection_values.push_back(value);
+        return 0;
+      }
+      if (isName(name, "keep-alive")) return 0;
+      break;
+    case 16:
+      if (isName(name, "proxy-connection")) return 0;
+      break;
+    case 17:
+      if (isName(name, "transfer-encoding")) return 0;
+      break;
+    default:
+      break;
   }
   m.headers->addView(name, value);
   return 0;
@@ -610,6 +663,7 @@ bool Http1Codec::parsePending() {
     m.base = s.data();
     m.end = m.base + s.size();
     const char* base = m.base;
+    m.header_room = limit - m.header_bytes;
     llhttp_errno_t rc = llhttp_execute(&m.parser, base, s.size());
     size_t consumed = s.size();
     if (rc == HPE_PAUSED) {

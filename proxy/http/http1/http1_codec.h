@@ -111,6 +111,13 @@ class HeaderWriter {
   char buf_[1024];
 };
 
+// equalsIgnoreCase(name, lower) for a lowercase name that starts with a
+// letter: the length and the first letter decide most fields without a call
+// (the codec classifies every field it reads and every field it writes).
+inline bool isName(std::string_view name, std::string_view lower) {
+  return name.size() == lower.size() && (name[0] | 0x20) == lower[0] &&
+         equalsIgnoreCaseSameSize(name.data() + 1, lower.data() + 1, lower.size() - 1);
+}
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);
 // connection, keep-alive, proxy-connection, transfer-encoding, upgrade.
@@ -181,9 +188,13 @@ class Http1Codec {
     bool in_header_block = false;  // Counting bytes toward the header size limit.
     bool in_trailers = false;      // Fields now go to the trailers map.
     bool host_seen = false;
-    uint32_t header_count = 0;   // Fields in the current header block.
-    int64_t header_bytes = 0;    // Header block bytes before the current slice.
-    std::string_view authority;  // Host value (request) seen so far.
+    uint32_t header_count = 0;  // Fields in the current header block.
+    int64_t header_bytes = 0;   // Header block bytes before the current slice.
+    // What the header block may still take, counted from the current slice's
+    // start: max_request_headers_kb * 1024 - header_bytes. Kept so that a span
+    // callback checks the limit with one compare.
+    int64_t header_room = 0;
+    std::string_view authority;                       // Host value (request) seen so far.
     std::vector<std::string_view> connection_values;  // Values of Connection: fields.
     std::string_view upgrade;                         // Value of the Upgrade field.
 
@@ -238,11 +249,6 @@ class Http1Codec {
   friend struct Http1Callbacks;
 
   Message& startMessage();
-  // Appends llhttp's span [at, at+len) to acc; see the .cc for the one copy.
-  void appendSpan(std::string_view& acc, bool& open, bool& ended_at_slice_end, const char* at,
-                  size_t len);
-  void pinCurrentSlab();
-  int checkHeaderSize(const char* span_end);
   int commitField();
 };
 
