@@ -70,7 +70,7 @@ RequestTimeouts chooseTimeouts(const router::RouteTimeouts& route, const HeaderM
   // The header is looked up only where a route asks for it: most requests
   // take the first return.
   auto header = [&request]() -> std::optional<milliseconds> {
-    auto h = request.get("grpc-timeout");
+    auto h = request.get(WellKnownHeader::kGrpcTimeout);
     return h ? parseGrpcTimeout(*h) : std::nullopt;
   };
 

@@ -93,10 +93,10 @@ class RouterFilter : public HttpFilter,
             isGrpcRequest(headers);
     RequestTimeouts timeouts = chooseTimeouts(route_timeouts, headers, grpc_);
     if (!timeouts.upstream_grpc_timeout.empty()) {
-      headers.set("grpc-timeout", timeouts.upstream_grpc_timeout);
+      headers.set(WellKnownHeader::kGrpcTimeout, timeouts.upstream_grpc_timeout);
     }
     route->finalizeRequestHeaders(headers);
-    if (route->autoHostRewrite()) headers.set(":authority", host_->address());
+    if (route->autoHostRewrite()) headers.set(WellKnownHeader::kAuthority, host_->address());
     request_end_ = end_stream;
     timeout_ms_ = static_cast<uint64_t>(timeouts.route.count());
     if (timeouts.stream) {

@@ -178,28 +178,30 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     std::string_view scheme = hcm_.connection().tls() ? "https" : "http";
     if (cfg.use_remote_address) {
       if (!cfg.skip_xff_append) {
-        auto xff = h.get("x-forwarded-for");
+        auto xff = h.get(WellKnownHeader::kXForwardedFor);
         if (xff && !xff->empty()) {
-          h.set("x-forwarded-for", std::string(*xff) + "," + std::string(remote_ip));
+          h.set(WellKnownHeader::kXForwardedFor, std::string(*xff) + "," + std::string(remote_ip));
         } else {
-          h.set("x-forwarded-for", remote_ip);
+          h.set(WellKnownHeader::kXForwardedFor, remote_ip);
         }
       }
-      h.set("x-forwarded-proto", scheme);
-    } else if (!h.has("x-forwarded-proto")) {
-      h.set("x-forwarded-proto", scheme);
+      h.set(WellKnownHeader::kXForwardedProto, scheme);
+    } else if (!h.has(WellKnownHeader::kXForwardedProto)) {
+      h.set(WellKnownHeader::kXForwardedProto, scheme);
     }
     if (cfg.generate_request_id) {
       bool external = cfg.use_remote_address && !isInternalAddress(remote_ip);
-      if (!h.has("x-request-id") || (external && !cfg.preserve_external_request_id)) {
+      if (!h.has(WellKnownHeader::kXRequestId) || (external && !cfg.preserve_external_request_id)) {
         Uuid id;
         makeUuid(hcm_.worker(), id);
-        h.set("x-request-id", {id.data(), id.size()});  // Copied into the map's arena.
+        h.set(WellKnownHeader::kXRequestId,
+              {id.data(), id.size()});  // Copied into the map's arena.
       }
     }
     // Envoy answers 100-continue itself (proxy_100_continue is off) and does
     // not forward the expectation.
-    if (auto expect = h.get("expect"); expect && equalsIgnoreCase(*expect, "100-continue")) {
+    if (auto expect = h.get(WellKnownHeader::kExpect);
+        expect && equalsIgnoreCase(*expect, "100-continue")) {
       h.remove("expect");
       HeaderMap cont;
       cont.addView(":status", "100");
@@ -353,8 +355,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     const auto& cfg = hcm_.config();
     using T = config::HttpConnectionManagerConfig::ServerHeaderTransformation;
     if (cfg.server_header_transformation == T::kOverwrite ||
-        (cfg.server_header_transformation == T::kAppendIfAbsent && !headers->has("server"))) {
-      headers->set("server", cfg.server_name);
+        (cfg.server_header_transformation == T::kAppendIfAbsent &&
+         !headers->has(WellKnownHeader::kServer))) {
+      headers->set(WellKnownHeader::kServer, cfg.server_name);
     }
     int status = headers->status();
     auto& s = hcm_.stats();

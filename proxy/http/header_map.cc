@@ -16,6 +16,151 @@ bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n) {
   return true;
 }
 
+namespace {
+
+// A well-known name as the words that classifyHeaderName compares: a name of
+// 8 bytes or more is read as 8-byte words (the last one overlapping the one
+// before it), a shorter one as 4- or 2-byte words. OR-ing 0x20 into an
+// input's letters (fold) lowercases them; other bytes compare exactly.
+// Comparing words instead of bytes: classifying a name costs a switch and a
+// few compares, so that lookups of these names need no scan.
+struct NamePattern {
+  uint8_t width = 0;  // Bytes per word: 8, 4 or 2.
+  uint8_t words = 0;
+  uint8_t offset[3] = {};
+  uint64_t lower[3] = {};
+  uint64_t fold[3] = {};
+};
+
+constexpr NamePattern makePattern(std::string_view name) {
+  NamePattern p;
+  p.width = name.size() >= 8 ? 8 : (name.size() >= 4 ? 4 : 2);
+  p.words = static_cast<uint8_t>((name.size() + p.width - 1) / p.width);
+  for (size_t w = 0; w < p.words; ++w) {
+    size_t offset = std::min(w * p.width, name.size() - p.width);
+    p.offset[w] = static_cast<uint8_t>(offset);
+    for (size_t b = 0; b < p.width; ++b) {
+      auto c = static_cast<uint64_t>(static_cast<unsigned char>(name[offset + b]));
+      p.lower[w] |= c << (8 * b);  // Little-endian, as the loads below.
+      if (c >= 'a' && c <= 'z') p.fold[w] |= uint64_t{0x20} << (8 * b);
+    }
+  }
+  return p;
+}
+
+// Whether the bytes at name (as many as the pattern's name has) are that
+// name in any case.
+inline bool matches(const char* name, const NamePattern& p) {
+  for (size_t w = 0; w < p.words; ++w) {
+    uint64_t word = 0;
+    std::memcpy(&word, name + p.offset[w], p.width);
+    if ((word | p.fold[w]) != p.lower[w]) return false;
+  }
+  return true;
+}
+
+constexpr std::string_view kWellKnownNames[kWellKnownHeaders] = {
+    ":method",
+    ":scheme",
+    ":authority",
+    ":path",
+    ":status",
+    ":protocol",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "server",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "grpc-timeout",
+    "grpc-status",
+    "grpc-message",
+};
+
+template <WellKnownHeader H>
+constexpr NamePattern kPattern = makePattern(kWellKnownNames[static_cast<size_t>(H)]);
+
+template <WellKnownHeader H>
+inline bool is(const char* name) {
+  return matches(name, kPattern<H>);
+}
+
+}  // namespace
+
+WellKnownHeader classifyHeaderName(std::string_view name) {
+  using H = WellKnownHeader;
+  const char* n = name.data();
+  switch (name.size()) {
+    case 2:
+      if (is<H::kTe>(n)) return H::kTe;
+      break;
+    case 4:
+      if (is<H::kHost>(n)) return H::kHost;
+      break;
+    case 5:
+      if (is<H::kPath>(n)) return H::kPath;
+      break;
+    case 6:
+      if (is<H::kServer>(n)) return H::kServer;
+      if (is<H::kExpect>(n)) return H::kExpect;
+      break;
+    case 7:
+      if (n[0] == ':') {
+        if (is<H::kMethod>(n)) return H::kMethod;
+        if (is<H::kStatus>(n)) return H::kStatus;
+        if (is<H::kScheme>(n)) return H::kScheme;
+      } else if (is<H::kUpgrade>(n)) {
+        return H::kUpgrade;
+      }
+      break;
+    case 9:
+      if (is<H::kProtocol>(n)) return H::kProtocol;
+      break;
+    case 10:
+      if (is<H::kAuthority>(n)) return H::kAuthority;
+      if (is<H::kConnection>(n)) return H::kConnection;
+      if (is<H::kKeepAlive>(n)) return H::kKeepAlive;
+      break;
+    case 11:
+      if (is<H::kGrpcStatus>(n)) return H::kGrpcStatus;
+      break;
+    case 12:
+      if (is<H::kContentType>(n)) return H::kContentType;
+      if (is<H::kXRequestId>(n)) return H::kXRequestId;
+      if (is<H::kGrpcTimeout>(n)) return H::kGrpcTimeout;
+      if (is<H::kGrpcMessage>(n)) return H::kGrpcMessage;
+      break;
+    case 14:
+      if (is<H::kContentLength>(n)) return H::kContentLength;
+      break;
+    case 15:
+      if (is<H::kXForwardedFor>(n)) return H::kXForwardedFor;
+      break;
+    case 16:
+      if (is<H::kProxyConnection>(n)) return H::kProxyConnection;
+      break;
+    case 17:
+      if (is<H::kTransferEncoding>(n)) return H::kTransferEncoding;
+      if (is<H::kXForwardedProto>(n)) return H::kXForwardedProto;
+      break;
+    default:
+      break;
+  }
+  return H::kCount;
+}
+
+std::string_view wellKnownHeaderName(WellKnownHeader h) {
+  return kWellKnownNames[static_cast<size_t>(h)];
+}
+
 int grpcStatusFromHttp(int http_status) {
   switch (http_status) {
     case 400:
@@ -37,7 +182,7 @@ int grpcStatusFromHttp(int http_status) {
 }
 
 bool isGrpcRequest(const HeaderMap& request) {
-  auto ct = request.get("content-type");
+  auto ct = request.get(WellKnownHeader::kContentType);
   if (!ct) return false;
   constexpr std::string_view kGrpc = "application/grpc";
   if (ct->size() < kGrpc.size() || !equalsIgnoreCase(ct->substr(0, kGrpc.size()), kGrpc)) {
@@ -48,10 +193,9 @@ bool isGrpcRequest(const HeaderMap& request) {
 
 std::string_view upgradeType(const HeaderMap& request) {
   if (request.method() == "CONNECT") return "CONNECT";
-  // Almost no request has an Upgrade field: that one scan is all they pay.
-  auto upgrade = request.get("upgrade");
+  auto upgrade = request.get(WellKnownHeader::kUpgrade);
   if (!upgrade || upgrade->empty()) return {};
-  auto connection = request.get("connection");
+  auto connection = request.get(WellKnownHeader::kConnection);
   if (!connection || !listHasToken(*connection, "upgrade")) return {};
   return *upgrade;
 }
@@ -118,8 +262,18 @@ void HeaderMap::addCopy(std::string_view name, std::string_view value) {
   addView(intern(name), intern(value));
 }
 
-void HeaderMap::set(std::string_view name, std::string_view value) {
+void HeaderMap::set(WellKnownHeader h, std::string_view name, std::string_view value) {
   std::string_view v = intern(value);
+  if (h != WellKnownHeader::kCount && (duplicated_ & (1u << static_cast<unsigned>(h))) == 0) {
+    // At most one field has this name, and the index says where.
+    uint32_t at = first_[static_cast<size_t>(h)];
+    if (at != 0) {
+      entries_[at - 1].value = v;
+    } else {
+      addView(h, intern(name), v);
+    }
+    return;
+  }
   bool found = false;
   uint32_t out = 0;
   for (uint32_t i = 0; i < size_; ++i) {
@@ -130,26 +284,59 @@ void HeaderMap::set(std::string_view name, std::string_view value) {
     }
     entries_[out++] = entries_[i];
   }
+  bool removed = out != size_;
   size_ = out;
-  if (!found) addView(intern(name), v);
+  if (removed) reindex();
+  if (!found) addView(h, intern(name), v);
 }
 
 size_t HeaderMap::remove(std::string_view name) {
+  WellKnownHeader h = classifyHeaderName(name);
+  if (h != WellKnownHeader::kCount && (duplicated_ & (1u << static_cast<unsigned>(h))) == 0) {
+    uint32_t at = first_[static_cast<size_t>(h)];
+    if (at == 0) return 0;
+    removeAt(at - 1);
+    return 1;
+  }
   uint32_t out = 0;
   for (uint32_t i = 0; i < size_; ++i) {
     if (!equalsIgnoreCase(entries_[i].name, name)) entries_[out++] = entries_[i];
   }
   size_t removed = size_ - out;
   size_ = out;
+  if (removed != 0) reindex();
   return removed;
 }
 
 void HeaderMap::removeAt(size_t i) {
+  WellKnownHeader h = classifyHeaderName(entries_[i].name);
   std::copy(entries_ + i + 1, entries_ + size_, entries_ + i);
   --size_;
+  if (h != WellKnownHeader::kCount && (duplicated_ & (1u << static_cast<unsigned>(h))) != 0) {
+    reindex();  // Another field of that name may now be the first.
+    return;
+  }
+  // The fields after i moved up one place.
+  const auto removed = static_cast<uint32_t>(i + 1);
+  for (uint32_t& first : first_) {
+    if (first > removed) {
+      --first;
+    } else if (first == removed) {
+      first = 0;
+    }
+  }
 }
 
-std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
+void HeaderMap::reindex() {
+  std::fill(std::begin(first_), std::end(first_), 0);
+  duplicated_ = 0;
+  for (uint32_t i = 0; i < size_; ++i) {
+    WellKnownHeader h = classifyHeaderName(entries_[i].name);
+    if (h != WellKnownHeader::kCount) noteWellKnown(h, i);
+  }
+}
+
+std::optional<std::string_view> HeaderMap::scan(std::string_view name) const {
   for (const Entry& e : entries()) {
     if (equalsIgnoreCase(e.name, name)) return e.value;
   }
@@ -157,8 +344,15 @@ std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
 }
 
 int HeaderMap::status() const {
-  auto s = get(":status");
+  auto s = get(WellKnownHeader::kStatus);
   if (!s) return 0;
+  // Nearly every status is three digits: read them without from_chars.
+  if (s->size() == 3) {
+    unsigned a = static_cast<unsigned char>((*s)[0]) - '0';
+    unsigned b = static_cast<unsigned char>((*s)[1]) - '0';
+    unsigned c = static_cast<unsigned char>((*s)[2]) - '0';
+    if (a <= 9 && b <= 9 && c <= 9) return static_cast<int>(a * 100 + b * 10 + c);
+  }
   int code = 0;
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), code);
   if (ec != std::errc() || p != s->data() + s->size()) return 0;

@@ -4,8 +4,12 @@
 // static storage. Request pseudo-headers follow HTTP/2 on every protocol:
 // :method, :scheme, :authority (HTTP/1 Host), :path; responses carry :status.
 //
-// Names compare case-insensitively. Lookups are linear: a request has a few
-// dozen fields at most, and a scan over adjacent views beats hashing them.
+// Names compare case-insensitively. The names skiff itself reads on every
+// request (the pseudo-headers, host, framing and hop-by-hop fields,
+// x-forwarded-*, x-request-id, grpc-timeout, ...) are classified once, when a
+// field is added, and the map keeps the position of the first field of each
+// (Envoy's "inline headers" do the same): looking one up costs no scan. Other
+// names are found by a linear scan: a request has a few dozen fields at most.
 //
 // A typical message fits the map's inline storage: 16 entries, two pinned
 // slabs and 256 arena bytes, so building one costs one allocation (the map
@@ -32,6 +36,39 @@ bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n);
 inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && equalsIgnoreCaseSameSize(a.data(), b.data(), a.size());
 }
+
+// The names a map indexes. The enum values index HeaderMap's table.
+enum class WellKnownHeader : uint8_t {
+  kMethod,
+  kScheme,
+  kAuthority,
+  kPath,
+  kStatus,
+  kProtocol,
+  kHost,
+  kContentLength,
+  kContentType,
+  kConnection,
+  kTransferEncoding,
+  kTe,
+  kUpgrade,
+  kKeepAlive,
+  kProxyConnection,
+  kExpect,
+  kServer,
+  kXRequestId,
+  kXForwardedFor,
+  kXForwardedProto,
+  kGrpcTimeout,
+  kGrpcStatus,
+  kGrpcMessage,
+  kCount,  // Not a well-known name.
+};
+constexpr size_t kWellKnownHeaders = static_cast<size_t>(WellKnownHeader::kCount);
+// Which well-known name name is, ignoring case; kCount for any other.
+WellKnownHeader classifyHeaderName(std::string_view name);
+// The lowercase name of a well-known header.
+std::string_view wellKnownHeaderName(WellKnownHeader h);
 
 class HeaderMap;
 // Envoy's test for a gRPC request: content-type is application/grpc, or
@@ -69,34 +106,47 @@ class HeaderMap {
   void pin(const Slice& slice);
   // Adds a field whose bytes outlive the map (a pinned slab, a literal).
   void addView(std::string_view name, std::string_view value) {
-    if (size_ == capacity_) grow();
-    entries_[size_++] = {name, value};
+    addView(classifyHeaderName(name), name, value);
   }
   // Adds a field by copying its bytes into the map's arena.
   void addCopy(std::string_view name, std::string_view value);
   // Replaces every field called name with one field (copied), or adds it.
-  void set(std::string_view name, std::string_view value);
+  void set(std::string_view name, std::string_view value) {
+    set(classifyHeaderName(name), name, value);
+  }
+  void set(WellKnownHeader h, std::string_view value) { set(h, wellKnownHeaderName(h), value); }
   // Removes every field called name; returns how many were removed.
   size_t remove(std::string_view name);
   // Removes the field at index i (order kept).
   void removeAt(size_t i);
 
   // The first field called name, if any.
-  std::optional<std::string_view> get(std::string_view name) const;
+  std::optional<std::string_view> get(std::string_view name) const {
+    WellKnownHeader h = classifyHeaderName(name);
+    if (h != WellKnownHeader::kCount) return get(h);
+    return scan(name);
+  }
+  std::optional<std::string_view> get(WellKnownHeader h) const {
+    uint32_t at = first_[static_cast<size_t>(h)];
+    if (at == 0) return std::nullopt;
+    return entries_[at - 1].value;
+  }
   bool has(std::string_view name) const { return get(name).has_value(); }
+  bool has(WellKnownHeader h) const { return first_[static_cast<size_t>(h)] != 0; }
   // Stores bytes in the arena and returns a view of them. Views stay valid
   // for the life of the map.
   std::string_view intern(std::string_view bytes);
 
   std::span<const Entry> entries() const { return {entries_, size_}; }
+  // Values may be changed in place; names may not (the map indexes them).
   std::span<Entry> mutableEntries() { return {entries_, size_}; }
   size_t size() const { return size_; }
 
   // Shorthands for the pseudo-headers.
-  std::string_view method() const { return get(":method").value_or(""); }
-  std::string_view path() const { return get(":path").value_or(""); }
-  std::string_view authority() const { return get(":authority").value_or(""); }
-  std::string_view scheme() const { return get(":scheme").value_or(""); }
+  std::string_view method() const { return get(WellKnownHeader::kMethod).value_or(""); }
+  std::string_view path() const { return get(WellKnownHeader::kPath).value_or(""); }
+  std::string_view authority() const { return get(WellKnownHeader::kAuthority).value_or(""); }
+  std::string_view scheme() const { return get(WellKnownHeader::kScheme).value_or(""); }
   int status() const;  // 0 when :status is missing or not a number.
 
  private:
@@ -113,6 +163,25 @@ class HeaderMap {
   };
 
   void grow();
+  void addView(WellKnownHeader h, std::string_view name, std::string_view value) {
+    if (size_ == capacity_) grow();
+    entries_[size_] = {name, value};
+    if (h != WellKnownHeader::kCount) noteWellKnown(h, size_);
+    ++size_;
+  }
+  void noteWellKnown(WellKnownHeader h, uint32_t at) {
+    uint32_t& first = first_[static_cast<size_t>(h)];
+    if (first == 0) {
+      first = at + 1;
+    } else {
+      duplicated_ |= 1u << static_cast<unsigned>(h);
+    }
+  }
+  void set(WellKnownHeader h, std::string_view name, std::string_view value);
+  std::optional<std::string_view> scan(std::string_view name) const;
+  // Rebuilds first_ and duplicated_ from the entries (after a removal that
+  // moved indexed fields).
+  void reindex();
 
   Entry* entries_ = inline_entries_;
   uint32_t size_ = 0;
@@ -120,6 +189,12 @@ class HeaderMap {
   uint32_t pin_count_ = 0;  // Of inline_pins_; the rest are in more_pins_.
   uint32_t arena_used_ = 0;
   Block* blocks_ = nullptr;
+  // Per well-known name: 1 + the position of its first field, 0 if none.
+  uint32_t first_[kWellKnownHeaders] = {};
+  // Bit h: more than one field is called the well-known name h (then set and
+  // remove take the general path).
+  uint32_t duplicated_ = 0;
+  static_assert(kWellKnownHeaders <= 32);
   std::vector<Slice> more_pins_;
   Slice inline_pins_[kInlinePins];
   Entry inline_entries_[kInlineEntries];

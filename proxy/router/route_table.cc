@@ -560,9 +560,9 @@ void RouteEntry::finalizeRequestHeaders(HeaderMap& request) const {
     std::string rewritten = d.rewritePath(path, d.has_prefix_rewrite, d.prefix_rewrite,
                                           d.regex_rewrite.get(), d.regex_substitution);
     if (q != std::string_view::npos) rewritten.append(full.substr(q));
-    request.set(":path", rewritten);
+    request.set(WellKnownHeader::kPath, rewritten);
   }
-  if (d.has_host_rewrite) request.set(":authority", d.host_rewrite);
+  if (d.has_host_rewrite) request.set(WellKnownHeader::kAuthority, d.host_rewrite);
   for (const HeaderEdits* edits : d.request_order) edits->apply(request);
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,116 @@ TEST(HeaderMap, RemoveKeepsOrder) {
   h.removeAt(0);
   ASSERT_EQ(h.size(), 1u);
   EXPECT_EQ(h.entries()[0].name, "b");
+}
+
+TEST(HeaderMap, ClassifiesEveryWellKnownNameInAnyCase) {
+  for (size_t i = 0; i < kWellKnownHeaders; ++i) {
+    auto h = static_cast<WellKnownHeader>(i);
+    std::string name(wellKnownHeaderName(h));
+    EXPECT_EQ(classifyHeaderName(name), h) << name;
+    std::string upper = name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_EQ(classifyHeaderName(upper), h) << upper;
+    // One byte off anywhere, and it is another name.
+    for (size_t at = 0; at < name.size(); ++at) {
+      std::string off = name;
+      off[at] = static_cast<char>(off[at] ^ 0x01);
+      EXPECT_EQ(classifyHeaderName(off), WellKnownHeader::kCount) << off;
+    }
+  }
+  // Only letters fold: a CR where the name has '-' (0x2d = 0x0d | 0x20) is
+  // not a '-', nor '@' a '`'.
+  EXPECT_EQ(classifyHeaderName("content\rlength"), WellKnownHeader::kCount);
+  EXPECT_EQ(classifyHeaderName("x-request-id"), WellKnownHeader::kXRequestId);
+  EXPECT_EQ(classifyHeaderName("x-request-i"), WellKnownHeader::kCount);
+  EXPECT_EQ(classifyHeaderName(""), WellKnownHeader::kCount);
+}
+
+TEST(HeaderMap, WellKnownLookupsFollowAddsAndRemovals) {
+  HeaderMap h;
+  h.addView(":method", "GET");
+  h.addView("X-Custom", "c");
+  h.addView("Content-Length", "5");
+  h.addView("Via", "v");
+  h.addView("Host", "h");
+  EXPECT_EQ(h.method(), "GET");
+  EXPECT_EQ(h.get(WellKnownHeader::kContentLength), "5");
+  EXPECT_EQ(h.get("CONTENT-LENGTH"), "5");
+  EXPECT_EQ(h.get("host"), "h");
+  EXPECT_FALSE(h.has(WellKnownHeader::kTe));
+  EXPECT_EQ(h.get("x-custom"), "c");
+
+  h.removeAt(1);  // x-custom: the fields after it move up.
+  EXPECT_EQ(h.get("content-length"), "5");
+  EXPECT_EQ(h.get("host"), "h");
+  EXPECT_EQ(h.remove("content-length"), 1u);
+  EXPECT_FALSE(h.has("content-length"));
+  EXPECT_EQ(h.get("host"), "h");
+  EXPECT_EQ(h.remove("content-length"), 0u);
+  EXPECT_EQ(h.remove("via"), 1u);
+  EXPECT_EQ(h.get("host"), "h");
+  ASSERT_EQ(h.size(), 2u);
+
+  // Values may change in place.
+  h.mutableEntries()[1].value = "other";
+  EXPECT_EQ(h.get(WellKnownHeader::kHost), "other");
+}
+
+TEST(HeaderMap, DuplicatedWellKnownFieldsKeepTheFirstAndSetCollapsesThem) {
+  HeaderMap h;
+  h.addView("x-forwarded-for", "1.1.1.1");
+  h.addView("a", "1");
+  h.addView("X-Forwarded-For", "2.2.2.2");
+  h.addView("te", "trailers");
+  EXPECT_EQ(h.get("x-forwarded-for"), "1.1.1.1");
+  h.removeAt(0);  // The second becomes the first.
+  EXPECT_EQ(h.get("x-forwarded-for"), "2.2.2.2");
+  EXPECT_EQ(h.get("te"), "trailers");
+
+  h.addView("x-forwarded-for", "3.3.3.3");
+  h.set(WellKnownHeader::kXForwardedFor, "4.4.4.4");
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.entries()[1].name, "X-Forwarded-For");
+  EXPECT_EQ(h.entries()[1].value, "4.4.4.4");
+  EXPECT_EQ(h.get("te"), "trailers");
+  // No duplicate is left: set and remove now take the indexed path.
+  h.set("x-forwarded-for", "5.5.5.5");
+  EXPECT_EQ(h.get("x-forwarded-for"), "5.5.5.5");
+  EXPECT_EQ(h.remove("x-forwarded-for"), 1u);
+  EXPECT_FALSE(h.has(WellKnownHeader::kXForwardedFor));
+  EXPECT_EQ(h.get("te"), "trailers");
+
+  h.addView("te", "x");
+  EXPECT_EQ(h.remove("TE"), 2u);
+  EXPECT_FALSE(h.has("te"));
+  EXPECT_EQ(h.get("a"), "1");
+  h.set(WellKnownHeader::kXRequestId, "id");
+  EXPECT_EQ(h.entries().back().name, "x-request-id");
+  EXPECT_EQ(h.get("X-Request-Id"), "id");
+}
+
+TEST(HeaderMap, IndexSurvivesGrowth) {
+  HeaderMap h;
+  for (int i = 0; i < 30; ++i) h.addCopy("x-field-" + std::to_string(i), "v");
+  h.addView("content-type", "text/plain");
+  for (int i = 30; i < 60; ++i) h.addCopy("x-field-" + std::to_string(i), "v");
+  EXPECT_EQ(h.get("content-type"), "text/plain");
+  h.removeAt(0);
+  EXPECT_EQ(h.get(WellKnownHeader::kContentType), "text/plain");
+  EXPECT_EQ(h.entries()[29].name, "content-type");
+}
+
+TEST(HeaderMap, StatusReadsDigitsOnly) {
+  HeaderMap h;
+  EXPECT_EQ(h.status(), 0);
+  h.addView(":status", "204");
+  EXPECT_EQ(h.status(), 204);
+  h.set(":status", "2x4");
+  EXPECT_EQ(h.status(), 0);
+  h.set(":status", "1000");
+  EXPECT_EQ(h.status(), 1000);
+  h.set(":status", "");
+  EXPECT_EQ(h.status(), 0);
 }
 
 TEST(HeaderMap, PinsKeepSlabsAlive) {
