@@ -217,9 +217,9 @@ Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
 
 void Host::newStream(PoolCallbacks& callbacks, Want want) {
   Cluster& c = *cluster_;
-  for (auto it = ready_.begin(); it != ready_.end();) {
-    UpstreamClient& client = **it;
-    ++it;
+  for (UpstreamClient* next = ready_head_; next != nullptr;) {
+    UpstreamClient& client = *next;
+    next = client.ready_next_;
     if (client.conn_.closing() || !client.codec().canStartStream()) {
       removeReady(client);
       continue;
@@ -259,13 +259,17 @@ void Host::assign(UpstreamClient& client, PoolCallbacks& cb) {
 void Host::addReady(UpstreamClient& client) {
   if (client.ready_) return;
   client.ready_ = true;
-  ready_.push_front(&client);
-  client.ready_pos_ = ready_.begin();
+  client.ready_prev_ = nullptr;
+  client.ready_next_ = ready_head_;
+  if (ready_head_) ready_head_->ready_prev_ = &client;
+  ready_head_ = &client;
 }
 
 void Host::removeReady(UpstreamClient& client) {
   if (!client.ready_) return;
-  ready_.erase(client.ready_pos_);
+  (client.ready_prev_ ? client.ready_prev_->ready_next_ : ready_head_) = client.ready_next_;
+  if (client.ready_next_) client.ready_next_->ready_prev_ = client.ready_prev_;
+  client.ready_prev_ = client.ready_next_ = nullptr;
   client.ready_ = false;
 }
 
@@ -353,7 +357,8 @@ void Host::closeAll() {
 
 void Host::retire() {
   retired_ = true;
-  std::vector<UpstreamClient*> ready(ready_.begin(), ready_.end());
+  std::vector<UpstreamClient*> ready;
+  for (UpstreamClient* c = ready_head_; c != nullptr; c = c->ready_next_) ready.push_back(c);
   for (UpstreamClient* c : ready) {
     removeReady(*c);
     if (c->streams_ == 0) c->conn_.close();

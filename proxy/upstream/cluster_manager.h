@@ -128,7 +128,10 @@ class UpstreamClient : public Deletable,
   bool counted_active_ = false;
   bool ready_ = false;  // In the host's ready list (connected, has room).
   bool dispatch_scheduled_ = false;
-  std::list<UpstreamClient*>::iterator ready_pos_;
+  // Links in the host's ready list, which is intrusive so that lending and
+  // giving back a connection (once per request) allocates no list node.
+  UpstreamClient* ready_prev_ = nullptr;
+  UpstreamClient* ready_next_ = nullptr;
   // common_http_protocol_options.idle_timeout, while no stream is lent out.
   Deadline idle_deadline_;
 };
@@ -182,7 +185,7 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t weight_;
   uint32_t active_requests_ = 0;
   uint32_t connecting_ = 0;
-  std::list<UpstreamClient*> ready_;  // Front: the warmest (LIFO).
+  UpstreamClient* ready_head_ = nullptr;  // The ready list; head: the warmest (LIFO).
   struct Pending {
     PoolCallbacks* callbacks;
     Want want;
