@@ -64,6 +64,7 @@ class Server : public AdminSource,
   void startXds(const envoy::config::core::v3::Node& node);
   // LIVE once every worker listens and the first xDS configuration is in.
   void maybeGoLive();
+  void releaseStartupPages();
 
   struct DnsCluster;
   bool prepareListeners(std::string& error);
@@ -93,11 +94,14 @@ class Server : public AdminSource,
   uv_signal_t sigint_;
   uv_async_t worker_event_;
   uv_timer_t exit_check_;
+  // Once live: fires when xDS has been quiet for a while after a change, to
+  // unmap the parsing code the change ran (releaseReadOnlyImagePages).
+  uv_timer_t release_pages_;
   std::atomic<uint32_t> workers_ready_{0};
   std::atomic<uint32_t> workers_done_{0};
   std::atomic<bool> worker_failed_{false};
   std::string worker_error_;   // Written before workers_ready_ is bumped.
-  bool handles_open_ = false;  // Signals and worker_event_ are initialized.
+  bool handles_open_ = false;  // Signals, worker_event_ and release_pages_ are initialized.
   bool workers_listening_ = false;
   bool live_ = false;
   bool draining_ = false;
