@@ -555,6 +555,7 @@ class Bench:
             try:
                 time.sleep(0.5)
                 idle = status_kb(proxy.rss_pids(), "VmRSS")
+                idle_anon = status_kb(proxy.rss_pids(), "RssAnon")
                 socks, ok = hold_connections(proxy.port, IDLE_CONNS)
                 time.sleep(1.0)
                 held = status_kb(proxy.rss_pids(), "VmRSS")
@@ -563,7 +564,8 @@ class Bench:
                 for s in socks:
                     s.close()
                 stop(proxy.proc)
-            res = {"proxy": name, "idle_rss_kb": idle, "held_rss_kb": held, "conns": ok,
+            res = {"proxy": name, "idle_rss_kb": idle, "idle_anon_kb": idle_anon,
+                   "held_rss_kb": held, "conns": ok,
                    "bytes_per_conn": (held - idle) * 1024 / ok if ok else None, "alive": alive}
             log(f"mem  {name:8} idle {idle / 1024:.1f} MiB, with {ok} idle conns "
                 f"{held / 1024:.1f} MiB, {res['bytes_per_conn'] or 0:.0f} B/conn")
@@ -785,12 +787,16 @@ def write_report(throughput, rates, h2, memory, started, finished):
 
     if memory:
         w("## Memory\n")
-        w(f"Idle RSS is VmRSS after start and one request (nginx: worker). Held: RSS while "
-          f"{IDLE_CONNS} keep-alive downstream connections sit idle after one request each.\n")
-        w("| proxy | idle RSS MiB | held conns | RSS held MiB | bytes/conn |")
-        w("|---|---:|---:|---:|---:|")
+        w(f"Idle RSS is VmRSS after start and one request (nginx: worker). Of it, anonymous is "
+          f"RssAnon: heap, stacks and relocated data, the memory that is the process's own; the "
+          f"rest is pages of the binary and libraries, shared with every process that maps the "
+          f"same files. Held: RSS while {IDLE_CONNS} keep-alive downstream connections sit idle "
+          f"after one request each.\n")
+        w("| proxy | idle RSS MiB | of it anonymous MiB | held conns | RSS held MiB | bytes/conn |")
+        w("|---|---:|---:|---:|---:|---:|")
         for r in memory:
-            w(f"| {r['proxy']} | {r['idle_rss_kb'] / 1024:.1f} | {r['conns']} "
+            w(f"| {r['proxy']} | {r['idle_rss_kb'] / 1024:.1f} | {r['idle_anon_kb'] / 1024:.1f} "
+              f"| {r['conns']} "
               f"| {r['held_rss_kb'] / 1024:.1f} | {fmt(r['bytes_per_conn'], '.0f')} |")
         w("")
     if os.path.exists(os.path.join(RESULTS, "microbench.txt")):
