@@ -42,31 +42,31 @@ void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length,
     // One switch on the length finds the few names that need a decision.
     switch (name.size()) {
       case 4:
-        if (skip_host && isName(name, "host")) continue;
+        if (skip_host && kHostName.matches(name)) continue;
         break;
       // The connection-specific fields (isConnectionSpecific): this hop's
       // framing is ours to choose; an upgrade is the caller's.
       case 7:
-        if (isName(name, "upgrade")) {
+        if (kUpgradeName.matches(name)) {
           if (hop) hop->upgrade = e.value;
           continue;
         }
         break;
       case 10:
-        if (isName(name, "connection")) {
+        if (kConnectionName.matches(name)) {
           if (hop) hop->connection = e.value;
           continue;
         }
-        if (isName(name, "keep-alive")) continue;
+        if (kKeepAliveName.matches(name)) continue;
         break;
       case 14:
-        if (isName(name, "content-length")) has_content_length = true;
+        if (kContentLengthName.matches(name)) has_content_length = true;
         break;
       case 16:
-        if (isName(name, "proxy-connection")) continue;
+        if (kProxyConnectionName.matches(name)) continue;
         break;
       case 17:
-        if (isName(name, "transfer-encoding")) continue;
+        if (kTransferEncodingName.matches(name)) continue;
         break;
       default:
         break;
@@ -75,10 +75,46 @@ void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length,
   }
 }
 
+RequestLine readRequestLine(const HeaderMap& headers) {
+  static constexpr FieldName kMethod{":method"};
+  static constexpr FieldName kPath{":path"};
+  static constexpr FieldName kAuthority{":authority"};
+  RequestLine r;
+  bool method = false, path = false, authority = false;
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (!method && kMethod.matches(e.name)) {
+      r.method = e.value;
+      method = true;
+    } else if (!path && kPath.matches(e.name)) {
+      r.path = e.value;
+      path = true;
+    } else if (!authority && kAuthority.matches(e.name)) {
+      r.authority = e.value;
+      authority = true;
+    } else {
+      continue;
+    }
+    if (method && path && authority) break;
+  }
+  return r;
+}
+
+int readStatus(const HeaderMap& headers) {
+  static constexpr FieldName kStatus{":status"};
+  for (const HeaderMap::Entry& e : headers.entries()) {
+    if (!kStatus.matches(e.name)) continue;
+    int code = 0;
+    const char* end = e.value.data() + e.value.size();
+    auto [p, ec] = std::from_chars(e.value.data(), end, code);
+    return ec == std::errc() && p == end ? code : 0;
+  }
+  return 0;
+}
+
 void HeaderWriter::addFieldsWithoutLength(const HeaderMap& headers) {
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;
-    if (isConnectionSpecific(e.name) || isName(e.name, "content-length")) continue;
+    if (isConnectionSpecific(e.name) || kContentLengthName.matches(e.name)) continue;
     addField(e.name, e.value);
   }
 }
@@ -223,13 +259,13 @@ std::string_view reasonPhrase(int status) {
 bool isConnectionSpecific(std::string_view name) {
   switch (name.size()) {
     case 7:
-      return isName(name, "upgrade");
+      return kUpgradeName.matches(name);
     case 10:
-      return isName(name, "connection") || isName(name, "keep-alive");
+      return kConnectionName.matches(name) || kKeepAliveName.matches(name);
     case 16:
-      return isName(name, "proxy-connection");
+      return kProxyConnectionName.matches(name);
     case 17:
-      return isName(name, "transfer-encoding");
+      return kTransferEncodingName.matches(name);
     default:
       return false;
   }
@@ -522,7 +558,7 @@ int Http1Codec::fail(int status, const char* detail) {
 }
 
 int Http1Codec::commitField() {
-  using http1_detail::isName;
+  using namespace http1_detail;  // The FieldName constants.
   Message& m = *m_;
   std::string_view name = m.field;
   std::string_view value = m.value_open ? m.value : std::string_view();
@@ -532,7 +568,7 @@ int Http1Codec::commitField() {
   // itself; every other field is added as it came.
   switch (name.size()) {
     case 4:
-      if (!m.in_trailers && type_ == HTTP_REQUEST && isName(name, "host")) {
+      if (!m.in_trailers && type_ == HTTP_REQUEST && kHostName.matches(name)) {
         // RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status
         // code to any HTTP/1.1 request message ... that contains more than one
         // Host header field line".
@@ -545,23 +581,23 @@ int Http1Codec::commitField() {
     // The connection-specific fields (isConnectionSpecific) are hop-by-hop:
     // llhttp has read the framing from them already.
     case 7:
-      if (isName(name, "upgrade")) {
+      if (kUpgradeName.matches(name)) {
         if (!m.in_trailers) m.upgrade = value;  // Kept only if the message opens a tunnel.
         return 0;
       }
       break;
     case 10:
-      if (isName(name, "connection")) {
+      if (kConnectionName.matches(name)) {
         if (!m.in_trailers) m.connection_values.push_back(value);
         return 0;
       }
-      if (isName(name, "keep-alive")) return 0;
+      if (kKeepAliveName.matches(name)) return 0;
       break;
     case 16:
-      if (isName(name, "proxy-connection")) return 0;
+      if (kProxyConnectionName.matches(name)) return 0;
       break;
     case 17:
-      if (isName(name, "transfer-encoding")) return 0;
+      if (kTransferEncodingName.matches(name)) return 0;
       break;
     default:
       break;
