@@ -381,7 +381,7 @@ struct Http1Callbacks {
     m.host_seen = false;
     m.connection_values.clear();
     m.upgrade = {};
-    m.url_open = m.field_open = m.value_open = false;
+    m.url_open = m.field_open = m.value_open = m.awaiting_value = false;
     m.headers = std::make_unique<HeaderMap>();
     m.pinned_slab = nullptr;
     c.onMessageBegin();
@@ -413,7 +413,17 @@ struct Http1Callbacks {
     }
     if (overHeaderLimit(m, at + len)) return c.fail(431, "header block too large");
     appendSpan(m, m.field, m.field_open, m.field_at_end, at, len);
+    m.field_end = at + len;
     return 0;
+  }
+
+  // Folds the bytes [p, end) between a field's colon and its value into
+  // state: 0 no LF yet, 1 a LF was the last byte, 2 a byte followed a LF.
+  static uint8_t scanValueGap(uint8_t state, const char* p, const char* end) {
+    for (; p < end && state != 2; ++p) {
+      if (state == 1 || *p == '\n') ++state;
+    }
+    return state;
   }
 
   static int onHeaderFieldComplete(llhttp_t* p) {
@@ -429,6 +439,9 @@ struct Http1Callbacks {
     if (isOws(m.field.back())) return c.fail(400, "whitespace between header field name and colon");
     m.value = {};
     m.value_open = false;
+    m.awaiting_value = true;
+    m.value_gap = m.field_end + 1;  // After the colon.
+    m.value_gap_state = 0;
     return 0;
   }
 
@@ -445,12 +458,13 @@ struct Http1Callbacks {
     bool split = m.value_open && m.value_at_end && at == m.base;
     if (!split) {
       if (m.value_open) return c.fail(400, "obsolete line folding in header value");
-      // A fold with an empty first line ("X:\r\n b") arrives as one piece; the
-      // bytes before it, OWS skipped, end with LF instead of the colon.
-      const char* q = at;
-      while (q > m.base && isOws(q[-1])) --q;
-      char before = q > m.base ? q[-1] : c.last_non_ows_;
-      if (before == '\n') return c.fail(400, "obsolete line folding in header value");
+      // A fold with an empty first line ("X:\r\n b", "X:\r\n \r\n") arrives
+      // as one piece, after a LF and more bytes since the colon. An empty
+      // value ("X:\r\n", "X: \r\n") arrives as an empty piece right after
+      // its line's LF, which is then the last byte since the colon.
+      uint8_t gap = m.awaiting_value ? scanValueGap(m.value_gap_state, m.value_gap, at) : 0;
+      m.awaiting_value = false;
+      if (gap == 2) return c.fail(400, "obsolete line folding in header value");
     }
     appendSpan(m, m.value, m.value_open, m.value_at_end, at, len);
     return 0;
@@ -542,7 +556,7 @@ void Http1Codec::releaseMessage() {
   m.base = m.end = nullptr;
   m.pinned_slab = nullptr;
   m.url = m.field = m.value = m.authority = m.upgrade = {};
-  m.url_open = m.field_open = m.value_open = false;
+  m.url_open = m.field_open = m.value_open = m.awaiting_value = false;
   m.in_header_block = m.in_trailers = m.host_seen = false;
   Http1Callbacks::pool().give(m_);
   m_ = nullptr;
@@ -563,6 +577,7 @@ int Http1Codec::commitField() {
   std::string_view name = m.field;
   std::string_view value = m.value_open ? m.value : std::string_view();
   m.field_open = m.value_open = false;
+  m.awaiting_value = false;
   if (++m.header_count > max_headers_count_) return fail(431, "too many header fields");
   // One switch on the length sorts out the few names the codec handles
   // itself; every other field is added as it came.
@@ -700,6 +715,9 @@ bool Http1Codec::parsePending() {
     m.end = m.base + s.size();
     const char* base = m.base;
     m.header_room = limit - m.header_bytes;
+    // A field name that ended with the last slice has its colon here.
+    m.field_end = base;
+    if (m.awaiting_value) m.value_gap = base;
     llhttp_errno_t rc = llhttp_execute(&m.parser, base, s.size());
     size_t consumed = s.size();
     if (rc == HPE_PAUSED) {
@@ -720,11 +738,10 @@ bool Http1Codec::parsePending() {
       releaseMessage();
       return false;
     }
-    for (const char* q = base + consumed; q > base; --q) {
-      if (!isOws(q[-1])) {
-        last_non_ows_ = q[-1];
-        break;
-      }
+    if (m_ && m_->awaiting_value) {
+      // The colon came, its value has not: what came between is kept as a state.
+      m_->value_gap_state =
+          Http1Callbacks::scanValueGap(m_->value_gap_state, m_->value_gap, base + consumed);
     }
     // A callback may have ended the codec's use of the message (a reset
     // from inside decodeHeaders): m_ is then gone.

@@ -286,6 +286,12 @@ class Http1Codec {
     bool field_at_end = false;
     bool value_open = false;
     bool value_at_end = false;
+    // Obs-fold detection (see onHeaderValue): between a field's colon and the
+    // first piece of its value.
+    const char* field_end = nullptr;  // End of the field name's last piece (its colon).
+    bool awaiting_value = false;      // The colon came, no piece of the value yet.
+    const char* value_gap = nullptr;  // Where the bytes since the colon start in this slice.
+    uint8_t value_gap_state = 0;      // What earlier slices had there (scanValueGap).
   };
 
   // The message being parsed, made on first use.
@@ -315,8 +321,7 @@ class Http1Codec {
   bool delivering_end_ = false;       // Inside deliverMessageEnd().
   // The bytes after the current message are the tunnel's data, not HTTP.
   bool tunnel_ = false;
-  bool remote_eof_ = false;   // Tunnel: the peer's FIN came; delivered once pending_ is.
-  char last_non_ows_ = '\n';  // Last byte before the current slice that was not SP/HTAB.
+  bool remote_eof_ = false;  // Tunnel: the peer's FIN came; delivered once pending_ is.
 
  private:
   friend struct Http1Callbacks;

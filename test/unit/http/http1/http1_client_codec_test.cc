@@ -445,6 +445,17 @@ TEST_F(Http1ClientTest, ObsFoldInResponseIsAnError) {
   EXPECT_FALSE(codec_.isReusable());
 }
 
+// An empty value is no fold (it was refused as one).
+TEST_F(Http1ClientTest, EmptyFieldValueInResponsePasses) {
+  start();
+  ASSERT_TRUE(feed("HTTP/1.1 200 OK\r\nX-E:\r\nX-F: \r\nContent-Length: 0\r\n\r\n"))
+      << error_.detail;
+  ASSERT_TRUE(decoder_.headers);
+  EXPECT_EQ(decoder_.headers->get("x-e"), "");
+  EXPECT_EQ(decoder_.headers->get("x-f"), "");
+  EXPECT_TRUE(codec_.isReusable());
+}
+
 TEST_F(Http1ClientTest, UnsolicitedDataIsAnError) {
   EXPECT_FALSE(feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
   EXPECT_FALSE(codec_.isReusable());
