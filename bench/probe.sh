@@ -3,6 +3,7 @@
 #   bench/probe.sh mem [N]      idle RSS and bytes per idle keep-alive connection
 #   bench/probe.sh cpu [R]      CPU us per request (wrk -c64, GET /64), R runs per proxy
 #   bench/probe.sh instr [N]    instructions per proxied request under callgrind
+#   bench/probe.sh instr-h2 [N] [CxM] [h1|h2]   the same over h2c (h2load -cC -mM)
 # Uses the binary in build-bench/ unless SKIFF_BIN names another.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -14,6 +14,11 @@
                        on 64 connections after a warm-up, and the counters
                        cover exactly those N requests. Instruction counts are
                        stable on a busy machine, where CPU time is not.
+  probe.py instr-h2 [N] [CxM] [h1|h2]
+                       the same with h2c prior knowledge downstream: h2load
+                       -cC -mM (default 64x100) sends N GET /64 after a
+                       warm-up, through a cluster that speaks h2c to the
+                       backend's h2c listener (h2, the default) or HTTP/1.1 (h1).
 
 Both start an nginx backend and skiff the same way bench.py does (same config,
 same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`.
@@ -107,12 +112,16 @@ def callgrind_total(path):
     raise bench.BenchError(f"no totals in {path}")
 
 
-def instr(n):
+def callgrind_run(n, warmup, load, cluster_options="", backend_h2=False):
+    """Runs skiff under callgrind, warms it with load(warmup), zeroes the counters,
+    runs load(n) and returns the instructions of that part (and the dump's path)."""
     b = bench.Bench()
     b.start_backend()
     port = bench.free_port()
     conf = bench.render("skiff.yaml.in", os.path.join(b.tmp, "skiff.yaml"), port=port,
-                        admin_port=bench.free_port(), backend_port=b.backend_port)
+                        admin_port=bench.free_port(),
+                        backend_port=b.backend_h2_port if backend_h2 else b.backend_port,
+                        cluster_options=cluster_options)
     out = os.environ.get("PROBE_CALLGRIND_OUT", "/tmp/skiff-probe-callgrind.out")
     log_path = os.path.join(b.tmp, "skiff-callgrind.log")
     out_dir, out_name = os.path.split(out)
@@ -124,28 +133,52 @@ def instr(n):
                        bench.PROXY_CPUS, log_path)
     bench.wait_ready(proc, port, "skiff (callgrind)", log_path, timeout=120)
     url = f"http://127.0.0.1:{port}/64"
-
-    def load(count):
-        text = bench.run_tool(["h2load", "--h1", "-n", str(count), "-c", "64", url], timeout=600)
-        m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", text)
-        if not m or int(m.group(2)) != count:
-            raise bench.BenchError(f"h2load did not complete {count} requests:\n{text[-800:]}")
-
-    load(2000)  # Warm-up: upstream pool filled, caches and free lists at steady state.
+    load(url, warmup)  # Warm-up: upstream pool filled, caches and free lists at steady state.
     subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-    load(n)
+    load(url, n)
     subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
     time.sleep(0.5)
     dumps = sorted(p for p in os.listdir(out_dir) if p.startswith(out_name + "."))
     bench.stop(proc)
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
     if not dumps:
         raise bench.BenchError("callgrind wrote no dump")
     dump = os.path.join(os.path.dirname(out), dumps[-1])
-    total = callgrind_total(dump)
+    return callgrind_total(dump), dump
+
+
+def h2load_count(args, url, count):
+    """h2load args, count requests to url; fails unless every one succeeded."""
+    text = bench.run_tool(["h2load"] + args + ["-n", str(count), url], timeout=900)
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", text)
+    if not m or int(m.group(2)) != count:
+        raise bench.BenchError(f"h2load did not complete {count} requests:\n{text[-800:]}")
+
+
+def instr(n):
+    total, dump = callgrind_run(n, 2000, lambda url, count: h2load_count(["--h1", "-c", "64"],
+                                                                         url, count))
     print(f"skiff: {total} instructions for {n} requests: {total / n:.0f} per request "
           f"(callgrind dump {dump})")
-    bench.stop_all()
-    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def instr_h2(n, shape="64x100", upstream="h2"):
+    """instructions per request with h2c prior knowledge downstream (h2load -cC -mM),
+    to an h2c (upstream "h2") or HTTP/1.1 ("h1") upstream."""
+    conns, streams = bench.parse_h2_points(shape)[0]
+    if upstream not in ("h1", "h2"):
+        raise SystemExit(f"instr-h2: upstream {upstream!r} is not h1 or h2")
+    args = ["-t1", f"-c{conns}", f"-m{streams}"]
+    # The warm-up fills every stream slot a few times over, so the upstream
+    # connections the measured run needs are open and the free lists full.
+    warmup = max(2000, 4 * conns * streams)
+    total, dump = callgrind_run(
+        n, warmup, lambda url, count: h2load_count(args, url, count),
+        cluster_options=bench.SKIFF_H2_UPSTREAM if upstream == "h2" else "",
+        backend_h2=upstream == "h2")
+    print(f"skiff: h2c {conns}x{streams}, {upstream} upstream: {total} instructions for {n} "
+          f"requests: {total / n:.0f} per request (callgrind dump {dump})")
 
 
 def cpu(reps):
@@ -175,10 +208,13 @@ def main():
         mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
     elif what == "instr":
         instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000)
+    elif what == "instr-h2":
+        instr_h2(int(sys.argv[2]) if len(sys.argv) > 2 else 64000, *sys.argv[3:5])
     elif what == "cpu":
         cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | cpu [R] | instr [N]")
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | cpu [R] | instr [N] | "
+                         "instr-h2 [N] [CxM] [h1|h2]")
 
 
 if __name__ == "__main__":
