@@ -14,6 +14,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,7 @@ class Peer {
  public:
   struct StreamInfo {
     std::vector<std::pair<std::string, std::string>> headers;  // Every header block, in order.
+    std::set<std::string> never_indexed;  // Names that came as HPACK "never indexed" literals.
     int header_blocks = 0;
     std::string body;
     bool closed = false;
@@ -146,10 +148,11 @@ class Peer {
     return 0;
   }
   static int onHeader(nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl,
-                      const uint8_t* v, size_t vl, uint8_t, void* u) {
-    self(u).streams[f->hd.stream_id].headers.emplace_back(
-        std::string(reinterpret_cast<const char*>(n), nl),
-        std::string(reinterpret_cast<const char*>(v), vl));
+                      const uint8_t* v, size_t vl, uint8_t flags, void* u) {
+    StreamInfo& s = self(u).streams[f->hd.stream_id];
+    s.headers.emplace_back(std::string(reinterpret_cast<const char*>(n), nl),
+                           std::string(reinterpret_cast<const char*>(v), vl));
+    if (flags & NGHTTP2_NV_FLAG_NO_INDEX) s.never_indexed.insert(s.headers.back().first);
     return 0;
   }
   static int onData(nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t len, void* u) {
@@ -825,6 +828,33 @@ TEST_F(Http2ClientCodecTest, GetWithInformationalBodyAndTrailers) {
   EXPECT_EQ(codec->activeStreams(), 0u);
   EXPECT_TRUE(cbs.resets.empty());
   EXPECT_TRUE(codec->canStartStream());
+}
+
+TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexed) {
+  // A fresh x-request-id on every request would only churn the HPACK table.
+  start();
+  FakeDecoder d1, d2;
+  FakeStreamCallbacks c1, c2;
+  for (auto [d, c, id] : {std::tuple{&d1, &c1, "id-1"}, std::tuple{&d2, &c2, "id-2"}}) {
+    RequestEncoder& e = codec->newStream(*d);
+    e.stream().setCallbacks(c);
+    auto h = makeHeaders({{":method", "GET"},
+                          {":scheme", "http"},
+                          {":path", "/"},
+                          {":authority", "a"},
+                          {"X-Request-Id", id},
+                          {"x-other", "v"}});
+    e.encodeHeaders(*h, true);
+  }
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  const Peer::StreamInfo& s1 = peer->streams[peer->request_ids[0]];
+  const Peer::StreamInfo& s2 = peer->streams[peer->request_ids[1]];
+  EXPECT_EQ(s1.get("x-request-id"), "id-1");
+  EXPECT_EQ(s2.get("x-request-id"), "id-2");
+  EXPECT_EQ(s1.never_indexed, std::set<std::string>{"x-request-id"});
+  EXPECT_EQ(s2.never_indexed, std::set<std::string>{"x-request-id"});
+  EXPECT_EQ(s2.get("x-other"), "v");
 }
 
 TEST_F(Http2ClientCodecTest, PostBodyMovesSlices) {
