@@ -33,7 +33,7 @@ bool Http2ClientCodec::canStartStream() const {
   if (!isReusable()) return false;
   uint32_t max =
       nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-  return streams_.size() < max;
+  return stream_count_ < max;
 }
 
 void Http2ClientCodec::onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame) {

@@ -48,6 +48,9 @@ void appendFields(const HeaderMap& headers, bool request, std::vector<nghttp2_nv
     if (equalsIgnoreCase(e.name, "te") && !equalsIgnoreCase(e.value, "trailers")) continue;
     std::string_view name = e.name;
     if (hasUpper(name)) {
+      // Reserved so that views into it stay put while it fills; only here,
+      // since HTTP/2 and most HTTP/1 peers send lowercase names.
+      if (lowered.empty()) lowered.reserve(headers.size());
       std::string& l = lowered.emplace_back(name);
       for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
       name = l;
@@ -412,12 +415,31 @@ Http2Codec::Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool se
 Http2Codec::~Http2Codec() {
   destroying_ = true;
   nghttp2_session_del(session_);
+  while (first_stream_ != nullptr) {
+    Http2Stream* s = first_stream_;
+    first_stream_ = s->next;
+    delete s;
+  }
 }
 
 Http2Codec::Http2Stream& Http2Codec::addStream(StreamDecoder* decoder) {
-  auto& slot = streams_.emplace_back(std::make_unique<Http2Stream>(*this, decoder));
-  slot->self = std::prev(streams_.end());
-  return *slot;
+  auto* s = new Http2Stream(*this, decoder);
+  s->prev = last_stream_;
+  if (last_stream_ != nullptr) {
+    last_stream_->next = s;
+  } else {
+    first_stream_ = s;
+  }
+  last_stream_ = s;
+  ++stream_count_;
+  return *s;
+}
+
+std::vector<Http2Codec::Http2Stream*> Http2Codec::streamsSnapshot() const {
+  std::vector<Http2Stream*> out;
+  out.reserve(stream_count_);
+  for (Http2Stream* s = first_stream_; s != nullptr; s = s->next) out.push_back(s);
+  return out;
 }
 
 Http2Codec::Http2Stream* Http2Codec::findStream(int32_t stream_id) const {
@@ -428,8 +450,13 @@ void Http2Codec::retire(Http2Stream& s) {
   // nghttp2 forgets the stream when its close callback returns; the object
   // itself lives until the outermost call returns, since callers up the
   // stack may still hold it.
-  dead_.push_back(std::move(*s.self));
-  streams_.erase(s.self);
+  if (s.retired) return;
+  s.retired = true;
+  (s.prev != nullptr ? s.prev->next : first_stream_) = s.next;
+  (s.next != nullptr ? s.next->prev : last_stream_) = s.prev;
+  s.prev = s.next = nullptr;
+  --stream_count_;
+  dead_.emplace_back(&s);
 }
 
 bool Http2Codec::dispatchBytes(BufferChain& data, CodecError& error) {
@@ -469,10 +496,10 @@ bool Http2Codec::dispatchBytes(BufferChain& data, CodecError& error) {
     if (pending_delivery_ && !failed_) {
       pending_delivery_ = false;
       std::vector<Http2Stream*> ready;
-      for (auto& s : streams_) {
+      for (Http2Stream* s = first_stream_; s != nullptr; s = s->next) {
         if (s->read_disables == 0 && !s->done && !s->remote_ended &&
             (!s->in.empty() || s->in_end || s->in_trailers)) {
-          ready.push_back(s.get());
+          ready.push_back(s);
         }
       }
       for (Http2Stream* s : ready) deliverInput(*s);
@@ -579,9 +606,7 @@ void Http2Codec::fail(std::string_view detail, uint32_t goaway_code) {
 
 void Http2Codec::resetStreamsAfterFailure() {
   streams_reset_due_ = false;
-  std::vector<Http2Stream*> open;
-  for (auto& s : streams_) open.push_back(s.get());
-  for (Http2Stream* s : open) {
+  for (Http2Stream* s : streamsSnapshot()) {
     notifyReset(*s, ResetReason::kConnectionTermination, error_detail_);
     // nghttp2 will not report these closed any more.
     s->closed = true;
@@ -606,9 +631,7 @@ void Http2Codec::onConnectionAboveHighWatermark() {
   above_high_watermark_ = true;
   frames_while_blocked_ = 0;
   control_frames_while_blocked_ = 0;
-  std::vector<Http2Stream*> live;
-  for (auto& s : streams_) live.push_back(s.get());
-  for (Http2Stream* s : live) {
+  for (Http2Stream* s : streamsSnapshot()) {
     if (s->callbacks_) s->callbacks_->onAboveWriteBufferHighWatermark();
   }
 }
@@ -618,9 +641,7 @@ void Http2Codec::onConnectionBelowLowWatermark() {
   above_high_watermark_ = false;
   frames_while_blocked_ = 0;
   control_frames_while_blocked_ = 0;
-  std::vector<Http2Stream*> live;
-  for (auto& s : streams_) live.push_back(s.get());
-  for (Http2Stream* s : live) {
+  for (Http2Stream* s : streamsSnapshot()) {
     if (s->callbacks_) s->callbacks_->onBelowWriteBufferLowWatermark();
   }
 }
@@ -629,9 +650,7 @@ void Http2Codec::closeTransport(ResetReason reason) {
   if (transport_closed_) return;
   CallScope scope(*this);
   transport_closed_ = true;
-  std::vector<Http2Stream*> open;
-  for (auto& s : streams_) open.push_back(s.get());
-  for (Http2Stream* s : open) {
+  for (Http2Stream* s : streamsSnapshot()) {
     notifyReset(*s, reason, "connection closed");
     s->closed = true;
     retire(*s);
@@ -702,11 +721,9 @@ void Http2Codec::onOutermostExit() {
 
 void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool end_stream,
                                bool request) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(headers.size() + 4);
+  std::vector<nghttp2_nv>& nva = nva_;
+  nva.clear();
   std::vector<std::string> lowered;
-  // Reserved so that views into it stay put while it fills.
-  lowered.reserve(headers.size());
   if (request) {
     std::string_view method = headers.method();
     std::optional<std::string_view> authority = headers.get(":authority");
@@ -811,7 +828,6 @@ void Http2Codec::Http2Stream::encode1xxHeaders(const HeaderMap& headers) {
   if (status < 100 || status > 199 || status == 101) return;  // 101 is not HTTP/2 (RFC 9113 8.6).
   std::vector<nghttp2_nv> nva;
   std::vector<std::string> lowered;
-  lowered.reserve(headers.size());
   nva.push_back(makeNv(":status", *headers.get(":status")));
   appendFields(headers, /*request=*/false, nva, lowered);
   nghttp2_submit_headers(codec_.session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(), nva.size(),

@@ -27,13 +27,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "proxy/buffer/object_pool.h"
 #include "proxy/http/codec.h"
 
 namespace skiff::http {
@@ -112,6 +112,13 @@ class Http2Codec {
     Http2Stream(Http2Codec& codec, StreamDecoder* decoder) : codec_(codec), decoder_(decoder) {}
     ~Http2Stream() override;
 
+    // From the worker's free list: a busy connection opens and frees streams
+    // in bursts of up to its concurrency.
+    static void* operator new(size_t size) { return ObjectPool<Http2Stream, 512>::take(size); }
+    static void operator delete(void* p, size_t size) {
+      ObjectPool<Http2Stream, 512>::give(p, size);
+    }
+
     // StreamEncoder / ResponseEncoder
     void encodeHeaders(const HeaderMap& headers, bool end_stream) override;
     void encodeData(BufferChain& data, bool end_stream) override;
@@ -126,7 +133,8 @@ class Http2Codec {
     Http2Codec& codec_;
     StreamDecoder* decoder_;                // Where decoded parts go; nullptr once done.
     StreamCallbacks* callbacks_ = nullptr;  // nullptr once done.
-    std::list<std::unique_ptr<Http2Stream>>::iterator self;  // In codec_.streams_.
+    Http2Stream* prev = nullptr;            // Links in codec_'s stream list (owned there).
+    Http2Stream* next = nullptr;
     int32_t id = -1;  // -1 until the client submits its HEADERS.
 
     // Receiving.
@@ -155,6 +163,7 @@ class Http2Codec {
     bool done = false;              // The user is finished with it (ended both ways, or reset).
     bool closed = false;            // nghttp2 closed it (or it never opened).
     bool local_reset_sent = false;  // We sent RST_STREAM (not the peer).
+    bool retired = false;           // Moved from the stream list to dead_.
   };
 
   Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool server);
@@ -181,7 +190,9 @@ class Http2Codec {
   void onConnectionAboveHighWatermark();
   void onConnectionBelowLowWatermark();
   void closeTransport(ResetReason reason);
-  size_t openStreams() const { return streams_.size(); }
+  size_t openStreams() const { return stream_count_; }
+  // The streams in the list now, for loops whose body may retire them.
+  std::vector<Http2Stream*> streamsSnapshot() const;
 
   // Direction hooks.
   // Server: a request's header block begins. Client: unused.
@@ -219,14 +230,19 @@ class Http2Codec {
   const bool server_;
   nghttp2_session* session_ = nullptr;
 
-  std::list<std::unique_ptr<Http2Stream>> streams_;  // Every stream nghttp2 (or the user) holds.
-  std::vector<std::unique_ptr<Http2Stream>> dead_;   // Closed; freed at the outermost exit.
-  std::vector<Http2Stream*> drained_;                // Sent DATA while over their watermark.
-  BufferChain output_;                               // Bytes to hand to the owner.
-  const Slice* current_slice_ = nullptr;             // The slice mem_recv is reading.
-  int depth_ = 0;                                    // Nested CallScopes.
-  bool scheduled_ = false;                           // scheduleDispatch() is pending.
-  bool pending_delivery_ = false;                    // A re-enabled stream has input waiting.
+  // Every stream nghttp2 (or the user) holds, oldest first, owned here. The
+  // list is intrusive, so a stream costs one pooled block and no list node.
+  Http2Stream* first_stream_ = nullptr;
+  Http2Stream* last_stream_ = nullptr;
+  size_t stream_count_ = 0;
+  std::vector<std::unique_ptr<Http2Stream>> dead_;  // Closed; freed at the outermost exit.
+  std::vector<nghttp2_nv> nva_;                     // submitHeaders' field list, reused.
+  std::vector<Http2Stream*> drained_;               // Sent DATA while over their watermark.
+  BufferChain output_;                              // Bytes to hand to the owner.
+  const Slice* current_slice_ = nullptr;            // The slice mem_recv is reading.
+  int depth_ = 0;                                   // Nested CallScopes.
+  bool scheduled_ = false;                          // scheduleDispatch() is pending.
+  bool pending_delivery_ = false;                   // A re-enabled stream has input waiting.
 
   // Connection state.
   bool failed_ = false;                  // A connection error; dispatch() fails.
