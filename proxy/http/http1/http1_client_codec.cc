@@ -217,9 +217,8 @@ void Http1ClientCodec::resetActive(ResetReason reason, std::string_view detail) 
 void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bool end_stream) {
   if (!active || request_complete) return;
   Http1ClientCodec& c = codec_;
-  const http1_detail::RequestLine line = http1_detail::readRequestLine(headers);
-  std::string_view method = line.method;
-  std::string_view authority = line.authority;
+  std::string_view method = headers.method();
+  std::string_view authority = headers.authority();
   head_request = method == "HEAD";
   connect = method == "CONNECT";
   if (connect) {
@@ -232,7 +231,7 @@ void Http1ClientCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bo
     HeaderWriter w(out);
     w.add(method);
     w.add(" ");
-    w.add(line.path);
+    w.add(headers.path());
     w.add(" HTTP/1.1\r\n");
     if (!authority.empty()) w.addField("host", authority);
     bool has_content_length = false;

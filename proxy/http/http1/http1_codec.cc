@@ -75,42 +75,6 @@ void HeaderWriter::addFields(const HeaderMap& headers, bool& has_content_length,
   }
 }
 
-RequestLine readRequestLine(const HeaderMap& headers) {
-  static constexpr FieldName kMethod{":method"};
-  static constexpr FieldName kPath{":path"};
-  static constexpr FieldName kAuthority{":authority"};
-  RequestLine r;
-  bool method = false, path = false, authority = false;
-  for (const HeaderMap::Entry& e : headers.entries()) {
-    if (!method && kMethod.matches(e.name)) {
-      r.method = e.value;
-      method = true;
-    } else if (!path && kPath.matches(e.name)) {
-      r.path = e.value;
-      path = true;
-    } else if (!authority && kAuthority.matches(e.name)) {
-      r.authority = e.value;
-      authority = true;
-    } else {
-      continue;
-    }
-    if (method && path && authority) break;
-  }
-  return r;
-}
-
-int readStatus(const HeaderMap& headers) {
-  static constexpr FieldName kStatus{":status"};
-  for (const HeaderMap::Entry& e : headers.entries()) {
-    if (!kStatus.matches(e.name)) continue;
-    int code = 0;
-    const char* end = e.value.data() + e.value.size();
-    auto [p, ec] = std::from_chars(e.value.data(), end, code);
-    return ec == std::errc() && p == end ? code : 0;
-  }
-  return 0;
-}
-
 void HeaderWriter::addFieldsWithoutLength(const HeaderMap& headers) {
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;

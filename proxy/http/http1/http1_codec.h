@@ -204,18 +204,6 @@ inline constexpr FieldName kContentLengthName{"content-length"};
 inline constexpr FieldName kProxyConnectionName{"proxy-connection"};
 inline constexpr FieldName kTransferEncodingName{"transfer-encoding"};
 
-// What an HTTP/1 request line needs from the pseudo-headers: the first
-// :method, :path and :authority (HeaderMap::method(), path(), authority()),
-// read in one pass over the fields instead of three lookups.
-struct RequestLine {
-  std::string_view method;
-  std::string_view path;
-  std::string_view authority;
-};
-RequestLine readRequestLine(const HeaderMap& headers);
-// HeaderMap::status(), read with one word compare per pseudo-header.
-int readStatus(const HeaderMap& headers);
-
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);
 // connection, keep-alive, proxy-connection, transfer-encoding, upgrade.

@@ -291,7 +291,7 @@ void Http1ServerCodec::resetActive(ResetReason reason, std::string_view detail) 
 void Http1ServerCodec::ActiveRequest::encodeHeaders(const HeaderMap& headers, bool end_stream) {
   if (!active || response_started) return;
   Http1ServerCodec& c = codec_;
-  int status = http1_detail::readStatus(headers);
+  int status = headers.status();
   if (upgrade && (connect ? (status >= 200 && status < 300) : status == 101)) {
     encodeTunnelHeaders(headers, status, end_stream);
     return;
