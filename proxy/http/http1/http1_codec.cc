@@ -367,7 +367,25 @@ struct Http1Callbacks {
     return 0;
   }
 
+  // onHeaderField and onHeaderValue: the common piece (the whole name or
+  // value, in a slab already pinned, within the size limit) is handled in a
+  // function that makes no call, so that it saves no registers; anything
+  // else goes to the general function, as a tail call. Same checks, same
+  // result (bench/probe.sh instr: 15,843 -> 15,648 per proxied request).
   static int onHeaderField(llhttp_t* p, const char* at, size_t len) {
+    Message& m = *codec(p).m_;
+    if (!m.in_header_block || overHeaderLimit(m, at + len) || m.field_open ||
+        m.slice->slab() != m.pinned_slab) {
+      return onHeaderFieldPiece(p, at, len);
+    }
+    m.field_at_end = at + len == m.end;
+    m.field = {at, len};
+    m.field_open = true;
+    m.field_end = at + len;
+    return 0;
+  }
+
+  [[gnu::noinline]] static int onHeaderFieldPiece(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
     Message& m = *c.m_;
     if (!m.in_header_block) {
@@ -415,6 +433,19 @@ struct Http1Callbacks {
   }
 
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+    Message& m = *codec(p).m_;
+    if (overHeaderLimit(m, at + len) || m.value_open || !m.awaiting_value ||
+        m.slice->slab() != m.pinned_slab || scanValueGap(m.value_gap_state, m.value_gap, at) == 2) {
+      return onHeaderValuePiece(p, at, len);
+    }
+    m.awaiting_value = false;
+    m.value_at_end = at + len == m.end;
+    m.value = {at, len};
+    m.value_open = true;
+    return 0;
+  }
+
+  [[gnu::noinline]] static int onHeaderValuePiece(llhttp_t* p, const char* at, size_t len) {
     Http1Codec& c = codec(p);
     Message& m = *c.m_;
     if (overHeaderLimit(m, at + len)) return c.fail(431, "header block too large");
