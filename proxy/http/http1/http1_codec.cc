@@ -629,12 +629,13 @@ void Http1Codec::removeConnectionNominated() {
       std::string_view token = trimOws(list.substr(0, comma));
       list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
       if (token.empty() || token[0] == ':') continue;
-      if (equalsIgnoreCase(token, "close") || equalsIgnoreCase(token, "keep-alive") ||
-          equalsIgnoreCase(token, "upgrade")) {
+      static constexpr http1_detail::FieldName kClose{"close"};
+      if (kClose.matches(token) || http1_detail::kKeepAliveName.matches(token) ||
+          http1_detail::kUpgradeName.matches(token)) {
         continue;
       }
       // Framing stays: dropping content-length would change the message.
-      if (equalsIgnoreCase(token, "content-length")) continue;
+      if (http1_detail::kContentLengthName.matches(token)) continue;
       m.headers->remove(token);
     }
   }
