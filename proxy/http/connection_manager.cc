@@ -185,9 +185,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
           h.set(WellKnownHeader::kXForwardedFor, remote_ip);
         }
       }
-      h.set(WellKnownHeader::kXForwardedProto, scheme);
+      h.setView(WellKnownHeader::kXForwardedProto, scheme);  // A literal: no copy.
     } else if (!h.has(WellKnownHeader::kXForwardedProto)) {
-      h.set(WellKnownHeader::kXForwardedProto, scheme);
+      h.setView(WellKnownHeader::kXForwardedProto, scheme);
     }
     if (cfg.generate_request_id) {
       bool external = cfg.use_remote_address && !isInternalAddress(remote_ip);

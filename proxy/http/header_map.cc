@@ -262,15 +262,15 @@ void HeaderMap::addCopy(std::string_view name, std::string_view value) {
   addView(intern(name), intern(value));
 }
 
-void HeaderMap::set(WellKnownHeader h, std::string_view name, std::string_view value) {
-  std::string_view v = intern(value);
+void HeaderMap::replace(WellKnownHeader h, std::string_view name, bool static_name,
+                        std::string_view v) {
   if (h != WellKnownHeader::kCount && (duplicated_ & (1u << static_cast<unsigned>(h))) == 0) {
     // At most one field has this name, and the index says where.
     uint32_t at = first_[static_cast<size_t>(h)];
     if (at != 0) {
       entries_[at - 1].value = v;
     } else {
-      addView(h, intern(name), v);
+      addView(h, static_name ? name : intern(name), v);
     }
     return;
   }
@@ -287,7 +287,7 @@ void HeaderMap::set(WellKnownHeader h, std::string_view name, std::string_view v
   bool removed = out != size_;
   size_ = out;
   if (removed) reindex();
-  if (!found) addView(h, intern(name), v);
+  if (!found) addView(h, static_name ? name : intern(name), v);
 }
 
 size_t HeaderMap::remove(std::string_view name) {

@@ -112,9 +112,15 @@ class HeaderMap {
   void addCopy(std::string_view name, std::string_view value);
   // Replaces every field called name with one field (copied), or adds it.
   void set(std::string_view name, std::string_view value) {
-    set(classifyHeaderName(name), name, value);
+    replace(classifyHeaderName(name), name, false, intern(value));
   }
-  void set(WellKnownHeader h, std::string_view value) { set(h, wellKnownHeaderName(h), value); }
+  void set(WellKnownHeader h, std::string_view value) {
+    replace(h, wellKnownHeaderName(h), true, intern(value));
+  }
+  // The same for a value that outlives the map (a literal): not copied.
+  void setView(WellKnownHeader h, std::string_view value) {
+    replace(h, wellKnownHeaderName(h), true, value);
+  }
   // Removes every field called name; returns how many were removed.
   size_t remove(std::string_view name);
   // Removes the field at index i (order kept).
@@ -177,7 +183,8 @@ class HeaderMap {
       duplicated_ |= 1u << static_cast<unsigned>(h);
     }
   }
-  void set(WellKnownHeader h, std::string_view name, std::string_view value);
+  // set() once value is stored: name is copied too unless it is static.
+  void replace(WellKnownHeader h, std::string_view name, bool static_name, std::string_view value);
   std::optional<std::string_view> scan(std::string_view name) const;
   // Rebuilds first_ and duplicated_ from the entries (after a removal that
   // moved indexed fields).

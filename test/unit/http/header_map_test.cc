@@ -170,6 +170,21 @@ TEST(HeaderMap, DuplicatedWellKnownFieldsKeepTheFirstAndSetCollapsesThem) {
   EXPECT_EQ(h.get("X-Request-Id"), "id");
 }
 
+TEST(HeaderMap, SetViewKeepsTheCallersBytesAndSetCopiesThem) {
+  HeaderMap h;
+  static constexpr std::string_view kProto = "https";
+  h.setView(WellKnownHeader::kXForwardedProto, kProto);
+  EXPECT_EQ(h.get("x-forwarded-proto")->data(), kProto.data());
+  EXPECT_EQ(h.entries()[0].name, "x-forwarded-proto");
+  h.setView(WellKnownHeader::kXForwardedProto, "http");
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h.get("x-forwarded-proto"), "http");
+  std::string id = "abc";
+  h.set(WellKnownHeader::kXRequestId, id);
+  id = "xyz";
+  EXPECT_EQ(h.get("x-request-id"), "abc");
+}
+
 TEST(HeaderMap, IndexSurvivesGrowth) {
   HeaderMap h;
   for (int i = 0; i < 30; ++i) h.addCopy("x-field-" + std::to_string(i), "v");
