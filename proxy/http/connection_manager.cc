@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "proxy/buffer/object_pool.h"
@@ -60,27 +61,46 @@ std::string_view ipOf(std::string_view address) {
   return address.substr(0, address.rfind(':'));
 }
 
+// Writes v as 8 lowercase hex digits, most significant first, without a
+// loop: each nibble is spread into a byte of its own, and the bytes become
+// digits together.
+void putHex8(char* out, uint32_t v) {
+  uint64_t x = v;
+  x = (x | (x << 16)) & 0x0000ffff0000ffffULL;
+  x = (x | (x << 8)) & 0x00ff00ff00ff00ffULL;
+  x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0fULL;  // Byte k: nibble k.
+  // A nibble of 10 or more has bit 4 set once 6 is added: it takes a letter.
+  uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+  x += 0x3030303030303030ULL + letters * ('a' - '0' - 10);
+  x = __builtin_bswap64(x);  // The most significant nibble first in memory.
+  std::memcpy(out, &x, 8);
+}
+
 // A random version 4 UUID for x-request-id, formatted by hand into out
 // (snprintf was 1.4% of the CPU of a proxied request, and a std::string of
-// 36 characters is a heap allocation).
+// 36 characters is a heap allocation; a digit at a time cost 240
+// instructions per request, putHex8 about 100).
 using Uuid = std::array<char, 36>;
 void makeUuid(Worker& worker, Uuid& out) {
   uint64_t a = worker.random(), b = worker.random();
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // Version 4.
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // Variant 10.
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.fill('-');
-  size_t pos = 0;
-  auto put = [&](uint64_t v, int digits) {
-    for (int i = digits - 1; i >= 0; --i)
-      out[pos + static_cast<size_t>(digits - 1 - i)] = kHex[(v >> (4 * i)) & 0xf];
-    pos += static_cast<size_t>(digits) + 1;  // And skip the dash.
-  };
-  put(a >> 32, 8);
-  put((a >> 16) & 0xffff, 4);
-  put(a & 0xffff, 4);
-  put(b >> 48, 4);
-  put(b & 0xffffffffffffULL, 12);
+  char hex[32];
+  putHex8(hex, static_cast<uint32_t>(a >> 32));
+  putHex8(hex + 8, static_cast<uint32_t>(a));
+  putHex8(hex + 16, static_cast<uint32_t>(b >> 32));
+  putHex8(hex + 24, static_cast<uint32_t>(b));
+  // 8-4-4-4-12.
+  char* to = out.data();
+  std::memcpy(to, hex, 8);
+  to[8] = '-';
+  std::memcpy(to + 9, hex + 8, 4);
+  to[13] = '-';
+  std::memcpy(to + 14, hex + 12, 4);
+  to[18] = '-';
+  std::memcpy(to + 19, hex + 16, 4);
+  to[23] = '-';
+  std::memcpy(to + 24, hex + 20, 12);
 }
 
 }  // namespace
