@@ -147,8 +147,7 @@ void BufferChain::eraseFront(size_t n) {
   if (size_ == 0) freeHeap();
 }
 
-void BufferChain::freeHeap() {
-  if (!heap_cap_) return;
+void BufferChain::freeHeapArray() {
   freeSlices(heap_, heap_cap_);
   heap_cap_ = 0;
 }

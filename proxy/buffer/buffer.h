@@ -198,8 +198,12 @@ class BufferChain {
   void pushBack(Slice&& slice);
   // Destroys the first n slices and moves the rest to the front.
   void eraseFront(size_t n);
-  // Back to inline storage; the chain must hold no slice.
-  void freeHeap();
+  // Back to inline storage; the chain must hold no slice. Inline: nearly
+  // every chain that clear() empties has no heap array.
+  void freeHeap() {
+    if (heap_cap_) freeHeapArray();
+  }
+  void freeHeapArray();
 
   union {
     Slice* heap_;                                         // While heap_cap_ > 0.
