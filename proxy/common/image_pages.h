@@ -16,7 +16,10 @@ namespace skiff {
 // path never reads. With MADV_DONTNEED those pages stay in the page cache,
 // clean and reclaimable; a page still needed is mapped again by a minor fault
 // on its next use. Writable segments (relocated data, .data, .bss) are never
-// touched: dropping them would lose their contents.
+// touched: dropping them would lose their contents. Nor is a read-only page
+// that holds a private copy (a debugger's breakpoint, a uprobe, a text
+// relocation), found through /proc/self/pagemap; without that file nothing is
+// released.
 size_t releaseReadOnlyImagePages();
 
 }  // namespace skiff

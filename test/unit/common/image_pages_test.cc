@@ -1,6 +1,7 @@
 #include "proxy/common/image_pages.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <filesystem>
 #include <fstream>
@@ -31,12 +32,20 @@ size_t residentKib(bool writable) {
   return kib;
 }
 
+// A page of constants that the test writes into, as a debugger writes a
+// breakpoint into code: the page becomes a private copy, which must survive.
+alignas(4096) const char kPatched[4096] = "original";
+
 // Relocated at start (a PIE's pointers live in writable pages, made read-only
 // afterwards): these must survive the release.
 const char* const kWords[] = {"alpha", "beta", "gamma"};
 int counter = 41;
 
 TEST(ReleaseReadOnlyImagePages, DropsCodePagesAndKeepsData) {
+  char* patched = const_cast<char*>(kPatched);
+  ASSERT_EQ(mprotect(patched, sizeof kPatched, PROT_READ | PROT_WRITE), 0);
+  static_cast<volatile char*>(patched)[0] = 'O';
+  ASSERT_EQ(mprotect(patched, sizeof kPatched, PROT_READ), 0);
   size_t code_before = residentKib(false);
   size_t data_before = residentKib(true);
   ASSERT_GT(code_before, 0u);
@@ -49,6 +58,7 @@ TEST(ReleaseReadOnlyImagePages, DropsCodePagesAndKeepsData) {
   EXPECT_STREQ(kWords[0], "alpha");
   EXPECT_STREQ(kWords[2], "gamma");
   EXPECT_EQ(++counter, 42);
+  EXPECT_EQ(static_cast<const volatile char*>(kPatched)[0], 'O');
 }
 
 }  // namespace
