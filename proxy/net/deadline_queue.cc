@@ -2,8 +2,7 @@
 
 namespace skiff {
 
-void Deadline::cancel() {
-  if (!list_) return;
+void Deadline::unlink() {
   (prev_ ? prev_->next_ : list_->head) = next_;
   (next_ ? next_->prev_ : list_->tail) = prev_;
   prev_ = next_ = nullptr;

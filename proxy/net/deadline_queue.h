@@ -43,11 +43,17 @@ class Deadline {
   // Loop time (ms) when it fires; meaningful while armed.
   uint64_t due() const { return due_ms_; }
   // Stops it firing. Safe when not armed, and from inside any callback.
-  void cancel();
+  // Inline: most cancels (a stream's and a router's, at their end) find it
+  // unarmed.
+  void cancel() {
+    if (list_) unlink();
+  }
 
  private:
   friend class DeadlineQueue;
   struct List;
+
+  void unlink();
 
   Callback callback_;
   void* context_;
