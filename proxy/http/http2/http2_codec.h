@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -237,12 +238,13 @@ class Http2Codec {
   size_t stream_count_ = 0;
   std::vector<std::unique_ptr<Http2Stream>> dead_;  // Closed; freed at the outermost exit.
   std::vector<nghttp2_nv> nva_;                     // submitHeaders' field list, reused.
-  std::vector<Http2Stream*> drained_;               // Sent DATA while over their watermark.
-  BufferChain output_;                              // Bytes to hand to the owner.
-  const Slice* current_slice_ = nullptr;            // The slice mem_recv is reading.
-  int depth_ = 0;                                   // Nested CallScopes.
-  bool scheduled_ = false;                          // scheduleDispatch() is pending.
-  bool pending_delivery_ = false;                   // A re-enabled stream has input waiting.
+  std::deque<std::string> lowered_;       // Names lowercased for HEADERS not yet serialized.
+  std::vector<Http2Stream*> drained_;     // Sent DATA while over their watermark.
+  BufferChain output_;                    // Bytes to hand to the owner.
+  const Slice* current_slice_ = nullptr;  // The slice mem_recv is reading.
+  int depth_ = 0;                         // Nested CallScopes.
+  bool scheduled_ = false;                // scheduleDispatch() is pending.
+  bool pending_delivery_ = false;         // A re-enabled stream has input waiting.
 
   // Connection state.
   bool failed_ = false;                  // A connection error; dispatch() fails.

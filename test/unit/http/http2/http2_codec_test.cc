@@ -900,6 +900,40 @@ TEST_F(Http2ClientCodecTest, RespectsPeerMaxConcurrentStreams) {
   EXPECT_TRUE(codec->isReusable());
 }
 
+TEST_F(Http2ClientCodecTest, RequestHeldForPeerStreamLimitKeepsItsFields) {
+  // nghttp2 reads the fields of a request it sends at once from the caller's
+  // map; one it must hold back (over the peer's stream limit) is copied, so
+  // the caller may change or free its map as soon as encodeHeaders returns.
+  start({}, {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1}});
+  FakeDecoder d1, d2;
+  FakeStreamCallbacks c1, c2;
+  get(d1, c1, "/first");
+  RequestEncoder& e = codec->newStream(d2);
+  e.stream().setCallbacks(&c2);
+  std::string path = "/second", name = "x-held", value = "kept";
+  {
+    auto h = std::make_unique<HeaderMap>();
+    h->addView(":method", "GET");
+    h->addView(":scheme", "http");
+    h->addView(":authority", "a");
+    h->addView(":path", path);
+    h->addView(name, value);
+    e.encodeHeaders(*h, true);
+  }
+  path.assign(path.size(), 'X');
+  name.assign(name.size(), 'y');
+  value.assign(value.size(), 'Z');
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  peer->respond(peer->request_ids[0], {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(d1.ended);
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  const Peer::StreamInfo& s = peer->streams[peer->request_ids[1]];
+  EXPECT_EQ(s.get(":path"), "/second");
+  EXPECT_EQ(s.get("x-held"), "kept");
+}
+
 TEST_F(Http2ClientCodecTest, PeerGoAwayResetsLaterStreams) {
   start();
   FakeDecoder d1, d2, d3;
