@@ -311,6 +311,8 @@ struct Http2Callbacks {
       c.onRequestHeadersBegin(frame->hd.stream_id);
     }
     Stream* s = c.findStream(frame->hd.stream_id);
+    c.header_stream_ = s;
+    c.header_stream_id_ = frame->hd.stream_id;
     if (s == nullptr || s->done) return 0;
     s->headers = std::make_unique<HeaderMap>();
     s->header_bytes = 0;
@@ -321,7 +323,9 @@ struct Http2Callbacks {
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     Http2Codec& c = codec(user);
-    Stream* s = c.findStream(frame->hd.stream_id);
+    // The fields of a block follow its begin callback: no lookup per field.
+    Stream* s = frame->hd.stream_id == c.header_stream_id_ ? c.header_stream_
+                                                           : c.findStream(frame->hd.stream_id);
     if (s == nullptr || !s->headers) return 0;
     // RFC 9113 6.5.2: the size of a field is its name and value lengths plus 32.
     s->header_bytes += namelen + valuelen + 32;
@@ -575,6 +579,7 @@ void Http2Codec::retire(Http2Stream& s) {
   // stack may still hold it.
   if (s.retired) return;
   s.retired = true;
+  if (&s == header_stream_) header_stream_ = nullptr;
   (s.prev != nullptr ? s.prev->next : first_stream_) = s.next;
   (s.next != nullptr ? s.next->prev : last_stream_) = s.prev;
   s.prev = s.next = nullptr;

@@ -239,6 +239,8 @@ class Http2Codec {
   size_t stream_count_ = 0;
   std::vector<std::unique_ptr<Http2Stream>> dead_;  // Closed; freed at the outermost exit.
   std::vector<nghttp2_nv> nva_;                     // submitHeaders' field list, reused.
+  Http2Stream* header_stream_ = nullptr;  // The stream of the header block being received,
+  int32_t header_stream_id_ = 0;          // and its id (0: none); cleared when it retires.
   std::deque<std::string> lowered_;       // Names lowercased for HEADERS not yet serialized.
   std::vector<Http2Stream*> drained_;     // Sent DATA while over their watermark.
   BufferChain output_;                    // Bytes to hand to the owner.
