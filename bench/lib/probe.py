@@ -19,16 +19,29 @@
                        -cC -mM (default 64x100) sends N GET /64 after a
                        warm-up, through a cluster that speaks h2c to the
                        backend's h2c listener (h2, the default) or HTTP/1.1 (h1).
+  probe.py counters [R] [RATE]
+                       kernel-side counts per request for each proxy in
+                       BENCH_PROXIES (wrk -c64, or h2load at RATE req/s):
+                       TCP segments and ACKs, IPIs, softirqs, context switches
+                       and CPU of proxy, backend and client, syscalls by kind
+                       (perf stat tracepoints). Medians of R runs.
+  probe.py send-cost [ROUNDS] [BODY...]
+                       ns per head + body sent and read back on loopback, by
+                       syscall (send_cost.c): writev, sendmsg, copy + write,
+                       copy + send.
 
-Both start an nginx backend and skiff the same way bench.py does (same config,
-same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`.
+They start an nginx backend and skiff the same way bench.py does (same config,
+same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`, `cpu` and `counters`.
 """
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -202,6 +215,195 @@ def cpu(reps):
     shutil.rmtree(b.tmp, ignore_errors=True)
 
 
+def _kernel_counters():
+    """Loopback TCP counters (/proc/net/snmp, netstat), IPIs and NET_RX softirqs per CPU."""
+    vals = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        for head, body in zip(lines[0::2], lines[1::2]):
+            names, nums = head.split()[1:], body.split()[1:]
+            proto = head.split(":")[0]
+            for k, v in zip(names, nums):
+                vals[f"{proto}.{k}"] = int(v)
+    with open("/proc/interrupts") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("RES:", "CAL:", "LOC:"):
+                for cpu, v in enumerate(parts[1:3]):
+                    vals[f"irq.{parts[0][:-1]}.cpu{cpu}"] = int(v)
+    with open("/proc/softirqs") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] == "NET_RX:":
+                for cpu, v in enumerate(parts[1:3]):
+                    vals[f"softirq.NET_RX.cpu{cpu}"] = int(v)
+    return vals
+
+
+def _task_counters(pids):
+    """utime, stime (ticks) and voluntary/involuntary context switches over every thread of pids."""
+    out = {"utime": 0, "stime": 0, "vcsw": 0, "ivcsw": 0}
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+                fields = stat[stat.rindex(")") + 2:].split()
+                out["utime"] += int(fields[11])
+                out["stime"] += int(fields[12])
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            out["vcsw"] += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            out["ivcsw"] += int(line.split()[1])
+            except OSError:
+                pass
+    return out
+
+
+# Counted per process with `perf stat` (tracepoints; needs root or perf_event_paranoid <= 1).
+# sched_waking counts the wakeups a process *does* (it runs in the waker's context).
+PERF_EVENTS = [
+    "syscalls:sys_enter_read", "syscalls:sys_enter_recvfrom", "syscalls:sys_enter_write",
+    "syscalls:sys_enter_writev", "syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg",
+    "syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_pwait",
+    "syscalls:sys_enter_epoll_ctl", "syscalls:sys_enter_setsockopt", "sched:sched_switch",
+    "sched:sched_waking", "irq_vectors:reschedule_entry", "net:net_dev_xmit",
+]
+
+
+def _perf_stat(pid, out_path):
+    """perf stat counting PERF_EVENTS in pid (a comma list; all their threads) until stopped
+    with SIGINT."""
+    if shutil.which("perf") is None:
+        return None
+    return subprocess.Popen(["perf", "stat", "-x,", "-o", out_path, "-p", str(pid), "-e",
+                             ",".join(PERF_EVENTS)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _perf_read(proc, out_path):
+    if proc is None:
+        return {}
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    vals = {}
+    with open(out_path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                vals[parts[2]] = float(parts[0])
+    return vals
+
+
+COUNTER_KEYS = [
+    "Tcp.OutSegs", "TcpExt.TCPPureAcks", "TcpExt.TCPHPAcks", "TcpExt.TCPHPHits",
+    "TcpExt.DelayedACKs", "TcpExt.DelayedACKLocked", "TcpExt.DelayedACKLost",
+    "TcpExt.TCPAutoCorking", "TcpExt.TCPBacklogCoalesce", "TcpExt.TCPRcvCoalesce",
+    "TcpExt.TCPOFOQueue", "TcpExt.TCPWantZeroWindowAdv", "TcpExt.TCPFromZeroWindowAdv",
+    "irq.RES.cpu0", "irq.RES.cpu1", "irq.CAL.cpu0", "irq.CAL.cpu1", "irq.LOC.cpu0", "irq.LOC.cpu1",
+    "softirq.NET_RX.cpu0", "softirq.NET_RX.cpu1",
+]
+
+
+def counters(reps, rate=None):
+    """Per-request counters while wrk -t1 -c64 (or h2load --h1 -c64 at `rate` req/s) GETs /64
+    through each proxy (BENCH_DURATION s, proxies taking turns): TCP segments and ACK kinds,
+    IPIs and NET_RX softirqs per CPU (machine-wide: other work on the machine adds to them),
+    context switches and CPU of the proxy, the client and the nginx backend worker, and
+    syscalls and scheduler events of the proxy and the backend (perf stat)."""
+    b = bench.Bench()
+    b.start_backend()
+    backend_pids = bench.children_of(b.backend.proc.pid)
+    names = [p for p in bench.PROXIES if p != "direct"]
+    rows = {n: [] for n in names}
+    for _ in range(reps):
+        for name in names:
+            proxy = b.start_proxy(name)
+            try:
+                if bench.WARMUP > 0:
+                    b.wrk(proxy.port, "64", 64, bench.WARMUP)
+                pids = proxy.cpu_pids()
+                perf = {who: (_perf_stat(pid, os.path.join(b.tmp, f"perf-{who}.txt")),
+                              os.path.join(b.tmp, f"perf-{who}.txt"))
+                        for who, pid in (("proxy", ",".join(map(str, pids))),
+                                         ("backend", ",".join(map(str, backend_pids))))}
+                time.sleep(0.3)  # perf attaches
+                k0, p0, n0 = _kernel_counters(), _task_counters(pids), _task_counters(backend_pids)
+                url = f"http://127.0.0.1:{proxy.port}/64"
+                if rate:
+                    load = ["h2load", "--h1", "-t1", "-c64", f"--rps={rate / 64:.3f}",
+                            f"-D{bench.DURATION}", url]
+                else:
+                    load = ["wrk", "-t1", "-c64", f"-d{bench.DURATION}s", "-s", bench.LUA, url]
+                client = subprocess.Popen(["taskset", "-c", bench.LOAD_CPUS] + load,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                _, status, ru = os.wait4(client.pid, 0)  # its rusage: CPU, context switches
+                client.returncode = os.waitstatus_to_exitcode(status)
+                out = client.stdout.read().decode()
+                k1, p1, n1 = _kernel_counters(), _task_counters(pids), _task_counters(backend_pids)
+                perf_vals = {who: _perf_read(*pr) for who, pr in perf.items()}
+            finally:
+                bench.stop(proxy.proc)
+            if rate:
+                m = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
+                if not m:
+                    raise bench.BenchError(f"h2load gave no results:\n{out}")
+                n = max(int(m.group(1)), 1)
+            else:
+                m = re.search(r"^BENCH_JSON (.*)$", out, re.M)
+                if not m:
+                    raise bench.BenchError(f"wrk printed no BENCH_JSON line:\n{out}")
+                n = max(json.loads(m.group(1))["requests"], 1)
+            tck = bench.CLK_TCK
+            row = {k: (k1.get(k, 0) - k0.get(k, 0)) / n for k in COUNTER_KEYS}
+            for who, a, z in (("proxy", p0, p1), ("backend", n0, n1)):
+                row[f"{who}.user_us"] = (z["utime"] - a["utime"]) / tck * 1e6 / n
+                row[f"{who}.sys_us"] = (z["stime"] - a["stime"]) / tck * 1e6 / n
+                row[f"{who}.vcsw"] = (z["vcsw"] - a["vcsw"]) / n
+                row[f"{who}.ivcsw"] = (z["ivcsw"] - a["ivcsw"]) / n
+            for who, vals in perf_vals.items():
+                for ev in PERF_EVENTS:
+                    if ev in vals:
+                        row[f"{who}.{ev.split(':')[1].replace('sys_enter_', '')}"] = vals[ev] / n
+            row["client.user_us"] = ru.ru_utime * 1e6 / n
+            row["client.sys_us"] = ru.ru_stime * 1e6 / n
+            row["client.vcsw"] = ru.ru_nvcsw / n
+            row["client.ivcsw"] = ru.ru_nivcsw / n
+            row["rps"] = n / bench.DURATION
+            row["load1"] = bench.load1()
+            rows[name].append(row)
+            print(f"{name}: {n} requests, {row['rps']:.0f} req/s, load {row['load1']:.1f}",
+                  flush=True)
+    keys = list(dict.fromkeys(k for name in names for r in rows[name] for k in r))
+    print("per request, median of %d (each proxy's column)" % reps)
+    print(f"{'counter':28}" + "".join(f"{n:>12}" for n in names))
+    for k in keys:
+        meds = []
+        for name in names:
+            v = sorted(r.get(k, float("nan")) for r in rows[name])
+            meds.append(v[(len(v) - 1) // 2])
+        print(f"{k:28}" + "".join(f"{m:12.4f}" for m in meds))
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def send_cost(rounds, sizes):
+    """Compiles send_cost.c and runs it on the proxy's CPU for each body size."""
+    tmp = tempfile.mkdtemp(prefix="skiff-send-cost-")
+    try:
+        exe = os.path.join(tmp, "send_cost")
+        subprocess.run(["cc", "-O2", "-o", exe, os.path.join(os.path.dirname(__file__), "send_cost.c"),
+                        "-lpthread"], check=True)
+        for size in sizes:
+            subprocess.run(["taskset", "-c", bench.PROXY_CPUS, exe, str(size), str(rounds)],
+                           check=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "mem"
     if what == "mem":
@@ -212,9 +414,16 @@ def main():
         instr_h2(int(sys.argv[2]) if len(sys.argv) > 2 else 64000, *sys.argv[3:5])
     elif what == "cpu":
         cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    elif what == "send-cost":
+        send_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 15,
+                  [int(x) for x in sys.argv[3:]] or [64, 1024, 2048, 16384])
+    elif what == "counters":
+        counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+                 float(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         raise SystemExit(f"usage: {sys.argv[0]} mem [N] | cpu [R] | instr [N] | "
-                         "instr-h2 [N] [CxM] [h1|h2]")
+                         "instr-h2 [N] [CxM] [h1|h2] | counters [R] [RATE] | "
+                         "send-cost [ROUNDS] [BODY...]")
 
 
 if __name__ == "__main__":
