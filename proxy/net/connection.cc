@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 
 #include "proxy/net/deadline_queue.h"
@@ -14,7 +15,10 @@ namespace skiff {
 
 namespace {
 constexpr size_t kMaxIov = 64;
-}
+// A chain of several slices up to this size leaves as one copied buffer
+// (TcpConnection::trySend).
+constexpr size_t kCoalesceBytes = 2048;
+}  // namespace
 
 // Only an upstream connection connects, and only until it is connected.
 struct TcpConnection::ConnectState {
@@ -253,10 +257,8 @@ void TcpConnection::flush() {
     // uv_buf_t is laid out as struct iovec on Unix.
     auto* bufs = reinterpret_cast<uv_buf_t*>(iov);
     auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-    int written = uv_try_write(stream, bufs, static_cast<unsigned>(n));
-    if (written == UV_EAGAIN || written == UV_ENOSYS) {
-      written = 0;
-    } else if (written < 0) {
+    ssize_t written = trySend(iov, n);
+    if (written < 0) {
       close(CloseReason::kRemote);
       return;
     }
@@ -289,6 +291,56 @@ void TcpConnection::flush() {
     return;
   }
   if (queue_.empty() && shutdown_after_flush_) shutdownNow();
+}
+
+// What uv_try_write does (flush() calls it only when no uv_write is pending,
+// as uv_try_write requires), with syscalls that cost the kernel less:
+// - send/sendmsg go straight to the socket; write/writev pass through the VFS
+//   layer first.
+// - A short chain (a response head and a small body, a frame header and its
+//   payload) is copied into one stack buffer and leaves with one send(), not
+//   a writev(): the copy costs less than the kernel's work per iovec.
+// `bench/probe.sh send-cost` (a 200 B head plus a body, sent and read back on
+// loopback; best of 15 rounds, two runs): 64 B body, writev 3,034 / 2,816 ns,
+// copy + send 2,937 / 2,705; 2 KiB body 2,885 / 2,961 against 2,764 / 2,854;
+// a 16 KiB body is cheaper as two iovecs (3,517 against 3,919 copied); the
+// head alone, write 2,974 / 2,737 against send 2,938 / 2,671.
+// Returns the bytes the kernel took (0 when the socket is full), or -1 when
+// the connection is broken.
+ssize_t TcpConnection::trySend(const struct iovec* iov, size_t n) {
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+  ssize_t rc;
+  if (n == 1) {
+    do {
+      rc = ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    } while (rc < 0 && errno == EINTR);
+  } else {
+    size_t total = 0;
+    for (size_t i = 0; i < n && total <= kCoalesceBytes; ++i) total += iov[i].iov_len;
+    if (total <= kCoalesceBytes) {
+      // Copies the chain's bytes once, into a hot stack buffer (see above).
+      char joined[kCoalesceBytes];
+      size_t off = 0;
+      for (size_t i = 0; i < n; ++i) {
+        std::memcpy(joined + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+      }
+      do {
+        rc = ::send(fd, joined, total, MSG_NOSIGNAL);
+      } while (rc < 0 && errno == EINTR);
+    } else {
+      struct msghdr msg = {};
+      msg.msg_iov = const_cast<struct iovec*>(iov);
+      msg.msg_iovlen = n;
+      do {
+        rc = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      } while (rc < 0 && errno == EINTR);
+    }
+  }
+  if (rc >= 0) return rc;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return 0;
+  return -1;
 }
 
 void TcpConnection::onWriteDone(uv_write_t* req, int status) {

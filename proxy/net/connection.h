@@ -1,6 +1,6 @@
 // A TCP connection on a worker's loop: reads into slabs, writes slice chains
-// with uv_try_write first and uv_write only for the rest (DESIGN.md: syscalls
-// are the budget), and applies watermark backpressure. Used for downstream
+// with a non-blocking send first and uv_write only for the rest (DESIGN.md:
+// syscalls are the budget), and applies watermark backpressure. Used for downstream
 // and upstream connections alike. It knows nothing of HTTP.
 #pragma once
 
@@ -112,6 +112,7 @@ class TcpConnection {
   void deliver();
   void takeTlsOutput();
   void scheduleFlush();
+  ssize_t trySend(const struct iovec* iov, size_t n);
 
   // What every connection holds, idle ones included, is kept small (the
   // 1 KB-per-idle-connection goal): what only some need is allocated when

@@ -24,6 +24,7 @@ class Recorder : public TcpConnection::Callbacks {
   void onRead(BufferChain& data) override {
     received += data.length();
     text += data.toString(std::min<size_t>(data.length(), 64));
+    if (keep_all) all += data.toString(data.length());
     if (echo && conn) {
       conn->write(data);
     } else {
@@ -38,8 +39,10 @@ class Recorder : public TcpConnection::Callbacks {
 
   TcpConnection* conn = nullptr;
   bool echo = false;
+  bool keep_all = false;  // Keep every byte read in all, not only text's first 64 per read.
   size_t received = 0;
   std::string text;
+  std::string all;
   bool eof = false;
   bool connected = false;
   std::optional<CloseReason> closed;
@@ -203,6 +206,31 @@ TEST_F(TcpConnectionTest, WritesMoreThanTheKernelTakesAtOnce) {
   EXPECT_EQ(server_side_.received, big.size());
   runUntil([&] { return client_->queuedBytes() == 0; });
   EXPECT_EQ(client_->queuedBytes(), 0u);
+}
+
+// A chain of several slices leaves whole and in order, whether it is short
+// enough to go out as one copied buffer or goes out as an iovec per slice.
+TEST_F(TcpConnectionTest, WritesChainsOfSeveralSlicesInOrder) {
+  connectClient(64 << 20);
+  server_side_.keep_all = true;
+  std::string expected;
+  // 15, 600 and 192 bytes go out as one copied buffer, 5,100 and 12,288 as iovecs.
+  for (size_t piece : {size_t{5}, size_t{200}, size_t{64}, size_t{1700}, size_t{4096}}) {
+    BufferChain out;
+    for (int i = 0; i < 3; ++i) {
+      // A fresh slab per piece, so that each is a slice of its own.
+      SlabPool::local().retireCurrent();
+      std::string bytes(piece, static_cast<char>('a' + (expected.size() + i) % 26));
+      out.appendCopy(bytes);
+      expected += bytes;
+    }
+    ASSERT_EQ(out.slices().size(), 3u);
+    client_->write(out);
+    // Each chain leaves in a flush of its own.
+    runUntil([&] { return client_->queuedBytes() == 0; });
+  }
+  runUntil([&] { return server_side_.received == expected.size(); });
+  EXPECT_EQ(server_side_.all, expected);
 }
 
 TEST_F(TcpConnectionTest, ShutdownAfterFlushIsAHalfClose) {
