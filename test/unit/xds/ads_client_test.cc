@@ -387,9 +387,10 @@ TEST_P(AdsClientTest, WatcherMayStopTheClientFromItsCallback) {
 }
 
 TEST_P(AdsClientTest, ControlPlaneAbsentThenAppears) {
-  // A fresh port, nothing on it yet.
+  // A fresh port, nothing on it yet, and kept for this test until the end.
   cp_.stop();
-  uint16_t port = testing::unusedPort();
+  testing::ReservedPort reserved;
+  uint16_t port = reserved.port();
   loop_ = std::make_unique<TestLoop>(port);
   makeClient(delta());
   client_->subscribe(testing::kCluster, {}, true);
@@ -414,7 +415,8 @@ TEST_P(AdsClientTest, ControlPlaneAbsentThenAppears) {
   ASSERT_TRUE(again.start(port));
   again.set(testing::kCluster, "6", {testing::clusterJson("y")});
   ASSERT_TRUE(loop_->runUntil([&] { return watcher_.updates.size() > updates; }));
-  const Update& u = *watcher_.last(testing::kCluster);
+  // A copy: waitEvent below runs the loop, which may add to updates.
+  const Update u = *watcher_.last(testing::kCluster);
   EXPECT_EQ(u.version, "6");
   if (delta()) {
     // It offered what it had; the server said "z" is gone.

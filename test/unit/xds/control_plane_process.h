@@ -103,18 +103,39 @@ inline std::string routeJson(const std::string& name, const std::string& body = 
          R"("direct_response":{"status":200,"body":{"inline_string":")" + body + R"("}}}]}]})";
 }
 
-// A port nothing listens on (bound a moment ago, then let go).
-inline uint16_t unusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+// A loopback port that nothing listens on and that stays ours for as long as
+// this object lives: a socket with SO_REUSEADDR is bound to it and never
+// listens. Connections to it are refused; a control plane started on it later
+// may still bind and listen there (gRPC sets SO_REUSEADDR too), and listen
+// again after it was killed. A port that was bound a moment ago and let go
+// may be taken by another process's bind(0) before the control plane binds
+// it, and tests that run in parallel bind many ports: the control plane then
+// cannot listen and the test fails. bind(0) never picks a port that a socket
+// is bound to, with or without SO_REUSEADDR.
+class ReservedPort {
+ public:
+  ReservedPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~ReservedPort() { ::close(fd_); }
+  ReservedPort(const ReservedPort&) = delete;
+  ReservedPort& operator=(const ReservedPort&) = delete;
+
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
 
 class ControlPlaneProcess {
  public:

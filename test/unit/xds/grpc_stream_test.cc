@@ -207,7 +207,8 @@ TEST_F(GrpcStreamTest, ServerThatDiesEndsTheCallAsUnavailable) {
 }
 
 TEST(GrpcStreamNoServerTest, ConnectFailureIsUnavailable) {
-  TestLoop loop(testing::unusedPort());
+  testing::ReservedPort reserved;
+  TestLoop loop(reserved.port());
   Recorder recorder;
   {
     GrpcStream stream(loop.worker(), TestLoop::kCluster, std::string(AdsClient::kSotwPath),
