@@ -93,7 +93,6 @@ class Server : public AdminSource,
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   uv_async_t worker_event_;
-  uv_timer_t exit_check_;
   // Once live: fires when xDS has been quiet for a while after a change, to
   // unmap the parsing code the change ran (releaseReadOnlyImagePages).
   uv_timer_t release_pages_;
