@@ -119,8 +119,18 @@ void UpstreamClient::abandon() {
 
 void UpstreamClient::onRead(BufferChain& data) {
   http::CodecError error;
-  // After the flush: an HTTP/2 codec has queued its GOAWAY for the upstream.
-  if (!codec_->dispatch(data, error)) conn_.closeAfterFlush(TcpConnection::CloseReason::kError);
+  if (!codec_->dispatch(data, error)) {
+    // After the flush: an HTTP/2 codec has queued its GOAWAY for the upstream.
+    conn_.closeAfterFlush(TcpConnection::CloseReason::kError);
+    return;
+  }
+  // An HTTP/2 stream is given back to the pool while its end is being
+  // delivered, before nghttp2 closes it, so a connection at the peer's
+  // SETTINGS_MAX_CONCURRENT_STREAMS was still full then; a SETTINGS frame may
+  // also raise that limit. Either way the room shows up only now: without
+  // this, requests waited for a connection the pool thought was full (past
+  // max_connections until their timeout; below it, on a new connection).
+  if (!ready_ && !conn_.closing() && codec_->canStartStream()) host_->onClientAvailable(*this);
 }
 
 void UpstreamClient::onEof() {

@@ -8,6 +8,7 @@ the offending one is still served: a protection closes only the offender.
 The upstream half uses a hostile HTTP/2 origin written here (HostileOrigin),
 chosen by the request path."""
 
+import http.client
 import json
 import socket
 import socketserver
@@ -637,6 +638,149 @@ class UpstreamTest(h.SkiffTestCase):
             self.assertEqual(len(self.origin.connections), 1)
         self.assert_counted("rx_reset", before)
 
+
+
+class LimitedOrigin:
+    """An HTTP/2 origin on 127.0.0.1 that allows one stream at a time
+    (SETTINGS_MAX_CONCURRENT_STREAMS 1). It answers /ok at once and holds any
+    other request until the test answers it with answer(). Every frame
+    received is kept per connection (`connections`)."""
+
+    def __init__(self):
+        self.connections = []  # One Peer per accepted connection.
+        self.held = {}  # path -> (peer, stream id) of requests not yet answered.
+        self._lock = threading.Lock()
+        origin = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                peer = f.Peer(self.request)
+                send_lock = threading.Lock()
+                raw_send = peer.send
+
+                def send(data):
+                    with send_lock:  # The test thread sends too.
+                        raw_send(data)
+
+                peer.send = send
+                with origin._lock:
+                    origin.connections.append(peer)
+                try:
+                    origin._serve(peer)
+                except OSError:
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server((LOCALHOST, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def _serve(self, peer):
+        peer.sock.settimeout(10)
+        preface = b""
+        while len(preface) < len(f.PREFACE):
+            chunk = peer.sock.recv(len(f.PREFACE) - len(preface))
+            if not chunk:
+                return
+            preface += chunk
+        peer.send(f.settings([(f.MAX_CONCURRENT_STREAMS, 1)]))
+        while True:
+            fr = peer.read_frame(timeout=30)
+            if fr is None:
+                return
+            if fr.type == f.HEADERS and fr.headers is not None:
+                path = dict(fr.headers).get(":path", "")
+                if path == "/ok":
+                    peer.send(self.response(fr.stream_id))
+                else:
+                    with self._lock:
+                        self.held[path] = (peer, fr.stream_id)
+
+    @staticmethod
+    def response(sid, body=b"ok\n"):
+        return f.frame(f.HEADERS, f.END_HEADERS, sid, f.block([(":status", "200")])) + \
+            f.data(sid, body, True)
+
+    def wait_held(self, path):
+        h.wait_until(lambda: path in self.held, 5, what=f"{path} at the origin")
+        with self._lock:
+            return self.held[path]
+
+    def answer(self, path, before=b"", after=b""):
+        """Answers the held request for path, with `before` and `after` in the
+        same write."""
+        peer, sid = self.wait_held(path)
+        peer.send(before + self.response(sid, path.encode() + b"\n") + after)
+
+    def sync(self, peer):
+        """Every frame skiff sent on peer's connection before now has been
+        read: a PING goes out and its ACK comes back behind them."""
+        payload = b"sync%04d" % len(peer.frames)
+        peer.send(f.ping(payload))
+        h.wait_until(lambda: any(fr.type == f.PING and fr.flags & f.ACK and fr.payload == payload
+                                 for fr in list(peer.frames)), 5, what="PING ACK")
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        with self._lock:
+            for peer in self.connections:
+                try:
+                    peer.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class LimitedUpstreamTest(h.SkiffTestCase):
+    """skiff as the HTTP/2 client of an origin that allows one stream at a
+    time, with one connection to it at most (max_connections: 1): requests past
+    the limit wait in the pool for the stream to come free."""
+
+    def setUp(self):
+        self.origin = LimitedOrigin()
+        self.addCleanup(self.origin.stop)
+        self.skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="limited", timeout="5s")])],
+            [h.cluster("limited", [(LOCALHOST, self.origin.port)], extra={
+                "typed_extension_protocol_options": H2_UPSTREAM,
+                "circuit_breakers": {"thresholds": [{"max_connections": 1}]}})]), concurrency=1)
+        self.port = self.skiff.port("ingress")
+
+    def stat(self, name):
+        return self.skiff.stat(f"cluster.limited.{name}") or 0
+
+    def send(self, path):
+        """Sends GET path on a new downstream connection; the response is read
+        later with response()."""
+        conn = http.client.HTTPConnection(LOCALHOST, self.port, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", path)
+        return conn
+
+    @staticmethod
+    def response(conn):
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    def streams_opened(self, peer):
+        return [(fr.stream_id, dict(fr.headers).get(":path")) for fr in list(peer.frames)
+                if fr.type == f.HEADERS and fr.headers is not None]
+
+    def test_next_request_takes_the_stream_a_response_freed(self):
+        # The pool is given the connection back while the finished stream is
+        # still open in the codec (its end is being delivered); it must learn
+        # when the stream has closed, or the next request waits for a
+        # connection it may not open.
+        for i in range(3):
+            self.assertEqual(self.response(self.send("/ok")), (200, b"ok\n"), f"request {i}")
+        self.assertEqual(len(self.origin.connections), 1)
+        self.assertEqual(self.streams_opened(self.origin.connections[0]),
+                         [(1, "/ok"), (3, "/ok"), (5, "/ok")])
+        self.assertEqual(self.stat("upstream_rq_active"), 0)
 
 if __name__ == "__main__":
     unittest.main()
