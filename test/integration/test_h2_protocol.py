@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import socketserver
+import struct
 import threading
 import time
 import unittest
@@ -781,6 +782,45 @@ class LimitedUpstreamTest(h.SkiffTestCase):
         self.assertEqual(self.streams_opened(self.origin.connections[0]),
                          [(1, "/ok"), (3, "/ok"), (5, "/ok")])
         self.assertEqual(self.stat("upstream_rq_active"), 0)
+
+    def test_request_held_back_by_the_peer_limit_then_cancelled(self):
+        a = self.send("/a")
+        peer, _ = self.origin.wait_held("/a")
+        b = self.send("/b")
+        c = self.send("/c")
+        h.wait_until(lambda: self.stat("upstream_rq_pending_active") == 2, 5,
+                     what="two requests waiting in the pool")
+        # Within one read: the limit rises to 3, /a ends (the pool starts /b
+        # and /c on the connection while it is delivered), and the limit falls
+        # back to 1. nghttp2 sends /b and holds /c back.
+        self.origin.answer("/a", before=f.settings([(f.MAX_CONCURRENT_STREAMS, 3)]),
+                           after=f.settings([(f.MAX_CONCURRENT_STREAMS, 1)]))
+        self.assertEqual(self.response(a), (200, b"/a\n"))
+        self.origin.wait_held("/b")
+        self.origin.sync(peer)
+        self.assertEqual(self.streams_opened(peer), [(1, "/a"), (3, "/b")])
+        self.assertEqual(self.stat("upstream_rq_active"), 2)
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+
+        # /c's client goes away: the request is cancelled before it was sent.
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        h.wait_until(lambda: self.stat("upstream_rq_active") == 1, 5, what="/c cancelled")
+        self.origin.sync(peer)
+        # Nothing about it reached the origin: no HEADERS, no RST_STREAM.
+        self.assertEqual([fr for fr in list(peer.frames) if fr.stream_id == 5], [])
+
+        # Once /b ends, nghttp2 drops the cancelled /c (stream 5) and the
+        # connection takes the next request.
+        self.origin.answer("/b")
+        self.assertEqual(self.response(b), (200, b"/b\n"))
+        self.assertEqual(self.response(self.send("/ok")), (200, b"ok\n"))
+        self.assertEqual(len(self.origin.connections), 1)
+        self.assertEqual(self.streams_opened(peer), [(1, "/a"), (3, "/b"), (7, "/ok")])
+        self.assertEqual([fr for fr in list(peer.frames) if fr.stream_id == 5], [])
+        h.wait_until(lambda: self.stat("upstream_rq_active") == 0, 5, what="no request active")
+        self.assertEqual(self.stat("upstream_rq_pending_active"), 0)
+        self.assertEqual(self.stat("upstream_cx_total"), 1)
 
 if __name__ == "__main__":
     unittest.main()
