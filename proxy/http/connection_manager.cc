@@ -147,9 +147,12 @@ class HttpConnectionManager::ActiveStream : public Deletable,
                                             public filters::FilterCallbacks,
                                             public http::EncodeSink {
  public:
-  // Every request makes one: they come from a per-worker free list.
-  static void* operator new(size_t size) { return ObjectPool<ActiveStream>::take(size); }
-  static void operator delete(void* p, size_t size) { ObjectPool<ActiveStream>::give(p, size); }
+  // Every request makes one: they come from a per-worker free list, sized
+  // for 64 HTTP/2 connections of 100 streams (8,192 streams, 3.9 MiB).
+  static void* operator new(size_t size) { return ObjectPool<ActiveStream, 8192>::take(size); }
+  static void operator delete(void* p, size_t size) {
+    ObjectPool<ActiveStream, 8192>::give(p, size);
+  }
 
   ActiveStream(HttpConnectionManager& hcm, http::ResponseEncoder& encoder)
       : hcm_(hcm),

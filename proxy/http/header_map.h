@@ -98,9 +98,10 @@ class HeaderMap {
   HeaderMap(const HeaderMap&) = delete;
   HeaderMap& operator=(const HeaderMap&) = delete;
 
-  // Every message makes one or two: they come from a per-worker free list.
-  static void* operator new(size_t size) { return ObjectPool<HeaderMap, 128>::take(size); }
-  static void operator delete(void* p, size_t size) { ObjectPool<HeaderMap, 128>::give(p, size); }
+  // Every message makes one or two: they come from a per-worker free list,
+  // sized for 64 HTTP/2 connections of 100 streams (8,192 maps, 7.4 MiB).
+  static void* operator new(size_t size) { return ObjectPool<HeaderMap, 8192>::take(size); }
+  static void operator delete(void* p, size_t size) { ObjectPool<HeaderMap, 8192>::give(p, size); }
 
   // Keeps a slab alive for as long as the map, so views into it stay valid.
   void pin(const Slice& slice);
