@@ -857,6 +857,57 @@ TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexed) {
   EXPECT_EQ(s2.get("x-other"), "v");
 }
 
+TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
+  // Names are checked for uppercase 8 bytes at a time and filtered by their
+  // length first: an uppercase letter anywhere, at lengths on both sides of
+  // 8 and 16, and every forbidden name in any case.
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  RequestEncoder& e = codec->newStream(d);
+  e.stream().setCallbacks(&cbs);
+  auto h = makeHeaders({{":method", "GET"},
+                        {":scheme", "http"},
+                        {":path", "/"},
+                        {":authority", "a"},
+                        {"X", "1"},
+                        {"abcdefG", "7"},
+                        {"abcdefgH", "8"},
+                        {"Abcdefghi", "9"},
+                        {"abcdefghijklmnoP", "16"},
+                        {"abcdefghIjklmnopq", "17"},
+                        {"abcdefghijklmnopqrstuvwxyZ", "26"},
+                        {"TE", "trailers"},
+                        {"Te", "gzip"},
+                        {"HOST", "h"},
+                        {"Upgrade", "websocket"},
+                        {"Keep-Alive", "5"},
+                        {"CONNECTION", "close"},
+                        {"Proxy-Connection", "close"},
+                        {"Transfer-Encoding", "chunked"},
+                        {"upgradE", "x"},
+                        {"x-upgrade", "kept"}});
+  e.encodeHeaders(*h, true);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  const Peer::StreamInfo& s = peer->streams[peer->request_ids[0]];
+  std::vector<std::pair<std::string, std::string>> regular;
+  for (const auto& [n, v] : s.headers) {
+    if (n[0] != ':') regular.emplace_back(n, v);
+  }
+  std::vector<std::pair<std::string, std::string>> want = {{"x", "1"},
+                                                           {"abcdefg", "7"},
+                                                           {"abcdefgh", "8"},
+                                                           {"abcdefghi", "9"},
+                                                           {"abcdefghijklmnop", "16"},
+                                                           {"abcdefghijklmnopq", "17"},
+                                                           {"abcdefghijklmnopqrstuvwxyz", "26"},
+                                                           {"te", "trailers"},
+                                                           {"x-upgrade", "kept"}};
+  EXPECT_EQ(regular, want);
+  EXPECT_TRUE(wire.ok);
+}
+
 TEST_F(Http2ClientCodecTest, PostBodyMovesSlices) {
   start();
   FakeDecoder d;
