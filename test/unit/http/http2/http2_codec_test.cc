@@ -285,6 +285,36 @@ TEST_F(Http2ServerCodecTest, Get) {
   EXPECT_TRUE(wire.ok);
 }
 
+TEST_F(Http2ServerCodecTest, ReceivedFieldsOutliveTheSession) {
+  // Names and values from HPACK's static table are kept as views into
+  // nghttp2's static storage, the rest are copied: all of them stay readable
+  // after the session that decoded them is gone, whether they came as
+  // literals or from the dynamic table (the second request).
+  start();
+  for (int i = 0; i < 2; ++i) {
+    peer.request({{":method", "GET"},
+                  {":scheme", "http"},
+                  {":authority", "example.com"},
+                  {":path", "/p"},
+                  {"accept-encoding", "gzip, deflate"},
+                  {"user-agent", "agent/1"},
+                  {"x-custom", "custom value"}},
+                 true);
+    pump();
+  }
+  ASSERT_EQ(callbacks.exchanges.size(), 2u);
+  codec.reset();
+  for (auto& x : callbacks.exchanges) {
+    EXPECT_EQ(x->decoder.header(":method"), "GET");
+    EXPECT_EQ(x->decoder.header(":scheme"), "http");
+    EXPECT_EQ(x->decoder.header(":authority"), "example.com");
+    EXPECT_EQ(x->decoder.header(":path"), "/p");
+    EXPECT_EQ(x->decoder.header("accept-encoding"), "gzip, deflate");
+    EXPECT_EQ(x->decoder.header("user-agent"), "agent/1");
+    EXPECT_EQ(x->decoder.header("x-custom"), "custom value");
+  }
+}
+
 TEST_F(Http2ServerCodecTest, HostBecomesAuthorityAndCookiesJoin) {
   start();
   peer.request({{":method", "GET"},
