@@ -18,79 +18,11 @@ bool equalsIgnoreCaseSameSize(const char* a, const char* b, size_t n) {
 
 namespace {
 
-// A well-known name as the words that classifyHeaderName compares: a name of
-// 8 bytes or more is read as 8-byte words (the last one overlapping the one
-// before it), a shorter one as 4- or 2-byte words. OR-ing 0x20 into an
-// input's letters (fold) lowercases them; other bytes compare exactly.
-// Comparing words instead of bytes: classifying a name costs a switch and a
-// few compares, so that lookups of these names need no scan.
-struct NamePattern {
-  uint8_t width = 0;  // Bytes per word: 8, 4 or 2.
-  uint8_t words = 0;
-  uint8_t offset[3] = {};
-  uint64_t lower[3] = {};
-  uint64_t fold[3] = {};
-};
-
-constexpr NamePattern makePattern(std::string_view name) {
-  NamePattern p;
-  p.width = name.size() >= 8 ? 8 : (name.size() >= 4 ? 4 : 2);
-  p.words = static_cast<uint8_t>((name.size() + p.width - 1) / p.width);
-  for (size_t w = 0; w < p.words; ++w) {
-    size_t offset = std::min(w * p.width, name.size() - p.width);
-    p.offset[w] = static_cast<uint8_t>(offset);
-    for (size_t b = 0; b < p.width; ++b) {
-      auto c = static_cast<uint64_t>(static_cast<unsigned char>(name[offset + b]));
-      p.lower[w] |= c << (8 * b);  // Little-endian, as the loads below.
-      if (c >= 'a' && c <= 'z') p.fold[w] |= uint64_t{0x20} << (8 * b);
-    }
-  }
-  return p;
-}
-
-// Whether the bytes at name (as many as the pattern's name has) are that
-// name in any case.
-inline bool matches(const char* name, const NamePattern& p) {
-  for (size_t w = 0; w < p.words; ++w) {
-    uint64_t word = 0;
-    std::memcpy(&word, name + p.offset[w], p.width);
-    if ((word | p.fold[w]) != p.lower[w]) return false;
-  }
-  return true;
-}
-
-constexpr std::string_view kWellKnownNames[kWellKnownHeaders] = {
-    ":method",
-    ":scheme",
-    ":authority",
-    ":path",
-    ":status",
-    ":protocol",
-    "host",
-    "content-length",
-    "content-type",
-    "connection",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-    "expect",
-    "server",
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "grpc-timeout",
-    "grpc-status",
-    "grpc-message",
-};
-
-template <WellKnownHeader H>
-constexpr NamePattern kPattern = makePattern(kWellKnownNames[static_cast<size_t>(H)]);
-
+// Classifying a name costs a switch on its size and a few word compares
+// (HeaderName), so that lookups of these names need no scan.
 template <WellKnownHeader H>
 inline bool is(const char* name) {
-  return matches(name, kPattern<H>);
+  return kHeaderName<H>.matchesSameSize(name);
 }
 
 }  // namespace
@@ -155,10 +87,6 @@ WellKnownHeader classifyHeaderName(std::string_view name) {
       break;
   }
   return H::kCount;
-}
-
-std::string_view wellKnownHeaderName(WellKnownHeader h) {
-  return kWellKnownNames[static_cast<size_t>(h)];
 }
 
 int grpcStatusFromHttp(int http_status) {

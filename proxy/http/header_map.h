@@ -26,6 +26,7 @@
 
 #include "proxy/buffer/buffer.h"
 #include "proxy/buffer/object_pool.h"
+#include "proxy/http/header_name.h"
 
 namespace skiff {
 
@@ -65,10 +66,41 @@ enum class WellKnownHeader : uint8_t {
   kCount,  // Not a well-known name.
 };
 constexpr size_t kWellKnownHeaders = static_cast<size_t>(WellKnownHeader::kCount);
+// The lowercase names, in the enum's order.
+inline constexpr std::string_view kWellKnownHeaderNames[kWellKnownHeaders] = {
+    ":method",
+    ":scheme",
+    ":authority",
+    ":path",
+    ":status",
+    ":protocol",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "server",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "grpc-timeout",
+    "grpc-status",
+    "grpc-message",
+};
+// The lowercase name of a well-known header.
+constexpr std::string_view wellKnownHeaderName(WellKnownHeader h) {
+  return kWellKnownHeaderNames[static_cast<size_t>(h)];
+}
+// A well-known name as a pattern, for code that matches names itself.
+template <WellKnownHeader H>
+inline constexpr HeaderName kHeaderName{wellKnownHeaderName(H)};
 // Which well-known name name is, ignoring case; kCount for any other.
 WellKnownHeader classifyHeaderName(std::string_view name);
-// The lowercase name of a well-known header.
-std::string_view wellKnownHeaderName(WellKnownHeader h);
 
 class HeaderMap;
 // Envoy's test for a gRPC request: content-type is application/grpc, or

@@ -572,7 +572,7 @@ int Http1Codec::fail(int status, const char* detail) {
 }
 
 int Http1Codec::commitField() {
-  using namespace http1_detail;  // The FieldName constants.
+  using namespace http1_detail;  // The HeaderName constants.
   Message& m = *m_;
   std::string_view name = m.field;
   std::string_view value = m.value_open ? m.value : std::string_view();
@@ -629,7 +629,7 @@ void Http1Codec::removeConnectionNominated() {
       std::string_view token = trimOws(list.substr(0, comma));
       list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
       if (token.empty() || token[0] == ':') continue;
-      static constexpr http1_detail::FieldName kClose{"close"};
+      static constexpr HeaderName kClose{"close"};
       if (kClose.matches(token) || http1_detail::kKeepAliveName.matches(token) ||
           http1_detail::kUpgradeName.matches(token)) {
         continue;

@@ -18,7 +18,6 @@
 
 #include <llhttp.h>
 
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -137,72 +136,14 @@ class HeaderWriter {
   char buf_[1024];
 };
 
-// A lowercase field name (4 to 24 bytes), prepared at compile time so that
-// matches(name) gives equalsIgnoreCase(name, lower) with two or three word
-// compares instead of a call and a byte loop: the codec classifies every
-// field it reads and every field it writes. A letter's byte is compared with
-// 0x20 or'ed in (only 'A'..'Z' and 'a'..'z' then equal a lowercase letter),
-// any other byte exactly.
-class FieldName {
- public:
-  consteval explicit FieldName(std::string_view lower) : size_(lower.size()) {
-    if (size_ < 4 || size_ > 24) throw "FieldName: 4 to 24 bytes";
-    if (size_ < 8) {
-      set(0, lower, 0, 4);
-      set(1, lower, size_ - 4, 4);
-      set(2, lower, size_ - 4, 4);
-    } else {
-      set(0, lower, 0, 8);
-      set(1, lower, size_ > 16 ? 8 : size_ - 8, 8);
-      set(2, lower, size_ - 8, 8);
-    }
-  }
-  bool matches(std::string_view name) const {
-    if (name.size() != size_) return false;
-    const char* p = name.data();
-    if (size_ < 8) {
-      return ((load<uint32_t>(p) | mask_[0]) == word_[0]) &
-             ((load<uint32_t>(p + size_ - 4) | mask_[1]) == word_[1]);
-    }
-    return ((load<uint64_t>(p) | mask_[0]) == word_[0]) &
-           ((load<uint64_t>(p + (size_ > 16 ? 8 : size_ - 8)) | mask_[1]) == word_[1]) &
-           ((load<uint64_t>(p + size_ - 8) | mask_[2]) == word_[2]);
-  }
-
- private:
-  template <typename T>
-  static T load(const char* p) {
-    T v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-  }
-  // word_[i] / mask_[i]: the n bytes of lower at offset off as a load reads them.
-  consteval void set(int i, std::string_view lower, size_t off, size_t n) {
-    uint64_t word = 0;
-    uint64_t mask = 0;
-    for (size_t k = 0; k < n; ++k) {
-      char c = lower[off + k];
-      if (c >= 'A' && c <= 'Z') throw "FieldName: lowercase only";
-      size_t shift = std::endian::native == std::endian::little ? 8 * k : 8 * (n - 1 - k);
-      word |= uint64_t{static_cast<unsigned char>(c)} << shift;
-      if (c >= 'a' && c <= 'z') mask |= uint64_t{0x20} << shift;
-    }
-    word_[i] = word;
-    mask_[i] = mask;
-  }
-
-  size_t size_;
-  uint64_t word_[3] = {};
-  uint64_t mask_[3] = {};
-};
-
-inline constexpr FieldName kHostName{"host"};
-inline constexpr FieldName kUpgradeName{"upgrade"};
-inline constexpr FieldName kConnectionName{"connection"};
-inline constexpr FieldName kKeepAliveName{"keep-alive"};
-inline constexpr FieldName kContentLengthName{"content-length"};
-inline constexpr FieldName kProxyConnectionName{"proxy-connection"};
-inline constexpr FieldName kTransferEncodingName{"transfer-encoding"};
+// The names the codec handles itself, matched with HeaderMap's patterns.
+inline constexpr HeaderName kHostName = kHeaderName<WellKnownHeader::kHost>;
+inline constexpr HeaderName kUpgradeName = kHeaderName<WellKnownHeader::kUpgrade>;
+inline constexpr HeaderName kConnectionName = kHeaderName<WellKnownHeader::kConnection>;
+inline constexpr HeaderName kKeepAliveName = kHeaderName<WellKnownHeader::kKeepAlive>;
+inline constexpr HeaderName kContentLengthName = kHeaderName<WellKnownHeader::kContentLength>;
+inline constexpr HeaderName kProxyConnectionName = kHeaderName<WellKnownHeader::kProxyConnection>;
+inline constexpr HeaderName kTransferEncodingName = kHeaderName<WellKnownHeader::kTransferEncoding>;
 
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);

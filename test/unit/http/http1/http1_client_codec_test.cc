@@ -1,7 +1,5 @@
 #include <gtest/gtest.h>
 
-#include <cctype>
-#include <iterator>
 #include <string>
 
 #include "proxy/http/http1/http1_codec.h"
@@ -75,48 +73,6 @@ TEST(Http1HeaderWriterTest, FieldsOfEveryLengthAreWrittenWhole) {
     }
   }
   EXPECT_EQ(out.toString(), expected);
-}
-
-TEST(Http1FieldNameTest, MatchesWhatEqualsIgnoreCaseSays) {
-  using http1_detail::FieldName;
-  static constexpr FieldName kNames[] = {http1_detail::kHostName,
-                                         http1_detail::kUpgradeName,
-                                         http1_detail::kConnectionName,
-                                         http1_detail::kKeepAliveName,
-                                         http1_detail::kContentLengthName,
-                                         http1_detail::kProxyConnectionName,
-                                         http1_detail::kTransferEncodingName,
-                                         FieldName(":status"),
-                                         FieldName("x-twenty-four-bytes-long")};
-  const std::string_view literals[] = {"host",
-                                       "upgrade",
-                                       "connection",
-                                       "keep-alive",
-                                       "content-length",
-                                       "proxy-connection",
-                                       "transfer-encoding",
-                                       ":status",
-                                       "x-twenty-four-bytes-long"};
-  for (size_t i = 0; i < std::size(literals); ++i) {
-    std::string_view lit = literals[i];
-    const FieldName& name = kNames[i];
-    EXPECT_TRUE(name.matches(lit)) << lit;
-    std::string upper(lit);
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    EXPECT_TRUE(name.matches(upper)) << upper;
-    EXPECT_FALSE(name.matches(std::string(lit) + "x")) << lit;
-    EXPECT_FALSE(name.matches(lit.substr(1))) << lit;
-    // Every byte value at every position: the same answer as equalsIgnoreCase
-    // (so '\r' for '-', '@' for '`', '[' for '{' are told apart).
-    for (size_t pos = 0; pos < lit.size(); ++pos) {
-      std::string v(lit);
-      for (int b = 0; b < 256; ++b) {
-        v[pos] = static_cast<char>(b);
-        ASSERT_EQ(name.matches(v), equalsIgnoreCase(v, lit))
-            << lit << " byte " << b << " at " << pos;
-      }
-    }
-  }
 }
 
 TEST_F(Http1ClientTest, EncodesPostEndStreamWithContentLengthZero) {
