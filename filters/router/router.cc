@@ -55,7 +55,7 @@ class RouterFilter : public HttpFilter,
     }
     if (route->kind() == router::RouteEntry::Kind::kRedirect) {
       auto h = std::make_unique<HeaderMap>();
-      h->addCopy(":status", std::to_string(route->redirectStatus()));
+      h->addCopy(WellKnownHeader::kStatus, std::to_string(route->redirectStatus()));
       h->addCopy("location", route->redirectLocation(headers));
       route->finalizeResponseHeaders(*h);
       cb_->encodeHeaders(std::move(h), true);
@@ -306,11 +306,11 @@ class RouterFilter : public HttpFilter,
 
   void sendDirect(const router::RouteEntry& route) {
     auto h = std::make_unique<HeaderMap>();
-    h->addCopy(":status", std::to_string(route.directStatus()));
+    h->addCopy(WellKnownHeader::kStatus, std::to_string(route.directStatus()));
     const std::string& body = route.directBody();
     if (!body.empty()) {
-      h->addView("content-type", "text/plain");
-      h->addCopy("content-length", std::to_string(body.size()));
+      h->addView(WellKnownHeader::kContentType, "text/plain");
+      h->addCopy(WellKnownHeader::kContentLength, std::to_string(body.size()));
     }
     route.finalizeResponseHeaders(*h);
     if (body.empty()) {
@@ -414,10 +414,10 @@ class RouterFilter : public HttpFilter,
       // Trailers-only, as the connection manager answers gRPC, with the
       // status Envoy names explicitly for this timeout.
       auto h = std::make_unique<HeaderMap>();
-      h->addView(":status", "200");
-      h->addView("content-type", "application/grpc");
-      h->addView("grpc-status", "4");  // DEADLINE_EXCEEDED
-      h->addView("grpc-message", kDetails);
+      h->addView(WellKnownHeader::kStatus, "200");
+      h->addView(WellKnownHeader::kContentType, "application/grpc");
+      h->addView(WellKnownHeader::kGrpcStatus, "4");  // DEADLINE_EXCEEDED
+      h->addView(WellKnownHeader::kGrpcMessage, kDetails);
       cb_->encodeHeaders(std::move(h), true);
     } else {
       cb_->sendLocalReply(request_end_ ? 504 : 408, kDetails, "");

@@ -143,6 +143,23 @@ class HeaderMap {
   }
   // Adds a field by copying its bytes into the map's arena.
   void addCopy(std::string_view name, std::string_view value);
+  // The same for a well-known name the caller knows at compile time (h is not
+  // kCount): the field is called wellKnownHeaderName(h), and the name is not
+  // classified again (a codec adds the pseudo-headers to every message).
+  void addView(WellKnownHeader h, std::string_view value) {
+    addView(h, wellKnownHeaderName(h), value);
+  }
+  void addCopy(WellKnownHeader h, std::string_view value) {
+    addView(h, wellKnownHeaderName(h), intern(value));
+  }
+  // Adds a field whose name the caller has classified already
+  // (classifyHeaderName(name) == h), keeping the name's spelling.
+  void addView(WellKnownHeader h, std::string_view name, std::string_view value) {
+    if (size_ == capacity_) grow();
+    entries_[size_] = {name, value};
+    if (h != WellKnownHeader::kCount) noteWellKnown(h, size_);
+    ++size_;
+  }
   // Replaces every field called name with one field (copied), or adds it.
   void set(std::string_view name, std::string_view value) {
     replace(classifyHeaderName(name), name, false, intern(value));
@@ -202,12 +219,6 @@ class HeaderMap {
   };
 
   void grow();
-  void addView(WellKnownHeader h, std::string_view name, std::string_view value) {
-    if (size_ == capacity_) grow();
-    entries_[size_] = {name, value};
-    if (h != WellKnownHeader::kCount) noteWellKnown(h, size_);
-    ++size_;
-  }
   void noteWellKnown(WellKnownHeader h, uint32_t at) {
     uint32_t& first = first_[static_cast<size_t>(h)];
     if (first == 0) {

@@ -27,7 +27,7 @@ void TcpTunnelCodec::encodeHeaders(const HeaderMap&, bool end_stream) {
   // The connection is up: that is the CONNECT's answer (Envoy makes the same
   // 200 when its TCP upstream connects).
   auto headers = std::make_unique<HeaderMap>();
-  headers->addView(":status", "200");
+  headers->addView(WellKnownHeader::kStatus, "200");
   decoder_->decodeHeaders(std::move(headers), false);
   if (end_stream && active_) {
     BufferChain none;

@@ -121,7 +121,7 @@ bool Http1ClientCodec::onRemoteEof() {
 
 void Http1ClientCodec::onMessageBegin() {
   informational_ = false;
-  m_->headers->addView(":status", "");
+  m_->headers->addView(WellKnownHeader::kStatus, "");
 }
 
 int Http1ClientCodec::onHeadersComplete() {
@@ -139,8 +139,8 @@ int Http1ClientCodec::onHeadersComplete() {
   if (opens_tunnel) {
     // The upgrade fields were dropped as hop-by-hop; the 101 carries them on.
     if (!s.connect) {
-      m_->headers->addView("connection", "upgrade");
-      if (!m_->upgrade.empty()) m_->headers->addView("upgrade", m_->upgrade);
+      m_->headers->addView(WellKnownHeader::kConnection, "upgrade");
+      if (!m_->upgrade.empty()) m_->headers->addView(WellKnownHeader::kUpgrade, m_->upgrade);
     }
     opens_tunnel_ = true;
     reusable_ = false;  // What follows is the tunnel, to the connection's end.

@@ -129,10 +129,10 @@ bool Http1ServerCodec::onRemoteEof() {
 void Http1ServerCodec::onMessageBegin() {
   // Pseudo-headers first, as HTTP/2 wants them; values are filled in when
   // the header block is complete.
-  m_->headers->addView(":method", "");
-  m_->headers->addView(":scheme", "http");
-  m_->headers->addView(":path", "");
-  m_->headers->addView(":authority", "");
+  m_->headers->addView(WellKnownHeader::kMethod, "");
+  m_->headers->addView(WellKnownHeader::kScheme, "http");
+  m_->headers->addView(WellKnownHeader::kPath, "");
+  m_->headers->addView(WellKnownHeader::kAuthority, "");
 }
 
 int Http1ServerCodec::onHeadersComplete() {
@@ -192,8 +192,8 @@ int Http1ServerCodec::onHeadersComplete() {
   // and the upstream can be asked.
   const bool upgrade = m_->parser.upgrade != 0;
   if (upgrade && !connect) {
-    m_->headers->addView("connection", "upgrade");
-    m_->headers->addView("upgrade", m_->upgrade);
+    m_->headers->addView(WellKnownHeader::kConnection, "upgrade");
+    m_->headers->addView(WellKnownHeader::kUpgrade, m_->upgrade);
   }
 
   if (!llhttp_should_keep_alive(&m_->parser)) close_after_response_ = true;

@@ -185,6 +185,35 @@ TEST(HeaderMap, SetViewKeepsTheCallersBytesAndSetCopiesThem) {
   EXPECT_EQ(h.get("x-request-id"), "abc");
 }
 
+TEST(HeaderMap, AddsByWellKnownNameAsByItsSpelling) {
+  HeaderMap h;
+  h.addView(WellKnownHeader::kMethod, "GET");
+  h.addView(WellKnownHeader::kStatus, "200");
+  h.addView("x-a", "1");
+  h.addView(WellKnownHeader::kStatus, "204");  // A second :status, as addView("...") would add.
+  std::string length = "12";
+  h.addCopy(WellKnownHeader::kContentLength, length);
+  length = "99";
+  // Classified the caller's way, kept in the caller's spelling.
+  h.addView(WellKnownHeader::kHost, "Host", "example");
+  ASSERT_EQ(h.size(), 6u);
+  EXPECT_EQ(h.entries()[0].name, ":method");
+  EXPECT_EQ(h.entries()[1].name, ":status");
+  EXPECT_EQ(h.entries()[4].name, "content-length");
+  EXPECT_EQ(h.entries()[5].name, "Host");
+  EXPECT_EQ(h.method(), "GET");
+  EXPECT_EQ(h.status(), 200);
+  EXPECT_EQ(h.get("Content-Length"), "12");
+  EXPECT_EQ(h.get(WellKnownHeader::kHost), "example");
+  // The duplicate :status is known: set collapses both into one.
+  h.set(WellKnownHeader::kStatus, "404");
+  ASSERT_EQ(h.size(), 5u);
+  EXPECT_EQ(h.status(), 404);
+  EXPECT_EQ(h.remove(":status"), 1u);
+  EXPECT_FALSE(h.has(WellKnownHeader::kStatus));
+  EXPECT_EQ(h.get(WellKnownHeader::kHost), "example");
+}
+
 TEST(HeaderMap, IndexSurvivesGrowth) {
   HeaderMap h;
   for (int i = 0; i < 30; ++i) h.addCopy("x-field-" + std::to_string(i), "v");
