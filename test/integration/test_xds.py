@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -270,6 +271,96 @@ class StateOfTheWorld(XdsTestCase):
         h.wait_until(lambda: "dns::" not in skiff.admin_get("/clusters")[1], 5,
                      what="the removed cluster gone from /clusters")
         self.assertEqual(get(skiff.port("ingress"))[1].get("x-backend"), "a")
+
+    def start_skiff_with_dns_gate(self):
+        """skiff with test/dns_gate preloaded: gate.skiff.test resolves (as
+        localhost) only once the returned function is called, fail.skiff.test
+        never does."""
+        lib = os.environ.get("SKIFF_DNS_GATE_LIB")
+        if not lib or os.environ.get("SKIFF_SANITIZED", "").lower() in ("1", "on", "true"):
+            # The sanitizers' own getaddrinfo would come before the preloaded one.
+            self.skipTest("SKIFF_DNS_GATE_LIB is not set, or skiff is sanitized")
+        tmp = tempfile.mkdtemp(prefix="dns-gate-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        gate = os.path.join(tmp, "open")
+        saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "SKIFF_TEST_DNS_GATE")}
+        os.environ["LD_PRELOAD"] = lib
+        os.environ["SKIFF_TEST_DNS_GATE"] = gate
+        try:
+            skiff = self.start_skiff()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+        def open_gate():
+            with open(gate, "w"):
+                pass
+        self.addCleanup(open_gate)  # Before skiff stops: no lookup left blocked.
+        return skiff, open_gate
+
+    def test_strict_dns_cluster_warms_until_its_first_resolution(self):
+        # Envoy: a cluster from CDS is warming until it is initialized, for
+        # STRICT_DNS at the end of its first DNS round (failed or not); until
+        # then the version before it serves. The CDS ACK does not wait.
+        self.push_initial()
+        skiff, open_gate = self.start_skiff_with_dns_gate()
+        self.wait_ack(x.ROUTE, "1")
+        port = skiff.port("ingress")
+
+        def dns_cluster(name, host, port):
+            c = x.cluster(name, eds=False, endpoints=[(host, port)])
+            c["type"] = "STRICT_DNS"
+            c["dns_lookup_family"] = "V4_ONLY"
+            return c
+
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"),
+                                     dns_cluster("dns", "localhost", self.backend_a.port)])
+        self.wait_ack(x.CLUSTER, "2", since=since)
+        self.cp.set(x.ROUTE, "2", [x.route_config("routes", cluster="dns")])
+        h.wait_until(lambda: get(port)[1].get("x-backend") == "a", 5,
+                     what="the STRICT_DNS cluster serving")
+
+        # A new version whose name is held in the resolver: it warms, and
+        # the one before keeps serving every request.
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "3", [x.cluster("a"), x.cluster("b"),
+                                     dns_cluster("dns", "gate.skiff.test", self.backend_b.port)])
+        self.wait_ack(x.CLUSTER, "3", since=since)
+        self.assertEqual(skiff.stat("cluster_manager.warming_clusters"), 1)
+        for _ in range(10):
+            status, headers, _ = get(port)
+            self.assertEqual((status, headers.get("x-backend")), (200, "a"))
+        _, dump = skiff.admin_get("/config_dump")
+        clusters = next(c for c in json.loads(dump)["configs"]
+                        if c["@type"].endswith("ClustersConfigDump"))
+        self.assertEqual([c["cluster"]["name"] for c in clusters["dynamic_warming_clusters"]],
+                         ["dns"])
+        self.assertIn(f"dns::127.0.0.1:{self.backend_a.port}::", skiff.admin_get("/clusters")[1])
+
+        # Resolved: it serves, with its hosts from the first request on.
+        open_gate()
+        h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 0, 5,
+                     what="the cluster warm once resolved")
+        for _ in range(10):
+            status, headers, _ = get(port)
+            self.assertEqual((status, headers.get("x-backend")), (200, "b"))
+
+        # A name that does not resolve ends the warming too: the new cluster
+        # starts with no hosts (503 UH), as Envoy's does.
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "4", [x.cluster("a"), x.cluster("b"),
+                                     dns_cluster("dns", "gate.skiff.test", self.backend_b.port),
+                                     dns_cluster("nowhere", "fail.skiff.test", 1)])
+        self.wait_ack(x.CLUSTER, "4", since=since)
+        h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 0, 5,
+                     what="the unresolvable cluster warm after its failed round")
+        self.assertIn("nowhere::observability_name::nowhere", skiff.admin_get("/clusters")[1])
+        self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="nowhere")])
+        h.wait_until(lambda: get(port)[0] == 503, 5, what="no hosts: 503")
 
     def test_listener_added_and_removed(self):
         self.push_initial()
