@@ -35,7 +35,12 @@ struct Server::DnsCluster {
   std::vector<sockaddr_storage> round;  // Addresses found in the current round.
   std::vector<sockaddr_storage> current;
   bool initial_done = false;
-  bool dynamic = false;  // From CDS: the workers do not wait for its first round.
+  // From CDS: DynamicConfig is told when its first round ends (the cluster
+  // warms until then); the workers do not wait for it.
+  bool dynamic = false;
+  // Its version is in the snapshot (it posts its hosts). False while a CDS
+  // version warms: the version before it, if any, keeps its hosts.
+  bool active = true;
   bool retired = false;  // Replaced or removed; freed once its timer and lookups end.
   bool timer_closed = false;
 };
@@ -267,7 +272,7 @@ void Server::finishDnsRound(DnsCluster& d) {
   if (draining_) return;  // Its timer is closed or closing.
   // Envoy keeps the last good host set when a resolution fails.
   if (!d.round.empty() || !d.initial_done) d.current = d.round;
-  postHosts(d);
+  if (d.active) postHosts(d);
   uv_timer_start(
       &d.timer,
       [](uv_timer_t* t) {
@@ -275,40 +280,74 @@ void Server::finishDnsRound(DnsCluster& d) {
         dc->server->resolve(*dc);
       },
       static_cast<uint64_t>(d.cluster->dns_refresh_rate.count()), 0);
-  if (!d.initial_done) {
-    d.initial_done = true;
-    if (!d.dynamic && --dns_pending_ == 0 && workers_.empty()) startWorkers();
+  if (d.initial_done) return;
+  d.initial_done = true;
+  if (!d.dynamic) {
+    if (--dns_pending_ == 0 && workers_.empty()) startWorkers();
+    return;
   }
+  // Envoy: a STRICT_DNS cluster is initialized after its first resolution,
+  // failed or not. This may publish the snapshot that activates d.
+  if (dynamic_) dynamic_->onClusterInitialized(d.cluster->name, d.cluster);
 }
 
-// CDS: a STRICT_DNS cluster that is new or changed starts resolving; one
-// that changed or went stops. Its first hosts reach the workers after the
-// snapshot that holds it (both travel through their mailboxes in order).
+void Server::retireDns(size_t i) {
+  DnsCluster* old = dns_[i].release();
+  dns_.erase(dns_.begin() + static_cast<std::ptrdiff_t>(i));
+  old->retired = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&old->timer), [](uv_handle_t* h) {
+    auto* d = static_cast<DnsCluster*>(h->data);
+    d->timer_closed = true;
+    if (d->outstanding == 0) delete d;
+  });
+}
+
+// CDS: a new or changed STRICT_DNS cluster resolves while it warms, beside
+// the version that serves; its hosts go to the workers once it is
+// activated (updateDnsClusters).
+void Server::warmCluster(const std::string& name,
+                         std::shared_ptr<const config::ClusterConfig> cluster) {
+  for (size_t i = 0; i < dns_.size();) {
+    if (dns_[i]->cluster->name == name && !dns_[i]->active) {
+      retireDns(i);
+    } else {
+      ++i;
+    }
+  }
+  if (!cluster || draining_) return;
+  auto dns = std::make_unique<DnsCluster>();
+  dns->server = this;
+  dns->cluster = std::move(cluster);
+  dns->dynamic = true;
+  dns->active = false;
+  uv_timer_init(main_->loop(), &dns->timer);
+  dns->timer.data = dns.get();
+  dns_.push_back(std::move(dns));
+  resolve(*dns_.back());
+}
+
+// A snapshot activated or removed STRICT_DNS clusters: a version that
+// finished warming posts its hosts (after the snapshot that holds it, in
+// every worker's mailbox); the one it replaced, or a removed one, stops.
 void Server::updateDnsClusters(const config::Snapshot& snapshot) {
   for (const std::string& name : snapshot.changed_clusters) {
     const auto* cfg = snapshot.clusters.get(name);
-    auto it = std::find_if(dns_.begin(), dns_.end(),
-                           [&](const auto& d) { return d->cluster->name == name; });
-    if (it != dns_.end()) {
-      if (cfg != nullptr && cfg->get() == (*it)->cluster.get()) continue;
-      DnsCluster* old = it->release();
-      dns_.erase(it);
-      old->retired = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(&old->timer), [](uv_handle_t* h) {
-        auto* d = static_cast<DnsCluster*>(h->data);
-        d->timer_closed = true;
-        if (d->outstanding == 0) delete d;
-      });
+    for (size_t i = 0; i < dns_.size();) {
+      DnsCluster& d = *dns_[i];
+      if (d.cluster->name != name) {
+        ++i;
+      } else if (cfg != nullptr && d.cluster == *cfg) {
+        if (!d.active) {
+          d.active = true;
+          if (d.initial_done) postHosts(d);
+        }
+        ++i;
+      } else if (d.active) {
+        retireDns(i);
+      } else {
+        ++i;  // Still warming: DynamicConfig stops it (warmCluster).
+      }
     }
-    if (cfg == nullptr || (*cfg)->type != config::ClusterConfig::Type::kStrictDns) continue;
-    auto dns = std::make_unique<DnsCluster>();
-    dns->server = this;
-    dns->cluster = *cfg;
-    dns->dynamic = true;
-    uv_timer_init(main_->loop(), &dns->timer);
-    dns->timer.data = dns.get();
-    dns_.push_back(std::move(dns));
-    resolve(*dns_.back());
   }
 }
 
@@ -333,7 +372,9 @@ void Server::startWorkers() {
   }
   served_ = snapshot_;
   // Hosts resolved before the workers existed.
-  for (auto& d : dns_) postHosts(*d);
+  for (auto& d : dns_) {
+    if (d->active) postHosts(*d);
+  }
   for (auto& w : workers_) {
     w->start(
         [this](const std::string& error) {
@@ -489,14 +530,12 @@ void Server::updateSubscription(const std::string& type_url, const std::set<std:
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
-  // Lookups answer on a later loop turn, so a new cluster's hosts follow
-  // the snapshot that holds it into every worker's mailbox.
-  if (!draining_) updateDnsClusters(*snapshot_);
   // Workers not started yet begin with this snapshot; running ones swap,
   // and the last to do so tells the main loop, so that /listeners shows a
   // listener once every worker accepts on it (as Envoy's does).
   if (workers_.empty()) {
     served_ = snapshot_;
+    if (!draining_) updateDnsClusters(*snapshot_);
     return;
   }
   auto pending = std::make_shared<std::atomic<size_t>>(workers_.size());
@@ -513,6 +552,9 @@ void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
       });
     });
   }
+  // An activated STRICT_DNS cluster's hosts follow the snapshot that holds
+  // it into every worker's mailbox: no request sees it without hosts.
+  if (!draining_) updateDnsClusters(*snapshot_);
 }
 
 void Server::onInitialized() {
@@ -583,7 +625,7 @@ std::string Server::clustersText() {
       }
     } else {
       for (auto& d : dns_) {
-        if (d->cluster->name != name) continue;
+        if (d->cluster != c) continue;  // Not a version still warming.
         for (auto& ss : d->current)
           hosts.push_back(formatAddress(reinterpret_cast<sockaddr*>(&ss)));
       }

@@ -59,6 +59,8 @@ class Server : public AdminSource,
                  bool wildcard) override;
   void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
                           const std::set<std::string>& removed) override;
+  void warmCluster(const std::string& name,
+                   std::shared_ptr<const config::ClusterConfig> cluster) override;
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override;
   void onInitialized() override;
   void startXds(const envoy::config::core::v3::Node& node);
@@ -72,6 +74,9 @@ class Server : public AdminSource,
   void resolve(DnsCluster& dns);
   void finishDnsRound(DnsCluster& dns);
   void postHosts(const DnsCluster& dns);
+  // Stops dns_[i] and drops it from dns_; it is freed once its timer and
+  // lookups end.
+  void retireDns(size_t i);
   void updateDnsClusters(const config::Snapshot& snapshot);
   void startWorkers();
   void beginDrain();

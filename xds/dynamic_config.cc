@@ -275,6 +275,14 @@ std::string DynamicConfig::onResources(const std::string& type_url,
   return error;
 }
 
+void DynamicConfig::onClusterInitialized(
+    const std::string& name, const std::shared_ptr<const config::ClusterConfig>& cluster) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end() || it->second.dns_warming != cluster) return;  // Replaced since.
+  it->second.dns_initialized = true;
+  if (!rebuilding_) rebuild();
+}
+
 void DynamicConfig::onStreamStatus(bool connected) {
   connected_state_.set(connected ? 1 : 0);
   if (connected) return;
@@ -374,6 +382,9 @@ bool DynamicConfig::translateCluster(ClusterEntry& e, const std::string& path,
 
 bool DynamicConfig::clusterWarm(const ClusterEntry& e, uint64_t now) const {
   if (!e.config) return false;  // A secret is missing: no TLS context yet.
+  // STRICT_DNS: no timeout but the resolver's own (Envoy's init ends with
+  // the first round).
+  if (e.config->type == config::ClusterConfig::Type::kStrictDns) return e.dns_initialized;
   if (e.config->type != config::ClusterConfig::Type::kEds) return true;
   if (endpoints_.count(e.config->eds_service_name) != 0) return true;
   return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
@@ -838,6 +849,7 @@ void DynamicConfig::updateSubscriptions() {
 }
 
 void DynamicConfig::rebuild() {
+  rebuilding_ = true;
   const uint64_t now = uv_now(main_.loop());
   auto next = std::make_shared<config::Snapshot>(*current_);  // Persistent maps: O(1).
   next->changed_since = current_->generation;
@@ -867,12 +879,21 @@ void DynamicConfig::rebuild() {
     auto it = clusters_.find(name);
     if (it == clusters_.end()) {
       warming_cluster_names_.erase(name);
+      callbacks_.warmCluster(name, nullptr);
       indexCluster(name);
       place(next->clusters, next->changed_clusters, name,
             std::shared_ptr<const config::ClusterConfig>());
       continue;
     }
     ClusterEntry& e = it->second;
+    // A STRICT_DNS version starts resolving as it arrives; one that is
+    // replaced before its round ends stops.
+    const bool dns = e.config && e.config->type == config::ClusterConfig::Type::kStrictDns;
+    if (dns ? e.dns_warming != e.config : e.dns_warming != nullptr) {
+      e.dns_warming = dns ? e.config : nullptr;
+      e.dns_initialized = false;
+      callbacks_.warmCluster(name, e.dns_warming);
+    }
     if (clusterWarm(e, now)) {
       const EndpointEntry* eds = nullptr;
       if (e.config->type == config::ClusterConfig::Type::kEds) {
@@ -949,6 +970,7 @@ void DynamicConfig::rebuild() {
     current_ = next;
     callbacks_.publish(std::move(next));
   }
+  rebuilding_ = false;
 
   // The warming timer: the next deadline still ahead. What waits for a
   // secret stays warming after its timeout (there is no TLS context to

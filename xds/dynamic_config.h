@@ -5,10 +5,12 @@
 // ClusterLoadAssignment with its version, translates only the resources that
 // changed (by a hash of their encoding), and decides what is warm:
 //   - an EDS cluster waits for its endpoints;
+//   - a STRICT_DNS cluster waits for the end of its first DNS round, which
+//     the server runs (a failed round ends it too);
 //   - a listener waits for the route configurations its rds names;
-// both bounded by initial_fetch_timeout, after which they start with what
-// they have (no hosts: 503 UH; no routes: 404 NR), as Envoy's do. Until a
-// new version warms, the previous one keeps serving.
+// the EDS cluster and the listener bounded by initial_fetch_timeout, after which they start with
+// what they have (no hosts: 503 UH; no routes: 404 NR), as Envoy's do. Until a new version warms,
+// the previous one keeps serving.
 //
 // Every accepted change produces one new snapshot: the bootstrap's static
 // resources plus every warm dynamic one. It is made from the last one by
@@ -65,6 +67,13 @@ class DynamicConfig {
     // Change a named subscription by the names added and removed.
     virtual void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
                                     const std::set<std::string>& removed) = 0;
+    // Start initializing this version of a STRICT_DNS cluster: its first DNS
+    // round, whose hosts are kept until a snapshot holds this version, and
+    // whose end is reported to onClusterInitialized (maybe from within this
+    // call). Null: stop what is warming for this name (a version that
+    // serves already is not touched).
+    virtual void warmCluster(const std::string& name,
+                             std::shared_ptr<const config::ClusterConfig> cluster) = 0;
     // A new snapshot for every worker.
     virtual void publish(std::shared_ptr<const config::Snapshot> snapshot) = 0;
     // The first configuration is complete (or initial_fetch_timeout passed):
@@ -91,6 +100,10 @@ class DynamicConfig {
   std::string onResources(const std::string& type_url, const std::vector<XdsResource>& updated,
                           const std::vector<std::string>& removed, const std::string& version_info);
   void onStreamStatus(bool connected);
+  // The first DNS round of a cluster given to warmCluster ended (failed or
+  // not): that version is warm.
+  void onClusterInitialized(const std::string& name,
+                            const std::shared_ptr<const config::ClusterConfig>& cluster);
 
   bool initialized() const { return initialized_; }
   // The dynamic part of /config_dump: Envoy's ClustersConfigDump,
@@ -122,6 +135,10 @@ class DynamicConfig {
     std::string active_version;  // Of active (version may be one still warming).
     std::string active_last_updated;
     uint64_t warming_since_ms = 0;  // Loop time when this version arrived.
+    // STRICT_DNS: the config given to warmCluster, and whether its first
+    // DNS round has ended.
+    std::shared_ptr<const config::ClusterConfig> dns_warming;
+    bool dns_initialized = false;
   };
   struct ListenerEntry : Resource {
     config::SocketAddress address;  // Port resolved (a port 0 pick is kept across versions).
@@ -243,6 +260,7 @@ class DynamicConfig {
   bool cds_received_ = false;
   bool lds_received_ = false;
   bool initialized_ = false;
+  bool rebuilding_ = false;  // A cluster initialized from within rebuild() waits for its end.
   uv_timer_t* warm_timer_ = nullptr;  // Fires when the next warming entry times out.
   uv_timer_t* init_timer_ = nullptr;  // initial_fetch_timeout for the first configuration.
 

@@ -84,6 +84,10 @@ class Recorder : public DynamicConfig::Callbacks {
     for (const auto& n : added) EXPECT_TRUE(names.insert(n).second) << "already subscribed: " << n;
     wildcards[type_url] = false;
   }
+  void warmCluster(const std::string& name,
+                   std::shared_ptr<const config::ClusterConfig> cluster) override {
+    warming[name] = std::move(cluster);
+  }
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override {
     snapshots.push_back(std::move(snapshot));
   }
@@ -98,6 +102,8 @@ class Recorder : public DynamicConfig::Callbacks {
   std::map<std::string, std::set<std::string>> subscriptions;
   std::map<std::string, bool> wildcards;
   std::vector<std::shared_ptr<const config::Snapshot>> snapshots;
+  // STRICT_DNS clusters resolving to warm, by name (null: stopped).
+  std::map<std::string, std::shared_ptr<const config::ClusterConfig>> warming;
   int initialized = 0;
 };
 
@@ -151,6 +157,51 @@ TEST_F(DynamicConfigTest, EdsClusterWarmsUntilItsEndpointsArrive) {
   EXPECT_EQ(a.endpoints[1].address.port, 8002u);
   EXPECT_EQ(stats_.gauge("cluster_manager.warming_clusters").value(), 0);
   EXPECT_EQ(stats_.counter("cluster.a.update_success").value(), 1u);
+}
+
+XdsResource dnsCluster(const std::string& name, const std::string& host) {
+  return resource(name, "1",
+                  R"({"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":")" +
+                      name + R"(","type":"STRICT_DNS","connect_timeout":"1s",
+      "load_assignment":{"cluster_name":")" +
+                      name + R"(","endpoints":[{"lb_endpoints":[{"endpoint":{"address":
+      {"socket_address":{"address":")" +
+                      host + R"(","port_value":80}}}}]}]}})");
+}
+
+TEST_F(DynamicConfigTest, StrictDnsClusterWarmsUntilItsFirstDnsRoundEnds) {
+  const auto* gauge = &stats_.gauge("cluster_manager.warming_clusters");
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "one.example")}), "");
+  ASSERT_NE(recorder_.warming["dns"], nullptr);
+  EXPECT_EQ(recorder_.last().clusters.get("dns"), nullptr);
+  EXPECT_EQ(gauge->value(), 1);
+  auto v1 = recorder_.warming["dns"];
+  dynamic_->onClusterInitialized("dns", v1);
+  ASSERT_NE(recorder_.last().clusters.get("dns"), nullptr);
+  EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
+  EXPECT_EQ(gauge->value(), 0);
+
+  // A new version warms beside the one serving; a late end of a replaced
+  // version's round changes nothing.
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "two.example")}, {}, "2"), "");
+  auto v2 = recorder_.warming["dns"];
+  ASSERT_NE(v2, v1);
+  EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "three.example")}, {}, "3"), "");
+  auto v3 = recorder_.warming["dns"];
+  dynamic_->onClusterInitialized("dns", v2);
+  EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
+  EXPECT_EQ(gauge->value(), 1);
+  dynamic_->onClusterInitialized("dns", v3);
+  EXPECT_EQ(*recorder_.last().clusters.get("dns"), v3);
+  EXPECT_EQ(gauge->value(), 0);
+
+  // Removed: what warmed for it stops.
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "four.example")}, {}, "4"), "");
+  EXPECT_NE(recorder_.warming["dns"], nullptr);
+  EXPECT_EQ(apply(kClusterType, {}, {"dns"}, "5"), "");
+  EXPECT_EQ(recorder_.warming["dns"], nullptr);
+  EXPECT_EQ(recorder_.last().clusters.get("dns"), nullptr);
 }
 
 TEST_F(DynamicConfigTest, EndpointChangeKeepsTheClusterDefinition) {
