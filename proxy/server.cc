@@ -327,9 +327,10 @@ void Server::warmCluster(const std::string& name,
 }
 
 // A snapshot activated or removed STRICT_DNS clusters: a version that
-// finished warming posts its hosts (after the snapshot that holds it, in
-// every worker's mailbox); the one it replaced, or a removed one, stops.
-void Server::updateDnsClusters(const config::Snapshot& snapshot) {
+// finished warming becomes active (its later rounds post their hosts); the
+// one it replaced, or a removed one, stops.
+Server::ActivatedHosts Server::updateDnsClusters(const config::Snapshot& snapshot) {
+  ActivatedHosts activated;
   for (const std::string& name : snapshot.changed_clusters) {
     const auto* cfg = snapshot.clusters.get(name);
     for (size_t i = 0; i < dns_.size();) {
@@ -339,7 +340,8 @@ void Server::updateDnsClusters(const config::Snapshot& snapshot) {
       } else if (cfg != nullptr && d.cluster == *cfg) {
         if (!d.active) {
           d.active = true;
-          if (d.initial_done) postHosts(d);
+          main_->clusterManager().setHosts(name, d.current);
+          activated.emplace_back(name, d.current);
         }
         ++i;
       } else if (d.active) {
@@ -349,6 +351,7 @@ void Server::updateDnsClusters(const config::Snapshot& snapshot) {
       }
     }
   }
+  return activated;
 }
 
 // Hands a cluster's current host list to every worker (a copy each: a worker
@@ -530,20 +533,26 @@ void Server::updateSubscription(const std::string& type_url, const std::set<std:
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
-  // Workers not started yet begin with this snapshot; running ones swap,
-  // and the last to do so tells the main loop, so that /listeners shows a
-  // listener once every worker accepts on it (as Envoy's does).
+  // A STRICT_DNS version that finished warming is set with its hosts in the
+  // same task that applies the snapshot holding it: no request on a worker
+  // sees it without hosts.
+  auto hosts = std::make_shared<const ActivatedHosts>(draining_ ? ActivatedHosts()
+                                                                : updateDnsClusters(*snapshot_));
+  // Workers not started yet begin with this snapshot (and the hosts of
+  // every active STRICT_DNS cluster); running ones swap, and the last to do
+  // so tells the main loop, so that /listeners shows a listener once every
+  // worker accepts on it (as Envoy's does).
   if (workers_.empty()) {
     served_ = snapshot_;
-    if (!draining_) updateDnsClusters(*snapshot_);
     return;
   }
   auto pending = std::make_shared<std::atomic<size_t>>(workers_.size());
   Worker* main = main_.get();
   for (auto& w : workers_) {
     Worker* worker = w.get();
-    worker->post([this, main, worker, pending, next = snapshot_] {
+    worker->post([this, main, worker, pending, hosts, next = snapshot_] {
       worker->applySnapshot(next);
+      for (const auto& [name, addrs] : *hosts) worker->clusterManager().setHosts(name, addrs);
       if (pending->fetch_sub(1) != 1) return;
       main->post([this, next] {
         if (next->generation <= served_->generation) return;
@@ -552,9 +561,6 @@ void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
       });
     });
   }
-  // An activated STRICT_DNS cluster's hosts follow the snapshot that holds
-  // it into every worker's mailbox: no request sees it without hosts.
-  if (!draining_) updateDnsClusters(*snapshot_);
 }
 
 void Server::onInitialized() {

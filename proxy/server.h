@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "proxy/admin/admin_server.h"
@@ -77,7 +78,10 @@ class Server : public AdminSource,
   // Stops dns_[i] and drops it from dns_; it is freed once its timer and
   // lookups end.
   void retireDns(size_t i);
-  void updateDnsClusters(const config::Snapshot& snapshot);
+  // The hosts of the STRICT_DNS versions the snapshot activates (set on the
+  // main thread's cluster manager; the workers set them with the snapshot).
+  using ActivatedHosts = std::vector<std::pair<std::string, std::vector<sockaddr_storage>>>;
+  ActivatedHosts updateDnsClusters(const config::Snapshot& snapshot);
   void startWorkers();
   void beginDrain();
   void teardownMain();
