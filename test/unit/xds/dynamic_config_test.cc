@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -86,7 +87,8 @@ class Recorder : public DynamicConfig::Callbacks {
   }
   void warmCluster(const std::string& name,
                    std::shared_ptr<const config::ClusterConfig> cluster) override {
-    warming[name] = std::move(cluster);
+    warming[name] = cluster;
+    if (on_warm && cluster) on_warm(name, cluster);
   }
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override {
     snapshots.push_back(std::move(snapshot));
@@ -104,6 +106,9 @@ class Recorder : public DynamicConfig::Callbacks {
   std::vector<std::shared_ptr<const config::Snapshot>> snapshots;
   // STRICT_DNS clusters resolving to warm, by name (null: stopped).
   std::map<std::string, std::shared_ptr<const config::ClusterConfig>> warming;
+  // Called from warmCluster, as the server does when a round ends at once.
+  std::function<void(const std::string&, const std::shared_ptr<const config::ClusterConfig>&)>
+      on_warm;
   int initialized = 0;
 };
 
@@ -202,6 +207,19 @@ TEST_F(DynamicConfigTest, StrictDnsClusterWarmsUntilItsFirstDnsRoundEnds) {
   EXPECT_EQ(apply(kClusterType, {}, {"dns"}, "5"), "");
   EXPECT_EQ(recorder_.warming["dns"], nullptr);
   EXPECT_EQ(recorder_.last().clusters.get("dns"), nullptr);
+}
+
+TEST_F(DynamicConfigTest, StrictDnsRoundThatEndsWithinWarmClusterActivatesAtOnce) {
+  // A round with no lookup to wait for (none could start) ends inside
+  // warmCluster: the same rebuild activates the cluster.
+  recorder_.on_warm = [&](const std::string& name, const auto& cluster) {
+    dynamic_->onClusterInitialized(name, cluster);
+  };
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "one.example")}), "");
+  ASSERT_NE(recorder_.last().clusters.get("dns"), nullptr);
+  EXPECT_EQ(*recorder_.last().clusters.get("dns"), recorder_.warming["dns"]);
+  EXPECT_EQ(stats_.gauge("cluster_manager.warming_clusters").value(), 0);
+  EXPECT_EQ(recorder_.snapshots.size(), 1u);
 }
 
 TEST_F(DynamicConfigTest, EndpointChangeKeepsTheClusterDefinition) {
