@@ -66,7 +66,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
         "skip_xff_append", "generate_request_id", "preserve_external_request_id",
         "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
-        "common_http_protocol_options", "http_protocol_options", "http2_protocol_options", "rds",
+        "delayed_close_timeout", "common_http_protocol_options", "http_protocol_options",
+        "http2_protocol_options", "rds",
         // Tunnels, through the HCM's own filter chain.
         "upgrade_configs"}},
       // Custom upgrade `filters` are refused.

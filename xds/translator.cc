@@ -715,6 +715,10 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
   if (hcm.has_drain_timeout()) {
     toMillis(hcm.drain_timeout(), path + ".drain_timeout", errors, out.drain_timeout);
   }
+  if (hcm.has_delayed_close_timeout()) {
+    toMillis(hcm.delayed_close_timeout(), path + ".delayed_close_timeout", errors,
+             out.delayed_close_timeout);
+  }
   if (hcm.common_http_protocol_options().has_idle_timeout()) {
     toMillis(hcm.common_http_protocol_options().idle_timeout(),
              path + ".common_http_protocol_options.idle_timeout", errors, out.idle_timeout);

@@ -102,6 +102,10 @@ struct HttpConnectionManagerConfig {
   milliseconds request_timeout{0};         // zero: disabled
   milliseconds idle_timeout{3600 * 1000};  // common_http_protocol_options.idle_timeout
   milliseconds drain_timeout{5000};
+  // How long a downstream connection that skiff closes waits for the client
+  // to close its side (TcpConnection::closeAfterFlush's linger): zero closes
+  // as soon as the last byte is written.
+  milliseconds delayed_close_timeout{1000};
   // http2_protocol_options (HTTP/2 downstream: codec_type HTTP2, or AUTO
   // with the h2c preface or ALPN h2). max_header_list_size_kb follows
   // max_request_headers_kb.

@@ -672,8 +672,18 @@ void HttpConnectionManager::dispatch(BufferChain& data) {
   if (!codec_->dispatch(data, error)) {
     stats_->downstream_cx_protocol_error.inc();
     // The codec answered (400/431) and asked to close after the answer.
-    conn_.closeAfterFlush();
+    closeAfterFlush();
   }
+}
+
+// Every close skiff starts on a downstream connection (an answer that ends
+// it, a protocol error, a drain, an idle timeout) is graceful: what was
+// written goes out, then a FIN, and the client has delayed_close_timeout to
+// close its side while skiff reads and drops whatever it still sends (the
+// rest of a request body), so that it reads the answer instead of a reset.
+void HttpConnectionManager::closeAfterFlush() {
+  uint64_t linger_ms = chain_ ? static_cast<uint64_t>(config().delayed_close_timeout.count()) : 0;
+  conn_.closeAfterFlush(TcpConnection::CloseReason::kLocal, linger_ms);
 }
 
 void HttpConnectionManager::scheduleDispatch() {
@@ -687,7 +697,7 @@ void HttpConnectionManager::onScheduled() {
   if (conn_.closing()) return;
   BufferChain none;
   dispatch(none);
-  if (remote_closed_ && !hasStreams()) conn_.closeAfterFlush();
+  if (remote_closed_ && !hasStreams()) closeAfterFlush();
 }
 
 void HttpConnectionManager::onEof() {
@@ -706,7 +716,7 @@ void HttpConnectionManager::onEof() {
   }
   // HTTP/1: the downstream half-closed. Answer what is in flight, then close.
   remote_closed_ = true;
-  if (!hasStreams()) conn_.closeAfterFlush();
+  if (!hasStreams()) closeAfterFlush();
 }
 
 void HttpConnectionManager::countCodecStats() {
@@ -774,7 +784,7 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
   worker_.deferDelete(std::unique_ptr<Deletable>(&stream));
   if (!hasStreams()) {
     if (draining_ || remote_closed_) {
-      conn_.closeAfterFlush();
+      closeAfterFlush();
     } else {
       armIdleTimer();
     }
@@ -784,7 +794,7 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
 void HttpConnectionManager::drain() {
   draining_ = true;
   if (codec_) codec_->goAway();
-  if (!hasStreams()) conn_.closeAfterFlush();
+  if (!hasStreams()) closeAfterFlush();
 }
 
 void HttpConnectionManager::armIdleTimer() {
@@ -815,7 +825,7 @@ void HttpConnectionManager::clearIdleTimer() { idle_deadline_.cancel(); }
 
 void HttpConnectionManager::onIdleTimer() {
   if (conn_.closing()) return;
-  if (!hasStreams()) conn_.closeAfterFlush();
+  if (!hasStreams()) closeAfterFlush();
 }
 
 }  // namespace skiff

@@ -98,7 +98,7 @@ class HttpConnectionManager : public Deletable,
   void write(BufferChain& data) override { conn_.write(data); }
   void scheduleDispatch() override;
   void readDisable(bool disable) override { conn_.readDisable(disable); }
-  void closeAfterFlush() override { conn_.closeAfterFlush(); }
+  void closeAfterFlush() override;
   void shutdownAfterFlush() override { conn_.shutdownAfterFlush(); }
   // http::ServerConnectionCallbacks
   http::StreamDecoder& newStream(http::ResponseEncoder& encoder) override;

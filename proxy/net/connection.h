@@ -70,7 +70,15 @@ class TcpConnection {
   // Nesting read stop: n disables need n enables.
   void readDisable(bool disable);
   // Closes once every queued byte is written; onClosed() gets reason.
-  void closeAfterFlush(CloseReason reason = CloseReason::kLocal);
+  // linger_ms > 0 (a downstream HTTP connection: Envoy's
+  // delayed_close_timeout) closes gracefully: from now on what the peer sends
+  // is read and dropped (whatever readDisable says), the write side
+  // half-closes (FIN) once the queue is written, and the socket closes when
+  // the peer closes its side, or linger_ms after that FIN, whichever comes
+  // first. A socket closed with unread input sends RST,
+  // and a client still sending a request body then gets "connection reset"
+  // instead of the response it was sent.
+  void closeAfterFlush(CloseReason reason = CloseReason::kLocal, uint64_t linger_ms = 0);
   // Half-closes: once every queued byte is written, sends FIN (after a TLS
   // close_notify) and writes nothing more; reading goes on. A tunnel passes
   // its peer's FIN on this way.
@@ -88,7 +96,7 @@ class TcpConnection {
 
  private:
   enum class State : uint8_t { kIdle, kConnecting, kOpen, kClosing, kClosed };
-  struct ConnectState;
+  struct PhaseState;
   // TLS connections only.
   struct TlsState {
     std::unique_ptr<tls::TlsTransport> transport;
@@ -103,6 +111,9 @@ class TcpConnection {
   static void onConnectTimeout(void* conn);
   static void onCloseDone(uv_handle_t* h);
   static void onShutdownDone(uv_shutdown_t* req, int status);
+  static void onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onLingerTimeout(void* conn);
+  void onFlushedForClose();
   void shutdownNow();
   void releaseConnectState();
   void startReading();
@@ -121,7 +132,7 @@ class TcpConnection {
   Callbacks& callbacks_;
   uv_tcp_t tcp_;
   uv_write_t* write_req_ = nullptr;  // While a uv_write is pending (the kernel took part).
-  ConnectState* connect_ = nullptr;  // Upstream, while connecting.
+  PhaseState* phase_ = nullptr;      // Upstream while connecting; downstream while lingering.
   std::unique_ptr<TlsState> tls_;
   BufferChain input_;     // Bytes as read (ciphertext under TLS).
   BufferChain queue_;     // Bytes not yet accepted by the kernel.
@@ -138,6 +149,7 @@ class TcpConnection {
   bool close_after_flush_ = false;
   bool shutdown_after_flush_ = false;  // shutdownAfterFlush() was called.
   bool shutdown_sent_ = false;         // uv_shutdown was started.
+  bool lingering_ = false;             // closeAfterFlush with linger_ms: reads are dropped.
   bool reading_ = false;
   bool eof_ = false;
   bool above_high_ = false;

@@ -398,5 +398,78 @@ class MalformedRequestTest(h.SkiffTestCase):
         self.assertEqual(h.http_request(self.port, path="/ok")[0], 200)
 
 
+
+class GracefulCloseTest(h.SkiffTestCase):
+    """skiff answers before the whole request has arrived (a 400, a direct
+    response, no route) and closes the connection, while the client is still
+    sending its body. The client must read the answer: skiff half-closes,
+    reads and drops the rest, and closes once the client has closed its side
+    (or after delayed_close_timeout), instead of closing with unread input,
+    which sends a reset."""
+
+    BODY = 32 << 20  # More than the socket buffers hold: the client is still sending.
+
+    @classmethod
+    def setUpClass(cls):
+        routes = [h.route("/direct", direct="direct\n")]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", routes),
+             h.listener("short", routes, stat_prefix="short",
+                        hcm_extra={"delayed_close_timeout": "0.2s"})]), concurrency=1)
+        cls.ports = cls.skiff.listener_ports()
+
+    def send_all_then_read(self, head):
+        """What http.client and many other clients do: send the whole request,
+        then read the answer. Returns (bytes read, how the connection ended)."""
+        s = socket.create_connection((LOCALHOST, self.ports["ingress"]), timeout=10)
+        data = b""
+        try:
+            s.sendall(head + b"x" * self.BODY)
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return data, "closed"
+                data += chunk
+        except ConnectionResetError:
+            return data, "reset"
+        finally:
+            s.close()
+
+    def test_client_still_sending_gets_the_answer(self):
+        cases = {
+            "400 for a malformed head": (
+                b"POST /direct HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n"
+                b"Content-Length: %d\r\n\r\n" % self.BODY, rb"^HTTP/1.1 400 "),
+            "direct response": (
+                b"POST /direct HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % self.BODY,
+                rb"^HTTP/1.1 200 OK\r\n(.*\r\n)*\r\ndirect\n$"),
+            "no route": (
+                b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % self.BODY,
+                rb"^HTTP/1.1 404 "),
+        }
+        for name, (head, reply) in cases.items():
+            with self.subTest(case=name):
+                data, end = self.send_all_then_read(head)
+                self.assertRegex(data, reply)
+                self.assertEqual(end, "closed")
+        h.wait_until(lambda: self.skiff.stat("http.ingress_http.downstream_cx_active") == 0, 5,
+                     what="every connection closed")
+
+    def test_delayed_close_timeout_bounds_the_wait(self):
+        # A client that reads the answer and the FIN but never closes: skiff
+        # closes the socket itself after delayed_close_timeout (0.2s here).
+        s = socket.create_connection((LOCALHOST, self.ports["short"]), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /direct HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # The FIN, after the answer.
+            data += chunk
+        self.assertRegex(data, rb"^HTTP/1.1 400 ")
+        h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
+                     what="skiff closed the connection")
+
 if __name__ == "__main__":
     unittest.main()

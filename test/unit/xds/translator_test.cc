@@ -54,6 +54,7 @@ static_resources:
           stream_idle_timeout: 30s
           request_timeout: 10s
           drain_timeout: 2s
+          delayed_close_timeout: 0.25s
           common_http_protocol_options: {idle_timeout: 120s}
           http_protocol_options: {enable_trailers: true}
           route_config:
@@ -200,6 +201,7 @@ TEST(TranslateBootstrap, EdgeProxy) {
   EXPECT_EQ(h.stream_idle_timeout, milliseconds(30000));
   EXPECT_EQ(h.request_timeout, milliseconds(10000));
   EXPECT_EQ(h.drain_timeout, milliseconds(2000));
+  EXPECT_EQ(h.delayed_close_timeout, milliseconds(250));
   EXPECT_EQ(h.idle_timeout, milliseconds(120000));
   EXPECT_TRUE(h.http1_enable_trailers);
   EXPECT_EQ(h.http2.max_header_list_size_kb, 32u);
