@@ -50,6 +50,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+class ReservedPort:
+    """A loopback port where connections are refused, kept so for as long as
+    this object is open: a socket bound to it (SO_REUSEADDR) that never
+    listens. A port only bound and let go (free_port) may be taken by another
+    process's bind(0) before the test uses it (parallel tests bind many), and
+    then "nothing listens there" no longer holds. bind(0) never picks a port
+    a socket is bound to; a server that sets SO_REUSEADDR (Backend does) may
+    still listen on it."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOCALHOST, 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
 def wait_until(predicate, timeout, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,9 @@ class UpstreamErrorsTest(h.SkiffTestCase):
     @classmethod
     def setUpClass(cls):
         cls.backend = cls.class_backend()
-        cls.dead_port = h.free_port()  # nothing listens here
+        dead = h.ReservedPort()  # nothing listens here
+        cls.addClassCleanup(dead.close)
+        cls.dead_port = dead.port
         routes = [
             h.route("/down", cluster="down"),
             h.route("/empty", cluster="empty"),

@@ -35,6 +35,7 @@ except ImportError:
 from skiffharness import (
     LOCALHOST,
     Nginx,
+    ReservedPort,
     SkiffTestCase,
     bootstrap,
     cluster,
@@ -271,10 +272,10 @@ class TunnelTest(SkiffTestCase):
         cls.raw = RawUpgradeServer()
         cls.addClassCleanup(cls.raw.stop)
         cls.backend = cls.class_backend()
-        # A port nothing listens on (bound, then closed).
-        with socket.socket() as dead:
-            dead.bind((LOCALHOST, 0))
-            cls.dead_port = dead.getsockname()[1]
+        # A port nothing listens on.
+        dead = ReservedPort()
+        cls.addClassCleanup(dead.close)
+        cls.dead_port = dead.port
         limit = {"per_connection_buffer_limit_bytes": BUFFER_LIMIT}
         connect_route = {
             "match": {"connect_matcher": {}},
