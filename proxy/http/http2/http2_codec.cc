@@ -921,6 +921,12 @@ void Http2Codec::flush() {
   }
 }
 
+void Http2Codec::scheduleFlush() {
+  if (scheduled_ || transport_closed_) return;
+  scheduled_ = true;
+  owner_.scheduleDispatch();
+}
+
 void Http2Codec::onOutermostExit() {
   flush();
   lowered_.clear();
@@ -1015,7 +1021,7 @@ void Http2Codec::Http2Stream::encodeHeaders(const HeaderMap& headers, bool end_s
 }
 
 void Http2Codec::Http2Stream::encodeData(BufferChain& data, bool end_stream) {
-  CallScope scope(codec_);
+  DeferredFlushScope scope(codec_);
   if (done || !headers_sent || local_ended || closed) {
     data.clear();
     return;

@@ -189,6 +189,27 @@ class Http2Codec {
     Http2Codec& codec_;
   };
 
+  // encodeData's scope: like CallScope, but when it is the outermost call it
+  // leaves the flush to a dispatch the owner runs later in this loop
+  // iteration (CodecOwner::scheduleDispatch), before the socket writes go
+  // out. A response's body usually arrives while the upstream codec
+  // dispatches a read, so each one was a flush (an nghttp2_session_send and
+  // an owner write) of its own; now one flush frames the bodies of every
+  // stream that got one. HEADERS still flush at once (see submitHeaders).
+  class DeferredFlushScope {
+   public:
+    explicit DeferredFlushScope(Http2Codec& codec) : codec_(codec) { ++codec_.depth_; }
+    ~DeferredFlushScope() {
+      if (codec_.depth_ == 1) codec_.scheduleFlush();
+      --codec_.depth_;
+    }
+    DeferredFlushScope(const DeferredFlushScope&) = delete;
+    DeferredFlushScope& operator=(const DeferredFlushScope&) = delete;
+
+   private:
+    Http2Codec& codec_;
+  };
+
   // Connection, shared.
   bool dispatchBytes(BufferChain& data, CodecError& error);
   void onConnectionAboveHighWatermark();
@@ -227,6 +248,8 @@ class Http2Codec {
   void checkStreamWatermark(Http2Stream& s);
   void onOutermostExit();
   void flush();
+  // Asks the owner for a dispatch with no bytes, whose scope flushes.
+  void scheduleFlush();
 
   CodecOwner& owner_;
   Http2Settings settings_;

@@ -315,6 +315,39 @@ TEST_F(Http2ServerCodecTest, ReceivedFieldsOutliveTheSession) {
   }
 }
 
+TEST_F(Http2ServerCodecTest, BodiesEncodedOutsideDispatchLeaveInOneScheduledFlush) {
+  // A response body encoded from outside the codec (the upstream's read)
+  // is framed by a dispatch the owner runs later in the loop iteration, one
+  // for all the streams that got a body meanwhile.
+  start();
+  int32_t id1 = get("/1");
+  int32_t id2 = get("/2");
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 2u);
+  for (auto& x : callbacks.exchanges) {
+    auto resp = makeHeaders({{":status", "200"}});
+    x->encoder->encodeHeaders(*resp, false);
+  }
+  int writes = wire.owner.writes;
+  int scheduled = wire.owner.scheduled;
+  BufferChain b1 = wire.reader.read("one");
+  BufferChain b2 = wire.reader.read("two");
+  callbacks.exchanges[0]->encoder->encodeData(b1, true);
+  callbacks.exchanges[1]->encoder->encodeData(b2, true);
+  EXPECT_EQ(wire.owner.writes, writes);
+  EXPECT_EQ(wire.owner.scheduled, scheduled + 1);
+  BufferChain none;
+  EXPECT_TRUE(codec->dispatch(none, wire.error));
+  EXPECT_EQ(wire.owner.writes, writes + 1);
+  pump();
+  EXPECT_EQ(peer.streams[id1].body, "one");
+  EXPECT_EQ(peer.streams[id2].body, "two");
+  EXPECT_TRUE(peer.streams[id1].closed);
+  EXPECT_TRUE(peer.streams[id2].closed);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(wire.ok);
+}
+
 TEST_F(Http2ServerCodecTest, HostBecomesAuthorityAndCookiesJoin) {
   start();
   peer.request({{":method", "GET"},
