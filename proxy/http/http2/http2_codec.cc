@@ -378,11 +378,13 @@ struct Http2Callbacks {
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     Http2Codec& c = codec(user);
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    Stream* s;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       ++c.inbound_streams_;
-      c.onRequestHeadersBegin(frame->hd.stream_id);
+      s = c.onRequestHeadersBegin(frame->hd.stream_id);
+    } else {
+      s = c.findStream(frame->hd.stream_id);
     }
-    Stream* s = c.findStream(frame->hd.stream_id);
     c.header_stream_ = s;
     c.header_stream_id_ = frame->hd.stream_id;
     if (s == nullptr || s->done) return 0;
@@ -444,6 +446,8 @@ struct Http2Callbacks {
       nghttp2_session_consume(session, stream_id, len);
       return 0;
     }
+    c.data_stream_ = s;
+    c.data_stream_id_ = stream_id;
     const char* p = reinterpret_cast<const char*>(data);
     const Slice* slice = c.current_slice_;
     if (slice != nullptr && p >= slice->data() && p + len <= slice->data() + slice->size()) {
@@ -462,14 +466,20 @@ struct Http2Callbacks {
     if (c.failed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
     switch (frame->hd.type) {
       case NGHTTP2_DATA: {
-        Stream* s = c.findStream(frame->hd.stream_id);
+        // The stream its chunks went to, without a second lookup.
+        Stream* s = frame->hd.stream_id == c.data_stream_id_ && c.data_stream_ != nullptr
+                        ? c.data_stream_
+                        : c.findStream(frame->hd.stream_id);
         if (s == nullptr) break;
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) s->in_end = true;
         c.deliverInput(*s);
         break;
       }
       case NGHTTP2_HEADERS: {
-        Stream* s = c.findStream(frame->hd.stream_id);
+        // The stream its begin callback found, without a second lookup.
+        Stream* s = frame->hd.stream_id == c.header_stream_id_ && c.header_stream_ != nullptr
+                        ? c.header_stream_
+                        : c.findStream(frame->hd.stream_id);
         if (s == nullptr || s->done || !s->headers) break;
         if (!s->cookies.empty()) {
           s->headers->addCopy("cookie", s->cookies);  // Joined above; copied once more here.
@@ -662,6 +672,7 @@ void Http2Codec::retire(Http2Stream& s) {
   if (s.retired) return;
   s.retired = true;
   if (&s == header_stream_) header_stream_ = nullptr;
+  if (&s == data_stream_) data_stream_ = nullptr;
   (s.prev != nullptr ? s.prev->next : first_stream_) = s.next;
   (s.next != nullptr ? s.next->prev : last_stream_) = s.prev;
   s.prev = s.next = nullptr;

@@ -220,8 +220,9 @@ class Http2Codec {
   std::vector<Http2Stream*> streamsSnapshot() const;
 
   // Direction hooks.
-  // Server: a request's header block begins. Client: unused.
-  virtual void onRequestHeadersBegin(int32_t stream_id) = 0;
+  // Server: a request's header block begins; returns its new stream.
+  // Client: unused (returns the stream with that id, if any).
+  virtual Http2Stream* onRequestHeadersBegin(int32_t stream_id) = 0;
   // A complete header block (headers, 1xx, or trailers) for s.
   virtual void onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame) = 0;
 
@@ -266,6 +267,10 @@ class Http2Codec {
   std::vector<nghttp2_nv> nva_;                     // submitHeaders' field list, reused.
   Http2Stream* header_stream_ = nullptr;  // The stream of the header block being received,
   int32_t header_stream_id_ = 0;          // and its id (0: none); cleared when it retires.
+  // The stream of the last DATA chunk received and its id, so the frame's
+  // end needs no second lookup; cleared when it retires.
+  Http2Stream* data_stream_ = nullptr;
+  int32_t data_stream_id_ = 0;
   std::deque<std::string> lowered_;       // Names lowercased for HEADERS not yet serialized.
   std::vector<Http2Stream*> drained_;     // Sent DATA while over their watermark.
   BufferChain output_;                    // Bytes to hand to the owner.
@@ -320,7 +325,7 @@ class Http2ServerCodec final : public ServerConnection, public Http2Codec {
   size_t activeStreams() const override { return openStreams(); }
 
  private:
-  void onRequestHeadersBegin(int32_t stream_id) override;
+  Http2Stream* onRequestHeadersBegin(int32_t stream_id) override;
   void onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame) override;
 
   ServerConnectionCallbacks& callbacks_;
@@ -349,7 +354,7 @@ class Http2ClientCodec final : public ClientConnection, public Http2Codec {
   }
 
  private:
-  void onRequestHeadersBegin(int32_t) override {}
+  Http2Stream* onRequestHeadersBegin(int32_t stream_id) override { return findStream(stream_id); }
   void onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame) override;
 };
 

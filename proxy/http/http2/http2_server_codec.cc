@@ -29,10 +29,11 @@ void Http2ServerCodec::goAway() {
                         nullptr, 0);
 }
 
-void Http2ServerCodec::onRequestHeadersBegin(int32_t stream_id) {
+Http2Codec::Http2Stream* Http2ServerCodec::onRequestHeadersBegin(int32_t stream_id) {
   Http2Stream& s = addStream(nullptr);
   s.id = stream_id;
   nghttp2_session_set_stream_user_data(session_, stream_id, &s);
+  return &s;
 }
 
 void Http2ServerCodec::onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame) {
