@@ -264,7 +264,7 @@ class Http2Codec {
   Http2Stream* last_stream_ = nullptr;
   size_t stream_count_ = 0;
   std::vector<std::unique_ptr<Http2Stream>> dead_;  // Closed; freed at the outermost exit.
-  std::vector<nghttp2_nv> nva_;                     // submitHeaders' field list, reused.
+  std::vector<nghttp2_nv> nva_;           // submitHeaders' field list, reused; only grows.
   Http2Stream* header_stream_ = nullptr;  // The stream of the header block being received,
   int32_t header_stream_id_ = 0;          // and its id (0: none); cleared when it retires.
   // The stream of the last DATA chunk received and its id, so the frame's
