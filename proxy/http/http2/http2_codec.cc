@@ -939,7 +939,10 @@ void Http2Codec::scheduleFlush() {
 
 void Http2Codec::onOutermostExit() {
   flush();
-  lowered_.clear();
+  // Usually empty (names from HTTP/2 peers are lowercase already), and
+  // clearing an empty deque still walks its node map: about 100
+  // instructions per proxied request.
+  if (!lowered_.empty()) lowered_.clear();
   // After a connection error or a transport close, nghttp2 may still name
   // the dead streams (as data sources or user data): they live as long as
   // the codec then.
