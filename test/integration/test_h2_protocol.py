@@ -451,9 +451,13 @@ class DownstreamTest(H2Case):
         self.assertEqual(self.upstream_hosts(fields), ["a.example"])
 
 
-class HostileOrigin:
-    """An HTTP/2 origin on 127.0.0.1 whose answer to a request depends on its
-    :path. Every frame received is kept per connection (`connections`)."""
+class ScriptedOrigin:
+    """An HTTP/2 origin on 127.0.0.1 that answers each request by its :path
+    (on_request, per subclass). Every frame received is kept per connection
+    (`connections`); the test thread may send on a connection too."""
+
+    SETTINGS = []  # What the origin's SETTINGS frame carries.
+    IDLE_TIMEOUT = 10  # Seconds without a frame before it drops a connection.
 
     def __init__(self):
         self.connections = []  # One Peer per accepted connection.
@@ -463,6 +467,14 @@ class HostileOrigin:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
                 peer = f.Peer(self.request)
+                send_lock = threading.Lock()
+                raw_send = peer.send
+
+                def send(data):
+                    with send_lock:  # The test thread sends too.
+                        raw_send(data)
+
+                peer.send = send
                 with origin._lock:
                     origin.connections.append(peer)
                 try:
@@ -480,23 +492,37 @@ class HostileOrigin:
                          daemon=True).start()
 
     def _serve(self, peer):
-        sock = peer.sock
-        sock.settimeout(10)
+        peer.sock.settimeout(10)
         preface = b""
         while len(preface) < len(f.PREFACE):
-            chunk = sock.recv(len(f.PREFACE) - len(preface))
+            chunk = peer.sock.recv(len(f.PREFACE) - len(preface))
             if not chunk:
                 return
             preface += chunk
-        peer.send(f.settings())
+        peer.send(f.settings(self.SETTINGS))
         while True:
-            fr = peer.read_frame(timeout=10)
+            fr = peer.read_frame(timeout=self.IDLE_TIMEOUT)
             if fr is None:
                 return
             if fr.type == f.HEADERS and fr.headers is not None:
-                self._answer(peer, fr.stream_id, dict(fr.headers).get(":path", ""))
+                self.on_request(peer, fr.stream_id, dict(fr.headers).get(":path", ""))
 
-    def _answer(self, peer, sid, path):
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        with self._lock:
+            for peer in self.connections:
+                try:
+                    peer.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class HostileOrigin(ScriptedOrigin):
+    """An origin whose answer to a request depends on its :path: some answers
+    break the protocol."""
+
+    def on_request(self, peer, sid, path):
         ok = f.block([(":status", "200")])
         if path == "/ok":
             peer.send(f.frame(f.HEADERS, f.END_HEADERS, sid, ok) + f.data(sid, b"ok\n", True))
@@ -519,17 +545,6 @@ class HostileOrigin:
             peer.send(f.goaway(0, f.NO_ERROR))  # The request was not processed.
         elif path == "/refused":
             peer.send(f.rst_stream(sid, f.REFUSED_STREAM))
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        with self._lock:
-            for peer in self.connections:
-                try:
-                    peer.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
 
 class UpstreamTest(h.SkiffTestCase):
     """skiff as the HTTP/2 client of a hostile origin."""
@@ -641,65 +656,24 @@ class UpstreamTest(h.SkiffTestCase):
 
 
 
-class LimitedOrigin:
-    """An HTTP/2 origin on 127.0.0.1 that allows one stream at a time
+class LimitedOrigin(ScriptedOrigin):
+    """An origin that allows one stream at a time
     (SETTINGS_MAX_CONCURRENT_STREAMS 1). It answers /ok at once and holds any
-    other request until the test answers it with answer(). Every frame
-    received is kept per connection (`connections`)."""
+    other request until the test answers it with answer()."""
+
+    SETTINGS = [(f.MAX_CONCURRENT_STREAMS, 1)]
+    IDLE_TIMEOUT = 30
 
     def __init__(self):
-        self.connections = []  # One Peer per accepted connection.
         self.held = {}  # path -> (peer, stream id) of requests not yet answered.
-        self._lock = threading.Lock()
-        origin = self
+        super().__init__()
 
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                peer = f.Peer(self.request)
-                send_lock = threading.Lock()
-                raw_send = peer.send
-
-                def send(data):
-                    with send_lock:  # The test thread sends too.
-                        raw_send(data)
-
-                peer.send = send
-                with origin._lock:
-                    origin.connections.append(peer)
-                try:
-                    origin._serve(peer)
-                except OSError:
-                    pass
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server((LOCALHOST, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def _serve(self, peer):
-        peer.sock.settimeout(10)
-        preface = b""
-        while len(preface) < len(f.PREFACE):
-            chunk = peer.sock.recv(len(f.PREFACE) - len(preface))
-            if not chunk:
-                return
-            preface += chunk
-        peer.send(f.settings([(f.MAX_CONCURRENT_STREAMS, 1)]))
-        while True:
-            fr = peer.read_frame(timeout=30)
-            if fr is None:
-                return
-            if fr.type == f.HEADERS and fr.headers is not None:
-                path = dict(fr.headers).get(":path", "")
-                if path == "/ok":
-                    peer.send(self.response(fr.stream_id))
-                else:
-                    with self._lock:
-                        self.held[path] = (peer, fr.stream_id)
+    def on_request(self, peer, sid, path):
+        if path == "/ok":
+            peer.send(self.response(sid))
+        else:
+            with self._lock:
+                self.held[path] = (peer, sid)
 
     @staticmethod
     def response(sid, body=b"ok\n"):
@@ -725,15 +699,6 @@ class LimitedOrigin:
         h.wait_until(lambda: any(fr.type == f.PING and fr.flags & f.ACK and fr.payload == payload
                                  for fr in list(peer.frames)), 5, what="PING ACK")
 
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        with self._lock:
-            for peer in self.connections:
-                try:
-                    peer.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class LimitedUpstreamTest(h.SkiffTestCase):
