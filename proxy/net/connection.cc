@@ -30,8 +30,10 @@ struct TcpConnection::PhaseState {
     req.data = conn;
   }
   uv_connect_t req;        // Connecting.
-  Deadline deadline;       // connect_timeout, or the linger's end.
-  uint64_t linger_ms = 0;  // Lingering: how long to wait for the peer once our bytes are out.
+  Deadline deadline;       // connect_timeout, or the lingering close's timer.
+  uint64_t linger_ms = 0;  // Closing: the time the peer gets to read, then to close.
+  size_t unwritten = 0;    // Closing, still writing: bytes left when the timer was armed.
+  bool flushed = false;    // Closing: every byte is out and the FIN sent.
 };
 
 std::string formatAddress(const sockaddr* addr) {
@@ -305,13 +307,19 @@ void TcpConnection::onFlushedForClose() {
     close(flush_close_reason_);
     return;
   }
-  if (shutdown_sent_) return;
+  if (phase_->flushed) return;
+  phase_->flushed = true;
   // Our side is done (FIN); the peer's close, or linger_ms from now, ends it.
-  // (Envoy's timer also runs while the flush waits for the peer to read, and
-  // restarts on progress; here the wait for the flush is unbounded, as before.)
   shutdown_after_flush_ = true;  // Later writes are dropped.
   shutdownNow();
   worker_.deadlines().arm(phase_->deadline, phase_->linger_ms);
+}
+
+// Bytes queued that the kernel has not taken yet: those still in queue_, and
+// those of a pending uv_write that libuv has not written yet.
+size_t TcpConnection::unwrittenBytes() const {
+  return queue_.length() - in_flight_ +
+         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
 }
 
 void TcpConnection::onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
@@ -330,8 +338,24 @@ void TcpConnection::onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*)
   }
 }
 
+// The linger time passed: after the FIN with no close from the peer, or
+// while the answer was still being written with no byte taken by the peer
+// since the timer was armed. A peer that reads, however slowly, has the
+// timer restarted (as Envoy's delayed_close_timeout does on write progress);
+// progress is looked at here rather than on every write, so a peer that
+// stops reading is closed between one and two linger times after it read
+// last, at no cost to the write path.
 void TcpConnection::onLingerTimeout(void* conn) {
   auto* self = static_cast<TcpConnection*>(conn);
+  PhaseState& phase = *self->phase_;
+  if (!phase.flushed) {
+    size_t left = self->unwrittenBytes();
+    if (left < phase.unwritten) {
+      phase.unwritten = left;
+      self->worker_.deadlines().arm(phase.deadline, phase.linger_ms);
+      return;
+    }
+  }
   self->close(self->flush_close_reason_);
 }
 
@@ -420,16 +444,18 @@ void TcpConnection::closeAfterFlush(CloseReason reason, uint64_t linger_ms) {
   }
   close_after_flush_ = true;
   flush_close_reason_ = reason;
-  if (linger_ms > 0 && state_ == State::kOpen && !eof_) {
+  if (linger_ms > 0 && state_ == State::kOpen) {
     phase_ = new PhaseState(this, &TcpConnection::onLingerTimeout);
     phase_->linger_ms = linger_ms;
-    lingering_ = true;
-    // From here on reads go to onLingerRead.
-    if (reading_) {
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-      reading_ = false;
+    if (!eof_) {
+      lingering_ = true;
+      // From here on reads go to onLingerRead.
+      if (reading_) {
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+        reading_ = false;
+      }
+      updateReading();
     }
-    updateReading();
   }
   if (queue_.empty() && in_flight_ == 0) {
     onFlushedForClose();
@@ -438,6 +464,13 @@ void TcpConnection::closeAfterFlush(CloseReason reason, uint64_t linger_ms) {
     // when nothing else on this connection asks for a flush: an idle
     // connection closed by a drain.
     scheduleFlush();
+    if (phase_) {
+      // The wait for the peer to read the rest is bounded too (a client that
+      // never reads would otherwise hold the connection and its queue for
+      // good): linger_ms with no progress closes it (onLingerTimeout).
+      phase_->unwritten = unwrittenBytes();
+      worker_.deadlines().arm(phase_->deadline, linger_ms);
+    }
   }
 }
 

@@ -77,7 +77,9 @@ class TcpConnection {
   // the peer closes its side, or linger_ms after that FIN, whichever comes
   // first. A socket closed with unread input sends RST,
   // and a client still sending a request body then gets "connection reset"
-  // instead of the response it was sent.
+  // instead of the response it was sent. linger_ms also bounds the wait for
+  // the queue to be written: a peer that takes no byte of it for linger_ms
+  // (to 2 x linger_ms) is closed on, with the rest unsent.
   void closeAfterFlush(CloseReason reason = CloseReason::kLocal, uint64_t linger_ms = 0);
   // Half-closes: once every queued byte is written, sends FIN (after a TLS
   // close_notify) and writes nothing more; reading goes on. A tunnel passes
@@ -114,6 +116,7 @@ class TcpConnection {
   static void onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void onLingerTimeout(void* conn);
   void onFlushedForClose();
+  size_t unwrittenBytes() const;
   void shutdownNow();
   void releaseConnectState();
   void startReading();
@@ -132,7 +135,8 @@ class TcpConnection {
   Callbacks& callbacks_;
   uv_tcp_t tcp_;
   uv_write_t* write_req_ = nullptr;  // While a uv_write is pending (the kernel took part).
-  PhaseState* phase_ = nullptr;      // Upstream while connecting; downstream while lingering.
+  PhaseState* phase_ =
+      nullptr;  // Upstream while connecting; downstream while closing with a linger.
   std::unique_ptr<TlsState> tls_;
   BufferChain input_;     // Bytes as read (ciphertext under TLS).
   BufferChain queue_;     // Bytes not yet accepted by the kernel.

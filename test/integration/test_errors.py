@@ -410,14 +410,18 @@ class GracefulCloseTest(h.SkiffTestCase):
     which sends a reset."""
 
     BODY = 32 << 20  # More than the socket buffers hold: the client is still sending.
+    BIG = 4 << 20  # A direct response body more than the socket buffers hold.
 
     @classmethod
     def setUpClass(cls):
-        routes = [h.route("/direct", direct="direct\n")]
-        cls.skiff = cls.class_skiff(h.bootstrap(
-            [h.listener("ingress", routes),
-             h.listener("short", routes, stat_prefix="short",
-                        hcm_extra={"delayed_close_timeout": "0.2s"})]), concurrency=1)
+        routes = [h.route("/direct", direct="direct\n"), h.route("/big", direct="b" * cls.BIG)]
+        listeners = [h.listener("ingress", routes),
+                     h.listener("short", routes, stat_prefix="short",
+                                hcm_extra={"delayed_close_timeout": "0.2s"})]
+        for l in listeners:
+            hcm = l["filter_chains"][0]["filters"][0]["typed_config"]
+            hcm["route_config"]["max_direct_response_body_size_bytes"] = cls.BIG
+        cls.skiff = cls.class_skiff(h.bootstrap(listeners), concurrency=1)
         cls.ports = cls.skiff.listener_ports()
 
     def send_all_then_read(self, head):
@@ -472,6 +476,42 @@ class GracefulCloseTest(h.SkiffTestCase):
         self.assertRegex(data, rb"^HTTP/1.1 400 ")
         h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
                      what="skiff closed the connection")
+
+    def test_client_that_never_reads_is_closed_on(self):
+        # A client with a tiny receive buffer asks for a large answer that ends
+        # the connection, and never reads it. skiff held such a connection (and
+        # the answer's unsent bytes) for as long as the client kept it open;
+        # delayed_close_timeout bounds the wait for the answer to be written
+        # too, as in Envoy (restarted while the client takes bytes).
+        cases = {
+            "answered before the body": (
+                b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", False),
+            "connection: close": (
+                b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", False),
+            "the client half-closed": (b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        }
+        for name, (head, half_close) in cases.items():
+            with self.subTest(case=name):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self.addCleanup(s.close)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.settimeout(10)
+                s.connect((LOCALHOST, self.ports["short"]))
+                s.sendall(head)
+                if half_close:
+                    s.shutdown(socket.SHUT_WR)
+                h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
+                             what="skiff closed the connection")
+                # The client sees the end: what the kernel had taken, then the close.
+                data = b""
+                try:
+                    while chunk := s.recv(65536):
+                        data += chunk
+                except ConnectionResetError:
+                    pass
+                self.assertRegex(data[:20], rb"^HTTP/1.1 200 ")
+                self.assertLess(len(data), self.BIG)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -92,6 +92,13 @@ class TcpConnectionTest : public ::testing::Test {
     for (int i = 0; i < 2000 && !done(); ++i) uv_run(worker_.loop(), UV_RUN_ONCE);
   }
 
+  // Runs the loop for about ms milliseconds (tick_ wakes it every 5).
+  void runFor(uint64_t ms) {
+    uv_update_time(worker_.loop());
+    uint64_t end = uv_now(worker_.loop()) + ms;
+    while (uv_now(worker_.loop()) < end) uv_run(worker_.loop(), UV_RUN_ONCE);
+  }
+
   void connectClient(uint32_t buffer_limit = 1 << 20) {
     client_ = std::make_unique<TcpConnection>(worker_, client_side_, buffer_limit);
     client_side_.conn = client_.get();
@@ -303,6 +310,74 @@ TEST_F(TcpConnectionTest, BelowLowWatermarkWhenOneWriteCarriedTheWholeQueue) {
   EXPECT_EQ(server_side_.received, size_t{1 << 20});
   EXPECT_EQ(client_->queuedBytes(), 0u);
   EXPECT_EQ(client_side_.below, 1);
+}
+
+// A lingering close (closeAfterFlush with a linger time, a downstream HTTP
+// connection's delayed_close_timeout) whose peer never reads what is queued:
+// the connection and its queue were held for as long as the peer kept the
+// socket open. The linger time bounds that wait too, as in Envoy.
+TEST_F(TcpConnectionTest, LingeringCloseGivesUpOnAPeerThatNeverReads) {
+  connectClient();
+  shrinkSocketBuffers(16 << 10);
+  client_->readDisable(true);  // The peer never reads.
+  BufferChain out;
+  out.appendCopy(std::string(1 << 20, 'x'));
+  accepted_->write(out);
+  accepted_->closeAfterFlush(CloseReason::kLocal, 100);
+  runUntil([&] { return server_side_.closed.has_value(); });
+  ASSERT_TRUE(server_side_.closed.has_value());
+  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
+  EXPECT_LT(client_side_.received, size_t{1 << 20});
+}
+
+// A peer that reads, with pauses shorter than the linger time, gets all of
+// it however long that takes: progress restarts the wait.
+TEST_F(TcpConnectionTest, LingeringCloseWaitsForAPeerThatReadsSlowly) {
+  connectClient();
+  shrinkSocketBuffers(16 << 10);
+  client_->readDisable(true);
+  const size_t total = 512 << 10;
+  BufferChain out;
+  out.appendCopy(std::string(total, 'x'));
+  accepted_->write(out);
+  uv_update_time(worker_.loop());
+  uint64_t start = uv_now(worker_.loop());
+  accepted_->closeAfterFlush(CloseReason::kLocal, 200);
+  for (int pauses = 0; pauses < 100 && !client_side_.eof && !server_side_.closed; ++pauses) {
+    runFor(120);  // Less than the linger time.
+    client_->readDisable(false);
+    size_t before = client_side_.received;
+    runUntil([&] { return client_side_.received >= before + (32 << 10) || client_side_.eof; });
+    client_->readDisable(true);
+  }
+  EXPECT_TRUE(client_side_.eof);  // The FIN, after the last byte.
+  EXPECT_EQ(client_side_.received, total);
+  // Longer than two linger times in all: without the restarts it would
+  // have been closed on.
+  EXPECT_GT(uv_now(worker_.loop()) - start, 400u);
+  // The FIN is out; the peer's close ends it.
+  client_->close();
+  runUntil([&] { return server_side_.closed.has_value(); });
+  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
+}
+
+// The peer half-closed (its request was whole) and then stopped reading:
+// nothing is read any more, and the wait for the queue is bounded all the
+// same.
+TEST_F(TcpConnectionTest, LingeringCloseAfterThePeersFinIsBoundedToo) {
+  connectClient();
+  shrinkSocketBuffers(16 << 10);
+  client_->readDisable(true);
+  client_->shutdownAfterFlush();
+  runUntil([&] { return server_side_.eof; });
+  ASSERT_TRUE(server_side_.eof);
+  BufferChain out;
+  out.appendCopy(std::string(1 << 20, 'x'));
+  accepted_->write(out);
+  accepted_->closeAfterFlush(CloseReason::kLocal, 100);
+  runUntil([&] { return server_side_.closed.has_value(); });
+  ASSERT_TRUE(server_side_.closed.has_value());
+  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
 }
 
 }  // namespace
