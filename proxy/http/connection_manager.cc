@@ -125,6 +125,8 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       downstream_rq_rx_reset(s.counter("http." + p + ".downstream_rq_rx_reset")),
       downstream_rq_tx_reset(s.counter("http." + p + ".downstream_rq_tx_reset")),
       downstream_rq_too_large(s.counter("http." + p + ".downstream_rq_too_large")),
+      downstream_rq_response_before_rq_complete(
+          s.counter("http." + p + ".downstream_rq_response_before_rq_complete")),
       no_route(s.counter("http." + p + ".no_route")),
       downstream_cx_upgrades_total(s.counter("http." + p + ".downstream_cx_upgrades_total")),
       downstream_cx_upgrades_active(s.gauge("http." + p + ".downstream_cx_upgrades_active")),
@@ -397,6 +399,16 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     }
     if (upgrade_ && (connect_ ? (status >= 200 && status < 300) : status == 101)) {
       tunnel_open_ = true;  // Accepted: bytes flow both ways until both ends.
+    }
+    if (!remote_complete_) {
+      // Envoy's rule: a response that starts before the whole request has
+      // arrived (a direct response or a local reply to a request whose body
+      // is still coming) ends an HTTP/1 connection, which cannot tell where
+      // that body ends once it is not read, and says so: the codec writes
+      // `connection: close` and closes after this response (a tunnel's own
+      // end closes it already).
+      hcm_.stats().downstream_rq_response_before_rq_complete.inc();
+      if (hcm_.protocol() != http::Protocol::kHttp2 && !upgrade_) hcm_.codec().goAway();
     }
     response_headers_ = std::move(headers);  // Encoders may hold views into it.
     if (end_stream) beforeLastEncode();

@@ -43,6 +43,8 @@ struct HttpConnectionManagerStats {
   stats::Counter& downstream_rq_rx_reset;
   stats::Counter& downstream_rq_tx_reset;
   stats::Counter& downstream_rq_too_large;
+  // Responses that started before the whole request had arrived.
+  stats::Counter& downstream_rq_response_before_rq_complete;
   stats::Counter& no_route;
   // Upgrades and CONNECTs let through (Envoy counts them when the upgrade is
   // accepted by the configuration, before the upstream answers), and those

@@ -477,6 +477,44 @@ class GracefulCloseTest(h.SkiffTestCase):
         h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
                      what="skiff closed the connection")
 
+    def test_early_answer_says_connection_close(self):
+        # An answer sent before the request's body was read ends the HTTP/1
+        # connection, and says so (as Envoy, and as skiff's own 400 does), so
+        # that the client does not send its next request there.
+        before = self.skiff.stat(
+            "http.ingress_http.downstream_rq_response_before_rq_complete") or 0
+        cases = {
+            "direct response": (b"POST /direct", rb"^HTTP/1.1 200 "),
+            "no route": (b"POST /nothing", rb"^HTTP/1.1 404 "),
+        }
+        for name, (start, status) in cases.items():
+            with self.subTest(case=name):
+                s = socket.create_connection((LOCALHOST, self.ports["ingress"]), timeout=10)
+                self.addCleanup(s.close)
+                s.sendall(start + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                head = data.split(b"\r\n\r\n")[0]
+                self.assertRegex(head, status)
+                self.assertIn(b"\r\nconnection: close", head.lower())
+        self.assertEqual(self.skiff.stat(
+            "http.ingress_http.downstream_rq_response_before_rq_complete"), before + 2)
+        # A request without a body is whole when answered: it keeps its
+        # connection, and hears nothing of a close. (A body, even one sent
+        # with the head, is read after the head: a direct response, answered
+        # from the head, ends the connection, as in Envoy.)
+        s = socket.create_connection((LOCALHOST, self.ports["ingress"]), timeout=10)
+        self.addCleanup(s.close)
+        for _ in range(2):
+            s.sendall(b"GET /direct HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"direct\n"):
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "the connection was closed")
+                data += chunk
+            self.assertNotIn(b"connection:", data.lower())
+
     def test_client_that_never_reads_is_closed_on(self):
         # A client with a tiny receive buffer asks for a large answer that ends
         # the connection, and never reads it. skiff held such a connection (and
