@@ -42,22 +42,15 @@ def skiff_bin():
     return path
 
 
-def free_port():
-    """A port the kernel had free a moment ago. Only for nginx, which needs a
-    number in its config; skiff always binds port 0."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOCALHOST, 0))
-        return s.getsockname()[1]
-
-
 class ReservedPort:
     """A loopback port where connections are refused, kept so for as long as
     this object is open: a socket bound to it (SO_REUSEADDR) that never
-    listens. A port only bound and let go (free_port) may be taken by another
-    process's bind(0) before the test uses it (parallel tests bind many), and
-    then "nothing listens there" no longer holds. bind(0) never picks a port
-    a socket is bound to; a server that sets SO_REUSEADDR (Backend does) may
-    still listen on it."""
+    listens. A port only bound and let go may be taken by another process's
+    bind(0) before the test uses it (parallel tests bind many), and then
+    "nothing listens there" no longer holds. bind(0) never picks a port a
+    socket is bound to; a server that sets SO_REUSEADDR (Backend, nginx and
+    skiff do) may still listen on it: that is how a server that must be told
+    its port number in advance gets one no one else takes meanwhile."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -365,8 +358,11 @@ class Nginx:
                 f.write(self.body_of(size))
         self.proc = None
         last_err = ""
-        for _ in range(5):  # the free port may be taken between probe and bind
-            self.port = free_port()
+        for _ in range(5):  # each try on a port of its own
+            # Held while nginx runs, so that no other bind(0) takes the port
+            # before nginx listens on it (nginx sets SO_REUSEADDR).
+            self.reserved = ReservedPort()
+            self.port = self.reserved.port
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(f"""
@@ -406,6 +402,7 @@ http {{
                 return
             last_err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
             self._kill()
+            self.reserved.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         raise RuntimeError(f"nginx did not start: {last_err}")
 
@@ -440,6 +437,7 @@ http {{
         self._kill()
         if self.proc and self.proc.stderr:
             self.proc.stderr.close()
+        self.reserved.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):

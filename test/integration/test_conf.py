@@ -43,8 +43,12 @@ class ConfExamplesTest(h.SkiffTestCase):
 
     def test_default(self):
         text = common_rewrites(conf_text("default.yaml"))
-        # The in-process upstream listener needs a number the cluster can name.
-        text = replace_port(text, 10001, h.free_port())
+        # The in-process upstream listener needs a number the cluster can name:
+        # one held until the test ends, so that no other bind(0) takes it
+        # before skiff listens there (libuv binds with SO_REUSEADDR).
+        upstream_port = h.ReservedPort()
+        self.addCleanup(upstream_port.close)
+        text = replace_port(text, 10001, upstream_port.port)
         skiff = self.start_skiff(text)
         port = skiff.port("main")
         status, headers, body = h.http_request(port, path="/")

@@ -71,8 +71,11 @@ class MatrixNginx:
             f.write(h.Nginx.body_of(GET_SIZE))
         self.proc = None
         last_err = ""
-        for _ in range(5):  # a probed port may be taken before nginx binds it
-            self.ports = {name: h.free_port() for name in UPSTREAMS}
+        for _ in range(5):  # each try on ports of its own
+            # Held while nginx runs, so that no other bind(0) takes one before
+            # nginx listens on it (nginx sets SO_REUSEADDR).
+            self.reserved = [h.ReservedPort() for _ in UPSTREAMS]
+            self.ports = {name: r.port for name, r in zip(UPSTREAMS, self.reserved)}
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(f"""
@@ -120,6 +123,7 @@ http {{
                 return
             last_err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
             self._kill()
+            self.release_ports()
         shutil.rmtree(self.tmp, ignore_errors=True)
         raise RuntimeError(f"nginx did not start: {last_err}")
 
@@ -145,8 +149,13 @@ http {{
         self.proc.wait(timeout=5)
         self.proc.stderr.close()
 
+    def release_ports(self):
+        for r in self.reserved:
+            r.close()
+
     def stop(self):
         self._kill()
+        self.release_ports()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
