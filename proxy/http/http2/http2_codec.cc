@@ -551,6 +551,7 @@ struct Http2Callbacks {
     if (s == nullptr || s->closed) return 0;
     s->closed = true;
     s->provider = false;
+    s->body_due = false;
     if (!s->done) {
       if (error_code == NGHTTP2_NO_ERROR && (s->in_end || s->remote_ended)) {
         // Ended both ways (or the peer said it needs no more of our body,
@@ -1023,13 +1024,43 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
     s.id = id;
     ++inbound_streams_;  // Streams scale the PRIORITY and WINDOW_UPDATE allowances.
   } else {
-    int rv = nghttp2_submit_response(session_, s.id, nva.data(), nvlen, prd);
+    // A response's body usually reaches the codec only after its HEADERS
+    // were flushed, so a provider attached with them would first be called
+    // with nothing to send (NGHTTP2_ERR_DEFERRED) and then resumed. HEADERS
+    // without END_STREAM go alone instead, and the first body or trailers
+    // attach the provider (submitBody): the same frames, without that round
+    // trip through nghttp2 (about 360 instructions per proxied request).
+    int rv;
+    if (end_stream) {
+      rv = nghttp2_submit_response(session_, s.id, nva.data(), nvlen, nullptr);
+    } else {
+      s.provider = false;
+      s.body_due = true;
+      rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, s.id, nullptr, nva.data(), nvlen,
+                                  nullptr);
+    }
     if (rv != 0) {
+      s.body_due = false;
       s.provider = false;
       notifyReset(s, ResetReason::kLocalReset, nghttp2_strerror(rv));
       if (s.closed) retire(s);
     }
   }
+}
+
+void Http2Codec::submitBody(Http2Stream& s) {
+  s.body_due = false;
+  nghttp2_data_provider provider;
+  provider.source.ptr = &s;
+  provider.read_callback = &Http2Callbacks::onReadData;
+  // END_STREAM goes on the last DATA frame unless onReadData says trailers follow.
+  int rv = nghttp2_submit_data(session_, NGHTTP2_FLAG_END_STREAM, s.id, &provider);
+  if (rv != 0) {
+    notifyReset(s, ResetReason::kLocalReset, nghttp2_strerror(rv));
+    if (s.closed) retire(s);
+    return;
+  }
+  s.provider = true;
 }
 
 void Http2Codec::Http2Stream::encodeHeaders(const HeaderMap& headers, bool end_stream) {
@@ -1049,7 +1080,9 @@ void Http2Codec::Http2Stream::encodeData(BufferChain& data, bool end_stream) {
   }
   out.move(data);
   if (end_stream) local_ended = true;
-  if (provider && deferred) {
+  if (body_due) {
+    codec_.submitBody(*this);
+  } else if (provider && deferred) {
     deferred = false;
     nghttp2_session_resume_data(codec_.session_, id);
   }
@@ -1070,7 +1103,9 @@ void Http2Codec::Http2Stream::encodeTrailers(const HeaderMap& trailers) {
   }
   has_trailers = !out_trailers.empty();
   local_ended = true;
-  if (provider && deferred) {
+  if (body_due) {
+    codec_.submitBody(*this);
+  } else if (provider && deferred) {
     deferred = false;
     nghttp2_session_resume_data(codec_.session_, id);
   }

@@ -408,6 +408,46 @@ TEST_F(Http2ServerCodecTest, ResponseBodyMovesSlicesAndTrailersFollow) {
   EXPECT_EQ(codec->activeStreams(), 0u);
 }
 
+// Response HEADERS without END_STREAM go alone; the first body or trailers
+// attach the data provider, and later pieces resume it.
+TEST_F(Http2ServerCodecTest, ResponseBodyInPiecesAndTrailersWithoutBody) {
+  start();
+  int32_t a = get("/a");
+  int32_t b = get("/b");
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 2u);
+  auto& xa = *callbacks.exchanges[0];
+  auto& xb = *callbacks.exchanges[1];
+  auto resp_a = makeHeaders({{":status", "200"}});
+  xa.encoder->encodeHeaders(*resp_a, false);
+  auto resp_b = makeHeaders({{":status", "200"}, {"content-type", "application/grpc"}});
+  xb.encoder->encodeHeaders(*resp_b, false);
+  pump();
+  EXPECT_EQ(peer.streams[a].header_blocks, 1);
+  EXPECT_FALSE(peer.streams[a].closed);
+  Reader reader;
+  BufferChain one = reader.read("one,");
+  xa.encoder->encodeData(one, false);
+  pump();
+  BufferChain two = reader.read("two");
+  xa.encoder->encodeData(two, false);
+  BufferChain none;
+  xa.encoder->encodeData(none, true);
+  auto trailers = makeHeaders({{"grpc-status", "0"}});
+  xb.encoder->encodeTrailers(*trailers);
+  pump();
+  EXPECT_EQ(peer.streams[a].body, "one,two");
+  EXPECT_EQ(peer.streams[a].header_blocks, 1);
+  EXPECT_TRUE(peer.streams[a].closed);
+  EXPECT_EQ(peer.streams[a].close_code, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(peer.streams[b].body, "");
+  EXPECT_EQ(peer.streams[b].header_blocks, 2);
+  EXPECT_EQ(peer.streams[b].get("grpc-status"), "0");
+  EXPECT_TRUE(peer.streams[b].closed);
+  EXPECT_EQ(peer.streams[b].close_code, NGHTTP2_NO_ERROR);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
 TEST_F(Http2ServerCodecTest, RequestTrailers) {
   start();
   auto fields = std::vector<std::pair<std::string, std::string>>{
