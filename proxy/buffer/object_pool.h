@@ -27,9 +27,8 @@ class ObjectPool {
  public:
   static void* take(size_t size) {
     // A subclass (larger than T) is not pooled.
-    if (size != sizeof(T) || dead_) return ::operator new(size);
     List& l = list_;
-    if (!l.head) return ::operator new(size);
+    if (size != sizeof(T) || !l.head) return ::operator new(size);
     Node* n = l.head;
     l.head = n->next;
     --l.count;
@@ -37,12 +36,8 @@ class ObjectPool {
   }
 
   static void give(void* p, size_t size) {
-    if (size != sizeof(T) || dead_) {
-      ::operator delete(p);
-      return;
-    }
     List& l = list_;
-    if (l.count >= MaxFree) {
+    if (size != sizeof(T) || l.count >= MaxFree || (l.state != kArmed && !arm())) {
       ::operator delete(p);
       return;
     }
@@ -53,7 +48,7 @@ class ObjectPool {
   }
 
   // Blocks waiting in the calling thread's list (for tests).
-  static size_t freeCount() { return dead_ ? 0 : list_.count; }
+  static size_t freeCount() { return list_.count; }
 
  private:
   static_assert(sizeof(T) >= sizeof(void*), "a free block holds the list link");
@@ -61,28 +56,49 @@ class ObjectPool {
   struct Node {
     Node* next;
   };
+  enum State : unsigned char { kUnarmed, kArmed, kDead };
+  // Trivially destructible and zero at thread start, so that take() and
+  // give() reach it without a call: a thread_local with a destructor is
+  // reached through a TLS init wrapper call on every access (2 per pooled
+  // object). Guard gives the blocks back at thread exit instead; a thread
+  // registers it when it first puts a block on the list.
   struct List {
-    Node* head = nullptr;
-    size_t count = 0;
+    Node* head;
+    size_t count;
+    State state;
+  };
+  struct Guard {
+    bool armed = false;
     // At thread exit the blocks go back to the allocator; objects destroyed
     // after that (by other thread-exit or static destructors) free directly.
-    ~List() {
-      while (head) {
-        Node* n = head;
-        head = n->next;
+    ~Guard() {
+      List& l = list_;
+      while (l.head) {
+        Node* n = l.head;
+        l.head = n->next;
         ::operator delete(n);
       }
-      dead_ = true;
+      l.count = 0;
+      l.state = kDead;
     }
   };
 
-  static thread_local List list_;
-  static thread_local bool dead_;  // Trivially destructible: readable after list_ is gone.
+  // Registers this thread's Guard (its first access does); false once the
+  // thread's Guard has run.
+  [[gnu::noinline]] static bool arm() {
+    if (list_.state == kDead) return false;
+    guard_.armed = true;
+    list_.state = kArmed;
+    return true;
+  }
+
+  static thread_local constinit List list_;
+  static thread_local Guard guard_;
 };
 
 template <typename T, size_t MaxFree>
-thread_local typename ObjectPool<T, MaxFree>::List ObjectPool<T, MaxFree>::list_;
+thread_local constinit typename ObjectPool<T, MaxFree>::List ObjectPool<T, MaxFree>::list_ = {};
 template <typename T, size_t MaxFree>
-thread_local bool ObjectPool<T, MaxFree>::dead_ = false;
+thread_local typename ObjectPool<T, MaxFree>::Guard ObjectPool<T, MaxFree>::guard_;
 
 }  // namespace skiff

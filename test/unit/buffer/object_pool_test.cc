@@ -35,5 +35,27 @@ TEST(ObjectPool, ReusesFreedBlocksAndKeepsABoundedNumber) {
   }).join();
 }
 
+// An object freed by a thread-exit destructor that runs after the pool has
+// given its blocks back goes straight to the allocator.
+size_t g_free_after_exit = 99;
+struct ExitHolder {
+  std::unique_ptr<Pooled> p;
+  ~ExitHolder() {
+    p.reset();
+    g_free_after_exit = Pool::freeCount();
+  }
+};
+
+TEST(ObjectPool, FreesDirectlyAfterThePoolIsGone) {
+  std::thread([] {
+    // Constructed before the pool's list is used, so destroyed after it.
+    thread_local ExitHolder holder;
+    holder.p = std::make_unique<Pooled>();
+    std::make_unique<Pooled>().reset();
+    EXPECT_EQ(Pool::freeCount(), 1u);
+  }).join();
+  EXPECT_EQ(g_free_after_exit, 0u);
+}
+
 }  // namespace
 }  // namespace skiff
