@@ -117,20 +117,22 @@ void BufferChain::take(BufferChain& other) {
   other.length_ = 0;
 }
 
-void BufferChain::pushBack(Slice&& slice) {
-  uint32_t cap = heap_cap_ ? heap_cap_ : 1;
-  if (size_ == cap) {
-    uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : kFirstHeapSlices;
-    Slice* to = allocateSlices(bigger);
-    Slice* from = data();
-    for (uint32_t i = 0; i < size_; ++i) {
-      new (&to[i]) Slice(std::move(from[i]));
-      from[i].~Slice();
-    }
-    if (heap_cap_) freeSlices(heap_, heap_cap_);
-    heap_ = to;
-    heap_cap_ = bigger;
+void BufferChain::grow() {
+  uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : kFirstHeapSlices;
+  Slice* to = allocateSlices(bigger);
+  Slice* from = data();
+  for (uint32_t i = 0; i < size_; ++i) {
+    new (&to[i]) Slice(std::move(from[i]));
+    from[i].~Slice();
   }
+  if (heap_cap_) freeSlices(heap_, heap_cap_);
+  heap_ = to;
+  heap_cap_ = bigger;
+}
+
+// Inlined into append(); the rare move to a bigger array is grow().
+inline void BufferChain::pushBack(Slice&& slice) {
+  if (size_ == (heap_cap_ ? heap_cap_ : 1)) grow();
   new (&data()[size_++]) Slice(std::move(slice));
 }
 

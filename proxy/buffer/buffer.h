@@ -196,6 +196,8 @@ class BufferChain {
   // Takes other's slices (and heap array); other is left empty.
   void take(BufferChain& other);
   void pushBack(Slice&& slice);
+  // Moves the slices to a heap array twice as large (the first: 4 slices).
+  [[gnu::noinline]] void grow();
   // Destroys the first n slices and moves the rest to the front.
   void eraseFront(size_t n);
   // Back to inline storage; the chain must hold no slice. Inline: nearly
