@@ -108,6 +108,20 @@ class TcpConnectionTest : public ::testing::Test {
     ASSERT_TRUE(accepted_);
   }
 
+  // The accepted side queues 1 MiB that its peer does not read (the socket
+  // buffers are shrunk first) and closes with a 100 ms linger: the linger
+  // must end the wait, closing it locally before the peer got everything.
+  void expectLingerEndsUnreadQueue() {
+    BufferChain out;
+    out.appendCopy(std::string(1 << 20, 'x'));
+    accepted_->write(out);
+    accepted_->closeAfterFlush(CloseReason::kLocal, 100);
+    runUntil([&] { return server_side_.closed.has_value(); });
+    ASSERT_TRUE(server_side_.closed.has_value());
+    EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
+    EXPECT_LT(client_side_.received, size_t{1 << 20});
+  }
+
   // Sets SO_SNDBUF and SO_RCVBUF on both ends of the client connection,
   // found among the process's sockets by their loopback addresses.
   void shrinkSocketBuffers(int bytes) {
@@ -320,14 +334,7 @@ TEST_F(TcpConnectionTest, LingeringCloseGivesUpOnAPeerThatNeverReads) {
   connectClient();
   shrinkSocketBuffers(16 << 10);
   client_->readDisable(true);  // The peer never reads.
-  BufferChain out;
-  out.appendCopy(std::string(1 << 20, 'x'));
-  accepted_->write(out);
-  accepted_->closeAfterFlush(CloseReason::kLocal, 100);
-  runUntil([&] { return server_side_.closed.has_value(); });
-  ASSERT_TRUE(server_side_.closed.has_value());
-  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
-  EXPECT_LT(client_side_.received, size_t{1 << 20});
+  expectLingerEndsUnreadQueue();
 }
 
 // A peer that reads, with pauses shorter than the linger time, gets all of
@@ -371,13 +378,7 @@ TEST_F(TcpConnectionTest, LingeringCloseAfterThePeersFinIsBoundedToo) {
   client_->shutdownAfterFlush();
   runUntil([&] { return server_side_.eof; });
   ASSERT_TRUE(server_side_.eof);
-  BufferChain out;
-  out.appendCopy(std::string(1 << 20, 'x'));
-  accepted_->write(out);
-  accepted_->closeAfterFlush(CloseReason::kLocal, 100);
-  runUntil([&] { return server_side_.closed.has_value(); });
-  ASSERT_TRUE(server_side_.closed.has_value());
-  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
+  expectLingerEndsUnreadQueue();
 }
 
 }  // namespace
