@@ -101,6 +101,26 @@ template <WellKnownHeader H>
 inline constexpr HeaderName kHeaderName{wellKnownHeaderName(H)};
 // Which well-known name name is, ignoring case; kCount for any other.
 WellKnownHeader classifyHeaderName(std::string_view name);
+// Whether name is a connection-specific field, ignoring case: connection,
+// keep-alive, proxy-connection, transfer-encoding, upgrade. They are
+// hop-by-hop in HTTP/1.1 (RFC 9110 7.6.1) and never sent in HTTP/2 (RFC 9113
+// 8.2.2). Every field of every message passes here, so the length picks the
+// one or two names worth comparing.
+inline bool isConnectionSpecific(std::string_view name) {
+  switch (name.size()) {
+    case 7:
+      return kHeaderName<WellKnownHeader::kUpgrade>.matchesSameSize(name.data());
+    case 10:
+      return kHeaderName<WellKnownHeader::kConnection>.matchesSameSize(name.data()) ||
+             kHeaderName<WellKnownHeader::kKeepAlive>.matchesSameSize(name.data());
+    case 16:
+      return kHeaderName<WellKnownHeader::kProxyConnection>.matchesSameSize(name.data());
+    case 17:
+      return kHeaderName<WellKnownHeader::kTransferEncoding>.matchesSameSize(name.data());
+    default:
+      return false;
+  }
+}
 
 class HeaderMap;
 // Envoy's test for a gRPC request: content-type is application/grpc, or

@@ -225,21 +225,6 @@ std::string_view reasonPhrase(int status) {
   }
 }
 
-bool isConnectionSpecific(std::string_view name) {
-  switch (name.size()) {
-    case 7:
-      return kUpgradeName.matches(name);
-    case 10:
-      return kConnectionName.matches(name) || kKeepAliveName.matches(name);
-    case 16:
-      return kProxyConnectionName.matches(name);
-    case 17:
-      return kTransferEncodingName.matches(name);
-    default:
-      return false;
-  }
-}
-
 void appendChunkHeader(BufferChain& out, size_t size) {
   char tmp[24];
   auto r = std::to_chars(tmp, tmp + sizeof(tmp) - 2, size, 16);

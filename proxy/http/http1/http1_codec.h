@@ -147,8 +147,6 @@ inline constexpr HeaderName kTransferEncodingName = kHeaderName<WellKnownHeader:
 
 // Reason phrase for a status code ("OK", "Not Found"); "Unknown" otherwise.
 std::string_view reasonPhrase(int status);
-// connection, keep-alive, proxy-connection, transfer-encoding, upgrade.
-bool isConnectionSpecific(std::string_view name);
 // Appends "<hex size>\r\n".
 void appendChunkHeader(BufferChain& out, size_t size);
 

@@ -49,36 +49,21 @@ uint8_t staticNameClass(const nghttp2_rcbuf* rcbuf, std::string_view name) {
   return t.cls[slot];
 }
 
-// RFC 9113 8.2.2: "An endpoint MUST NOT generate an HTTP/2 message containing
-// connection-specific header fields."
-bool isConnectionSpecific(std::string_view name) {
-  return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive") ||
-         equalsIgnoreCase(name, "proxy-connection") ||
-         equalsIgnoreCase(name, "transfer-encoding") || equalsIgnoreCase(name, "upgrade");
-}
-
-// Whether a regular field stays out of an HTTP/2 header block: connection-
-// specific ones, Host of a request (carried as :authority), and TE with any
-// value but "trailers" (RFC 9113 8.2.2: "the TE header field ... MUST NOT
-// contain any value other than 'trailers'"). Every field of every message
-// passes here, so the length picks the one or two names worth comparing
-// (it made seven compares per field before).
+// Whether a regular field stays out of an HTTP/2 header block (RFC 9113
+// 8.2.2): connection-specific ones ("An endpoint MUST NOT generate an HTTP/2
+// message containing connection-specific header fields"), Host of a request
+// (carried as :authority), and TE with any value but "trailers" ("the TE
+// header field ... MUST NOT contain any value other than 'trailers'"). Every
+// field of every message passes here, so the length picks the one or two
+// names worth comparing (it made seven compares per field before).
 bool leftOut(std::string_view name, std::string_view value, bool request) {
   switch (name.size()) {
     case 2:
       return equalsIgnoreCase(name, "te") && !equalsIgnoreCase(value, "trailers");
     case 4:
       return request && equalsIgnoreCase(name, "host");
-    case 7:
-      return equalsIgnoreCase(name, "upgrade");
-    case 10:
-      return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive");
-    case 16:
-      return equalsIgnoreCase(name, "proxy-connection");
-    case 17:
-      return equalsIgnoreCase(name, "transfer-encoding");
     default:
-      return false;
+      return isConnectionSpecific(name);
   }
 }
 
