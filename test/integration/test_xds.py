@@ -272,34 +272,43 @@ class StateOfTheWorld(XdsTestCase):
                      what="the removed cluster gone from /clusters")
         self.assertEqual(get(skiff.port("ingress"))[1].get("x-backend"), "a")
 
-    def start_skiff_with_dns_gate(self):
+    def start_skiff_with_dns_gate(self, **kw):
         """skiff with test/dns_gate preloaded: gate.skiff.test resolves (as
         localhost) only once the returned function is called, fail.skiff.test
         never does."""
+        tmp = tempfile.mkdtemp(prefix="dns-gate-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        gate = os.path.join(tmp, "open")
+
+        def open_gate():
+            with open(gate, "w"):
+                pass
+        skiff = self.start_skiff_with_gate_file(gate, **kw)
+        return skiff, open_gate
+
+    def start_skiff_with_gate_file(self, gate, **kw):
+        """The same, gate.skiff.test held until the file `gate` exists."""
         lib = os.environ.get("SKIFF_DNS_GATE_LIB")
         if not lib or os.environ.get("SKIFF_SANITIZED", "").lower() in ("1", "on", "true"):
             # The sanitizers' own getaddrinfo would come before the preloaded one.
             self.skipTest("SKIFF_DNS_GATE_LIB is not set, or skiff is sanitized")
-        tmp = tempfile.mkdtemp(prefix="dns-gate-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        gate = os.path.join(tmp, "open")
         saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "SKIFF_TEST_DNS_GATE")}
         os.environ["LD_PRELOAD"] = lib
         os.environ["SKIFF_TEST_DNS_GATE"] = gate
+
+        def open_gate():
+            with open(gate, "w"):
+                pass
         try:
-            skiff = self.start_skiff()
+            skiff = self.start_skiff(**kw)
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-
-        def open_gate():
-            with open(gate, "w"):
-                pass
         self.addCleanup(open_gate)  # Before skiff stops: no lookup left blocked.
-        return skiff, open_gate
+        return skiff
 
     def test_strict_dns_cluster_warms_until_its_first_resolution(self):
         # Envoy: a cluster from CDS is warming until it is initialized, for
@@ -361,6 +370,38 @@ class StateOfTheWorld(XdsTestCase):
         self.assertIn("nowhere::observability_name::nowhere", skiff.admin_get("/clusters")[1])
         self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="nowhere")])
         h.wait_until(lambda: get(port)[0] == 503, 5, what="no hosts: 503")
+
+    def test_route_to_a_new_cluster_still_warming_gets_no_cluster_found(self):
+        # Envoy: a cluster is not known to the workers until it has warmed,
+        # so a route naming a brand-new one that still warms gets 503 with
+        # response flag NC (cluster_not_found), and the first request after
+        # it warms goes to its hosts.
+        self.push_initial()
+        skiff, open_gate = self.start_skiff_with_dns_gate()
+        self.wait_ack(x.ROUTE, "1")
+        port = skiff.port("ingress")
+        fresh = x.cluster("fresh", eds=False, endpoints=[("gate.skiff.test", self.backend_b.port)])
+        fresh["type"] = "STRICT_DNS"
+        fresh["dns_lookup_family"] = "V4_ONLY"
+        since = self.cp.mark()
+        self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"), fresh])
+        self.cp.set(x.ROUTE, "2", [x.route_config("routes", cluster="fresh")])
+        self.wait_ack(x.ROUTE, "2", since=since)
+        h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 1, 5,
+                     what="the new cluster warming")
+        self.assertNotIn("fresh::", skiff.admin_get("/clusters")[1])
+        for _ in range(5):
+            status, headers, body = get(port)
+            self.assertEqual(status, 503)
+            self.assertNotIn("x-backend", headers)
+        self.assertEqual(skiff.stat("cluster_manager.warming_clusters"), 1)
+
+        open_gate()
+        h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 0, 5,
+                     what="the new cluster warm once resolved")
+        for _ in range(5):
+            status, headers, _ = get(port)
+            self.assertEqual((status, headers.get("x-backend")), (200, "b"))
 
     def test_listener_added_and_removed(self):
         self.push_initial()
