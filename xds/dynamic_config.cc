@@ -221,25 +221,50 @@ void DynamicConfig::stop() {
 }
 
 void DynamicConfig::start() {
-  if (base_->ads.cds) callbacks_.subscribe(std::string(kClusterType), {}, /*wildcard=*/true);
+  // As in Envoy, the cluster manager initializes first: listeners (and the
+  // routes static listeners name) are asked for once the clusters of the
+  // first CDS response are initialized, or once CDS's initial_fetch_timeout
+  // passed with no response (startListeners).
+  if (base_->ads.cds) {
+    callbacks_.subscribe(std::string(kClusterType), {}, /*wildcard=*/true);
+    armInitTimer();
+  }
+  checkInitialized(false, false);
+}
+
+void DynamicConfig::startListeners() {
+  listeners_started_ = true;
   if (base_->ads.lds) callbacks_.subscribe(std::string(kListenerType), {}, /*wildcard=*/true);
   updateSubscriptions();  // Routes named by static listeners.
-  if (initial_fetch_timeout_ms_ > 0) {
+  armInitTimer();
+}
+
+// initial_fetch_timeout: before startListeners, for the first CDS response
+// (disarmed when it comes, as Envoy's subscription timer is); after, for
+// the rest of the first configuration.
+void DynamicConfig::armInitTimer() {
+  if (initial_fetch_timeout_ms_ == 0) return;
+  if (init_timer_ == nullptr) {
     init_timer_ = new uv_timer_t;
     uv_timer_init(main_.loop(), init_timer_);
     init_timer_->data = this;
-    uv_timer_start(
-        init_timer_,
-        [](uv_timer_t* t) {
-          auto* self = static_cast<DynamicConfig*>(t->data);
-          if (self->initialized_) return;
-          SKIFF_LOG(kWarn, "xds: initial fetch timed out; serving what has arrived");
-          self->initialized_ = true;
-          self->callbacks_.onInitialized();
-        },
-        initial_fetch_timeout_ms_, 0);
   }
-  checkInitialized(false);
+  uv_timer_start(
+      init_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<DynamicConfig*>(t->data);
+        if (self->initialized_) return;
+        if (!self->listeners_started_) {
+          SKIFF_LOG(kWarn, "xds: no clusters within initial_fetch_timeout; asking for listeners");
+          self->cds_timed_out_ = true;
+          self->checkInitialized(false, false);
+          return;
+        }
+        SKIFF_LOG(kWarn, "xds: initial fetch timed out; serving what has arrived");
+        self->initialized_ = true;
+        self->callbacks_.onInitialized();
+      },
+      initial_fetch_timeout_ms_, 0);
 }
 
 std::string DynamicConfig::onResources(const std::string& type_url,
@@ -249,6 +274,9 @@ std::string DynamicConfig::onResources(const std::string& type_url,
   std::string error;
   if (type_url == kClusterType) {
     error = applyClusters(updated, removed);
+    if (!cds_received_ && !listeners_started_ && init_timer_ != nullptr) {
+      uv_timer_stop(init_timer_);  // CDS answered: its clusters' own warming bounds the wait.
+    }
     cds_received_ = true;
   } else if (type_url == kListenerType) {
     error = applyListeners(updated, removed);
@@ -843,6 +871,7 @@ void DynamicConfig::updateSubscriptions() {
   follow(sds_index_, kSecretType, [&](const std::string& n) { secrets_.erase(n); });
   follow(eds_index_, kClusterLoadAssignmentType,
          [&](const std::string& n) { endpoints_.erase(n); });
+  if (!listeners_started_) return;  // Routes are asked for with the listeners.
   follow(rds_index_, kRouteConfigurationType, [&](const std::string& n) {
     if (routes_.erase(n) != 0) dirty_routes_.insert(n);
   });
@@ -976,21 +1005,30 @@ void DynamicConfig::rebuild() {
   // secret stays warming after its timeout (there is no TLS context to
   // serve it with).
   uint64_t next_deadline = 0;
-  bool first_warming = false;  // Something never served yet is still warming.
-  auto note = [&](uint64_t since, bool served) {
-    if (!served) first_warming = true;
+  auto note = [&](uint64_t since) {
     if (initial_fetch_timeout_ms_ == 0) return;
     uint64_t due = since + initial_fetch_timeout_ms_;
     if (due <= now) return;
     if (next_deadline == 0 || due < next_deadline) next_deadline = due;
   };
+  // Something never served yet still warming holds initialization: a
+  // cluster while its first DNS round runs (no timeout but the resolver's,
+  // as in Envoy) or within initial_fetch_timeout (one waiting for a secret
+  // past it no longer holds the listeners back), a listener until it warms.
+  bool clusters_warming = false;
+  bool listeners_warming = false;
   for (const auto& name : warming_cluster_names_) {
     const ClusterEntry& e = clusters_.at(name);
-    note(e.warming_since_ms, e.active != nullptr);
+    note(e.warming_since_ms);
+    if (!e.active && ((e.dns_warming && !e.dns_initialized) || initial_fetch_timeout_ms_ == 0 ||
+                      now < e.warming_since_ms + initial_fetch_timeout_ms_)) {
+      clusters_warming = true;
+    }
   }
   for (const auto& name : warming_listener_names_) {
     const ListenerEntry& e = listeners_.at(name);
-    note(e.warming_since_ms, e.active != nullptr);
+    note(e.warming_since_ms);
+    if (!e.active) listeners_warming = true;
   }
   if (next_deadline != 0) {
     if (warm_timer_ == nullptr) {
@@ -1004,14 +1042,16 @@ void DynamicConfig::rebuild() {
   } else if (warm_timer_ != nullptr) {
     uv_timer_stop(warm_timer_);
   }
-  checkInitialized(first_warming);
+  checkInitialized(clusters_warming, listeners_warming);
 }
 
-void DynamicConfig::checkInitialized(bool any_warming) {
+void DynamicConfig::checkInitialized(bool clusters_warming, bool listeners_warming) {
   if (initialized_) return;
-  if ((base_->ads.cds && !cds_received_) || (base_->ads.lds && !lds_received_) || any_warming) {
-    return;
+  if (!listeners_started_) {
+    if ((base_->ads.cds && !cds_received_ && !cds_timed_out_) || clusters_warming) return;
+    startListeners();
   }
+  if ((base_->ads.lds && !lds_received_) || listeners_warming) return;
   // Routes static listeners name must be there too.
   for (const auto& [name, holders] : rds_index_.resources()) {
     if (routes_.count(name) == 0) return;

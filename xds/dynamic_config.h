@@ -89,8 +89,9 @@ class DynamicConfig {
   DynamicConfig(const DynamicConfig&) = delete;
   DynamicConfig& operator=(const DynamicConfig&) = delete;
 
-  // Subscribes (clusters first, then listeners, then the routes static
-  // listeners name) and starts the initial fetch timer.
+  // Subscribes to clusters and starts the initial fetch timer; listeners,
+  // and the routes static listeners name, once the clusters of the first
+  // CDS response are initialized (as in Envoy).
   void start();
   // Closes timers and reserved sockets (before the main loop closes).
   void stop();
@@ -224,7 +225,12 @@ class DynamicConfig {
   void rebuild();
   bool clusterWarm(const ClusterEntry& entry, uint64_t now) const;
   bool listenerWarm(const ListenerEntry& entry, uint64_t now) const;
-  void checkInitialized(bool any_warming);
+  // *_warming: something of that kind never served yet still warms.
+  void checkInitialized(bool clusters_warming, bool listeners_warming);
+  // Asks for listeners and the routes static listeners name (Envoy: once
+  // the cluster manager is initialized).
+  void startListeners();
+  void armInitTimer();
   std::set<std::string> knownClusters() const;
   void countUpdate(const std::string& type_url, const std::vector<XdsResource>& updated,
                    const std::string& version_info, bool accepted);
@@ -259,6 +265,8 @@ class DynamicConfig {
   NameIndex sds_index_;  // Holders: "cluster NAME", "listener NAME".
   bool cds_received_ = false;
   bool lds_received_ = false;
+  bool cds_timed_out_ = false;      // No CDS response within initial_fetch_timeout.
+  bool listeners_started_ = false;  // LDS (and static listeners' RDS) asked for.
   bool initialized_ = false;
   bool rebuilding_ = false;  // A cluster initialized from within rebuild() waits for its end.
   uv_timer_t* warm_timer_ = nullptr;  // Fires when the next warming entry times out.

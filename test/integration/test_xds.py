@@ -371,6 +371,52 @@ class StateOfTheWorld(XdsTestCase):
         self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="nowhere")])
         h.wait_until(lambda: get(port)[0] == 503, 5, what="no hosts: 503")
 
+    def test_listeners_wait_for_the_clusters_first_dns_round_at_startup(self):
+        # Envoy initializes the cluster manager before anything else: LDS is
+        # asked for once the clusters of the first CDS response are
+        # initialized (for STRICT_DNS, its first DNS round ended), and
+        # initial_fetch_timeout, disarmed by the CDS response, does not end
+        # that wait. Until then the server is not ready.
+        dns = x.cluster("dns", eds=False, endpoints=[("gate.skiff.test", self.backend_b.port)])
+        dns["type"] = "STRICT_DNS"
+        dns["dns_lookup_family"] = "V4_ONLY"
+        self.push_initial()
+        self.cp.set(x.CLUSTER, "1", [x.cluster("a"), x.cluster("b"), dns])
+        self.cp.set(x.ROUTE, "1", [x.route_config("routes", cluster="dns")])
+        seen = {}
+
+        def hold_then_open():
+            try:
+                self.wait_ack(x.CLUSTER, "1")
+                time.sleep(2.0)  # Twice initial_fetch_timeout.
+                seen["lds_before"] = any(
+                    e["event"] == "request" and e["request"].get("type_url") == x.LISTENER
+                    for e in self.cp.events())
+                seen["mark"] = self.cp.mark()
+            finally:
+                opener = seen.get("open")
+                if opener:
+                    opener()
+        # skiff is not ready until the gate opens, so the gate is this
+        # test's own file, opened from a thread while skiff starts.
+        gate_dir = tempfile.mkdtemp(prefix="dns-gate-")
+        self.addCleanup(shutil.rmtree, gate_dir, True)
+        gate = os.path.join(gate_dir, "open")
+
+        def open_gate():
+            with open(gate, "w"):
+                pass
+        seen["open"] = open_gate
+        thread = threading.Thread(target=hold_then_open, daemon=True)
+        thread.start()
+        skiff = self.start_skiff_with_gate_file(gate, initial_fetch_timeout="1s")
+        thread.join(10)
+        self.assertFalse(seen["lds_before"], "LDS asked for before the cluster warmed")
+        self.wait_ack(x.LISTENER, "1", since=seen["mark"])
+        self.assertEqual(skiff.admin_get("/ready")[0], 200)
+        status, headers, _ = get(skiff.port("ingress"))
+        self.assertEqual((status, headers.get("x-backend")), (200, "b"))
+
     def test_route_to_a_new_cluster_still_warming_gets_no_cluster_found(self):
         # Envoy: a cluster is not known to the workers until it has warmed,
         # so a route naming a brand-new one that still warms gets 503 with

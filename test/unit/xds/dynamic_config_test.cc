@@ -144,7 +144,10 @@ class DynamicConfigTest : public ::testing::Test {
 };
 
 TEST_F(DynamicConfigTest, SubscribesClustersThenListenersByWildcard) {
+  // Envoy asks for listeners once the clusters from CDS are initialized.
   EXPECT_TRUE(recorder_.wildcards.at(std::string(kClusterType)));
+  EXPECT_EQ(recorder_.wildcards.count(std::string(kListenerType)), 0u);
+  EXPECT_EQ(apply(kClusterType, {}), "");
   EXPECT_TRUE(recorder_.wildcards.at(std::string(kListenerType)));
   EXPECT_EQ(recorder_.initialized, 0);
 }
@@ -207,6 +210,51 @@ TEST_F(DynamicConfigTest, StrictDnsClusterWarmsUntilItsFirstDnsRoundEnds) {
   EXPECT_EQ(apply(kClusterType, {}, {"dns"}, "5"), "");
   EXPECT_EQ(recorder_.warming["dns"], nullptr);
   EXPECT_EQ(recorder_.last().clusters.get("dns"), nullptr);
+}
+
+TEST_F(DynamicConfigTest, ListenersWaitForTheFirstDnsRoundOfAClusterPastTheFetchTimeout) {
+  // Envoy: initial_fetch_timeout bounds the wait for the first CDS
+  // response, not a STRICT_DNS cluster's initialization; LDS is asked for
+  // once it is initialized.
+  auto base = std::make_shared<config::Snapshot>();
+  base->ads.enabled = true;
+  base->ads.cds = true;
+  base->ads.lds = true;
+  base->ads.initial_fetch_timeout = milliseconds(20);
+  makeConfig(base);
+  EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "one.example")}), "");
+  auto until = std::chrono::steady_clock::now() + milliseconds(100);
+  while (std::chrono::steady_clock::now() < until) uv_run(worker_->loop(), UV_RUN_NOWAIT);
+  EXPECT_EQ(recorder_.wildcards.count(std::string(kListenerType)), 0u);
+  EXPECT_EQ(recorder_.initialized, 0);
+  dynamic_->onClusterInitialized("dns", recorder_.warming["dns"]);
+  EXPECT_TRUE(recorder_.wildcards.at(std::string(kListenerType)));
+  EXPECT_EQ(recorder_.initialized, 0);
+  EXPECT_EQ(apply(kListenerType, {}), "");
+  EXPECT_EQ(recorder_.initialized, 1);
+}
+
+TEST_F(DynamicConfigTest, ListenersAreAskedForWhenNoClustersCameWithinTheFetchTimeout) {
+  auto base = std::make_shared<config::Snapshot>();
+  base->ads.enabled = true;
+  base->ads.cds = true;
+  base->ads.lds = true;
+  base->ads.initial_fetch_timeout = milliseconds(20);
+  makeConfig(base);
+  EXPECT_EQ(recorder_.wildcards.count(std::string(kListenerType)), 0u);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (recorder_.wildcards.count(std::string(kListenerType)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    uv_run(worker_->loop(), UV_RUN_ONCE);
+  }
+  EXPECT_TRUE(recorder_.wildcards.at(std::string(kListenerType)));
+  EXPECT_EQ(recorder_.initialized, 0);
+  // Then the rest of the first configuration has initial_fetch_timeout too.
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (recorder_.initialized == 0 && std::chrono::steady_clock::now() < deadline) {
+    uv_run(worker_->loop(), UV_RUN_ONCE);
+  }
+  EXPECT_EQ(recorder_.initialized, 1);
 }
 
 TEST_F(DynamicConfigTest, StrictDnsRoundThatEndsWithinWarmClusterActivatesAtOnce) {
