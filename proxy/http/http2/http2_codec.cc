@@ -1031,12 +1031,29 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
   const nghttp2_data_provider* prd = end_stream ? nullptr : &provider;
   s.provider = !end_stream;
   if (request) {
-    int32_t id = nghttp2_submit_request(session_, nullptr, nva.data(), nvlen, prd, &s);
+    // As for responses below: a request's body usually reaches the codec
+    // only after its HEADERS were flushed, and a provider attached with them
+    // would first be called with nothing to send (NGHTTP2_ERR_DEFERRED), then
+    // resumed. When this call's flush surely serializes the HEADERS (the
+    // no-copy case above), they go alone without END_STREAM and the first
+    // body or trailers attach the provider (submitBody), once nghttp2 has
+    // opened the stream. Otherwise (a nested call, or the peer's stream
+    // limit reached) the frame may wait in nghttp2's queue, where DATA cannot
+    // be submitted for it yet, so the provider goes with it as before.
+    int32_t id;
+    if (!end_stream && flags != NGHTTP2_NV_FLAG_NONE) {
+      s.provider = false;
+      s.body_due = true;
+      id = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, -1, nullptr, nva.data(), nvlen, &s);
+    } else {
+      id = nghttp2_submit_request(session_, nullptr, nva.data(), nvlen, prd, &s);
+    }
     if (id < 0) {
       // Refused before anything was sent (GOAWAY received, ids exhausted):
       // safe to retry on another connection.
       s.closed = true;
       s.provider = false;
+      s.body_due = false;
       notifyReset(s, ResetReason::kConnectionTermination, nghttp2_strerror(id));
       retire(s);
       return;

@@ -161,7 +161,7 @@ class Http2Codec {
     bool headers_sent = false;                                      // encodeHeaders() was called.
     bool local_ended = false;                                       // The last part was encoded.
     bool provider = false;         // A data provider is attached in nghttp2.
-    bool body_due = false;         // Response HEADERS went without one: the body attaches it.
+    bool body_due = false;         // HEADERS went without one: the body attaches it.
     bool deferred = false;         // The provider returned NGHTTP2_ERR_DEFERRED.
     bool above_watermark = false;  // out passed the stream's high watermark.
 
@@ -231,7 +231,7 @@ class Http2Codec {
   Http2Stream* findStream(int32_t stream_id) const;
   // Submits s's HEADERS (with a data provider unless end_stream).
   void submitHeaders(Http2Stream& s, const HeaderMap& headers, bool end_stream, bool request);
-  // Attaches s's data provider once a response has body or trailers to send.
+  // Attaches s's data provider once a message has body or trailers to send.
   void submitBody(Http2Stream& s);
   // Hands s's buffered input to its decoder unless it is read-disabled.
   void deliverInput(Http2Stream& s);

@@ -39,6 +39,7 @@ class Peer {
     bool closed = false;
     uint32_t close_code = 0;
     bool rst_received = false;
+    bool ended = false;  // END_STREAM received.
     std::string get(const std::string& name) const {
       for (const auto& [n, v] : headers)
         if (n == name) return v;
@@ -132,6 +133,10 @@ class Peer {
   static int onFrameRecv(nghttp2_session*, const nghttp2_frame* f, void* u) {
     Peer& p = self(u);
     ++p.frames[f->hd.type];
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      p.streams[f->hd.stream_id].ended = true;
+    }
     if (f->hd.type == NGHTTP2_GOAWAY) {
       p.goaway_last_stream_id = f->goaway.last_stream_id;
       p.goaway_code = f->goaway.error_code;
@@ -1033,6 +1038,72 @@ TEST_F(Http2ClientCodecTest, PostBodyMovesSlices) {
   pump();
   EXPECT_EQ(d.header(":status"), "201");
   EXPECT_TRUE(d.ended);
+}
+
+TEST_F(Http2ClientCodecTest, RequestBodyInPiecesTrailersWithoutBodyAndHeldPost) {
+  // A request's HEADERS go alone and its first body or trailers attach the
+  // data provider; one held back for the peer's stream limit takes the
+  // provider with it. Either way the peer sees the same frames.
+  start({}, {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 2}});
+  auto post = [&](FakeDecoder& d, FakeStreamCallbacks& cbs, const char* path) -> RequestEncoder& {
+    RequestEncoder& e = codec->newStream(d);
+    e.stream().setCallbacks(&cbs);
+    auto h = makeHeaders(
+        {{":method", "POST"}, {":scheme", "http"}, {":path", path}, {":authority", "a"}});
+    e.encodeHeaders(*h, false);
+    return e;
+  };
+  FakeDecoder da, db, dc;
+  FakeStreamCallbacks ca, cb, cc;
+  Reader reader;
+  RequestEncoder& a = post(da, ca, "/a");
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  int32_t ia = peer->request_ids[0];
+  EXPECT_EQ(peer->streams[ia].header_blocks, 1);
+  EXPECT_FALSE(peer->streams[ia].ended);
+  BufferChain one = reader.read("one,");
+  a.encodeData(one, false);
+  pump();
+  EXPECT_EQ(peer->streams[ia].body, "one,");
+  BufferChain two = reader.read("two");
+  a.encodeData(two, false);
+  BufferChain none;
+  a.encodeData(none, true);
+  pump();
+  EXPECT_EQ(peer->streams[ia].body, "one,two");
+  EXPECT_TRUE(peer->streams[ia].ended);
+
+  RequestEncoder& b = post(db, cb, "/b");
+  auto trailers = makeHeaders({{"X-Checksum", "1"}});
+  b.encodeTrailers(*trailers);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  int32_t ib = peer->request_ids[1];
+  EXPECT_EQ(peer->streams[ib].body, "");
+  EXPECT_EQ(peer->streams[ib].header_blocks, 2);
+  EXPECT_EQ(peer->streams[ib].get("x-checksum"), "1");
+  EXPECT_TRUE(peer->streams[ib].ended);
+
+  RequestEncoder& c = post(dc, cc, "/c");  // Over the peer's limit of 2: held.
+  BufferChain held = reader.read("held");
+  c.encodeData(held, true);
+  pump();
+  EXPECT_EQ(peer->request_ids.size(), 2u);
+  peer->respond(ia, {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(da.ended);
+  ASSERT_EQ(peer->request_ids.size(), 3u);
+  int32_t ic = peer->request_ids[2];
+  EXPECT_EQ(peer->streams[ic].get(":path"), "/c");
+  EXPECT_EQ(peer->streams[ic].body, "held");
+  EXPECT_TRUE(peer->streams[ic].ended);
+  peer->respond(ib, {{":status", "200"}}, "", false);
+  peer->respond(ic, {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(db.ended);
+  EXPECT_TRUE(dc.ended);
+  EXPECT_EQ(codec->activeStreams(), 0u);
 }
 
 TEST_F(Http2ClientCodecTest, RespectsPeerMaxConcurrentStreams) {
