@@ -531,6 +531,15 @@ void Server::updateSubscription(const std::string& type_url, const std::set<std:
   ads_->updateSubscription(type_url, added, removed);
 }
 
+void Server::holdReplies(const std::string& type_url, bool hold) {
+  if (!ads_) return;
+  if (hold) {
+    ads_->pause(type_url);
+  } else {
+    ads_->resume(type_url);
+  }
+}
+
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   // A STRICT_DNS version that finished warming is set with its hosts in the

@@ -62,6 +62,7 @@ class Server : public AdminSource,
                           const std::set<std::string>& removed) override;
   void warmCluster(const std::string& name,
                    std::shared_ptr<const config::ClusterConfig> cluster) override;
+  void holdReplies(const std::string& type_url, bool hold) override;
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override;
   void onInitialized() override;
   void startXds(const envoy::config::core::v3::Node& node);

@@ -137,6 +137,34 @@ void AdsClient::updateSubscription(const std::string& type_url, const std::set<s
   if (stream_) sendSubscription(t);
 }
 
+void AdsClient::pause(const std::string& type_url) {
+  TypeState* t = find(type_url);
+  if (t) t->paused = true;
+}
+
+void AdsClient::resume(const std::string& type_url) {
+  TypeState* t = find(type_url);
+  if (!t || !t->paused) return;
+  t->paused = false;
+  if (!t->reply_held) return;
+  t->reply_held = false;
+  std::string error = std::move(t->held_error);
+  if (stream_) reply(*t, error.empty() ? nullptr : &error);
+}
+
+void AdsClient::reply(TypeState& t, const std::string* error) {
+  if (t.paused) {
+    t.reply_held = true;
+    t.held_error = error ? *error : std::string();
+    return;
+  }
+  if (options_.delta) {
+    sendDeltaRequest(t, /*acknowledge=*/true, error);
+  } else {
+    sendSotwRequest(t, t.version, error);
+  }
+}
+
 // ---- The stream
 
 void AdsClient::connect() {
@@ -150,6 +178,7 @@ void AdsClient::connect() {
     // A new stream knows nothing of the old one's nonces or subscriptions.
     t->nonce.clear();
     t->requested = false;
+    t->reply_held = false;  // Its nonce was of the stream that ended.
     t->sent_wildcard = false;
     t->to_subscribe.clear();
     t->to_unsubscribe.clear();
@@ -320,7 +349,7 @@ void AdsClient::onSotwResponse(std::string_view bytes) {
       error = "resources[" + std::to_string(i) + "]: " + error;
       SKIFF_LOG(kWarn, "ADS: NACK " + response.type_url() + " version " + response.version_info() +
                            ": " + error);
-      sendSotwRequest(*t, t->version, &error);
+      reply(*t, &error);
       return;
     }
     r.version = response.version_info();
@@ -344,11 +373,11 @@ void AdsClient::onSotwResponse(std::string_view bytes) {
     t->version = response.version_info();
     t->accepted_names = std::move(names);
     backoff_attempt_ = 0;
-    sendSotwRequest(*t, t->version, nullptr);
+    reply(*t, nullptr);
   } else {
     SKIFF_LOG(kWarn, "ADS: NACK " + response.type_url() + " version " + response.version_info() +
                          ": " + error);
-    sendSotwRequest(*t, t->version, &error);
+    reply(*t, &error);
   }
 }
 
@@ -373,7 +402,7 @@ void AdsClient::onDeltaResponse(std::string_view bytes) {
     if (!error.empty()) {
       error = "resources[" + std::to_string(i) + "] (" + resource.name() + "): " + error;
       SKIFF_LOG(kWarn, "ADS: NACK " + response.type_url() + ": " + error);
-      sendDeltaRequest(*t, /*acknowledge=*/true, &error);
+      reply(*t, &error);
       return;
     }
     if (!resource.name().empty()) r.name = resource.name();
@@ -393,10 +422,10 @@ void AdsClient::onDeltaResponse(std::string_view bytes) {
     for (const std::string& name : removed) t->resource_versions.erase(name);
     t->system_version = response.system_version_info();
     backoff_attempt_ = 0;
-    sendDeltaRequest(*t, /*acknowledge=*/true, nullptr);
+    reply(*t, nullptr);
   } else {
     SKIFF_LOG(kWarn, "ADS: NACK " + response.type_url() + ": " + error);
-    sendDeltaRequest(*t, /*acknowledge=*/true, &error);
+    reply(*t, &error);
   }
 }
 

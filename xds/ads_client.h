@@ -109,6 +109,13 @@ class AdsClient : private GrpcStream::Callbacks {
   // its protocol asks).
   void updateSubscription(const std::string& type_url, const std::set<std::string>& added,
                           const std::set<std::string>& removed);
+  // Holds the replies (ACK or NACK) to type_url's responses until resume(),
+  // which sends one for the newest response of this stream if any came:
+  // Envoy holds CDS's this way while a cluster warms, so that a control
+  // plane that waits for the ACK knows the cluster serves before routes
+  // name it.
+  void pause(const std::string& type_url);
+  void resume(const std::string& type_url);
   // Closes the stream and stops reconnecting; subscriptions and accepted
   // versions are kept for a later start().
   void stop();
@@ -136,7 +143,10 @@ class AdsClient : private GrpcStream::Callbacks {
     // per subscribed name.
     std::set<std::string> to_subscribe;
     std::set<std::string> to_unsubscribe;
-    bool requested = false;  // A request for the type went out on this stream.
+    bool requested = false;   // A request for the type went out on this stream.
+    bool paused = false;      // Replies held (pause).
+    bool reply_held = false;  // A reply to this stream's newest response waits for resume.
+    std::string held_error;   // Its error_detail ("": an ACK).
   };
 
   // GrpcStream::Callbacks
@@ -157,6 +167,8 @@ class AdsClient : private GrpcStream::Callbacks {
   void sendSotwRequest(TypeState& t, const std::string& version, const std::string* error_detail);
   // acknowledge: an ACK (or, with error_detail, a NACK) of the last response.
   void sendDeltaRequest(TypeState& t, bool acknowledge, const std::string* error_detail);
+  // The ACK (error null) or NACK of t's newest response, or held if t is paused.
+  void reply(TypeState& t, const std::string* error);
   void onSotwResponse(std::string_view bytes);
   void onDeltaResponse(std::string_view bytes);
   // Fills node on the stream's first request.

@@ -1043,6 +1043,15 @@ void DynamicConfig::rebuild() {
     uv_timer_stop(warm_timer_);
   }
   checkInitialized(clusters_warming, listeners_warming);
+  // As Envoy does once its cluster manager is initialized, the CDS ACK (or
+  // NACK) waits while any cluster warms: a control plane that waits for it
+  // before it points routes at a new cluster sends no route to a cluster
+  // workers do not know yet (503 NC).
+  const bool hold = listeners_started_ && !warming_cluster_names_.empty();
+  if (hold != cds_replies_held_) {
+    cds_replies_held_ = hold;
+    callbacks_.holdReplies(std::string(kClusterType), hold);
+  }
 }
 
 void DynamicConfig::checkInitialized(bool clusters_warming, bool listeners_warming) {

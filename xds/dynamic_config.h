@@ -74,6 +74,8 @@ class DynamicConfig {
     // serves already is not touched).
     virtual void warmCluster(const std::string& name,
                              std::shared_ptr<const config::ClusterConfig> cluster) = 0;
+    // Hold (or send again) the ACKs and NACKs of type_url's responses.
+    virtual void holdReplies(const std::string& type_url, bool hold) = 0;
     // A new snapshot for every worker.
     virtual void publish(std::shared_ptr<const config::Snapshot> snapshot) = 0;
     // The first configuration is complete (or initial_fetch_timeout passed):
@@ -267,6 +269,7 @@ class DynamicConfig {
   bool lds_received_ = false;
   bool cds_timed_out_ = false;      // No CDS response within initial_fetch_timeout.
   bool listeners_started_ = false;  // LDS (and static listeners' RDS) asked for.
+  bool cds_replies_held_ = false;   // CDS ACKs wait while a cluster warms.
   bool initialized_ = false;
   bool rebuilding_ = false;  // A cluster initialized from within rebuild() waits for its end.
   uv_timer_t* warm_timer_ = nullptr;  // Fires when the next warming entry times out.

@@ -99,6 +99,14 @@ class XdsTestCase(unittest.TestCase):
             return r.get("version_info") == version
         return self.cp.wait_event(acked, timeout=timeout, since=since)["request"]
 
+    def acked_within(self, type_url, version, since, seconds):
+        """Whether `version` of type_url is ACKed within `seconds`."""
+        try:
+            self.wait_ack(type_url, version, since=since, timeout=seconds)
+            return True
+        except TimeoutError:
+            return False
+
     def wait_nack(self, type_url, since=0, timeout=10):
         return self.cp.wait_event(
             lambda e: e["event"] == "request" and e["request"].get("type_url") == type_url
@@ -313,7 +321,8 @@ class StateOfTheWorld(XdsTestCase):
     def test_strict_dns_cluster_warms_until_its_first_resolution(self):
         # Envoy: a cluster from CDS is warming until it is initialized, for
         # STRICT_DNS at the end of its first DNS round (failed or not); until
-        # then the version before it serves. The CDS ACK does not wait.
+        # then the version before it serves, and (once the server is
+        # initialized) the CDS ACK waits for it, as Envoy's does.
         self.push_initial()
         skiff, open_gate = self.start_skiff_with_dns_gate()
         self.wait_ack(x.ROUTE, "1")
@@ -338,8 +347,8 @@ class StateOfTheWorld(XdsTestCase):
         since = self.cp.mark()
         self.cp.set(x.CLUSTER, "3", [x.cluster("a"), x.cluster("b"),
                                      dns_cluster("dns", "gate.skiff.test", self.backend_b.port)])
-        self.wait_ack(x.CLUSTER, "3", since=since)
-        self.assertEqual(skiff.stat("cluster_manager.warming_clusters"), 1)
+        h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 1, 5,
+                     what="the changed cluster warming")
         for _ in range(10):
             status, headers, _ = get(port)
             self.assertEqual((status, headers.get("x-backend")), (200, "a"))
@@ -349,9 +358,13 @@ class StateOfTheWorld(XdsTestCase):
         self.assertEqual([c["cluster"]["name"] for c in clusters["dynamic_warming_clusters"]],
                          ["dns"])
         self.assertIn(f"dns::127.0.0.1:{self.backend_a.port}::", skiff.admin_get("/clusters")[1])
+        self.assertFalse(self.acked_within(x.CLUSTER, "3", since, 0.5),
+                         "CDS ACKed while a cluster warms")
 
-        # Resolved: it serves, with its hosts from the first request on.
+        # Resolved: it serves, with its hosts from the first request on,
+        # and the CDS ACK goes out.
         open_gate()
+        self.wait_ack(x.CLUSTER, "3", since=since)
         h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 0, 5,
                      what="the cluster warm once resolved")
         for _ in range(10):
@@ -441,8 +454,13 @@ class StateOfTheWorld(XdsTestCase):
             self.assertEqual(status, 503)
             self.assertNotIn("x-backend", headers)
         self.assertEqual(skiff.stat("cluster_manager.warming_clusters"), 1)
+        # Envoy holds the CDS ACK while a cluster warms: a control plane
+        # that waits for it before the route would not have sent this one.
+        self.assertFalse(self.acked_within(x.CLUSTER, "2", since, 0.5),
+                         "CDS ACKed while a cluster warms")
 
         open_gate()
+        self.wait_ack(x.CLUSTER, "2", since=since)
         h.wait_until(lambda: skiff.stat("cluster_manager.warming_clusters") == 0, 5,
                      what="the new cluster warm once resolved")
         for _ in range(5):

@@ -216,6 +216,45 @@ TEST_P(AdsClientTest, NackKeepsThePreviousVersionAndCarriesTheError) {
   }
 }
 
+TEST_P(AdsClientTest, PausedTypeHoldsItsAckUntilResumed) {
+  // Envoy holds CDS's ACK while a cluster warms: pause() holds the reply,
+  // resume() sends one for the newest response.
+  cp_.set(testing::kCluster, "1", {testing::clusterJson("a")});
+  makeClient(delta());
+  client_->subscribe(testing::kCluster, {}, true);
+  client_->start();
+  ASSERT_TRUE(loop_->runUntil([&] { return watcher_.count(testing::kCluster) == 1; }));
+  ASSERT_TRUE(waitEvent([](const Event& e) { return isResponse(e, "1"); }));
+  client_->pause(testing::kCluster);
+  size_t mark = cp_.eventCount();
+  cp_.set(testing::kCluster, "2", {testing::clusterJson("a"), testing::clusterJson("b")});
+  ASSERT_TRUE(loop_->runUntil([&] { return watcher_.count(testing::kCluster) == 2; }));
+  auto response = waitEvent([](const Event& e) { return isResponse(e, "2"); }, mark);
+  ASSERT_TRUE(response);
+  const std::string nonce = str(*response, "nonce");
+  auto answers = [&] {
+    return cp_.count([&](const Event& e) {
+      return isRequest(e, testing::kCluster) && str(e, "request.response_nonce") == nonce;
+    });
+  };
+  loop_->runFor(std::chrono::milliseconds(100));
+  EXPECT_EQ(answers(), 0u);
+  EXPECT_EQ(client_->acceptedVersion(testing::kCluster), "2");  // Applied, not yet ACKed.
+  client_->resume(testing::kCluster);
+  auto ack = waitEvent(
+      [&](const Event& e) {
+        return isRequest(e, testing::kCluster) && str(e, "request.response_nonce") == nonce;
+      },
+      mark);
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(str(*ack, "request.error_detail.code"), "");
+  if (!delta()) {
+    EXPECT_EQ(str(*ack, "request.version_info"), "2");
+  }
+  loop_->runFor(std::chrono::milliseconds(50));
+  EXPECT_EQ(answers(), 1u);  // Once.
+}
+
 TEST_P(AdsClientTest, GarbageIsNackedWithoutCallingTheWatcher) {
   cp_.set(testing::kCluster, "1", {testing::clusterJson("a")});
   makeClient(delta());

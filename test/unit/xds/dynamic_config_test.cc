@@ -90,6 +90,7 @@ class Recorder : public DynamicConfig::Callbacks {
     warming[name] = cluster;
     if (on_warm && cluster) on_warm(name, cluster);
   }
+  void holdReplies(const std::string& type_url, bool hold) override { held[type_url] = hold; }
   void publish(std::shared_ptr<const config::Snapshot> snapshot) override {
     snapshots.push_back(std::move(snapshot));
   }
@@ -110,6 +111,7 @@ class Recorder : public DynamicConfig::Callbacks {
   std::function<void(const std::string&, const std::shared_ptr<const config::ClusterConfig>&)>
       on_warm;
   int initialized = 0;
+  std::map<std::string, bool> held;  // holdReplies, by type URL.
 };
 
 class DynamicConfigTest : public ::testing::Test {
@@ -184,14 +186,18 @@ TEST_F(DynamicConfigTest, StrictDnsClusterWarmsUntilItsFirstDnsRoundEnds) {
   EXPECT_EQ(recorder_.last().clusters.get("dns"), nullptr);
   EXPECT_EQ(gauge->value(), 1);
   auto v1 = recorder_.warming["dns"];
+  const std::string cds(kClusterType);
+  EXPECT_EQ(recorder_.held.count(cds), 0u);  // At startup the CDS ACK does not wait.
   dynamic_->onClusterInitialized("dns", v1);
   ASSERT_NE(recorder_.last().clusters.get("dns"), nullptr);
   EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
   EXPECT_EQ(gauge->value(), 0);
 
-  // A new version warms beside the one serving; a late end of a replaced
-  // version's round changes nothing.
+  // A new version warms beside the one serving, and CDS ACKs wait for it
+  // (as Envoy's do); a late end of a replaced version's round changes
+  // nothing.
   EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "two.example")}, {}, "2"), "");
+  EXPECT_TRUE(recorder_.held.at(cds));
   auto v2 = recorder_.warming["dns"];
   ASSERT_NE(v2, v1);
   EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
@@ -200,9 +206,11 @@ TEST_F(DynamicConfigTest, StrictDnsClusterWarmsUntilItsFirstDnsRoundEnds) {
   dynamic_->onClusterInitialized("dns", v2);
   EXPECT_EQ(*recorder_.last().clusters.get("dns"), v1);
   EXPECT_EQ(gauge->value(), 1);
+  EXPECT_TRUE(recorder_.held.at(cds));
   dynamic_->onClusterInitialized("dns", v3);
   EXPECT_EQ(*recorder_.last().clusters.get("dns"), v3);
   EXPECT_EQ(gauge->value(), 0);
+  EXPECT_FALSE(recorder_.held.at(cds));
 
   // Removed: what warmed for it stops.
   EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "four.example")}, {}, "4"), "");
