@@ -64,8 +64,9 @@ class RouterFilter : public HttpFilter,
     std::string_view cluster_name = route->clusterName(headers, cb_->worker().random());
     cluster_ = cluster_name.empty() ? nullptr : cb_->worker().clusterManager().get(cluster_name);
     if (!cluster_) {
-      // Envoy: 503 with response flag NC (no cluster found).
-      cb_->sendLocalReply(503, "cluster not found", "NC");
+      // Envoy: 503 with response flag NC (cluster_not_found) and an empty
+      // body, as its router sends.
+      cb_->sendLocalReply(503, "", "NC");
       return FilterStatus::kContinue;
     }
     host_ = cluster_->chooseHost();

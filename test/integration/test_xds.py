@@ -451,7 +451,7 @@ class StateOfTheWorld(XdsTestCase):
         self.assertNotIn("fresh::", skiff.admin_get("/clusters")[1])
         for _ in range(5):
             status, headers, body = get(port)
-            self.assertEqual(status, 503)
+            self.assertEqual((status, body), (503, b""))
             self.assertNotIn("x-backend", headers)
         self.assertEqual(skiff.stat("cluster_manager.warming_clusters"), 1)
         # Envoy holds the CDS ACK while a cluster warms: a control plane
