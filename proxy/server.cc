@@ -140,7 +140,8 @@ int Server::run() {
 
   if (snapshot_->ads.enabled) startXds(bootstrap->node());
   startDns();
-  if (dns_pending_ == 0) startWorkers();
+  dns_started_ = true;
+  if (canStartWorkers()) startWorkers();
   uv_run(loop, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   teardownMain();
@@ -283,7 +284,7 @@ void Server::finishDnsRound(DnsCluster& d) {
   if (d.initial_done) return;
   d.initial_done = true;
   if (!d.dynamic) {
-    if (--dns_pending_ == 0 && workers_.empty()) startWorkers();
+    if (--dns_pending_ == 0 && canStartWorkers()) startWorkers();
     return;
   }
   // Envoy: a STRICT_DNS cluster is initialized after its first resolution,
@@ -364,6 +365,14 @@ void Server::postHosts(const DnsCluster& d) {
       worker->clusterManager().setHosts(name, addrs);
     });
   }
+}
+
+// As in Envoy, no listener opens before initialization ends: the static
+// STRICT_DNS clusters resolved and, with xDS, the first configuration in
+// (DynamicConfig: clusters, then listeners and routes, or
+// initial_fetch_timeout).
+bool Server::canStartWorkers() const {
+  return dns_started_ && dns_pending_ == 0 && (!dynamic_ || dynamic_->initialized());
 }
 
 void Server::startWorkers() {
@@ -574,6 +583,7 @@ void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
 
 void Server::onInitialized() {
   SKIFF_LOG(kInfo, "xds: initial configuration complete");
+  if (canStartWorkers()) startWorkers();
   maybeGoLive();
 }
 

@@ -83,6 +83,7 @@ class Server : public AdminSource,
   // main thread's cluster manager; the workers set them with the snapshot).
   using ActivatedHosts = std::vector<std::pair<std::string, std::vector<sockaddr_storage>>>;
   ActivatedHosts updateDnsClusters(const config::Snapshot& snapshot);
+  bool canStartWorkers() const;
   void startWorkers();
   void beginDrain();
   void teardownMain();
@@ -100,6 +101,7 @@ class Server : public AdminSource,
   std::vector<int> port_reservations_;  // Bound sockets that hold port-0 picks.
   std::vector<std::unique_ptr<DnsCluster>> dns_;
   size_t dns_pending_ = 0;
+  bool dns_started_ = false;  // startDns has counted the static STRICT_DNS clusters.
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
   uv_async_t worker_event_;

@@ -81,8 +81,8 @@ class XdsTestCase(unittest.TestCase):
         self.cp.set(x.LISTENER, version, [x.listener("ingress", 0, "routes")])
         self.cp.set(x.ROUTE, version, [x.route_config("routes", cluster=route_to)])
 
-    def start_skiff(self, **kw):
-        skiff = h.Skiff(ads_bootstrap(self.cp.port, delta=self.delta, **kw))
+    def start_skiff(self, config=None, **kw):
+        skiff = h.Skiff(config or ads_bootstrap(self.cp.port, delta=self.delta, **kw))
         self.addCleanup(skiff.stop)
         return skiff
 
@@ -396,7 +396,27 @@ class StateOfTheWorld(XdsTestCase):
         self.push_initial()
         self.cp.set(x.CLUSTER, "1", [x.cluster("a"), x.cluster("b"), dns])
         self.cp.set(x.ROUTE, "1", [x.route_config("routes", cluster="dns")])
+        # A static listener opens only then too (Envoy: no listener accepts
+        # before initialization ends).
+        with socket.socket() as s:
+            s.bind((h.LOCALHOST, 0))
+            static_port = s.getsockname()[1]
+        static = x.listener("static", static_port, "unused")
+        del static["@type"]
+        hcm = static["filter_chains"][0]["filters"][0]["typed_config"]
+        del hcm["rds"]
+        hcm["route_config"] = x.route_config("inline", routes=[x.route(direct="static")])
+        del hcm["route_config"]["@type"]
+        bootstrap = x.ads_bootstrap(self.cp.port, delta=self.delta, initial_fetch_timeout="1s")
+        bootstrap["static_resources"]["listeners"] = [static]
         seen = {}
+
+        def static_listener_open():
+            try:
+                socket.create_connection((h.LOCALHOST, static_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
 
         def hold_then_open():
             try:
@@ -405,6 +425,7 @@ class StateOfTheWorld(XdsTestCase):
                 seen["lds_before"] = any(
                     e["event"] == "request" and e["request"].get("type_url") == x.LISTENER
                     for e in self.cp.events())
+                seen["static_open_before"] = static_listener_open()
                 seen["mark"] = self.cp.mark()
             finally:
                 opener = seen.get("open")
@@ -422,9 +443,12 @@ class StateOfTheWorld(XdsTestCase):
         seen["open"] = open_gate
         thread = threading.Thread(target=hold_then_open, daemon=True)
         thread.start()
-        skiff = self.start_skiff_with_gate_file(gate, initial_fetch_timeout="1s")
+        skiff = self.start_skiff_with_gate_file(gate, config=h.to_yaml(bootstrap) + "\n")
         thread.join(10)
         self.assertFalse(seen["lds_before"], "LDS asked for before the cluster warmed")
+        self.assertFalse(seen["static_open_before"], "a listener open before initialization")
+        status, _, body = get(static_port)
+        self.assertEqual((status, body), (200, b"static"))
         self.wait_ack(x.LISTENER, "1", since=seen["mark"])
         self.assertEqual(skiff.admin_get("/ready")[0], 200)
         status, headers, _ = get(skiff.port("ingress"))
