@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Single-proxy probes for working on skiff's costs (see bench/README.md):
-#   bench/probe.sh mem [N]      idle RSS and bytes per idle keep-alive connection
+#   bench/probe.sh mem [N] [h1|h2]  idle RSS and bytes per idle keep-alive connection (h2: h2c)
 #   bench/probe.sh cpu [R]      CPU us per request (wrk -c64, GET /64), R runs per proxy
 #   bench/probe.sh instr [N]    instructions per proxied request under callgrind
 #   bench/probe.sh instr-h2 [N] [CxM] [h1|h2]   the same over h2c (h2load -cC -mM)

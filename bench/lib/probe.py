@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Quick, single-proxy measurements for working on skiff's costs (bench/probe.sh).
 
-  probe.py mem [N]     idle RSS, then RSS with N idle keep-alive downstream
-                       connections (one GET each); bytes per connection from
-                       VmRSS and from RssAnon, and the idle process's memory by
-                       mapping (anonymous, file-backed, thread stacks).
+  probe.py mem [N] [h1|h2]
+                       idle RSS, then RSS with N idle keep-alive downstream
+                       connections (one GET each; h1, the default: HTTP/1.1,
+                       h2: h2c with prior knowledge, one stream each); bytes per
+                       connection from VmRSS and from RssAnon, and the idle
+                       process's memory by mapping (anonymous, file-backed,
+                       thread stacks).
   probe.py cpu [R]     CPU time per request (user and sys, /proc/PID/stat) with
                        wrk -t1 -c64 on GET /64, BENCH_DURATION seconds, R runs
                        of each proxy in BENCH_PROXIES taking turns; prints
@@ -39,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,7 +86,75 @@ def rollup(pid):
     return vals
 
 
-def mem(n):
+def _h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+# h2c prior knowledge: the preface, an empty SETTINGS, and GET /64 on stream 1
+# (END_HEADERS | END_STREAM) in HPACK with static-table names and no Huffman:
+# :method GET (2), :scheme http (6), :path (4) "/64", :authority (1) "127.0.0.1".
+_H2_REQUEST = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0) +
+               _h2_frame(0x1, 0x5, 1, b"\x82\x86\x04\x03/64\x01\x09127.0.0.1"))
+
+
+def _h2_read_response(s):
+    """Reads frames until stream 1 ends; ACKs the server's SETTINGS. True on a 200
+    (HPACK static index 8, the only way a :status 200 is sent with no table entry)."""
+    data, status_ok = b"", False
+    while True:
+        while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        size = int.from_bytes(data[:3], "big")
+        kind, flags, stream = data[3], data[4], int.from_bytes(data[5:9], "big") & 0x7fffffff
+        payload, data = data[9:9 + size], data[9 + size:]
+        if kind == 0x4 and not flags & 0x1:
+            s.sendall(_h2_frame(0x4, 0x1, 0))
+        elif kind == 0x7:  # GOAWAY
+            return False
+        elif stream == 1 and kind == 0x1:
+            status_ok = payload[:1] == b"\x88"
+        if stream == 1 and kind in (0x0, 0x1) and flags & 0x1:
+            return status_ok
+
+
+def hold_connections_h2(port, n, batch=200):
+    """bench.hold_connections over h2c: n connections with one GET /64 answered on
+    each (stream 1), kept open, in batches of `batch`."""
+    socks, ok = [], 0
+    for start in range(0, n, batch):
+        group = []
+        for _ in range(min(batch, n - start)):
+            s = socket.socket()
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(_H2_REQUEST)
+            except OSError as e:
+                log(f"held h2 connection {len(socks)}: {e}")
+                s.close()
+                return socks, ok
+            group.append(s)
+            socks.append(s)
+        for s in group:
+            try:
+                answered = _h2_read_response(s)
+            except OSError as e:
+                log(f"held h2 connection {ok}: {e}; stopping at {ok} connections")
+                return socks, ok
+            if not answered:
+                log(f"held h2 connection {ok}: no 200 on stream 1; stopping at {ok} connections")
+                return socks, ok
+            ok += 1
+    return socks, ok
+
+
+def mem(n, protocol="h1"):
+    if protocol not in ("h1", "h2"):
+        raise SystemExit(f"mem: protocol {protocol!r} is not h1 or h2")
+    hold = bench.hold_connections if protocol == "h1" else hold_connections_h2
     b = bench.Bench()
     b.start_backend()
     for name in [p for p in bench.PROXIES if p != "direct"]:
@@ -96,7 +168,7 @@ def mem(n):
             r = rollup(pids[0])
             kinds, top = smaps_summary(pids[0])
             threads = len(os.listdir(f"/proc/{pids[0]}/task"))
-            socks, ok = bench.hold_connections(proxy.port, n)
+            socks, ok = hold(proxy.port, n)
             time.sleep(1.0)
             held = status_kb(pids, "VmRSS")
             held_anon = status_kb(pids, "RssAnon")
@@ -111,7 +183,7 @@ def mem(n):
               f"stack {kinds['stack']} KiB, file {kinds['file']} KiB")
         for path, kb in top:
             print(f"    {kb:6d} KiB  {path}")
-        print(f"{name}: {ok} idle conns: VmRSS {held} KiB, {per:.0f} B/conn; "
+        print(f"{name}: {ok} idle {'h2c ' if protocol == 'h2' else ''}conns: VmRSS {held} KiB, {per:.0f} B/conn; "
               f"RssAnon {held_anon} KiB, {per_anon:.0f} B/conn")
     bench.stop_all()
     shutil.rmtree(b.tmp, ignore_errors=True)
@@ -407,7 +479,7 @@ def send_cost(rounds, sizes):
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "mem"
     if what == "mem":
-        mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
+        mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000, *sys.argv[3:4])
     elif what == "instr":
         instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000)
     elif what == "instr-h2":
@@ -421,7 +493,7 @@ def main():
         counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
                  float(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} mem [N] | cpu [R] | instr [N] | "
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | instr [N] | "
                          "instr-h2 [N] [CxM] [h1|h2] | counters [R] [RATE] | "
                          "send-cost [ROUNDS] [BODY...]")
 
