@@ -5,7 +5,9 @@
                        idle RSS, then RSS with N idle keep-alive downstream
                        connections (one GET each; h1, the default: HTTP/1.1,
                        h2: h2c with prior knowledge, one stream each); bytes per
-                       connection from VmRSS and from RssAnon, and the idle
+                       connection from VmRSS and from RssAnon, and from RssAnon
+                       over the second N/2 alone (the first half also pays for
+                       upstream connections and free lists); and the idle
                        process's memory by mapping (anonymous, file-backed,
                        thread stacks).
   probe.py cpu [R]     CPU time per request (user and sys, /proc/PID/stat) with
@@ -168,7 +170,17 @@ def mem(n, protocol="h1"):
             r = rollup(pids[0])
             kinds, top = smaps_summary(pids[0])
             threads = len(os.listdir(f"/proc/{pids[0]}/task"))
-            socks, ok = hold(proxy.port, n)
+            # In two halves: what the second half adds is the cost of a connection
+            # alone. The first half also pays once for what the batches of
+            # requests leave behind (upstream connections, free lists) and
+            # for the tables sized by descriptor count.
+            socks, ok = hold(proxy.port, n // 2)
+            time.sleep(1.0)
+            half, half_ok = status_kb(pids, "RssAnon"), ok
+            if ok == n // 2:
+                more, more_ok = hold(proxy.port, n - n // 2)
+                socks += more
+                ok += more_ok
             time.sleep(1.0)
             held = status_kb(pids, "VmRSS")
             held_anon = status_kb(pids, "RssAnon")
@@ -185,6 +197,9 @@ def mem(n, protocol="h1"):
             print(f"    {kb:6d} KiB  {path}")
         print(f"{name}: {ok} idle {'h2c ' if protocol == 'h2' else ''}conns: VmRSS {held} KiB, {per:.0f} B/conn; "
               f"RssAnon {held_anon} KiB, {per_anon:.0f} B/conn")
+        if ok > half_ok:
+            print(f"{name}: the second {ok - half_ok}: RssAnon {half} -> {held_anon} KiB, "
+                  f"{(held_anon - half) * 1024 / (ok - half_ok):.0f} B/conn")
     bench.stop_all()
     shutil.rmtree(b.tmp, ignore_errors=True)
 
