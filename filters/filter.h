@@ -21,7 +21,7 @@
 namespace skiff {
 class Worker;
 namespace http {
-enum class Protocol;
+enum class Protocol : uint8_t;
 }
 namespace router {
 class RouteEntry;

@@ -17,7 +17,7 @@
 
 namespace skiff::http {
 
-enum class Protocol { kHttp10, kHttp11, kHttp2 };
+enum class Protocol : uint8_t { kHttp10, kHttp11, kHttp2 };
 
 enum class ResetReason {
   kLocalReset,             // We gave up on the stream (timeout, filter, drain).

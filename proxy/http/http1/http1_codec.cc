@@ -515,8 +515,8 @@ Http1Codec::Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_
       max_request_headers_kb_(settings.max_request_headers_kb),
       max_headers_count_(settings.max_headers_count),
       max_buffered_input_(static_cast<uint32_t>(settings.max_buffered_input)),
-      enable_trailers_(settings.enable_trailers),
-      type_(type) {}
+      type_(type),
+      enable_trailers_(settings.enable_trailers) {}
 
 Http1Codec::~Http1Codec() { releaseMessage(); }
 

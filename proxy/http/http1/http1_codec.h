@@ -261,11 +261,13 @@ class Http1Codec {
   uint32_t max_request_headers_kb_;
   uint32_t max_headers_count_;
   uint32_t max_buffered_input_;
-  bool enable_trailers_;  // Http1Settings::enable_trailers.
+  // The 4-byte fields sit together and the flags after type_, with no holes
+  // (see Http1ServerCodec's fields).
   int error_status_ = 0;
   const char* error_detail_ = nullptr;
   StreamDecoder* decoder_ = nullptr;  // Where decoded parts go; nullptr discards.
   llhttp_type_t type_;
+  bool enable_trailers_;              // Http1Settings::enable_trailers.
   bool paused_ = false;               // A message ended; the next waits for mayResume().
   bool stopped_ = false;              // No more parsing: error, close, or upgrade.
   bool in_dispatch_ = false;          // Inside dispatch(): no need to scheduleDispatch().
@@ -350,11 +352,13 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
   void resetActive(ResetReason reason, std::string_view detail);
   bool handleError(CodecError& error);
 
-  ServerConnectionCallbacks& callbacks_;
-  ActiveRequest stream_{*this};
+  // These three first: they fill the 4 bytes of Http1Codec's tail padding, so
+  // the codec is 176 bytes (a 192-byte malloc chunk, not 208, per connection).
   Protocol protocol_ = Protocol::kHttp11;
   bool close_after_response_ = false;  // Say connection: close, close after this response.
   bool closing_ = false;               // closeAfterFlush() was called.
+  ServerConnectionCallbacks& callbacks_;
+  ActiveRequest stream_{*this};
 };
 
 class Http1ClientCodec final : public ClientConnection, private Http1Codec {
