@@ -14,8 +14,7 @@ namespace {
 
 // One admin connection. Requests are small and answered at once; bodies of
 // requests are ignored.
-class AdminConnection : public Deletable,
-                        public TcpConnection::Callbacks,
+class AdminConnection : public TcpConnection::Callbacks,
                         public http::CodecOwner,
                         public http::ServerConnectionCallbacks,
                         public http::StreamDecoder,

@@ -580,22 +580,21 @@ void HttpConnectionManager::accept(Worker& worker,
 
 HttpConnectionManager::HttpConnectionManager(Worker& worker,
                                              std::shared_ptr<const config::ListenerConfig> listener)
-    : worker_(worker),
-      listener_(std::move(listener)),
+    : listener_(std::move(listener)),
       listener_stats_(&listenerStatsFor(worker, *listener_)),
       conn_(worker, *this, listener_->per_connection_buffer_limit_bytes),
       idle_deadline_([](void* self) { static_cast<HttpConnectionManager*>(self)->onIdleTimer(); },
                      this) {
-  worker_.addDownstream();
-  worker_.addConnection(*this);
+  worker.addDownstream();
+  worker.addConnection(*this);
   listener_stats_->downstream_cx_total.inc();
   listener_stats_->downstream_cx_active.inc();
-  if (worker_.draining()) draining_ = true;
+  if (worker.draining()) draining_ = true;
 }
 
 HttpConnectionManager::~HttpConnectionManager() {
-  worker_.cancel(this);
-  worker_.removeConnection(*this);
+  worker().cancel(this);
+  worker().removeConnection(*this);
 }
 
 bool HttpConnectionManager::selectChain(std::string_view server_name) {
@@ -605,7 +604,7 @@ bool HttpConnectionManager::selectChain(std::string_view server_name) {
     conn_.close();
     return false;
   }
-  stats_ = &hcmStatsFor(worker_, chain_->http.stat_prefix);
+  stats_ = &hcmStatsFor(worker(), chain_->http.stat_prefix);
   stats_->downstream_cx_total.inc();
   stats_->downstream_cx_active.inc();
   if (conn_.tls()) stats_->downstream_cx_ssl_total.inc();
@@ -701,7 +700,7 @@ void HttpConnectionManager::closeAfterFlush() {
 void HttpConnectionManager::scheduleDispatch() {
   if (dispatch_scheduled_) return;
   dispatch_scheduled_ = true;
-  worker_.schedule(this);
+  worker().schedule(this);
 }
 
 void HttpConnectionManager::onScheduled() {
@@ -736,7 +735,7 @@ void HttpConnectionManager::countCodecStats() {
   if (!h2) return;
   // Envoy roots the HTTP/2 codec's stats at http2.*.
   const http::Http2Stats& st = h2->stats();
-  stats::Store& store = worker_.stats();
+  stats::Store& store = worker().stats();
   st.forEach([&](const char* name, uint64_t v) {
     if (v) store.counter(std::string("http2.") + name).inc(v);
   });
@@ -757,13 +756,13 @@ void HttpConnectionManager::onClosed(TcpConnection::CloseReason reason) {
   // Streams still here were not reset by the codec (none should be).
   while (ActiveStream* s = first_stream_) {
     unlinkStream(*s);
-    worker_.deferDelete(std::unique_ptr<Deletable>(s));
+    worker().deferDelete(std::unique_ptr<Deletable>(s));
   }
   clearIdleTimer();
   if (stats_) stats_->downstream_cx_active.dec();
   listener_stats_->downstream_cx_active.dec();
-  worker_.removeDownstream();
-  worker_.deferDelete(std::unique_ptr<Deletable>(this));
+  worker().removeDownstream();
+  worker().deferDelete(std::unique_ptr<Deletable>(this));
 }
 
 void HttpConnectionManager::onAboveWriteBufferHighWatermark() {
@@ -793,7 +792,7 @@ void HttpConnectionManager::unlinkStream(ActiveStream& stream) {
 
 void HttpConnectionManager::removeStream(ActiveStream& stream) {
   unlinkStream(stream);
-  worker_.deferDelete(std::unique_ptr<Deletable>(&stream));
+  worker().deferDelete(std::unique_ptr<Deletable>(&stream));
   if (!hasStreams()) {
     if (draining_ || remote_closed_) {
       closeAfterFlush();
@@ -830,7 +829,7 @@ void HttpConnectionManager::armIdleTimer() {
 // re-armed a uv timer), and an idle connection holds no timer handle.
 void HttpConnectionManager::startIdleTimer(uint64_t ms) {
   if (conn_.closing()) return;
-  worker_.deadlines().arm(idle_deadline_, ms);
+  worker().deadlines().arm(idle_deadline_, ms);
 }
 
 void HttpConnectionManager::clearIdleTimer() { idle_deadline_.cancel(); }

@@ -65,8 +65,9 @@ struct ListenerStats {
   std::string prefix;  // "listener.<address>." for counters made on demand.
 };
 
-class HttpConnectionManager : public Deletable,
-                              public TcpConnection::Callbacks,
+// The worker is conn_'s, and Deletable comes through DownstreamConnection:
+// every pointer and vtable pointer less is 8 bytes less per idle connection.
+class HttpConnectionManager : public TcpConnection::Callbacks,
                               public http::CodecOwner,
                               public http::ServerConnectionCallbacks,
                               public Schedulable,
@@ -79,7 +80,7 @@ class HttpConnectionManager : public Deletable,
   HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
   ~HttpConnectionManager() override;
 
-  Worker& worker() { return worker_; }
+  Worker& worker() { return conn_.worker(); }
   const config::ListenerConfig& listener() const { return *listener_; }
   // The filter chain's HCM config. Valid once a chain is chosen (at accept,
   // or after the TLS handshake), which is before any stream exists.
@@ -132,7 +133,6 @@ class HttpConnectionManager : public Deletable,
   bool hasStreams() const { return first_stream_ != nullptr; }
   void unlinkStream(ActiveStream& stream);
 
-  Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
   const config::FilterChainConfig* chain_ = nullptr;        // Owned by listener_.
   ListenerStats* listener_stats_;  // Shared by the listener's connections on this worker.

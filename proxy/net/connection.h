@@ -93,6 +93,7 @@ class TcpConnection {
   // Called by the worker before it polls: writes queued bytes.
   void flush();
 
+  Worker& worker() const { return worker_; }
   size_t queuedBytes() const { return queue_.length(); }
   const std::string& peerAddress() const { return peer_; }
 

@@ -47,7 +47,9 @@ class Schedulable {
 // A downstream connection as the worker sees it: something a drain can ask
 // to go away, and that knows which listener and filter chain took it (a
 // listener update drains only the connections whose chain changed).
-class DownstreamConnection {
+// A Deletable itself, so that an implementation carries one vtable pointer
+// for both (8 bytes per connection).
+class DownstreamConnection : public Deletable {
  public:
   virtual ~DownstreamConnection() = default;
   // Go away gracefully: finish what is in flight, take nothing new.
