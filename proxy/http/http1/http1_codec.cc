@@ -398,6 +398,14 @@ struct Http1Callbacks {
     return state;
   }
 
+  // Whether the bytes since the colon, up to at, hold a LF followed by a
+  // byte (scanValueGap says 2). The usual gap, ": " in one slice, is one
+  // byte and cannot, so it skips the loop.
+  static bool foldsBefore(const Message& m, const char* at) {
+    if (m.value_gap_state == 0 && at - m.value_gap <= 1) return false;
+    return scanValueGap(m.value_gap_state, m.value_gap, at) == 2;
+  }
+
   static int onHeaderFieldComplete(llhttp_t* p) {
     Http1Codec& c = codec(p);
     Message& m = *c.m_;
@@ -420,7 +428,7 @@ struct Http1Callbacks {
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len) {
     Message& m = *codec(p).m_;
     if (overHeaderLimit(m, at + len) || m.value_open || !m.awaiting_value ||
-        m.slice->slab() != m.pinned_slab || scanValueGap(m.value_gap_state, m.value_gap, at) == 2) {
+        m.slice->slab() != m.pinned_slab || foldsBefore(m, at)) {
       return onHeaderValuePiece(p, at, len);
     }
     m.awaiting_value = false;
