@@ -260,6 +260,10 @@ void DynamicConfig::armInitTimer() {
           self->checkInitialized(false, false);
           return;
         }
+        // Envoy's LDS and RDS timers are disarmed by their first response:
+        // once those came, what still warms is bounded by its own
+        // initial_fetch_timeout (the warming timer), not by this one.
+        if ((!self->base_->ads.lds || self->lds_received_) && self->staticRoutesIn()) return;
         SKIFF_LOG(kWarn, "xds: initial fetch timed out; serving what has arrived");
         self->initialized_ = true;
         self->callbacks_.onInitialized();
@@ -1028,7 +1032,10 @@ void DynamicConfig::rebuild() {
   for (const auto& name : warming_listener_names_) {
     const ListenerEntry& e = listeners_.at(name);
     note(e.warming_since_ms);
-    if (!e.active) listeners_warming = true;
+    if (!e.active &&
+        (initial_fetch_timeout_ms_ == 0 || now < e.warming_since_ms + initial_fetch_timeout_ms_)) {
+      listeners_warming = true;  // Past it, one waiting for a secret holds nothing back.
+    }
   }
   if (next_deadline != 0) {
     if (warm_timer_ == nullptr) {
@@ -1054,17 +1061,23 @@ void DynamicConfig::rebuild() {
   }
 }
 
+bool DynamicConfig::staticRoutesIn() const {
+  for (const auto& [name, holders] : rds_index_.resources()) {
+    if (routes_.count(name) != 0) continue;
+    for (const std::string& holder : holders) {
+      if (holder.starts_with("static listener ")) return false;
+    }
+  }
+  return true;
+}
+
 void DynamicConfig::checkInitialized(bool clusters_warming, bool listeners_warming) {
   if (initialized_) return;
   if (!listeners_started_) {
     if ((base_->ads.cds && !cds_received_ && !cds_timed_out_) || clusters_warming) return;
     startListeners();
   }
-  if ((base_->ads.lds && !lds_received_) || listeners_warming) return;
-  // Routes static listeners name must be there too.
-  for (const auto& [name, holders] : rds_index_.resources()) {
-    if (routes_.count(name) == 0) return;
-  }
+  if ((base_->ads.lds && !lds_received_) || listeners_warming || !staticRoutesIn()) return;
   initialized_ = true;
   if (init_timer_ != nullptr) uv_timer_stop(init_timer_);
   callbacks_.onInitialized();

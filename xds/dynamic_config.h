@@ -232,6 +232,9 @@ class DynamicConfig {
   // Asks for listeners and the routes static listeners name (Envoy: once
   // the cluster manager is initialized).
   void startListeners();
+  // Every route configuration a static listener names has arrived (a
+  // dynamic listener's make it warm, bounded by initial_fetch_timeout).
+  bool staticRoutesIn() const;
   void armInitTimer();
   std::set<std::string> knownClusters() const;
   void countUpdate(const std::string& type_url, const std::vector<XdsResource>& updated,

@@ -376,6 +376,33 @@ TEST_F(DynamicConfigTest, ListenerWaitsForItsRoutesAndKeepsItsPort) {
             "other_prefix");
 }
 
+TEST_F(DynamicConfigTest, ListenerWaitingForItsRoutesHoldsInitializationUntilItsOwnTimeout) {
+  // Envoy's LDS timer is disarmed by the LDS response; a listener that
+  // then waits for its routes is bounded by RDS's own timer, which starts
+  // when the routes are asked for.
+  auto base = std::make_shared<config::Snapshot>();
+  base->ads.enabled = true;
+  base->ads.cds = true;
+  base->ads.lds = true;
+  base->ads.initial_fetch_timeout = milliseconds(1000);
+  makeConfig(base);
+  auto spin = [&](milliseconds time) {
+    auto until = std::chrono::steady_clock::now() + time;
+    while (std::chrono::steady_clock::now() < until) uv_run(worker_->loop(), UV_RUN_NOWAIT);
+  };
+  EXPECT_EQ(apply(kClusterType, {}), "");  // Listeners asked for: their timer starts.
+  spin(milliseconds(500));
+  EXPECT_EQ(apply(kListenerType, {listener("l", "r")}), "");
+  spin(milliseconds(700));  // Past the listeners' timer, within the listener's own.
+  EXPECT_EQ(recorder_.initialized, 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (recorder_.initialized == 0 && std::chrono::steady_clock::now() < deadline) {
+    uv_run(worker_->loop(), UV_RUN_ONCE);
+  }
+  EXPECT_EQ(recorder_.initialized, 1);
+  EXPECT_EQ(recorder_.last().listeners.size(), 1u);  // Started with no routes (404 NR).
+}
+
 TEST_F(DynamicConfigTest, RemovedClusterLeavesAndIsUnsubscribed) {
   apply(kClusterType, {edsCluster("a"), edsCluster("b")});
   apply(kClusterLoadAssignmentType, {cla("a", {8001}), cla("b", {8002})});
