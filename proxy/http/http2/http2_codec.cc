@@ -108,14 +108,21 @@ nghttp2_nv makeNv(std::string_view name, std::string_view value, uint8_t flags) 
                     value.size(), flags};
 }
 
+// One x-request-id in this many is indexed (see appendFields): often enough
+// that an entry with the name stays in the table, rarely enough that the
+// ids' entries do not churn it.
+constexpr uint32_t kRequestIdIndexInterval = 64;
+
 // Every regular field of headers, lowercased, minus what HTTP/2 forbids,
 // written from out on (room for headers.size() entries); returns the end.
 // Lowercased names (HTTP/1 peers may send any case; RFC 9113 8.2.1 wants
 // lowercase) are a copy, kept in lowered until nghttp2 has serialized the
 // frame or copied the fields (a deque, so that views into it stay put while
 // it grows).
+// request_ids counts the x-request-id fields the session has encoded (see
+// below).
 nghttp2_nv* appendFields(const HeaderMap& headers, bool request, nghttp2_nv* out,
-                         std::deque<std::string>& lowered, uint8_t flags) {
+                         std::deque<std::string>& lowered, uint8_t flags, uint32_t& request_ids) {
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers go first, by the caller.
     if (leftOut(e.name, e.value, request)) continue;
@@ -126,12 +133,16 @@ nghttp2_nv* appendFields(const HeaderMap& headers, bool request, nghttp2_nv* out
       name = l;
     }
     nghttp2_nv& nv = *out++ = makeNv(name, e.value, flags);
-    if (name == "x-request-id") {
+    if (name == "x-request-id" && request_ids++ % kRequestIdIndexInterval != 0) {
       // A fresh value on every request: indexing it only churns the HPACK
       // table, and nghttp2's deflater, which buckets its table by name,
       // compared each new id with every id still in the table (about 50
       // memcmp per request at the default 4 KiB). Sent as a literal, never
-      // indexed.
+      // indexed. But a literal whose name is in no table entry spells the
+      // name out too, Huffman-coded each time; so one id in
+      // kRequestIdIndexInterval, the session's first among them, is indexed
+      // (as Envoy indexes every one), and its entry lends the others the
+      // name's index.
       nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
     }
   }
@@ -1022,7 +1033,7 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
                                                          : std::string_view("500");
     *out++ = makeNv(":status", status, flags);
   }
-  out = appendFields(headers, request, out, lowered_, flags);
+  out = appendFields(headers, request, out, lowered_, flags, request_ids_encoded_);
   size_t nvlen = static_cast<size_t>(out - nva.data());
 
   nghttp2_data_provider provider;
@@ -1157,8 +1168,8 @@ void Http2Codec::Http2Stream::encode1xxHeaders(const HeaderMap& headers) {
   std::vector<nghttp2_nv> nva(headers.size() + 1);
   std::deque<std::string> lowered;
   nva[0] = makeNv(":status", *headers.get(WellKnownHeader::kStatus), NGHTTP2_NV_FLAG_NONE);
-  nghttp2_nv* end =
-      appendFields(headers, /*request=*/false, nva.data() + 1, lowered, NGHTTP2_NV_FLAG_NONE);
+  nghttp2_nv* end = appendFields(headers, /*request=*/false, nva.data() + 1, lowered,
+                                 NGHTTP2_NV_FLAG_NONE, codec_.request_ids_encoded_);
   nghttp2_submit_headers(codec_.session_, NGHTTP2_FLAG_NONE, id, nullptr, nva.data(),
                          static_cast<size_t>(end - nva.data()), nullptr);
 }

@@ -275,6 +275,7 @@ class Http2Codec {
   Http2Stream* data_stream_ = nullptr;
   int32_t data_stream_id_ = 0;
   std::deque<std::string> lowered_;       // Names lowercased for HEADERS not yet serialized.
+  uint32_t request_ids_encoded_ = 0;      // x-request-id fields submitted (see appendFields).
   std::vector<Http2Stream*> drained_;     // Sent DATA while over their watermark.
   BufferChain output_;                    // Bytes to hand to the owner.
   const Slice* current_slice_ = nullptr;  // The slice mem_recv is reading.

@@ -938,31 +938,40 @@ TEST_F(Http2ClientCodecTest, GetWithInformationalBodyAndTrailers) {
   EXPECT_TRUE(codec->canStartStream());
 }
 
-TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexed) {
-  // A fresh x-request-id on every request would only churn the HPACK table.
+TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexedButOneIn64) {
+  // A fresh x-request-id on every request would only churn the HPACK table:
+  // it goes as a never-indexed literal, except the session's first id and
+  // every 64th after it, which are indexed so that a table entry names the
+  // field for the others.
   start();
-  FakeDecoder d1, d2;
-  FakeStreamCallbacks c1, c2;
-  for (auto [d, c, id] : {std::tuple{&d1, &c1, "id-1"}, std::tuple{&d2, &c2, "id-2"}}) {
-    RequestEncoder& e = codec->newStream(*d);
-    e.stream().setCallbacks(c);
+  constexpr int kRequests = 66;
+  std::vector<FakeDecoder> decoders(kRequests);
+  std::vector<FakeStreamCallbacks> callbacks(kRequests);
+  std::vector<std::string> ids;
+  for (int i = 0; i < kRequests; ++i) ids.push_back("id-" + std::to_string(i));
+  for (int i = 0; i < kRequests; ++i) {
+    RequestEncoder& e = codec->newStream(decoders[i]);
+    e.stream().setCallbacks(&callbacks[i]);
     auto h = makeHeaders({{":method", "GET"},
                           {":scheme", "http"},
                           {":path", "/"},
                           {":authority", "a"},
-                          {"X-Request-Id", id},
+                          {"X-Request-Id", ids[i]},
                           {"x-other", "v"}});
     e.encodeHeaders(*h, true);
   }
   pump();
-  ASSERT_EQ(peer->request_ids.size(), 2u);
-  const Peer::StreamInfo& s1 = peer->streams[peer->request_ids[0]];
-  const Peer::StreamInfo& s2 = peer->streams[peer->request_ids[1]];
-  EXPECT_EQ(s1.get("x-request-id"), "id-1");
-  EXPECT_EQ(s2.get("x-request-id"), "id-2");
-  EXPECT_EQ(s1.never_indexed, std::set<std::string>{"x-request-id"});
-  EXPECT_EQ(s2.never_indexed, std::set<std::string>{"x-request-id"});
-  EXPECT_EQ(s2.get("x-other"), "v");
+  ASSERT_EQ(peer->request_ids.size(), static_cast<size_t>(kRequests));
+  for (int i = 0; i < kRequests; ++i) {
+    const Peer::StreamInfo& s = peer->streams[peer->request_ids[i]];
+    EXPECT_EQ(s.get("x-request-id"), ids[i]);
+    EXPECT_EQ(s.get("x-other"), "v");
+    if (i % 64 == 0) {
+      EXPECT_TRUE(s.never_indexed.empty()) << i;
+    } else {
+      EXPECT_EQ(s.never_indexed, std::set<std::string>{"x-request-id"}) << i;
+    }
+  }
 }
 
 TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
