@@ -68,11 +68,15 @@ bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out)
   return false;
 }
 
+// A pending uv_write and the front bytes of queue_ it carries (which stay in
+// queue_ until it completes).
+struct TcpConnection::WriteRequest {
+  uv_write_t req;  // First: onWriteDone gets &req.
+  size_t bytes;
+};
+
 TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit)
-    : worker_(worker),
-      callbacks_(callbacks),
-      high_watermark_(buffer_limit),
-      low_watermark_(buffer_limit / 2) {
+    : worker_(worker), callbacks_(callbacks), high_watermark_(buffer_limit) {
   uv_tcp_init(worker_.loop(), &tcp_);
   tcp_.data = this;
 }
@@ -208,7 +212,7 @@ void TcpConnection::takeTlsOutput() {
 // Queued bytes leave before the loop next polls (Worker::onPrepare), unless
 // a uv_write is already carrying earlier ones; its callback flushes the rest.
 void TcpConnection::scheduleFlush() {
-  if (flush_scheduled_ || in_flight_ > 0) return;
+  if (flush_scheduled_ || write_req_) return;
   flush_scheduled_ = true;
   worker_.scheduleFlush(this);
 }
@@ -258,7 +262,7 @@ void TcpConnection::write(BufferChain& data) {
 
 void TcpConnection::flush() {
   flush_scheduled_ = false;
-  if (state_ != State::kOpen || in_flight_ > 0) return;
+  if (state_ != State::kOpen || write_req_) return;
   if (!queue_.empty()) {
     struct iovec iov[kMaxIov];
     size_t n = queue_.iovecs(iov, kMaxIov);
@@ -275,15 +279,14 @@ void TcpConnection::flush() {
       // The kernel took part: hand the rest to uv_write, which waits for
       // POLLOUT. The slices stay in queue_ until it completes.
       n = queue_.iovecs(iov, kMaxIov);
-      in_flight_ = 0;
-      for (size_t i = 0; i < n; ++i) in_flight_ += iov[i].iov_len;
-      write_req_ = new uv_write_t;
-      write_req_->data = this;
-      int rc = uv_write(write_req_, stream, bufs, static_cast<unsigned>(n), onWriteDone);
+      write_req_ = new WriteRequest;
+      write_req_->req.data = this;
+      write_req_->bytes = 0;
+      for (size_t i = 0; i < n; ++i) write_req_->bytes += iov[i].iov_len;
+      int rc = uv_write(&write_req_->req, stream, bufs, static_cast<unsigned>(n), onWriteDone);
       if (rc != 0) {
         delete write_req_;
         write_req_ = nullptr;
-        in_flight_ = 0;
         close(CloseReason::kRemote);
         return;
       }
@@ -318,7 +321,7 @@ void TcpConnection::onFlushedForClose() {
 // Bytes queued that the kernel has not taken yet: those still in queue_, and
 // those of a pending uv_write that libuv has not written yet.
 size_t TcpConnection::unwrittenBytes() const {
-  return queue_.length() - in_flight_ +
+  return queue_.length() - (write_req_ ? write_req_->bytes : 0) +
          uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
 }
 
@@ -332,7 +335,7 @@ void TcpConnection::onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*)
     // The peer closed its side: once our bytes are out, nothing is left to do.
     self->eof_ = true;
     self->updateReading();
-    if (self->queue_.empty() && self->in_flight_ == 0) self->close(self->flush_close_reason_);
+    if (self->queue_.empty() && !self->write_req_) self->close(self->flush_close_reason_);
   } else if (nread < 0) {
     self->close(CloseReason::kRemote);
   }
@@ -411,10 +414,10 @@ ssize_t TcpConnection::trySend(const struct iovec* iov, size_t n) {
 
 void TcpConnection::onWriteDone(uv_write_t* req, int status) {
   auto* self = static_cast<TcpConnection*>(req->data);
-  delete req;
+  auto* w = reinterpret_cast<WriteRequest*>(req);
+  size_t done = w->bytes;
+  delete w;
   self->write_req_ = nullptr;
-  size_t done = self->in_flight_;
-  self->in_flight_ = 0;
   if (status == UV_ECANCELED || self->closing()) return;
   if (status < 0) {
     self->close(CloseReason::kRemote);
@@ -429,7 +432,7 @@ void TcpConnection::checkWatermarks() {
   if (!above_high_ && q > high_watermark_) {
     above_high_ = true;
     callbacks_.onAboveWriteBufferHighWatermark();
-  } else if (above_high_ && q < low_watermark_) {
+  } else if (above_high_ && q < high_watermark_ / 2) {
     above_high_ = false;
     callbacks_.onBelowWriteBufferLowWatermark();
   }
@@ -457,7 +460,7 @@ void TcpConnection::closeAfterFlush(CloseReason reason, uint64_t linger_ms) {
       updateReading();
     }
   }
-  if (queue_.empty() && in_flight_ == 0) {
+  if (queue_.empty() && !write_req_) {
     onFlushedForClose();
   } else {
     // The close_notify just queued (or bytes written earlier) must leave even
@@ -482,7 +485,7 @@ void TcpConnection::shutdownAfterFlush() {
     tls_->transport->shutdown(queue_);
   }
   if (state_ != State::kOpen) return;  // Still connecting: onConnectDone flushes.
-  if (queue_.empty() && in_flight_ == 0) {
+  if (queue_.empty() && !write_req_) {
     shutdownNow();
   } else {
     scheduleFlush();
