@@ -3,10 +3,9 @@
 namespace skiff {
 
 void Deadline::unlink() {
-  (prev_ ? prev_->next_ : list_->head) = next_;
-  (next_ ? next_->prev_ : list_->tail) = prev_;
+  prev_->next_ = next_;
+  next_->prev_ = prev_;
   prev_ = next_ = nullptr;
-  list_ = nullptr;
 }
 
 DeadlineQueue::DeadlineQueue(uv_loop_t* loop) : loop_(loop) {
@@ -15,14 +14,10 @@ DeadlineQueue::DeadlineQueue(uv_loop_t* loop) : loop_(loop) {
 }
 
 DeadlineQueue::~DeadlineQueue() {
-  // Whatever is still armed is detached, so that a late cancel() is harmless.
+  // Whatever is still in a list is detached, so that a late cancel() or
+  // destruction is harmless.
   forEachList([](Deadline::List& l) {
-    for (Deadline* d = l.head; d;) {
-      Deadline* next = d->next_;
-      d->prev_ = d->next_ = nullptr;
-      d->list_ = nullptr;
-      d = next;
-    }
+    while (Deadline* d = l.head()) d->unlink();
   });
 }
 
@@ -38,46 +33,62 @@ Deadline::List& DeadlineQueue::findList(uint64_t ms, Deadline::List*& cached) {
   for (const std::unique_ptr<Deadline::List>& l : lists_) {
     if (l->ms == ms) return *(cached = l.get());
   }
-  return *(cached =
-               lists_.emplace_back(std::make_unique<Deadline::List>(Deadline::List{ms})).get());
+  auto id = static_cast<uint32_t>(lists_.size() + 1);
+  return *(cached = lists_.emplace_back(std::make_unique<Deadline::List>(ms, id)).get());
 }
 
 void DeadlineQueue::append(Deadline::List& l, Deadline& d) {
-  d.list_ = &l;
-  d.prev_ = l.tail;
-  d.next_ = nullptr;
-  (l.tail ? l.tail->next_ : l.head) = &d;
-  l.tail = &d;
+  d.list_id_ = l.id;
+  d.prev_ = l.sentinel.prev_;
+  d.next_ = &l.sentinel;
+  l.sentinel.prev_->next_ = &d;
+  l.sentinel.prev_ = &d;
+}
+
+void DeadlineQueue::insertByDue(Deadline::List& l, Deadline& d, uint64_t due) {
+  d.slot_ms_ = due;
+  d.delta_ms_ = 0;
+  d.list_id_ = l.id;
+  // After the last entry due no later than d: equal due times fire in the
+  // order they were armed.
+  deadline_detail::Link* before = l.sentinel.prev_;
+  while (before != &l.sentinel && static_cast<Deadline*>(before)->slot_ms_ > due) {
+    before = before->prev_;
+  }
+  d.prev_ = before;
+  d.next_ = before->next_;
+  before->next_->prev_ = &d;
+  before->next_ = &d;
 }
 
 void DeadlineQueue::arm(Deadline& d, uint64_t ms) {
-  // Re-armed with the duration it had (a stream's idle timeout on each
-  // read): its list is known.
-  Deadline::List* l = d.list_ && d.list_->ms == ms ? d.list_ : nullptr;
-  d.cancel();
-  if (closed_) return;
-  if (!l) l = &listFor(ms);
-  d.due_ms_ = uv_now(loop_) + ms;
-  append(*l, d);
-  // Behind another entry of its list, it is due no earlier than that one,
-  // which the timer already covers.
-  if (l->head == &d) coverHead(d);
+  if (closed_) {
+    d.cancel();
+    return;
+  }
+  uint64_t due = uv_now(loop_) + ms;
+  Deadline::List& l = listFor(ms);
+  if (d.prev_ && d.list_id_ == l.id && due - d.slot_ms_ < Deadline::kCancelled) {
+    // Still in the list of this duration (armed, or cancelled lazily): its
+    // slot is no later than the new due time, so it keeps its place, and
+    // onTimer places it again when the timer reaches the slot.
+    d.delta_ms_ = static_cast<uint32_t>(due - d.slot_ms_);
+    return;
+  }
+  if (d.prev_) d.unlink();
+  d.slot_ms_ = due;
+  d.delta_ms_ = 0;
+  append(l, d);
+  // Behind another entry of its list, its slot is no earlier than that
+  // one's, which the timer already covers.
+  if (l.head() == &d) coverHead(d);
 }
 
 void DeadlineQueue::armComputed(Deadline& d, uint64_t ms) {
-  d.cancel();
+  if (d.prev_) d.unlink();
   if (closed_) return;
-  d.due_ms_ = uv_now(loop_) + ms;
-  // After the last entry due no later than d: equal due times fire in the
-  // order they were armed.
-  Deadline* before = computed_.tail;
-  while (before && before->due_ms_ > d.due_ms_) before = before->prev_;
-  d.list_ = &computed_;
-  d.prev_ = before;
-  d.next_ = before ? before->next_ : computed_.head;
-  (d.next_ ? d.next_->prev_ : computed_.tail) = &d;
-  (before ? before->next_ : computed_.head) = &d;
-  if (computed_.head == &d) coverHead(d);
+  insertByDue(computed_, d, uv_now(loop_) + ms);
+  if (computed_.head() == &d) coverHead(d);
 }
 
 void DeadlineQueue::startTimer(uint64_t due_ms) {
@@ -94,17 +105,26 @@ void DeadlineQueue::onTimer() {
   uint64_t now = uv_now(loop_);
   // Everything due moves to a list of its own first: a callback may arm,
   // cancel or destroy any deadline, and what it arms now (even for 0 ms)
-  // waits for the next round.
-  Deadline::List firing{Deadline::List::kMixedDurations};
+  // waits for the next round. An entry whose slot came but that was
+  // cancelled leaves its list; one re-armed since it was placed goes back by
+  // its new due time.
+  Deadline::List firing{Deadline::List::kMixedDurations, kFiringId};
   forEachList([&](Deadline::List& l) {
-    while (l.head && l.head->due_ms_ <= now) {
-      Deadline* d = l.head;
-      d->cancel();
-      append(firing, *d);
+    Deadline* d;
+    while ((d = l.head()) && d->slot_ms_ <= now) {
+      d->unlink();
+      if (d->delta_ms_ == Deadline::kCancelled) continue;
+      if (d->due() <= now) {
+        append(firing, *d);
+      } else {
+        insertByDue(l, *d, d->due());
+      }
     }
   });
-  while (Deadline* d = firing.head) {
-    d->cancel();
+  while (Deadline* d = firing.head()) {
+    d->unlink();
+    // Cancelled by a callback that ran before it.
+    if (d->delta_ms_ == Deadline::kCancelled) continue;
     d->callback_(d->context_);
   }
   rearmTimer();
@@ -114,10 +134,11 @@ void DeadlineQueue::rearmTimer() {
   if (closed_) return;
   const Deadline* first = nullptr;
   forEachList([&](const Deadline::List& l) {
-    if (l.head && (!first || l.head->due_ms_ < first->due_ms_)) first = l.head;
+    const Deadline* h = l.head();
+    if (h && (!first || h->slot_ms_ < first->slot_ms_)) first = h;
   });
-  if (!first || (timer_armed_ && timer_due_ms_ <= first->due_ms_)) return;
-  startTimer(first->due_ms_);
+  if (!first || (timer_armed_ && timer_due_ms_ <= first->slot_ms_)) return;
+  startTimer(first->slot_ms_);
 }
 
 void DeadlineQueue::close() {
@@ -129,7 +150,9 @@ void DeadlineQueue::close() {
 size_t DeadlineQueue::armedCount() const {
   size_t n = 0;
   auto count = [&](const Deadline::List& l) {
-    for (const Deadline* d = l.head; d; d = d->next_) ++n;
+    for (const deadline_detail::Link* p = l.sentinel.next_; p != &l.sentinel; p = p->next_) {
+      n += static_cast<const Deadline*>(p)->armed();
+    }
   };
   for (const std::unique_ptr<Deadline::List>& l : lists_) count(*l);
   count(computed_);

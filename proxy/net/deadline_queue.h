@@ -7,9 +7,8 @@
 //
 // Deadlines armed with the same duration wait in one list, in the order they
 // were armed. The loop clock never goes back, so each list is sorted by due
-// time: arming appends to its tail, re-arming moves an entry to the tail,
-// cancelling unlinks it, all in constant time, and the uv timer only moves
-// when a list that was empty gets an entry due before it. That suits
+// time: arming appends to its tail in constant time, and the uv timer only
+// moves when a list that was empty gets an entry due before it. That suits
 // durations drawn from configuration (a handful of distinct values). A
 // duration computed per request (from a grpc-timeout header) goes to one
 // more list kept sorted by due time instead (armComputed), so that such
@@ -18,6 +17,19 @@
 //   lists_:  [ 300000 ms: a -> b -> c ]   [ 15000 ms: d ]   ...
 //   computed_: [ e (due 1040) -> f (due 2310) ]
 //                         ^ due first      uv timer armed for min(a, d, e)
+//
+// Cancelling and re-arming are lazy. An entry keeps its place (its slot, the
+// due time it was placed for) when it is cancelled or re-armed with its
+// list's duration; only its due time changes, and the timer, on reaching the
+// slot, drops the entry or places it again by its new due time. A connection
+// cancels its idle timeout when a request starts and re-arms it when the
+// response ends, and a pooled upstream connection does the same: unlinking
+// and appending each time wrote to two neighbours, other connections'
+// objects (bench/probe.sh instr: 14,742 -> 14,672 instructions per request).
+// Destroying an entry still unlinks it. The price: a timer wakeup at the
+// slot of an entry cancelled lazily. (A Deadline stays 48 bytes: its lists
+// are circular, so it needs no pointer to its list, and its due time is kept
+// as 32 bits after its slot.)
 #pragma once
 
 #include <uv.h>
@@ -30,46 +42,65 @@ namespace skiff {
 
 class DeadlineQueue;
 
-class Deadline {
+namespace deadline_detail {
+// A place in a circular list. Each list has one that is no Deadline (its
+// sentinel), so an entry unlinks itself without knowing its list.
+struct Link {
+  Link* prev_ = nullptr;  // Null: in no list.
+  Link* next_ = nullptr;
+};
+}  // namespace deadline_detail
+
+class Deadline : private deadline_detail::Link {
  public:
   using Callback = void (*)(void* context);
 
   Deadline(Callback callback, void* context) : callback_(callback), context_(context) {}
-  ~Deadline() { cancel(); }
+  ~Deadline() {
+    if (prev_) unlink();
+  }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
-  bool armed() const { return list_ != nullptr; }
+  bool armed() const { return prev_ != nullptr && delta_ms_ != kCancelled; }
   // Loop time (ms) when it fires; meaningful while armed.
-  uint64_t due() const { return due_ms_; }
+  uint64_t due() const { return slot_ms_ + delta_ms_; }
   // Stops it firing. Safe when not armed, and from inside any callback.
-  // Inline: most cancels (a stream's and a router's, at their end) find it
-  // unarmed.
-  void cancel() {
-    if (list_) unlink();
-  }
+  // The entry stays in its list until the timer reaches its slot (lazy: see
+  // the top of this file), or until it is destroyed.
+  void cancel() { delta_ms_ = kCancelled; }
 
  private:
   friend class DeadlineQueue;
   struct List;
+  static constexpr uint32_t kCancelled = UINT32_MAX;
 
   void unlink();
 
   Callback callback_;
   void* context_;
-  Deadline* prev_ = nullptr;
-  Deadline* next_ = nullptr;
-  List* list_ = nullptr;  // Null: not armed.
-  uint64_t due_ms_ = 0;
+  uint64_t slot_ms_ = 0;  // Its place in its list (sorted by it): a due time.
+  // When it fires, after its slot; kCancelled when it does not (a re-arm
+  // further off than that places it again).
+  uint32_t delta_ms_ = 0;
+  uint32_t list_id_ = 0;  // Its list's id, while in one.
 };
 
 struct Deadline::List {
   // ms of the lists that hold more than one duration (computed_, and the
   // entries firing now).
   static constexpr uint64_t kMixedDurations = UINT64_MAX;
-  uint64_t ms;  // The duration of every entry.
-  Deadline* head = nullptr;
-  Deadline* tail = nullptr;
+  List(uint64_t duration, uint32_t list_id) : ms(duration), id(list_id) {
+    sentinel.prev_ = sentinel.next_ = &sentinel;
+  }
+  List(const List&) = delete;
+  List& operator=(const List&) = delete;
+  Deadline* head() const {
+    return sentinel.next_ == &sentinel ? nullptr : static_cast<Deadline*>(sentinel.next_);
+  }
+  uint64_t ms;                     // The duration of every entry.
+  uint32_t id;                     // Deadline::list_id_ of its entries.
+  deadline_detail::Link sentinel;  // prev_ is the tail, next_ the head.
 };
 
 class DeadlineQueue {
@@ -101,9 +132,12 @@ class DeadlineQueue {
   // listFor's scan, when cache_ misses: updates cached.
   Deadline::List& findList(uint64_t ms, Deadline::List*& cached);
   static void append(Deadline::List& l, Deadline& d);
+  // Links d into l after the last entry whose slot is no later than due,
+  // walking back from the tail; d's slot becomes due.
+  static void insertByDue(Deadline::List& l, Deadline& d, uint64_t due);
   // d is now at the head of its list: the timer must cover it.
   void coverHead(const Deadline& d) {
-    if (!timer_armed_ || d.due_ms_ < timer_due_ms_) startTimer(d.due_ms_);
+    if (!timer_armed_ || d.slot_ms_ < timer_due_ms_) startTimer(d.slot_ms_);
   }
   void startTimer(uint64_t due_ms);
   void onTimer();
@@ -128,7 +162,10 @@ class DeadlineQueue {
   // the rest of arm.
   static constexpr int kCacheBits = 4;
   Deadline::List* cache_[1 << kCacheBits] = {};
-  Deadline::List computed_{Deadline::List::kMixedDurations};  // Sorted by due time (armComputed).
+  static constexpr uint32_t kComputedId = UINT32_MAX;
+  static constexpr uint32_t kFiringId = UINT32_MAX - 1;
+  // Sorted by due time (armComputed).
+  Deadline::List computed_{Deadline::List::kMixedDurations, kComputedId};
 };
 
 }  // namespace skiff

@@ -60,13 +60,16 @@ TEST_F(DeadlineQueueTest, RearmingPushesItBack) {
   Probe p(&loop_), q(&loop_);
   queue_->arm(p.deadline, 30);
   queue_->arm(q.deadline, 30);
-  // Activity on p: it moves behind q.
+  // Activity on p: it is due after q.
+  uv_sleep(5);
+  uv_update_time(&loop_);
   queue_->arm(p.deadline, 30);
+  uint64_t p_due = p.deadline.due();  // due() is meaningful while armed only.
   uv_run(&loop_, UV_RUN_DEFAULT);
   ASSERT_EQ(p.fired_at.size(), 1u);
   ASSERT_EQ(q.fired_at.size(), 1u);
   EXPECT_LE(q.fired_at[0], p.fired_at[0]);
-  EXPECT_GE(p.fired_at[0], p.deadline.due());
+  EXPECT_GE(p.fired_at[0], p_due);
 }
 
 TEST_F(DeadlineQueueTest, ShorterDurationArmedLaterFiresFirst) {
@@ -192,6 +195,63 @@ TEST_F(DeadlineQueueTest, RearmedFromAnotherCallbackWaitsForALaterRound) {
   uv_run(&loop_, UV_RUN_DEFAULT);
   EXPECT_EQ(first.fired_at.size(), 1u);
   EXPECT_EQ(second.fired_at.size(), 1u);
+}
+
+TEST_F(DeadlineQueueTest, CancelledAndRearmedFiresAtItsNewDueTime) {
+  // Cancelled and re-armed with the same duration later (a connection's idle
+  // timeout around each request): the entry keeps its place in the list, and
+  // still fires at the due time of the last arm, once.
+  Probe p(&loop_);
+  queue_->arm(p.deadline, 20);
+  EXPECT_EQ(queue_->armedCount(), 1u);
+  p.deadline.cancel();
+  EXPECT_FALSE(p.deadline.armed());
+  EXPECT_EQ(queue_->armedCount(), 0u);
+  uv_sleep(15);
+  uv_update_time(&loop_);
+  uint64_t rearmed_at = uv_now(&loop_);
+  queue_->arm(p.deadline, 20);
+  EXPECT_TRUE(p.deadline.armed());
+  EXPECT_EQ(p.deadline.due(), rearmed_at + 20);
+  EXPECT_EQ(queue_->armedCount(), 1u);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  ASSERT_EQ(p.fired_at.size(), 1u);
+  EXPECT_GE(p.fired_at[0], rearmed_at + 20);
+  EXPECT_FALSE(p.deadline.armed());
+}
+
+TEST_F(DeadlineQueueTest, RearmedLaterFiresAfterOneArmedBetween) {
+  // p is re-armed after q was armed: q is due first, though p is ahead of it
+  // in their list until the timer reaches p's first due time.
+  Probe p(&loop_), q(&loop_);
+  std::vector<const char*> order;
+  p.action = [&] { order.push_back("p"); };
+  q.action = [&] { order.push_back("q"); };
+  queue_->arm(p.deadline, 20);
+  uv_sleep(5);
+  uv_update_time(&loop_);
+  queue_->arm(q.deadline, 20);
+  uv_sleep(10);
+  uv_update_time(&loop_);
+  queue_->arm(p.deadline, 20);
+  uint64_t p_due = p.deadline.due();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_STREQ(order[0], "q");
+  EXPECT_STREQ(order[1], "p");
+  EXPECT_GE(p.fired_at[0], p_due);
+}
+
+TEST_F(DeadlineQueueTest, CancelledThenDestroyedLeavesTheList) {
+  auto gone = std::make_unique<Probe>(&loop_);
+  Probe kept(&loop_);
+  queue_->arm(gone->deadline, 5);
+  queue_->arm(kept.deadline, 5);
+  gone->deadline.cancel();
+  gone.reset();  // Still in the list when cancelled: destroying it unlinks it.
+  EXPECT_EQ(queue_->armedCount(), 1u);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(kept.fired_at.size(), 1u);
 }
 
 TEST_F(DeadlineQueueTest, NothingFiresAfterClose) {
