@@ -975,9 +975,10 @@ TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexedButOneIn64) {
 }
 
 TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
-  // Names are checked for uppercase 8 bytes at a time and filtered by their
-  // length first: an uppercase letter anywhere, at lengths on both sides of
-  // 8 and 16, and every forbidden name in any case.
+  // Names are checked for uppercase 8 bytes at a time (4 to 7 as two
+  // overlapping halves) and filtered by their length first: an uppercase
+  // letter anywhere, at lengths on both sides of 4, 8 and 16, and every
+  // forbidden name in any case.
   start();
   FakeDecoder d;
   FakeStreamCallbacks cbs;
@@ -988,6 +989,10 @@ TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
                         {":path", "/"},
                         {":authority", "a"},
                         {"X", "1"},
+                        {"Abcd", "4"},
+                        {"abCde", "5"},
+                        {"abcdeF", "6"},
+                        {"etag", "e"},
                         {"abcdefG", "7"},
                         {"abcdefgH", "8"},
                         {"Abcdefghi", "9"},
@@ -1013,6 +1018,10 @@ TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
     if (n[0] != ':') regular.emplace_back(n, v);
   }
   std::vector<std::pair<std::string, std::string>> want = {{"x", "1"},
+                                                           {"abcd", "4"},
+                                                           {"abcde", "5"},
+                                                           {"abcdef", "6"},
+                                                           {"etag", "e"},
                                                            {"abcdefg", "7"},
                                                            {"abcdefgh", "8"},
                                                            {"abcdefghi", "9"},
