@@ -539,11 +539,15 @@ class GracefulCloseTest(h.SkiffTestCase):
                 self.addCleanup(s.close)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 s.settimeout(10)
+                accepted = (self.skiff.stat("http.short.downstream_cx_total") or 0) + 1
                 s.connect((LOCALHOST, self.ports["short"]))
                 s.sendall(head)
                 if half_close:
                     s.shutdown(socket.SHUT_WR)
-                h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
+                # Active alone reads 0 before skiff has counted this connection,
+                # and reading then would take the whole answer.
+                h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_total") == accepted
+                             and self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
                              what="skiff closed the connection")
                 # The client sees the end: what the kernel had taken, then the close.
                 data = b""
