@@ -152,7 +152,7 @@ void Worker::onPrepare() {
 }
 
 void Worker::addConnection(DownstreamConnection& conn) {
-  conn.drain_index_ = connections_.size();
+  conn.drain_index_ = static_cast<uint32_t>(connections_.size());
   connections_.push_back(&conn);
 }
 
@@ -160,7 +160,7 @@ void Worker::removeConnection(DownstreamConnection& conn) {
   size_t i = conn.drain_index_;
   if (i >= connections_.size() || connections_[i] != &conn) return;
   connections_[i] = connections_.back();
-  connections_[i]->drain_index_ = i;
+  connections_[i]->drain_index_ = static_cast<uint32_t>(i);
   connections_.pop_back();
 }
 

@@ -63,7 +63,10 @@ class DownstreamConnection : public Deletable {
 
  private:
   friend class Worker;
-  size_t drain_index_ = 0;  // Position in the worker's list (swap-and-pop removal).
+  // Position in the worker's list (swap-and-pop removal). 32 bits (a worker's
+  // connections are bounded by its descriptors) leave 4 bytes of tail
+  // padding that an implementation's first small fields fill.
+  uint32_t drain_index_ = 0;
 };
 
 class Worker {
