@@ -20,6 +20,7 @@
 
 namespace skiff {
 class Worker;
+struct HttpConnectionManagerStats;
 namespace http {
 enum class Protocol : uint8_t;
 }
@@ -37,6 +38,8 @@ class FilterCallbacks {
  public:
   virtual ~FilterCallbacks() = default;
   virtual Worker& worker() = 0;
+  // The http.<stat_prefix>.* counters, the router's own among them.
+  virtual HttpConnectionManagerStats& connectionManagerStats() = 0;
   // The route for this request (nullptr: none matched).
   virtual const router::RouteEntry* route() = 0;
   // Resumes a stream stopped by this filter.

@@ -155,7 +155,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {std::string(kRoute) + "RouteAction",
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "max_grpc_timeout",
-        "grpc_timeout_offset", "max_stream_duration", "upgrade_configs"}},
+        "grpc_timeout_offset", "max_stream_duration", "upgrade_configs",
+        "cluster_not_found_response_code"}},
       {std::string(kRoute) + "RouteAction.UpgradeConfig",
        {"upgrade_type", "enabled", "connect_config"}},
       // connect_config: terminate CONNECT; proxy_protocol_config and allow_post are refused.

@@ -4,6 +4,7 @@
 
 #include "filters/router/grpc_timeout.h"
 #include "proxy/buffer/object_pool.h"
+#include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -43,6 +44,9 @@ class RouterFilter : public HttpFilter,
   void setCallbacks(FilterCallbacks& callbacks) override { cb_ = &callbacks; }
 
   FilterStatus decodeHeaders(HeaderMap& headers, bool end_stream) override {
+    // Envoy's rq_total: every request the router sees (not those that an
+    // earlier filter or the connection manager answered).
+    cb_->connectionManagerStats().rq_total.inc();
     const router::RouteEntry* route = cb_->route();
     if (!route) {
       // Envoy's 404 for no route has an empty body (and so no grpc-message).
@@ -50,10 +54,14 @@ class RouterFilter : public HttpFilter,
       return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kDirectResponse) {
+      cb_->connectionManagerStats().rq_direct_response.inc();
       sendDirect(*route);
       return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kRedirect) {
+      // Envoy's router counts a redirect route under rq_direct_response: its
+      // redirects are direct response entries.
+      cb_->connectionManagerStats().rq_direct_response.inc();
       auto h = std::make_unique<HeaderMap>();
       h->addCopy(WellKnownHeader::kStatus, std::to_string(route->redirectStatus()));
       h->addCopy("location", route->redirectLocation(headers));
@@ -64,9 +72,10 @@ class RouterFilter : public HttpFilter,
     std::string_view cluster_name = route->clusterName(headers, cb_->worker().random());
     cluster_ = cluster_name.empty() ? nullptr : cb_->worker().clusterManager().get(cluster_name);
     if (!cluster_) {
-      // Envoy: 503 with response flag NC (cluster_not_found) and an empty
-      // body, as its router sends.
-      cb_->sendLocalReply(503, "", "NC");
+      // Envoy: the route's cluster_not_found_response_code (503 by default)
+      // with response flag NC (cluster_not_found) and an empty body.
+      cb_->connectionManagerStats().no_cluster.inc();
+      cb_->sendLocalReply(static_cast<int>(route->clusterNotFoundStatus()), "", "NC");
       return FilterStatus::kContinue;
     }
     host_ = cluster_->chooseHost();

@@ -128,6 +128,9 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       downstream_rq_response_before_rq_complete(
           s.counter("http." + p + ".downstream_rq_response_before_rq_complete")),
       no_route(s.counter("http." + p + ".no_route")),
+      rq_total(s.counter("http." + p + ".rq_total")),
+      no_cluster(s.counter("http." + p + ".no_cluster")),
+      rq_direct_response(s.counter("http." + p + ".rq_direct_response")),
       downstream_cx_upgrades_total(s.counter("http." + p + ".downstream_cx_upgrades_total")),
       downstream_cx_upgrades_active(s.gauge("http." + p + ".downstream_cx_upgrades_active")),
       downstream_rq_ws_on_non_ws_route(
@@ -305,6 +308,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
   // ---- filters::FilterCallbacks
   Worker& worker() override { return hcm_.worker(); }
+  HttpConnectionManagerStats& connectionManagerStats() override { return hcm_.stats(); }
   const router::RouteEntry* route() override { return route_; }
   void continueDecoding() override { chain_.continueDecoding(); }
   void continueEncoding() override { chain_.continueEncoding(); }

@@ -46,6 +46,11 @@ struct HttpConnectionManagerStats {
   // Responses that started before the whole request had arrived.
   stats::Counter& downstream_rq_response_before_rq_complete;
   stats::Counter& no_route;
+  // Envoy's router statistics: requests the router saw; a route whose
+  // cluster the workers do not know; a direct response or redirect route.
+  stats::Counter& rq_total;
+  stats::Counter& no_cluster;
+  stats::Counter& rq_direct_response;
   // Upgrades and CONNECTs let through (Envoy counts them when the upgrade is
   // accepted by the configuration, before the upstream answers), and those
   // refused because neither the route nor the connection manager enables them.

@@ -1090,11 +1090,27 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       uint32_t direct_status = 0;
       std::string direct_body;
       uint32_t redirect_status = 301;
+      uint16_t cluster_not_found_status = 503;
       s = compileRouteMatch(r.match(), rat + ".match", *d);
       if (!s) return s;
       switch (r.action_case()) {
         case rv3::Route::kRoute:
           s = compileRouteAction(r.route(), rat + ".route", *d, timeouts, auto_host);
+          if (!s) break;
+          switch (r.route().cluster_not_found_response_code()) {
+            case rv3::RouteAction::SERVICE_UNAVAILABLE:
+              break;
+            case rv3::RouteAction::NOT_FOUND:
+              cluster_not_found_status = 404;
+              break;
+            case rv3::RouteAction::INTERNAL_SERVER_ERROR:
+              cluster_not_found_status = 500;
+              break;
+            default:
+              s = configError(rat + ".route.cluster_not_found_response_code: unknown value " +
+                              std::to_string(r.route().cluster_not_found_response_code()));
+              break;
+          }
           break;
         case rv3::Route::kRedirect:
           kind = RouteEntry::Kind::kRedirect;
@@ -1174,6 +1190,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       entry->name_ = r.name();
       entry->timeouts_ = timeouts;
       entry->auto_host_rewrite_ = auto_host;
+      entry->cluster_not_found_status_ = cluster_not_found_status;
       entry->terminates_connect_ = entry->data_->terminates_connect;
       entry->direct_status_ = direct_status;
       entry->direct_body_ = std::move(direct_body);

@@ -94,6 +94,9 @@ class RouteEntry {
   // Its CONNECT upgrade has connect_config: skiff terminates the CONNECT and
   // the upstream gets the tunnel's bytes over plain TCP.
   bool terminatesConnect() const { return terminates_connect_; }
+  // RouteAction.cluster_not_found_response_code: the status answered when
+  // the cluster is not known to the workers (503 by default, or 404, 500).
+  uint32_t clusterNotFoundStatus() const { return cluster_not_found_status_; }
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }
@@ -115,6 +118,7 @@ class RouteEntry {
   RouteTimeouts timeouts_;
   bool auto_host_rewrite_ = false;
   bool terminates_connect_ = false;
+  uint16_t cluster_not_found_status_ = 503;
   uint32_t direct_status_ = 0;
   std::string direct_body_;
   uint32_t redirect_status_ = 301;

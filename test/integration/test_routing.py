@@ -2,6 +2,7 @@
 rewrites, header edits, redirects, weighted clusters and round robin over two
 real backends."""
 
+import json
 import unittest
 
 import skiffharness as h
@@ -36,6 +37,17 @@ class RoutingTest(h.SkiffTestCase):
                                                           {"name": "b", "weight": 50}]}}},
             {"match": {"prefix": "/rr"}, "route": to("ab")},
             {"match": {"prefix": "/a/"}, "route": to("a")},
+            # A cluster named by a header that no cluster has: Envoy's
+            # cluster_not_found_response_code (503 unless set).
+            {"match": {"prefix": "/nc/default"}, "route": {"cluster_header": "x-cluster"}},
+            {"match": {"prefix": "/nc/404"},
+             "route": {"cluster_header": "x-cluster", "cluster_not_found_response_code": "NOT_FOUND"}},
+            {"match": {"prefix": "/nc/500"},
+             "route": {"cluster_header": "x-cluster",
+                       "cluster_not_found_response_code": "INTERNAL_SERVER_ERROR"}},
+            {"match": {"prefix": "/nc/503"},
+             "route": {"cluster_header": "x-cluster",
+                       "cluster_not_found_response_code": "SERVICE_UNAVAILABLE"}},
         ]
         lst = h.listener("ingress", [])
         hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
@@ -137,6 +149,49 @@ class RoutingTest(h.SkiffTestCase):
         self.assertEqual(status, 404)
         stats = self.skiff.stats()
         self.assertGreaterEqual(stats.get("http.ingress_http.no_route", 0), 1)
+
+    def test_unknown_cluster_answers_cluster_not_found_response_code(self):
+        before = self.skiff.stat("http.ingress_http.no_cluster") or 0
+        for path, want in (("/nc/default", 503), ("/nc/404", 404), ("/nc/500", 500),
+                           ("/nc/503", 503)):
+            status, headers, body = self.req(path, headers={"x-cluster": "nowhere"})
+            self.assertEqual((status, body), (want, b""), path)
+            self.assertNotIn("x-backend", headers)
+        # No header at all: no cluster either.
+        status, _, body = self.req("/nc/404")
+        self.assertEqual((status, body), (404, b""))
+        # A known cluster through the same route is proxied as before.
+        self.assertEqual(self.backend_of("/nc/404", headers={"x-cluster": "b"}), "b")
+        self.assertEqual(self.skiff.stat("http.ingress_http.no_cluster"), before + 5)
+
+    def test_direct_responses_and_redirects_count_rq_direct_response(self):
+        # Envoy's router counts both under rq_direct_response (a redirect is
+        # one of its direct response entries).
+        before = self.skiff.stat("http.ingress_http.rq_direct_response") or 0
+        self.assertEqual(self.req("/unavailable")[0], 503)
+        self.assertEqual(self.req("/go")[0], 302)
+        self.assertEqual(self.req("/exact")[0], 200)  # Proxied: not counted.
+        self.assertEqual(self.skiff.stat("http.ingress_http.rq_direct_response"), before + 2)
+
+    def test_rq_total_counts_every_request_the_router_sees(self):
+        before = self.skiff.stat("http.ingress_http.rq_total") or 0
+        self.assertEqual(self.req("/exact")[0], 200)
+        self.assertEqual(self.req("/unavailable")[0], 503)
+        self.assertEqual(self.req("/nowhere")[0], 404)
+        self.assertEqual(self.req("/nc/default")[0], 503)
+        self.assertEqual(self.skiff.stat("http.ingress_http.rq_total"), before + 4)
+
+    def test_router_counters_in_json_and_prometheus(self):
+        status, body = self.skiff.admin_get("/stats?format=json")
+        self.assertEqual(status, 200)
+        names = {s.get("name") for s in json.loads(body)["stats"]}
+        self.assertIn("http.ingress_http.rq_total", names)
+        self.assertIn("http.ingress_http.no_cluster", names)
+        self.assertIn("http.ingress_http.rq_direct_response", names)
+        status, body = self.skiff.admin_get("/stats/prometheus")
+        self.assertEqual(status, 200)
+        for name in ("rq_total", "no_cluster", "rq_direct_response"):
+            self.assertIn(f'envoy_http_{name}{{envoy_http_conn_manager_prefix="ingress_http"}}', body)
 
 
 if __name__ == "__main__":

@@ -491,6 +491,22 @@ class StateOfTheWorld(XdsTestCase):
             status, headers, _ = get(port)
             self.assertEqual((status, headers.get("x-backend")), (200, "b"))
 
+    def test_rds_route_to_an_unknown_cluster_answers_its_cluster_not_found_response_code(self):
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.ROUTE, "1")
+        port = skiff.port("ingress")
+        gone = x.route("nowhere")
+        gone["route"]["cluster_not_found_response_code"] = "NOT_FOUND"
+        since = self.cp.mark()
+        self.cp.set(x.ROUTE, "2", [x.route_config("routes", routes=[gone])])
+        self.wait_ack(x.ROUTE, "2", since=since)
+        status, headers, body = get(port)
+        self.assertEqual((status, body), (404, b""))
+        self.assertNotIn("x-backend", headers)
+        counts = [v for n, v in skiff.stats().items() if n.endswith(".no_cluster")]
+        self.assertEqual(sum(counts), 1, counts)
+
     def test_listener_added_and_removed(self):
         self.push_initial()
         skiff = self.start_skiff()

@@ -326,6 +326,35 @@ TEST(RouteTableTest, ClusterActions) {
   EXPECT_EQ(clusters, (std::vector<std::string>{"cl", "w1", "w2"}));
 }
 
+TEST(RouteTableTest, ClusterNotFoundResponseCode) {
+  auto t = mustCompile(oneHost(R"(
+    {"name":"d","match":{"prefix":"/d"},"route":{"cluster":"c"}},
+    {"name":"u","match":{"prefix":"/u"},"route":{"cluster":"c",
+      "cluster_not_found_response_code":"SERVICE_UNAVAILABLE"}},
+    {"name":"n","match":{"prefix":"/n"},"route":{"cluster_header":"x-cluster",
+      "cluster_not_found_response_code":"NOT_FOUND"}},
+    {"name":"i","match":{"prefix":"/i"},"route":{"weighted_clusters":{"clusters":[
+      {"name":"w","weight":1}]},"cluster_not_found_response_code":"INTERNAL_SERVER_ERROR"}})"));
+  EXPECT_EQ(t->match(Request("/d").headers, 0)->clusterNotFoundStatus(), 503u);
+  EXPECT_EQ(t->match(Request("/u").headers, 0)->clusterNotFoundStatus(), 503u);
+  EXPECT_EQ(t->match(Request("/n").headers, 0)->clusterNotFoundStatus(), 404u);
+  EXPECT_EQ(t->match(Request("/i").headers, 0)->clusterNotFoundStatus(), 500u);
+
+  // A value this build does not know (an xDS server ahead of it) is refused.
+  envoy::config::route::v3::RouteConfiguration config;
+  auto* route = config.add_virtual_hosts()->add_routes();
+  config.mutable_virtual_hosts(0)->set_name("vh");
+  config.mutable_virtual_hosts(0)->add_domains("*");
+  route->mutable_match()->set_prefix("/");
+  route->mutable_route()->set_cluster("c");
+  route->mutable_route()->set_cluster_not_found_response_code(
+      static_cast<envoy::config::route::v3::RouteAction::ClusterNotFoundResponseCode>(7));
+  auto r = RouteTable::compile(config, kPath);
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().message(),
+            "rc.virtual_hosts[0].routes[0].route.cluster_not_found_response_code: unknown value 7");
+}
+
 TEST(RouteTableTest, GrpcTimeouts) {
   auto t = mustCompile(oneHost(R"(
     {"name":"plain","match":{"prefix":"/plain"},"route":{"cluster":"c"}},
