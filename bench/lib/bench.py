@@ -780,6 +780,16 @@ def write_report(throughput, rates, h2, memory, started, finished):
               f"| {fmt_ms(r['p50'])} | {fmt_ms(r['p90'])} | {fmt_ms(r['p99'])} "
               f"| {fmt_ms(r['p999'])} | {fmt(r.get('cpu_us_per_req'))} "
               f"| {r['failed']} |")
+        same = {r["proxy"]: r.get("cpu_us_per_req") for r in rates
+                if r["label"] == "50% HAProxy peak"
+                or (r["proxy"] == "haproxy" and r["label"] == "50% own peak")}
+        if same.get("skiff") and same.get("haproxy"):
+            w(f"\nAt the same offered rate (50% of HAProxy's peak), skiff's CPU per request is "
+              f"{ratio(same['skiff'], same['haproxy'])}x HAProxy's and "
+              f"{ratio(same['skiff'], same.get('nginx'))}x nginx's. The closed-loop figure above "
+              f"charges a proxy that is not saturated (it runs out of work and sleeps through "
+              f"the backend's round trip) with the cost of every sleep and wakeup, which a "
+              f"saturated proxy does not pay; at one offered rate every proxy sleeps.")
         w("\n![latency against offered load](latency.png)\n")
 
     if h2:
