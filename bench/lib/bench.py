@@ -584,15 +584,29 @@ def median_run(tries):
     return pick
 
 
-def hold_connections(port, n, batch=200):
-    """Opens n keep-alive connections, one GET /64 answered on each, and keeps them open.
+_H1_REQUEST = b"GET /64 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _h1_answered(s):
+    """Reads one HTTP/1.1 answer with a 64 B body from s; True if it is a 200."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 64:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def hold_connections(port, n, batch=200, request=_H1_REQUEST, answered=_h1_answered):
+    """Opens n keep-alive connections, sends `request` on each and keeps them open once
+    `answered(sock)` has read a good answer (default: one HTTP/1.1 GET /64).
 
     Requests go out in batches so that the proxy never needs more than `batch`
     upstream connections: the figure is the cost of idle downstream connections.
     """
     socks = []
     ok = 0
-    req = b"GET /64 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     for start in range(0, n, batch):
         group = []
         for _ in range(min(batch, n - start)):
@@ -600,7 +614,7 @@ def hold_connections(port, n, batch=200):
             s.settimeout(5)
             try:
                 s.connect(("127.0.0.1", port))
-                s.sendall(req)
+                s.sendall(request)
             except OSError as e:
                 log(f"held connection {len(socks)}: {e}")
                 s.close()
@@ -609,17 +623,12 @@ def hold_connections(port, n, batch=200):
             socks.append(s)
         for s in group:
             try:
-                data = b""
-                while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 64:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                good = answered(s)
             except OSError as e:
                 log(f"held connection {ok}: {e}; stopping at {ok} connections")
                 return socks, ok
-            if not data.startswith(b"HTTP/1.1 200"):
-                log(f"held connection {ok}: got {data[:40]!r}; stopping at {ok} connections")
+            if not good:
+                log(f"held connection {ok}: no good answer; stopping at {ok} connections")
                 return socks, ok
             ok += 1
     return socks, ok

@@ -125,32 +125,7 @@ def _h2_read_response(s):
 def hold_connections_h2(port, n, batch=200):
     """bench.hold_connections over h2c: n connections with one GET /64 answered on
     each (stream 1), kept open, in batches of `batch`."""
-    socks, ok = [], 0
-    for start in range(0, n, batch):
-        group = []
-        for _ in range(min(batch, n - start)):
-            s = socket.socket()
-            s.settimeout(5)
-            try:
-                s.connect(("127.0.0.1", port))
-                s.sendall(_H2_REQUEST)
-            except OSError as e:
-                log(f"held h2 connection {len(socks)}: {e}")
-                s.close()
-                return socks, ok
-            group.append(s)
-            socks.append(s)
-        for s in group:
-            try:
-                answered = _h2_read_response(s)
-            except OSError as e:
-                log(f"held h2 connection {ok}: {e}; stopping at {ok} connections")
-                return socks, ok
-            if not answered:
-                log(f"held h2 connection {ok}: no 200 on stream 1; stopping at {ok} connections")
-                return socks, ok
-            ok += 1
-    return socks, ok
+    return bench.hold_connections(port, n, batch, request=_H2_REQUEST, answered=_h2_read_response)
 
 
 def mem(n, protocol="h1"):
