@@ -117,12 +117,16 @@ class Recorder : public DynamicConfig::Callbacks {
 class DynamicConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    worker_ = std::make_unique<Worker>(0, std::make_shared<config::Snapshot>());
+    restartAds(milliseconds(60000));
+  }
+  // A fresh DynamicConfig over ADS with these subscriptions and initial_fetch_timeout.
+  void restartAds(milliseconds fetch_timeout, bool cds = true, bool lds = true) {
     auto base = std::make_shared<config::Snapshot>();
     base->ads.enabled = true;
-    base->ads.cds = true;
-    base->ads.lds = true;
-    base->ads.initial_fetch_timeout = milliseconds(60000);
-    worker_ = std::make_unique<Worker>(0, std::make_shared<config::Snapshot>());
+    base->ads.cds = cds;
+    base->ads.lds = lds;
+    base->ads.initial_fetch_timeout = fetch_timeout;
     makeConfig(base);
   }
   void TearDown() override {
@@ -224,12 +228,7 @@ TEST_F(DynamicConfigTest, ListenersWaitForTheFirstDnsRoundOfAClusterPastTheFetch
   // Envoy: initial_fetch_timeout bounds the wait for the first CDS
   // response, not a STRICT_DNS cluster's initialization; LDS is asked for
   // once it is initialized.
-  auto base = std::make_shared<config::Snapshot>();
-  base->ads.enabled = true;
-  base->ads.cds = true;
-  base->ads.lds = true;
-  base->ads.initial_fetch_timeout = milliseconds(20);
-  makeConfig(base);
+  restartAds(milliseconds(20));
   EXPECT_EQ(apply(kClusterType, {dnsCluster("dns", "one.example")}), "");
   auto until = std::chrono::steady_clock::now() + milliseconds(100);
   while (std::chrono::steady_clock::now() < until) uv_run(worker_->loop(), UV_RUN_NOWAIT);
@@ -243,12 +242,7 @@ TEST_F(DynamicConfigTest, ListenersWaitForTheFirstDnsRoundOfAClusterPastTheFetch
 }
 
 TEST_F(DynamicConfigTest, ListenersAreAskedForWhenNoClustersCameWithinTheFetchTimeout) {
-  auto base = std::make_shared<config::Snapshot>();
-  base->ads.enabled = true;
-  base->ads.cds = true;
-  base->ads.lds = true;
-  base->ads.initial_fetch_timeout = milliseconds(20);
-  makeConfig(base);
+  restartAds(milliseconds(20));
   EXPECT_EQ(recorder_.wildcards.count(std::string(kListenerType)), 0u);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (recorder_.wildcards.count(std::string(kListenerType)) == 0 &&
@@ -380,12 +374,7 @@ TEST_F(DynamicConfigTest, ListenerWaitingForItsRoutesHoldsInitializationUntilIts
   // Envoy's LDS timer is disarmed by the LDS response; a listener that
   // then waits for its routes is bounded by RDS's own timer, which starts
   // when the routes are asked for.
-  auto base = std::make_shared<config::Snapshot>();
-  base->ads.enabled = true;
-  base->ads.cds = true;
-  base->ads.lds = true;
-  base->ads.initial_fetch_timeout = milliseconds(1000);
-  makeConfig(base);
+  restartAds(milliseconds(1000));
   auto spin = [&](milliseconds time) {
     auto until = std::chrono::steady_clock::now() + time;
     while (std::chrono::steady_clock::now() < until) uv_run(worker_->loop(), UV_RUN_NOWAIT);
@@ -414,11 +403,7 @@ TEST_F(DynamicConfigTest, RemovedClusterLeavesAndIsUnsubscribed) {
 }
 
 TEST_F(DynamicConfigTest, WarmingEndsAtTheInitialFetchTimeout) {
-  auto base = std::make_shared<config::Snapshot>();
-  base->ads.enabled = true;
-  base->ads.cds = true;
-  base->ads.initial_fetch_timeout = milliseconds(30);
-  makeConfig(base);
+  restartAds(milliseconds(30), /*cds=*/true, /*lds=*/false);
   apply(kClusterType, {edsCluster("slow")});
   EXPECT_EQ(recorder_.last().clusters.count("slow"), 0u);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -432,11 +417,7 @@ TEST_F(DynamicConfigTest, WarmingEndsAtTheInitialFetchTimeout) {
 }
 
 TEST_F(DynamicConfigTest, ListenerWaitingForASecretStaysWarmingWithoutSpinning) {
-  auto base = std::make_shared<config::Snapshot>();
-  base->ads.enabled = true;
-  base->ads.lds = true;
-  base->ads.initial_fetch_timeout = milliseconds(20);
-  makeConfig(base);
+  restartAds(milliseconds(20), /*cds=*/false, /*lds=*/true);
   XdsResource l = listener("tls", "r");
   envoy::config::listener::v3::Listener proto;
   ASSERT_TRUE(l.resource.UnpackTo(&proto));
