@@ -233,6 +233,8 @@ class Http2Codec {
   void submitHeaders(Http2Stream& s, const HeaderMap& headers, bool end_stream, bool request);
   // Attaches s's data provider once a message has body or trailers to send.
   void submitBody(Http2Stream& s);
+  // The data provider that reads s's queued body (Http2Callbacks::onReadData).
+  static nghttp2_data_provider dataProvider(Http2Stream& s);
   // Hands s's buffered input to its decoder unless it is read-disabled.
   void deliverInput(Http2Stream& s);
   void deliverHeaders(Http2Stream& s, bool end_stream);
