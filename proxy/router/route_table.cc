@@ -963,6 +963,25 @@ Status compileRedirect(const rv3::RedirectAction& r, const std::string& where, R
   return Status::ok();
 }
 
+// RouteAction.cluster_not_found_response_code as a status.
+Status clusterNotFoundStatus(const rv3::RouteAction& a, const std::string& where,
+                             uint16_t& status) {
+  switch (a.cluster_not_found_response_code()) {
+    case rv3::RouteAction::SERVICE_UNAVAILABLE:
+      status = 503;
+      return Status::ok();
+    case rv3::RouteAction::NOT_FOUND:
+      status = 404;
+      return Status::ok();
+    case rv3::RouteAction::INTERNAL_SERVER_ERROR:
+      status = 500;
+      return Status::ok();
+    default:
+      return configError(where + ".cluster_not_found_response_code: unknown value " +
+                         std::to_string(a.cluster_not_found_response_code()));
+  }
+}
+
 }  // namespace
 
 RouteTable::RouteTable(std::unique_ptr<Data> data) : data_(std::move(data)) {}
@@ -1096,21 +1115,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       switch (r.action_case()) {
         case rv3::Route::kRoute:
           s = compileRouteAction(r.route(), rat + ".route", *d, timeouts, auto_host);
-          if (!s) break;
-          switch (r.route().cluster_not_found_response_code()) {
-            case rv3::RouteAction::SERVICE_UNAVAILABLE:
-              break;
-            case rv3::RouteAction::NOT_FOUND:
-              cluster_not_found_status = 404;
-              break;
-            case rv3::RouteAction::INTERNAL_SERVER_ERROR:
-              cluster_not_found_status = 500;
-              break;
-            default:
-              s = configError(rat + ".route.cluster_not_found_response_code: unknown value " +
-                              std::to_string(r.route().cluster_not_found_response_code()));
-              break;
-          }
+          if (s) s = clusterNotFoundStatus(r.route(), rat + ".route", cluster_not_found_status);
           break;
         case rv3::Route::kRedirect:
           kind = RouteEntry::Kind::kRedirect;
