@@ -29,6 +29,10 @@ namespace route_v3 = envoy::config::route::v3;
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
 namespace tls_v3 = envoy::extensions::transport_sockets::tls::v3;
 
+// The rds_index_ holder (and address owner) named for a static listener:
+// this, then the listener's name.
+constexpr std::string_view kStaticListenerHolder = "static listener ";
+
 std::string nowRfc3339() {
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -201,7 +205,7 @@ DynamicConfig::DynamicConfig(Worker& main, std::shared_ptr<const config::Snapsho
   active_listeners_.set(static_cast<int64_t>(base_->listeners.size()));
   for (const auto& [name, l] : base_->listeners) {
     auto names = rdsNames(*l);
-    rds_index_.set("static listener " + name, {names.begin(), names.end()});
+    rds_index_.set(std::string(kStaticListenerHolder) + name, {names.begin(), names.end()});
   }
 }
 
@@ -419,7 +423,7 @@ bool DynamicConfig::clusterWarm(const ClusterEntry& e, uint64_t now) const {
   if (e.config->type == config::ClusterConfig::Type::kStrictDns) return e.dns_initialized;
   if (e.config->type != config::ClusterConfig::Type::kEds) return true;
   if (endpoints_.count(e.config->eds_service_name) != 0) return true;
-  return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
+  return fetchTimedOut(e.warming_since_ms, now);
 }
 
 // ---- Endpoints
@@ -564,7 +568,7 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
     return a.address + ":" + std::to_string(a.port);
   };
   for (const auto& [n, l] : base_->listeners)
-    addresses[key(l->address)] = "static listener " + l->name;
+    addresses[key(l->address)] = std::string(kStaticListenerHolder) + l->name;
   std::set<std::string> replaced;
   for (const XdsResource& r : updated) replaced.insert(r.name);
   for (const auto& name : removed) replaced.insert(name);
@@ -735,7 +739,7 @@ bool DynamicConfig::listenerWarm(const ListenerEntry& e, uint64_t now) const {
   bool all = std::all_of(e.rds_names.begin(), e.rds_names.end(),
                          [&](const std::string& n) { return routes_.count(n) != 0; });
   if (all) return true;
-  return initial_fetch_timeout_ms_ > 0 && now - e.warming_since_ms >= initial_fetch_timeout_ms_;
+  return fetchTimedOut(e.warming_since_ms, now);
 }
 
 // ---- Routes
@@ -1024,16 +1028,15 @@ void DynamicConfig::rebuild() {
   for (const auto& name : warming_cluster_names_) {
     const ClusterEntry& e = clusters_.at(name);
     note(e.warming_since_ms);
-    if (!e.active && ((e.dns_warming && !e.dns_initialized) || initial_fetch_timeout_ms_ == 0 ||
-                      now < e.warming_since_ms + initial_fetch_timeout_ms_)) {
+    if (!e.active &&
+        ((e.dns_warming && !e.dns_initialized) || !fetchTimedOut(e.warming_since_ms, now))) {
       clusters_warming = true;
     }
   }
   for (const auto& name : warming_listener_names_) {
     const ListenerEntry& e = listeners_.at(name);
     note(e.warming_since_ms);
-    if (!e.active &&
-        (initial_fetch_timeout_ms_ == 0 || now < e.warming_since_ms + initial_fetch_timeout_ms_)) {
+    if (!e.active && !fetchTimedOut(e.warming_since_ms, now)) {
       listeners_warming = true;  // Past it, one waiting for a secret holds nothing back.
     }
   }
@@ -1065,7 +1068,7 @@ bool DynamicConfig::staticRoutesIn() const {
   for (const auto& [name, holders] : rds_index_.resources()) {
     if (routes_.count(name) != 0) continue;
     for (const std::string& holder : holders) {
-      if (holder.starts_with("static listener ")) return false;
+      if (holder.starts_with(kStaticListenerHolder)) return false;
     }
   }
   return true;

@@ -225,6 +225,10 @@ class DynamicConfig {
   // Publishes a snapshot with the dirty and warming entries brought up to
   // date; arms the warming timer for what still warms.
   void rebuild();
+  // initial_fetch_timeout is set and has passed since since_ms.
+  bool fetchTimedOut(uint64_t since_ms, uint64_t now) const {
+    return initial_fetch_timeout_ms_ > 0 && now - since_ms >= initial_fetch_timeout_ms_;
+  }
   bool clusterWarm(const ClusterEntry& entry, uint64_t now) const;
   bool listenerWarm(const ListenerEntry& entry, uint64_t now) const;
   // *_warming: something of that kind never served yet still warms.
