@@ -434,8 +434,8 @@ struct Http2Callbacks {
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, nghttp2_rcbuf* name_buf,
                       nghttp2_rcbuf* value_buf, uint8_t, void* user) {
     Http2Codec& c = codec(user);
-    nghttp2_vec name_vec = nghttp2_rcbuf_get_buf(name_buf);
-    nghttp2_vec value_vec = nghttp2_rcbuf_get_buf(value_buf);
+    nghttp2_vec name_vec = http2_rcbuf::bytes(name_buf);
+    nghttp2_vec value_vec = http2_rcbuf::bytes(value_buf);
     size_t namelen = name_vec.len;
     size_t valuelen = value_vec.len;
     // The fields of a block follow its begin callback: no lookup per field.
@@ -455,7 +455,7 @@ struct Http2Callbacks {
     }
     std::string_view n(reinterpret_cast<const char*>(name_vec.base), namelen);
     std::string_view v(reinterpret_cast<const char*>(value_vec.base), valuelen);
-    bool static_name = nghttp2_rcbuf_is_static(name_buf);
+    bool static_name = http2_rcbuf::isStatic(name_buf);
     uint8_t cls = static_name ? staticNameClass(name_buf, n) : nameClass(n);
     if (cls == kCookieName) {
       // RFC 9113 8.2.3: split cookie fields are joined with "; " before they
@@ -472,7 +472,7 @@ struct Http2Callbacks {
     // That saved about 800 instructions per proxied request.
     HeaderMap& h = *s->headers;
     h.addView(static_cast<WellKnownHeader>(cls), static_name ? n : h.intern(n),
-              nghttp2_rcbuf_is_static(value_buf) ? v : h.intern(v));
+              http2_rcbuf::isStatic(value_buf) ? v : h.intern(v));
     return 0;
   }
 

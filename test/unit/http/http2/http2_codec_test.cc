@@ -1279,5 +1279,60 @@ TEST_F(Http2ClientCodecTest, TransportCloseResetsStreams) {
   EXPECT_FALSE(codec->canStartStream());
 }
 
+// The codec reads received fields' rcbufs inline (http2_rcbuf): what it reads
+// must be what nghttp2's own accessors say, for static and decoded buffers.
+TEST(Http2RcbufTest, InlineReadsMatchNghttp2) {
+  struct Seen {
+    int fields = 0;
+    int static_values = 0;
+    int mismatches = 0;
+  } seen;
+  auto check = [](nghttp2_rcbuf* buf, Seen& seen) {
+    nghttp2_vec api = nghttp2_rcbuf_get_buf(buf);
+    nghttp2_vec inl = http2_rcbuf::bytes(buf);
+    bool is_static = nghttp2_rcbuf_is_static(buf) != 0;
+    if (api.base != inl.base || api.len != inl.len || is_static != http2_rcbuf::isStatic(buf)) {
+      ++seen.mismatches;
+    }
+    return is_static;
+  };
+  nghttp2_session_callbacks* cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  static decltype(check)* checker = &check;
+  nghttp2_session_callbacks_set_on_header_callback2(
+      cbs, [](nghttp2_session*, const nghttp2_frame*, nghttp2_rcbuf* name, nghttp2_rcbuf* value,
+              uint8_t, void* user) {
+        Seen& s = *static_cast<Seen*>(user);
+        ++s.fields;
+        (*checker)(name, s);
+        if ((*checker)(value, s)) ++s.static_values;
+        return 0;
+      });
+  nghttp2_session* server;
+  nghttp2_session_server_new(&server, cbs, &seen);
+  nghttp2_session* client;
+  nghttp2_session_client_new(&client, cbs, &seen);
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_submit_settings(client, NGHTTP2_FLAG_NONE, nullptr, 0);  // Sent after the preface.
+  std::vector<std::pair<std::string, std::string>> fields = {{":method", "GET"},
+                                                             {":scheme", "http"},
+                                                             {":authority", "example.com"},
+                                                             {":path", "/a/path"},
+                                                             {"x-made-up", "a value"}};
+  for (int round = 0; round < 2; ++round) {  // The second block reads the dynamic table.
+    std::vector<nghttp2_nv> nva = Peer::toNv(fields);
+    ASSERT_GT(nghttp2_submit_request(client, nullptr, nva.data(), nva.size(), nullptr, nullptr), 0);
+    const uint8_t* p;
+    for (ssize_t n; (n = nghttp2_session_mem_send(client, &p)) > 0;) {
+      ASSERT_EQ(nghttp2_session_mem_recv(server, p, static_cast<size_t>(n)), n);
+    }
+  }
+  nghttp2_session_del(client);
+  nghttp2_session_del(server);
+  EXPECT_EQ(seen.fields, 10);
+  EXPECT_EQ(seen.static_values, 4);  // GET and http, twice.
+  EXPECT_EQ(seen.mismatches, 0);
+}
+
 }  // namespace
 }  // namespace skiff::http
