@@ -124,31 +124,20 @@ Result<std::string> AdminServer::listen(const std::string& address, uint32_t por
   Result<int> fd = bindTcpSocket(address, port, /*reuse_port=*/false);
   if (!fd) return fd.status();
   uint32_t bound = boundPort(*fd);
-  tcp_ = new uv_tcp_t;
-  uv_tcp_init(loop_.loop(), tcp_);
-  tcp_->data = this;
-  uv_tcp_open(tcp_, *fd);
-  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 128, onConnection);
+  int rc = socket_.listen(*fd, 128);
   if (rc != 0) {
-    close();
     return Status(ErrorSource::kConfig, "admin listen on " + address + ": " + uv_strerror(rc));
   }
   std::string shown = address.find(':') != std::string::npos ? "[" + address + "]" : address;
   return shown + ":" + std::to_string(bound);
 }
 
-void AdminServer::close() {
-  if (!tcp_) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(tcp_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-  tcp_ = nullptr;
-}
+void AdminServer::close() { socket_.close(); }
 
-void AdminServer::onConnection(uv_stream_t* server, int status) {
-  auto* self = static_cast<AdminServer*>(server->data);
-  if (status != 0) return;
-  auto* conn = new AdminConnection(self->loop_, *self);
-  if (conn->connection().accept(server) != 0) conn->connection().close();
+void AdminServer::onAccept(void* self, int fd, const sockaddr* peer) {
+  auto* server = static_cast<AdminServer*>(self);
+  auto* conn = new AdminConnection(server->loop_, *server);
+  if (conn->connection().accept(fd, peer) != 0) conn->connection().close();
 }
 
 AdminServer::Reply AdminServer::handle(std::string_view method, std::string_view target) {

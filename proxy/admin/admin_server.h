@@ -10,6 +10,7 @@
 #include <string>
 
 #include "proxy/common/status.h"
+#include "proxy/net/listener.h"
 
 namespace skiff {
 
@@ -33,7 +34,8 @@ class AdminSource {
 
 class AdminServer {
  public:
-  AdminServer(Worker& main_loop, AdminSource& source) : loop_(main_loop), source_(source) {}
+  AdminServer(Worker& main_loop, AdminSource& source)
+      : loop_(main_loop), source_(source), socket_(main_loop, &AdminServer::onAccept, this) {}
   ~AdminServer();
 
   // Listens on address:port (port 0 picks one); returns "ip:port".
@@ -49,11 +51,11 @@ class AdminServer {
   Reply handle(std::string_view method, std::string_view path);
 
  private:
-  static void onConnection(uv_stream_t* server, int status);
+  static void onAccept(void* self, int fd, const sockaddr* peer);
 
   Worker& loop_;
   AdminSource& source_;
-  uv_tcp_t* tcp_ = nullptr;
+  ListeningSocket socket_;
 };
 
 }  // namespace skiff

@@ -178,7 +178,7 @@ class BufferChain {
   void clear();
 
   // Fills out with iovecs for up to max slices starting at the front; returns
-  // how many were filled. For writev / uv_try_write.
+  // how many were filled. For sendmsg (TcpConnection::trySend).
   size_t iovecs(struct iovec* out, size_t max) const;
 
   // The first n bytes as one string. Copies: for tests, logs and the few

@@ -562,15 +562,15 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 // ---- HttpConnectionManager
 
 void HttpConnectionManager::accept(Worker& worker,
-                                   std::shared_ptr<const config::ListenerConfig> listener,
-                                   uv_stream_t* server) {
+                                   std::shared_ptr<const config::ListenerConfig> listener, int fd,
+                                   const sockaddr* peer) {
   auto* hcm = new HttpConnectionManager(worker, std::move(listener));
   const config::ListenerConfig& l = *hcm->listener_;
   if (l.tls) {
     // The filter chain and the codec wait for the handshake (SNI, ALPN).
     hcm->conn_.enableTls(std::make_unique<tls::TlsTransport>(l.tls));
   }
-  if (hcm->conn_.accept(server) != 0) {
+  if (hcm->conn_.accept(fd, peer) != 0) {
     hcm->conn_.close();  // onClosed() deletes it.
     return;
   }

@@ -78,9 +78,9 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
                               public Schedulable,
                               public DownstreamConnection {
  public:
-  // Accepts a connection from server on worker and starts serving it.
-  static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener,
-                     uv_stream_t* server);
+  // Serves fd, a connection just accepted from peer, on worker.
+  static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener, int fd,
+                     const sockaddr* peer);
 
   HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
   ~HttpConnectionManager() override;

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
 
 #include <cassert>
 #include <cerrno>
@@ -18,6 +20,14 @@ constexpr size_t kMaxIov = 64;
 // A chain of several slices up to this size leaves as one copied buffer
 // (TcpConnection::trySend).
 constexpr size_t kCoalesceBytes = 2048;
+// Reads per readable event while each one fills the buffer it was given:
+// libuv's bound (uv__read), so that one busy peer cannot starve the others.
+constexpr int kMaxReadsPerEvent = 32;
+
+void setNoDelay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
 }  // namespace
 
 // What a connection needs in one phase of its life only, allocated for that
@@ -26,14 +36,15 @@ constexpr size_t kCoalesceBytes = 2048;
 // downstream's lingering close (closeAfterFlush with linger_ms), until it is
 // closed. The two never overlap.
 struct TcpConnection::PhaseState {
-  PhaseState(TcpConnection* conn, Deadline::Callback on_deadline) : deadline(on_deadline, conn) {
-    req.data = conn;
-  }
-  uv_connect_t req;        // Connecting.
+  PhaseState(TcpConnection* conn, Deadline::Callback on_deadline) : deadline(on_deadline, conn) {}
   Deadline deadline;       // connect_timeout, or the lingering close's timer.
   uint64_t linger_ms = 0;  // Closing: the time the peer gets to read, then to close.
   size_t unwritten = 0;    // Closing, still writing: bytes left when the timer was armed.
-  bool flushed = false;    // Closing: every byte is out and the FIN sent.
+  // Connecting: connect() failed at once (a refused loopback connect does).
+  // It is reported from the poll callback, as libuv reports it, so that
+  // connect() returning 0 always means onConnected() or onClosed() follows.
+  int connect_error = 0;
+  bool flushed = false;  // Closing: every byte is out and the FIN sent.
 };
 
 std::string formatAddress(const sockaddr* addr) {
@@ -68,18 +79,8 @@ bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out)
   return false;
 }
 
-// A pending uv_write and the front bytes of queue_ it carries (which stay in
-// queue_ until it completes).
-struct TcpConnection::WriteRequest {
-  uv_write_t req;  // First: onWriteDone gets &req.
-  size_t bytes;
-};
-
 TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit)
-    : worker_(worker), callbacks_(callbacks), high_watermark_(buffer_limit) {
-  uv_tcp_init(worker_.loop(), &tcp_);
-  tcp_.data = this;
-}
+    : worker_(worker), callbacks_(callbacks), high_watermark_(buffer_limit) {}
 
 void TcpConnection::enableTls(std::unique_ptr<tls::TlsTransport> transport) {
   tls_ = std::make_unique<TlsState>();
@@ -91,60 +92,83 @@ TcpConnection::~TcpConnection() {
   assert(state_ == State::kClosed);
 }
 
-int TcpConnection::accept(uv_stream_t* server) {
-  int rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
+// Watches fd with poll_; fd is ours from here on (closed on failure too).
+int TcpConnection::openPoll(int fd) {
+  int rc = uv_poll_init_socket(worker_.loop(), &poll_, fd);
+  if (rc != 0) {
+    ::close(fd);
+    return rc;
+  }
+  poll_.data = this;
+  fd_ = fd;
+  return 0;
+}
+
+int TcpConnection::accept(int fd, const sockaddr* peer) {
+  int rc = openPoll(fd);
   if (rc != 0) return rc;
-  uv_tcp_nodelay(&tcp_, 1);
-  sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    peer_ = formatAddress(reinterpret_cast<sockaddr*>(&ss));
+  setNoDelay(fd_);
+  if (peer) {
+    peer_ = formatAddress(peer);
+  } else {
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      peer_ = formatAddress(reinterpret_cast<sockaddr*>(&ss));
+    }
   }
   state_ = State::kOpen;
-  updateReading();
+  updateEvents();
   return 0;
 }
 
 int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
   peer_ = formatAddress(addr);
-  auto* cs = new PhaseState(this, &TcpConnection::onConnectTimeout);
-  int rc = uv_tcp_connect(&cs->req, &tcp_, addr, onConnectDone);
-  if (rc != 0) {
-    delete cs;
-    return rc;
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int rc = openPoll(fd);
+  if (rc != 0) return rc;
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  int connect_error = 0;
+  if (::connect(fd_, addr, len) != 0 && errno != EINPROGRESS) {
+    // As libuv: a refusal is reported later, any other error now.
+    if (errno != ECONNREFUSED) return uv_translate_sys_error(errno);
+    connect_error = errno;
   }
-  phase_ = cs;
+  phase_ = new PhaseState(this, &TcpConnection::onConnectTimeout);
+  phase_->connect_error = connect_error;
   state_ = State::kConnecting;
-  if (timeout_ms > 0) worker_.deadlines().arm(cs->deadline, timeout_ms);
+  // Writable once connected, or with an error; a refused socket reports
+  // POLLHUP, which libuv passes on as writable.
+  updateEvents();
+  if (timeout_ms > 0) worker_.deadlines().arm(phase_->deadline, timeout_ms);
   return 0;
 }
 
-// The connect is over (its callback is running, the request's last use):
-// the state is freed, so a pooled upstream connection does not carry it.
-void TcpConnection::releaseConnectState() {
+// The socket became writable while connecting: the connect is over.
+void TcpConnection::onConnectDone() {
+  int err = phase_->connect_error;
+  if (err == 0) {
+    socklen_t len = sizeof(err);
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  }
+  if (err == EINPROGRESS) return;  // Not over yet (libuv checks this too).
+  // The state is freed, so a pooled upstream connection does not carry it.
   delete phase_;
   phase_ = nullptr;
-}
-
-void TcpConnection::onConnectDone(uv_connect_t* req, int status) {
-  // Cancelled: the connection is closing and close() took the state over.
-  if (status == UV_ECANCELED) return;
-  auto* self = static_cast<TcpConnection*>(req->data);
-  if (self->closing()) return;
-  self->releaseConnectState();
-  if (status != 0) {
-    self->close(CloseReason::kConnectFailure);
+  if (err != 0) {
+    close(CloseReason::kConnectFailure);
     return;
   }
-  uv_tcp_nodelay(&self->tcp_, 1);
-  self->state_ = State::kOpen;
-  self->updateReading();
-  if (self->tls_) {
-    self->tls_->transport->startHandshake();
-    self->takeTlsOutput();
+  setNoDelay(fd_);
+  state_ = State::kOpen;
+  updateEvents();
+  if (tls_) {
+    tls_->transport->startHandshake();
+    takeTlsOutput();
   }
-  self->callbacks_.onConnected();
-  if ((!self->queue_.empty() || self->shutdown_after_flush_) && !self->closing()) self->flush();
+  callbacks_.onConnected();
+  if ((!queue_.empty() || shutdown_after_flush_) && !closing()) flush();
 }
 
 void TcpConnection::onConnectTimeout(void* conn) {
@@ -152,23 +176,89 @@ void TcpConnection::onConnectTimeout(void* conn) {
   if (self->state_ == State::kConnecting) self->close(CloseReason::kConnectTimeout);
 }
 
-void TcpConnection::onAlloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-  // The worker's shared slab tail: the connection keeps no buffer of its own.
-  std::span<char> span = ReadBuffer().prepare();
-  *buf = uv_buf_init(span.data(), static_cast<unsigned>(span.size()));
+void TcpConnection::onPoll(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<TcpConnection*>(h->data);
+  if (status < 0) [[unlikely]] {
+    self->onPollError();
+    return;
+  }
+  if (self->state_ != State::kOpen) [[unlikely]] {
+    if (self->state_ == State::kConnecting) self->onConnectDone();
+    return;
+  }
+  if ((events & UV_WRITABLE) && self->write_blocked_) {
+    self->flush();
+    if (self->state_ != State::kOpen) return;
+  }
+  if (events & UV_READABLE) {
+    if (self->wantsRead()) {
+      self->onReadable();
+    } else {
+      // Bytes arrived while readDisable() is in force: the socket stops
+      // being watched for them now (see updateEvents).
+      self->updateEvents(/*lazy_read_stop=*/false);
+    }
+  }
 }
 
-void TcpConnection::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* self = static_cast<TcpConnection*>(s->data);
-  if (nread > 0) {
-    ReadBuffer().commit(static_cast<size_t>(nread), self->input_);
-    self->deliver();
-  } else if (nread == UV_EOF) {
-    self->eof_ = true;
-    self->updateReading();
-    self->callbacks_.onEof();
-  } else if (nread < 0) {
-    self->close(CloseReason::kRemote);
+// POLLERR: libuv has stopped the handle. The read or send reports the error
+// (a read gets the bytes that came before it first), as they did on a libuv
+// stream; a connect in progress reads it with SO_ERROR.
+void TcpConnection::onPollError() {
+  poll_events_ = 0;
+  if (state_ == State::kConnecting) {
+    onConnectDone();
+    return;
+  }
+  if (state_ != State::kOpen) return;
+  if (write_blocked_) {
+    flush();
+    if (state_ != State::kOpen) return;
+  }
+  if (wantsRead()) {
+    onReadable();
+    if (state_ != State::kOpen) return;
+  }
+  updateEvents(/*lazy_read_stop=*/false);  // What is still waited for.
+}
+
+// Reads into the worker's shared slab tail (the connection keeps no buffer
+// of its own) with recv(), which costs the kernel less than read() (no VFS
+// layer: bench/results/probes.md). Reads again only while a read filled the
+// space it was given, as libuv did. Called when wantsRead().
+void TcpConnection::onReadable() {
+  for (int i = 0; i < kMaxReadsPerEvent; ++i) {
+    std::span<char> span = ReadBuffer().prepare();
+    ssize_t n;
+    do {
+      n = ::recv(fd_, span.data(), span.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      ReadBuffer().commit(static_cast<size_t>(n), input_);
+      if (lingering_) {
+        // Dropped: the rest of a request that was answered already.
+        input_.clear();
+      } else {
+        deliver();
+      }
+      if (static_cast<size_t>(n) < span.size() || !wantsRead()) return;
+      continue;
+    }
+    if (n == 0) {
+      eof_ = true;
+      updateEvents();
+      if (!lingering_) {
+        callbacks_.onEof();
+      } else if (queue_.empty()) {
+        // The peer closed its side: once our bytes are out, nothing is left to do.
+        close(flush_close_reason_);
+      }
+      return;
+    }
+    // Poll events may be spurious (or the bytes went to an earlier read).
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    close(CloseReason::kRemote);
+    return;
   }
 }
 
@@ -184,7 +274,7 @@ void TcpConnection::deliver() {
   if (!s) {
     // The alert, if any, leaves first; nothing more is read.
     ++read_disable_;
-    updateReading();
+    updateEvents();
     closeAfterFlush(CloseReason::kTlsError);
     return;
   }
@@ -196,7 +286,7 @@ void TcpConnection::deliver() {
   if (!tls_->plaintext.empty()) callbacks_.onRead(tls_->plaintext);
   if (t.peerClosed() && !closing()) {
     eof_ = true;
-    updateReading();
+    updateEvents();
     callbacks_.onEof();
   }
 }
@@ -210,24 +300,34 @@ void TcpConnection::takeTlsOutput() {
 }
 
 // Queued bytes leave before the loop next polls (Worker::onPrepare), unless
-// a uv_write is already carrying earlier ones; its callback flushes the rest.
+// earlier ones wait for the socket to be writable; onPoll flushes the rest.
 void TcpConnection::scheduleFlush() {
-  if (flush_scheduled_ || write_req_) return;
+  if (flush_scheduled_ || write_blocked_ || closing()) return;
   flush_scheduled_ = true;
   worker_.scheduleFlush(this);
 }
 
-void TcpConnection::updateReading() {
+bool TcpConnection::wantsRead() const {
   // A lingering close reads (and drops) whatever the owner asked for.
-  bool want = state_ == State::kOpen && (read_disable_ == 0 || lingering_) && !eof_;
-  if (want == reading_) return;
-  reading_ = want;
-  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  if (want) {
-    uv_read_start(stream, onAlloc, lingering_ ? onLingerRead : onReadCb);
-  } else {
-    uv_read_stop(stream);
+  return state_ == State::kOpen && (read_disable_ == 0 || lingering_) && !eof_;
+}
+
+// Starts poll_ with what the connection waits for now. Each change costs two
+// epoll_ctl calls (uv_poll_start removes the fd, the next poll adds it), so
+// lazy_read_stop keeps a readDisable() from costing any while no byte
+// arrives: the socket stays watched until it turns readable unread (onPoll).
+void TcpConnection::updateEvents(bool lazy_read_stop) {
+  if (fd_ < 0 || closing()) return;
+  int want = 0;
+  if (wantsRead()) want |= UV_READABLE;
+  if (write_blocked_ || state_ == State::kConnecting) want |= UV_WRITABLE;
+  if (want == poll_events_) return;
+  if (lazy_read_stop && (poll_events_ & ~want) == UV_READABLE && (want & ~poll_events_) == 0 &&
+      state_ == State::kOpen && !eof_) {
+    return;
   }
+  poll_events_ = static_cast<uint8_t>(want);
+  uv_poll_start(&poll_, want, onPoll);
 }
 
 void TcpConnection::readDisable(bool disable) {
@@ -236,7 +336,7 @@ void TcpConnection::readDisable(bool disable) {
   } else if (read_disable_ > 0) {
     --read_disable_;
   }
-  updateReading();
+  updateEvents();
 }
 
 void TcpConnection::write(BufferChain& data) {
@@ -262,39 +362,40 @@ void TcpConnection::write(BufferChain& data) {
 
 void TcpConnection::flush() {
   flush_scheduled_ = false;
-  if (state_ != State::kOpen || write_req_) return;
+  if (state_ == State::kClosing) {
+    // Only a close() without a socket schedules this: see close().
+    finishClose();
+    return;
+  }
+  if (state_ != State::kOpen) return;
   if (!queue_.empty()) {
     struct iovec iov[kMaxIov];
-    size_t n = queue_.iovecs(iov, kMaxIov);
-    // uv_buf_t is laid out as struct iovec on Unix.
-    auto* bufs = reinterpret_cast<uv_buf_t*>(iov);
-    auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-    ssize_t written = trySend(iov, n);
-    if (written < 0) {
-      close(CloseReason::kRemote);
-      return;
-    }
-    queue_.drain(static_cast<size_t>(written));
-    if (!queue_.empty()) {
-      // The kernel took part: hand the rest to uv_write, which waits for
-      // POLLOUT. The slices stay in queue_ until it completes.
-      n = queue_.iovecs(iov, kMaxIov);
-      write_req_ = new WriteRequest;
-      write_req_->req.data = this;
-      write_req_->bytes = 0;
-      for (size_t i = 0; i < n; ++i) write_req_->bytes += iov[i].iov_len;
-      int rc = uv_write(&write_req_->req, stream, bufs, static_cast<unsigned>(n), onWriteDone);
-      if (rc != 0) {
-        delete write_req_;
-        write_req_ = nullptr;
+    for (;;) {
+      size_t n = queue_.iovecs(iov, kMaxIov);
+      ssize_t written = trySend(iov, n);
+      if (written < 0) {
         close(CloseReason::kRemote);
         return;
       }
+      queue_.drain(static_cast<size_t>(written));
+      if (queue_.empty() || n < kMaxIov) break;
+      // More slices than one send carries: if the kernel took all it was
+      // offered, it may take the next ones too.
+      size_t offered = 0;
+      for (size_t i = 0; i < n; ++i) offered += iov[i].iov_len;
+      if (static_cast<size_t>(written) < offered) break;
+    }
+    // What the kernel did not take waits for the socket to be writable
+    // (onPoll flushes again then).
+    bool blocked = !queue_.empty();
+    if (blocked != write_blocked_) {
+      write_blocked_ = blocked;
+      updateEvents();
     }
   }
-  // Also with the queue empty: a uv_write that carried all of it has just
-  // completed (onWriteDone), and a producer paused at the high-water mark
-  // resumes only when it hears that the queue fell under the low one.
+  // Also with the queue empty: the write that emptied it may have been the
+  // one onPoll made, and a producer paused at the high-water mark resumes
+  // only when it hears that the queue fell under the low one.
   checkWatermarks();
   if (closing()) return;  // The callback closed it.
   if (queue_.empty() && close_after_flush_) {
@@ -318,29 +419,6 @@ void TcpConnection::onFlushedForClose() {
   worker_.deadlines().arm(phase_->deadline, phase_->linger_ms);
 }
 
-// Bytes queued that the kernel has not taken yet: those still in queue_, and
-// those of a pending uv_write that libuv has not written yet.
-size_t TcpConnection::unwrittenBytes() const {
-  return queue_.length() - (write_req_ ? write_req_->bytes : 0) +
-         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
-}
-
-void TcpConnection::onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* self = static_cast<TcpConnection*>(s->data);
-  if (nread > 0) {
-    // Dropped: the rest of a request that was answered already.
-    ReadBuffer().commit(static_cast<size_t>(nread), self->input_);
-    self->input_.clear();
-  } else if (nread == UV_EOF) {
-    // The peer closed its side: once our bytes are out, nothing is left to do.
-    self->eof_ = true;
-    self->updateReading();
-    if (self->queue_.empty() && !self->write_req_) self->close(self->flush_close_reason_);
-  } else if (nread < 0) {
-    self->close(CloseReason::kRemote);
-  }
-}
-
 // The linger time passed: after the FIN with no close from the peer, or
 // while the answer was still being written with no byte taken by the peer
 // since the timer was armed. A peer that reads, however slowly, has the
@@ -352,7 +430,7 @@ void TcpConnection::onLingerTimeout(void* conn) {
   auto* self = static_cast<TcpConnection*>(conn);
   PhaseState& phase = *self->phase_;
   if (!phase.flushed) {
-    size_t left = self->unwrittenBytes();
+    size_t left = self->queue_.length();
     if (left < phase.unwritten) {
       phase.unwritten = left;
       self->worker_.deadlines().arm(phase.deadline, phase.linger_ms);
@@ -362,8 +440,7 @@ void TcpConnection::onLingerTimeout(void* conn) {
   self->close(self->flush_close_reason_);
 }
 
-// What uv_try_write does (flush() calls it only when no uv_write is pending,
-// as uv_try_write requires), with syscalls that cost the kernel less:
+// What libuv's uv_try_write does, with syscalls that cost the kernel less:
 // - send/sendmsg go straight to the socket; write/writev pass through the VFS
 //   layer first.
 // - A short chain (a response head and a small body, a frame header and its
@@ -377,8 +454,7 @@ void TcpConnection::onLingerTimeout(void* conn) {
 // Returns the bytes the kernel took (0 when the socket is full), or -1 when
 // the connection is broken.
 ssize_t TcpConnection::trySend(const struct iovec* iov, size_t n) {
-  uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+  const int fd = fd_;
   ssize_t rc;
   if (n == 1) {
     do {
@@ -412,21 +488,6 @@ ssize_t TcpConnection::trySend(const struct iovec* iov, size_t n) {
   return -1;
 }
 
-void TcpConnection::onWriteDone(uv_write_t* req, int status) {
-  auto* self = static_cast<TcpConnection*>(req->data);
-  auto* w = reinterpret_cast<WriteRequest*>(req);
-  size_t done = w->bytes;
-  delete w;
-  self->write_req_ = nullptr;
-  if (status == UV_ECANCELED || self->closing()) return;
-  if (status < 0) {
-    self->close(CloseReason::kRemote);
-    return;
-  }
-  self->queue_.drain(done);
-  self->flush();
-}
-
 void TcpConnection::checkWatermarks() {
   size_t q = queue_.length();
   if (!above_high_ && q > high_watermark_) {
@@ -451,16 +512,11 @@ void TcpConnection::closeAfterFlush(CloseReason reason, uint64_t linger_ms) {
     phase_ = new PhaseState(this, &TcpConnection::onLingerTimeout);
     phase_->linger_ms = linger_ms;
     if (!eof_) {
-      lingering_ = true;
-      // From here on reads go to onLingerRead.
-      if (reading_) {
-        uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-        reading_ = false;
-      }
-      updateReading();
+      lingering_ = true;  // From here on reads are dropped (onReadable).
+      updateEvents();
     }
   }
-  if (queue_.empty() && !write_req_) {
+  if (queue_.empty()) {
     onFlushedForClose();
   } else {
     // The close_notify just queued (or bytes written earlier) must leave even
@@ -471,7 +527,7 @@ void TcpConnection::closeAfterFlush(CloseReason reason, uint64_t linger_ms) {
       // The wait for the peer to read the rest is bounded too (a client that
       // never reads would otherwise hold the connection and its queue for
       // good): linger_ms with no progress closes it (onLingerTimeout).
-      phase_->unwritten = unwrittenBytes();
+      phase_->unwritten = queue_.length();
       worker_.deadlines().arm(phase_->deadline, linger_ms);
     }
   }
@@ -485,7 +541,7 @@ void TcpConnection::shutdownAfterFlush() {
     tls_->transport->shutdown(queue_);
   }
   if (state_ != State::kOpen) return;  // Still connecting: onConnectDone flushes.
-  if (queue_.empty() && !write_req_) {
+  if (queue_.empty()) {
     shutdownNow();
   } else {
     scheduleFlush();
@@ -495,13 +551,10 @@ void TcpConnection::shutdownAfterFlush() {
 void TcpConnection::shutdownNow() {
   if (shutdown_sent_) return;
   shutdown_sent_ = true;
-  // libuv runs the shutdown once pending writes are done; a close before
-  // then cancels it (the callback still runs, with UV_ECANCELED).
-  auto* req = new uv_shutdown_t;
-  if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), onShutdownDone) != 0) delete req;
+  // Called with queue_ empty: the kernel has every byte and sends the FIN
+  // after them.
+  ::shutdown(fd_, SHUT_WR);
 }
-
-void TcpConnection::onShutdownDone(uv_shutdown_t* req, int) { delete req; }
 
 void TcpConnection::close(CloseReason reason) {
   if (closing()) return;
@@ -511,17 +564,26 @@ void TcpConnection::close(CloseReason reason) {
     worker_.cancelFlush(this);
     flush_scheduled_ = false;
   }
-  pending_handles_ = 1;
-  // Still connecting: closing the socket cancels the connect request, whose
-  // state is freed once the socket is closed (finishClose).
-  // Lingering: its deadline stops too. The state goes with the socket.
+  // Connecting or lingering: the deadline stops; the state goes with the
+  // socket (finishClose).
   if (phase_) phase_->deadline.cancel();
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onCloseDone);
+  if (fd_ < 0) {
+    // No socket (socket() or uv_poll_init failed): onClosed() is deferred
+    // all the same, to the worker's next flush pass.
+    flush_scheduled_ = true;
+    worker_.scheduleFlush(this);
+    return;
+  }
+  // uv_close stops the poll at once (the fd leaves epoll, and events already
+  // collected for it are dropped), so the socket closes now, as a libuv
+  // stream's did; onClosed() follows from the close callback.
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), onCloseDone);
+  ::close(fd_);
+  fd_ = -1;
 }
 
 void TcpConnection::onCloseDone(uv_handle_t* h) {
-  auto* self = static_cast<TcpConnection*>(h->data);
-  if (--self->pending_handles_ == 0) self->finishClose();
+  static_cast<TcpConnection*>(h->data)->finishClose();
 }
 
 void TcpConnection::finishClose() {

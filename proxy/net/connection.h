@@ -1,7 +1,9 @@
-// A TCP connection on a worker's loop: reads into slabs, writes slice chains
-// with a non-blocking send first and uv_write only for the rest (DESIGN.md:
-// syscalls are the budget), and applies watermark backpressure. Used for downstream
-// and upstream connections alike. It knows nothing of HTTP.
+// A TCP connection on a worker's loop: a socket skiff owns, watched by a
+// uv_poll_t. It reads with recv() into slabs, writes slice chains with
+// send()/sendmsg() and waits for the socket to be writable only for what the
+// kernel did not take (DESIGN.md: syscalls are the budget), and applies
+// watermark backpressure. Used for downstream and upstream connections alike.
+// It knows nothing of HTTP.
 #pragma once
 
 #include <sys/socket.h>
@@ -54,8 +56,11 @@ class TcpConnection {
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
 
-  // Downstream: accepts a pending connection from server and starts reading.
-  int accept(uv_stream_t* server);
+  // Downstream: takes over fd, a connected non-blocking socket (accept4 with
+  // SOCK_NONBLOCK), and starts reading. On failure fd is closed and a libuv
+  // error is returned; close() then reports the close.
+  // peer is its address (from accept4), or null to ask the socket.
+  int accept(int fd, const sockaddr* peer);
   // Upstream: connects to addr; onConnected() or onClosed(kConnectFailure /
   // kConnectTimeout) follows.
   int connect(const sockaddr* addr, uint64_t timeout_ms);
@@ -107,21 +112,18 @@ class TcpConnection {
     bool handshake_reported = false;
   };
 
-  static void onAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onWriteDone(uv_write_t* req, int status);
-  static void onConnectDone(uv_connect_t* req, int status);
+  static void onPoll(uv_poll_t* h, int status, int events);
   static void onConnectTimeout(void* conn);
   static void onCloseDone(uv_handle_t* h);
-  static void onShutdownDone(uv_shutdown_t* req, int status);
-  static void onLingerRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void onLingerTimeout(void* conn);
+  int openPoll(int fd);
+  void onConnectDone();
+  void onPollError();
+  void onReadable();
   void onFlushedForClose();
-  size_t unwrittenBytes() const;
   void shutdownNow();
-  void releaseConnectState();
-  void startReading();
-  void updateReading();
+  bool wantsRead() const;
+  void updateEvents(bool lazy_read_stop = true);
   void checkWatermarks();
   void finishClose();
   void deliver();
@@ -134,9 +136,8 @@ class TcpConnection {
   // they need it.
   Worker& worker_;
   Callbacks& callbacks_;
-  uv_tcp_t tcp_;
-  struct WriteRequest;
-  WriteRequest* write_req_ = nullptr;  // While a uv_write is pending (the kernel took part).
+  uv_poll_t poll_;  // Watches fd_ (uv_poll does not own it). Open while fd_ >= 0.
+  int fd_ = -1;     // The socket; closed with poll_.
   PhaseState* phase_ =
       nullptr;  // Upstream while connecting; downstream while closing with a linger.
   std::unique_ptr<TlsState> tls_;
@@ -145,19 +146,19 @@ class TcpConnection {
   std::string peer_;
   uint32_t high_watermark_;  // The low one is half of it.
   int read_disable_ = 0;
-  uint8_t pending_handles_ = 0;  // Handles whose uv_close callback is still due.
   State state_ = State::kIdle;
   CloseReason close_reason_ = CloseReason::kLocal;
   CloseReason flush_close_reason_ = CloseReason::kLocal;
+  uint8_t poll_events_ = 0;  // What poll_ was last started with (UV_READABLE, UV_WRITABLE).
   bool flush_scheduled_ = false;
-  bool reading_ = false;
   bool above_high_ = false;
-  // Flags of a connection's end share one byte: with the bytes in flight
-  // kept in WriteRequest and the low watermark computed, this object is 400
-  // bytes, and HttpConnectionManager a 576-byte malloc chunk, not 592.
+  bool write_blocked_ = false;  // The kernel left bytes of queue_: they wait for UV_WRITABLE.
+  // Flags of a connection's end share one byte. With a uv_poll_t (160 bytes)
+  // instead of a uv_tcp_t (248) and no uv_write in flight to track, this
+  // object is 312 bytes, and HttpConnectionManager a 480-byte malloc chunk.
   bool close_after_flush_ : 1 = false;
   bool shutdown_after_flush_ : 1 = false;  // shutdownAfterFlush() was called.
-  bool shutdown_sent_ : 1 = false;         // uv_shutdown was started.
+  bool shutdown_sent_ : 1 = false;         // shutdown(SHUT_WR) was called.
   bool lingering_ : 1 = false;             // closeAfterFlush with linger_ms: reads are dropped.
   bool eof_ : 1 = false;
 };

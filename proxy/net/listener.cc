@@ -46,39 +46,121 @@ uint32_t boundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
 }
 
+namespace {
+// Connections accepted per readable event at most; the rest wait for the
+// next loop iteration, so that a burst of connections does not hold up the
+// bytes of those already open.
+constexpr int kAcceptsPerEvent = 64;
+// Out of file descriptors (EMFILE, ENFILE) or kernel memory: the socket is not
+// watched for this long. Its pending connections stay queued in the kernel
+// (up to the backlog) and are accepted once descriptors are free again;
+// watching it meanwhile would wake the loop for nothing, without end.
+constexpr uint64_t kAcceptPauseMs = 100;
+}  // namespace
+
+ListeningSocket::ListeningSocket(Worker& worker, OnAccept on_accept, void* context)
+    : worker_(worker),
+      on_accept_(on_accept),
+      context_(context),
+      pause_(&ListeningSocket::onPauseEnd, this) {}
+
+int ListeningSocket::listen(int fd, int backlog) {
+  if (::listen(fd, backlog) != 0) {
+    int err = errno;
+    ::close(fd);
+    return uv_translate_sys_error(err);
+  }
+  poll_ = new uv_poll_t;
+  int rc = uv_poll_init_socket(worker_.loop(), poll_, fd);
+  if (rc != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    ::close(fd);
+    return rc;
+  }
+  poll_->data = this;
+  fd_ = fd;
+  uv_poll_start(poll_, UV_READABLE, onPoll);
+  return 0;
+}
+
+void ListeningSocket::close() {
+  if (!poll_) return;
+  pause_.cancel();
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+  // uv_close has stopped the poll: the fd can go now.
+  ::close(fd_);
+  fd_ = -1;
+}
+
+void ListeningSocket::onPoll(uv_poll_t* h, int, int) {
+  // An error (status < 0) is read back by accept4 too.
+  static_cast<ListeningSocket*>(h->data)->acceptPending();
+}
+
+void ListeningSocket::acceptPending() {
+  for (int i = 0; i < kAcceptsPerEvent && fd_ >= 0; ++i) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      on_accept_(context_, fd, reinterpret_cast<sockaddr*>(&ss));
+      continue;
+    }
+    switch (errno) {
+      case EINTR:
+      case ECONNABORTED:  // That connection is gone; others may wait.
+      case EPROTO:
+        continue;
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        uv_poll_stop(poll_);
+        worker_.deadlines().arm(pause_, kAcceptPauseMs);
+        return;
+      default:  // EAGAIN: none left (or the wakeup was spurious).
+        if (poll_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(poll_))) {
+          // A POLLERR stopped the handle; keep listening.
+          uv_poll_start(poll_, UV_READABLE, onPoll);
+        }
+        return;
+    }
+  }
+}
+
+void ListeningSocket::onPauseEnd(void* self) {
+  auto* s = static_cast<ListeningSocket*>(self);
+  if (s->poll_) uv_poll_start(s->poll_, UV_READABLE, onPoll);
+}
+
 TcpListener::TcpListener(Worker& worker, std::shared_ptr<const config::ListenerConfig> config,
                          uint32_t port)
-    : worker_(worker), config_(std::move(config)), port_(port) {}
+    : worker_(worker),
+      config_(std::move(config)),
+      port_(port),
+      socket_(worker, &TcpListener::onAccept, this) {}
 
 TcpListener::~TcpListener() { close(); }
 
 Status TcpListener::listen() {
   Result<int> fd = bindTcpSocket(config_->address.address, port_, /*reuse_port=*/true);
   if (!fd) return fd.status();
-  tcp_ = new uv_tcp_t;
-  uv_tcp_init(worker_.loop(), tcp_);
-  tcp_->data = this;
-  uv_tcp_open(tcp_, *fd);
-  int rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 4096, onConnection);
+  int rc = socket_.listen(*fd, 4096);
   if (rc != 0) {
-    close();
     return Status(ErrorSource::kInternal, "listen on " + config_->address.address + ":" +
                                               std::to_string(port_) + ": " + uv_strerror(rc));
   }
   return Status::ok();
 }
 
-void TcpListener::close() {
-  if (!tcp_) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(tcp_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-  tcp_ = nullptr;
-}
+void TcpListener::close() { socket_.close(); }
 
-void TcpListener::onConnection(uv_stream_t* server, int status) {
-  auto* self = static_cast<TcpListener*>(server->data);
-  if (status != 0 || !self->tcp_) return;
-  HttpConnectionManager::accept(self->worker_, self->config_, server);
+void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
+  auto* l = static_cast<TcpListener*>(self);
+  HttpConnectionManager::accept(l->worker_, l->config_, fd, peer);
 }
 
 }  // namespace skiff

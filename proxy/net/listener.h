@@ -1,10 +1,12 @@
 // A listening socket on one worker. Every worker opens its own socket on the
 // same address with SO_REUSEPORT, so the kernel spreads new connections over
 // the workers and no accept lock exists (DESIGN.md). Debian's libuv 1.44 has
-// no UV_TCP_REUSEPORT: the socket is made and bound here, then handed to
-// uv_tcp_open.
+// no UV_TCP_REUSEPORT: the socket is made and bound here, watched with a
+// uv_poll_t, and accepted from with accept4(), so that the new socket is
+// skiff's own (TcpConnection::accept) rather than a libuv stream's.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <memory>
@@ -12,6 +14,7 @@
 
 #include "proxy/common/status.h"
 #include "proxy/config/config.h"
+#include "proxy/net/deadline_queue.h"
 
 namespace skiff {
 
@@ -23,6 +26,38 @@ class Worker;
 Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_port);
 // The port a bound socket got (for port 0).
 uint32_t boundPort(int fd);
+
+// A bound socket that listens and accepts: each new connection is a
+// non-blocking, close-on-exec fd handed to on_accept with the peer's address.
+// Used by TcpListener and the admin server.
+class ListeningSocket {
+ public:
+  using OnAccept = void (*)(void* context, int fd, const sockaddr* peer);
+
+  ListeningSocket(Worker& worker, OnAccept on_accept, void* context);
+  ~ListeningSocket() { close(); }
+  ListeningSocket(const ListeningSocket&) = delete;
+  ListeningSocket& operator=(const ListeningSocket&) = delete;
+
+  // Listens on fd (bound and non-blocking; ours from now on, closed on
+  // failure too). Returns 0 or a libuv error.
+  int listen(int fd, int backlog);
+  // Stops accepting and closes the socket.
+  void close();
+  int fd() const { return fd_; }
+
+ private:
+  static void onPoll(uv_poll_t* h, int status, int events);
+  static void onPauseEnd(void* self);
+  void acceptPending();
+
+  Worker& worker_;
+  OnAccept on_accept_;
+  void* context_;
+  uv_poll_t* poll_ = nullptr;  // Freed by its close callback.
+  int fd_ = -1;
+  Deadline pause_;  // Out of file descriptors: accepting resumes when it fires.
+};
 
 class TcpListener {
  public:
@@ -42,12 +77,12 @@ class TcpListener {
   void close();
 
  private:
-  static void onConnection(uv_stream_t* server, int status);
+  static void onAccept(void* self, int fd, const sockaddr* peer);
 
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> config_;
   uint32_t port_;
-  uv_tcp_t* tcp_ = nullptr;  // Freed by its close callback.
+  ListeningSocket socket_;
 };
 
 }  // namespace skiff

@@ -449,10 +449,11 @@ class HttpProxyTest(h.SkiffTestCase):
 
 class SmallBufferTest(h.SkiffTestCase):
     def test_slow_reader_that_catches_up_gets_the_whole_body(self):
-        # With 16 KiB buffers, one uv_write takes skiff's whole queue toward a
-        # client that stopped reading. When that write completes, skiff must
-        # resume reading the upstream (it used to stay stopped: the queue was
-        # empty, so the low-water mark was never reported).
+        # With 16 KiB buffers, skiff's whole queue toward a client that
+        # stopped reading waits for the socket to turn writable. When the last
+        # of it leaves, skiff must resume reading the upstream (it used to
+        # stay stopped: the queue was empty, so the low-water mark was never
+        # reported).
         backend = self.start_backend()
         limit = {"per_connection_buffer_limit_bytes": 16384}
         ingress = h.listener("ingress", [h.route("/", cluster="b")])

@@ -4,14 +4,19 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "proxy/net/listener.h"
 #include "proxy/worker/worker.h"
 
 namespace skiff {
@@ -52,23 +57,26 @@ class Recorder : public TcpConnection::Callbacks {
 
 class TcpConnectionTest : public ::testing::Test {
  protected:
-  TcpConnectionTest() : worker_(0, std::make_shared<config::Snapshot>()) {
-    uv_tcp_init(worker_.loop(), &server_);
-    server_.data = this;
-    sockaddr_in addr{};
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    uv_tcp_bind(&server_, reinterpret_cast<const sockaddr*>(&addr), 0);
-    uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 16, [](uv_stream_t* s, int status) {
-      auto* self = static_cast<TcpConnectionTest*>(s->data);
-      if (status != 0) return;
-      self->accepted_ = std::make_unique<TcpConnection>(self->worker_, self->server_side_, 1 << 20);
-      self->server_side_.conn = self->accepted_.get();
-      ASSERT_EQ(self->accepted_->accept(s), 0);
-    });
-    sockaddr_storage ss{};
-    int len = sizeof(ss);
-    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&ss), &len);
-    std::memcpy(&server_addr_, &ss, sizeof(server_addr_));
+  TcpConnectionTest()
+      : worker_(0, std::make_shared<config::Snapshot>()),
+        server_(
+            worker_,
+            [](void* context, int fd, const sockaddr* peer) {
+              auto* self = static_cast<TcpConnectionTest*>(context);
+              ++self->accepts_;
+              self->accepted_ =
+                  std::make_unique<TcpConnection>(self->worker_, self->server_side_, 1 << 20);
+              self->server_side_.conn = self->accepted_.get();
+              ASSERT_EQ(self->accepted_->accept(fd, peer), 0);
+            },
+            this) {
+    Result<int> fd = bindTcpSocket("127.0.0.1", 0, /*reuse_port=*/false);
+    EXPECT_TRUE(fd.isOk());
+    uint32_t port = boundPort(*fd);
+    EXPECT_EQ(server_.listen(*fd, 16), 0);
+    server_addr_.sin_family = AF_INET;
+    server_addr_.sin_port = htons(static_cast<uint16_t>(port));
+    server_addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     // Wakes the loop now and then, so that runUntil() never blocks for good.
     uv_timer_init(worker_.loop(), &tick_);
     uv_timer_start(
@@ -81,7 +89,7 @@ class TcpConnectionTest : public ::testing::Test {
     }
     runUntil(
         [&] { return (!client_ || client_side_.closed) && (!accepted_ || server_side_.closed); });
-    uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+    server_.close();
     uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
     client_.reset();
     accepted_.reset();
@@ -97,6 +105,17 @@ class TcpConnectionTest : public ::testing::Test {
     uv_update_time(worker_.loop());
     uint64_t end = uv_now(worker_.loop()) + ms;
     while (uv_now(worker_.loop()) < end) uv_run(worker_.loop(), UV_RUN_ONCE);
+  }
+
+  // Runs the loop for about ms milliseconds and returns how many times it
+  // went round: tick_ alone makes it about ms / 5. A socket watched for an
+  // event it does not consume (epoll is level-triggered) makes it thousands.
+  int iterationsIn(uint64_t ms) {
+    uv_update_time(worker_.loop());
+    uint64_t end = uv_now(worker_.loop()) + ms;
+    int n = 0;
+    for (; uv_now(worker_.loop()) < end; ++n) uv_run(worker_.loop(), UV_RUN_ONCE);
+    return n;
   }
 
   void connectClient(uint32_t buffer_limit = 1 << 20) {
@@ -125,10 +144,7 @@ class TcpConnectionTest : public ::testing::Test {
   // Sets SO_SNDBUF and SO_RCVBUF on both ends of the client connection,
   // found among the process's sockets by their loopback addresses.
   void shrinkSocketBuffers(int bytes) {
-    sockaddr_storage ss{};
-    int len = sizeof(ss);
-    uv_tcp_getsockname(&server_, reinterpret_cast<sockaddr*>(&ss), &len);
-    uint16_t server_port = reinterpret_cast<sockaddr_in*>(&ss)->sin_port;
+    uint16_t server_port = server_addr_.sin_port;
     int found = 0;
     for (int fd = 3; fd < 1024; ++fd) {
       sockaddr_in local{}, peer{};
@@ -147,7 +163,8 @@ class TcpConnectionTest : public ::testing::Test {
   }
 
   Worker worker_;
-  uv_tcp_t server_;
+  ListeningSocket server_;
+  int accepts_ = 0;
   uv_timer_t tick_;
   sockaddr_in server_addr_{};
   Recorder client_side_;
@@ -217,8 +234,8 @@ TEST_F(TcpConnectionTest, ConnectionsHoldNoSlabOnceTheirBytesAreConsumed) {
 
 TEST_F(TcpConnectionTest, WritesMoreThanTheKernelTakesAtOnce) {
   connectClient(64 << 20);
-  // Far more than a loopback socket buffer: uv_try_write takes part, and
-  // uv_write carries the rest once the reader drains.
+  // Far more than a loopback socket buffer: the first send takes part, and
+  // the rest leaves as the socket turns writable while the reader drains.
   std::string big(8 << 20, 'x');
   BufferChain out;
   out.appendCopy(big);
@@ -303,10 +320,11 @@ TEST_F(TcpConnectionTest, WatermarksFollowTheWriteQueue) {
 }
 
 TEST_F(TcpConnectionTest, BelowLowWatermarkWhenOneWriteCarriedTheWholeQueue) {
-  // The write that passed the high-water mark is one uv_write (at most 64
-  // slices) once the kernel took what it could: its completion empties the
-  // queue, and that alone must tell the producer to resume. It did not, and
-  // an HTTP/2 upload to an HTTP/1 upstream stalled until the upstream gave up.
+  // The write that passed the high-water mark leaves in part at once and in
+  // part as the socket turns writable: the send that empties the queue must
+  // alone tell the producer to resume. It did not (when the rest left as one
+  // uv_write), and an HTTP/2 upload to an HTTP/1 upstream stalled until the
+  // upstream gave up.
   connectClient(64 << 10);
   // Small socket buffers both ways keep the kernel from taking the whole
   // megabyte at once (a fresh loopback connection takes more than that).
@@ -317,7 +335,7 @@ TEST_F(TcpConnectionTest, BelowLowWatermarkWhenOneWriteCarriedTheWholeQueue) {
   client_->write(out);
   EXPECT_EQ(client_side_.above, 1);
   uv_run(worker_.loop(), UV_RUN_NOWAIT);  // The first flush: the kernel takes part.
-  // The case under test needs bytes left over for a uv_write.
+  // The case under test needs bytes left over for a writable event.
   ASSERT_GT(client_->queuedBytes(), size_t{64 << 10});
   server_side_.conn->readDisable(false);
   runUntil([&] { return server_side_.received == size_t{1 << 20} && client_side_.below == 1; });
@@ -379,6 +397,67 @@ TEST_F(TcpConnectionTest, LingeringCloseAfterThePeersFinIsBoundedToo) {
   runUntil([&] { return server_side_.eof; });
   ASSERT_TRUE(server_side_.eof);
   expectLingerEndsUnreadQueue();
+}
+
+// Bytes that arrive while reading is disabled stay in the socket, and the
+// loop does not spin on them (the socket stays readable); they are read once
+// reading is enabled again.
+TEST_F(TcpConnectionTest, ReadDisabledConnectionLeavesArrivingBytesAlone) {
+  connectClient();
+  server_side_.conn->readDisable(true);
+  BufferChain out;
+  out.appendCopy("waits");
+  client_->write(out);
+  EXPECT_LT(iterationsIn(100), 200);
+  EXPECT_EQ(server_side_.received, 0u);
+  server_side_.conn->readDisable(false);
+  runUntil([&] { return server_side_.received == 5; });
+  EXPECT_EQ(server_side_.text, "waits");
+}
+
+// After the peer's FIN the socket is readable for good: it is no longer
+// watched for that, and the other direction still works.
+TEST_F(TcpConnectionTest, PeersFinIsReadOnce) {
+  connectClient();
+  client_->shutdownAfterFlush();
+  runUntil([&] { return server_side_.eof; });
+  ASSERT_TRUE(server_side_.eof);
+  EXPECT_LT(iterationsIn(100), 200);
+  BufferChain back;
+  back.appendCopy("reply");
+  server_side_.conn->write(back);
+  runUntil([&] { return client_side_.received == 5; });
+  EXPECT_EQ(client_side_.text, "reply");
+}
+
+// Out of file descriptors, the listener stops watching its socket for a
+// while instead of waking the loop without end, and accepts the waiting
+// connection once descriptors are free again.
+TEST_F(TcpConnectionTest, ListenerWaitsOutRunningOutOfFileDescriptors) {
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 1024);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> filler;
+  for (int fd; (fd = ::dup(client)) >= 0;) filler.push_back(fd);
+  int dup_error = errno;
+  // The handshake completes in the kernel; accept4 then fails with EMFILE.
+  int rc =
+      ::connect(client, reinterpret_cast<const sockaddr*>(&server_addr_), sizeof(server_addr_));
+  int iterations = iterationsIn(60);
+  for (int fd : filler) ::close(fd);
+  setrlimit(RLIMIT_NOFILE, &saved);
+  ASSERT_EQ(dup_error, EMFILE);
+  ASSERT_EQ(rc, 0);
+  EXPECT_LT(iterations, 200);
+  EXPECT_EQ(accepts_, 0);
+  runUntil([&] { return accepts_ == 1; });
+  EXPECT_EQ(accepts_, 1);
+  ::close(client);
+  runUntil([&] { return server_side_.eof; });
 }
 
 }  // namespace
