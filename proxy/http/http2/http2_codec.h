@@ -307,6 +307,10 @@ class Http2Codec {
   // end needs no second lookup; cleared when it retires.
   Http2Stream* data_stream_ = nullptr;
   int32_t data_stream_id_ = 0;
+  // The stream of the last DATA frame sent and its id, so its close (which
+  // usually follows) needs no lookup; cleared when it retires.
+  Http2Stream* sent_stream_ = nullptr;
+  int32_t sent_stream_id_ = 0;
   std::deque<std::string> lowered_;       // Names lowercased for HEADERS not yet serialized.
   uint32_t request_ids_encoded_ = 0;      // x-request-id fields submitted (see appendFields).
   std::vector<Http2Stream*> drained_;     // Sent DATA while over their watermark.
