@@ -27,6 +27,9 @@ enum class Protocol : uint8_t;
 namespace router {
 class RouteEntry;
 }
+namespace access_log {
+struct StreamRecord;
+}
 }  // namespace skiff
 
 namespace skiff::filters {
@@ -70,6 +73,10 @@ class FilterCallbacks {
   // "CONNECT", an HTTP/1.1 Upgrade type ("websocket"), or empty for a plain
   // request. Valid while the stream lives.
   virtual std::string_view upgradeType() const = 0;
+  // What the stream records for its access logs (the router fills in the
+  // upstream's cluster, host and local address); null when the connection
+  // manager has no access log, so that a proxy without one pays nothing more.
+  virtual access_log::StreamRecord* streamRecord() { return nullptr; }
 };
 
 class HttpFilter {

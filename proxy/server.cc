@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "proxy/access_log/log_file.h"
 #include "proxy/common/image_pages.h"
 #include "proxy/common/json.h"
 #include "proxy/common/log.h"
@@ -94,6 +95,10 @@ int Server::run() {
   };
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  // SIGUSR1 reopens access log files (after a rotation), as in Envoy.
+  uv_signal_init(loop, &sigusr1_);
+  uv_signal_start(
+      &sigusr1_, [](uv_signal_t*, int) { access_log::LogFile::reopenAll(); }, SIGUSR1);
 
   uv_async_init(loop, &worker_event_, [](uv_async_t* a) {
     auto* self = static_cast<Server*>(a->data);
@@ -145,6 +150,8 @@ int Server::run() {
   uv_run(loop, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   teardownMain();
+  // Every worker handed its access log lines over as it stopped.
+  access_log::LogFile::stopWriter();
   SKIFF_LOG(kInfo, "exiting");
   return exit_code_;
 }
@@ -159,6 +166,7 @@ void Server::teardownMain() {
   if (handles_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigusr1_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&worker_event_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&release_pages_), nullptr);
     handles_open_ = false;

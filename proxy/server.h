@@ -104,6 +104,7 @@ class Server : public AdminSource,
   bool dns_started_ = false;  // startDns has counted the static STRICT_DNS clusters.
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
+  uv_signal_t sigusr1_;  // Reopens access log files.
   uv_async_t worker_event_;
   // Once live: fires when xDS has been quiet for a while after a change, to
   // unmap the parsing code the change ran (releaseReadOnlyImagePages).

@@ -69,7 +69,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "delayed_close_timeout", "common_http_protocol_options", "http_protocol_options",
         "http2_protocol_options", "rds",
         // Tunnels, through the HCM's own filter chain.
-        "upgrade_configs"}},
+        "upgrade_configs",
+        // proxy/access_log: file, stdout and stderr loggers.
+        "access_log"}},
       // Custom upgrade `filters` are refused.
       {std::string(kHcm) + ".UpgradeConfig", {"upgrade_type", "enabled"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",
@@ -77,6 +79,26 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
       {"envoy.extensions.filters.http.router.v3.Router", {}},
+      // Access logs (xds/access_log_translator). skiff has no runtime, so a
+      // RuntimeUInt32's runtime_key never overrides its default_value.
+      {"envoy.config.accesslog.v3.AccessLog", {"name", "filter", "typed_config"}},
+      {"envoy.config.accesslog.v3.AccessLogFilter",
+       {"status_code_filter", "duration_filter", "not_health_check_filter", "response_flag_filter",
+        "and_filter", "or_filter"}},
+      {"envoy.config.accesslog.v3.StatusCodeFilter", {"comparison"}},
+      {"envoy.config.accesslog.v3.DurationFilter", {"comparison"}},
+      {"envoy.config.accesslog.v3.ComparisonFilter", {"op", "value"}},
+      {"envoy.config.core.v3.RuntimeUInt32", {"default_value", "runtime_key"}},
+      {"envoy.config.accesslog.v3.NotHealthCheckFilter", {}},
+      {"envoy.config.accesslog.v3.ResponseFlagFilter", {"flags"}},
+      {"envoy.config.accesslog.v3.AndFilter", {"filters"}},
+      {"envoy.config.accesslog.v3.OrFilter", {"filters"}},
+      {"envoy.extensions.access_loggers.file.v3.FileAccessLog", {"path", "format", "log_format"}},
+      {"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", {"log_format"}},
+      {"envoy.extensions.access_loggers.stream.v3.StderrAccessLog", {"log_format"}},
+      // text_format_source: inline only (the translator refuses filename).
+      {"envoy.config.core.v3.SubstitutionFormatString",
+       {"text_format", "text_format_source", "json_format", "omit_empty_values"}},
       // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
       {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"enable_trailers"}},
@@ -224,6 +246,9 @@ const std::set<std::string>& anyTypes() {
       std::string(kTls) + "DownstreamTlsContext",
       std::string(kTls) + "UpstreamTlsContext",
       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+      "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+      "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+      "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
   };
   return *types;
 }

@@ -17,6 +17,7 @@
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "proxy/router/route_table.h"
+#include "xds/access_log_translator.h"
 #include "xds/field_support.h"
 #include "xds/tls_translator.h"
 
@@ -743,6 +744,11 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     }
     if (u.has_enabled()) c.enabled = u.enabled().value();
     out.upgrade_configs.push_back(std::move(c));
+  }
+  translateAccessLogs(hcm.access_log(), path + ".access_log", errors, out.access_logs);
+  for (const auto& log : out.access_logs) {
+    out.access_log_downstream_local |= log->formatter().usesDownstreamLocalAddress();
+    out.access_log_upstream_local |= log->formatter().usesUpstreamLocalAddress();
   }
 }
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "filters/router/grpc_timeout.h"
+#include "proxy/access_log/formatter.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
@@ -78,12 +79,15 @@ class RouterFilter : public HttpFilter,
       cb_->sendLocalReply(static_cast<int>(route->clusterNotFoundStatus()), "", "NC");
       return FilterStatus::kContinue;
     }
+    access_log::StreamRecord* record = cb_->streamRecord();
+    if (record) record->upstream_cluster = cluster_->name();
     host_ = cluster_->chooseHost();
     if (!host_) {
       cluster_->stats().upstream_cx_none_healthy.inc();
       cb_->sendLocalReply(503, "no healthy upstream", "UH");
       return FilterStatus::kContinue;
     }
+    if (record) record->upstream_host = host_->address();
     if (cluster_->active_requests >= cluster_->config().max_requests) {
       // Envoy counts a max_requests overflow with the pending ones.
       cluster_->stats().upstream_rq_pending_overflow.inc();
@@ -191,6 +195,9 @@ class RouterFilter : public HttpFilter,
       return;
     }
     client_ = &client;
+    if (access_log::StreamRecord* r = cb_->streamRecord(); r && r->want_upstream_local_address) {
+      r->upstream_local_address = client.localAddress();
+    }
     encoder_ = &client.codec().newStream(response_);
     encoder_->stream().setCallbacks(this);
     for (int i = 0; i < upstream_read_disabled_; ++i) encoder_->stream().readDisable(true);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "filters/filter.h"
+#include "proxy/access_log/access_log.h"
 #include "proxy/common/persistent_map.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_context.h"
@@ -124,6 +125,12 @@ struct HttpConnectionManagerConfig {
     bool enabled = true;
   };
   std::vector<UpgradeConfig> upgrade_configs;
+  // access_log: written once per stream, at its end. Empty: streams keep no
+  // log record at all.
+  std::vector<std::shared_ptr<const access_log::AccessLog>> access_logs;
+  // Whether a format prints these, which cost a getsockname per stream.
+  bool access_log_downstream_local = false;
+  bool access_log_upstream_local = false;
 };
 
 // One filter chain: which connections it takes, their TLS, their HCM.

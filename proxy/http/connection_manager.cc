@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
 
 #include "proxy/buffer/object_pool.h"
@@ -177,6 +178,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       hcm_.stats().downstream_rq_http1_total.inc();
     }
     hcm_.stats().downstream_rq_active.inc();
+    if (!hcm.config().access_logs.empty()) startRecord();
     armTimers();
   }
 
@@ -192,7 +194,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void decode1xxHeaders(HeaderMapPtr) override {}
 
   void decodeHeaders(HeaderMapPtr headers, bool end_stream) override {
-    if (end_stream) remote_complete_ = true;
+    if (end_stream) markRequestEnd();
     grpc_ = isGrpcRequest(*headers);
     const auto& cfg = hcm_.config();
     HeaderMap& h = *headers;
@@ -268,7 +270,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
   void decodeData(BufferChain& data, bool end_stream) override {
-    if (end_stream) remote_complete_ = true;
+    if (record_) record_->bytes_received += data.length();
+    if (end_stream) markRequestEnd();
     touch();
     if (tunnel_open_) {
       // The upstream may have ended its direction already: this one goes on.
@@ -285,7 +288,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
   void decodeTrailers(HeaderMapPtr trailers) override {
-    remote_complete_ = true;
+    markRequestEnd();
     if (local_complete_) {
       maybeFinish();
       return;
@@ -294,9 +297,14 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
   // ---- http::StreamCallbacks (the downstream stream)
-  void onResetStream(http::ResetReason, std::string_view) override {
+  void onResetStream(http::ResetReason reason, std::string_view) override {
     if (finished_) return;
     hcm_.stats().downstream_rq_rx_reset.inc();
+    if (record_) {
+      // Only the access log shows these: Envoy's DC (the downstream
+      // connection went away) and DR (the client reset the stream).
+      setResponseFlag(reason == http::ResetReason::kConnectionTermination ? "DC" : "DR");
+    }
     finish();
   }
   void onAboveWriteBufferHighWatermark() override {
@@ -319,6 +327,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
   http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
   std::string_view upgradeType() const override { return upgrade_type_; }
+  access_log::StreamRecord* streamRecord() override { return record_.get(); }
   void readDisableDownstream(bool disable) override {
     if (!finished_ && !encoder_detached_) encoder_.stream().readDisable(disable);
   }
@@ -415,12 +424,23 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       if (hcm_.protocol() != http::Protocol::kHttp2 && !upgrade_) hcm_.codec().goAway();
     }
     response_headers_ = std::move(headers);  // Encoders may hold views into it.
+    if (record_) {
+      uint64_t now = uv_hrtime();
+      // RESPONSE_DURATION: the upstream's response reached us (filters that
+      // run on it are in the nanoseconds).
+      if (!local_reply_ && !record_->upstream_host.empty()) record_->upstream_first_byte_ns = now;
+      if (end_stream) record_->response_end_ns = now;
+    }
     if (end_stream) beforeLastEncode();
     encoder_.encodeHeaders(*response_headers_, end_stream);
     if (end_stream) onLocalComplete();
   }
   void sinkData(BufferChain& data, bool end_stream) override {
     touch();
+    if (record_) {
+      record_->bytes_sent += data.length();
+      if (end_stream) record_->response_end_ns = uv_hrtime();
+    }
     if (end_stream) beforeLastEncode();
     encoder_.encodeData(data, end_stream);
     if (end_stream) onLocalComplete();
@@ -428,6 +448,10 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void sinkTrailers(HeaderMapPtr trailers) override {
     beforeLastEncode();
     encoder_.encodeTrailers(*trailers);
+    if (record_) {
+      record_->response_end_ns = uv_hrtime();
+      record_->response_trailers = std::move(trailers);  // For %TRAILER(...)%.
+    }
     onLocalComplete();
   }
   void onBufferLimitExceeded(bool decoding) override {
@@ -465,6 +489,53 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void stopTimers() {
     request_deadline_.cancel();
     idle_deadline_.cancel();
+  }
+
+  void markRequestEnd() {
+    remote_complete_ = true;
+    if (record_) record_->request_end_ns = uv_hrtime();
+  }
+
+  // Access logs: the stream keeps a record only when its connection manager
+  // has one, and writes it once, as it ends.
+  void startRecord() {
+    record_ = std::make_unique<access_log::StreamRecord>();
+    record_->start_ns = uv_hrtime();
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    record_->start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+    record_->want_upstream_local_address = hcm_.config().access_log_upstream_local;
+  }
+
+  void writeAccessLogs() {
+    const auto& cfg = hcm_.config();
+    access_log::LogContext c;
+    c.record = record_.get();
+    c.end_ns = uv_hrtime();
+    c.request_headers = chain_.requestHeaders();
+    c.response_headers = response_headers_.get();
+    c.response_code = response_headers_ ? static_cast<uint32_t>(response_headers_->status()) : 0;
+    c.response_flags = response_flags_;
+    switch (hcm_.protocol()) {
+      case http::Protocol::kHttp10:
+        c.protocol = "HTTP/1.0";
+        break;
+      case http::Protocol::kHttp11:
+        c.protocol = "HTTP/1.1";
+        break;
+      case http::Protocol::kHttp2:
+        c.protocol = "HTTP/2";
+        break;
+    }
+    c.downstream_remote_address = hcm_.connection().peerAddress();
+    std::string local;
+    if (cfg.access_log_downstream_local) {
+      local = hcm_.connection().localAddress();
+      c.downstream_local_address = local;
+    }
+    if (tls::TlsTransport* t = hcm_.connection().tls()) c.requested_server_name = t->sni();
+    if (route_) c.route_name = route_->name();
+    for (const auto& log : cfg.access_logs) log->log(c, hcm_.worker().loop());
   }
 
   // Envoy's rule: the route's upgrade_configs entry for the type decides;
@@ -533,6 +604,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     finished_ = true;
     stopTimers();
     detachEncoder();
+    if (record_) writeAccessLogs();  // Before the filters go: the router holds the host.
     chain_.destroy();
     hcm_.removeStream(*this);
   }
@@ -545,6 +617,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   std::shared_ptr<const router::RouteTable> rds_table_;
   HeaderMapPtr response_headers_;
   std::string response_flags_;
+  std::unique_ptr<access_log::StreamRecord> record_;  // Only with access logs.
   Deadline request_deadline_{&ActiveStream::onRequestTimeout, this};
   Deadline idle_deadline_{&ActiveStream::onIdleTimeout, this};
   bool remote_complete_ = false;

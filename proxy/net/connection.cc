@@ -62,6 +62,13 @@ std::string formatAddress(const sockaddr* addr) {
   return "unknown";
 }
 
+std::string TcpConnection::localAddress() const {
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  return formatAddress(reinterpret_cast<sockaddr*>(&ss));
+}
+
 bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out) {
   std::memset(&out, 0, sizeof(out));
   auto* in = reinterpret_cast<sockaddr_in*>(&out);

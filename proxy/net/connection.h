@@ -101,6 +101,9 @@ class TcpConnection {
   Worker& worker() const { return worker_; }
   size_t queuedBytes() const { return queue_.length(); }
   const std::string& peerAddress() const { return peer_; }
+  // "ip:port" of this end (a getsockname each call: access logs ask only
+  // when a format prints it); empty when the socket has none.
+  std::string localAddress() const;
 
  private:
   enum class State : uint8_t { kIdle, kConnecting, kOpen, kClosing, kClosed };

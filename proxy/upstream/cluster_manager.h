@@ -90,6 +90,8 @@ class UpstreamClient : public Deletable,
   // connected: before that its protocol may be unknown).
   bool serves(Want w) const;
   Host& host() { return *host_; }
+  // The connection's own address (a getsockname; for access logs).
+  std::string localAddress() const { return conn_.localAddress(); }
   // The borrower's stream ended (cleanly, or reset by the borrower first):
   // the connection goes back to the pool, or closes if it cannot be reused.
   void release();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 
+#include "proxy/access_log/log_file.h"
 #include "proxy/common/log.h"
 #include "proxy/net/connection.h"
 #include "proxy/net/listener.h"
@@ -88,6 +89,8 @@ void Worker::shutdown() {
     std::lock_guard lock(closed_mu_);
     closed_ = true;
   }
+  // Access log lines still buffered on this thread go to the writer.
+  access_log::LogFile::closeThread();
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);

@@ -1,0 +1,264 @@
+"""HTTP access logs (HttpConnectionManager.access_log), as Envoy writes them:
+a file log in Envoy's default format and one in JSON, checked line by line
+for a proxied 200, a 404 with no route (NR), 503s from a dead upstream (UF)
+and an empty cluster (UH), and a direct response; lines written before a
+drain are flushed at exit; SIGUSR1 reopens the file; a bad format is refused
+with the field's path."""
+
+import json
+import os
+import re
+import signal
+import tempfile
+import unittest
+
+import skiffharness as h
+from skiffharness import LOCALHOST
+
+JSON_FORMAT = {
+    "code": "%RESPONSE_CODE%",
+    "flags": "%RESPONSE_FLAGS%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(:PATH)%",
+    "id": "%REQ(X-TEST-ID)%",
+    "cluster": "%UPSTREAM_CLUSTER%",
+    "host": "%UPSTREAM_HOST%",
+    "sent": "%BYTES_SENT%",
+    "received": "%BYTES_RECEIVED%",
+    "protocol": "%PROTOCOL%",
+    "route": "%ROUTE_NAME%",
+    "downstream": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "local": "%DOWNSTREAM_LOCAL_ADDRESS%",
+}
+
+# Envoy's default format: [time] "METHOD PATH PROTOCOL" CODE FLAGS RX TX DURATION
+# UPSTREAM-SERVICE-TIME "XFF" "UA" "REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST"
+DEFAULT_LINE = re.compile(
+    r'^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\d+) (\d+) '
+    r'(\d+) (\S+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"$')
+
+
+def access_logs(text_path, json_path):
+    return [
+        {"name": "envoy.access_loggers.file",
+         "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+             "path": text_path}},
+        {"name": "envoy.access_loggers.file",
+         "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+             "path": json_path,
+             "log_format": {"json_format": JSON_FORMAT}}},
+    ]
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+class AccessLogTest(h.SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.nginx = cls.class_nginx()
+        dead = h.ReservedPort()  # nothing listens here
+        cls.addClassCleanup(dead.close)
+        cls.dir = tempfile.mkdtemp(prefix="skiff-access-log-")
+        cls.text_path = os.path.join(cls.dir, "access.log")
+        cls.json_path = os.path.join(cls.dir, "access.json")
+        routes = [
+            dict(h.route("/b64", cluster="nginx"), name="to_nginx"),
+            h.route("/dead", cluster="dead"),
+            h.route("/empty", cluster="empty"),
+            dict(h.route("/direct", direct="hello\n", status=201), name="direct"),
+        ]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", routes,
+                        hcm_extra={"access_log": access_logs(cls.text_path, cls.json_path)})],
+            [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
+             h.cluster("dead", [(LOCALHOST, dead.port)], connect_timeout="0.5s"),
+             h.cluster("empty", [])]))
+        cls.port = cls.skiff.port("ingress")
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.text_path, cls.json_path, cls.text_path + ".1"):
+            if os.path.exists(p):
+                os.remove(p)
+        os.rmdir(cls.dir)
+
+    def request(self, path, test_id, **kw):
+        """curl, so that the user agent is a real client's; returns the status."""
+        rc, out, err = h.curl("-o", "/dev/null", "-w", "%{http_code}",
+                              "-H", f"x-test-id: {test_id}", "-H", f"x-request-id: rid-{test_id}",
+                              *kw.get("args", ()), f"http://{LOCALHOST}:{self.port}{path}")
+        self.assertEqual(rc, 0, err)
+        return int(out)
+
+    def json_line(self, test_id, path=None):
+        """The JSON line of the request tagged test_id, once the one-second
+        flush has written it."""
+        path = path or self.json_path
+
+        def find():
+            for line in read_lines(path):
+                entry = json.loads(line)
+                if entry.get("id") == test_id:
+                    return entry
+            return None
+
+        return h.wait_until(find, 5, what=f"the access log line of {test_id}")
+
+    def text_line(self, test_id):
+        def find():
+            for line in read_lines(self.text_path):
+                if f'"rid-{test_id}"' in line:
+                    return line
+            return None
+
+        line = h.wait_until(find, 5, what=f"the text access log line of {test_id}")
+        m = DEFAULT_LINE.match(line)
+        self.assertIsNotNone(m, line)
+        return m.groups()
+
+    def test_proxied_200(self):
+        self.assertEqual(self.request("/b64", "ok"), 200)
+        e = self.json_line("ok")
+        self.assertEqual(e["code"], 200)  # A number, as Envoy types it.
+        self.assertIsNone(e["flags"])
+        self.assertEqual((e["method"], e["path"], e["protocol"]), ("GET", "/b64", "HTTP/1.1"))
+        self.assertEqual(e["cluster"], "nginx")
+        self.assertEqual(e["host"], f"{LOCALHOST}:{self.nginx.port}")
+        self.assertEqual(e["sent"], 64)
+        self.assertEqual(e["received"], 0)
+        self.assertEqual(e["route"], "to_nginx")
+        self.assertEqual(e["downstream"], LOCALHOST)
+        self.assertEqual(e["local"], f"{LOCALHOST}:{self.port}")
+        (_, method, path, proto, code, flags, rx, tx, _, _, xff, ua, rid, authority,
+         upstream) = self.text_line("ok")
+        self.assertEqual((method, path, proto, code, flags, rx, tx),
+                         ("GET", "/b64", "HTTP/1.1", "200", "-", "0", "64"))
+        self.assertTrue(ua.startswith("curl/"), ua)
+        self.assertEqual((xff, rid, authority, upstream),
+                         ("-", "rid-ok", f"{LOCALHOST}:{self.port}",
+                          f"{LOCALHOST}:{self.nginx.port}"))
+
+    def test_post_counts_bytes_received(self):
+        # nginx refuses a POST to a static file: what matters is the count.
+        self.assertEqual(self.request("/b64", "post", args=("--data-binary", "x" * 100)), 405)
+        e = self.json_line("post")
+        self.assertEqual((e["method"], e["code"], e["received"]), ("POST", 405, 100))
+
+    def test_no_route_is_404_nr(self):
+        self.assertEqual(self.request("/nowhere", "nr"), 404)
+        e = self.json_line("nr")
+        self.assertEqual((e["code"], e["flags"], e["cluster"], e["host"], e["route"]),
+                         (404, "NR", None, None, None))
+        self.assertEqual(self.text_line("nr")[4:6], ("404", "NR"))
+
+    def test_dead_upstream_is_503_uf(self):
+        self.assertEqual(self.request("/dead", "uf"), 503)
+        e = self.json_line("uf")
+        self.assertEqual((e["code"], e["flags"], e["cluster"]), (503, "UF", "dead"))
+        self.assertTrue(e["host"].startswith(f"{LOCALHOST}:"), e)
+        self.assertEqual(self.text_line("uf")[4:6], ("503", "UF"))
+
+    def test_empty_cluster_is_503_uh(self):
+        self.assertEqual(self.request("/empty", "uh"), 503)
+        e = self.json_line("uh")
+        self.assertEqual((e["code"], e["flags"], e["cluster"], e["host"]),
+                         (503, "UH", "empty", None))
+
+    def test_direct_response(self):
+        self.assertEqual(self.request("/direct", "direct"), 201)
+        e = self.json_line("direct")
+        self.assertEqual((e["code"], e["flags"], e["cluster"], e["sent"], e["route"]),
+                         (201, None, None, 6, "direct"))
+
+    def test_sigusr1_reopens_the_file(self):
+        self.assertEqual(self.request("/b64", "before-rotate"), 200)
+        self.text_line("before-rotate")
+        rotated = self.text_path + ".1"
+        os.rename(self.text_path, rotated)
+        self.skiff.signal(signal.SIGUSR1)
+        # Lines go to the new file once the writer has reopened it; a request
+        # sent before that lands in the rotated one, so send until one arrives.
+        def new_file_has_a_line():
+            self.request("/b64", "after-rotate")
+            return any('"rid-after-rotate"' in l for l in read_lines(self.text_path))
+
+        h.wait_until(new_file_has_a_line, 10, interval=0.3, what="a line in the reopened file")
+        self.assertTrue(any('"rid-before-rotate"' in l for l in read_lines(rotated)))
+
+
+class AccessLogExitTest(h.SkiffTestCase):
+    def test_lines_are_written_before_exit(self):
+        d = tempfile.mkdtemp(prefix="skiff-access-log-")
+        text_path, json_path = os.path.join(d, "a.log"), os.path.join(d, "a.json")
+        skiff = h.Skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", direct="hi\n")],
+                        hcm_extra={"access_log": access_logs(text_path, json_path)})]))
+        self.addCleanup(skiff.stop)
+        port = skiff.port("ingress")
+        for i in range(20):
+            self.assertEqual(h.http_request(port, path=f"/n{i}",
+                                            headers={"x-test-id": f"n{i}"})[0], 200)
+        # Well inside the one-second flush interval: the lines are still in
+        # the workers' buffers, and a drain must not lose them.
+        skiff.signal(signal.SIGTERM)
+        self.assertEqual(skiff.wait(15), 0)
+        ids = [json.loads(l)["id"] for l in read_lines(json_path)]
+        self.assertEqual(sorted(ids), sorted(f"n{i}" for i in range(20)))
+        self.assertEqual(len(read_lines(text_path)), 20)
+        for p in (text_path, json_path):
+            os.remove(p)
+        os.rmdir(d)
+
+
+class AccessLogConfigErrorsTest(unittest.TestCase):
+    HCM = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+
+    def validate(self, log):
+        config = h.bootstrap([h.listener("ingress", [h.route("/", direct="x")],
+                                         hcm_extra={"access_log": [log]})])
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(config)
+        self.addCleanup(os.remove, f.name)
+        return h.run_skiff(["--mode", "validate", "-c", f.name])
+
+    def stdout_log(self, log_format):
+        return {"name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": log_format}}
+
+    def test_unknown_operator_is_refused_with_its_path(self):
+        rc, out = self.validate(self.stdout_log(
+            {"text_format_source": {"inline_string": "%RESPONSE_CODE% %NOT_AN_OPERATOR%\n"}}))
+        self.assertEqual(rc, 1, out)
+        self.assertIn(self.HCM + ".access_log[0].typed_config.log_format.text_format_source."
+                      "inline_string: command operator %NOT_AN_OPERATOR% is not supported", out)
+
+    def test_bad_format_is_refused_with_its_path(self):
+        rc, out = self.validate(self.stdout_log({"json_format": {"status": "%RESPONSE_CODE"}}))
+        self.assertEqual(rc, 1, out)
+        self.assertIn(self.HCM + ".access_log[0].typed_config.log_format.json_format.status: "
+                      "'%' at position 0 does not start a command operator", out)
+
+    def test_unsupported_logger_is_refused_with_its_path(self):
+        rc, out = self.validate({"name": "not-a-logger", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+        self.assertEqual(rc, 1, out)
+        self.assertIn(self.HCM + ".access_log[0].typed_config: type URL 'type.googleapis.com/"
+                      "envoy.extensions.filters.http.router.v3.Router' is not supported yet", out)
+
+    def test_valid_stdout_log_validates(self):
+        rc, out = self.validate(self.stdout_log({"text_format": "%RESPONSE_CODE%\n"}))
+        self.assertEqual(rc, 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
