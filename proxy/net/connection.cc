@@ -253,13 +253,16 @@ void TcpConnection::onReadable() {
     }
     if (n == 0) {
       eof_ = true;
-      updateEvents();
       if (!lingering_) {
         callbacks_.onEof();
       } else if (queue_.empty()) {
         // The peer closed its side: once our bytes are out, nothing is left to do.
         close(flush_close_reason_);
       }
+      // The socket stays readable now, so it is no longer watched for that;
+      // after the owner's answer, which is often to close it (one epoll_ctl
+      // saved).
+      updateEvents();
       return;
     }
     // Poll events may be spurious (or the bytes went to an earlier read).
