@@ -460,5 +460,26 @@ TEST_F(TcpConnectionTest, ListenerWaitsOutRunningOutOfFileDescriptors) {
   runUntil([&] { return server_side_.eof; });
 }
 
+// A reset (POLLERR) that comes while reading is disabled waits, without
+// spinning the loop, until reading resumes, and then closes the connection
+// as a remote close.
+TEST_F(TcpConnectionTest, ResetWhileReadDisabledClosesOnceReadingResumes) {
+  int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  ASSERT_EQ(
+      ::connect(client, reinterpret_cast<const sockaddr*>(&server_addr_), sizeof(server_addr_)), 0);
+  runUntil([&] { return accepted_ != nullptr; });
+  ASSERT_TRUE(accepted_);
+  accepted_->readDisable(true);
+  linger reset{1, 0};  // close() sends RST.
+  ::setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+  ::close(client);
+  EXPECT_LT(iterationsIn(100), 200);
+  EXPECT_FALSE(server_side_.closed.has_value());
+  accepted_->readDisable(false);
+  runUntil([&] { return server_side_.closed.has_value(); });
+  EXPECT_EQ(server_side_.closed, CloseReason::kRemote);
+}
+
 }  // namespace
 }  // namespace skiff
