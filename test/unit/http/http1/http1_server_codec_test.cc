@@ -602,6 +602,32 @@ TEST_F(Http1ServerTest, EmptyFieldValuesPassAtEverySplitPoint) {
   }
 }
 
+// What a field's value is, as llhttp's spans gave it: leading OWS is not part
+// of it, trailing OWS is; names keep their spelling. The same at every split
+// point, and after empty lines before the request line (RFC 9112 2.2).
+TEST_F(Http1ServerTest, FieldValuesKeepTrailingWhitespaceAtEverySplitPoint) {
+  std::string_view req =
+      "\r\nGET /p HTTP/1.1\r\nHost:  h \r\nX-A: a \r\nx-b:\tb\t\r\nX-C:  c  d  \r\n"
+      "X-D: d:e\r\nContent-Length: 0\r\n\r\n";
+  for (size_t i = 0; i < req.size(); ++i) {
+    SCOPED_TRACE(i);
+    PiecewiseConnection c;
+    ASSERT_TRUE(c.feed(req, i)) << c.err.detail;
+    ASSERT_EQ(c.cbs.exchanges.size(), 1u);
+    const HeaderMap& h = *c.cbs.last().decoder.headers;
+    EXPECT_EQ(h.authority(), "h ");
+    EXPECT_EQ(h.path(), "/p");
+    EXPECT_EQ(h.get("x-a"), "a ");
+    EXPECT_EQ(h.get("x-b"), "b\t");
+    EXPECT_EQ(h.get("x-c"), "c  d  ");
+    EXPECT_EQ(h.get("x-d"), "d:e");
+    EXPECT_EQ(h.get("content-length"), "0");
+    std::string names;
+    for (const HeaderMap::Entry& e : h.entries()) names += std::string(e.name) + ",";
+    EXPECT_EQ(names, ":method,:scheme,:path,:authority,X-A,x-b,X-C,X-D,Content-Length,");
+  }
+}
+
 TEST_F(Http1ServerTest, HeadersJustUnderTheLimitPass) {
   ASSERT_TRUE(feed(manyHeaders(99)));
   ASSERT_EQ(callbacks_.exchanges.size(), 1u);
