@@ -141,7 +141,7 @@ bool listHasToken(std::string_view list, std::string_view token) {
 }
 
 HeaderMap::~HeaderMap() {
-  if (entries_ != inline_entries_) delete[] entries_;
+  if (entries_ != inline_.entries) delete[] entries_;
   while (blocks_) {
     Block* b = blocks_;
     blocks_ = b->next;
@@ -153,7 +153,7 @@ void HeaderMap::grow() {
   uint32_t capacity = capacity_ * 2;
   auto* bigger = new Entry[capacity];
   std::copy(entries_, entries_ + size_, bigger);
-  if (entries_ != inline_entries_) delete[] entries_;
+  if (entries_ != inline_.entries) delete[] entries_;
   entries_ = bigger;
   capacity_ = capacity;
 }

@@ -145,7 +145,10 @@ class HeaderMap {
     std::string_view value;
   };
 
-  HeaderMap() = default;
+  // User-provided, and so not "= default": std::make_unique<HeaderMap>()
+  // value-initializes, which for a defaulted constructor zeroes all 952
+  // bytes of the map before constructing it (a rep stos of 119 words).
+  HeaderMap() {}
   ~HeaderMap();
   HeaderMap(const HeaderMap&) = delete;
   HeaderMap& operator=(const HeaderMap&) = delete;
@@ -254,7 +257,7 @@ class HeaderMap {
   // moved indexed fields).
   void reindex();
 
-  Entry* entries_ = inline_entries_;
+  Entry* entries_ = inline_.entries;
   uint32_t size_ = 0;
   uint32_t capacity_ = kInlineEntries;
   uint32_t pin_count_ = 0;  // Of inline_pins_; the rest are in more_pins_.
@@ -268,7 +271,13 @@ class HeaderMap {
   static_assert(kWellKnownHeaders <= 32);
   std::vector<Slice> more_pins_;
   Slice inline_pins_[kInlinePins];
-  Entry inline_entries_[kInlineEntries];
+  // Entries are written before they are read (size_ counts them), so the
+  // inline ones are left unset when a map is made: zeroing 512 bytes cost
+  // about 60 instructions per map, two maps per proxied request.
+  union InlineEntries {
+    InlineEntries() {}
+    Entry entries[kInlineEntries];
+  } inline_;
   char arena_[kInlineArena];
 };
 
