@@ -131,7 +131,8 @@ int TcpConnection::openPoll(int fd) {
 int TcpConnection::accept(int fd, const sockaddr* peer) {
   int rc = openPoll(fd);
   if (rc != 0) return rc;
-  setNoDelay(fd_);
+  // TCP_NODELAY is set already: Linux copies it from the listening socket
+  // (ListeningSocket::listen), which saves a setsockopt per connection.
   if (peer) {
     peer_ = formatAddress(peer);
   } else {

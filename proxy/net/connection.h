@@ -56,8 +56,9 @@ class TcpConnection {
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
 
-  // Downstream: takes over fd, a connected non-blocking socket (accept4 with
-  // SOCK_NONBLOCK), and starts reading. On failure fd is closed and a libuv
+  // Downstream: takes over fd, a connected non-blocking socket with
+  // TCP_NODELAY (accept4 with SOCK_NONBLOCK from a ListeningSocket), and
+  // starts reading. On failure fd is closed and a libuv
   // error is returned; close() then reports the close.
   // peer is its address (from accept4), or null to ask the socket.
   int accept(int fd, const sockaddr* peer);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,6 +66,11 @@ ListeningSocket::ListeningSocket(Worker& worker, OnAccept on_accept, void* conte
       pause_(&ListeningSocket::onPauseEnd, this) {}
 
 int ListeningSocket::listen(int fd, int backlog) {
+  // Accepted sockets inherit TCP_NODELAY from this one on Linux (the
+  // listener's TCP state is copied into each), so connections need no
+  // setsockopt of their own (connection_test checks the inheritance).
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (::listen(fd, backlog) != 0) {
     int err = errno;
     ::close(fd);

@@ -28,7 +28,8 @@ Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_
 uint32_t boundPort(int fd);
 
 // A bound socket that listens and accepts: each new connection is a
-// non-blocking, close-on-exec fd handed to on_accept with the peer's address.
+// non-blocking, close-on-exec fd with TCP_NODELAY, handed to on_accept with
+// the peer's address.
 // Used by TcpListener and the admin server.
 class ListeningSocket {
  public:

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@ class TcpConnectionTest : public ::testing::Test {
             [](void* context, int fd, const sockaddr* peer) {
               auto* self = static_cast<TcpConnectionTest*>(context);
               ++self->accepts_;
+              self->accepted_fd_ = fd;
               self->accepted_ =
                   std::make_unique<TcpConnection>(self->worker_, self->server_side_, 1 << 20);
               self->server_side_.conn = self->accepted_.get();
@@ -165,6 +167,7 @@ class TcpConnectionTest : public ::testing::Test {
   Worker worker_;
   ListeningSocket server_;
   int accepts_ = 0;
+  int accepted_fd_ = -1;
   uv_timer_t tick_;
   sockaddr_in server_addr_{};
   Recorder client_side_;
@@ -182,6 +185,33 @@ TEST_F(TcpConnectionTest, ConnectsAndEchoes) {
   runUntil([&] { return client_side_.received == 5; });
   EXPECT_EQ(client_side_.text, "hello");
   EXPECT_EQ(server_side_.text, "hello");
+}
+
+// Nagle's algorithm is off both ways. An accepted socket gets TCP_NODELAY
+// from its listening socket, which Linux copies into it; this checks that the
+// kernel does.
+TEST_F(TcpConnectionTest, BothEndsHaveNoDelay) {
+  connectClient();
+  int on = 0;
+  socklen_t len = sizeof(on);
+  ASSERT_EQ(getsockopt(accepted_fd_, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+  EXPECT_EQ(on, 1);
+  // And the connecting end (its fd is the other loopback socket).
+  int found = 0;
+  for (int fd = 3; fd < 1024; ++fd) {
+    sockaddr_in peer{};
+    socklen_t p = sizeof(peer);
+    if (fd == accepted_fd_ || getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &p) != 0 ||
+        peer.sin_family != AF_INET || peer.sin_port != server_addr_.sin_port) {
+      continue;
+    }
+    on = 0;
+    len = sizeof(on);
+    ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    EXPECT_EQ(on, 1);
+    ++found;
+  }
+  EXPECT_EQ(found, 1);
 }
 
 TEST_F(TcpConnectionTest, ConnectToAClosedPortFails) {
