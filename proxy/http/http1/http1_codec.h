@@ -281,6 +281,9 @@ class Http1Codec {
   friend struct Http1Callbacks;
 
   Message& startMessage();
+  // The RFC 9112 checks on the name of the field being read (its colon has
+  // come): 0, or what fail() did.
+  int nameError();
   int commitField();
 };
 

@@ -504,6 +504,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"SpaceBeforeColonCl",
                    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length : 3\r\n\r\nabc", 400},
         BadRequest{"TabBeforeColon", "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", 400},
+        // The name's error is its field's first, even before a value too large.
+        BadRequest{"SpaceBeforeColonThenTooLarge",
+                   "GET / HTTP/1.1\r\nHost: h\r\nX : " + std::string(61 * 1024, 'v') + "\r\n\r\n",
+                   400},
+        BadRequest{"EmptyNameThenTooLarge",
+                   "GET / HTTP/1.1\r\nHost: h\r\n: " + std::string(61 * 1024, 'v') + "\r\n\r\n",
+                   400},
         BadRequest{"BareLf", "GET / HTTP/1.1\nHost: h\n\n", 400},
         BadRequest{"BareLfInHeaders", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400},
         BadRequest{"BareCr", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", 400},
