@@ -112,27 +112,85 @@ void appendNumber(std::string& out, uint64_t n) {
   out.append(buf, end);
 }
 
+// The first `digits` digits of a fraction of a second given in nanoseconds.
+void appendFraction(std::string& out, int64_t frac, int digits) {
+  char buf[9];
+  int64_t v = frac;
+  for (int i = 9; i > digits; --i) v /= 10;
+  for (int i = digits - 1; i >= 0; --i) {
+    buf[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+  out.append(buf, static_cast<size_t>(digits));
+}
+
+void appendStrftime(std::string& out, const std::string& spec, time_t secs) {
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[256];
+  size_t len = strftime(buf, sizeof(buf), spec.c_str(), &tm);
+  out.append(buf, len);
+}
+
+// The last START_TIME text made on this thread for a whole second: most lines
+// of a second share it, and strftime and gmtime_r cost about 1,500
+// instructions a line.
+struct TimeCache {
+  time_t secs = -1;
+  std::string format;
+  std::string text;
+};
+thread_local TimeCache t_time_cache;
+
+// Whether a START_TIME format prints fractions of a second (then its text
+// changes within a second, and is not cached).
+bool hasSubsecond(std::string_view fmt) {
+  for (size_t i = 0; i + 1 < fmt.size(); ++i) {
+    if (fmt[i] != '%') continue;
+    char n = fmt[i + 1];
+    if (n == 'f' || (n >= '1' && n <= '9' && i + 2 < fmt.size() && fmt[i + 2] == 'f') ||
+        (n == 'E' && i + 3 < fmt.size() && fmt[i + 3] == 'S')) {
+      return true;
+    }
+    ++i;  // Skips the specifier's letter (%% too).
+  }
+  return false;
+}
+
 // Appends t (nanoseconds since the epoch) in UTC as fmt says: strftime's
 // specifiers, plus Envoy's %f (nanoseconds, 9 digits), %1f..%9f (that many
 // digits of the fraction), %E3S..%E9S (seconds with that many) and %s (seconds
 // since the epoch). An empty fmt is Envoy's default, 2026-11-28T06:50:00.123Z.
-void appendTime(std::string& out, std::string_view fmt, int64_t t) {
+void appendTime(std::string& out, const std::string& fmt, bool subsecond, int64_t t) {
   time_t secs = static_cast<time_t>(t / 1000000000);
   int64_t frac = t % 1000000000;
-  auto fraction = [&](int digits) {
-    char buf[10];
-    int64_t v = frac;
-    for (int i = 9; i > digits; --i) v /= 10;
-    for (int i = digits - 1; i >= 0; --i) {
-      buf[i] = static_cast<char>('0' + v % 10);
-      v /= 10;
+  TimeCache& cache = t_time_cache;
+  if (fmt.empty() || !subsecond) {
+    if (cache.secs != secs || cache.format != fmt) {
+      cache.secs = secs;
+      cache.format = fmt;
+      cache.text.clear();
+      if (fmt.empty()) {
+        appendStrftime(cache.text, "%Y-%m-%dT%H:%M:%S", secs);
+      } else {
+        appendTime(cache.text, fmt, true, t);  // No fraction in it: the same all second.
+      }
     }
-    return std::string(buf, static_cast<size_t>(digits));
+    out += cache.text;
+    if (fmt.empty()) {
+      out += '.';
+      appendFraction(out, frac, 3);
+      out += 'Z';
+    }
+    return;
+  }
+  auto fraction = [&](int digits) {
+    std::string s;
+    appendFraction(s, frac, digits);
+    return s;
   };
   std::string spec;
-  if (fmt.empty()) {
-    spec = "%Y-%m-%dT%H:%M:%S." + fraction(3) + "Z";
-  } else {
+  {
     for (size_t i = 0; i < fmt.size(); ++i) {
       char c = fmt[i];
       if (c != '%' || i + 1 == fmt.size()) {
@@ -160,11 +218,7 @@ void appendTime(std::string& out, std::string_view fmt, int64_t t) {
       }
     }
   }
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[256];
-  size_t len = strftime(buf, sizeof(buf), spec.c_str(), &tm);
-  out.append(buf, len);
+  appendStrftime(out, spec, secs);
 }
 
 std::string hostName() {
@@ -179,8 +233,12 @@ std::string hostName() {
 struct Piece {
   Op op = Op::kLiteral;
   bool numeric = false;
-  std::string text;  // Literal text; header name; START_TIME's format; HOSTNAME's value.
-  std::string alt;   // The header tried when `text` is absent (REQ(A?B)).
+  bool subsecond = false;  // START_TIME: the format prints fractions of a second.
+  std::string text;        // Literal text; header name; START_TIME's format; HOSTNAME's value.
+  std::string alt;         // The header tried when `text` is absent (REQ(A?B)).
+  // The headers' classes, found once here rather than at each lookup.
+  WellKnownHeader known = WellKnownHeader::kCount;
+  WellKnownHeader alt_known = WellKnownHeader::kCount;
   size_t max_length = std::string::npos;
 };
 
@@ -285,9 +343,12 @@ bool parsePieces(std::string_view format, std::vector<Piece>& out, std::string& 
                   ")% must name one header, or two as A?B";
           return false;
         }
+        p.alt_known = classifyHeaderName(p.alt);
       }
+      p.known = classifyHeaderName(p.text);
     } else if (spec->op == Op::kStartTime) {
       p.text = std::string(arg);
+      p.subsecond = hasSubsecond(arg);
     } else if (spec->op == Op::kHostname) {
       p.text = hostName();
     }
@@ -309,10 +370,13 @@ bool appendValue(const Piece& p, const LogContext& c, std::string& out) {
     out.append(v);
     return true;
   };
+  auto lookup = [](const HeaderMap& h, WellKnownHeader known, const std::string& name) {
+    return known != WellKnownHeader::kCount ? h.get(known) : h.get(name);
+  };
   auto header = [&](const HeaderMap* h) {
     if (!h) return false;
-    auto v = h->get(p.text);
-    if (!v && !p.alt.empty()) v = h->get(p.alt);
+    auto v = lookup(*h, p.known, p.text);
+    if (!v && !p.alt.empty()) v = lookup(*h, p.alt_known, p.alt);
     return v ? view(*v) : false;
   };
   auto since = [&](uint64_t from, uint64_t to) {
@@ -326,7 +390,7 @@ bool appendValue(const Piece& p, const LogContext& c, std::string& out) {
       return true;
     case Op::kStartTime:
       if (!r) return false;
-      appendTime(out, p.text, r->start_unix_ns);
+      appendTime(out, p.text, p.subsecond, r->start_unix_ns);
       return true;
     case Op::kRequestHeader:
       return header(c.request_headers);

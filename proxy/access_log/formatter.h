@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/buffer/object_pool.h"
 #include "proxy/common/status.h"
 #include "proxy/http/header_map.h"
 
@@ -26,6 +27,13 @@ namespace skiff::access_log {
 // whose connection manager has access logs allocates one, so a proxy without
 // them pays nothing but a null check.
 struct StreamRecord {
+  // One per request when logging: from a per-worker free list, as streams
+  // are (a malloc and a free cost about 250 instructions).
+  static void* operator new(size_t size) { return ObjectPool<StreamRecord, 8192>::take(size); }
+  static void operator delete(void* p, size_t size) {
+    ObjectPool<StreamRecord, 8192>::give(p, size);
+  }
+
   int64_t start_unix_ns = 0;  // Wall clock at the stream's start (START_TIME).
   // Monotonic nanoseconds (uv_hrtime); 0: did not happen.
   uint64_t start_ns = 0;

@@ -191,6 +191,9 @@ void LogFile::append(std::string_view line, uv_loop_t* loop) {
     t.entries.push_back({shared_from_this(), {}});
     entry = &t.entries.back();
   }
+  // A buffer handed over leaves an empty string: give the next one its full
+  // size at once rather than a dozen reallocations on the way.
+  if (entry->bytes.capacity() < kFlushBytes) entry->bytes.reserve(kFlushBytes + 1024);
   entry->bytes.append(line);
   if (entry->bytes.size() >= kFlushBytes) {
     handOver(*entry);

@@ -125,6 +125,19 @@ TEST(Formatter, StartTimeFormats) {
   EXPECT_EQ(render("%START_TIME(%%)%", x.context), "%");
 }
 
+TEST(Formatter, StartTimeCacheFollowsTheSecondAndTheFormat) {
+  // Texts without a fraction are kept per second and per format: lines
+  // that alternate formats, or cross into the next second, get their own.
+  Fixture x;
+  const char* both = "%START_TIME% %START_TIME(%H:%M:%S %s)%";
+  EXPECT_EQ(render(both, x.context), "2016-04-15T20:17:00.310Z 20:17:00 1460751420");
+  x.record.start_unix_ns += 500000000;  // Same second, later in it.
+  EXPECT_EQ(render(both, x.context), "2016-04-15T20:17:00.810Z 20:17:00 1460751420");
+  x.record.start_unix_ns += 500000000;  // The next second.
+  EXPECT_EQ(render(both, x.context), "2016-04-15T20:17:01.310Z 20:17:01 1460751421");
+  EXPECT_EQ(render("%START_TIME(%S.%3f)%", x.context), "01.310");
+}
+
 TEST(Formatter, UnknownAndMalformedOperatorsAreErrors) {
   EXPECT_EQ(parseError("%NOT_AN_OPERATOR%"), "command operator %NOT_AN_OPERATOR% is not supported");
   EXPECT_EQ(parseError("%RESPONSE_CODE_DETAILS%"),
