@@ -51,6 +51,9 @@ struct StreamRecord {
   bool want_upstream_local_address = false;
   std::string upstream_local_address;
   HeaderMapPtr response_trailers;  // Kept for %TRAILER(...)%.
+  // The request of a stream answered before its filter chain saw it (400
+  // for a missing Host, 403 for a refused upgrade).
+  HeaderMapPtr unfiltered_request_headers;
 };
 
 // Everything a format can print about one finished stream.

@@ -201,6 +201,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (h.authority().empty()) {
       // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request
       // that lacks a Host header.
+      keepForLog(std::move(headers));
       sendLocalReply(400, "missing host header", "DPE");
       return;
     }
@@ -254,6 +255,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
         // Envoy: 403, and (HTTP/1) the connection closes after it, since what
         // follows the request may be the refused protocol's bytes.
         hcm_.stats().downstream_rq_ws_on_non_ws_route.inc();
+        keepForLog(std::move(headers));
         sendLocalReply(403, "", "");  // No body, as Envoy (details upgrade_failed).
         return;
       }
@@ -491,6 +493,12 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     idle_deadline_.cancel();
   }
 
+  // A request answered before it reaches the filter chain still shows its
+  // method, path and headers in the access log.
+  void keepForLog(HeaderMapPtr headers) {
+    if (record_) record_->unfiltered_request_headers = std::move(headers);
+  }
+
   void markRequestEnd() {
     remote_complete_ = true;
     if (record_) record_->request_end_ns = uv_hrtime();
@@ -512,7 +520,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     access_log::LogContext c;
     c.record = record_.get();
     c.end_ns = uv_hrtime();
-    c.request_headers = chain_.requestHeaders();
+    c.request_headers = chain_.requestHeaders() ? chain_.requestHeaders()
+                                                : record_->unfiltered_request_headers.get();
     c.response_headers = response_headers_.get();
     c.response_code = response_headers_ ? static_cast<uint32_t>(response_headers_->status()) : 0;
     c.response_flags = response_flags_;

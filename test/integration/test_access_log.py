@@ -178,6 +178,15 @@ class AccessLogTest(h.SkiffTestCase):
         self.assertEqual((e["code"], e["flags"], e["cluster"], e["sent"], e["route"]),
                          (201, None, None, 6, "direct"))
 
+    def test_refused_upgrade_is_logged_with_its_request(self):
+        # No upgrade_configs: a WebSocket upgrade gets 403 from the connection
+        # manager before the filter chain; its line still shows the request.
+        self.assertEqual(self.request("/b64", "upgrade", args=(
+            "-H", "Connection: Upgrade", "-H", "Upgrade: websocket")), 403)
+        e = self.json_line("upgrade")
+        self.assertEqual((e["code"], e["method"], e["path"], e["cluster"]),
+                         (403, "GET", "/b64", None))
+
     def test_sigusr1_reopens_the_file(self):
         self.assertEqual(self.request("/b64", "before-rotate"), 200)
         self.text_line("before-rotate")
