@@ -239,7 +239,7 @@ void BufferChain::drain(size_t n) {
   if (whole > 0) eraseFront(whole);
 }
 
-void BufferChain::clear() {
+void BufferChain::clearSlices() {
   Slice* d = data();
   for (uint32_t i = 0; i < size_; ++i) d[i].~Slice();
   size_ = 0;

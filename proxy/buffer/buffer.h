@@ -175,7 +175,13 @@ class BufferChain {
 
   // Removes the first n bytes.
   void drain(size_t n);
-  void clear();
+  // Inline for the empty chain, which is most calls (a chain's destructor,
+  // chains whose slices moved on): about 13 per proxied request, which each
+  // cost a call (bench/probe.sh instr: 14,129 -> 13,971 per proxied request).
+  void clear() {
+    if (size_ != 0 || heap_cap_ != 0) clearSlices();
+    length_ = 0;
+  }
 
   // Fills out with iovecs for up to max slices starting at the front; returns
   // how many were filled. For sendmsg (TcpConnection::trySend).
@@ -200,6 +206,8 @@ class BufferChain {
   [[gnu::noinline]] void grow();
   // Destroys the first n slices and moves the rest to the front.
   void eraseFront(size_t n);
+  // clear() for a chain that holds slices or a heap array.
+  void clearSlices();
   // Back to inline storage; the chain must hold no slice. Inline: nearly
   // every chain that clear() empties has no heap array.
   void freeHeap() {
