@@ -912,8 +912,8 @@ def write_machine(uptime_start, uptime_end):
         f"- h2load: {sh('h2load --version 2>&1 | head -1')}",
         f"- gnuplot: {sh('gnuplot --version')}",
         "",
-        "Machine load (other engineers were compiling on the same 2 cores; the figures are "
-        "indicative):\n",
+        "Machine load (`uptime`; the harness's own proxy, load generator and backend keep the "
+        "1-minute average near 2 while it runs, so more than that is other work):\n",
         f"- `uptime` at start: {uptime_start}",
         f"- `uptime` at end:   {uptime_end}",
         "",
