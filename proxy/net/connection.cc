@@ -133,15 +133,7 @@ int TcpConnection::accept(int fd, const sockaddr* peer) {
   if (rc != 0) return rc;
   // TCP_NODELAY is set already: Linux copies it from the listening socket
   // (ListeningSocket::listen), which saves a setsockopt per connection.
-  if (peer) {
-    peer_ = formatAddress(peer);
-  } else {
-    sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      peer_ = formatAddress(reinterpret_cast<sockaddr*>(&ss));
-    }
-  }
+  peer_ = formatAddress(peer);
   state_ = State::kOpen;
   updateEvents();
   return 0;

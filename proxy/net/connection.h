@@ -60,7 +60,7 @@ class TcpConnection {
   // TCP_NODELAY (accept4 with SOCK_NONBLOCK from a ListeningSocket), and
   // starts reading. On failure fd is closed and a libuv
   // error is returned; close() then reports the close.
-  // peer is its address (from accept4), or null to ask the socket.
+  // peer is its address, as accept4 gave it.
   int accept(int fd, const sockaddr* peer);
   // Upstream: connects to addr; onConnected() or onClosed(kConnectFailure /
   // kConnectTimeout) follows.
