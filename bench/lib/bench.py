@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from procs import cpu_ticks, free_port, spawn, status_kb, stop, stop_all, tail  # noqa: F401
+from procs import CpuCap, cpu_ticks, free_port, spawn, status_kb, stop, stop_all, tail  # noqa: F401
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH_DIR)
@@ -61,6 +61,8 @@ RATE_SIZE = os.environ.get("BENCH_RATE_SIZE", "64")
 RATE_CONNS = int(os.environ.get("BENCH_RATE_CONNS", "64"))
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
+CAP = float(os.environ.get("BENCH_CAP", "0.5"))  # capacity runs: share of one core; 0: none
+CAP_ROUNDS = int(os.environ.get("BENCH_CAP_ROUNDS", "3"))
 H2 = os.environ.get("BENCH_H2", "1") != "0"
 H2_SIZE = os.environ.get("BENCH_H2_SIZE", "64")
 H2_UPSTREAMS = env_list("BENCH_H2_UPSTREAMS", "h1 h2")
@@ -545,6 +547,54 @@ class Bench:
         res.update(proxy=name, upstream=upstream, size=H2_SIZE, conns=conns, streams=streams)
         return res
 
+    def capacity_runs(self):
+        """wrk against each proxy held to CAP of one core (CpuCap), CAP_ROUNDS times taking
+        turns; the median run by req/s. Closed loop with the proxy on a whole core compares
+        proxies in different regimes: whichever proxy saturates first handles its events in
+        large batches, while a faster one that runs out of work sleeps and wakes for every
+        few events and is charged for it. Capped, every proxy is the bottleneck, so req/s
+        over the cap is throughput per core in one regime for all."""
+        if CAP <= 0:
+            return []
+        if not CpuCap.available():
+            log("capacity runs skipped: no writable cgroup cpu controller (needs root)")
+            return []
+        names = [n for n in PROXIES if n != "direct"]
+        tries = {name: [] for name in names}
+        for _ in range(CAP_ROUNDS):
+            for name in names:
+                tries[name].append(self.capacity_run(name, RATE_SIZE, RATE_CONNS))
+        runs = []
+        for name in names:
+            ranked = sorted(tries[name], key=lambda r: r["rps"])
+            res = dict(ranked[len(ranked) // 2])
+            res["rounds"] = [{k: r[k] for k in ("rps", "cpu_us_per_req", "throttled")}
+                             for r in tries[name]]
+            log(f"cap {name:8} {CAP:.2f} core {res['rps']:9.0f} req/s "
+                f"= {res['rps_per_core']:.0f} per core, cpu {res['cpu_us_per_req']:.2f} us/req, "
+                f"throttled in {res['throttled'] * 100:.0f}% of periods")
+            runs.append(res)
+        return runs
+
+    def capacity_run(self, name, size, conns):
+        cap = CpuCap(CAP)
+        proxy = self.start_proxy(name)
+        try:
+            cap.add(proxy.cpu_pids())
+            port = self.port_of(proxy)
+            if WARMUP > 0:
+                self.wrk(port, size, conns, WARMUP)
+            periods, throttled = cap.stat()
+            res = self.measured(proxy, lambda: self.wrk(port, size, conns, DURATION))
+            periods2, throttled2 = cap.stat()
+        finally:
+            stop(proxy.proc)
+            cap.close()
+        # A proxy throttled in most periods used its whole share: req/s is its capacity.
+        res.update(proxy=name, size=size, conns=conns, cap=CAP, rps_per_core=res["rps"] / CAP,
+                   throttled=(throttled2 - throttled) / max(periods2 - periods, 1))
+        return res
+
     def memory_runs(self):
         runs = []
         for name in PROXIES:
@@ -716,10 +766,37 @@ def write_h2_report(w, h2):
     w("")
 
 
-def write_report(throughput, rates, h2, memory, started, finished):
+def write_capacity_report(w, capacity):
+    w(f"## Capacity: each proxy held to {CAP:g} of a core\n")
+    w(f"wrk -c{RATE_CONNS} on GET /{RATE_SIZE}, with the proxy's processes in a cgroup whose CPU "
+      f"bandwidth is {CAP:g} of one core (10 ms periods), so that every proxy, not the load "
+      f"generator, is the bottleneck. Requests per core is req/s over that share: what one core "
+      f"serves when the proxy has all the work it can take. Median of {CAP_ROUNDS} rounds by "
+      f"req/s, proxies taking turns. `throttled` is the share of periods in which the proxy "
+      f"used up its quota; well below 100% means it was not the bottleneck and the row is not "
+      f"its capacity. Latency here is set by the throttling, so it is not shown.\n")
+    w("| proxy | req/s | req/s per core | CPU µs/req (user+sys) | throttled | rounds req/s |")
+    w("|---|---:|---:|---:|---:|---|")
+    for r in capacity:
+        w(f"| {r['proxy']} | {r['rps']:.0f} | {r['rps_per_core']:.0f} "
+          f"| {r['cpu_us_per_req']:.2f} ({r['cpu_user_us_per_req']:.2f}+"
+          f"{r['cpu_sys_us_per_req']:.2f}) | {r['throttled'] * 100:.0f}% "
+          f"| {', '.join(str(round(x['rps'])) for x in r['rounds'])} |")
+    by = {r["proxy"]: r for r in capacity}
+    if "skiff" in by and "haproxy" in by:
+        s, h = by["skiff"], by["haproxy"]
+        w(f"\nskiff serves {ratio(s['rps'], h['rps'])}x HAProxy's requests per core"
+          + (f" and {ratio(s['rps'], by['nginx']['rps'])}x nginx's" if "nginx" in by else "")
+          + f"; its CPU per request is {ratio(s['cpu_us_per_req'], h['cpu_us_per_req'])}x "
+          f"HAProxy's.")
+    w("")
+
+
+def write_report(throughput, rates, h2, memory, started, finished, capacity=()):
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump({"throughput": throughput, "rates": rates, "h2": h2, "memory": memory,
+                   "capacity": list(capacity),
                    "settings": settings()}, f, indent=1, default=str)
     lines = []
     w = lines.append
@@ -775,6 +852,9 @@ def write_report(throughput, rates, h2, memory, started, finished):
               f"| {ratio(get('haproxy', 'rps'), get('direct', 'rps'))} "
               f"| {ratio(get('nginx', 'rps'), get('direct', 'rps'))} |")
     w("")
+
+    if capacity:
+        write_capacity_report(w, capacity)
 
     if rates:
         w(f"## Fixed rate (h2load --h1, {RATE_CONNS} connections, {RATE_SIZE} B bodies)\n")
@@ -865,7 +945,7 @@ def settings():
             "conns": CONNS, "sizes": SIZES, "proxies": PROXIES, "workers": WORKERS,
             "load_cpus": LOAD_CPUS, "proxy_cpus": PROXY_CPUS, "rate_fractions": RATE_FRACTIONS,
             "rate_size": RATE_SIZE, "rate_conns": RATE_CONNS, "idle_conns": IDLE_CONNS,
-            "nofile": NOFILE, "repeat": REPEAT, "h2": H2,
+            "nofile": NOFILE, "repeat": REPEAT, "h2": H2, "cap": CAP, "cap_rounds": CAP_ROUNDS,
             "h2_points": [f"{c}x{m}" for c, m in H2_POINTS], "h2_upstreams": H2_UPSTREAMS,
             "h2_size": H2_SIZE}
 
@@ -959,13 +1039,14 @@ def main():
     bench.start_backend()
     throughput = bench.throughput_runs()
     rates = bench.rate_runs(throughput)
+    capacity = bench.capacity_runs()
     h2 = bench.h2_runs() if H2 else []
     memory = bench.memory_runs() if IDLE_CONNS > 0 else []
     stop_all()
     run_microbench()
     finished = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     write_machine(uptime_start, sh("uptime"))
-    write_report(throughput, rates, h2, memory, started, finished)
+    write_report(throughput, rates, h2, memory, started, finished, capacity)
     plot(rates)
     shutil.rmtree(bench.tmp, ignore_errors=True)  # kept after an error, for the logs
     log(f"results in {RESULTS}: latest.md, latency.png, machine.md, latest.json")

@@ -14,6 +14,10 @@
                        wrk -t1 -c64 on GET /64, BENCH_DURATION seconds, R runs
                        of each proxy in BENCH_PROXIES taking turns; prints
                        every run and the median.
+  probe.py cap [R]     requests per core: each proxy in BENCH_PROXIES held to
+                       BENCH_CAP (default 0.5) of a core by a cgroup CPU quota,
+                       wrk -t1 -c64 on GET /64 for BENCH_DURATION seconds, R
+                       rounds taking turns (bench.py's capacity runs; root).
   probe.py instr [N]   instructions per proxied request: skiff runs under
                        valgrind's callgrind, h2load sends N keep-alive GET /64
                        on 64 connections after a warm-up, and the counters
@@ -277,6 +281,23 @@ def cpu(reps):
     shutil.rmtree(b.tmp, ignore_errors=True)
 
 
+def cap(rounds):
+    bench.CAP_ROUNDS = rounds
+    b = bench.Bench()
+    b.start_backend()
+    runs = b.capacity_runs()
+    for r in runs:
+        print(f"{r['proxy']}: median {r['rps']:.0f} req/s at {bench.CAP:g} core = "
+              f"{r['rps_per_core']:.0f} per core, {r['cpu_us_per_req']:.2f} us/req; rounds "
+              + ", ".join(f"{x['rps']:.0f} ({x['throttled'] * 100:.0f}% throttled)"
+                          for x in r["rounds"]))
+    by = {r["proxy"]: r for r in runs}
+    if "skiff" in by and "haproxy" in by:
+        print(f"skiff/haproxy requests per core: {by['skiff']['rps'] / by['haproxy']['rps']:.2f}")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
 def _kernel_counters():
     """Loopback TCP counters (/proc/net/snmp, netstat), IPIs and NET_RX softirqs per CPU."""
     vals = {}
@@ -476,6 +497,8 @@ def main():
         instr_h2(int(sys.argv[2]) if len(sys.argv) > 2 else 64000, *sys.argv[3:5])
     elif what == "cpu":
         cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    elif what == "cap":
+        cap(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     elif what == "send-cost":
         send_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 15,
                   [int(x) for x in sys.argv[3:]] or [64, 1024, 2048, 16384])
@@ -483,7 +506,7 @@ def main():
         counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
                  float(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | instr [N] | "
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | cap [R] | instr [N] | "
                          "instr-h2 [N] [CxM] [h1|h2] | counters [R] [RATE] | "
                          "send-cost [ROUNDS] [BODY...]")
 

@@ -92,3 +92,71 @@ def status_kb(pids, key):
                 if line.startswith(key + ":"):
                     total += int(line.split()[1])
     return total
+
+
+class CpuCap:
+    """Holds processes to a fraction of one core with the kernel's CFS bandwidth control.
+
+    A capped proxy is the bottleneck whatever the load generator can do, so its requests
+    per CPU-second are its throughput per core, measured in the regime where every proxy
+    batches the same way (see bench.py's capacity runs). Uses cgroup v2's cpu.max when the
+    unified hierarchy has the cpu controller, else cgroup v1's cpu controller. Needs root;
+    CpuCap.available() says whether it can work here."""
+
+    V2 = "/sys/fs/cgroup"
+    V1 = "/sys/fs/cgroup/cpu"
+
+    @classmethod
+    def _root(cls):
+        try:
+            with open(os.path.join(cls.V2, "cgroup.controllers")) as f:
+                if "cpu" in f.read().split():
+                    return cls.V2, 2
+        except OSError:
+            pass
+        if os.path.exists(os.path.join(cls.V1, "cpu.cfs_quota_us")):
+            return cls.V1, 1
+        return None, 0
+
+    @classmethod
+    def available(cls):
+        root, _ = cls._root()
+        return root is not None and os.access(root, os.W_OK)
+
+    def __init__(self, fraction, period_us=10000):
+        root, self.version = self._root()
+        if root is None:
+            raise OSError("no cgroup cpu controller")
+        self.path = os.path.join(root, f"skiff-bench-{os.getpid()}")
+        os.makedirs(self.path, exist_ok=True)
+        quota = max(1000, int(period_us * fraction))
+        if self.version == 2:
+            self._write("cpu.max", f"{quota} {period_us}")
+        else:
+            self._write("cpu.cfs_period_us", str(period_us))
+            self._write("cpu.cfs_quota_us", str(quota))
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def add(self, pids):
+        """Moves each process (all its threads) into the capped group."""
+        for pid in pids:
+            self._write("cgroup.procs", str(pid))
+
+    def stat(self):
+        """(periods, throttled periods) so far, from cpu.stat."""
+        vals = {}
+        with open(os.path.join(self.path, "cpu.stat")) as f:
+            for line in f:
+                k, v = line.split()
+                vals[k] = int(v)
+        return vals.get("nr_periods", 0), vals.get("nr_throttled", 0)
+
+    def close(self):
+        """Removes the group; call after its processes have exited."""
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
