@@ -3,6 +3,8 @@
 // that llhttp 8.1 leaves to its user, and header block serialization.
 #include "proxy/http/http1/http1_codec.h"
 
+#include "proxy/http/http1/llhttp_hooks.h"
+
 #include <charconv>
 #include <cstring>
 #include <string>
@@ -488,6 +490,8 @@ struct Http1Callbacks {
     return HPE_PAUSED;
   }
 
+  // llhttp_unity.c binds the parser's hooks to these same callbacks
+  // (llhttp_hooks.h): one set here needs its hook there.
   static const llhttp_settings_t* settings() {
     static const llhttp_settings_t s = [] {
       llhttp_settings_t s;
@@ -513,6 +517,34 @@ struct Http1Callbacks {
     return p.pool;
   }
 };
+
+}  // namespace skiff::http
+
+// The parser calls these directly (llhttp_unity.c: no lookup in the
+// settings, no call through a pointer).
+extern "C" {
+using skiff::http::Http1Callbacks;
+int skiff_http1_on_message_begin(llhttp_t* p) { return Http1Callbacks::onMessageBegin(p); }
+int skiff_http1_on_url(llhttp_t* p, const char* at, size_t len) {
+  return Http1Callbacks::onUrl(p, at, len);
+}
+int skiff_http1_on_header_field(llhttp_t* p, const char* at, size_t len) {
+  return Http1Callbacks::onHeaderField(p, at, len);
+}
+int skiff_http1_on_header_value(llhttp_t* p, const char* at, size_t len) {
+  return Http1Callbacks::onHeaderValue(p, at, len);
+}
+int skiff_http1_on_header_value_complete(llhttp_t* p) {
+  return Http1Callbacks::onHeaderValueComplete(p);
+}
+int skiff_http1_on_headers_complete(llhttp_t* p) { return Http1Callbacks::onHeadersComplete(p); }
+int skiff_http1_on_body(llhttp_t* p, const char* at, size_t len) {
+  return Http1Callbacks::onBody(p, at, len);
+}
+int skiff_http1_on_message_complete(llhttp_t* p) { return Http1Callbacks::onMessageComplete(p); }
+}
+
+namespace skiff::http {
 
 Http1Codec::Http1Codec(CodecOwner& owner, const Http1Settings& settings, llhttp_type_t type)
     : owner_(owner),
