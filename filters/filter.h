@@ -48,15 +48,20 @@ class FilterCallbacks {
   // Resumes a stream stopped by this filter.
   virtual void continueDecoding() = 0;
   virtual void continueEncoding() = 0;
-  // Ends the stream with a locally made response. response_flag is Envoy's
-  // short flag (NR, UF, UH, UT, ...) or empty; details goes in the body
-  // (gRPC: grpc-message); empty details send no body (and no grpc-message).
+  // Ends the stream with a locally made response. body is its text (gRPC:
+  // grpc-message); an empty body sends none (and no grpc-message).
+  // response_flag is Envoy's short flag (NR, UF, UH, UT, ...) or empty;
+  // details is Envoy's response code details for the access log, one of
+  // proxy/access_log/response_code_details.h's static strings.
   // Status 0 means no response can be sent any more (it already started):
   // the downstream stream is reset instead.
-  virtual void sendLocalReply(int status, std::string_view details,
-                              std::string_view response_flag) = 0;
+  virtual void sendLocalReply(int status, std::string_view body, std::string_view response_flag,
+                              std::string_view details) = 0;
   // Records an Envoy response flag on the stream (for logs and stats).
   virtual void setResponseFlag(std::string_view flag) = 0;
+  // Records Envoy's response code details (a static string, kept as a view)
+  // for the access log; one set later replaces it.
+  virtual void setResponseCodeDetails(std::string_view details) = 0;
   // The response, produced by the last decoder filter (the router): it enters
   // the encode side of the chain.
   virtual void encode1xxHeaders(HeaderMapPtr headers) = 0;

@@ -166,7 +166,7 @@ class GrpcCall final : public Deletable,
     if (callbacks_) callbacks_->onStreamReady();
   }
 
-  void onPoolFailure(upstream::PoolFailure reason) override {
+  void onPoolFailure(upstream::PoolFailure reason, std::string_view) override {
     waiting_for_pool_ = false;
     const char* why = reason == upstream::PoolFailure::kConnectTimeout ? "connection timeout"
                       : reason == upstream::PoolFailure::kOverflow

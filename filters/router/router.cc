@@ -4,6 +4,7 @@
 
 #include "filters/router/grpc_timeout.h"
 #include "proxy/access_log/formatter.h"
+#include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
@@ -51,11 +52,12 @@ class RouterFilter : public HttpFilter,
     const router::RouteEntry* route = cb_->route();
     if (!route) {
       // Envoy's 404 for no route has an empty body (and so no grpc-message).
-      cb_->sendLocalReply(404, "", "NR");
+      cb_->sendLocalReply(404, "", "NR", access_log::details::kRouteNotFound);
       return FilterStatus::kContinue;
     }
     if (route->kind() == router::RouteEntry::Kind::kDirectResponse) {
       cb_->connectionManagerStats().rq_direct_response.inc();
+      cb_->setResponseCodeDetails(access_log::details::kDirectResponse);
       sendDirect(*route);
       return FilterStatus::kContinue;
     }
@@ -63,6 +65,7 @@ class RouterFilter : public HttpFilter,
       // Envoy's router counts a redirect route under rq_direct_response: its
       // redirects are direct response entries.
       cb_->connectionManagerStats().rq_direct_response.inc();
+      cb_->setResponseCodeDetails(access_log::details::kDirectResponse);
       auto h = std::make_unique<HeaderMap>();
       h->addCopy(WellKnownHeader::kStatus, std::to_string(route->redirectStatus()));
       h->addCopy("location", route->redirectLocation(headers));
@@ -76,7 +79,8 @@ class RouterFilter : public HttpFilter,
       // Envoy: the route's cluster_not_found_response_code (503 by default)
       // with response flag NC (cluster_not_found) and an empty body.
       cb_->connectionManagerStats().no_cluster.inc();
-      cb_->sendLocalReply(static_cast<int>(route->clusterNotFoundStatus()), "", "NC");
+      cb_->sendLocalReply(static_cast<int>(route->clusterNotFoundStatus()), "", "NC",
+                          access_log::details::kClusterNotFound);
       return FilterStatus::kContinue;
     }
     access_log::StreamRecord* record = cb_->streamRecord();
@@ -84,14 +88,17 @@ class RouterFilter : public HttpFilter,
     host_ = cluster_->chooseHost();
     if (!host_) {
       cluster_->stats().upstream_cx_none_healthy.inc();
-      cb_->sendLocalReply(503, "no healthy upstream", "UH");
+      cb_->sendLocalReply(503, "no healthy upstream", "UH",
+                          access_log::details::kNoHealthyUpstream);
       return FilterStatus::kContinue;
     }
     if (record) record->upstream_host = host_->address();
     if (cluster_->active_requests >= cluster_->config().max_requests) {
       // Envoy counts a max_requests overflow with the pending ones.
       cluster_->stats().upstream_rq_pending_overflow.inc();
-      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO");
+      // Envoy's pool refuses it: an overflow before the response started.
+      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
+                          access_log::details::kResetBeforeStartedOverflow);
       return FilterStatus::kContinue;
     }
     // An Upgrade or CONNECT that the connection manager let through: its
@@ -104,7 +111,8 @@ class RouterFilter : public HttpFilter,
       want = upstream::Want::kTcp;  // skiff answers the CONNECT; raw TCP upstream.
     } else if (tunnel_ && want != upstream::Want::kHttp1) {
       // HTTP/2 upstreams would need extended CONNECT (RFC 8441).
-      cb_->sendLocalReply(503, "upgrade needs an HTTP/1.1 upstream", "");
+      cb_->sendLocalReply(503, "upgrade needs an HTTP/1.1 upstream", "",
+                          access_log::details::kUpgradeFailed);
       return FilterStatus::kContinue;
     }
     request_headers_ = &headers;
@@ -213,21 +221,27 @@ class RouterFilter : public HttpFilter,
     }
   }
 
-  void onPoolFailure(PoolFailure reason) override {
+  void onPoolFailure(PoolFailure reason, std::string_view transport_failure) override {
     waiting_for_pool_ = false;
     if (finished_) return;
     finished_ = true;
     stopTimeout();
     if (reason == PoolFailure::kOverflow) {
-      cb_->sendLocalReply(503, "upstream overflow: max_pending_requests reached", "UO");
+      cb_->sendLocalReply(503, "upstream overflow: max_pending_requests reached", "UO",
+                          access_log::details::kResetBeforeStartedOverflow);
       return;
     }
-    cb_->sendLocalReply(
-        503,
-        std::string("upstream connect error or disconnect/reset before headers. "
-                    "reset reason: ") +
-            (reason == PoolFailure::kConnectTimeout ? "connection timeout" : "connection failure"),
-        "UF");
+    if (access_log::StreamRecord* r = cb_->streamRecord(); r && !transport_failure.empty()) {
+      r->upstream_transport_failure_reason = transport_failure;  // Copy: failures only.
+    }
+    const bool timeout = reason == PoolFailure::kConnectTimeout;
+    cb_->sendLocalReply(503,
+                        std::string("upstream connect error or disconnect/reset before headers. "
+                                    "reset reason: ") +
+                            (timeout ? "connection timeout" : "connection failure"),
+                        "UF",
+                        timeout ? access_log::details::kResetBeforeStartedConnectionTimeout
+                                : access_log::details::kResetBeforeStartedConnectionFailure);
   }
 
   // ---- The upstream response (through UpstreamResponse)
@@ -279,7 +293,12 @@ class RouterFilter : public HttpFilter,
     finished_ = true;
     if (response_started_) {
       // Too late for a clean answer: status 0 resets the downstream stream.
-      cb_->sendLocalReply(0, "upstream reset after response started", "UR");
+      cb_->sendLocalReply(0, "upstream reset after response started", "UR",
+                          reason == http::ResetReason::kConnectionTermination
+                              ? access_log::details::kResetAfterStartedConnectionTermination
+                              : (reason == http::ResetReason::kProtocolError
+                                     ? access_log::details::kResetAfterStartedProtocolError
+                                     : access_log::details::kResetAfterStartedRemoteReset));
       return;
     }
     std::string why =
@@ -289,7 +308,12 @@ class RouterFilter : public HttpFilter,
     if (!detail.empty()) why += std::string(" (") + std::string(detail) + ")";
     cb_->sendLocalReply(
         503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,
-        reason == http::ResetReason::kProtocolError ? "UPE" : "UC");
+        reason == http::ResetReason::kProtocolError ? "UPE" : "UC",
+        reason == http::ResetReason::kConnectionTermination
+            ? access_log::details::kResetBeforeStartedConnectionTermination
+            : (reason == http::ResetReason::kProtocolError
+                   ? access_log::details::kResetBeforeStartedProtocolError
+                   : access_log::details::kResetBeforeStartedRemoteReset));
   }
   void onAboveWriteBufferHighWatermark() override {
     if (!downstream_paused_) {
@@ -403,11 +427,8 @@ class RouterFilter : public HttpFilter,
     }
     endRequestCount();
     abandonUpstream();
-    if (response_started_) {
-      cb_->sendLocalReply(0, "upstream request timeout", "UT");
-    } else {
-      cb_->sendLocalReply(504, "upstream request timeout", "UT");
-    }
+    cb_->sendLocalReply(response_started_ ? 0 : 504, "upstream request timeout", "UT",
+                        access_log::details::kResponseTimeout);
   }
 
   // The stream's maximum duration (max_stream_duration, or a grpc-timeout
@@ -426,8 +447,9 @@ class RouterFilter : public HttpFilter,
     abandonUpstream();
     constexpr std::string_view kDetails = "downstream duration timeout";
     if (response_started_) {
-      cb_->sendLocalReply(0, kDetails, "");
+      cb_->sendLocalReply(0, kDetails, "", access_log::details::kMaxDurationTimeout);
     } else if (grpc_) {
+      cb_->setResponseCodeDetails(access_log::details::kMaxDurationTimeout);
       // Trailers-only, as the connection manager answers gRPC, with the
       // status Envoy names explicitly for this timeout.
       auto h = std::make_unique<HeaderMap>();
@@ -437,7 +459,8 @@ class RouterFilter : public HttpFilter,
       h->addView(WellKnownHeader::kGrpcMessage, kDetails);
       cb_->encodeHeaders(std::move(h), true);
     } else {
-      cb_->sendLocalReply(request_end_ ? 504 : 408, kDetails, "");
+      cb_->sendLocalReply(request_end_ ? 504 : 408, kDetails, "",
+                          access_log::details::kMaxDurationTimeout);
     }
   }
 

@@ -41,6 +41,9 @@ enum class Op {
   kRequestedServerName,
   kRouteName,
   kHostname,
+  kResponseCodeDetails,
+  kConnectionTerminationDetails,
+  kUpstreamTransportFailureReason,
 };
 
 enum class ArgRule { kNone, kRequired, kOptional };
@@ -73,6 +76,9 @@ constexpr OpSpec kOps[] = {
     {"RESPONSE_TX_DURATION", Op::kResponseTxDuration, ArgRule::kNone, true},
     {"UPSTREAM_HOST", Op::kUpstreamHost, ArgRule::kNone, false},
     {"UPSTREAM_CLUSTER", Op::kUpstreamCluster, ArgRule::kNone, false},
+    // Envoy's cluster name whatever alt_stat_name says; skiff has no
+    // alt_stat_name, so both print the name.
+    {"UPSTREAM_CLUSTER_RAW", Op::kUpstreamCluster, ArgRule::kNone, false},
     {"UPSTREAM_LOCAL_ADDRESS", Op::kUpstreamLocalAddress, ArgRule::kNone, false},
     {"DOWNSTREAM_REMOTE_ADDRESS", Op::kDownstreamRemoteAddress, ArgRule::kNone, false},
     {"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", Op::kDownstreamRemoteAddressWithoutPort,
@@ -83,6 +89,10 @@ constexpr OpSpec kOps[] = {
     {"REQUESTED_SERVER_NAME", Op::kRequestedServerName, ArgRule::kNone, false},
     {"ROUTE_NAME", Op::kRouteName, ArgRule::kNone, false},
     {"HOSTNAME", Op::kHostname, ArgRule::kNone, false},
+    {"RESPONSE_CODE_DETAILS", Op::kResponseCodeDetails, ArgRule::kNone, false},
+    {"CONNECTION_TERMINATION_DETAILS", Op::kConnectionTerminationDetails, ArgRule::kNone, false},
+    {"UPSTREAM_TRANSPORT_FAILURE_REASON", Op::kUpstreamTransportFailureReason, ArgRule::kNone,
+     false},
 };
 
 const OpSpec* findOp(std::string_view name) {
@@ -362,6 +372,34 @@ bool parsePieces(std::string_view format, std::vector<Piece>& out, std::string& 
 
 std::string_view protocolOrEmpty(const LogContext& c) { return c.protocol; }
 
+// Appends s with each space as '_', as Envoy prints details that may hold
+// spaces; false when s is empty.
+bool appendWithoutSpaces(std::string_view s, std::string& out) {
+  if (s.empty()) return false;
+  size_t at = out.size();
+  out.append(s);
+  std::replace(out.begin() + static_cast<std::ptrdiff_t>(at), out.end(), ' ', '_');
+  return true;
+}
+
+// %RESPONSE_CODE_DETAILS%. A failure before the upstream's response that
+// has a transport failure reason reads as Envoy's does:
+// upstream_reset_before_response_started{reason|transport failure reason}.
+bool appendDetails(const StreamRecord& r, std::string& out) {
+  std::string_view d = r.response_code_details;
+  if (d.empty()) return false;
+  constexpr std::string_view kBeforeStarted = "upstream_reset_before_response_started{";
+  if (r.upstream_transport_failure_reason.empty() || !d.starts_with(kBeforeStarted)) {
+    out.append(d);
+    return true;
+  }
+  out.append(d.substr(0, d.size() - 1));  // Without its closing brace.
+  out += '|';
+  appendWithoutSpaces(r.upstream_transport_failure_reason, out);
+  out += '}';
+  return true;
+}
+
 // Appends p's value; false when it has none (nothing appended).
 bool appendValue(const Piece& p, const LogContext& c, std::string& out) {
   const StreamRecord* r = c.record;
@@ -439,6 +477,14 @@ bool appendValue(const Piece& p, const LogContext& c, std::string& out) {
       return view(c.route_name);
     case Op::kHostname:
       return view(p.text);
+    case Op::kResponseCodeDetails:
+      return r && appendDetails(*r, out);
+    case Op::kConnectionTerminationDetails:
+      // Envoy's network filters (RBAC, ext_authz, ...) set these when they
+      // close a connection; skiff has none, so there are never any.
+      return false;
+    case Op::kUpstreamTransportFailureReason:
+      return r && appendWithoutSpaces(r->upstream_transport_failure_reason, out);
   }
   return false;
 }

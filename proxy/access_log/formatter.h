@@ -47,6 +47,12 @@ struct StreamRecord {
   // under a stream, so its name is copied (short names need no allocation).
   std::string upstream_cluster;
   std::string_view upstream_host;
+  // %RESPONSE_CODE_DETAILS%: one of response_code_details.h's static
+  // strings; empty: none was set.
+  std::string_view response_code_details;
+  // %UPSTREAM_TRANSPORT_FAILURE_REASON%: why the upstream connection's
+  // transport failed (a TLS handshake), in Envoy's words; set only then.
+  std::string upstream_transport_failure_reason;
   // Asked for (one getsockname) only when a format uses UPSTREAM_LOCAL_ADDRESS.
   bool want_upstream_local_address = false;
   std::string upstream_local_address;

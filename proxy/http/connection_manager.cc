@@ -9,6 +9,7 @@
 #include <ctime>
 #include <map>
 
+#include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
@@ -202,7 +203,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request
       // that lacks a Host header.
       keepForLog(std::move(headers));
-      sendLocalReply(400, "missing host header", "DPE");
+      sendLocalReply(400, "missing host header", "DPE", access_log::details::kMissingHostHeader);
       return;
     }
     std::string_view remote_ip = ipOf(hcm_.connection().peerAddress());
@@ -256,7 +257,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
         // follows the request may be the refused protocol's bytes.
         hcm_.stats().downstream_rq_ws_on_non_ws_route.inc();
         keepForLog(std::move(headers));
-        sendLocalReply(403, "", "");  // No body, as Envoy (details upgrade_failed).
+        sendLocalReply(403, "", "", access_log::details::kUpgradeFailed);  // No body, as Envoy.
         return;
       }
       upgrade_ = true;
@@ -302,10 +303,16 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void onResetStream(http::ResetReason reason, std::string_view) override {
     if (finished_) return;
     hcm_.stats().downstream_rq_rx_reset.inc();
-    if (record_) {
+    if (record_ && !local_complete_) {
       // Only the access log shows these: Envoy's DC (the downstream
-      // connection went away) and DR (the client reset the stream).
-      setResponseFlag(reason == http::ResetReason::kConnectionTermination ? "DC" : "DR");
+      // connection went away) and DR (the client reset the stream), with
+      // the details Envoy gives them. A stream whose response was all sent
+      // (a local reply before the request ended) ended there for Envoy: its
+      // line keeps that response's details and gets no flag.
+      const bool gone = reason == http::ResetReason::kConnectionTermination;
+      setResponseFlag(gone ? "DC" : "DR");
+      record_->response_code_details = gone ? access_log::details::kDownstreamRemoteDisconnect
+                                            : access_log::details::kHttp2RemoteReset;
     }
     finish();
   }
@@ -326,6 +333,9 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (!response_flags_.empty()) response_flags_ += ",";
     response_flags_ += flag;
   }
+  void setResponseCodeDetails(std::string_view details) override {
+    if (record_) record_->response_code_details = details;
+  }
   std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
   http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
   std::string_view upgradeType() const override { return upgrade_type_; }
@@ -334,10 +344,11 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (!finished_ && !encoder_detached_) encoder_.stream().readDisable(disable);
   }
 
-  void sendLocalReply(int status, std::string_view details,
-                      std::string_view response_flag) override {
+  void sendLocalReply(int status, std::string_view body, std::string_view response_flag,
+                      std::string_view details) override {
     if (finished_) return;
     if (!response_flag.empty()) setResponseFlag(response_flag);
+    setResponseCodeDetails(details);
     if (status == 0 || chain_.responseStarted()) {
       // Mid-response: nothing clean can be sent; reset the stream.
       hcm_.stats().downstream_rq_tx_reset.inc();
@@ -354,26 +365,26 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       h->addView(":status", "200");
       h->addView("content-type", "application/grpc");
       h->addCopy("grpc-status", std::to_string(grpcStatusFromHttp(status)));
-      if (!details.empty()) h->addCopy("grpc-message", details);
+      if (!body.empty()) h->addCopy("grpc-message", body);
       local_reply_ = true;
       chain_.encodeHeaders(std::move(h), true);
       return;
     }
     h->addCopy(":status", std::to_string(status));
     local_reply_ = true;
-    if (details.empty()) {
+    if (body.empty()) {
       // No body at all, as Envoy's local replies with an empty body (its
       // "no route" 404): no content-type; HTTP/1 says content-length: 0.
       chain_.encodeHeaders(std::move(h), true);
       return;
     }
-    std::string body = std::string(details) + "\n";
+    std::string text = std::string(body) + "\n";
     h->addView("content-type", "text/plain");
-    h->addCopy("content-length", std::to_string(body.size()));
+    h->addCopy("content-length", std::to_string(text.size()));
     chain_.encodeHeaders(std::move(h), false);
     if (finished_) return;
     BufferChain data;
-    data.appendCopy(body);  // Copy: a locally made body.
+    data.appendCopy(text);  // Copy: a locally made body.
     chain_.encodeData(data, true);
   }
 
@@ -430,7 +441,12 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       uint64_t now = uv_hrtime();
       // RESPONSE_DURATION: the upstream's response reached us (filters that
       // run on it are in the nanoseconds).
-      if (!local_reply_ && !record_->upstream_host.empty()) record_->upstream_first_byte_ns = now;
+      if (!local_reply_ && !record_->upstream_host.empty()) {
+        record_->upstream_first_byte_ns = now;
+        if (record_->response_code_details.empty()) {
+          record_->response_code_details = access_log::details::kViaUpstream;
+        }
+      }
       if (end_stream) record_->response_end_ns = now;
     }
     if (end_stream) beforeLastEncode();
@@ -459,9 +475,11 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void onBufferLimitExceeded(bool decoding) override {
     if (decoding) {
       hcm_.stats().downstream_rq_too_large.inc();
-      sendLocalReply(413, "request payload too large", "");
+      sendLocalReply(413, "request payload too large", "",
+                     access_log::details::kRequestPayloadTooLarge);
     } else {
-      sendLocalReply(500, "response payload too large", "");
+      sendLocalReply(500, "response payload too large", "",
+                     access_log::details::kResponsePayloadTooLarge);
     }
   }
 
@@ -562,14 +580,14 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   static void onRequestTimeout(void* self) {
     auto* s = static_cast<ActiveStream*>(self);
     if (s->finished_ || s->remote_complete_) return;
-    s->sendLocalReply(408, "request timeout", "");
+    s->sendLocalReply(408, "request timeout", "", access_log::details::kRequestOverallTimeout);
   }
 
   static void onIdleTimeout(void* self) {
     auto* s = static_cast<ActiveStream*>(self);
     if (s->finished_) return;
     // Envoy: 408 before the response started, a reset after; flag SI.
-    s->sendLocalReply(408, "stream timeout", "SI");
+    s->sendLocalReply(408, "stream timeout", "SI", access_log::details::kStreamIdleTimeout);
   }
 
   void onLocalComplete() {

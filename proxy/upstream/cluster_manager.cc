@@ -162,12 +162,16 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
     cluster.stats().upstream_cx_destroy.inc();
     --cluster.connections;
   }
+  std::string transport_failure;
   if (reason == TcpConnection::CloseReason::kTlsError && conn_.tls()) {
     const char* why = conn_.tls()->failureReason();
     std::string reason_name = why ? why : "connection_error";
     cluster.stats().store.counter(cluster.stats().prefix + "ssl." + reason_name).inc();
     SKIFF_LOG(kDebug, "upstream TLS to " + host_->address() + " failed: " + reason_name + ": " +
                           conn_.tls()->failureDetail());
+    // Envoy's transport failure reason wraps the TLS library's errors in
+    // TLS_error:|...:TLS_error_end; skiff's are OpenSSL's words.
+    transport_failure = "TLS_error:|" + conn_.tls()->failureDetail() + ":TLS_error_end";
   }
   if (!up_) {
     // Never became usable (connect failure, timeout, TLS handshake failure):
@@ -177,9 +181,11 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
     }
     cluster.stats().upstream_cx_connect_fail.inc();
     if (host_->connecting_ > 0) --host_->connecting_;
-    host_->onClientFailed(*this, reason == TcpConnection::CloseReason::kConnectTimeout
-                                     ? PoolFailure::kConnectTimeout
-                                     : PoolFailure::kConnectFailure);
+    host_->onClientFailed(*this,
+                          reason == TcpConnection::CloseReason::kConnectTimeout
+                              ? PoolFailure::kConnectTimeout
+                              : PoolFailure::kConnectFailure,
+                          transport_failure);
   } else {
     codec_->onTransportClosed(reason == TcpConnection::CloseReason::kLocal
                                   ? http::ResetReason::kLocalReset
@@ -242,7 +248,7 @@ void Host::newStream(PoolCallbacks& callbacks, Want want) {
   const config::ClusterConfig& cfg = c.config();
   if (c.pending_requests >= cfg.max_pending_requests) {
     c.stats().upstream_rq_pending_overflow.inc();
-    callbacks.onPoolFailure(PoolFailure::kOverflow);
+    callbacks.onPoolFailure(PoolFailure::kOverflow, {});
     return;
   }
   pending_.push_back({&callbacks, want});
@@ -306,7 +312,8 @@ void Host::cancel(PoolCallbacks& callbacks) {
   cluster_->stats().upstream_rq_pending_active.dec();
 }
 
-void Host::onClientFailed(UpstreamClient& client, PoolFailure reason) {
+void Host::onClientFailed(UpstreamClient& client, PoolFailure reason,
+                          std::string_view transport_failure) {
   // The connection this request caused failed: fail the oldest waiter it
   // was opened for, as Envoy does, so a dead host answers quickly instead of
   // hanging everyone.
@@ -316,7 +323,7 @@ void Host::onClientFailed(UpstreamClient& client, PoolFailure reason) {
     pending_.erase(it);
     --cluster_->pending_requests;
     cluster_->stats().upstream_rq_pending_active.dec();
-    cb->onPoolFailure(reason);
+    cb->onPoolFailure(reason, transport_failure);
     return;
   }
 }
@@ -381,7 +388,7 @@ void Host::failPending() {
     pending_.pop_front();
     --cluster_->pending_requests;
     cluster_->stats().upstream_rq_pending_active.dec();
-    cb->onPoolFailure(PoolFailure::kConnectFailure);
+    cb->onPoolFailure(PoolFailure::kConnectFailure, {});
   }
 }
 

@@ -41,7 +41,10 @@ class PoolCallbacks {
   // A connection is ready for one request. client stays the caller's until
   // it calls UpstreamClient::release() or ::abandon().
   virtual void onPoolReady(UpstreamClient& client) = 0;
-  virtual void onPoolFailure(PoolFailure reason) = 0;
+  // transport_failure: why the connection's transport failed (a TLS
+  // handshake, in Envoy's words for %UPSTREAM_TRANSPORT_FAILURE_REASON%), or
+  // empty; valid during the call.
+  virtual void onPoolFailure(PoolFailure reason, std::string_view transport_failure) = 0;
 };
 
 // Envoy's cluster.<name>.* counters that skiff keeps.
@@ -165,7 +168,8 @@ class Host : public std::enable_shared_from_this<Host> {
   void closeAll();
 
   // Used by UpstreamClient.
-  void onClientFailed(UpstreamClient& client, PoolFailure reason);
+  void onClientFailed(UpstreamClient& client, PoolFailure reason,
+                      std::string_view transport_failure);
   // The client connected, or a stream on it ended: give it to waiters.
   void onClientAvailable(UpstreamClient& client);
   void onClientClosed(UpstreamClient& client);

@@ -29,7 +29,27 @@ JSON_FORMAT = {
     "route": "%ROUTE_NAME%",
     "downstream": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
     "local": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "termination": "%CONNECTION_TERMINATION_DETAILS%",
+    "transport_failure": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    "cluster_raw": "%UPSTREAM_CLUSTER_RAW%",
 }
+
+# Istio's default sidecar access log format (pilot's EnvoyTextLogFormat since
+# Istio 1.23), verbatim.
+ISTIO_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+    '%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% '
+    '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
+    '%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% '
+    '%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n')
+
+ISTIO_LINE = re.compile(
+    r'^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\S+) (\S+) "([^"]*)" (\d+) (\d+) (\d+) '
+    r'(\S+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" (\S+) (\S+) (\S+) (\S+) (\S+) '
+    r'(\S+)$')
 
 # Envoy's default format: [time] "METHOD PATH PROTOCOL" CODE FLAGS RX TX DURATION
 # UPSTREAM-SERVICE-TIME "XFF" "UA" "REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST"
@@ -38,8 +58,14 @@ DEFAULT_LINE = re.compile(
     r'(\d+) (\S+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"$')
 
 
-def access_logs(text_path, json_path):
-    return [
+def access_logs(text_path, json_path, istio_path=None):
+    istio = [] if istio_path is None else [
+        {"name": "envoy.access_loggers.file",
+         "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+             "path": istio_path,
+             "log_format": {"text_format_source": {"inline_string": ISTIO_FORMAT}}}}]
+    return istio + [
         {"name": "envoy.access_loggers.file",
          "typed_config": {
              "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -69,6 +95,7 @@ class AccessLogTest(h.SkiffTestCase):
         cls.dir = tempfile.mkdtemp(prefix="skiff-access-log-")
         cls.text_path = os.path.join(cls.dir, "access.log")
         cls.json_path = os.path.join(cls.dir, "access.json")
+        cls.istio_path = os.path.join(cls.dir, "istio.log")
         routes = [
             dict(h.route("/b64", cluster="nginx"), name="to_nginx"),
             h.route("/dead", cluster="dead"),
@@ -77,7 +104,8 @@ class AccessLogTest(h.SkiffTestCase):
         ]
         cls.skiff = cls.class_skiff(h.bootstrap(
             [h.listener("ingress", routes,
-                        hcm_extra={"access_log": access_logs(cls.text_path, cls.json_path)})],
+                        hcm_extra={"access_log": access_logs(cls.text_path, cls.json_path,
+                                                             cls.istio_path)})],
             [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
              h.cluster("dead", [(LOCALHOST, dead.port)], connect_timeout="0.5s"),
              h.cluster("empty", [])]))
@@ -85,7 +113,7 @@ class AccessLogTest(h.SkiffTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in (cls.text_path, cls.json_path, cls.text_path + ".1"):
+        for p in (cls.text_path, cls.json_path, cls.istio_path, cls.text_path + ".1"):
             if os.path.exists(p):
                 os.remove(p)
         os.rmdir(cls.dir)
@@ -135,6 +163,8 @@ class AccessLogTest(h.SkiffTestCase):
         self.assertEqual(e["sent"], 64)
         self.assertEqual(e["received"], 0)
         self.assertEqual(e["route"], "to_nginx")
+        self.assertEqual((e["details"], e["termination"], e["transport_failure"], e["cluster_raw"]),
+                         ("via_upstream", None, None, "nginx"))
         self.assertEqual(e["downstream"], LOCALHOST)
         self.assertEqual(e["local"], f"{LOCALHOST}:{self.port}")
         (_, method, path, proto, code, flags, rx, tx, _, _, xff, ua, rid, authority,
@@ -157,12 +187,16 @@ class AccessLogTest(h.SkiffTestCase):
         e = self.json_line("nr")
         self.assertEqual((e["code"], e["flags"], e["cluster"], e["host"], e["route"]),
                          (404, "NR", None, None, None))
+        self.assertEqual(e["details"], "route_not_found")
         self.assertEqual(self.text_line("nr")[4:6], ("404", "NR"))
 
     def test_dead_upstream_is_503_uf(self):
         self.assertEqual(self.request("/dead", "uf"), 503)
         e = self.json_line("uf")
         self.assertEqual((e["code"], e["flags"], e["cluster"]), (503, "UF", "dead"))
+        self.assertEqual(e["details"],
+                         "upstream_reset_before_response_started{remote_connection_failure}")
+        self.assertIsNone(e["transport_failure"])  # A refused connect has no transport reason.
         self.assertTrue(e["host"].startswith(f"{LOCALHOST}:"), e)
         self.assertEqual(self.text_line("uf")[4:6], ("503", "UF"))
 
@@ -171,12 +205,14 @@ class AccessLogTest(h.SkiffTestCase):
         e = self.json_line("uh")
         self.assertEqual((e["code"], e["flags"], e["cluster"], e["host"]),
                          (503, "UH", "empty", None))
+        self.assertEqual(e["details"], "no_healthy_upstream")
 
     def test_direct_response(self):
         self.assertEqual(self.request("/direct", "direct"), 201)
         e = self.json_line("direct")
         self.assertEqual((e["code"], e["flags"], e["cluster"], e["sent"], e["route"]),
                          (201, None, None, 6, "direct"))
+        self.assertEqual(e["details"], "direct_response")
 
     def test_refused_upgrade_is_logged_with_its_request(self):
         # No upgrade_configs: a WebSocket upgrade gets 403 from the connection
@@ -186,6 +222,39 @@ class AccessLogTest(h.SkiffTestCase):
         e = self.json_line("upgrade")
         self.assertEqual((e["code"], e["method"], e["path"], e["cluster"]),
                          (403, "GET", "/b64", None))
+        # The connection closes after the 403, which ended the stream: no DC.
+        self.assertEqual((e["details"], e["flags"]), ("upgrade_failed", None))
+
+    def istio_line(self, test_id):
+        def find():
+            for line in read_lines(self.istio_path):
+                if f'"rid-{test_id}"' in line:
+                    return line
+            return None
+
+        line = h.wait_until(find, 5, what=f"the Istio-format line of {test_id}")
+        m = ISTIO_LINE.match(line)
+        self.assertIsNotNone(m, line)
+        return m.groups()
+
+    def test_istio_default_format(self):
+        self.assertEqual(self.request("/b64", "istio"), 200)
+        (_, method, path, proto, code, flags, details, termination, transport, rx, tx, _,
+         _, xff, ua, rid, authority, upstream, cluster, upstream_local, local, remote, sni,
+         route) = self.istio_line("istio")
+        self.assertEqual((method, path, proto, code, flags, details, termination, transport),
+                         ("GET", "/b64", "HTTP/1.1", "200", "-", "via_upstream", "-", "-"))
+        self.assertEqual((rx, tx, xff, rid, authority, upstream, cluster),
+                         ("0", "64", "-", "rid-istio", f"{LOCALHOST}:{self.port}",
+                          f"{LOCALHOST}:{self.nginx.port}", "nginx"))
+        self.assertTrue(ua.startswith("curl/"), ua)
+        self.assertTrue(upstream_local.startswith(f"{LOCALHOST}:"), upstream_local)
+        self.assertEqual((local, sni, route), (f"{LOCALHOST}:{self.port}", "-", "to_nginx"))
+        self.assertTrue(remote.startswith(f"{LOCALHOST}:"), remote)
+        # A local reply reads as Istio shows one: flag, then its details.
+        self.assertEqual(self.request("/nowhere", "istio-nr"), 404)
+        fields = self.istio_line("istio-nr")
+        self.assertEqual(fields[4:9], ("404", "NR", "route_not_found", "-", "-"))
 
     def test_sigusr1_reopens_the_file(self):
         self.assertEqual(self.request("/b64", "before-rotate"), 200)
@@ -201,6 +270,47 @@ class AccessLogTest(h.SkiffTestCase):
 
         h.wait_until(new_file_has_a_line, 10, interval=0.3, what="a line in the reopened file")
         self.assertTrue(any('"rid-before-rotate"' in l for l in read_lines(rotated)))
+
+
+class AccessLogUpstreamTlsFailureTest(h.SkiffTestCase):
+    def test_tls_handshake_failure_reason_is_logged(self):
+        # nginx's certificate comes from a CA skiff does not trust: the
+        # handshake fails, and the line says why, as Envoy's does.
+        trusted, other = h.Certificates(), h.Certificates()
+        self.addCleanup(trusted.cleanup)
+        self.addCleanup(other.cleanup)
+        nginx = h.Nginx(tls=other.leaf("localhost"))
+        self.addCleanup(nginx.stop)
+        d = tempfile.mkdtemp(prefix="skiff-access-log-")
+        text_path, json_path = os.path.join(d, "a.log"), os.path.join(d, "a.json")
+        skiff = h.Skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="nginx_tls")],
+                        hcm_extra={"access_log": access_logs(text_path, json_path)})],
+            [h.cluster("nginx_tls", [(LOCALHOST, nginx.port)],
+                       extra={"transport_socket": h.upstream_tls(trusted.ca, "localhost")})]))
+        self.addCleanup(skiff.stop)
+        status, _, _ = h.http_request(skiff.port("ingress"), path="/b64",
+                                      headers={"x-test-id": "tls"})
+        self.assertEqual(status, 503)
+
+        def find():
+            for line in read_lines(json_path):
+                entry = json.loads(line)
+                if entry.get("id") == "tls":
+                    return entry
+            return None
+
+        e = h.wait_until(find, 5, what="the access log line of the TLS failure")
+        self.assertEqual(e["flags"], "UF")
+        reason = e["transport_failure"]
+        self.assertRegex(reason, r"^TLS_error:\|\S+:TLS_error_end$")  # Spaces become '_'.
+        self.assertIn("certificate", reason)
+        self.assertEqual(e["details"], "upstream_reset_before_response_started"
+                                       "{remote_connection_failure|" + reason + "}")
+        for p in (text_path, json_path):
+            if os.path.exists(p):
+                os.remove(p)
+        os.rmdir(d)
 
 
 class AccessLogExitTest(h.SkiffTestCase):

@@ -10,6 +10,7 @@
 
 #include "proxy/access_log/access_log.h"
 #include "proxy/access_log/log_file.h"
+#include "proxy/access_log/response_code_details.h"
 
 namespace skiff::access_log {
 namespace {
@@ -59,6 +60,8 @@ std::string render(std::string_view format, const LogContext& c, bool omit_empty
   return out;
 }
 
+std::string renderJsonText(const std::string& json, const LogContext& c);
+
 std::string parseError(std::string_view format) {
   auto f = Formatter::text(format, false);
   EXPECT_FALSE(f.isOk());
@@ -92,6 +95,53 @@ TEST(Formatter, Operators) {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   EXPECT_EQ(render("%HOSTNAME%", x.context), host);
+}
+
+TEST(Formatter, DetailsAndTransportFailure) {
+  Fixture x;
+  const char* format =
+      "%RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+      "\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %UPSTREAM_CLUSTER_RAW%";
+  EXPECT_EQ(render(format, x.context), "- - \"-\" backend");
+  x.record.response_code_details = details::kViaUpstream;
+  EXPECT_EQ(render(format, x.context), "via_upstream - \"-\" backend");
+  // A TLS handshake that failed: Envoy puts the transport's reason inside
+  // the details' braces, and prints spaces as underscores.
+  x.record.response_code_details = details::kResetBeforeStartedConnectionFailure;
+  x.record.upstream_transport_failure_reason = "TLS_error:|certificate verify failed:TLS_error_end";
+  EXPECT_EQ(render(format, x.context),
+            "upstream_reset_before_response_started{remote_connection_failure|TLS_error:|"
+            "certificate_verify_failed:TLS_error_end} - "
+            "\"TLS_error:|certificate_verify_failed:TLS_error_end\" backend");
+  // Details of another kind keep their own text.
+  x.record.response_code_details = details::kRouteNotFound;
+  EXPECT_EQ(render("%RESPONSE_CODE_DETAILS%", x.context), "route_not_found");
+  EXPECT_EQ(
+      renderJsonText(R"({"d": "%RESPONSE_CODE_DETAILS%", "t": "%CONNECTION_TERMINATION_DETAILS%"})",
+                     x.context),
+      "{\"d\":\"route_not_found\",\"t\":null}\n");
+}
+
+// Istio's default sidecar access log format (pilot's EnvoyTextLogFormat, as
+// of Istio 1.23, with UPSTREAM_CLUSTER_RAW), verbatim: it loads, and a
+// proxied request reads as Istio's sidecars print it.
+TEST(Formatter, IstioDefaultFormat) {
+  constexpr std::string_view kIstio =
+      "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
+      "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+      "\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "
+      "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "
+      "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% "
+      "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+      "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
+  Fixture x;
+  x.record.response_code_details = details::kViaUpstream;
+  x.record.upstream_local_address = "10.0.0.5:40000";
+  x.context.downstream_local_address = "10.0.0.9:8080";
+  EXPECT_EQ(render(kIstio, x.context),
+            "[2016-04-15T20:17:00.310Z] \"GET /a HTTP/1.1\" 200 - via_upstream - \"-\" 154 226 25 "
+            "17 \"-\" \"curl/8.0\" \"id-1\" \"example.com\" \"10.0.2.1:80\" backend "
+            "10.0.0.5:40000 10.0.0.9:8080 10.0.35.28:51234 - r1\n");
 }
 
 TEST(Formatter, HeadersAlternativesAndTruncation) {
@@ -140,8 +190,8 @@ TEST(Formatter, StartTimeCacheFollowsTheSecondAndTheFormat) {
 
 TEST(Formatter, UnknownAndMalformedOperatorsAreErrors) {
   EXPECT_EQ(parseError("%NOT_AN_OPERATOR%"), "command operator %NOT_AN_OPERATOR% is not supported");
-  EXPECT_EQ(parseError("%RESPONSE_CODE_DETAILS%"),
-            "command operator %RESPONSE_CODE_DETAILS% is not supported");
+  EXPECT_EQ(parseError("%RESPONSE_CODE_DETAILS(x)%"),
+            "command operator %RESPONSE_CODE_DETAILS% takes no argument");
   EXPECT_EQ(parseError("abc %DURATION"),
             "'%' at position 4 does not start a command operator (write %% for a literal %)");
   EXPECT_EQ(parseError("50% off"),
@@ -169,6 +219,10 @@ std::string renderJson(const std::string& json, const LogContext& c, bool omit_e
   std::string out;
   (*f)->format(c, out);
   return out;
+}
+
+std::string renderJsonText(const std::string& json, const LogContext& c) {
+  return renderJson(json, c);
 }
 
 TEST(Formatter, JsonKeepsTypesOfSingleOperators) {
