@@ -51,6 +51,19 @@
 #define llhttp__after_message_complete llhttp__lib_after_message_complete
 
 #include "api.c"
+
+/* http.c's checks, inlined too (each runs once per message, and skiff
+ * also calls the last two itself). The declarations carry the attribute to
+ * the definitions that follow. */
+#define SKIFF_ALWAYS_INLINE __attribute__((always_inline)) inline
+SKIFF_ALWAYS_INLINE int llhttp__before_headers_complete(llhttp_t* parser, const char* p,
+                                                        const char* endp);
+SKIFF_ALWAYS_INLINE int llhttp__after_headers_complete(llhttp_t* parser, const char* p,
+                                                       const char* endp);
+SKIFF_ALWAYS_INLINE int llhttp__after_message_complete(llhttp_t* parser, const char* p,
+                                                       const char* endp);
+SKIFF_ALWAYS_INLINE int llhttp_message_needs_eof(const llhttp_t* parser);
+SKIFF_ALWAYS_INLINE int llhttp_should_keep_alive(const llhttp_t* parser);
 #include "http.c"
 
 #undef llhttp__on_message_begin
@@ -83,9 +96,9 @@
 #include "proxy/http/http1/llhttp_hooks.h"
 
 /* External definitions (llhttp.c declared them), inlined at every call. */
-#define SKIFF_HOOK(name)                                    \
-  __attribute__((always_inline)) inline int llhttp__##name( \
-      llhttp__internal_t* s, const unsigned char* p, const unsigned char* endp)
+#define SKIFF_HOOK(name)                                                                \
+  SKIFF_ALWAYS_INLINE int llhttp__##name(llhttp__internal_t* s, const unsigned char* p, \
+                                         const unsigned char* endp)
 
 /* What api.c does with a span callback's result: -1 is a user error. */
 #define SKIFF_SPAN_RESULT(err, name)                               \
