@@ -8,9 +8,9 @@
 namespace skiff::filters {
 namespace {
 
-// envoy.filters.http.router. None of the Router message's fields is
-// implemented yet, so any that is set is refused by path; an empty Router is
-// the usual config.
+// envoy.filters.http.router. Of the Router message's fields only
+// suppress_envoy_headers is implemented; any other that is set is refused by
+// path. An empty Router is the usual config.
 Result<std::shared_ptr<const HttpFilterFactory>> createRouter(
     const google::protobuf::Any& typed_config, const std::string& path) {
   envoy::extensions::filters::http::router::v3::Router router;
@@ -19,14 +19,13 @@ Result<std::shared_ptr<const HttpFilterFactory>> createRouter(
   }
   std::vector<const google::protobuf::FieldDescriptor*> fields;
   router.GetReflection()->ListFields(router, &fields);
-  if (!fields.empty()) {
-    std::string errors;
-    for (const auto* field : fields) {
-      errors += (errors.empty() ? "" : "\n") + path + "." + field->name() + ": not supported yet";
-    }
-    return configError(std::move(errors));
+  std::string errors;
+  for (const auto* field : fields) {
+    if (field->name() == "suppress_envoy_headers") continue;
+    errors += (errors.empty() ? "" : "\n") + path + "." + field->name() + ": not supported yet";
   }
-  return makeRouterFilterFactory();
+  if (!errors.empty()) return configError(std::move(errors));
+  return makeRouterFilterFactory(RouterConfig{router.suppress_envoy_headers()});
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"config_source", "route_config_name"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
-      {"envoy.extensions.filters.http.router.v3.Router", {}},
+      {"envoy.extensions.filters.http.router.v3.Router", {"suppress_envoy_headers"}},
       // Access logs (xds/access_log_translator). skiff has no runtime, so a
       // RuntimeUInt32's runtime_key never overrides its default_value.
       {"envoy.config.accesslog.v3.AccessLog", {"name", "filter", "typed_config"}},

@@ -1,5 +1,6 @@
 #include "filters/router/router.h"
 
+#include <charconv>
 #include <string>
 
 #include "filters/router/grpc_timeout.h"
@@ -36,8 +37,9 @@ class RouterFilter : public HttpFilter,
     ObjectPool<RouterFilter, 8192>::give(p, size);
   }
 
-  RouterFilter()
-      : response_(*this),
+  explicit RouterFilter(bool suppress_envoy_headers)
+      : suppress_envoy_headers_(suppress_envoy_headers),
+        response_(*this),
         route_deadline_([](void* self) { static_cast<RouterFilter*>(self)->onTimeout(); }, this),
         stream_deadline_([](void* self) { static_cast<RouterFilter*>(self)->onStreamTimeout(); },
                          this) {}
@@ -126,10 +128,24 @@ class RouterFilter : public HttpFilter,
     if (!timeouts.upstream_grpc_timeout.empty()) {
       headers.set(WellKnownHeader::kGrpcTimeout, timeouts.upstream_grpc_timeout);
     }
-    route->finalizeRequestHeaders(headers);
+    route->finalizeRequestHeaders(headers, !suppress_envoy_headers_);
     if (route->autoHostRewrite()) headers.set(WellKnownHeader::kAuthority, host_->address());
-    request_end_ = end_stream;
     timeout_ms_ = static_cast<uint64_t>(timeouts.route.count());
+    if (timeout_ms_ != 0 && !suppress_envoy_headers_) {
+      // Envoy's router tells the upstream the time it will wait: the route
+      // timeout (a gRPC one included), on every request that has one. The
+      // route's own timeout is text in the route table already, which the
+      // stream holds: a view, no copy (70 instructions less per request).
+      if (timeouts.route == route_timeouts.timeout) {
+        headers.setView(WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, route_timeouts.timeout_text);
+      } else {
+        char ms[20];
+        auto [end, ec] = std::to_chars(ms, ms + sizeof(ms), timeout_ms_);
+        headers.set(WellKnownHeader::kXEnvoyExpectedRqTimeoutMs,
+                    std::string_view(ms, static_cast<size_t>(end - ms)));
+      }
+    }
+    if (end_stream) markRequestEnd();
     if (timeouts.stream) {
       // Counted from here, the stream's first filter callback (Envoy counts
       // from the request's headers). A grpc-timeout makes it a duration of
@@ -148,7 +164,7 @@ class RouterFilter : public HttpFilter,
 
   FilterStatus decodeData(BufferChain& data, bool end_stream) override {
     if (end_stream) {
-      request_end_ = true;
+      markRequestEnd();
       startTimeout();
     }
     if (encoder_) {
@@ -169,7 +185,7 @@ class RouterFilter : public HttpFilter,
   }
 
   FilterStatus decodeTrailers(HeaderMap& trailers) override {
-    request_end_ = true;
+    markRequestEnd();
     startTimeout();
     if (encoder_) {
       encoder_->encodeTrailers(trailers);
@@ -258,6 +274,17 @@ class RouterFilter : public HttpFilter,
       stopTimeout();
     }
     countStatus(status);
+    if (request_end_ && !suppress_envoy_headers_) {
+      // Envoy's x-envoy-upstream-service-time: milliseconds from the end of
+      // the downstream request to the upstream's response headers, only when
+      // the request was complete (not for a premature response). Loop time,
+      // which the worker has already: no clock read.
+      uint64_t ms = uv_now(cb_->worker().loop()) - request_end_ms_;
+      char text[20];
+      auto [end, ec] = std::to_chars(text, text + sizeof(text), ms);
+      headers->set(WellKnownHeader::kXEnvoyUpstreamServiceTime,
+                   std::string_view(text, static_cast<size_t>(end - text)));
+    }
     if (route_) route_->finalizeResponseHeaders(*headers);
     if (end_stream) upstreamDone();
     cb_->encodeHeaders(std::move(headers), end_stream);
@@ -362,6 +389,11 @@ class RouterFilter : public HttpFilter,
     BufferChain data;
     data.appendCopy(body);  // Copy: the body lives in the route table.
     cb_->encodeData(data, true);
+  }
+
+  void markRequestEnd() {
+    request_end_ = true;
+    request_end_ms_ = uv_now(cb_->worker().loop());
   }
 
   void countStatus(int status) {
@@ -495,6 +527,7 @@ class RouterFilter : public HttpFilter,
     abandonUpstream();
   }
 
+  const bool suppress_envoy_headers_;  // The Router's suppress_envoy_headers.
   FilterCallbacks* cb_ = nullptr;
   UpstreamResponse response_;
   const router::RouteEntry* route_ = nullptr;
@@ -508,6 +541,7 @@ class RouterFilter : public HttpFilter,
   Deadline route_deadline_;   // the route timeout
   Deadline stream_deadline_;  // the stream's maximum duration
   uint64_t timeout_ms_ = 0;
+  uint64_t request_end_ms_ = 0;  // Loop time when the request was complete.
   int upstream_read_disabled_ = 0;
   bool request_end_ = false;
   // The request is gRPC (content-type application/grpc...); only looked at
@@ -526,14 +560,20 @@ class RouterFilter : public HttpFilter,
 
 class RouterFilterFactory : public HttpFilterFactory {
  public:
-  std::unique_ptr<HttpFilter> create() const override { return std::make_unique<RouterFilter>(); }
+  explicit RouterFilterFactory(RouterConfig config) : config_(config) {}
+  std::unique_ptr<HttpFilter> create() const override {
+    return std::make_unique<RouterFilter>(config_.suppress_envoy_headers);
+  }
   bool isTerminal() const override { return true; }
+
+ private:
+  RouterConfig config_;
 };
 
 }  // namespace
 
-std::shared_ptr<const HttpFilterFactory> makeRouterFilterFactory() {
-  return std::make_shared<RouterFilterFactory>();
+std::shared_ptr<const HttpFilterFactory> makeRouterFilterFactory(RouterConfig config) {
+  return std::make_shared<RouterFilterFactory>(config);
 }
 
 }  // namespace skiff::filters

@@ -12,6 +12,14 @@ namespace skiff::filters {
 inline constexpr const char* kRouterTypeUrl =
     "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
-std::shared_ptr<const HttpFilterFactory> makeRouterFilterFactory();
+// The Router message's fields skiff implements.
+struct RouterConfig {
+  // Envoy's suppress_envoy_headers: no x-envoy-upstream-service-time on
+  // responses, no x-envoy-expected-rq-timeout-ms or x-envoy-original-path on
+  // requests.
+  bool suppress_envoy_headers = false;
+};
+
+std::shared_ptr<const HttpFilterFactory> makeRouterFilterFactory(RouterConfig config = {});
 
 }  // namespace skiff::filters

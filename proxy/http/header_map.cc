@@ -83,6 +83,22 @@ WellKnownHeader classifyHeaderName(std::string_view name) {
       if (is<H::kTransferEncoding>(n)) return H::kTransferEncoding;
       if (is<H::kXForwardedProto>(n)) return H::kXForwardedProto;
       break;
+    case 21:
+      if (is<H::kXEnvoyOriginalPath>(n)) return H::kXEnvoyOriginalPath;
+      break;
+    // Past HeaderName's 24 bytes: a byte loop, for the rare names this long.
+    case 29:
+      if (equalsIgnoreCaseSameSize(n, wellKnownHeaderName(H::kXEnvoyUpstreamServiceTime).data(),
+                                   29)) {
+        return H::kXEnvoyUpstreamServiceTime;
+      }
+      break;
+    case 30:
+      if (equalsIgnoreCaseSameSize(n, wellKnownHeaderName(H::kXEnvoyExpectedRqTimeoutMs).data(),
+                                   30)) {
+        return H::kXEnvoyExpectedRqTimeoutMs;
+      }
+      break;
     default:
       break;
   }

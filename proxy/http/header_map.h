@@ -63,6 +63,11 @@ enum class WellKnownHeader : uint8_t {
   kGrpcTimeout,
   kGrpcStatus,
   kGrpcMessage,
+  // Envoy's router headers (filters/router): well known so that setting one
+  // finds an earlier one without a scan.
+  kXEnvoyOriginalPath,
+  kXEnvoyUpstreamServiceTime,
+  kXEnvoyExpectedRqTimeoutMs,
   kCount,  // Not a well-known name.
 };
 constexpr size_t kWellKnownHeaders = static_cast<size_t>(WellKnownHeader::kCount);
@@ -91,6 +96,9 @@ inline constexpr std::string_view kWellKnownHeaderNames[kWellKnownHeaders] = {
     "grpc-timeout",
     "grpc-status",
     "grpc-message",
+    "x-envoy-original-path",
+    "x-envoy-upstream-service-time",
+    "x-envoy-expected-rq-timeout-ms",
 };
 // The lowercase name of a well-known header.
 constexpr std::string_view wellKnownHeaderName(WellKnownHeader h) {

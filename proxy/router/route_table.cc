@@ -555,7 +555,7 @@ std::string_view RouteEntry::clusterName(const HeaderMap& request, uint64_t rand
   return d.cluster;
 }
 
-void RouteEntry::finalizeRequestHeaders(HeaderMap& request) const {
+void RouteEntry::finalizeRequestHeaders(HeaderMap& request, bool insert_original_path) const {
   const Data& d = *data_;
   if (d.has_prefix_rewrite || d.regex_rewrite) {
     std::string_view full = request.path();
@@ -564,6 +564,10 @@ void RouteEntry::finalizeRequestHeaders(HeaderMap& request) const {
     std::string rewritten = d.rewritePath(path, d.has_prefix_rewrite, d.prefix_rewrite,
                                           d.regex_rewrite.get(), d.regex_substitution);
     if (q != std::string_view::npos) rewritten.append(full.substr(q));
+    // Envoy keeps the whole path it replaces, query included, whether or not
+    // the rewrite changed it. The old value stays valid: set() adds the new
+    // one to the map's arena.
+    if (insert_original_path) request.set(WellKnownHeader::kXEnvoyOriginalPath, full);
     request.set(WellKnownHeader::kPath, rewritten);
   }
   if (d.has_host_rewrite) request.set(WellKnownHeader::kAuthority, d.host_rewrite);
@@ -781,6 +785,7 @@ Status compileTimeouts(const rv3::RouteAction& a, const std::string& where,
              "max_stream_duration.grpc_timeout_header_offset", timeouts.grpc_timeout_header_offset);
     if (!s) return s;
   }
+  timeouts.timeout_text = std::to_string(timeouts.timeout.count());
   return Status::ok();
 }
 

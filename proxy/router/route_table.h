@@ -40,6 +40,9 @@ struct RouteTimeouts {
   // `timeout`: from the end of the request to the end of the response.
   // Envoy's default is 15s; zero means none.
   std::chrono::milliseconds timeout{15000};
+  // `timeout` in milliseconds as text, made once: the router sends it as
+  // x-envoy-expected-rq-timeout-ms without formatting or copying it.
+  std::string timeout_text = "15000";
   // `max_grpc_timeout` (deprecated in Envoy, still honoured): when set, a gRPC
   // request's grpc-timeout header (none: infinity) replaces `timeout`, capped
   // by this value (zero: no cap).
@@ -83,7 +86,10 @@ class RouteEntry {
   // :authority, and the request header edits of route, virtual host and
   // config (Envoy's order: route, then virtual host, then config, unless
   // most_specific_header_mutations_wins). matched_prefix is what matched.
-  void finalizeRequestHeaders(HeaderMap& request) const;
+  // insert_original_path: a rewrite keeps the path it replaced in
+  // x-envoy-original-path, as Envoy's router does unless its
+  // suppress_envoy_headers is set.
+  void finalizeRequestHeaders(HeaderMap& request, bool insert_original_path = false) const;
   void finalizeResponseHeaders(HeaderMap& response) const;
   // Whether :authority is replaced by the upstream host's address.
   bool autoHostRewrite() const { return auto_host_rewrite_; }

@@ -194,5 +194,87 @@ class RoutingTest(h.SkiffTestCase):
             self.assertIn(f'envoy_http_{name}{{envoy_http_conn_manager_prefix="ingress_http"}}', body)
 
 
+class RouterEnvoyHeadersTest(h.SkiffTestCase):
+    """The headers Envoy's router adds by default: x-envoy-upstream-service-time
+    on responses from an upstream, x-envoy-expected-rq-timeout-ms on requests
+    with a route timeout, x-envoy-original-path when a rewrite replaced the
+    path; none of them with the router's suppress_envoy_headers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = cls.class_backend("a")
+        routes = [
+            {"match": {"prefix": "/old/"}, "route": to("a", prefix_rewrite="/new/")},
+            {"match": {"prefix": "/short/"}, "route": to("a", timeout="2.5s")},
+            {"match": {"prefix": "/none/"}, "route": to("a", timeout="0s")},
+            {"match": {"prefix": "/direct"},
+             "direct_response": {"status": 200, "body": {"inline_string": "d\n"}}},
+            {"match": {"prefix": "/"}, "route": to("a")},
+        ]
+        quiet = h.listener("quiet", routes, stat_prefix="quiet")
+        quiet["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = [{
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                "suppress_envoy_headers": True}}]
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("envoy", routes), quiet], [h.cluster("a", [(LOCALHOST, cls.backend.port)])]))
+
+    def get(self, listener, path, headers=None):
+        """curl through listener; returns (status, response headers, the
+        request headers the backend saw)."""
+        rc, out, err = h.curl("-s", "-D", "-", "-o", "/dev/null", *sum(
+            (["-H", f"{k}: {v}"] for k, v in (headers or {}).items()), []),
+            f"http://{LOCALHOST}:{self.skiff.port(listener)}{path}")
+        self.assertEqual(rc, 0, err)
+        lines = out.decode().replace("\r", "").split("\n")
+        status = int(lines[0].split()[1])
+        resp = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                resp[k.strip().lower()] = v.strip()
+        seen = {k.lower(): v for k, v in self.backend.requests[-1].headers}
+        return status, resp, seen
+
+    def test_upstream_service_time(self):
+        status, resp, _ = self.get("envoy", "/delay?ms=50")
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(int(resp["x-envoy-upstream-service-time"]), 50)
+        status, resp, _ = self.get("envoy", "/x")
+        self.assertLess(int(resp["x-envoy-upstream-service-time"]), 10000)
+        # A direct response did not come from an upstream.
+        status, resp, _ = self.get("envoy", "/direct")
+        self.assertEqual(status, 200)
+        self.assertNotIn("x-envoy-upstream-service-time", resp)
+
+    def test_expected_request_timeout(self):
+        self.assertEqual(self.get("envoy", "/x")[2].get("x-envoy-expected-rq-timeout-ms"), "15000")
+        self.assertEqual(self.get("envoy", "/short/x")[2].get("x-envoy-expected-rq-timeout-ms"),
+                         "2500")
+        self.assertNotIn("x-envoy-expected-rq-timeout-ms", self.get("envoy", "/none/x")[2])
+        # A client's value does not reach the upstream beside the router's.
+        _, _, seen = self.get("envoy", "/x", headers={"x-envoy-expected-rq-timeout-ms": "1"})
+        self.assertEqual(seen.get("x-envoy-expected-rq-timeout-ms"), "15000")
+        self.assertEqual([k for k, _ in self.backend.requests[-1].headers
+                          if k.lower() == "x-envoy-expected-rq-timeout-ms"],
+                         ["x-envoy-expected-rq-timeout-ms"])
+
+    def test_original_path(self):
+        status, _, seen = self.get("envoy", "/old/headers?q=1")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.backend.requests[-1].target, "/new/headers?q=1")
+        self.assertEqual(seen.get("x-envoy-original-path"), "/old/headers?q=1")
+        self.assertNotIn("x-envoy-original-path", self.get("envoy", "/plain")[2])
+
+    def test_suppress_envoy_headers(self):
+        status, resp, seen = self.get("quiet", "/old/x")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.backend.requests[-1].target, "/new/x")
+        self.assertNotIn("x-envoy-upstream-service-time", resp)
+        self.assertNotIn("x-envoy-original-path", seen)
+        self.assertNotIn("x-envoy-expected-rq-timeout-ms", seen)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -61,11 +61,19 @@ TEST(HeaderName, MatchesWhatEqualsIgnoreCaseSays) {
   }
 }
 
+// Names longer than HeaderName's 24 bytes (Envoy's x-envoy-upstream-service-
+// time and x-envoy-expected-rq-timeout-ms) are classified by a byte loop.
+template <size_t I>
+void expectWellKnownName() {
+  if constexpr (kWellKnownHeaderNames[I].size() <= 24) {
+    expectMatchesLikeEqualsIgnoreCase(kHeaderName<static_cast<WellKnownHeader>(I)>,
+                                      kWellKnownHeaderNames[I]);
+  }
+}
+
 template <size_t... I>
 void expectEveryWellKnownName(std::index_sequence<I...>) {
-  (expectMatchesLikeEqualsIgnoreCase(kHeaderName<static_cast<WellKnownHeader>(I)>,
-                                     kWellKnownHeaderNames[I]),
-   ...);
+  (expectWellKnownName<I>(), ...);
 }
 
 TEST(HeaderName, WellKnownPatternsMatchTheirNames) {

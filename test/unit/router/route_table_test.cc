@@ -441,6 +441,26 @@ TEST(RouteTableTest, PathAndHostRewrites) {
   EXPECT_EQ(rewrittenPath(*t, "/banana?a=a"), "/bbnbnb?a=a @example.com");  // query kept
 }
 
+TEST(RouteTableTest, RewritesKeepTheOriginalPathWhenAsked) {
+  auto t = mustCompile(oneHost(R"J(
+    {"match":{"prefix":"/old/"},"route":{"cluster":"c","prefix_rewrite":"/new/"}},
+    {"match":{"prefix":"/same/"},"route":{"cluster":"c","regex_rewrite":{"pattern":{"regex":"^/x"},"substitution":"/y"}}},
+    {"match":{"prefix":"/"},"route":{"cluster":"c"}})J"));
+  auto original = [&](const std::string& path, bool insert) {
+    Request r(path);
+    t->match(r.headers, 0)->finalizeRequestHeaders(r.headers, insert);
+    return std::string(r.headers.get("x-envoy-original-path").value_or("(none)")) + " " +
+           std::string(r.headers.path());
+  };
+  // Envoy's router: the whole path the rewrite replaced, query included...
+  EXPECT_EQ(original("/old/a?q=1", true), "/old/a?q=1 /new/a?q=1");
+  // ... also when the rewrite leaves it as it was; never without a rewrite,
+  // nor with suppress_envoy_headers.
+  EXPECT_EQ(original("/same/a", true), "/same/a /same/a");
+  EXPECT_EQ(original("/plain", true), "(none) /plain");
+  EXPECT_EQ(original("/old/a", false), "(none) /new/a");
+}
+
 TEST(RouteTableTest, DirectResponse) {
   auto t = mustCompile(oneHost(R"(
     {"name":"s","match":{"prefix":"/s"},"direct_response":{"status":200,"body":{"inline_string":"hello"}}},

@@ -182,13 +182,15 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
               suppress_envoy_headers: true
+              respect_expected_rq_timeout: true
 )"),
               ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "codec_type: HTTP3 is not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "rds.config_source.path: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                          "http_filters[0].typed_config.suppress_envoy_headers: not supported yet",
+                          "http_filters[0].typed_config.respect_expected_rq_timeout: not supported "
+                          "yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "tracing: not supported yet"));
 }

@@ -713,11 +713,13 @@ TEST(TranslateBootstrap, RouterFieldsAreRefused) {
   Bootstrap b = edge();
   editHcm(b, [](HttpConnectionManager& hcm) {
     envoy::extensions::filters::http::router::v3::Router router;
-    router.set_suppress_envoy_headers(true);
+    router.set_suppress_envoy_headers(true);  // Implemented.
+    router.set_respect_expected_rq_timeout(true);
     hcm.mutable_http_filters(0)->mutable_typed_config()->PackFrom(router);
   });
-  EXPECT_EQ(translateError(b),
-            kHcmPath + ".http_filters[0].typed_config.suppress_envoy_headers: not supported yet");
+  EXPECT_EQ(translateError(b), kHcmPath +
+                                   ".http_filters[0].typed_config.respect_expected_rq_timeout: "
+                                   "not supported yet");
 }
 
 // --- Filter chains, TLS and HTTP/2 -----------------------------------------
