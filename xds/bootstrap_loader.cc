@@ -1,5 +1,7 @@
 #include "xds/bootstrap_loader.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 // GCC 12 at -O2 reports a false "dangling pointer to an unnamed temporary"
@@ -10,6 +12,7 @@
 #endif
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -210,12 +213,59 @@ void toJson(const YAML::Node& node, std::string& out) {
   }
 }
 
+// Collects, with its field path, every Any in v ("@type") whose type skiff's
+// protos do not have: protobuf's JSON parser stops at the first with an error
+// that names only the innermost Any (an Istio gRPC access logger's
+// "access_log[0].typed_config"), and a user needs the whole path. Map keys
+// (they hold dots) are written as ["key"], as the field checks write them.
+void findUnknownTypes(const google::protobuf::Value& v, const std::string& path,
+                      std::vector<std::string>& errors) {
+  if (v.has_list_value()) {
+    for (int i = 0; i < v.list_value().values_size(); ++i) {
+      findUnknownTypes(v.list_value().values(i), path + "[" + std::to_string(i) + "]", errors);
+    }
+    return;
+  }
+  if (!v.has_struct_value()) return;
+  const auto& fields = v.struct_value().fields();
+  if (auto t = fields.find("@type"); t != fields.end() && t->second.has_string_value()) {
+    const std::string& url = t->second.string_value();
+    std::string name = url.substr(url.rfind('/') + 1);
+    if (!google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(name)) {
+      errors.push_back(path + ": unknown type URL '" + url + "'");
+      return;  // What is inside it has no meaning to skiff.
+    }
+  }
+  std::vector<std::string> keys;
+  for (const auto& [k, _] : fields) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());  // Errors in a stable order.
+  for (const std::string& k : keys) {
+    if (k == "@type") continue;
+    std::string at = k.find_first_of("./") == std::string::npos
+                         ? (path.empty() ? k : path + "." + k)
+                         : path + "[\"" + k + "\"]";
+    findUnknownTypes(fields.at(k), at, errors);
+  }
+}
+
 Result<Bootstrap> parseJson(const std::string& json) {
   Bootstrap bootstrap;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   auto status = google::protobuf::util::JsonStringToMessage(json, &bootstrap, options);
   if (!status.ok()) {
+    // Only on failure: a second parse, into a plain JSON tree, to name every
+    // unknown typed_config by its path.
+    google::protobuf::Value tree;
+    std::vector<std::string> unknown;
+    if (google::protobuf::util::JsonStringToMessage(json, &tree).ok()) {
+      findUnknownTypes(tree, "", unknown);
+    }
+    if (!unknown.empty()) {
+      std::string message;
+      for (const std::string& e : unknown) message += (message.empty() ? "" : "\n") + e;
+      return configError(std::move(message));
+    }
     return configError("invalid bootstrap: " + std::string(status.message()));
   }
   return bootstrap;

@@ -374,6 +374,18 @@ class AccessLogConfigErrorsTest(unittest.TestCase):
         self.assertIn(self.HCM + ".access_log[0].typed_config: type URL 'type.googleapis.com/"
                       "envoy.extensions.filters.http.router.v3.Router' is not supported yet", out)
 
+    def test_grpc_logger_is_refused_with_its_path(self):
+        # Envoy's gRPC access logger (Istio's envoy_http_als provider): its
+        # proto is not among skiff's, and the error still names the field.
+        rc, out = self.validate({"name": "envoy.access_loggers.http_grpc", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3."
+                     "HttpGrpcAccessLogConfig",
+            "common_config": {"log_name": "http_envoy_accesslog", "transport_api_version": "V3",
+                              "grpc_service": {"envoy_grpc": {"cluster_name": "als"}}}}})
+        self.assertEqual(rc, 1, out)
+        self.assertIn(self.HCM + ".access_log[0].typed_config: unknown type URL 'type.googleapis."
+                      "com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig'", out)
+
     def test_valid_stdout_log_validates(self):
         rc, out = self.validate(self.stdout_log({"text_format": "%RESPONSE_CODE%\n"}))
         self.assertEqual(rc, 0, out)

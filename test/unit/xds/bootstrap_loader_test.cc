@@ -117,6 +117,36 @@ static_resources:
               HasSubstr("no.such.Type"));
 }
 
+TEST(BootstrapLoader, UnknownTypeUrlsAreNamedByTheirWholePath) {
+  // Istio can configure Envoy's gRPC access logger, whose proto skiff does
+  // not build: each unknown Any is named by its path from the root, nested
+  // ones and map entries too, rather than protobuf's innermost-Any error.
+  EXPECT_EQ(error(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          access_log:
+          - name: envoy.access_loggers.http_grpc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig
+              common_config: {log_name: x}
+  clusters:
+  - name: c
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.Other: {"@type": type.googleapis.com/no.such.Type}
+)"),
+            "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions."
+            "upstreams.http.v3.Other\"]: unknown type URL 'type.googleapis.com/no.such.Type'\n"
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log[0]."
+            "typed_config: unknown type URL 'type.googleapis.com/envoy.extensions.access_loggers."
+            "grpc.v3.HttpGrpcAccessLogConfig'");
+}
+
 class BootstrapFileTest : public ::testing::Test {
  protected:
   std::string write(const std::string& suffix, const std::string& text) {
