@@ -98,7 +98,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.extensions.access_loggers.stream.v3.StderrAccessLog", {"log_format"}},
       // text_format_source: inline only (the translator refuses filename).
       {"envoy.config.core.v3.SubstitutionFormatString",
-       {"text_format", "text_format_source", "json_format", "omit_empty_values"}},
+       {"text_format", "text_format_source", "json_format", "omit_empty_values",
+        "json_format_options"}},
+      // Envoy sorts json_format's keys whatever this says (deprecated, "no
+      // effect"), and so does skiff.
+      {"envoy.config.core.v3.JsonFormatOptions", {"sort_properties"}},
       // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
       {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"enable_trailers"}},

@@ -390,6 +390,14 @@ class AccessLogConfigErrorsTest(unittest.TestCase):
         rc, out = self.validate(self.stdout_log({"text_format": "%RESPONSE_CODE%\n"}))
         self.assertEqual(rc, 0, out)
 
+    def test_json_format_options_are_accepted(self):
+        # Envoy sorts json_format's keys whatever sort_properties says.
+        for sort in (True, False):
+            rc, out = self.validate(self.stdout_log({"json_format": {"b": "%RESPONSE_CODE%"},
+                                                     "json_format_options": {
+                                                         "sort_properties": sort}}))
+            self.assertEqual(rc, 0, out)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -43,6 +43,29 @@ static_resources:
               IsEmpty());
 }
 
+TEST(FieldSupport, AcceptsJsonFormatOptions) {
+  // Envoy always sorts json_format's keys (sort_properties has no effect),
+  // as skiff does: the option is accepted, either way.
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format: {code: "%RESPONSE_CODE%"}
+                json_format_options: {sort_properties: false}
+)"),
+              IsEmpty());
+}
+
 // Every field tls_translator reads, and the HTTP/2 and filter chain fields,
 // pass the walker (the translator then checks their values).
 TEST(FieldSupport, AcceptsTlsHttp2AndFilterChainFields) {
