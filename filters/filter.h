@@ -54,9 +54,11 @@ class FilterCallbacks {
   // details is Envoy's response code details for the access log, one of
   // proxy/access_log/response_code_details.h's static strings.
   // Status 0 means no response can be sent any more (it already started):
-  // the downstream stream is reset instead.
+  // the downstream stream is reset instead. overloaded: the reply carries
+  // Envoy's `x-envoy-overloaded: true` (a request dropped by a circuit
+  // breaker, unless the router suppresses Envoy's headers).
   virtual void sendLocalReply(int status, std::string_view body, std::string_view response_flag,
-                              std::string_view details) = 0;
+                              std::string_view details, bool overloaded = false) = 0;
   // Records an Envoy response flag on the stream (for logs and stats).
   virtual void setResponseFlag(std::string_view flag) = 0;
   // Records Envoy's response code details (a static string, kept as a view)

@@ -100,7 +100,8 @@ class RouterFilter : public HttpFilter,
       cluster_->stats().upstream_rq_pending_overflow.inc();
       // Envoy's pool refuses it: an overflow before the response started.
       cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
-                          access_log::details::kResetBeforeStartedOverflow);
+                          access_log::details::kResetBeforeStartedOverflow,
+                          !suppress_envoy_headers_);
       return FilterStatus::kContinue;
     }
     // An Upgrade or CONNECT that the connection manager let through: its
@@ -244,7 +245,8 @@ class RouterFilter : public HttpFilter,
     stopTimeout();
     if (reason == PoolFailure::kOverflow) {
       cb_->sendLocalReply(503, "upstream overflow: max_pending_requests reached", "UO",
-                          access_log::details::kResetBeforeStartedOverflow);
+                          access_log::details::kResetBeforeStartedOverflow,
+                          !suppress_envoy_headers_);
       return;
     }
     if (access_log::StreamRecord* r = cb_->streamRecord(); r && !transport_failure.empty()) {

@@ -345,7 +345,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   }
 
   void sendLocalReply(int status, std::string_view body, std::string_view response_flag,
-                      std::string_view details) override {
+                      std::string_view details, bool overloaded = false) override {
     if (finished_) return;
     if (!response_flag.empty()) setResponseFlag(response_flag);
     setResponseCodeDetails(details);
@@ -366,11 +366,13 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       h->addView("content-type", "application/grpc");
       h->addCopy("grpc-status", std::to_string(grpcStatusFromHttp(status)));
       if (!body.empty()) h->addCopy("grpc-message", body);
+      if (overloaded) h->addView("x-envoy-overloaded", "true");
       local_reply_ = true;
       chain_.encodeHeaders(std::move(h), true);
       return;
     }
     h->addCopy(":status", std::to_string(status));
+    if (overloaded) h->addView("x-envoy-overloaded", "true");
     local_reply_ = true;
     if (body.empty()) {
       // No body at all, as Envoy's local replies with an empty body (its

@@ -73,9 +73,11 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         self.addCleanup(held.join, 10)
         h.wait_until(lambda: skiff.stat("cluster.limited.upstream_rq_active") == 1, 5,
                      what="the first request upstream")
-        status, _, body = h.http_request(port, path="/limited?ms=0")
+        status, headers, body = h.http_request(port, path="/limited?ms=0")
         self.assertEqual(status, 503)
         self.assertIn(b"overflow", body)
+        # Envoy's router marks a request a circuit breaker dropped.
+        self.assertEqual(headers.get("x-envoy-overloaded"), "true")
         self.assertEqual(skiff.stat("cluster.limited.upstream_rq_pending_overflow"), 1)
         held.join(10)
         self.assertEqual(results[0][0], 200)
