@@ -81,6 +81,12 @@ class Stream {
 class StreamEncoder {
  public:
   virtual ~StreamEncoder() = default;
+  // Unless it is made from inside the codec's own dispatch (then the fields
+  // are copied), the HTTP/2 codec serializes headers where they are, in a
+  // flush later in this loop iteration, before the worker deletes anything
+  // (a request with a body goes at once): the map must stay alive and
+  // unchanged until then. The connection manager and the router keep theirs
+  // for the stream's life.
   virtual void encodeHeaders(const HeaderMap& headers, bool end_stream) = 0;
   // Takes the bytes by moving them out of data.
   virtual void encodeData(BufferChain& data, bool end_stream) = 0;

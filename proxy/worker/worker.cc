@@ -6,6 +6,7 @@
 
 #include "proxy/access_log/log_file.h"
 #include "proxy/common/log.h"
+#include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/connection.h"
 #include "proxy/net/listener.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -55,6 +56,10 @@ void Worker::run(std::function<void(const std::string&)> ready, std::function<vo
 }
 
 void Worker::runDeferred() {
+  // HTTP/2 frames still waiting for their flush may read what these objects
+  // own (HEADERS are serialized from the stream's header map where it lies,
+  // see Http2Codec::submitHeaders): they leave first.
+  http::Http2Codec::flushWaiting();
   while (!deferred_.empty()) {
     std::vector<std::unique_ptr<Deletable>> dead;
     dead.swap(deferred_);
@@ -144,6 +149,9 @@ void Worker::onPrepare() {
     for (Schedulable* item : items) {
       if (item) item->onScheduled();
     }
+    // What HTTP/2 codecs queued since their last flush joins this round's
+    // writes.
+    http::Http2Codec::flushWaiting();
     std::vector<TcpConnection*> flush;
     flush.swap(flush_list_);
     for (TcpConnection* c : flush) {

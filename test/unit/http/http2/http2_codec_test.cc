@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -246,7 +247,14 @@ class Http2ServerCodecTest : public ::testing::Test {
         true);
   }
   void pump() { wire.pump(*codec, peer); }
+  // A map given to encodeHeaders lives until the codec's scheduled flush
+  // has read it (codec.h), here until the test ends.
+  HeaderMap& keep(HeaderMapPtr h) {
+    held_.push_back(std::move(h));
+    return *held_.back();
+  }
 
+  std::vector<HeaderMapPtr> held_;
   FakeServerCallbacks callbacks;
   Wire<Http2ServerCodec> wire;
   Peer peer{false};
@@ -271,7 +279,7 @@ TEST_F(Http2ServerCodecTest, Get) {
                            {"Connection", "keep-alive"},
                            {"Transfer-Encoding", "chunked"},
                            {"te", "gzip"}});
-  x.encoder->encodeHeaders(*resp, false);
+  x.encoder->encodeHeaders(keep(std::move(resp)), false);
   BufferChain body = wire.reader.read("hello");
   x.encoder->encodeData(body, true);
   EXPECT_TRUE(body.empty());
@@ -320,21 +328,23 @@ TEST_F(Http2ServerCodecTest, ReceivedFieldsOutliveTheSession) {
   }
 }
 
-TEST_F(Http2ServerCodecTest, BodiesEncodedOutsideDispatchLeaveInOneScheduledFlush) {
-  // A response body encoded from outside the codec (the upstream's read)
-  // is framed by a dispatch the owner runs later in the loop iteration, one
-  // for all the streams that got a body meanwhile.
+TEST_F(Http2ServerCodecTest, HeadersAndBodiesEncodedOutsideDispatchLeaveInOneScheduledFlush) {
+  // Response HEADERS and bodies encoded from outside the codec (the
+  // upstream's read) are framed by a dispatch the owner runs later in the
+  // loop iteration, one for all the streams that got any meanwhile.
   start();
   int32_t id1 = get("/1");
   int32_t id2 = get("/2");
   pump();
   ASSERT_EQ(callbacks.exchanges.size(), 2u);
-  for (auto& x : callbacks.exchanges) {
-    auto resp = makeHeaders({{":status", "200"}});
-    x->encoder->encodeHeaders(*resp, false);
-  }
   int writes = wire.owner.writes;
   int scheduled = wire.owner.scheduled;
+  for (auto& x : callbacks.exchanges) {
+    auto resp = makeHeaders({{":status", "200"}});
+    x->encoder->encodeHeaders(keep(std::move(resp)), false);
+  }
+  EXPECT_EQ(wire.owner.writes, writes);
+  EXPECT_EQ(wire.owner.scheduled, scheduled + 1);
   BufferChain b1 = wire.reader.read("one");
   BufferChain b2 = wire.reader.read("two");
   callbacks.exchanges[0]->encoder->encodeData(b1, true);
@@ -393,7 +403,7 @@ TEST_F(Http2ServerCodecTest, ResponseBodyMovesSlicesAndTrailersFollow) {
   ASSERT_EQ(callbacks.exchanges.size(), 1u);
   auto& x = *callbacks.exchanges[0];
   auto resp = makeHeaders({{":status", "200"}, {"content-type", "application/grpc"}});
-  x.encoder->encodeHeaders(*resp, false);
+  x.encoder->encodeHeaders(keep(std::move(resp)), false);
   Reader body_reader;
   BufferChain body = body_reader.read(std::string(3000, 'z'));
   Slab* body_slab = body.slices()[0].slab();
@@ -424,9 +434,9 @@ TEST_F(Http2ServerCodecTest, ResponseBodyInPiecesAndTrailersWithoutBody) {
   auto& xa = *callbacks.exchanges[0];
   auto& xb = *callbacks.exchanges[1];
   auto resp_a = makeHeaders({{":status", "200"}});
-  xa.encoder->encodeHeaders(*resp_a, false);
+  xa.encoder->encodeHeaders(keep(std::move(resp_a)), false);
   auto resp_b = makeHeaders({{":status", "200"}, {"content-type", "application/grpc"}});
-  xb.encoder->encodeHeaders(*resp_b, false);
+  xb.encoder->encodeHeaders(keep(std::move(resp_b)), false);
   pump();
   EXPECT_EQ(peer.streams[a].header_blocks, 1);
   EXPECT_FALSE(peer.streams[a].closed);
@@ -484,7 +494,7 @@ TEST_F(Http2ServerCodecTest, ManyConcurrentStreams) {
   for (int i = 99; i >= 0; --i) {
     auto& x = *callbacks.exchanges[i];
     auto resp = makeHeaders({{":status", "200"}});
-    x.encoder->encodeHeaders(*resp, false);
+    x.encoder->encodeHeaders(keep(std::move(resp)), false);
     BufferChain b = wire.reader.read(std::string(x.decoder.header(":path")));
     x.encoder->encodeData(b, true);
   }
@@ -546,7 +556,7 @@ TEST_F(Http2ServerCodecTest, GoAwayDrainsThenCloses) {
   EXPECT_EQ(wire.owner.close_after_flush, 0);
   for (auto& x : callbacks.exchanges) {
     auto resp = makeHeaders({{":status", "204"}});
-    x->encoder->encodeHeaders(*resp, true);
+    x->encoder->encodeHeaders(keep(std::move(resp)), true);
   }
   pump();
   EXPECT_EQ(wire.owner.close_after_flush, 1);
@@ -595,7 +605,7 @@ TEST_F(Http2ServerCodecTest, StreamWriteWatermarks) {
   pump();
   auto& x = *callbacks.exchanges[0];
   auto resp = makeHeaders({{":status", "200"}});
-  x.encoder->encodeHeaders(*resp, false);
+  x.encoder->encodeHeaders(keep(std::move(resp)), false);
   // 100000 bytes against the peer's 65535-byte window: the rest waits.
   BufferChain b = wire.reader.read(std::string(100000, 'w'));
   x.encoder->encodeData(b, false);
@@ -774,7 +784,7 @@ TEST_F(Http2ServerCodecTest, InformationalThenFinalResponse) {
   auto info = makeHeaders({{":status", "103"}, {"Link", "</a.css>; rel=preload"}});
   x.encoder->encode1xxHeaders(*info);
   auto resp = makeHeaders({{":status", "bogus"}});
-  x.encoder->encodeHeaders(*resp, true);
+  x.encoder->encodeHeaders(keep(std::move(resp)), true);
   pump();
   const Peer::StreamInfo& s = peer.streams[id];
   EXPECT_EQ(s.header_blocks, 2);
@@ -860,6 +870,12 @@ class Http2ClientCodecTest : public ::testing::Test {
     pump();
   }
   void pump() { wire.pump(*codec, *peer); }
+  // A map given to encodeHeaders lives until the codec's scheduled flush
+  // has read it (codec.h), here until the test ends.
+  HeaderMap& keep(HeaderMapPtr h) {
+    held_.push_back(std::move(h));
+    return *held_.back();
+  }
   RequestEncoder& get(FakeDecoder& decoder, FakeStreamCallbacks& cbs, std::string path = "/") {
     RequestEncoder& e = codec->newStream(decoder);
     e.stream().setCallbacks(&cbs);
@@ -870,14 +886,15 @@ class Http2ClientCodecTest : public ::testing::Test {
                           {"Host", "up.example"},
                           {"Connection", "keep-alive"},
                           {"X-Mixed-Case", "v"}});
-    e.encodeHeaders(*h, true);
+    e.encodeHeaders(keep(std::move(h)), true);
     return e;
   }
 
+  std::vector<HeaderMapPtr> held_;
   Wire<Http2ClientCodec> wire;
   std::unique_ptr<Peer> peer;
   std::unique_ptr<Http2ClientCodec> codec;
-  std::vector<std::string> paths_;
+  std::deque<std::string> paths_;  // The maps above view these: a deque keeps them put.
 };
 
 TEST_F(Http2ClientCodecTest, GetWithInformationalBodyAndTrailers) {
@@ -958,7 +975,7 @@ TEST_F(Http2ClientCodecTest, RequestIdIsNeverIndexedButOneIn64) {
                           {":authority", "a"},
                           {"X-Request-Id", ids[i]},
                           {"x-other", "v"}});
-    e.encodeHeaders(*h, true);
+    e.encodeHeaders(keep(std::move(h)), true);
   }
   pump();
   ASSERT_EQ(peer->request_ids.size(), static_cast<size_t>(kRequests));
@@ -1013,7 +1030,7 @@ TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
                         {"ab_cd^ef", "w"},
                         {"x_Under", "u"},
                         {"under_score_name", "v"}});
-  e.encodeHeaders(*h, true);
+  e.encodeHeaders(keep(std::move(h)), true);
   pump();
   ASSERT_EQ(peer->request_ids.size(), 1u);
   const Peer::StreamInfo& s = peer->streams[peer->request_ids[0]];
@@ -1049,7 +1066,7 @@ TEST_F(Http2ClientCodecTest, PostBodyMovesSlices) {
   e.stream().setCallbacks(&cbs);
   auto h =
       makeHeaders({{":method", "POST"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}});
-  e.encodeHeaders(*h, false);
+  e.encodeHeaders(keep(std::move(h)), false);
   Reader r;
   BufferChain body = r.read(std::string(5000, 'p'));
   Slab* slab = body.slices()[0].slab();
@@ -1075,7 +1092,7 @@ TEST_F(Http2ClientCodecTest, RequestBodyInPiecesTrailersWithoutBodyAndHeldPost) 
     e.stream().setCallbacks(&cbs);
     auto h = makeHeaders(
         {{":method", "POST"}, {":scheme", "http"}, {":path", path}, {":authority", "a"}});
-    e.encodeHeaders(*h, false);
+    e.encodeHeaders(keep(std::move(h)), false);
     return e;
   };
   FakeDecoder da, db, dc;
@@ -1220,12 +1237,78 @@ TEST_F(Http2ClientCodecTest, StreamAfterPeerGoAwayIsRefusedRetryably) {
   FakeDecoder d;
   FakeStreamCallbacks cbs;
   get(d, cbs);  // A caller that did not check canStartStream().
+  pump();
   // nghttp2 refuses the HEADERS as it would send them: the same reason as a
   // stream above the peer's last stream id, which a router may retry.
   ASSERT_EQ(cbs.resets.size(), 1u);
   EXPECT_EQ(cbs.resets[0], ResetReason::kRemoteReset);
   EXPECT_EQ(cbs.last_detail, "REFUSED_STREAM");
   EXPECT_EQ(codec->activeStreams(), 0u);
+}
+
+TEST_F(Http2ClientCodecTest, RequestResetBeforeItsScheduledFlushStillCloses) {
+  // A request's HEADERS wait for the flush scheduled at the end of the loop
+  // iteration. Reset before it, nghttp2 would drop the HEADERS and the
+  // RST_STREAM both and never report the stream closed: it stayed counted
+  // against the peer's stream limit for the connection's life. The reset
+  // sends the HEADERS first.
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  RequestEncoder& e = get(d, cbs);
+  EXPECT_EQ(codec->activeStreams(), 1u);
+  e.stream().resetStream(ResetReason::kLocalReset);
+  pump();
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  EXPECT_TRUE(peer->streams[peer->request_ids[0]].rst_received);
+  EXPECT_EQ(peer->last_rst_code, static_cast<uint32_t>(NGHTTP2_CANCEL));
+  EXPECT_TRUE(codec->canStartStream());
+  EXPECT_TRUE(wire.ok);
+}
+
+TEST_F(Http2ClientCodecTest, RequestWaitingForItsFlushLeavesBeforeReadBytes) {
+  // Bytes read before the scheduled flush may lower the peer's stream limit
+  // (SETTINGS), and nghttp2 would then hold a request that reads its fields
+  // in place until a stream closes, long after its map is gone. A dispatch
+  // sends the waiting requests before it reads.
+  start();
+  FakeDecoder d1, d2;
+  FakeStreamCallbacks c1, c2;
+  get(d1, c1, "/first");
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  RequestEncoder& e = codec->newStream(d2);
+  e.stream().setCallbacks(&c2);
+  std::string path = "/second", name = "x-held", value = "kept";
+  auto h = std::make_unique<HeaderMap>();
+  h->addView(":method", "GET");
+  h->addView(":scheme", "http");
+  h->addView(":authority", "a");
+  h->addView(":path", path);
+  h->addView(name, value);
+  e.encodeHeaders(*h, true);
+  nghttp2_settings_entry one{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1};
+  nghttp2_submit_settings(peer->session, NGHTTP2_FLAG_NONE, &one, 1);
+  EXPECT_TRUE(wire.feed(*codec, peer->send()));
+  h.reset();
+  path.assign(path.size(), 'X');
+  name.assign(name.size(), 'y');
+  value.assign(value.size(), 'Z');
+  peer->respond(peer->request_ids[0], {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(d1.ended);
+  // The second request left before the SETTINGS was read, with its fields
+  // as they were.
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  const Peer::StreamInfo& second = peer->streams[peer->request_ids[1]];
+  EXPECT_EQ(second.get(":path"), "/second");
+  EXPECT_EQ(second.get("x-held"), "kept");
+  peer->respond(peer->request_ids[1], {{":status", "200"}}, "", false);
+  pump();
+  EXPECT_TRUE(d2.ended);
+  EXPECT_EQ(codec->activeStreams(), 0u);
+  EXPECT_TRUE(wire.ok);
 }
 
 TEST_F(Http2ClientCodecTest, ResetsBothWays) {
