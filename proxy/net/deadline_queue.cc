@@ -33,12 +33,11 @@ Deadline::List& DeadlineQueue::findList(uint64_t ms, Deadline::List*& cached) {
   for (const std::unique_ptr<Deadline::List>& l : lists_) {
     if (l->ms == ms) return *(cached = l.get());
   }
-  auto id = static_cast<uint32_t>(lists_.size() + 1);
-  return *(cached = lists_.emplace_back(std::make_unique<Deadline::List>(ms, id)).get());
+  return *(cached = lists_.emplace_back(std::make_unique<Deadline::List>(ms)).get());
 }
 
 void DeadlineQueue::append(Deadline::List& l, Deadline& d) {
-  d.list_id_ = l.id;
+  d.list_key_ = l.key;
   d.prev_ = l.sentinel.prev_;
   d.next_ = &l.sentinel;
   l.sentinel.prev_->next_ = &d;
@@ -48,7 +47,7 @@ void DeadlineQueue::append(Deadline::List& l, Deadline& d) {
 void DeadlineQueue::insertByDue(Deadline::List& l, Deadline& d, uint64_t due) {
   d.slot_ms_ = due;
   d.delta_ms_ = 0;
-  d.list_id_ = l.id;
+  d.list_key_ = l.key;
   // After the last entry due no later than d: equal due times fire in the
   // order they were armed.
   deadline_detail::Link* before = l.sentinel.prev_;
@@ -61,20 +60,12 @@ void DeadlineQueue::insertByDue(Deadline::List& l, Deadline& d, uint64_t due) {
   before->next_ = &d;
 }
 
-void DeadlineQueue::arm(Deadline& d, uint64_t ms) {
+void DeadlineQueue::armInList(Deadline& d, uint64_t ms, uint64_t due) {
   if (closed_) {
     d.cancel();
     return;
   }
-  uint64_t due = uv_now(loop_) + ms;
   Deadline::List& l = listFor(ms);
-  if (d.prev_ && d.list_id_ == l.id && due - d.slot_ms_ < Deadline::kCancelled) {
-    // Still in the list of this duration (armed, or cancelled lazily): its
-    // slot is no later than the new due time, so it keeps its place, and
-    // onTimer places it again when the timer reaches the slot.
-    d.delta_ms_ = static_cast<uint32_t>(due - d.slot_ms_);
-    return;
-  }
   if (d.prev_) d.unlink();
   d.slot_ms_ = due;
   d.delta_ms_ = 0;
@@ -108,7 +99,7 @@ void DeadlineQueue::onTimer() {
   // waits for the next round. An entry whose slot came but that was
   // cancelled leaves its list; one re-armed since it was placed goes back by
   // its new due time.
-  Deadline::List firing{Deadline::List::kMixedDurations, kFiringId};
+  Deadline::List firing{Deadline::List::kMixedDurations};
   forEachList([&](Deadline::List& l) {
     Deadline* d;
     while ((d = l.head()) && d->slot_ms_ <= now) {

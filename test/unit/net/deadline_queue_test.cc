@@ -242,6 +242,36 @@ TEST_F(DeadlineQueueTest, RearmedLaterFiresAfterOneArmedBetween) {
   EXPECT_GE(p.fired_at[0], p_due);
 }
 
+TEST_F(DeadlineQueueTest, RearmedFromAnotherCallbackForTheLongestKeyedDurationWaits) {
+  // The firing list's key (Deadline::List::kNoKey) is also a duration, the
+  // longest with a key of its own: re-armed for that long, the second
+  // deadline leaves the firing list and does not fire in this round.
+  Probe first(&loop_), second(&loop_);
+  first.action = [&] { queue_->arm(second.deadline, UINT32_MAX); };
+  queue_->arm(first.deadline, 5);
+  queue_->arm(second.deadline, 5);
+  runUntil([&] { return !first.fired_at.empty(); });
+  ASSERT_EQ(first.fired_at.size(), 1u);
+  EXPECT_TRUE(second.fired_at.empty());
+  EXPECT_TRUE(second.deadline.armed());
+  EXPECT_EQ(second.deadline.due(), first.fired_at[0] + UINT32_MAX);
+  second.deadline.cancel();
+}
+
+TEST_F(DeadlineQueueTest, ComputedDeadlineRearmedWithAConfiguredDurationMoves) {
+  // From the list sorted by due time to the list of its duration, and still
+  // fires once, at its new due time.
+  Probe p(&loop_);
+  queue_->armComputed(p.deadline, 200);
+  uint64_t rearmed_at = uv_now(&loop_);
+  queue_->arm(p.deadline, 5);
+  EXPECT_EQ(queue_->armedCount(), 1u);
+  runUntil([&] { return !p.fired_at.empty(); });
+  ASSERT_EQ(p.fired_at.size(), 1u);
+  EXPECT_GE(p.fired_at[0], rearmed_at + 5);
+  EXPECT_LT(p.fired_at[0], rearmed_at + 200);
+}
+
 TEST_F(DeadlineQueueTest, CancelledThenDestroyedLeavesTheList) {
   auto gone = std::make_unique<Probe>(&loop_);
   Probe kept(&loop_);
