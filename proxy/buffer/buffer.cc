@@ -101,22 +101,6 @@ SlabPool& SlabPool::local() {
   return pool;
 }
 
-void BufferChain::take(BufferChain& other) {
-  size_ = other.size_;
-  heap_cap_ = other.heap_cap_;
-  length_ = other.length_;
-  if (heap_cap_) {
-    heap_ = other.heap_;
-  } else if (size_ == 1) {
-    Slice* from = other.data();
-    new (inline_) Slice(std::move(*from));
-    from->~Slice();
-  }
-  other.size_ = 0;
-  other.heap_cap_ = 0;
-  other.length_ = 0;
-}
-
 void BufferChain::grow() {
   uint32_t bigger = heap_cap_ ? heap_cap_ * 2 : kFirstHeapSlices;
   Slice* to = allocateSlices(bigger);
@@ -169,7 +153,7 @@ void BufferChain::append(Slice slice) {
   pushBack(std::move(slice));
 }
 
-void BufferChain::move(BufferChain& other) {
+void BufferChain::moveToEnd(BufferChain& other) {
   if (&other == this) return;
   if (size_ == 0) {
     freeHeap();

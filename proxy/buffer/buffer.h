@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <span>
 #include <string>
@@ -165,7 +166,16 @@ class BufferChain {
   // Appends a slice (shares its slab; no copy).
   void append(Slice slice);
   // Moves every byte of other to the end of this chain; other is left empty.
-  void move(BufferChain& other);
+  // Inline when this chain is empty, which is most calls (a write queue that
+  // was flushed, a body handed on whole): the slices change hands as they
+  // are (bench/probe.sh instr: five of the six moves of a proxied request).
+  void move(BufferChain& other) {
+    if (size_ == 0 && heap_cap_ == 0) [[likely]] {
+      take(other);  // Also right for &other == this: both are empty.
+      return;
+    }
+    moveToEnd(other);
+  }
   // Moves the first n bytes of other to the end of this chain. A slice that
   // straddles n is split; both halves share the slab.
   void move(BufferChain& other, size_t n);
@@ -199,8 +209,23 @@ class BufferChain {
   const Slice* data() const {
     return heap_cap_ ? heap_ : std::launder(reinterpret_cast<const Slice*>(inline_));
   }
-  // Takes other's slices (and heap array); other is left empty.
-  void take(BufferChain& other);
+  // Takes other's slices (and heap array); other is left empty. This chain
+  // must hold none. A Slice is a slab pointer and two offsets, which mean
+  // the same wherever they sit: its bytes are copied to the new place, and
+  // the old place is forgotten (other holds nothing), not destroyed. With the
+  // heap pointer that shares those bytes, this is one 16-byte copy, whichever
+  // storage other uses.
+  void take(BufferChain& other) {
+    std::memcpy(inline_, other.inline_, sizeof(inline_));
+    size_ = other.size_;
+    heap_cap_ = other.heap_cap_;
+    length_ = other.length_;
+    other.size_ = 0;
+    other.heap_cap_ = 0;
+    other.length_ = 0;
+  }
+  // move() into a chain that holds slices or a heap array.
+  void moveToEnd(BufferChain& other);
   void pushBack(Slice&& slice);
   // Moves the slices to a heap array twice as large (the first: 4 slices).
   [[gnu::noinline]] void grow();

@@ -160,6 +160,34 @@ TEST(BufferChain, MovesAndMoveAssignmentCarryEverySlice) {
   EXPECT_EQ(c.slices().size(), 4u);
 }
 
+TEST(BufferChain, MoveIntoAnEmptyChainHandsOverEachReference) {
+  // The slices change hands by their bytes (BufferChain::take): one
+  // reference per slice before and after, and the slabs go back to the pool
+  // with the chain that holds them last.
+  SlabPool& pool = SlabPool::local();
+  pool.retireCurrent();
+  size_t live = pool.liveCount();
+  {
+    BufferChain one = chainOfSeparateSlices({"x"});
+    BufferChain many = chainOfSeparateSlices({"1", "22", "333"});
+    Slab* slab = one.slices()[0].slab();
+    EXPECT_EQ(slab->refs, 1u);
+    BufferChain a, b;
+    a.move(one);
+    b.move(many);
+    EXPECT_EQ(slab->refs, 1u);
+    EXPECT_EQ(a.toString(), "x");
+    EXPECT_EQ(b.toString(), "122333");
+    a.move(a);  // Into itself: nothing changes.
+    EXPECT_EQ(a.toString(), "x");
+    BufferChain empty;
+    empty.move(empty);
+    EXPECT_TRUE(empty.empty());
+    EXPECT_EQ(pool.liveCount(), live + 4);
+  }
+  EXPECT_EQ(pool.liveCount(), live);
+}
+
 TEST(BufferChain, ReleasesEverySlabItHeld) {
   SlabPool& pool = SlabPool::local();
   pool.retireCurrent();
