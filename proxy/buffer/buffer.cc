@@ -205,8 +205,7 @@ void BufferChain::appendCopy(std::string_view bytes) {
   }
 }
 
-void BufferChain::drain(size_t n) {
-  n = std::min(n, length_);
+void BufferChain::drainFront(size_t n) {
   length_ -= n;
   size_t whole = 0;
   Slice* d = data();

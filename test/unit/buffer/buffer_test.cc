@@ -188,6 +188,23 @@ TEST(BufferChain, MoveIntoAnEmptyChainHandsOverEachReference) {
   EXPECT_EQ(pool.liveCount(), live);
 }
 
+TEST(BufferChain, DrainingEverythingReleasesEverySlabAndTheArray) {
+  SlabPool& pool = SlabPool::local();
+  pool.retireCurrent();
+  size_t live = pool.liveCount();
+  BufferChain c = chainOfSeparateSlices({"a", "bb", "ccc", "dddd", "eeeee"});
+  EXPECT_EQ(pool.liveCount(), live + 5);
+  c.drain(c.length());
+  EXPECT_TRUE(c.empty());
+  EXPECT_TRUE(c.slices().empty());
+  EXPECT_EQ(pool.liveCount(), live);
+  // The chain is usable again, from its inline slot.
+  c.appendCopy("again");
+  EXPECT_EQ(c.toString(), "again");
+  c.drain(c.length() + 1);
+  EXPECT_TRUE(c.empty());
+}
+
 TEST(BufferChain, ReleasesEverySlabItHeld) {
   SlabPool& pool = SlabPool::local();
   pool.retireCurrent();
