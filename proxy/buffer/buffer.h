@@ -196,8 +196,17 @@ class BufferChain {
   // Inline for the empty chain, which is most calls (a chain's destructor,
   // chains whose slices moved on): about 13 per proxied request, which each
   // cost a call (bench/probe.sh instr: 14,129 -> 13,971 per proxied request).
+  // Inline too for one slice in the inline slot (a head that was sent, a
+  // read the parser consumed: four per proxied request; 12,380 -> 12,330).
   void clear() {
-    if (size_ != 0 || heap_cap_ != 0) clearSlices();
+    if (heap_cap_ == 0) {
+      if (size_ != 0) {  // At most one slice fits inline.
+        data()->~Slice();
+        size_ = 0;
+      }
+    } else {
+      clearSlices();
+    }
     length_ = 0;
   }
 
