@@ -148,7 +148,9 @@ class GrpcCall final : public Deletable,
     client_ = &client;
     encoder_ = &client.codec().newStream(*this);
     encoder_->stream().setCallbacks(this);
-    HeaderMap headers;
+    // A member, not a local: the HTTP/2 codec may serialize the fields after
+    // encodeHeaders returns (StreamEncoder::encodeHeaders).
+    HeaderMap& headers = request_headers_;
     headers.addView(":method", "POST");
     headers.addView(":scheme", tls_ ? "https" : "http");
     headers.addView(":path", path_);
@@ -327,6 +329,7 @@ class GrpcCall final : public Deletable,
   http::RequestEncoder* encoder_ = nullptr;     // The stream; null once it is gone.
   bool waiting_for_pool_ = false;
   bool counted_request_ = false;  // host_->requestStarted() was called.
+  HeaderMap request_headers_;     // Live until the stream is done (see onPoolReady).
   BufferChain pending_;           // Framed messages sent before the stream existed.
   BufferChain in_;                // Received bytes not yet a whole message.
   int close_status_ = 0;
