@@ -549,11 +549,11 @@ class Bench:
 
     def capacity_runs(self):
         """wrk against each proxy held to CAP of one core (CpuCap), CAP_ROUNDS times taking
-        turns; the median run by req/s. Closed loop with the proxy on a whole core compares
-        proxies in different regimes: whichever proxy saturates first handles its events in
-        large batches, while a faster one that runs out of work sleeps and wakes for every
-        few events and is charged for it. Capped, every proxy is the bottleneck, so req/s
-        over the cap is throughput per core in one regime for all."""
+        turns; the median run by req/s. Closed loop with the proxy on a whole core cannot
+        give a proxy's throughput: the load generator's core caps req/s near one figure for
+        all of them, and a proxy below 100% of its core runs in another mix (more wakeups
+        per request) than a saturated one. Capped, every proxy is the bottleneck, so req/s
+        over the cap is its throughput per core."""
         if CAP <= 0:
             return []
         if not CpuCap.available():
