@@ -17,6 +17,30 @@ namespace skiff::filters {
 
 namespace {
 
+// Sets name to ms in decimal (Envoy's x-envoy-* millisecond headers).
+void setMilliseconds(HeaderMap& headers, WellKnownHeader name, uint64_t ms) {
+  char text[20];
+  auto [end, ec] = std::to_chars(text, text + sizeof(text), ms);
+  headers.set(name, std::string_view(text, static_cast<size_t>(end - text)));
+}
+
+// Envoy's response code details for an upstream stream reset, before or
+// after the response started.
+std::string_view resetDetails(http::ResetReason reason, bool response_started) {
+  namespace d = access_log::details;
+  switch (reason) {
+    case http::ResetReason::kConnectionTermination:
+      return response_started ? d::kResetAfterStartedConnectionTermination
+                              : d::kResetBeforeStartedConnectionTermination;
+    case http::ResetReason::kProtocolError:
+      return response_started ? d::kResetAfterStartedProtocolError
+                              : d::kResetBeforeStartedProtocolError;
+    default:
+      return response_started ? d::kResetAfterStartedRemoteReset
+                              : d::kResetBeforeStartedRemoteReset;
+  }
+}
+
 using upstream::PoolFailure;
 using upstream::UpstreamClient;
 
@@ -140,10 +164,7 @@ class RouterFilter : public HttpFilter,
       if (timeouts.route == route_timeouts.timeout) {
         headers.setView(WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, route_timeouts.timeout_text);
       } else {
-        char ms[20];
-        auto [end, ec] = std::to_chars(ms, ms + sizeof(ms), timeout_ms_);
-        headers.set(WellKnownHeader::kXEnvoyExpectedRqTimeoutMs,
-                    std::string_view(ms, static_cast<size_t>(end - ms)));
+        setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, timeout_ms_);
       }
     }
     if (end_stream) markRequestEnd();
@@ -281,11 +302,8 @@ class RouterFilter : public HttpFilter,
       // the downstream request to the upstream's response headers, only when
       // the request was complete (not for a premature response). Loop time,
       // which the worker has already: no clock read.
-      uint64_t ms = uv_now(cb_->worker().loop()) - request_end_ms_;
-      char text[20];
-      auto [end, ec] = std::to_chars(text, text + sizeof(text), ms);
-      headers->set(WellKnownHeader::kXEnvoyUpstreamServiceTime,
-                   std::string_view(text, static_cast<size_t>(end - text)));
+      setMilliseconds(*headers, WellKnownHeader::kXEnvoyUpstreamServiceTime,
+                      uv_now(cb_->worker().loop()) - request_end_ms_);
     }
     if (route_) route_->finalizeResponseHeaders(*headers);
     if (end_stream) upstreamDone();
@@ -323,11 +341,7 @@ class RouterFilter : public HttpFilter,
     if (response_started_) {
       // Too late for a clean answer: status 0 resets the downstream stream.
       cb_->sendLocalReply(0, "upstream reset after response started", "UR",
-                          reason == http::ResetReason::kConnectionTermination
-                              ? access_log::details::kResetAfterStartedConnectionTermination
-                              : (reason == http::ResetReason::kProtocolError
-                                     ? access_log::details::kResetAfterStartedProtocolError
-                                     : access_log::details::kResetAfterStartedRemoteReset));
+                          resetDetails(reason, true));
       return;
     }
     std::string why =
@@ -337,12 +351,7 @@ class RouterFilter : public HttpFilter,
     if (!detail.empty()) why += std::string(" (") + std::string(detail) + ")";
     cb_->sendLocalReply(
         503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,
-        reason == http::ResetReason::kProtocolError ? "UPE" : "UC",
-        reason == http::ResetReason::kConnectionTermination
-            ? access_log::details::kResetBeforeStartedConnectionTermination
-            : (reason == http::ResetReason::kProtocolError
-                   ? access_log::details::kResetBeforeStartedProtocolError
-                   : access_log::details::kResetBeforeStartedRemoteReset));
+        reason == http::ResetReason::kProtocolError ? "UPE" : "UC", resetDetails(reason, false));
   }
   void onAboveWriteBufferHighWatermark() override {
     if (!downstream_paused_) {
