@@ -64,14 +64,18 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {kHcm,
        {"stat_prefix", "codec_type", "route_config", "http_filters", "server_name",
         "server_header_transformation", "use_remote_address", "xff_num_trusted_hops",
-        "skip_xff_append", "generate_request_id", "preserve_external_request_id",
-        "max_request_headers_kb", "stream_idle_timeout", "request_timeout", "drain_timeout",
-        "delayed_close_timeout", "common_http_protocol_options", "http_protocol_options",
-        "http2_protocol_options", "rds",
+        "skip_xff_append", "internal_address_config", "generate_request_id",
+        "preserve_external_request_id", "max_request_headers_kb", "stream_idle_timeout",
+        "request_timeout", "drain_timeout", "delayed_close_timeout", "common_http_protocol_options",
+        "http_protocol_options", "http2_protocol_options", "rds",
         // Tunnels, through the HCM's own filter chain.
         "upgrade_configs",
         // proxy/access_log: file, stdout and stderr loggers.
         "access_log"}},
+      // unix_sockets is accepted: skiff listens on IP addresses only, so no
+      // downstream address is a unix socket and the field changes nothing.
+      {std::string(kHcm) + ".InternalAddressConfig", {"unix_sockets", "cidr_ranges"}},
+      {"envoy.config.core.v3.CidrRange", {"address_prefix", "prefix_len"}},
       // Custom upgrade `filters` are refused.
       {std::string(kHcm) + ".UpgradeConfig", {"upgrade_type", "enabled"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",

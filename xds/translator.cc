@@ -697,6 +697,19 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
   if (hcm.has_use_remote_address()) out.use_remote_address = hcm.use_remote_address().value();
   out.xff_num_trusted_hops = hcm.xff_num_trusted_hops();
   out.skip_xff_append = hcm.skip_xff_append();
+  const auto& internal = hcm.internal_address_config();
+  for (int i = 0; i < internal.cidr_ranges_size(); ++i) {
+    const auto& r = internal.cidr_ranges(i);
+    uint32_t len = r.has_prefix_len() ? r.prefix_len().value() : 0;
+    auto range = http::parseCidrRange(r.address_prefix(), len);
+    if (!range) {
+      errors.push_back(path + ".internal_address_config.cidr_ranges[" + std::to_string(i) +
+                       "]: \"" + r.address_prefix() + "/" + std::to_string(len) +
+                       "\" is not an IP address and prefix length");
+      continue;
+    }
+    out.internal_address_ranges.push_back(*range);
+  }
   if (hcm.has_generate_request_id()) out.generate_request_id = hcm.generate_request_id().value();
   out.preserve_external_request_id = hcm.preserve_external_request_id();
   if (hcm.has_max_request_headers_kb()) {

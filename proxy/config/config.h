@@ -14,6 +14,7 @@
 #include "filters/filter.h"
 #include "proxy/access_log/access_log.h"
 #include "proxy/common/persistent_map.h"
+#include "proxy/http/edge_headers.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_context.h"
 #include "proxy/router/route_table.h"
@@ -96,6 +97,13 @@ struct HttpConnectionManagerConfig {
   bool use_remote_address = false;
   uint32_t xff_num_trusted_hops = 0;
   bool skip_xff_append = false;
+  // internal_address_config.cidr_ranges: a request from one of these
+  // addresses (use_remote_address), or whose x-forwarded-for is one of them
+  // alone, is internal and keeps the x-envoy-* headers only an internal
+  // caller may set (http/edge_headers.h). Empty, as when the field is not
+  // set: no address is internal, as in Envoy since 1.36 (before, RFC 1918
+  // and loopback addresses were internal by default).
+  std::vector<http::CidrRange> internal_address_ranges;
   bool generate_request_id = true;
   bool preserve_external_request_id = false;
   uint32_t max_request_headers_kb = 60;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/common/log.h"
+#include "proxy/http/edge_headers.h"
 #include "proxy/http/http1/http1_codec.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_transport.h"
@@ -45,18 +45,6 @@ ListenerStats& listenerStatsFor(Worker& worker, const config::ListenerConfig& l)
 
 // RFC 9113 §3.4: the client connection preface starts with this string.
 constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-bool isInternalAddress(std::string_view ip) {
-  // RFC 1918, loopback (Envoy's default internal address set for IPv4).
-  return ip.starts_with("10.") || ip.starts_with("127.") || ip.starts_with("192.168.") ||
-         (ip.starts_with("172.") && ip.size() > 6 &&
-          [&] {
-            int second = 0;
-            std::from_chars(ip.data() + 4, ip.data() + ip.size(), second);
-            return second >= 16 && second <= 31;
-          }()) ||
-         ip == "::1";
-}
 
 std::string_view ipOf(std::string_view address) {
   if (address.starts_with("[")) return address.substr(1, address.find(']') - 1);
@@ -208,6 +196,13 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     }
     std::string_view remote_ip = ipOf(hcm_.connection().peerAddress());
     std::string_view scheme = hcm_.connection().tls() ? "https" : "http";
+    // Envoy judges where the request comes from by x-forwarded-for as the
+    // client sent it, then strips the x-envoy-* headers an external client
+    // may not set (they would steer retries and timeouts further on).
+    const http::RequestOrigin origin = http::classifyRequest(
+        {cfg.use_remote_address, cfg.xff_num_trusted_hops, &cfg.internal_address_ranges}, h,
+        remote_ip);
+    http::sanitizeRequestHeaders(h, origin);
     if (cfg.use_remote_address) {
       if (!cfg.skip_xff_append) {
         auto xff = h.get(WellKnownHeader::kXForwardedFor);
@@ -222,8 +217,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       h.setView(WellKnownHeader::kXForwardedProto, scheme);
     }
     if (cfg.generate_request_id) {
-      bool external = cfg.use_remote_address && !isInternalAddress(remote_ip);
-      if (!h.has(WellKnownHeader::kXRequestId) || (external && !cfg.preserve_external_request_id)) {
+      if (!h.has(WellKnownHeader::kXRequestId) ||
+          (origin.edge && !cfg.preserve_external_request_id)) {
         Uuid id;
         makeUuid(hcm_.worker(), id);
         h.set(WellKnownHeader::kXRequestId,

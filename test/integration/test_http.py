@@ -23,7 +23,11 @@ class HttpProxyTest(h.SkiffTestCase):
             *h.backend_routes("backend"),
         ]
         cls.skiff = cls.class_skiff(h.bootstrap(
-            [h.listener("ingress", routes, hcm_extra={"use_remote_address": True})],
+            [h.listener("ingress", routes, hcm_extra={
+                "use_remote_address": True,
+                # Envoy (since 1.36) calls no address internal unless listed.
+                "internal_address_config": {
+                    "cidr_ranges": [{"address_prefix": LOCALHOST, "prefix_len": 32}]}})],
             [h.cluster("nginx", [(LOCALHOST, cls.nginx.port)]),
              h.cluster("backend", [(LOCALHOST, cls.backend.port)])]))
         cls.port = cls.skiff.port("ingress")
@@ -140,9 +144,19 @@ class HttpProxyTest(h.SkiffTestCase):
         self.assertEqual(seen.get("x-forwarded-proto"), "http")
 
     def test_internal_request_id_preserved(self):
-        # 127.0.0.1 is an internal address, so Envoy keeps the caller's id.
+        # 127.0.0.1 is an internal address here, so Envoy keeps the caller's id.
         _, _, body = self.get("/headers", headers={"x-request-id": "trace-me-123"})
         self.assertEqual(dict(json.loads(body)["headers"]).get("x-request-id"), "trace-me-123")
+
+    def test_internal_request_is_marked(self):
+        # internal_address_config lists 127.0.0.1: x-envoy-internal: true, and
+        # the x-envoy-* headers an internal caller may set go on.
+        _, _, body = self.get("/headers", headers={"x-envoy-retry-on": "5xx",
+                                                   "x-envoy-internal": "false"})
+        seen = dict(json.loads(body)["headers"])
+        self.assertEqual(seen.get("x-envoy-internal"), "true")
+        self.assertEqual(seen.get("x-envoy-retry-on"), "5xx")
+        self.assertNotIn("x-envoy-external-address", seen)
 
     def test_request_ids_differ(self):
         ids = set()
@@ -480,3 +494,94 @@ class SmallBufferTest(h.SkiffTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EdgeHeaderSanitizingTest(h.SkiffTestCase):
+    """Envoy's header sanitizing: an external request loses the x-envoy-*
+    headers that steer retries and timeouts further on; whether a request is
+    external depends on use_remote_address, x-forwarded-for and
+    internal_address_config (none by default: 127.0.0.1 is external)."""
+
+    STEERING = {
+        "x-envoy-retry-on": "5xx",
+        "x-envoy-max-retries": "7",
+        "x-envoy-upstream-rq-timeout-ms": "1",
+        "x-envoy-upstream-rq-per-try-timeout-ms": "1",
+        "x-envoy-expected-rq-timeout-ms": "1",
+        "x-envoy-force-trace": "1",
+        "x-envoy-ip-tags": "tag",
+    }
+    EDGE_ONLY = {
+        "x-envoy-downstream-service-cluster": "c",
+        "x-envoy-downstream-service-node": "n",
+        "x-envoy-decorator-operation": "op",
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = cls.class_backend()
+        routes = h.backend_routes("backend")
+        internal = {"cidr_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]}
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("edge", routes, stat_prefix="edge",
+                        hcm_extra={"use_remote_address": True}),
+             h.listener("sidecar", routes, stat_prefix="sidecar",
+                        hcm_extra={"internal_address_config": internal})],
+            [h.cluster("backend", [(LOCALHOST, cls.backend.port)])]))
+
+    def seen(self, listener, headers):
+        status, _, body = h.http_request(self.skiff.port(listener), path="/headers",
+                                         headers=headers)
+        self.assertEqual(status, 200)
+        return dict(json.loads(body)["headers"])
+
+    def test_edge_request_is_sanitized(self):
+        sent = {**self.STEERING, **self.EDGE_ONLY, "X-Envoy-Internal": "true",
+                "x-envoy-external-address": "1.2.3.4", "x-request-id": "from-client",
+                "x-envoy-original-path": "/kept"}
+        seen = self.seen("edge", sent)
+        for name in [*self.STEERING, *self.EDGE_ONLY, "x-envoy-internal"]:
+            # x-envoy-expected-rq-timeout-ms is the router's own (the route's 15s).
+            if name == "x-envoy-expected-rq-timeout-ms":
+                self.assertEqual(seen.get(name), "15000")
+            else:
+                self.assertNotIn(name, seen)
+        self.assertEqual(seen.get("x-envoy-external-address"), LOCALHOST)
+        self.assertNotEqual(seen.get("x-request-id"), "from-client")
+        self.assertEqual(seen.get("x-envoy-original-path"), "/kept")
+
+    def test_edge_request_over_h2c_with_curl(self):
+        rc, out, err = h.curl("-s", "--http2-prior-knowledge", "-m", "10",
+                              "-H", "x-envoy-retry-on: 5xx", "-H", "x-envoy-internal: true",
+                              f"http://{LOCALHOST}:{self.skiff.port('edge')}/headers")
+        self.assertEqual(rc, 0, err)
+        seen = dict(json.loads(out)["headers"])
+        self.assertNotIn("x-envoy-retry-on", seen)
+        self.assertNotIn("x-envoy-internal", seen)
+        self.assertEqual(seen.get("x-envoy-external-address"), LOCALHOST)
+
+    def test_external_request_behind_a_proxy(self):
+        # Not using the remote address: a proxy before skiff was the edge. An
+        # x-forwarded-for that is not one internal address makes the request
+        # external, but not an edge request.
+        for xff in ({}, {"x-forwarded-for": "203.0.113.7"},
+                    {"x-forwarded-for": "10.1.1.1, 10.2.2.2"}):
+            with self.subTest(xff=xff):
+                seen = self.seen("sidecar", {**self.STEERING, **self.EDGE_ONLY,
+                                             "x-envoy-internal": "true",
+                                             "x-envoy-external-address": "203.0.113.7",
+                                             "x-request-id": "from-proxy", **xff})
+                for name in self.STEERING:
+                    if name != "x-envoy-expected-rq-timeout-ms":
+                        self.assertNotIn(name, seen)
+                for name, value in self.EDGE_ONLY.items():
+                    self.assertEqual(seen.get(name), value)
+                self.assertNotIn("x-envoy-internal", seen)
+                self.assertEqual(seen.get("x-envoy-external-address"), "203.0.113.7")
+                self.assertEqual(seen.get("x-request-id"), "from-proxy")
+
+    def test_internal_by_forwarded_for(self):
+        seen = self.seen("sidecar", {**self.STEERING, "x-forwarded-for": "10.1.2.3"})
+        self.assertEqual(seen.get("x-envoy-internal"), "true")
+        self.assertEqual(seen.get("x-envoy-retry-on"), "5xx")
+        self.assertEqual(seen.get("x-envoy-max-retries"), "7")

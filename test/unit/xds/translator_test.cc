@@ -314,6 +314,39 @@ TEST(TranslateBootstrap, UpgradeConfigErrors) {
                                    ".upgrade_configs[2].upgrade_type: must not be empty");
 }
 
+TEST(TranslateBootstrap, InternalAddressConfig) {
+  Bootstrap b = edge();
+  auto result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  // Not set: no address is internal (Envoy since 1.36).
+  EXPECT_TRUE(
+      (*result)->listeners.begin()->second->filter_chains[0]->http.internal_address_ranges.empty());
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    auto* c = hcm.mutable_internal_address_config();
+    c->set_unix_sockets(true);
+    auto* r = c->add_cidr_ranges();
+    r->set_address_prefix("10.0.0.0");
+    r->mutable_prefix_len()->set_value(8);
+    c->add_cidr_ranges()->set_address_prefix("fd00::");  // No length: 0, every IPv6 address.
+  });
+  result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const auto& ranges =
+      (*result)->listeners.begin()->second->filter_chains[0]->http.internal_address_ranges;
+  ASSERT_EQ(ranges.size(), 2u);
+  EXPECT_TRUE(http::isInternalAddress("10.9.9.9", ranges));
+  EXPECT_TRUE(http::isInternalAddress("2001:db8::1", ranges));
+  EXPECT_FALSE(http::isInternalAddress("11.0.0.1", ranges));
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    auto* r = hcm.mutable_internal_address_config()->add_cidr_ranges();
+    r->set_address_prefix("10.0.0.0");
+    r->mutable_prefix_len()->set_value(33);
+  });
+  EXPECT_EQ(translateError(b), kHcmPath +
+                                   ".internal_address_config.cidr_ranges[2]: \"10.0.0.0/33\" is "
+                                   "not an IP address and prefix length");
+}
+
 TEST(TranslateBootstrap, Maglev) {
   Bootstrap b = edge();
   b.mutable_static_resources()->mutable_clusters(1)->set_lb_policy(
