@@ -213,8 +213,10 @@ void HeaderMap::replace(WellKnownHeader h, std::string_view name, bool static_na
     uint32_t at = first_[static_cast<size_t>(h)];
     if (at != 0) {
       entries_[at - 1].value = v;
+    } else if (static_name) {
+      push(h, name, v);
     } else {
-      addView(h, static_name ? name : intern(name), v);
+      addView(h, intern(name), v);
     }
     return;
   }
@@ -231,7 +233,13 @@ void HeaderMap::replace(WellKnownHeader h, std::string_view name, bool static_na
   bool removed = out != size_;
   size_ = out;
   if (removed) reindex();
-  if (!found) addView(h, static_name ? name : intern(name), v);
+  if (!found) {
+    if (static_name) {
+      push(h, name, v);
+    } else {
+      addView(h, intern(name), v);
+    }
+  }
 }
 
 size_t HeaderMap::remove(std::string_view name) {

@@ -138,11 +138,14 @@ constexpr uint32_t kRequestIdIndexInterval = 64;
 // below).
 nghttp2_nv* appendFields(const HeaderMap& headers, bool request, nghttp2_nv* out,
                          std::deque<std::string>& lowered, uint8_t flags, uint32_t& request_ids) {
+  // A map decoded by an HTTP/2 codec, with fields added since only under
+  // well-known names, has no uppercase name to look for.
+  const bool lowercase = headers.namesLowercase();
   for (const HeaderMap::Entry& e : headers.entries()) {
     if (e.name.empty() || e.name[0] == ':') continue;  // Pseudo-headers go first, by the caller.
     if (leftOut(e.name, e.value, request)) continue;
     std::string_view name = e.name;
-    if (hasUpper(name)) {
+    if (!lowercase && hasUpper(name)) {
       std::string& l = lowered.emplace_back(name);
       for (char& c : l) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
       name = l;
@@ -580,6 +583,10 @@ struct Http2Callbacks {
           s->headers->addCopy("cookie", s->cookies);  // Joined above; copied once more here.
           s->cookies.clear();
         }
+        // nghttp2's messaging checks answered an uppercase name with a
+        // stream error (onInvalidFrameRecv makes it a connection error) and
+        // dropped any other invalid name: every name here is lowercase.
+        s->headers->markNamesLowercase();
         c.onHeaderBlock(*s, *frame);
         break;
       }

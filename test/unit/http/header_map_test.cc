@@ -214,6 +214,44 @@ TEST(HeaderMap, AddsByWellKnownNameAsByItsSpelling) {
   EXPECT_EQ(h.get(WellKnownHeader::kHost), "example");
 }
 
+TEST(HeaderMap, NamesStayLowercaseOnlyWhileFieldsAreAddedByWellKnownName) {
+  HeaderMap h;
+  EXPECT_FALSE(h.namesLowercase());  // Nobody has vouched for any name yet.
+  h.addView("content-type", "a");
+  h.markNamesLowercase();
+  // Well-known names in their own spelling keep it, and so does replacing a
+  // value in place, whatever spelling set() was given.
+  h.addView(WellKnownHeader::kServer, "s");
+  h.addCopy(WellKnownHeader::kContentLength, "1");
+  h.set(WellKnownHeader::kXRequestId, "id");
+  h.setView(WellKnownHeader::kXForwardedProto, "http");
+  h.set(WellKnownHeader::kServer, "t");
+  h.set("Content-Type", "b");
+  h.remove("server");
+  EXPECT_TRUE(h.namesLowercase());
+  EXPECT_EQ(h.get("x-request-id"), "id");
+  EXPECT_EQ(h.get("content-type"), "b");
+
+  // Any other way to add a field takes the caller's spelling, and clears it.
+  auto cleared = [](auto add) {
+    HeaderMap m;
+    m.markNamesLowercase();
+    add(m);
+    return !m.namesLowercase();
+  };
+  EXPECT_TRUE(cleared([](HeaderMap& m) { m.addView("X-Upper", "1"); }));
+  EXPECT_TRUE(cleared([](HeaderMap& m) { m.addCopy("x-lower", "1"); }));
+  EXPECT_TRUE(cleared([](HeaderMap& m) { m.set("X-Set", "1"); }));
+  EXPECT_TRUE(
+      cleared([](HeaderMap& m) { m.addView(WellKnownHeader::kContentType, "Content-Type", "1"); }));
+  EXPECT_TRUE(cleared([](HeaderMap& m) {
+    m.addView("a", "1");
+    m.addView("a", "2");
+    m.set("A", "3");  // Duplicates collapse; a missing name is added as spelled.
+    m.set("B", "4");
+  }));
+}
+
 TEST(HeaderMap, IndexSurvivesGrowth) {
   HeaderMap h;
   for (int i = 0; i < 30; ++i) h.addCopy("x-field-" + std::to_string(i), "v");

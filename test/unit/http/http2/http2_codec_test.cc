@@ -271,6 +271,7 @@ TEST_F(Http2ServerCodecTest, Get) {
   EXPECT_EQ(x.decoder.header(":scheme"), "http");
   EXPECT_EQ(x.decoder.header(":authority"), "example.com");
   EXPECT_EQ(x.decoder.header(":path"), "/x?y=1");
+  EXPECT_TRUE(x.decoder.headers->namesLowercase());
   EXPECT_TRUE(x.decoder.ended);
   EXPECT_EQ(codec->activeStreams(), 1u);
 
@@ -1055,6 +1056,38 @@ TEST_F(Http2ClientCodecTest, FieldsLowercasedAndFilteredAtEveryNameLength) {
                                                            {"x_under", "u"},
                                                            {"under_score_name", "v"}};
   EXPECT_EQ(regular, want);
+  EXPECT_TRUE(wire.ok);
+}
+
+TEST_F(Http2ClientCodecTest, DecodedNamesAreLowercaseAndNamesAddedLaterAreLowercased) {
+  // A decoded map's names are lowercase (nghttp2 refuses any other), so the
+  // encoder skips looking at them; a name added later in another spelling
+  // is lowercased on the wire all the same.
+  start();
+  FakeDecoder d;
+  FakeStreamCallbacks cbs;
+  RequestEncoder& e = codec->newStream(d);
+  e.stream().setCallbacks(&cbs);
+  auto h =
+      makeHeaders({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}});
+  h->addView("x-first", "1");
+  h->markNamesLowercase();
+  h->set("X-Added", "2");
+  h->addCopy("Another-One", "3");
+  e.encodeHeaders(keep(std::move(h)), true);
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 1u);
+  int32_t id = peer->request_ids[0];
+  const Peer::StreamInfo& s = peer->streams[id];
+  EXPECT_EQ(s.get("x-first"), "1");
+  EXPECT_EQ(s.get("x-added"), "2");
+  EXPECT_EQ(s.get("another-one"), "3");
+
+  peer->respond(id, {{":status", "200"}, {"x-reply", "r"}}, "", true);
+  pump();
+  ASSERT_TRUE(d.headers);
+  EXPECT_TRUE(d.headers->namesLowercase());
+  EXPECT_EQ(d.header("x-reply"), "r");
   EXPECT_TRUE(wire.ok);
 }
 
