@@ -182,13 +182,9 @@ void HeaderMap::pin(const Slice& slice) {
   }
 }
 
-std::string_view HeaderMap::intern(std::string_view bytes) {
-  if (bytes.empty()) return {};
+std::string_view HeaderMap::internInBlock(std::string_view bytes) {
   char* to;
-  if (bytes.size() <= kInlineArena - arena_used_) {
-    to = arena_ + arena_used_;
-    arena_used_ += static_cast<uint32_t>(bytes.size());
-  } else if (blocks_ && bytes.size() <= blocks_->size - blocks_->used) {
+  if (blocks_ && bytes.size() <= blocks_->size - blocks_->used) {
     to = blocks_->data() + blocks_->used;
     blocks_->used += bytes.size();
   } else {
