@@ -3,7 +3,7 @@
 #   bench/probe.sh mem [N] [h1|h2]  idle RSS and bytes per idle keep-alive connection (h2: h2c)
 #   bench/probe.sh cpu [R]      CPU us per request (wrk -c64, GET /64), R runs per proxy
 #   bench/probe.sh cap [R]      requests per core with each proxy held to half a core (root)
-#   bench/probe.sh instr [N]    instructions per proxied request under callgrind
+#   bench/probe.sh instr [N] [h1|h2]   instructions per proxied request under callgrind
 #   bench/probe.sh instr-h2 [N] [CxM] [h1|h2]   the same over h2c (h2load -cC -mM)
 # Uses the binary in build-bench/ unless SKIFF_BIN names another.
 set -euo pipefail

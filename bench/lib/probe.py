@@ -18,11 +18,13 @@
                        BENCH_CAP (default 0.5) of a core by a cgroup CPU quota,
                        wrk -t1 -c64 on GET /64 for BENCH_DURATION seconds, R
                        rounds taking turns (bench.py's capacity runs; root).
-  probe.py instr [N]   instructions per proxied request: skiff runs under
+  probe.py instr [N] [h1|h2]
+                       instructions per proxied request: skiff runs under
                        valgrind's callgrind, h2load sends N keep-alive GET /64
                        on 64 connections after a warm-up, and the counters
                        cover exactly those N requests. Instruction counts are
-                       stable on a busy machine, where CPU time is not.
+                       stable on a busy machine, where CPU time is not. h2:
+                       through a cluster that speaks h2c to the backend.
   probe.py instr-h2 [N] [CxM] [h1|h2]
                        the same with h2c prior knowledge downstream: h2load
                        -cC -mM (default 64x100) sends N GET /64 after a
@@ -235,10 +237,17 @@ def h2load_count(args, url, count):
         raise bench.BenchError(f"h2load did not complete {count} requests:\n{text[-800:]}")
 
 
-def instr(n):
-    total, dump = callgrind_run(n, 2000, lambda url, count: h2load_count(["--h1", "-c", "64"],
-                                                                         url, count))
-    print(f"skiff: {total} instructions for {n} requests: {total / n:.0f} per request "
+def instr(n, upstream="h1"):
+    """instructions per request with HTTP/1.1 downstream (h2load --h1 -c64), to an
+    HTTP/1.1 (upstream "h1") or h2c ("h2") upstream."""
+    if upstream not in ("h1", "h2"):
+        raise SystemExit(f"instr: upstream {upstream!r} is not h1 or h2")
+    total, dump = callgrind_run(
+        n, 2000, lambda url, count: h2load_count(["--h1", "-c", "64"], url, count),
+        cluster_options=bench.SKIFF_H2_UPSTREAM if upstream == "h2" else "",
+        backend_h2=upstream == "h2")
+    shape = "" if upstream == "h1" else ", h2 upstream"
+    print(f"skiff: {total} instructions for {n} requests{shape}: {total / n:.0f} per request "
           f"(callgrind dump {dump})")
 
 
@@ -492,7 +501,7 @@ def main():
     if what == "mem":
         mem(int(sys.argv[2]) if len(sys.argv) > 2 else 5000, *sys.argv[3:4])
     elif what == "instr":
-        instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000)
+        instr(int(sys.argv[2]) if len(sys.argv) > 2 else 20000, *sys.argv[3:4])
     elif what == "instr-h2":
         instr_h2(int(sys.argv[2]) if len(sys.argv) > 2 else 64000, *sys.argv[3:5])
     elif what == "cpu":
@@ -506,7 +515,7 @@ def main():
         counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
                  float(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | cap [R] | instr [N] | "
+        raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | cap [R] | instr [N] [h1|h2] | "
                          "instr-h2 [N] [CxM] [h1|h2] | counters [R] [RATE] | "
                          "send-cost [ROUNDS] [BODY...]")
 
