@@ -127,7 +127,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", {"choice_count"}},
       {"envoy.config.cluster.v3.CircuitBreakers", {"thresholds"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds",
-       {"priority", "max_connections", "max_pending_requests", "max_requests"}},
+       {"priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"}},
       {"envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}},
       {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
       {"envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}},
@@ -172,7 +172,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
       {std::string(kRoute) + "VirtualHost",
        {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
-        "response_headers_to_add", "response_headers_to_remove"}},
+        "response_headers_to_add", "response_headers_to_remove", "retry_policy"}},
       {std::string(kRoute) + "Route",
        {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
         "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
@@ -186,7 +186,12 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "max_grpc_timeout",
         "grpc_timeout_offset", "max_stream_duration", "upgrade_configs",
-        "cluster_not_found_response_code"}},
+        "cluster_not_found_response_code", "retry_policy"}},
+      // filters/router retries; router::RetryPolicy checks the values
+      // (retry_on names skiff lacks are refused there).
+      {std::string(kRoute) + "RetryPolicy",
+       {"retry_on", "num_retries", "retriable_status_codes", "retry_back_off", "per_try_timeout"}},
+      {std::string(kRoute) + "RetryPolicy.RetryBackOff", {"base_interval", "max_interval"}},
       {std::string(kRoute) + "RouteAction.UpgradeConfig",
        {"upgrade_type", "enabled", "connect_config"}},
       // connect_config: terminate CONNECT; proxy_protocol_config and allow_post are refused.

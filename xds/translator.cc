@@ -529,6 +529,7 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
     if (t.has_max_connections()) out.max_connections = t.max_connections().value();
     if (t.has_max_pending_requests()) out.max_pending_requests = t.max_pending_requests().value();
     if (t.has_max_requests()) out.max_requests = t.max_requests().value();
+    if (t.has_max_retries()) out.max_retries = t.max_retries().value();
   }
   if (cluster.has_per_connection_buffer_limit_bytes()) {
     out.per_connection_buffer_limit_bytes = cluster.per_connection_buffer_limit_bytes().value();

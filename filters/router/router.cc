@@ -1,5 +1,6 @@
 #include "filters/router/router.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string>
 
@@ -9,6 +10,7 @@
 #include "proxy/buffer/object_pool.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
+#include "proxy/router/retry_policy.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/cluster_manager.h"
 #include "proxy/worker/worker.h"
@@ -43,6 +45,54 @@ std::string_view resetDetails(http::ResetReason reason, bool response_started) {
 
 using upstream::PoolFailure;
 using upstream::UpstreamClient;
+
+// How much request body the router holds: while the upstream connection is
+// coming (then it stops reading the downstream), and for a retry (past it,
+// the request is not retried: Envoy's retry_or_shadow_abandoned). Envoy's
+// default connection buffer limit.
+constexpr size_t kRequestBufferLimit = 1024 * 1024;
+
+// Envoy's response code details for a per-try timeout, and for a request
+// whose body outgrew the retry buffer while no attempt was running.
+constexpr std::string_view kUpstreamPerTryTimeout = "upstream_per_try_timeout";
+constexpr std::string_view kRetryBufferExceeded = "request_payload_exceeded_retry_buffer_limit";
+
+// A route's retry policy applied to one request: made only for a route that
+// has one, so a request without pays one pointer (pooled like the router).
+struct RetryState {
+  static void* operator new(size_t size) { return ObjectPool<RetryState, 1024>::take(size); }
+  static void operator delete(void* p, size_t size) { ObjectPool<RetryState, 1024>::give(p, size); }
+
+  RetryState(const router::RetryPolicy& p, Deadline::Callback on_backoff,
+             Deadline::Callback on_per_try, void* router)
+      : policy(p),
+        retry_on(p.retry_on),
+        retries_left(p.num_retries),
+        backoff(on_backoff, router),
+        per_try(on_per_try, router) {}
+
+  const router::RetryPolicy& policy;  // Lives in the route table the stream holds.
+  uint32_t retry_on;                  // retry_on bits
+  uint32_t retries_left;
+  uint32_t retries_done = 0;
+  Deadline backoff;  // Armed between a failed attempt and the next.
+  Deadline per_try;  // The running attempt's per_try_timeout.
+  // The request body so far, for the next attempt: the same refcounted
+  // slices the first attempt sends, so no byte is copied.
+  BufferChain body;
+  HeaderMap* trailers = nullptr;  // The request's trailers, once they came.
+  // No more retries: the body outgrew the buffer, or a 1xx response went
+  // downstream. Envoy drops its retry state then (no retry stats after).
+  bool disabled = false;
+  // This request holds one of the cluster's max_retries, from a retry's
+  // decision to the next attempt's outcome (Envoy's retries resource).
+  bool holds_retry = false;
+  // previous_hosts: the hosts attempted (identity only, never dereferenced).
+  std::vector<const upstream::Host*> tried;
+};
+
+// What shouldRetry decided.
+enum class RetryDecision { kRetry, kNo, kLimitExceeded, kOverflow };
 
 // Forwards one request to an upstream host and streams the response back.
 // Its life: decodeHeaders picks cluster and host and asks the host's pool for
@@ -167,6 +217,9 @@ class RouterFilter : public HttpFilter,
         setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, timeout_ms_);
       }
     }
+    if (const router::RetryPolicy* policy = route->retryPolicy(); policy && !tunnel_) [[unlikely]] {
+      startRetryState(*policy, headers);
+    }
     if (end_stream) markRequestEnd();
     if (timeouts.stream) {
       // Counted from here, the stream's first filter callback (Envoy counts
@@ -175,12 +228,9 @@ class RouterFilter : public HttpFilter,
       cb_->worker().deadlines().armComputed(stream_deadline_,
                                             static_cast<uint64_t>(timeouts.stream->count()));
     }
-    host_->requestStarted();
-    counted_request_ = true;
-    waiting_for_pool_ = true;
+    want_ = want;
     if (end_stream) startTimeout();
-    // May call onPoolReady / onPoolFailure right away.
-    host_->newStream(*this, want);
+    startAttempt();
     return FilterStatus::kContinue;
   }
 
@@ -189,6 +239,10 @@ class RouterFilter : public HttpFilter,
       markRequestEnd();
       startTimeout();
     }
+    if (retry_ && !retry_->disabled && !finished_ && !bufferForRetry(data)) {
+      return FilterStatus::kContinue;  // Answered: the body outgrew the retry buffer.
+    }
+    if (end_stream) startPerTryTimeout();
     if (encoder_) {
       encoder_->encodeData(data, end_stream);
       if (end_stream && tunnel_response_done_) {
@@ -198,7 +252,7 @@ class RouterFilter : public HttpFilter,
       // The connection is still coming: hold the body here. Past the buffer
       // limit, stop reading the downstream until the upstream takes it.
       pending_body_.move(data);
-      if (pending_body_.length() > 1024 * 1024 && !downstream_paused_) {
+      if (pending_body_.length() > kRequestBufferLimit && !downstream_paused_) {
         downstream_paused_ = true;
         cb_->readDisableDownstream(true);
       }
@@ -209,6 +263,8 @@ class RouterFilter : public HttpFilter,
   FilterStatus decodeTrailers(HeaderMap& trailers) override {
     markRequestEnd();
     startTimeout();
+    if (retry_) retry_->trailers = &trailers;
+    startPerTryTimeout();
     if (encoder_) {
       encoder_->encodeTrailers(trailers);
     } else {
@@ -247,12 +303,16 @@ class RouterFilter : public HttpFilter,
     encoder_ = &client.codec().newStream(response_);
     encoder_->stream().setCallbacks(this);
     for (int i = 0; i < upstream_read_disabled_; ++i) encoder_->stream().readDisable(true);
-    bool headers_end = request_end_ && pending_body_.empty() && !pending_trailers_;
-    encoder_->encodeHeaders(*request_headers_, headers_end);
-    if (!pending_body_.empty()) {
-      encoder_->encodeData(pending_body_, request_end_ && !pending_trailers_);
+    if (retry_ && !retry_->disabled) [[unlikely]] {
+      sendBufferedRequest();
+    } else {
+      bool headers_end = request_end_ && pending_body_.empty() && !pending_trailers_;
+      encoder_->encodeHeaders(*request_headers_, headers_end);
+      if (!pending_body_.empty()) {
+        encoder_->encodeData(pending_body_, request_end_ && !pending_trailers_);
+      }
+      if (pending_trailers_) encoder_->encodeTrailers(*pending_trailers_);
     }
-    if (pending_trailers_) encoder_->encodeTrailers(*pending_trailers_);
     if (downstream_paused_) {
       downstream_paused_ = false;
       cb_->readDisableDownstream(false);
@@ -262,6 +322,16 @@ class RouterFilter : public HttpFilter,
   void onPoolFailure(PoolFailure reason, std::string_view transport_failure) override {
     waiting_for_pool_ = false;
     if (finished_) return;
+    std::string_view retry_flag;  // ",URX" or ",UO" after the failure's own flag.
+    if (retry_ && !retry_->disabled) {
+      endAttempt(false);
+      // Envoy never retries an overflow (but it is the retried attempt's outcome).
+      RetryDecision d = shouldRetry(reason != PoolFailure::kOverflow &&
+                                    router::RetryPolicy::retriableFailure(
+                                        retry_->retry_on, router::AttemptFailure::kConnectFailure));
+      if (d == RetryDecision::kRetry) return;
+      retry_flag = retryFlag(d);
+    }
     finished_ = true;
     stopTimeout();
     if (reason == PoolFailure::kOverflow) {
@@ -278,15 +348,23 @@ class RouterFilter : public HttpFilter,
                         std::string("upstream connect error or disconnect/reset before headers. "
                                     "reset reason: ") +
                             (timeout ? "connection timeout" : "connection failure"),
-                        "UF",
+                        withFlag("UF", retry_flag),
                         timeout ? access_log::details::kResetBeforeStartedConnectionTimeout
                                 : access_log::details::kResetBeforeStartedConnectionFailure);
   }
 
   // ---- The upstream response (through UpstreamResponse)
-  void onUpstream1xxHeaders(HeaderMapPtr headers) { cb_->encode1xxHeaders(std::move(headers)); }
+  void onUpstream1xxHeaders(HeaderMapPtr headers) {
+    // Something went downstream: no attempt may follow (Envoy drops its
+    // retry state on a 1xx).
+    if (retry_) disableRetry();
+    cb_->encode1xxHeaders(std::move(headers));
+  }
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
+    if (retry_ && !retry_->disabled) [[unlikely]] {
+      if (retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.
+    }
     // The route timeout runs on until the response is complete, as Envoy's.
     response_started_ = true;
     int status = headers->status();
@@ -332,10 +410,24 @@ class RouterFilter : public HttpFilter,
     UpstreamClient* client = client_;
     client_ = nullptr;
     encoder_ = nullptr;
-    stopTimeout();
-    stream_deadline_.cancel();
     endRequestCount();
     if (client) client->abandon();
+    std::string_view retry_flag;  // ",URX" or ",UO" after the reset's own flag.
+    if (!finished_ && !response_started_ && retry_ && !retry_->disabled) {
+      retry_->per_try.cancel();
+      router::AttemptFailure failure = router::AttemptFailure::kReset;
+      if (detail == "REFUSED_STREAM") {
+        failure = router::AttemptFailure::kRefusedStream;
+      } else if (reason == http::ResetReason::kConnectionFailure) {
+        failure = router::AttemptFailure::kConnectFailure;
+      }
+      RetryDecision d =
+          shouldRetry(router::RetryPolicy::retriableFailure(retry_->retry_on, failure));
+      if (d == RetryDecision::kRetry) return;
+      retry_flag = retryFlag(d);
+    }
+    stopTimeout();
+    stream_deadline_.cancel();
     if (finished_) return;
     finished_ = true;
     if (response_started_) {
@@ -349,9 +441,10 @@ class RouterFilter : public HttpFilter,
             ? "connection termination"
             : (reason == http::ResetReason::kProtocolError ? "protocol error" : "remote reset");
     if (!detail.empty()) why += std::string(" (") + std::string(detail) + ")";
+    std::string_view flag = reason == http::ResetReason::kProtocolError ? "UPE" : "UC";
     cb_->sendLocalReply(
         503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,
-        reason == http::ResetReason::kProtocolError ? "UPE" : "UC", resetDetails(reason, false));
+        withFlag(flag, retry_flag), resetDetails(reason, false));
   }
   void onAboveWriteBufferHighWatermark() override {
     if (!downstream_paused_) {
@@ -462,6 +555,7 @@ class RouterFilter : public HttpFilter,
     if (finished_) return;
     finished_ = true;
     stream_deadline_.cancel();
+    stopRetries();
     cluster_->stats().upstream_rq_timeout.inc();
     if (waiting_for_pool_) {
       // Still waiting for a connection: the request never left.
@@ -482,6 +576,7 @@ class RouterFilter : public HttpFilter,
     if (finished_) return;
     finished_ = true;
     stopTimeout();
+    stopRetries();
     if (waiting_for_pool_) {
       waiting_for_pool_ = false;
       host_->cancel(*this);
@@ -529,6 +624,7 @@ class RouterFilter : public HttpFilter,
   void cleanup() {
     stopTimeout();
     stream_deadline_.cancel();
+    stopRetries();
     if (waiting_for_pool_ && host_) {
       waiting_for_pool_ = false;
       host_->cancel(*this);
@@ -536,6 +632,272 @@ class RouterFilter : public HttpFilter,
     finished_ = true;
     endRequestCount();
     abandonUpstream();
+  }
+
+  // ---- Attempts and retries (the route's retry_policy; retry_ is null
+  // without one, and none of this runs)
+
+  // The route has a retry policy (a tunnel's bytes are no request to replay:
+  // never retried).
+  [[gnu::noinline]] void startRetryState(const router::RetryPolicy& policy, HeaderMap& headers) {
+    retry_ = std::make_unique<RetryState>(
+        policy, [](void* self) { static_cast<RouterFilter*>(self)->onBackoffDone(); },
+        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); }, this);
+    const uint64_t per_try_ms = static_cast<uint64_t>(policy.per_try_timeout.count());
+    if (per_try_ms != 0 && (timeout_ms_ == 0 || per_try_ms < timeout_ms_) &&
+        !suppress_envoy_headers_) {
+      // Envoy: with a per_try_timeout shorter than the route timeout, the
+      // upstream is told the per-try one, the time it has before a retry.
+      setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, per_try_ms);
+    }
+  }
+
+  // Sends the request to host_: the first attempt, or a retry. Inline: as a
+  // call it cost every request 26 instructions (bench/probe.sh instr).
+  [[gnu::always_inline]] void startAttempt() {
+    host_->requestStarted();
+    counted_request_ = true;
+    waiting_for_pool_ = true;
+    if (retry_) [[unlikely]] {
+      if (retry_->policy.previous_hosts) retry_->tried.push_back(host_.get());
+      startPerTryTimeout();
+    }
+    // May call onPoolReady / onPoolFailure right away.
+    host_->newStream(*this, want_);
+  }
+
+  // The request so far to a new attempt's stream, from the retry buffer: a
+  // copy of its slices (refcounts, no bytes), so a later attempt can send it
+  // again. What waited in pending_body_ is in the retry buffer too.
+  [[gnu::noinline]] void sendBufferedRequest() {
+    pending_body_.clear();
+    const BufferChain& body = retry_->body;
+    HeaderMap* trailers = retry_->trailers;
+    http::RequestEncoder* encoder = encoder_;
+    encoder->encodeHeaders(*request_headers_, request_end_ && body.empty() && !trailers);
+    if (encoder_ != encoder) return;  // Reset while sending.
+    if (!body.empty()) {
+      BufferChain copy;
+      for (const Slice& slice : body.slices()) copy.append(slice);
+      encoder->encodeData(copy, request_end_ && !trailers);
+      if (encoder_ != encoder) return;
+    }
+    if (trailers) encoder->encodeTrailers(*trailers);
+  }
+
+  // Keeps the request body for a retry. Past the buffer limit, the request
+  // is not retried any more (Envoy's retry_or_shadow_abandoned); between two
+  // attempts it cannot go on, and is answered 507 (returns false).
+  bool bufferForRetry(BufferChain& data) {
+    RetryState& r = *retry_;
+    if (r.body.length() + data.length() <= kRequestBufferLimit) {
+      for (const Slice& slice : data.slices()) r.body.append(slice);
+      return true;
+    }
+    cluster_->stats().retry_or_shadow_abandoned.inc();
+    if (r.backoff.armed()) {
+      disableRetry();
+      finished_ = true;
+      stopTimeout();
+      stream_deadline_.cancel();
+      cb_->sendLocalReply(507, "exceeded request buffer limit while retrying upstream", "",
+                          kRetryBufferExceeded);
+      return false;
+    }
+    if (!encoder_) {
+      // An attempt waits for its connection: it still needs all of it.
+      pending_body_.clear();
+      pending_body_.move(r.body);
+    }
+    disableRetry();
+    return true;
+  }
+
+  // Envoy's RetryState::shouldRetry for the outcome of the attempt that just
+  // ended: would_retry says whether retry_on covers it.
+  RetryDecision shouldRetry(bool would_retry) {
+    RetryState& r = *retry_;
+    upstream::ClusterStats& stats = cluster_->stats();
+    // The attempt after a retry ended in an answer not worth retrying.
+    if (r.holds_retry && !would_retry) stats.upstream_rq_retry_success.inc();
+    releaseRetry();
+    if (!would_retry) return RetryDecision::kNo;
+    if (r.retries_left == 0) {
+      stats.upstream_rq_retry_limit_exceeded.inc();
+      return RetryDecision::kLimitExceeded;
+    }
+    --r.retries_left;
+    if (cluster_->active_retries >= cluster_->config().max_retries) {
+      stats.upstream_rq_retry_overflow.inc();
+      return RetryDecision::kOverflow;
+    }
+    ++cluster_->active_retries;
+    r.holds_retry = true;
+    stats.upstream_rq_retry.inc();
+    cb_->worker().deadlines().armComputed(
+        r.backoff, r.policy.backOffMs(++r.retries_done, cb_->worker().random()));
+    return RetryDecision::kRetry;
+  }
+
+  static std::string_view retryFlag(RetryDecision d) {
+    if (d == RetryDecision::kLimitExceeded) return ",URX";
+    return d == RetryDecision::kOverflow ? ",UO" : "";
+  }
+  // A failure's flag followed by the retry's (Envoy lists UF, UC, UT before
+  // URX). Failures only; short enough to need no allocation.
+  static std::string withFlag(std::string_view flag, std::string_view retry_flag) {
+    std::string out(flag);
+    out += retry_flag;
+    return out;
+  }
+
+  // A response arrived: retried (true) when retry_on covers it and a retry
+  // is left; it is then dropped, never forwarded.
+  [[gnu::noinline]] bool retryFromHeaders(const HeaderMap& headers, bool end_stream) {
+    RetryState& r = *retry_;
+    r.per_try.cancel();
+    RetryDecision d = shouldRetry(router::RetryPolicy::retriableResponse(
+        r.retry_on, r.policy.retriable_status_codes, headers));
+    if (d == RetryDecision::kRetry) {
+      countStatus(headers.status());
+      endAttempt(end_stream);
+      return true;
+    }
+    if (d == RetryDecision::kLimitExceeded) {
+      cb_->setResponseFlag("URX");
+    } else if (d == RetryDecision::kOverflow) {
+      cb_->setResponseFlag("UO");
+    }
+    return false;
+  }
+
+  // Ends the current attempt before a retry. A complete response to a
+  // complete request leaves its connection reusable; otherwise the stream
+  // is reset (HTTP/2: RST_STREAM; HTTP/1: the connection closes), as Envoy
+  // resets a retried upstream request.
+  void endAttempt(bool response_complete) {
+    retry_->per_try.cancel();
+    if (waiting_for_pool_) {
+      waiting_for_pool_ = false;
+      host_->cancel(*this);
+    }
+    endRequestCount();
+    if (!client_) return;
+    if (response_complete && request_end_) {
+      encoder_->stream().setCallbacks(nullptr);
+      UpstreamClient* client = client_;
+      client_ = nullptr;
+      encoder_ = nullptr;
+      client->release();
+    } else {
+      abandonUpstream();
+    }
+  }
+
+  // The back-off is over: the next attempt picks a host again.
+  void onBackoffDone() {
+    if (finished_) return;
+    std::shared_ptr<upstream::Host> host = pickHost();
+    if (!host) {
+      finished_ = true;
+      stopTimeout();
+      stream_deadline_.cancel();
+      cluster_->stats().upstream_cx_none_healthy.inc();
+      cb_->sendLocalReply(503, "no healthy upstream", "UH",
+                          access_log::details::kNoHealthyUpstream);
+      return;
+    }
+    if (cluster_->active_requests >= cluster_->config().max_requests) {
+      finished_ = true;
+      stopTimeout();
+      stream_deadline_.cancel();
+      cluster_->stats().upstream_rq_pending_overflow.inc();
+      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
+                          access_log::details::kResetBeforeStartedOverflow,
+                          !suppress_envoy_headers_);
+      return;
+    }
+    host_ = std::move(host);
+    if (access_log::StreamRecord* record = cb_->streamRecord()) {
+      record->upstream_host = host_->address();
+    }
+    if (route_->autoHostRewrite()) {
+      request_headers_->set(WellKnownHeader::kAuthority, host_->address());
+    }
+    startAttempt();
+  }
+
+  // The cluster's pick; with previous_hosts, picked again (up to
+  // host_selection_retry_max_attempts more times) while it is a host already
+  // tried, and the last pick is taken if all were.
+  std::shared_ptr<upstream::Host> pickHost() {
+    std::shared_ptr<upstream::Host> host = cluster_->chooseHost();
+    if (!retry_->policy.previous_hosts) return host;
+    auto tried = [&](const upstream::Host* h) {
+      return std::find(retry_->tried.begin(), retry_->tried.end(), h) != retry_->tried.end();
+    };
+    for (uint32_t i = 0;
+         host && i < retry_->policy.host_selection_max_attempts && tried(host.get()); ++i) {
+      host = cluster_->chooseHost();
+    }
+    return host;
+  }
+
+  // per_try_timeout runs from the attempt's start, or the request's end if
+  // later, until the response starts.
+  void startPerTryTimeout() {
+    if (!retry_ || retry_->policy.per_try_timeout.count() == 0 || !request_end_ || finished_ ||
+        response_started_ || !(waiting_for_pool_ || client_)) {
+      return;
+    }
+    cb_->worker().deadlines().arm(retry_->per_try,
+                                  static_cast<uint64_t>(retry_->policy.per_try_timeout.count()));
+  }
+
+  void onPerTryTimeout() {
+    // Envoy ignores a per-try timeout once the response went downstream.
+    if (finished_ || response_started_) return;
+    cluster_->stats().upstream_rq_per_try_timeout.inc();
+    endAttempt(false);
+    std::string_view retry_flag;
+    if (!retry_->disabled) {
+      RetryDecision d = shouldRetry(router::RetryPolicy::retriableFailure(
+          retry_->retry_on, router::AttemptFailure::kPerTryTimeout));
+      if (d == RetryDecision::kRetry) return;
+      retry_flag = retryFlag(d);
+    }
+    finished_ = true;
+    stopTimeout();
+    stream_deadline_.cancel();
+    cb_->sendLocalReply(504, "upstream request timeout", withFlag("UT", retry_flag),
+                        kUpstreamPerTryTimeout);
+  }
+
+  // No more attempts (1xx forwarded, body too large): Envoy drops its retry
+  // state, giving back its max_retries slot.
+  void disableRetry() {
+    releaseRetry();
+    retry_->disabled = true;
+    retry_->backoff.cancel();
+    retry_->body.clear();
+  }
+
+  void releaseRetry() {
+    if (retry_->holds_retry) {
+      retry_->holds_retry = false;
+      if (cluster_->active_retries > 0) --cluster_->active_retries;
+    }
+  }
+
+  // The request ends: no back-off or per-try timer may fire.
+  void stopRetries() {
+    if (retry_) [[unlikely]]
+      stopRetryTimers();
+  }
+  [[gnu::noinline]] void stopRetryTimers() {
+    retry_->backoff.cancel();
+    retry_->per_try.cancel();
+    releaseRetry();
   }
 
   const bool suppress_envoy_headers_;  // The Router's suppress_envoy_headers.
@@ -563,10 +925,12 @@ class RouterFilter : public HttpFilter,
   bool waiting_for_pool_ = false;
   bool counted_request_ = false;
   bool downstream_paused_ = false;
-  bool tunnel_ = false;                // An Upgrade or CONNECT.
-  bool tunnel_connect_ = false;        // ... a CONNECT.
-  bool tunnel_open_ = false;           // The upstream accepted it.
-  bool tunnel_response_done_ = false;  // The upstream's direction ended first.
+  bool tunnel_ = false;                           // An Upgrade or CONNECT.
+  bool tunnel_connect_ = false;                   // ... a CONNECT.
+  bool tunnel_open_ = false;                      // The upstream accepted it.
+  bool tunnel_response_done_ = false;             // The upstream's direction ended first.
+  upstream::Want want_ = upstream::Want::kHttp1;  // What each attempt asks the pool for.
+  std::unique_ptr<RetryState> retry_;             // Only for a route with a retry_policy.
 };
 
 class RouterFilterFactory : public HttpFilterFactory {

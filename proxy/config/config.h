@@ -57,6 +57,7 @@ struct ClusterConfig {
   uint32_t max_connections = 1024;
   uint32_t max_pending_requests = 1024;
   uint32_t max_requests = 1024;
+  uint32_t max_retries = 3;  // Retries in flight at once (Envoy's default: 3).
   // Upstream connection idle timeout (common_http_protocol_options.idle_timeout,
   // from typed_extension_protocol_options). Default 1h; zero disables.
   milliseconds upstream_idle_timeout{3600 * 1000};

@@ -1095,6 +1095,12 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
         table->exact.emplace(lowered, h);
       }
     }
+    std::shared_ptr<const RetryPolicy> vhost_retry;
+    if (vh.has_retry_policy()) {
+      auto policy = RetryPolicy::compile(vh.retry_policy(), vat + ".retry_policy");
+      if (!policy) return policy.status();
+      vhost_retry = std::make_shared<const RetryPolicy>(std::move(*policy));
+    }
     s = compileHeaderEdits(vh.request_headers_to_add(), vh.request_headers_to_remove(), vat,
                            "request_headers_to_add", "request_headers_to_remove",
                            host->request_edits);
@@ -1115,12 +1121,19 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       std::string direct_body;
       uint32_t redirect_status = 301;
       uint16_t cluster_not_found_status = 503;
+      std::shared_ptr<const RetryPolicy> retry = vhost_retry;
       s = compileRouteMatch(r.match(), rat + ".match", *d);
       if (!s) return s;
       switch (r.action_case()) {
         case rv3::Route::kRoute:
           s = compileRouteAction(r.route(), rat + ".route", *d, timeouts, auto_host);
           if (s) s = clusterNotFoundStatus(r.route(), rat + ".route", cluster_not_found_status);
+          if (s && r.route().has_retry_policy()) {
+            auto policy =
+                RetryPolicy::compile(r.route().retry_policy(), rat + ".route.retry_policy");
+            if (!policy) return policy.status();
+            retry = std::make_shared<const RetryPolicy>(std::move(*policy));
+          }
           break;
         case rv3::Route::kRedirect:
           kind = RouteEntry::Kind::kRedirect;
@@ -1201,6 +1214,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       entry->timeouts_ = timeouts;
       entry->auto_host_rewrite_ = auto_host;
       entry->cluster_not_found_status_ = cluster_not_found_status;
+      if (kind == RouteEntry::Kind::kCluster) entry->retry_policy_ = std::move(retry);
       entry->terminates_connect_ = entry->data_->terminates_connect;
       entry->direct_status_ = direct_status;
       entry->direct_body_ = std::move(direct_body);

@@ -13,6 +13,7 @@
 
 #include "proxy/common/status.h"
 #include "proxy/http/header_map.h"
+#include "proxy/router/retry_policy.h"
 
 namespace envoy::config::route::v3 {
 class RouteConfiguration;
@@ -103,6 +104,9 @@ class RouteEntry {
   // RouteAction.cluster_not_found_response_code: the status answered when
   // the cluster is not known to the workers (503 by default, or 404, 500).
   uint32_t clusterNotFoundStatus() const { return cluster_not_found_status_; }
+  // The route's retry_policy, else its virtual host's (Envoy: the route's
+  // replaces the virtual host's whole), or nullptr: no retries.
+  const RetryPolicy* retryPolicy() const { return retry_policy_.get(); }
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }
@@ -125,6 +129,7 @@ class RouteEntry {
   bool auto_host_rewrite_ = false;
   bool terminates_connect_ = false;
   uint16_t cluster_not_found_status_ = 503;
+  std::shared_ptr<const RetryPolicy> retry_policy_;  // Shared with its virtual host's routes.
   uint32_t direct_status_ = 0;
   std::string direct_body_;
   uint32_t redirect_status_ = 301;

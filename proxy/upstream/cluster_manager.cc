@@ -32,6 +32,13 @@ ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
       upstream_rq_3xx(s.counter("cluster." + name + ".upstream_rq_3xx")),
       upstream_rq_4xx(s.counter("cluster." + name + ".upstream_rq_4xx")),
       upstream_rq_5xx(s.counter("cluster." + name + ".upstream_rq_5xx")),
+      upstream_rq_retry(s.counter("cluster." + name + ".upstream_rq_retry")),
+      upstream_rq_retry_success(s.counter("cluster." + name + ".upstream_rq_retry_success")),
+      upstream_rq_retry_overflow(s.counter("cluster." + name + ".upstream_rq_retry_overflow")),
+      upstream_rq_retry_limit_exceeded(
+          s.counter("cluster." + name + ".upstream_rq_retry_limit_exceeded")),
+      retry_or_shadow_abandoned(s.counter("cluster." + name + ".retry_or_shadow_abandoned")),
+      upstream_rq_per_try_timeout(s.counter("cluster." + name + ".upstream_rq_per_try_timeout")),
       upstream_cx_none_healthy(s.counter("cluster." + name + ".upstream_cx_none_healthy")),
       membership_total(s.gauge("cluster." + name + ".membership_total")),
       membership_healthy(s.gauge("cluster." + name + ".membership_healthy")),

@@ -67,6 +67,15 @@ struct ClusterStats {
   stats::Counter& upstream_rq_3xx;
   stats::Counter& upstream_rq_4xx;
   stats::Counter& upstream_rq_5xx;
+  // Retries (filters/router): each retry made; a retried request whose last
+  // attempt was not retriable; one not retried for max_retries; one whose
+  // retries ran out; one whose body outgrew the retry buffer; per_try_timeout.
+  stats::Counter& upstream_rq_retry;
+  stats::Counter& upstream_rq_retry_success;
+  stats::Counter& upstream_rq_retry_overflow;
+  stats::Counter& upstream_rq_retry_limit_exceeded;
+  stats::Counter& retry_or_shadow_abandoned;
+  stats::Counter& upstream_rq_per_try_timeout;
   stats::Counter& upstream_cx_none_healthy;
   stats::Gauge& membership_total;
   stats::Gauge& membership_healthy;
@@ -238,6 +247,7 @@ class Cluster {
   uint32_t connections = 0;
   uint32_t pending_requests = 0;
   uint32_t active_requests = 0;
+  uint32_t active_retries = 0;  // Retries scheduled or running (max_retries).
 
  private:
   Worker& worker_;

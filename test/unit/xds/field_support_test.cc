@@ -248,8 +248,7 @@ TEST(FieldSupport, RefusesTypeUrlsItDoesNotImplement) {
 }
 
 TEST(FieldSupport, ChecksRouteConfiguration) {
-  EXPECT_THAT(
-      unsupported(R"(
+  EXPECT_THAT(unsupported(R"(
 static_resources:
   listeners:
   - filter_chains:
@@ -281,15 +280,17 @@ static_resources:
               - match: {safe_regex: {regex: "/d.*"}}
                 direct_response: {status: 200, body: {inline_string: ok}}
               - match: {prefix: /r}
-                route: {cluster: a, retry_policy: {num_retries: 2}}
+                route: {cluster: a, retry_policy: {num_retries: 2, retry_priority: {name: p}}}
                 decorator: {operation: op}
               - match: {prefix: /s, grpc: {}}
                 direct_response: {status: 200, body: {filename: /etc/passwd}}
 )"),
-      ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[3].route.retry_policy: not supported yet",
-                  "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
-                  "route_config.virtual_hosts[0].routes[3].decorator: not supported yet"));
+              ElementsAre("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "route_config.virtual_hosts[0].routes[3].route.retry_policy.retry_"
+                          "priority: not supported "
+                          "yet",
+                          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+                          "route_config.virtual_hosts[0].routes[3].decorator: not supported yet"));
   // DataSource.filename is in the table for TLS files; RouteTable refuses it
   // for a direct_response body (TranslateBootstrap.DirectResponseFromFile).
 }

@@ -1,0 +1,191 @@
+#include "proxy/router/retry_policy.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "envoy/config/route/v3/route_components.pb.h"
+
+namespace skiff::router {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+struct Condition {
+  std::string_view name;
+  uint32_t bit;  // 0: Envoy knows it, skiff does not implement it.
+};
+
+constexpr Condition kConditions[] = {
+    {"5xx", retry_on::k5xx},
+    {"gateway-error", retry_on::kGatewayError},
+    {"connect-failure", retry_on::kConnectFailure},
+    {"retriable-4xx", retry_on::kRetriable4xx},
+    {"refused-stream", retry_on::kRefusedStream},
+    {"retriable-status-codes", retry_on::kRetriableStatusCodes},
+    {"reset", retry_on::kReset},
+    {"envoy-ratelimited", retry_on::kEnvoyRateLimited},
+    {"cancelled", retry_on::kGrpcCancelled},
+    {"deadline-exceeded", retry_on::kGrpcDeadlineExceeded},
+    {"internal", retry_on::kGrpcInternal},
+    {"resource-exhausted", retry_on::kGrpcResourceExhausted},
+    {"unavailable", retry_on::kGrpcUnavailable},
+    {"retriable-headers", 0},
+    {"reset-before-request", 0},
+    {"http3-post-connect-failure", 0},
+};
+
+// gRPC status codes (grpc/status.h) that retry_on names.
+constexpr int kGrpcCancelledCode = 1;
+constexpr int kGrpcDeadlineExceededCode = 4;
+constexpr int kGrpcResourceExhaustedCode = 8;
+constexpr int kGrpcInternalCode = 13;
+constexpr int kGrpcUnavailableCode = 14;
+
+}  // namespace
+
+uint32_t parseRetryOn(std::string_view list, std::string* unsupported) {
+  uint32_t bits = 0;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view name = trim(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    for (const Condition& c : kConditions) {
+      if (c.name != name) continue;
+      if (c.bit == 0 && unsupported && unsupported->empty()) *unsupported = std::string(name);
+      bits |= c.bit;
+      break;
+    }
+  }
+  return bits;
+}
+
+bool RetryPolicy::retriableResponse(uint32_t on, const std::vector<uint32_t>& codes,
+                                    const HeaderMap& response) {
+  // A response from an upstream Envoy's rate limiter is retried only under
+  // envoy-ratelimited, whatever its status.
+  if (response.has("x-envoy-ratelimited")) return (on & retry_on::kEnvoyRateLimited) != 0;
+  const int status = response.status();
+  if ((on & retry_on::k5xx) && status >= 500 && status < 600) return true;
+  if ((on & retry_on::kGatewayError) && status >= 502 && status <= 504) return true;
+  if ((on & retry_on::kRetriable4xx) && status == 409) return true;
+  if ((on & retry_on::kRetriableStatusCodes) &&
+      std::find(codes.begin(), codes.end(), static_cast<uint32_t>(status)) != codes.end()) {
+    return true;
+  }
+  if (on & retry_on::kGrpc) {
+    // Only a grpc-status in the response headers (a trailers-only response):
+    // once a body started, the response is on its way downstream.
+    std::optional<std::string_view> text = response.get(WellKnownHeader::kGrpcStatus);
+    int code = -1;
+    if (text &&
+        std::from_chars(text->data(), text->data() + text->size(), code).ec == std::errc()) {
+      switch (code) {
+        case kGrpcCancelledCode:
+          return (on & retry_on::kGrpcCancelled) != 0;
+        case kGrpcDeadlineExceededCode:
+          return (on & retry_on::kGrpcDeadlineExceeded) != 0;
+        case kGrpcResourceExhaustedCode:
+          return (on & retry_on::kGrpcResourceExhausted) != 0;
+        case kGrpcInternalCode:
+          return (on & retry_on::kGrpcInternal) != 0;
+        case kGrpcUnavailableCode:
+          return (on & retry_on::kGrpcUnavailable) != 0;
+        default:
+          break;
+      }
+    }
+  }
+  return false;
+}
+
+bool RetryPolicy::retriableFailure(uint32_t on, AttemptFailure failure) {
+  // Envoy: a connect failure under connect-failure; then any reset (a connect
+  // failure and a per-try timeout included) under reset, 5xx and
+  // gateway-error, since it would become a 503 or 504; a refused stream
+  // under refused-stream.
+  if (failure == AttemptFailure::kConnectFailure && (on & retry_on::kConnectFailure)) return true;
+  if (on & (retry_on::kReset | retry_on::k5xx | retry_on::kGatewayError)) return true;
+  return failure == AttemptFailure::kRefusedStream && (on & retry_on::kRefusedStream);
+}
+
+uint64_t RetryPolicy::backOffMs(uint32_t n, uint64_t random) const {
+  // The documented range for retry n: [0, (2^n - 1) x base), capped at the
+  // maximum (base is at least 1 ms, the maximum no less than base).
+  const uint64_t factor = n < 63 ? (uint64_t{1} << n) - 1 : UINT64_MAX;
+  const uint64_t range =
+      factor > max_interval_ms / base_interval_ms ? max_interval_ms + 1 : factor * base_interval_ms;
+  return range == 0 ? 0 : random % range;
+}
+
+Result<RetryPolicy> RetryPolicy::compile(const envoy::config::route::v3::RetryPolicy& p,
+                                         const std::string& where) {
+  RetryPolicy out;
+  std::string unsupported;
+  out.retry_on = parseRetryOn(p.retry_on(), &unsupported);
+  if (!unsupported.empty()) {
+    return configError(where + ".retry_on: '" + unsupported + "' is not supported yet");
+  }
+  if (p.has_num_retries()) out.num_retries = p.num_retries().value();
+  out.retriable_status_codes.assign(p.retriable_status_codes().begin(),
+                                    p.retriable_status_codes().end());
+  auto ms = [](const google::protobuf::Duration& d) {
+    return static_cast<uint64_t>(d.seconds()) * 1000 + static_cast<uint64_t>(d.nanos()) / 1000000;
+  };
+  auto negative = [](const google::protobuf::Duration& d) {
+    return d.seconds() < 0 || d.nanos() < 0;
+  };
+  if (p.has_per_try_timeout()) {
+    if (negative(p.per_try_timeout())) {
+      return configError(where + ".per_try_timeout: must not be negative");
+    }
+    out.per_try_timeout = std::chrono::milliseconds(ms(p.per_try_timeout()));
+  }
+  if (p.has_retry_back_off()) {
+    const auto& b = p.retry_back_off();
+    const std::string at = where + ".retry_back_off";
+    if (!b.has_base_interval() || negative(b.base_interval()) || ms(b.base_interval()) == 0) {
+      return configError(at + ".base_interval: must be at least 1ms");
+    }
+    out.base_interval_ms = ms(b.base_interval());
+    out.max_interval_ms = out.base_interval_ms * 10;
+    if (b.has_max_interval()) {
+      if (negative(b.max_interval()) || ms(b.max_interval()) == 0) {
+        return configError(at + ".max_interval: must be at least 1ms");
+      }
+      if (ms(b.max_interval()) < out.base_interval_ms) {
+        return configError(at + ".max_interval: must not be less than base_interval");
+      }
+      out.max_interval_ms = ms(b.max_interval());
+    }
+  }
+  for (int i = 0; i < p.retry_host_predicate_size(); ++i) {
+    const auto& pred = p.retry_host_predicate(i);
+    const std::string at = where + ".retry_host_predicate[" + std::to_string(i) + "]";
+    const std::string& url = pred.typed_config().type_url();
+    const bool previous =
+        pred.name() == "envoy.retry_host_predicates.previous_hosts" ||
+        (pred.has_typed_config() &&
+         url.ends_with("/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"));
+    if (!previous) {
+      return configError(
+          at + ": '" + pred.name() +
+          "' is not supported yet (only envoy.retry_host_predicates.previous_hosts)");
+    }
+    out.previous_hosts = true;
+  }
+  if (p.host_selection_retry_max_attempts() < 0) {
+    return configError(where + ".host_selection_retry_max_attempts: must not be negative");
+  }
+  if (p.host_selection_retry_max_attempts() > 0) {
+    out.host_selection_max_attempts =
+        static_cast<uint32_t>(std::min<int64_t>(p.host_selection_retry_max_attempts(), 1000));
+  }
+  return out;
+}
+
+}  // namespace skiff::router
