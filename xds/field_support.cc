@@ -190,7 +190,12 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // filters/router retries; router::RetryPolicy checks the values
       // (retry_on names skiff lacks are refused there).
       {std::string(kRoute) + "RetryPolicy",
-       {"retry_on", "num_retries", "retriable_status_codes", "retry_back_off", "per_try_timeout"}},
+       {"retry_on", "num_retries", "retriable_status_codes", "retry_back_off", "per_try_timeout",
+        "retry_host_predicate", "host_selection_retry_max_attempts"}},
+      // Only previous_hosts (its typed_config type below); RetryPolicy::compile
+      // refuses another predicate's name.
+      {std::string(kRoute) + "RetryPolicy.RetryHostPredicate", {"name", "typed_config"}},
+      {"envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate", {}},
       {std::string(kRoute) + "RetryPolicy.RetryBackOff", {"base_interval", "max_interval"}},
       {std::string(kRoute) + "RouteAction.UpgradeConfig",
        {"upgrade_type", "enabled", "connect_config"}},
@@ -262,6 +267,7 @@ const std::set<std::string>& anyTypes() {
       "envoy.extensions.access_loggers.file.v3.FileAccessLog",
       "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
       "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+      "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
   };
   return *types;
 }

@@ -20,6 +20,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto
   envoy/extensions/access_loggers/file/v3/file.proto
   envoy/extensions/access_loggers/stream/v3/stream.proto
+  envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto
 )
 
 find_program(NPM npm REQUIRED)

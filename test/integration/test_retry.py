@@ -26,8 +26,9 @@ class FlakyBackend(h.Backend):
     200 and a JSON {"n": attempts so far, "length", "sha256"} of the request
     body. /ratelimited answers 503 with x-envoy-ratelimited."""
 
-    def __init__(self, name="flaky"):
+    def __init__(self, name="flaky", fail_all=False):
         self.counts = {}
+        self.fail_all = fail_all  # Every /flaky request gets a 503.
         super().__init__(name)
 
     def _respond(self, sock, req, body_iter):
@@ -43,7 +44,7 @@ class FlakyBackend(h.Backend):
         with self._lock:
             n = self.counts.get(key, 0) + 1
             self.counts[key] = n
-        if n <= int(req.query("fail", "0")):
+        if self.fail_all or n <= int(req.query("fail", "0")):
             time.sleep(int(req.query("delay", "0")) / 1000.0)
             grpc = req.query("grpc", None)
             if grpc is not None:
@@ -331,6 +332,52 @@ class RetryTest(h.SkiffTestCase):
         self.assertEqual(rc, 0, err)
         body, code = out.rsplit(b"\n", 1)
         self.assertEqual((code, json.loads(body)["n"]), (b"200", 3))
+
+
+ISTIO_POLICY = {
+    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    "num_retries": 2,
+    "retriable_status_codes": [503],
+    "retry_host_predicate": [{
+        "name": "envoy.retry_host_predicates.previous_hosts",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host."
+                                  "previous_hosts.v3.PreviousHostsPredicate"}}],
+    "host_selection_retry_max_attempts": 5,
+}
+
+
+class PreviousHostsTest(h.SkiffTestCase):
+    """Istio's route retry policy, loaded from a bootstrap file: a retry
+    avoids the host already tried."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bad = FlakyBackend("bad", fail_all=True)
+        cls.addClassCleanup(cls.bad.stop)
+        cls.good = FlakyBackend("good")
+        cls.addClassCleanup(cls.good.stop)
+        # RANDOM picks the bad host again half the time; previous_hosts
+        # re-picks (here up to 30 times, so that the test cannot flake).
+        wide = dict(ISTIO_POLICY, host_selection_retry_max_attempts=30)
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("ingress", [retry_route("/istio/", "pair", ISTIO_POLICY, prefix_rewrite="/"),
+                                    retry_route("/", "pair", wide)])],
+            [h.cluster("pair", [(LOCALHOST, cls.bad.port), (LOCALHOST, cls.good.port)],
+                       extra={"lb_policy": "RANDOM"})]),
+            concurrency=1)
+        cls.port = cls.skiff.port("ingress")
+
+    def test_a_retry_avoids_the_host_already_tried(self):
+        for i in range(30):
+            status, headers, _ = h.http_request(self.port, path=f"/flaky?key=w{i}")
+            self.assertEqual((status, headers.get("x-backend")), (200, "good"), i)
+        retried = sum(1 for i in range(30) if self.bad.counts.get(f"w{i}"))
+        self.assertEqual(sum(self.bad.counts.get(f"w{i}", 0) for i in range(30)), retried)
+        self.assertEqual(self.skiff.stat("cluster.pair.upstream_rq_retry"), retried)
+
+    def test_istio_default_policy_retries_a_503(self):
+        status, _, _ = h.http_request(self.port, path="/istio/flaky?key=x")
+        self.assertEqual(status, 200)
 
 
 class FlakyH2Origin(ScriptedOrigin):

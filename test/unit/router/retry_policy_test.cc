@@ -119,6 +119,22 @@ TEST(RetryPolicyTest, CompilesIstiosDefault) {
   EXPECT_FALSE(p.value().previous_hosts);
 }
 
+TEST(RetryPolicyTest, CompilesPreviousHostsPredicate) {
+  auto p = compileJson(
+      R"({"retry_on": "5xx", "retry_host_predicate": [{"name": )"
+      R"("envoy.retry_host_predicates.previous_hosts", "typed_config": {"@type": )"
+      R"("type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],)"
+      R"("host_selection_retry_max_attempts": "5"})");
+  ASSERT_TRUE(p.isOk()) << p.status().message();
+  EXPECT_TRUE(p.value().previous_hosts);
+  EXPECT_EQ(p.value().host_selection_max_attempts, 5u);
+  auto by_name = compileJson(
+      R"({"retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}]})");
+  ASSERT_TRUE(by_name.isOk());
+  EXPECT_TRUE(by_name.value().previous_hosts);
+  EXPECT_EQ(by_name.value().host_selection_max_attempts, 1u);  // Envoy's default
+}
+
 TEST(RetryPolicyTest, Defaults) {
   auto p = compileJson(R"({"retry_on": "5xx"})");
   ASSERT_TRUE(p.isOk());

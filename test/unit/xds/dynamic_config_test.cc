@@ -350,6 +350,36 @@ TEST_F(DynamicConfigTest, UndecodableResourceIsRefused) {
   EXPECT_NE(apply(kClusterType, {r}).find("clusters[a]: cannot be decoded"), std::string::npos);
 }
 
+// The retry policy Istio puts on every sidecar route arrives over RDS and is
+// accepted; one skiff lacks is NACKed by path.
+TEST_F(DynamicConfigTest, IstioRetryPolicyOverRds) {
+  EXPECT_EQ(apply(kClusterType, {}), "");
+  EXPECT_EQ(apply(kListenerType, {listener("l", "r")}), "");
+  const std::string head =
+      R"({"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"r",
+      "virtual_hosts":[{"name":"v","domains":["*"],"routes":[{"match":{"prefix":"/"},
+      "route":{"cluster":"a","retry_policy":)";
+  EXPECT_EQ(apply(kRouteConfigurationType,
+                  {resource("r", "1",
+                            head + R"({"retry_on":"connect-failure,refused-stream,unavailable,)"
+                                   R"(cancelled,retriable-status-codes","num_retries":2,)"
+                                   R"("retriable_status_codes":[503],"retry_host_predicate":[)"
+                                   R"({"name":"envoy.retry_host_predicates.previous_hosts",)"
+                                   R"("typed_config":{"@type":"type.googleapis.com/envoy.)"
+                                   R"(extensions.retry.host.previous_hosts.v3.)"
+                                   R"(PreviousHostsPredicate"}}],)"
+                                   R"("host_selection_retry_max_attempts":"5"}}}]}]})")}),
+            "");
+  ASSERT_EQ(recorder_.last().route_tables.count("r"), 1u);
+  std::string error = apply(
+      kRouteConfigurationType,
+      {resource("r", "2", head + R"({"retry_on":"5xx","retry_priority":{"name":"p"}}}}]}]})")}, {},
+      "2");
+  EXPECT_NE(error.find("routes[0].route.retry_policy.retry_priority: not supported yet"),
+            std::string::npos)
+      << error;
+}
+
 TEST_F(DynamicConfigTest, ListenerWaitsForItsRoutesAndKeepsItsPort) {
   EXPECT_EQ(apply(kClusterType, {}), "");
   EXPECT_EQ(apply(kListenerType, {listener("l", "r")}), "");

@@ -295,6 +295,70 @@ static_resources:
   // for a direct_response body (TranslateBootstrap.DirectResponseFromFile).
 }
 
+// Istio's default route retry policy, on a route and on a virtual host; the
+// other RetryPolicy fields are refused by path.
+TEST(FieldSupport, AcceptsIstiosRetryPolicy) {
+  EXPECT_THAT(unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 1s,
+                             retry_back_off: {base_interval: 0.1s, max_interval: 1s}}
+              routes:
+              - match: {prefix: /}
+                route:
+                  cluster: a
+                  retry_policy:
+                    retry_on: connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes
+                    num_retries: 2
+                    retriable_status_codes: [503]
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                    host_selection_retry_max_attempts: 5
+)"),
+              IsEmpty());
+  EXPECT_THAT(
+      unsupported(R"(
+static_resources:
+  listeners:
+  - filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route:
+                  cluster: a
+                  retry_policy:
+                    per_try_idle_timeout: 1s
+                    retriable_headers: [{name: x}]
+                    retry_priority: {name: envoy.retry_priorities.previous_priorities}
+)"),
+      ElementsAre(
+          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
+          "virtual_hosts[0].routes[0].route.retry_policy.retry_priority: not supported yet",
+          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
+          "virtual_hosts[0].routes[0].route.retry_policy.retriable_headers: not supported yet",
+          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
+          "virtual_hosts[0].routes[0].route.retry_policy.per_try_idle_timeout: not supported "
+          "yet"));
+}
+
 TEST(FieldSupport, RefusesOverwriteIfExists) {
   envoy::config::core::v3::HeaderValueOption option;
   option.set_append_action(envoy::config::core::v3::HeaderValueOption::OVERWRITE_IF_EXISTS);
