@@ -362,8 +362,9 @@ class RouterFilter : public HttpFilter,
   }
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
-    if (retry_ && !retry_->disabled) [[unlikely]] {
-      if (retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.
+    if (retry_) [[unlikely]] {
+      if (!retry_->disabled && retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.
+      if (retry_->policy.attempt_count_in_response) setAttemptCount(*headers);
     }
     // The route timeout runs on until the response is complete, as Envoy's.
     response_started_ = true;
@@ -650,6 +651,18 @@ class RouterFilter : public HttpFilter,
       // upstream is told the per-try one, the time it has before a retry.
       setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, per_try_ms);
     }
+    // A virtual host with attempt counts but no retry policy: nothing to
+    // keep for a retry.
+    if (policy.retry_on == 0) retry_->disabled = true;
+    if (policy.attempt_count_in_request) setAttemptCount(headers);
+  }
+
+  // Envoy's x-envoy-attempt-count: 1 for the first attempt. It replaces any
+  // value already there.
+  void setAttemptCount(HeaderMap& headers) {
+    char text[12];
+    auto [end, ec] = std::to_chars(text, text + sizeof(text), retry_->retries_done + 1);
+    headers.set("x-envoy-attempt-count", std::string_view(text, static_cast<size_t>(end - text)));
   }
 
   // Sends the request to host_: the first attempt, or a retry. Inline: as a
@@ -824,6 +837,7 @@ class RouterFilter : public HttpFilter,
     if (route_->autoHostRewrite()) {
       request_headers_->set(WellKnownHeader::kAuthority, host_->address());
     }
+    if (retry_->policy.attempt_count_in_request) setAttemptCount(*request_headers_);
     startAttempt();
   }
 

@@ -74,6 +74,12 @@ struct RetryPolicy {
   // host_selection_retry_max_attempts: how many more picks a host selection
   // may make to avoid a previous host (Envoy: 1 when unset).
   uint32_t host_selection_max_attempts = 1;
+  // The virtual host's include_request_attempt_count and
+  // include_attempt_count_in_response: x-envoy-attempt-count on each
+  // attempt's request and on the response. A virtual host that sets one
+  // without any retry policy gets a policy with retry_on 0 (no retries).
+  bool attempt_count_in_request = false;
+  bool attempt_count_in_response = false;
 
   // Whether a response is retriable under retry_on bits `on` (the policy's,
   // perhaps widened by request headers), by :status, x-envoy-ratelimited and

@@ -1214,6 +1214,15 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       entry->timeouts_ = timeouts;
       entry->auto_host_rewrite_ = auto_host;
       entry->cluster_not_found_status_ = cluster_not_found_status;
+      if (kind == RouteEntry::Kind::kCluster &&
+          (vh.include_request_attempt_count() || vh.include_attempt_count_in_response())) {
+        // The virtual host's attempt count headers ride on the route's policy
+        // (a copy, at compile time), or on one that never retries.
+        RetryPolicy with_counts = retry ? *retry : RetryPolicy{.retry_on = 0, .num_retries = 0};
+        with_counts.attempt_count_in_request = vh.include_request_attempt_count();
+        with_counts.attempt_count_in_response = vh.include_attempt_count_in_response();
+        retry = std::make_shared<const RetryPolicy>(std::move(with_counts));
+      }
       if (kind == RouteEntry::Kind::kCluster) entry->retry_policy_ = std::move(retry);
       entry->terminates_connect_ = entry->data_->terminates_connect;
       entry->direct_status_ = direct_status;

@@ -53,7 +53,8 @@ class FlakyBackend(h.Backend):
             else:
                 self._send(sock, int(req.query("code", "503")), b"failed\n")
             return True
-        out = {"n": n, "length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        out = {"n": n, "length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+               "attempt": req.header("x-envoy-attempt-count")}
         self._send(sock, 200, json.dumps(out).encode(), ["content-type: application/json"])
         return True
 
@@ -122,6 +123,8 @@ class RetryTest(h.SkiffTestCase):
             "virtual_hosts"].insert(0, {
                 "name": "vh_retry", "domains": ["vhost.test"],
                 "retry_policy": {"retry_on": "5xx", "num_retries": 1},
+                "include_request_attempt_count": True,
+                "include_attempt_count_in_response": True,
                 "routes": [retry_route("/own/", "flaky", {"retry_on": "retriable-4xx"},
                                        prefix_rewrite="/"),
                            {"match": {"prefix": "/"}, "route": {"cluster": "flaky"}}]})
@@ -309,6 +312,22 @@ class RetryTest(h.SkiffTestCase):
         self.assertEqual(h.http_request(self.port, path="/own/flaky?key=s&fail=1",
                                         headers={"host": "vhost.test"})[0], 503)
         self.assertEqual(self.backend.counts["s"], 1)
+
+    def test_attempt_count_headers(self):
+        status, headers, body = h.http_request(self.port, path="/flaky?key=y&fail=1",
+                                               headers={"host": "vhost.test",
+                                                        "x-envoy-attempt-count": "9"})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["attempt"], "2")
+        self.assertEqual(headers.get("x-envoy-attempt-count"), "2")
+        status, headers, body = h.http_request(self.port, path="/flaky?key=z",
+                                               headers={"host": "vhost.test"})
+        self.assertEqual((json.loads(body)["attempt"], headers.get("x-envoy-attempt-count")),
+                         ("1", "1"))
+        # Other virtual hosts add none.
+        status, headers, body = h.http_request(self.port, path="/5xx/flaky?key=z2")
+        self.assertEqual((json.loads(body)["attempt"], headers.get("x-envoy-attempt-count")),
+                         (None, None))
 
     def test_downstream_gone_between_attempts(self):
         # Every attempt fails after 200 ms; back-offs are up to 2 s (jittered

@@ -213,6 +213,38 @@ TEST(RetryPolicyTest, RouteReplacesVirtualHostPolicy) {
   EXPECT_EQ(plain->retryPolicy(), nullptr);
 }
 
+TEST(RetryPolicyTest, AttemptCountFlagsOfTheVirtualHost) {
+  envoy::config::route::v3::RouteConfiguration config;
+  auto st = google::protobuf::util::JsonStringToMessage(
+      R"({"virtual_hosts": [
+           {"name": "counts", "domains": ["counts"], "include_request_attempt_count": true,
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]},
+           {"name": "both", "domains": ["*"], "include_attempt_count_in_response": true,
+            "retry_policy": {"retry_on": "5xx", "num_retries": 4},
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]}]})",
+      &config);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto table = RouteTable::compile(config, "rc");
+  ASSERT_TRUE(table.isOk()) << table.status().message();
+  auto match = [&](std::string_view authority) {
+    HeaderMap h;
+    h.addView(WellKnownHeader::kMethod, "GET");
+    h.addView(WellKnownHeader::kAuthority, authority);
+    h.addView(WellKnownHeader::kPath, "/");
+    return table.value()->match(h, 0);
+  };
+  const RouteEntry* counts = match("counts");
+  ASSERT_TRUE(counts && counts->retryPolicy());
+  EXPECT_EQ(counts->retryPolicy()->retry_on, 0u);  // Counts only: never retried.
+  EXPECT_TRUE(counts->retryPolicy()->attempt_count_in_request);
+  EXPECT_FALSE(counts->retryPolicy()->attempt_count_in_response);
+  const RouteEntry* both = match("x");
+  ASSERT_TRUE(both && both->retryPolicy());
+  EXPECT_EQ(both->retryPolicy()->num_retries, 4u);
+  EXPECT_FALSE(both->retryPolicy()->attempt_count_in_request);
+  EXPECT_TRUE(both->retryPolicy()->attempt_count_in_response);
+}
+
 TEST(RetryPolicyTest, RouteTableNamesTheFieldPath) {
   envoy::config::route::v3::RouteConfiguration config;
   auto st = google::protobuf::util::JsonStringToMessage(
