@@ -432,6 +432,7 @@ class RouterFilter : public HttpFilter,
     if (finished_) return;
     finished_ = true;
     if (response_started_) {
+      cb_->connectionManagerStats().rq_reset_after_downstream_response_started.inc();
       // Too late for a clean answer: status 0 resets the downstream stream.
       cb_->sendLocalReply(0, "upstream reset after response started", "UR",
                           resetDetails(reason, true));

@@ -121,6 +121,9 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       rq_total(s.counter("http." + p + ".rq_total")),
       no_cluster(s.counter("http." + p + ".no_cluster")),
       rq_direct_response(s.counter("http." + p + ".rq_direct_response")),
+      rq_redirect(s.counter("http." + p + ".rq_redirect")),
+      rq_reset_after_downstream_response_started(
+          s.counter("http." + p + ".rq_reset_after_downstream_response_started")),
       downstream_cx_upgrades_total(s.counter("http." + p + ".downstream_cx_upgrades_total")),
       downstream_cx_upgrades_active(s.gauge("http." + p + ".downstream_cx_upgrades_active")),
       downstream_rq_ws_on_non_ws_route(

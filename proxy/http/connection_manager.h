@@ -51,6 +51,11 @@ struct HttpConnectionManagerStats {
   stats::Counter& rq_total;
   stats::Counter& no_cluster;
   stats::Counter& rq_direct_response;
+  // Envoy's router declares rq_redirect but counts its redirect routes under
+  // rq_direct_response, so this one stays 0 (its /stats shows it all the
+  // same); an upstream reset after the downstream response started.
+  stats::Counter& rq_redirect;
+  stats::Counter& rq_reset_after_downstream_response_started;
   // Upgrades and CONNECTs let through (Envoy counts them when the upgrade is
   // accepted by the configuration, before the upstream answers), and those
   // refused because neither the route nor the connection manager enables them.

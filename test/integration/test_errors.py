@@ -106,6 +106,32 @@ class UpstreamErrorsTest(h.SkiffTestCase):
             if head.startswith(b"HTTP/1.1 200"):
                 self.assertLess(len(body), 100)
 
+    def test_upstream_reset_after_response_started_is_counted(self):
+        # An upstream that promises 100 bytes, sends 10 and closes: the
+        # downstream response had started, so it is cut, and Envoy's router
+        # counts rq_reset_after_downstream_response_started.
+        srv = socket.create_server((LOCALHOST, 0))
+        self.addCleanup(srv.close)
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                time.sleep(0.2)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("cut", [h.route("/", cluster="cut")], stat_prefix="cut")],
+            [h.cluster("cut", [(LOCALHOST, srv.getsockname()[1])])]))
+        data, closed = h.raw_exchange(skiff.port("cut"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(closed)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:64])
+        self.assertEqual(skiff.stat("http.cut.rq_reset_after_downstream_response_started"), 1)
+        self.assertEqual(skiff.stat("http.cut.rq_redirect"), 0)
+        t.join(5)
+
     def test_oversized_upstream_headers_are_5xx(self):
         # 80 KiB of response header is over Envoy's 60 KiB default.
         status, _, body = h.http_request(self.port, path="/bigheader?n=81920")

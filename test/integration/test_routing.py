@@ -172,6 +172,8 @@ class RoutingTest(h.SkiffTestCase):
         self.assertEqual(self.req("/go")[0], 302)
         self.assertEqual(self.req("/exact")[0], 200)  # Proxied: not counted.
         self.assertEqual(self.skiff.stat("http.ingress_http.rq_direct_response"), before + 2)
+        # Envoy declares rq_redirect and no longer counts anything under it.
+        self.assertEqual(self.skiff.stat("http.ingress_http.rq_redirect"), 0)
 
     def test_rq_total_counts_every_request_the_router_sees(self):
         before = self.skiff.stat("http.ingress_http.rq_total") or 0
@@ -190,7 +192,8 @@ class RoutingTest(h.SkiffTestCase):
         self.assertIn("http.ingress_http.rq_direct_response", names)
         status, body = self.skiff.admin_get("/stats/prometheus")
         self.assertEqual(status, 200)
-        for name in ("rq_total", "no_cluster", "rq_direct_response"):
+        for name in ("rq_total", "no_cluster", "rq_direct_response", "rq_redirect",
+                     "rq_reset_after_downstream_response_started"):
             self.assertIn(f'envoy_http_{name}{{envoy_http_conn_manager_prefix="ingress_http"}}', body)
 
 
