@@ -57,6 +57,9 @@ struct StreamRecord {
   bool want_upstream_local_address = false;
   std::string upstream_local_address;
   HeaderMapPtr response_trailers;  // Kept for %TRAILER(...)%.
+  // The status of an answer the codec sent itself (a 400 to a request whose
+  // body it could not parse), when no response went through the stream.
+  uint32_t codec_response_code = 0;
   // The request of a stream answered before its filter chain saw it (400
   // for a missing Host, 403 for a refused upgrade).
   HeaderMapPtr unfiltered_request_headers;

@@ -35,6 +35,11 @@ const char* resetReasonName(ResetReason reason);
 struct CodecError {
   int http_status = 0;
   std::string detail;  // Short, for logs and response-code details.
+  // Envoy's %RESPONSE_CODE_DETAILS% for the error (a static string, e.g.
+  // "http1.codec_error"); empty when the codec does not give one.
+  std::string_view details;
+  // A stream was open and was reset for the error (it logs it itself).
+  bool stream_reset = false;
 };
 
 // Receives the decoded messages of one stream, in order: headers, then data

@@ -46,6 +46,18 @@ ListenerStats& listenerStatsFor(Worker& worker, const config::ListenerConfig& l)
 // RFC 9113 §3.4: the client connection preface starts with this string.
 constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+std::string_view protocolName(http::Protocol p) {
+  switch (p) {
+    case http::Protocol::kHttp10:
+      return "HTTP/1.0";
+    case http::Protocol::kHttp11:
+      return "HTTP/1.1";
+    case http::Protocol::kHttp2:
+      return "HTTP/2";
+  }
+  return {};
+}
+
 std::string_view ipOf(std::string_view address) {
   if (address.starts_with("[")) return address.substr(1, address.find(']') - 1);
   return address.substr(0, address.rfind(':'));
@@ -308,9 +320,23 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       // (a local reply before the request ended) ended there for Envoy: its
       // line keeps that response's details and gets no flag.
       const bool gone = reason == http::ResetReason::kConnectionTermination;
-      setResponseFlag(gone ? "DC" : "DR");
-      record_->response_code_details = gone ? access_log::details::kDownstreamRemoteDisconnect
-                                            : access_log::details::kHttp2RemoteReset;
+      auto* h1 = dynamic_cast<http::Http1ServerCodec*>(&hcm_.codec());
+      if (h1 != nullptr && !gone) {
+        // The HTTP/1 codec could not parse the rest of the request (its
+        // body) and answered it itself unless a response had started, as
+        // Envoy's codec does: DPE and the codec's details.
+        setResponseFlag("DPE");
+        record_->response_code_details = h1->errorDetails();
+        if (!chain_.requestHeaders()) keepForLog(h1->takeRefusedHeaders());
+        if (!response_headers_ && h1->errorStatus() != 0) {
+          record_->codec_response_code = static_cast<uint32_t>(h1->errorStatus());
+          record_->bytes_sent += h1->errorText().size() + 1;
+        }
+      } else {
+        setResponseFlag(gone ? "DC" : "DR");
+        record_->response_code_details = gone ? access_log::details::kDownstreamRemoteDisconnect
+                                              : access_log::details::kHttp2RemoteReset;
+      }
     }
     finish();
   }
@@ -541,19 +567,10 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     c.request_headers = chain_.requestHeaders() ? chain_.requestHeaders()
                                                 : record_->unfiltered_request_headers.get();
     c.response_headers = response_headers_.get();
-    c.response_code = response_headers_ ? static_cast<uint32_t>(response_headers_->status()) : 0;
+    c.response_code = response_headers_ ? static_cast<uint32_t>(response_headers_->status())
+                                        : record_->codec_response_code;
     c.response_flags = response_flags_;
-    switch (hcm_.protocol()) {
-      case http::Protocol::kHttp10:
-        c.protocol = "HTTP/1.0";
-        break;
-      case http::Protocol::kHttp11:
-        c.protocol = "HTTP/1.1";
-        break;
-      case http::Protocol::kHttp2:
-        c.protocol = "HTTP/2";
-        break;
-    }
+    c.protocol = protocolName(hcm_.protocol());
     c.downstream_remote_address = hcm_.connection().peerAddress();
     std::string local;
     if (cfg.access_log_downstream_local) {
@@ -786,9 +803,43 @@ void HttpConnectionManager::dispatch(BufferChain& data) {
   http::CodecError error;
   if (!codec_->dispatch(data, error)) {
     stats_->downstream_cx_protocol_error.inc();
+    if (!error.stream_reset && !error.details.empty() && !config().access_logs.empty()) {
+      logCodecError(error);
+    }
     // The codec answered (400/431) and asked to close after the answer.
     closeAfterFlush();
   }
+}
+
+// A request the codec refused before any stream began (a malformed head, a
+// header block over max_request_headers_kb): Envoy's codec makes a stream
+// for it, answers it, and logs it with DPE and the codec's details; the
+// request's fields never reached the connection manager, so they print "-".
+void HttpConnectionManager::logCodecError(const http::CodecError& error) {
+  access_log::StreamRecord record;
+  record.start_ns = uv_hrtime();
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  record.start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  record.response_code_details = error.details;
+  if (error.http_status != 0) {
+    record.bytes_sent = error.detail.size() + 1;  // The answer's body: the detail and a newline.
+    record.response_end_ns = record.start_ns;
+  }
+  access_log::LogContext c;
+  c.record = &record;
+  c.end_ns = record.start_ns;
+  c.response_code = static_cast<uint32_t>(error.http_status);
+  c.response_flags = "DPE";
+  c.protocol = protocolName(codec_->protocol());
+  c.downstream_remote_address = conn_.peerAddress();
+  std::string local;
+  if (config().access_log_downstream_local) {
+    local = conn_.localAddress();
+    c.downstream_local_address = local;
+  }
+  if (tls::TlsTransport* t = conn_.tls()) c.requested_server_name = t->sni();
+  for (const auto& log : config().access_logs) log->log(c, worker().loop());
 }
 
 // Every close skiff starts on a downstream connection (an answer that ends

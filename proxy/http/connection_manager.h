@@ -129,6 +129,7 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
 
  private:
   void dispatch(BufferChain& data);
+  void logCodecError(const http::CodecError& error);
   // Picks the filter chain for server_name; false (and the connection
   // closes) when none takes it.
   bool selectChain(std::string_view server_name);

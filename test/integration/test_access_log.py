@@ -225,6 +225,49 @@ class AccessLogTest(h.SkiffTestCase):
         # The connection closes after the 403, which ended the stream: no DC.
         self.assertEqual((e["details"], e["flags"]), ("upgrade_failed", None))
 
+    def line_with_details(self, details):
+        """The line of a request refused before its head was parsed."""
+        def find():
+            for line in read_lines(self.json_path):
+                entry = json.loads(line)
+                if entry.get("details") == details and entry.get("method") is None:
+                    return entry
+            return None
+
+        return h.wait_until(find, 5, what=f"the access log line with details {details}")
+
+    def test_malformed_request_head_is_logged(self):
+        # Refused by the codec before a stream began: Envoy's codec still
+        # logs it, DPE with its details, and no request fields.
+        data, closed = h.raw_exchange(self.port, b"GET /b64 HTTP/1.1\r\nHost: x\r\n"
+                                                 b"x-test-id: head\r\nno colon here\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:64])
+        e = self.line_with_details("http1.codec_error")
+        self.assertEqual((e["code"], e["flags"], e["method"], e["path"], e["id"], e["protocol"]),
+                         (400, "DPE", None, None, None, "HTTP/1.1"))
+        self.assertEqual(e["downstream"], LOCALHOST)
+        self.assertGreater(e["sent"], 0)
+
+    def test_oversized_header_block_is_logged(self):
+        data, _ = h.raw_exchange(self.port, b"GET /b64 HTTP/1.1\r\nHost: x\r\nx-big: " +
+                                 b"a" * (70 * 1024) + b"\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 431 "), data[:64])
+        e = self.line_with_details("http1.headers_too_large")
+        self.assertEqual((e["code"], e["flags"], e["method"]), (431, "DPE", None))
+
+    def test_malformed_body_is_logged_with_its_request(self):
+        # The head reached the connection manager, the chunked body did not
+        # parse: the stream's line has its request, DPE and the codec's
+        # details (not an HTTP/2 reset's).
+        data, closed = h.raw_exchange(self.port, b"POST /dead HTTP/1.1\r\nHost: x\r\n"
+                                                 b"x-test-id: badchunk\r\n"
+                                                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:64])
+        self.assertTrue(closed)
+        e = self.json_line("badchunk")
+        self.assertEqual((e["code"], e["flags"], e["method"], e["path"], e["details"]),
+                         (400, "DPE", "POST", "/dead", "http1.codec_error"))
+
     def istio_line(self, test_id):
         def find():
             for line in read_lines(self.istio_path):

@@ -583,6 +583,32 @@ void Http1Codec::releaseMessage() {
   m_ = nullptr;
 }
 
+HeaderMapPtr& Http1Codec::refusedHeaders() {
+  // Per worker, not per connection: it holds a map only from a parse error
+  // to the end of that dispatch (handleError clears it).
+  thread_local HeaderMapPtr headers;
+  return headers;
+}
+
+std::string_view Http1Codec::responseCodeDetails() const {
+  if (error_detail_ == nullptr) return {};
+  std::string_view d = error_detail_;
+  if (error_status_ == 431) {
+    return d == "too many header fields" ? "http1.too_many_headers" : "http1.headers_too_large";
+  }
+  // llhttp's reasons for the errors Envoy's codec names on their own.
+  if (d == "Content-Length can't be present with Transfer-Encoding") {
+    return "http1.content_length_and_chunked_not_allowed";
+  }
+  if (d == "Invalid `Transfer-Encoding` header value" ||
+      d == "Request has invalid `Transfer-Encoding`") {
+    return "http1.invalid_transfer_encoding";
+  }
+  if (d == "Invalid header value char") return "http1.invalid_characters";
+  if (d == "missing Host header field") return "missing_host_header";
+  return "http1.codec_error";
+}
+
 int Http1Codec::fail(int status, const char* detail) {
   if (error_detail_ == nullptr) {
     error_status_ = status;
@@ -769,6 +795,11 @@ bool Http1Codec::parsePending() {
         error_status_ = 400;
         error_detail_ = llhttp_get_error_reason(&m.parser);
         if (error_detail_ == nullptr) error_detail_ = llhttp_errno_name(rc);
+      }
+      // Headers parsed in this read wait to go with its body: the stream
+      // they opened is reset now, and may still log them.
+      if (type_ == HTTP_REQUEST && m_ && m_->ready_headers) {
+        refusedHeaders() = std::move(m_->ready_headers);
       }
       stopped_ = true;
       releaseMessage();

@@ -176,6 +176,12 @@ class Http1Codec {
   bool parsePending();
   // Records an error found in a callback; returns the code to give llhttp.
   int fail(int status, const char* detail);
+  // Envoy's response code details for the recorded error (its HTTP/1
+  // codec's words: "http1.codec_error", "http1.headers_too_large", ...).
+  std::string_view responseCodeDetails() const;
+  // The request headers of a stream reset for a parse error before they
+  // were delivered (they go with the body of the same read).
+  static HeaderMapPtr& refusedHeaders();
   // Hands decoded headers and body bytes to decoder_.
   void flushDecoded(bool end_stream);
   // Delivers the end of the message (headers and body left over, trailers).
@@ -302,6 +308,15 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
   void onTransportClosed(ResetReason reason) override;
   bool onRemoteEof() override;
   size_t activeStreams() const override { return stream_.active ? 1 : 0; }
+  // After a protocol error: the status the codec answered with (0: none),
+  // and Envoy's response code details for it.
+  int errorStatus() const { return error_status_; }
+  std::string_view errorDetails() const { return responseCodeDetails(); }
+  // The answer's body is this text and a newline.
+  std::string_view errorText() const { return error_detail_ ? error_detail_ : ""; }
+  // During the reset for a protocol error: the stream's request headers if
+  // the error came before they were delivered (null otherwise).
+  HeaderMapPtr takeRefusedHeaders() { return std::move(refusedHeaders()); }
   // Whether a message is being parsed (its parser and header block held);
   // false between messages, when the connection costs only this object.
   bool holdsMessageState() const { return m_ != nullptr; }

@@ -72,6 +72,8 @@ bool Http1ServerCodec::dispatch(BufferChain& data, CodecError& error) {
 bool Http1ServerCodec::handleError(CodecError& error) {
   error.http_status = error_status_;
   error.detail = error_detail_;
+  error.details = responseCodeDetails();
+  error.stream_reset = stream_.active;
   pending_.clear();
   checkBufferedInput();
   if (closing_) return false;
@@ -90,6 +92,7 @@ bool Http1ServerCodec::handleError(CodecError& error) {
     owner_.write(out);
   }
   resetActive(ResetReason::kProtocolError, error_detail_);
+  refusedHeaders().reset();
   closing_ = true;
   owner_.closeAfterFlush();
   return false;

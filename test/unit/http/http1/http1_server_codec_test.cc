@@ -536,6 +536,42 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"TooManyHeaders", manyHeaders(101), 431}),
     [](const ::testing::TestParamInfo<BadRequest>& info) { return info.param.name; });
 
+// Envoy's response code details for what the codec refuses (its HTTP/1
+// codec's words), for the access log; and whether a stream was open.
+TEST(Http1ServerCodecDetails, NameEnvoysDetails) {
+  struct Case {
+    std::string bytes;
+    std::string_view details;
+    bool stream_reset;
+  };
+  const Case cases[] = {
+      {"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\n\r\n", "http1.codec_error", false},
+      {bigHeaders(61), "http1.headers_too_large", false},
+      {manyHeaders(101), "http1.too_many_headers", false},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", "http1.invalid_characters", false},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+       "3\r\n\r\n0\r\n\r\n",
+       "http1.content_length_and_chunked_not_allowed", false},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+       "http1.invalid_transfer_encoding", true},  // llhttp checks it once the head is in.
+      {"GET / HTTP/1.1\r\nX: y\r\n\r\n", "missing_host_header", false},
+      // The head was parsed and its stream began: the stream is told.
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+       "http1.codec_error", true},
+  };
+  for (const Case& c : cases) {
+    FakeOwner owner;
+    FakeServerCallbacks cbs;
+    Http1ServerCodec codec(owner, cbs);
+    CodecError err;
+    Reader r;
+    BufferChain all = r.read(c.bytes);
+    EXPECT_FALSE(codec.dispatch(all, err)) << c.details;
+    EXPECT_EQ(err.details, c.details) << err.detail;
+    EXPECT_EQ(err.stream_reset, c.stream_reset) << c.details;
+  }
+}
+
 // A fresh connection that reads req in pieces, each in a fresh slab: in two
 // split at `at`, or one byte at a time when `at` is 0. Stops at the first
 // refusal.
