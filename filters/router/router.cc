@@ -8,6 +8,7 @@
 #include "proxy/access_log/formatter.h"
 #include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
+#include "proxy/common/log.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
 #include "proxy/router/retry_policy.h"
@@ -344,11 +345,14 @@ class RouterFilter : public HttpFilter,
       r->upstream_transport_failure_reason = transport_failure;  // Copy: failures only.
     }
     const bool timeout = reason == PoolFailure::kConnectTimeout;
-    cb_->sendLocalReply(503,
-                        std::string("upstream connect error or disconnect/reset before headers. "
-                                    "reset reason: ") +
-                            (timeout ? "connection timeout" : "connection failure"),
-                        withFlag("UF", retry_flag),
+    // Envoy's words: its reset reason, then the transport's failure if any.
+    std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+    body += timeout ? "connection timeout" : "remote connection failure";
+    if (!transport_failure.empty()) {
+      body += ", transport failure reason: ";
+      body += transport_failure;
+    }
+    cb_->sendLocalReply(503, body, withFlag("UF", retry_flag),
                         timeout ? access_log::details::kResetBeforeStartedConnectionTimeout
                                 : access_log::details::kResetBeforeStartedConnectionFailure);
   }
@@ -438,11 +442,13 @@ class RouterFilter : public HttpFilter,
                           resetDetails(reason, true));
       return;
     }
+    // Envoy's words for the reset reason; the codec's own detail (which
+    // Envoy's body does not carry) goes to the debug log.
     std::string why =
         reason == http::ResetReason::kConnectionTermination
             ? "connection termination"
             : (reason == http::ResetReason::kProtocolError ? "protocol error" : "remote reset");
-    if (!detail.empty()) why += std::string(" (") + std::string(detail) + ")";
+    if (!detail.empty()) SKIFF_LOG(kDebug, "upstream reset before headers: " + std::string(detail));
     std::string_view flag = reason == http::ResetReason::kProtocolError ? "UPE" : "UC";
     cb_->sendLocalReply(
         503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,

@@ -61,8 +61,17 @@ struct TcpConnection::PhaseState {
   // It is reported from the poll callback, as libuv reports it, so that
   // connect() returning 0 always means onConnected() or onClosed() follows.
   int connect_error = 0;
-  bool flushed = false;  // Closing: every byte is out and the FIN sent.
+  bool connect_error_delayed = false;  // ... or the socket reported it later (SO_ERROR).
+  bool flushed = false;                // Closing: every byte is out and the FIN sent.
 };
+
+namespace {
+// The failure reason of the connection being closed, valid during its
+// onClosed(kConnectFailure) only: per worker, since onClosed runs there.
+thread_local std::string_view t_connect_failure_reason;
+}  // namespace
+
+std::string_view TcpConnection::connectFailureReason() { return t_connect_failure_reason; }
 
 std::string formatAddress(const sockaddr* addr) {
   char ip[INET6_ADDRSTRLEN] = {0};
@@ -168,15 +177,17 @@ void TcpConnection::onConnectDone() {
   if (err == 0) {
     socklen_t len = sizeof(err);
     if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == EINPROGRESS) return;  // Not over yet (libuv checks this too).
+    phase_->connect_error = err;
+    phase_->connect_error_delayed = true;
   }
-  if (err == EINPROGRESS) return;  // Not over yet (libuv checks this too).
+  if (err != 0) {
+    close(CloseReason::kConnectFailure);  // finishClose() frees the state, after onClosed().
+    return;
+  }
   // The state is freed, so a pooled upstream connection does not carry it.
   delete phase_;
   phase_ = nullptr;
-  if (err != 0) {
-    close(CloseReason::kConnectFailure);
-    return;
-  }
   setNoDelay(fd_);
   state_ = State::kOpen;
   updateEvents();
@@ -608,12 +619,25 @@ void TcpConnection::onCloseDone(uv_handle_t* h) {
 
 void TcpConnection::finishClose() {
   state_ = State::kClosed;
+  // Envoy's transport failure reason for a failed connect: "delayed connect
+  // error: Connection refused" when the socket reported it, and when
+  // connect() itself failed "immediate connect error: Connection
+  // refused|remote address:127.0.0.1:8080".
+  std::string reason;
+  if (close_reason_ == CloseReason::kConnectFailure && phase_ && phase_->connect_error != 0) {
+    const bool delayed = phase_->connect_error_delayed;
+    reason = std::string(delayed ? "delayed" : "immediate") +
+             " connect error: " + std::strerror(phase_->connect_error);
+    if (!delayed) reason += "|remote address:" + peer_;
+  }
   delete phase_;
   phase_ = nullptr;
   queue_.clear();
   input_.clear();
   if (tls_) tls_->plaintext.clear();
+  t_connect_failure_reason = reason;
   callbacks_.onClosed(close_reason_);
+  t_connect_failure_reason = {};
 }
 
 }  // namespace skiff

@@ -105,6 +105,9 @@ class TcpConnection {
   // "ip:port" of this end (a getsockname each call: access logs ask only
   // when a format prints it); empty when the socket has none.
   std::string localAddress() const;
+  // Inside Callbacks::onClosed(kConnectFailure): why the connect failed, in
+  // Envoy's words ("delayed connect error: Connection refused"); else empty.
+  static std::string_view connectFailureReason();
 
  private:
   enum class State : uint8_t { kIdle, kConnecting, kOpen, kClosing, kClosed };

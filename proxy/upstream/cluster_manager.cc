@@ -186,6 +186,8 @@ void UpstreamClient::onClosed(TcpConnection::CloseReason reason) {
     // Envoy's transport failure reason wraps the TLS library's errors in
     // TLS_error:|...:TLS_error_end; skiff's are OpenSSL's words.
     transport_failure = "TLS_error:|" + conn_.tls()->failureDetail() + ":TLS_error_end";
+  } else if (reason == TcpConnection::CloseReason::kConnectFailure) {
+    transport_failure = TcpConnection::connectFailureReason();
   }
   if (!up_) {
     // Never became usable (connect failure, timeout, TLS handshake failure):

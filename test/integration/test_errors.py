@@ -39,8 +39,10 @@ class UpstreamErrorsTest(h.SkiffTestCase):
     def test_upstream_down_is_503(self):
         status, headers, body = h.http_request(self.port, path="/down")
         self.assertEqual(status, 503)
-        self.assertIn(b"upstream", body.lower())
-        self.assertIn(b"connect", body.lower())
+        # Envoy's wording, with the transport failure reason.
+        self.assertRegex(body, rb"^upstream connect error or disconnect/reset before headers\. "
+                               rb"reset reason: remote connection failure, transport failure "
+                               rb"reason: (delayed|immediate) connect error: Connection refused")
         self.assertEqual(headers.get("server"), "skiff")
         # The proxy keeps serving.
         self.assertEqual(h.http_request(self.port, path="/size?n=3")[0], 200)
