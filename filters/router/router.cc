@@ -27,21 +27,52 @@ void setMilliseconds(HeaderMap& headers, WellKnownHeader name, uint64_t ms) {
   headers.set(name, std::string_view(text, static_cast<size_t>(end - text)));
 }
 
-// Envoy's response code details for an upstream stream reset, before or
-// after the response started.
-std::string_view resetDetails(http::ResetReason reason, bool response_started) {
+// What Envoy's router says about an upstream stream reset: the response
+// flag (streamResetReasonToResponseFlag), the reason's words in the local
+// reply body, and the response code details before or after the response
+// started. A RST_STREAM with REFUSED_STREAM is Envoy's "remote refused
+// stream reset", a reason of its own.
+struct ResetWords {
+  std::string_view flag;
+  std::string_view reason;
+  std::string_view details;
+};
+
+ResetWords resetWords(http::ResetReason reason, bool refused, bool response_started) {
   namespace d = access_log::details;
   switch (reason) {
+    case http::ResetReason::kConnectionFailure:
+      return {"UF", "remote connection failure", d::kResetBeforeStartedConnectionFailure};
     case http::ResetReason::kConnectionTermination:
-      return response_started ? d::kResetAfterStartedConnectionTermination
-                              : d::kResetBeforeStartedConnectionTermination;
+      return {"UC", "connection termination",
+              response_started ? d::kResetAfterStartedConnectionTermination
+                               : d::kResetBeforeStartedConnectionTermination};
     case http::ResetReason::kProtocolError:
-      return response_started ? d::kResetAfterStartedProtocolError
-                              : d::kResetBeforeStartedProtocolError;
-    default:
-      return response_started ? d::kResetAfterStartedRemoteReset
-                              : d::kResetBeforeStartedRemoteReset;
+      return {"UPE", "protocol error",
+              response_started ? d::kResetAfterStartedProtocolError
+                               : d::kResetBeforeStartedProtocolError};
+    case http::ResetReason::kLocalReset:
+      return {
+          "LR", "local reset",
+          response_started ? d::kResetAfterStartedLocalReset : d::kResetBeforeStartedLocalReset};
+    case http::ResetReason::kRemoteReset:
+      break;
   }
+  if (refused) {
+    return {"UR", "remote refused stream reset",
+            response_started ? d::kResetAfterStartedRefusedStream
+                             : d::kResetBeforeStartedRefusedStream};
+  }
+  return {"UR", "remote reset",
+          response_started ? d::kResetAfterStartedRemoteReset : d::kResetBeforeStartedRemoteReset};
+}
+
+// The start of Envoy's local reply body for a failed upstream request; after
+// a retry it says the reason is the latest one.
+std::string resetBody(bool retried) {
+  return retried ? "upstream connect error or disconnect/reset before headers. retried and the "
+                   "latest reset reason: "
+                 : "upstream connect error or disconnect/reset before headers. reset reason: ";
 }
 
 using upstream::PoolFailure;
@@ -346,7 +377,7 @@ class RouterFilter : public HttpFilter,
     }
     const bool timeout = reason == PoolFailure::kConnectTimeout;
     // Envoy's words: its reset reason, then the transport's failure if any.
-    std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+    std::string body = resetBody(retried());
     body += timeout ? "connection timeout" : "remote connection failure";
     if (!transport_failure.empty()) {
       body += ", transport failure reason: ";
@@ -417,11 +448,12 @@ class RouterFilter : public HttpFilter,
     encoder_ = nullptr;
     endRequestCount();
     if (client) client->abandon();
-    std::string_view retry_flag;  // ",URX" or ",UO" after the reset's own flag.
+    const bool refused = detail == "REFUSED_STREAM";  // The HTTP/2 codec's error name.
+    std::string_view retry_flag;                      // ",URX" or ",UO" after the reset's own flag.
     if (!finished_ && !response_started_ && retry_ && !retry_->disabled) {
       retry_->per_try.cancel();
       router::AttemptFailure failure = router::AttemptFailure::kReset;
-      if (detail == "REFUSED_STREAM") {
+      if (refused) {
         failure = router::AttemptFailure::kRefusedStream;
       } else if (reason == http::ResetReason::kConnectionFailure) {
         failure = router::AttemptFailure::kConnectFailure;
@@ -435,24 +467,19 @@ class RouterFilter : public HttpFilter,
     stream_deadline_.cancel();
     if (finished_) return;
     finished_ = true;
+    const ResetWords words = resetWords(reason, refused, response_started_);
     if (response_started_) {
       cb_->connectionManagerStats().rq_reset_after_downstream_response_started.inc();
       // Too late for a clean answer: status 0 resets the downstream stream.
-      cb_->sendLocalReply(0, "upstream reset after response started", "UR",
-                          resetDetails(reason, true));
+      cb_->sendLocalReply(0, "upstream reset after response started", words.flag, words.details);
       return;
     }
-    // Envoy's words for the reset reason; the codec's own detail (which
-    // Envoy's body does not carry) goes to the debug log.
-    std::string why =
-        reason == http::ResetReason::kConnectionTermination
-            ? "connection termination"
-            : (reason == http::ResetReason::kProtocolError ? "protocol error" : "remote reset");
+    // The codec's own detail (which Envoy's body does not carry) goes to the
+    // debug log. Envoy answers a protocol error 502, anything else 503.
     if (!detail.empty()) SKIFF_LOG(kDebug, "upstream reset before headers: " + std::string(detail));
-    std::string_view flag = reason == http::ResetReason::kProtocolError ? "UPE" : "UC";
-    cb_->sendLocalReply(
-        503, "upstream connect error or disconnect/reset before headers. reset reason: " + why,
-        withFlag(flag, retry_flag), resetDetails(reason, false));
+    const int status = reason == http::ResetReason::kProtocolError ? 502 : 503;
+    cb_->sendLocalReply(status, resetBody(retried()) + std::string(words.reason),
+                        withFlag(words.flag, retry_flag), words.details);
   }
   void onAboveWriteBufferHighWatermark() override {
     if (!downstream_paused_) {
@@ -758,6 +785,9 @@ class RouterFilter : public HttpFilter,
         r.backoff, r.policy.backOffMs(++r.retries_done, cb_->worker().random()));
     return RetryDecision::kRetry;
   }
+
+  // At least one retry ran (Envoy's is_retry_: the body says so).
+  bool retried() const { return retry_ && retry_->retries_done > 0; }
 
   static std::string_view retryFlag(RetryDecision d) {
     if (d == RetryDecision::kLimitExceeded) return ",URX";

@@ -45,6 +45,10 @@ inline constexpr std::string_view kResetBeforeStartedRemoteReset =
     "upstream_reset_before_response_started{remote_reset}";
 inline constexpr std::string_view kResetBeforeStartedProtocolError =
     "upstream_reset_before_response_started{protocol_error}";
+inline constexpr std::string_view kResetBeforeStartedRefusedStream =
+    "upstream_reset_before_response_started{remote_refused_stream_reset}";
+inline constexpr std::string_view kResetBeforeStartedLocalReset =
+    "upstream_reset_before_response_started{local_reset}";
 // ... after it started (the downstream stream is reset).
 inline constexpr std::string_view kResetAfterStartedConnectionTermination =
     "upstream_reset_after_response_started{connection_termination}";
@@ -52,5 +56,9 @@ inline constexpr std::string_view kResetAfterStartedRemoteReset =
     "upstream_reset_after_response_started{remote_reset}";
 inline constexpr std::string_view kResetAfterStartedProtocolError =
     "upstream_reset_after_response_started{protocol_error}";
+inline constexpr std::string_view kResetAfterStartedRefusedStream =
+    "upstream_reset_after_response_started{remote_refused_stream_reset}";
+inline constexpr std::string_view kResetAfterStartedLocalReset =
+    "upstream_reset_after_response_started{local_reset}";
 
 }  // namespace skiff::access_log::details

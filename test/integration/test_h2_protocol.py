@@ -545,6 +545,8 @@ class HostileOrigin(ScriptedOrigin):
             peer.send(f.goaway(0, f.NO_ERROR))  # The request was not processed.
         elif path == "/refused":
             peer.send(f.rst_stream(sid, f.REFUSED_STREAM))
+        elif path == "/rst":
+            peer.send(f.rst_stream(sid, f.INTERNAL_ERROR))
 
 class UpstreamTest(h.SkiffTestCase):
     """skiff as the HTTP/2 client of a hostile origin."""
@@ -625,8 +627,10 @@ class UpstreamTest(h.SkiffTestCase):
     def test_oversized_response_header_list(self):
         # 70 KB of response headers, over the 60 KB skiff announced.
         before = self.counter("header_overflow")
-        status, _ = self.request("/bighdr")
+        status, body = self.request("/bighdr")
+        # skiff reset the stream: Envoy's client codec calls that a local reset.
         self.assertEqual(status, 503)
+        self.assertTrue(body.rstrip().endswith(b"reset reason: local reset"), body)
         h.wait_until(lambda: any(fr.type == f.RST_STREAM for fr in self.frames_from_skiff()), 5,
                      what="RST_STREAM from skiff")
         rst = [fr for fr in self.frames_from_skiff() if fr.type == f.RST_STREAM][0]
@@ -646,14 +650,22 @@ class UpstreamTest(h.SkiffTestCase):
 
     def test_refused_stream(self):
         before = self.counter("rx_reset")
-        status, _ = self.request("/refused")
+        status, body = self.request("/refused")
         self.assertEqual(status, 503)
+        # Envoy's reason for a REFUSED_STREAM is a reason of its own.
+        self.assertTrue(body.rstrip().endswith(b"reset reason: remote refused stream reset"), body)
         # A stream error: the connection is reused.
         self.assertEqual(self.request("/ok"), (200, b"ok\n"))
         with self.origin._lock:
             self.assertEqual(len(self.origin.connections), 1)
         self.assert_counted("rx_reset", before)
 
+
+    def test_reset_before_the_response(self):
+        status, body = self.request("/rst")
+        self.assertEqual(status, 503)
+        self.assertTrue(body.rstrip().endswith(b"reset reason: remote reset"), body)
+        self.assertEqual(self.request("/ok"), (200, b"ok\n"))
 
 
 class LimitedOrigin(ScriptedOrigin):

@@ -239,8 +239,11 @@ class RetryTest(h.SkiffTestCase):
     def test_reset_before_the_response_is_retried(self):
         # /close closes the connection without a response, every time.
         before = self.stats()
-        status, _, _ = h.http_request(self.port, path="/reset/close")
+        status, _, body = h.http_request(self.port, path="/reset/close")
         self.assertEqual(status, 503)
+        # Envoy's body after a retry names the latest attempt's reason.
+        self.assertTrue(
+            body.rstrip().endswith(b"retried and the latest reset reason: connection termination"), body)
         self.assertEqual(self.delta(before), {"upstream_rq_retry": 1,
                                               "upstream_rq_retry_limit_exceeded": 1})
         self.assertEqual(self.log_line("/reset/close").split()[1:3], ["503", "UC,URX"])
