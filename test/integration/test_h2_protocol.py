@@ -628,9 +628,10 @@ class UpstreamTest(h.SkiffTestCase):
         # 70 KB of response headers, over the 60 KB skiff announced.
         before = self.counter("header_overflow")
         status, body = self.request("/bighdr")
-        # skiff reset the stream: Envoy's client codec calls that a local reset.
-        self.assertEqual(status, 503)
-        self.assertTrue(body.rstrip().endswith(b"reset reason: local reset"), body)
+        # skiff reset the stream for the origin's error: a protocol error,
+        # which Envoy's router answers 502.
+        self.assertEqual(status, 502)
+        self.assertTrue(body.rstrip().endswith(b"reset reason: protocol error"), body)
         h.wait_until(lambda: any(fr.type == f.RST_STREAM for fr in self.frames_from_skiff()), 5,
                      what="RST_STREAM from skiff")
         rst = [fr for fr in self.frames_from_skiff() if fr.type == f.RST_STREAM][0]

@@ -663,12 +663,11 @@ struct Http2Callbacks {
         s->out.clear();
         c.maybeDone(*s);
       } else if (s->local_reset_sent) {
-        // We reset it because the peer broke the rules on it (nghttp2's
-        // messaging checks, a header list over our limit). Envoy's client
-        // codec calls that a local reset (the router answers 503, LR); a
-        // server stream's is the client's protocol error.
-        c.notifyReset(*s, c.server_ ? ResetReason::kProtocolError : ResetReason::kLocalReset,
-                      nghttp2_http2_strerror(error_code));
+        // We reset it because the peer broke the rules on it (a header list
+        // over our limit): a protocol error (Envoy's client codec names a
+        // stream it resets for the peer's messaging error so; the router
+        // answers 502, UPE).
+        c.notifyReset(*s, ResetReason::kProtocolError, nghttp2_http2_strerror(error_code));
       } else {
         c.notifyReset(*s, ResetReason::kRemoteReset, nghttp2_http2_strerror(error_code));
       }
