@@ -602,8 +602,11 @@ class UpstreamTest(h.SkiffTestCase):
         # skiff sent SETTINGS_ENABLE_PUSH=0: a PUSH_PROMISE is a connection
         # error of type PROTOCOL_ERROR (RFC 9113 6.5.2, 8.4).
         before = self.counter("protocol_error")
-        status, _ = self.request("/push")
-        self.assertEqual(status, 503)
+        status, body = self.request("/push")
+        # Envoy's CodecClient: a codec error resets the streams as a
+        # protocol error, which the router answers 502.
+        self.assertEqual(status, 502)
+        self.assertTrue(body.rstrip().endswith(b"reset reason: protocol error"), body)
         h.wait_until(lambda: any(fr.type == f.GOAWAY for fr in self.frames_from_skiff()), 5,
                      what="GOAWAY from skiff")
         goaway = [fr for fr in self.frames_from_skiff() if fr.type == f.GOAWAY][-1]
@@ -613,10 +616,11 @@ class UpstreamTest(h.SkiffTestCase):
 
     def test_malformed_response(self):
         # As Envoy by default: the connection ends (GOAWAY PROTOCOL_ERROR), the
-        # request gets a 503, cluster.<name>.http2.rx_messaging_error counts it.
+        # request gets a 502 (a protocol error), cluster.<name>.http2.rx_messaging_error
+        # counts it.
         before = self.counter("rx_messaging_error")
         status, _ = self.request("/badhdr")
-        self.assertEqual(status, 503)
+        self.assertEqual(status, 502)
         h.wait_until(lambda: any(fr.type == f.GOAWAY for fr in self.frames_from_skiff()), 5,
                      what="GOAWAY from skiff")
         goaway = [fr for fr in self.frames_from_skiff() if fr.type == f.GOAWAY][-1]

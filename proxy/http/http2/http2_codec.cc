@@ -961,7 +961,10 @@ void Http2Codec::fail(std::string_view detail, uint32_t goaway_code) {
 void Http2Codec::resetStreamsAfterFailure() {
   streams_reset_due_ = false;
   for (Http2Stream* s : streamsSnapshot()) {
-    notifyReset(*s, ResetReason::kConnectionTermination, error_detail_);
+    // A client codec failed on the peer's error: Envoy's CodecClient resets
+    // its streams as a protocol error then (the router answers 502, UPE).
+    notifyReset(*s, server_ ? ResetReason::kConnectionTermination : ResetReason::kProtocolError,
+                error_detail_);
     // nghttp2 will not report these closed any more.
     s->closed = true;
     retire(*s);
