@@ -195,19 +195,12 @@ class RouterFilter : public HttpFilter,
     if (record) record->upstream_cluster = cluster_->name();
     host_ = cluster_->chooseHost();
     if (!host_) {
-      cluster_->stats().upstream_cx_none_healthy.inc();
-      cb_->sendLocalReply(503, "no healthy upstream", "UH",
-                          access_log::details::kNoHealthyUpstream);
+      replyNoHealthyUpstream();
       return FilterStatus::kContinue;
     }
     if (record) record->upstream_host = host_->address();
     if (cluster_->active_requests >= cluster_->config().max_requests) {
-      // Envoy counts a max_requests overflow with the pending ones.
-      cluster_->stats().upstream_rq_pending_overflow.inc();
-      // Envoy's pool refuses it: an overflow before the response started.
-      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
-                          access_log::details::kResetBeforeStartedOverflow,
-                          !suppress_envoy_headers_);
+      replyMaxRequestsOverflow();
       return FilterStatus::kContinue;
     }
     // An Upgrade or CONNECT that the connection manager let through: its
@@ -744,9 +737,7 @@ class RouterFilter : public HttpFilter,
     cluster_->stats().retry_or_shadow_abandoned.inc();
     if (r.backoff.armed()) {
       disableRetry();
-      finished_ = true;
-      stopTimeout();
-      stream_deadline_.cancel();
+      finishBetweenAttempts();
       cb_->sendLocalReply(507, "exceeded request buffer limit while retrying upstream", "",
                           kRetryBufferExceeded);
       return false;
@@ -844,27 +835,40 @@ class RouterFilter : public HttpFilter,
     }
   }
 
+  // The cluster has no host to send to: Envoy's 503, UH.
+  void replyNoHealthyUpstream() {
+    cluster_->stats().upstream_cx_none_healthy.inc();
+    cb_->sendLocalReply(503, "no healthy upstream", "UH", access_log::details::kNoHealthyUpstream);
+  }
+
+  // The cluster's max_requests is reached. Envoy counts that overflow with
+  // the pending ones, and its pool refuses the request: an overflow before
+  // the response started.
+  void replyMaxRequestsOverflow() {
+    cluster_->stats().upstream_rq_pending_overflow.inc();
+    cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
+                        access_log::details::kResetBeforeStartedOverflow, !suppress_envoy_headers_);
+  }
+
+  // No attempt is running and the router answers itself: its timers stop.
+  void finishBetweenAttempts() {
+    finished_ = true;
+    stopTimeout();
+    stream_deadline_.cancel();
+  }
+
   // The back-off is over: the next attempt picks a host again.
   void onBackoffDone() {
     if (finished_) return;
     std::shared_ptr<upstream::Host> host = pickHost();
     if (!host) {
-      finished_ = true;
-      stopTimeout();
-      stream_deadline_.cancel();
-      cluster_->stats().upstream_cx_none_healthy.inc();
-      cb_->sendLocalReply(503, "no healthy upstream", "UH",
-                          access_log::details::kNoHealthyUpstream);
+      finishBetweenAttempts();
+      replyNoHealthyUpstream();
       return;
     }
     if (cluster_->active_requests >= cluster_->config().max_requests) {
-      finished_ = true;
-      stopTimeout();
-      stream_deadline_.cancel();
-      cluster_->stats().upstream_rq_pending_overflow.inc();
-      cb_->sendLocalReply(503, "upstream overflow: max_requests reached", "UO",
-                          access_log::details::kResetBeforeStartedOverflow,
-                          !suppress_envoy_headers_);
+      finishBetweenAttempts();
+      replyMaxRequestsOverflow();
       return;
     }
     host_ = std::move(host);
@@ -917,9 +921,7 @@ class RouterFilter : public HttpFilter,
       if (d == RetryDecision::kRetry) return;
       retry_flag = retryFlag(d);
     }
-    finished_ = true;
-    stopTimeout();
-    stream_deadline_.cancel();
+    finishBetweenAttempts();
     cb_->sendLocalReply(504, "upstream request timeout", withFlag("UT", retry_flag),
                         kUpstreamPerTryTimeout);
   }
