@@ -58,6 +58,15 @@ std::string_view protocolName(http::Protocol p) {
   return {};
 }
 
+// A record's start: the monotonic clock for durations, the wall clock for
+// START_TIME.
+void stampStart(access_log::StreamRecord& record) {
+  record.start_ns = uv_hrtime();
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  record.start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
 std::string_view ipOf(std::string_view address) {
   if (address.starts_with("[")) return address.substr(1, address.find(']') - 1);
   return address.substr(0, address.rfind(':'));
@@ -552,15 +561,11 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   // has one, and writes it once, as it ends.
   void startRecord() {
     record_ = std::make_unique<access_log::StreamRecord>();
-    record_->start_ns = uv_hrtime();
-    timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    record_->start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+    stampStart(*record_);
     record_->want_upstream_local_address = hcm_.config().access_log_upstream_local;
   }
 
   void writeAccessLogs() {
-    const auto& cfg = hcm_.config();
     access_log::LogContext c;
     c.record = record_.get();
     c.end_ns = uv_hrtime();
@@ -570,16 +575,8 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     c.response_code = response_headers_ ? static_cast<uint32_t>(response_headers_->status())
                                         : record_->codec_response_code;
     c.response_flags = response_flags_;
-    c.protocol = protocolName(hcm_.protocol());
-    c.downstream_remote_address = hcm_.connection().peerAddress();
-    std::string local;
-    if (cfg.access_log_downstream_local) {
-      local = hcm_.connection().localAddress();
-      c.downstream_local_address = local;
-    }
-    if (tls::TlsTransport* t = hcm_.connection().tls()) c.requested_server_name = t->sni();
     if (route_) c.route_name = route_->name();
-    for (const auto& log : cfg.access_logs) log->log(c, hcm_.worker().loop());
+    hcm_.writeAccessLogs(c);
   }
 
   // Envoy's rule: the route's upgrade_configs entry for the type decides;
@@ -817,10 +814,7 @@ void HttpConnectionManager::dispatch(BufferChain& data) {
 // request's fields never reached the connection manager, so they print "-".
 void HttpConnectionManager::logCodecError(const http::CodecError& error) {
   access_log::StreamRecord record;
-  record.start_ns = uv_hrtime();
-  timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  record.start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  stampStart(record);
   record.response_code_details = error.details;
   if (error.http_status != 0) {
     record.bytes_sent = error.detail.size() + 1;  // The answer's body: the detail and a newline.
@@ -831,9 +825,13 @@ void HttpConnectionManager::logCodecError(const http::CodecError& error) {
   c.end_ns = record.start_ns;
   c.response_code = static_cast<uint32_t>(error.http_status);
   c.response_flags = "DPE";
-  c.protocol = protocolName(codec_->protocol());
+  writeAccessLogs(c);
+}
+
+void HttpConnectionManager::writeAccessLogs(access_log::LogContext& c) {
+  c.protocol = protocolName(protocol());
   c.downstream_remote_address = conn_.peerAddress();
-  std::string local;
+  std::string local;  // Lives until the logs have formatted it.
   if (config().access_log_downstream_local) {
     local = conn_.localAddress();
     c.downstream_local_address = local;

@@ -130,6 +130,9 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
  private:
   void dispatch(BufferChain& data);
   void logCodecError(const http::CodecError& error);
+  // Fills c's connection fields (protocol, addresses, SNI) and writes it to
+  // every access log: a stream's line, or a codec error's.
+  void writeAccessLogs(access_log::LogContext& c);
   // Picks the filter chain for server_name; false (and the connection
   // closes) when none takes it.
   bool selectChain(std::string_view server_name);
