@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "envoy/config/route/v3/route_components.pb.h"
+#include "proxy/router/duration.h"
 
 namespace skiff::router {
 
@@ -133,34 +134,29 @@ Result<RetryPolicy> RetryPolicy::compile(const envoy::config::route::v3::RetryPo
   if (p.has_num_retries()) out.num_retries = p.num_retries().value();
   out.retriable_status_codes.assign(p.retriable_status_codes().begin(),
                                     p.retriable_status_codes().end());
-  auto ms = [](const google::protobuf::Duration& d) {
-    return static_cast<uint64_t>(d.seconds()) * 1000 + static_cast<uint64_t>(d.nanos()) / 1000000;
-  };
-  auto negative = [](const google::protobuf::Duration& d) {
-    return d.seconds() < 0 || d.nanos() < 0;
-  };
   if (p.has_per_try_timeout()) {
-    if (negative(p.per_try_timeout())) {
-      return configError(where + ".per_try_timeout: must not be negative");
-    }
-    out.per_try_timeout = std::chrono::milliseconds(ms(p.per_try_timeout()));
+    auto per_try = durationMs(p.per_try_timeout(), where + ".per_try_timeout");
+    if (!per_try) return per_try.status();
+    out.per_try_timeout = *per_try;
   }
   if (p.has_retry_back_off()) {
     const auto& b = p.retry_back_off();
     const std::string at = where + ".retry_back_off";
-    if (!b.has_base_interval() || negative(b.base_interval()) || ms(b.base_interval()) == 0) {
-      return configError(at + ".base_interval: must be at least 1ms");
-    }
-    out.base_interval_ms = ms(b.base_interval());
+    // An interval in whole milliseconds, at least 1 (0: negative or under 1ms).
+    auto interval = [](const google::protobuf::Duration& d) -> uint64_t {
+      auto ms = durationMs(d, {});
+      return ms ? static_cast<uint64_t>(ms->count()) : 0;
+    };
+    out.base_interval_ms = b.has_base_interval() ? interval(b.base_interval()) : 0;
+    if (out.base_interval_ms == 0) return configError(at + ".base_interval: must be at least 1ms");
     out.max_interval_ms = out.base_interval_ms * 10;
     if (b.has_max_interval()) {
-      if (negative(b.max_interval()) || ms(b.max_interval()) == 0) {
-        return configError(at + ".max_interval: must be at least 1ms");
-      }
-      if (ms(b.max_interval()) < out.base_interval_ms) {
+      const uint64_t max = interval(b.max_interval());
+      if (max == 0) return configError(at + ".max_interval: must be at least 1ms");
+      if (max < out.base_interval_ms) {
         return configError(at + ".max_interval: must not be less than base_interval");
       }
-      out.max_interval_ms = ms(b.max_interval());
+      out.max_interval_ms = max;
     }
   }
   for (int i = 0; i < p.retry_host_predicate_size(); ++i) {

@@ -17,6 +17,7 @@
 #include "envoy/config/route/v3/route_components.pb.h"
 #include "envoy/type/matcher/v3/regex.pb.h"
 #include "envoy/type/matcher/v3/string.pb.h"
+#include "proxy/router/duration.h"
 
 // skiff reads deprecated fields (legacy header matchers, HeaderValueOption.append,
 // total_weight) because Envoy still honours them and configs still use them.
@@ -740,14 +741,6 @@ Status compileRouteMatch(const rv3::RouteMatch& m, const std::string& where, Rou
     d.query.push_back(std::move(qm));
   }
   return Status::ok();
-}
-
-// A Duration field in milliseconds (Envoy truncates to whole milliseconds);
-// refused when negative.
-Result<std::chrono::milliseconds> durationMs(const google::protobuf::Duration& d,
-                                             const std::string& where) {
-  if (d.seconds() < 0 || d.nanos() < 0) return configError(where + ": must not be negative");
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
 }
 
 // RouteAction timeout, max_grpc_timeout, grpc_timeout_offset and
