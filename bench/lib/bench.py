@@ -68,6 +68,9 @@ H2_SIZE = os.environ.get("BENCH_H2_SIZE", "64")
 H2_UPSTREAMS = env_list("BENCH_H2_UPSTREAMS", "h1 h2")
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(BENCH_DIR, "results"))
 SKIFF_BIN = os.environ.get("SKIFF_BIN", os.path.join(ROOT, "build-bench", "skiff"))
+# A second skiff binary for before/after comparisons taking turns: the proxy named
+# "skiff-b" in BENCH_PROXIES (bench/probe.sh only; the full run's tables know "skiff").
+SKIFF_BIN_B = os.environ.get("SKIFF_BIN_B", "")
 MICROBENCH_BIN = os.environ.get(
     "SKIFF_MICROBENCH_BIN", os.path.join(ROOT, "build-bench", "bench", "skiff_microbench"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -254,7 +257,7 @@ class Server:
 
 def proxies_h2_upstream(name):
     """nginx's proxy_pass speaks HTTP/1.x only; direct has no upstream at all."""
-    return name in ("skiff", "haproxy")
+    return name in ("skiff", "skiff-b", "haproxy")
 
 
 class Bench:
@@ -301,11 +304,14 @@ class Bench:
         h2_port = port
         backend_port = self.backend_h2_port if upstream == "h2" else self.backend_port
         log_path = os.path.join(self.tmp, f"{name}.log")
-        if name == "skiff":
-            conf = render("skiff.yaml.in", os.path.join(self.tmp, "skiff.yaml"), port=port,
+        if name in ("skiff", "skiff-b"):
+            if name == "skiff-b" and not SKIFF_BIN_B:
+                raise BenchError("BENCH_PROXIES names skiff-b but SKIFF_BIN_B is not set")
+            conf = render("skiff.yaml.in", os.path.join(self.tmp, f"{name}.yaml"), port=port,
                           admin_port=free_port(), backend_port=backend_port,
                           cluster_options=SKIFF_H2_UPSTREAM if upstream == "h2" else "")
-            args = [SKIFF_BIN, "-c", conf, "--concurrency", str(WORKERS)]
+            binary = SKIFF_BIN_B if name == "skiff-b" else SKIFF_BIN
+            args = [binary, "-c", conf, "--concurrency", str(WORKERS)]
         elif name == "haproxy":
             h2_port = free_port()
             conf = render("haproxy.cfg.in", os.path.join(self.tmp, "haproxy.cfg"), port=port,

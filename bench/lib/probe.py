@@ -30,6 +30,17 @@
                        -cC -mM (default 64x100) sends N GET /64 after a
                        warm-up, through a cluster that speaks h2c to the
                        backend's h2c listener (h2, the default) or HTTP/1.1 (h1).
+  probe.py h2cpu [R] [CxM] [h1|h2]
+                       CPU time per request with h2load -cC -mM (default
+                       64x100) speaking h2c to each proxy in BENCH_PROXIES,
+                       through an HTTP/1.1 or h2c (default) upstream, R rounds
+                       taking turns; prints every run, the medians and each
+                       round's ratio to HAProxy.
+  probe.py latency [R] [RATE]
+                       latency at one offered rate: h2load --h1 -c64 at RATE
+                       req/s (default: half of HAProxy's wrk -c64 peak, measured
+                       first) on GET /64 for BENCH_DURATION seconds, R rounds
+                       taking turns; p50 and p99 of every run and their medians.
   probe.py counters [R] [RATE]
                        kernel-side counts per request for each proxy in
                        BENCH_PROXIES (wrk -c64, or h2load at RATE req/s):
@@ -42,7 +53,9 @@
                        copy + send.
 
 They start an nginx backend and skiff the same way bench.py does (same config,
-same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`, `cpu` and `counters`.
+same pinning). BENCH_PROXIES may name haproxy or nginx for `mem`, `cpu`, `h2cpu`,
+`latency` and `counters`, and skiff-b: a second skiff binary, SKIFF_BIN_B, to compare two builds
+taking turns (before and after a change).
 """
 
 import json
@@ -290,6 +303,85 @@ def cpu(reps):
     shutil.rmtree(b.tmp, ignore_errors=True)
 
 
+def _median(rs, key):
+    rs = sorted(rs, key=lambda r: r[key])
+    return rs[(len(rs) - 1) // 2]
+
+
+def _ratio_line(label, rounds, key):
+    """Each round's skiff/HAProxy ratio of key, when both ran."""
+    ratios = [r["skiff"][key] / r["haproxy"][key] for r in rounds
+              if "skiff" in r and "haproxy" in r and r["haproxy"][key] > 0]
+    if ratios:
+        ordered = sorted(ratios)
+        print(f"skiff/haproxy {label}: rounds " + ", ".join(f"{x:.2f}" for x in ratios)
+              + f"; median {ordered[(len(ordered) - 1) // 2]:.2f}")
+
+
+def h2cpu(reps, shape="64x100", upstream="h2"):
+    conns, streams = (int(x) for x in shape.split("x"))
+    b = bench.Bench()
+    b.start_backend()
+    names = [p for p in bench.PROXIES
+             if p != "direct" and (upstream == "h1" or bench.proxies_h2_upstream(p))]
+    rounds = []
+    for _ in range(reps):
+        row = {}
+        for name in names:
+            r = b.h2_run(name, upstream, conns, streams)
+            row[name] = r
+            print(f"{name}: {r['cpu_us_per_req']:.2f} us/req ({r['cpu_user_us_per_req']:.2f} user + "
+                  f"{r['cpu_sys_us_per_req']:.2f} sys), {r['rps']:.0f} req/s, failed {r['failed']}, "
+                  f"preempted {r['preempted']}, load {r['load1']:.1f}", flush=True)
+        rounds.append(row)
+    for name in names:
+        m = _median([row[name] for row in rounds], "cpu_us_per_req")
+        print(f"{name} median of {reps}: {m['cpu_us_per_req']:.2f} us/req "
+              f"({m['cpu_user_us_per_req']:.2f} user + {m['cpu_sys_us_per_req']:.2f} sys), "
+              f"h2c {shape}, {upstream} upstream")
+    _ratio_line("CPU per request", rounds, "cpu_us_per_req")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+def latency(reps, rate=None):
+    b = bench.Bench()
+    b.start_backend()
+    names = [p for p in bench.PROXIES if p != "direct"]
+    if rate is None:
+        peak = b.throughput_run("haproxy", bench.RATE_SIZE, bench.RATE_CONNS)
+        rate = peak["rps"] * 0.5
+        print(f"haproxy peak {peak['rps']:.0f} req/s (wrk -c{bench.RATE_CONNS}); offering "
+              f"{rate:.0f} req/s", flush=True)
+    rounds = []
+    for _ in range(reps):
+        row = {}
+        for name in names:
+            proxy = b.start_proxy(name)
+            try:
+                port = b.port_of(proxy)
+                if bench.WARMUP > 0:
+                    b.wrk(port, bench.RATE_SIZE, bench.RATE_CONNS, bench.WARMUP)
+                r = b.measured(proxy, lambda: b.h2load_rate(
+                    port, bench.RATE_SIZE, bench.RATE_CONNS, rate, bench.DURATION))
+            finally:
+                bench.stop(proxy.proc)
+            row[name] = r
+            print(f"{name}: got {r['rps']:.0f} req/s, p50 {r['p50'] / 1000:.2f} ms, p99 "
+                  f"{r['p99'] / 1000:.2f} ms, {r['cpu_us_per_req']:.2f} us/req, failed "
+                  f"{r['failed']}, load {r['load1']:.1f}", flush=True)
+        rounds.append(row)
+    for name in names:
+        runs = [row[name] for row in rounds]
+        p50, p99 = _median(runs, "p50")["p50"], _median(runs, "p99")["p99"]
+        cpu_us = _median(runs, "cpu_us_per_req")["cpu_us_per_req"]
+        print(f"{name} median of {reps} at {rate:.0f} req/s: p50 {p50 / 1000:.2f} ms, "
+              f"p99 {p99 / 1000:.2f} ms, {cpu_us:.2f} us/req")
+    _ratio_line("p99", rounds, "p99")
+    bench.stop_all()
+    shutil.rmtree(b.tmp, ignore_errors=True)
+
+
 def cap(rounds):
     bench.CAP_ROUNDS = rounds
     b = bench.Bench()
@@ -506,6 +598,11 @@ def main():
         instr_h2(int(sys.argv[2]) if len(sys.argv) > 2 else 64000, *sys.argv[3:5])
     elif what == "cpu":
         cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    elif what == "h2cpu":
+        h2cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 3, *sys.argv[3:5])
+    elif what == "latency":
+        latency(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+                float(sys.argv[3]) if len(sys.argv) > 3 else None)
     elif what == "cap":
         cap(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     elif what == "send-cost":
@@ -516,7 +613,8 @@ def main():
                  float(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | cap [R] | instr [N] [h1|h2] | "
-                         "instr-h2 [N] [CxM] [h1|h2] | counters [R] [RATE] | "
+                         "instr-h2 [N] [CxM] [h1|h2] | h2cpu [R] [CxM] [h1|h2] | "
+                         "latency [R] [RATE] | counters [R] [RATE] | "
                          "send-cost [ROUNDS] [BODY...]")
 
 
