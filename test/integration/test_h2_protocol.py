@@ -216,16 +216,25 @@ class DownstreamTest(H2Case):
                       client_settings=[(f.INITIAL_WINDOW_SIZE, 2 ** 31 - 1)])
         p.send(f.window_update(0, 2 ** 31 - 1 - 65535))
         p.send(f.headers(1, f.request_fields("/stream?n=67108864")))
-        # Wait until skiff has stopped pulling the body (its queue toward us
-        # is over its mark), then ask for answers we will not read.
-        time.sleep(0.5)
+        active = "http.floods.downstream_rq_active"
+        h.wait_until(lambda: self.counter(active) >= 1, 10, what="the /stream request in flight")
+        # Ask for answers we will not read, a few at a time, until skiff gives
+        # up on the connection (its streams are reset: no request is left in
+        # flight). Only the frames queued once skiff's queue toward us is over
+        # its mark count toward max_outbound_frames, and when that happens
+        # depends on the machine's load: asking until the flood is seen (not
+        # for a fixed time) cannot race it.
         sid = 3
-        try:
-            for _ in range(300):
-                p.send(f.headers(sid, f.request_fields("/direct")))
-                sid += 2
-        except OSError:
-            pass
+        deadline = time.monotonic() + 30
+        while self.counter(active) > 0:
+            self.assertLess(time.monotonic(), deadline, "skiff never saw the outbound flood")
+            try:
+                for _ in range(20):
+                    p.send(f.headers(sid, f.request_fields("/direct")))
+                    sid += 2
+            except OSError:
+                break
+            time.sleep(0.02)  # Polling interval only, not synchronisation.
         # Reading now: everything skiff queued, then its GOAWAY, then the close.
         frames = p.read_to_close(timeout=20)
         goaway = [fr for fr in frames if fr.type == f.GOAWAY]
