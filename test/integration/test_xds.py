@@ -64,7 +64,12 @@ class XdsTestCase(unittest.TestCase):
     def setUp(self):
         if not x.CONTROL_PLANE_BIN and not shutil.which("skiff_control_plane"):
             self.skipTest("SKIFF_CONTROL_PLANE_BIN is not set")
-        self.cp = x.ControlPlane(tls_args=self.control_plane_tls_args()).start()
+        # The control plane's port stays reserved for the whole test: one that
+        # kills and restarts it must find the port free, whatever tests running
+        # beside it bind meanwhile.
+        reserved = h.ReservedPort()
+        self.addCleanup(reserved.close)
+        self.cp = x.ControlPlane(tls_args=self.control_plane_tls_args()).start(port=reserved.port)
         self.addCleanup(self.cp.stop)
         self.backend_a = h.Backend("a")
         self.addCleanup(self.backend_a.stop)
@@ -397,10 +402,12 @@ class StateOfTheWorld(XdsTestCase):
         self.cp.set(x.CLUSTER, "1", [x.cluster("a"), x.cluster("b"), dns])
         self.cp.set(x.ROUTE, "1", [x.route_config("routes", cluster="dns")])
         # A static listener opens only then too (Envoy: no listener accepts
-        # before initialization ends).
-        with socket.socket() as s:
-            s.bind((h.LOCALHOST, 0))
-            static_port = s.getsockname()[1]
+        # before initialization ends). Its port stays reserved until the end:
+        # skiff binds it seconds after it was picked, and a port let go meanwhile
+        # may be taken by a test running beside this one.
+        reserved = h.ReservedPort()
+        self.addCleanup(reserved.close)
+        static_port = reserved.port
         static = x.listener("static", static_port, "unused")
         del static["@type"]
         hcm = static["filter_chains"][0]["filters"][0]["typed_config"]
