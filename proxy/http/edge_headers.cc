@@ -11,23 +11,27 @@ namespace {
 // The x-envoy-* request headers Envoy removes from a request that is not
 // internal (ConnectionManagerUtility::cleanInternalHeaders, and the
 // "HTTP header sanitizing" page, which adds x-envoy-upstream-stream-duration-ms),
-// without their "x-envoy-" prefix.
-constexpr std::string_view kInternalOnly[] = {
+// without their "x-envoy-" prefix. First those the router consumes (its "HTTP
+// headers consumed from downstreams"): an internal request that keeps one is
+// marked for the router (HeaderMap::markRouterOverrides).
+constexpr std::string_view kRouterOverrides[] = {
     "retriable-status-codes",
     "retriable-header-names",
     "retry-on",
     "retry-grpc-on",
     "max-retries",
-    "upstream-alt-stat-name",
     "upstream-rq-timeout-ms",
     "upstream-rq-per-try-timeout-ms",
     "upstream-rq-timeout-alt-response",
+    "hedge-on-per-try-timeout",
+};
+constexpr std::string_view kInternalOnly[] = {
+    "upstream-alt-stat-name",
     "upstream-stream-duration-ms",
     "expected-rq-timeout-ms",
     "force-trace",
     "ip-tags",
     "original-url",
-    "hedge-on-per-try-timeout",
 };
 // ... and from an edge request also these (an internal hop may pass them on);
 // external-address because skiff sets its own.
@@ -46,11 +50,17 @@ bool listed(std::string_view rest, std::span<const std::string_view> names) {
   return false;
 }
 
-bool removable(std::string_view name, const RequestOrigin& origin) {
+// Whether sanitizing removes the x-envoy-* field name; an internal request
+// that keeps one the router consumes is marked so.
+bool removable(std::string_view name, const RequestOrigin& origin, HeaderMap& headers) {
   std::string_view rest = name.substr(8);
   if (equalsIgnoreCase(rest, kInternal)) return true;
-  if (origin.internal) return false;
-  return listed(rest, kInternalOnly) || (origin.edge && listed(rest, kEdgeOnly));
+  if (origin.internal) {
+    if (listed(rest, kRouterOverrides)) headers.markRouterOverrides();
+    return false;
+  }
+  return listed(rest, kRouterOverrides) || listed(rest, kInternalOnly) ||
+         (origin.edge && listed(rest, kEdgeOnly));
 }
 
 }  // namespace
@@ -142,7 +152,7 @@ void sanitizeRequestHeadersSlow(HeaderMap& headers, const RequestOrigin& origin)
   while (i < headers.size()) {
     std::string_view name = headers.entries()[i].name;
     if (name.size() >= kShortestSanitizedName && hasEnvoyPrefix(name.data()) &&
-        removable(name, origin)) {
+        removable(name, origin, headers)) {
       headers.removeAt(i);
     } else {
       ++i;

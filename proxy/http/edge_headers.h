@@ -90,7 +90,10 @@ inline RequestOrigin classifyRequest(const OriginRules& rules, const HeaderMap& 
 // headers (cleanInternalHeaders); for an edge request also the ones only the
 // edge strips (x-envoy-decorator-operation, x-envoy-downstream-service-*) and
 // any x-envoy-external-address. Then adds x-envoy-internal: true (internal) or
-// x-envoy-external-address (edge, copied into the map).
+// x-envoy-external-address (edge, copied into the map). An internal request
+// that keeps an x-envoy-* field the router consumes (retries, timeouts) is
+// marked so (HeaderMap::markRouterOverrides): the router looks for them then
+// only, and a request without them pays nothing for them.
 void sanitizeRequestHeadersSlow(HeaderMap& headers, const RequestOrigin& origin);
 
 // The shortest name sanitizing removes: x-envoy-ip-tags.

@@ -249,6 +249,14 @@ class HeaderMap {
   bool namesLowercase() const { return names_lowercase_; }
   void markNamesLowercase() { names_lowercase_ = true; }
 
+  // Whether the request carries x-envoy-* fields that steer the router's
+  // retries and timeouts, let through because the request is internal. Set
+  // by the connection manager's sanitizing (edge_headers.h), which looks at
+  // every x-envoy-* name already, so that the router looks for these fields
+  // only when one is there.
+  bool hasRouterOverrides() const { return router_overrides_; }
+  void markRouterOverrides() { router_overrides_ = true; }
+
   std::span<const Entry> entries() const { return {entries_, size_}; }
   // Values may be changed in place; names may not (the map indexes them).
   std::span<Entry> mutableEntries() { return {entries_, size_}; }
@@ -312,7 +320,8 @@ class HeaderMap {
   // remove take the general path).
   uint32_t duplicated_ = 0;
   static_assert(kWellKnownHeaders <= 32);
-  bool names_lowercase_ = false;  // See namesLowercase().
+  bool names_lowercase_ = false;   // See namesLowercase().
+  bool router_overrides_ = false;  // See hasRouterOverrides().
   std::vector<Slice> more_pins_;
   Slice inline_pins_[kInlinePins];
   // Entries are written before they are read (size_ counts them), so the

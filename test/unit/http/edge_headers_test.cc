@@ -156,6 +156,38 @@ TEST(EdgeHeaders, SanitizeInternalRequest) {
   sanitizeRequestHeaders(h, o);
   EXPECT_EQ(names(h), (std::vector<std::string>{"x-envoy-retry-on", "x-envoy-internal"}));
   EXPECT_EQ(h.get("x-envoy-internal"), "true");
+  // It kept a header the router consumes: the router is told.
+  EXPECT_TRUE(h.hasRouterOverrides());
+}
+
+TEST(EdgeHeaders, OnlyAnInternalRequestWithARouterHeaderIsMarkedForTheRouter) {
+  RequestOrigin internal;
+  internal.internal = true;
+  for (std::string_view name :
+       {"x-envoy-upstream-rq-timeout-ms", "X-Envoy-Upstream-Rq-Per-Try-Timeout-Ms",
+        "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+        "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+        "x-envoy-hedge-on-per-try-timeout"}) {
+    HeaderMap h;
+    h.addView(name, "1");
+    sanitizeRequestHeaders(h, internal);
+    EXPECT_TRUE(h.hasRouterOverrides()) << name;
+    EXPECT_TRUE(h.has(name)) << name;
+    // The same header from an external client is removed, and nothing is marked.
+    HeaderMap e;
+    e.addView(name, "1");
+    sanitizeRequestHeaders(e, RequestOrigin{});
+    EXPECT_FALSE(e.hasRouterOverrides()) << name;
+    EXPECT_FALSE(e.has(name)) << name;
+  }
+  // Internal x-envoy-* headers the router does not consume mark nothing.
+  HeaderMap h;
+  h.addView("x-envoy-force-trace", "1");
+  h.addView("x-envoy-expected-rq-timeout-ms", "100");
+  h.addView("x-envoy-original-path", "/a");
+  sanitizeRequestHeaders(h, internal);
+  EXPECT_FALSE(h.hasRouterOverrides());
+  EXPECT_TRUE(h.has("x-envoy-force-trace"));
 }
 
 TEST(EdgeHeaders, NothingToDoLeavesTheMapAlone) {
