@@ -11,6 +11,7 @@
 #include "proxy/common/log.h"
 #include "proxy/http/connection_manager.h"
 #include "proxy/net/deadline_queue.h"
+#include "proxy/router/request_overrides.h"
 #include "proxy/router/retry_policy.h"
 #include "proxy/router/route_table.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -89,8 +90,14 @@ constexpr size_t kRequestBufferLimit = 1024 * 1024;
 constexpr std::string_view kUpstreamPerTryTimeout = "upstream_per_try_timeout";
 constexpr std::string_view kRetryBufferExceeded = "request_payload_exceeded_retry_buffer_limit";
 
+// The policy of a request that has retry headers (x-envoy-retry-on, ...) or a
+// per-try timeout header but whose route has no retry policy: Envoy's
+// defaults, retrying on nothing but what the headers name.
+const router::RetryPolicy kNoRetryPolicy;
+
 // A route's retry policy applied to one request: made only for a route that
-// has one, so a request without pays one pointer (pooled like the router).
+// has one (or a request whose override headers ask for retries or a per-try
+// timeout), so a request without pays one pointer (pooled like the router).
 struct RetryState {
   static void* operator new(size_t size) { return ObjectPool<RetryState, 1024>::take(size); }
   static void operator delete(void* p, size_t size) { ObjectPool<RetryState, 1024>::give(p, size); }
@@ -100,12 +107,19 @@ struct RetryState {
       : policy(p),
         retry_on(p.retry_on),
         retries_left(p.num_retries),
+        per_try_timeout(p.per_try_timeout),
+        status_codes(&p.retriable_status_codes),
         backoff(on_backoff, router),
         per_try(on_per_try, router) {}
 
   const router::RetryPolicy& policy;  // Lives in the route table the stream holds.
-  uint32_t retry_on;                  // retry_on bits
+  // What this request does with it: the policy's, or as its override headers
+  // changed them.
+  uint32_t retry_on;  // retry_on bits
   uint32_t retries_left;
+  std::chrono::milliseconds per_try_timeout;  // Zero: none.
+  const std::vector<uint32_t>* status_codes;  // The policy's, or own_status_codes.
+  std::vector<uint32_t> own_status_codes;     // With x-envoy-retriable-status-codes.
   uint32_t retries_done = 0;
   Deadline backoff;  // Armed between a failed attempt and the next.
   Deadline per_try;  // The running attempt's per_try_timeout.
@@ -225,6 +239,10 @@ class RouterFilter : public HttpFilter,
     grpc_ = (route_timeouts.max_grpc_timeout || route_timeouts.has_max_stream_duration) &&
             isGrpcRequest(headers);
     RequestTimeouts timeouts = chooseTimeouts(route_timeouts, headers, grpc_);
+    const router::RetryPolicy* policy = route->retryPolicy();
+    if (headers.hasRouterOverrides()) [[unlikely]] {
+      policy = takeOverrides(headers, route_timeouts, timeouts, policy);
+    }
     if (!timeouts.upstream_grpc_timeout.empty()) {
       headers.set(WellKnownHeader::kGrpcTimeout, timeouts.upstream_grpc_timeout);
     }
@@ -242,7 +260,7 @@ class RouterFilter : public HttpFilter,
         setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, timeout_ms_);
       }
     }
-    if (const router::RetryPolicy* policy = route->retryPolicy(); policy && !tunnel_) [[unlikely]] {
+    if (policy && !tunnel_) [[unlikely]] {
       startRetryState(*policy, headers);
     }
     if (end_stream) markRequestEnd();
@@ -592,8 +610,7 @@ class RouterFilter : public HttpFilter,
     }
     endRequestCount();
     abandonUpstream();
-    cb_->sendLocalReply(response_started_ ? 0 : 504, "upstream request timeout", "UT",
-                        access_log::details::kResponseTimeout);
+    replyTimeout("UT", access_log::details::kResponseTimeout);
   }
 
   // The stream's maximum duration (max_stream_duration, or a grpc-timeout
@@ -665,23 +682,79 @@ class RouterFilter : public HttpFilter,
   // ---- Attempts and retries (the route's retry_policy; retry_ is null
   // without one, and none of this runs)
 
-  // The route has a retry policy (a tunnel's bytes are no request to replay:
-  // never retried).
+  // The request retries by policy (a tunnel's bytes are no request to replay:
+  // never retried). Its state may be made already, by takeOverrides.
   [[gnu::noinline]] void startRetryState(const router::RetryPolicy& policy, HeaderMap& headers) {
-    retry_ = std::make_unique<RetryState>(
-        policy, [](void* self) { static_cast<RouterFilter*>(self)->onBackoffDone(); },
-        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); }, this);
-    const uint64_t per_try_ms = static_cast<uint64_t>(policy.per_try_timeout.count());
-    if (per_try_ms != 0 && (timeout_ms_ == 0 || per_try_ms < timeout_ms_) &&
-        !suppress_envoy_headers_) {
+    if (!retry_) makeRetryState(policy);
+    RetryState& r = *retry_;
+    const uint64_t per_try_ms = static_cast<uint64_t>(r.per_try_timeout.count());
+    if (per_try_ms != 0 && timeout_ms_ != 0 && per_try_ms >= timeout_ms_) {
+      // Envoy: a per-try timeout no shorter than the route timeout is none.
+      r.per_try_timeout = std::chrono::milliseconds(0);
+    } else if (per_try_ms != 0 && !suppress_envoy_headers_) {
       // Envoy: with a per_try_timeout shorter than the route timeout, the
       // upstream is told the per-try one, the time it has before a retry.
       setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, per_try_ms);
     }
     // A virtual host with attempt counts but no retry policy: nothing to
     // keep for a retry.
-    if (policy.retry_on == 0) retry_->disabled = true;
+    if (r.retry_on == 0) r.disabled = true;
     if (policy.attempt_count_in_request) setAttemptCount(headers);
+  }
+
+  void makeRetryState(const router::RetryPolicy& policy) {
+    retry_ = std::make_unique<RetryState>(
+        policy, [](void* self) { static_cast<RouterFilter*>(self)->onBackoffDone(); },
+        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); }, this);
+  }
+
+  // An internal request kept x-envoy-* headers that steer the router (the
+  // connection manager marked it): Envoy's router takes them (they do not go
+  // upstream) and applies them. x-envoy-upstream-rq-timeout-ms replaces the
+  // route timeout (and so the x-envoy-expected-rq-timeout-ms the upstream is
+  // told); x-envoy-upstream-rq-timeout-alt-response answers a timeout 204;
+  // the retry headers widen the route's policy, or make one where the route
+  // has none. Returns the policy the request retries by (null: none).
+  [[gnu::noinline]] const router::RetryPolicy* takeOverrides(
+      HeaderMap& headers, const router::RouteTimeouts& route_timeouts, RequestTimeouts& timeouts,
+      const router::RetryPolicy* policy) {
+    const router::RequestOverrides o = router::takeRequestOverrides(headers);
+    if (o.timeout) {
+      timeouts.route = *o.timeout;
+      // Under max_grpc_timeout the upstream's grpc-timeout says the router's
+      // timeout; with none (0), the client's is left as it came.
+      if (grpc_ && route_timeouts.max_grpc_timeout && !route_timeouts.has_max_stream_duration) {
+        timeouts.upstream_grpc_timeout =
+            o.timeout->count() > 0 ? formatGrpcTimeout(*o.timeout) : std::string();
+      }
+    }
+    timeout_alt_response_ = o.timeout_alt_response;
+    if (tunnel_) return policy;  // A tunnel is never retried.
+    if (!policy && !o.needsRetryState()) return nullptr;
+    if (!policy) policy = &kNoRetryPolicy;
+    makeRetryState(*policy);
+    RetryState& r = *retry_;
+    r.retry_on |= o.retry_on;
+    if (o.max_retries) r.retries_left = *o.max_retries;
+    if (o.per_try_timeout) r.per_try_timeout = *o.per_try_timeout;
+    if (!o.retriable_status_codes.empty()) {
+      r.own_status_codes = policy->retriable_status_codes;
+      r.own_status_codes.insert(r.own_status_codes.end(), o.retriable_status_codes.begin(),
+                                o.retriable_status_codes.end());
+      r.status_codes = &r.own_status_codes;
+    }
+    return policy;
+  }
+
+  // The route timeout or a per-try timeout fired: 504, or with
+  // x-envoy-upstream-rq-timeout-alt-response 204 with no body (Envoy's
+  // timeout_response_code_); a response already started is reset.
+  void replyTimeout(std::string_view flags, std::string_view details) {
+    if (timeout_alt_response_) {
+      cb_->sendLocalReply(response_started_ ? 0 : 204, "", flags, details);
+      return;
+    }
+    cb_->sendLocalReply(response_started_ ? 0 : 504, "upstream request timeout", flags, details);
   }
 
   // Envoy's x-envoy-attempt-count: 1 for the first attempt. It replaces any
@@ -797,8 +870,8 @@ class RouterFilter : public HttpFilter,
   [[gnu::noinline]] bool retryFromHeaders(const HeaderMap& headers, bool end_stream) {
     RetryState& r = *retry_;
     r.per_try.cancel();
-    RetryDecision d = shouldRetry(router::RetryPolicy::retriableResponse(
-        r.retry_on, r.policy.retriable_status_codes, headers));
+    RetryDecision d =
+        shouldRetry(router::RetryPolicy::retriableResponse(r.retry_on, *r.status_codes, headers));
     if (d == RetryDecision::kRetry) {
       countStatus(headers.status());
       endAttempt(end_stream);
@@ -901,12 +974,12 @@ class RouterFilter : public HttpFilter,
   // per_try_timeout runs from the attempt's start, or the request's end if
   // later, until the response starts.
   void startPerTryTimeout() {
-    if (!retry_ || retry_->policy.per_try_timeout.count() == 0 || !request_end_ || finished_ ||
+    if (!retry_ || retry_->per_try_timeout.count() == 0 || !request_end_ || finished_ ||
         response_started_ || !(waiting_for_pool_ || client_)) {
       return;
     }
     cb_->worker().deadlines().arm(retry_->per_try,
-                                  static_cast<uint64_t>(retry_->policy.per_try_timeout.count()));
+                                  static_cast<uint64_t>(retry_->per_try_timeout.count()));
   }
 
   void onPerTryTimeout() {
@@ -922,8 +995,7 @@ class RouterFilter : public HttpFilter,
       retry_flag = retryFlag(d);
     }
     finishBetweenAttempts();
-    cb_->sendLocalReply(504, "upstream request timeout", withFlag("UT", retry_flag),
-                        kUpstreamPerTryTimeout);
+    replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
   }
 
   // No more attempts (1xx forwarded, body too large): Envoy drops its retry
@@ -978,6 +1050,7 @@ class RouterFilter : public HttpFilter,
   bool waiting_for_pool_ = false;
   bool counted_request_ = false;
   bool downstream_paused_ = false;
+  bool timeout_alt_response_ = false;             // x-envoy-upstream-rq-timeout-alt-response: 204.
   bool tunnel_ = false;                           // An Upgrade or CONNECT.
   bool tunnel_connect_ = false;                   // ... a CONNECT.
   bool tunnel_open_ = false;                      // The upstream accepted it.

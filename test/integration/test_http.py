@@ -150,12 +150,13 @@ class HttpProxyTest(h.SkiffTestCase):
 
     def test_internal_request_is_marked(self):
         # internal_address_config lists 127.0.0.1: x-envoy-internal: true, and
-        # the x-envoy-* headers an internal caller may set go on.
-        _, _, body = self.get("/headers", headers={"x-envoy-retry-on": "5xx",
+        # the x-envoy-* headers an internal caller may set go on (but for the
+        # ones the router consumes: test_request_overrides.py).
+        _, _, body = self.get("/headers", headers={"x-envoy-force-trace": "true",
                                                    "x-envoy-internal": "false"})
         seen = dict(json.loads(body)["headers"])
         self.assertEqual(seen.get("x-envoy-internal"), "true")
-        self.assertEqual(seen.get("x-envoy-retry-on"), "5xx")
+        self.assertEqual(seen.get("x-envoy-force-trace"), "true")
         self.assertNotIn("x-envoy-external-address", seen)
 
     def test_request_ids_differ(self):
@@ -581,7 +582,17 @@ class EdgeHeaderSanitizingTest(h.SkiffTestCase):
                 self.assertEqual(seen.get("x-request-id"), "from-proxy")
 
     def test_internal_by_forwarded_for(self):
-        seen = self.seen("sidecar", {**self.STEERING, "x-forwarded-for": "10.1.2.3"})
+        # Timeouts the request can meet: an internal request's are obeyed.
+        seen = self.seen("sidecar", {**self.STEERING, "x-forwarded-for": "10.1.2.3",
+                                     "x-envoy-upstream-rq-timeout-ms": "60000",
+                                     "x-envoy-upstream-rq-per-try-timeout-ms": "30000"})
         self.assertEqual(seen.get("x-envoy-internal"), "true")
-        self.assertEqual(seen.get("x-envoy-retry-on"), "5xx")
-        self.assertEqual(seen.get("x-envoy-max-retries"), "7")
+        self.assertEqual(seen.get("x-envoy-force-trace"), "1")
+        self.assertEqual(seen.get("x-envoy-ip-tags"), "tag")
+        # Those the router consumes it acts on and takes off, as Envoy's does
+        # (test_request_overrides.py): the upstream is told the per-try timeout.
+        self.assertNotIn("x-envoy-retry-on", seen)
+        self.assertNotIn("x-envoy-max-retries", seen)
+        self.assertNotIn("x-envoy-upstream-rq-timeout-ms", seen)
+        self.assertNotIn("x-envoy-upstream-rq-per-try-timeout-ms", seen)
+        self.assertEqual(seen.get("x-envoy-expected-rq-timeout-ms"), "30000")

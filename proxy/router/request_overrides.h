@@ -1,0 +1,58 @@
+// The x-envoy-* request headers with which a trusted (internal) caller steers
+// Envoy's router for one request: its timeouts and its retries (the router's
+// "HTTP headers consumed from downstreams"). The connection manager strips
+// them from any request that is not internal, and marks a request that kept
+// one (HeaderMap::hasRouterOverrides); the router then takes them here, which
+// also removes them, as Envoy's router does, so that they never reach the
+// upstream. A value that is not what the header wants is ignored, as Envoy
+// ignores it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http/header_map.h"
+
+namespace skiff::router {
+
+struct RequestOverrides {
+  // x-envoy-upstream-rq-timeout-ms: replaces the route's timeout (0: none).
+  std::optional<std::chrono::milliseconds> timeout;
+  // x-envoy-upstream-rq-per-try-timeout-ms: replaces the retry policy's
+  // per_try_timeout, with or without a policy.
+  std::optional<std::chrono::milliseconds> per_try_timeout;
+  // x-envoy-upstream-rq-timeout-alt-response, whatever its value: a timeout
+  // is answered 204 with no body instead of 504.
+  bool timeout_alt_response = false;
+  // retry_on bits from x-envoy-retry-on (its HTTP conditions) and
+  // x-envoy-retry-grpc-on (its gRPC ones), added to the route's policy.
+  uint32_t retry_on = 0;
+  // Whether either retry-on header was present, even with no condition skiff
+  // knows: Envoy then keeps retry state for the request, policy or not.
+  bool retry_headers = false;
+  // x-envoy-max-retries: replaces num_retries.
+  std::optional<uint32_t> max_retries;
+  // x-envoy-retriable-status-codes: added to the policy's
+  // retriable_status_codes (they matter under retriable-status-codes).
+  std::vector<uint32_t> retriable_status_codes;
+
+  // Whether the request needs the router's retry state even without a route
+  // retry policy: to retry, or for its per-try timeout.
+  bool needsRetryState() const { return retry_headers || per_try_timeout.has_value(); }
+};
+
+// Reads the override headers of a request and removes them (and the ones
+// skiff consumes without acting on: x-envoy-retriable-header-names, since
+// retry_on retriable-headers is not implemented, and
+// x-envoy-hedge-on-per-try-timeout, since hedging is not).
+RequestOverrides takeRequestOverrides(HeaderMap& headers);
+
+// Envoy's reading of a decimal header value (absl::SimpleAtoi): optional
+// surrounding whitespace and '+', then digits that fit in 64 bits. nullopt
+// otherwise.
+std::optional<uint64_t> parseHeaderUint(std::string_view text);
+
+}  // namespace skiff::router
