@@ -253,6 +253,18 @@ class AccessLogTest(h.SkiffTestCase):
         self.assertEqual(e["downstream"], LOCALHOST)
         self.assertGreater(e["sent"], 0)
 
+    def test_unsupported_transfer_coding_is_logged(self):
+        # Envoy's codec answers 501 and logs DPE with
+        # http1.invalid_transfer_encoding, before any stream began.
+        data, closed = h.raw_exchange(self.port, b"POST /b64 HTTP/1.1\r\nHost: x\r\n"
+                                                 b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+                                                 b"0\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), data[:64])
+        self.assertTrue(closed)
+        e = self.line_with_details("http1.invalid_transfer_encoding")
+        self.assertEqual((e["code"], e["flags"], e["method"], e["protocol"]),
+                         (501, "DPE", None, "HTTP/1.1"))
+
     def test_oversized_header_block_is_logged(self):
         data, _ = h.raw_exchange(self.port, b"GET /b64 HTTP/1.1\r\nHost: x\r\nx-big: " +
                                  b"a" * (70 * 1024) + b"\r\n\r\n")

@@ -418,12 +418,34 @@ class MalformedRequestTest(h.SkiffTestCase):
                 b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
             "bare CR in header":
                 b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n",
-            "transfer-encoding chunked not last":
-                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+            "transfer-encoding identity with content-length":
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n"
+                b"Content-Length: 5\r\n\r\nhello",
         }
         for name, raw in cases.items():
             with self.subTest(case=name):
                 self.assert_rejected(raw)
+
+    def test_unsupported_transfer_coding_is_501(self):
+        # RFC 9112 6.1, and Envoy's codec: a transfer coding other than a
+        # lone chunked is Not Implemented, wherever chunked is in the list.
+        cases = {
+            "chunked not last": b"chunked, gzip",
+            "gzip then chunked": b"gzip, chunked",
+            "identity": b"identity",
+            "gzip": b"gzip",
+        }
+        for name, coding in cases.items():
+            with self.subTest(case=name):
+                self.assert_rejected(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+                                     b"\r\n\r\n0\r\n\r\n", status=501)
+        with self.subTest(case="two fields"):
+            self.assert_rejected(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status=501)
+        # chunked in any case, with spaces around it, is fine.
+        data, _ = h.raw_exchange(self.port, b"POST /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                            b"Transfer-Encoding:  Chunked \r\n\r\n0\r\n\r\n")
+        self.assertRegex(data, rb"^HTTP/1.1 200 ")
 
     def test_good_request_after_bad_on_other_connection(self):
         # Several bad connections in a row do not wedge a worker.

@@ -579,6 +579,7 @@ void Http1Codec::releaseMessage() {
   m.url = m.field = m.value = m.authority = m.upgrade = {};
   m.url_open = m.field_open = m.value_open = m.awaiting_value = false;
   m.in_header_block = m.in_trailers = m.host_seen = false;
+  m.te_seen = m.te_unsupported = false;
   Http1Callbacks::pool().give(m_);
   m_ = nullptr;
 }
@@ -673,7 +674,19 @@ int Http1Codec::commitField() {
       if (kProxyConnectionName.matches(name)) return 0;
       break;
     case 17:
-      if (kTransferEncodingName.matches(name)) return 0;
+      if (kTransferEncodingName.matches(name)) {
+        if (!m.in_trailers && type_ == HTTP_REQUEST) {
+          // Envoy's codec takes the field's value as a whole (two fields
+          // join with a comma): only "chunked", in any case, is understood.
+          static constexpr HeaderName kChunked{"chunked"};
+          std::string_view coding = trimOws(value);
+          if (m.te_seen || coding.size() != 7 || !kChunked.matches(coding)) {
+            m.te_unsupported = true;
+          }
+          m.te_seen = true;
+        }
+        return 0;
+      }
       break;
     default:
       break;
@@ -792,7 +805,11 @@ bool Http1Codec::parsePending() {
       stopped_ = true;
     } else if (rc != HPE_OK) {
       if (error_detail_ == nullptr) {
-        error_status_ = 400;
+        // RFC 9112 6.1: "A server that receives a request message with a
+        // transfer coding it does not understand SHOULD respond with 501 (Not
+        // Implemented)", as Envoy's codec does; llhttp finds some of those
+        // (a coding after chunked) while it reads the field.
+        error_status_ = rc == HPE_INVALID_TRANSFER_ENCODING && type_ == HTTP_REQUEST ? 501 : 400;
         error_detail_ = llhttp_get_error_reason(&m.parser);
         if (error_detail_ == nullptr) error_detail_ = llhttp_errno_name(rc);
       }

@@ -219,6 +219,10 @@ class Http1Codec {
     bool in_header_block = false;  // Counting bytes toward the header size limit.
     bool in_trailers = false;      // Fields now go to the trailers map.
     bool host_seen = false;
+    // A request's Transfer-Encoding: seen, and whether it is anything but one
+    // field that says exactly "chunked" (Envoy's codec answers that 501).
+    bool te_seen = false;
+    bool te_unsupported = false;
     uint32_t header_count = 0;  // Fields in the current header block.
     int64_t header_bytes = 0;   // Header block bytes before the current slice.
     // What the header block may still take, counted from the current slice's

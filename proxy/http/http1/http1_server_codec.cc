@@ -143,6 +143,18 @@ int Http1ServerCodec::onHeadersComplete() {
     return fail(505, "unsupported HTTP version");
   }
   const bool connect = m_->parser.method == HTTP_CONNECT;
+  if (m_->te_seen) {
+    // Envoy's codec: Transfer-Encoding with Content-Length is a 400 (llhttp's
+    // words, which name Envoy's details); then any transfer coding but a
+    // lone "chunked", and any on a CONNECT (whose body means nothing), is
+    // 501 Not Implemented (RFC 9112 6.1).
+    if (m_->parser.flags & F_CONTENT_LENGTH) {
+      return fail(400, "Content-Length can't be present with Transfer-Encoding");
+    }
+    if (m_->te_unsupported || connect) {
+      return fail(501, "Request has invalid `Transfer-Encoding`");
+    }
+  }
   bool http10 = m_->parser.http_minor == 0;
   std::string_view scheme = "http";
   std::string_view path = m_->url_open ? m_->url : std::string_view();

@@ -523,9 +523,31 @@ INSTANTIATE_TEST_SUITE_P(
                    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
                    "chunked\r\n\r\nfffffffffffffffffffff\r\n",
                    400},
+        // Envoy's codec: any transfer coding but a lone "chunked" is 501.
         BadRequest{"ChunkedNotLast",
-                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501},
         BadRequest{"TeNotChunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+                   501},
+        BadRequest{
+            "GzipThenChunked",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        BadRequest{"TeIdentity",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 501},
+        BadRequest{"TwoTeFields",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+                   "chunked\r\n\r\n0\r\n\r\n",
+                   501},
+        BadRequest{"TeChunkedTwice",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                   "chunked\r\n\r\n0\r\n\r\n",
+                   501},
+        BadRequest{"ConnectWithTe",
+                   "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   501},
+        // Content-Length comes first: 400, whatever the coding.
+        BadRequest{"TeIdentityWithCl",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\nContent-Length: "
+                   "1\r\n\r\nx",
                    400},
         BadRequest{"NegativeCl", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
         BadRequest{"MissingHost", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400},
@@ -552,8 +574,14 @@ TEST(Http1ServerCodecDetails, NameEnvoysDetails) {
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: "
        "3\r\n\r\n0\r\n\r\n",
        "http1.content_length_and_chunked_not_allowed", false},
+      // Refused as the head ends, before a stream opens.
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
-       "http1.invalid_transfer_encoding", true},  // llhttp checks it once the head is in.
+       "http1.invalid_transfer_encoding", false},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+       "http1.invalid_transfer_encoding", false},
+      // llhttp refuses a coding after chunked as it reads the field.
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+       "http1.invalid_transfer_encoding", false},
       {"GET / HTTP/1.1\r\nX: y\r\n\r\n", "missing_host_header", false},
       // The head was parsed and its stream began: the stream is told.
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
