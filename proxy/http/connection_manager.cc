@@ -413,13 +413,15 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       chain_.encodeHeaders(std::move(h), true);
       return;
     }
-    std::string text = std::string(body) + "\n";
+    // The body as the caller wrote it, with no newline added: Envoy's
+    // local replies end where their text does ("no healthy upstream" is
+    // content-length 19).
     h->addView("content-type", "text/plain");
-    h->addCopy("content-length", std::to_string(text.size()));
+    h->addCopy("content-length", std::to_string(body.size()));
     chain_.encodeHeaders(std::move(h), false);
     if (finished_) return;
     BufferChain data;
-    data.appendCopy(text);  // Copy: a locally made body.
+    data.appendCopy(body);  // Copy: a locally made body.
     chain_.encodeData(data, true);
   }
 

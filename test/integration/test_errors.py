@@ -42,15 +42,17 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         # Envoy's wording, with the transport failure reason.
         self.assertRegex(body, rb"^upstream connect error or disconnect/reset before headers\. "
                                rb"reset reason: remote connection failure, transport failure "
-                               rb"reason: (delayed|immediate) connect error: Connection refused")
+                               rb"reason: (delayed|immediate) connect error: Connection refused\Z")
         self.assertEqual(headers.get("server"), "skiff")
         # The proxy keeps serving.
         self.assertEqual(h.http_request(self.port, path="/size?n=3")[0], 200)
 
     def test_no_healthy_upstream_is_503(self):
-        status, _, body = h.http_request(self.port, path="/empty")
-        self.assertEqual(status, 503)
-        self.assertIn(b"no healthy upstream", body.lower())
+        status, headers, body = h.http_request(self.port, path="/empty")
+        # Envoy's local reply exactly: its text with no newline after it.
+        self.assertEqual((status, body), (503, b"no healthy upstream"))
+        self.assertEqual((headers.get("content-length"), headers.get("content-type")),
+                         ("19", "text/plain"))
 
     def test_strict_dns_cluster_without_endpoints_is_503(self):
         status, _, body = h.http_request(self.port, path="/empty-dns")
@@ -150,8 +152,8 @@ class UpstreamErrorsTest(h.SkiffTestCase):
 
     def test_upstream_closes_without_response_is_503(self):
         status, _, body = h.http_request(self.port, path="/close")
-        self.assertEqual(status, 503)
-        self.assertTrue(body.rstrip().endswith(b"reset reason: connection termination"), body)
+        self.assertEqual((status, body), (503, b"upstream connect error or disconnect/reset before "
+                                               b"headers. reset reason: connection termination"))
 
     def test_upstream_garbage_is_5xx(self):
         status, _, body = h.http_request(self.port, path="/garbage")
@@ -249,7 +251,7 @@ class UpstreamTimeoutsTest(h.SkiffTestCase):
         # Started only once the connection was ready, the route timeout would
         # never fire here: the client would wait for the 60 s connect timeout.
         status, _, body = h.http_request(self.port, path="/unready", timeout=20)
-        self.assertEqual((status, body.strip()), (504, b"upstream request timeout"))
+        self.assertEqual((status, body), (504, b"upstream request timeout"))
         self.assertEqual(self.skiff.stat("cluster.unready.upstream_rq_timeout"), 1)
         # The request stopped waiting for the pool.
         h.wait_until(lambda: self.skiff.stat("cluster.unready.upstream_rq_pending_active") == 0,

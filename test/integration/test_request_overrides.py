@@ -112,7 +112,7 @@ class RequestOverrideTest(h.SkiffTestCase):
         path = f"/delay?ms=3000&k={self.key()}"
         status, _, body = self.send("internal", "/plain" + path,
                                     {"x-envoy-upstream-rq-timeout-ms": "200"})
-        self.assertEqual((status, body), (504, b"upstream request timeout\n"))
+        self.assertEqual((status, body), (504, b"upstream request timeout"))
         self.assertEqual(self.log_line(path).split()[1:], ["504", "UT", "response_timeout"])
 
     def test_timeout_header_from_outside_changes_nothing(self):
@@ -146,7 +146,7 @@ class RequestOverrideTest(h.SkiffTestCase):
         # From outside, the header is gone: Envoy's 504.
         status, _, body = self.send("external", "/short/delay?ms=2000&alt=2",
                                     {"x-envoy-upstream-rq-timeout-alt-response": "yes"})
-        self.assertEqual((status, body), (504, b"upstream request timeout\n"))
+        self.assertEqual((status, body), (504, b"upstream request timeout"))
 
     def test_per_try_timeout_header_without_a_policy(self):
         seen = self.seen("internal", {"x-envoy-upstream-rq-per-try-timeout-ms": "700"})
@@ -156,7 +156,7 @@ class RequestOverrideTest(h.SkiffTestCase):
         path = f"/delay?ms=3000&k={self.key()}"
         status, _, body = self.send("internal", "/plain" + path,
                                     {"x-envoy-upstream-rq-per-try-timeout-ms": "200"})
-        self.assertEqual((status, body), (504, b"upstream request timeout\n"))
+        self.assertEqual((status, body), (504, b"upstream request timeout"))
         self.assertEqual(self.log_line(path).split()[1:],
                          ["504", "UT", "upstream_per_try_timeout"])
         # With alt-response, that one is 204 too.
