@@ -539,6 +539,7 @@ class Backend:
       /status?code=C   a bodiless response (204, 304) with no framing headers
       /early           200 "early\\n" before reading the request body, then closes
       /ambiguous       a response with both Content-Length and chunked
+      /gzip-chunked    a response with Transfer-Encoding: gzip, chunked
       /last            200 "last\\n" with connection: close, then closes
       /stream?n=N      200, N bytes of 0xcd written 1 MiB at a time (not held in memory)
       /size?n=N        200, N bytes of Nginx.body_of(N)
@@ -743,6 +744,14 @@ class Backend:
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                          b"0\r\n\r\n")
             return False
+        elif path == "/gzip-chunked":
+            # A transfer coding other than chunked, which a proxy cannot
+            # pass on as it is (it is hop-by-hop) nor remove.
+            for _ in body_iter:
+                pass
+            sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         b"5\r\nhello\r\n0\r\n\r\n")
+            return False
         elif path == "/bigheader":
             for _ in body_iter:
                 pass
@@ -930,7 +939,7 @@ class SkiffTestCase(unittest.TestCase):
 BACKEND_PATHS = ("/echo", "/sha", "/discard", "/slow", "/headers", "/chunked", "/delay", "/close", "/size",
                  "/last", "/stream", "/garbage",
                  "/stall", "/eof", "/status", "/early", "/ambiguous",
-                 "/bigheader")
+                 "/gzip-chunked", "/bigheader")
 
 
 def backend_routes(cluster_name, timeout=None):

@@ -150,6 +150,15 @@ class UpstreamErrorsTest(h.SkiffTestCase):
         self.assertEqual(status, 502, body)
         self.assertTrue(body.rstrip().endswith(b"reset reason: protocol error"), body)
 
+    def test_upstream_transfer_coding_other_than_chunked_is_refused(self):
+        # Envoy's codec refuses it as it refuses such a request: an upstream
+        # protocol error, 502. Passed on dechunked, the gzip coding would have
+        # been lost and the coded bytes taken for the content.
+        status, headers, body = h.http_request(self.port, path="/gzip-chunked")
+        self.assertEqual((status, body), (502, b"upstream connect error or disconnect/reset before "
+                                               b"headers. reset reason: protocol error"))
+        self.assertEqual(h.http_request(self.port, path="/size?n=3")[0], 200)
+
     def test_upstream_closes_without_response_is_503(self):
         status, _, body = h.http_request(self.port, path="/close")
         self.assertEqual((status, body), (503, b"upstream connect error or disconnect/reset before "

@@ -128,6 +128,10 @@ int Http1ClientCodec::onHeadersComplete() {
   if (m_->parser.http_major != 1 || m_->parser.http_minor > 1) {
     return fail(502, "unsupported HTTP version");
   }
+  // Envoy's codec refuses a response with a transfer coding it does not
+  // understand, as it refuses such a request: a coding dropped here would
+  // reach the client as if it were the content.
+  if (m_->te_unsupported) return fail(502, "unsupported transfer encoding");
   int status = m_->parser.status_code;
   ActiveRequest& s = stream_;
   const bool opens_tunnel =

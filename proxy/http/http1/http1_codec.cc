@@ -675,7 +675,7 @@ int Http1Codec::commitField() {
       break;
     case 17:
       if (kTransferEncodingName.matches(name)) {
-        if (!m.in_trailers && type_ == HTTP_REQUEST) {
+        if (!m.in_trailers) {
           // Envoy's codec takes the field's value as a whole (two fields
           // join with a comma): only "chunked", in any case, is understood.
           static constexpr HeaderName kChunked{"chunked"};

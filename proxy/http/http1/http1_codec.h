@@ -219,8 +219,9 @@ class Http1Codec {
     bool in_header_block = false;  // Counting bytes toward the header size limit.
     bool in_trailers = false;      // Fields now go to the trailers map.
     bool host_seen = false;
-    // A request's Transfer-Encoding: seen, and whether it is anything but one
-    // field that says exactly "chunked" (Envoy's codec answers that 501).
+    // The message's Transfer-Encoding: seen, and whether it is anything but
+    // one field that says exactly "chunked" (Envoy's codec refuses it: a
+    // request with 501, a response as an upstream protocol error).
     bool te_seen = false;
     bool te_unsupported = false;
     uint32_t header_count = 0;  // Fields in the current header block.
