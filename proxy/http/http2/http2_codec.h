@@ -36,6 +36,7 @@
 
 #include "proxy/buffer/object_pool.h"
 #include "proxy/http/codec.h"
+#include "proxy/http/http2/http2_message_checks.h"
 
 namespace skiff::http {
 
@@ -105,8 +106,9 @@ struct Http2Stats {
   uint64_t rapid_reset = 0;     // nghttp2's stream reset rate limit fired.
   uint64_t protocol_error = 0;  // Connection errors nghttp2 found (including CONTINUATION flood).
   // Malformed messages (RFC 9113 8.1.1: bad or missing pseudo-headers,
-  // uppercase or connection-specific fields, content-length mismatch). As
-  // Envoy does by default, they end the whole connection.
+  // invalid or connection-specific fields, a content-length the header
+  // section contradicts; http2_message_checks.h). As Envoy does by default,
+  // they end the whole connection.
   uint64_t rx_messaging_error = 0;
 
   // Calls fn(name, value) for each counter, by Envoy's name (the caller adds
@@ -190,6 +192,8 @@ class Http2Codec {
     bool remote_ended = false;       // The decoder saw end_stream.
     uint32_t read_disables = 0;      // Outstanding readDisable(true) calls.
     uint64_t unconsumed = 0;         // Bytes received and not yet consumed (window).
+    h2msg::MessageState msg;         // What RFC 9113 8's checks have seen of its messages.
+    bool msg_reset = false;          // Reset for its DATA (RFC 9113 8.1.1): input ignored.
 
     // Sending.
     BufferChain out;  // Body bytes waiting for nghttp2 to frame them.
