@@ -10,6 +10,8 @@ goes on, and which are allowed. test_h2_protocol.py has the first cases of
 each kind; this file covers the rest."""
 
 import json
+import os
+import tempfile
 import unittest
 
 import h2frames as f
@@ -251,6 +253,62 @@ class DownstreamMessagingTest(H2Case):
                          end_stream=False) + f.data(1, b"abc") + f.headers(1, [("x-t", "1")]))
         status, _, body, _ = p.response(1)
         self.assertEqual((status, body), (200, b"abc"))
+
+class MalformedRequestLogTest(H2Case):
+    """Envoy logs a request its HTTP/2 codec found malformed, with the
+    DownstreamProtocolError flag (DPE) and its codec's details."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="skiff-h2msg-log-")
+        cls.log_path = os.path.join(cls.dir, "access.json")
+        log = {"name": "envoy.access_loggers.file",
+               "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                   "path": cls.log_path,
+                   "log_format": {"json_format": {
+                       "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
+                       "details": "%RESPONSE_CODE_DETAILS%", "method": "%REQ(:METHOD)%",
+                       "protocol": "%PROTOCOL%"}}}}
+        cls.skiff = cls.class_skiff(h.bootstrap(
+            [h.listener("rules", [h.route("/direct", direct="direct\n")], stat_prefix="rules",
+                        hcm_extra={"access_log": [log]})]), concurrency=1)
+        cls.ports = cls.skiff.listener_ports()
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.path.exists(cls.log_path):
+            os.remove(cls.log_path)
+        os.rmdir(cls.dir)
+        super().tearDownClass()
+
+    def entries(self):
+        try:
+            with open(self.log_path) as f:
+                return [json.loads(line) for line in f.read().splitlines()]
+        except FileNotFoundError:
+            return []
+
+    def logged(self, fields, details):
+        p = self.conn()
+        p.send(f.headers(1, fields))
+        self.assert_goaway(p, f.PROTOCOL_ERROR, 1)
+        h.wait_until(lambda: any(e["details"] == details for e in self.entries()), 5,
+                     what=f"a line with {details}")
+        return [e for e in self.entries() if e["details"] == details]
+
+    def test_invalid_field(self):
+        lines = self.logged(f.request_fields("/direct", extra=[("connection", "close")]),
+                            "http2.invalid.header.field")
+        self.assertEqual([(e["code"], e["flags"], e["method"], e["protocol"]) for e in lines],
+                         [(0, "DPE", None, "HTTP/2")])
+
+    def test_messaging_rule(self):
+        fields = [kv for kv in f.request_fields("/direct") if kv[0] != ":path"]
+        lines = self.logged(fields, "http2.violation.of.messaging.rule")
+        self.assertEqual([(e["code"], e["flags"], e["method"], e["protocol"]) for e in lines],
+                         [(0, "DPE", None, "HTTP/2")])
+
 
 class MessageOrigin(ScriptedOrigin):
     """Answers each request with the frames script[path](stream id)."""

@@ -500,9 +500,17 @@ struct Http2Callbacks {
   // A malformed message (RFC 9113 8.1.1; see http2_message_checks.h): as
   // Envoy does by default (override_stream_error_on_invalid_http_message
   // unset), the whole connection ends, with GOAWAY PROTOCOL_ERROR. The
-  // detail names the problem as nghttp2 did when it checked.
-  static int malformed(Http2Codec& c, int lib_error_code) {
+  // detail names the problem as nghttp2 did when it checked; the details
+  // are Envoy's for it, which the connection manager logs with DPE when the
+  // message never became a stream (a stream that did is reset).
+  static int malformed(Http2Codec& c, const Stream& s, int lib_error_code) {
+    // (A server stream has no decoder until its request is delivered.)
     ++c.stats_.rx_messaging_error;
+    if (!s.done && s.decoder_ == nullptr) {
+      c.error_details_ = lib_error_code == NGHTTP2_ERR_HTTP_HEADER
+                             ? "http2.invalid.header.field"
+                             : "http2.violation.of.messaging.rule";
+    }
     c.fail(std::string("http2.invalid_http_messaging: ") + nghttp2_strerror(lib_error_code),
            NGHTTP2_PROTOCOL_ERROR);
     return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -541,7 +549,7 @@ struct Http2Callbacks {
         h2msg::checkField(s->msg, cls, n, v, static_name, static_value, trailer, c.server_);
     if (verdict != h2msg::FieldVerdict::kAccept) [[unlikely]] {
       if (verdict == h2msg::FieldVerdict::kDrop) return 0;
-      return malformed(c, NGHTTP2_ERR_HTTP_HEADER);
+      return malformed(c, *s, NGHTTP2_ERR_HTTP_HEADER);
     }
     if (!s->headers) return 0;
     // RFC 9113 6.5.2: the size of a field is its name and value lengths plus 32.
@@ -636,7 +644,7 @@ struct Http2Callbacks {
         }
         if (ok && end_stream) ok = h2msg::checkEndStream(s->msg);
         if (!ok) [[unlikely]]
-          return malformed(c, NGHTTP2_ERR_HTTP_MESSAGING);
+          return malformed(c, *s, NGHTTP2_ERR_HTTP_MESSAGING);
         if (s->done || !s->headers) break;
         if (!s->cookies.empty()) {
           s->headers->addCopy("cookie", s->cookies);  // Joined above; copied once more here.
@@ -902,6 +910,8 @@ bool Http2Codec::dispatchBytes(BufferChain& data, CodecError& error) {
   if (failed_) {
     error.http_status = 0;
     error.detail = error_detail_;
+    error.details = error_details_;
+    error_details_ = {};  // Logged once.
     return false;
   }
   return true;

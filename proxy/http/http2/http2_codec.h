@@ -353,8 +353,11 @@ class Http2Codec {
   bool pending_delivery_ = false;  // A re-enabled stream has input waiting.
 
   // Connection state.
-  bool failed_ = false;                  // A connection error; dispatch() fails.
-  std::string error_detail_;             // Why.
+  bool failed_ = false;       // A connection error; dispatch() fails.
+  std::string error_detail_;  // Why.
+  // Envoy's %RESPONSE_CODE_DETAILS% for a malformed message that ended the
+  // connection before its stream reached the user (CodecError::details).
+  std::string_view error_details_;
   bool transport_closed_ = false;        // No more writes.
   bool close_requested_ = false;         // closeAfterFlush() was called (or is due).
   bool close_after_flush_due_ = false;   // fail() wants closeAfterFlush() once its GOAWAY is out.

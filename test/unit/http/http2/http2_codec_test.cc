@@ -691,8 +691,28 @@ TEST_F(Http2ServerCodecTest, MalformedRequestEndsConnection) {
   EXPECT_TRUE(callbacks.exchanges.empty());
   EXPECT_FALSE(wire.ok);
   EXPECT_EQ(wire.error.detail, "http2.invalid_http_messaging: Violation in HTTP messaging rule");
+  EXPECT_EQ(wire.error.details, "http2.violation.of.messaging.rule");  // Envoy's, logged with DPE.
   EXPECT_EQ(codec->stats().rx_messaging_error, 1u);
   EXPECT_EQ(wire.owner.close_after_flush, 1);
+  EXPECT_EQ(peer.goaway_code, NGHTTP2_PROTOCOL_ERROR);
+  EXPECT_EQ(peer.goaway_last_stream_id, bad);
+}
+
+TEST_F(Http2ServerCodecTest, InvalidFieldEndsConnectionWithEnvoysDetails) {
+  start();
+  int32_t bad = peer.request({{":method", "GET"},
+                              {":scheme", "http"},
+                              {":path", "/"},
+                              {":authority", "a"},
+                              {"connection", "close"}},
+                             true);
+  pump();
+  EXPECT_TRUE(callbacks.exchanges.empty());
+  EXPECT_FALSE(wire.ok);
+  EXPECT_EQ(wire.error.detail,
+            "http2.invalid_http_messaging: Invalid HTTP header field was received");
+  EXPECT_EQ(wire.error.details, "http2.invalid.header.field");
+  EXPECT_EQ(codec->stats().rx_messaging_error, 1u);
   EXPECT_EQ(peer.goaway_code, NGHTTP2_PROTOCOL_ERROR);
   EXPECT_EQ(peer.goaway_last_stream_id, bad);
 }
