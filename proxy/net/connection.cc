@@ -391,13 +391,24 @@ void TcpConnection::write(BufferChain& data) {
   checkWatermarks();
 }
 
-void TcpConnection::flush() {
+// flush_scheduled_ says exactly whether the worker holds this connection for
+// its flush pass: a flush made here and now (onPoll, onConnectDone) leaves it
+// set, so that a close() before the pass still cancels the entry. A close
+// that left an entry behind would have the pass finish it (below) before its
+// socket's close callback did, and its owner hear onClosed twice.
+void TcpConnection::onFlushScheduled() {
   flush_scheduled_ = false;
   if (state_ == State::kClosing) {
-    // Only a close() without a socket schedules this: see close().
+    // Only a close() without a socket schedules this: see close(). One with a
+    // socket cancelled its entry, also from a pass already running
+    // (Worker::cancelFlush), and finishes from the close callback.
     finishClose();
     return;
   }
+  flush();
+}
+
+void TcpConnection::flush() {
   if (state_ != State::kOpen) return;
   if (!queue_.empty()) {
     struct iovec iov[kMaxIov];

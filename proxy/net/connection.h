@@ -96,8 +96,9 @@ class TcpConnection {
   bool closing() const { return state_ == State::kClosing || state_ == State::kClosed; }
   bool connected() const { return state_ == State::kOpen; }
 
-  // Called by the worker before it polls: writes queued bytes.
-  void flush();
+  // Called by the worker's flush pass before it polls, for a connection that
+  // asked (scheduleFlush): writes queued bytes.
+  void onFlushScheduled();
 
   Worker& worker() const { return worker_; }
   size_t queuedBytes() const { return queue_.length(); }
@@ -136,6 +137,9 @@ class TcpConnection {
   void deliver();
   void takeTlsOutput();
   void scheduleFlush();
+  // Writes what is queued now (the worker's pass, a writable socket, a
+  // finished connect).
+  void flush();
   ssize_t trySend(const struct iovec* iov, size_t n);
 
   // What every connection holds, idle ones included, is kept small (the

@@ -134,29 +134,33 @@ void Worker::scheduleFlush(TcpConnection* conn) { flush_list_.push_back(conn); }
 
 void Worker::cancelFlush(TcpConnection* conn) {
   std::replace(flush_list_.begin(), flush_list_.end(), conn, static_cast<TcpConnection*>(nullptr));
+  std::replace(flushing_.begin(), flushing_.end(), conn, static_cast<TcpConnection*>(nullptr));
 }
 
 void Worker::cancel(Schedulable* item) {
   std::replace(scheduled_.begin(), scheduled_.end(), item, static_cast<Schedulable*>(nullptr));
+  std::replace(running_.begin(), running_.end(), item, static_cast<Schedulable*>(nullptr));
 }
 
 void Worker::onPrepare() {
   // Scheduled work first, then the writes made during this iteration leave,
   // one syscall per connection. Each step may cause more, so loop until quiet.
+  // Each batch is a member while it runs, so that cancelling an entry from a
+  // callback of an earlier one reaches it (the vectors' capacity is kept).
   while (!scheduled_.empty() || !flush_list_.empty() || !deferred_.empty()) {
-    std::vector<Schedulable*> items;
-    items.swap(scheduled_);
-    for (Schedulable* item : items) {
-      if (item) item->onScheduled();
+    running_.swap(scheduled_);
+    for (size_t i = 0; i < running_.size(); ++i) {
+      if (Schedulable* item = running_[i]) item->onScheduled();
     }
+    running_.clear();
     // What HTTP/2 codecs queued since their last flush joins this round's
     // writes.
     http::Http2Codec::flushWaiting();
-    std::vector<TcpConnection*> flush;
-    flush.swap(flush_list_);
-    for (TcpConnection* c : flush) {
-      if (c) c->flush();
+    flushing_.swap(flush_list_);
+    for (size_t i = 0; i < flushing_.size(); ++i) {
+      if (TcpConnection* c = flushing_[i]) c->onFlushScheduled();
     }
+    flushing_.clear();
     runDeferred();
   }
   if (draining_) maybeStop();

@@ -164,6 +164,11 @@ class Worker {
   std::vector<std::unique_ptr<Deletable>> deferred_;
   std::vector<TcpConnection*> flush_list_;
   std::vector<Schedulable*> scheduled_;
+  // The batches onPrepare is working through: cancel() and cancelFlush() null
+  // an entry here as well, since a callback made for one entry may close or
+  // destroy what a later one points to.
+  std::vector<TcpConnection*> flushing_;
+  std::vector<Schedulable*> running_;
   std::vector<DownstreamConnection*> connections_;  // Downstream, for drains.
   std::mutex closed_mu_;
   bool closed_ = false;  // The loop is closed: post() drops work. Guarded by closed_mu_.

@@ -38,10 +38,19 @@ class Recorder : public TcpConnection::Callbacks {
     }
   }
   void onEof() override { eof = true; }
-  void onClosed(CloseReason reason) override { closed = reason; }
-  void onConnected() override { connected = true; }
+  void onClosed(CloseReason reason) override {
+    closed = reason;
+    ++closes;
+  }
+  void onConnected() override {
+    connected = true;
+    if (on_connected) on_connected();
+  }
   void onAboveWriteBufferHighWatermark() override { ++above; }
-  void onBelowWriteBufferLowWatermark() override { ++below; }
+  void onBelowWriteBufferLowWatermark() override {
+    ++below;
+    if (on_below) on_below();
+  }
 
   TcpConnection* conn = nullptr;
   bool echo = false;
@@ -52,8 +61,11 @@ class Recorder : public TcpConnection::Callbacks {
   bool eof = false;
   bool connected = false;
   std::optional<CloseReason> closed;
+  int closes = 0;
   int above = 0;
   int below = 0;
+  std::function<void()> on_below;  // Runs inside the flush that drained the queue.
+  std::function<void()> on_connected;
 };
 
 class TcpConnectionTest : public ::testing::Test {
@@ -372,6 +384,66 @@ TEST_F(TcpConnectionTest, BelowLowWatermarkWhenOneWriteCarriedTheWholeQueue) {
   EXPECT_EQ(server_side_.received, size_t{1 << 20});
   EXPECT_EQ(client_->queuedBytes(), 0u);
   EXPECT_EQ(client_side_.below, 1);
+}
+
+TEST_F(TcpConnectionTest, ClosedWhileTheWorkersFlushPassStillHoldsItClosesOnce) {
+  // The worker writes each iteration's queued bytes in one pass over the
+  // connections that asked (Worker::onPrepare). A callback made during one
+  // connection's flush may close another connection still waiting in the
+  // same pass: that one must finish its close from its socket's close
+  // callback only, once. It was flushed all the same and finished closing
+  // there too, so its owner heard onClosed twice and, for an upstream
+  // connection that deletes itself on onClosed, the close callback then ran
+  // on freed memory (found by test_hostile_peers under ASan).
+  connectClient(/*buffer_limit=*/1024);
+  client_side_.on_below = [&] { accepted_->close(); };
+  BufferChain out;
+  out.appendCopy(std::string(2048, 'x'));
+  client_->write(out);  // Above the high-water mark: its flush drains it below.
+  ASSERT_EQ(client_side_.above, 1);
+  BufferChain reply;
+  reply.appendCopy("queued behind the client's flush");
+  accepted_->write(reply);
+  runUntil([&] { return client_side_.below == 1 && server_side_.closed.has_value(); });
+  ASSERT_EQ(client_side_.below, 1);
+  runFor(20);  // Any second close would come from the close callback by now.
+  EXPECT_EQ(server_side_.closes, 1);
+  EXPECT_EQ(server_side_.closed, CloseReason::kLocal);
+}
+
+// Runs a function from the worker's scheduled work (before its flush pass).
+class ScheduledCall : public Schedulable {
+ public:
+  explicit ScheduledCall(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void onScheduled() override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+
+TEST_F(TcpConnectionTest, ClosedAfterADirectFlushClosesOnce) {
+  // What the owner writes when it hears the connect is done asks for the
+  // worker's flush pass, and the finished connect also flushes it at once.
+  // Scheduled work closes the connection before the pass: the pass's entry
+  // must go with the close. It stayed (the direct flush had cleared the mark
+  // close() looks at), the pass finished the close before the socket's close
+  // callback and onClosed came twice: an upstream connection, deleted on the
+  // first, then had its close callback run on freed memory.
+  client_ = std::make_unique<TcpConnection>(worker_, client_side_, 1 << 20);
+  client_side_.conn = client_.get();
+  ScheduledCall closer([&] { client_->close(); });
+  client_side_.on_connected = [&] {
+    BufferChain out;
+    out.appendCopy("written once connected");
+    client_->write(out);
+    worker_.schedule(&closer);
+  };
+  ASSERT_EQ(client_->connect(reinterpret_cast<const sockaddr*>(&server_addr_), 1000), 0);
+  runUntil([&] { return client_side_.closed.has_value(); });
+  ASSERT_TRUE(client_side_.connected);
+  runFor(20);
+  EXPECT_EQ(client_side_.closes, 1);
+  EXPECT_EQ(client_side_.closed, CloseReason::kLocal);
 }
 
 // A lingering close (closeAfterFlush with a linger time, a downstream HTTP
