@@ -32,6 +32,8 @@ SOURCE_DIR = os.environ.get(
 NGINX_BIN = "/usr/sbin/nginx"
 READY_TIMEOUT = 10.0
 LOCALHOST = "127.0.0.1"
+# CI's second stage runs the suite on an ASan+UBSan build (test/CMakeLists.txt).
+SANITIZED = os.environ.get("SKIFF_SANITIZED", "").lower() in ("1", "on", "true")
 
 
 def skiff_bin():
@@ -302,7 +304,22 @@ class Skiff:
             # failures read as mere "connection refused".
             print(f"\nskiff (pid {self.proc.pid}) exited with {rc} before cleanup\n{self.log_tail()}",
                   file=sys.stderr)
-        if rc is None:
+        report = None
+        if rc is None and SANITIZED:
+            # A leak shows only at exit: under the sanitizers skiff leaves the
+            # way an operator stops it, and what LeakSanitizer (or ASan, UBSan
+            # on the way out) prints fails the test.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            self.log.flush()
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            if "Sanitizer" in text or "runtime error" in text:
+                report = f"skiff (pid {self.proc.pid}) exited with {rc} on SIGTERM:\n{text[-6000:]}"
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             try:
                 self.proc.wait(timeout=5)
@@ -310,6 +327,8 @@ class Skiff:
                 pass
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if report:
+            raise AssertionError(report)
 
     def __enter__(self):
         return self
