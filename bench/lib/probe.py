@@ -318,22 +318,30 @@ def _ratio_line(label, rounds, key):
               + f"; median {ordered[(len(ordered) - 1) // 2]:.2f}")
 
 
+def _take_turns(reps, names, run, describe):
+    """reps rounds in which each proxy in names runs once (run(name) -> result), printing
+    describe(result) after each; returns the rounds as [{name: result}]."""
+    rounds = []
+    for _ in range(reps):
+        row = {}
+        for name in names:
+            row[name] = run(name)
+            print(f"{name}: {describe(row[name])}", flush=True)
+        rounds.append(row)
+    return rounds
+
+
 def h2cpu(reps, shape="64x100", upstream="h2"):
     conns, streams = (int(x) for x in shape.split("x"))
     b = bench.Bench()
     b.start_backend()
     names = [p for p in bench.PROXIES
              if p != "direct" and (upstream == "h1" or bench.proxies_h2_upstream(p))]
-    rounds = []
-    for _ in range(reps):
-        row = {}
-        for name in names:
-            r = b.h2_run(name, upstream, conns, streams)
-            row[name] = r
-            print(f"{name}: {r['cpu_us_per_req']:.2f} us/req ({r['cpu_user_us_per_req']:.2f} user + "
+    rounds = _take_turns(
+        reps, names, lambda name: b.h2_run(name, upstream, conns, streams),
+        lambda r: f"{r['cpu_us_per_req']:.2f} us/req ({r['cpu_user_us_per_req']:.2f} user + "
                   f"{r['cpu_sys_us_per_req']:.2f} sys), {r['rps']:.0f} req/s, failed {r['failed']}, "
-                  f"preempted {r['preempted']}, load {r['load1']:.1f}", flush=True)
-        rounds.append(row)
+                  f"preempted {r['preempted']}, load {r['load1']:.1f}")
     for name in names:
         m = _median([row[name] for row in rounds], "cpu_us_per_req")
         print(f"{name} median of {reps}: {m['cpu_us_per_req']:.2f} us/req "
@@ -353,24 +361,23 @@ def latency(reps, rate=None):
         rate = peak["rps"] * 0.5
         print(f"haproxy peak {peak['rps']:.0f} req/s (wrk -c{bench.RATE_CONNS}); offering "
               f"{rate:.0f} req/s", flush=True)
-    rounds = []
-    for _ in range(reps):
-        row = {}
-        for name in names:
-            proxy = b.start_proxy(name)
-            try:
-                port = b.port_of(proxy)
-                if bench.WARMUP > 0:
-                    b.wrk(port, bench.RATE_SIZE, bench.RATE_CONNS, bench.WARMUP)
-                r = b.measured(proxy, lambda: b.h2load_rate(
-                    port, bench.RATE_SIZE, bench.RATE_CONNS, rate, bench.DURATION))
-            finally:
-                bench.stop(proxy.proc)
-            row[name] = r
-            print(f"{name}: got {r['rps']:.0f} req/s, p50 {r['p50'] / 1000:.2f} ms, p99 "
+
+    def run(name):
+        proxy = b.start_proxy(name)
+        try:
+            port = b.port_of(proxy)
+            if bench.WARMUP > 0:
+                b.wrk(port, bench.RATE_SIZE, bench.RATE_CONNS, bench.WARMUP)
+            return b.measured(proxy, lambda: b.h2load_rate(
+                port, bench.RATE_SIZE, bench.RATE_CONNS, rate, bench.DURATION))
+        finally:
+            bench.stop(proxy.proc)
+
+    rounds = _take_turns(
+        reps, names, run,
+        lambda r: f"got {r['rps']:.0f} req/s, p50 {r['p50'] / 1000:.2f} ms, p99 "
                   f"{r['p99'] / 1000:.2f} ms, {r['cpu_us_per_req']:.2f} us/req, failed "
-                  f"{r['failed']}, load {r['load1']:.1f}", flush=True)
-        rounds.append(row)
+                  f"{r['failed']}, load {r['load1']:.1f}")
     for name in names:
         runs = [row[name] for row in rounds]
         p50, p99 = _median(runs, "p50")["p50"], _median(runs, "p99")["p99"]

@@ -177,12 +177,25 @@ def drain(sock, quiet=0.05, limit=1 << 20):
     return got
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Origin:
+    """A threaded TCP server on 127.0.0.1, port 0, serving each connection with
+    the handler class the subclass defines."""
+
+    class _Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    def __init__(self, handler):
+        self.server = self._Server((LOCALHOST, 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
-class HostileH1Origin:
+class HostileH1Origin(_Origin):
     """HTTP/1.1 origin: /good gets a plain 200; /bad/<seed> gets a response built
     from the seed (mostly mutated), sent in pieces, sometimes cut short."""
 
@@ -217,16 +230,10 @@ class HostileH1Origin:
                 except OSError:
                     pass
 
-        self.server = _Server((LOCALHOST, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
-class HostileH2Origin:
+class HostileH2Origin(_Origin):
     """h2c origin: answers the first request's HEADERS with random frames built from
     the seed in its :path (/h2up/<seed>), then reads until quiet and closes."""
 
@@ -258,13 +265,7 @@ class HostileH2Origin:
                 except OSError:
                     pass
 
-        self.server = _Server((LOCALHOST, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 class HostilePeersTest(h.SkiffTestCase):

@@ -205,6 +205,20 @@ inline bool connectionSpecificOrBadTe(uint8_t cls, std::string_view value) {
   }
 }
 
+// A field with no rule of its own in the switches below: malformed if it is
+// connection-specific or an unknown pseudo-header.
+inline bool otherFieldMalformed(uint8_t cls, std::string_view value, bool pseudo) {
+  return connectionSpecificOrBadTe(cls, value) || pseudo;
+}
+
+// A message's one content-length (RFC 9110 8.6; a second one, or one that is
+// not a number, makes the message malformed).
+inline bool takeContentLength(MessageState& st, std::string_view value) {
+  if (st.content_length != -1) return false;
+  st.content_length = parseContentLength(value);
+  return st.content_length != -1;
+}
+
 // The value's characters, by what the field is.
 inline bool validChars(uint8_t cls, std::string_view value, bool value_checked, bool request) {
   if (value_checked) return true;
@@ -331,16 +345,13 @@ FieldVerdict checkRequestField(MessageState& st, uint8_t cls, std::string_view n
       if (!once(st, F::kHost, value)) return FieldVerdict::kMalformed;
       break;
     case H::kContentLength:
-      if (st.content_length != -1) return FieldVerdict::kMalformed;
-      st.content_length = parseContentLength(value);
-      if (st.content_length == -1) return FieldVerdict::kMalformed;
+      if (!takeContentLength(st, value)) return FieldVerdict::kMalformed;
       break;
     default:
-      if (connectionSpecificOrBadTe(cls, value)) return FieldVerdict::kMalformed;
       // RFC 9113 8.3: "Endpoints MUST treat a request or response that
       // contains undefined or invalid pseudo-header fields as malformed"
       // (:status is a response's).
-      if (pseudo) return FieldVerdict::kMalformed;
+      if (otherFieldMalformed(cls, value, pseudo)) return FieldVerdict::kMalformed;
   }
   if (!pseudo) st.flags |= F::kRegularSeen;
   return FieldVerdict::kAccept;
@@ -379,13 +390,10 @@ FieldVerdict checkResponseField(MessageState& st, uint8_t cls, std::string_view 
       if (st.status / 100 == 1) return FieldVerdict::kMalformed;
       // RFC 9110 8.6: nor in a 2xx response to CONNECT; dropped likewise.
       if (st.status / 100 == 2 && (st.flags & F::kMethodConnect) != 0) return FieldVerdict::kDrop;
-      if (st.content_length != -1) return FieldVerdict::kMalformed;
-      st.content_length = parseContentLength(value);
-      if (st.content_length == -1) return FieldVerdict::kMalformed;
+      if (!takeContentLength(st, value)) return FieldVerdict::kMalformed;
       break;
     default:
-      if (connectionSpecificOrBadTe(cls, value)) return FieldVerdict::kMalformed;
-      if (pseudo) return FieldVerdict::kMalformed;
+      if (otherFieldMalformed(cls, value, pseudo)) return FieldVerdict::kMalformed;
   }
   if (!pseudo) st.flags |= F::kRegularSeen;
   return FieldVerdict::kAccept;
