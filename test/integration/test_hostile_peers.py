@@ -3,7 +3,8 @@
 Each case is one downstream connection that sends a mutated HTTP/1.1 request,
 a run of random HTTP/2 frames, or a well-formed request whose upstream answers
 with a mutated HTTP/1.1 response or random HTTP/2 frames (the origins below read
-the seed from the request path). Bytes are flipped, inserted and cut, framing
+the seed from the request path); or it goes to a TLS listener with a mutated
+ClientHello, or with a finished handshake and then a mutated request. Bytes are flipped, inserted and cut, framing
 fields contradict each other, connections close half-way or reset.
 
 What is asserted is what "bad input" means for a proxy: after every batch of
@@ -19,6 +20,7 @@ import random
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import unittest
@@ -28,7 +30,7 @@ import skiffharness as h
 from skiffharness import LOCALHOST
 
 SEED = int(os.environ.get("HOSTILE_SEED", "20261128"))
-CASES = int(os.environ.get("HOSTILE_CASES", "240"))
+CASES = int(os.environ.get("HOSTILE_CASES", "250"))
 BATCH = 40
 
 H2_UPSTREAM = {
@@ -284,14 +286,60 @@ class HostilePeersTest(h.SkiffTestCase):
                        "retry_policy": {"retry_on": "5xx,reset,connect-failure",
                                         "num_retries": 1}}},
         ]
+        self.certs = h.Certificates()
+        self.addCleanup(self.certs.cleanup)
+        cert, key = self.certs.leaf("hostile.test")
+        tls = h.listener("tls", routes)
+        tls["filter_chains"][0]["transport_socket"] = h.downstream_tls(
+            cert, key, alpn=["h2", "http/1.1"])
         config = h.bootstrap(
             [h.listener("ingress", routes,
-                        hcm_extra={"upgrade_configs": [{"upgrade_type": "websocket"}]})],
+                        hcm_extra={"upgrade_configs": [{"upgrade_type": "websocket"}]}), tls],
             [h.cluster("h1", [(LOCALHOST, self.h1.port)]),
              h.cluster("h2", [(LOCALHOST, self.h2.port)],
                        extra={"typed_extension_protocol_options": H2_UPSTREAM})])
         self.skiff = self.start_skiff(config, concurrency=1)
         self.port = self.skiff.port()
+        self.tls_port = self.skiff.port("tls")
+        self.tls_client = ssl.create_default_context(cafile=self.certs.ca)
+        self.tls_client.set_alpn_protocols(["h2", "http/1.1"])
+
+    def client_hello(self):
+        """The first flight of a TLS client to this listener (a ClientHello)."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = self.tls_client.wrap_bio(incoming, outgoing, server_hostname="hostile.test")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return outgoing.read()
+
+    def run_tls_case(self, r):
+        if r.random() < 0.5:
+            with socket.create_connection((LOCALHOST, self.tls_port), timeout=5) as sock:
+                sock.sendall(mutate(self.client_hello(), r))
+                drain(sock)
+            return
+        raw = socket.create_connection((LOCALHOST, self.tls_port), timeout=5)
+        try:
+            tls = self.tls_client.wrap_socket(raw, server_hostname="hostile.test")
+        except (ssl.SSLError, OSError):
+            raw.close()
+            raise
+        try:
+            if tls.selected_alpn_protocol() == "h2":
+                tls.sendall(f.PREFACE + f.settings() + b"".join(random_frames(r, True)))
+            else:
+                tls.sendall(mutate(r.choice(REQUESTS), r))
+            drain(tls)
+        finally:
+            if r.random() < 0.5:
+                try:
+                    tls.settimeout(0.2)
+                    tls.unwrap()  # close_notify first
+                except (ssl.SSLError, OSError):
+                    pass
+            tls.close()  # Otherwise no close_notify: the TCP connection just ends.
 
     def assert_serving(self, case):
         self.assertIsNone(self.skiff.proc.poll(),
@@ -301,6 +349,12 @@ class HostilePeersTest(h.SkiffTestCase):
                          f"a well-formed request after case {case}\n{self.skiff.log_tail()}")
 
     def run_case(self, kind, r):
+        if kind == "tls":
+            try:
+                self.run_tls_case(r)
+            except (ssl.SSLError, OSError):
+                pass  # skiff may end the handshake or the connection: one right answer.
+            return
         sock = socket.create_connection((LOCALHOST, self.port), timeout=5)
         try:
             if kind == "h1 downstream":
@@ -350,7 +404,7 @@ class HostilePeersTest(h.SkiffTestCase):
             sock.close()
 
     def test_hostile_peers_leave_skiff_serving(self):
-        kinds = ["h1 downstream", "h1 upstream", "h2 downstream", "h2 upstream"]
+        kinds = ["h1 downstream", "h1 upstream", "h2 downstream", "h2 upstream", "tls"]
         for case in range(CASES):
             if os.environ.get("HOSTILE_TRACE"):
                 print("case", case, kinds[case % len(kinds)], flush=True)
