@@ -69,10 +69,20 @@ def grpc_call(port, call="unary", sizes=(16,), replies=1, fail_code=0, fail_mess
     return json.loads(p.stdout)
 
 
+# The echo cluster's HTTP/2 options. The WINDOW_UPDATE flood bound is raised
+# from Envoy's default (10 per DATA frame sent): on a loaded machine libgrpc++'s
+# server, reading the bidi test's 200 small messages one at a time, was seen
+# to send more than 5 + 2 * (1 + 10 * DATA frames) WINDOW_UPDATEs, and skiff,
+# which packs several messages into each 16 KiB DATA frame, ended the upstream
+# connection (cluster.echo.http2.inbound_window_update_frames_flood) and reset
+# the call. These tests are about gRPC through skiff, not that bound
+# (test_h2_protocol tests it); whether skiff should count as Envoy does here is
+# an open question in the session 10 note.
 H2_UPSTREAM = {
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
         "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        "explicit_http_config": {"http2_protocol_options": {}},
+        "explicit_http_config": {"http2_protocol_options": {
+            "max_inbound_window_update_frames_per_data_frame_sent": 1000}},
     }
 }
 
