@@ -416,8 +416,9 @@ class DownstreamTest(H2Case):
         self.assert_malformed(f.request_fields(""))  # 8.3.1
 
     def test_content_length_disagrees_with_data(self):
-        # RFC 9113 8.1.1: malformed. nghttp2 finds it in the DATA, past the
-        # header checks, and resets the stream only (so does Envoy on it).
+        # RFC 9113 8.1.1: malformed. skiff's message checks
+        # (http2_message_checks.h) find it in the DATA, past the header
+        # checks, and reset the stream only, as nghttp2's did (so does Envoy).
         before = self.counter("http2.tx_reset")
         p = self.conn()
         fields = f.request_fields("/echo", method="POST", extra=[("content-length", "10")])
