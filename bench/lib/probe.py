@@ -47,6 +47,9 @@
                        TCP segments and ACKs, IPIs, softirqs, context switches
                        and CPU of proxy, backend and client, syscalls by kind
                        (perf stat tracepoints). Medians of R runs.
+  probe.py counters-h2 [R] [CxM] [h1|h2]
+                       the same with h2load -cC -mM (default 64x100) over h2c,
+                       through an h2c (default) or HTTP/1.1 upstream.
   probe.py send-cost [ROUNDS] [BODY...]
                        ns per head + body sent and read back on loopback, by
                        syscall (send_cost.c): writev, sendmsg, copy + write,
@@ -499,8 +502,9 @@ COUNTER_KEYS = [
 ]
 
 
-def counters(reps, rate=None):
-    """Per-request counters while wrk -t1 -c64 (or h2load --h1 -c64 at `rate` req/s) GETs /64
+def counters(reps, rate=None, h2=None):
+    """Per-request counters while wrk -t1 -c64 (or h2load --h1 -c64 at `rate` req/s, or with
+    h2=(conns, streams, upstream) h2load -cC -mM over h2c through an h1 or h2c upstream) GETs /64
     through each proxy (BENCH_DURATION s, proxies taking turns): TCP segments and ACK kinds,
     IPIs and NET_RX softirqs per CPU (machine-wide: other work on the machine adds to them),
     context switches and CPU of the proxy, the client and the nginx backend worker, and
@@ -508,13 +512,27 @@ def counters(reps, rate=None):
     b = bench.Bench()
     b.start_backend()
     backend_pids = bench.children_of(b.backend.proc.pid)
-    names = [p for p in bench.PROXIES if p != "direct"]
+    names = [p for p in bench.PROXIES
+             if p != "direct" and (not h2 or h2[2] == "h1" or bench.proxies_h2_upstream(p))]
     rows = {n: [] for n in names}
     for _ in range(reps):
         for name in names:
-            proxy = b.start_proxy(name)
+            proxy = b.start_proxy(name, h2[2] if h2 else "h1", h2=bool(h2))
+            if h2:
+                url = f"http://127.0.0.1:{proxy.h2_port}/64"
+                load = ["h2load", "-t1", f"-c{h2[0]}", f"-m{h2[1]}", f"-D{bench.DURATION}", url]
+            elif rate:
+                url = f"http://127.0.0.1:{proxy.port}/64"
+                load = ["h2load", "--h1", "-t1", "-c64", f"--rps={rate / 64:.3f}",
+                        f"-D{bench.DURATION}", url]
+            else:
+                url = f"http://127.0.0.1:{proxy.port}/64"
+                load = ["wrk", "-t1", "-c64", f"-d{bench.DURATION}s", "-s", bench.LUA, url]
             try:
-                if bench.WARMUP > 0:
+                if bench.WARMUP > 0 and h2:
+                    bench.run_tool(load[:4] + [f"-D{bench.WARMUP}", url],
+                                   timeout=bench.WARMUP + 60)
+                elif bench.WARMUP > 0:
                     b.wrk(proxy.port, "64", 64, bench.WARMUP)
                 pids = proxy.cpu_pids()
                 perf = {who: (_perf_stat(pid, os.path.join(b.tmp, f"perf-{who}.txt")),
@@ -523,12 +541,6 @@ def counters(reps, rate=None):
                                          ("backend", ",".join(map(str, backend_pids))))}
                 time.sleep(0.3)  # perf attaches
                 k0, p0, n0 = _kernel_counters(), _task_counters(pids), _task_counters(backend_pids)
-                url = f"http://127.0.0.1:{proxy.port}/64"
-                if rate:
-                    load = ["h2load", "--h1", "-t1", "-c64", f"--rps={rate / 64:.3f}",
-                            f"-D{bench.DURATION}", url]
-                else:
-                    load = ["wrk", "-t1", "-c64", f"-d{bench.DURATION}s", "-s", bench.LUA, url]
                 client = subprocess.Popen(["taskset", "-c", bench.LOAD_CPUS] + load,
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                 _, status, ru = os.wait4(client.pid, 0)  # its rusage: CPU, context switches
@@ -538,7 +550,7 @@ def counters(reps, rate=None):
                 perf_vals = {who: _perf_read(*pr) for who, pr in perf.items()}
             finally:
                 bench.stop(proxy.proc)
-            if rate:
+            if rate or h2:
                 m = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
                 if not m:
                     raise bench.BenchError(f"h2load gave no results:\n{out}")
@@ -618,10 +630,15 @@ def main():
     elif what == "counters":
         counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
                  float(sys.argv[3]) if len(sys.argv) > 3 else None)
+    elif what == "counters-h2":
+        shape = sys.argv[3] if len(sys.argv) > 3 else "64x100"
+        conns, streams = (int(x) for x in shape.split("x"))
+        counters(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+                 h2=(conns, streams, sys.argv[4] if len(sys.argv) > 4 else "h2"))
     else:
         raise SystemExit(f"usage: {sys.argv[0]} mem [N] [h1|h2] | cpu [R] | cap [R] | instr [N] [h1|h2] | "
                          "instr-h2 [N] [CxM] [h1|h2] | h2cpu [R] [CxM] [h1|h2] | "
-                         "latency [R] [RATE] | counters [R] [RATE] | "
+                         "latency [R] [RATE] | counters [R] [RATE] | counters-h2 [R] [CxM] [h1|h2] | "
                          "send-cost [ROUNDS] [BODY...]")
 
 
