@@ -51,9 +51,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
         "default_filter_chain", "listener_filters"}},
-      // Only tls_inspector, with no options; the translator checks the type.
+      // Only tls_inspector and original_dst, with no options; the translator
+      // checks the type.
       {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},
       {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", {}},
+      {"envoy.extensions.filters.listener.original_dst.v3.OriginalDst", {}},
       {"envoy.config.listener.v3.FilterChain",
        {"name", "filter_chain_match", "filters", "transport_socket"}},
       {"envoy.config.listener.v3.FilterChainMatch", {"server_names"}},
@@ -265,6 +267,7 @@ const std::set<std::string>& anyTypes() {
       std::string(kTls) + "DownstreamTlsContext",
       std::string(kTls) + "UpstreamTlsContext",
       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+      "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
       "envoy.extensions.access_loggers.file.v3.FileAccessLog",
       "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
       "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",

@@ -892,16 +892,21 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   // skiff reads them in its own handshake, which it starts on every
   // connection of a TLS listener, so the inspector is accepted and adds
   // nothing. (What it would add, TLS and plaintext chains on one listener,
-  // stays refused below.)
+  // stays refused below.) original_dst restores a redirected connection's
+  // original destination as its local address (proxy/net/listener.h).
   for (int i = 0; i < listener.listener_filters_size(); ++i) {
     const auto& f = listener.listener_filters(i);
     const std::string fpath = path + ".listener_filters[" + std::to_string(i) + "]";
-    if (!f.has_typed_config() ||
-        !f.typed_config().type_url().ends_with(
-            "/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
+    const std::string type = f.has_typed_config() ? f.typed_config().type_url() : "";
+    if (type.ends_with("/envoy.extensions.filters.listener.original_dst.v3.OriginalDst")) {
+      out.use_original_dst = true;
+    } else if (!type.ends_with(
+                   "/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
       errors.push_back(fpath +
                        ": only envoy.filters.listener.tls_inspector (typed_config "
-                       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector) is "
+                       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector) and "
+                       "envoy.filters.listener.original_dst (typed_config "
+                       "envoy.extensions.filters.listener.original_dst.v3.OriginalDst) are "
                        "supported");
     }
   }

@@ -162,6 +162,11 @@ struct ListenerConfig {
   std::string name;
   SocketAddress address;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
+  // listener_filters envoy.filters.listener.original_dst: each accepted
+  // connection that iptables redirected here takes its original destination
+  // as its local address (filter chain choice, access logs, ORIGINAL_DST
+  // clusters). One getsockopt per connection, on these listeners only.
+  bool use_original_dst = false;
   // Chains tried by server name (exact, then the longest "*.suffix"), then
   // one with no server_names, then default_filter_chain. Every chain of a
   // listener is TLS, or none is: skiff has no tls_inspector yet.

@@ -679,8 +679,12 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
 void HttpConnectionManager::accept(Worker& worker,
                                    std::shared_ptr<const config::ListenerConfig> listener, int fd,
-                                   const sockaddr* peer) {
+                                   const sockaddr* peer, const sockaddr_storage* original_dst) {
   auto* hcm = new HttpConnectionManager(worker, std::move(listener));
+  if (original_dst) {
+    worker.setRestoredLocalAddress(*hcm, *original_dst);
+    hcm->has_restored_local_ = true;
+  }
   const config::ListenerConfig& l = *hcm->listener_;
   if (l.tls) {
     // The filter chain and the codec wait for the handshake (SNI, ALPN).
@@ -713,6 +717,7 @@ HttpConnectionManager::HttpConnectionManager(Worker& worker,
 }
 
 HttpConnectionManager::~HttpConnectionManager() {
+  if (has_restored_local_) worker().setRestoredLocalAddress(*this, nullptr);
   worker().cancel(this);
   worker().removeConnection(*this);
 }
@@ -835,11 +840,16 @@ void HttpConnectionManager::writeAccessLogs(access_log::LogContext& c) {
   c.downstream_remote_address = conn_.peerAddress();
   std::string local;  // Lives until the logs have formatted it.
   if (config().access_log_downstream_local) {
-    local = conn_.localAddress();
+    local = localAddress();
     c.downstream_local_address = local;
   }
   if (tls::TlsTransport* t = conn_.tls()) c.requested_server_name = t->sni();
   for (const auto& log : config().access_logs) log->log(c, worker().loop());
+}
+
+std::string HttpConnectionManager::localAddress() const {
+  if (has_restored_local_) return formatAddress(restoredLocalAddress());
+  return conn_.localAddress();
 }
 
 // Every close skiff starts on a downstream connection (an answer that ends

@@ -84,8 +84,11 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
                               public DownstreamConnection {
  public:
   // Serves fd, a connection just accepted from peer, on worker.
+  // original_dst: where the client meant to connect when the listener's
+  // original_dst filter found it redirected (else null); it is then the
+  // connection's local address for everything after the accept.
   static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener, int fd,
-                     const sockaddr* peer);
+                     const sockaddr* peer, const sockaddr_storage* original_dst = nullptr);
 
   HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
   ~HttpConnectionManager() override;
@@ -98,6 +101,14 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   HttpConnectionManagerStats& stats() { return *stats_; }
   http::Protocol protocol() const { return codec_->protocol(); }
   TcpConnection& connection() { return conn_; }
+  // The original destination the listener's original_dst filter restored,
+  // or null (no filter, or the connection was not redirected).
+  const sockaddr* restoredLocalAddress() const {
+    return has_restored_local_ ? conn_.worker().restoredLocalAddress(*this) : nullptr;
+  }
+  // "ip:port" of this end: the restored one, else the socket's (a
+  // getsockname).
+  std::string localAddress() const;
   http::ServerConnection& codec() { return *codec_; }
 
   // TcpConnection::Callbacks
@@ -149,10 +160,13 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
 
   // First: these fill the 4 bytes after DownstreamConnection's drain_index_,
   // 8 bytes less per connection.
-  bool head_pending_ = false;  // Bytes of a request head came; no stream yet.
-  bool dispatch_scheduled_ = false;
-  bool remote_closed_ = false;
-  bool draining_ = false;
+  bool head_pending_ : 1 = false;  // Bytes of a request head came; no stream yet.
+  bool dispatch_scheduled_ : 1 = false;
+  bool remote_closed_ : 1 = false;
+  bool draining_ : 1 = false;
+  // The worker keeps this connection's original destination (original_dst):
+  // few connections have one, so the others pay a bit for it, not a pointer.
+  bool has_restored_local_ : 1 = false;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
   const config::FilterChainConfig* chain_ = nullptr;        // Owned by listener_.
   ListenerStats* listener_stats_;  // Shared by the listener's connections on this worker.

@@ -1,6 +1,8 @@
 #include "proxy/net/listener.h"
 
 #include <arpa/inet.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -45,6 +47,57 @@ uint32_t boundPort(int fd) {
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+namespace {
+
+bool sameAddress(const sockaddr_storage& a, const sockaddr_storage& b, bool compare_ip) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && (!compare_ip || x.sin_addr.s_addr == y.sin_addr.s_addr);
+  }
+  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+  const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+  return x.sin6_port == y.sin6_port &&
+         (!compare_ip || std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0);
+}
+
+bool isWildcard(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == htonl(INADDR_ANY);
+  }
+  return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr);
+}
+
+}  // namespace
+
+bool originalDestination(int fd, const sockaddr_storage& bound, sockaddr_storage& out) {
+  sockaddr_storage dst;
+  std::memset(&dst, 0, sizeof(dst));
+  socklen_t len = sizeof(dst);
+  // The kernel answers from the connection's conntrack entry: ENOENT when
+  // there is none (the connection was never seen by netfilter's NAT).
+  int rc = bound.ss_family == AF_INET6
+               ? ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len)
+               : ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len);
+  if (rc != 0 || (dst.ss_family != AF_INET && dst.ss_family != AF_INET6)) return false;
+  if (!isWildcard(bound)) {
+    if (sameAddress(dst, bound, /*compare_ip=*/true)) return false;
+  } else if (sameAddress(dst, bound, /*compare_ip=*/false)) {
+    // The listener's own port: redirected only if the IP differs from the
+    // one this connection reached, which a wildcard socket does not know.
+    sockaddr_storage local;
+    std::memset(&local, 0, sizeof(local));
+    len = sizeof(local);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 ||
+        sameAddress(dst, local, /*compare_ip=*/true)) {
+      return false;
+    }
+  }
+  out = dst;
+  return true;
 }
 
 namespace {
@@ -154,6 +207,8 @@ TcpListener::~TcpListener() { close(); }
 Status TcpListener::listen() {
   Result<int> fd = bindTcpSocket(config_->address.address, port_, /*reuse_port=*/true);
   if (!fd) return fd.status();
+  socklen_t len = sizeof(bound_);
+  ::getsockname(*fd, reinterpret_cast<sockaddr*>(&bound_), &len);
   int rc = socket_.listen(*fd, 4096);
   if (rc != 0) {
     return Status(ErrorSource::kInternal, "listen on " + config_->address.address + ":" +
@@ -166,7 +221,10 @@ void TcpListener::close() { socket_.close(); }
 
 void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
   auto* l = static_cast<TcpListener*>(self);
-  HttpConnectionManager::accept(l->worker_, l->config_, fd, peer);
+  sockaddr_storage original;
+  // Only listeners with the original_dst listener filter pay the getsockopt.
+  bool restored = l->config_->use_original_dst && originalDestination(fd, l->bound_, original);
+  HttpConnectionManager::accept(l->worker_, l->config_, fd, peer, restored ? &original : nullptr);
 }
 
 }  // namespace skiff

@@ -26,6 +26,14 @@ class Worker;
 Result<int> bindTcpSocket(const std::string& address, uint32_t port, bool reuse_port);
 // The port a bound socket got (for port 0).
 uint32_t boundPort(int fd);
+// Where the client of fd, an accepted socket, meant to connect before an
+// iptables REDIRECT or DNAT sent it here (SO_ORIGINAL_DST, or
+// IP6T_SO_ORIGINAL_DST for IPv6): written to out when it differs from the
+// socket's own address. bound is the listening socket's address, so that
+// only a connection to a wildcard listener whose original port is the
+// listener's own needs a getsockname as well. False when the kernel has no
+// NAT entry for it (it was not redirected) or nothing changed.
+bool originalDestination(int fd, const sockaddr_storage& bound, sockaddr_storage& out);
 
 // A bound socket that listens and accepts: each new connection is a
 // non-blocking, close-on-exec fd with TCP_NODELAY, handed to on_accept with
@@ -83,6 +91,7 @@ class TcpListener {
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> config_;
   uint32_t port_;
+  sockaddr_storage bound_{};  // The listening socket's address (for original_dst).
   ListeningSocket socket_;
 };
 

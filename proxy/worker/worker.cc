@@ -284,6 +284,20 @@ void Worker::maybeStop() {
   uv_stop(&loop_);
 }
 
+void Worker::setRestoredLocalAddress(const DownstreamConnection& conn,
+                                     const sockaddr_storage* addr) {
+  if (addr) {
+    restored_local_[&conn] = *addr;
+  } else {
+    restored_local_.erase(&conn);
+  }
+}
+
+const sockaddr* Worker::restoredLocalAddress(const DownstreamConnection& conn) const {
+  auto it = restored_local_.find(&conn);
+  return it == restored_local_.end() ? nullptr : reinterpret_cast<const sockaddr*>(&it->second);
+}
+
 uint64_t Worker::random() {
   rng_ ^= rng_ << 13;
   rng_ ^= rng_ >> 7;

@@ -4,6 +4,7 @@
 // closures to its mailbox; the worker runs them between events.
 #pragma once
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "proxy/common/status.h"
@@ -128,6 +130,16 @@ class Worker {
   // thread after uv_run returns (run() does it for workers).
   void shutdown();
 
+  // The original destinations that listeners' original_dst filters restored,
+  // by connection (HttpConnectionManager::restoredLocalAddress): kept here
+  // rather than in every connection, since few connections have one.
+  // Setting null forgets conn's.
+  void setRestoredLocalAddress(const DownstreamConnection& conn, const sockaddr_storage* addr);
+  void setRestoredLocalAddress(const DownstreamConnection& conn, const sockaddr_storage& addr) {
+    setRestoredLocalAddress(conn, &addr);
+  }
+  const sockaddr* restoredLocalAddress(const DownstreamConnection& conn) const;
+
   // A fast per-worker random number (xorshift; not for secrets).
   uint64_t random();
 
@@ -170,6 +182,7 @@ class Worker {
   std::vector<TcpConnection*> flushing_;
   std::vector<Schedulable*> running_;
   std::vector<DownstreamConnection*> connections_;  // Downstream, for drains.
+  std::unordered_map<const DownstreamConnection*, sockaddr_storage> restored_local_;
   std::mutex closed_mu_;
   bool closed_ = false;  // The loop is closed: post() drops work. Guarded by closed_mu_.
   size_t downstream_count_ = 0;

@@ -1028,7 +1028,7 @@ TEST_F(TranslateTls, UnsupportedTlsFieldsAreNamed) {
                 "safe_regex: not supported yet");
 }
 
-TEST_F(TranslateTls, TlsInspectorIsAcceptedAndOtherListenerFiltersAreNot) {
+TEST_F(TranslateTls, TlsInspectorAndOriginalDstAreAcceptedAndOtherListenerFiltersAreNot) {
   std::string y = listenerYaml(chainYaml("a", "", "a"));
   y += R"(    listener_filters:
     - name: envoy.filters.listener.tls_inspector
@@ -1038,6 +1038,15 @@ TEST_F(TranslateTls, TlsInspectorIsAcceptedAndOtherListenerFiltersAreNot) {
   auto ok = translateBootstrap(load(y));
   ASSERT_TRUE(ok) << ok.status().message();
   EXPECT_TRUE(ok.value()->listeners.begin()->second->tls);
+  EXPECT_FALSE(ok.value()->listeners.begin()->second->use_original_dst);
+
+  y += R"(    - name: envoy.filters.listener.original_dst
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst
+)";
+  ok = translateBootstrap(load(y));
+  ASSERT_TRUE(ok) << ok.status().message();
+  EXPECT_TRUE(ok.value()->listeners.begin()->second->use_original_dst);
 
   std::string bad = listenerYaml(chainYaml("a", "", "a"));
   bad += R"(    listener_filters:
