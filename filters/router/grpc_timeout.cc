@@ -1,5 +1,6 @@
 #include "filters/router/grpc_timeout.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace skiff::filters {
@@ -62,6 +63,13 @@ std::string formatGrpcTimeout(milliseconds timeout) {
   }
   if (value > kMaxValue) value = kMaxValue;
   return std::to_string(value) + unit;
+}
+
+uint64_t expectedTimeoutMs(uint64_t route_ms, uint64_t per_try_ms, uint64_t elapsed_ms) {
+  const uint64_t expected = per_try_ms != 0 ? per_try_ms : route_ms;
+  if (expected == 0 || route_ms == 0) return expected;
+  if (elapsed_ms >= route_ms) return 1;
+  return std::min(expected, route_ms - elapsed_ms);
 }
 
 RequestTimeouts chooseTimeouts(const router::RouteTimeouts& route, const HeaderMap& request,

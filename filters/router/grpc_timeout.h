@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,13 @@ struct RequestTimeouts {
   // router's timeout under max_grpc_timeout); empty: the header is left as is.
   std::string upstream_grpc_timeout;
 };
+
+// What Envoy's router tells the upstream of one attempt (its
+// setTimeoutHeaders): the per-try timeout, or the route timeout when there is
+// none, bounded by what is left of the route timeout elapsed_ms after the
+// request ended (1 once nothing is left: 0 would mean no timeout). Zero: no
+// timeout to tell. All in milliseconds; 0 is none for both timeouts.
+uint64_t expectedTimeoutMs(uint64_t route_ms, uint64_t per_try_ms, uint64_t elapsed_ms);
 
 // Picks the timers for a request on a route. grpc: the request is gRPC
 // (content-type application/grpc...), which max_grpc_timeout requires.

@@ -239,6 +239,8 @@ class RouterFilter : public HttpFilter,
     grpc_ = (route_timeouts.max_grpc_timeout || route_timeouts.has_max_stream_duration) &&
             isGrpcRequest(headers);
     RequestTimeouts timeouts = chooseTimeouts(route_timeouts, headers, grpc_);
+    rewrite_grpc_timeout_ =
+        grpc_ && route_timeouts.max_grpc_timeout && !route_timeouts.has_max_stream_duration;
     const router::RetryPolicy* policy = route->retryPolicy();
     if (headers.hasRouterOverrides()) [[unlikely]] {
       policy = takeOverrides(headers, route_timeouts, timeouts, policy);
@@ -691,10 +693,10 @@ class RouterFilter : public HttpFilter,
     if (per_try_ms != 0 && timeout_ms_ != 0 && per_try_ms >= timeout_ms_) {
       // Envoy: a per-try timeout no shorter than the route timeout is none.
       r.per_try_timeout = std::chrono::milliseconds(0);
-    } else if (per_try_ms != 0 && !suppress_envoy_headers_) {
+    } else if (per_try_ms != 0) {
       // Envoy: with a per_try_timeout shorter than the route timeout, the
       // upstream is told the per-try one, the time it has before a retry.
-      setMilliseconds(headers, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, per_try_ms);
+      setAttemptTimeoutHeaders(0);
     }
     // A virtual host with attempt counts but no retry policy: nothing to
     // keep for a retry.
@@ -755,6 +757,24 @@ class RouterFilter : public HttpFilter,
       return;
     }
     cb_->sendLocalReply(response_started_ ? 0 : 504, "upstream request timeout", flags, details);
+  }
+
+  // Envoy's setTimeoutHeaders for an attempt that starts elapsed_ms after
+  // the request's end: x-envoy-expected-rq-timeout-ms says the time the
+  // attempt has (the per-try timeout, bounded by what is left of the route
+  // timeout), and under max_grpc_timeout grpc-timeout says it too, so that a
+  // gRPC server gives up when skiff does. Retry paths only.
+  [[gnu::noinline]] void setAttemptTimeoutHeaders(uint64_t elapsed_ms) {
+    const uint64_t per_try_ms = static_cast<uint64_t>(retry_->per_try_timeout.count());
+    const uint64_t expected = expectedTimeoutMs(timeout_ms_, per_try_ms, elapsed_ms);
+    if (expected == 0) return;
+    if (!suppress_envoy_headers_) {
+      setMilliseconds(*request_headers_, WellKnownHeader::kXEnvoyExpectedRqTimeoutMs, expected);
+    }
+    if (rewrite_grpc_timeout_) {
+      request_headers_->set(WellKnownHeader::kGrpcTimeout,
+                            formatGrpcTimeout(std::chrono::milliseconds(expected)));
+    }
   }
 
   // Envoy's x-envoy-attempt-count: 1 for the first attempt. It replaces any
@@ -952,6 +972,9 @@ class RouterFilter : public HttpFilter,
       request_headers_->set(WellKnownHeader::kAuthority, host_->address());
     }
     if (retry_->policy.attempt_count_in_request) setAttemptCount(*request_headers_);
+    // The route timeout runs from the request's end (if it came): the new
+    // attempt is told what is left of it.
+    setAttemptTimeoutHeaders(request_end_ ? uv_now(cb_->worker().loop()) - request_end_ms_ : 0);
     startAttempt();
   }
 
@@ -1045,6 +1068,9 @@ class RouterFilter : public HttpFilter,
   // The request is gRPC (content-type application/grpc...); only looked at
   // when the route has gRPC timeouts or max_stream_duration.
   bool grpc_ = false;
+  // grpc-timeout goes upstream as the time each attempt has (a gRPC request
+  // on a route with max_grpc_timeout and no max_stream_duration).
+  bool rewrite_grpc_timeout_ = false;
   bool response_started_ = false;
   bool finished_ = false;
   bool waiting_for_pool_ = false;

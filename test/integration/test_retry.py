@@ -109,6 +109,14 @@ class RetryTest(h.SkiffTestCase):
             retry_route("/pertry-noretry/", "flaky", {"retry_on": "retriable-4xx",
                                                       "per_try_timeout": "0.3s"},
                         prefix_rewrite="/", timeout="5s"),
+            retry_route("/shrink/", "flaky", {"retry_on": "5xx", "num_retries": 1,
+                                              "retry_back_off": fast},
+                        prefix_rewrite="/", timeout="20s"),
+            # gRPC: the client's grpc-timeout is the route timeout (max 0: no cap).
+            retry_route("/grpc-pertry/", "flaky", {"retry_on": "unavailable", "num_retries": 1,
+                                                   "per_try_timeout": "2.5s",
+                                                   "retry_back_off": fast},
+                        prefix_rewrite="/", max_grpc_timeout="0s"),
             retry_route("/slow-backoff/", "flaky", {"retry_on": "5xx", "num_retries": 3,
                                                     "retry_back_off": {"base_interval": "2s",
                                                                        "max_interval": "2s"}},
@@ -289,6 +297,47 @@ class RetryTest(h.SkiffTestCase):
         status, _, body = h.http_request(self.port, path="/pertry/headers")
         headers = dict(json.loads(body)["headers"])
         self.assertEqual(headers.get("x-envoy-expected-rq-timeout-ms"), "300")
+
+    def attempts(self, key):
+        """The request headers of each attempt the backend got for key."""
+        return [dict(r.headers) for r in self.backend.requests
+                if r.path == "/flaky" and r.query("key", "") == key]
+
+    def test_each_attempt_is_told_what_is_left_of_the_timeout(self):
+        # The first attempt takes 300 ms to fail: the retry has at most
+        # 20 s - 300 ms left, and is told so.
+        status, _, body = h.http_request(self.port,
+                                         path="/shrink/flaky?key=shrink&fail=1&delay=300")
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        told = [int(a["x-envoy-expected-rq-timeout-ms"]) for a in self.attempts("shrink")]
+        self.assertEqual(len(told), 2)
+        self.assertEqual(told[0], 20000)
+        self.assertLessEqual(told[1], 20000 - 300 + 1)  # +1: loop time is in whole ms
+        self.assertGreater(told[1], 0)
+
+    def test_each_attempt_is_told_its_per_try_timeout(self):
+        # With time to spare, every attempt is told the per-try timeout.
+        status, _, _ = h.http_request(self.port, path="/pertry/flaky?key=pertry-told&fail=1")
+        self.assertEqual(status, 200)
+        told = [a["x-envoy-expected-rq-timeout-ms"] for a in self.attempts("pertry-told")]
+        self.assertEqual(told, ["300", "300"])
+
+    def test_grpc_timeout_is_rewritten_on_each_attempt(self):
+        # A 3 s grpc-timeout and a 2.5 s per-try timeout: the first attempt is
+        # told 2.5 s (in both headers); it fails after 1 s, so the retry has at
+        # most 2 s left, less than its per-try timeout.
+        status, headers, _ = h.http_request(
+            self.port, path="/grpc-pertry/flaky?key=grpc-told&fail=1&grpc=14&delay=1000",
+            headers={"content-type": "application/grpc", "grpc-timeout": "3S"})
+        self.assertEqual((status, headers.get("grpc-status")), (200, None))
+        attempts = self.attempts("grpc-told")
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual(attempts[0]["x-envoy-expected-rq-timeout-ms"], "2500")
+        self.assertEqual(attempts[0]["grpc-timeout"], "2500m")
+        second = int(attempts[1]["x-envoy-expected-rq-timeout-ms"])
+        self.assertLessEqual(second, 3000 - 1000 + 1)
+        self.assertGreater(second, 0)
+        self.assertEqual(attempts[1]["grpc-timeout"], f"{second}m")
 
     def test_per_try_timeout_without_a_retry_is_504_ut(self):
         status, _, _ = h.http_request(self.port,

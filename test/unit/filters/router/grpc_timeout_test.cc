@@ -36,6 +36,24 @@ TEST(GrpcTimeoutTest, RefusesMalformedValues) {
   }
 }
 
+TEST(GrpcTimeoutTest, ExpectedTimeoutIsWhatIsLeftForTheAttempt) {
+  // No timeout at all: nothing to tell.
+  EXPECT_EQ(expectedTimeoutMs(0, 0, 0), 0u);
+  EXPECT_EQ(expectedTimeoutMs(0, 0, 500), 0u);
+  // The route timeout, shrinking as the attempts use it up.
+  EXPECT_EQ(expectedTimeoutMs(5000, 0, 0), 5000u);
+  EXPECT_EQ(expectedTimeoutMs(5000, 0, 1200), 3800u);
+  // The per-try timeout while the route timeout has more left than it.
+  EXPECT_EQ(expectedTimeoutMs(5000, 800, 0), 800u);
+  EXPECT_EQ(expectedTimeoutMs(5000, 800, 4000), 800u);
+  EXPECT_EQ(expectedTimeoutMs(5000, 800, 4500), 500u);
+  // A per-try timeout with no route timeout is told whole.
+  EXPECT_EQ(expectedTimeoutMs(0, 800, 90000), 800u);
+  // Out of time: 1, since 0 would mean none.
+  EXPECT_EQ(expectedTimeoutMs(5000, 0, 5000), 1u);
+  EXPECT_EQ(expectedTimeoutMs(5000, 800, 7000), 1u);
+}
+
 TEST(GrpcTimeoutTest, FormatsInTheSmallestUnitThatFits) {
   EXPECT_EQ(formatGrpcTimeout(milliseconds(0)), "0m");
   EXPECT_EQ(formatGrpcTimeout(milliseconds(1500)), "1500m");
