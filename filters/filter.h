@@ -10,6 +10,8 @@
 // response. Interfaces only, no code.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -74,6 +76,10 @@ class FilterCallbacks {
   virtual void readDisableDownstream(bool disable) = 0;
   // The downstream peer's address, "ip:port".
   virtual std::string_view downstreamAddress() const = 0;
+  // The downstream connection's original destination, as the listener's
+  // original_dst filter restored it; null when it did not (ORIGINAL_DST
+  // clusters send the request there).
+  virtual const sockaddr* originalDestination() const { return nullptr; }
   // The downstream connection's protocol (for use_downstream_protocol_config).
   virtual http::Protocol downstreamProtocol() const = 0;
   // The tunnel this request asks for and the configuration lets through:

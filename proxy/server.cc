@@ -652,7 +652,10 @@ std::string Server::clustersText() {
            "\n";
     out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
     std::vector<std::string> hosts;
-    if (c->type != config::ClusterConfig::Type::kStrictDns) {
+    if (c->type == config::ClusterConfig::Type::kOriginalDst) {
+      // Made by the workers as requests came (every worker's, once each).
+      hosts = upstream::OriginalDstHosts::instance().list(name);
+    } else if (c->type != config::ClusterConfig::Type::kStrictDns) {
       for (const auto& ep : c->endpoints) {
         hosts.push_back(ep.address.address + ":" + std::to_string(ep.address.port));
       }

@@ -124,7 +124,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"name", "type", "connect_timeout", "lb_policy", "least_request_lb_config",
         "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
         "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
-        "http2_protocol_options", "eds_cluster_config"}},
+        "http2_protocol_options", "eds_cluster_config", "cleanup_interval",
+        "original_dst_lb_config"}},
+      // metadata_key (a destination from dynamic metadata) is refused.
+      {"envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+       {"use_http_header", "http_header_name", "upstream_port_override"}},
       {"envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"}},
       {"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", {"choice_count"}},
       {"envoy.config.cluster.v3.CircuitBreakers", {"thresholds"}},
@@ -235,8 +239,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
 // enum field that is absent here accepts every value.
 const std::map<std::string, std::set<std::string>>& enumTable() {
   static const auto* table = new std::map<std::string, std::set<std::string>>{
-      {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS", "EDS"}},
-      {"envoy.config.cluster.v3.Cluster.lb_policy", {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"}},
+      {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS", "EDS", "ORIGINAL_DST"}},
+      {"envoy.config.cluster.v3.Cluster.lb_policy",
+       {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED"}},
       {"envoy.config.cluster.v3.Cluster.dns_lookup_family", {"AUTO", "V4_ONLY"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},
       {"envoy.config.core.v3.SocketAddress.protocol", {"TCP"}},

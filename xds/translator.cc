@@ -423,6 +423,51 @@ void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssig
   }
 }
 
+std::string lowerAscii(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+// cleanup_interval and original_dst_lb_config, which only ORIGINAL_DST
+// clusters use (Envoy ignores them on others; skiff never ignores a field).
+void translateOriginalDst(const cluster_v3::Cluster& cluster, const std::string& path,
+                          bool original_dst, Errors& errors, config::ClusterConfig& out) {
+  const char* only = ": only an ORIGINAL_DST cluster uses it";
+  if (cluster.has_cleanup_interval()) {
+    const std::string p = path + ".cleanup_interval";
+    if (!original_dst) {
+      errors.push_back(p + only);
+    } else if (toMillis(cluster.cleanup_interval(), p, errors, out.cleanup_interval) &&
+               out.cleanup_interval.count() < 1) {
+      errors.push_back(p + ": must be at least 1ms");
+    }
+  }
+  if (!cluster.has_original_dst_lb_config()) return;
+  const std::string p = path + ".original_dst_lb_config";
+  if (!original_dst) {
+    errors.push_back(p + only);
+    return;
+  }
+  const auto& lb = cluster.original_dst_lb_config();
+  out.use_http_header = lb.use_http_header();
+  if (!lb.http_header_name().empty()) {
+    if (!lb.use_http_header()) {
+      errors.push_back(p + ".http_header_name: has no effect without use_http_header: true");
+    }
+    out.http_header_name = lowerAscii(lb.http_header_name());
+  }
+  if (lb.has_upstream_port_override()) {
+    uint32_t port = lb.upstream_port_override().value();
+    if (port == 0 || port > 65535) {
+      errors.push_back(p + ".upstream_port_override: must be a port from 1 to 65535, got " +
+                       std::to_string(port));
+    }
+    out.upstream_port_override = port;
+  }
+}
+
 void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
                           Errors& errors, config::ClusterConfig& out) {
   out.name = cluster.name();
@@ -452,11 +497,34 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
             path + ".load_assignment: an EDS cluster takes its endpoints from EDS; remove it");
       }
       break;
+    case cluster_v3::Cluster::ORIGINAL_DST:
+      out.type = config::ClusterConfig::Type::kOriginalDst;
+      if (cluster.has_load_assignment()) {
+        // Envoy: "ORIGINAL_DST clusters must have no load assignment configured".
+        errors.push_back(path +
+                         ".load_assignment: an ORIGINAL_DST cluster makes its hosts from the "
+                         "original destinations of requests; remove it");
+      }
+      break;
     default:
       errors.push_back(path + ".type: " + cluster_v3::Cluster::DiscoveryType_Name(cluster.type()) +
                        " is not supported yet");
   }
+  // As Envoy: CLUSTER_PROVIDED is the one policy of ORIGINAL_DST, and only
+  // ORIGINAL_DST may use it.
+  const bool original_dst = cluster.type() == cluster_v3::Cluster::ORIGINAL_DST;
+  if (original_dst != (cluster.lb_policy() == cluster_v3::Cluster::CLUSTER_PROVIDED)) {
+    errors.push_back(path +
+                     ".lb_policy: " + cluster_v3::Cluster::LbPolicy_Name(cluster.lb_policy()) +
+                     (original_dst ? " is not valid for an ORIGINAL_DST cluster; only "
+                                     "CLUSTER_PROVIDED is"
+                                   : " is valid only for an ORIGINAL_DST cluster"));
+  }
+  translateOriginalDst(cluster, path, original_dst, errors, out);
   switch (cluster.lb_policy()) {
+    case cluster_v3::Cluster::CLUSTER_PROVIDED:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kClusterProvided;
+      break;
     case cluster_v3::Cluster::ROUND_ROBIN:
       out.lb_policy = config::ClusterConfig::LbPolicy::kRoundRobin;
       break;
@@ -623,13 +691,6 @@ void translateHttpFilters(const hcm_v3::HttpConnectionManager& hcm, const std::s
     }
     out.http_filters.push_back({filter.name(), *factory});
   }
-}
-
-std::string lowerAscii(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
 }
 
 void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& path,

@@ -207,7 +207,7 @@ class RouterFilter : public HttpFilter,
     }
     access_log::StreamRecord* record = cb_->streamRecord();
     if (record) record->upstream_cluster = cluster_->name();
-    host_ = cluster_->chooseHost();
+    host_ = cluster_->chooseHost({&headers, cb_->originalDestination()});
     if (!host_) {
       replyNoHealthyUpstream();
       return FilterStatus::kContinue;
@@ -982,14 +982,15 @@ class RouterFilter : public HttpFilter,
   // host_selection_retry_max_attempts more times) while it is a host already
   // tried, and the last pick is taken if all were.
   std::shared_ptr<upstream::Host> pickHost() {
-    std::shared_ptr<upstream::Host> host = cluster_->chooseHost();
+    const upstream::LbContext context{request_headers_, cb_->originalDestination()};
+    std::shared_ptr<upstream::Host> host = cluster_->chooseHost(context);
     if (!retry_->policy.previous_hosts) return host;
     auto tried = [&](const upstream::Host* h) {
       return std::find(retry_->tried.begin(), retry_->tried.end(), h) != retry_->tried.end();
     };
     for (uint32_t i = 0;
          host && i < retry_->policy.host_selection_max_attempts && tried(host.get()); ++i) {
-      host = cluster_->chooseHost();
+      host = cluster_->chooseHost(context);
     }
     return host;
   }

@@ -31,8 +31,12 @@ struct SocketAddress {
 struct ClusterConfig {
   // kEds: the endpoints come from a ClusterLoadAssignment over ADS, named
   // eds_service_name; until it arrives the cluster is warming.
-  enum class Type { kStatic, kStrictDns, kEds };
-  enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom };
+  // kOriginalDst: no endpoints; each request goes where its downstream
+  // connection was going before iptables redirected it (or to its
+  // x-envoy-original-dst-host), a host made on demand (lb_policy
+  // CLUSTER_PROVIDED).
+  enum class Type { kStatic, kStrictDns, kEds, kOriginalDst };
+  enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kClusterProvided };
 
   std::string name;
   Type type = Type::kStatic;
@@ -75,6 +79,15 @@ struct ClusterConfig {
   std::shared_ptr<const tls::TlsContext> tls;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
   uint32_t least_request_choice_count = 2;
+  // kOriginalDst only. cleanup_interval: a host not chosen for this long
+  // (one to two intervals) leaves the cluster. original_dst_lb_config:
+  // use_http_header makes http_header_name (lowercased; default
+  // x-envoy-original-dst-host), when it holds an "ip:port", the destination;
+  // upstream_port_override (0: none) replaces the destination's port.
+  milliseconds cleanup_interval{5000};
+  bool use_http_header = false;
+  std::string http_header_name = "x-envoy-original-dst-host";
+  uint32_t upstream_port_override = 0;
 };
 
 struct HttpFilterConfig {

@@ -429,13 +429,18 @@ Cluster::Cluster(Worker& worker, std::shared_ptr<const config::ClusterConfig> co
 }
 
 Cluster::~Cluster() {
+  closeCleanupTimer();
   for (auto& h : hosts_) h->retire();
 }
 
 void Cluster::setConfig(std::shared_ptr<const config::ClusterConfig> config) {
   config_ = std::move(config);
-  // STRICT_DNS hosts come from the main thread's resolver (setHosts).
-  if (config_->type == config::ClusterConfig::Type::kStrictDns) return;
+  // STRICT_DNS hosts come from the main thread's resolver (setHosts);
+  // ORIGINAL_DST ones from requests (chooseOriginalDst).
+  if (config_->type == config::ClusterConfig::Type::kStrictDns ||
+      config_->type == config::ClusterConfig::Type::kOriginalDst) {
+    return;
+  }
   std::vector<sockaddr_storage> addrs;
   std::vector<uint32_t> weights;
   for (const auto& ep : config_->endpoints) {
@@ -449,6 +454,13 @@ void Cluster::setConfig(std::shared_ptr<const config::ClusterConfig> config) {
 }
 
 void Cluster::retire() {
+  closeCleanupTimer();
+  if (config_->type == config::ClusterConfig::Type::kOriginalDst) {
+    // Its hosts leave /clusters now; they stay in hosts_ (inUse) while
+    // requests and connections hold them.
+    for (auto& h : hosts_)
+      countOriginalDst(OriginalDstHosts::instance().remove(name(), h->address()));
+  }
   for (auto& h : hosts_) h->retire();
 }
 
@@ -492,7 +504,10 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
   }
 }
 
-std::shared_ptr<Host> Cluster::chooseHost() {
+std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
+  if (config_->lb_policy == config::ClusterConfig::LbPolicy::kClusterProvided) {
+    return chooseOriginalDst(context);
+  }
   if (hosts_.empty()) return nullptr;
   if (hosts_.size() == 1) return hosts_[0];
   switch (config_->lb_policy) {
@@ -524,6 +539,8 @@ std::shared_ptr<Host> Cluster::chooseHost() {
       }
       return best;
     }
+    case config::ClusterConfig::LbPolicy::kClusterProvided:
+      break;  // Answered above.
     case config::ClusterConfig::LbPolicy::kRandom: {
       uint64_t total = 0;
       for (auto& h : hosts_) total += h->weight();
@@ -536,6 +553,167 @@ std::shared_ptr<Host> Cluster::chooseHost() {
     }
   }
   return hosts_[0];
+}
+
+namespace {
+
+// Parses "ip:port" or "[ipv6]:port" (x-envoy-original-dst-host: an IP
+// address, never a name).
+bool parseHostPort(std::string_view value, sockaddr_storage& out) {
+  size_t colon = value.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == value.size()) return false;
+  std::string_view ip = value.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') {
+    ip = ip.substr(1, ip.size() - 2);
+  } else if (ip.find(':') != std::string_view::npos) {
+    return false;  // An IPv6 address needs its brackets.
+  }
+  uint32_t port = 0;
+  for (char c : value.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return false;
+    port = port * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (port == 0 || port > 65535) return false;
+  return parseIpAddress(std::string(ip), port, out);
+}
+
+// Whether a and b are the same IP and port (only those bytes compare: a
+// kernel's sockaddr may carry flow info or padding that parseIpAddress's
+// does not).
+bool sameHost(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+  const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+  return x.sin6_port == y.sin6_port && std::memcmp(&x.sin6_addr, &y.sin6_addr, 16) == 0;
+}
+
+}  // namespace
+
+std::shared_ptr<Host> Cluster::chooseOriginalDst(const LbContext& context) {
+  const config::ClusterConfig& c = *config_;
+  sockaddr_storage dst;
+  bool found = false;
+  // As Envoy: the header when it is enabled and holds an address, else the
+  // connection's original destination; none (a connection that was not
+  // redirected) gives no host, a 503 with UH.
+  if (c.use_http_header && context.headers) {
+    std::optional<std::string_view> value = context.headers->get(c.http_header_name);
+    found = value && parseHostPort(*value, dst);
+  }
+  if (!found && context.original_dst) {
+    const sockaddr* sa = context.original_dst;
+    std::memset(&dst, 0, sizeof(dst));
+    if (sa->sa_family == AF_INET) {
+      std::memcpy(&dst, sa, sizeof(sockaddr_in));
+    } else if (sa->sa_family == AF_INET6) {
+      std::memcpy(&dst, sa, sizeof(sockaddr_in6));
+    } else {
+      return nullptr;
+    }
+    found = true;
+  }
+  if (!found) return nullptr;
+  if (c.upstream_port_override != 0) {
+    uint16_t port = htons(static_cast<uint16_t>(c.upstream_port_override));
+    if (dst.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in&>(dst).sin_port = port;
+    } else {
+      reinterpret_cast<sockaddr_in6&>(dst).sin6_port = port;
+    }
+  }
+  // A linear search: a sidecar's worker sees a few destinations at a time,
+  // and cleanup_interval keeps the list to those in use.
+  for (auto& h : hosts_) {
+    if (sameHost(*reinterpret_cast<const sockaddr_storage*>(h->socketAddress()), dst)) {
+      h->chosen = true;
+      return h;
+    }
+  }
+  auto host = std::make_shared<Host>(*this, dst, 1);
+  host->chosen = true;
+  hosts_.push_back(host);
+  countOriginalDst(OriginalDstHosts::instance().add(name(), host->address()));
+  if (cleanup_timer_ == nullptr) {
+    cleanup_timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), cleanup_timer_);
+    cleanup_timer_->data = this;
+    auto ms = static_cast<uint64_t>(c.cleanup_interval.count());
+    uv_timer_start(
+        cleanup_timer_, [](uv_timer_t* t) { static_cast<Cluster*>(t->data)->sweepOriginalDst(); },
+        ms, ms);
+  }
+  return host;
+}
+
+void Cluster::sweepOriginalDst() {
+  for (size_t i = hosts_.size(); i-- > 0;) {
+    Host& h = *hosts_[i];
+    if (h.chosen || h.activeRequests() > 0) {
+      h.chosen = false;
+    } else {
+      removeOriginalDst(i);
+    }
+  }
+  if (hosts_.empty()) closeCleanupTimer();
+}
+
+void Cluster::removeOriginalDst(size_t i) {
+  std::shared_ptr<Host> h = std::move(hosts_[i]);
+  hosts_.erase(hosts_.begin() + static_cast<std::ptrdiff_t>(i));
+  h->retire();  // Idle connections close; busy ones finish their requests.
+  countOriginalDst(OriginalDstHosts::instance().remove(name(), h->address()));
+}
+
+void Cluster::countOriginalDst(int delta) {
+  // Each worker's gauges hold its share: their sum over workers (what
+  // /stats shows) is the number of addresses any worker holds.
+  stats_.membership_total.add(delta);
+  stats_.membership_healthy.add(delta);
+}
+
+void Cluster::closeCleanupTimer() {
+  if (cleanup_timer_ == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(cleanup_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  cleanup_timer_ = nullptr;
+}
+
+// ---- OriginalDstHosts
+
+OriginalDstHosts& OriginalDstHosts::instance() {
+  static auto* hosts = new OriginalDstHosts;
+  return *hosts;
+}
+
+int OriginalDstHosts::add(const std::string& cluster, const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ++hosts_[cluster][address] == 1 ? 1 : 0;
+}
+
+int OriginalDstHosts::remove(const std::string& cluster, const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto c = hosts_.find(cluster);
+  if (c == hosts_.end()) return 0;
+  auto a = c->second.find(address);
+  if (a == c->second.end() || --a->second > 0) return 0;
+  c->second.erase(a);
+  if (c->second.empty()) hosts_.erase(c);
+  return -1;
+}
+
+std::vector<std::string> OriginalDstHosts::list(const std::string& cluster) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  auto c = hosts_.find(cluster);
+  if (c != hosts_.end()) {
+    for (const auto& [address, workers] : c->second) out.push_back(address);
+  }
+  return out;
 }
 
 Want Cluster::want(http::Protocol downstream) const {
@@ -632,6 +810,7 @@ void ClusterManager::stopReapTimer() {
 }
 
 void Cluster::retireAll() {
+  closeCleanupTimer();
   for (auto& h : hosts_) {
     h->retire();
     h->failPending();

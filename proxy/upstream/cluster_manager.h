@@ -10,6 +10,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,31 @@ namespace skiff::upstream {
 class Cluster;
 class Host;
 class UpstreamClient;
+
+// What a load balancer may look at beyond its cluster. Only ORIGINAL_DST
+// clusters do: they pick their host from these.
+struct LbContext {
+  const HeaderMap* headers = nullptr;      // The request's, or null.
+  const sockaddr* original_dst = nullptr;  // The restored local address, or null.
+};
+
+// The hosts ORIGINAL_DST clusters made, across workers, for /clusters and
+// the membership gauges. Each worker makes its own hosts (share nothing);
+// this counts, per cluster and address, the workers that hold one. It is
+// touched when a host is made or removed, never per request.
+class OriginalDstHosts {
+ public:
+  static OriginalDstHosts& instance();
+  // 1 when address is new to cluster (no worker held it), else 0.
+  int add(const std::string& cluster, const std::string& address);
+  // -1 when no worker holds address any more, else 0.
+  int remove(const std::string& cluster, const std::string& address);
+  std::vector<std::string> list(const std::string& cluster) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::map<std::string, uint32_t>> hosts_;  // Guarded by mu_.
+};
 
 // Why a pool could not give a stream.
 enum class PoolFailure { kConnectFailure, kConnectTimeout, kOverflow };
@@ -186,6 +212,7 @@ class Host : public std::enable_shared_from_this<Host> {
   void requestEnded();
 
   int64_t smooth_weight = 0;  // Round-robin state (smooth weighted RR).
+  bool chosen = false;        // ORIGINAL_DST: chosen since the last cleanup.
 
  private:
   void connectOne(Want want);
@@ -220,8 +247,9 @@ class Cluster {
   ClusterStats& stats() { return stats_; }
   Worker& worker() { return worker_; }
 
-  // Picks a host by the cluster's lb_policy, or nullptr when there is none.
-  std::shared_ptr<Host> chooseHost();
+  // Picks a host by the cluster's lb_policy, or nullptr when there is none
+  // (for ORIGINAL_DST: when context names no destination).
+  std::shared_ptr<Host> chooseHost(const LbContext& context = {});
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
   // A config that differs only in endpoints (same definition_hash): takes
@@ -250,11 +278,21 @@ class Cluster {
   uint32_t active_retries = 0;  // Retries scheduled or running (max_retries).
 
  private:
+  // ORIGINAL_DST: the host for the context's destination, made if new.
+  std::shared_ptr<Host> chooseOriginalDst(const LbContext& context);
+  // ORIGINAL_DST, every cleanup_interval: a host not chosen since the last
+  // sweep and with no request in flight leaves the cluster.
+  void sweepOriginalDst();
+  void removeOriginalDst(size_t i);
+  void countOriginalDst(int delta);
+  void closeCleanupTimer();
+
   Worker& worker_;
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
   std::vector<std::shared_ptr<Host>> hosts_;
   size_t rr_next_ = 0;
+  uv_timer_t* cleanup_timer_ = nullptr;  // ORIGINAL_DST, while it has hosts.
 };
 
 class ClusterManager {

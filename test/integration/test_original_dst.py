@@ -57,15 +57,38 @@ class Redirect:
                        capture_output=True, timeout=30, check=True)
 
 
-def request(ip, port, test_id, path="/", headers=None):
-    """A GET from CLIENT_SOURCE to ip:port; returns (status, body)."""
+def request(ip, port, test_id, path="/", headers=None, with_headers=False):
+    """A GET from CLIENT_SOURCE to ip:port; returns (status, body), and the
+    response headers with_headers."""
     conn = http.client.HTTPConnection(ip, port, timeout=10, source_address=(CLIENT_SOURCE, 0))
     try:
         conn.request("GET", path, headers={"x-test-id": test_id, **(headers or {})})
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        body = resp.read()
+        if with_headers:
+            return resp.status, body, {k.lower(): v for k, v in resp.getheaders()}
+        return resp.status, body
     finally:
         conn.close()
+
+
+def original_dst_cluster(name="passthrough", cleanup_interval=None, lb_config=None, extra=None):
+    c = {"name": name, "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
+         "connect_timeout": "1s"}
+    if cleanup_interval:
+        c["cleanup_interval"] = cleanup_interval
+    if lb_config:
+        c["original_dst_lb_config"] = lb_config
+    c.update(extra or {})
+    return c
+
+
+def cluster_hosts(skiff, name):
+    """The hosts /clusters lists for cluster name."""
+    status, body = skiff.admin_get("/clusters")
+    assert status == 200, body
+    return sorted(line.split("::")[1] for line in body.splitlines()
+                  if line.startswith(name + "::") and line.endswith("::health_flags::healthy"))
 
 
 def listener(name, cluster, log_path, filters=(ORIGINAL_DST,), **kw):
@@ -156,6 +179,126 @@ class ListenerFilterTest(OriginalDstTestCase):
         self.assertEqual(self.log_line("same-port")["local"], f"127.0.0.9:{port}")
         self.assertEqual(request(LOCALHOST, port, "wild-direct")[0], 200)
         self.assertEqual(self.log_line("wild-direct")["local"], f"{LOCALHOST}:{port}")
+
+
+class RedirectedClusterTest(OriginalDstTestCase):
+    """An ORIGINAL_DST cluster sends each redirected connection's requests
+    where the client meant them to go."""
+
+    def test_each_request_goes_to_its_original_destination(self):
+        one, two = self.start_backend("one"), self.start_backend("two")
+        skiff = self.start_skiff(h.bootstrap(
+            [listener("outbound", "passthrough", self.log_path)], [original_dst_cluster()]))
+        port = skiff.port("outbound")
+        self.redirect(LOCALHOST, one.port, port)
+        self.redirect(LOCALHOST, two.port, port)
+        for backend in (one, two, one):
+            test_id = f"to-{backend.name}-{len(backend.requests)}"
+            status, body, headers = request(LOCALHOST, backend.port, test_id, with_headers=True)
+            self.assertEqual((status, body, headers["x-backend"]),
+                             (200, b"backend:/\n", backend.name))
+            line = self.log_line(test_id)
+            self.assertEqual(line["local"], f"{LOCALHOST}:{backend.port}")
+            self.assertEqual(line["host"], f"{LOCALHOST}:{backend.port}")
+            self.assertEqual(line["cluster"], "passthrough")
+        self.assertEqual(len(one.requests), 2)
+        self.assertEqual(len(two.requests), 1)
+        # Hosts made on demand, once each, shown as Envoy's /clusters does.
+        self.assertEqual(cluster_hosts(skiff, "passthrough"),
+                         sorted([f"{LOCALHOST}:{one.port}", f"{LOCALHOST}:{two.port}"]))
+        stats = skiff.stats()
+        self.assertEqual(stats["cluster.passthrough.membership_total"], 2)
+        self.assertEqual(stats["cluster.passthrough.upstream_rq_total"], 3)
+
+    def test_connection_to_skiff_itself_has_no_host(self):
+        # Not redirected: no original destination, so no host (503, UH), as
+        # in Envoy, rather than a connection from skiff to itself.
+        skiff = self.start_skiff(h.bootstrap(
+            [listener("outbound", "passthrough", self.log_path)], [original_dst_cluster()]))
+        status, body = request(LOCALHOST, skiff.port("outbound"), "direct")
+        self.assertEqual((status, body), (503, b"no healthy upstream"))
+        line = self.log_line("direct")
+        self.assertEqual((line["code"], line["flags"]), (503, "UH"))
+        self.assertEqual(cluster_hosts(skiff, "passthrough"), [])
+        self.assertEqual(skiff.stat("cluster.passthrough.upstream_cx_total"), 0)
+
+    def test_unused_hosts_leave_after_cleanup_interval(self):
+        backend = self.start_backend()
+        skiff = self.start_skiff(h.bootstrap(
+            [listener("outbound", "passthrough", self.log_path)],
+            [original_dst_cluster(cleanup_interval="0.1s")]))
+        port = skiff.port("outbound")
+        self.redirect(LOCALHOST, backend.port, port)
+        self.assertEqual(request(LOCALHOST, backend.port, "once")[0], 200)
+        # The host stays while used; once a sweep finds it unused, it goes.
+        h.wait_until(lambda: cluster_hosts(skiff, "passthrough") == [], 10,
+                     what="the unused host to leave /clusters")
+        h.wait_until(lambda: skiff.stat("cluster.passthrough.membership_total") == 0, 10,
+                     what="membership_total back to 0")
+        # Made again on the next request.
+        self.assertEqual(request(LOCALHOST, backend.port, "again")[0], 200)
+        self.assertEqual(cluster_hosts(skiff, "passthrough"), [f"{LOCALHOST}:{backend.port}"])
+        self.assertEqual(len(backend.requests), 2)
+
+
+class HeaderClusterTest(h.SkiffTestCase):
+    """use_http_header: the destination comes from a request header; no
+    iptables needed."""
+
+    def get(self, port, headers):
+        status, _, body = h.http_request(port, headers=headers)
+        return status, body
+
+    def test_header_names_the_destination(self):
+        one, two = self.start_backend("one"), self.start_backend("two")
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="passthrough")])],
+            [original_dst_cluster(lb_config={"use_http_header": True})]))
+        port = skiff.port("ingress")
+        for backend in (one, two):
+            self.assertEqual(
+                self.get(port, {"x-envoy-original-dst-host": f"{LOCALHOST}:{backend.port}"}),
+                (200, b"backend:/\n"))
+            self.assertEqual(len(backend.requests), 1)
+        # No header, or one that is not an IP address and port, and no
+        # original destination: no host.
+        for headers in ({}, {"x-envoy-original-dst-host": "localhost:80"},
+                        {"x-envoy-original-dst-host": LOCALHOST},
+                        {"x-envoy-original-dst-host": f"{LOCALHOST}:99999"}):
+            self.assertEqual(self.get(port, headers), (503, b"no healthy upstream"), headers)
+        self.assertEqual(cluster_hosts(skiff, "passthrough"),
+                         sorted([f"{LOCALHOST}:{one.port}", f"{LOCALHOST}:{two.port}"]))
+
+    def test_header_name_and_port_override(self):
+        backend = self.start_backend()
+        dead = h.ReservedPort()
+        self.addCleanup(dead.close)
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="passthrough")])],
+            [original_dst_cluster(lb_config={"use_http_header": True, "http_header_name": "X-Dst",
+                                             "upstream_port_override": backend.port})]))
+        port = skiff.port("ingress")
+        # The port in the header gives way to upstream_port_override.
+        self.assertEqual(self.get(port, {"x-dst": f"{LOCALHOST}:{dead.port}"}),
+                         (200, b"backend:/\n"))
+        # Only the configured header counts.
+        self.assertEqual(self.get(port, {"x-envoy-original-dst-host": f"{LOCALHOST}:{dead.port}"}),
+                         (503, b"no healthy upstream"))
+
+    def test_header_naming_skiff_itself_ends_at_the_circuit_breaker(self):
+        # Envoy does not detect a request sent back to itself: the header
+        # goes upstream with the request, and each pass adds a request in
+        # flight until the cluster's max_requests refuses one (503, UO).
+        # skiff does the same and must survive it.
+        skiff = self.start_skiff(h.bootstrap(
+            [h.listener("ingress", [h.route("/", cluster="passthrough")])],
+            [original_dst_cluster(lb_config={"use_http_header": True}, extra={
+                "circuit_breakers": {"thresholds": [{"max_requests": 4}]}})]), concurrency=1)
+        port = skiff.port("ingress")
+        status, body = self.get(port, {"x-envoy-original-dst-host": f"{LOCALHOST}:{port}"})
+        self.assertEqual(status, 503)
+        self.assertEqual(skiff.stat("cluster.passthrough.upstream_rq_total"), 4)
+        self.assertEqual(skiff.admin_get("/ready")[0], 200)
 
 
 if __name__ == "__main__":

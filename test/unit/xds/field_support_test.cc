@@ -163,10 +163,10 @@ TEST(FieldSupport, NamesUnsupportedEnumValues) {
 static_resources:
   clusters:
   - {name: a}
-  - {name: b, lb_policy: MAGLEV, type: ORIGINAL_DST}
+  - {name: b, lb_policy: MAGLEV, type: LOGICAL_DNS}
   - {name: c, dns_lookup_family: V6_ONLY, circuit_breakers: {thresholds: [{priority: HIGH}]}}
 )"),
-      ElementsAre("static_resources.clusters[1].type: ORIGINAL_DST is not supported yet",
+      ElementsAre("static_resources.clusters[1].type: LOGICAL_DNS is not supported yet",
                   "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet",
                   "static_resources.clusters[2].circuit_breakers.thresholds[0].priority: "
                   "HIGH is not supported yet",

@@ -1293,6 +1293,76 @@ TEST(TranslateCluster, StandsAlone) {
   EXPECT_EQ(result.status().message(), "clusters[0].name: is required");
 }
 
+TEST(TranslateCluster, OriginalDst) {
+  using envoy::config::cluster::v3::Cluster;
+  Cluster c;
+  c.set_name("passthrough");
+  c.set_type(Cluster::ORIGINAL_DST);
+  c.set_lb_policy(Cluster::CLUSTER_PROVIDED);
+  auto result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->type, config::ClusterConfig::Type::kOriginalDst);
+  EXPECT_EQ((*result)->lb_policy, config::ClusterConfig::LbPolicy::kClusterProvided);
+  EXPECT_EQ((*result)->cleanup_interval.count(), 5000);  // Envoy's default.
+  EXPECT_FALSE((*result)->use_http_header);
+
+  c.mutable_cleanup_interval()->set_seconds(2);
+  c.mutable_original_dst_lb_config()->set_use_http_header(true);
+  c.mutable_original_dst_lb_config()->set_http_header_name("X-Dst");
+  c.mutable_original_dst_lb_config()->mutable_upstream_port_override()->set_value(8080);
+  result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->cleanup_interval.count(), 2000);
+  EXPECT_TRUE((*result)->use_http_header);
+  EXPECT_EQ((*result)->http_header_name, "x-dst");
+  EXPECT_EQ((*result)->upstream_port_override, 8080u);
+
+  // Only CLUSTER_PROVIDED, as in Envoy.
+  Cluster bad = c;
+  bad.set_lb_policy(Cluster::ROUND_ROBIN);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].lb_policy: ROUND_ROBIN is not valid for an ORIGINAL_DST cluster; only "
+            "CLUSTER_PROVIDED is");
+  // No endpoints, as in Envoy.
+  bad = c;
+  bad.mutable_load_assignment()->set_cluster_name("passthrough");
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].load_assignment: an ORIGINAL_DST cluster makes its hosts from the "
+            "original destinations of requests; remove it");
+  bad = c;
+  bad.mutable_original_dst_lb_config()->set_use_http_header(false);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].original_dst_lb_config.http_header_name: has no effect without "
+            "use_http_header: true");
+
+  // CLUSTER_PROVIDED and the ORIGINAL_DST options on another type.
+  Cluster other;
+  other.set_name("static");
+  other.set_lb_policy(Cluster::CLUSTER_PROVIDED);
+  result = translateCluster(other, "clusters[1]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[1].lb_policy: CLUSTER_PROVIDED is valid only for an ORIGINAL_DST cluster");
+  other.set_lb_policy(Cluster::ROUND_ROBIN);
+  other.mutable_cleanup_interval()->set_seconds(1);
+  result = translateCluster(other, "clusters[1]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[1].cleanup_interval: only an ORIGINAL_DST cluster uses it");
+  other.clear_cleanup_interval();
+  other.mutable_original_dst_lb_config()->set_use_http_header(true);
+  result = translateCluster(other, "clusters[1]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[1].original_dst_lb_config: only an ORIGINAL_DST cluster uses it");
+}
+
 }  // namespace
 }  // namespace skiff::xds
 
