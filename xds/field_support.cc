@@ -58,7 +58,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.extensions.filters.listener.original_dst.v3.OriginalDst", {}},
       {"envoy.config.listener.v3.FilterChain",
        {"name", "filter_chain_match", "filters", "transport_socket"}},
-      {"envoy.config.listener.v3.FilterChainMatch", {"server_names"}},
+      {"envoy.config.listener.v3.FilterChainMatch",
+       {"server_names", "destination_port", "prefix_ranges", "source_prefix_ranges",
+        "source_ports"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
       // Its typed_config is a DownstreamTlsContext (listener) or an
       // UpstreamTlsContext (cluster); the translator checks which.

@@ -847,6 +847,89 @@ void translateServerNames(const listener_v3::FilterChainMatch& match, const std:
   }
 }
 
+void translateCidrRanges(
+    const google::protobuf::RepeatedPtrField<envoy::config::core::v3::CidrRange>& ranges,
+    const std::string& path, Errors& errors, std::vector<http::CidrRange>& out) {
+  for (int i = 0; i < ranges.size(); ++i) {
+    const auto& r = ranges[i];
+    uint32_t len = r.has_prefix_len() ? r.prefix_len().value() : 0;
+    auto range = http::parseCidrRange(r.address_prefix(), len);
+    if (!range) {
+      errors.push_back(path + "[" + std::to_string(i) + "]: \"" + r.address_prefix() + "/" +
+                       std::to_string(len) + "\" is not an IP address and prefix length");
+      continue;
+    }
+    out.push_back(*range);
+  }
+}
+
+// filter_chain_match's address fields (server_names: translateServerNames).
+void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std::string& path,
+                           Errors& errors, config::FilterChainConfig& out) {
+  if (match.has_destination_port()) {
+    uint32_t port = match.destination_port().value();
+    if (port == 0 || port > 65535) {
+      errors.push_back(path + ".destination_port: must be a port from 1 to 65535, got " +
+                       std::to_string(port));
+    }
+    out.destination_port = port;
+  }
+  translateCidrRanges(match.prefix_ranges(), path + ".prefix_ranges", errors, out.prefix_ranges);
+  translateCidrRanges(match.source_prefix_ranges(), path + ".source_prefix_ranges", errors,
+                      out.source_prefix_ranges);
+  for (int i = 0; i < match.source_ports_size(); ++i) {
+    uint32_t port = match.source_ports(i);
+    if (port == 0 || port > 65535) {
+      errors.push_back(path + ".source_ports[" + std::to_string(i) +
+                       "]: must be a port from 1 to 65535, got " + std::to_string(port));
+    }
+    out.source_ports.push_back(port);
+  }
+}
+
+bool matchesLocalAddress(const config::FilterChainConfig& c) {
+  return c.destination_port != 0 || !c.prefix_ranges.empty();
+}
+
+bool matchesPeerAddress(const config::FilterChainConfig& c) {
+  return !c.source_prefix_ranges.empty() || !c.source_ports.empty();
+}
+
+// The keys of a chain's match without its server names, one per combination
+// of the values it lists (as Envoy's matching tree has a leaf for each): two
+// chains that share a key and a server name (or both name none) would take
+// the same connections.
+std::vector<std::string> addressMatchKeys(const config::FilterChainConfig& c) {
+  auto ranges = [](const std::vector<http::CidrRange>& rs) {
+    std::vector<std::string> out;
+    for (const auto& r : rs) {
+      // The address as given may have bits past the prefix: only the prefix
+      // counts.
+      http::CidrRange masked = r;
+      for (uint32_t bit = r.prefix_len; bit < 128; ++bit) {
+        masked.address.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
+      }
+      out.push_back(std::string(masked.address.v6 ? "6:" : "4:") +
+                    std::string(reinterpret_cast<const char*>(masked.address.bytes.data()), 16) +
+                    "/" + std::to_string(r.prefix_len));
+    }
+    if (out.empty()) out.push_back("*");
+    return out;
+  };
+  std::vector<std::string> source_ports;
+  for (uint32_t p : c.source_ports) source_ports.push_back(std::to_string(p));
+  if (source_ports.empty()) source_ports.push_back("*");
+  std::vector<std::string> keys;
+  for (const auto& dst : ranges(c.prefix_ranges)) {
+    for (const auto& src : ranges(c.source_prefix_ranges)) {
+      for (const auto& sport : source_ports) {
+        keys.push_back(std::to_string(c.destination_port) + "|" + dst + "|" + src + "|" + sport);
+      }
+    }
+  }
+  return keys;
+}
+
 void translateDownstreamTls(const listener_v3::FilterChain& chain, const std::string& path,
                             Errors& errors, config::FilterChainConfig& out) {
   const std::string p = path + ".transport_socket.typed_config";
@@ -887,8 +970,18 @@ void translateFilterChain(const listener_v3::FilterChain& chain, const std::stri
   } else if (chain.has_filter_chain_match()) {
     translateServerNames(chain.filter_chain_match(), chain_path + ".filter_chain_match", errors,
                          out.server_names);
+    translateAddressMatch(chain.filter_chain_match(), chain_path + ".filter_chain_match", errors,
+                          out);
   }
   if (chain.has_transport_socket()) {
+    if (matchesLocalAddress(out) || matchesPeerAddress(out)) {
+      // The certificate is chosen by server name in the handshake, before
+      // anything else could narrow the chains.
+      errors.push_back(chain_path +
+                       ".filter_chain_match: destination_port, prefix_ranges, "
+                       "source_prefix_ranges and source_ports are not supported yet on a TLS "
+                       "filter chain");
+    }
     translateDownstreamTls(chain, chain_path, errors, out);
   } else if (!out.server_names.empty()) {
     // A plaintext connection has no server name, so this chain could never
@@ -981,11 +1074,11 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
                      "is required");
     return;
   }
-  // Envoy refuses two chains with the same match. skiff matches only on
-  // server_names, so that is: one name in two chains (names compare without
-  // case, as SNI does), or two chains without server_names.
-  std::map<std::string, std::string> name_paths;  // lowercased name -> chain path
-  std::string no_names_path;
+  // Envoy refuses two chains with the same match: one name in two chains
+  // (names compare without case, as SNI does), or two chains without
+  // server_names, for the same address match.
+  std::map<std::string, std::string> name_paths;      // key + lowercased name -> chain path
+  std::map<std::string, std::string> no_names_paths;  // key -> chain path
   bool any_tls = false;
   bool any_plaintext = false;
   for (size_t i = 0; i < chains.size(); ++i) {
@@ -998,19 +1091,30 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
       out.default_filter_chain = std::move(chain);
       continue;
     }
+    out.match_local_address = out.match_local_address || matchesLocalAddress(*chain);
+    out.match_peer_address = out.match_peer_address || matchesPeerAddress(*chain);
+    const std::vector<std::string> keys = addressMatchKeys(*chain);
     if (chain->server_names.empty()) {
-      if (!no_names_path.empty()) {
-        errors.push_back(chain_paths[i] + ": has the same filter_chain_match as " + no_names_path +
-                         " (neither names server_names)");
-      } else {
-        no_names_path = chain_paths[i];
+      for (const std::string& key : keys) {
+        auto [it, added] = no_names_paths.emplace(key, chain_paths[i]);
+        if (!added) {
+          errors.push_back(
+              chain_paths[i] + ": has the same filter_chain_match as " + it->second +
+              (keys.size() == 1 && key == "0|*|*|*" ? " (neither names server_names)" : ""));
+          break;
+        }
       }
     }
     for (size_t j = 0; j < chain->server_names.size(); ++j) {
-      auto [it, added] = name_paths.emplace(lowerAscii(chain->server_names[j]), chain_paths[i]);
-      if (!added) {
-        errors.push_back(chain_paths[i] + ".filter_chain_match.server_names[" + std::to_string(j) +
-                         "]: '" + chain->server_names[j] + "' is already matched by " + it->second);
+      for (const std::string& key : keys) {
+        auto [it, added] =
+            name_paths.emplace(key + "|" + lowerAscii(chain->server_names[j]), chain_paths[i]);
+        if (!added) {
+          errors.push_back(chain_paths[i] + ".filter_chain_match.server_names[" +
+                           std::to_string(j) + "]: '" + chain->server_names[j] +
+                           "' is already matched by " + it->second);
+          break;
+        }
       }
     }
     out.filter_chains.push_back(std::move(chain));

@@ -1,35 +1,123 @@
 #include "proxy/config/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+
 namespace skiff::config {
 
-const FilterChainConfig* ListenerConfig::selectFilterChain(std::string_view server_name) const {
-  // Envoy's order: an exact server name, then the longest wildcard suffix,
-  // then a chain that names no server; then the default chain.
-  const FilterChainConfig* wildcard = nullptr;
-  size_t wildcard_len = 0;
-  const FilterChainConfig* any = nullptr;
-  for (const auto& chain : filter_chains) {
-    if (chain->server_names.empty()) {
-      if (!any) any = chain.get();
-      continue;
-    }
-    for (const std::string& name : chain->server_names) {
-      if (name.starts_with("*.")) {
-        std::string_view suffix = std::string_view(name).substr(1);  // ".example.com"
-        if (server_name.size() > suffix.size() &&
-            equalsIgnoreCase(server_name.substr(server_name.size() - suffix.size()), suffix) &&
-            suffix.size() > wildcard_len) {
-          wildcard = chain.get();
-          wildcard_len = suffix.size();
-        }
-      } else if (!server_name.empty() && equalsIgnoreCase(name, server_name)) {
-        return chain.get();
+namespace {
+
+// How specifically a chain names server_name: -1 it excludes it (it names
+// others), 0 it names none, else the more the better: an exact name beats
+// the longest "*.suffix".
+int64_t serverNameScore(const FilterChainConfig& chain, std::string_view server_name) {
+  if (chain.server_names.empty()) return 0;
+  int64_t best = -1;
+  for (const std::string& name : chain.server_names) {
+    if (name.starts_with("*.")) {
+      std::string_view suffix = std::string_view(name).substr(1);  // ".example.com"
+      if (server_name.size() > suffix.size() &&
+          equalsIgnoreCase(server_name.substr(server_name.size() - suffix.size()), suffix)) {
+        best = std::max<int64_t>(best, static_cast<int64_t>(suffix.size()));
       }
+    } else if (!server_name.empty() && equalsIgnoreCase(name, server_name)) {
+      return int64_t{1} << 32;
     }
   }
-  if (wildcard) return wildcard;
-  if (any) return any;
-  return default_filter_chain.get();
+  return best;
+}
+
+uint32_t portOf(const sockaddr* a) {
+  if (a == nullptr) return 0;
+  if (a->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(a)->sin_port);
+  if (a->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(a)->sin6_port);
+  return 0;
+}
+
+http::IpAddress ipOf(const sockaddr* a) {
+  http::IpAddress ip;
+  if (a != nullptr && a->sa_family == AF_INET) {
+    std::memcpy(ip.bytes.data(), &reinterpret_cast<const sockaddr_in*>(a)->sin_addr, 4);
+  } else if (a != nullptr && a->sa_family == AF_INET6) {
+    ip.v6 = true;
+    std::memcpy(ip.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr, 16);
+  }
+  return ip;
+}
+
+// The longest range of ranges that holds ip, plus one; 0 when ranges is
+// empty (any address); -1 when none holds it.
+int64_t prefixScore(const std::vector<http::CidrRange>& ranges, const http::IpAddress& ip) {
+  if (ranges.empty()) return 0;
+  int64_t best = -1;
+  for (const http::CidrRange& r : ranges) {
+    if (r.contains(ip)) best = std::max<int64_t>(best, r.prefix_len + 1);
+  }
+  return best;
+}
+
+// Keeps the chains with the highest positive score or, if none has one,
+// those scoring 0 (the field left unset).
+template <typename Score>
+void narrow(std::vector<const FilterChainConfig*>& chains, Score score) {
+  int64_t best = 0;
+  std::vector<int64_t> scores(chains.size());
+  for (size_t i = 0; i < chains.size(); ++i) {
+    scores[i] = score(*chains[i]);
+    best = std::max(best, scores[i]);
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < chains.size(); ++i) {
+    if (scores[i] == best) chains[kept++] = chains[i];
+  }
+  chains.resize(kept);
+}
+
+}  // namespace
+
+const FilterChainConfig* ListenerConfig::selectFilterChain(const ConnectionInfo& c) const {
+  if (!match_local_address && !match_peer_address) {
+    // By server name alone (every TLS listener): no list to build.
+    const FilterChainConfig* best = nullptr;
+    int64_t best_score = -1;
+    for (const auto& chain : filter_chains) {
+      int64_t score = serverNameScore(*chain, c.server_name);
+      if (score > best_score) {
+        best = chain.get();
+        best_score = score;
+      }
+    }
+    return best ? best : default_filter_chain.get();
+  }
+  std::vector<const FilterChainConfig*> chains;
+  chains.reserve(filter_chains.size());
+  for (const auto& chain : filter_chains) chains.push_back(chain.get());
+  const uint32_t local_port = portOf(c.local);
+  const http::IpAddress local_ip = ipOf(c.local);
+  const uint32_t peer_port = portOf(c.peer);
+  const http::IpAddress peer_ip = ipOf(c.peer);
+  narrow(chains, [&](const FilterChainConfig& f) -> int64_t {
+    if (f.destination_port == 0) return 0;
+    return f.destination_port == local_port ? 1 : -1;
+  });
+  narrow(chains,
+         [&](const FilterChainConfig& f) { return prefixScore(f.prefix_ranges, local_ip); });
+  narrow(chains, [&](const FilterChainConfig& f) { return serverNameScore(f, c.server_name); });
+  narrow(chains,
+         [&](const FilterChainConfig& f) { return prefixScore(f.source_prefix_ranges, peer_ip); });
+  narrow(chains, [&](const FilterChainConfig& f) -> int64_t {
+    if (f.source_ports.empty()) return 0;
+    return std::find(f.source_ports.begin(), f.source_ports.end(), peer_port) !=
+                   f.source_ports.end()
+               ? 1
+               : -1;
+  });
+  // The translator refuses two chains with the same match, so at most one
+  // is left.
+  return chains.empty() ? default_filter_chain.get() : chains.front();
 }
 
 }  // namespace skiff::config

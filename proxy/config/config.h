@@ -4,6 +4,8 @@
 // makes it from a static file and from xDS resources.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -165,6 +167,14 @@ struct FilterChainConfig {
   // filter_chain_match.server_names: exact names and "*.suffix" wildcards.
   // Empty: any server name.
   std::vector<std::string> server_names;
+  // The rest of filter_chain_match (plaintext chains only): the connection's
+  // local address (as the original_dst filter restored it) by
+  // destination_port (0: any) and prefix_ranges, its peer by
+  // source_prefix_ranges and source_ports. Empty: any.
+  uint32_t destination_port = 0;
+  std::vector<http::CidrRange> prefix_ranges;
+  std::vector<http::CidrRange> source_prefix_ranges;
+  std::vector<uint32_t> source_ports;
   // transport_socket envoy.transport_sockets.tls (DownstreamTlsContext);
   // nullptr: plaintext. Its ALPN list decides the codec under AUTO.
   std::shared_ptr<const tls::TlsContext> tls;
@@ -180,17 +190,37 @@ struct ListenerConfig {
   // as its local address (filter chain choice, access logs, ORIGINAL_DST
   // clusters). One getsockopt per connection, on these listeners only.
   bool use_original_dst = false;
-  // Chains tried by server name (exact, then the longest "*.suffix"), then
-  // one with no server_names, then default_filter_chain. Every chain of a
-  // listener is TLS, or none is: skiff has no tls_inspector yet.
+  // Chains narrowed in Envoy's order, one field of filter_chain_match at a
+  // time: destination port, destination IP, server name, source IP, source
+  // port. At each field the chains that name the connection's value most
+  // specifically (an equal port, the longest prefix, an exact name before
+  // the longest "*.suffix") stay, or if none does, those that leave the field
+  // unset; none left: default_filter_chain. Every chain of a listener is
+  // TLS, or none is: skiff has no tls_inspector yet.
   std::vector<std::shared_ptr<const FilterChainConfig>> filter_chains;
   std::shared_ptr<const FilterChainConfig> default_filter_chain;  // May be null.
   // Built from the chains' TLS contexts and server names when they use TLS.
   std::shared_ptr<const tls::SniSelector> tls;
+  // Whether a chain matches on the local address (destination_port,
+  // prefix_ranges) or on the peer's (source_prefix_ranges, source_ports):
+  // only then does choosing a chain need them (a getsockname for the local
+  // one, unless original_dst restored it).
+  bool match_local_address = false;
+  bool match_peer_address = false;
 
-  // The chain for a connection whose SNI is server_name ("" for none or
-  // plaintext); nullptr when none takes it (the connection is closed).
-  const FilterChainConfig* selectFilterChain(std::string_view server_name) const;
+  // What a chain is chosen by. Addresses may be null when no chain matches
+  // on them.
+  struct ConnectionInfo {
+    const sockaddr* local = nullptr;
+    const sockaddr* peer = nullptr;
+    std::string_view server_name;  // SNI; "" for none or plaintext.
+  };
+  // The chain for a connection; nullptr when none takes it (the connection
+  // is closed).
+  const FilterChainConfig* selectFilterChain(const ConnectionInfo& connection) const;
+  const FilterChainConfig* selectFilterChain(std::string_view server_name) const {
+    return selectFilterChain(ConnectionInfo{nullptr, nullptr, server_name});
+  }
 };
 
 // dynamic_resources: listeners and clusters (and through them routes and

@@ -695,7 +695,21 @@ void HttpConnectionManager::accept(Worker& worker,
     hcm->conn_.close();  // onClosed() deletes it.
     return;
   }
-  if (!l.tls && !hcm->selectChain("")) return;
+  if (!l.tls) {
+    // A plaintext connection's chain is chosen now, by its addresses.
+    config::ListenerConfig::ConnectionInfo info;
+    sockaddr_storage local;
+    if (l.match_local_address) {
+      info.local = hcm->restoredLocalAddress();
+      socklen_t len = sizeof(local);
+      if (info.local == nullptr &&
+          ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+        info.local = reinterpret_cast<const sockaddr*>(&local);
+      }
+    }
+    info.peer = peer;
+    if (!hcm->selectChain(info)) return;
+  }
   if (!l.tls && hcm->config().codec_type != config::HttpConnectionManagerConfig::CodecType::kAuto) {
     hcm->createCodec(hcm->config().codec_type ==
                      config::HttpConnectionManagerConfig::CodecType::kHttp2);
@@ -723,8 +737,8 @@ HttpConnectionManager::~HttpConnectionManager() {
   worker().removeConnection(*this);
 }
 
-bool HttpConnectionManager::selectChain(std::string_view server_name) {
-  chain_ = listener_->selectFilterChain(server_name);
+bool HttpConnectionManager::selectChain(const config::ListenerConfig::ConnectionInfo& info) {
+  chain_ = listener_->selectFilterChain(info);
   if (!chain_) {
     listener_stats_->no_filter_chain_match.inc();
     conn_.close();
@@ -756,7 +770,7 @@ void HttpConnectionManager::createCodec(bool http2) {
 void HttpConnectionManager::onTlsHandshakeDone() {
   tls::TlsTransport& t = *conn_.tls();
   listener_stats_->ssl_handshake.inc();
-  if (!selectChain(t.sni())) return;
+  if (!selectChain({nullptr, nullptr, t.sni()})) return;
   using CodecType = config::HttpConnectionManagerConfig::CodecType;
   // ALPN decides under AUTO (h2, else HTTP/1.1), as Envoy does.
   bool h2 = config().codec_type == CodecType::kHttp2 ||

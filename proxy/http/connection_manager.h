@@ -144,9 +144,9 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // Fills c's connection fields (protocol, addresses, SNI) and writes it to
   // every access log: a stream's line, or a codec error's.
   void writeAccessLogs(access_log::LogContext& c);
-  // Picks the filter chain for server_name; false (and the connection
-  // closes) when none takes it.
-  bool selectChain(std::string_view server_name);
+  // Picks the filter chain; false (and the connection closes) when none
+  // takes it.
+  bool selectChain(const config::ListenerConfig::ConnectionInfo& info);
   void createCodec(bool http2);
   void countCodecStats();
   void armIdleTimer();

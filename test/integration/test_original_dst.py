@@ -301,5 +301,79 @@ class HeaderClusterTest(h.SkiffTestCase):
         self.assertEqual(skiff.admin_get("/ready")[0], 200)
 
 
+def answering_chain(name, match=None):
+    """A plaintext chain whose only route answers 200 with its name."""
+    l = h.listener(name, [h.route("/", direct=name)], stat_prefix=name)
+    chain = l["filter_chains"][0]
+    if match:
+        chain["filter_chain_match"] = match
+    chain["name"] = name
+    return chain
+
+
+def prefix(ip, length=32):
+    return [{"address_prefix": ip, "prefix_len": length}]
+
+
+class FilterChainMatchTest(OriginalDstTestCase):
+    """Plaintext chains chosen at accept by filter_chain_match, in Envoy's
+    order, against the restored local address."""
+
+    def test_chains_by_original_destination_and_source(self):
+        p1, p2, p3 = self.reserved_port(), self.reserved_port(), self.reserved_port()
+        l = h.listener("outbound", [])
+        l["listener_filters"] = [ORIGINAL_DST]
+        l["filter_chains"] = [
+            answering_chain("port", {"destination_port": p1}),
+            answering_chain("ip", {"prefix_ranges": prefix("127.0.0.9")}),
+            answering_chain("port-and-range", {"destination_port": p2,
+                                               "prefix_ranges": prefix("127.0.0.0", 8)}),
+            answering_chain("from-client", {"source_prefix_ranges": prefix(CLIENT_SOURCE)}),
+            answering_chain("any"),
+        ]
+        skiff = self.start_skiff(h.bootstrap([l]))
+        port = skiff.port("outbound")
+        self.redirect(LOCALHOST, p1, port)
+        self.redirect("127.0.0.9", p2, port)
+        self.redirect("127.0.0.9", p3, port)
+        self.assertEqual(request(LOCALHOST, p1, "a"), (200, b"port"))
+        # The port comes before the address: 127.0.0.9/32 loses to a /8 on p2.
+        self.assertEqual(request("127.0.0.9", p2, "b"), (200, b"port-and-range"))
+        self.assertEqual(request("127.0.0.9", p3, "c"), (200, b"ip"))
+        # Not redirected: the listener's own address, so the source decides.
+        self.assertEqual(request(LOCALHOST, port, "d"), (200, b"from-client"))
+        status, _, body = h.http_request(port)  # From 127.0.0.1.
+        self.assertEqual((status, body), (200, b"any"))
+
+    def test_no_chain_closes_the_connection(self):
+        p1 = self.reserved_port()
+        l = h.listener("outbound", [])
+        l["listener_filters"] = [ORIGINAL_DST]
+        l["filter_chains"] = [answering_chain("port", {"destination_port": p1})]
+        skiff = self.start_skiff(h.bootstrap([l]))
+        port = skiff.port("outbound")
+        self.redirect(LOCALHOST, p1, port)
+        self.assertEqual(request(LOCALHOST, p1, "a"), (200, b"port"))
+        with self.assertRaises((ConnectionError, http.client.RemoteDisconnected)):
+            request(LOCALHOST, port, "direct")
+        stats = skiff.stats()
+        self.assertEqual(sum(v for k, v in stats.items()
+                             if k.startswith("listener.") and k.endswith(".no_filter_chain_match")),
+                         1)
+
+    def test_source_match_without_a_redirect(self):
+        # source_prefix_ranges and source_ports need no iptables.
+        l = h.listener("ingress", [])
+        l["filter_chains"] = [
+            answering_chain("from-client", {"source_prefix_ranges": prefix(CLIENT_SOURCE)}),
+            answering_chain("any"),
+        ]
+        skiff = self.start_skiff(h.bootstrap([l]))
+        port = skiff.port("ingress")
+        self.assertEqual(request(LOCALHOST, port, "a"), (200, b"from-client"))
+        status, _, body = h.http_request(port)
+        self.assertEqual((status, body), (200, b"any"))
+
+
 if __name__ == "__main__":
     unittest.main()

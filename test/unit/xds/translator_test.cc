@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -1026,6 +1029,95 @@ TEST_F(TranslateTls, UnsupportedTlsFieldsAreNamed) {
             ctx +
                 ".common_tls_context.validation_context.match_typed_subject_alt_names[0].matcher."
                 "safe_regex: not supported yet");
+}
+
+// A plaintext chain with filter_chain_match `match` (a YAML flow mapping).
+std::string matchChain(const std::string& name, const std::string& match) {
+  std::string y = chainYaml(name, "", "");
+  const std::string first = "    - name: " + name + "\n";
+  return first + "      filter_chain_match: " + match + "\n" + y.substr(first.size());
+}
+
+sockaddr_storage socketAddress(const char* ip, uint16_t port) {
+  sockaddr_storage ss{};
+  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+  in->sin_family = AF_INET;
+  in->sin_port = htons(port);
+  EXPECT_EQ(inet_pton(AF_INET, ip, &in->sin_addr), 1) << ip;
+  return ss;
+}
+
+TEST_F(TranslateTls, FilterChainMatchOnAddressesInEnvoysOrder) {
+  auto s = translate(load(listenerYaml(
+      matchChain("port", "{destination_port: 8080}") +
+      matchChain("port_range",
+                 "{destination_port: 9090, prefix_ranges: [{address_prefix: 10.0.0.0, "
+                 "prefix_len: 8}]}") +
+      matchChain("ip", "{prefix_ranges: [{address_prefix: 10.1.2.3, prefix_len: 32}]}") +
+      matchChain("net", "{prefix_ranges: [{address_prefix: 10.1.0.0, prefix_len: 16}]}") +
+      matchChain("src", "{source_prefix_ranges: [{address_prefix: 192.168.0.0, prefix_len: 16}]}") +
+      matchChain("src_port",
+                 "{source_prefix_ranges: [{address_prefix: 192.168.0.0, prefix_len: 16}], "
+                 "source_ports: [5000]}") +
+      chainYaml("any", "", ""))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
+  EXPECT_TRUE(l.match_local_address);
+  EXPECT_TRUE(l.match_peer_address);
+  auto pick = [&](const char* local_ip, uint16_t local_port, const char* peer_ip,
+                  uint16_t peer_port) -> std::string {
+    sockaddr_storage local = socketAddress(local_ip, local_port);
+    sockaddr_storage peer = socketAddress(peer_ip, peer_port);
+    const config::FilterChainConfig* c = l.selectFilterChain(config::ListenerConfig::ConnectionInfo{
+        reinterpret_cast<sockaddr*>(&local), reinterpret_cast<sockaddr*>(&peer), ""});
+    return c ? c->name : "(none)";
+  };
+  EXPECT_EQ(pick("10.1.2.3", 8080, "1.1.1.1", 1), "port");
+  // The destination port comes first: it beats a /32 on the address.
+  EXPECT_EQ(pick("10.1.2.3", 9090, "1.1.1.1", 1), "port_range");
+  EXPECT_EQ(pick("10.1.2.3", 9091, "1.1.1.1", 1), "ip");  // The longest prefix.
+  EXPECT_EQ(pick("10.1.9.9", 9091, "1.1.1.1", 1), "net");
+  EXPECT_EQ(pick("11.0.0.1", 1, "192.168.1.1", 5000), "src_port");
+  EXPECT_EQ(pick("11.0.0.1", 1, "192.168.1.1", 5001), "src");
+  EXPECT_EQ(pick("11.0.0.1", 1, "8.8.8.8", 5000), "any");
+  // Port 9090 leaves port_range alone, whose ranges do not hold 11.0.0.1:
+  // no chain, as in Envoy (the chains without a port are not tried again).
+  EXPECT_EQ(pick("11.0.0.1", 9090, "1.1.1.1", 1), "(none)");
+}
+
+TEST_F(TranslateTls, FilterChainMatchRefusals) {
+  auto error = [&](const std::string& chains) {
+    auto result = translateBootstrap(load(listenerYaml(chains)), testRegistry());
+    return result.isOk() ? std::string("(accepted)") : result.status().message();
+  };
+  const std::string chains = kListener + ".filter_chains";
+  EXPECT_EQ(
+      error(matchChain("a", "{destination_port: 80}") + matchChain("b", "{destination_port: 80}")),
+      chains + "[1]: has the same filter_chain_match as " + chains + "[0]");
+  // One shared range is enough, as in Envoy's matching tree.
+  EXPECT_EQ(error(matchChain("a",
+                             "{prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}, "
+                             "{address_prefix: 11.0.0.0, prefix_len: 8}]}") +
+                  matchChain("b", "{prefix_ranges: [{address_prefix: 11.9.9.9, prefix_len: 8}]}")),
+            chains + "[1]: has the same filter_chain_match as " + chains + "[0]");
+  EXPECT_EQ(error(matchChain("a", "{destination_port: 80}") +
+                  matchChain("b", "{destination_port: 81}") + chainYaml("c", "", "")),
+            "(accepted)");
+  EXPECT_EQ(error(matchChain("a", "{prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 33}]}")),
+            chains +
+                "[0].filter_chain_match.prefix_ranges[0]: \"10.0.0.0/33\" is not an IP "
+                "address and prefix length");
+  EXPECT_EQ(
+      error(matchChain("a", "{source_ports: [0]}")),
+      chains + "[0].filter_chain_match.source_ports[0]: must be a port from 1 to 65535, got 0");
+  // A TLS chain is chosen by server name alone.
+  std::string tls = chainYaml("t", "", "a");
+  tls.replace(tls.find("    - name: t\n"), 14,
+              "    - name: t\n      filter_chain_match: {destination_port: 443}\n");
+  EXPECT_EQ(error(tls), chains +
+                            "[0].filter_chain_match: destination_port, prefix_ranges, "
+                            "source_prefix_ranges and source_ports are not supported yet on "
+                            "a TLS filter chain");
 }
 
 TEST_F(TranslateTls, TlsInspectorAndOriginalDstAreAcceptedAndOtherListenerFiltersAreNot) {
