@@ -50,7 +50,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // Listeners.
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
-        "default_filter_chain", "listener_filters"}},
+        "default_filter_chain", "listener_filters", "listener_filters_timeout"}},
       // Only tls_inspector and original_dst, with no options; the translator
       // checks the type.
       {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},
@@ -59,8 +59,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.listener.v3.FilterChain",
        {"name", "filter_chain_match", "filters", "transport_socket"}},
       {"envoy.config.listener.v3.FilterChainMatch",
-       {"server_names", "destination_port", "prefix_ranges", "source_prefix_ranges",
-        "source_ports"}},
+       {"server_names", "destination_port", "prefix_ranges", "source_prefix_ranges", "source_ports",
+        "transport_protocol"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
       // Its typed_config is a DownstreamTlsContext (listener) or an
       // UpstreamTlsContext (cluster); the translator checks which.

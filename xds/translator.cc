@@ -877,6 +877,14 @@ void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std
   translateCidrRanges(match.prefix_ranges(), path + ".prefix_ranges", errors, out.prefix_ranges);
   translateCidrRanges(match.source_prefix_ranges(), path + ".source_prefix_ranges", errors,
                       out.source_prefix_ranges);
+  if (match.transport_protocol() == "tls") {
+    out.transport_protocol = config::FilterChainConfig::Transport::kTls;
+  } else if (match.transport_protocol() == "raw_buffer") {
+    out.transport_protocol = config::FilterChainConfig::Transport::kRawBuffer;
+  } else if (!match.transport_protocol().empty()) {
+    errors.push_back(path + ".transport_protocol: '" + match.transport_protocol() +
+                     "' is not supported (\"tls\" or \"raw_buffer\")");
+  }
   for (int i = 0; i < match.source_ports_size(); ++i) {
     uint32_t port = match.source_ports(i);
     if (port == 0 || port > 65535) {
@@ -923,7 +931,8 @@ std::vector<std::string> addressMatchKeys(const config::FilterChainConfig& c) {
   for (const auto& dst : ranges(c.prefix_ranges)) {
     for (const auto& src : ranges(c.source_prefix_ranges)) {
       for (const auto& sport : source_ports) {
-        keys.push_back(std::to_string(c.destination_port) + "|" + dst + "|" + src + "|" + sport);
+        keys.push_back(std::to_string(c.destination_port) + "|" + dst + "|" + src + "|" + sport +
+                       "|" + std::to_string(static_cast<int>(c.transport_protocol)));
       }
     }
   }
@@ -972,6 +981,17 @@ void translateFilterChain(const listener_v3::FilterChain& chain, const std::stri
                          out.server_names);
     translateAddressMatch(chain.filter_chain_match(), chain_path + ".filter_chain_match", errors,
                           out);
+  }
+  using Transport = config::FilterChainConfig::Transport;
+  if (out.transport_protocol == Transport::kTls && !chain.has_transport_socket()) {
+    errors.push_back(chain_path +
+                     ".filter_chain_match.transport_protocol: 'tls' needs a TLS "
+                     "transport_socket (skiff terminates TLS; passing it through is not "
+                     "supported yet)");
+  } else if (out.transport_protocol == Transport::kRawBuffer && chain.has_transport_socket()) {
+    errors.push_back(chain_path +
+                     ".filter_chain_match.transport_protocol: 'raw_buffer' takes plaintext "
+                     "connections, which a TLS transport_socket cannot serve");
   }
   if (chain.has_transport_socket()) {
     if (matchesLocalAddress(out) || matchesPeerAddress(out)) {
@@ -1048,14 +1068,16 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   // nothing. (What it would add, TLS and plaintext chains on one listener,
   // stays refused below.) original_dst restores a redirected connection's
   // original destination as its local address (proxy/net/listener.h).
+  bool tls_inspector = false;
   for (int i = 0; i < listener.listener_filters_size(); ++i) {
     const auto& f = listener.listener_filters(i);
     const std::string fpath = path + ".listener_filters[" + std::to_string(i) + "]";
     const std::string type = f.has_typed_config() ? f.typed_config().type_url() : "";
     if (type.ends_with("/envoy.extensions.filters.listener.original_dst.v3.OriginalDst")) {
       out.use_original_dst = true;
-    } else if (!type.ends_with(
-                   "/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
+    } else if (type.ends_with("/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
+      tls_inspector = true;
+    } else {
       errors.push_back(fpath +
                        ": only envoy.filters.listener.tls_inspector (typed_config "
                        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector) and "
@@ -1093,6 +1115,8 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     }
     out.match_local_address = out.match_local_address || matchesLocalAddress(*chain);
     out.match_peer_address = out.match_peer_address || matchesPeerAddress(*chain);
+    out.match_transport = out.match_transport ||
+                          chain->transport_protocol != config::FilterChainConfig::Transport::kAny;
     const std::vector<std::string> keys = addressMatchKeys(*chain);
     if (chain->server_names.empty()) {
       for (const std::string& key : keys) {
@@ -1100,7 +1124,7 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
         if (!added) {
           errors.push_back(
               chain_paths[i] + ": has the same filter_chain_match as " + it->second +
-              (keys.size() == 1 && key == "0|*|*|*" ? " (neither names server_names)" : ""));
+              (keys.size() == 1 && key == "0|*|*|*|0" ? " (neither names server_names)" : ""));
           break;
         }
       }
@@ -1119,28 +1143,45 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     }
     out.filter_chains.push_back(std::move(chain));
   }
-  if (any_tls && any_plaintext) {
+  if (out.match_transport && !tls_inspector) {
+    // Without it Envoy never learns a connection's transport.
     errors.push_back(path +
-                     ": mixing TLS and plaintext filter chains needs tls_inspector, not "
-                     "supported yet");
-    return;
+                     ".filter_chains: a filter_chain_match.transport_protocol needs the "
+                     "envoy.filters.listener.tls_inspector listener filter");
+  }
+  if (any_tls && any_plaintext) {
+    if (!tls_inspector) {
+      errors.push_back(path +
+                       ": mixing TLS and plaintext filter chains needs the "
+                       "envoy.filters.listener.tls_inspector listener filter");
+      return;
+    }
+    out.inspect_tls = true;
+  }
+  if (listener.has_listener_filters_timeout()) {
+    toMillis(listener.listener_filters_timeout(), path + ".listener_filters_timeout", errors,
+             out.listener_filters_timeout);
   }
   if (!any_tls) {
     return;
   }
   // The TLS context follows the chain that selectFilterChain will pick for
   // the same server name: named chains by name, else the chain without
-  // server_names, else default_filter_chain.
+  // server_names, else default_filter_chain. Plaintext chains (next to TLS
+  // ones under tls_inspector) have no part in it.
   auto selector = std::make_shared<tls::SniSelector>();
   const config::FilterChainConfig* fallback = nullptr;
   for (const auto& chain : out.filter_chains) {
+    if (chain->tls == nullptr) continue;
     if (chain->server_names.empty()) {
       if (fallback == nullptr) fallback = chain.get();
     } else {
       selector->add(chain->server_names, chain->tls);
     }
   }
-  if (fallback == nullptr) fallback = out.default_filter_chain.get();
+  if (fallback == nullptr && out.default_filter_chain && out.default_filter_chain->tls) {
+    fallback = out.default_filter_chain.get();
+  }
   if (fallback != nullptr) selector->setDefault(fallback->tls);
   out.tls = std::move(selector);
 }

@@ -79,7 +79,7 @@ void narrow(std::vector<const FilterChainConfig*>& chains, Score score) {
 }  // namespace
 
 const FilterChainConfig* ListenerConfig::selectFilterChain(const ConnectionInfo& c) const {
-  if (!match_local_address && !match_peer_address) {
+  if (!match_local_address && !match_peer_address && !match_transport) {
     // By server name alone (every TLS listener): no list to build.
     const FilterChainConfig* best = nullptr;
     int64_t best_score = -1;
@@ -106,6 +106,10 @@ const FilterChainConfig* ListenerConfig::selectFilterChain(const ConnectionInfo&
   narrow(chains,
          [&](const FilterChainConfig& f) { return prefixScore(f.prefix_ranges, local_ip); });
   narrow(chains, [&](const FilterChainConfig& f) { return serverNameScore(f, c.server_name); });
+  narrow(chains, [&](const FilterChainConfig& f) -> int64_t {
+    if (f.transport_protocol == FilterChainConfig::Transport::kAny) return 0;
+    return f.transport_protocol == c.transport ? 1 : -1;
+  });
   narrow(chains,
          [&](const FilterChainConfig& f) { return prefixScore(f.source_prefix_ranges, peer_ip); });
   narrow(chains, [&](const FilterChainConfig& f) -> int64_t {

@@ -175,6 +175,10 @@ struct FilterChainConfig {
   std::vector<http::CidrRange> prefix_ranges;
   std::vector<http::CidrRange> source_prefix_ranges;
   std::vector<uint32_t> source_ports;
+  // filter_chain_match.transport_protocol ("tls", "raw_buffer"; kAny: unset),
+  // as the listener's tls_inspector found it.
+  enum class Transport : uint8_t { kAny, kTls, kRawBuffer };
+  Transport transport_protocol = Transport::kAny;
   // transport_socket envoy.transport_sockets.tls (DownstreamTlsContext);
   // nullptr: plaintext. Its ALPN list decides the codec under AUTO.
   std::shared_ptr<const tls::TlsContext> tls;
@@ -196,7 +200,7 @@ struct ListenerConfig {
   // specifically (an equal port, the longest prefix, an exact name before
   // the longest "*.suffix") stay, or if none does, those that leave the field
   // unset; none left: default_filter_chain. Every chain of a listener is
-  // TLS, or none is: skiff has no tls_inspector yet.
+  // TLS, or none is, unless tls_inspector tells them apart (inspect_tls).
   std::vector<std::shared_ptr<const FilterChainConfig>> filter_chains;
   std::shared_ptr<const FilterChainConfig> default_filter_chain;  // May be null.
   // Built from the chains' TLS contexts and server names when they use TLS.
@@ -207,6 +211,16 @@ struct ListenerConfig {
   // one, unless original_dst restored it).
   bool match_local_address = false;
   bool match_peer_address = false;
+  // TLS and plaintext chains on one listener (with tls_inspector): each
+  // connection's first byte, peeked at before anything is read, tells which
+  // it is (0x16, a TLS handshake record, is never the first byte of an HTTP
+  // request). listener_filters_timeout bounds the wait (zero: none); a
+  // connection that sends nothing by then is closed, as Envoy's default
+  // continue_on_listener_filters_timeout: false does.
+  bool inspect_tls = false;
+  milliseconds listener_filters_timeout{15000};
+  // Whether a chain names a transport_protocol.
+  bool match_transport = false;
 
   // What a chain is chosen by. Addresses may be null when no chain matches
   // on them.
@@ -214,6 +228,8 @@ struct ListenerConfig {
     const sockaddr* local = nullptr;
     const sockaddr* peer = nullptr;
     std::string_view server_name;  // SNI; "" for none or plaintext.
+    // TLS (the handshake is done) or plaintext.
+    FilterChainConfig::Transport transport = FilterChainConfig::Transport::kAny;
   };
   // The chain for a connection; nullptr when none takes it (the connection
   // is closed).

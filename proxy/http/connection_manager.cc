@@ -680,14 +680,16 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
 void HttpConnectionManager::accept(Worker& worker,
                                    std::shared_ptr<const config::ListenerConfig> listener, int fd,
-                                   const sockaddr* peer, const sockaddr_storage* original_dst) {
+                                   const sockaddr* peer, const sockaddr_storage* original_dst,
+                                   std::optional<bool> tls) {
   auto* hcm = new HttpConnectionManager(worker, std::move(listener));
   if (original_dst) {
     worker.setRestoredLocalAddress(*hcm, *original_dst);
     hcm->has_restored_local_ = true;
   }
   const config::ListenerConfig& l = *hcm->listener_;
-  if (l.tls) {
+  const bool use_tls = l.tls && tls.value_or(true);
+  if (use_tls) {
     // The filter chain and the codec wait for the handshake (SNI, ALPN).
     hcm->conn_.enableTls(std::make_unique<tls::TlsTransport>(l.tls));
   }
@@ -695,7 +697,7 @@ void HttpConnectionManager::accept(Worker& worker,
     hcm->conn_.close();  // onClosed() deletes it.
     return;
   }
-  if (!l.tls) {
+  if (!use_tls) {
     // A plaintext connection's chain is chosen now, by its addresses.
     config::ListenerConfig::ConnectionInfo info;
     sockaddr_storage local;
@@ -708,9 +710,11 @@ void HttpConnectionManager::accept(Worker& worker,
       }
     }
     info.peer = peer;
+    info.transport = config::FilterChainConfig::Transport::kRawBuffer;
     if (!hcm->selectChain(info)) return;
   }
-  if (!l.tls && hcm->config().codec_type != config::HttpConnectionManagerConfig::CodecType::kAuto) {
+  if (!use_tls &&
+      hcm->config().codec_type != config::HttpConnectionManagerConfig::CodecType::kAuto) {
     hcm->createCodec(hcm->config().codec_type ==
                      config::HttpConnectionManagerConfig::CodecType::kHttp2);
   }
@@ -739,6 +743,12 @@ HttpConnectionManager::~HttpConnectionManager() {
 
 bool HttpConnectionManager::selectChain(const config::ListenerConfig::ConnectionInfo& info) {
   chain_ = listener_->selectFilterChain(info);
+  if (chain_ && (chain_->tls != nullptr) != (conn_.tls() != nullptr)) {
+    // A TLS chain for a plaintext connection or the reverse (tls_inspector
+    // told them apart, and the match let the other kind through): Envoy's
+    // transport socket would fail on it; skiff takes no chain.
+    chain_ = nullptr;
+  }
   if (!chain_) {
     listener_stats_->no_filter_chain_match.inc();
     conn_.close();
@@ -770,7 +780,9 @@ void HttpConnectionManager::createCodec(bool http2) {
 void HttpConnectionManager::onTlsHandshakeDone() {
   tls::TlsTransport& t = *conn_.tls();
   listener_stats_->ssl_handshake.inc();
-  if (!selectChain({nullptr, nullptr, t.sni()})) return;
+  if (!selectChain({nullptr, nullptr, t.sni(), config::FilterChainConfig::Transport::kTls})) {
+    return;
+  }
   using CodecType = config::HttpConnectionManagerConfig::CodecType;
   // ALPN decides under AUTO (h2, else HTTP/1.1), as Envoy does.
   bool h2 = config().codec_type == CodecType::kHttp2 ||

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "filters/filter.h"
@@ -87,8 +88,11 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // original_dst: where the client meant to connect when the listener's
   // original_dst filter found it redirected (else null); it is then the
   // connection's local address for everything after the accept.
+  // tls: what the listener's tls_inspector found (on a listener with TLS
+  // and plaintext chains); nullopt: the listener's only kind.
   static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener, int fd,
-                     const sockaddr* peer, const sockaddr_storage* original_dst = nullptr);
+                     const sockaddr* peer, const sockaddr_storage* original_dst = nullptr,
+                     std::optional<bool> tls = std::nullopt);
 
   HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
   ~HttpConnectionManager() override;

@@ -217,14 +217,99 @@ Status TcpListener::listen() {
   return Status::ok();
 }
 
-void TcpListener::close() { socket_.close(); }
+void TcpListener::close() {
+  socket_.close();
+  std::unordered_set<TlsInspection*> waiting;
+  waiting.swap(inspections_);
+  for (TlsInspection* i : waiting) i->abort();
+}
 
 void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
   auto* l = static_cast<TcpListener*>(self);
   sockaddr_storage original;
   // Only listeners with the original_dst listener filter pay the getsockopt.
   bool restored = l->config_->use_original_dst && originalDestination(fd, l->bound_, original);
+  if (l->config_->inspect_tls) {
+    l->inspections_.insert(new TlsInspection(*l, fd, peer, restored ? &original : nullptr));
+    return;
+  }
   HttpConnectionManager::accept(l->worker_, l->config_, fd, peer, restored ? &original : nullptr);
+}
+
+// ---- TlsInspection
+
+TlsInspection::TlsInspection(TcpListener& listener, int fd, const sockaddr* peer,
+                             const sockaddr_storage* original_dst)
+    : listener_(listener), fd_(fd), timeout_(&TlsInspection::onTimeout, this) {
+  std::memcpy(&peer_, peer,
+              peer->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  if (original_dst) {
+    original_dst_ = *original_dst;
+    has_original_dst_ = true;
+  }
+  poll_ = new uv_poll_t;
+  if (uv_poll_init_socket(listener_.worker_.loop(), poll_, fd_) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    // Handled on the next loop iteration, like a timeout.
+    listener_.worker_.deadlines().arm(timeout_, 0);
+    return;
+  }
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, &TlsInspection::onPoll);
+  auto ms = static_cast<uint64_t>(listener_.config_->listener_filters_timeout.count());
+  if (ms > 0) listener_.worker_.deadlines().arm(timeout_, ms);
+}
+
+TlsInspection::~TlsInspection() {
+  if (fd_ >= 0) finish(std::nullopt);
+}
+
+void TlsInspection::abort() {
+  listener_.inspections_.erase(this);
+  finish(std::nullopt);
+  listener_.worker_.deferDelete(std::unique_ptr<Deletable>(this));
+}
+
+void TlsInspection::onPoll(uv_poll_t* h, int, int) {
+  static_cast<TlsInspection*>(h->data)->inspect();
+}
+
+void TlsInspection::onTimeout(void* self) { static_cast<TlsInspection*>(self)->abort(); }
+
+void TlsInspection::inspect() {
+  uint8_t first = 0;
+  ssize_t n = ::recv(fd_, &first, 1, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) {  // Closed or failed before its first byte.
+    abort();
+    return;
+  }
+  listener_.inspections_.erase(this);
+  // RFC 8446 section 5.1: a TLS connection starts with a handshake record,
+  // content type 22.
+  finish(first == 0x16);
+  listener_.worker_.deferDelete(std::unique_ptr<Deletable>(this));
+}
+
+void TlsInspection::finish(std::optional<bool> tls) {
+  timeout_.cancel();
+  if (poll_) {
+    // uv_close stops the watch now, so that the connection may watch fd.
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  int fd = fd_;
+  fd_ = -1;
+  if (fd < 0) return;
+  if (!tls) {
+    ::close(fd);
+    return;
+  }
+  HttpConnectionManager::accept(listener_.worker_, listener_.config_, fd,
+                                reinterpret_cast<const sockaddr*>(&peer_),
+                                has_original_dst_ ? &original_dst_ : nullptr, *tls);
 }
 
 }  // namespace skiff

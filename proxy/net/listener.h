@@ -10,11 +10,14 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_set>
 
 #include "proxy/common/status.h"
 #include "proxy/config/config.h"
 #include "proxy/net/deadline_queue.h"
+#include "proxy/worker/worker.h"
 
 namespace skiff {
 
@@ -68,6 +71,37 @@ class ListeningSocket {
   Deadline pause_;  // Out of file descriptors: accepting resumes when it fires.
 };
 
+class TcpListener;
+
+// tls_inspector on a listener with TLS and plaintext chains: waits for an
+// accepted connection's first byte, peeks at it (MSG_PEEK: it stays for the
+// connection to read) and hands the connection on as TLS (0x16, a handshake
+// record) or plaintext. A connection that closes, fails or sends nothing
+// within listener_filters_timeout is closed.
+class TlsInspection : public Deletable {
+ public:
+  TlsInspection(TcpListener& listener, int fd, const sockaddr* peer,
+                const sockaddr_storage* original_dst);
+  ~TlsInspection() override;
+  // Stops waiting and closes the connection (the listener closes).
+  void abort();
+
+ private:
+  static void onPoll(uv_poll_t* h, int status, int events);
+  static void onTimeout(void* self);
+  void inspect();
+  // Stops watching; hands fd on (tls set) or closes it (nullopt).
+  void finish(std::optional<bool> tls);
+
+  TcpListener& listener_;
+  int fd_;
+  sockaddr_storage peer_{};
+  sockaddr_storage original_dst_{};
+  bool has_original_dst_ = false;
+  uv_poll_t* poll_ = nullptr;  // Freed by its close callback.
+  Deadline timeout_;
+};
+
 class TcpListener {
  public:
   TcpListener(Worker& worker, std::shared_ptr<const config::ListenerConfig> config, uint32_t port);
@@ -82,10 +116,12 @@ class TcpListener {
   void setConfig(std::shared_ptr<const config::ListenerConfig> config) {
     config_ = std::move(config);
   }
-  // Stops accepting; the socket closes (asynchronously).
+  // Stops accepting; the socket closes (asynchronously), and connections
+  // still waiting for tls_inspector close.
   void close();
 
  private:
+  friend class TlsInspection;
   static void onAccept(void* self, int fd, const sockaddr* peer);
 
   Worker& worker_;
@@ -93,6 +129,7 @@ class TcpListener {
   uint32_t port_;
   sockaddr_storage bound_{};  // The listening socket's address (for original_dst).
   ListeningSocket socket_;
+  std::unordered_set<TlsInspection*> inspections_;  // Waiting for a first byte.
 };
 
 }  // namespace skiff

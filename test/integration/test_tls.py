@@ -1,6 +1,7 @@
 """TLS: HTTPS listeners (curl and Python's ssl as clients), SNI choosing the
-filter chain, and TLS to an nginx upstream, with certificates made by the
-openssl CLI for each run."""
+filter chain, tls_inspector letting TLS and plaintext chains share a listener,
+and TLS to an nginx upstream, with certificates made by the openssl CLI for
+each run."""
 
 import copy
 import socket
@@ -56,6 +57,36 @@ class TlsTest(h.SkiffTestCase):
                               f"https://a.test:{port}/")
         self.assertEqual(rc, 0, err)
         self.assertEqual(out, b"secure\n")
+
+    def test_tls_inspector_lets_tls_and_plaintext_share_a_listener(self):
+        # Istio's PERMISSIVE mode: one port, TLS and plaintext chains, told
+        # apart by the connection's first byte.
+        lst = self.tls_listener([h.route(direct="secure\n")], self.a)
+        lst["filter_chains"][0]["filter_chain_match"] = {"transport_protocol": "tls"}
+        plain = h.listener("plain", [h.route(direct="plain\n")], stat_prefix="plain")
+        plain["filter_chains"][0]["filter_chain_match"] = {"transport_protocol": "raw_buffer"}
+        lst["filter_chains"].append(plain["filter_chains"][0])
+        lst["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3."
+                     "TlsInspector"}}]
+        lst["listener_filters_timeout"] = "0.5s"
+        skiff = self.start_skiff(h.bootstrap([lst]))
+        port = skiff.port("tls")
+        rc, out, err = h.curl("--cacert", self.certs.ca, "--resolve", f"a.test:{port}:{LOCALHOST}",
+                              f"https://a.test:{port}/")
+        self.assertEqual((rc, out), (0, b"secure\n"), err)
+        rc, out, err = h.curl(f"http://{LOCALHOST}:{port}/")
+        self.assertEqual((rc, out), (0, b"plain\n"), err)
+        rc, out, err = h.curl("--http2-prior-knowledge", f"http://{LOCALHOST}:{port}/")
+        self.assertEqual((rc, out), (0, b"plain\n"), err)
+        # One that sends nothing is closed after listener_filters_timeout;
+        # one that closes first is forgotten.
+        with socket.create_connection((LOCALHOST, port), timeout=10) as idle:
+            self.assertEqual(idle.recv(1), b"")
+        socket.create_connection((LOCALHOST, port), timeout=5).close()
+        self.assertEqual(self.https_get(port, "a.test")[3].split(b"\r\n\r\n", 1)[1], b"secure\n")
+        self.assertEqual(skiff.stat("http.ingress_http.downstream_cx_ssl_total"), 2)
+        self.assertEqual(skiff.stat("http.plain.downstream_cx_total"), 2)
 
     def test_https_tls13_and_alpn_http11(self):
         skiff = self.start_skiff(h.bootstrap(

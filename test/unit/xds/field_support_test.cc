@@ -135,8 +135,6 @@ static_resources:
           http3_protocol_options: {}
 )"),
               ElementsAre("static_resources.listeners[0].filter_chains[0].filter_chain_match."
-                          "transport_protocol: not supported yet",
-                          "static_resources.listeners[0].filter_chains[0].filter_chain_match."
                           "application_protocols: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "http2_protocol_options.custom_settings_parameters: not supported yet",

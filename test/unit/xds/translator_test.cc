@@ -940,7 +940,8 @@ TEST_F(TranslateTls, ListenerErrors) {
   EXPECT_EQ(translateError(
                 load(listenerYaml(chainYaml("a", "a.example.test", "a"), chainYaml("d", "", "")))),
             kListener +
-                ": mixing TLS and plaintext filter chains needs tls_inspector, not supported yet");
+                ": mixing TLS and plaintext filter chains needs the "
+                "envoy.filters.listener.tls_inspector listener filter");
   EXPECT_EQ(translateError(load(listenerYaml(chainYaml("a", "a.example.test", "")))),
             kListener +
                 ".filter_chains[0].filter_chain_match.server_names: needs a TLS transport_socket "
@@ -1118,6 +1119,52 @@ TEST_F(TranslateTls, FilterChainMatchRefusals) {
                             "[0].filter_chain_match: destination_port, prefix_ranges, "
                             "source_prefix_ranges and source_ports are not supported yet on "
                             "a TLS filter chain");
+}
+
+TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
+  const std::string inspector = R"(    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+)";
+  std::string tls = chainYaml("tls", "", "a");
+  tls.replace(tls.find("    - name: tls\n"), 16,
+              "    - name: tls\n      filter_chain_match: {transport_protocol: tls}\n");
+  const std::string chains = tls + matchChain("plain", "{transport_protocol: raw_buffer}");
+  auto s = translate(load(listenerYaml(chains) + inspector));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
+  EXPECT_TRUE(l.inspect_tls);
+  EXPECT_TRUE(l.match_transport);
+  ASSERT_NE(l.tls, nullptr);
+  using T = config::FilterChainConfig::Transport;
+  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "a.test", T::kTls})->name, "tls");
+  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "", T::kRawBuffer})->name, "plain");
+
+  auto error = [&](const std::string& yaml) {
+    auto result = translateBootstrap(load(yaml), testRegistry());
+    return result.isOk() ? std::string("(accepted)") : result.status().message();
+  };
+  const std::string fc = kListener + ".filter_chains";
+  EXPECT_EQ(error(listenerYaml(chains)),
+            fc +
+                ": a filter_chain_match.transport_protocol needs the "
+                "envoy.filters.listener.tls_inspector listener filter\n" +
+                kListener +
+                ": mixing TLS and plaintext filter chains needs the "
+                "envoy.filters.listener.tls_inspector listener filter");
+  EXPECT_EQ(error(listenerYaml(matchChain("p", "{transport_protocol: tls}")) + inspector),
+            fc + "[0].filter_chain_match.transport_protocol: 'tls' needs a TLS transport_socket "
+                 "(skiff terminates TLS; passing it through is not supported yet)");
+  std::string raw_tls = chainYaml("t", "", "a");
+  raw_tls.replace(raw_tls.find("    - name: t\n"), 14,
+                  "    - name: t\n      filter_chain_match: {transport_protocol: raw_buffer}\n");
+  EXPECT_EQ(error(listenerYaml(raw_tls) + inspector),
+            fc + "[0].filter_chain_match.transport_protocol: 'raw_buffer' takes plaintext "
+                 "connections, which a TLS transport_socket cannot serve");
+  EXPECT_EQ(error(listenerYaml(matchChain("p", "{transport_protocol: quic}")) + inspector),
+            fc + "[0].filter_chain_match.transport_protocol: 'quic' is not supported (\"tls\" or "
+                 "\"raw_buffer\")");
 }
 
 TEST_F(TranslateTls, TlsInspectorAndOriginalDstAreAcceptedAndOtherListenerFiltersAreNot) {
