@@ -114,7 +114,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // Envoy calls this message HttpProtocolOptions; fields name it common_http_protocol_options.
       {"envoy.config.core.v3.HttpProtocolOptions", {"idle_timeout"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"enable_trailers"}},
-      // Values checked by the translator (ranges; allow_connect only false).
+      // Values checked by the translator (ranges; allow_connect on the HCM only).
       {"envoy.config.core.v3.Http2ProtocolOptions",
        {"hpack_table_size", "max_concurrent_streams", "initial_stream_window_size",
         "initial_connection_window_size", "allow_connect", "max_outbound_frames",

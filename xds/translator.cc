@@ -182,8 +182,9 @@ void translateAddress(const core_v3::Address& address, const std::string& path, 
 
 // Http2ProtocolOptions (HCM, cluster, HttpProtocolOptions) -> Http2Settings.
 // The ranges are Envoy's protoc-gen-validate rules, which skiff doesn't run.
+// downstream: the HCM's options (a server codec), else a cluster's.
 void translateHttp2Options(const core_v3::Http2ProtocolOptions& options, const std::string& path,
-                           Errors& errors, http::Http2Settings& out) {
+                           Errors& errors, http::Http2Settings& out, bool downstream = false) {
   constexpr uint32_t kAny = std::numeric_limits<uint32_t>::max();
   auto take = [&](const char* name, bool has, const google::protobuf::UInt32Value& value,
                   uint32_t min, uint32_t max, uint32_t& field) {
@@ -226,8 +227,13 @@ void translateHttp2Options(const core_v3::Http2ProtocolOptions& options, const s
        options.max_inbound_window_update_frames_per_data_frame_sent(), 1, kAny,
        out.max_inbound_window_update_frames_per_data_frame_sent);
   if (options.allow_connect()) {
-    errors.push_back(path +
-                     ".allow_connect: true (extended CONNECT, RFC 8441) is not supported yet");
+    if (downstream) {
+      out.allow_connect = true;  // WebSocket over HTTP/2 from downstream (RFC 8441).
+    } else {
+      errors.push_back(path +
+                       ".allow_connect: true on a cluster (extended CONNECT toward an HTTP/2 "
+                       "upstream, RFC 8441) is not supported yet");
+    }
   }
 }
 
@@ -801,7 +807,7 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
   }
   if (hcm.has_http2_protocol_options()) {
     translateHttp2Options(hcm.http2_protocol_options(), path + ".http2_protocol_options", errors,
-                          out.http2);
+                          out.http2, /*downstream=*/true);
   }
   out.http1_enable_trailers = hcm.http_protocol_options().enable_trailers();
   // Envoy's HTTP/2 codec enforces max_request_headers_kb as the header list limit.

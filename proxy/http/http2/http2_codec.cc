@@ -779,6 +779,8 @@ Http2Codec::Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool se
   };
   if (server_) {
     iv.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings_.max_concurrent_streams});
+    // RFC 8441 3: lets the client send extended CONNECT (:protocol).
+    if (settings_.allow_connect) iv.push_back({NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1});
   } else {
     iv.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
   }
@@ -1218,7 +1220,13 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
   } else {
     int code = headers.status();
     // 1xx go through encode1xxHeaders; a missing or broken status is ours.
+    // But 101: an HTTP/1.1 upstream accepted the Upgrade that an extended
+    // CONNECT became (Http2ServerCodec::onHeaderBlock), and RFC 8441 5 has a
+    // 2xx accept it (RFC 9113 8.6: no 101 in HTTP/2), as Envoy's
+    // transformUpgradeResponseFromH1toH2 does; its connection and upgrade
+    // fields stay out with the other connection-specific ones.
     std::string_view status = code >= 200 && code <= 999 ? *headers.get(WellKnownHeader::kStatus)
+                              : code == 101              ? std::string_view("200")
                                                          : std::string_view("500");
     *out++ = makeNv(":status", status, flags);
   }

@@ -87,6 +87,10 @@ struct Http2Settings {
   uint32_t stream_reset_rate_burst = 1000;  // Rapid reset (CVE-2023-44487): token bucket
   uint32_t stream_reset_rate_per_sec = 33;  // on inbound RST_STREAM, server side only.
   uint32_t max_continuations = 8;           // CONTINUATION flood (CVE-2024-28182).
+  // allow_connect: the server sends SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 and
+  // accepts extended CONNECT (RFC 8441), which reaches the connection
+  // manager as an HTTP/1.1 Upgrade (see Http2ServerCodec::onHeaderBlock).
+  bool allow_connect = false;
   // Bytes a stream may queue toward its peer before it tells its producer to
   // stop (StreamCallbacks::onAboveWriteBufferHighWatermark); it resumes at half.
   uint32_t stream_write_buffer_high_watermark = 1024 * 1024;

@@ -338,9 +338,15 @@ FieldVerdict checkRequestField(MessageState& st, uint8_t cls, std::string_view n
       }
       break;
     case H::kProtocol:
-      // RFC 8441 4: only after SETTINGS_ENABLE_CONNECT_PROTOCOL, which skiff
-      // does not send.
-      return FieldVerdict::kMalformed;
+      // RFC 8441 3 and 4: a client may send :protocol only once the server
+      // sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, which skiff does when
+      // allow_connect is on; without it the field is an unknown
+      // pseudo-header. Once, and not empty, like the others (that it comes
+      // with CONNECT is the header section's rule).
+      if ((st.flags & F::kConnectProtocol) == 0 || !once(st, F::kProtocol, value)) {
+        return FieldVerdict::kMalformed;
+      }
+      break;
     case H::kHost:
       if (!once(st, F::kHost, value)) return FieldVerdict::kMalformed;
       break;
@@ -415,6 +421,10 @@ bool checkRequestHeaders(MessageState& st) {
   // asked, RFC 9113 8.3.1 lets a client without one leave both out).
   constexpr uint16_t kRequired = F::kMethod | F::kScheme | F::kPath;
   if ((f & kRequired) != kRequired || (f & (F::kAuthority | F::kHost)) == 0) return false;
+  // RFC 8441 4: a request with :protocol is an extended CONNECT; unlike a
+  // plain one it carries :scheme and :path (required above), and its
+  // authority is :authority's. :protocol on any other method makes the
+  // request malformed, as nghttp2 had it.
   if ((f & F::kProtocol) != 0 && ((f & F::kMethodConnect) == 0 || (f & F::kAuthority) == 0)) {
     return false;
   }

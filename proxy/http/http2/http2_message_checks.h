@@ -46,6 +46,9 @@ struct MessageState {
     kPathAsterisk = 1 << 12,   // :path is "*".
     kSchemeHttp = 1 << 13,     // :scheme is http or https (any case).
     kExpectFinal = 1 << 14,    // A 1xx came: the final response is still due.
+    // The server sent SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 3): a
+    // request may carry :protocol. Set by the server codec on each stream.
+    kConnectProtocol = 1 << 15,
     kMethodBits = kMethodHead | kMethodConnect | kMethodOptions,
   };
   uint16_t flags = 0;

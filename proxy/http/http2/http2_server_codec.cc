@@ -6,6 +6,32 @@
 
 namespace skiff::http {
 
+namespace {
+
+// An extended CONNECT (RFC 8441 4; the checks let :protocol come only with
+// CONNECT, :scheme and :path) becomes the HTTP/1.1 Upgrade it stands for, as
+// Envoy's codec turns it (transformUpgradeRequestFromH2toH1): GET, with
+// `upgrade: <protocol>` and `connection: upgrade`, and no :protocol. The
+// connection manager then matches it against upgrade_configs by that type
+// ("websocket"), the router relays it to an HTTP/1.1 upstream as such, and
+// the upstream's 101 goes back as a 200 (submitHeaders). Envoy leaves
+// `:protocol bytestream` a CONNECT; so does skiff. The HTTP/1.1 fields that
+// RFC 8441 5 leaves out of an HTTP/2 WebSocket handshake (sec-websocket-key,
+// and -accept in the answer) are neither added nor removed, as in Envoy: a
+// client that sends them reaches an upstream that wants them.
+void toUpgradeRequest(HeaderMap& h) {
+  std::string_view protocol = h.get(WellKnownHeader::kProtocol).value_or("");
+  if (protocol == "bytestream") return;
+  // The value stays where it is (the map's arena, or HPACK's static table):
+  // removing the field keeps its bytes.
+  h.remove(":protocol");
+  h.setView(WellKnownHeader::kMethod, "GET");
+  h.addView(WellKnownHeader::kUpgrade, protocol);
+  h.addView(WellKnownHeader::kConnection, "upgrade");
+}
+
+}  // namespace
+
 Http2ServerCodec::Http2ServerCodec(CodecOwner& owner, ServerConnectionCallbacks& callbacks,
                                    Http2Settings settings)
     : Http2Codec(owner, settings, /*server=*/true), callbacks_(callbacks) {
@@ -32,6 +58,7 @@ void Http2ServerCodec::goAway() {
 Http2Codec::Http2Stream* Http2ServerCodec::onRequestHeadersBegin(int32_t stream_id) {
   Http2Stream& s = addStream(nullptr);
   s.id = stream_id;
+  if (settings_.allow_connect) s.msg.flags |= h2msg::MessageState::kConnectProtocol;
   nghttp2_session_set_stream_user_data(session_, stream_id, &s);
   return &s;
 }
@@ -44,6 +71,7 @@ void Http2ServerCodec::onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame)
     if (!s.headers->has(":authority")) {
       if (auto host = s.headers->get("host")) s.headers->addView(":authority", *host);
     }
+    if ((s.msg.flags & h2msg::MessageState::kProtocol) != 0) toUpgradeRequest(*s.headers);
     s.decoder_ = &callbacks_.newStream(s);
     deliverHeaders(s, end_stream);
     return;

@@ -852,6 +852,76 @@ TEST_F(Http2ServerCodecTest, InformationalThenFinalResponse) {
   EXPECT_EQ(s.close_code, NGHTTP2_NO_ERROR);
 }
 
+// RFC 8441 with allow_connect: the SETTINGS announce extended CONNECT, one
+// reaches the user as the HTTP/1.1 Upgrade it stands for (as Envoy's codec
+// hands it on), and an upstream's 101 leaves as a 200 without the
+// connection-specific fields; the stream then carries bytes both ways.
+TEST_F(Http2ServerCodecTest, ExtendedConnectBecomesAnUpgradeAnd101Becomes200) {
+  Http2Settings settings;
+  settings.allow_connect = true;
+  start(settings);
+  EXPECT_EQ(
+      nghttp2_session_get_remote_settings(peer.session, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL),
+      1u);
+  int32_t id = peer.request({{":method", "CONNECT"},
+                             {":protocol", "websocket"},
+                             {":scheme", "https"},
+                             {":path", "/chat"},
+                             {":authority", "example.com"},
+                             {"sec-websocket-version", "13"}},
+                            false, "frames in");
+  pump();
+  ASSERT_EQ(callbacks.exchanges.size(), 1u);
+  auto& x = *callbacks.exchanges[0];
+  EXPECT_EQ(x.decoder.header(":method"), "GET");
+  EXPECT_EQ(x.decoder.header(":path"), "/chat");
+  EXPECT_EQ(x.decoder.header(":authority"), "example.com");
+  EXPECT_EQ(x.decoder.header("upgrade"), "websocket");
+  EXPECT_EQ(x.decoder.header("connection"), "upgrade");
+  EXPECT_FALSE(x.decoder.headers->has(":protocol"));
+  EXPECT_EQ(upgradeType(*x.decoder.headers), "websocket");
+  EXPECT_EQ(x.decoder.header("sec-websocket-version"), "13");
+  EXPECT_EQ(x.decoder.body, "frames in");
+  EXPECT_TRUE(x.decoder.ended);  // The peer half-closed after its bytes.
+
+  auto resp = makeHeaders({{":status", "101"},
+                           {"connection", "upgrade"},
+                           {"upgrade", "websocket"},
+                           {"sec-websocket-accept", "x"}});
+  x.encoder->encodeHeaders(keep(std::move(resp)), false);
+  BufferChain out = wire.reader.read("frames out");
+  x.encoder->encodeData(out, false);
+  pump();
+  const Peer::StreamInfo& s = peer.streams[id];
+  EXPECT_EQ(s.get(":status"), "200");
+  EXPECT_EQ(s.get("connection"), "<none>");
+  EXPECT_EQ(s.get("upgrade"), "<none>");
+  EXPECT_EQ(s.get("sec-websocket-accept"), "x");
+  EXPECT_EQ(s.body, "frames out");
+  EXPECT_FALSE(s.closed);
+  EXPECT_TRUE(wire.ok);
+}
+
+// Without allow_connect no SETTINGS_ENABLE_CONNECT_PROTOCOL goes out, and a
+// :protocol makes the request malformed.
+TEST_F(Http2ServerCodecTest, ProtocolWithoutAllowConnectIsMalformed) {
+  start();
+  EXPECT_EQ(
+      nghttp2_session_get_remote_settings(peer.session, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL),
+      0u);
+  peer.request({{":method", "CONNECT"},
+                {":protocol", "websocket"},
+                {":scheme", "https"},
+                {":path", "/chat"},
+                {":authority", "example.com"}},
+               false);
+  pump();
+  EXPECT_TRUE(callbacks.exchanges.empty());
+  EXPECT_FALSE(wire.ok);
+  EXPECT_EQ(peer.goaway_code, static_cast<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
+  EXPECT_EQ(codec->stats().rx_messaging_error, 1u);
+}
+
 TEST_F(Http2ServerCodecTest, WindowUpdateFloodClosesConnection) {
   codec = std::make_unique<Http2ServerCodec>(wire.owner, callbacks);
   std::string attack(kPreface);

@@ -116,6 +116,83 @@ TEST(Http2MessageChecksTest, RequestSections) {
   EXPECT_FALSE(ok({{"x-a", " 1"}}));
 }
 
+// RFC 8441 4: :protocol only after the server's
+// SETTINGS_ENABLE_CONNECT_PROTOCOL (kConnectProtocol), only with CONNECT, and
+// then with :scheme, :path and :authority.
+TEST(Http2MessageChecksTest, ExtendedConnect) {
+  auto ok = [](bool enabled,
+               std::initializer_list<std::pair<std::string_view, std::string_view>> f) {
+    MessageState st;
+    if (enabled) st.flags |= MessageState::kConnectProtocol;
+    return request(st, f) == FieldVerdict::kAccept && checkRequestHeaders(st);
+  };
+  auto ws = {std::pair<std::string_view, std::string_view>{":method", "CONNECT"},
+             {":protocol", "websocket"},
+             {":scheme", "https"},
+             {":path", "/chat"},
+             {":authority", "a"}};
+  EXPECT_TRUE(ok(true, ws));
+  EXPECT_FALSE(ok(false, ws));  // The setting was not sent.
+  EXPECT_TRUE(ok(true, {{":protocol", "websocket"},
+                        {":scheme", "http"},
+                        {":authority", "a"},
+                        {":path", "/"},
+                        {":method", "CONNECT"}}));
+  // Not CONNECT.
+  EXPECT_FALSE(ok(true, {{":method", "GET"},
+                         {":protocol", "websocket"},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {":authority", "a"}}));
+  // :scheme, :path and :authority (not host) are required.
+  EXPECT_FALSE(ok(
+      true,
+      {{":method", "CONNECT"}, {":protocol", "websocket"}, {":path", "/"}, {":authority", "a"}}));
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", "websocket"},
+                         {":scheme", "https"},
+                         {":authority", "a"}}));
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", "websocket"},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {"host", "a"}}));
+  // :path follows the http(s) rules.
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", "websocket"},
+                         {":scheme", "https"},
+                         {":path", "chat"},
+                         {":authority", "a"}}));
+  // Once, not empty, a valid value, not after a regular field, not in trailers.
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", "websocket"},
+                         {":protocol", "websocket"},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {":authority", "a"}}));
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", ""},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {":authority", "a"}}));
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":protocol", "web socket "},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {":authority", "a"}}));
+  EXPECT_FALSE(ok(true, {{":method", "CONNECT"},
+                         {":scheme", "https"},
+                         {":path", "/"},
+                         {":authority", "a"},
+                         {"x-a", "1"},
+                         {":protocol", "websocket"}}));
+  MessageState st;
+  st.flags |= MessageState::kConnectProtocol;
+  EXPECT_EQ(request(st, {{":protocol", "websocket"}}, /*trailer=*/true), FieldVerdict::kMalformed);
+  // A plain CONNECT is unchanged by the setting.
+  EXPECT_TRUE(ok(true, {{":method", "CONNECT"}, {":authority", "a:443"}}));
+}
+
 TEST(Http2MessageChecksTest, RequestBodyAgainstContentLength) {
   MessageState st;
   ASSERT_EQ(request(st, {{":method", "POST"},

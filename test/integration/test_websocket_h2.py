@@ -1,0 +1,434 @@
+"""WebSocket over HTTP/2 (RFC 8441 extended CONNECT) through skiff, downstream.
+
+A listener with `http2_protocol_options: {allow_connect: true}` sends
+SETTINGS_ENABLE_CONNECT_PROTOCOL = 1; a client's CONNECT with
+`:protocol websocket` is then matched by `upgrade_configs` as the upgrade type
+"websocket" and goes to the HTTP/1.1 upstream as a `GET` with
+`upgrade: websocket` / `connection: upgrade` (Envoy's H2 -> H1 transform); the
+upstream's 101 comes back as a 200, and the stream's DATA carries the
+WebSocket frames both ways, END_STREAM as each side's end.
+
+The downstream client is Python's h2 (an independent HTTP/2 implementation) on
+a raw socket, with WebSocket frames made and read by hand (RFC 6455 5.2; a
+client masks what it sends); the upstream is Debian's python3-websockets, a
+real WebSocket server that checks the handshake and the masking.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import unittest
+
+try:
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+    import h2.settings
+except ImportError:
+    # Debian's python3-h2 lives in the system's dist-packages; a Python from
+    # elsewhere (pyenv) on PATH does not look there.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+    import h2.settings
+
+from skiffharness import LOCALHOST, SkiffTestCase, bootstrap, cluster, listener, route, wait_until
+from test_tunnel import RawUpgradeServer, WebSocketEcho
+
+TIMEOUT = 30
+LOG_FORMAT = ("%REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE% %REQ(:METHOD)% %REQ(UPGRADE)% "
+              "%RESPONSE_CODE_DETAILS% %UPSTREAM_CLUSTER%\n")
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+
+# WebSocket opcodes (RFC 6455 5.2).
+TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
+
+
+def ws_frame(opcode, payload):
+    """One final, masked client frame."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    key = os.urandom(4)
+    mask = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    return head + key + masked
+
+
+def ws_parse(buf):
+    """Takes the complete server frames off the front of buf (a bytearray);
+    returns [(opcode, payload)]. A server's frames are never masked."""
+    frames = []
+    while len(buf) >= 2:
+        if buf[1] & 0x80:
+            raise AssertionError("the server masked a frame")
+        n, at = buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, at = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            if len(buf) < 10:
+                break
+            n, at = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < at + n:
+            break
+        if not buf[0] & 0x80:
+            raise AssertionError("the echo server fragmented a frame")
+        frames.append((buf[0] & 0x0F, bytes(buf[at:at + n])))
+        del buf[:at + n]
+    return frames
+
+
+class H2Client:
+    """One h2c connection (prior knowledge) driven by hand: send with
+    `conn`, then `until(predicate)` reads events until one matches."""
+
+    def __init__(self, port, validate=True):
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                           validate_outbound_headers=validate,
+                                           validate_inbound_headers=validate)
+        self.conn = h2.connection.H2Connection(config)
+        self.sock = socket.create_connection((LOCALHOST, port), timeout=TIMEOUT)
+        self.conn.initiate_connection()
+        self.flush()
+        self.events = []
+        self.closed = False
+        self.remote_settings = self.until(
+            lambda ev: isinstance(ev, h2.events.RemoteSettingsChanged)).changed_settings
+        self.data = {}  # stream id -> bytearray of DATA received
+        self.ended = set()  # streams the peer ended
+
+    def flush(self):
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def until(self, predicate):
+        """Reads until an event matches predicate; returns it. DATA is
+        acknowledged (flow control) and kept in self.data."""
+        while True:
+            for i, ev in enumerate(self.events):
+                if predicate(ev):
+                    del self.events[:i + 1]
+                    return ev
+            self.events.clear()
+            if self.closed:
+                raise AssertionError("the connection closed first")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                self.closed = True
+                continue
+            for ev in self.conn.receive_data(chunk):
+                if isinstance(ev, h2.events.DataReceived):
+                    self.data.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                    if ev.flow_controlled_length:
+                        self.conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                            ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    self.ended.add(ev.stream_id)
+                self.events.append(ev)
+            self.flush()
+
+    def request(self, headers, end_stream=False):
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, headers, end_stream=end_stream)
+        self.flush()
+        return sid
+
+    def response(self, sid):
+        """The final response's status and fields."""
+        ev = self.until(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid)
+        fields = dict(ev.headers)
+        return int(fields[":status"]), fields
+
+    def send(self, sid, data, end_stream=False):
+        """DATA within the peer's flow-control windows."""
+        view = memoryview(data)
+        while True:
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if view and room == 0:
+                self.until(lambda e: isinstance(e, h2.events.WindowUpdated))
+                continue
+            chunk = view[:room]
+            view = view[room:]
+            self.conn.send_data(sid, bytes(chunk), end_stream=end_stream and not view)
+            self.flush()
+            if not view:
+                return
+
+    def ws_frames(self, sid, count):
+        """The next count WebSocket frames the server sent on sid."""
+        buf = self.data.setdefault(sid, bytearray())
+        frames = ws_parse(buf)
+        while len(frames) < count:
+            if sid in self.ended:
+                raise AssertionError(f"stream ended after {len(frames)} of {count} frames")
+            self.until(lambda e: isinstance(e, (h2.events.DataReceived, h2.events.StreamEnded))
+                       and e.stream_id == sid)
+            frames += ws_parse(buf)
+        return frames
+
+    def wait_end(self, sid):
+        if sid not in self.ended:
+            self.until(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == sid)
+
+    def close(self):
+        self.sock.close()
+
+
+def ws_key():
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def extended_connect(path, authority, key=None, protocol="websocket"):
+    """An RFC 8441 request; with key, also the fields an HTTP/1.1 WebSocket
+    server wants (as an Envoy that turned an HTTP/1.1 Upgrade into this
+    sends them)."""
+    fields = [(":method", "CONNECT"), (":protocol", protocol), (":scheme", "http"),
+              (":path", path), (":authority", authority)]
+    if key is not None:
+        fields += [("sec-websocket-version", "13"), ("sec-websocket-key", key)]
+    return fields
+
+
+class WebSocketOverHttp2Test(SkiffTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ws = WebSocketEcho()
+        cls.addClassCleanup(cls.ws.stop)
+        cls.raw = RawUpgradeServer()
+        cls.addClassCleanup(cls.raw.stop)
+        cls.backend = cls.class_backend()
+        h2_options = {"codec_type": "HTTP2", "http2_protocol_options": {"allow_connect": True}}
+        tmp = tempfile.mkdtemp(prefix="ws-h2-")
+        cls.addClassCleanup(shutil.rmtree, tmp, True)
+        cls.log_path = os.path.join(tmp, "access.log")
+        access_log = [{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": cls.log_path,
+            "log_format": {"text_format_source": {"inline_string": LOG_FORMAT}}}}]
+        ws = listener("ws", [
+            route("/headers", cluster="backend"),
+            route("/direct", direct="plain\n"),
+            route("/raw/", cluster="raw"),
+            route("/", cluster="ws"),
+        ], hcm_extra={**h2_options, "upgrade_configs": [{"upgrade_type": "websocket"}],
+                      "access_log": access_log})
+        # allow_connect, but no upgrade_configs: WebSocket is refused.
+        no_upgrade = listener("noupgrade", [route("/direct", direct="plain\n"),
+                                            route("/", cluster="ws")], stat_prefix="noupgrade",
+                              hcm_extra=h2_options)
+        # upgrade_configs, but no allow_connect: :protocol is not allowed.
+        no_connect = listener("noconnect", [route("/", cluster="ws")], stat_prefix="noconnect",
+                              hcm_extra={"codec_type": "HTTP2",
+                                         "upgrade_configs": [{"upgrade_type": "websocket"}]})
+        clusters = [
+            cluster("ws", [(LOCALHOST, cls.ws.port)]),
+            cluster("raw", [(LOCALHOST, cls.raw.port)]),
+            cluster("backend", [(LOCALHOST, cls.backend.port)]),
+        ]
+        cls.skiff = cls.class_skiff(bootstrap([ws, no_upgrade, no_connect], clusters))
+        cls.port = cls.skiff.port("ws")
+        cls.authority = f"{LOCALHOST}:{cls.port}"
+
+    def client(self, port=None, validate=True):
+        c = H2Client(port or self.port, validate)
+        self.addCleanup(c.close)
+        return c
+
+    def counter(self, name):
+        return self.skiff.stat(name) or 0
+
+    def log_line(self, prefix):
+        try:
+            with open(self.log_path) as f:
+                lines = [line.rstrip("\n") for line in f if line.startswith(prefix)]
+        except FileNotFoundError:
+            return None
+        return lines[-1] if lines else None
+
+    def wait_tunnels_closed(self, prefix="ingress_http"):
+        wait_until(lambda: self.counter(f"http.{prefix}.downstream_cx_upgrades_active") == 0,
+                   TIMEOUT, what="every tunnel to end")
+
+    def test_settings_announce_extended_connect_only_with_allow_connect(self):
+        code = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+        self.assertEqual(self.client().remote_settings[code].new_value, 1)
+        self.assertNotIn(code, self.client(self.skiff.port("noconnect")).remote_settings)
+
+    def test_websocket_echo_both_ways_and_clean_close(self):
+        before = self.counter("http.ingress_http.downstream_cx_upgrades_total")
+        closed_before = len(self.ws.close_codes)
+        c = self.client()
+        key = ws_key()
+        sid = c.request(extended_connect("/chat", self.authority, key))
+        status, fields = c.response(sid)
+        # RFC 8441 5: a 2xx accepts; the upstream's 101 fields that HTTP/2
+        # forbids stay behind, its handshake answer comes through.
+        self.assertEqual(status, 200, fields)
+        self.assertEqual(fields.get("sec-websocket-accept"), ws_accept(key))
+        self.assertNotIn("upgrade", fields)
+        self.assertNotIn("connection", fields)
+        self.assertNotIn("content-length", fields)
+        self.assertEqual(self.counter("http.ingress_http.downstream_cx_upgrades_total"),
+                         before + 1)
+        self.assertEqual(self.counter("http.ingress_http.downstream_cx_upgrades_active"), 1)
+
+        # Small and large messages, several in flight at once, in order.
+        big = os.urandom(300 * 1024)
+        messages = [(TEXT, b"hello"), (BINARY, os.urandom(200)), (BINARY, big),
+                    (TEXT, b"x" * 70000)]
+        c.send(sid, b"".join(ws_frame(op, p) for op, p in messages))
+        self.assertEqual(c.ws_frames(sid, len(messages)), messages)
+        # An ordinary request on the same connection while the tunnel is open.
+        other = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/direct"),
+                           (":authority", self.authority)], end_stream=True)
+        self.assertEqual(c.response(other)[0], 200)
+        c.wait_end(other)
+        self.assertEqual(bytes(c.data[other]), b"plain\n")
+        c.send(sid, ws_frame(TEXT, b"after"))
+        self.assertEqual(c.ws_frames(sid, 1), [(TEXT, b"after")])
+
+        # The closing handshake (RFC 6455 7): the server echoes the close and
+        # ends its TCP connection, which ends the stream (END_STREAM); the
+        # client then ends its side.
+        c.send(sid, ws_frame(CLOSE, (1000).to_bytes(2, "big")))
+        self.assertEqual(c.ws_frames(sid, 1), [(CLOSE, (1000).to_bytes(2, "big"))])
+        c.wait_end(sid)
+        c.send(sid, b"", end_stream=True)
+        wait_until(lambda: len(self.ws.close_codes) > closed_before, TIMEOUT, what="server close")
+        self.assertEqual(self.ws.close_codes[-1], 1000)
+        self.wait_tunnels_closed()
+        # Logged as Envoy logs it: the request as the connection manager saw
+        # it (the HTTP/1.1 Upgrade), the upstream's 101, over HTTP/2.
+        line = wait_until(lambda: self.log_line("/chat "), TIMEOUT, what="the access log line")
+        self.assertEqual(line, "/chat HTTP/2 101 GET websocket via_upstream ws")
+
+    def test_two_websockets_on_one_connection(self):
+        c = self.client()
+        sids = [c.request(extended_connect(f"/s{i}", self.authority, ws_key())) for i in range(2)]
+        for sid in sids:
+            self.assertEqual(c.response(sid)[0], 200)
+        for i, sid in enumerate(reversed(sids)):
+            c.send(sid, ws_frame(TEXT, b"to %d" % i))
+        for i, sid in enumerate(reversed(sids)):
+            self.assertEqual(c.ws_frames(sid, 1), [(TEXT, b"to %d" % i)])
+        for sid in sids:
+            c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        c.flush()
+        self.wait_tunnels_closed()
+
+    def test_request_reaches_the_upstream_as_an_http1_upgrade(self):
+        # The harness backend speaks no WebSocket: it answers 200, an
+        # ordinary response, with the request it saw.
+        c = self.client()
+        sid = c.request(extended_connect("/headers", self.authority))
+        status, fields = c.response(sid)
+        self.assertEqual(status, 200)
+        self.assertEqual(fields.get("x-backend"), "backend")
+        c.wait_end(sid)
+        seen = json.loads(bytes(c.data[sid]))
+        names = {k.lower(): v for k, v in seen["headers"]}
+        self.assertEqual(seen["method"], "GET")
+        self.assertEqual(seen["target"], "/headers")
+        self.assertEqual(names.get("upgrade"), "websocket")
+        self.assertEqual(names.get("connection", "").lower(), "upgrade")
+        self.assertEqual(names.get("host"), self.authority)
+        self.assertNotIn(":protocol", names)
+        c.send(sid, b"", end_stream=True)
+        self.wait_tunnels_closed()
+
+    def test_upstream_refusal_is_an_ordinary_response(self):
+        # RFC 8441 5: an HTTP/2 client sends no sec-websocket-key, and skiff
+        # adds none (nor does Envoy): this HTTP/1.1 server refuses with a 400,
+        # which reaches the client as it is.
+        c = self.client()
+        sid = c.request(extended_connect("/chat", self.authority))
+        status, _ = c.response(sid)
+        self.assertEqual(status, 400)
+        c.wait_end(sid)
+        self.assertIn(b"Sec-WebSocket-Key", bytes(c.data.get(sid, b"")))
+        # The stream ends once the client ends its side too.
+        c.send(sid, b"", end_stream=True)
+        self.wait_tunnels_closed()
+
+    def test_upstream_close_ends_the_stream(self):
+        c = self.client()
+        sid = c.request(extended_connect("/raw/upclose", self.authority))
+        self.assertEqual(c.response(sid)[0], 200)
+        c.wait_end(sid)
+        self.assertEqual(bytes(c.data[sid]), b"bye")
+        c.send(sid, b"", end_stream=True)
+        self.wait_tunnels_closed()
+
+    def test_client_end_stream_half_closes_toward_the_upstream(self):
+        payload = os.urandom(200 * 1024)
+        c = self.client()
+        sid = c.request(extended_connect("/raw/halfclose", self.authority))
+        self.assertEqual(c.response(sid)[0], 200)
+        c.send(sid, payload, end_stream=True)
+        # The upstream answers only once it has read our FIN.
+        c.wait_end(sid)
+        self.assertEqual(bytes(c.data[sid]), b"got %d bytes;" % len(payload) + b"tail" * 16384)
+        self.wait_tunnels_closed()
+
+    def test_upgrade_type_not_configured_is_403(self):
+        before = self.counter("http.noupgrade.downstream_rq_ws_on_non_ws_route")
+        c = self.client(self.skiff.port("noupgrade"))
+        sid = c.request(extended_connect("/", f"{LOCALHOST}:1", ws_key()))
+        self.assertEqual(c.response(sid)[0], 403)
+        c.wait_end(sid)
+        self.assertEqual(self.counter("http.noupgrade.downstream_rq_ws_on_non_ws_route"),
+                         before + 1)
+        # The connection goes on.
+        other = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/direct"),
+                           (":authority", "a")], end_stream=True)
+        self.assertEqual(c.response(other)[0], 200)
+
+    def assert_connection_error(self, port, fields):
+        before = self.counter("http2.rx_messaging_error")
+        c = self.client(port, validate=False)
+        c.request(fields)
+        ev = c.until(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        self.assertEqual(ev.error_code, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        wait_until(lambda: self.counter("http2.rx_messaging_error") > before, TIMEOUT,
+                   what="http2.rx_messaging_error")
+
+    def test_protocol_without_allow_connect_is_malformed(self):
+        # No SETTINGS_ENABLE_CONNECT_PROTOCOL: :protocol is an unknown
+        # pseudo-header (RFC 9113 8.3), which ends the connection as any
+        # malformed request does (Envoy's default).
+        self.assert_connection_error(self.skiff.port("noconnect"),
+                                     extended_connect("/", f"{LOCALHOST}:1", ws_key()))
+
+    def test_protocol_on_a_request_other_than_connect_is_malformed(self):
+        self.assert_connection_error(self.port, [
+            (":method", "GET"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/"),
+            (":authority", self.authority)])
+
+    def test_extended_connect_without_path_is_malformed(self):
+        # RFC 8441 4: :scheme and :path are required with :protocol.
+        self.assert_connection_error(self.port, [
+            (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":authority", self.authority)])
+
+
+if __name__ == "__main__":
+    unittest.main()
