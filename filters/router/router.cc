@@ -225,9 +225,11 @@ class RouterFilter : public HttpFilter,
     upstream::Want want = cluster_->want(cb_->downstreamProtocol());
     if (tunnel_connect_ && route->terminatesConnect()) {
       want = upstream::Want::kTcp;  // skiff answers the CONNECT; raw TCP upstream.
-    } else if (tunnel_ && want != upstream::Want::kHttp1) {
-      // HTTP/2 upstreams would need extended CONNECT (RFC 8441).
-      cb_->sendLocalReply(503, "upgrade needs an HTTP/1.1 upstream", "",
+    } else if (tunnel_connect_ && want != upstream::Want::kHttp1) {
+      // An Upgrade goes to an HTTP/2 upstream as an extended CONNECT (RFC
+      // 8441; the HTTP/2 codec turns it); a CONNECT toward an HTTP/2
+      // upstream is not done yet.
+      cb_->sendLocalReply(503, "CONNECT needs an HTTP/1.1 upstream", "",
                           access_log::details::kUpgradeFailed);
       return FilterStatus::kContinue;
     }

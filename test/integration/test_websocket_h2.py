@@ -12,6 +12,11 @@ The downstream client is Python's h2 (an independent HTTP/2 implementation) on
 a raw socket, with WebSocket frames made and read by hand (RFC 6455 5.2; a
 client masks what it sends); the upstream is Debian's python3-websockets, a
 real WebSocket server that checks the handshake and the masking.
+
+Toward an HTTP/2 cluster (WebSocketToHttp2UpstreamTest) an Upgrade goes as an
+extended CONNECT and the 200 back becomes the 101: against a scripted h2
+origin, and through two skiffs with an HTTP/2 hop between them, as Envoy's
+docs draw that deployment.
 """
 
 import base64
@@ -22,6 +27,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import unittest
 
 try:
@@ -29,6 +35,7 @@ try:
     import h2.connection
     import h2.errors
     import h2.events
+    import h2.exceptions
     import h2.settings
 except ImportError:
     # Debian's python3-h2 lives in the system's dist-packages; a Python from
@@ -38,10 +45,28 @@ except ImportError:
     import h2.connection
     import h2.errors
     import h2.events
+    import h2.exceptions
     import h2.settings
 
-from skiffharness import LOCALHOST, SkiffTestCase, bootstrap, cluster, listener, route, wait_until
-from test_tunnel import RawUpgradeServer, WebSocketEcho
+from skiffharness import (
+    LOCALHOST,
+    Skiff,
+    SkiffTestCase,
+    bootstrap,
+    cluster,
+    listener,
+    route,
+    wait_until,
+)
+from test_tunnel import (
+    RawUpgradeServer,
+    WebSocketEcho,
+    read_head,
+    read_to_eof,
+    run,
+    upgrade_request,
+    websockets,
+)
 
 TIMEOUT = 30
 LOG_FORMAT = ("%REQ(:PATH)% %PROTOCOL% %RESPONSE_CODE% %REQ(:METHOD)% %REQ(UPGRADE)% "
@@ -428,6 +453,185 @@ class WebSocketOverHttp2Test(SkiffTestCase):
         self.assert_connection_error(self.port, [
             (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
             (":authority", self.authority)])
+
+
+class H2UpgradeOrigin:
+    """An HTTP/2 origin (h2c prior knowledge, Python's h2) that announces
+    SETTINGS_ENABLE_CONNECT_PROTOCOL and records each request's fields in
+    `requests`. An extended CONNECT to /refuse gets a 404 with a body; any
+    other is accepted with a 200, after which the stream's DATA is echoed
+    back and the client's END_STREAM is answered with one."""
+
+    def __init__(self):
+        self.requests = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, sock):
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+        sock.sendall(conn.data_to_send())
+        with sock:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError as e:
+                    self.requests.append({"error": str(e)})
+                    sock.sendall(conn.data_to_send())
+                    return
+                for ev in events:
+                    if isinstance(ev, h2.events.RequestReceived):
+                        fields = dict(ev.headers)
+                        self.requests.append(fields)
+                        if fields.get(":path") == "/refuse":
+                            conn.send_headers(ev.stream_id, [(":status", "404"),
+                                                             ("content-length", "7")])
+                            conn.send_data(ev.stream_id, b"refused", end_stream=True)
+                        else:
+                            conn.send_headers(ev.stream_id, [(":status", "200"),
+                                                             ("x-origin", "h2")])
+                    elif isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        try:
+                            conn.send_data(ev.stream_id, ev.data)
+                        except h2.exceptions.StreamClosedError:
+                            pass
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        try:
+                            conn.end_stream(ev.stream_id)
+                        except h2.exceptions.StreamClosedError:
+                            pass
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+
+    def stop(self):
+        self._stop = True
+        self.sock.close()
+
+
+H2_CLUSTER = {"typed_extension_protocol_options": {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}}}}}
+
+
+class WebSocketToHttp2UpstreamTest(SkiffTestCase):
+    """An HTTP/1.1 Upgrade, or an extended CONNECT from downstream, goes to an
+    HTTP/2 cluster as an extended CONNECT, and the 200 back is the 101; as in
+    Envoy's H1 -> H2 transform."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.origin = H2UpgradeOrigin()
+        cls.addClassCleanup(cls.origin.stop)
+        cls.ws = WebSocketEcho()
+        cls.addClassCleanup(cls.ws.stop)
+        upgrades = {"upgrade_configs": [{"upgrade_type": "websocket"}]}
+        h1 = listener("h1", [route("/", cluster="origin")], hcm_extra=upgrades)
+        h2l = listener("h2", [route("/", cluster="origin")], stat_prefix="h2_in", hcm_extra={
+            **upgrades, "codec_type": "HTTP2", "http2_protocol_options": {"allow_connect": True}})
+        cls.skiff = cls.class_skiff(bootstrap([h1, h2l], [
+            cluster("origin", [(LOCALHOST, cls.origin.port)], extra=H2_CLUSTER)]))
+        # Envoy's documented deployment: a WebSocket client on HTTP/1.1, an
+        # HTTP/2 hop between two proxies, an HTTP/1.1 WebSocket server.
+        inner = cls.class_skiff(bootstrap(
+            [listener("inner", [route("/", cluster="ws")], stat_prefix="inner", hcm_extra={
+                **upgrades, "codec_type": "HTTP2",
+                "http2_protocol_options": {"allow_connect": True}})],
+            [cluster("ws", [(LOCALHOST, cls.ws.port)])]), name="inner")
+        cls.outer = cls.class_skiff(bootstrap(
+            [listener("outer", [route("/", cluster="inner")], stat_prefix="outer",
+                      hcm_extra=upgrades)],
+            [cluster("inner", [(LOCALHOST, inner.port("inner"))], extra=H2_CLUSTER)]),
+            name="outer")
+
+    def test_http1_upgrade_becomes_extended_connect(self):
+        before = len(self.origin.requests)
+        with socket.create_connection((LOCALHOST, self.skiff.port("h1")), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/chat"))
+            head, rest = read_head(s)
+            lines = head.decode().lower().split("\r\n")
+            self.assertTrue(lines[0].startswith("http/1.1 101 "), head)
+            self.assertIn("upgrade: websocket", lines)
+            self.assertIn("connection: upgrade", lines)
+            self.assertIn("x-origin: h2", lines)
+            s.sendall(b"ping over h2")
+            got = bytearray(rest)
+            while len(got) < 12:
+                got += s.recv(65536)
+            self.assertEqual(bytes(got), b"ping over h2")
+            # The client's FIN is the stream's END_STREAM; the origin answers
+            # with its own, which is a FIN toward the client.
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(read_to_eof(s), b"")
+        fields = self.origin.requests[before]
+        self.assertEqual(fields[":method"], "CONNECT")
+        self.assertEqual(fields[":protocol"], "websocket")
+        self.assertEqual(fields[":scheme"], "http")
+        self.assertEqual(fields[":path"], "/chat")
+        self.assertEqual(fields["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==")
+        self.assertNotIn("upgrade", fields)
+        self.assertNotIn("connection", fields)
+        wait_until(lambda: (self.skiff.stat("http.ingress_http.downstream_cx_upgrades_active")
+                            or 0) == 0, TIMEOUT, what="the tunnel to end")
+
+    def test_http2_extended_connect_stays_extended_connect(self):
+        c = H2Client(self.skiff.port("h2"))
+        self.addCleanup(c.close)
+        sid = c.request(extended_connect("/h2h2", f"{LOCALHOST}:1"))
+        status, fields = c.response(sid)
+        self.assertEqual(status, 200, fields)
+        self.assertEqual(fields.get("x-origin"), "h2")
+        c.send(sid, b"both ways", end_stream=True)
+        c.wait_end(sid)
+        self.assertEqual(bytes(c.data[sid]), b"both ways")
+        self.assertEqual([r.get(":protocol") for r in self.origin.requests
+                          if r.get(":path") == "/h2h2"], ["websocket"])
+
+    def test_refusal_is_an_ordinary_response(self):
+        with socket.create_connection((LOCALHOST, self.skiff.port("h1")), timeout=TIMEOUT) as s:
+            s.sendall(upgrade_request("/refuse"))
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 404 "), head)
+            self.assertEqual(rest + (b"" if len(rest) >= 7 else s.recv(65536)), b"refused")
+
+    def test_websocket_through_two_proxies_with_an_http2_hop(self):
+        async def talk():
+            async with websockets.connect(
+                    f"ws://{LOCALHOST}:{self.outer.port('outer')}/hop", max_size=None) as ws:
+                for i in range(20):
+                    await ws.send(f"message {i}")
+                    self.assertEqual(await ws.recv(), f"message {i}")
+                big = os.urandom(512 * 1024)
+                await ws.send(big)
+                self.assertEqual(await ws.recv(), big)
+            return ws.close_code
+
+        closed_before = len(self.ws.close_codes)
+        self.assertEqual(run(talk()), 1000)
+        wait_until(lambda: len(self.ws.close_codes) > closed_before, TIMEOUT, what="server close")
+        self.assertEqual(self.ws.close_codes[-1], 1000)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,15 @@ void Http2ClientCodec::onHeaderBlock(Http2Stream& s, const nghttp2_frame& frame)
       return;
     }
     s.headers_delivered = true;
+    if (!s.upgrade.empty() && status == 200) {
+      // The upstream accepted the extended CONNECT (RFC 8441 5): for the
+      // rest of skiff it is the 101 of the HTTP/1.1 Upgrade that it stood
+      // for, as Envoy's codec makes it (transformUpgradeResponseFromH2toH1).
+      // Any other status is an ordinary response.
+      s.headers->setView(WellKnownHeader::kStatus, "101");
+      s.headers->addCopy(WellKnownHeader::kUpgrade, s.upgrade);
+      s.headers->addView(WellKnownHeader::kConnection, "upgrade");
+    }
     deliverHeaders(s, end_stream);
     return;
   }

@@ -1200,12 +1200,24 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
   nghttp2_nv* out = nva.data();
   if (request) {
     std::string_view method = headers.method();
+    if (headers.has(WellKnownHeader::kUpgrade) && method != "CONNECT") [[unlikely]] {
+      // An HTTP/1.1 Upgrade (WebSocket) goes out as the extended CONNECT of
+      // RFC 8441 4, as Envoy's codec sends it (transformUpgradeRequestFromH1toH2):
+      // CONNECT with :protocol, :scheme and :path; its upgrade and connection
+      // fields stay out with the other connection-specific ones. Like
+      // Envoy, skiff does not wait for the upstream's
+      // SETTINGS_ENABLE_CONNECT_PROTOCOL (a new connection's first request
+      // leaves before its SETTINGS arrive); an upstream without RFC 8441
+      // refuses the request, and the client gets a 503.
+      s.upgrade = upgradeType(headers);
+      if (!s.upgrade.empty()) method = "CONNECT";
+    }
     // A response to HEAD or CONNECT has rules of its own (RFC 9110 6.4.1, 8.6).
     h2msg::recordRequestMethod(s.msg, method);
     std::optional<std::string_view> authority = headers.get(WellKnownHeader::kAuthority);
     if (!authority || authority->empty()) authority = headers.get(WellKnownHeader::kHost);
     *out++ = makeNv(":method", method, flags);
-    if (method == "CONNECT") {
+    if (method == "CONNECT" && s.upgrade.empty()) {
       if (authority) *out++ = makeNv(":authority", *authority, flags);
     } else {
       std::string_view scheme = headers.scheme();
@@ -1214,7 +1226,9 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
       std::string_view path = headers.path();
       *out++ = makeNv(":path", path.empty() ? "/" : path, flags);
     }
-    if (auto protocol = headers.get(WellKnownHeader::kProtocol)) {
+    if (!s.upgrade.empty()) [[unlikely]] {
+      *out++ = makeNv(":protocol", s.upgrade, flags);
+    } else if (auto protocol = headers.get(WellKnownHeader::kProtocol)) {
       *out++ = makeNv(":protocol", *protocol, flags);
     }
   } else {

@@ -214,6 +214,10 @@ class Http2Codec {
     bool closed = false;            // nghttp2 closed it (or it never opened).
     bool local_reset_sent = false;  // We sent RST_STREAM (not the peer).
     bool retired = false;           // Moved from the stream list to dead_.
+    // Client: the HTTP/1.1 Upgrade type this request went out as (an
+    // extended CONNECT, RFC 8441), empty for any other request. A view into
+    // the request's map, which its sender keeps until the stream ends.
+    std::string_view upgrade;
   };
 
   Http2Codec(CodecOwner& owner, const Http2Settings& settings, bool server);

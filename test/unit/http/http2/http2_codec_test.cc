@@ -1025,6 +1025,55 @@ class Http2ClientCodecTest : public ::testing::Test {
   std::deque<std::string> paths_;  // The maps above view these: a deque keeps them put.
 };
 
+// An HTTP/1.1 Upgrade leaves as an RFC 8441 extended CONNECT, which the
+// peer (nghttp2 with its message checks on and the setting sent) accepts;
+// its 200 reaches the decoder as the Upgrade's 101. Any other status is
+// left alone.
+TEST_F(Http2ClientCodecTest, UpgradeGoesAsExtendedConnectAnd200Becomes101) {
+  start({}, {{NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}});
+  std::vector<int32_t> ids;
+  FakeDecoder d[2];
+  FakeStreamCallbacks cbs[2];
+  for (int i = 0; i < 2; ++i) {
+    RequestEncoder& e = codec->newStream(d[i]);
+    e.stream().setCallbacks(&cbs[i]);
+    auto h = makeHeaders({{":method", "GET"},
+                          {":scheme", "http"},
+                          {":path", i == 0 ? "/chat" : "/refuse"},
+                          {":authority", "up.example"},
+                          {"connection", "Upgrade"},
+                          {"upgrade", "websocket"},
+                          {"sec-websocket-key", "k"}});
+    e.encodeHeaders(keep(std::move(h)), false);
+    BufferChain out = wire.reader.read("frame");
+    e.encodeData(out, false);
+  }
+  pump();
+  ASSERT_EQ(peer->request_ids.size(), 2u);
+  const Peer::StreamInfo& s = peer->streams[peer->request_ids[0]];
+  EXPECT_EQ(s.get(":method"), "CONNECT");
+  EXPECT_EQ(s.get(":protocol"), "websocket");
+  EXPECT_EQ(s.get(":scheme"), "http");
+  EXPECT_EQ(s.get(":path"), "/chat");
+  EXPECT_EQ(s.get(":authority"), "up.example");
+  EXPECT_EQ(s.get("upgrade"), "<none>");
+  EXPECT_EQ(s.get("connection"), "<none>");
+  EXPECT_EQ(s.get("sec-websocket-key"), "k");
+  EXPECT_EQ(s.body, "frame");
+  EXPECT_TRUE(wire.ok);
+
+  for (int i = 0; i < 2; ++i) {
+    peer->respond(peer->request_ids[static_cast<size_t>(i)], {{":status", i == 0 ? "200" : "404"}},
+                  "", false);
+  }
+  pump();
+  EXPECT_EQ(d[0].header(":status"), "101");
+  EXPECT_EQ(d[0].header("upgrade"), "websocket");
+  EXPECT_EQ(d[0].header("connection"), "upgrade");
+  EXPECT_EQ(d[1].header(":status"), "404");
+  EXPECT_EQ(d[1].header("upgrade"), "<none>");
+}
+
 TEST_F(Http2ClientCodecTest, GetWithInformationalBodyAndTrailers) {
   start();
   FakeDecoder d;
