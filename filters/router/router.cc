@@ -89,6 +89,9 @@ constexpr size_t kRequestBufferLimit = 1024 * 1024;
 // whose body outgrew the retry buffer while no attempt was running.
 constexpr std::string_view kUpstreamPerTryTimeout = "upstream_per_try_timeout";
 constexpr std::string_view kRetryBufferExceeded = "request_payload_exceeded_retry_buffer_limit";
+// ... and for an upstream stream that outlived its maximum duration.
+constexpr std::string_view kUpstreamMaxStreamDurationReached =
+    "upstream_max_stream_duration_reached";
 
 // The policy of a request that has retry headers (x-envoy-retry-on, ...) or a
 // per-try timeout header but whose route has no retry policy: Envoy's
@@ -103,14 +106,15 @@ struct RetryState {
   static void operator delete(void* p, size_t size) { ObjectPool<RetryState, 1024>::give(p, size); }
 
   RetryState(const router::RetryPolicy& p, Deadline::Callback on_backoff,
-             Deadline::Callback on_per_try, void* router)
+             Deadline::Callback on_per_try, Deadline::Callback on_stream_duration, void* router)
       : policy(p),
         retry_on(p.retry_on),
         retries_left(p.num_retries),
         per_try_timeout(p.per_try_timeout),
         status_codes(&p.retriable_status_codes),
         backoff(on_backoff, router),
-        per_try(on_per_try, router) {}
+        per_try(on_per_try, router),
+        stream_duration_deadline(on_stream_duration, router) {}
 
   const router::RetryPolicy& policy;  // Lives in the route table the stream holds.
   // What this request does with it: the policy's, or as its override headers
@@ -123,6 +127,10 @@ struct RetryState {
   uint32_t retries_done = 0;
   Deadline backoff;  // Armed between a failed attempt and the next.
   Deadline per_try;  // The running attempt's per_try_timeout.
+  // x-envoy-upstream-stream-duration-ms (zero: none): how long each
+  // attempt's upstream stream may last from its connection on.
+  std::chrono::milliseconds stream_duration{0};
+  Deadline stream_duration_deadline;  // The running attempt's stream_duration.
   // The request body so far, for the next attempt: the same refcounted
   // slices the first attempt sends, so no byte is copied.
   BufferChain body;
@@ -350,6 +358,10 @@ class RouterFilter : public HttpFilter,
     encoder_ = &client.codec().newStream(response_);
     encoder_->stream().setCallbacks(this);
     for (int i = 0; i < upstream_read_disabled_; ++i) encoder_->stream().readDisable(true);
+    if (retry_ && retry_->stream_duration.count() != 0) [[unlikely]] {
+      cb_->worker().deadlines().arm(retry_->stream_duration_deadline,
+                                    static_cast<uint64_t>(retry_->stream_duration.count()));
+    }
     if (retry_ && !retry_->disabled) [[unlikely]] {
       sendBufferedRequest();
     } else {
@@ -458,6 +470,7 @@ class RouterFilter : public HttpFilter,
 
   // ---- StreamCallbacks: the upstream stream
   void onResetStream(http::ResetReason reason, std::string_view detail) override {
+    if (retry_) retry_->stream_duration_deadline.cancel();
     UpstreamClient* client = client_;
     client_ = nullptr;
     encoder_ = nullptr;
@@ -709,7 +722,8 @@ class RouterFilter : public HttpFilter,
   void makeRetryState(const router::RetryPolicy& policy) {
     retry_ = std::make_unique<RetryState>(
         policy, [](void* self) { static_cast<RouterFilter*>(self)->onBackoffDone(); },
-        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); }, this);
+        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); },
+        [](void* self) { static_cast<RouterFilter*>(self)->onStreamDurationReached(); }, this);
   }
 
   // An internal request kept x-envoy-* headers that steer the router (the
@@ -741,6 +755,7 @@ class RouterFilter : public HttpFilter,
     r.retry_on |= o.retry_on;
     if (o.max_retries) r.retries_left = *o.max_retries;
     if (o.per_try_timeout) r.per_try_timeout = *o.per_try_timeout;
+    if (o.stream_duration) r.stream_duration = *o.stream_duration;
     if (!o.retriable_status_codes.empty()) {
       r.own_status_codes = policy->retriable_status_codes;
       r.own_status_codes.insert(r.own_status_codes.end(), o.retriable_status_codes.begin(),
@@ -913,6 +928,7 @@ class RouterFilter : public HttpFilter,
   // resets a retried upstream request.
   void endAttempt(bool response_complete) {
     retry_->per_try.cancel();
+    retry_->stream_duration_deadline.cancel();
     if (waiting_for_pool_) {
       waiting_for_pool_ = false;
       host_->cancel(*this);
@@ -1024,6 +1040,33 @@ class RouterFilter : public HttpFilter,
     replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
   }
 
+  // The attempt's upstream stream outlived x-envoy-upstream-stream-duration-ms
+  // (Envoy's onStreamMaxDurationReached): it is reset, and retried as a reset
+  // would be; else 408 while the request is still arriving, 504 after, flag
+  // UMSDR (a response already started is reset).
+  void onStreamDurationReached() {
+    if (finished_) return;
+    // Envoy's counter, made on demand: only this rare path needs it.
+    upstream::ClusterStats& stats = cluster_->stats();
+    stats.store.counter(stats.prefix + "upstream_rq_max_duration_reached").inc();
+    endAttempt(false);
+    std::string_view retry_flag;
+    if (!response_started_ && !retry_->disabled) {
+      RetryDecision d = shouldRetry(
+          router::RetryPolicy::retriableFailure(retry_->retry_on, router::AttemptFailure::kReset));
+      if (d == RetryDecision::kRetry) return;
+      retry_flag = retryFlag(d);
+    }
+    finishBetweenAttempts();
+    // Envoy lists URX before UMSDR.
+    std::string flags(retry_flag.empty() ? "" : retry_flag.substr(1));
+    if (!flags.empty()) flags += ',';
+    flags += "UMSDR";
+    cb_->sendLocalReply(response_started_ ? 0 : (request_end_ ? 504 : 408),
+                        "upstream max stream duration reached", flags,
+                        kUpstreamMaxStreamDurationReached);
+  }
+
   // No more attempts (1xx forwarded, body too large): Envoy drops its retry
   // state, giving back its max_retries slot.
   void disableRetry() {
@@ -1048,6 +1091,7 @@ class RouterFilter : public HttpFilter,
   [[gnu::noinline]] void stopRetryTimers() {
     retry_->backoff.cancel();
     retry_->per_try.cancel();
+    retry_->stream_duration_deadline.cancel();
     releaseRetry();
   }
 

@@ -24,14 +24,10 @@ constexpr std::string_view kRouterOverrides[] = {
     "upstream-rq-per-try-timeout-ms",
     "upstream-rq-timeout-alt-response",
     "hedge-on-per-try-timeout",
+    "upstream-stream-duration-ms",
 };
 constexpr std::string_view kInternalOnly[] = {
-    "upstream-alt-stat-name",
-    "upstream-stream-duration-ms",
-    "expected-rq-timeout-ms",
-    "force-trace",
-    "ip-tags",
-    "original-url",
+    "upstream-alt-stat-name", "expected-rq-timeout-ms", "force-trace", "ip-tags", "original-url",
 };
 // ... and from an edge request also these (an internal hop may pass them on);
 // external-address because skiff sets its own.

@@ -20,6 +20,7 @@ enum class Override {
   kStatusCodes,
   kHeaderNames,
   kHedge,
+  kStreamDuration,
   kNone,
 };
 
@@ -37,6 +38,7 @@ constexpr Name kNames[] = {
     {"retriable-status-codes", Override::kStatusCodes},
     {"retriable-header-names", Override::kHeaderNames},
     {"hedge-on-per-try-timeout", Override::kHedge},
+    {"upstream-stream-duration-ms", Override::kStreamDuration},
 };
 
 Override classify(std::string_view name) {
@@ -132,6 +134,9 @@ RequestOverrides takeRequestOverrides(HeaderMap& headers) {
           }
           break;
         }
+        case Override::kStreamDuration:
+          out.stream_duration = parseMs(e.value);
+          break;
         case Override::kHeaderNames:
         case Override::kHedge:
         case Override::kNone:

@@ -30,6 +30,10 @@ struct RequestOverrides {
   // retry_on bits from x-envoy-retry-on (its HTTP conditions) and
   // x-envoy-retry-grpc-on (its gRPC ones), added to the route's policy.
   uint32_t retry_on = 0;
+  // x-envoy-upstream-stream-duration-ms: each attempt's upstream stream may
+  // last this long from its connection on (0: no bound), as Envoy's router
+  // takes it in place of the cluster's max_stream_duration.
+  std::optional<std::chrono::milliseconds> stream_duration;
   // Whether either retry-on header was present, even with no condition skiff
   // knows: Envoy then keeps retry state for the request, policy or not.
   bool retry_headers = false;
@@ -40,8 +44,12 @@ struct RequestOverrides {
   std::vector<uint32_t> retriable_status_codes;
 
   // Whether the request needs the router's retry state even without a route
-  // retry policy: to retry, or for its per-try timeout.
-  bool needsRetryState() const { return retry_headers || per_try_timeout.has_value(); }
+  // retry policy: to retry, for its per-try timeout, or for the bound on each
+  // attempt's stream (the state holds the per-attempt timers).
+  bool needsRetryState() const {
+    return retry_headers || per_try_timeout.has_value() ||
+           (stream_duration && stream_duration->count() != 0);
+  }
 };
 
 // Reads the override headers of a request and removes them (and the ones

@@ -1,8 +1,8 @@
 """The x-envoy-* request headers with which a trusted caller steers Envoy's
 router (its "HTTP headers consumed from downstreams"): x-envoy-upstream-rq-timeout-ms,
 x-envoy-upstream-rq-per-try-timeout-ms, x-envoy-upstream-rq-timeout-alt-response,
-x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries and
-x-envoy-retriable-status-codes. Each is checked twice: from an internal client
+x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries,
+x-envoy-retriable-status-codes and x-envoy-upstream-stream-duration-ms. Each is checked twice: from an internal client
 (internal_address_config lists 127.0.0.1) the router acts on it and takes it
 off the request; from an external one (a listener with no internal address)
 the connection manager strips it first and it changes nothing. The upstream
@@ -24,7 +24,8 @@ LOG_FORMAT = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAI
 CONSUMED = ["x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
             "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-retry-on",
             "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-retriable-status-codes",
-            "x-envoy-retriable-header-names", "x-envoy-hedge-on-per-try-timeout"]
+            "x-envoy-retriable-header-names", "x-envoy-hedge-on-per-try-timeout",
+            "x-envoy-upstream-stream-duration-ms"]
 
 
 class RequestOverrideTest(h.SkiffTestCase):
@@ -185,6 +186,70 @@ class RequestOverrideTest(h.SkiffTestCase):
             "x-envoy-upstream-rq-per-try-timeout-ms": "200", "x-envoy-retry-on": "5xx"})
         self.assertEqual(status, 200, body)
         self.assertEqual(json.loads(body)["n"], 2)
+
+    # --- x-envoy-upstream-stream-duration-ms ---------------------------------
+
+    def max_duration_reached(self):
+        return self.skiff.stats().get("cluster.flaky.upstream_rq_max_duration_reached", 0)
+
+    def test_stream_duration_header_bounds_the_upstream_stream(self):
+        before = self.max_duration_reached()
+        path = f"/delay?ms=3000&k={self.key()}"
+        status, _, body = self.send("internal", "/plain" + path,
+                                    {"x-envoy-upstream-stream-duration-ms": "200"})
+        self.assertEqual((status, body), (504, b"upstream max stream duration reached"))
+        self.assertEqual(self.log_line(path).split()[1:],
+                         ["504", "UMSDR", "upstream_max_stream_duration_reached"])
+        h.wait_until(lambda: self.max_duration_reached() == before + 1, 5,
+                     what="upstream_rq_max_duration_reached +1")
+
+    def test_stream_duration_header_from_outside_changes_nothing(self):
+        status, _, body = self.send("external", "/plain/delay?ms=500",
+                                    {"x-envoy-upstream-stream-duration-ms": "50"})
+        self.assertEqual((status, body), (200, b"delayed\n"))
+
+    def test_stream_duration_header_of_zero_means_none(self):
+        status, _, body = self.send("internal", "/plain/delay?ms=300",
+                                    {"x-envoy-upstream-stream-duration-ms": "0"})
+        self.assertEqual((status, body), (200, b"delayed\n"))
+
+    def test_stream_duration_before_the_request_ends_is_408(self):
+        # The request's body never comes: Envoy's 408, as for a request still
+        # arriving.
+        path = f"/delay?ms=3000&k={self.key()}"
+        raw = (f"POST /plain{path} HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n"
+               "x-envoy-upstream-stream-duration-ms: 200\r\n\r\n").encode()
+        data, _ = h.raw_exchange(self.skiff.port("internal"), raw, timeout=5)
+        status, _, body = h.parse_responses(data)[0]
+        self.assertEqual((status, body), (408, b"upstream max stream duration reached"))
+        self.assertEqual(self.log_line(path).split()[1:],
+                         ["408", "UMSDR", "upstream_max_stream_duration_reached"])
+
+    def test_stream_duration_reached_is_retried_as_a_reset(self):
+        # Each attempt has its own bound: the first, 3 s slow, is cut short and
+        # retried under retry-on reset; the second answers in time.
+        key = self.key()
+        status, _, body = self.send("internal", f"/plain/flaky?key={key}&fail=1&delay=3000", {
+            "x-envoy-upstream-stream-duration-ms": "300", "x-envoy-retry-on": "reset"})
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        # Without a retry left: URX before UMSDR, as Envoy lists them.
+        key = self.key("-out")
+        path = f"/flaky?key={key}&fail=5&delay=3000"
+        status, _, _ = self.send("internal", "/plain" + path, {
+            "x-envoy-upstream-stream-duration-ms": "200", "x-envoy-retry-on": "reset"})
+        self.assertEqual(status, 504)
+        self.assertEqual(self.log_line(path).split()[1:],
+                         ["504", "URX,UMSDR", "upstream_max_stream_duration_reached"])
+        self.assertEqual(self.backend.counts[key], 2)
+
+    def test_stream_duration_after_the_response_started_resets_it(self):
+        # /stall sends its head and 10 bytes, then waits: the response is cut.
+        path = f"/stall?ms=3000&k={self.key()}"
+        with self.assertRaises(Exception):
+            self.send("internal", "/plain" + path,
+                      {"x-envoy-upstream-stream-duration-ms": "300"})
+        self.assertEqual(self.log_line(path).split()[1:],
+                         ["200", "UMSDR", "upstream_max_stream_duration_reached"])
 
     # --- Retries -------------------------------------------------------------
 

@@ -42,6 +42,7 @@ TEST(RequestOverridesTest, TakesEveryHeaderAndRemovesThem) {
   h.addView("x-envoy-retriable-status-codes", "418,425");
   h.addView("x-envoy-retriable-header-names", "x-retry-me");
   h.addView("x-envoy-hedge-on-per-try-timeout", "true");
+  h.addView("x-envoy-upstream-stream-duration-ms", "2500");
   h.addView("x-envoy-expected-rq-timeout-ms", "9");
   h.addView("x-other", "kept");
   RequestOverrides o = takeRequestOverrides(h);
@@ -53,6 +54,7 @@ TEST(RequestOverridesTest, TakesEveryHeaderAndRemovesThem) {
   EXPECT_TRUE(o.retry_headers);
   EXPECT_EQ(o.max_retries, 4u);
   EXPECT_EQ(o.retriable_status_codes, (std::vector<uint32_t>{418, 425}));
+  EXPECT_EQ(o.stream_duration, milliseconds(2500));
   EXPECT_TRUE(o.needsRetryState());
   // The expected timeout is the router's to set, not consumed.
   EXPECT_EQ(names(h),
@@ -109,6 +111,25 @@ TEST(RequestOverridesTest, ZeroTimeoutMeansNone) {
   RequestOverrides o = takeRequestOverrides(h);
   EXPECT_EQ(o.timeout, milliseconds(0));
   EXPECT_FALSE(o.needsRetryState());
+}
+
+TEST(RequestOverridesTest, StreamDurationAloneNeedsTheAttemptTimers) {
+  HeaderMap h;
+  h.addView("x-envoy-upstream-stream-duration-ms", "700");
+  RequestOverrides o = takeRequestOverrides(h);
+  EXPECT_EQ(o.stream_duration, milliseconds(700));
+  EXPECT_TRUE(o.needsRetryState());
+  EXPECT_EQ(h.size(), 0u);
+  // Zero: no bound, nothing to keep; a value that is not a number: none.
+  HeaderMap z;
+  z.addView("x-envoy-upstream-stream-duration-ms", "0");
+  RequestOverrides p = takeRequestOverrides(z);
+  EXPECT_EQ(p.stream_duration, milliseconds(0));
+  EXPECT_FALSE(p.needsRetryState());
+  HeaderMap b;
+  b.addView("x-envoy-upstream-stream-duration-ms", "1s");
+  EXPECT_EQ(takeRequestOverrides(b).stream_duration, std::nullopt);
+  EXPECT_EQ(b.size(), 0u);
 }
 
 }  // namespace
