@@ -112,6 +112,7 @@ struct RetryState {
         retries_left(p.num_retries),
         per_try_timeout(p.per_try_timeout),
         status_codes(&p.retriable_status_codes),
+        headers(&p.retriable_headers),
         backoff(on_backoff, router),
         per_try(on_per_try, router),
         stream_duration_deadline(on_stream_duration, router) {}
@@ -121,9 +122,11 @@ struct RetryState {
   // changed them.
   uint32_t retry_on;  // retry_on bits
   uint32_t retries_left;
-  std::chrono::milliseconds per_try_timeout;  // Zero: none.
-  const std::vector<uint32_t>* status_codes;  // The policy's, or own_status_codes.
-  std::vector<uint32_t> own_status_codes;     // With x-envoy-retriable-status-codes.
+  std::chrono::milliseconds per_try_timeout;        // Zero: none.
+  const std::vector<uint32_t>* status_codes;        // The policy's, or own_status_codes.
+  std::vector<uint32_t> own_status_codes;           // With x-envoy-retriable-status-codes.
+  const std::vector<router::HeaderMatch>* headers;  // The policy's, or own_headers.
+  std::vector<router::HeaderMatch> own_headers;     // With x-envoy-retriable-header-names.
   uint32_t retries_done = 0;
   Deadline backoff;  // Armed between a failed attempt and the next.
   Deadline per_try;  // The running attempt's per_try_timeout.
@@ -713,6 +716,9 @@ class RouterFilter : public HttpFilter,
       // upstream is told the per-try one, the time it has before a retry.
       setAttemptTimeoutHeaders(0);
     }
+    // retriable_request_headers: a request none of them matches is not
+    // retried (Envoy clears its retry_on, the headers' conditions included).
+    if (!policy.retriableRequest(headers)) r.retry_on = 0;
     // A virtual host with attempt counts but no retry policy: nothing to
     // keep for a retry.
     if (r.retry_on == 0) r.disabled = true;
@@ -761,6 +767,17 @@ class RouterFilter : public HttpFilter,
       r.own_status_codes.insert(r.own_status_codes.end(), o.retriable_status_codes.begin(),
                                 o.retriable_status_codes.end());
       r.status_codes = &r.own_status_codes;
+    }
+    if (!o.retriable_header_names.empty()) {
+      // Envoy makes each name a matcher of that name alone: present.
+      r.own_headers = policy->retriable_headers;
+      for (const std::string& name : o.retriable_header_names) {
+        router::HeaderMatch m;
+        m.name = name;
+        m.kind = router::HeaderMatch::Kind::kPresent;
+        r.own_headers.push_back(std::move(m));
+      }
+      r.headers = &r.own_headers;
     }
     return policy;
   }
@@ -907,8 +924,8 @@ class RouterFilter : public HttpFilter,
   [[gnu::noinline]] bool retryFromHeaders(const HeaderMap& headers, bool end_stream) {
     RetryState& r = *retry_;
     r.per_try.cancel();
-    RetryDecision d =
-        shouldRetry(router::RetryPolicy::retriableResponse(r.retry_on, *r.status_codes, headers));
+    RetryDecision d = shouldRetry(
+        router::RetryPolicy::retriableResponse(r.retry_on, *r.status_codes, *r.headers, headers));
     if (d == RetryDecision::kRetry) {
       countStatus(headers.status());
       endAttempt(end_stream);

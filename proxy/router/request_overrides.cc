@@ -137,7 +137,23 @@ RequestOverrides takeRequestOverrides(HeaderMap& headers) {
         case Override::kStreamDuration:
           out.stream_duration = parseMs(e.value);
           break;
-        case Override::kHeaderNames:
+        case Override::kHeaderNames: {
+          // Envoy's split: empty entries are skipped, each name trimmed.
+          std::string_view list = e.value;
+          while (!list.empty()) {
+            const size_t comma = list.find(',');
+            std::string_view name = list.substr(0, comma);
+            while (!name.empty() && isSpace(name.front())) name.remove_prefix(1);
+            while (!name.empty() && isSpace(name.back())) name.remove_suffix(1);
+            if (!name.empty()) {
+              std::string lower(name);
+              for (char& c : lower) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c;
+              out.retriable_header_names.push_back(std::move(lower));
+            }
+            list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+          }
+          break;
+        }
         case Override::kHedge:
         case Override::kNone:
           break;

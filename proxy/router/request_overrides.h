@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -42,6 +43,10 @@ struct RequestOverrides {
   // x-envoy-retriable-status-codes: added to the policy's
   // retriable_status_codes (they matter under retriable-status-codes).
   std::vector<uint32_t> retriable_status_codes;
+  // x-envoy-retriable-header-names: a comma-separated list of names (lower
+  // case here); under retriable-headers a response with any of them is
+  // retried, as with a retriable_headers matcher of that name alone.
+  std::vector<std::string> retriable_header_names;
 
   // Whether the request needs the router's retry state even without a route
   // retry policy: to retry, for its per-try timeout, or for the bound on each
@@ -52,10 +57,9 @@ struct RequestOverrides {
   }
 };
 
-// Reads the override headers of a request and removes them (and the ones
-// skiff consumes without acting on: x-envoy-retriable-header-names, since
-// retry_on retriable-headers is not implemented, and
-// x-envoy-hedge-on-per-try-timeout, since hedging is not).
+// Reads the override headers of a request and removes them (and one skiff
+// consumes without acting on: x-envoy-hedge-on-per-try-timeout, since
+// hedging is not implemented).
 RequestOverrides takeRequestOverrides(HeaderMap& headers);
 
 // Envoy's reading of a decimal header value (absl::SimpleAtoi): optional

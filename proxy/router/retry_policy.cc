@@ -35,7 +35,7 @@ constexpr Condition kConditions[] = {
     {"internal", retry_on::kGrpcInternal},
     {"resource-exhausted", retry_on::kGrpcResourceExhausted},
     {"unavailable", retry_on::kGrpcUnavailable},
-    {"retriable-headers", 0},
+    {"retriable-headers", retry_on::kRetriableHeaders},
     {"reset-before-request", 0},
     {"http3-post-connect-failure", 0},
 };
@@ -66,6 +66,7 @@ uint32_t parseRetryOn(std::string_view list, std::string* unsupported) {
 }
 
 bool RetryPolicy::retriableResponse(uint32_t on, const std::vector<uint32_t>& codes,
+                                    const std::vector<HeaderMatch>& headers,
                                     const HeaderMap& response) {
   // A response from an upstream Envoy's rate limiter is retried only under
   // envoy-ratelimited, whatever its status.
@@ -77,6 +78,11 @@ bool RetryPolicy::retriableResponse(uint32_t on, const std::vector<uint32_t>& co
   if ((on & retry_on::kRetriableStatusCodes) &&
       std::find(codes.begin(), codes.end(), static_cast<uint32_t>(status)) != codes.end()) {
     return true;
+  }
+  if (on & retry_on::kRetriableHeaders) {
+    for (const HeaderMatch& m : headers) {
+      if (m.matches(response)) return true;
+    }
   }
   if (on & retry_on::kGrpc) {
     // Only a grpc-status in the response headers (a trailers-only response):
@@ -100,6 +106,14 @@ bool RetryPolicy::retriableResponse(uint32_t on, const std::vector<uint32_t>& co
           break;
       }
     }
+  }
+  return false;
+}
+
+bool RetryPolicy::retriableRequest(const HeaderMap& request) const {
+  if (retriable_request_headers.empty()) return true;
+  for (const HeaderMatch& m : retriable_request_headers) {
+    if (m.matches(request)) return true;
   }
   return false;
 }
@@ -134,6 +148,24 @@ Result<RetryPolicy> RetryPolicy::compile(const envoy::config::route::v3::RetryPo
   if (p.has_num_retries()) out.num_retries = p.num_retries().value();
   out.retriable_status_codes.assign(p.retriable_status_codes().begin(),
                                     p.retriable_status_codes().end());
+  // Envoy's HeaderMatchers, compiled as the route table compiles its own.
+  auto matchers = [&](const auto& list, const char* field,
+                      std::vector<HeaderMatch>& out_list) -> Status {
+    for (int i = 0; i < list.size(); ++i) {
+      auto m = compileHeaderMatch(list[i], where + "." + field + "[" + std::to_string(i) + "]");
+      if (!m) return m.status();
+      out_list.push_back(std::move(*m));
+    }
+    return Status::ok();
+  };
+  if (Status s = matchers(p.retriable_headers(), "retriable_headers", out.retriable_headers); !s) {
+    return s;
+  }
+  if (Status s = matchers(p.retriable_request_headers(), "retriable_request_headers",
+                          out.retriable_request_headers);
+      !s) {
+    return s;
+  }
   if (p.has_per_try_timeout()) {
     auto per_try = durationMs(p.per_try_timeout(), where + ".per_try_timeout");
     if (!per_try) return per_try.status();

@@ -14,6 +14,7 @@
 
 #include "proxy/common/status.h"
 #include "proxy/http/header_map.h"
+#include "proxy/router/header_matcher.h"
 
 namespace envoy::config::route::v3 {
 class RetryPolicy;
@@ -38,15 +39,15 @@ inline constexpr uint32_t kGrpcDeadlineExceeded = 1u << 9;    // deadline-exceed
 inline constexpr uint32_t kGrpcInternal = 1u << 10;           // internal
 inline constexpr uint32_t kGrpcResourceExhausted = 1u << 11;  // resource-exhausted
 inline constexpr uint32_t kGrpcUnavailable = 1u << 12;        // unavailable
+inline constexpr uint32_t kRetriableHeaders = 1u << 13;       // retriable-headers
 inline constexpr uint32_t kGrpc = kGrpcCancelled | kGrpcDeadlineExceeded | kGrpcInternal |
                                   kGrpcResourceExhausted | kGrpcUnavailable;
 }  // namespace retry_on
 
 // Parses a comma-separated retry_on list into retry_on bits. Envoy ignores
 // names it does not know; so does this. A name Envoy knows that skiff does
-// not implement (retriable-headers, reset-before-request,
-// http3-post-connect-failure) is returned in unsupported (the first one) so
-// that a config naming it is refused rather than half-honoured.
+// not implement (reset-before-request, http3-post-connect-failure) is returned in unsupported (the
+// first one) so that a config naming it is refused rather than half-honoured.
 uint32_t parseRetryOn(std::string_view list, std::string* unsupported = nullptr);
 
 // How an attempt failed without a response: Envoy's stream reset reasons as
@@ -62,6 +63,12 @@ struct RetryPolicy {
   uint32_t retry_on = 0;     // retry_on bits
   uint32_t num_retries = 1;  // Envoy's default when num_retries is unset.
   std::vector<uint32_t> retriable_status_codes;
+  // retriable_headers: under retriable-headers, a response that one of them
+  // matches is retried.
+  std::vector<HeaderMatch> retriable_headers;
+  // retriable_request_headers: when there are any, a request that none of
+  // them matches is never retried (Envoy clears its retry_on).
+  std::vector<HeaderMatch> retriable_request_headers;
   // per_try_timeout (zero: none). Bounded by the route timeout, which still
   // spans every attempt.
   std::chrono::milliseconds per_try_timeout{0};
@@ -82,10 +89,15 @@ struct RetryPolicy {
   bool attempt_count_in_response = false;
 
   // Whether a response is retriable under retry_on bits `on` (the policy's,
-  // perhaps widened by request headers), by :status, x-envoy-ratelimited and
-  // (for the gRPC conditions) grpc-status. codes: retriable status codes.
+  // perhaps widened by request headers), by :status, x-envoy-ratelimited,
+  // (for the gRPC conditions) grpc-status and (for retriable-headers) the
+  // response's headers. codes: retriable status codes; headers: retriable
+  // header matchers.
   static bool retriableResponse(uint32_t on, const std::vector<uint32_t>& codes,
-                                const HeaderMap& response);
+                                const std::vector<HeaderMatch>& headers, const HeaderMap& response);
+  // Whether a request may be retried at all: retriable_request_headers is
+  // empty, or one of them matches it.
+  bool retriableRequest(const HeaderMap& request) const;
   // Whether an attempt that failed with no response is retriable under `on`.
   static bool retriableFailure(uint32_t on, AttemptFailure failure);
   // Envoy's fully jittered exponential back-off before retry number n (1 for

@@ -2,7 +2,8 @@
 router (its "HTTP headers consumed from downstreams"): x-envoy-upstream-rq-timeout-ms,
 x-envoy-upstream-rq-per-try-timeout-ms, x-envoy-upstream-rq-timeout-alt-response,
 x-envoy-retry-on, x-envoy-retry-grpc-on, x-envoy-max-retries,
-x-envoy-retriable-status-codes and x-envoy-upstream-stream-duration-ms. Each is checked twice: from an internal client
+x-envoy-retriable-status-codes, x-envoy-retriable-header-names and
+x-envoy-upstream-stream-duration-ms. Each is checked twice: from an internal client
 (internal_address_config lists 127.0.0.1) the router acts on it and takes it
 off the request; from an external one (a listener with no internal address)
 the connection manager strips it first and it changes nothing. The upstream
@@ -344,6 +345,25 @@ class RequestOverrideTest(h.SkiffTestCase):
                                        {"x-envoy-retry-grpc-on": "unavailable"})
         self.assertEqual((status, headers.get("grpc-status")), (200, "14"))
         self.assertEqual(self.backend.counts[key], 1)
+
+    def test_retriable_header_names_header(self):
+        # Under retriable-headers, a response with any of the names is retried.
+        key = self.key()
+        status, _, body = self.send("internal", f"/plain/flaky?key={key}&fail=1&hdr=x-b:1", {
+            "x-envoy-retry-on": "retriable-headers",
+            "x-envoy-retriable-header-names": "x-a, X-B"})
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        # A name the response does not have: not retried.
+        key = self.key("-other")
+        status, _, _ = self.send("internal", f"/plain/flaky?key={key}&fail=1&hdr=x-c:1", {
+            "x-envoy-retry-on": "retriable-headers",
+            "x-envoy-retriable-header-names": "x-a,x-b"})
+        self.assertEqual((status, self.backend.counts[key]), (503, 1))
+        key = self.key("-external")
+        status, _, _ = self.send("external", f"/plain/flaky?key={key}&fail=1&hdr=x-b:1", {
+            "x-envoy-retry-on": "retriable-headers",
+            "x-envoy-retriable-header-names": "x-b"})
+        self.assertEqual((status, self.backend.counts[key]), (503, 1))
 
     def test_retry_counters(self):
         before = self.skiff.stats().get("cluster.flaky.upstream_rq_retry", 0)

@@ -20,9 +20,10 @@ from test_h2_protocol import H2_UPSTREAM, ScriptedOrigin
 
 
 class FlakyBackend(h.Backend):
-    """Backend plus /flaky?key=K&fail=N&code=C[&delay=MS][&grpc=G]: the first N
-    requests with key K are answered with status C (default 503; with grpc=G,
-    a 200 carrying grpc-status G) after sleeping MS ms, the later ones with
+    """Backend plus /flaky?key=K&fail=N&code=C[&delay=MS][&grpc=G][&hdr=NAME:VALUE]:
+    the first N requests with key K are answered with status C (default 503;
+    with grpc=G, a 200 carrying grpc-status G; with hdr, carrying that header)
+    after sleeping MS ms, the later ones with
     200 and a JSON {"n": attempts so far, "length", "sha256"} of the request
     body. /ratelimited answers 503 with x-envoy-ratelimited."""
 
@@ -47,11 +48,12 @@ class FlakyBackend(h.Backend):
         if self.fail_all or n <= int(req.query("fail", "0")):
             time.sleep(int(req.query("delay", "0")) / 1000.0)
             grpc = req.query("grpc", None)
+            extra = [req.query("hdr").replace(":", ": ", 1)] if req.query("hdr") else []
             if grpc is not None:
                 self._send(sock, 200, b"", ["content-type: application/grpc",
                                             f"grpc-status: {grpc}"])
             else:
-                self._send(sock, int(req.query("code", "503")), b"failed\n")
+                self._send(sock, int(req.query("code", "503")), b"failed\n", extra)
             return True
         out = {"n": n, "length": len(body), "sha256": hashlib.sha256(body).hexdigest(),
                "attempt": req.header("x-envoy-attempt-count")}
@@ -117,6 +119,16 @@ class RetryTest(h.SkiffTestCase):
                                                    "per_try_timeout": "2.5s",
                                                    "retry_back_off": fast},
                         prefix_rewrite="/", max_grpc_timeout="0s"),
+            retry_route("/rheaders/", "flaky", {
+                "retry_on": "retriable-headers", "retry_back_off": fast,
+                "retriable_headers": [{"name": "x-upstream-retry",
+                                       "string_match": {"exact": "true"}}]},
+                        prefix_rewrite="/"),
+            retry_route("/rrequest/", "flaky", {
+                "retry_on": "5xx", "retry_back_off": fast,
+                "retriable_request_headers": [{"name": ":method",
+                                               "string_match": {"exact": "GET"}}]},
+                        prefix_rewrite="/"),
             retry_route("/slow-backoff/", "flaky", {"retry_on": "5xx", "num_retries": 3,
                                                     "retry_back_off": {"base_interval": "2s",
                                                                        "max_interval": "2s"}},
@@ -338,6 +350,27 @@ class RetryTest(h.SkiffTestCase):
         self.assertLessEqual(second, 3000 - 1000 + 1)
         self.assertGreater(second, 0)
         self.assertEqual(attempts[1]["grpc-timeout"], f"{second}m")
+
+    def test_retriable_headers_retry_a_response_that_has_them(self):
+        # A 200 is retried when it carries the header the policy names ...
+        status, _, body = h.http_request(
+            self.port, path="/rheaders/flaky?key=rh&fail=1&code=200&hdr=x-upstream-retry:true")
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        # ... with the value it names only.
+        status, headers, body = h.http_request(
+            self.port, path="/rheaders/flaky?key=rh-no&fail=1&code=503&hdr=x-upstream-retry:no")
+        self.assertEqual((status, headers.get("x-upstream-retry")), (503, "no"))
+        self.assertEqual(self.backend.counts["rh-no"], 1)
+
+    def test_retriable_request_headers_decide_which_requests_retry(self):
+        status, _, body = h.http_request(self.port, path="/rrequest/flaky?key=rq-get&fail=1")
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        before = self.stats()
+        status, _, body = h.http_request(self.port, "POST", "/rrequest/flaky?key=rq-post&fail=1",
+                                         body=b"once")
+        self.assertEqual((status, body), (503, b"failed\n"))
+        self.assertEqual(self.backend.counts["rq-post"], 1)
+        self.assertEqual(self.delta(before), {})
 
     def test_per_try_timeout_without_a_retry_is_504_ut(self):
         status, _, _ = h.http_request(self.port,

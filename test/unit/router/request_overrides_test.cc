@@ -40,7 +40,7 @@ TEST(RequestOverridesTest, TakesEveryHeaderAndRemovesThem) {
   h.addView("x-envoy-retry-grpc-on", "unavailable");
   h.addView("x-envoy-max-retries", "4");
   h.addView("x-envoy-retriable-status-codes", "418,425");
-  h.addView("x-envoy-retriable-header-names", "x-retry-me");
+  h.addView("x-envoy-retriable-header-names", " X-Retry-Me,,x-other-retry ");
   h.addView("x-envoy-hedge-on-per-try-timeout", "true");
   h.addView("x-envoy-upstream-stream-duration-ms", "2500");
   h.addView("x-envoy-expected-rq-timeout-ms", "9");
@@ -55,6 +55,7 @@ TEST(RequestOverridesTest, TakesEveryHeaderAndRemovesThem) {
   EXPECT_EQ(o.max_retries, 4u);
   EXPECT_EQ(o.retriable_status_codes, (std::vector<uint32_t>{418, 425}));
   EXPECT_EQ(o.stream_duration, milliseconds(2500));
+  EXPECT_EQ(o.retriable_header_names, (std::vector<std::string>{"x-retry-me", "x-other-retry"}));
   EXPECT_TRUE(o.needsRetryState());
   // The expected timeout is the router's to set, not consumed.
   EXPECT_EQ(names(h),
@@ -88,7 +89,7 @@ TEST(RequestOverridesTest, EachRetryOnHeaderReadsItsOwnConditions) {
 
   // A retry-on header with nothing skiff knows still asks for retry state.
   HeaderMap u;
-  u.addView("x-envoy-retry-on", "retriable-headers");
+  u.addView("x-envoy-retry-on", "reset-before-request");
   RequestOverrides p = takeRequestOverrides(u);
   EXPECT_EQ(p.retry_on, 0u);
   EXPECT_TRUE(p.retry_headers);

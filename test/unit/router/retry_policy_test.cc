@@ -17,6 +17,8 @@ Result<RetryPolicy> compileJson(const std::string& json) {
   return RetryPolicy::compile(p, "rp");
 }
 
+const std::vector<HeaderMatch> kNoHeaders;
+
 HeaderMapPtr makeResponse(std::string_view status, std::string_view grpc_status = {}) {
   auto h = std::make_unique<HeaderMap>();
   h->addView(WellKnownHeader::kStatus, status);
@@ -38,44 +40,99 @@ TEST(RetryPolicyTest, ParsesRetryOnLikeEnvoy) {
   // Envoy ignores names it does not know.
   EXPECT_EQ(parseRetryOn("nonsense,,5xx"), k5xx);
   std::string unsupported;
-  EXPECT_EQ(parseRetryOn("5xx,retriable-headers,reset-before-request", &unsupported), k5xx);
-  EXPECT_EQ(unsupported, "retriable-headers");
+  EXPECT_EQ(parseRetryOn("5xx,reset-before-request,http3-post-connect-failure", &unsupported),
+            k5xx);
+  EXPECT_EQ(unsupported, "reset-before-request");
+  EXPECT_EQ(parseRetryOn("retriable-headers"), kRetriableHeaders);
 }
 
 TEST(RetryPolicyTest, ResponseConditions) {
   using namespace retry_on;
   const std::vector<uint32_t> none;
-  EXPECT_TRUE(RetryPolicy::retriableResponse(k5xx, none, *makeResponse("503")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(k5xx, none, *makeResponse("500")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(k5xx, none, *makeResponse("404")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kGatewayError, none, *makeResponse("500")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kGatewayError, none, *makeResponse("502")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kGatewayError, none, *makeResponse("504")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kRetriable4xx, none, *makeResponse("409")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kRetriable4xx, none, *makeResponse("429")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(k5xx, none, kNoHeaders, *makeResponse("503")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(k5xx, none, kNoHeaders, *makeResponse("500")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(k5xx, none, kNoHeaders, *makeResponse("404")));
+  EXPECT_FALSE(
+      RetryPolicy::retriableResponse(kGatewayError, none, kNoHeaders, *makeResponse("500")));
+  EXPECT_TRUE(
+      RetryPolicy::retriableResponse(kGatewayError, none, kNoHeaders, *makeResponse("502")));
+  EXPECT_TRUE(
+      RetryPolicy::retriableResponse(kGatewayError, none, kNoHeaders, *makeResponse("504")));
+  EXPECT_TRUE(
+      RetryPolicy::retriableResponse(kRetriable4xx, none, kNoHeaders, *makeResponse("409")));
+  EXPECT_FALSE(
+      RetryPolicy::retriableResponse(kRetriable4xx, none, kNoHeaders, *makeResponse("429")));
   const std::vector<uint32_t> codes = {418, 503};
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kRetriableStatusCodes, codes, *makeResponse("418")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kRetriableStatusCodes, codes, *makeResponse("500")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(kRetriableStatusCodes, codes, kNoHeaders,
+                                             *makeResponse("418")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(kRetriableStatusCodes, codes, kNoHeaders,
+                                              *makeResponse("500")));
   // The codes count only under retriable-status-codes.
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kConnectFailure, codes, *makeResponse("418")));
+  EXPECT_FALSE(
+      RetryPolicy::retriableResponse(kConnectFailure, codes, kNoHeaders, *makeResponse("418")));
   // gRPC: grpc-status in the response headers.
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcUnavailable, none, *makeResponse("200", "14")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpcUnavailable, none, *makeResponse("200", "13")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcInternal, none, *makeResponse("200", "13")));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcCancelled, none, *makeResponse("200", "1")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcUnavailable, none, kNoHeaders,
+                                             *makeResponse("200", "14")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpcUnavailable, none, kNoHeaders,
+                                              *makeResponse("200", "13")));
   EXPECT_TRUE(
-      RetryPolicy::retriableResponse(kGrpcDeadlineExceeded, none, *makeResponse("200", "4")));
+      RetryPolicy::retriableResponse(kGrpcInternal, none, kNoHeaders, *makeResponse("200", "13")));
   EXPECT_TRUE(
-      RetryPolicy::retriableResponse(kGrpcResourceExhausted, none, *makeResponse("200", "8")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpc, none, *makeResponse("200", "0")));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpc, none, *makeResponse("200")));
+      RetryPolicy::retriableResponse(kGrpcCancelled, none, kNoHeaders, *makeResponse("200", "1")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcDeadlineExceeded, none, kNoHeaders,
+                                             *makeResponse("200", "4")));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(kGrpcResourceExhausted, none, kNoHeaders,
+                                             *makeResponse("200", "8")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpc, none, kNoHeaders, *makeResponse("200", "0")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(kGrpc, none, kNoHeaders, *makeResponse("200")));
   // An upstream Envoy's rate limit: only under envoy-ratelimited.
   HeaderMapPtr limited_ptr = makeResponse("503");
   HeaderMap& limited = *limited_ptr;
   limited.addView("x-envoy-ratelimited", "true");
-  EXPECT_FALSE(RetryPolicy::retriableResponse(k5xx, none, limited));
-  EXPECT_TRUE(RetryPolicy::retriableResponse(kEnvoyRateLimited, none, limited));
-  EXPECT_FALSE(RetryPolicy::retriableResponse(kEnvoyRateLimited, none, *makeResponse("503")));
+  EXPECT_FALSE(RetryPolicy::retriableResponse(k5xx, none, kNoHeaders, limited));
+  EXPECT_TRUE(RetryPolicy::retriableResponse(kEnvoyRateLimited, none, kNoHeaders, limited));
+  EXPECT_FALSE(
+      RetryPolicy::retriableResponse(kEnvoyRateLimited, none, kNoHeaders, *makeResponse("503")));
+}
+
+TEST(RetryPolicyTest, RetriableHeadersMatchTheResponse) {
+  using namespace retry_on;
+  auto p = compileJson(R"({"retry_on": "retriable-headers", "retriable_headers": [
+      {"name": "x-upstream-retry", "string_match": {"exact": "true"}},
+      {"name": "x-backoff"}]})");
+  ASSERT_TRUE(p.isOk()) << p.status().message();
+  EXPECT_EQ(p->retry_on, kRetriableHeaders);
+  const std::vector<uint32_t> none;
+  auto retry = makeResponse("200");
+  retry->addView("X-Upstream-Retry", "true");
+  EXPECT_TRUE(RetryPolicy::retriableResponse(p->retry_on, none, p->retriable_headers, *retry));
+  auto no = makeResponse("503");
+  no->addView("x-upstream-retry", "false");
+  EXPECT_FALSE(RetryPolicy::retriableResponse(p->retry_on, none, p->retriable_headers, *no));
+  auto present = makeResponse("200");
+  present->addView("x-backoff", "");
+  EXPECT_TRUE(RetryPolicy::retriableResponse(p->retry_on, none, p->retriable_headers, *present));
+  // The matchers count only under retriable-headers.
+  EXPECT_FALSE(RetryPolicy::retriableResponse(k5xx, none, p->retriable_headers, *retry));
+}
+
+TEST(RetryPolicyTest, RetriableRequestHeadersGateTheRequest) {
+  auto p = compileJson(R"({"retry_on": "5xx", "retriable_request_headers": [
+      {"name": ":method", "string_match": {"exact": "GET"}},
+      {"name": ":method", "string_match": {"exact": "HEAD"}}]})");
+  ASSERT_TRUE(p.isOk()) << p.status().message();
+  HeaderMap get;
+  get.addView(":method", "GET");
+  HeaderMap head;
+  head.addView(":method", "HEAD");
+  HeaderMap post;
+  post.addView(":method", "POST");
+  EXPECT_TRUE(p->retriableRequest(get));
+  EXPECT_TRUE(p->retriableRequest(head));
+  EXPECT_FALSE(p->retriableRequest(post));
+  // None listed: every request may be retried.
+  auto open = compileJson(R"({"retry_on": "5xx"})");
+  EXPECT_TRUE(open->retriableRequest(post));
 }
 
 TEST(RetryPolicyTest, FailureConditions) {
@@ -162,8 +219,13 @@ TEST(RetryPolicyTest, RefusesWhatItCannotHonour) {
     auto p = compileJson(json);
     return p.isOk() ? std::string("(compiled)") : p.status().message();
   };
-  EXPECT_EQ(msg(R"({"retry_on": "5xx,retriable-headers"})"),
-            "rp.retry_on: 'retriable-headers' is not supported yet");
+  EXPECT_EQ(msg(R"({"retry_on": "5xx,reset-before-request"})"),
+            "rp.retry_on: 'reset-before-request' is not supported yet");
+  EXPECT_EQ(msg(R"({"retriable_headers": [{"name": ""}]})"),
+            "rp.retriable_headers[0].name: must not be empty");
+  EXPECT_EQ(msg(R"({"retriable_request_headers": [{"name": ":method"}, {"name": "x",
+                    "range_match": {"start": 5, "end": 1}}]})"),
+            "rp.retriable_request_headers[1].range_match: start must be less than end");
   EXPECT_EQ(msg(R"({"retry_back_off": {"base_interval": "0.0001s"}})"),
             "rp.retry_back_off.base_interval: must be at least 1ms");
   EXPECT_EQ(msg(R"({"retry_back_off": {"base_interval": "1s", "max_interval": "0.5s"}})"),

@@ -344,14 +344,16 @@ static_resources:
                   cluster: a
                   retry_policy:
                     per_try_idle_timeout: 1s
-                    retriable_headers: [{name: x}]
+                    rate_limited_retry_back_off: {reset_headers: [{name: x}]}
                     retry_priority: {name: envoy.retry_priorities.previous_priorities}
 )"),
       ElementsAre(
           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
           "virtual_hosts[0].routes[0].route.retry_policy.retry_priority: not supported yet",
           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
-          "virtual_hosts[0].routes[0].route.retry_policy.retriable_headers: not supported yet",
+          "virtual_hosts[0].routes[0].route.retry_policy.rate_limited_retry_back_off: not "
+          "supported "
+          "yet",
           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
           "virtual_hosts[0].routes[0].route.retry_policy.per_try_idle_timeout: not supported "
           "yet"));
