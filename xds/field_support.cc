@@ -201,7 +201,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {std::string(kRoute) + "RetryPolicy",
        {"retry_on", "num_retries", "retriable_status_codes", "retry_back_off", "per_try_timeout",
         "retry_host_predicate", "host_selection_retry_max_attempts", "retriable_headers",
-        "retriable_request_headers"}},
+        "retriable_request_headers", "per_try_idle_timeout"}},
       // Only previous_hosts (its typed_config type below); RetryPolicy::compile
       // refuses another predicate's name.
       {std::string(kRoute) + "RetryPolicy.RetryHostPredicate", {"name", "typed_config"}},

@@ -88,6 +88,7 @@ constexpr size_t kRequestBufferLimit = 1024 * 1024;
 // Envoy's response code details for a per-try timeout, and for a request
 // whose body outgrew the retry buffer while no attempt was running.
 constexpr std::string_view kUpstreamPerTryTimeout = "upstream_per_try_timeout";
+constexpr std::string_view kUpstreamPerTryIdleTimeout = "upstream_per_try_idle_timeout";
 constexpr std::string_view kRetryBufferExceeded = "request_payload_exceeded_retry_buffer_limit";
 // ... and for an upstream stream that outlived its maximum duration.
 constexpr std::string_view kUpstreamMaxStreamDurationReached =
@@ -106,7 +107,8 @@ struct RetryState {
   static void operator delete(void* p, size_t size) { ObjectPool<RetryState, 1024>::give(p, size); }
 
   RetryState(const router::RetryPolicy& p, Deadline::Callback on_backoff,
-             Deadline::Callback on_per_try, Deadline::Callback on_stream_duration, void* router)
+             Deadline::Callback on_per_try, Deadline::Callback on_per_try_idle,
+             Deadline::Callback on_stream_duration, void* router)
       : policy(p),
         retry_on(p.retry_on),
         retries_left(p.num_retries),
@@ -115,6 +117,7 @@ struct RetryState {
         headers(&p.retriable_headers),
         backoff(on_backoff, router),
         per_try(on_per_try, router),
+        per_try_idle(on_per_try_idle, router),
         stream_duration_deadline(on_stream_duration, router) {}
 
   const router::RetryPolicy& policy;  // Lives in the route table the stream holds.
@@ -130,6 +133,9 @@ struct RetryState {
   uint32_t retries_done = 0;
   Deadline backoff;  // Armed between a failed attempt and the next.
   Deadline per_try;  // The running attempt's per_try_timeout.
+  // The running attempt's per_try_idle_timeout, armed again by each
+  // response byte.
+  Deadline per_try_idle;
   // x-envoy-upstream-stream-duration-ms (zero: none): how long each
   // attempt's upstream stream may last from its connection on.
   std::chrono::milliseconds stream_duration{0};
@@ -300,7 +306,10 @@ class RouterFilter : public HttpFilter,
     if (retry_ && !retry_->disabled && !finished_ && !bufferForRetry(data)) {
       return FilterStatus::kContinue;  // Answered: the body outgrew the retry buffer.
     }
-    if (end_stream) startPerTryTimeout();
+    if (end_stream) {
+      startPerTryTimeout();
+      startPerTryIdleTimeout();
+    }
     if (encoder_) {
       encoder_->encodeData(data, end_stream);
       if (end_stream && tunnel_response_done_) {
@@ -323,6 +332,7 @@ class RouterFilter : public HttpFilter,
     startTimeout();
     if (retry_) retry_->trailers = &trailers;
     startPerTryTimeout();
+    startPerTryIdleTimeout();
     if (encoder_) {
       encoder_->encodeTrailers(trailers);
     } else {
@@ -379,6 +389,7 @@ class RouterFilter : public HttpFilter,
       downstream_paused_ = false;
       cb_->readDisableDownstream(false);
     }
+    startPerTryIdleTimeout();
   }
 
   void onPoolFailure(PoolFailure reason, std::string_view transport_failure) override {
@@ -428,6 +439,7 @@ class RouterFilter : public HttpFilter,
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
     if (retry_) [[unlikely]] {
+      touchPerTryIdleTimeout();
       if (!retry_->disabled && retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.
       if (retry_->policy.attempt_count_in_response) setAttemptCount(*headers);
     }
@@ -455,6 +467,8 @@ class RouterFilter : public HttpFilter,
   }
 
   void onUpstreamData(BufferChain& data, bool end_stream) {
+    if (retry_) [[unlikely]]
+      touchPerTryIdleTimeout();
     if (end_stream && tunnel_open_ && !request_end_) {
       // The upstream ended its direction (FIN). The downstream's goes on
       // until its own end; the connection is given back then.
@@ -473,7 +487,10 @@ class RouterFilter : public HttpFilter,
 
   // ---- StreamCallbacks: the upstream stream
   void onResetStream(http::ResetReason reason, std::string_view detail) override {
-    if (retry_) retry_->stream_duration_deadline.cancel();
+    if (retry_) {
+      retry_->stream_duration_deadline.cancel();
+      retry_->per_try_idle.cancel();
+    }
     UpstreamClient* client = client_;
     client_ = nullptr;
     encoder_ = nullptr;
@@ -729,6 +746,7 @@ class RouterFilter : public HttpFilter,
     retry_ = std::make_unique<RetryState>(
         policy, [](void* self) { static_cast<RouterFilter*>(self)->onBackoffDone(); },
         [](void* self) { static_cast<RouterFilter*>(self)->onPerTryTimeout(); },
+        [](void* self) { static_cast<RouterFilter*>(self)->onPerTryIdleTimeout(); },
         [](void* self) { static_cast<RouterFilter*>(self)->onStreamDurationReached(); }, this);
   }
 
@@ -945,6 +963,7 @@ class RouterFilter : public HttpFilter,
   // resets a retried upstream request.
   void endAttempt(bool response_complete) {
     retry_->per_try.cancel();
+    retry_->per_try_idle.cancel();
     retry_->stream_duration_deadline.cancel();
     if (waiting_for_pool_) {
       waiting_for_pool_ = false;
@@ -1057,6 +1076,41 @@ class RouterFilter : public HttpFilter,
     replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
   }
 
+  // per_try_idle_timeout runs while the attempt has its upstream stream and
+  // the request is complete (Envoy arms it with the per-try timeout), and
+  // each response byte starts it again, to the response's end.
+  void startPerTryIdleTimeout() {
+    if (!retry_ || retry_->policy.per_try_idle_timeout.count() == 0 || !request_end_ || finished_ ||
+        !client_) {
+      return;
+    }
+    cb_->worker().deadlines().arm(
+        retry_->per_try_idle, static_cast<uint64_t>(retry_->policy.per_try_idle_timeout.count()));
+  }
+  void touchPerTryIdleTimeout() {
+    if (retry_->per_try_idle.armed()) startPerTryIdleTimeout();
+  }
+
+  // The attempt brought nothing for per_try_idle_timeout (Envoy's
+  // onPerTryIdleTimeout): it is reset and retried as a per-try timeout is,
+  // else 504 UT (a response already started is reset).
+  void onPerTryIdleTimeout() {
+    if (finished_) return;
+    // Envoy's counter, made on demand: only this rare path needs it.
+    upstream::ClusterStats& stats = cluster_->stats();
+    stats.store.counter(stats.prefix + "upstream_rq_per_try_idle_timeout").inc();
+    endAttempt(false);
+    std::string_view retry_flag;
+    if (!response_started_ && !retry_->disabled) {
+      RetryDecision d = shouldRetry(router::RetryPolicy::retriableFailure(
+          retry_->retry_on, router::AttemptFailure::kPerTryTimeout));
+      if (d == RetryDecision::kRetry) return;
+      retry_flag = retryFlag(d);
+    }
+    finishBetweenAttempts();
+    replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryIdleTimeout);
+  }
+
   // The attempt's upstream stream outlived x-envoy-upstream-stream-duration-ms
   // (Envoy's onStreamMaxDurationReached): it is reset, and retried as a reset
   // would be; else 408 while the request is still arriving, 504 after, flag
@@ -1108,6 +1162,7 @@ class RouterFilter : public HttpFilter,
   [[gnu::noinline]] void stopRetryTimers() {
     retry_->backoff.cancel();
     retry_->per_try.cancel();
+    retry_->per_try_idle.cancel();
     retry_->stream_duration_deadline.cancel();
     releaseRetry();
   }

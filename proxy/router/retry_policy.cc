@@ -171,6 +171,11 @@ Result<RetryPolicy> RetryPolicy::compile(const envoy::config::route::v3::RetryPo
     if (!per_try) return per_try.status();
     out.per_try_timeout = *per_try;
   }
+  if (p.has_per_try_idle_timeout()) {
+    auto idle = durationMs(p.per_try_idle_timeout(), where + ".per_try_idle_timeout");
+    if (!idle) return idle.status();
+    out.per_try_idle_timeout = *idle;
+  }
   if (p.has_retry_back_off()) {
     const auto& b = p.retry_back_off();
     const std::string at = where + ".retry_back_off";

@@ -72,6 +72,10 @@ struct RetryPolicy {
   // per_try_timeout (zero: none). Bounded by the route timeout, which still
   // spans every attempt.
   std::chrono::milliseconds per_try_timeout{0};
+  // per_try_idle_timeout (zero: none): an attempt whose upstream stream
+  // brings no response byte for this long is reset, from its connection (or
+  // the request's end, if later) until its response is complete.
+  std::chrono::milliseconds per_try_idle_timeout{0};
   // retry_back_off: base_interval (Envoy: 25 ms) and max_interval (10 x base).
   uint64_t base_interval_ms = 25;
   uint64_t max_interval_ms = 250;

@@ -1,7 +1,7 @@
 """Route retry policies (RouteAction.retry_policy, VirtualHost.retry_policy), as
 Envoy's router retries: retry_on conditions, num_retries, the cluster's
 max_retries circuit breaker, the upstream_rq_retry* counters, the URX response
-flag, a request body replayed intact, per_try_timeout, and the downstream
+flag, a request body replayed intact, per_try_timeout, per_try_idle_timeout, and the downstream
 going away between two attempts. Upstreams: a scripted HTTP/1.1 origin
 (FlakyBackend) and a scripted HTTP/2 one (FlakyH2Origin)."""
 
@@ -129,6 +129,10 @@ class RetryTest(h.SkiffTestCase):
                 "retriable_request_headers": [{"name": ":method",
                                                "string_match": {"exact": "GET"}}]},
                         prefix_rewrite="/"),
+            retry_route("/idle/", "flaky", {"retry_on": "5xx", "num_retries": 1,
+                                            "per_try_idle_timeout": "0.6s",
+                                            "retry_back_off": fast},
+                        prefix_rewrite="/", timeout="20s"),
             retry_route("/slow-backoff/", "flaky", {"retry_on": "5xx", "num_retries": 3,
                                                     "retry_back_off": {"base_interval": "2s",
                                                                        "max_interval": "2s"}},
@@ -164,7 +168,7 @@ class RetryTest(h.SkiffTestCase):
     def stats(self, cluster="flaky"):
         names = ("upstream_rq_retry", "upstream_rq_retry_success", "upstream_rq_retry_overflow",
                  "upstream_rq_retry_limit_exceeded", "upstream_rq_per_try_timeout",
-                 "retry_or_shadow_abandoned")
+                 "upstream_rq_per_try_idle_timeout", "retry_or_shadow_abandoned")
         all_stats = self.skiff.stats()
         return {n: all_stats.get(f"cluster.{cluster}.{n}", 0) for n in names}
 
@@ -371,6 +375,33 @@ class RetryTest(h.SkiffTestCase):
         self.assertEqual((status, body), (503, b"failed\n"))
         self.assertEqual(self.backend.counts["rq-post"], 1)
         self.assertEqual(self.delta(before), {})
+
+    def test_per_try_idle_timeout_is_retried(self):
+        # The first attempt says nothing for 3 s: after 0.6 s of silence it is
+        # reset and retried.
+        before = self.stats()
+        status, _, body = h.http_request(self.port, path="/idle/flaky?key=idle&fail=1&delay=3000")
+        self.assertEqual((status, json.loads(body)["n"]), (200, 2))
+        self.assertEqual(self.delta(before), {"upstream_rq_per_try_idle_timeout": 1,
+                                              "upstream_rq_retry": 1,
+                                              "upstream_rq_retry_success": 1})
+
+    def test_per_try_idle_timeout_starts_again_with_each_response_byte(self):
+        # 150 chunks 10 ms apart take 1.5 s, but never 0.6 s of silence.
+        before = self.stats()
+        status, _, body = h.http_request(self.port, path="/idle/chunked?n=150")
+        self.assertEqual((status, body.count(b"chunk-")), (200, 150))
+        self.assertEqual(self.delta(before), {})
+
+    def test_per_try_idle_timeout_after_the_response_started_resets_it(self):
+        # Head and 10 body bytes, then 3 s of silence: too late to retry, the
+        # downstream response is cut short (Envoy's UT).
+        before = self.stats()
+        with self.assertRaises(Exception):
+            h.http_request(self.port, path="/idle/stall?ms=3000&k=idle-started")
+        self.assertEqual(self.log_line("/idle/stall?ms=3000&k=idle-started").split()[1:3],
+                         ["200", "UT"])
+        self.assertEqual(self.delta(before), {"upstream_rq_per_try_idle_timeout": 1})
 
     def test_per_try_timeout_without_a_retry_is_504_ut(self):
         status, _, _ = h.http_request(self.port,

@@ -204,9 +204,11 @@ TEST(RetryPolicyTest, Defaults) {
 
 TEST(RetryPolicyTest, BackOffAndPerTryTimeout) {
   auto p = compileJson(R"({"retry_on": "5xx", "per_try_timeout": "0.25s",)"
+                       R"("per_try_idle_timeout": "0.125s",)"
                        R"("retry_back_off": {"base_interval": "0.1s"}})");
   ASSERT_TRUE(p.isOk());
   EXPECT_EQ(p.value().per_try_timeout.count(), 250);
+  EXPECT_EQ(p.value().per_try_idle_timeout.count(), 125);
   EXPECT_EQ(p.value().base_interval_ms, 100u);
   EXPECT_EQ(p.value().max_interval_ms, 1000u);  // 10 x base
   auto q = compileJson(R"({"retry_back_off": {"base_interval": "0.1s", "max_interval": "3s"}})");
@@ -231,6 +233,8 @@ TEST(RetryPolicyTest, RefusesWhatItCannotHonour) {
   EXPECT_EQ(msg(R"({"retry_back_off": {"base_interval": "1s", "max_interval": "0.5s"}})"),
             "rp.retry_back_off.max_interval: must not be less than base_interval");
   EXPECT_EQ(msg(R"({"per_try_timeout": "-1s"})"), "rp.per_try_timeout: must not be negative");
+  EXPECT_EQ(msg(R"({"per_try_idle_timeout": "-1s"})"),
+            "rp.per_try_idle_timeout: must not be negative");
   EXPECT_EQ(msg(R"({"retry_host_predicate": [{"name": "envoy.retry_host_predicates.canary"}]})"),
             "rp.retry_host_predicate[0]: 'envoy.retry_host_predicates.canary' is not supported "
             "yet (only envoy.retry_host_predicates.previous_hosts)");

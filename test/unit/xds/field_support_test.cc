@@ -323,6 +323,7 @@ static_resources:
                       typed_config:
                         "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
                     host_selection_retry_max_attempts: 5
+                    per_try_idle_timeout: 5s
 )"),
               IsEmpty());
   EXPECT_THAT(
@@ -343,7 +344,6 @@ static_resources:
                 route:
                   cluster: a
                   retry_policy:
-                    per_try_idle_timeout: 1s
                     rate_limited_retry_back_off: {reset_headers: [{name: x}]}
                     retry_priority: {name: envoy.retry_priorities.previous_priorities}
 )"),
@@ -352,11 +352,7 @@ static_resources:
           "virtual_hosts[0].routes[0].route.retry_policy.retry_priority: not supported yet",
           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
           "virtual_hosts[0].routes[0].route.retry_policy.rate_limited_retry_back_off: not "
-          "supported "
-          "yet",
-          "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config."
-          "virtual_hosts[0].routes[0].route.retry_policy.per_try_idle_timeout: not supported "
-          "yet"));
+          "supported yet"));
 }
 
 TEST(FieldSupport, RefusesOverwriteIfExists) {
