@@ -339,7 +339,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
         if (!chain_.requestHeaders()) keepForLog(h1->takeRefusedHeaders());
         if (!response_headers_ && h1->errorStatus() != 0) {
           record_->codec_response_code = static_cast<uint32_t>(h1->errorStatus());
-          record_->bytes_sent += h1->errorText().size() + 1;
+          record_->bytes_sent += http::codecErrorBody(h1->errorStatus()).size();
         }
       } else {
         setResponseFlag(gone ? "DC" : "DR");
@@ -851,7 +851,7 @@ void HttpConnectionManager::logCodecError(const http::CodecError& error) {
   stampStart(record);
   record.response_code_details = error.details;
   if (error.http_status != 0) {
-    record.bytes_sent = error.detail.size() + 1;  // The answer's body: the detail and a newline.
+    record.bytes_sent = http::codecErrorBody(error.http_status).size();  // The answer's body.
     record.response_end_ns = record.start_ns;
   }
   access_log::LogContext c;

@@ -152,6 +152,11 @@ void appendChunkHeader(BufferChain& out, size_t size);
 
 }  // namespace http1_detail
 
+// The body of the answer to a request the codec refused, as Envoy's codec
+// sends it (a local reply with the status's name): "Bad Request", "Request
+// Header Fields Too Large", "Not Implemented".
+inline std::string_view codecErrorBody(int status) { return http1_detail::reasonPhrase(status); }
+
 // What both directions share: the llhttp loop, the header block builder with
 // its RFC 9112 checks, and the delivery of decoded messages to a StreamDecoder.
 class Http1Codec {
@@ -317,8 +322,6 @@ class Http1ServerCodec final : public ServerConnection, private Http1Codec {
   // and Envoy's response code details for it.
   int errorStatus() const { return error_status_; }
   std::string_view errorDetails() const { return responseCodeDetails(); }
-  // The answer's body is this text and a newline.
-  std::string_view errorText() const { return error_detail_ ? error_detail_ : ""; }
   // During the reset for a protocol error: the stream's request headers if
   // the error came before they were delivered (null otherwise).
   HeaderMapPtr takeRefusedHeaders() { return std::move(refusedHeaders()); }

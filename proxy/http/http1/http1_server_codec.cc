@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <string>
 
+#include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
 
 namespace skiff::http {
@@ -78,16 +79,19 @@ bool Http1ServerCodec::handleError(CodecError& error) {
   checkBufferedInput();
   if (closing_) return false;
   if (error_status_ != 0 && !stream_.response_started) {
-    std::string_view detail = error_detail_;
+    // Envoy's codec answers with a local reply whose body is the status's
+    // reason phrase ("Bad Request"); the parser's words go to the debug log
+    // and the details (http1.codec_error, ...) to the access log.
+    SKIFF_LOG(kDebug, std::string("HTTP/1 request refused: ") + error_detail_);
+    const std::string_view body = codecErrorBody(error_status_);
     BufferChain out;
     {
       HeaderWriter w(out);
       w.addStatusLine(error_status_);
       w.add("content-type: text/plain\r\nconnection: close\r\ncontent-length: ");
-      w.addNumber(detail.size() + 1);
+      w.addNumber(body.size());
       w.add("\r\n\r\n");
-      w.add(detail);
-      w.add("\n");
+      w.add(body);
     }
     owner_.write(out);
   }

@@ -722,9 +722,19 @@ TEST_F(Http1ServerTest, ErrorMidBodyBeforeResponseAnswers400) {
   ASSERT_TRUE(feed("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"));
   auto& x = callbacks_.last();
   EXPECT_FALSE(feed("zz\r\n"));
-  EXPECT_EQ(owner_.written.substr(0, 25), "HTTP/1.1 400 Bad Request\r");
+  // Envoy's answer: the reason phrase as the body, not the parser's words.
+  EXPECT_EQ(owner_.written,
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+            "content-length: 11\r\n\r\nBad Request");
   ASSERT_EQ(x.callbacks.resets.size(), 1u);
   EXPECT_EQ(x.callbacks.resets[0], ResetReason::kProtocolError);
+  EXPECT_EQ(codec_.errorDetails(), "http1.codec_error");
+}
+
+TEST_F(Http1ServerTest, CodecErrorBodiesAreTheReasonPhrase) {
+  EXPECT_EQ(codecErrorBody(400), "Bad Request");
+  EXPECT_EQ(codecErrorBody(431), "Request Header Fields Too Large");
+  EXPECT_EQ(codecErrorBody(501), "Not Implemented");
 }
 
 TEST_F(Http1ServerTest, TransportCloseResetsOpenStream) {
