@@ -459,7 +459,8 @@ class WebSocketOverHttp2Test(SkiffTestCase):
 class H2UpgradeOrigin:
     """An HTTP/2 origin (h2c prior knowledge, Python's h2) that announces
     SETTINGS_ENABLE_CONNECT_PROTOCOL and records each request's fields in
-    `requests`. An extended CONNECT to /refuse gets a 404 with a body; any
+    `requests`. An extended CONNECT to /refuse gets a 404 with a body, one to
+    /reset a 200 and then RST_STREAM INTERNAL_ERROR; any
     other is accepted with a 200, after which the stream's DATA is echoed
     back and the client's END_STREAM is answered with one."""
 
@@ -504,7 +505,11 @@ class H2UpgradeOrigin:
                     if isinstance(ev, h2.events.RequestReceived):
                         fields = dict(ev.headers)
                         self.requests.append(fields)
-                        if fields.get(":path") == "/refuse":
+                        if fields.get(":path") == "/reset":
+                            conn.send_headers(ev.stream_id, [(":status", "200")])
+                            sock.sendall(conn.data_to_send())
+                            conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                        elif fields.get(":path") == "/refuse":
                             conn.send_headers(ev.stream_id, [(":status", "404"),
                                                              ("content-length", "7")])
                             conn.send_data(ev.stream_id, b"refused", end_stream=True)
@@ -609,6 +614,21 @@ class WebSocketToHttp2UpstreamTest(SkiffTestCase):
         self.assertEqual(bytes(c.data[sid]), b"both ways")
         self.assertEqual([r.get(":protocol") for r in self.origin.requests
                           if r.get(":path") == "/h2h2"], ["websocket"])
+
+    def test_upstream_reset_resets_the_downstream_stream(self):
+        c = H2Client(self.skiff.port("h2"))
+        self.addCleanup(c.close)
+        sid = c.request(extended_connect("/reset", f"{LOCALHOST}:1"))
+        self.assertEqual(c.response(sid)[0], 200)
+        c.until(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == sid)
+        wait_until(lambda: (self.skiff.stat("http.h2_in.downstream_cx_upgrades_active")
+                            or 0) == 0, TIMEOUT, what="the tunnel to end")
+        # The connection goes on.
+        sid = c.request(extended_connect("/after", f"{LOCALHOST}:1"))
+        self.assertEqual(c.response(sid)[0], 200)
+        c.send(sid, b"still", end_stream=True)
+        c.wait_end(sid)
+        self.assertEqual(bytes(c.data[sid]), b"still")
 
     def test_refusal_is_an_ordinary_response(self):
         with socket.create_connection((LOCALHOST, self.skiff.port("h1")), timeout=TIMEOUT) as s:
