@@ -90,7 +90,10 @@ class RequestOverrideTest(h.SkiffTestCase):
     # --- Consumed, and only from an internal client ----------------------
 
     def test_internal_request_consumes_every_override_header(self):
-        sent = {name: "1" for name in CONSUMED}
+        # Valid values throughout, but the timeouts and the stream duration
+        # long enough that they cannot fire on a loaded machine (a 1 ms
+        # timeout with the alt-response header answered 204 now and then).
+        sent = {name: "60000" if name.endswith("-ms") else "1" for name in CONSUMED}
         sent["x-envoy-force-trace"] = "true"  # Internal-only, but not the router's.
         seen = self.seen("internal", sent)
         for name in CONSUMED:
