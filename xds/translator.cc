@@ -40,6 +40,14 @@ constexpr const char* kHttpProtocolOptionsKey =
 // Errors found so far, each "path: reason".
 using Errors = std::vector<std::string>;
 
+// A TCP port field: 1 to 65535, else an error at path. Returns the value.
+uint32_t checkedPort(uint32_t port, const std::string& path, Errors& errors) {
+  if (port == 0 || port > 65535) {
+    errors.push_back(path + ": must be a port from 1 to 65535, got " + std::to_string(port));
+  }
+  return port;
+}
+
 std::string deterministicBytes(const google::protobuf::Message& message) {
   std::string bytes;
   google::protobuf::io::StringOutputStream stream(&bytes);
@@ -465,12 +473,8 @@ void translateOriginalDst(const cluster_v3::Cluster& cluster, const std::string&
     out.http_header_name = lowerAscii(lb.http_header_name());
   }
   if (lb.has_upstream_port_override()) {
-    uint32_t port = lb.upstream_port_override().value();
-    if (port == 0 || port > 65535) {
-      errors.push_back(p + ".upstream_port_override: must be a port from 1 to 65535, got " +
-                       std::to_string(port));
-    }
-    out.upstream_port_override = port;
+    out.upstream_port_override =
+        checkedPort(lb.upstream_port_override().value(), p + ".upstream_port_override", errors);
   }
 }
 
@@ -873,12 +877,8 @@ void translateCidrRanges(
 void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std::string& path,
                            Errors& errors, config::FilterChainConfig& out) {
   if (match.has_destination_port()) {
-    uint32_t port = match.destination_port().value();
-    if (port == 0 || port > 65535) {
-      errors.push_back(path + ".destination_port: must be a port from 1 to 65535, got " +
-                       std::to_string(port));
-    }
-    out.destination_port = port;
+    out.destination_port =
+        checkedPort(match.destination_port().value(), path + ".destination_port", errors);
   }
   translateCidrRanges(match.prefix_ranges(), path + ".prefix_ranges", errors, out.prefix_ranges);
   translateCidrRanges(match.source_prefix_ranges(), path + ".source_prefix_ranges", errors,
@@ -892,12 +892,8 @@ void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std
                      "' is not supported (\"tls\" or \"raw_buffer\")");
   }
   for (int i = 0; i < match.source_ports_size(); ++i) {
-    uint32_t port = match.source_ports(i);
-    if (port == 0 || port > 65535) {
-      errors.push_back(path + ".source_ports[" + std::to_string(i) +
-                       "]: must be a port from 1 to 65535, got " + std::to_string(port));
-    }
-    out.source_ports.push_back(port);
+    out.source_ports.push_back(checkedPort(
+        match.source_ports(i), path + ".source_ports[" + std::to_string(i) + "]", errors));
   }
 }
 
