@@ -112,6 +112,31 @@ bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out)
   return false;
 }
 
+bool copyIpAddress(const sockaddr* addr, sockaddr_storage& out) {
+  std::memset(&out, 0, sizeof(out));
+  if (addr->sa_family == AF_INET) {
+    std::memcpy(&out, addr, sizeof(sockaddr_in));
+  } else if (addr->sa_family == AF_INET6) {
+    std::memcpy(&out, addr, sizeof(sockaddr_in6));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool sameAddress(const sockaddr_storage& a, const sockaddr_storage& b, bool compare_ip) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && (!compare_ip || x.sin_addr.s_addr == y.sin_addr.s_addr);
+  }
+  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+  const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+  return x.sin6_port == y.sin6_port &&
+         (!compare_ip || std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0);
+}
+
 TcpConnection::TcpConnection(Worker& worker, Callbacks& callbacks, uint32_t buffer_limit)
     : worker_(worker), callbacks_(callbacks), high_watermark_(buffer_limit) {}
 

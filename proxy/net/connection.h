@@ -177,5 +177,12 @@ class TcpConnection {
 std::string formatAddress(const sockaddr* addr);
 // Parses an IP literal (v4 or v6) and a port into out; false if ip is not one.
 bool parseIpAddress(const std::string& ip, uint32_t port, sockaddr_storage& out);
+// Copies an AF_INET or AF_INET6 address into out (zeroed first); false for
+// any other family.
+bool copyIpAddress(const sockaddr* addr, sockaddr_storage& out);
+// Whether a and b have the same family and port and, with compare_ip, the
+// same IP. Only those bytes compare: a kernel's sockaddr may carry flow info
+// or padding that parseIpAddress's does not.
+bool sameAddress(const sockaddr_storage& a, const sockaddr_storage& b, bool compare_ip = true);
 
 }  // namespace skiff

@@ -51,19 +51,6 @@ uint32_t boundPort(int fd) {
 
 namespace {
 
-bool sameAddress(const sockaddr_storage& a, const sockaddr_storage& b, bool compare_ip) {
-  if (a.ss_family != b.ss_family) return false;
-  if (a.ss_family == AF_INET) {
-    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
-    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
-    return x.sin_port == y.sin_port && (!compare_ip || x.sin_addr.s_addr == y.sin_addr.s_addr);
-  }
-  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
-  const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
-  return x.sin6_port == y.sin6_port &&
-         (!compare_ip || std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0);
-}
-
 bool isWildcard(const sockaddr_storage& a) {
   if (a.ss_family == AF_INET) {
     return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == htonl(INADDR_ANY);
@@ -241,8 +228,7 @@ void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
 TlsInspection::TlsInspection(TcpListener& listener, int fd, const sockaddr* peer,
                              const sockaddr_storage* original_dst)
     : listener_(listener), fd_(fd), timeout_(&TlsInspection::onTimeout, this) {
-  std::memcpy(&peer_, peer,
-              peer->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  copyIpAddress(peer, peer_);  // accept4 gives an IPv4 or IPv6 peer.
   if (original_dst) {
     original_dst_ = *original_dst;
     has_original_dst_ = true;

@@ -577,21 +577,6 @@ bool parseHostPort(std::string_view value, sockaddr_storage& out) {
   return parseIpAddress(std::string(ip), port, out);
 }
 
-// Whether a and b are the same IP and port (only those bytes compare: a
-// kernel's sockaddr may carry flow info or padding that parseIpAddress's
-// does not).
-bool sameHost(const sockaddr_storage& a, const sockaddr_storage& b) {
-  if (a.ss_family != b.ss_family) return false;
-  if (a.ss_family == AF_INET) {
-    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
-    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
-    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
-  }
-  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
-  const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
-  return x.sin6_port == y.sin6_port && std::memcmp(&x.sin6_addr, &y.sin6_addr, 16) == 0;
-}
-
 }  // namespace
 
 std::shared_ptr<Host> Cluster::chooseOriginalDst(const LbContext& context) {
@@ -606,15 +591,7 @@ std::shared_ptr<Host> Cluster::chooseOriginalDst(const LbContext& context) {
     found = value && parseHostPort(*value, dst);
   }
   if (!found && context.original_dst) {
-    const sockaddr* sa = context.original_dst;
-    std::memset(&dst, 0, sizeof(dst));
-    if (sa->sa_family == AF_INET) {
-      std::memcpy(&dst, sa, sizeof(sockaddr_in));
-    } else if (sa->sa_family == AF_INET6) {
-      std::memcpy(&dst, sa, sizeof(sockaddr_in6));
-    } else {
-      return nullptr;
-    }
+    if (!copyIpAddress(context.original_dst, dst)) return nullptr;
     found = true;
   }
   if (!found) return nullptr;
@@ -629,7 +606,7 @@ std::shared_ptr<Host> Cluster::chooseOriginalDst(const LbContext& context) {
   // A linear search: a sidecar's worker sees a few destinations at a time,
   // and cleanup_interval keeps the list to those in use.
   for (auto& h : hosts_) {
-    if (sameHost(*reinterpret_cast<const sockaddr_storage*>(h->socketAddress()), dst)) {
+    if (sameAddress(*reinterpret_cast<const sockaddr_storage*>(h->socketAddress()), dst)) {
       h->chosen = true;
       return h;
     }
