@@ -1064,16 +1064,25 @@ class RouterFilter : public HttpFilter,
     // Envoy ignores a per-try timeout once the response went downstream.
     if (finished_ || response_started_) return;
     cluster_->stats().upstream_rq_per_try_timeout.inc();
-    endAttempt(false);
     std::string_view retry_flag;
-    if (!retry_->disabled) {
-      RetryDecision d = shouldRetry(router::RetryPolicy::retriableFailure(
-          retry_->retry_on, router::AttemptFailure::kPerTryTimeout));
-      if (d == RetryDecision::kRetry) return;
+    if (retryAfterFailedAttempt(router::AttemptFailure::kPerTryTimeout, retry_flag)) return;
+    replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
+  }
+
+  // The running attempt failed by a timer (failure): it ends, and a retry
+  // starts if the policy allows one and no response went downstream (true).
+  // Else the router stops between attempts, and retry_flag says why there
+  // was no retry (",URX", ",UO"; empty when none was considered).
+  bool retryAfterFailedAttempt(router::AttemptFailure failure, std::string_view& retry_flag) {
+    endAttempt(false);
+    if (!response_started_ && !retry_->disabled) {
+      RetryDecision d =
+          shouldRetry(router::RetryPolicy::retriableFailure(retry_->retry_on, failure));
+      if (d == RetryDecision::kRetry) return true;
       retry_flag = retryFlag(d);
     }
     finishBetweenAttempts();
-    replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
+    return false;
   }
 
   // per_try_idle_timeout runs while the attempt has its upstream stream and
@@ -1099,15 +1108,8 @@ class RouterFilter : public HttpFilter,
     // Envoy's counter, made on demand: only this rare path needs it.
     upstream::ClusterStats& stats = cluster_->stats();
     stats.store.counter(stats.prefix + "upstream_rq_per_try_idle_timeout").inc();
-    endAttempt(false);
     std::string_view retry_flag;
-    if (!response_started_ && !retry_->disabled) {
-      RetryDecision d = shouldRetry(router::RetryPolicy::retriableFailure(
-          retry_->retry_on, router::AttemptFailure::kPerTryTimeout));
-      if (d == RetryDecision::kRetry) return;
-      retry_flag = retryFlag(d);
-    }
-    finishBetweenAttempts();
+    if (retryAfterFailedAttempt(router::AttemptFailure::kPerTryTimeout, retry_flag)) return;
     replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryIdleTimeout);
   }
 
@@ -1120,15 +1122,8 @@ class RouterFilter : public HttpFilter,
     // Envoy's counter, made on demand: only this rare path needs it.
     upstream::ClusterStats& stats = cluster_->stats();
     stats.store.counter(stats.prefix + "upstream_rq_max_duration_reached").inc();
-    endAttempt(false);
     std::string_view retry_flag;
-    if (!response_started_ && !retry_->disabled) {
-      RetryDecision d = shouldRetry(
-          router::RetryPolicy::retriableFailure(retry_->retry_on, router::AttemptFailure::kReset));
-      if (d == RetryDecision::kRetry) return;
-      retry_flag = retryFlag(d);
-    }
-    finishBetweenAttempts();
+    if (retryAfterFailedAttempt(router::AttemptFailure::kReset, retry_flag)) return;
     // Envoy lists URX before UMSDR.
     std::string flags(retry_flag.empty() ? "" : retry_flag.substr(1));
     if (!flags.empty()) flags += ',';
