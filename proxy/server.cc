@@ -76,6 +76,17 @@ int Server::run() {
   main_snapshot->clusters = snapshot_->clusters;
   main_ = std::make_unique<Worker>(kMainLoopIndex, std::move(main_snapshot));
   uv_loop_t* loop = main_->loop();
+  // Outlier detection: workers report to these detectors, on this loop,
+  // which tell every worker of an ejection.
+  outliers_ =
+      std::make_unique<upstream::OutlierDetectors>(*main_, [this](std::function<void(Worker&)> fn) {
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          worker->post([worker, fn] { fn(*worker); });
+        }
+      });
+  outliers_->update(snapshot_->clusters);
+  upstream::OutlierReports::set(outliers_.get());
 
   std::string error;
   if (!prepareListeners(error)) {
@@ -174,6 +185,8 @@ void Server::teardownMain() {
   for (auto& d : dns_) uv_close(reinterpret_cast<uv_handle_t*>(&d->timer), nullptr);
   for (int fd : port_reservations_) ::close(fd);
   port_reservations_.clear();
+  upstream::OutlierReports::set(nullptr);
+  if (outliers_) outliers_->clear();  // Its timers are on the main loop.
   main_->shutdown();
 }
 
@@ -350,6 +363,7 @@ Server::ActivatedHosts Server::updateDnsClusters(const config::Snapshot& snapsho
         if (!d.active) {
           d.active = true;
           main_->clusterManager().setHosts(name, d.current);
+          setOutlierHosts(name, d.current);
           activated.emplace_back(name, d.current);
         }
         ++i;
@@ -367,6 +381,7 @@ Server::ActivatedHosts Server::updateDnsClusters(const config::Snapshot& snapsho
 // owns what it is posted).
 void Server::postHosts(const DnsCluster& d) {
   main_->clusterManager().setHosts(d.cluster->name, d.current);
+  setOutlierHosts(d.cluster->name, d.current);
   for (auto& w : workers_) {
     Worker* worker = w.get();
     worker->post([worker, name = d.cluster->name, addrs = d.current] {
@@ -557,8 +572,19 @@ void Server::holdReplies(const std::string& type_url, bool hold) {
   }
 }
 
+void Server::setOutlierHosts(const std::string& cluster,
+                             const std::vector<sockaddr_storage>& addrs) {
+  std::vector<std::string> addresses;
+  for (const auto& ss : addrs)
+    addresses.push_back(formatAddress(reinterpret_cast<const sockaddr*>(&ss)));
+  outliers_->setHosts(cluster, addresses);
+}
+
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
+  // Before the STRICT_DNS hosts below: a changed cluster's detector starts
+  // afresh, as the workers' cluster does.
+  outliers_->update(snapshot_->clusters);
   // A STRICT_DNS version that finished warming is set with its hosts in the
   // same task that applies the snapshot holding it: no request on a worker
   // sees it without hosts.
@@ -651,7 +677,7 @@ std::string Server::clustersText() {
            "::default_priority::max_pending_requests::" + std::to_string(c->max_pending_requests) +
            "\n";
     out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
-    std::vector<std::string> hosts;
+    std::vector<std::string> hosts;  // As they are shown; ejections go by formatAddress.
     if (c->type == config::ClusterConfig::Type::kOriginalDst) {
       // Made by the workers as requests came (every worker's, once each).
       hosts = upstream::OriginalDstHosts::instance().list(name);
@@ -666,7 +692,24 @@ std::string Server::clustersText() {
           hosts.push_back(formatAddress(reinterpret_cast<sockaddr*>(&ss)));
       }
     }
-    for (const auto& h : hosts) out += name + "::" + h + "::health_flags::healthy\n";
+    for (const auto& h : hosts) {
+      // Envoy's health flags: "healthy", or each failure after a '/'.
+      bool ejected = false;
+      if (c->outlier_detection) {
+        std::string key = h;
+        size_t colon = h.rfind(':');
+        sockaddr_storage ss;
+        if (colon != std::string::npos &&
+            parseIpAddress(h.substr(0, colon),
+                           static_cast<uint32_t>(std::strtoul(h.c_str() + colon + 1, nullptr, 10)),
+                           ss)) {
+          key = formatAddress(reinterpret_cast<const sockaddr*>(&ss));
+        }
+        ejected = outliers_->ejected(name, key);
+      }
+      out += name + "::" + h +
+             "::health_flags::" + (ejected ? "/failed_outlier_check" : "healthy") + "\n";
+    }
   }
   return out;
 }

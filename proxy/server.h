@@ -13,6 +13,7 @@
 
 #include "proxy/admin/admin_server.h"
 #include "proxy/config/config.h"
+#include "proxy/upstream/outlier_detector.h"
 #include "proxy/worker/worker.h"
 #include "xds/ads_client.h"
 #include "xds/dynamic_config.h"
@@ -76,6 +77,8 @@ class Server : public AdminSource,
   void resolve(DnsCluster& dns);
   void finishDnsRound(DnsCluster& dns);
   void postHosts(const DnsCluster& dns);
+  // The outlier detector's host list for a STRICT_DNS cluster.
+  void setOutlierHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
   // Stops dns_[i] and drops it from dns_; it is freed once its timer and
   // lookups end.
   void retireDns(size_t i);
@@ -94,6 +97,8 @@ class Server : public AdminSource,
   // The newest snapshot every worker has applied (what /listeners shows).
   std::shared_ptr<const config::Snapshot> served_;
   std::unique_ptr<Worker> main_;  // The main thread's loop (admin, DNS, signals).
+  // Outlier detectors (on main_'s loop; cleared before it closes).
+  std::unique_ptr<upstream::OutlierDetectors> outliers_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<xds::DynamicConfig> dynamic_;  // With dynamic_resources only.

@@ -127,7 +127,23 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
         "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
         "http2_protocol_options", "eds_cluster_config", "cleanup_interval",
-        "original_dst_lb_config"}},
+        "original_dst_lb_config", "outlier_detection", "common_lb_config"}},
+      // Consecutive errors only; the translator accepts the enforcing_*
+      // fields of success rate and failure percentage at 0 (off).
+      // successful_active_health_check_uneject_host changes nothing: skiff
+      // has no active health checks. monitors and the success-rate and
+      // failure-percentage parameters are refused.
+      {"envoy.config.cluster.v3.OutlierDetection",
+       {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent",
+        "enforcing_consecutive_5xx", "enforcing_success_rate", "consecutive_gateway_failure",
+        "enforcing_consecutive_gateway_failure", "split_external_local_origin_errors",
+        "consecutive_local_origin_failure", "enforcing_consecutive_local_origin_failure",
+        "enforcing_local_origin_success_rate", "enforcing_failure_percentage",
+        "enforcing_failure_percentage_local_origin", "max_ejection_time",
+        "max_ejection_time_jitter", "successful_active_health_check_uneject_host",
+        "always_eject_one_host"}},
+      {"envoy.config.cluster.v3.Cluster.CommonLbConfig", {"healthy_panic_threshold"}},
+      {"envoy.type.v3.Percent", {"value"}},
       // metadata_key (a destination from dynamic metadata) is refused.
       {"envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
        {"use_http_header", "http_header_name", "upstream_port_override"}},

@@ -7,6 +7,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -478,6 +480,94 @@ void translateOriginalDst(const cluster_v3::Cluster& cluster, const std::string&
   }
 }
 
+// outlier_detection: the consecutive-error detectors (proxy/upstream/
+// outlier_detector.h). Success-rate and failure-percentage ejection are not
+// implemented: their enforcing fields are accepted only at 0 (Istio sends
+// enforcing_success_rate: 0), and field_support refuses their other fields.
+void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::string& path,
+                               Errors& errors, config::ClusterConfig& out) {
+  if (!cluster.has_outlier_detection()) return;
+  const std::string p = path + ".outlier_detection";
+  if (cluster.type() == cluster_v3::Cluster::ORIGINAL_DST) {
+    // Each worker makes its own hosts on demand; the main thread's detector
+    // has no host list to count ejections against.
+    errors.push_back(p + ": is not supported on an ORIGINAL_DST cluster yet");
+    return;
+  }
+  const auto& od = cluster.outlier_detection();
+  auto c = std::make_shared<config::OutlierDetectionConfig>();
+  auto percent = [&](const google::protobuf::UInt32Value& v, const char* name, uint32_t& field) {
+    if (v.value() > 100) {
+      errors.push_back(p + "." + name + ": must be at most 100, got " + std::to_string(v.value()));
+    }
+    field = v.value();
+  };
+  auto positive = [&](const google::protobuf::Duration& d, const char* name, milliseconds& field) {
+    const std::string fp = p + "." + name;
+    if (toMillis(d, fp, errors, field) && field.count() == 0) {
+      errors.push_back(fp + ": must be greater than zero");
+    }
+  };
+  if (od.has_consecutive_5xx()) c->consecutive_5xx = od.consecutive_5xx().value();
+  if (od.has_consecutive_gateway_failure()) {
+    c->consecutive_gateway_failure = od.consecutive_gateway_failure().value();
+  }
+  if (od.has_consecutive_local_origin_failure()) {
+    c->consecutive_local_origin_failure = od.consecutive_local_origin_failure().value();
+  }
+  if (od.has_enforcing_consecutive_5xx()) {
+    percent(od.enforcing_consecutive_5xx(), "enforcing_consecutive_5xx",
+            c->enforcing_consecutive_5xx);
+  }
+  if (od.has_enforcing_consecutive_gateway_failure()) {
+    percent(od.enforcing_consecutive_gateway_failure(), "enforcing_consecutive_gateway_failure",
+            c->enforcing_consecutive_gateway_failure);
+  }
+  if (od.has_enforcing_consecutive_local_origin_failure()) {
+    percent(od.enforcing_consecutive_local_origin_failure(),
+            "enforcing_consecutive_local_origin_failure",
+            c->enforcing_consecutive_local_origin_failure);
+  }
+  if (od.has_max_ejection_percent()) {
+    percent(od.max_ejection_percent(), "max_ejection_percent", c->max_ejection_percent);
+  }
+  if (od.has_interval()) positive(od.interval(), "interval", c->interval);
+  if (od.has_base_ejection_time()) {
+    positive(od.base_ejection_time(), "base_ejection_time", c->base_ejection_time);
+  }
+  // Envoy: max_ejection_time defaults to 300s, or base_ejection_time if larger.
+  c->max_ejection_time = std::max(c->max_ejection_time, c->base_ejection_time);
+  if (od.has_max_ejection_time()) {
+    positive(od.max_ejection_time(), "max_ejection_time", c->max_ejection_time);
+    if (c->max_ejection_time < c->base_ejection_time) {
+      errors.push_back(p + ".max_ejection_time: cannot be smaller than base_ejection_time");
+    }
+  }
+  if (od.has_max_ejection_time_jitter()) {
+    toMillis(od.max_ejection_time_jitter(), p + ".max_ejection_time_jitter", errors,
+             c->max_ejection_time_jitter);
+  }
+  c->split_external_local_origin_errors = od.split_external_local_origin_errors();
+  if (od.has_always_eject_one_host()) c->always_eject_one_host = od.always_eject_one_host().value();
+  const char* no_success_rate =
+      ": success-rate and failure-percentage ejection are not supported yet; only 0 is accepted";
+  if (od.has_enforcing_success_rate() && od.enforcing_success_rate().value() != 0) {
+    errors.push_back(p + ".enforcing_success_rate" + no_success_rate);
+  }
+  if (od.has_enforcing_local_origin_success_rate() &&
+      od.enforcing_local_origin_success_rate().value() != 0) {
+    errors.push_back(p + ".enforcing_local_origin_success_rate" + no_success_rate);
+  }
+  if (od.has_enforcing_failure_percentage() && od.enforcing_failure_percentage().value() != 0) {
+    errors.push_back(p + ".enforcing_failure_percentage" + no_success_rate);
+  }
+  if (od.has_enforcing_failure_percentage_local_origin() &&
+      od.enforcing_failure_percentage_local_origin().value() != 0) {
+    errors.push_back(p + ".enforcing_failure_percentage_local_origin" + no_success_rate);
+  }
+  out.outlier_detection = std::move(c);
+}
+
 void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
                           Errors& errors, config::ClusterConfig& out) {
   out.name = cluster.name();
@@ -617,6 +707,17 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
   }
   translateProtocolOptions(cluster, path, errors, out);
   translateUpstreamTls(cluster, path, errors, out);
+  translateOutlierDetection(cluster, path, errors, out);
+  if (cluster.common_lb_config().has_healthy_panic_threshold()) {
+    const std::string p = path + ".common_lb_config.healthy_panic_threshold.value";
+    const double v = cluster.common_lb_config().healthy_panic_threshold().value();
+    if (!(v >= 0 && v <= 100)) {
+      errors.push_back(p + ": must be between 0 and 100");
+    } else {
+      // Envoy rounds it to a whole percent.
+      out.healthy_panic_threshold = static_cast<uint32_t>(std::lround(v));
+    }
+  }
   cluster_v3::Cluster definition = cluster;
   definition.clear_load_assignment();
   out.definition_hash = hashMessage(definition);

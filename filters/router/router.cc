@@ -365,6 +365,7 @@ class RouterFilter : public HttpFilter,
       return;
     }
     client_ = &client;
+    host_->onLocalOrigin(upstream::LocalOrigin::kConnectSuccess);
     if (access_log::StreamRecord* r = cb_->streamRecord(); r && r->want_upstream_local_address) {
       r->upstream_local_address = client.localAddress();
     }
@@ -394,6 +395,9 @@ class RouterFilter : public HttpFilter,
 
   void onPoolFailure(PoolFailure reason, std::string_view transport_failure) override {
     waiting_for_pool_ = false;
+    // An overflow is the cluster's, not the host's: Envoy does not count it.
+    if (reason != PoolFailure::kOverflow)
+      host_->onLocalOrigin(upstream::LocalOrigin::kConnectFailed);
     if (finished_) return;
     std::string_view retry_flag;  // ",URX" or ",UO" after the failure's own flag.
     if (retry_ && !retry_->disabled) {
@@ -438,6 +442,7 @@ class RouterFilter : public HttpFilter,
   }
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
+    host_->onUpstreamResponse(*headers);  // Retried or not, as Envoy's.
     if (retry_) [[unlikely]] {
       touchPerTryIdleTimeout();
       if (!retry_->disabled && retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.
@@ -487,6 +492,9 @@ class RouterFilter : public HttpFilter,
 
   // ---- StreamCallbacks: the upstream stream
   void onResetStream(http::ResetReason reason, std::string_view detail) override {
+    // Envoy counts any upstream reset as a failed connection, before or
+    // after the response started.
+    host_->onLocalOrigin(upstream::LocalOrigin::kConnectFailed);
     if (retry_) {
       retry_->stream_duration_deadline.cancel();
       retry_->per_try_idle.cancel();
@@ -640,6 +648,7 @@ class RouterFilter : public HttpFilter,
     stream_deadline_.cancel();
     stopRetries();
     cluster_->stats().upstream_rq_timeout.inc();
+    recordTimeout();
     if (waiting_for_pool_) {
       // Still waiting for a connection: the request never left.
       waiting_for_pool_ = false;
@@ -682,6 +691,14 @@ class RouterFilter : public HttpFilter,
       cb_->sendLocalReply(request_end_ ? 504 : 408, kDetails, "",
                           access_log::details::kMaxDurationTimeout);
     }
+  }
+
+  // A timeout ended the attempt: outlier detection hears of it when the
+  // attempt had its connection (Envoy's, when it had its host), with the
+  // status the router answers.
+  void recordTimeout() {
+    if (client_)
+      host_->onLocalOrigin(upstream::LocalOrigin::kTimeout, timeout_alt_response_ ? 204 : 504);
   }
 
   // Gives up the upstream stream mid-way: it is reset, and its connection
@@ -1064,6 +1081,7 @@ class RouterFilter : public HttpFilter,
     // Envoy ignores a per-try timeout once the response went downstream.
     if (finished_ || response_started_) return;
     cluster_->stats().upstream_rq_per_try_timeout.inc();
+    recordTimeout();
     std::string_view retry_flag;
     if (retryAfterFailedAttempt(router::AttemptFailure::kPerTryTimeout, retry_flag)) return;
     replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryTimeout);
@@ -1108,6 +1126,7 @@ class RouterFilter : public HttpFilter,
     // Envoy's counter, made on demand: only this rare path needs it.
     upstream::ClusterStats& stats = cluster_->stats();
     stats.store.counter(stats.prefix + "upstream_rq_per_try_idle_timeout").inc();
+    recordTimeout();
     std::string_view retry_flag;
     if (retryAfterFailedAttempt(router::AttemptFailure::kPerTryTimeout, retry_flag)) return;
     replyTimeout(withFlag("UT", retry_flag), kUpstreamPerTryIdleTimeout);

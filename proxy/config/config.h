@@ -30,6 +30,29 @@ struct SocketAddress {
   uint32_t port = 0;
 };
 
+// A cluster's outlier_detection (Envoy's OutlierDetection): passive health
+// by consecutive errors. Defaults are Envoy's.
+struct OutlierDetectionConfig {
+  // Errors in a row before a host is reported (0: never).
+  uint32_t consecutive_5xx = 5;
+  uint32_t consecutive_gateway_failure = 5;
+  uint32_t consecutive_local_origin_failure = 5;
+  // The % chance that a report ejects (0..100).
+  uint32_t enforcing_consecutive_5xx = 100;
+  uint32_t enforcing_consecutive_gateway_failure = 0;
+  uint32_t enforcing_consecutive_local_origin_failure = 100;
+  milliseconds interval{10000};            // How often ejected hosts are checked.
+  milliseconds base_ejection_time{30000};  // Times the host's ejection count.
+  milliseconds max_ejection_time{300000};  // Cap (Envoy: 300s, or base if larger).
+  milliseconds max_ejection_time_jitter{0};
+  uint32_t max_ejection_percent = 10;  // Of the cluster's hosts, at once.
+  // Whether the first ejection is allowed past max_ejection_percent.
+  bool always_eject_one_host = false;
+  // Connect failures, resets and timeouts count apart (local origin);
+  // without it they count as 503 (504 for a timeout) responses.
+  bool split_external_local_origin_errors = false;
+};
+
 struct ClusterConfig {
   // kEds: the endpoints come from a ClusterLoadAssignment over ADS, named
   // eds_service_name; until it arrives the cluster is warming.
@@ -90,6 +113,11 @@ struct ClusterConfig {
   bool use_http_header = false;
   std::string http_header_name = "x-envoy-original-dst-host";
   uint32_t upstream_port_override = 0;
+  // outlier_detection; null: none (the request path then checks one flag).
+  std::shared_ptr<const OutlierDetectionConfig> outlier_detection;
+  // common_lb_config.healthy_panic_threshold, a whole percent (Envoy rounds
+  // it): with fewer healthy hosts than this, the load balancer uses all.
+  uint32_t healthy_panic_threshold = 50;
 };
 
 struct HttpFilterConfig {

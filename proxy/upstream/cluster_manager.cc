@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <optional>
 
 #include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
@@ -40,6 +42,7 @@ ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
       retry_or_shadow_abandoned(s.counter("cluster." + name + ".retry_or_shadow_abandoned")),
       upstream_rq_per_try_timeout(s.counter("cluster." + name + ".upstream_rq_per_try_timeout")),
       upstream_cx_none_healthy(s.counter("cluster." + name + ".upstream_cx_none_healthy")),
+      lb_healthy_panic(s.counter("cluster." + name + ".lb_healthy_panic")),
       membership_total(s.gauge("cluster." + name + ".membership_total")),
       membership_healthy(s.gauge("cluster." + name + ".membership_healthy")),
       ssl_handshake(s.counter("cluster." + name + ".ssl.handshake")),
@@ -243,8 +246,112 @@ void UpstreamClient::closeAfterFlush() { conn_.closeAfterFlush(); }
 // ---- Host: a keep-alive pool for one endpoint
 
 Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
-    : cluster_(&cluster), addr_(addr), weight_(weight == 0 ? 1 : weight) {
+    : cluster_(&cluster),
+      addr_(addr),
+      weight_(weight == 0 ? 1 : weight),
+      detect_(cluster.config().outlier_detection != nullptr) {
   address_ = formatAddress(reinterpret_cast<const ::sockaddr*>(&addr_));
+}
+
+// ---- Host: outlier detection (only with the cluster's outlier_detection)
+
+namespace {
+
+// Envoy's Grpc::Utility::grpcToHttpStatus, for a response whose headers
+// carry grpc-status (Envoy's router reports that instead of :status).
+int grpcToHttpStatus(std::string_view grpc_status) {
+  static constexpr int kHttp[] = {
+      200,  // OK
+      499,  // CANCELLED
+      500,  // UNKNOWN
+      400,  // INVALID_ARGUMENT
+      504,  // DEADLINE_EXCEEDED
+      404,  // NOT_FOUND
+      409,  // ALREADY_EXISTS
+      403,  // PERMISSION_DENIED
+      429,  // RESOURCE_EXHAUSTED
+      400,  // FAILED_PRECONDITION
+      409,  // ABORTED
+      400,  // OUT_OF_RANGE
+      501,  // UNIMPLEMENTED
+      500,  // INTERNAL
+      503,  // UNAVAILABLE
+      500,  // DATA_LOSS
+      401,  // UNAUTHENTICATED
+  };
+  unsigned code = 0;
+  if (grpc_status.empty() || grpc_status.size() > 2) return 500;
+  for (char c : grpc_status) {
+    if (c < '0' || c > '9') return 500;
+    code = code * 10 + static_cast<unsigned>(c - '0');
+  }
+  return code < std::size(kHttp) ? kHttp[code] : 500;
+}
+
+}  // namespace
+
+void Host::putResponse(const HeaderMap& headers) {
+  std::optional<std::string_view> grpc = headers.get(WellKnownHeader::kGrpcStatus);
+  putStatus(grpc ? grpcToHttpStatus(*grpc) : headers.status());
+}
+
+// Envoy's putHttpResponseCode: a 5xx extends the 5xx run, and a gateway
+// error (502, 503, 504) the gateway run, which any other 5xx ends; anything
+// else ends both. A run reports when it reaches its threshold exactly.
+void Host::putStatus(int status) {
+  const config::OutlierDetectionConfig& c = *cluster_->config().outlier_detection;
+  if (status >= 500 && status < 600) {
+    if (status >= 502 && status <= 504) {
+      if (++consecutive_gateway_failure_ == c.consecutive_gateway_failure) {
+        consecutive_gateway_failure_ = 0;
+        report(OutlierKind::kConsecutiveGatewayFailure);
+      }
+    } else {
+      consecutive_gateway_failure_ = 0;
+    }
+    if (++consecutive_5xx_ == c.consecutive_5xx) {
+      consecutive_5xx_ = 0;
+      report(OutlierKind::kConsecutive5xx);
+    }
+  } else {
+    consecutive_5xx_ = 0;
+    consecutive_gateway_failure_ = 0;
+  }
+}
+
+void Host::putLocalOrigin(LocalOrigin result, int timeout_status) {
+  const config::OutlierDetectionConfig& c = *cluster_->config().outlier_detection;
+  if (!c.split_external_local_origin_errors) {
+    // Envoy maps them to the responses they become: a failed connection or a
+    // reset to 503, a timeout to the router's answer; a success is no result.
+    if (result == LocalOrigin::kConnectFailed) putStatus(503);
+    if (result == LocalOrigin::kTimeout) putStatus(timeout_status);
+    return;
+  }
+  if (result == LocalOrigin::kConnectSuccess) {
+    consecutive_local_origin_failure_ = 0;
+  } else if (++consecutive_local_origin_failure_ == c.consecutive_local_origin_failure) {
+    consecutive_local_origin_failure_ = 0;
+    report(OutlierKind::kConsecutiveLocalOriginFailure);
+  }
+}
+
+// The run starts again here, where Envoy's main thread resets it once it has
+// decided: errors in between count towards the next run (see
+// outlier_detector.h for the rest of the difference).
+void Host::report(OutlierKind kind) {
+  if (OutlierReports* reports = OutlierReports::get()) {
+    reports->report(cluster_->name(), address_, kind);
+  }
+}
+
+void Host::setEjected(bool ejected) {
+  ejected_ = ejected;
+  if (!ejected) {
+    consecutive_5xx_ = 0;
+    consecutive_gateway_failure_ = 0;
+    consecutive_local_origin_failure_ = 0;
+  }
 }
 
 void Host::newStream(PoolCallbacks& callbacks, Want want) {
@@ -496,20 +603,57 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
   }
   hosts_ = std::move(next);
   rr_next_ = 0;
+  countHealthy();
+}
+
+void Cluster::countHealthy() {
+  ejected_ = 0;
+  healthy_hosts_.clear();
+  for (const auto& h : hosts_) ejected_ += h->healthy() ? 0 : 1;
+  if (ejected_ > 0) {
+    for (const auto& h : hosts_) {
+      if (h->healthy()) healthy_hosts_.push_back(h);
+    }
+  }
   // Membership is the cluster's, not the worker's: every worker holds the
-  // same host set, so one of them reports it (the admin sums gauges).
+  // same host set and hears of the same ejections, so one of them reports
+  // it (the admin sums gauges).
   if (worker_.index() == 0) {
     stats_.membership_total.set(static_cast<int64_t>(hosts_.size()));
-    stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size()));
+    stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size() - ejected_));
   }
+}
+
+void Cluster::setEjected(const std::string& address, bool ejected) {
+  bool changed = false;
+  for (const auto& h : hosts_) {
+    if (h->address() == address && h->healthy() == ejected) {
+      h->setEjected(ejected);
+      changed = true;
+    }
+  }
+  if (changed) countHealthy();
+}
+
+const std::vector<std::shared_ptr<Host>>& Cluster::lbHostsWithEjections() {
+  // Envoy's panic: the healthy percentage below the threshold (with no
+  // healthy host at all, any threshold above 0). At 0, never: with every
+  // host ejected there is none to pick.
+  const size_t healthy = hosts_.size() - ejected_;
+  if (100 * healthy < uint64_t{config_->healthy_panic_threshold} * hosts_.size()) {
+    stats_.lb_healthy_panic.inc();
+    return hosts_;
+  }
+  return healthy_hosts_;
 }
 
 std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
   if (config_->lb_policy == config::ClusterConfig::LbPolicy::kClusterProvided) {
     return chooseOriginalDst(context);
   }
-  if (hosts_.empty()) return nullptr;
-  if (hosts_.size() == 1) return hosts_[0];
+  const std::vector<std::shared_ptr<Host>>& hosts = lbHosts();
+  if (hosts.empty()) return nullptr;
+  if (hosts.size() == 1) return hosts[0];
   switch (config_->lb_policy) {
     case config::ClusterConfig::LbPolicy::kRoundRobin: {
       // Smooth weighted round robin: each pick adds every host's weight to
@@ -517,8 +661,8 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
       int64_t total = 0;
       Host* best = nullptr;
       size_t best_i = 0;
-      for (size_t i = 0; i < hosts_.size(); ++i) {
-        Host& h = *hosts_[i];
+      for (size_t i = 0; i < hosts.size(); ++i) {
+        Host& h = *hosts[i];
         h.smooth_weight += h.weight();
         total += h.weight();
         if (!best || h.smooth_weight > best->smooth_weight) {
@@ -527,14 +671,14 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
         }
       }
       best->smooth_weight -= total;
-      return hosts_[best_i];
+      return hosts[best_i];
     }
     case config::ClusterConfig::LbPolicy::kLeastRequest: {
       // Power of N choices (N = choice_count, default 2): the fewest active
       // requests among N random hosts.
       std::shared_ptr<Host> best;
       for (uint32_t k = 0; k < std::max<uint32_t>(config_->least_request_choice_count, 1); ++k) {
-        auto& h = hosts_[worker_.random() % hosts_.size()];
+        auto& h = hosts[worker_.random() % hosts.size()];
         if (!best || h->activeRequests() < best->activeRequests()) best = h;
       }
       return best;
@@ -543,16 +687,16 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
       break;  // Answered above.
     case config::ClusterConfig::LbPolicy::kRandom: {
       uint64_t total = 0;
-      for (auto& h : hosts_) total += h->weight();
+      for (auto& h : hosts) total += h->weight();
       uint64_t r = worker_.random() % total;
-      for (auto& h : hosts_) {
+      for (auto& h : hosts) {
         if (r < h->weight()) return h;
         r -= h->weight();
       }
-      return hosts_.back();
+      return hosts.back();
     }
   }
-  return hosts_[0];
+  return hosts[0];
 }
 
 namespace {
@@ -818,6 +962,11 @@ void ClusterManager::setHosts(const std::string& cluster,
   Cluster* c = get(cluster);
   if (!c) return;
   c->setHosts(addrs, {});
+}
+
+void ClusterManager::setEjected(const std::string& cluster, const std::string& address,
+                                bool ejected) {
+  if (Cluster* c = get(cluster)) c->setEjected(address, ejected);
 }
 
 }  // namespace skiff::upstream

@@ -20,6 +20,7 @@
 #include "proxy/net/connection.h"
 #include "proxy/net/deadline_queue.h"
 #include "proxy/stats/stats.h"
+#include "proxy/upstream/outlier_detector.h"
 #include "proxy/worker/worker.h"
 
 namespace skiff::upstream {
@@ -103,6 +104,9 @@ struct ClusterStats {
   stats::Counter& retry_or_shadow_abandoned;
   stats::Counter& upstream_rq_per_try_timeout;
   stats::Counter& upstream_cx_none_healthy;
+  // A pick made over every host because too few were healthy
+  // (common_lb_config.healthy_panic_threshold).
+  stats::Counter& lb_healthy_panic;
   stats::Gauge& membership_total;
   stats::Gauge& membership_healthy;
   stats::Counter& ssl_handshake;
@@ -176,6 +180,12 @@ class UpstreamClient : public Deletable,
   Deadline idle_deadline_;
 };
 
+// What an attempt on a host came to, short of a response (outlier
+// detection's local-origin results): a connection (or a stream on one) was
+// had, or failed (connect failure or timeout, a reset), or the router's
+// timeout ended the attempt.
+enum class LocalOrigin : uint8_t { kConnectSuccess, kConnectFailed, kTimeout };
+
 // One endpoint of a cluster, with its connection pool on this worker.
 class Host : public std::enable_shared_from_this<Host> {
  public:
@@ -187,6 +197,27 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t weight() const { return weight_; }
   uint32_t activeRequests() const { return active_requests_; }
   Cluster& cluster() { return *cluster_; }
+  // Whether load balancers may pick it: not ejected by outlier detection.
+  // Every load balancer goes through Cluster::lbHosts, which uses this.
+  bool healthy() const { return !ejected_; }
+
+  // Outlier detection: the router tells the host what each attempt came to.
+  // Without outlier_detection on the cluster each is one flag test.
+  // A response's status (a gRPC response's grpc-status, mapped as Envoy does).
+  void onUpstreamResponse(const HeaderMap& headers) {
+    if (detect_) [[unlikely]]
+      putResponse(headers);
+  }
+  // timeout_status: the status the router answers a timeout with (504, or
+  // 204 with x-envoy-upstream-rq-timeout-alt-response), which is what counts
+  // for a timeout when local-origin errors are not split.
+  void onLocalOrigin(LocalOrigin result, int timeout_status = 504) {
+    if (detect_) [[unlikely]]
+      putLocalOrigin(result, timeout_status);
+  }
+  // From the main thread's detector (posted): ejected, or back. Coming back
+  // starts the error counts again.
+  void setEjected(bool ejected);
 
   // Asks the pool for a connection. Returns false when the request was
   // answered synchronously (ready or failed) — or true when it waits, in
@@ -221,6 +252,10 @@ class Host : public std::enable_shared_from_this<Host> {
   void addReady(UpstreamClient& client);
   void removeReady(UpstreamClient& client);
   void armIdleTimer(UpstreamClient& client);
+  void putResponse(const HeaderMap& headers);
+  void putStatus(int status);
+  void putLocalOrigin(LocalOrigin result, int timeout_status);
+  void report(OutlierKind kind);
   Cluster* cluster_;
   sockaddr_storage addr_;
   std::string address_;
@@ -235,6 +270,13 @@ class Host : public std::enable_shared_from_this<Host> {
   std::list<Pending> pending_;
   std::vector<UpstreamClient*> all_;
   bool retired_ = false;
+  // Outlier detection (this worker's view): the cluster has it; the errors
+  // in a row of each kind; ejected by the main thread's detector.
+  bool detect_ = false;
+  bool ejected_ = false;
+  uint32_t consecutive_5xx_ = 0;
+  uint32_t consecutive_gateway_failure_ = 0;
+  uint32_t consecutive_local_origin_failure_ = 0;
 };
 
 class Cluster {
@@ -247,9 +289,21 @@ class Cluster {
   ClusterStats& stats() { return stats_; }
   Worker& worker() { return worker_; }
 
-  // Picks a host by the cluster's lb_policy, or nullptr when there is none
+  // Picks a host by the cluster's lb_policy from lbHosts(), or nullptr when there is none
   // (for ORIGINAL_DST: when context names no destination).
   std::shared_ptr<Host> chooseHost(const LbContext& context = {});
+  // The hosts a load balancer picks from: every host while none is ejected
+  // (the only cost then: one test), else the healthy ones, or all of them
+  // when fewer than healthy_panic_threshold percent are healthy (Envoy's
+  // panic mode, counted in lb_healthy_panic). Empty: no host (503 UH).
+  const std::vector<std::shared_ptr<Host>>& lbHosts() {
+    if (ejected_ == 0) [[likely]]
+      return hosts_;
+    return lbHostsWithEjections();
+  }
+  // Outlier detection (posted from the main thread): the hosts at address
+  // are ejected, or back.
+  void setEjected(const std::string& address, bool ejected);
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
   // A config that differs only in endpoints (same definition_hash): takes
@@ -286,11 +340,17 @@ class Cluster {
   void removeOriginalDst(size_t i);
   void countOriginalDst(int delta);
   void closeCleanupTimer();
+  const std::vector<std::shared_ptr<Host>>& lbHostsWithEjections();
+  // After hosts_ or an ejection changed: healthy_hosts_, ejected_ and the
+  // membership_healthy gauge.
+  void countHealthy();
 
   Worker& worker_;
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
   std::vector<std::shared_ptr<Host>> hosts_;
+  size_t ejected_ = 0;  // Hosts of hosts_ that outlier detection ejected.
+  std::vector<std::shared_ptr<Host>> healthy_hosts_;  // Only while ejected_ > 0.
   size_t rr_next_ = 0;
   uv_timer_t* cleanup_timer_ = nullptr;  // ORIGINAL_DST, while it has hosts.
 };
@@ -312,6 +372,8 @@ class ClusterManager {
   uint32_t connections() const;
   // From the main thread (posted): a STRICT_DNS cluster resolved anew.
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
+  // From the main thread's outlier detector (posted).
+  void setEjected(const std::string& cluster, const std::string& address, bool ejected);
 
  private:
   static constexpr uint64_t kReapIntervalMs = 1000;

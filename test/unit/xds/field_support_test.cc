@@ -396,5 +396,29 @@ TEST(FieldSupport, TableIsExposed) {
   EXPECT_TRUE(isSupportedAnyType("envoy.extensions.filters.http.router.v3.Router"));
 }
 
+TEST(FieldSupport, OutlierDetection) {
+  // What skiff does not do is refused by path: success-rate parameters,
+  // extension monitors, other common_lb_config fields.
+  EXPECT_THAT(
+      unsupported(R"(
+static_resources:
+  clusters:
+  - name: c
+    outlier_detection:
+      consecutive_5xx: 3
+      interval: 1s
+      enforcing_success_rate: 0
+      success_rate_minimum_hosts: 3
+      always_eject_one_host: true
+    common_lb_config:
+      healthy_panic_threshold: {value: 30}
+      ignore_new_hosts_until_first_hc: true
+)"),
+      ElementsAre("static_resources.clusters[0].outlier_detection.success_rate_minimum_hosts: "
+                  "not supported yet",
+                  "static_resources.clusters[0].common_lb_config."
+                  "ignore_new_hosts_until_first_hc: not supported yet"));
+}
+
 }  // namespace
 }  // namespace skiff::xds

@@ -273,10 +273,10 @@ TEST(TranslateBootstrap, UnknownFieldIsRefusedByTheLoader) {
 TEST(TranslateBootstrap, UnsupportedFieldsAreAllNamed) {
   Bootstrap b = edge();
   b.mutable_layered_runtime();
-  b.mutable_static_resources()->mutable_clusters(1)->mutable_outlier_detection();
+  b.mutable_static_resources()->mutable_clusters(1)->add_health_checks();
   b.mutable_admin()->add_access_log()->set_name("log");
   EXPECT_EQ(translateError(b),
-            "static_resources.clusters[1].outlier_detection: not supported yet\n"
+            "static_resources.clusters[1].health_checks: not supported yet\n"
             "admin.access_log: not supported yet\n"
             "layered_runtime: not supported yet");
 }
@@ -1505,6 +1505,95 @@ TEST(TranslateCluster, OriginalDst) {
   ASSERT_FALSE(result.isOk());
   EXPECT_EQ(result.status().message(),
             "clusters[1].original_dst_lb_config: only an ORIGINAL_DST cluster uses it");
+}
+
+TEST(TranslateCluster, OutlierDetection) {
+  using envoy::config::cluster::v3::Cluster;
+  Cluster c;
+  c.set_name("web");
+  auto result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->outlier_detection, nullptr);
+  EXPECT_EQ((*result)->healthy_panic_threshold, 50u);
+
+  // Envoy's defaults.
+  c.mutable_outlier_detection();
+  result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  ASSERT_NE((*result)->outlier_detection, nullptr);
+  const config::OutlierDetectionConfig& d = *(*result)->outlier_detection;
+  EXPECT_EQ(d.consecutive_5xx, 5u);
+  EXPECT_EQ(d.consecutive_gateway_failure, 5u);
+  EXPECT_EQ(d.enforcing_consecutive_5xx, 100u);
+  EXPECT_EQ(d.enforcing_consecutive_gateway_failure, 0u);
+  EXPECT_EQ(d.interval.count(), 10000);
+  EXPECT_EQ(d.base_ejection_time.count(), 30000);
+  EXPECT_EQ(d.max_ejection_time.count(), 300000);
+  EXPECT_EQ(d.max_ejection_percent, 10u);
+  EXPECT_FALSE(d.split_external_local_origin_errors);
+
+  // Istio's DestinationRule outlierDetection, as istiod sends it.
+  auto* od = c.mutable_outlier_detection();
+  od->mutable_consecutive_5xx()->set_value(3);
+  od->mutable_consecutive_gateway_failure()->set_value(0);
+  od->mutable_enforcing_consecutive_gateway_failure()->set_value(0);
+  od->mutable_interval()->set_nanos(200000000);
+  od->mutable_base_ejection_time()->set_seconds(600);
+  od->mutable_max_ejection_percent()->set_value(100);
+  od->mutable_enforcing_success_rate()->set_value(0);
+  c.mutable_common_lb_config()->mutable_healthy_panic_threshold()->set_value(0);
+  result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->outlier_detection->consecutive_5xx, 3u);
+  EXPECT_EQ((*result)->outlier_detection->interval.count(), 200);
+  // max_ejection_time defaults to base_ejection_time when that is larger.
+  EXPECT_EQ((*result)->outlier_detection->max_ejection_time.count(), 600000);
+  EXPECT_EQ((*result)->healthy_panic_threshold, 0u);
+  c.mutable_common_lb_config()->mutable_healthy_panic_threshold()->set_value(33.5);
+  result = translateCluster(c, "clusters[0]");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->healthy_panic_threshold, 34u);  // Rounded, as Envoy does.
+
+  Cluster bad = c;
+  bad.mutable_outlier_detection()->mutable_max_ejection_time()->set_seconds(1);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].outlier_detection.max_ejection_time: cannot be smaller than "
+            "base_ejection_time");
+  bad = c;
+  bad.mutable_outlier_detection()->mutable_enforcing_success_rate()->set_value(100);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].outlier_detection.enforcing_success_rate: success-rate and "
+            "failure-percentage ejection are not supported yet; only 0 is accepted");
+  bad = c;
+  bad.mutable_outlier_detection()->mutable_max_ejection_percent()->set_value(101);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].outlier_detection.max_ejection_percent: must be at most 100, got 101");
+  bad = c;
+  bad.mutable_outlier_detection()->mutable_interval()->Clear();
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].outlier_detection.interval: must be greater than zero");
+  bad = c;
+  bad.mutable_common_lb_config()->mutable_healthy_panic_threshold()->set_value(101);
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].common_lb_config.healthy_panic_threshold.value: must be between 0 and "
+            "100");
+  bad.set_type(Cluster::ORIGINAL_DST);
+  bad.set_lb_policy(Cluster::CLUSTER_PROVIDED);
+  bad.clear_common_lb_config();
+  result = translateCluster(bad, "clusters[0]");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "clusters[0].outlier_detection: is not supported on an ORIGINAL_DST cluster yet");
 }
 
 }  // namespace
