@@ -84,6 +84,7 @@ int Server::run() {
           Worker* worker = w.get();
           worker->post([worker, fn] { fn(*worker); });
         }
+        return workers_.size();
       });
   outliers_->update(snapshot_->clusters);
   upstream::OutlierReports::set(outliers_.get());

@@ -480,10 +480,8 @@ void translateOriginalDst(const cluster_v3::Cluster& cluster, const std::string&
   }
 }
 
-// outlier_detection: the consecutive-error detectors (proxy/upstream/
-// outlier_detector.h). Success-rate and failure-percentage ejection are not
-// implemented: their enforcing fields are accepted only at 0 (Istio sends
-// enforcing_success_rate: 0), and field_support refuses their other fields.
+// outlier_detection: consecutive errors, success rate and failure
+// percentage (proxy/upstream/outlier_detector.h).
 void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::string& path,
                                Errors& errors, config::ClusterConfig& out) {
   if (!cluster.has_outlier_detection()) return;
@@ -549,21 +547,40 @@ void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::st
   }
   c->split_external_local_origin_errors = od.split_external_local_origin_errors();
   if (od.has_always_eject_one_host()) c->always_eject_one_host = od.always_eject_one_host().value();
-  const char* no_success_rate =
-      ": success-rate and failure-percentage ejection are not supported yet; only 0 is accepted";
-  if (od.has_enforcing_success_rate() && od.enforcing_success_rate().value() != 0) {
-    errors.push_back(p + ".enforcing_success_rate" + no_success_rate);
+  if (od.has_success_rate_minimum_hosts()) {
+    c->success_rate_minimum_hosts = od.success_rate_minimum_hosts().value();
   }
-  if (od.has_enforcing_local_origin_success_rate() &&
-      od.enforcing_local_origin_success_rate().value() != 0) {
-    errors.push_back(p + ".enforcing_local_origin_success_rate" + no_success_rate);
+  if (od.has_success_rate_request_volume()) {
+    c->success_rate_request_volume = od.success_rate_request_volume().value();
   }
-  if (od.has_enforcing_failure_percentage() && od.enforcing_failure_percentage().value() != 0) {
-    errors.push_back(p + ".enforcing_failure_percentage" + no_success_rate);
+  if (od.has_success_rate_stdev_factor()) {
+    c->success_rate_stdev_factor = od.success_rate_stdev_factor().value();
   }
-  if (od.has_enforcing_failure_percentage_local_origin() &&
-      od.enforcing_failure_percentage_local_origin().value() != 0) {
-    errors.push_back(p + ".enforcing_failure_percentage_local_origin" + no_success_rate);
+  if (od.has_enforcing_success_rate()) {
+    percent(od.enforcing_success_rate(), "enforcing_success_rate", c->enforcing_success_rate);
+  }
+  if (od.has_enforcing_local_origin_success_rate()) {
+    percent(od.enforcing_local_origin_success_rate(), "enforcing_local_origin_success_rate",
+            c->enforcing_local_origin_success_rate);
+  }
+  if (od.has_failure_percentage_threshold()) {
+    percent(od.failure_percentage_threshold(), "failure_percentage_threshold",
+            c->failure_percentage_threshold);
+  }
+  if (od.has_failure_percentage_minimum_hosts()) {
+    c->failure_percentage_minimum_hosts = od.failure_percentage_minimum_hosts().value();
+  }
+  if (od.has_failure_percentage_request_volume()) {
+    c->failure_percentage_request_volume = od.failure_percentage_request_volume().value();
+  }
+  if (od.has_enforcing_failure_percentage()) {
+    percent(od.enforcing_failure_percentage(), "enforcing_failure_percentage",
+            c->enforcing_failure_percentage);
+  }
+  if (od.has_enforcing_failure_percentage_local_origin()) {
+    percent(od.enforcing_failure_percentage_local_origin(),
+            "enforcing_failure_percentage_local_origin",
+            c->enforcing_failure_percentage_local_origin);
   }
   out.outlier_detection = std::move(c);
 }

@@ -51,6 +51,21 @@ struct OutlierDetectionConfig {
   // Connect failures, resets and timeouts count apart (local origin);
   // without it they count as 503 (504 for a timeout) responses.
   bool split_external_local_origin_errors = false;
+  // Success rate and failure percentage, every interval over the requests of
+  // the interval before: hosts with at least *_request_volume requests count
+  // when at least *_minimum_hosts hosts do. A host is an outlier below the
+  // mean success rate minus success_rate_stdev_factor / 1000 standard
+  // deviations, or at failure_percentage_threshold % failures or more.
+  uint32_t success_rate_minimum_hosts = 5;
+  uint32_t success_rate_request_volume = 100;
+  uint32_t success_rate_stdev_factor = 1900;
+  uint32_t enforcing_success_rate = 100;
+  uint32_t enforcing_local_origin_success_rate = 100;
+  uint32_t failure_percentage_threshold = 85;
+  uint32_t failure_percentage_minimum_hosts = 5;
+  uint32_t failure_percentage_request_volume = 50;
+  uint32_t enforcing_failure_percentage = 0;
+  uint32_t enforcing_failure_percentage_local_origin = 0;
 };
 
 struct ClusterConfig {

@@ -300,6 +300,7 @@ void Host::putResponse(const HeaderMap& headers) {
 // else ends both. A run reports when it reaches its threshold exactly.
 void Host::putStatus(int status) {
   const config::OutlierDetectionConfig& c = *cluster_->config().outlier_detection;
+  ++requests_.total;
   if (status >= 500 && status < 600) {
     if (status >= 502 && status <= 504) {
       if (++consecutive_gateway_failure_ == c.consecutive_gateway_failure) {
@@ -314,6 +315,7 @@ void Host::putStatus(int status) {
       report(OutlierKind::kConsecutive5xx);
     }
   } else {
+    ++requests_.success;
     consecutive_5xx_ = 0;
     consecutive_gateway_failure_ = 0;
   }
@@ -328,7 +330,9 @@ void Host::putLocalOrigin(LocalOrigin result, int timeout_status) {
     if (result == LocalOrigin::kTimeout) putStatus(timeout_status);
     return;
   }
+  ++requests_.local_total;
   if (result == LocalOrigin::kConnectSuccess) {
+    ++requests_.local_success;
     consecutive_local_origin_failure_ = 0;
   } else if (++consecutive_local_origin_failure_ == c.consecutive_local_origin_failure) {
     consecutive_local_origin_failure_ = 0;
@@ -343,6 +347,12 @@ void Host::report(OutlierKind kind) {
   if (OutlierReports* reports = OutlierReports::get()) {
     reports->report(cluster_->name(), address_, kind);
   }
+}
+
+RequestCounts Host::takeRequestCounts() {
+  RequestCounts out = requests_;
+  requests_ = {};
+  return out;
 }
 
 void Host::setEjected(bool ejected) {
@@ -633,6 +643,15 @@ void Cluster::setEjected(const std::string& address, bool ejected) {
     }
   }
   if (changed) countHealthy();
+}
+
+HostRequestCounts Cluster::takeRequestCounts() {
+  HostRequestCounts out;
+  for (const auto& h : hosts_) {
+    RequestCounts c = h->takeRequestCounts();
+    if (c.total != 0 || c.local_total != 0) out.emplace_back(h->address(), c);
+  }
+  return out;
 }
 
 const std::vector<std::shared_ptr<Host>>& Cluster::lbHostsWithEjections() {
@@ -967,6 +986,11 @@ void ClusterManager::setHosts(const std::string& cluster,
 void ClusterManager::setEjected(const std::string& cluster, const std::string& address,
                                 bool ejected) {
   if (Cluster* c = get(cluster)) c->setEjected(address, ejected);
+}
+
+HostRequestCounts ClusterManager::takeRequestCounts(const std::string& cluster) {
+  Cluster* c = get(cluster);
+  return c ? c->takeRequestCounts() : HostRequestCounts{};
 }
 
 }  // namespace skiff::upstream

@@ -218,6 +218,9 @@ class Host : public std::enable_shared_from_this<Host> {
   // From the main thread's detector (posted): ejected, or back. Coming back
   // starts the error counts again.
   void setEjected(bool ejected);
+  // The requests counted since the last call (for success rate and failure
+  // percentage), which start again from zero.
+  RequestCounts takeRequestCounts();
 
   // Asks the pool for a connection. Returns false when the request was
   // answered synchronously (ready or failed) — or true when it waits, in
@@ -277,6 +280,7 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t consecutive_5xx_ = 0;
   uint32_t consecutive_gateway_failure_ = 0;
   uint32_t consecutive_local_origin_failure_ = 0;
+  RequestCounts requests_;  // This interval's, until the main thread takes them.
 };
 
 class Cluster {
@@ -304,6 +308,8 @@ class Cluster {
   // Outlier detection (posted from the main thread): the hosts at address
   // are ejected, or back.
   void setEjected(const std::string& address, bool ejected);
+  // Every host's requests since the last call (hosts with none left out).
+  HostRequestCounts takeRequestCounts();
   // Replaces the host list (addresses already resolved).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
   // A config that differs only in endpoints (same definition_hash): takes
@@ -374,6 +380,7 @@ class ClusterManager {
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
   // From the main thread's outlier detector (posted).
   void setEjected(const std::string& cluster, const std::string& address, bool ejected);
+  HostRequestCounts takeRequestCounts(const std::string& cluster);
 
  private:
   static constexpr uint64_t kReapIntervalMs = 1000;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 
 #include "proxy/net/connection.h"
 #include "proxy/upstream/cluster_manager.h"
@@ -31,6 +32,16 @@ uint64_t ejectionMs(const config::OutlierDetectionConfig& config, uint32_t backo
   return std::min(base * backoff, max);
 }
 
+double successRateThreshold(const std::vector<double>& rates, double stdev_factor, double& mean) {
+  double sum = 0;
+  for (double r : rates) sum += r;
+  mean = rates.empty() ? 0 : sum / static_cast<double>(rates.size());
+  double variance = 0;
+  for (double r : rates) variance += (r - mean) * (r - mean);
+  if (!rates.empty()) variance /= static_cast<double>(rates.size());
+  return mean - stdev_factor * std::sqrt(variance);
+}
+
 // ---- OutlierDetector
 
 OutlierDetector::Stats::Stats(stats::Store& s, const std::string& p)
@@ -48,19 +59,20 @@ OutlierDetector::Stats::Stats(stats::Store& s, const std::string& p)
       ejections_detected_consecutive_local_origin_failure(
           s.counter(p + "ejections_detected_consecutive_local_origin_failure")),
       ejections_enforced_consecutive_local_origin_failure(
-          s.counter(p + "ejections_enforced_consecutive_local_origin_failure")) {
-  // Envoy's other outlier counters, which success-rate and failure-percentage
-  // ejection (not implemented) would count: present, and 0.
-  for (const char* name :
-       {"ejections_success_rate", "ejections_detected_success_rate",
-        "ejections_enforced_success_rate", "ejections_detected_failure_percentage",
-        "ejections_enforced_failure_percentage", "ejections_detected_local_origin_success_rate",
-        "ejections_enforced_local_origin_success_rate",
-        "ejections_detected_local_origin_failure_percentage",
-        "ejections_enforced_local_origin_failure_percentage"}) {
-    s.counter(p + name);
-  }
-}
+          s.counter(p + "ejections_enforced_consecutive_local_origin_failure")),
+      ejections_success_rate(s.counter(p + "ejections_success_rate")),
+      ejections_detected_success_rate(s.counter(p + "ejections_detected_success_rate")),
+      ejections_enforced_success_rate(s.counter(p + "ejections_enforced_success_rate")),
+      ejections_detected_local_origin_success_rate(
+          s.counter(p + "ejections_detected_local_origin_success_rate")),
+      ejections_enforced_local_origin_success_rate(
+          s.counter(p + "ejections_enforced_local_origin_success_rate")),
+      ejections_detected_failure_percentage(s.counter(p + "ejections_detected_failure_percentage")),
+      ejections_enforced_failure_percentage(s.counter(p + "ejections_enforced_failure_percentage")),
+      ejections_detected_local_origin_failure_percentage(
+          s.counter(p + "ejections_detected_local_origin_failure_percentage")),
+      ejections_enforced_local_origin_failure_percentage(
+          s.counter(p + "ejections_enforced_local_origin_failure_percentage")) {}
 
 OutlierDetector::OutlierDetector(std::shared_ptr<const config::ClusterConfig> cluster,
                                  stats::Store& store, Notify notify,
@@ -98,6 +110,12 @@ void OutlierDetector::onReport(const std::string& address, OutlierKind kind, uin
   // one is not detected again (Envoy's onConsecutiveErrorWorker).
   auto it = hosts_.find(address);
   if (it == hosts_.end() || it->second.ejected) return;
+  countDetected(kind);
+  eject(address, it->second, kind, now_ms);
+  if (kind == OutlierKind::kConsecutive5xx) stats_.ejections_consecutive_5xx.inc();
+}
+
+void OutlierDetector::countDetected(OutlierKind kind) {
   switch (kind) {
     case OutlierKind::kConsecutive5xx:
       stats_.ejections_detected_consecutive_5xx.inc();
@@ -108,9 +126,19 @@ void OutlierDetector::onReport(const std::string& address, OutlierKind kind, uin
     case OutlierKind::kConsecutiveLocalOriginFailure:
       stats_.ejections_detected_consecutive_local_origin_failure.inc();
       break;
+    case OutlierKind::kSuccessRate:
+      stats_.ejections_detected_success_rate.inc();
+      break;
+    case OutlierKind::kSuccessRateLocalOrigin:
+      stats_.ejections_detected_local_origin_success_rate.inc();
+      break;
+    case OutlierKind::kFailurePercentage:
+      stats_.ejections_detected_failure_percentage.inc();
+      break;
+    case OutlierKind::kFailurePercentageLocalOrigin:
+      stats_.ejections_detected_local_origin_failure_percentage.inc();
+      break;
   }
-  eject(address, it->second, kind, now_ms);
-  if (kind == OutlierKind::kConsecutive5xx) stats_.ejections_consecutive_5xx.inc();
 }
 
 void OutlierDetector::eject(const std::string& address, HostState& host, OutlierKind kind,
@@ -120,7 +148,9 @@ void OutlierDetector::eject(const std::string& address, HostState& host, Outlier
     stats_.ejections_overflow.inc();
     return;
   }
-  if (kind == OutlierKind::kConsecutive5xx) stats_.ejections_total.inc();
+  if (kind == OutlierKind::kConsecutive5xx || kind == OutlierKind::kSuccessRate) {
+    stats_.ejections_total.inc();
+  }
   uint32_t enforcing = 0;
   switch (kind) {
     case OutlierKind::kConsecutive5xx:
@@ -131,6 +161,18 @@ void OutlierDetector::eject(const std::string& address, HostState& host, Outlier
       break;
     case OutlierKind::kConsecutiveLocalOriginFailure:
       enforcing = c.enforcing_consecutive_local_origin_failure;
+      break;
+    case OutlierKind::kSuccessRate:
+      enforcing = c.enforcing_success_rate;
+      break;
+    case OutlierKind::kSuccessRateLocalOrigin:
+      enforcing = c.enforcing_local_origin_success_rate;
+      break;
+    case OutlierKind::kFailurePercentage:
+      enforcing = c.enforcing_failure_percentage;
+      break;
+    case OutlierKind::kFailurePercentageLocalOrigin:
+      enforcing = c.enforcing_failure_percentage_local_origin;
       break;
   }
   // Envoy's featureEnabled(key, percent): a draw below the percentage.
@@ -148,6 +190,18 @@ void OutlierDetector::eject(const std::string& address, HostState& host, Outlier
     case OutlierKind::kConsecutiveLocalOriginFailure:
       stats_.ejections_enforced_consecutive_local_origin_failure.inc();
       break;
+    case OutlierKind::kSuccessRate:
+      stats_.ejections_enforced_success_rate.inc();
+      break;
+    case OutlierKind::kSuccessRateLocalOrigin:
+      stats_.ejections_enforced_local_origin_success_rate.inc();
+      break;
+    case OutlierKind::kFailurePercentage:
+      stats_.ejections_enforced_failure_percentage.inc();
+      break;
+    case OutlierKind::kFailurePercentageLocalOrigin:
+      stats_.ejections_enforced_local_origin_failure_percentage.inc();
+      break;
   }
   host.ejected = true;
   host.ejected_at_ms = now_ms;
@@ -162,7 +216,8 @@ void OutlierDetector::eject(const std::string& address, HostState& host, Outlier
   notify_(address, true);
 }
 
-void OutlierDetector::onInterval(uint64_t now_ms) {
+void OutlierDetector::onInterval(uint64_t now_ms,
+                                 const std::map<std::string, RequestCounts>& counts) {
   const config::OutlierDetectionConfig& c = config();
   for (auto& [address, h] : hosts_) {
     if (!h.ejected) continue;
@@ -176,6 +231,8 @@ void OutlierDetector::onInterval(uint64_t now_ms) {
       notify_(address, false);
     }
   }
+  judgeRates(false, counts, now_ms);
+  judgeRates(true, counts, now_ms);
   const auto interval = static_cast<uint64_t>(c.interval.count());
   for (auto& [address, h] : hosts_) {
     if (!h.ejected && h.unejected && now_ms - h.unejected_at_ms >= interval && h.backoff > 0) {
@@ -184,10 +241,63 @@ void OutlierDetector::onInterval(uint64_t now_ms) {
   }
 }
 
+void OutlierDetector::judgeRates(bool local_origin,
+                                 const std::map<std::string, RequestCounts>& counts,
+                                 uint64_t now_ms) {
+  const config::OutlierDetectionConfig& c = config();
+  if (hosts_.size() < c.success_rate_minimum_hosts &&
+      hosts_.size() < c.failure_percentage_minimum_hosts) {
+    return;
+  }
+  struct Rated {
+    const std::string* address;
+    HostState* host;
+    double rate;  // Successes, percent.
+  };
+  std::vector<Rated> by_rate;
+  std::vector<Rated> by_failures;
+  for (auto& [address, h] : hosts_) {
+    if (h.ejected) continue;
+    auto it = counts.find(address);
+    if (it == counts.end()) continue;
+    const uint64_t total = local_origin ? it->second.local_total : it->second.total;
+    const uint64_t success = local_origin ? it->second.local_success : it->second.success;
+    if (total == 0) continue;
+    const double rate = static_cast<double>(success) * 100.0 / static_cast<double>(total);
+    if (total >= c.success_rate_request_volume) by_rate.push_back({&address, &h, rate});
+    if (total >= c.failure_percentage_request_volume) by_failures.push_back({&address, &h, rate});
+  }
+  if (!by_rate.empty() && by_rate.size() >= c.success_rate_minimum_hosts) {
+    std::vector<double> rates;
+    for (const Rated& r : by_rate) rates.push_back(r.rate);
+    double mean = 0;
+    const double threshold =
+        successRateThreshold(rates, c.success_rate_stdev_factor / 1000.0, mean);
+    const OutlierKind kind =
+        local_origin ? OutlierKind::kSuccessRateLocalOrigin : OutlierKind::kSuccessRate;
+    for (const Rated& r : by_rate) {
+      if (r.rate >= threshold) continue;
+      stats_.ejections_success_rate.inc();
+      countDetected(kind);
+      eject(*r.address, *r.host, kind, now_ms);
+    }
+  }
+  if (!by_failures.empty() && by_failures.size() >= c.failure_percentage_minimum_hosts) {
+    const OutlierKind kind =
+        local_origin ? OutlierKind::kFailurePercentageLocalOrigin : OutlierKind::kFailurePercentage;
+    for (const Rated& r : by_failures) {
+      if (100.0 - r.rate < c.failure_percentage_threshold) continue;
+      countDetected(kind);
+      // Envoy would eject it a second time when the success rate already
+      // did; once is enough.
+      if (!r.host->ejected) eject(*r.address, *r.host, kind, now_ms);
+    }
+  }
+}
+
 // ---- OutlierDetectors
 
-OutlierDetectors::OutlierDetectors(Worker& main,
-                                   std::function<void(std::function<void(Worker&)>)> each_worker)
+OutlierDetectors::OutlierDetectors(Worker& main, EachWorker each_worker)
     : main_(main), each_worker_(std::move(each_worker)) {}
 
 OutlierDetectors::~OutlierDetectors() { clear(); }
@@ -251,14 +361,58 @@ void OutlierDetectors::start(const std::string& name,
   if (cluster->type != config::ClusterConfig::Type::kStrictDns) {
     e.detector->setHosts(endpointAddresses(*cluster));
   }
+  e.owner = this;
+  e.name = name;
+  e.generation = ++generation_;
   e.timer = new uv_timer_t;
   uv_timer_init(main_.loop(), e.timer);
-  e.timer->data = e.detector.get();
+  e.timer->data = &e;  // A std::map node: it stays where it is.
   const auto ms = static_cast<uint64_t>(cluster->outlier_detection->interval.count());
   uv_timer_start(
       e.timer,
-      [](uv_timer_t* t) { static_cast<OutlierDetector*>(t->data)->onInterval(uv_now(t->loop)); },
+      [](uv_timer_t* t) {
+        auto* entry = static_cast<Entry*>(t->data);
+        entry->owner->onTimer(*entry);
+      },
       ms, ms);
+}
+
+void OutlierDetectors::onTimer(Entry& e) {
+  if (e.pending > 0) {
+    // A worker did not answer within an interval (it is stopping, or stuck):
+    // its late answer is dropped, and this interval unejects without
+    // judging rates over part of the requests.
+    e.generation = ++generation_;
+    e.pending = 0;
+    e.detector->onInterval(uv_now(main_.loop()), {});
+  }
+  e.counts.clear();
+  const std::string name = e.name;
+  const uint64_t generation = e.generation;
+  e.pending = each_worker_([this, name, generation](Worker& w) {
+    HostRequestCounts counts = w.clusterManager().takeRequestCounts(name);
+    main_.post([this, name, generation, counts = std::move(counts)] {
+      onCounts(name, generation, counts);
+    });
+  });
+  if (e.pending == 0) e.detector->onInterval(uv_now(main_.loop()), e.counts);
+}
+
+void OutlierDetectors::onCounts(const std::string& name, uint64_t generation,
+                                const HostRequestCounts& counts) {
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.generation != generation || it->second.pending == 0) {
+    return;  // For a detector that was stopped or replaced since.
+  }
+  Entry& e = it->second;
+  for (const auto& [address, c] : counts) {
+    RequestCounts& sum = e.counts[address];
+    sum.total += c.total;
+    sum.success += c.success;
+    sum.local_total += c.local_total;
+    sum.local_success += c.local_success;
+  }
+  if (--e.pending == 0) e.detector->onInterval(uv_now(main_.loop()), e.counts);
 }
 
 void OutlierDetectors::stop(Entry& entry) {

@@ -1,5 +1,5 @@
 // Outlier detection (Envoy's cluster outlier_detection): passive health by
-// consecutive errors.
+// consecutive errors, success rate and failure percentage.
 //
 // Envoy's detector runs once per cluster on the main thread, and every worker
 // sees the same ejections. skiff's share-nothing workers split it in two:
@@ -17,6 +17,11 @@
 // So each worker counts its own consecutive errors (a host with N errors in a
 // row spread over two workers is not reported), while ejections are
 // cluster-wide, as in Envoy. With one worker it is Envoy's behaviour.
+//
+// Success rate and failure percentage need every worker's requests: each
+// interval the main thread asks every worker for its hosts' request counts
+// of the interval (Cluster::takeRequestCounts, which starts them again), and
+// judges once all have answered, over their sums.
 #pragma once
 
 #include <uv.h>
@@ -42,7 +47,22 @@ enum class OutlierKind : uint8_t {
   kConsecutive5xx,
   kConsecutiveGatewayFailure,
   kConsecutiveLocalOriginFailure,
+  kSuccessRate,
+  kSuccessRateLocalOrigin,
+  kFailurePercentage,
+  kFailurePercentageLocalOrigin,
 };
+
+// One host's requests over an interval: every result and the successes (a
+// status under 500), and with split_external_local_origin_errors the
+// local-origin results apart (a connection made is a success).
+struct RequestCounts {
+  uint64_t total = 0;
+  uint64_t success = 0;
+  uint64_t local_total = 0;
+  uint64_t local_success = 0;
+};
+using HostRequestCounts = std::vector<std::pair<std::string, RequestCounts>>;
 
 // Where workers' hosts report a run of errors. Called on worker threads.
 class OutlierReports {
@@ -67,6 +87,11 @@ bool mayEject(size_t ejected_now, size_t hosts, uint32_t max_percent, bool alway
 // max_ejection_time; plus the jitter drawn for it.
 uint64_t ejectionMs(const config::OutlierDetectionConfig& config, uint32_t backoff);
 
+// Envoy's success-rate ejection threshold over the hosts' success rates
+// (percent): their mean minus stdev_factor population standard deviations.
+// mean: set to the mean.
+double successRateThreshold(const std::vector<double>& rates, double stdev_factor, double& mean);
+
 // One cluster's detector, on the main thread.
 class OutlierDetector {
  public:
@@ -90,9 +115,11 @@ class OutlierDetector {
   void setHosts(const std::vector<std::string>& addresses);
   // A worker's report: may eject the host (now: a monotonic clock, ms).
   void onReport(const std::string& address, OutlierKind kind, uint64_t now_ms);
-  // Every interval: hosts whose ejection time is over come back; hosts
-  // healthy for an interval lower their back-off.
-  void onInterval(uint64_t now_ms);
+  // Every interval, with the interval's requests summed over workers: hosts
+  // whose ejection time is over come back; success rate and failure
+  // percentage may eject; hosts healthy for an interval lower their
+  // back-off.
+  void onInterval(uint64_t now_ms, const std::map<std::string, RequestCounts>& counts = {});
   bool ejected(const std::string& address) const;
   size_t ejectedCount() const { return ejected_; }
   size_t hostCount() const { return hosts_.size(); }
@@ -119,8 +146,21 @@ class OutlierDetector {
     stats::Counter& ejections_enforced_consecutive_gateway_failure;
     stats::Counter& ejections_detected_consecutive_local_origin_failure;
     stats::Counter& ejections_enforced_consecutive_local_origin_failure;
+    stats::Counter& ejections_success_rate;  // Deprecated in Envoy, still kept.
+    stats::Counter& ejections_detected_success_rate;
+    stats::Counter& ejections_enforced_success_rate;
+    stats::Counter& ejections_detected_local_origin_success_rate;
+    stats::Counter& ejections_enforced_local_origin_success_rate;
+    stats::Counter& ejections_detected_failure_percentage;
+    stats::Counter& ejections_enforced_failure_percentage;
+    stats::Counter& ejections_detected_local_origin_failure_percentage;
+    stats::Counter& ejections_enforced_local_origin_failure_percentage;
   };
+  void countDetected(OutlierKind kind);
   void eject(const std::string& address, HostState& host, OutlierKind kind, uint64_t now_ms);
+  // Envoy's processSuccessRateEjections, over external or local-origin results.
+  void judgeRates(bool local_origin, const std::map<std::string, RequestCounts>& counts,
+                  uint64_t now_ms);
   const config::OutlierDetectionConfig& config() const { return *cluster_->outlier_detection; }
 
   std::shared_ptr<const config::ClusterConfig> cluster_;
@@ -136,8 +176,10 @@ class OutlierDetector {
 // reports (posted to the main loop).
 class OutlierDetectors : public OutlierReports {
  public:
-  // main: the main thread's loop. workers: who hears of ejections.
-  OutlierDetectors(Worker& main, std::function<void(std::function<void(Worker&)>)> each_worker);
+  // main: the main thread's loop. each_worker: runs a function on every
+  // worker (posted) and says how many there are.
+  using EachWorker = std::function<size_t(std::function<void(Worker&)>)>;
+  OutlierDetectors(Worker& main, EachWorker each_worker);
   ~OutlierDetectors() override;
 
   // A new snapshot's clusters: detectors start, stop, or (endpoints only)
@@ -155,16 +197,25 @@ class OutlierDetectors : public OutlierReports {
 
  private:
   struct Entry {
+    OutlierDetectors* owner = nullptr;
+    std::string name;
     std::unique_ptr<OutlierDetector> detector;
     uv_timer_t* timer = nullptr;
+    uint64_t generation = 0;                      // Which detector the workers' answers are for.
+    size_t pending = 0;                           // Workers yet to answer this interval.
+    std::map<std::string, RequestCounts> counts;  // Their answers so far, summed.
   };
   void start(const std::string& name, std::shared_ptr<const config::ClusterConfig> cluster);
   void stop(Entry& entry);
+  // The interval timer: asks every worker for its counts.
+  void onTimer(Entry& entry);
+  void onCounts(const std::string& name, uint64_t generation, const HostRequestCounts& counts);
   static std::vector<std::string> endpointAddresses(const config::ClusterConfig& cluster);
 
   Worker& main_;
-  std::function<void(std::function<void(Worker&)>)> each_worker_;
+  EachWorker each_worker_;
   std::map<std::string, Entry> entries_;
+  uint64_t generation_ = 0;
 };
 
 }  // namespace skiff::upstream

@@ -1,6 +1,7 @@
 """Cluster outlier_detection (passive health) and common_lb_config's
-healthy_panic_threshold, as Envoy's: consecutive 5xx, gateway failures and
-local-origin failures eject a host for base_ejection_time, the load balancer
+healthy_panic_threshold, as Envoy's: consecutive 5xx, gateway failures,
+local-origin failures, success rate and failure percentage eject a host for
+base_ejection_time, the load balancer
 skips it, it comes back on the interval timer; max_ejection_percent and
 always_eject_one_host; panic mode; the outlier_detection.* stats and the
 health flags of /clusters. Upstreams: Backend that answer every request with
@@ -220,6 +221,35 @@ class ConsecutiveErrors(OutlierTestCase):
             self.assertEqual(self.request(skiff)[:2], (200, "b0"))
 
 
+class SuccessRate(OutlierTestCase):
+    def test_success_rate_ejects_over_every_workers_requests(self):
+        # Five hosts, one failing every request; runs of errors never reach
+        # consecutive_5xx. Each worker's counts go to the main thread every
+        # interval, which judges their sum.
+        backends = self.backends(503, 200, 200, 200, 200)
+        skiff = self.start(config(backends, {
+            "consecutive_5xx": 100000, "interval": "1s", "base_ejection_time": "300s",
+            "max_ejection_percent": 20, "success_rate_request_volume": 3}), concurrency=2)
+        self.send_until(skiff, lambda: od_stat(skiff, "ejections_enforced_success_rate") == 1,
+                        "a success-rate ejection", timeout=60)
+        self.assertEqual(od_stat(skiff, "ejections_detected_consecutive_5xx"), 0)
+        flags = health_flags(skiff)
+        self.assertEqual(flags[addr(backends[0])], "/failed_outlier_check")
+        self.assertEqual(sorted(flags.values()).count("healthy"), 4)
+
+    def test_failure_percentage(self):
+        backends = self.backends(503, 200)
+        skiff = self.start(config(backends, {
+            "consecutive_5xx": 100000, "interval": "1s", "base_ejection_time": "300s",
+            "max_ejection_percent": 50, "enforcing_success_rate": 0,
+            "enforcing_failure_percentage": 100, "failure_percentage_minimum_hosts": 2,
+            "failure_percentage_request_volume": 3}))
+        self.send_until(
+            skiff, lambda: od_stat(skiff, "ejections_enforced_failure_percentage") == 1,
+            "a failure-percentage ejection", timeout=60)
+        self.assertEqual(health_flags(skiff)[addr(backends[0])], "/failed_outlier_check")
+
+
 class EjectionLimits(OutlierTestCase):
     def test_max_ejection_percent(self):
         backends = self.backends(503, 503, 503, 200)
@@ -297,11 +327,10 @@ class Refused(unittest.TestCase):
     def test_what_is_not_implemented_is_refused_by_path(self):
         p = "static_resources.clusters[0]"
         for outlier, cluster_extra, expected in [
-            ({"success_rate_request_volume": 10}, {},
-             f"{p}.outlier_detection.success_rate_request_volume: not supported yet"),
-            ({"enforcing_failure_percentage": 50}, {},
-             f"{p}.outlier_detection.enforcing_failure_percentage: success-rate and "
-             "failure-percentage ejection are not supported yet"),
+            ({"monitors": [{"name": "m"}]}, {},
+             f"{p}.outlier_detection.monitors: not supported yet"),
+            ({"failure_percentage_threshold": 101}, {},
+             f"{p}.outlier_detection.failure_percentage_threshold: must be at most 100"),
             ({"consecutive_5xx": 3}, {"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
                                       "load_assignment": None},
              f"{p}.outlier_detection: is not supported on an ORIGINAL_DST cluster yet"),

@@ -176,5 +176,59 @@ TEST(OutlierDetector, HostsLeavingAndComing) {
   EXPECT_EQ(h.active(), 0);
 }
 
+TEST(OutlierRules, SuccessRateThreshold) {
+  // Envoy's example: mean 90, standard deviation 20, factor 1.9.
+  double mean = 0;
+  EXPECT_DOUBLE_EQ(successRateThreshold({50, 100, 100, 100, 100}, 1.9, mean), 52);
+  EXPECT_DOUBLE_EQ(mean, 90);
+  EXPECT_DOUBLE_EQ(successRateThreshold({100, 100}, 1.9, mean), 100);
+}
+
+std::map<std::string, RequestCounts> counts(
+    std::initializer_list<std::pair<const char*, RequestCounts>> list) {
+  std::map<std::string, RequestCounts> out;
+  for (const auto& [a, c] : list) out[a] = c;
+  return out;
+}
+
+TEST(OutlierDetector, SuccessRate) {
+  Harness h(shortTimes(), {"a:1", "b:1", "c:1", "d:1", "e:1"});
+  auto good = RequestCounts{100, 100, 0, 0};
+  // Too few requests on one host (99 < 100): four hosts count, fewer than 5.
+  h.detector->onInterval(
+      0,
+      counts({{"a:1", {99, 0, 0, 0}}, {"b:1", good}, {"c:1", good}, {"d:1", good}, {"e:1", good}}));
+  EXPECT_EQ(h.detector->ejectedCount(), 0u);
+  h.detector->onInterval(
+      100,
+      counts(
+          {{"a:1", {100, 50, 0, 0}}, {"b:1", good}, {"c:1", good}, {"d:1", good}, {"e:1", good}}));
+  EXPECT_TRUE(h.detector->ejected("a:1"));
+  EXPECT_EQ(h.detector->ejectedCount(), 1u);
+  EXPECT_EQ(h.counter("ejections_detected_success_rate"), 1u);
+  EXPECT_EQ(h.counter("ejections_enforced_success_rate"), 1u);
+  EXPECT_EQ(h.counter("ejections_success_rate"), 1u);
+  EXPECT_EQ(h.counter("ejections_total"), 1u);
+  // Local-origin results are judged apart.
+  EXPECT_EQ(h.counter("ejections_detected_local_origin_success_rate"), 0u);
+}
+
+TEST(OutlierDetector, FailurePercentage) {
+  config::OutlierDetectionConfig c = shortTimes();
+  c.enforcing_success_rate = 0;
+  c.enforcing_failure_percentage_local_origin = 100;
+  c.failure_percentage_minimum_hosts = 2;
+  c.failure_percentage_request_volume = 10;
+  Harness h(c, {"a:1", "b:1"});
+  // 84% failures: under the threshold (85).
+  h.detector->onInterval(0, counts({{"a:1", {0, 0, 100, 16}}, {"b:1", {0, 0, 100, 100}}}));
+  EXPECT_EQ(h.detector->ejectedCount(), 0u);
+  h.detector->onInterval(100, counts({{"a:1", {0, 0, 100, 15}}, {"b:1", {0, 0, 100, 100}}}));
+  EXPECT_TRUE(h.detector->ejected("a:1"));
+  EXPECT_EQ(h.counter("ejections_detected_local_origin_failure_percentage"), 1u);
+  EXPECT_EQ(h.counter("ejections_enforced_local_origin_failure_percentage"), 1u);
+  EXPECT_EQ(h.counter("ejections_detected_failure_percentage"), 0u);
+}
+
 }  // namespace
 }  // namespace skiff::upstream

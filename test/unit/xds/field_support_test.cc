@@ -397,8 +397,8 @@ TEST(FieldSupport, TableIsExposed) {
 }
 
 TEST(FieldSupport, OutlierDetection) {
-  // What skiff does not do is refused by path: success-rate parameters,
-  // extension monitors, other common_lb_config fields.
+  // What skiff does not do is refused by path: extension monitors, other
+  // common_lb_config fields.
   EXPECT_THAT(
       unsupported(R"(
 static_resources:
@@ -409,13 +409,14 @@ static_resources:
       interval: 1s
       enforcing_success_rate: 0
       success_rate_minimum_hosts: 3
+      failure_percentage_threshold: 90
       always_eject_one_host: true
+      monitors: [{name: m}]
     common_lb_config:
       healthy_panic_threshold: {value: 30}
       ignore_new_hosts_until_first_hc: true
 )"),
-      ElementsAre("static_resources.clusters[0].outlier_detection.success_rate_minimum_hosts: "
-                  "not supported yet",
+      ElementsAre("static_resources.clusters[0].outlier_detection.monitors: not supported yet",
                   "static_resources.clusters[0].common_lb_config."
                   "ignore_new_hosts_until_first_hc: not supported yet"));
 }

@@ -1531,6 +1531,14 @@ TEST(TranslateCluster, OutlierDetection) {
   EXPECT_EQ(d.max_ejection_time.count(), 300000);
   EXPECT_EQ(d.max_ejection_percent, 10u);
   EXPECT_FALSE(d.split_external_local_origin_errors);
+  EXPECT_EQ(d.enforcing_success_rate, 100u);
+  EXPECT_EQ(d.success_rate_minimum_hosts, 5u);
+  EXPECT_EQ(d.success_rate_request_volume, 100u);
+  EXPECT_EQ(d.success_rate_stdev_factor, 1900u);
+  EXPECT_EQ(d.failure_percentage_threshold, 85u);
+  EXPECT_EQ(d.failure_percentage_minimum_hosts, 5u);
+  EXPECT_EQ(d.failure_percentage_request_volume, 50u);
+  EXPECT_EQ(d.enforcing_failure_percentage, 0u);
 
   // Istio's DestinationRule outlierDetection, as istiod sends it.
   auto* od = c.mutable_outlier_detection();
@@ -1548,6 +1556,7 @@ TEST(TranslateCluster, OutlierDetection) {
   EXPECT_EQ((*result)->outlier_detection->interval.count(), 200);
   // max_ejection_time defaults to base_ejection_time when that is larger.
   EXPECT_EQ((*result)->outlier_detection->max_ejection_time.count(), 600000);
+  EXPECT_EQ((*result)->outlier_detection->enforcing_success_rate, 0u);
   EXPECT_EQ((*result)->healthy_panic_threshold, 0u);
   c.mutable_common_lb_config()->mutable_healthy_panic_threshold()->set_value(33.5);
   result = translateCluster(c, "clusters[0]");
@@ -1562,12 +1571,12 @@ TEST(TranslateCluster, OutlierDetection) {
             "clusters[0].outlier_detection.max_ejection_time: cannot be smaller than "
             "base_ejection_time");
   bad = c;
-  bad.mutable_outlier_detection()->mutable_enforcing_success_rate()->set_value(100);
+  bad.mutable_outlier_detection()->mutable_failure_percentage_threshold()->set_value(101);
   result = translateCluster(bad, "clusters[0]");
   ASSERT_FALSE(result.isOk());
   EXPECT_EQ(result.status().message(),
-            "clusters[0].outlier_detection.enforcing_success_rate: success-rate and "
-            "failure-percentage ejection are not supported yet; only 0 is accepted");
+            "clusters[0].outlier_detection.failure_percentage_threshold: must be at most 100, "
+            "got 101");
   bad = c;
   bad.mutable_outlier_detection()->mutable_max_ejection_percent()->set_value(101);
   result = translateCluster(bad, "clusters[0]");
