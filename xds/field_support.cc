@@ -224,7 +224,15 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "max_grpc_timeout",
         "grpc_timeout_offset", "max_stream_duration", "upgrade_configs",
-        "cluster_not_found_response_code", "retry_policy"}},
+        "cluster_not_found_response_code", "retry_policy", "hash_policy"}},
+      // router::HashPolicy; filter_state is refused, and so are a cookie's
+      // ttl, path and attributes (skiff does not generate the cookie).
+      {std::string(kRoute) + "RouteAction.HashPolicy",
+       {"header", "cookie", "connection_properties", "query_parameter", "terminal"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.Header", {"header_name", "regex_rewrite"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.Cookie", {"name"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.ConnectionProperties", {"source_ip"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.QueryParameter", {"name"}},
       // filters/router retries; router::RetryPolicy checks the values
       // (retry_on names skiff lacks are refused there).
       {std::string(kRoute) + "RetryPolicy",

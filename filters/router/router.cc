@@ -224,7 +224,7 @@ class RouterFilter : public HttpFilter,
     }
     access_log::StreamRecord* record = cb_->streamRecord();
     if (record) record->upstream_cluster = cluster_->name();
-    host_ = cluster_->chooseHost({&headers, cb_->originalDestination()});
+    host_ = cluster_->chooseHost(lbContext(*route, headers));
     if (!host_) {
       replyNoHealthyUpstream();
       return FilterStatus::kContinue;
@@ -1053,7 +1053,7 @@ class RouterFilter : public HttpFilter,
   // host_selection_retry_max_attempts more times) while it is a host already
   // tried, and the last pick is taken if all were.
   std::shared_ptr<upstream::Host> pickHost() {
-    const upstream::LbContext context{request_headers_, cb_->originalDestination()};
+    upstream::LbContext context = lbContext(*route_, *request_headers_);
     std::shared_ptr<upstream::Host> host = cluster_->chooseHost(context);
     if (!retry_->policy.previous_hosts) return host;
     auto tried = [&](const upstream::Host* h) {
@@ -1061,9 +1061,23 @@ class RouterFilter : public HttpFilter,
     };
     for (uint32_t i = 0;
          host && i < retry_->policy.host_selection_max_attempts && tried(host.get()); ++i) {
+      context.attempt = i + 1;  // A hashing cluster steps away from the hash's host.
       host = cluster_->chooseHost(context);
     }
     return host;
+  }
+
+  // What the cluster's load balancer may use. The downstream address is
+  // asked for (a virtual call) only for a route with a hash policy.
+  upstream::LbContext lbContext(const router::RouteEntry& route, const HeaderMap& headers) const {
+    upstream::LbContext context;
+    context.headers = &headers;
+    context.original_dst = cb_->originalDestination();
+    if (const router::HashPolicy* policy = route.hashPolicy()) {
+      context.hash_policy = policy;
+      context.downstream_address = cb_->downstreamAddress();
+    }
+    return context;
   }
 
   // per_try_timeout runs from the attempt's start, or the request's end if

@@ -910,6 +910,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       uint32_t redirect_status = 301;
       uint16_t cluster_not_found_status = 503;
       std::shared_ptr<const RetryPolicy> retry = vhost_retry;
+      std::unique_ptr<const HashPolicy> hash_policy;
       s = compileRouteMatch(r.match(), rat + ".match", *d);
       if (!s) return s;
       switch (r.action_case()) {
@@ -921,6 +922,13 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
                 RetryPolicy::compile(r.route().retry_policy(), rat + ".route.retry_policy");
             if (!policy) return policy.status();
             retry = std::make_shared<const RetryPolicy>(std::move(*policy));
+          }
+          if (s && r.route().hash_policy_size() > 0) {
+            auto policy = HashPolicy::compile(r.route().hash_policy(), rat + ".route.hash_policy");
+            if (!policy) return policy.status();
+            if (!policy->methods().empty()) {
+              hash_policy = std::make_unique<const HashPolicy>(std::move(*policy));
+            }
           }
           break;
         case rv3::Route::kRedirect:
@@ -1012,6 +1020,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
         retry = std::make_shared<const RetryPolicy>(std::move(with_counts));
       }
       if (kind == RouteEntry::Kind::kCluster) entry->retry_policy_ = std::move(retry);
+      entry->hash_policy_ = std::move(hash_policy);
       entry->terminates_connect_ = entry->data_->terminates_connect;
       entry->direct_status_ = direct_status;
       entry->direct_body_ = std::move(direct_body);

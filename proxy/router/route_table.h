@@ -13,6 +13,7 @@
 
 #include "proxy/common/status.h"
 #include "proxy/http/header_map.h"
+#include "proxy/router/hash_policy.h"
 #include "proxy/router/retry_policy.h"
 
 namespace envoy::config::route::v3 {
@@ -107,6 +108,9 @@ class RouteEntry {
   // The route's retry_policy, else its virtual host's (Envoy: the route's
   // replaces the virtual host's whole), or nullptr: no retries.
   const RetryPolicy* retryPolicy() const { return retry_policy_.get(); }
+  // RouteAction.hash_policy, or nullptr when it has none: the key for
+  // RING_HASH and MAGLEV clusters (others never compute it).
+  const HashPolicy* hashPolicy() const { return hash_policy_.get(); }
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }
@@ -130,6 +134,7 @@ class RouteEntry {
   bool terminates_connect_ = false;
   uint16_t cluster_not_found_status_ = 503;
   std::shared_ptr<const RetryPolicy> retry_policy_;  // Shared with its virtual host's routes.
+  std::unique_ptr<const HashPolicy> hash_policy_;
   uint32_t direct_status_ = 0;
   std::string direct_body_;
   uint32_t redirect_status_ = 301;

@@ -29,11 +29,19 @@ class Cluster;
 class Host;
 class UpstreamClient;
 
-// What a load balancer may look at beyond its cluster. Only ORIGINAL_DST
-// clusters do: they pick their host from these.
+// What a load balancer may look at beyond its cluster. ORIGINAL_DST clusters
+// pick their host from the headers or the original destination; RING_HASH and
+// MAGLEV ones hash the request by its route's hash policy (computed only
+// there, so a route with a hash policy costs other clusters nothing).
 struct LbContext {
   const HeaderMap* headers = nullptr;      // The request's, or null.
   const sockaddr* original_dst = nullptr;  // The restored local address, or null.
+  // The route's hash_policy, or null (a hashing cluster then picks at random).
+  const router::HashPolicy* hash_policy = nullptr;
+  std::string_view downstream_address;  // The peer's "ip:port", for source_ip.
+  // A pick again for a retry that wants another host (previous_hosts): a
+  // hashing cluster moves that many steps from the hash's host, as Envoy.
+  uint32_t attempt = 0;
 };
 
 // The hosts ORIGINAL_DST clusters made, across workers, for /clusters and

@@ -358,6 +358,26 @@ TEST(TranslateBootstrap, Maglev) {
             "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet");
 }
 
+TEST(TranslateBootstrap, RouteHashPolicy) {
+  Bootstrap b = edge();
+  editHcm(b, [](HttpConnectionManager& hcm) {
+    auto* action =
+        hcm.mutable_route_config()->mutable_virtual_hosts(0)->mutable_routes(2)->mutable_route();
+    action->add_hash_policy()->mutable_header()->set_header_name("x-user");
+    action->add_hash_policy()->mutable_filter_state()->set_key("k");
+    auto* cookie = action->add_hash_policy()->mutable_cookie();
+    cookie->set_name("session");
+    cookie->mutable_ttl()->set_seconds(60);
+  });
+  EXPECT_EQ(translateError(b),
+            kHcmPath +
+                ".route_config.virtual_hosts[0].routes[2].route.hash_policy[1].filter_state: not "
+                "supported yet\n" +
+                kHcmPath +
+                ".route_config.virtual_hosts[0].routes[2].route.hash_policy[2].cookie.ttl: not "
+                "supported yet");
+}
+
 TEST(TranslateBootstrap, TwoChainsWithoutServerNames) {
   Bootstrap b = edge();
   auto* listener = b.mutable_static_resources()->mutable_listeners(0);
