@@ -22,12 +22,12 @@
 //
 // A resource that fails to decode, uses a field skiff does not implement, or
 // does not translate is refused: its last good version stays, and the
-// error, naming each field by its path (`clusters[backend].lb_policy: MAGLEV
-// is not supported yet`), goes back as the NACK's error_detail. The other
-// resources of the same response are applied, as Envoy applies them (a
-// response the ADS client cannot decode at all changes nothing). Secrets
-// are the exception: a secret that breaks a listener or cluster that names
-// it refuses every secret of the response.
+// error, naming each field by its path (`clusters[backend].lb_policy:
+// LOAD_BALANCING_POLICY_CONFIG is not supported yet`), goes back as the
+// NACK's error_detail. The other resources of the same response are
+// applied, as Envoy applies them (a response the ADS client cannot decode
+// at all changes nothing). Secrets are the exception: a secret that breaks
+// a listener or cluster that names it refuses every secret of the response.
 #pragma once
 
 #include <uv.h>

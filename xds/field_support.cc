@@ -127,7 +127,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
         "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
         "http2_protocol_options", "eds_cluster_config", "cleanup_interval",
-        "original_dst_lb_config", "outlier_detection", "common_lb_config"}},
+        "original_dst_lb_config", "outlier_detection", "common_lb_config", "ring_hash_lb_config",
+        "maglev_lb_config"}},
       // successful_active_health_check_uneject_host changes nothing: skiff
       // has no active health checks. Extension monitors are refused.
       {"envoy.config.cluster.v3.OutlierDetection",
@@ -155,7 +156,16 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "max_ejection_time_jitter",
         "successful_active_health_check_uneject_host",
         "always_eject_one_host"}},
-      {"envoy.config.cluster.v3.Cluster.CommonLbConfig", {"healthy_panic_threshold"}},
+      // hash_function: XX_HASH only (the enum table); MURMUR_HASH_2 is refused.
+      {"envoy.config.cluster.v3.Cluster.RingHashLbConfig",
+       {"minimum_ring_size", "maximum_ring_size", "hash_function"}},
+      {"envoy.config.cluster.v3.Cluster.MaglevLbConfig", {"table_size"}},
+      // consistent_hashing_lb_config, with none of its fields:
+      // use_hostname_for_hashing (skiff keys hosts by address) and
+      // hash_balance_factor (bounded load) are refused.
+      {"envoy.config.cluster.v3.Cluster.CommonLbConfig",
+       {"healthy_panic_threshold", "consistent_hashing_lb_config"}},
+      {"envoy.config.cluster.v3.Cluster.CommonLbConfig.ConsistentHashingLbConfig", {}},
       {"envoy.type.v3.Percent", {"value"}},
       // metadata_key (a destination from dynamic metadata) is refused.
       {"envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
@@ -281,7 +291,8 @@ const std::map<std::string, std::set<std::string>>& enumTable() {
   static const auto* table = new std::map<std::string, std::set<std::string>>{
       {"envoy.config.cluster.v3.Cluster.type", {"STATIC", "STRICT_DNS", "EDS", "ORIGINAL_DST"}},
       {"envoy.config.cluster.v3.Cluster.lb_policy",
-       {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED"}},
+       {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED", "RING_HASH", "MAGLEV"}},
+      {"envoy.config.cluster.v3.Cluster.RingHashLbConfig.hash_function", {"XX_HASH"}},
       {"envoy.config.cluster.v3.Cluster.dns_lookup_family", {"AUTO", "V4_ONLY"}},
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},
       {"envoy.config.core.v3.SocketAddress.protocol", {"TCP"}},

@@ -24,7 +24,7 @@ namespace skiff::xds {
 
 // Every set field of msg (and of messages under supported fields) that skiff
 // doesn't implement, as "path: reason" lines in field order, e.g.
-//   "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet"
+//   "static_resources.clusters[1].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet"
 //   "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.tracing: not supported
 //   yet"
 // root_path prefixes every path ("" for a Bootstrap).

@@ -585,6 +585,59 @@ void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::st
   out.outlier_detection = std::move(c);
 }
 
+bool isPrime(uint64_t n) {
+  if (n < 2) return false;
+  for (uint64_t d = 2; d * d <= n; ++d) {
+    if (n % d == 0) return false;
+  }
+  return true;
+}
+
+// ring_hash_lb_config and maglev_lb_config, each for its own lb_policy only
+// (Envoy ignores them on other clusters; skiff never ignores a field). The
+// limits are the protos' validation rules; Envoy also refuses a minimum above
+// the maximum and a table size that is not prime.
+void translateHashLb(const cluster_v3::Cluster& cluster, const std::string& path, Errors& errors,
+                     config::ClusterConfig& out) {
+  constexpr uint64_t kMaxRingSize = 8 * 1024 * 1024;
+  if (cluster.has_ring_hash_lb_config()) {
+    const std::string p = path + ".ring_hash_lb_config";
+    const auto& c = cluster.ring_hash_lb_config();
+    if (cluster.lb_policy() != cluster_v3::Cluster::RING_HASH) {
+      errors.push_back(p + ": only a RING_HASH cluster uses it");
+    }
+    if (c.has_minimum_ring_size()) out.ring_hash_minimum_size = c.minimum_ring_size().value();
+    if (c.has_maximum_ring_size()) out.ring_hash_maximum_size = c.maximum_ring_size().value();
+    if (out.ring_hash_minimum_size < 1 || out.ring_hash_minimum_size > kMaxRingSize) {
+      errors.push_back(p + ".minimum_ring_size: must be in [1, 8388608], got " +
+                       std::to_string(out.ring_hash_minimum_size));
+    }
+    if (out.ring_hash_maximum_size < 1 || out.ring_hash_maximum_size > kMaxRingSize) {
+      errors.push_back(p + ".maximum_ring_size: must be in [1, 8388608], got " +
+                       std::to_string(out.ring_hash_maximum_size));
+    }
+    if (out.ring_hash_minimum_size > out.ring_hash_maximum_size) {
+      errors.push_back(p + ".minimum_ring_size: " + std::to_string(out.ring_hash_minimum_size) +
+                       " is more than maximum_ring_size " +
+                       std::to_string(out.ring_hash_maximum_size));
+    }
+  }
+  if (cluster.has_maglev_lb_config()) {
+    const std::string p = path + ".maglev_lb_config";
+    if (cluster.lb_policy() != cluster_v3::Cluster::MAGLEV) {
+      errors.push_back(p + ": only a MAGLEV cluster uses it");
+    }
+    const auto& c = cluster.maglev_lb_config();
+    if (c.has_table_size()) {
+      out.maglev_table_size = c.table_size().value();
+      if (out.maglev_table_size > 5000011 || !isPrime(out.maglev_table_size)) {
+        errors.push_back(p + ".table_size: must be a prime number up to 5000011, got " +
+                         std::to_string(out.maglev_table_size));
+      }
+    }
+  }
+}
+
 void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string& path,
                           Errors& errors, config::ClusterConfig& out) {
   out.name = cluster.name();
@@ -651,6 +704,12 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
     case cluster_v3::Cluster::RANDOM:
       out.lb_policy = config::ClusterConfig::LbPolicy::kRandom;
       break;
+    case cluster_v3::Cluster::RING_HASH:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kRingHash;
+      break;
+    case cluster_v3::Cluster::MAGLEV:
+      out.lb_policy = config::ClusterConfig::LbPolicy::kMaglev;
+      break;
     default:
       errors.push_back(path +
                        ".lb_policy: " + cluster_v3::Cluster::LbPolicy_Name(cluster.lb_policy()) +
@@ -665,6 +724,7 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
     }
     out.least_request_choice_count = n;
   }
+  translateHashLb(cluster, path, errors, out);
   if (cluster.has_connect_timeout()) {
     const std::string p = path + ".connect_timeout";
     if (toMillis(cluster.connect_timeout(), p, errors, out.connect_timeout) &&

@@ -76,7 +76,7 @@ struct ClusterConfig {
   // x-envoy-original-dst-host), a host made on demand (lb_policy
   // CLUSTER_PROVIDED).
   enum class Type { kStatic, kStrictDns, kEds, kOriginalDst };
-  enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kClusterProvided };
+  enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kClusterProvided, kRingHash, kMaglev };
 
   std::string name;
   Type type = Type::kStatic;
@@ -119,6 +119,13 @@ struct ClusterConfig {
   std::shared_ptr<const tls::TlsContext> tls;
   uint32_t per_connection_buffer_limit_bytes = 1024 * 1024;
   uint32_t least_request_choice_count = 2;
+  // kRingHash (ring_hash_lb_config; Envoy's defaults): the ring has at least
+  // minimum_ring_size entries (more so that the lightest host gets a whole
+  // one), at most maximum_ring_size.
+  uint64_t ring_hash_minimum_size = 1024;
+  uint64_t ring_hash_maximum_size = 8 * 1024 * 1024;
+  // kMaglev (maglev_lb_config.table_size): a prime.
+  uint64_t maglev_table_size = 65537;
   // kOriginalDst only. cleanup_interval: a host not chosen for this long
   // (one to two intervals) leaves the cluster. original_dst_lb_config:
   // use_http_header makes http_header_name (lowercased; default

@@ -613,6 +613,7 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
   }
   hosts_ = std::move(next);
   rr_next_ = 0;
+  buildHashTable(hosts_, hash_all_);
   countHealthy();
 }
 
@@ -624,6 +625,17 @@ void Cluster::countHealthy() {
     for (const auto& h : hosts_) {
       if (h->healthy()) healthy_hosts_.push_back(h);
     }
+  }
+  // A hashing cluster picks from a table over the hosts it picks from: all
+  // of them (hosts_, also in panic), or the healthy ones, as Envoy builds
+  // its ring over the healthy hosts again when health changes.
+  if (hash_all_.ring || hash_all_.maglev) {
+    if (ejected_ > 0) {
+      buildHashTable(healthy_hosts_, hash_healthy_);
+    } else {
+      hash_healthy_ = HashTable();
+    }
+    reportHashGauges(ejected_ > 0 ? hash_healthy_ : hash_all_);
   }
   // Membership is the cluster's, not the worker's: every worker holds the
   // same host set and hears of the same ejections, so one of them reports
@@ -704,6 +716,9 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
     }
     case config::ClusterConfig::LbPolicy::kClusterProvided:
       break;  // Answered above.
+    case config::ClusterConfig::LbPolicy::kRingHash:
+    case config::ClusterConfig::LbPolicy::kMaglev:
+      return chooseHashed(context, hosts);
     case config::ClusterConfig::LbPolicy::kRandom: {
       uint64_t total = 0;
       for (auto& h : hosts) total += h->weight();
@@ -716,6 +731,71 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
     }
   }
   return hosts[0];
+}
+
+void Cluster::buildHashTable(const std::vector<std::shared_ptr<Host>>& hosts, HashTable& table) {
+  const auto policy = config_->lb_policy;
+  if (policy != config::ClusterConfig::LbPolicy::kRingHash &&
+      policy != config::ClusterConfig::LbPolicy::kMaglev) {
+    return;
+  }
+  std::vector<std::string> keys;
+  std::vector<uint32_t> weights;
+  keys.reserve(hosts.size());
+  weights.reserve(hosts.size());
+  table.hosts.clear();
+  for (const auto& h : hosts) {
+    keys.push_back(h->address());
+    weights.push_back(h->weight());
+    table.hosts.push_back(h.get());
+  }
+  if (policy == config::ClusterConfig::LbPolicy::kRingHash) {
+    if (!table.ring) table.ring = std::make_unique<RingHashTable>();
+    table.ring->build(keys, weights, config_->ring_hash_minimum_size,
+                      config_->ring_hash_maximum_size);
+  } else {
+    if (!table.maglev) table.maglev = std::make_unique<MaglevTable>();
+    table.maglev->build(keys, weights, config_->maglev_table_size);
+  }
+}
+
+void Cluster::reportHashGauges(const HashTable& table) {
+  // Envoy's gauges, from one worker as for membership (every worker builds
+  // the same table; the admin sums gauges).
+  if (worker_.index() != 0) return;
+  stats::Store& s = stats_.store;
+  if (table.ring) {
+    s.gauge(stats_.prefix + "ring_hash_lb.size").set(static_cast<int64_t>(table.ring->size()));
+    s.gauge(stats_.prefix + "ring_hash_lb.min_hashes_per_host")
+        .set(static_cast<int64_t>(table.ring->minPointsPerHost()));
+    s.gauge(stats_.prefix + "ring_hash_lb.max_hashes_per_host")
+        .set(static_cast<int64_t>(table.ring->maxPointsPerHost()));
+  }
+  if (table.maglev) {
+    s.gauge(stats_.prefix + "maglev_lb.min_entries_per_host")
+        .set(static_cast<int64_t>(table.maglev->minEntriesPerHost()));
+    s.gauge(stats_.prefix + "maglev_lb.max_entries_per_host")
+        .set(static_cast<int64_t>(table.maglev->maxEntriesPerHost()));
+  }
+}
+
+std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context,
+                                            const std::vector<std::shared_ptr<Host>>& hosts) {
+  // As Envoy: no hash (no policy, or none of its entries matched the
+  // request) picks a random point, so a random host by weight.
+  std::optional<uint64_t> hash;
+  if (context.hash_policy && context.headers) {
+    hash = context.hash_policy->generate(*context.headers, context.downstream_address);
+  }
+  const uint64_t h = hash ? *hash : worker_.random();
+  const HashTable& table = &hosts == &hosts_ ? hash_all_ : hash_healthy_;
+  if (table.ring && !table.ring->empty()) {
+    return table.hosts[table.ring->pick(h, context.attempt)]->shared_from_this();
+  }
+  if (table.maglev && !table.maglev->empty()) {
+    return table.hosts[table.maglev->pick(h, context.attempt)]->shared_from_this();
+  }
+  return nullptr;
 }
 
 namespace {

@@ -20,6 +20,7 @@
 #include "proxy/net/connection.h"
 #include "proxy/net/deadline_queue.h"
 #include "proxy/stats/stats.h"
+#include "proxy/upstream/hash_lb.h"
 #include "proxy/upstream/outlier_detector.h"
 #include "proxy/worker/worker.h"
 
@@ -359,6 +360,20 @@ class Cluster {
   // membership_healthy gauge.
   void countHealthy();
 
+  // RING_HASH / MAGLEV: a table over a list of hosts. hosts are raw
+  // pointers, so that they do not count as users of a host (inUse); a
+  // table is rebuilt before any of them leaves hosts_.
+  struct HashTable {
+    std::unique_ptr<RingHashTable> ring;  // kRingHash
+    std::unique_ptr<MaglevTable> maglev;  // kMaglev
+    std::vector<Host*> hosts;             // What the table's indexes name.
+  };
+  void buildHashTable(const std::vector<std::shared_ptr<Host>>& hosts, HashTable& table);
+  void reportHashGauges(const HashTable& table);
+  // hosts: what lbHosts() gave, hosts_ or healthy_hosts_.
+  std::shared_ptr<Host> chooseHashed(const LbContext& context,
+                                     const std::vector<std::shared_ptr<Host>>& hosts);
+
   Worker& worker_;
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
@@ -366,6 +381,8 @@ class Cluster {
   size_t ejected_ = 0;  // Hosts of hosts_ that outlier detection ejected.
   std::vector<std::shared_ptr<Host>> healthy_hosts_;  // Only while ejected_ > 0.
   size_t rr_next_ = 0;
+  HashTable hash_all_;                   // Over hosts_ (a hashing cluster only).
+  HashTable hash_healthy_;               // Over healthy_hosts_, while a host is ejected.
   uv_timer_t* cleanup_timer_ = nullptr;  // ORIGINAL_DST, while it has hosts.
 };
 

@@ -40,10 +40,10 @@ class ValidateTest(unittest.TestCase):
         self.assertIn("OK", out)
 
     def test_unsupported_lb_policy_names_field_path(self):
-        rc, out = self.validate(simple_config(cluster_extra={"lb_policy": "MAGLEV"}))
+        rc, out = self.validate(simple_config(cluster_extra={"lb_policy": "LOAD_BALANCING_POLICY_CONFIG"}))
         self.assertEqual(rc, 1, out)
         self.assertIn("static_resources.clusters[0].lb_policy", out)
-        self.assertIn("MAGLEV", out)
+        self.assertIn("LOAD_BALANCING_POLICY_CONFIG", out)
         self.assertNotIn("OK", out.split())
 
     def test_unknown_field_is_refused(self):

@@ -149,12 +149,12 @@ class StateOfTheWorld(XdsTestCase):
         self.wait_ack(x.CLUSTER, "1")
         since = self.cp.mark()
         bad = x.cluster("c")
-        bad["lb_policy"] = "MAGLEV"
+        bad["lb_policy"] = "LOAD_BALANCING_POLICY_CONFIG"
         # d is good: Envoy takes the good clusters of a refused response, and so does skiff.
         good = x.cluster("d", eds=False, endpoints=[(h.LOCALHOST, self.backend_b.port)])
         self.cp.set(x.CLUSTER, "2", [x.cluster("a"), x.cluster("b"), bad, good])
         nack = self.wait_nack(x.CLUSTER, since=since)
-        self.assertIn("clusters[c].lb_policy: MAGLEV is not supported yet",
+        self.assertIn("clusters[c].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet",
                       nack["error_detail"]["message"])
         if not self.delta:
             self.assertEqual(nack["version_info"], "1")
@@ -168,7 +168,7 @@ class StateOfTheWorld(XdsTestCase):
                      what="the route to d, the good cluster of the refused response")
         _, dump = skiff.admin_get("/config_dump")
         self.assertIn('"name":"d"', dump.replace(" ", ""))
-        self.assertNotIn("MAGLEV", dump)
+        self.assertNotIn("LOAD_BALANCING_POLICY_CONFIG", dump)
         since = self.cp.mark()
         self.cp.set(x.ROUTE, "3", [x.route_config("routes", cluster="a")])
         self.wait_ack(x.ROUTE, "3", since=since)

@@ -329,10 +329,12 @@ TEST_F(DynamicConfigTest, OneChangeMakesASnapshotListingOnlyThatChange) {
 TEST_F(DynamicConfigTest, UnsupportedFieldIsRefusedByPathAndTheRestApplies) {
   apply(kClusterType, {edsCluster("a")});
   size_t published = recorder_.snapshots.size();
-  std::string error = apply(
-      kClusterType, {edsCluster("a"), edsCluster("b", R"("lb_policy":"MAGLEV",)"), edsCluster("c")},
-      {}, "2");
-  EXPECT_EQ(error, "clusters[b].lb_policy: MAGLEV is not supported yet");
+  std::string error =
+      apply(kClusterType,
+            {edsCluster("a"), edsCluster("b", R"("lb_policy":"LOAD_BALANCING_POLICY_CONFIG",)"),
+             edsCluster("c")},
+            {}, "2");
+  EXPECT_EQ(error, "clusters[b].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not supported yet");
   EXPECT_EQ(stats_.counter("cluster_manager.cds.update_rejected").value(), 1u);
   // b is refused; c, good, is taken as Envoy takes it: it subscribes to its
   // endpoints and serves once they come.

@@ -161,11 +161,12 @@ TEST(FieldSupport, NamesUnsupportedEnumValues) {
 static_resources:
   clusters:
   - {name: a}
-  - {name: b, lb_policy: MAGLEV, type: LOGICAL_DNS}
+  - {name: b, lb_policy: LOAD_BALANCING_POLICY_CONFIG, type: LOGICAL_DNS}
   - {name: c, dns_lookup_family: V6_ONLY, circuit_breakers: {thresholds: [{priority: HIGH}]}}
 )"),
       ElementsAre("static_resources.clusters[1].type: LOGICAL_DNS is not supported yet",
-                  "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet",
+                  "static_resources.clusters[1].lb_policy: LOAD_BALANCING_POLICY_CONFIG is not "
+                  "supported yet",
                   "static_resources.clusters[2].circuit_breakers.thresholds[0].priority: "
                   "HIGH is not supported yet",
                   "static_resources.clusters[2].dns_lookup_family: V6_ONLY is not supported yet"));
@@ -177,10 +178,10 @@ static_resources:
   clusters:
   - name: a
     cluster_type: {name: envoy.clusters.aggregate}
-    ring_hash_lb_config: {}
+    round_robin_lb_config: {}
 )"),
-              ElementsAre("static_resources.clusters[0].ring_hash_lb_config: not supported yet",
-                          "static_resources.clusters[0].cluster_type: not supported yet"));
+              ElementsAre("static_resources.clusters[0].cluster_type: not supported yet",
+                          "static_resources.clusters[0].round_robin_lb_config: not supported yet"));
 }
 
 TEST(FieldSupport, WalksIntoTypedConfig) {

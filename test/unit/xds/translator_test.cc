@@ -350,12 +350,81 @@ TEST(TranslateBootstrap, InternalAddressConfig) {
                                    "not an IP address and prefix length");
 }
 
-TEST(TranslateBootstrap, Maglev) {
+TEST(TranslateBootstrap, MaglevTableSize) {
   Bootstrap b = edge();
-  b.mutable_static_resources()->mutable_clusters(1)->set_lb_policy(
-      envoy::config::cluster::v3::Cluster::MAGLEV);
+  auto* c = b.mutable_static_resources()->mutable_clusters(0);
+  c->clear_least_request_lb_config();
+  c->set_lb_policy(envoy::config::cluster::v3::Cluster::MAGLEV);
+  auto result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const auto& api = *(*result)->clusters.at("api");
+  EXPECT_EQ(api.lb_policy, config::ClusterConfig::LbPolicy::kMaglev);
+  EXPECT_EQ(api.maglev_table_size, 65537u);  // Envoy's default.
+
+  c->mutable_maglev_lb_config()->mutable_table_size()->set_value(101);
+  result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->clusters.at("api")->maglev_table_size, 101u);
+
+  // Envoy: "The table size of maglev must be prime number".
+  c->mutable_maglev_lb_config()->mutable_table_size()->set_value(65536);
   EXPECT_EQ(translateError(b),
-            "static_resources.clusters[1].lb_policy: MAGLEV is not supported yet");
+            "static_resources.clusters[0].maglev_lb_config.table_size: must be a prime number up "
+            "to 5000011, got 65536");
+  c->mutable_maglev_lb_config()->mutable_table_size()->set_value(5000077);  // Prime, too big.
+  EXPECT_THAT(translateError(b), HasSubstr("got 5000077"));
+  c->set_lb_policy(envoy::config::cluster::v3::Cluster::ROUND_ROBIN);
+  c->mutable_maglev_lb_config()->mutable_table_size()->set_value(101);
+  EXPECT_EQ(translateError(b),
+            "static_resources.clusters[0].maglev_lb_config: only a MAGLEV cluster uses it");
+}
+
+TEST(TranslateBootstrap, RingHashSizes) {
+  Bootstrap b = edge();
+  auto* c = b.mutable_static_resources()->mutable_clusters(0);
+  c->clear_least_request_lb_config();
+  c->set_lb_policy(envoy::config::cluster::v3::Cluster::RING_HASH);
+  auto result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const auto& api = *(*result)->clusters.at("api");
+  EXPECT_EQ(api.lb_policy, config::ClusterConfig::LbPolicy::kRingHash);
+  EXPECT_EQ(api.ring_hash_minimum_size, 1024u);
+  EXPECT_EQ(api.ring_hash_maximum_size, 8u * 1024 * 1024);
+
+  auto* ring = c->mutable_ring_hash_lb_config();
+  ring->mutable_minimum_ring_size()->set_value(64);
+  ring->mutable_maximum_ring_size()->set_value(128);
+  result = translateBootstrap(b, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_EQ((*result)->clusters.at("api")->ring_hash_minimum_size, 64u);
+  EXPECT_EQ((*result)->clusters.at("api")->ring_hash_maximum_size, 128u);
+
+  ring->mutable_minimum_ring_size()->set_value(256);
+  EXPECT_EQ(translateError(b),
+            "static_resources.clusters[0].ring_hash_lb_config.minimum_ring_size: 256 is more "
+            "than maximum_ring_size 128");
+  ring->mutable_minimum_ring_size()->set_value(64);
+  ring->set_hash_function(envoy::config::cluster::v3::Cluster::RingHashLbConfig::MURMUR_HASH_2);
+  EXPECT_EQ(translateError(b),
+            "static_resources.clusters[0].ring_hash_lb_config.hash_function: MURMUR_HASH_2 is not "
+            "supported yet");
+  ring->set_hash_function(envoy::config::cluster::v3::Cluster::RingHashLbConfig::XX_HASH);
+  c->mutable_common_lb_config()
+      ->mutable_consistent_hashing_lb_config()
+      ->set_use_hostname_for_hashing(true);
+  c->mutable_common_lb_config()
+      ->mutable_consistent_hashing_lb_config()
+      ->mutable_hash_balance_factor()
+      ->set_value(150);
+  EXPECT_EQ(translateError(b),
+            "static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config."
+            "use_hostname_for_hashing: not supported yet\n"
+            "static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config."
+            "hash_balance_factor: not supported yet");
+  c->clear_common_lb_config();
+  c->set_lb_policy(envoy::config::cluster::v3::Cluster::RANDOM);
+  EXPECT_EQ(translateError(b),
+            "static_resources.clusters[0].ring_hash_lb_config: only a RING_HASH cluster uses it");
 }
 
 TEST(TranslateBootstrap, RouteHashPolicy) {
