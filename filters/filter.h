@@ -76,6 +76,10 @@ class FilterCallbacks {
   virtual void readDisableDownstream(bool disable) = 0;
   // The downstream peer's address, "ip:port".
   virtual std::string_view downstreamAddress() const = 0;
+  // The downstream connection's local address, "ip:port" (the original
+  // destination when the listener restored one); a getsockname, so for
+  // rare uses only (a hash policy's generated cookie).
+  virtual std::string downstreamLocalAddress() const { return {}; }
   // The downstream connection's original destination, as the listener's
   // original_dst filter restored it; null when it did not (ORIGINAL_DST
   // clusters send the request there).

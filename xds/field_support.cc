@@ -123,11 +123,25 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "max_inbound_window_update_frames_per_data_frame_sent"}},
       // Clusters.
       {"envoy.config.cluster.v3.Cluster",
-       {"name", "type", "connect_timeout", "lb_policy", "least_request_lb_config",
-        "dns_refresh_rate", "dns_lookup_family", "load_assignment", "circuit_breakers",
-        "per_connection_buffer_limit_bytes", "typed_extension_protocol_options", "transport_socket",
-        "http2_protocol_options", "eds_cluster_config", "cleanup_interval",
-        "original_dst_lb_config", "outlier_detection", "common_lb_config", "ring_hash_lb_config",
+       {"name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "least_request_lb_config",
+        "dns_refresh_rate",
+        "dns_lookup_family",
+        "load_assignment",
+        "circuit_breakers",
+        "per_connection_buffer_limit_bytes",
+        "typed_extension_protocol_options",
+        "transport_socket",
+        "http2_protocol_options",
+        "eds_cluster_config",
+        "cleanup_interval",
+        "original_dst_lb_config",
+        "outlier_detection",
+        "common_lb_config",
+        "ring_hash_lb_config",
         "maglev_lb_config"}},
       // successful_active_health_check_uneject_host changes nothing: skiff
       // has no active health checks. Extension monitors are refused.
@@ -235,12 +249,13 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "max_grpc_timeout",
         "grpc_timeout_offset", "max_stream_duration", "upgrade_configs",
         "cluster_not_found_response_code", "retry_policy", "hash_policy"}},
-      // router::HashPolicy; filter_state is refused, and so are a cookie's
-      // ttl, path and attributes (skiff does not generate the cookie).
+      // router::HashPolicy; filter_state is refused.
       {std::string(kRoute) + "RouteAction.HashPolicy",
        {"header", "cookie", "connection_properties", "query_parameter", "terminal"}},
       {std::string(kRoute) + "RouteAction.HashPolicy.Header", {"header_name", "regex_rewrite"}},
-      {std::string(kRoute) + "RouteAction.HashPolicy.Cookie", {"name"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.Cookie",
+       {"name", "ttl", "path", "attributes"}},
+      {std::string(kRoute) + "RouteAction.HashPolicy.CookieAttribute", {"name", "value"}},
       {std::string(kRoute) + "RouteAction.HashPolicy.ConnectionProperties", {"source_ip"}},
       {std::string(kRoute) + "RouteAction.HashPolicy.QueryParameter", {"name"}},
       // filters/router retries; router::RetryPolicy checks the values

@@ -164,7 +164,8 @@ enum class RetryDecision { kRetry, kNo, kLimitExceeded, kOverflow };
 // filter callbacks' encode side.
 class RouterFilter : public HttpFilter,
                      public upstream::PoolCallbacks,
-                     public http::StreamCallbacks {
+                     public http::StreamCallbacks,
+                     public router::CookieSink {
  public:
   // Every request makes one: they come from a per-worker free list (a
   // malloc and a free per request cost 300 instructions), sized for 64
@@ -467,6 +468,9 @@ class RouterFilter : public HttpFilter,
                       uv_now(cb_->worker().loop()) - request_end_ms_);
     }
     if (route_) route_->finalizeResponseHeaders(*headers);
+    if (!set_cookie_.empty()) [[unlikely]] {
+      headers->addCopy("set-cookie", set_cookie_);
+    }
     if (end_stream) upstreamDone();
     cb_->encodeHeaders(std::move(headers), end_stream);
   }
@@ -1069,16 +1073,21 @@ class RouterFilter : public HttpFilter,
 
   // What the cluster's load balancer may use. The downstream address is
   // asked for (a virtual call) only for a route with a hash policy.
-  upstream::LbContext lbContext(const router::RouteEntry& route, const HeaderMap& headers) const {
+  upstream::LbContext lbContext(const router::RouteEntry& route, const HeaderMap& headers) {
     upstream::LbContext context;
     context.headers = &headers;
     context.original_dst = cb_->originalDestination();
     if (const router::HashPolicy* policy = route.hashPolicy()) {
       context.hash_policy = policy;
       context.downstream_address = cb_->downstreamAddress();
+      context.cookie_sink = this;
     }
     return context;
   }
+
+  // router::CookieSink: a hash policy's cookie goes on the upstream's response.
+  std::string downstreamLocalAddress() const override { return cb_->downstreamLocalAddress(); }
+  void setCookie(std::string value) override { set_cookie_ = std::move(value); }
 
   // per_try_timeout runs from the attempt's start, or the request's end if
   // later, until the response starts.
@@ -1199,6 +1208,9 @@ class RouterFilter : public HttpFilter,
   FilterCallbacks* cb_ = nullptr;
   UpstreamResponse response_;
   const router::RouteEntry* route_ = nullptr;
+  // Set-Cookie made by the route's hash policy (a cookie entry with a ttl
+  // that the request lacked), for the upstream's response; usually empty.
+  std::string set_cookie_;
   upstream::Cluster* cluster_ = nullptr;
   std::shared_ptr<upstream::Host> host_;
   UpstreamClient* client_ = nullptr;

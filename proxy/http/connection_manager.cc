@@ -370,6 +370,7 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     if (record_) record_->response_code_details = details;
   }
   std::string_view downstreamAddress() const override { return hcm_.connection().peerAddress(); }
+  std::string downstreamLocalAddress() const override { return hcm_.localAddress(); }
   const sockaddr* originalDestination() const override { return hcm_.restoredLocalAddress(); }
   http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
   std::string_view upgradeType() const override { return upgrade_type_; }

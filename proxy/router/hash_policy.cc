@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "envoy/config/route/v3/route_components.pb.h"
 #include "proxy/common/hash.h"
@@ -105,14 +106,24 @@ Result<HashPolicy> HashPolicy::compile(
       case rv3::RouteAction::HashPolicy::kCookie: {
         const auto& c = p.cookie();
         if (c.name().empty()) return configError(at + ".cookie.name: must not be empty");
-        // With a ttl and no cookie, Envoy makes one and sets it on the
-        // response; skiff does not generate cookies.
-        if (c.has_ttl()) return configError(at + ".cookie.ttl: is not supported");
-        if (!c.path().empty()) {
-          return configError(at + ".cookie.path: is not supported (only with ttl)");
+        if (c.has_ttl()) {
+          if (c.ttl().seconds() < 0) {
+            return configError(at + ".cookie.ttl: must not be negative");
+          }
+          m.ttl = std::chrono::seconds(c.ttl().seconds());
+        } else if (!c.path().empty() || c.attributes_size() > 0) {
+          // Envoy uses them only to make a cookie, which needs a ttl.
+          return configError(at + ".cookie" + (c.path().empty() ? ".attributes" : ".path") +
+                             ": has no effect without ttl");
         }
-        if (c.attributes_size() > 0) {
-          return configError(at + ".cookie.attributes: is not supported (only with ttl)");
+        m.path = c.path();
+        for (int j = 0; j < c.attributes_size(); ++j) {
+          const auto& attribute = c.attributes(j);
+          if (attribute.name().empty()) {
+            return configError(at + ".cookie.attributes[" + std::to_string(j) +
+                               "].name: must not be empty");
+          }
+          m.attributes.emplace_back(attribute.name(), attribute.value());
         }
         m.kind = Method::Kind::kCookie;
         m.name = c.name();
@@ -142,8 +153,34 @@ Result<HashPolicy> HashPolicy::compile(
   return out;
 }
 
+std::string setCookieValue(const HashPolicy::Method& cookie, std::string_view value) {
+  std::string out = cookie.name;
+  out += "=\"";
+  out += value;
+  out += '"';
+  if (cookie.ttl && cookie.ttl->count() != 0) {
+    out += "; Max-Age=";
+    out += std::to_string(cookie.ttl->count());
+  }
+  if (!cookie.path.empty()) {
+    out += "; Path=";
+    out += cookie.path;
+  }
+  for (const auto& [name, attribute] : cookie.attributes) {
+    out += "; ";
+    out += name;
+    if (!attribute.empty()) {
+      out += '=';
+      out += attribute;
+    }
+  }
+  out += "; HttpOnly";
+  return out;
+}
+
 std::optional<uint64_t> HashPolicy::generate(const HeaderMap& request,
-                                             std::string_view downstream_address) const {
+                                             std::string_view downstream_address,
+                                             CookieSink* cookies) const {
   std::optional<uint64_t> hash;
   for (const Method& m : methods_) {
     std::optional<uint64_t> next;
@@ -171,7 +208,18 @@ std::optional<uint64_t> HashPolicy::generate(const HeaderMap& request,
       }
       case Method::Kind::kCookie: {
         std::string_view value = cookieValue(request, m.name);
-        if (!value.empty()) next = xxHash64(value);
+        if (!value.empty()) {
+          next = xxHash64(value);
+        } else if (m.ttl && cookies) {
+          // As Envoy: a cookie made from the connection's two addresses.
+          std::string addresses(downstream_address);
+          addresses += cookies->downstreamLocalAddress();
+          char made[17];
+          std::snprintf(made, sizeof(made), "%016llx",
+                        static_cast<unsigned long long>(xxHash64(addresses)));
+          cookies->setCookie(setCookieValue(m, made));
+          next = xxHash64(made);
+        }
         break;
       }
       case Method::Kind::kSourceIp: {

@@ -5,11 +5,13 @@
 // computed only when its cluster's load balancer asks for it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/common/status.h"
@@ -28,6 +30,17 @@ class RE2;
 
 namespace skiff::router {
 
+// Where a cookie entry with a ttl puts the cookie it makes when the request
+// has none (the router filter, for the response).
+class CookieSink {
+ public:
+  virtual ~CookieSink() = default;
+  // The downstream connection's local address, "ip:port" (empty if unknown).
+  virtual std::string downstreamLocalAddress() const = 0;
+  // A Set-Cookie value for the upstream's response; a later one replaces it.
+  virtual void setCookie(std::string value) = 0;
+};
+
 class HashPolicy {
  public:
   // One hash_policy entry.
@@ -39,6 +52,11 @@ class HashPolicy {
     std::shared_ptr<const re2::RE2> rewrite;
     std::string rewrite_substitution;
     bool terminal = false;  // A hash so far ends the list.
+    // kCookie with a ttl: a request without the cookie gets one made, set
+    // on the response with Max-Age=ttl (none when 0), Path and attributes.
+    std::optional<std::chrono::seconds> ttl;
+    std::string path;
+    std::vector<std::pair<std::string, std::string>> attributes;
   };
 
   // Compiles RouteAction.hash_policy; where names it in errors
@@ -51,9 +69,13 @@ class HashPolicy {
   // balancer then picks a random host). As Envoy: each entry that yields a
   // value is XORed into the hash rotated left by one, and a terminal entry
   // that leaves a hash stops the list. downstream_address is the peer's
-  // "ip:port" (IPv6 in brackets) for source_ip.
-  std::optional<uint64_t> generate(const HeaderMap& request,
-                                   std::string_view downstream_address) const;
+  // "ip:port" (IPv6 in brackets) for source_ip. cookies (may be null)
+  // receives the cookie a ttl entry makes, as Envoy's: the value is the hex
+  // xxHash64 of the peer's and the local "ip:port", and it is hashed as a
+  // cookie the request had would be, so the next request that carries it
+  // reaches the same host.
+  std::optional<uint64_t> generate(const HeaderMap& request, std::string_view downstream_address,
+                                   CookieSink* cookies = nullptr) const;
 
   const std::vector<Method>& methods() const { return methods_; }
 
@@ -67,5 +89,8 @@ std::string_view cookieValue(const HeaderMap& request, std::string_view name);
 // The first value of query parameter name in path ("" for "?name" or
 // "?name="), not percent-decoded, as Envoy; nothing when it is absent.
 std::optional<std::string_view> queryParameter(std::string_view path, std::string_view name);
+// Envoy's Set-Cookie value: name="value"; Max-Age=ttl (unless 0); Path=path
+// (unless empty); each attribute as "name" or "name=value"; HttpOnly.
+std::string setCookieValue(const HashPolicy::Method& cookie, std::string_view value);
 
 }  // namespace skiff::router

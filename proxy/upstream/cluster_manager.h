@@ -40,6 +40,8 @@ struct LbContext {
   // The route's hash_policy, or null (a hashing cluster then picks at random).
   const router::HashPolicy* hash_policy = nullptr;
   std::string_view downstream_address;  // The peer's "ip:port", for source_ip.
+  // Takes the cookie a cookie entry with a ttl makes (the router), or null.
+  router::CookieSink* cookie_sink = nullptr;
   // A pick again for a retry that wants another host (previous_hosts): a
   // hashing cluster moves that many steps from the hash's host, as Envoy.
   uint32_t attempt = 0;

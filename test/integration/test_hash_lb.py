@@ -5,6 +5,7 @@ which host answered: one key always reaches one host (on either worker, over
 fresh connections), and different keys spread over the hosts."""
 
 import os
+import re
 import socket
 import tempfile
 import unittest
@@ -31,6 +32,7 @@ class HashLbTest(h.SkiffTestCase):
             hashed("/ring", "ring", USER_HEADER),
             hashed("/maglev", "maglev", USER_HEADER),
             hashed("/cookie", "ring", {"cookie": {"name": "session"}}),
+            hashed("/made", "ring", {"cookie": {"name": "sticky", "ttl": "3600s", "path": "/"}}),
             hashed("/query", "maglev", {"query_parameter": {"name": "user"}}),
             hashed("/source", "ring", {"connection_properties": {"source_ip": True}}),
             # The header is terminal when present; else the query parameter.
@@ -77,6 +79,28 @@ class HashLbTest(h.SkiffTestCase):
     def test_cookie(self):
         self.assert_sticky_and_spread(
             lambda k: self.backend_of("/cookie", {"cookie": f"theme=dark; session={k}"}))
+
+    def test_cookie_with_ttl_is_made_and_sticks(self):
+        """A client without the cookie gets one made (Envoy's Set-Cookie), and
+        its later requests carrying it reach the host that answered first."""
+        first = {}
+        for k in range(30):
+            # Each connection has its own source port: its own cookie.
+            status, headers, body = h.http_request(self.port, path="/made")
+            self.assertEqual(status, 200, body)
+            set_cookie = headers.get("set-cookie", "")
+            m = re.fullmatch(r'sticky="([0-9a-f]{16})"; Max-Age=3600; Path=/; HttpOnly',
+                             set_cookie)
+            self.assertTrue(m, set_cookie)
+            first[m.group(1)] = headers.get("x-backend")
+        self.assertEqual(len(first), 30)
+        self.assertEqual(set(first.values()), {"a", "b", "c"}, first)
+        for value, backend in first.items():
+            for _ in range(2):
+                status, headers, _ = h.http_request(self.port, path="/made",
+                                                    headers={"cookie": f"sticky={value}"})
+                self.assertEqual((status, headers.get("x-backend")), (200, backend), value)
+                self.assertNotIn("set-cookie", headers)  # It had one.
 
     def test_query_parameter(self):
         self.assert_sticky_and_spread(lambda k: self.backend_of(f"/query/x?a=1&user={k}"))
@@ -198,14 +222,12 @@ class HashLbConfigTest(unittest.TestCase):
         rc, out = self.validate(
             {"lb_policy": "RING_HASH",
              "common_lb_config": {"consistent_hashing_lb_config": {"hash_balance_factor": 150}}},
-            {"hash_policy": [{"filter_state": {"key": "k"}},
-                             {"cookie": {"name": "s", "ttl": "60s"}}]})
+            {"hash_policy": [{"filter_state": {"key": "k"}}]})
         self.assertEqual(rc, 1, out)
         self.assertIn("static_resources.clusters[0].common_lb_config.consistent_hashing_lb_config."
                       "hash_balance_factor: not supported yet", out)
         self.assertIn(".route_config.virtual_hosts[0].routes[0].route.hash_policy[0].filter_state: "
                       "not supported yet", out)
-        self.assertIn(".route.hash_policy[1].cookie.ttl: not supported yet", out)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "envoy/config/route/v3/route_components.pb.h"
 #include "proxy/common/hash.h"
 
@@ -78,8 +80,44 @@ TEST(HashPolicy, Cookie) {
       xxHash64("abc"));
   EXPECT_EQ(p.generate(Request("/", {{"cookie", "sessionx=abc"}}).headers, ""), std::nullopt);
   EXPECT_EQ(p.generate(Request("/", {{"cookie", "session="}}).headers, ""), std::nullopt);
-  EXPECT_EQ(compileError(R"([{"cookie":{"name":"s","ttl":"10s"}}])"),
-            "route.hash_policy[0].cookie.ttl: is not supported");
+  // Without a ttl no cookie is made, and its path would do nothing.
+  EXPECT_EQ(compileError(R"([{"cookie":{"name":"s","path":"/"}}])"),
+            "route.hash_policy[0].cookie.path: has no effect without ttl");
+}
+
+class FakeSink : public CookieSink {
+ public:
+  std::string downstreamLocalAddress() const override { return "127.0.0.1:10000"; }
+  void setCookie(std::string value) override { cookies.push_back(std::move(value)); }
+  std::vector<std::string> cookies;
+};
+
+TEST(HashPolicy, CookieWithTtlIsMadeWhenMissing) {
+  HashPolicy p = mustCompile(
+      R"([{"cookie":{"name":"session","ttl":"60s","path":"/app","attributes":[{"name":"SameSite","value":"Lax"},{"name":"Secure"}]}}])");
+  FakeSink sink;
+  auto hash = p.generate(Request("/").headers, "127.0.0.2:5555", &sink);
+  // Envoy's value: the hex xxHash64 of the peer's and the local address.
+  char made[17];
+  std::snprintf(made, sizeof(made), "%016llx",
+                static_cast<unsigned long long>(xxHash64("127.0.0.2:5555127.0.0.1:10000")));
+  ASSERT_EQ(sink.cookies.size(), 1u);
+  EXPECT_EQ(sink.cookies[0], std::string("session=\"") + made +
+                                 "\"; Max-Age=60; Path=/app; SameSite=Lax; Secure; HttpOnly");
+  // Hashed as the cookie will be when the client sends it back.
+  EXPECT_EQ(hash, xxHash64(made));
+  EXPECT_EQ(p.generate(Request("/", {{"cookie", std::string("session=") + made}}).headers,
+                       "10.0.0.9:1", &sink),
+            hash);
+  EXPECT_EQ(sink.cookies.size(), 1u);  // The request had one: none made.
+  // No sink (a caller that cannot set one): no hash.
+  EXPECT_EQ(p.generate(Request("/").headers, "127.0.0.2:5555"), std::nullopt);
+  // A ttl of 0 makes a session cookie: no Max-Age.
+  FakeSink session;
+  mustCompile(R"([{"cookie":{"name":"s","ttl":"0s"}}])")
+      .generate(Request("/").headers, "127.0.0.2:5555", &session);
+  ASSERT_EQ(session.cookies.size(), 1u);
+  EXPECT_EQ(session.cookies[0], std::string("s=\"") + made + "\"; HttpOnly");
 }
 
 TEST(HashPolicy, QueryParameter) {

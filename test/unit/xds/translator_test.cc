@@ -437,13 +437,12 @@ TEST(TranslateBootstrap, RouteHashPolicy) {
     auto* cookie = action->add_hash_policy()->mutable_cookie();
     cookie->set_name("session");
     cookie->mutable_ttl()->set_seconds(60);
+    action->add_hash_policy()->mutable_connection_properties()->set_source_ip(true);
+    action->mutable_hash_policy(3)->set_terminal(true);
   });
   EXPECT_EQ(translateError(b),
             kHcmPath +
                 ".route_config.virtual_hosts[0].routes[2].route.hash_policy[1].filter_state: not "
-                "supported yet\n" +
-                kHcmPath +
-                ".route_config.virtual_hosts[0].routes[2].route.hash_policy[2].cookie.ttl: not "
                 "supported yet");
 }
 
