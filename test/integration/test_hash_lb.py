@@ -200,6 +200,44 @@ class HashLbHealthTest(unittest.TestCase):
             self.assertIn(backend, ("b", "c"), k)
 
 
+class HashLbRetryTest(unittest.TestCase):
+    def test_previous_hosts_retry_steps_to_another_host(self):
+        """As Envoy's: a retry that must avoid the hosts already tried steps
+        along the ring from the key's point, so it reaches another host, the
+        same one for the same key every time."""
+        backends = [StatusBackend(name, mode) for name, mode in (("a", 503), ("b", 200),
+                                                                 ("c", 200))]
+        for b in backends:
+            self.addCleanup(b.stop)
+        route = hashed("/", "ring", USER_HEADER)
+        route["route"]["retry_policy"] = {
+            "retry_on": "retriable-status-codes", "retriable_status_codes": [503],
+            "num_retries": 1,
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host."
+                                          "previous_hosts.v3.PreviousHostsPredicate"}}],
+            # A step can land on another point of the same host; this many
+            # steps make a key that never leaves a's points impossible here.
+            "host_selection_retry_max_attempts": 30}
+        skiff = h.Skiff(h.bootstrap(
+            [h.listener("ingress", [route])],
+            [h.cluster("ring", [(LOCALHOST, b.port) for b in backends],
+                       extra={"lb_policy": "RING_HASH"})]))
+        self.addCleanup(skiff.stop)
+        for k in range(40):
+            seen = set()
+            for _ in range(3):
+                status, headers, _ = h.http_request(skiff.port(), path="/x",
+                                                    headers={"x-user": f"user-{k}"})
+                seen.add((status, headers.get("x-backend")))
+            self.assertEqual(len(seen), 1, f"user-{k}: {seen}")
+            self.assertIn(seen.pop(), {(200, "b"), (200, "c")}, f"user-{k}")
+        # Some keys were a's and were retried.
+        self.assertGreater(len(backends[0].requests), 0)
+        self.assertEqual(skiff.stat("cluster.ring.upstream_rq_retry"), len(backends[0].requests))
+
+
 class HashLbConfigTest(unittest.TestCase):
     def validate(self, cluster_extra, route_extra=None):
         route = {"match": {"prefix": "/"}, "route": {"cluster": "c", **(route_extra or {})}}
