@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "proxy/common/hash.h"
@@ -78,6 +79,8 @@ uint32_t RingHashTable::pick(uint64_t hash, uint32_t attempt) const {
 void MaglevTable::build(std::span<const std::string> keys, std::span<const uint32_t> weights,
                         uint64_t table_size) {
   table_.clear();
+  table_.shrink_to_fit();
+  size_ = 0;
   min_per_host_ = max_per_host_ = 0;
   if (keys.empty() || table_size < 2) return;
   double min_w = 1.0;
@@ -105,7 +108,7 @@ void MaglevTable::build(std::span<const std::string> keys, std::span<const uint3
                         .weight = normalized[i]});
   }
   constexpr uint32_t kEmpty = UINT32_MAX;
-  table_.assign(table_size, kEmpty);
+  std::vector<uint32_t> table(table_size, kEmpty);
   uint64_t filled = 0;
   for (uint64_t round = 1; filled < table_size; ++round) {
     for (Builder& b : builders) {
@@ -113,11 +116,11 @@ void MaglevTable::build(std::span<const std::string> keys, std::span<const uint3
       if (static_cast<double>(round) * b.weight < b.target) continue;
       b.target += max_w;
       uint64_t slot = (b.offset + b.skip * b.next) % table_size;
-      while (table_[slot] != kEmpty) {
+      while (table[slot] != kEmpty) {
         ++b.next;
         slot = (b.offset + b.skip * b.next) % table_size;
       }
-      table_[slot] = b.host;
+      table[slot] = b.host;
       ++b.next;
       ++b.count;
       ++filled;
@@ -128,12 +131,35 @@ void MaglevTable::build(std::span<const std::string> keys, std::span<const uint3
     min_per_host_ = std::min(min_per_host_, b.count);
     max_per_host_ = std::max(max_per_host_, b.count);
   }
+  width_ = keys.size() <= 0x100 ? 1 : keys.size() <= 0x10000 ? 2 : 4;
+  size_ = table_size;
+  table_.resize(size_ * width_);
+  for (size_t i = 0; i < size_; ++i) {
+    const uint32_t host = table[i];
+    if (width_ == 1) {
+      table_[i] = static_cast<uint8_t>(host);
+    } else if (width_ == 2) {
+      const uint16_t narrow = static_cast<uint16_t>(host);
+      std::memcpy(&table_[i * 2], &narrow, 2);
+    } else {
+      std::memcpy(&table_[i * 4], &host, 4);
+    }
+  }
 }
 
 uint32_t MaglevTable::pick(uint64_t hash, uint32_t attempt) const {
   // A retry flips most of the hash's bits, by an amount that differs per attempt.
   if (attempt > 0) hash ^= ~0ULL - attempt + 1;
-  return table_[hash % table_.size()];
+  const size_t i = hash % size_;
+  if (width_ == 1) return table_[i];
+  if (width_ == 2) {
+    uint16_t narrow;
+    std::memcpy(&narrow, &table_[i * 2], 2);
+    return narrow;
+  }
+  uint32_t wide;
+  std::memcpy(&wide, &table_[i * 4], 4);
+  return wide;
 }
 
 }  // namespace skiff::upstream

@@ -54,8 +54,10 @@ class MaglevTable {
   // keys, so the table does not depend on the order of the host list.
   void build(std::span<const std::string> keys, std::span<const uint32_t> weights,
              uint64_t table_size);
-  bool empty() const { return table_.empty(); }
-  size_t size() const { return table_.size(); }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  // Bytes per entry: 1 up to 256 hosts, 2 up to 65536, else 4.
+  size_t entryBytes() const { return width_; }
   // The host index for hash (the table must not be empty). attempt > 0: the
   // hash is changed first, as Envoy does for a retry that wants another host.
   uint32_t pick(uint64_t hash, uint32_t attempt = 0) const;
@@ -63,7 +65,12 @@ class MaglevTable {
   uint64_t maxEntriesPerHost() const { return max_per_host_; }
 
  private:
-  std::vector<uint32_t> table_;
+  // Host indexes, width_ bytes each: every worker holds a table per maglev
+  // cluster, so the default 65537 entries take 64 KiB for up to 256 hosts
+  // instead of 256 KiB.
+  std::vector<uint8_t> table_;
+  size_t size_ = 0;
+  uint8_t width_ = 1;
   uint64_t min_per_host_ = 0;
   uint64_t max_per_host_ = 0;
 };

@@ -141,6 +141,27 @@ TEST(MaglevTable, FillsThePrimeTableEvenly) {
   EXPECT_TRUE(t.empty());
 }
 
+TEST(MaglevTable, NarrowEntriesForFewHosts) {
+  // 300 hosts need two bytes per entry; every one of them is picked, and
+  // each index read back is a host's.
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) many.push_back("10.0.1." + std::to_string(i) + ":80");
+  std::vector<uint32_t> ones(many.size(), 1);
+  MaglevTable t;
+  t.build(many, ones, 65537);
+  EXPECT_EQ(t.entryBytes(), 2u);
+  EXPECT_EQ(t.minEntriesPerHost(), 65537u / 300);
+  std::vector<int> hits(many.size());
+  for (int i = 0; i < 200000; ++i) {
+    const uint32_t host = t.pick(keyHash(i));
+    ASSERT_LT(host, many.size());
+    ++hits[host];
+  }
+  for (int n : hits) EXPECT_GT(n, 0);
+  t.build(kHosts, kEqual, 65537);
+  EXPECT_EQ(t.entryBytes(), 1u);
+}
+
 TEST(MaglevTable, SameKeySameHostWhateverTheHostOrder) {
   MaglevTable t;
   t.build(kHosts, kEqual, 65537);
