@@ -187,13 +187,25 @@ std::optional<uint64_t> HashPolicy::generate(const HeaderMap& request,
     switch (m.kind) {
       case Method::Kind::kHeader: {
         // Every value of the field, sorted so that their order does not
-        // matter, hashed one after the other.
+        // matter, hashed one after the other. One value (the usual case)
+        // without a rewrite is hashed where it lies, with no vector made.
+        const HeaderMap::Entry* only = nullptr;
+        size_t count = 0;
+        for (const HeaderMap::Entry& e : request.entries()) {
+          if (!equalsIgnoreCase(e.name, m.name)) continue;
+          if (++count == 1) only = &e;
+        }
+        if (count == 0) break;
+        if (count == 1 && !m.rewrite) {
+          next = xxHash64(only->value);
+          break;
+        }
         std::vector<std::string_view> values;
         std::vector<std::string> rewritten;
+        values.reserve(count);
         for (const HeaderMap::Entry& e : request.entries()) {
           if (equalsIgnoreCase(e.name, m.name)) values.push_back(e.value);
         }
-        if (values.empty()) break;
         if (m.rewrite) {
           rewritten.reserve(values.size());
           for (std::string_view& v : values) {
