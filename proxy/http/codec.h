@@ -80,6 +80,15 @@ class Stream {
   // Stops (or resumes) delivering this stream's incoming data. Calls nest:
   // n disables need n enables. This is how backpressure reaches the socket.
   virtual void readDisable(bool disable) = 0;
+  // The response is complete and the request is not: the user is finished
+  // with the stream (no more callbacks), and the rest of the request is
+  // dropped. HTTP/2: if more of the request comes, RST_STREAM NO_ERROR
+  // follows the response's last frame (RFC 9113 8.1), so that the client
+  // stops sending; a request that ends with its next frame is not reset
+  // (curl 7.88 drops a whole response when the reset comes while its body
+  // is still unsent). HTTP/1, which cannot resync, closes the connection
+  // instead (the connection manager asks for that).
+  virtual void resetAfterResponse() {}
 };
 
 // Sends one message (headers, data, trailers) of a stream.

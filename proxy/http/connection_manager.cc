@@ -611,16 +611,23 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   void onLocalComplete() {
     local_complete_ = true;
     hcm_.stats().downstream_rq_completed.inc();
-    if (!remote_complete_) {
+    if (!remote_complete_ && !tunnel_open_) {
       // The response ended before the request did (a local reply to a
-      // request whose body is still coming). HTTP/1 cannot resync, so the
-      // connection closes after the response, as Envoy does. HTTP/2 reads
-      // and drops the rest of the request: a reset now would leave ahead of
-      // the response's frames in nghttp2's queue and destroy them. (The
-      // better answer, RST_STREAM NO_ERROR once the response has left, RFC
-      // 9113 §8.1, needs a deferred reset in the codec.) An open tunnel is
-      // half-closed: the downstream's direction goes on to its own end.
-      if (hcm_.protocol() != http::Protocol::kHttp2 && !tunnel_open_) hcm_.closeAfterFlush();
+      // request whose body is still coming, or an upstream that answered
+      // early). As in Envoy, HTTP/1 cannot resync, so the connection closes
+      // after the response. HTTP/2 drops the rest of the request, and resets
+      // the stream with NO_ERROR if more comes (Http2Stream::
+      // resetAfterResponse); the stream ends here now. An open
+      // tunnel is half-closed instead: the downstream's direction goes on
+      // to its own end.
+      if (hcm_.protocol() != http::Protocol::kHttp2) {
+        hcm_.closeAfterFlush();
+      } else {
+        detachEncoder();
+        encoder_.stream().resetAfterResponse();
+        finish();
+        return;
+      }
     }
     maybeFinish();
   }

@@ -247,6 +247,42 @@ class DownstreamMessagingTest(H2Case):
         status, _, body, _ = p.response(1)
         self.assertEqual((status, body), (200, b"abcdef"))
 
+    def test_answer_before_the_request_ends_resets_with_no_error(self):
+        # A response that is complete while more of the request keeps
+        # coming: skiff resets the stream with NO_ERROR after the response's
+        # last frame (RFC 9113 8.1), so the client stops sending. The stream
+        # used to stay open, its body read and dropped, until the client
+        # ended its side.
+        before = self.counter("http2.tx_reset")
+        p = self.conn()
+        p.send(f.headers(1, req("/direct", "POST"), end_stream=False) + f.data(1, b"part"))
+        status, _, body, end = p.response(1)
+        self.assertEqual((status, body), (200, b"direct\n"), f"frames: {p.frames}")
+        self.assertIn(end.type, (f.HEADERS, f.DATA), f"frames: {p.frames}")
+        self.assert_reset(p, 1, f.NO_ERROR)
+        h.wait_until(lambda: self.counter("http.rules.downstream_rq_active") == 0, 5,
+                     what="the stream ended")
+        # What the client sends before it sees the reset is dropped; the
+        # connection goes on.
+        p.send(f.data(1, b"more") + f.data(1, b"", end_stream=True))
+        self.assert_served(p, 3)
+        p.close()
+        self.wait_counter("http2.tx_reset", before)
+
+    def test_answer_before_a_request_that_then_ends_is_not_reset(self):
+        # The request's next frame ends it (a small body, as curl sends it):
+        # no reset. curl 7.88 drops a whole response when a RST_STREAM comes
+        # while its body is still unsent, even with NO_ERROR.
+        p = self.conn()
+        p.send(f.headers(1, req("/direct", "POST"), end_stream=False))
+        status, _, body, _ = p.response(1)
+        self.assertEqual((status, body), (200, b"direct\n"), f"frames: {p.frames}")
+        h.wait_until(lambda: self.counter("http.rules.downstream_rq_active") == 0, 5,
+                     what="the stream ended")
+        p.send(f.data(1, b"{}", end_stream=True))
+        self.assert_served(p, 3)
+        self.assertEqual([fr for fr in p.frames if fr.type in (f.RST_STREAM, f.GOAWAY)], [])
+
     def test_trailers_with_end_stream(self):
         p = self.conn()
         p.send(f.headers(1, req("/echo", "POST", extra=[("content-length", "3")]),

@@ -618,6 +618,10 @@ struct Http2Callbacks {
       case NGHTTP2_DATA: {
         Stream* s = stream(c, frame->hd.stream_id);
         if (s == nullptr || s->msg_reset) break;
+        if (s->reset_after_end && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+          c.requestGoesOnAfterEnd(*s);
+          break;
+        }
         if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
           if (!h2msg::checkEndStream(s->msg)) [[unlikely]] {
             resetForData(c, *s);
@@ -688,6 +692,10 @@ struct Http2Callbacks {
     if (type == NGHTTP2_RST_STREAM) {
       ++c.stats_.tx_reset;
       if (Stream* s = c.findStream(frame->hd.stream_id)) s->local_reset_sent = true;
+    } else if (c.resets_after_end_ > 0 && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+               (type == NGHTTP2_HEADERS || type == NGHTTP2_DATA)) {
+      Stream* s = c.findStream(frame->hd.stream_id);
+      if (s != nullptr && s->reset_after_end && s->request_went_on) c.resetAfterEnd(*s);
     } else if (type == NGHTTP2_GOAWAY && !c.goaway_submitted_ &&
                frame->goaway.error_code != NGHTTP2_NO_ERROR) {
       // nghttp2 tore the connection down on its own: a connection error, or
@@ -704,6 +712,10 @@ struct Http2Callbacks {
     Stream* s = stream(c, stream_id);
     if (s == nullptr || s->closed) return 0;
     s->closed = true;
+    if (s->reset_after_end) {
+      s->reset_after_end = false;  // The peer ended or reset it first.
+      --c.resets_after_end_;
+    }
     s->provider = false;
     s->body_due = false;
     if (!s->done) {
@@ -1396,6 +1408,42 @@ void Http2Codec::Http2Stream::resetStream(ResetReason reason) {
   }
   codec_.notifyReset(*this, reason, "");
   if (closed) codec_.retire(*this);
+}
+
+void Http2Codec::Http2Stream::resetAfterResponse() {
+  CallScope scope(codec_);
+  if (done) return;
+  if (id > 0 && !closed) {
+    reset_after_end = true;
+    ++codec_.resets_after_end_;
+    if (!in.empty() && !in_end) codec_.requestGoesOnAfterEnd(*this);
+  }
+  // The rest of the request is nobody's: its bytes give the window back as
+  // they come (onDataChunk), and what is held goes now.
+  done = true;
+  if (unconsumed > 0 && id > 0) nghttp2_session_consume(codec_.session_, id, unconsumed);
+  unconsumed = 0;
+  in.clear();
+  in_trailers.reset();
+  callbacks_ = nullptr;
+  decoder_ = nullptr;
+  if (closed) codec_.retire(*this);
+}
+
+void Http2Codec::requestGoesOnAfterEnd(Http2Stream& s) {
+  s.request_went_on = true;
+  // A reset before the response's END_STREAM has left would go ahead of its
+  // unsent frames in nghttp2's queue and destroy them: it waits for it.
+  if (nghttp2_session_get_stream_local_close(session_, s.id) == 1) resetAfterEnd(s);
+}
+
+void Http2Codec::resetAfterEnd(Http2Stream& s) {
+  s.reset_after_end = false;
+  --resets_after_end_;
+  // A request that ended meanwhile closes the stream with our END_STREAM:
+  // nothing may be sent on it after.
+  if (nghttp2_session_get_stream_remote_close(session_, s.id) == 1) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_NO_ERROR);
 }
 
 void Http2Codec::Http2Stream::readDisable(bool disable) {

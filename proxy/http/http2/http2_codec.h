@@ -176,6 +176,7 @@ class Http2Codec {
     void setCallbacks(StreamCallbacks* callbacks) override { callbacks_ = callbacks; }
     void resetStream(ResetReason reason) override;
     void readDisable(bool disable) override;
+    void resetAfterResponse() override;
 
     Http2Codec& codec_;
     StreamDecoder* decoder_;                // Where decoded parts go; nullptr once done.
@@ -213,7 +214,12 @@ class Http2Codec {
     bool done = false;              // The user is finished with it (ended both ways, or reset).
     bool closed = false;            // nghttp2 closed it (or it never opened).
     bool local_reset_sent = false;  // We sent RST_STREAM (not the peer).
-    bool retired = false;           // Moved from the stream list to dead_.
+    // resetAfterResponse(): the response is whole, the request is not, and
+    // the user gave the stream up. If more of the request comes (DATA
+    // without END_STREAM), RST_STREAM NO_ERROR follows our END_STREAM.
+    bool reset_after_end = false;
+    bool request_went_on = false;  // That DATA came.
+    bool retired = false;          // Moved from the stream list to dead_.
     // Client: the HTTP/1.1 Upgrade type this request went out as (an
     // extended CONNECT, RFC 8441), empty for any other request. A view into
     // the request's map, which its sender keeps until the stream ends.
@@ -307,6 +313,12 @@ class Http2Codec {
   void maybeDone(Http2Stream& s);
   // Tells the user that s is dead, and detaches it.
   void notifyReset(Http2Stream& s, ResetReason reason, std::string_view detail);
+  // More of a request came after its stream's user gave it up
+  // (resetAfterResponse): the stream is reset once the response has left.
+  void requestGoesOnAfterEnd(Http2Stream& s);
+  // s's END_STREAM has left: RST_STREAM NO_ERROR, unless the request has
+  // ended too.
+  void resetAfterEnd(Http2Stream& s);
   // Moves s (closed by nghttp2 and done for the user) to dead_.
   void retire(Http2Stream& s);
   // Records a connection error: GOAWAY with goaway_code (unless kNoGoaway:
@@ -359,6 +371,9 @@ class Http2Codec {
   // for the scheduled flush (see submitHeaders).
   bool requests_unsent_ = false;
   bool pending_delivery_ = false;  // A re-enabled stream has input waiting.
+  // Streams with reset_after_end set; while there are none, sending a frame
+  // looks no stream up.
+  uint32_t resets_after_end_ = 0;
 
   // Connection state.
   bool failed_ = false;       // A connection error; dispatch() fails.
