@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -668,10 +669,39 @@ std::string Server::listenersText(bool json) {
   return json ? out + "]}\n" : out;
 }
 
+namespace {
+
+// Envoy's /clusters numbers: {:g} for the cluster's (6 significant digits),
+// the shortest exact form for a host's.
+std::string formatG(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+std::string formatShortest(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : formatG(v);
+}
+
+}  // namespace
+
 std::string Server::clustersText() {
   std::string out;
   for (const auto& [name, c] : snapshot_->clusters) {
     out += name + "::observability_name::" + name + "\n";
+    const upstream::OutlierDetector* detector = outliers_->find(name);
+    if (detector) {
+      out += name +
+             "::outlier::success_rate_average::" + formatG(detector->successRateAverage(false)) +
+             "\n";
+      out += name + "::outlier::success_rate_ejection_threshold::" +
+             formatG(detector->successRateEjectionThreshold(false)) + "\n";
+      out += name + "::outlier::local_origin_success_rate_average::" +
+             formatG(detector->successRateAverage(true)) + "\n";
+      out += name + "::outlier::local_origin_success_rate_ejection_threshold::" +
+             formatG(detector->successRateEjectionThreshold(true)) + "\n";
+    }
     out +=
         name + "::default_priority::max_connections::" + std::to_string(c->max_connections) + "\n";
     out += name +
@@ -696,7 +726,8 @@ std::string Server::clustersText() {
     for (const auto& h : hosts) {
       // Envoy's health flags: "healthy", or each failure after a '/'.
       bool ejected = false;
-      if (c->outlier_detection) {
+      std::string rates;
+      if (detector) {
         std::string key = h;
         size_t colon = h.rfind(':');
         sockaddr_storage ss;
@@ -706,10 +737,16 @@ std::string Server::clustersText() {
                            ss)) {
           key = formatAddress(reinterpret_cast<const sockaddr*>(&ss));
         }
-        ejected = outliers_->ejected(name, key);
+        ejected = detector->ejected(key);
+        rates = name + "::" + h +
+                "::success_rate::" + formatShortest(detector->successRate(key, false)) + "\n" +
+                name + "::" + h +
+                "::local_origin_success_rate::" + formatShortest(detector->successRate(key, true)) +
+                "\n";
       }
       out += name + "::" + h +
              "::health_flags::" + (ejected ? "/failed_outlier_check" : "healthy") + "\n";
+      out += rates;
     }
   }
   return out;

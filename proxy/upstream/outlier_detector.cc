@@ -100,6 +100,12 @@ void OutlierDetector::setHosts(const std::vector<std::string>& addresses) {
   hosts_ = std::move(next);
 }
 
+double OutlierDetector::successRate(const std::string& address, bool local_origin) const {
+  auto it = hosts_.find(address);
+  if (it == hosts_.end()) return -1;
+  return local_origin ? it->second.local_origin_success_rate : it->second.success_rate;
+}
+
 bool OutlierDetector::ejected(const std::string& address) const {
   auto it = hosts_.find(address);
   return it != hosts_.end() && it->second.ejected;
@@ -219,6 +225,7 @@ void OutlierDetector::eject(const std::string& address, HostState& host, Outlier
 void OutlierDetector::onInterval(uint64_t now_ms,
                                  const std::map<std::string, RequestCounts>& counts) {
   const config::OutlierDetectionConfig& c = config();
+  for (auto& [address, h] : hosts_) h.success_rate = h.local_origin_success_rate = -1;
   for (auto& [address, h] : hosts_) {
     if (!h.ejected) continue;
     if (ejectionMs(c, h.backoff) + h.jitter_ms <= now_ms - h.ejected_at_ms) {
@@ -245,6 +252,7 @@ void OutlierDetector::judgeRates(bool local_origin,
                                  const std::map<std::string, RequestCounts>& counts,
                                  uint64_t now_ms) {
   const config::OutlierDetectionConfig& c = config();
+  average_[local_origin] = threshold_[local_origin] = -1;
   if (hosts_.size() < c.success_rate_minimum_hosts &&
       hosts_.size() < c.failure_percentage_minimum_hosts) {
     return;
@@ -264,6 +272,9 @@ void OutlierDetector::judgeRates(bool local_origin,
     const uint64_t success = local_origin ? it->second.local_success : it->second.success;
     if (total == 0) continue;
     const double rate = static_cast<double>(success) * 100.0 / static_cast<double>(total);
+    if (total >= std::min(c.success_rate_request_volume, c.failure_percentage_request_volume)) {
+      (local_origin ? h.local_origin_success_rate : h.success_rate) = rate;
+    }
     if (total >= c.success_rate_request_volume) by_rate.push_back({&address, &h, rate});
     if (total >= c.failure_percentage_request_volume) by_failures.push_back({&address, &h, rate});
   }
@@ -273,6 +284,8 @@ void OutlierDetector::judgeRates(bool local_origin,
     double mean = 0;
     const double threshold =
         successRateThreshold(rates, c.success_rate_stdev_factor / 1000.0, mean);
+    average_[local_origin] = mean;
+    threshold_[local_origin] = threshold;
     const OutlierKind kind =
         local_origin ? OutlierKind::kSuccessRateLocalOrigin : OutlierKind::kSuccessRate;
     for (const Rated& r : by_rate) {
@@ -428,6 +441,11 @@ void OutlierDetectors::setHosts(const std::string& cluster,
                                 const std::vector<std::string>& addresses) {
   auto it = entries_.find(cluster);
   if (it != entries_.end()) it->second.detector->setHosts(addresses);
+}
+
+const OutlierDetector* OutlierDetectors::find(const std::string& cluster) const {
+  auto it = entries_.find(cluster);
+  return it == entries_.end() ? nullptr : it->second.detector.get();
 }
 
 bool OutlierDetectors::ejected(const std::string& cluster, const std::string& address) const {

@@ -123,6 +123,12 @@ class OutlierDetector {
   bool ejected(const std::string& address) const;
   size_t ejectedCount() const { return ejected_; }
   size_t hostCount() const { return hosts_.size(); }
+  // What /clusters shows, as Envoy (-1: not known): a host's success rate
+  // over the last interval (the local-origin one with the split), and the
+  // cluster's mean and ejection threshold.
+  double successRate(const std::string& address, bool local_origin) const;
+  double successRateAverage(bool local_origin) const { return average_[local_origin]; }
+  double successRateEjectionThreshold(bool local_origin) const { return threshold_[local_origin]; }
 
  private:
   struct HostState {
@@ -132,6 +138,9 @@ class OutlierDetector {
     uint64_t jitter_ms = 0;
     bool unejected = false;  // Came back at least once (unejected_at_ms is set).
     uint64_t unejected_at_ms = 0;
+    // Over the last interval, percent; -1: too few requests to tell.
+    double success_rate = -1;
+    double local_origin_success_rate = -1;
   };
   struct Stats {
     Stats(stats::Store& store, const std::string& prefix);
@@ -169,6 +178,8 @@ class OutlierDetector {
   std::function<uint64_t()> random_;
   std::map<std::string, HostState> hosts_;
   size_t ejected_ = 0;
+  double average_[2] = {-1, -1};    // By local_origin.
+  double threshold_[2] = {-1, -1};  // By local_origin.
 };
 
 // The server's detectors, one per cluster that has outlier_detection, each
@@ -189,6 +200,8 @@ class OutlierDetectors : public OutlierReports {
   void setHosts(const std::string& cluster, const std::vector<std::string>& addresses);
   // Whether a host is ejected (for /clusters).
   bool ejected(const std::string& cluster, const std::string& address) const;
+  // A cluster's detector, or null.
+  const OutlierDetector* find(const std::string& cluster) const;
   // Stops every timer (shutdown).
   void clear();
 

@@ -53,6 +53,22 @@ def health_flags(skiff):
     return out
 
 
+def outlier_lines(skiff):
+    """The /clusters lines of cluster web that outlier detection adds, as
+    {key: value}: outlier::<name> for the cluster's, <address>::<name> for
+    each host's success rates."""
+    status, body = skiff.admin_get("/clusters")
+    assert status == 200, body
+    out = {}
+    for line in body.splitlines():
+        parts = line.split("::")
+        if parts[0] != "web" or len(parts) != 4:
+            continue
+        if parts[1] == "outlier" or parts[2] in ("success_rate", "local_origin_success_rate"):
+            out[f"{parts[1]}::{parts[2]}"] = parts[3]
+    return out
+
+
 def addr(backend):
     return f"{LOCALHOST}:{backend.port}"
 
@@ -101,6 +117,15 @@ class ConsecutiveErrors(OutlierTestCase):
         self.assertEqual(len(bad.requests), seen)
         self.assertEqual(health_flags(skiff), {addr(bad): "/failed_outlier_check",
                                                addr(good): "healthy"})
+        # Envoy's lines; two hosts are too few for success rates (5): -1.
+        self.assertEqual(outlier_lines(skiff), {
+            "outlier::success_rate_average": "-1",
+            "outlier::success_rate_ejection_threshold": "-1",
+            "outlier::local_origin_success_rate_average": "-1",
+            "outlier::local_origin_success_rate_ejection_threshold": "-1",
+            f"{addr(bad)}::success_rate": "-1", f"{addr(bad)}::local_origin_success_rate": "-1",
+            f"{addr(good)}::success_rate": "-1", f"{addr(good)}::local_origin_success_rate": "-1",
+        })
         stats = skiff.stats()
         p = "cluster.web.outlier_detection."
         self.assertEqual(stats[p + "ejections_active"], 1)
@@ -236,6 +261,10 @@ class SuccessRate(OutlierTestCase):
         flags = health_flags(skiff)
         self.assertEqual(flags[addr(backends[0])], "/failed_outlier_check")
         self.assertEqual(sorted(flags.values()).count("healthy"), 4)
+        lines = outlier_lines(skiff)
+        for b in backends:  # A number, or -1 for an interval with too few requests.
+            self.assertGreaterEqual(float(lines[f"{addr(b)}::success_rate"]), -1)
+        self.assertGreaterEqual(float(lines["outlier::success_rate_ejection_threshold"]), -1)
 
     def test_failure_percentage(self):
         backends = self.backends(503, 200)

@@ -205,6 +205,13 @@ TEST(OutlierDetector, SuccessRate) {
           {{"a:1", {100, 50, 0, 0}}, {"b:1", good}, {"c:1", good}, {"d:1", good}, {"e:1", good}}));
   EXPECT_TRUE(h.detector->ejected("a:1"));
   EXPECT_EQ(h.detector->ejectedCount(), 1u);
+  // What /clusters shows: Envoy's example, mean 90, threshold 52.
+  EXPECT_DOUBLE_EQ(h.detector->successRateAverage(false), 90);
+  EXPECT_DOUBLE_EQ(h.detector->successRateEjectionThreshold(false), 52);
+  EXPECT_DOUBLE_EQ(h.detector->successRateAverage(true), -1);
+  EXPECT_DOUBLE_EQ(h.detector->successRate("a:1", false), 50);
+  EXPECT_DOUBLE_EQ(h.detector->successRate("b:1", false), 100);
+  EXPECT_DOUBLE_EQ(h.detector->successRate("b:1", true), -1);
   EXPECT_EQ(h.counter("ejections_detected_success_rate"), 1u);
   EXPECT_EQ(h.counter("ejections_enforced_success_rate"), 1u);
   EXPECT_EQ(h.counter("ejections_success_rate"), 1u);
