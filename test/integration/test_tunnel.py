@@ -102,6 +102,7 @@ class RawUpgradeServer:
       /raw/halfclose   reads until the client's FIN, answers "got N bytes;"
                        followed by 64 KiB of "tail", then closes
       /raw/upclose     sends "bye" and closes at once
+      /raw/cl0         the same, with `Content-Length: 0` on its 101
       /raw/stall       reads nothing until `release` is set, then like
                        /raw/halfclose
       /raw/flood       writes until its writes stall for 2 s (or FLOOD_LIMIT
@@ -141,7 +142,8 @@ class RawUpgradeServer:
             head, _, rest = bytes(head).partition(b"\r\n\r\n")
             path = head.split(b" ")[1].decode()
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                         b"Upgrade: websocket\r\n\r\n")
+                         b"Upgrade: websocket\r\n" +
+                         (b"Content-Length: 0\r\n" if path == "/raw/cl0" else b"") + b"\r\n")
             if path == "/raw/stall":
                 self.release.wait(TIMEOUT)
             if path in ("/raw/halfclose", "/raw/stall"):
@@ -152,7 +154,7 @@ class RawUpgradeServer:
                         break
                     got += len(chunk)
                 conn.sendall(b"got %d bytes;" % got + b"tail" * 16384)
-            elif path == "/raw/upclose":
+            elif path in ("/raw/upclose", "/raw/cl0"):
                 conn.sendall(b"bye")
             elif path == "/raw/flood":
                 conn.setblocking(False)

@@ -404,6 +404,20 @@ class WebSocketOverHttp2Test(SkiffTestCase):
         c.send(sid, b"", end_stream=True)
         self.wait_tunnels_closed()
 
+    def test_content_length_zero_is_dropped_from_the_accepting_200(self):
+        # An HTTP/1.1 server's 101 with `content-length: 0` becomes a 200
+        # without it: a 2xx to CONNECT has no content length (RFC 9110
+        # 9.3.6), as in Envoy's H1 -> H2 transform.
+        c = self.client()
+        sid = c.request(extended_connect("/raw/cl0", self.authority))
+        status, fields = c.response(sid)
+        self.assertEqual(status, 200, fields)
+        self.assertNotIn("content-length", fields)
+        c.wait_end(sid)
+        self.assertEqual(bytes(c.data[sid]), b"bye")
+        c.send(sid, b"", end_stream=True)
+        self.wait_tunnels_closed()
+
     def test_client_end_stream_half_closes_toward_the_upstream(self):
         payload = os.urandom(200 * 1024)
         c = self.client()
@@ -601,6 +615,22 @@ class WebSocketToHttp2UpstreamTest(SkiffTestCase):
         self.assertNotIn("connection", fields)
         wait_until(lambda: (self.skiff.stat("http.ingress_http.downstream_cx_upgrades_active")
                             or 0) == 0, TIMEOUT, what="the tunnel to end")
+
+    def test_content_length_zero_is_dropped_from_the_extended_connect(self):
+        # Some clients send `content-length: 0` with their Upgrade; a CONNECT
+        # carries no content length (RFC 9110 8.6), so, as Envoy's H1 -> H2
+        # transform does, skiff leaves it out.
+        before = len(self.origin.requests)
+        request = upgrade_request("/zero").replace(b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n")
+        with socket.create_connection((LOCALHOST, self.skiff.port("h1")), timeout=TIMEOUT) as s:
+            s.sendall(request)
+            head, _ = read_head(s)
+            self.assertTrue(head.lower().startswith(b"http/1.1 101 "), head)
+            s.shutdown(socket.SHUT_WR)
+            read_to_eof(s)
+        fields = self.origin.requests[before]
+        self.assertEqual((fields.get(":method"), fields.get(":path")), ("CONNECT", "/zero"), fields)
+        self.assertNotIn("content-length", fields)
 
     def test_http2_extended_connect_stays_extended_connect(self):
         c = H2Client(self.skiff.port("h2"))

@@ -355,6 +355,18 @@ uint32_t resetCode(ResetReason reason) {
   }
 }
 
+// Some clients send `content-length: 0` with an HTTP/1.1 Upgrade, and some
+// servers with its 101. As extended CONNECT and its 200 (RFC 8441) they may
+// carry none (RFC 9110 8.6, 9.3.6), and nghttp2 peers refuse one: it is
+// left out, as Envoy's transformUpgrade{Request,Response}FromH1toH2 do.
+nghttp2_nv* dropZeroContentLength(nghttp2_nv* begin, nghttp2_nv* end) {
+  return std::remove_if(begin, end, [](const nghttp2_nv& nv) {
+    return std::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) ==
+               "content-length" &&
+           std::string_view(reinterpret_cast<const char*>(nv.value), nv.valuelen) == "0";
+  });
+}
+
 }  // namespace
 
 // nghttp2's C callbacks, as friends of the codec.
@@ -1210,6 +1222,7 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
     nva.resize(headers.size() + kMaxPseudoHeaders);
   }
   nghttp2_nv* out = nva.data();
+  bool upgrade = false;  // An Upgrade or its 101, as extended CONNECT or its 200.
   if (request) {
     std::string_view method = headers.method();
     if (headers.has(WellKnownHeader::kUpgrade) && method != "CONNECT") [[unlikely]] {
@@ -1239,6 +1252,7 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
       *out++ = makeNv(":path", path.empty() ? "/" : path, flags);
     }
     if (!s.upgrade.empty()) [[unlikely]] {
+      upgrade = true;
       *out++ = makeNv(":protocol", s.upgrade, flags);
     } else if (auto protocol = headers.get(WellKnownHeader::kProtocol)) {
       *out++ = makeNv(":protocol", *protocol, flags);
@@ -1255,8 +1269,12 @@ void Http2Codec::submitHeaders(Http2Stream& s, const HeaderMap& headers, bool en
                               : code == 101              ? std::string_view("200")
                                                          : std::string_view("500");
     *out++ = makeNv(":status", status, flags);
+    upgrade = code == 101;
   }
+  nghttp2_nv* fields = out;
   out = appendFields(headers, request, out, lowered_, flags, request_ids_encoded_);
+  if (upgrade) [[unlikely]]
+    out = dropZeroContentLength(fields, out);
   size_t nvlen = static_cast<size_t>(out - nva.data());
 
   // A message's body usually reaches the codec only after its HEADERS were
