@@ -12,7 +12,8 @@ namespace {
 // suppress_envoy_headers is implemented; any other that is set is refused by
 // path. An empty Router is the usual config.
 Result<std::shared_ptr<const HttpFilterFactory>> createRouter(
-    const google::protobuf::Any& typed_config, const std::string& path) {
+    const google::protobuf::Any& typed_config, const FilterFactoryContext& context) {
+  const std::string& path = context.path;
   envoy::extensions::filters::http::router::v3::Router router;
   if (!typed_config.UnpackTo(&router)) {
     return configError(path + ": could not be decoded as " + router.GetTypeName());

@@ -13,6 +13,7 @@
 
 #include "filters/filter.h"
 #include "proxy/common/status.h"
+#include "proxy/router/route_table.h"
 
 namespace google::protobuf {
 class Any;
@@ -20,11 +21,27 @@ class Any;
 
 namespace skiff::filters {
 
-// Makes a factory from a filter's typed_config. path names the typed_config
-// in errors, e.g. "static_resources.listeners[0]...http_filters[1].typed_config";
-// an error names the offending field under it.
+// What a filter's factory is made with besides its typed_config.
+struct FilterFactoryContext {
+  // Names the typed_config in errors, e.g.
+  // "static_resources.listeners[0]...http_filters[1].typed_config"; an error
+  // names the offending field under it.
+  const std::string& path;
+  // The filter's name in http_filters: routes' typed_per_filter_config
+  // entries for it are keyed by this name.
+  const std::string& filter_name;
+  // The connection manager's stat_prefix (its stats are http.<stat_prefix>.*).
+  const std::string& stat_prefix;
+};
+
+// Makes a factory from a filter's typed_config.
 using HttpFilterFactoryCreate = std::function<Result<std::shared_ptr<const HttpFilterFactory>>(
-    const google::protobuf::Any& typed_config, const std::string& path)>;
+    const google::protobuf::Any& typed_config, const FilterFactoryContext& context)>;
+
+// Makes a filter's per-route configuration (typed_per_filter_config) from a
+// message of the filter's own type; path names it in errors.
+using PerRouteConfigCreate = std::function<Result<std::shared_ptr<const router::PerFilterConfig>>(
+    const google::protobuf::Any& config, const std::string& path)>;
 
 // The lookups are inline so that code that builds its own registry (tests,
 // embedders) does not link the built-in filters, which need the whole runtime.
@@ -37,12 +54,20 @@ class FilterRegistry {
   // or nullptr.
   const HttpFilterFactoryCreate* findHttpFilter(std::string_view type_url) const {
     auto it = http_filters_.find(type_url);
-    return it == http_filters_.end() ? nullptr : &it->second;
+    return it == http_filters_.end() ? nullptr : &it->second.create;
+  }
+  // The per-route creator for a filter's type URL: nullptr when no filter has
+  // that type, or when that filter takes no per-route configuration.
+  const PerRouteConfigCreate* findPerRouteConfig(std::string_view type_url) const {
+    auto it = http_filters_.find(type_url);
+    return it == http_filters_.end() || !it->second.per_route ? nullptr : &it->second.per_route;
   }
 
-  // Adds (or replaces) the creator for a type URL.
-  void registerHttpFilter(std::string type_url, HttpFilterFactoryCreate create) {
-    http_filters_[std::move(type_url)] = std::move(create);
+  // Adds (or replaces) the creators for a type URL. per_route is empty for a
+  // filter with no per-route configuration.
+  void registerHttpFilter(std::string type_url, HttpFilterFactoryCreate create,
+                          PerRouteConfigCreate per_route = {}) {
+    http_filters_[std::move(type_url)] = {std::move(create), std::move(per_route)};
   }
 
   // Every registered type URL, sorted.
@@ -56,7 +81,11 @@ class FilterRegistry {
   }
 
  private:
-  std::map<std::string, HttpFilterFactoryCreate, std::less<>> http_filters_;
+  struct Creators {
+    HttpFilterFactoryCreate create;
+    PerRouteConfigCreate per_route;
+  };
+  std::map<std::string, Creators, std::less<>> http_filters_;
 };
 
 }  // namespace skiff::filters

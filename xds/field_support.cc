@@ -230,14 +230,19 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {std::string(kRoute) + "RouteConfiguration",
        {"name", "virtual_hosts", "validate_clusters", "most_specific_header_mutations_wins",
         "max_direct_response_body_size_bytes", "request_headers_to_add",
-        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "typed_per_filter_config"}},
       {std::string(kRoute) + "VirtualHost",
        {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
         "response_headers_to_add", "response_headers_to_remove", "retry_policy",
-        "include_request_attempt_count", "include_attempt_count_in_response"}},
+        "include_request_attempt_count", "include_attempt_count_in_response",
+        "typed_per_filter_config"}},
       {std::string(kRoute) + "Route",
        {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
-        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "typed_per_filter_config"}},
+      // typed_per_filter_config's wrapper; `disabled` is refused.
+      {std::string(kRoute) + "FilterConfig", {"config", "is_optional"}},
       {std::string(kRoute) + "RouteMatch",
        {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
         "query_parameters", "grpc", "connect_matcher"}},
@@ -334,6 +339,7 @@ const std::set<std::string>& anyTypes() {
   static const auto* types = new std::set<std::string>{
       kHcm,
       "envoy.extensions.filters.http.router.v3.Router",
+      std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",
       std::string(kTls) + "UpstreamTlsContext",
@@ -386,6 +392,9 @@ class Walker {
     if (type_name == "google.protobuf.Any") {
       walkAny(msg, path);
       return;
+    }
+    if (type_name == std::string(kRoute) + "FilterConfig" && optionalUnknownFilter(msg)) {
+      return;  // Envoy ignores an optional per-filter config it cannot use.
     }
     const Reflection* r = msg.GetReflection();
     if (!r->GetUnknownFields(msg).empty()) {
@@ -444,6 +453,21 @@ class Walker {
     } else if (it != table.end() && it->second.count(name) == 0) {
       out_.push_back(path + ": " + name + " is not supported yet");
     }
+  }
+
+  // A typed_per_filter_config FilterConfig with is_optional whose config is
+  // of a type skiff does not implement.
+  static bool optionalUnknownFilter(const Message& msg) {
+    const Descriptor* type = msg.GetDescriptor();
+    const Reflection* r = msg.GetReflection();
+    const FieldDescriptor* optional = type->FindFieldByName("is_optional");
+    const FieldDescriptor* config = type->FindFieldByName("config");
+    if (optional == nullptr || config == nullptr || !r->GetBool(msg, optional)) return false;
+    if (!r->HasField(msg, config)) return false;
+    const Message& any = r->GetMessage(msg, config);
+    const std::string url =
+        any.GetReflection()->GetString(any, any.GetDescriptor()->FindFieldByName("type_url"));
+    return !isSupportedAnyType(url.substr(url.rfind('/') + 1));
   }
 
   void walkAny(const Message& any, const std::string& path) {

@@ -862,7 +862,9 @@ void translateHttpFilters(const hcm_v3::HttpConnectionManager& hcm, const std::s
                        "'");
       continue;
     }
-    auto factory = (*create)(filter.typed_config(), p + ".typed_config");
+    const std::string typed_config_path = p + ".typed_config";
+    auto factory =
+        (*create)(filter.typed_config(), {typed_config_path, filter.name(), out.stat_prefix});
     if (!factory) {
       addStatus(factory.status(), errors);
       continue;
@@ -915,7 +917,8 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     errors.push_back(path + ".route_config: is required (or rds)");
   } else {
     const std::string p = path + ".route_config";
-    auto table = router::RouteTable::compile(hcm.route_config(), p);
+    auto table =
+        router::RouteTable::compile(hcm.route_config(), p, perFilterConfigParser(registry));
     if (table) {
       out.route_table = *table;
     } else {
@@ -1405,11 +1408,31 @@ Result<std::shared_ptr<const config::ListenerConfig>> translateListener(
   return std::shared_ptr<const config::ListenerConfig>(std::move(out));
 }
 
+router::PerFilterConfigParser perFilterConfigParser(const filters::FilterRegistry& registry) {
+  return [&registry](
+             const std::string& name, const google::protobuf::Any& config, bool optional,
+             const std::string& path) -> Result<std::shared_ptr<const router::PerFilterConfig>> {
+    const std::string& url = config.type_url();
+    const std::string type_url = "type.googleapis.com/" + url.substr(url.rfind('/') + 1);
+    if (registry.findHttpFilter(type_url) == nullptr) {
+      if (optional) return std::shared_ptr<const router::PerFilterConfig>();
+      return configError(path + ": no HTTP filter is registered for type URL '" + url + "'");
+    }
+    const auto* create = registry.findPerRouteConfig(type_url);
+    if (create == nullptr) {
+      if (optional) return std::shared_ptr<const router::PerFilterConfig>();
+      return configError(path + ": the filter '" + name + "' (" + url +
+                         ") does not support virtual host or route specific configuration");
+    }
+    return (*create)(config, path);
+  };
+}
+
 Result<std::shared_ptr<const router::RouteTable>> translateRouteConfiguration(
     const route_v3::RouteConfiguration& routes, const std::string& path,
-    const std::set<std::string>& known_clusters) {
+    const std::set<std::string>& known_clusters, const filters::FilterRegistry& registry) {
   Errors errors;
-  auto table = router::RouteTable::compile(routes, path);
+  auto table = router::RouteTable::compile(routes, path, perFilterConfigParser(registry));
   if (!table) addStatus(table.status(), errors);
   // Envoy checks an RDS route configuration's clusters only when
   // validate_clusters is set: a route may name a cluster CDS sends later.

@@ -40,10 +40,21 @@ Result<std::shared_ptr<const config::ListenerConfig>> translateListener(
 
 // A RouteConfiguration from RDS. Its cluster names are checked against
 // known_clusters only when it sets validate_clusters (Envoy's RDS default is
-// not to). Does not run findUnsupportedFields.
+// not to). typed_per_filter_config entries are made by the filters of
+// registry. Does not run findUnsupportedFields.
 Result<std::shared_ptr<const router::RouteTable>> translateRouteConfiguration(
     const envoy::config::route::v3::RouteConfiguration& routes, const std::string& path,
-    const std::set<std::string>& known_clusters);
+    const std::set<std::string>& known_clusters,
+    const filters::FilterRegistry& registry = filters::FilterRegistry::builtin());
+
+// Makes typed_per_filter_config entries with registry's filters, as Envoy
+// does: by the type of each entry's config. A type no filter has, or a
+// filter that takes no per-route configuration, is refused unless the entry
+// is a FilterConfig with is_optional (then it is dropped). The entry's name
+// is not checked against any filter chain: a route configuration (RDS) is
+// shared by connection managers with different chains, and a filter reads
+// only the entries under its own name.
+router::PerFilterConfigParser perFilterConfigParser(const filters::FilterRegistry& registry);
 
 // A ClusterLoadAssignment from EDS: its endpoints (IP addresses). Does not
 // run findUnsupportedFields.

@@ -96,19 +96,20 @@ struct QueryMatch {
   }
 };
 
-Status compileHeaderEdits(const google::protobuf::RepeatedPtrField<cv3::HeaderValueOption>& add,
-                          const google::protobuf::RepeatedPtrField<std::string>& remove,
-                          const std::string& where, const char* add_field, const char* remove_field,
-                          HeaderEdits& out) {
-  auto modifiable = [](std::string_view name) {
-    return !name.empty() && name[0] != ':' && name != "host";
-  };
+bool modifiableHeader(std::string_view name) {
+  return !name.empty() && name[0] != ':' && name != "host";
+}
+
+}  // namespace
+
+Status compileHeaderAdds(const google::protobuf::RepeatedPtrField<cv3::HeaderValueOption>& add,
+                         const std::string& where, const char* add_field, HeaderEdits& out) {
   for (int i = 0; i < add.size(); ++i) {
     const auto& o = add[i];
     std::string at = where + "." + add_field + "[" + std::to_string(i) + "]";
     HeaderEdits::Add a;
     a.name = toLower(o.header().key());
-    if (!modifiable(a.name)) {
+    if (!modifiableHeader(a.name)) {
       return configError(at + ".header.key: \"" + o.header().key() +
                          "\" may not be modified (empty, pseudo-header or host)");
     }
@@ -147,13 +148,59 @@ Status compileHeaderEdits(const google::protobuf::RepeatedPtrField<cv3::HeaderVa
     if (a.value.empty() && !o.keep_empty_value()) continue;
     out.add.push_back(std::move(a));
   }
+  return Status::ok();
+}
+
+namespace {
+
+Status compileHeaderEdits(const google::protobuf::RepeatedPtrField<cv3::HeaderValueOption>& add,
+                          const google::protobuf::RepeatedPtrField<std::string>& remove,
+                          const std::string& where, const char* add_field, const char* remove_field,
+                          HeaderEdits& out) {
+  Status s = compileHeaderAdds(add, where, add_field, out);
+  if (!s) return s;
   for (int i = 0; i < remove.size(); ++i) {
     std::string name = toLower(remove[i]);
-    if (!modifiable(name)) {
+    if (!modifiableHeader(name)) {
       return configError(where + "." + remove_field + "[" + std::to_string(i) + "]: \"" +
                          remove[i] + "\" may not be removed (empty, pseudo-header or host)");
     }
     out.remove.push_back(std::move(name));
+  }
+  return Status::ok();
+}
+
+using PerFilterList = std::vector<std::pair<std::string, std::shared_ptr<const PerFilterConfig>>>;
+
+// One level's typed_per_filter_config, each entry made by parser. A
+// FilterConfig wrapper is unwrapped here (is_optional); its `disabled`, which
+// would take the filter out of the chain for the route, is refused.
+Status compilePerFilter(const google::protobuf::Map<std::string, google::protobuf::Any>& map,
+                        const std::string& where, const PerFilterConfigParser& parser,
+                        PerFilterList& out) {
+  std::vector<std::string> names;
+  for (const auto& [name, any] : map) names.push_back(name);
+  std::sort(names.begin(), names.end());  // Errors in a stable order.
+  for (const std::string& name : names) {
+    const google::protobuf::Any& any = map.at(name);
+    std::string at = where + ".typed_per_filter_config[\"" + name + "\"]";
+    if (!parser) return configError(at + ": not supported here");
+    const google::protobuf::Any* config = &any;
+    bool optional = false;
+    rv3::FilterConfig wrapper;
+    if (any.Is<rv3::FilterConfig>()) {
+      if (!any.UnpackTo(&wrapper)) {
+        return configError(at + ": could not be decoded as " + wrapper.GetTypeName());
+      }
+      if (wrapper.disabled()) return configError(at + ".disabled: not supported yet");
+      if (!wrapper.has_config()) return configError(at + ".config: is required");
+      optional = wrapper.is_optional();
+      config = &wrapper.config();
+      at += ".config";
+    }
+    auto made = parser(name, *config, optional, at);
+    if (!made) return made.status();
+    if (*made) out.emplace_back(name, std::move(*made));
   }
   return Status::ok();
 }
@@ -226,6 +273,7 @@ struct VirtualHost {
   std::vector<RouteSegment> segments;
   HeaderEdits request_edits;
   HeaderEdits response_edits;
+  PerFilterList per_filter;  // typed_per_filter_config
 };
 
 struct RouteEntry::Data {
@@ -276,6 +324,10 @@ struct RouteEntry::Data {
   // table exist (they own the other two, and outlive this entry).
   std::vector<const HeaderEdits*> request_order;
   std::vector<const HeaderEdits*> response_order;
+  // typed_per_filter_config of the route, then of its virtual host and its
+  // route configuration for the filters the route does not name: the most
+  // specific level's entry for each filter, decided at compile time.
+  PerFilterList per_filter;
 
   bool matches(const HeaderMap& request, const SplitPath& split) const {
     std::string_view p = split.path;
@@ -331,6 +383,13 @@ struct RouteEntry::Data {
 
 RouteEntry::RouteEntry(std::unique_ptr<Data> data) : data_(std::move(data)) {}
 RouteEntry::~RouteEntry() = default;
+
+const PerFilterConfig* RouteEntry::perFilterConfig(std::string_view filter_name) const {
+  for (const auto& [name, config] : data_->per_filter) {
+    if (name == filter_name) return config.get();
+  }
+  return nullptr;
+}
 
 std::string_view RouteEntry::clusterName(const HeaderMap& request, uint64_t random) const {
   const Data& d = *data_;
@@ -781,7 +840,8 @@ RouteTable::RouteTable(std::unique_ptr<Data> data) : data_(std::move(data)) {}
 RouteTable::~RouteTable() = default;
 
 Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
-    const envoy::config::route::v3::RouteConfiguration& config, const std::string& path) {
+    const envoy::config::route::v3::RouteConfiguration& config, const std::string& path,
+    const PerFilterConfigParser& per_filter) {
   auto table = std::make_unique<RouteTable::Data>();
   table->name = config.name();
   if (config.has_vhds()) return configError(path + ".vhds: is not supported");
@@ -798,6 +858,9 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
   s = compileHeaderEdits(config.response_headers_to_add(), config.response_headers_to_remove(),
                          path, "response_headers_to_add", "response_headers_to_remove",
                          table->response_edits);
+  if (!s) return s;
+  PerFilterList table_per_filter;
+  s = compilePerFilter(config.typed_per_filter_config(), path, per_filter, table_per_filter);
   if (!s) return s;
   const uint32_t max_body = config.has_max_direct_response_body_size_bytes()
                                 ? config.max_direct_response_body_size_bytes().value()
@@ -897,6 +960,8 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
                            "response_headers_to_add", "response_headers_to_remove",
                            host->response_edits);
     if (!s) return s;
+    s = compilePerFilter(vh.typed_per_filter_config(), vat, per_filter, host->per_filter);
+    if (!s) return s;
 
     for (int ri = 0; ri < vh.routes_size(); ++ri) {
       const auto& r = vh.routes(ri);
@@ -985,6 +1050,15 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
                              "response_headers_to_add", "response_headers_to_remove",
                              d->response_edits);
       if (!s) return s;
+      s = compilePerFilter(r.typed_per_filter_config(), rat, per_filter, d->per_filter);
+      if (!s) return s;
+      for (const PerFilterList* level : {&host->per_filter, &table_per_filter}) {
+        for (const auto& entry : *level) {
+          bool named = false;
+          for (const auto& mine : d->per_filter) named = named || mine.first == entry.first;
+          if (!named) d->per_filter.push_back(entry);
+        }
+      }
 
       // Envoy applies the route's edits, then the virtual host's, then the
       // configuration's, so for an overwrite the most general level wins.

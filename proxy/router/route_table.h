@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,14 @@
 namespace envoy::config::route::v3 {
 class RouteConfiguration;
 }
+namespace envoy::config::core::v3 {
+class HeaderValueOption;
+}
+namespace google::protobuf {
+class Any;
+template <typename T>
+class RepeatedPtrField;
+}  // namespace google::protobuf
 
 namespace skiff::router {
 
@@ -35,6 +44,28 @@ struct HeaderEdits {
   std::vector<std::string> remove;  // lowercase
   void apply(HeaderMap& headers) const;
 };
+
+// Compiles request_headers_to_add-style options (literal values only) into
+// out.add; where and field name them in errors ("<where>.<field>[i]...").
+Status compileHeaderAdds(
+    const google::protobuf::RepeatedPtrField<envoy::config::core::v3::HeaderValueOption>& add,
+    const std::string& where, const char* field, HeaderEdits& out);
+
+// One HTTP filter's configuration for a route, a virtual host or a whole
+// route configuration (typed_per_filter_config), made by that filter's own
+// code. The route table keeps it and knows nothing else about it.
+class PerFilterConfig {
+ public:
+  virtual ~PerFilterConfig() = default;
+};
+
+// Makes a PerFilterConfig from one typed_per_filter_config entry: the filter
+// name (the map's key), its config (a FilterConfig already unwrapped), and
+// whether the entry is_optional. path names the entry in errors. A null
+// config (no error) drops the entry: an optional one skiff cannot use.
+using PerFilterConfigParser = std::function<Result<std::shared_ptr<const PerFilterConfig>>(
+    const std::string& filter_name, const google::protobuf::Any& config, bool is_optional,
+    const std::string& path)>;
 
 // A route action's timeouts, as Envoy's RouteAction has them. The router
 // filter turns them into one request's timers (filters/router/grpc_timeout.h).
@@ -111,6 +142,11 @@ class RouteEntry {
   // RouteAction.hash_policy, or nullptr when it has none: the key for
   // RING_HASH and MAGLEV clusters (others never compute it).
   const HashPolicy* hashPolicy() const { return hash_policy_.get(); }
+  // typed_per_filter_config for the filter named filter_name (its name in
+  // http_filters): the route's, else its virtual host's, else its route
+  // configuration's (Envoy's "most specific wins"); nullptr when none has
+  // one. A scan of a short list: only filters that read it pay for it.
+  const PerFilterConfig* perFilterConfig(std::string_view filter_name) const;
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }
@@ -146,8 +182,11 @@ class RouteTable {
   // Compiles config. path names it in errors, e.g.
   // "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config";
   // an error names the offending field under that path and why.
+  // per_filter makes each typed_per_filter_config entry; without one, an
+  // entry is refused.
   static Result<std::shared_ptr<const RouteTable>> compile(
-      const envoy::config::route::v3::RouteConfiguration& config, const std::string& path);
+      const envoy::config::route::v3::RouteConfiguration& config, const std::string& path,
+      const PerFilterConfigParser& per_filter = {});
 
   // The route for a request, or nullptr (404, response flag NR). Uses
   // :authority (virtual host by domain: exact, *.suffix, prefix.*, *), :path

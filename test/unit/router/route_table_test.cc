@@ -1,6 +1,7 @@
 #include "proxy/router/route_table.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -674,6 +675,112 @@ TEST(RouteTableTest, ConfigErrors) {
       {"match":{"prefix":"/"},"direct_response":{"status":200,"body":{"inline_string":"abc"}}}]}]})"),
       "rc.virtual_hosts[0].routes[0].direct_response.body: 3 bytes is more than "
       "max_direct_response_body_size_bytes (2)");
+}
+
+}  // namespace
+}  // namespace skiff::router
+
+namespace skiff::router {
+namespace {
+
+// A filter's per-route config for the tests: the StringValue it was made of.
+struct TestFilterConfig : PerFilterConfig {
+  std::string value;
+};
+
+// Takes google.protobuf.StringValue; anything else is refused, unless optional.
+Result<std::shared_ptr<const PerFilterConfig>> parseTestConfig(const std::string&,
+                                                               const google::protobuf::Any& any,
+                                                               bool optional,
+                                                               const std::string& path) {
+  google::protobuf::StringValue v;
+  if (!any.UnpackTo(&v)) {
+    if (optional) return std::shared_ptr<const PerFilterConfig>();
+    return configError(path + ": not a test config");
+  }
+  auto c = std::make_shared<TestFilterConfig>();
+  c->value = v.value();
+  return std::shared_ptr<const PerFilterConfig>(std::move(c));
+}
+
+Result<std::shared_ptr<const RouteTable>> compileWithFilters(const std::string& json) {
+  envoy::config::route::v3::RouteConfiguration config;
+  auto st = google::protobuf::util::JsonStringToMessage(json, &config);
+  EXPECT_TRUE(st.ok()) << st.ToString() << "\n" << json;
+  return RouteTable::compile(config, kPath, parseTestConfig);
+}
+
+std::string str(const char* v) {
+  return std::string(R"({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": ")") +
+         v + "\"}";
+}
+
+std::string perFilterValue(const RouteEntry* e, std::string_view filter) {
+  if (e == nullptr) return "(no route)";
+  const auto* c = dynamic_cast<const TestFilterConfig*>(e->perFilterConfig(filter));
+  return c ? c->value : "-";
+}
+
+TEST(RouteTablePerFilterTest, MostSpecificLevelWinsPerFilter) {
+  auto r =
+      compileWithFilters(R"({"name": "t", "typed_per_filter_config": {"f": )" + str("table-f") +
+                         R"(, "g": )" + str("table-g") + R"(, "h": )" + str("table-h") + R"(},
+          "virtual_hosts": [{"name": "vh", "domains": ["*"],
+            "typed_per_filter_config": {"g": )" +
+                         str("vhost-g") + R"(, "h": )" + str("vhost-h") +
+                         R"(},
+            "routes": [
+              {"name": "own", "match": {"prefix": "/own"}, "direct_response": {"status": 200},
+               "typed_per_filter_config": {"h": )" +
+                         str("route-h") + R"(}},
+              {"name": "plain", "match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]})");
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  const RouteTable& t = **r;
+  const RouteEntry* own = t.match(Request("/own").headers, 0);
+  EXPECT_EQ(perFilterValue(own, "f"), "table-f");
+  EXPECT_EQ(perFilterValue(own, "g"), "vhost-g");
+  EXPECT_EQ(perFilterValue(own, "h"), "route-h");
+  EXPECT_EQ(perFilterValue(own, "other"), "-");
+  const RouteEntry* plain = t.match(Request("/x").headers, 0);
+  EXPECT_EQ(perFilterValue(plain, "f"), "table-f");
+  EXPECT_EQ(perFilterValue(plain, "h"), "vhost-h");
+}
+
+TEST(RouteTablePerFilterTest, FilterConfigWrapperAndErrors) {
+  const std::string wrapped_optional =
+      R"({"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "is_optional": true,
+          "config": {"@type": "type.googleapis.com/google.protobuf.UInt32Value", "value": 1}})";
+  const std::string wrapped =
+      R"({"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": )" +
+      str("inner") + "}";
+  auto r = compileWithFilters(oneHost(
+      R"({"name": "a", "match": {"prefix": "/"}, "direct_response": {"status": 200},
+          "typed_per_filter_config": {"opt": )" +
+      wrapped_optional + R"(, "w": )" + wrapped + "}}"));
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  const RouteEntry* e = (*r)->match(Request("/").headers, 0);
+  EXPECT_EQ(perFilterValue(e, "w"), "inner");
+  EXPECT_EQ(e->perFilterConfig("opt"), nullptr);  // Optional and unusable: dropped.
+
+  auto refused = compileWithFilters(oneHost(
+      R"({"name": "a", "match": {"prefix": "/"}, "direct_response": {"status": 200},
+          "typed_per_filter_config": {"bad": {"@type": "type.googleapis.com/google.protobuf.UInt32Value", "value": 1}}})"));
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().message(),
+            "rc.virtual_hosts[0].routes[0].typed_per_filter_config[\"bad\"]: not a test config");
+  auto disabled = compileWithFilters(
+      oneHost(R"({"name": "a", "match": {"prefix": "/"}, "direct_response": {"status": 200},
+          "typed_per_filter_config": {"d": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": true}}})"));
+  ASSERT_FALSE(disabled.isOk());
+  EXPECT_EQ(disabled.status().message(),
+            "rc.virtual_hosts[0].routes[0].typed_per_filter_config[\"d\"].disabled: not supported "
+            "yet");
+  // Without a parser (no filters known), any entry is refused.
+  auto none =
+      compileJson(R"({"name": "t", "typed_per_filter_config": {"f": )" + str("x") +
+                  R"(}, "virtual_hosts": [{"name": "vh", "domains": ["*"], "routes": []}]})");
+  ASSERT_FALSE(none.isOk());
+  EXPECT_EQ(none.status().message(), "rc.typed_per_filter_config[\"f\"]: not supported here");
 }
 
 }  // namespace

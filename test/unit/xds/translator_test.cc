@@ -122,13 +122,12 @@ class FakeRouterFactory : public filters::HttpFilterFactory {
 const filters::FilterRegistry& testRegistry() {
   static const filters::FilterRegistry* registry = [] {
     auto* r = new filters::FilterRegistry();
-    r->registerHttpFilter(
-        filters::kRouterTypeUrl,
-        [](const google::protobuf::Any&,
-           const std::string&) -> Result<std::shared_ptr<const filters::HttpFilterFactory>> {
-          return std::shared_ptr<const filters::HttpFilterFactory>(
-              std::make_shared<FakeRouterFactory>());
-        });
+    r->registerHttpFilter(filters::kRouterTypeUrl,
+                          [](const google::protobuf::Any&, const filters::FilterFactoryContext&)
+                              -> Result<std::shared_ptr<const filters::HttpFilterFactory>> {
+                            return std::shared_ptr<const filters::HttpFilterFactory>(
+                                std::make_shared<FakeRouterFactory>());
+                          });
     return r;
   }();
   return *registry;
