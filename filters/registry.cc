@@ -3,6 +3,7 @@
 #include <google/protobuf/any.pb.h>
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "filters/fault/fault.h"
 #include "filters/router/router.h"
 
 namespace skiff::filters {
@@ -35,6 +36,7 @@ const FilterRegistry& FilterRegistry::builtin() {
   static const FilterRegistry* registry = [] {
     auto* r = new FilterRegistry();
     r->registerHttpFilter(kRouterTypeUrl, createRouter);
+    r->registerHttpFilter(kFaultTypeUrl, createFaultFilterFactory, createFaultPerRouteConfig);
     return r;
   }();
   return *registry;

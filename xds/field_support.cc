@@ -87,6 +87,21 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
       {"envoy.extensions.filters.http.router.v3.Router", {"suppress_envoy_headers"}},
+      // filters/fault. skiff has no runtime: the *_runtime keys are read and
+      // never used. response_rate_limit and filter_metadata are refused.
+      {"envoy.extensions.filters.http.fault.v3.HTTPFault",
+       {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",
+        "delay_percent_runtime", "abort_percent_runtime", "delay_duration_runtime",
+        "abort_http_status_runtime", "max_active_faults_runtime",
+        "response_rate_limit_percent_runtime", "abort_grpc_status_runtime",
+        "disable_downstream_cluster_stats"}},
+      {"envoy.extensions.filters.http.fault.v3.FaultAbort",
+       {"http_status", "grpc_status", "header_abort", "percentage"}},
+      {"envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort", {}},
+      {"envoy.extensions.filters.common.fault.v3.FaultDelay",
+       {"fixed_delay", "header_delay", "percentage"}},
+      {"envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", {}},
+      {"envoy.type.v3.FractionalPercent", {"numerator", "denominator"}},
       // Access logs (xds/access_log_translator). skiff has no runtime, so a
       // RuntimeUInt32's runtime_key never overrides its default_value.
       {"envoy.config.accesslog.v3.AccessLog", {"name", "filter", "typed_config"}},
@@ -339,6 +354,7 @@ const std::set<std::string>& anyTypes() {
   static const auto* types = new std::set<std::string>{
       kHcm,
       "envoy.extensions.filters.http.router.v3.Router",
+      "envoy.extensions.filters.http.fault.v3.HTTPFault",
       std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",

@@ -22,6 +22,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/access_loggers/file/v3/file.proto
   envoy/extensions/access_loggers/stream/v3/stream.proto
   envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto
+  envoy/extensions/filters/http/fault/v3/fault.proto
 )
 
 find_program(NPM npm REQUIRED)

@@ -17,6 +17,8 @@ inline constexpr std::string_view kDirectResponse = "direct_response";
 inline constexpr std::string_view kClusterNotFound = "cluster_not_found";
 inline constexpr std::string_view kNoHealthyUpstream = "no_healthy_upstream";
 inline constexpr std::string_view kResponseTimeout = "response_timeout";
+// Local answers of HTTP filters: the fault filter's abort.
+inline constexpr std::string_view kFaultFilterAbort = "fault_filter_abort";
 // Local answers of the connection manager.
 inline constexpr std::string_view kMissingHostHeader = "missing_host_header";
 inline constexpr std::string_view kUpgradeFailed = "upgrade_failed";
