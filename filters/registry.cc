@@ -4,6 +4,7 @@
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "filters/fault/fault.h"
+#include "filters/local_ratelimit/local_ratelimit.h"
 #include "filters/router/router.h"
 
 namespace skiff::filters {
@@ -37,6 +38,8 @@ const FilterRegistry& FilterRegistry::builtin() {
     auto* r = new FilterRegistry();
     r->registerHttpFilter(kRouterTypeUrl, createRouter);
     r->registerHttpFilter(kFaultTypeUrl, createFaultFilterFactory, createFaultPerRouteConfig);
+    r->registerHttpFilter(kLocalRateLimitTypeUrl, createLocalRateLimitFilterFactory,
+                          createLocalRateLimitPerRouteConfig);
     return r;
   }();
   return *registry;

@@ -47,7 +47,8 @@ using PerRouteConfigCreate = std::function<Result<std::shared_ptr<const router::
 // embedders) does not link the built-in filters, which need the whole runtime.
 class FilterRegistry {
  public:
-  // The filters built into skiff: envoy.filters.http.router and .fault.
+  // The filters built into skiff: envoy.filters.http.router, .fault and
+  // .local_ratelimit.
   static const FilterRegistry& builtin();
 
   // The creator for a type URL ("type.googleapis.com/<message full name>"),

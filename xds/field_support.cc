@@ -102,6 +102,17 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"fixed_delay", "header_delay", "percentage"}},
       {"envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", {}},
       {"envoy.type.v3.FractionalPercent", {"numerator", "denominator"}},
+      // filters/local_ratelimit. descriptors, stage, local_cluster_rate_limit,
+      // vh_rate_limits, always_consume_default_token_bucket and
+      // local_rate_limit_per_downstream_connection are refused.
+      {"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+       {"stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
+        "request_headers_to_add_when_not_enforced", "response_headers_to_add",
+        "enable_x_ratelimit_headers", "rate_limited_as_resource_exhausted"}},
+      {"envoy.type.v3.HttpStatus", {"code"}},
+      {"envoy.type.v3.TokenBucket", {"max_tokens", "tokens_per_fill", "fill_interval"}},
+      // skiff has no runtime: runtime_key is read and never used.
+      {"envoy.config.core.v3.RuntimeFractionalPercent", {"default_value", "runtime_key"}},
       // Access logs (xds/access_log_translator). skiff has no runtime, so a
       // RuntimeUInt32's runtime_key never overrides its default_value.
       {"envoy.config.accesslog.v3.AccessLog", {"name", "filter", "typed_config"}},
@@ -332,6 +343,8 @@ const std::map<std::string, std::set<std::string>>& enumTable() {
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority", {"DEFAULT"}},
       {"envoy.config.core.v3.SocketAddress.protocol", {"TCP"}},
       {std::string(kHcm) + ".codec_type", {"AUTO", "HTTP1", "HTTP2"}},
+      {"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.enable_x_ratelimit_headers",
+       {"OFF", "DRAFT_VERSION_03"}},
       {"envoy.config.core.v3.HeaderValueOption.append_action",
        {"APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"}},
   };
@@ -355,6 +368,7 @@ const std::set<std::string>& anyTypes() {
       kHcm,
       "envoy.extensions.filters.http.router.v3.Router",
       "envoy.extensions.filters.http.fault.v3.HTTPFault",
+      "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
       std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",

@@ -23,6 +23,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/access_loggers/stream/v3/stream.proto
   envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto
   envoy/extensions/filters/http/fault/v3/fault.proto
+  envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto
 )
 
 find_program(NPM npm REQUIRED)

@@ -17,8 +17,10 @@ inline constexpr std::string_view kDirectResponse = "direct_response";
 inline constexpr std::string_view kClusterNotFound = "cluster_not_found";
 inline constexpr std::string_view kNoHealthyUpstream = "no_healthy_upstream";
 inline constexpr std::string_view kResponseTimeout = "response_timeout";
-// Local answers of HTTP filters: the fault filter's abort.
+// Local answers of HTTP filters: the fault filter's abort, the local rate
+// limit filter's refusal.
 inline constexpr std::string_view kFaultFilterAbort = "fault_filter_abort";
+inline constexpr std::string_view kLocalRateLimited = "local_rate_limited";
 // Local answers of the connection manager.
 inline constexpr std::string_view kMissingHostHeader = "missing_host_header";
 inline constexpr std::string_view kUpgradeFailed = "upgrade_failed";

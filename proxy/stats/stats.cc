@@ -49,6 +49,9 @@ namespace {
 //   http.<prefix>.X      -> envoy_http_X{envoy_http_conn_manager_prefix="<prefix>"}
 //   cluster.<name>.X     -> envoy_cluster_X{envoy_cluster_name="<name>"}
 //   listener.<addr>.X    -> envoy_listener_X{envoy_listener_address="<addr>"}
+//   <prefix>.http_local_rate_limit.X
+//                        ->
+//                        envoy_http_local_rate_limit_X{envoy_local_http_ratelimit_prefix="<prefix>"}
 // Anything else keeps its whole name. Characters outside [a-zA-Z0-9_]
 // become '_'.
 struct PromName {
@@ -89,6 +92,12 @@ PromName promName(std::string_view name) {
     std::string family = std::string(r.prefix.substr(0, r.prefix.size() - 1));
     return {"envoy_" + family + "_" + sanitize(stat),
             std::string(r.label) + "=\"" + std::string(tag) + "\""};
+  }
+  // The local rate limit filter's stats are named by its own stat_prefix.
+  constexpr std::string_view kLocalRateLimit = ".http_local_rate_limit.";
+  if (size_t at = name.find(kLocalRateLimit); at != std::string_view::npos && at > 0) {
+    return {"envoy_http_local_rate_limit_" + sanitize(name.substr(at + kLocalRateLimit.size())),
+            "envoy_local_http_ratelimit_prefix=\"" + std::string(name.substr(0, at)) + "\""};
   }
   return {"envoy_" + sanitize(name), ""};
 }
