@@ -443,7 +443,7 @@ class RouterFilter : public HttpFilter,
   }
 
   void onUpstreamHeaders(HeaderMapPtr headers, bool end_stream) {
-    host_->onUpstreamResponse(*headers);  // Retried or not, as Envoy's.
+    host_->onUpstreamResponse(*headers, *request_headers_);  // Retried or not, as Envoy's.
     if (retry_) [[unlikely]] {
       touchPerTryIdleTimeout();
       if (!retry_->disabled && retryFromHeaders(*headers, end_stream)) return;  // Never forwarded.

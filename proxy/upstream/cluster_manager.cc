@@ -290,9 +290,9 @@ int grpcToHttpStatus(std::string_view grpc_status) {
 
 }  // namespace
 
-void Host::putResponse(const HeaderMap& headers) {
+void Host::putResponse(const HeaderMap& headers, const HeaderMap& request) {
   std::optional<std::string_view> grpc = headers.get(WellKnownHeader::kGrpcStatus);
-  putStatus(grpc ? grpcToHttpStatus(*grpc) : headers.status());
+  putStatus(grpc && isGrpcRequest(request) ? grpcToHttpStatus(*grpc) : headers.status());
 }
 
 // Envoy's putHttpResponseCode: a 5xx extends the 5xx run, and a gateway

@@ -214,10 +214,11 @@ class Host : public std::enable_shared_from_this<Host> {
 
   // Outlier detection: the router tells the host what each attempt came to.
   // Without outlier_detection on the cluster each is one flag test.
-  // A response's status (a gRPC response's grpc-status, mapped as Envoy does).
-  void onUpstreamResponse(const HeaderMap& headers) {
+  // A response's status; for a gRPC request, its grpc-status mapped to an
+  // HTTP status as Envoy does (another request's grpc-status is no status).
+  void onUpstreamResponse(const HeaderMap& headers, const HeaderMap& request) {
     if (detect_) [[unlikely]]
-      putResponse(headers);
+      putResponse(headers, request);
   }
   // timeout_status: the status the router answers a timeout with (504, or
   // 204 with x-envoy-upstream-rq-timeout-alt-response), which is what counts
@@ -266,7 +267,7 @@ class Host : public std::enable_shared_from_this<Host> {
   void addReady(UpstreamClient& client);
   void removeReady(UpstreamClient& client);
   void armIdleTimer(UpstreamClient& client);
-  void putResponse(const HeaderMap& headers);
+  void putResponse(const HeaderMap& headers, const HeaderMap& request);
   void putStatus(int status);
   void putLocalOrigin(LocalOrigin result, int timeout_status);
   void report(OutlierKind kind);

@@ -16,10 +16,12 @@ from skiffharness import LOCALHOST
 
 class StatusBackend(h.Backend):
     """Answers every request with `mode`: a status code (with a body), or
-    "reset" (closes the connection without an answer)."""
+    "reset" (closes the connection without an answer); with `headers`
+    added."""
 
-    def __init__(self, name, mode):
+    def __init__(self, name, mode, headers=()):
         self.mode = mode
+        self.headers = headers
         super().__init__(name)
 
     def _respond(self, sock, req, body_iter):
@@ -27,7 +29,7 @@ class StatusBackend(h.Backend):
             pass
         if self.mode == "reset":
             return False
-        self._send(sock, self.mode, f"{self.name}\n".encode())
+        self._send(sock, self.mode, f"{self.name}\n".encode(), headers=self.headers)
         return True
 
 
@@ -100,6 +102,30 @@ class OutlierTestCase(unittest.TestCase):
 
 
 class ConsecutiveErrors(OutlierTestCase):
+    def test_grpc_status_counts_only_for_grpc_requests(self):
+        # As in Envoy's router: a gRPC request's grpc-status is its status
+        # (14 UNAVAILABLE is a 503); on any other request it is an ordinary
+        # field, and the 200 counts as a success.
+        unavailable = StatusBackend("b0", 200, headers=("grpc-status: 14",))
+        self.addCleanup(unavailable.stop)
+        good, = self.backends(200)
+        skiff = self.start(config([unavailable, good], {
+            "consecutive_5xx": 3, "interval": "1s", "base_ejection_time": "300s",
+            "max_ejection_percent": 100}))
+        for _ in range(12):  # Six of them reach b0: 200s.
+            self.assertEqual(self.request(skiff)[0], 200)
+        seen = len(unavailable.requests)
+        grpc = {"content-type": "application/grpc"}
+
+        def grpc_step():
+            h.http_request(skiff.port(), path="/x", headers=grpc)
+            return od_stat(skiff, "ejections_enforced_consecutive_5xx") == 1
+        h.wait_until(grpc_step, 20, interval=0, what="an ejection")
+        # Had the plain requests counted, b0 would have been ejected before
+        # any gRPC request reached it.
+        self.assertGreaterEqual(len(unavailable.requests) - seen, 3)
+        self.assertEqual(od_stat(skiff, "ejections_detected_consecutive_5xx"), 1)
+
     def test_consecutive_5xx_ejects_and_the_balancer_skips_the_host(self):
         bad, good = self.backends(503, 200)
         skiff = self.start(config([bad, good], {
