@@ -80,6 +80,23 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
 # failures print a readable config).
 
 
+def access_log_entry(path, test_id, timeout=10):
+    """The JSON access log line at path whose "id" is test_id, once a
+    worker's flush (every second) has written it."""
+    def find():
+        try:
+            with open(path) as f:
+                for line in f:
+                    entry = json.loads(line)
+                    if entry.get("id") == test_id:
+                        return entry
+        except FileNotFoundError:
+            pass
+        return None
+
+    return wait_until(find, timeout, what=f"the access log line of {test_id}")
+
+
 def to_yaml(value, indent=0):
     pad = "  " * indent
     if isinstance(value, dict):

@@ -9,7 +9,6 @@ DI), details (fault_filter_abort) and http.<stat_prefix>.fault.* stats.
 Nothing here asserts on time: a delay shows in the access log, in the stats,
 and in a timeout that fires first."""
 
-import json
 import os
 import socket
 import struct
@@ -123,18 +122,7 @@ class FaultTest(h.SkiffTestCase):
         return h.http_request(port or self.port, path=path, headers=hdrs)
 
     def log_line(self, test_id):
-        def find():
-            try:
-                with open(self.log_path) as f:
-                    for line in f:
-                        entry = json.loads(line)
-                        if entry.get("id") == test_id:
-                            return entry
-            except FileNotFoundError:
-                pass
-            return None
-
-        return h.wait_until(find, 10, what=f"the access log line of {test_id}")
+        return h.access_log_entry(self.log_path, test_id)
 
     def backend_saw(self, test_id):
         return any(r.header("x-test-id") == test_id for r in list(self.backend.requests))

@@ -86,18 +86,7 @@ class LocalRateLimitTest(h.SkiffTestCase):
         return h.http_request(self.port, path=path, headers={"x-test-id": test_id})
 
     def log_line(self, test_id):
-        def find():
-            try:
-                with open(self.log_path) as f:
-                    for line in f:
-                        entry = json.loads(line)
-                        if entry.get("id") == test_id:
-                            return entry
-            except FileNotFoundError:
-                pass
-            return None
-
-        return h.wait_until(find, 10, what=f"the access log line of {test_id}")
+        return h.access_log_entry(self.log_path, test_id)
 
     def stats(self, prefix):
         s = self.skiff.stats()

@@ -10,7 +10,6 @@ process, and are removed when the test ends. Without root or netfilter the
 iptables tests are skipped, saying why; CI runs them as root."""
 
 import http.client
-import json
 import os
 import shutil
 import subprocess
@@ -119,18 +118,7 @@ class OriginalDstTestCase(h.SkiffTestCase):
         return p.port
 
     def log_line(self, test_id):
-        def find():
-            try:
-                with open(self.log_path) as f:
-                    for line in f:
-                        entry = json.loads(line)
-                        if entry.get("id") == test_id:
-                            return entry
-            except FileNotFoundError:
-                pass
-            return None
-
-        return h.wait_until(find, 10, what=f"the access log line of {test_id}")
+        return h.access_log_entry(self.log_path, test_id)
 
 
 class ListenerFilterTest(OriginalDstTestCase):
