@@ -391,6 +391,7 @@ class RouterFilter : public HttpFilter,
       downstream_paused_ = false;
       cb_->readDisableDownstream(false);
     }
+    startPerTryTimeout();
     startPerTryIdleTimeout();
   }
 
@@ -864,10 +865,8 @@ class RouterFilter : public HttpFilter,
     host_->requestStarted();
     counted_request_ = true;
     waiting_for_pool_ = true;
-    if (retry_) [[unlikely]] {
-      if (retry_->policy.previous_hosts) retry_->tried.push_back(host_.get());
-      startPerTryTimeout();
-    }
+    if (retry_ && retry_->policy.previous_hosts) [[unlikely]]
+      retry_->tried.push_back(host_.get());
     // May call onPoolReady / onPoolFailure right away.
     host_->newStream(*this, want_);
   }
@@ -1089,11 +1088,13 @@ class RouterFilter : public HttpFilter,
   std::string downstreamLocalAddress() const override { return cb_->downstreamLocalAddress(); }
   void setCookie(std::string value) override { set_cookie_ = std::move(value); }
 
-  // per_try_timeout runs from the attempt's start, or the request's end if
-  // later, until the response starts.
+  // per_try_timeout runs from when the attempt has its upstream stream, or
+  // the request's end if later, until the response starts: as in Envoy, the
+  // time spent waiting for a connection is not the attempt's (the route
+  // timeout bounds it, and connect_timeout the connecting).
   void startPerTryTimeout() {
     if (!retry_ || retry_->per_try_timeout.count() == 0 || !request_end_ || finished_ ||
-        response_started_ || !(waiting_for_pool_ || client_)) {
+        response_started_ || client_ == nullptr) {
       return;
     }
     cb_->worker().deadlines().arm(retry_->per_try,

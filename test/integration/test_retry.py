@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import unittest
 
@@ -138,6 +139,11 @@ class RetryTest(h.SkiffTestCase):
                                                                        "max_interval": "2s"}},
                         prefix_rewrite="/"),
             retry_route("/overflow/", "tight", {"retry_on": "5xx"}, prefix_rewrite="/"),
+            {"match": {"prefix": "/hold/"},
+             "route": {"cluster": "single", "prefix_rewrite": "/", "timeout": "10s"}},
+            retry_route("/pertry-pool/", "single", {"retry_on": "retriable-4xx",
+                                                    "per_try_timeout": "0.5s"},
+                        prefix_rewrite="/", timeout="10s"),
             {"match": {"prefix": "/none/"},
              "route": {"cluster": "flaky", "prefix_rewrite": "/"}},
         ]
@@ -158,7 +164,10 @@ class RetryTest(h.SkiffTestCase):
              h.cluster("halfdead", [(LOCALHOST, cls.dead_port), (LOCALHOST, cls.backend.port)],
                        connect_timeout="0.5s"),
              h.cluster("tight", [(LOCALHOST, cls.backend.port)],
-                       extra={"circuit_breakers": {"thresholds": [{"max_retries": 0}]}})]),
+                       extra={"circuit_breakers": {"thresholds": [{"max_retries": 0}]}}),
+             # One upstream connection: a second request waits in the pool.
+             h.cluster("single", [(LOCALHOST, cls.backend.port)],
+                       extra={"circuit_breakers": {"thresholds": [{"max_connections": 1}]}})]),
             concurrency=1)
         cls.port = cls.skiff.port("ingress")
 
@@ -402,6 +411,29 @@ class RetryTest(h.SkiffTestCase):
         self.assertEqual(self.log_line("/idle/stall?ms=3000&k=idle-started").split()[1:3],
                          ["200", "UT"])
         self.assertEqual(self.delta(before), {"upstream_rq_per_try_idle_timeout": 1})
+
+    def test_per_try_timeout_starts_when_the_pool_has_a_connection(self):
+        # As in Envoy, the time a request waits for an upstream connection is
+        # not the attempt's: the first request holds the cluster's only
+        # connection for 1.5 s, three times the second's per_try_timeout, and
+        # the second, answered at once when it gets the connection, succeeds.
+        results = {}
+
+        def hold():
+            results["hold"] = h.http_request(self.port,
+                                             path="/hold/flaky?key=pool-hold&fail=1&code=200"
+                                                  "&delay=1500")[0]
+        holder = threading.Thread(target=hold)
+        holder.start()
+        self.addCleanup(holder.join)
+        h.wait_until(lambda: self.stat("single", "upstream_rq_active") == 1, 5,
+                     what="the first request on the only upstream connection")
+        before = self.stats("single")
+        status, _, body = h.http_request(self.port, path="/pertry-pool/flaky?key=pool-wait")
+        holder.join()
+        self.assertEqual((results["hold"], status), (200, 200))
+        self.assertEqual(json.loads(body)["n"], 1)
+        self.assertEqual(self.delta(before, "single"), {})
 
     def test_per_try_timeout_without_a_retry_is_504_ut(self):
         status, _, _ = h.http_request(self.port,
