@@ -241,16 +241,11 @@ class RouterFilter : public HttpFilter,
     tunnel_ = !upgrade.empty();
     tunnel_connect_ = upgrade == "CONNECT";
     upstream::Want want = cluster_->want(cb_->downstreamProtocol());
-    if (tunnel_connect_ && route->terminatesConnect()) {
-      want = upstream::Want::kTcp;  // skiff answers the CONNECT; raw TCP upstream.
-    } else if (tunnel_connect_ && want != upstream::Want::kHttp1) {
-      // An Upgrade goes to an HTTP/2 upstream as an extended CONNECT (RFC
-      // 8441; the HTTP/2 codec turns it); a CONNECT toward an HTTP/2
-      // upstream is not done yet.
-      cb_->sendLocalReply(503, "CONNECT needs an HTTP/1.1 upstream", "",
-                          access_log::details::kUpgradeFailed);
-      return FilterStatus::kContinue;
-    }
+    // A CONNECT that this route terminates becomes a raw TCP connection;
+    // any other goes on as a CONNECT, over HTTP/2 as RFC 9113 8.5's (the
+    // codec sends only :method and :authority), and an Upgrade toward an
+    // HTTP/2 upstream as RFC 8441's extended CONNECT.
+    if (tunnel_connect_ && route->terminatesConnect()) want = upstream::Want::kTcp;
     request_headers_ = &headers;
     route_ = route;
     // Whether the request is gRPC matters only to routes with gRPC timeouts

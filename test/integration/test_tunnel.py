@@ -555,6 +555,102 @@ class TunnelTest(SkiffTestCase):
         self.assertEqual(status, 403)
 
 
+H2_CLUSTER = {"typed_extension_protocol_options": {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}}}}}
+
+
+class ConnectOverHttp2UpstreamTest(SkiffTestCase):
+    """Envoy's CONNECT tunnelling over an HTTP/2 hop: the outer skiff takes an
+    HTTP/1.1 or HTTP/2 CONNECT and sends it on to an HTTP/2 cluster as RFC 9113 8.5's
+    CONNECT (only :method and :authority); the inner skiff terminates it
+    (connect_config) with a TCP connection to its cluster's host."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = cls.class_backend()
+        dead = ReservedPort()
+        cls.addClassCleanup(dead.close)
+        terminate = {"upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}
+        inner_listener = listener("inner", [
+            {"match": {"connect_matcher": {}}, "route": {"cluster": "backend", **terminate}}],
+            stat_prefix="inner", hcm_extra={"codec_type": "HTTP2"})
+        vhosts = inner_listener["filter_chains"][0]["filters"][0]["typed_config"][
+            "route_config"]["virtual_hosts"]
+        vhosts.insert(0, {"name": "dead", "domains": ["dead.example:1"], "routes": [{
+            "match": {"connect_matcher": {}}, "route": {"cluster": "dead", **terminate}}]})
+        cls.inner = cls.class_skiff(bootstrap([inner_listener], [
+            cluster("backend", [(LOCALHOST, cls.backend.port)]),
+            cluster("dead", [(LOCALHOST, dead.port)])]), name="inner")
+        cls.outer = cls.class_skiff(bootstrap(
+            [listener("outer", [{"match": {"connect_matcher": {}}, "route": {
+                "cluster": "inner", "upgrade_configs": [{"upgrade_type": "CONNECT"}]}}],
+                stat_prefix="outer")],
+            [cluster("inner", [(LOCALHOST, cls.inner.port("inner"))], extra=H2_CLUSTER)]),
+            name="outer", concurrency=1)
+        cls.port = cls.outer.port("outer")
+
+    def wait_tunnels_closed(self):
+        for proxy, prefix in ((self.outer, "outer"), (self.inner, "inner")):
+            wait_until(lambda: proxy.stat(f"http.{prefix}.downstream_cx_upgrades_active") == 0,
+                       TIMEOUT, what=f"every {prefix} tunnel to end")
+
+    def test_curl_proxytunnel_both_directions(self):
+        target = f"http://{LOCALHOST}:{self.backend.port}"
+        proxy = f"http://{LOCALHOST}:{self.port}"
+        n = 3 * 1024 * 1024
+        rc, out, err = curl("-p", "-x", proxy, f"{target}/size?n={n}", timeout=TIMEOUT)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, Nginx.body_of(n))
+        upload = os.urandom(2 * 1024 * 1024)
+        rc, out, err = curl("-p", "-x", proxy, "--data-binary", "@-", f"{target}/sha",
+                            input_bytes=upload, timeout=TIMEOUT)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), {"length": len(upload),
+                                           "sha256": hashlib.sha256(upload).hexdigest()})
+        # The outer skiff's one worker carried both tunnels as streams of one
+        # HTTP/2 connection.
+        self.assertEqual(self.inner.stat("http.inner.downstream_cx_http2_total"), 1)
+        self.wait_tunnels_closed()
+
+    def test_half_close_crosses_the_http2_hop(self):
+        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
+            s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+            head, rest = read_head(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertNotIn(b"content-length", head.lower())
+            # Our FIN becomes the outer stream's END_STREAM, the inner skiff's
+            # FIN to the backend; the backend's answer and close come back.
+            s.sendall(b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            answer = rest + read_to_eof(s)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        self.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+        self.wait_tunnels_closed()
+
+    def test_http2_downstream_tunnels_cross_the_hop(self):
+        upload = os.urandom(512 * 1024)
+        results = h2_connect(self.port, [
+            b"POST /sha HTTP/1.0\r\nHost: b\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload,
+            b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n",
+        ])
+        self.assertEqual([status for status, _ in results], [200, 200])
+        _, _, body = results[0][1].partition(b"\r\n\r\n")
+        self.assertEqual(json.loads(body), {"length": len(upload),
+                                            "sha256": hashlib.sha256(upload).hexdigest()})
+        self.assertTrue(results[1][1].endswith(b"backend:/tunnelled\n"), results[1][1][-200:])
+        self.wait_tunnels_closed()
+
+    def test_the_inner_proxys_refusal_comes_back(self):
+        data, closed = raw_exchange(
+            self.port, b"CONNECT dead.example:1 HTTP/1.1\r\nHost: dead.example:1\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 503 "), data[:200])
+        self.assertIn(b"upstream connect error", data)
+        self.assertTrue(closed)
+        self.wait_tunnels_closed()
+
+
 class TunnelConfigTest(unittest.TestCase):
     def validate(self, routes, hcm_extra=None):
         config = bootstrap([listener("l", routes, hcm_extra=hcm_extra)],
