@@ -120,6 +120,11 @@ class HttpFilterFactory {
   virtual ~HttpFilterFactory() = default;
   virtual std::unique_ptr<HttpFilter> create() const = 0;
   virtual bool isTerminal() const { return false; }  // The router is.
+  // A worker installs the configuration that holds this factory, before any
+  // of its streams uses it there: per-worker state (filters/per_worker.h,
+  // e.g. the filter's stats, which then exist at 0) is made here. On that
+  // worker's thread; may run more than once for one worker.
+  virtual void installOn(Worker& /*worker*/) const {}
 };
 
 }  // namespace skiff::filters

@@ -3,10 +3,10 @@
 #include <google/protobuf/any.pb.h>
 
 #include <climits>
-#include <map>
 
 #include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "filters/common/grpc_reply.h"
+#include "filters/per_worker.h"
 #include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/net/deadline_queue.h"
@@ -29,9 +29,8 @@ constexpr std::string_view kDownstreamNode = "x-envoy-downstream-service-node";
 constexpr std::string_view kDownstreamCluster = "x-envoy-downstream-service-cluster";
 constexpr std::string_view kAbortBody = "fault filter abort";
 
-// Envoy's http.<stat_prefix>.fault.* stats, one block per stat prefix per
-// worker, made on the worker's first fault (a fault-free request looks up
-// nothing).
+// Envoy's http.<stat_prefix>.fault.* stats, one block per factory per
+// worker, made when the worker installs the config (filters/per_worker.h).
 struct FaultStats {
   FaultStats(stats::Store& s, const std::string& p)
       : store(s),
@@ -50,13 +49,6 @@ struct FaultStats {
   stats::Gauge& active_faults;
 };
 
-FaultStats& faultStatsFor(Worker& worker, const std::string& prefix) {
-  thread_local std::map<std::string, std::unique_ptr<FaultStats>> cache;
-  auto& slot = cache[prefix];
-  if (!slot) slot = std::make_unique<FaultStats>(worker.stats(), prefix);
-  return *slot;
-}
-
 class FaultFilterFactory : public HttpFilterFactory {
  public:
   FaultFilterFactory(std::shared_ptr<const FaultSettings> settings, std::string name,
@@ -65,6 +57,14 @@ class FaultFilterFactory : public HttpFilterFactory {
         name_(std::move(name)),
         stats_prefix_(std::move(stats_prefix)) {}
   std::unique_ptr<HttpFilter> create() const override;
+  void installOn(Worker& worker) const override { statsOn(worker); }
+
+  // This worker's stats: made at install, found by index after.
+  FaultStats& statsOn(Worker& worker) const {
+    return stats_.install(worker.index(), [&] {
+      return std::make_unique<FaultStats>(worker.stats(), stats_prefix_);
+    });
+  }
 
   std::shared_ptr<const FaultSettings> settings_;
   std::string name_;          // In http_filters: the key of its per-route configs.
@@ -74,6 +74,7 @@ class FaultFilterFactory : public HttpFilterFactory {
   // and then raised without a compare-and-swap. Touched only by requests
   // that get a fault.
   mutable std::atomic<uint64_t> active_{0};
+  PerWorker<FaultStats> stats_;
 };
 
 class FaultFilter : public HttpFilter {
@@ -170,7 +171,7 @@ class FaultFilter : public HttpFilter {
   // be injected.
   bool tryActivate() {
     if (active_) return true;
-    if (stats_ == nullptr) stats_ = &faultStatsFor(cb_->worker(), factory_.stats_prefix_);
+    if (stats_ == nullptr) stats_ = &factory_.statsOn(cb_->worker());
     const uint64_t max = settings_->max_active_faults.value_or(UINT64_MAX);
     if (factory_.active_.load(std::memory_order_relaxed) >= max) {
       stats_->faults_overflow.inc();
@@ -223,7 +224,7 @@ class FaultFilter : public HttpFilter {
   FilterCallbacks* cb_ = nullptr;
   const FaultSettings* settings_ = nullptr;  // The factory's or the route's (both outlive us).
   const HeaderMap* request_ = nullptr;       // The chain's, for the stream's life.
-  FaultStats* stats_ = nullptr;              // Looked up on the first fault.
+  FaultStats* stats_ = nullptr;              // Found on the first fault.
   Deadline delay_{&FaultFilter::onDelayDone, this};
   bool active_ = false;  // Counted in active_faults.
   bool destroyed_ = false;

@@ -3,8 +3,6 @@
 #include <google/protobuf/any.pb.h>
 #include <uv.h>
 
-#include <map>
-
 #include "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.pb.h"
 #include "filters/common/grpc_reply.h"
 #include "proxy/access_log/response_code_details.h"
@@ -21,30 +19,6 @@ namespace lrl_v3 = envoy::extensions::filters::http::local_ratelimit::v3;
 constexpr std::string_view kBody = "local_rate_limited";
 constexpr int kResourceExhausted = 8;  // gRPC's RESOURCE_EXHAUSTED.
 
-// Envoy's <stat_prefix>.http_local_rate_limit.* counters (named by the
-// filter's own stat_prefix, not the connection manager's), one block per
-// prefix per worker.
-struct LocalRateLimitStats {
-  LocalRateLimitStats(stats::Store& s, const std::string& p)
-      : enabled(s.counter(p + "enabled")),
-        enforced(s.counter(p + "enforced")),
-        rate_limited(s.counter(p + "rate_limited")),
-        ok(s.counter(p + "ok")) {}
-  stats::Counter& enabled;
-  stats::Counter& enforced;
-  stats::Counter& rate_limited;
-  stats::Counter& ok;
-};
-
-// A lookup by prefix per enabled request: a few string compares in a map of
-// the worker's rate limit configs.
-LocalRateLimitStats& statsFor(Worker& worker, const std::string& prefix) {
-  thread_local std::map<std::string, std::unique_ptr<LocalRateLimitStats>> cache;
-  auto& slot = cache[prefix];
-  if (!slot) slot = std::make_unique<LocalRateLimitStats>(worker.stats(), prefix);
-  return *slot;
-}
-
 double nowSeconds(Worker& worker) { return static_cast<double>(uv_now(worker.loop())) / 1e3; }
 
 class LocalRateLimitFactory : public HttpFilterFactory {
@@ -52,6 +26,7 @@ class LocalRateLimitFactory : public HttpFilterFactory {
   LocalRateLimitFactory(std::shared_ptr<const LocalRateLimitSettings> settings, std::string name)
       : settings_(std::move(settings)), name_(std::move(name)) {}
   std::unique_ptr<HttpFilter> create() const override;
+  void installOn(Worker& worker) const override { settings_->installOn(worker); }
 
   std::shared_ptr<const LocalRateLimitSettings> settings_;
   std::string name_;  // In http_filters: the key of its per-route configs.
@@ -82,7 +57,7 @@ class LocalRateLimitFilter : public HttpFilter {
     if (!s->filter_enabled || !s->filter_enabled->sample(worker.random())) {
       return FilterStatus::kContinue;
     }
-    LocalRateLimitStats& stats = statsFor(worker, s->stats_prefix);
+    LocalRateLimitStats& stats = s->statsOn(worker);
     stats.enabled.inc();
     used_ = s;
     if (s->bucket == nullptr || s->bucket->consume(nowSeconds(worker))) {
@@ -138,6 +113,18 @@ std::unique_ptr<HttpFilter> LocalRateLimitFactory::create() const {
 }
 
 }  // namespace
+
+LocalRateLimitStats::LocalRateLimitStats(stats::Store& s, const std::string& p)
+    : enabled(s.counter(p + "enabled")),
+      enforced(s.counter(p + "enforced")),
+      rate_limited(s.counter(p + "rate_limited")),
+      ok(s.counter(p + "ok")) {}
+
+LocalRateLimitStats& LocalRateLimitSettings::statsOn(Worker& worker) const {
+  return worker_stats.install(worker.index(), [&] {
+    return std::make_unique<LocalRateLimitStats>(worker.stats(), stats_prefix);
+  });
+}
 
 Result<std::shared_ptr<const LocalRateLimitSettings>> compileLocalRateLimit(
     const lrl_v3::LocalRateLimit& proto, const std::string& path, bool per_route) {

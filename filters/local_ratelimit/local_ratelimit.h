@@ -15,8 +15,10 @@
 #include "filters/common/fractional_percent.h"
 #include "filters/filter.h"
 #include "filters/local_ratelimit/token_bucket.h"
+#include "filters/per_worker.h"
 #include "filters/registry.h"
 #include "proxy/router/route_table.h"
+#include "proxy/stats/stats.h"
 
 namespace envoy::extensions::filters::http::local_ratelimit::v3 {
 class LocalRateLimit;
@@ -26,6 +28,17 @@ namespace skiff::filters {
 
 inline constexpr const char* kLocalRateLimitTypeUrl =
     "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+
+// Envoy's <stat_prefix>.http_local_rate_limit.* counters (named by the
+// filter's own stat_prefix, not the connection manager's), one block per
+// config per worker.
+struct LocalRateLimitStats {
+  LocalRateLimitStats(stats::Store& s, const std::string& p);
+  stats::Counter& enabled;
+  stats::Counter& enforced;
+  stats::Counter& rate_limited;
+  stats::Counter& ok;
+};
 
 // One LocalRateLimit, compiled. Shared by every worker; only the bucket
 // changes, atomically.
@@ -44,6 +57,12 @@ struct LocalRateLimitSettings : router::PerFilterConfig {
   // token_bucket; null: every request passes (a top-level config may leave
   // the limits to routes).
   std::unique_ptr<AtomicTokenBucket> bucket;
+  // Per worker, made when the worker installs the config (the filter's, or
+  // a route table holding this one).
+  PerWorker<LocalRateLimitStats> worker_stats;
+
+  void installOn(Worker& worker) const override { statsOn(worker); }
+  LocalRateLimitStats& statsOn(Worker& worker) const;
 };
 
 // per_route: a route's config must have a token_bucket (as in Envoy).

@@ -496,6 +496,8 @@ struct RouteTable::Data {
   std::vector<std::pair<size_t, CaseInsensitiveMap<const VirtualHost*>>> suffixes;
   std::vector<std::pair<size_t, CaseInsensitiveMap<const VirtualHost*>>> prefixes;
   const VirtualHost* catch_all = nullptr;
+  // Every typed_per_filter_config of the table, at any level (installOn).
+  std::vector<std::shared_ptr<const PerFilterConfig>> per_filter_configs;
 
   const VirtualHost* findHost(std::string_view host) const {
     if (!exact.empty()) {
@@ -862,6 +864,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
   PerFilterList table_per_filter;
   s = compilePerFilter(config.typed_per_filter_config(), path, per_filter, table_per_filter);
   if (!s) return s;
+  for (const auto& entry : table_per_filter) table->per_filter_configs.push_back(entry.second);
   const uint32_t max_body = config.has_max_direct_response_body_size_bytes()
                                 ? config.max_direct_response_body_size_bytes().value()
                                 : 4096;  // Envoy's default
@@ -962,6 +965,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
     if (!s) return s;
     s = compilePerFilter(vh.typed_per_filter_config(), vat, per_filter, host->per_filter);
     if (!s) return s;
+    for (const auto& entry : host->per_filter) table->per_filter_configs.push_back(entry.second);
 
     for (int ri = 0; ri < vh.routes_size(); ++ri) {
       const auto& r = vh.routes(ri);
@@ -1052,6 +1056,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       if (!s) return s;
       s = compilePerFilter(r.typed_per_filter_config(), rat, per_filter, d->per_filter);
       if (!s) return s;
+      for (const auto& entry : d->per_filter) table->per_filter_configs.push_back(entry.second);
       for (const PerFilterList* level : {&host->per_filter, &table_per_filter}) {
         for (const auto& entry : *level) {
           bool named = false;
@@ -1134,6 +1139,10 @@ std::optional<bool> RouteEntry::upgradeEnabled(std::string_view upgrade_type) co
 }
 
 const std::string& RouteTable::name() const { return data_->name; }
+
+void RouteTable::installOn(Worker& worker) const {
+  for (const auto& config : data_->per_filter_configs) config->installOn(worker);
+}
 
 std::vector<std::string> RouteTable::referencedClusters() const {
   std::vector<std::string> out;

@@ -29,6 +29,10 @@ template <typename T>
 class RepeatedPtrField;
 }  // namespace google::protobuf
 
+namespace skiff {
+class Worker;
+}
+
 namespace skiff::router {
 
 // Header edits from request_headers_to_add / _to_remove and the response
@@ -57,6 +61,9 @@ Status compileHeaderAdds(
 class PerFilterConfig {
  public:
   virtual ~PerFilterConfig() = default;
+  // A worker installs the route table that holds this (HttpFilterFactory::
+  // installOn's twin, for a config with per-worker state of its own).
+  virtual void installOn(Worker& /*worker*/) const {}
 };
 
 // Makes a PerFilterConfig from one typed_per_filter_config entry: the filter
@@ -195,6 +202,9 @@ class RouteTable {
   const RouteEntry* match(const HeaderMap& request, uint64_t random) const;
 
   const std::string& name() const;
+  // Runs PerFilterConfig::installOn for each typed_per_filter_config of the
+  // table, on a worker that installs it.
+  void installOn(Worker& worker) const;
   // Every cluster a route can name statically (for config checks).
   std::vector<std::string> referencedClusters() const;
 

@@ -42,6 +42,7 @@ void Worker::start(std::function<void(const std::string&)> ready, std::function<
 
 void Worker::run(std::function<void(const std::string&)> ready, std::function<void()> done) {
   std::string error;
+  installRouteTables(*snapshot_, nullptr);
   for (const auto& [name, listener] : snapshot_->listeners) {
     Status s = openListener(listener);
     if (!s) {
@@ -179,7 +180,31 @@ void Worker::removeConnection(DownstreamConnection& conn) {
   connections_.pop_back();
 }
 
+// Filters keep per-worker state (their stats) in their configs; a worker
+// makes its own when it takes a configuration, before any stream uses it.
+void Worker::installFilters(const config::ListenerConfig& listener) {
+  auto installChain = [this](const config::FilterChainConfig* chain) {
+    if (chain == nullptr) return;
+    for (const config::HttpFilterConfig& f : chain->http.http_filters) f.factory->installOn(*this);
+    if (chain->http.route_table) chain->http.route_table->installOn(*this);
+  };
+  for (const auto& chain : listener.filter_chains) installChain(chain.get());
+  installChain(listener.default_filter_chain.get());
+}
+
+void Worker::installRouteTables(const config::Snapshot& snapshot,
+                                const std::vector<std::string>* names) {
+  if (names == nullptr) {
+    for (const auto& [name, table] : snapshot.route_tables) table->installOn(*this);
+    return;
+  }
+  for (const std::string& name : *names) {
+    if (const auto* table = snapshot.route_tables.get(name)) (*table)->installOn(*this);
+  }
+}
+
 Status Worker::openListener(std::shared_ptr<const config::ListenerConfig> config) {
+  installFilters(*config);
   uint32_t port = config->address.port;
   auto l = std::make_unique<TcpListener>(*this, std::move(config), port);
   Status s = l->listen();
@@ -195,8 +220,10 @@ void Worker::applySnapshot(std::shared_ptr<const config::Snapshot> next) {
   if (next->changed_since == snapshot_->generation && next->generation != snapshot_->generation) {
     cluster_manager_->update(next->clusters, next->changed_clusters);
     listener_names = next->changed_listeners;
+    installRouteTables(*next, &next->changed_route_tables);
   } else {
     cluster_manager_->update(next->clusters);
+    installRouteTables(*next, nullptr);
     for (const auto& [name, l] : listeners_) listener_names.push_back(name);
     for (const auto& [name, l] : next->listeners) listener_names.push_back(name);
   }
@@ -216,6 +243,7 @@ void Worker::updateListener(const std::string& name,
     if (cfg && cfg->address.address == current.config().address.address &&
         cfg->address.port == current.config().address.port) {
       // Same socket, new chains: new connections take the new config.
+      installFilters(*cfg);
       current.setConfig(cfg);
       drainListener(name, cfg.get());
       return;

@@ -152,6 +152,12 @@ class Worker {
   void spin(const std::function<bool()>& done);
   void runDeferred();
   Status openListener(std::shared_ptr<const config::ListenerConfig> config);
+  // Lets the filters of a listener's chains (their factories and inline
+  // route tables' per-filter configs) make this worker's state
+  // (HttpFilterFactory::installOn).
+  void installFilters(const config::ListenerConfig& listener);
+  // The same for RDS route tables: those named (null: all of them).
+  void installRouteTables(const config::Snapshot& snapshot, const std::vector<std::string>* names);
   // Drains the connections of listener `name` whose filter chain is not in
   // next (null: the listener is gone, all of them).
   void drainListener(const std::string& name, const config::ListenerConfig* next);

@@ -300,5 +300,24 @@ class FaultConfigTest(unittest.TestCase):
                       "'type.googleapis.com/google.protobuf.Empty' is not supported yet", out)
 
 
+class FaultStatsAtLoadTest(h.SkiffTestCase):
+    """As in Envoy, a filter's stats are made with its config: /stats shows
+    them at 0 on every worker before any request has been faulted (before,
+    they appeared with a worker's first fault)."""
+
+    def test_stats_read_zero_before_the_first_fault(self):
+        never = fault_filter({"abort": {"http_status": 503, "percentage": all_of(0)}})
+        skiff = self.start_skiff(h.bootstrap([h.listener(
+            "ingress", [h.route("/", direct="ok")], stat_prefix="quiet_http",
+            hcm_extra={"http_filters": [never, h.ROUTER]})]))
+        stats = skiff.stats()
+        for name in ("aborts_injected", "delays_injected", "faults_overflow",
+                     "response_rl_injected", "active_faults"):
+            self.assertEqual(stats.get(f"http.quiet_http.fault.{name}"), 0, name)
+        status, _, _ = h.http_request(skiff.port("ingress"), path="/")
+        self.assertEqual(status, 200)
+        self.assertEqual(skiff.stat("http.quiet_http.fault.aborts_injected"), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -198,5 +198,29 @@ class LocalRateLimitConfigTest(unittest.TestCase):
         self.assertIn(HCM_PATH + ".http_filters[0].typed_config.stat_prefix: is required", out)
 
 
+
+class LocalRateLimitStatsAtLoadTest(h.SkiffTestCase):
+    """As in Envoy, the stats are made with the config, the filter's and each
+    route's own: /stats shows them at 0 before any request (before, they
+    appeared with a worker's first enabled request)."""
+
+    def test_stats_read_zero_before_the_first_request(self):
+        route = dict(h.route("/own", direct="own"), typed_per_filter_config={
+            "envoy.filters.http.local_ratelimit": lrl("route_rl", 1)})
+        skiff = self.start_skiff(h.bootstrap([h.listener(
+            "ingress", [route, h.route("/", direct="ok")],
+            hcm_extra={"http_filters": [lrl_filter(lrl("top_rl", 5)), h.ROUTER]})]))
+        stats = skiff.stats()
+        for prefix in ("top_rl", "route_rl"):
+            for name in ("enabled", "enforced", "rate_limited", "ok"):
+                stat = f"{prefix}.http_local_rate_limit.{name}"
+                self.assertEqual(stats.get(stat), 0, stat)
+        status, _, _ = h.http_request(skiff.port("ingress"), path="/own")
+        self.assertEqual(status, 200)
+        stats = skiff.stats()
+        self.assertEqual(stats.get("route_rl.http_local_rate_limit.ok"), 1)
+        self.assertEqual(stats.get("top_rl.http_local_rate_limit.ok"), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
