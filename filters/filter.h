@@ -14,10 +14,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/buffer/buffer.h"
+#include "proxy/http/edge_headers.h"
 #include "proxy/http/header_map.h"
 
 namespace skiff {
@@ -37,6 +40,23 @@ struct StreamRecord;
 namespace skiff::filters {
 
 enum class FilterStatus { kContinue, kStopIteration, kStopAndBuffer };
+
+// What a filter may learn of the downstream connection beyond its peer's
+// "ip:port" (RBAC's destination, SNI and peer certificate matchers). The
+// connection manager makes it once per connection, when a filter first asks.
+struct DownstreamConnectionInfo {
+  http::IpAddress peer_ip;   // The direct peer.
+  http::IpAddress local_ip;  // The local address (the original destination when restored).
+  uint32_t local_port = 0;
+  bool has_local = false;  // false: the local address could not be read.
+  bool tls = false;
+  std::string sni;  // requested_server_name; empty for none (and plaintext).
+  // The peer certificate's URI and DNS SANs and RFC 2253 subject (empty
+  // without one).
+  std::vector<std::string> peer_uri_sans;
+  std::vector<std::string> peer_dns_sans;
+  std::string peer_subject;
+};
 
 // What a filter can ask of the stream it sits on.
 class FilterCallbacks {
@@ -94,6 +114,13 @@ class FilterCallbacks {
   // upstream's cluster, host and local address); null when the connection
   // manager has no access log, so that a proxy without one pays nothing more.
   virtual access_log::StreamRecord* streamRecord() { return nullptr; }
+  // The downstream connection, as DownstreamConnectionInfo describes it;
+  // null when the stream has no connection to describe.
+  virtual const DownstreamConnectionInfo* downstreamConnectionInfo() { return nullptr; }
+  // Envoy's downstream remote address for this request: the address that
+  // x-forwarded-for names under the connection manager's use_remote_address
+  // and xff_num_trusted_hops, else the direct peer's. nullopt: unknown.
+  virtual std::optional<http::IpAddress> downstreamRemoteIp() { return std::nullopt; }
 };
 
 class HttpFilter {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -375,6 +376,30 @@ class HttpConnectionManager::ActiveStream : public Deletable,
   http::Protocol downstreamProtocol() const override { return hcm_.protocol(); }
   std::string_view upgradeType() const override { return upgrade_type_; }
   access_log::StreamRecord* streamRecord() override { return record_.get(); }
+  const filters::DownstreamConnectionInfo* downstreamConnectionInfo() override {
+    return &hcm_.connectionInfo();
+  }
+  // Envoy's ConnectionManagerUtility: with use_remote_address, the address
+  // xff_num_trusted_hops - 1 entries from the right of the x-forwarded-for
+  // the client sent (none: the peer); without it, the one
+  // xff_num_trusted_hops from the right. The header now ends with the peer
+  // when this proxy appended it, which counts as one more entry to skip.
+  std::optional<http::IpAddress> downstreamRemoteIp() override {
+    const auto& cfg = hcm_.config();
+    const HeaderMap* h = chain_.requestHeaders();
+    std::string_view peer = ipOf(hcm_.connection().peerAddress());
+    if (h == nullptr || (cfg.use_remote_address && cfg.xff_num_trusted_hops == 0)) {
+      return http::parseIp(peer);
+    }
+    uint32_t skip = cfg.xff_num_trusted_hops;
+    if (cfg.use_remote_address && cfg.skip_xff_append) --skip;
+    if (auto xff = h->get(WellKnownHeader::kXForwardedFor)) {
+      if (auto last = http::lastXffAddress(*xff, skip)) {
+        if (auto ip = http::parseIp(last->address)) return ip;
+      }
+    }
+    return http::parseIp(peer);
+  }
   void readDisableDownstream(bool disable) override {
     if (!finished_ && !encoder_detached_) encoder_.stream().readDisable(disable);
   }
@@ -880,6 +905,35 @@ void HttpConnectionManager::writeAccessLogs(access_log::LogContext& c) {
   }
   if (tls::TlsTransport* t = conn_.tls()) c.requested_server_name = t->sni();
   for (const auto& log : config().access_logs) log->log(c, worker().loop());
+}
+
+const filters::DownstreamConnectionInfo& HttpConnectionManager::connectionInfo() {
+  if (info_) return *info_;
+  info_ = std::make_unique<filters::DownstreamConnectionInfo>();
+  filters::DownstreamConnectionInfo& info = *info_;
+  if (auto ip = http::parseIp(ipOf(conn_.peerAddress()))) info.peer_ip = *ip;
+  // "ip:port" or "[ip6]:port": one getsockname for the connection's life.
+  const std::string local = localAddress();
+  const size_t colon = local.rfind(':');
+  if (colon != std::string::npos) {
+    std::optional<http::IpAddress> ip = http::parseIp(ipOf(local));
+    uint32_t port = 0;
+    const char* end = local.data() + local.size();
+    auto [at, ec] = std::from_chars(local.data() + colon + 1, end, port);
+    if (ip && ec == std::errc() && at == end && port <= 65535) {
+      info.local_ip = *ip;
+      info.local_port = port;
+      info.has_local = true;
+    }
+  }
+  if (tls::TlsTransport* t = conn_.tls()) {
+    info.tls = true;
+    info.sni = std::string(t->sni());
+    info.peer_uri_sans = t->peerUriSans();
+    info.peer_dns_sans = t->peerDnsSans();
+    info.peer_subject = t->peerSubject();
+  }
+  return info;
 }
 
 std::string HttpConnectionManager::localAddress() const {

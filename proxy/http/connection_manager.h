@@ -113,6 +113,9 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // "ip:port" of this end: the restored one, else the socket's (a
   // getsockname).
   std::string localAddress() const;
+  // The connection's addresses, SNI and TLS peer, for filters (RBAC): made
+  // on the first call, kept for the connection's life.
+  const filters::DownstreamConnectionInfo& connectionInfo();
   http::ServerConnection& codec() { return *codec_; }
 
   // TcpConnection::Callbacks
@@ -177,6 +180,8 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   HttpConnectionManagerStats* stats_ = nullptr;  // Set with chain_.
   TcpConnection conn_;
   std::unique_ptr<http::ServerConnection> codec_;
+  // connectionInfo(), once a filter asked; null for most connections.
+  std::unique_ptr<filters::DownstreamConnectionInfo> info_;
   // The streams in flight, oldest first. The list is intrusive (a stream
   // holds its own links), so a stream costs no list node; each is owned here
   // until removeStream() or onClosed() hands it to the worker to delete.
