@@ -5,6 +5,7 @@
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "filters/fault/fault.h"
 #include "filters/local_ratelimit/local_ratelimit.h"
+#include "filters/rbac/rbac.h"
 #include "filters/router/router.h"
 
 namespace skiff::filters {
@@ -40,6 +41,8 @@ const FilterRegistry& FilterRegistry::builtin() {
     r->registerHttpFilter(kFaultTypeUrl, createFaultFilterFactory, createFaultPerRouteConfig);
     r->registerHttpFilter(kLocalRateLimitTypeUrl, createLocalRateLimitFilterFactory,
                           createLocalRateLimitPerRouteConfig);
+    r->registerHttpFilter(kRbacTypeUrl, createRbacFilterFactory);
+    r->registerPerRouteConfig(kRbacPerRouteTypeUrl, createRbacPerRouteConfig);
     return r;
   }();
   return *registry;

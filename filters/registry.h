@@ -47,8 +47,8 @@ using PerRouteConfigCreate = std::function<Result<std::shared_ptr<const router::
 // embedders) does not link the built-in filters, which need the whole runtime.
 class FilterRegistry {
  public:
-  // The filters built into skiff: envoy.filters.http.router, .fault and
-  // .local_ratelimit.
+  // The filters built into skiff: envoy.filters.http.router, .fault,
+  // .local_ratelimit and .rbac.
   static const FilterRegistry& builtin();
 
   // The creator for a type URL ("type.googleapis.com/<message full name>"),
@@ -59,9 +59,13 @@ class FilterRegistry {
   }
   // The per-route creator for a filter's type URL: nullptr when no filter has
   // that type, or when that filter takes no per-route configuration.
+  // A per-route message type of a filter's own (RBACPerRoute for RBAC) is
+  // found here as well.
   const PerRouteConfigCreate* findPerRouteConfig(std::string_view type_url) const {
     auto it = http_filters_.find(type_url);
-    return it == http_filters_.end() || !it->second.per_route ? nullptr : &it->second.per_route;
+    if (it != http_filters_.end() && it->second.per_route) return &it->second.per_route;
+    auto own = per_route_types_.find(type_url);
+    return own == per_route_types_.end() ? nullptr : &own->second;
   }
 
   // Adds (or replaces) the creators for a type URL. per_route is empty for a
@@ -69,6 +73,12 @@ class FilterRegistry {
   void registerHttpFilter(std::string type_url, HttpFilterFactoryCreate create,
                           PerRouteConfigCreate per_route = {}) {
     http_filters_[std::move(type_url)] = {std::move(create), std::move(per_route)};
+  }
+
+  // Adds the creator for a per-route message type that differs from its
+  // filter's typed_config type (Envoy's RBACPerRoute beside RBAC).
+  void registerPerRouteConfig(std::string type_url, PerRouteConfigCreate create) {
+    per_route_types_[std::move(type_url)] = std::move(create);
   }
 
   // Every registered type URL, sorted.
@@ -87,6 +97,7 @@ class FilterRegistry {
     PerRouteConfigCreate per_route;
   };
   std::map<std::string, Creators, std::less<>> http_filters_;
+  std::map<std::string, PerRouteConfigCreate, std::less<>> per_route_types_;
 };
 
 }  // namespace skiff::filters

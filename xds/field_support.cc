@@ -109,6 +109,25 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
         "request_headers_to_add_when_not_enforced", "response_headers_to_add",
         "enable_x_ratelimit_headers", "rate_limited_as_resource_exhausted"}},
+      // filters/rbac. matcher, shadow_matcher, track_per_rule_stats, the
+      // metadata, filter_state, CEL condition, matcher and uri_template
+      // matchers and audit logging are refused.
+      {"envoy.extensions.filters.http.rbac.v3.RBAC",
+       {"rules", "rules_stat_prefix", "shadow_rules", "shadow_rules_stat_prefix"}},
+      {"envoy.extensions.filters.http.rbac.v3.RBACPerRoute", {"rbac"}},
+      {"envoy.config.rbac.v3.RBAC", {"action", "policies"}},
+      {"envoy.config.rbac.v3.Policy", {"permissions", "principals"}},
+      {"envoy.config.rbac.v3.Permission",
+       {"and_rules", "or_rules", "any", "header", "url_path", "destination_ip", "destination_port",
+        "destination_port_range", "not_rule", "requested_server_name"}},
+      {"envoy.config.rbac.v3.Permission.Set", {"rules"}},
+      {"envoy.config.rbac.v3.Principal",
+       {"and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip", "remote_ip",
+        "header", "url_path", "not_id"}},
+      {"envoy.config.rbac.v3.Principal.Set", {"ids"}},
+      {"envoy.config.rbac.v3.Principal.Authenticated", {"principal_name"}},
+      {"envoy.type.matcher.v3.PathMatcher", {"path"}},
+      {"envoy.type.v3.Int32Range", {"start", "end"}},
       {"envoy.type.v3.HttpStatus", {"code"}},
       {"envoy.type.v3.TokenBucket", {"max_tokens", "tokens_per_fill", "fill_interval"}},
       // skiff has no runtime: runtime_key is read and never used.
@@ -345,6 +364,7 @@ const std::map<std::string, std::set<std::string>>& enumTable() {
       {std::string(kHcm) + ".codec_type", {"AUTO", "HTTP1", "HTTP2"}},
       {"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.enable_x_ratelimit_headers",
        {"OFF", "DRAFT_VERSION_03"}},
+      {"envoy.config.rbac.v3.RBAC.action", {"ALLOW", "DENY", "LOG"}},
       {"envoy.config.core.v3.HeaderValueOption.append_action",
        {"APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"}},
   };
@@ -369,6 +389,8 @@ const std::set<std::string>& anyTypes() {
       "envoy.extensions.filters.http.router.v3.Router",
       "envoy.extensions.filters.http.fault.v3.HTTPFault",
       "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+      "envoy.extensions.filters.http.rbac.v3.RBAC",
+      "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
       std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",

@@ -24,6 +24,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto
   envoy/extensions/filters/http/fault/v3/fault.proto
   envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto
+  envoy/extensions/filters/http/rbac/v3/rbac.proto
 )
 
 find_program(NPM npm REQUIRED)

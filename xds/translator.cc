@@ -1414,6 +1414,8 @@ router::PerFilterConfigParser perFilterConfigParser(const filters::FilterRegistr
              const std::string& path) -> Result<std::shared_ptr<const router::PerFilterConfig>> {
     const std::string& url = config.type_url();
     const std::string type_url = "type.googleapis.com/" + url.substr(url.rfind('/') + 1);
+    // A per-route type of a filter's own (RBACPerRoute).
+    if (const auto* own = registry.findPerRouteConfig(type_url)) return (*own)(config, path);
     if (registry.findHttpFilter(type_url) == nullptr) {
       if (optional) return std::shared_ptr<const router::PerFilterConfig>();
       return configError(path + ": no HTTP filter is registered for type URL '" + url + "'");

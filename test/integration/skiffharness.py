@@ -986,7 +986,8 @@ def backend_routes(cluster_name, timeout=None):
 class Certificates:
     """A throwaway CA and leaf certificates made with the openssl CLI (P-256,
     valid two days) in a temp dir. leaf(name) returns (cert, key) paths for a
-    certificate with SAN DNS:name (and IP:127.0.0.1)."""
+    certificate with SAN DNS:name (and IP:127.0.0.1), or the subjectAltName
+    value `san` ("URI:spiffe://...")."""
 
     def __init__(self):
         if not shutil.which("openssl"):
@@ -1003,13 +1004,13 @@ class Certificates:
         subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=30)
 
-    def leaf(self, name):
+    def leaf(self, name, san=None):
         key = os.path.join(self.dir, f"{name}.key")
         csr = os.path.join(self.dir, f"{name}.csr")
         cert = os.path.join(self.dir, f"{name}.pem")
         ext = os.path.join(self.dir, f"{name}.ext")
         with open(ext, "w") as f:
-            f.write(f"subjectAltName=DNS:{name},IP:127.0.0.1\n")
+            f.write(f"subjectAltName={san or f'DNS:{name},IP:127.0.0.1'}\n")
         self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                       "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
         self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
