@@ -60,7 +60,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"name", "filter_chain_match", "filters", "transport_socket"}},
       {"envoy.config.listener.v3.FilterChainMatch",
        {"server_names", "destination_port", "prefix_ranges", "source_prefix_ranges", "source_ports",
-        "transport_protocol"}},
+        "transport_protocol", "application_protocols", "direct_source_prefix_ranges",
+        "source_type"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
       // Its typed_config is a DownstreamTlsContext (listener) or an
       // UpstreamTlsContext (cluster); the translator checks which.

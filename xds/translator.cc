@@ -1062,8 +1062,29 @@ void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std
         checkedPort(match.destination_port().value(), path + ".destination_port", errors);
   }
   translateCidrRanges(match.prefix_ranges(), path + ".prefix_ranges", errors, out.prefix_ranges);
+  translateCidrRanges(match.direct_source_prefix_ranges(), path + ".direct_source_prefix_ranges",
+                      errors, out.direct_source_prefix_ranges);
   translateCidrRanges(match.source_prefix_ranges(), path + ".source_prefix_ranges", errors,
                       out.source_prefix_ranges);
+  using SourceType = config::FilterChainConfig::SourceType;
+  switch (match.source_type()) {
+    case listener_v3::FilterChainMatch::SAME_IP_OR_LOOPBACK:
+      out.source_type = SourceType::kSameIpOrLoopback;
+      break;
+    case listener_v3::FilterChainMatch::EXTERNAL:
+      out.source_type = SourceType::kExternal;
+      break;
+    default:
+      out.source_type = SourceType::kAny;
+      break;
+  }
+  for (int i = 0; i < match.application_protocols_size(); ++i) {
+    if (match.application_protocols(i).empty()) {
+      errors.push_back(path + ".application_protocols[" + std::to_string(i) +
+                       "]: must not be empty");
+    }
+    out.application_protocols.push_back(match.application_protocols(i));
+  }
   if (match.transport_protocol() == "tls") {
     out.transport_protocol = config::FilterChainConfig::Transport::kTls;
   } else if (match.transport_protocol() == "raw_buffer") {
@@ -1078,12 +1099,16 @@ void translateAddressMatch(const listener_v3::FilterChainMatch& match, const std
   }
 }
 
+// source_type compares the peer's IP with the local one.
 bool matchesLocalAddress(const config::FilterChainConfig& c) {
-  return c.destination_port != 0 || !c.prefix_ranges.empty();
+  return c.destination_port != 0 || !c.prefix_ranges.empty() ||
+         c.source_type != config::FilterChainConfig::SourceType::kAny;
 }
 
 bool matchesPeerAddress(const config::FilterChainConfig& c) {
-  return !c.source_prefix_ranges.empty() || !c.source_ports.empty();
+  return !c.source_prefix_ranges.empty() || !c.source_ports.empty() ||
+         !c.direct_source_prefix_ranges.empty() ||
+         c.source_type != config::FilterChainConfig::SourceType::kAny;
 }
 
 // The keys of a chain's match without its server names, one per combination
@@ -1110,12 +1135,20 @@ std::vector<std::string> addressMatchKeys(const config::FilterChainConfig& c) {
   std::vector<std::string> source_ports;
   for (uint32_t p : c.source_ports) source_ports.push_back(std::to_string(p));
   if (source_ports.empty()) source_ports.push_back("*");
+  std::vector<std::string> protocols = c.application_protocols;
+  if (protocols.empty()) protocols.push_back("*");
   std::vector<std::string> keys;
   for (const auto& dst : ranges(c.prefix_ranges)) {
-    for (const auto& src : ranges(c.source_prefix_ranges)) {
-      for (const auto& sport : source_ports) {
-        keys.push_back(std::to_string(c.destination_port) + "|" + dst + "|" + src + "|" + sport +
-                       "|" + std::to_string(static_cast<int>(c.transport_protocol)));
+    for (const auto& direct : ranges(c.direct_source_prefix_ranges)) {
+      for (const auto& src : ranges(c.source_prefix_ranges)) {
+        for (const auto& sport : source_ports) {
+          for (const auto& protocol : protocols) {
+            keys.push_back(std::to_string(c.destination_port) + "|" + dst + "|" + src + "|" +
+                           sport + "|" + std::to_string(static_cast<int>(c.transport_protocol)) +
+                           "|" + direct + "|" + std::to_string(static_cast<int>(c.source_type)) +
+                           "|" + protocol);
+          }
+        }
       }
     }
   }
@@ -1177,15 +1210,14 @@ void translateFilterChain(const listener_v3::FilterChain& chain, const std::stri
                      "connections, which a TLS transport_socket cannot serve");
   }
   if (chain.has_transport_socket()) {
-    if (matchesLocalAddress(out) || matchesPeerAddress(out)) {
-      // The certificate is chosen by server name in the handshake, before
-      // anything else could narrow the chains.
-      errors.push_back(chain_path +
-                       ".filter_chain_match: destination_port, prefix_ranges, "
-                       "source_prefix_ranges and source_ports are not supported yet on a TLS "
-                       "filter chain");
-    }
     translateDownstreamTls(chain, chain_path, errors, out);
+  } else if (!out.application_protocols.empty()) {
+    // Envoy learns a plaintext connection's protocol from its http_inspector
+    // listener filter, which skiff does not have.
+    errors.push_back(chain_path +
+                     ".filter_chain_match.application_protocols: needs a TLS transport_socket "
+                     "(skiff takes them from the TLS ClientHello's ALPN; "
+                     "envoy.filters.listener.http_inspector is not supported)");
   } else if (!out.server_names.empty()) {
     // A plaintext connection has no server name, so this chain could never
     // be chosen; Envoy would only find one with tls_inspector.
@@ -1300,14 +1332,17 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     out.match_peer_address = out.match_peer_address || matchesPeerAddress(*chain);
     out.match_transport = out.match_transport ||
                           chain->transport_protocol != config::FilterChainConfig::Transport::kAny;
+    out.match_application_protocols =
+        out.match_application_protocols || !chain->application_protocols.empty();
     const std::vector<std::string> keys = addressMatchKeys(*chain);
     if (chain->server_names.empty()) {
       for (const std::string& key : keys) {
         auto [it, added] = no_names_paths.emplace(key, chain_paths[i]);
         if (!added) {
-          errors.push_back(
-              chain_paths[i] + ": has the same filter_chain_match as " + it->second +
-              (keys.size() == 1 && key == "0|*|*|*|0" ? " (neither names server_names)" : ""));
+          errors.push_back(chain_paths[i] + ": has the same filter_chain_match as " + it->second +
+                           (keys.size() == 1 && key == "0|*|*|*|0|*|0|*"
+                                ? " (neither names server_names)"
+                                : ""));
           break;
         }
       }
@@ -1348,6 +1383,11 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   if (!any_tls) {
     return;
   }
+  // On such a listener the chain, and so the certificate, comes from the
+  // whole match, taken from the ClientHello and the addresses; the selector
+  // below then gives only the context a connection starts with.
+  out.choose_tls_chain_in_hello =
+      out.match_local_address || out.match_peer_address || out.match_application_protocols;
   // The TLS context follows the chain that selectFilterChain will pick for
   // the same server name: named chains by name, else the chain without
   // server_names, else default_filter_chain. Plaintext chains (next to TLS

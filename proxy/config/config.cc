@@ -59,6 +59,30 @@ int64_t prefixScore(const std::vector<http::CidrRange>& ranges, const http::IpAd
   return best;
 }
 
+// How specifically a chain names one of the protocols a ClientHello offers:
+// 0 it names none, -1 it names only others, else the earlier the offered
+// protocol the higher (Envoy looks them up in the client's order).
+int64_t applicationProtocolScore(const FilterChainConfig& chain,
+                                 std::span<const std::string_view> offered) {
+  if (chain.application_protocols.empty()) return 0;
+  for (size_t i = 0; i < offered.size(); ++i) {
+    if (std::find(chain.application_protocols.begin(), chain.application_protocols.end(),
+                  offered[i]) != chain.application_protocols.end()) {
+      return static_cast<int64_t>(offered.size() - i);
+    }
+  }
+  return -1;
+}
+
+// source_type: Envoy's "same IP or loopback" is a peer on a loopback address
+// or on the connection's local IP.
+bool sameIpOrLoopback(const http::IpAddress& peer, const http::IpAddress& local) {
+  static const http::CidrRange kLoopback4 = *http::parseCidrRange("127.0.0.0", 8);
+  static const http::CidrRange kLoopback6 = *http::parseCidrRange("::1", 128);
+  return kLoopback4.contains(peer) || kLoopback6.contains(peer) ||
+         (peer.v6 == local.v6 && peer.bytes == local.bytes);
+}
+
 // Keeps the chains with the highest positive score or, if none has one,
 // those scoring 0 (the field left unset).
 template <typename Score>
@@ -79,7 +103,8 @@ void narrow(std::vector<const FilterChainConfig*>& chains, Score score) {
 }  // namespace
 
 const FilterChainConfig* ListenerConfig::selectFilterChain(const ConnectionInfo& c) const {
-  if (!match_local_address && !match_peer_address && !match_transport) {
+  if (!match_local_address && !match_peer_address && !match_transport &&
+      !match_application_protocols) {
     // By server name alone (every TLS listener): no list to build.
     const FilterChainConfig* best = nullptr;
     int64_t best_score = -1;
@@ -109,6 +134,18 @@ const FilterChainConfig* ListenerConfig::selectFilterChain(const ConnectionInfo&
   narrow(chains, [&](const FilterChainConfig& f) -> int64_t {
     if (f.transport_protocol == FilterChainConfig::Transport::kAny) return 0;
     return f.transport_protocol == c.transport ? 1 : -1;
+  });
+  narrow(chains, [&](const FilterChainConfig& f) {
+    return applicationProtocolScore(f, c.application_protocols);
+  });
+  narrow(chains, [&](const FilterChainConfig& f) {
+    return prefixScore(f.direct_source_prefix_ranges, peer_ip);
+  });
+  narrow(chains, [&](const FilterChainConfig& f) -> int64_t {
+    using SourceType = FilterChainConfig::SourceType;
+    if (f.source_type == SourceType::kAny) return 0;
+    bool local = c.peer != nullptr && sameIpOrLoopback(peer_ip, local_ip);
+    return local == (f.source_type == SourceType::kSameIpOrLoopback) ? 1 : -1;
   });
   narrow(chains,
          [&](const FilterChainConfig& f) { return prefixScore(f.source_prefix_ranges, peer_ip); });

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -217,14 +218,23 @@ struct FilterChainConfig {
   // filter_chain_match.server_names: exact names and "*.suffix" wildcards.
   // Empty: any server name.
   std::vector<std::string> server_names;
-  // The rest of filter_chain_match (plaintext chains only): the connection's
-  // local address (as the original_dst filter restored it) by
-  // destination_port (0: any) and prefix_ranges, its peer by
-  // source_prefix_ranges and source_ports. Empty: any.
+  // The rest of filter_chain_match: the connection's local address (as the
+  // original_dst filter restored it) by destination_port (0: any) and
+  // prefix_ranges, its peer by direct_source_prefix_ranges,
+  // source_prefix_ranges (the same address: skiff has no PROXY protocol) and
+  // source_ports, and both by source_type. Empty: any.
   uint32_t destination_port = 0;
   std::vector<http::CidrRange> prefix_ranges;
+  std::vector<http::CidrRange> direct_source_prefix_ranges;
   std::vector<http::CidrRange> source_prefix_ranges;
   std::vector<uint32_t> source_ports;
+  // source_type: a peer on a loopback address or on the connection's own
+  // local IP (kSameIpOrLoopback), or any other (kExternal).
+  enum class SourceType : uint8_t { kAny, kSameIpOrLoopback, kExternal };
+  SourceType source_type = SourceType::kAny;
+  // application_protocols (TLS chains): the ALPN protocols a ClientHello
+  // offers. Empty: any.
+  std::vector<std::string> application_protocols;
   // filter_chain_match.transport_protocol ("tls", "raw_buffer"; kAny: unset),
   // as the listener's tls_inspector found it.
   enum class Transport : uint8_t { kAny, kTls, kRawBuffer };
@@ -245,7 +255,8 @@ struct ListenerConfig {
   // clusters). One getsockopt per connection, on these listeners only.
   bool use_original_dst = false;
   // Chains narrowed in Envoy's order, one field of filter_chain_match at a
-  // time: destination port, destination IP, server name, source IP, source
+  // time: destination port, destination IP, server name, transport protocol,
+  // application protocols, direct source IP, source type, source IP, source
   // port. At each field the chains that name the connection's value most
   // specifically (an equal port, the longest prefix, an exact name before
   // the longest "*.suffix") stay, or if none does, those that leave the field
@@ -269,8 +280,14 @@ struct ListenerConfig {
   // continue_on_listener_filters_timeout: false does.
   bool inspect_tls = false;
   milliseconds listener_filters_timeout{15000};
-  // Whether a chain names a transport_protocol.
+  // Whether a chain names a transport_protocol, or application_protocols.
   bool match_transport = false;
+  bool match_application_protocols = false;
+  // Whether a TLS chain matches on more than server names (addresses,
+  // application protocols, source type): then a TLS connection's chain is
+  // chosen from its whole ClientHello and addresses before the handshake
+  // goes on (the chain's certificate answers it), not by SNI alone.
+  bool choose_tls_chain_in_hello = false;
 
   // What a chain is chosen by. Addresses may be null when no chain matches
   // on them.
@@ -280,12 +297,17 @@ struct ListenerConfig {
     std::string_view server_name;  // SNI; "" for none or plaintext.
     // TLS (the handshake is done) or plaintext.
     FilterChainConfig::Transport transport = FilterChainConfig::Transport::kAny;
+    // The ALPN protocols the ClientHello offers, in its order; empty for
+    // plaintext.
+    std::span<const std::string_view> application_protocols;
   };
   // The chain for a connection; nullptr when none takes it (the connection
   // is closed).
   const FilterChainConfig* selectFilterChain(const ConnectionInfo& connection) const;
   const FilterChainConfig* selectFilterChain(std::string_view server_name) const {
-    return selectFilterChain(ConnectionInfo{nullptr, nullptr, server_name});
+    ConnectionInfo info;
+    info.server_name = server_name;
+    return selectFilterChain(info);
   }
 };
 

@@ -711,6 +711,43 @@ class HttpConnectionManager::ActiveStream : public Deletable,
 
 // ---- HttpConnectionManager
 
+namespace {
+
+// Chooses a TLS connection's filter chain from its ClientHello and its
+// addresses, which it keeps until then (ListenerConfig::
+// choose_tls_chain_in_hello); the chain's TLS context answers the handshake.
+class HelloChainChooser final : public tls::ContextChooser {
+ public:
+  HelloChainChooser(HttpConnectionManager& hcm, const sockaddr* local, const sockaddr* peer)
+      : hcm_(hcm) {
+    if (local != nullptr) copyAddress(local, local_);
+    if (peer != nullptr) copyAddress(peer, peer_);
+  }
+
+  std::shared_ptr<const tls::TlsContext> chooseContext(
+      std::string_view server_name, std::span<const std::string_view> alpn) override {
+    config::ListenerConfig::ConnectionInfo info;
+    info.local = local_.ss_family == AF_UNSPEC ? nullptr : reinterpret_cast<sockaddr*>(&local_);
+    info.peer = peer_.ss_family == AF_UNSPEC ? nullptr : reinterpret_cast<sockaddr*>(&peer_);
+    info.server_name = server_name;
+    info.transport = config::FilterChainConfig::Transport::kTls;
+    info.application_protocols = alpn;
+    return hcm_.chooseChainInHello(info);
+  }
+
+ private:
+  static void copyAddress(const sockaddr* from, sockaddr_storage& to) {
+    std::memcpy(&to, from,
+                from->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  }
+
+  HttpConnectionManager& hcm_;
+  sockaddr_storage local_{};
+  sockaddr_storage peer_{};
+};
+
+}  // namespace
+
 void HttpConnectionManager::accept(Worker& worker,
                                    std::shared_ptr<const config::ListenerConfig> listener, int fd,
                                    const sockaddr* peer, const sockaddr_storage* original_dst,
@@ -722,9 +759,25 @@ void HttpConnectionManager::accept(Worker& worker,
   }
   const config::ListenerConfig& l = *hcm->listener_;
   const bool use_tls = l.tls && tls.value_or(true);
+  // The addresses a chain is chosen by.
+  sockaddr_storage local_storage;
+  const sockaddr* local = nullptr;
+  if (l.match_local_address && (!use_tls || l.choose_tls_chain_in_hello)) {
+    local = hcm->restoredLocalAddress();
+    socklen_t len = sizeof(local_storage);
+    if (local == nullptr &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local_storage), &len) == 0) {
+      local = reinterpret_cast<const sockaddr*>(&local_storage);
+    }
+  }
   if (use_tls) {
-    // The filter chain and the codec wait for the handshake (SNI, ALPN).
-    hcm->conn_.enableTls(std::make_unique<tls::TlsTransport>(l.tls));
+    // The filter chain and the codec wait for the handshake (SNI, ALPN), or
+    // at least for the ClientHello.
+    auto transport = std::make_unique<tls::TlsTransport>(l.tls);
+    if (l.choose_tls_chain_in_hello) {
+      transport->setContextChooser(std::make_unique<HelloChainChooser>(*hcm, local, peer));
+    }
+    hcm->conn_.enableTls(std::move(transport));
   }
   if (hcm->conn_.accept(fd, peer) != 0) {
     hcm->conn_.close();  // onClosed() deletes it.
@@ -733,15 +786,7 @@ void HttpConnectionManager::accept(Worker& worker,
   if (!use_tls) {
     // A plaintext connection's chain is chosen now, by its addresses.
     config::ListenerConfig::ConnectionInfo info;
-    sockaddr_storage local;
-    if (l.match_local_address) {
-      info.local = hcm->restoredLocalAddress();
-      socklen_t len = sizeof(local);
-      if (info.local == nullptr &&
-          ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-        info.local = reinterpret_cast<const sockaddr*>(&local);
-      }
-    }
+    info.local = local;
     info.peer = peer;
     info.transport = config::FilterChainConfig::Transport::kRawBuffer;
     if (!hcm->selectChain(info)) return;
@@ -774,8 +819,19 @@ HttpConnectionManager::~HttpConnectionManager() {
   worker().removeConnection(*this);
 }
 
-bool HttpConnectionManager::selectChain(const config::ListenerConfig::ConnectionInfo& info) {
+std::shared_ptr<const tls::TlsContext> HttpConnectionManager::chooseChainInHello(
+    const config::ListenerConfig::ConnectionInfo& info) {
   chain_ = listener_->selectFilterChain(info);
+  if (chain_ != nullptr && chain_->tls != nullptr) return chain_->tls;
+  // No chain, or a plaintext one: the handshake fails, and the connection
+  // closes as one that no chain takes.
+  chain_ = nullptr;
+  listener_stats_->no_filter_chain_match.inc();
+  return nullptr;
+}
+
+bool HttpConnectionManager::adoptChain(const config::FilterChainConfig* chain) {
+  chain_ = chain;
   if (chain_ && (chain_->tls != nullptr) != (conn_.tls() != nullptr)) {
     // A TLS chain for a plaintext connection or the reverse (tls_inspector
     // told them apart, and the match let the other kind through): Envoy's
@@ -813,9 +869,11 @@ void HttpConnectionManager::createCodec(bool http2) {
 void HttpConnectionManager::onTlsHandshakeDone() {
   tls::TlsTransport& t = *conn_.tls();
   listener_stats_->ssl_handshake.inc();
-  if (!selectChain({nullptr, nullptr, t.sni(), config::FilterChainConfig::Transport::kTls})) {
-    return;
-  }
+  // The ClientHello chose the chain already on some listeners.
+  config::ListenerConfig::ConnectionInfo info;
+  info.server_name = t.sni();
+  info.transport = config::FilterChainConfig::Transport::kTls;
+  if (listener_->choose_tls_chain_in_hello ? !adoptChain(chain_) : !selectChain(info)) return;
   using CodecType = config::HttpConnectionManagerConfig::CodecType;
   // ALPN decides under AUTO (h2, else HTTP/1.1), as Envoy does.
   bool h2 = config().codec_type == CodecType::kHttp2 ||

@@ -144,6 +144,11 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   class ActiveStream;
   // A stream ended (both directions done, or reset).
   void removeStream(ActiveStream& stream);
+  // A TLS connection's chain, chosen from its ClientHello (on listeners with
+  // ListenerConfig::choose_tls_chain_in_hello): the chain's TLS context, or
+  // null when no chain takes the connection (the handshake fails).
+  std::shared_ptr<const tls::TlsContext> chooseChainInHello(
+      const config::ListenerConfig::ConnectionInfo& info);
 
  private:
   void dispatch(BufferChain& data);
@@ -153,7 +158,11 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   void writeAccessLogs(access_log::LogContext& c);
   // Picks the filter chain; false (and the connection closes) when none
   // takes it.
-  bool selectChain(const config::ListenerConfig::ConnectionInfo& info);
+  bool selectChain(const config::ListenerConfig::ConnectionInfo& info) {
+    return adoptChain(listener_->selectFilterChain(info));
+  }
+  // Serves the connection with chain (null: none took it).
+  bool adoptChain(const config::FilterChainConfig* chain);
   void createCodec(bool http2);
   void countCodecStats();
   void armIdleTimer();

@@ -36,9 +36,9 @@ class TlsTest(h.SkiffTestCase):
             ctx.set_alpn_protocols(alpn)
         return ctx
 
-    def https_get(self, port, name, path="/", alpn=None):
+    def https_get(self, port, name, path="/", alpn=None, host=LOCALHOST):
         """GET over TLS with SNI `name`: (tls version, alpn, peer cert CN, raw response)."""
-        with socket.create_connection((LOCALHOST, port), timeout=5) as raw:
+        with socket.create_connection((host, port), timeout=5) as raw:
             with self.client_context(alpn).wrap_socket(raw, server_hostname=name) as s:
                 s.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
                 data = b""
@@ -123,6 +123,54 @@ class TlsTest(h.SkiffTestCase):
                 _, _, cn, data = self.https_get(port, name)
                 self.assertEqual(cn, name)
                 self.assertEqual(h.parse_responses(data)[0][2], want)
+
+    def test_tls_chains_match_on_destination_alpn_and_source_type(self):
+        # Envoy's filter_chain_match on TLS chains: the chain (and so the
+        # certificate) is chosen from the ClientHello and the addresses, in
+        # Envoy's order: destination IP before application protocols.
+        def chain(name, cert, match):
+            c = self.tls_listener([h.route(direct=name + "\n")], cert,
+                                  alpn=["http/1.1"])["filter_chains"][0]
+            c["name"] = name
+            if match:
+                c["filter_chain_match"] = match
+            return c
+        lst = h.listener("tls", [], address="0.0.0.0")
+        lst["filter_chains"] = [
+            chain("alpn-h2", self.a, {"application_protocols": ["h2"]}),
+            chain("ip2", self.b, {"prefix_ranges": [{"address_prefix": "127.0.0.2",
+                                                     "prefix_len": 32}]}),
+            chain("external", self.b, {"source_type": "EXTERNAL"}),
+            chain("any", self.a, None),
+        ]
+        skiff = self.start_skiff(h.bootstrap([lst]))
+        port = skiff.port("tls")
+        cases = [("127.0.0.2", ["h2", "http/1.1"], "b.test", b"ip2\n"),
+                 (LOCALHOST, ["h2", "http/1.1"], "a.test", b"alpn-h2\n"),
+                 (LOCALHOST, ["http/1.1"], "a.test", b"any\n"),
+                 (LOCALHOST, None, "a.test", b"any\n")]
+        for host, alpn, cn_want, body in cases:
+            with self.subTest(host=host, alpn=alpn):
+                # The SNI names a.test for every connection: only the match
+                # decides which certificate answers (the client checks it).
+                _, selected, cn, data = self.https_get(port, cn_want, alpn=alpn, host=host)
+                self.assertEqual(cn, cn_want)
+                self.assertEqual(h.parse_responses(data)[0][2], body)
+                self.assertIn(selected, ("http/1.1", None))
+
+    def test_tls_connection_no_chain_takes_fails_its_handshake(self):
+        lst = self.tls_listener([h.route(direct="h2 only\n")], self.a, alpn=["http/1.1"])
+        lst["filter_chains"][0]["filter_chain_match"] = {"application_protocols": ["h2"]}
+        skiff = self.start_skiff(h.bootstrap([lst]))
+        port = skiff.port("tls")
+        _, _, _, data = self.https_get(port, "a.test", alpn=["h2"])
+        self.assertEqual(h.parse_responses(data)[0][2], b"h2 only\n")
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            self.https_get(port, "a.test", alpn=["http/1.1"])
+        stats = skiff.stats()
+        self.assertEqual(sum(v for k, v in stats.items()
+                             if k.startswith("listener.") and k.endswith(".no_filter_chain_match")),
+                         1)
 
     def test_tls_upstream_to_nginx(self):
         nginx = h.Nginx(tls=self.certs.leaf("localhost"))

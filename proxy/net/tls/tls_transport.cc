@@ -5,6 +5,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 #include <utility>
@@ -187,6 +188,8 @@ Status TlsTransport::advanceHandshake() {
   int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     handshake_complete_ = true;
+    // Kept until now: a HelloRetryRequest brings a second ClientHello.
+    chooser_.reset();
     return flushPending();
   }
   int err = SSL_get_error(ssl_, r);
@@ -397,9 +400,35 @@ int TlsTransport::verifyCallback(int preverify_ok, X509_STORE_CTX* store) {
   return 0;
 }
 
+namespace {
+
+// RFC 7301 3.1: ProtocolNameList = uint16 length, then entries of
+// { uint8 length, bytes }. Stops at the first malformed entry (OpenSSL
+// refuses such a ClientHello later anyway); at most out.size() names.
+size_t offeredAlpn(SSL* ssl, std::span<std::string_view> out) {
+  const unsigned char* p = nullptr;
+  size_t len = 0;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                 &len) ||
+      len < 2) {
+    return 0;
+  }
+  size_t end = std::min(len, 2 + ((static_cast<size_t>(p[0]) << 8) | p[1]));
+  size_t n = 0;
+  for (size_t i = 2; i < end && n < out.size();) {
+    size_t name_len = p[i];
+    if (name_len == 0 || i + 1 + name_len > end) break;
+    out[n++] = {reinterpret_cast<const char*>(p + i + 1), name_len};
+    i += 1 + name_len;
+  }
+  return n;
+}
+
+}  // namespace
+
 int TlsTransport::clientHelloCallback(SSL* ssl, int* alert, void*) {
   auto* self = static_cast<TlsTransport*>(SSL_get_app_data(ssl));
-  if (!self || !self->selector_) return SSL_CLIENT_HELLO_SUCCESS;
+  if (!self || (!self->selector_ && !self->chooser_)) return SSL_CLIENT_HELLO_SUCCESS;
   // RFC 6066 §3: ServerNameList = uint16 length, then entries of
   // { uint8 name_type (0 = host_name), uint16 length, bytes }.
   std::string_view name;
@@ -412,7 +441,15 @@ int TlsTransport::clientHelloCallback(SSL* ssl, int* alert, void*) {
       name = {reinterpret_cast<const char*>(p + 5), name_len};
     }
   }
-  const std::shared_ptr<const TlsContext>& chosen = self->selector_->select(name);
+  std::shared_ptr<const TlsContext> chosen;
+  if (self->chooser_ != nullptr) {
+    // A ClientHello offers a handful of protocols; more than 16 are not
+    // looked at.
+    std::array<std::string_view, 16> alpn;
+    chosen = self->chooser_->chooseContext(name, std::span(alpn.data(), offeredAlpn(ssl, alpn)));
+  } else {
+    chosen = self->selector_->select(name);
+  }
   if (!chosen) {
     *alert = SSL_AD_UNRECOGNIZED_NAME;
     return SSL_CLIENT_HELLO_ERROR;

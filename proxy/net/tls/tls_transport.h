@@ -26,6 +26,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,18 @@
 
 namespace skiff::tls {
 
+// Server side: picks the context for a ClientHello by more than its SNI (a
+// listener's filter chains that match on addresses or ALPN). Called once,
+// from the ClientHello callback.
+class ContextChooser {
+ public:
+  virtual ~ContextChooser() = default;
+  // server_name: "" for none; alpn: the protocols offered, in the client's
+  // order. nullptr refuses the handshake.
+  virtual std::shared_ptr<const TlsContext> chooseContext(
+      std::string_view server_name, std::span<const std::string_view> alpn) = 0;
+};
+
 class TlsTransport {
  public:
   // One context. server picks the side; sni (client) overrides the context's
@@ -43,6 +56,10 @@ class TlsTransport {
   TlsTransport(std::shared_ptr<const TlsContext> ctx, bool server, std::string sni = "");
   // Server side, choosing the context by the ClientHello's SNI.
   explicit TlsTransport(std::shared_ptr<const SniSelector> selector);
+  // Server side: chooser, when set before the handshake, picks the context
+  // instead of the selector (which still gives the one a connection starts
+  // with). It is let go of when the handshake completes.
+  void setContextChooser(std::unique_ptr<ContextChooser> chooser) { chooser_ = std::move(chooser); }
   ~TlsTransport();
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
@@ -123,6 +140,7 @@ class TlsTransport {
   std::string sni_;                              // Client: the name sent.
   std::shared_ptr<const TlsContext> context_;    // Current context (SNI may switch it).
   std::shared_ptr<const SniSelector> selector_;  // Server with SNI selection, else null.
+  std::unique_ptr<ContextChooser> chooser_;      // Server, on some listeners.
   BufferChain input_;       // Ciphertext not yet taken by OpenSSL (read BIO's source).
   BufferChain output_;      // Ciphertext waiting for takeOutput() (write BIO's sink).
   BufferChain pending_;     // Plaintext written before the handshake completed.

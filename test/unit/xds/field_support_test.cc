@@ -125,7 +125,7 @@ static_resources:
 static_resources:
   listeners:
   - filter_chains:
-    - filter_chain_match: {transport_protocol: tls, application_protocols: [h2]}
+    - filter_chain_match: {transport_protocol: tls, suffix_len: 8}
       transport_socket_connect_timeout: 1s
       filters:
       - name: hcm
@@ -135,7 +135,7 @@ static_resources:
           http3_protocol_options: {}
 )"),
               ElementsAre("static_resources.listeners[0].filter_chains[0].filter_chain_match."
-                          "application_protocols: not supported yet",
+                          "suffix_len: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                           "http2_protocol_options.custom_settings_parameters: not supported yet",
                           "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."

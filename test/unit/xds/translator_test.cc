@@ -1156,8 +1156,12 @@ TEST_F(TranslateTls, FilterChainMatchOnAddressesInEnvoysOrder) {
                   uint16_t peer_port) -> std::string {
     sockaddr_storage local = socketAddress(local_ip, local_port);
     sockaddr_storage peer = socketAddress(peer_ip, peer_port);
-    const config::FilterChainConfig* c = l.selectFilterChain(config::ListenerConfig::ConnectionInfo{
-        reinterpret_cast<sockaddr*>(&local), reinterpret_cast<sockaddr*>(&peer), ""});
+    const config::FilterChainConfig* c = l.selectFilterChain(
+        config::ListenerConfig::ConnectionInfo{reinterpret_cast<sockaddr*>(&local),
+                                               reinterpret_cast<sockaddr*>(&peer),
+                                               "",
+                                               config::FilterChainConfig::Transport::kAny,
+                                               {}});
     return c ? c->name : "(none)";
   };
   EXPECT_EQ(pick("10.1.2.3", 8080, "1.1.1.1", 1), "port");
@@ -1198,14 +1202,71 @@ TEST_F(TranslateTls, FilterChainMatchRefusals) {
   EXPECT_EQ(
       error(matchChain("a", "{source_ports: [0]}")),
       chains + "[0].filter_chain_match.source_ports[0]: must be a port from 1 to 65535, got 0");
-  // A TLS chain is chosen by server name alone.
-  std::string tls = chainYaml("t", "", "a");
-  tls.replace(tls.find("    - name: t\n"), 14,
-              "    - name: t\n      filter_chain_match: {destination_port: 443}\n");
-  EXPECT_EQ(error(tls), chains +
-                            "[0].filter_chain_match: destination_port, prefix_ranges, "
-                            "source_prefix_ranges and source_ports are not supported yet on "
-                            "a TLS filter chain");
+  // A plaintext connection has no application protocols (no http_inspector).
+  EXPECT_EQ(error(matchChain("p", "{application_protocols: [h2]}")),
+            chains +
+                "[0].filter_chain_match.application_protocols: needs a TLS transport_socket "
+                "(skiff takes them from the TLS ClientHello's ALPN; "
+                "envoy.filters.listener.http_inspector is not supported)");
+}
+
+// A TLS chain with filter_chain_match `match`, serving cert a.test.
+std::string tlsMatchChain(const std::string& name, const std::string& match) {
+  std::string y = chainYaml(name, "", "a");
+  const std::string first = "    - name: " + name + "\n";
+  return first + "      filter_chain_match: " + match + "\n" + y.substr(first.size());
+}
+
+TEST_F(TranslateTls, TlsChainsMatchOnAddressesAlpnAndSourceTypeInEnvoysOrder) {
+  auto s = translate(load(listenerYaml(
+      tlsMatchChain("port", "{destination_port: 443}") +
+      tlsMatchChain("port_h2", "{destination_port: 443, application_protocols: [h2]}") +
+      tlsMatchChain("port_http11", "{destination_port: 443, application_protocols: [http/1.1]}") +
+      tlsMatchChain("istio", "{application_protocols: [istio-peer-exchange, istio]}") +
+      tlsMatchChain("direct",
+                    "{direct_source_prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}], "
+                    "source_prefix_ranges: [{address_prefix: 10.9.0.0, prefix_len: 16}]}") +
+      tlsMatchChain("src", "{source_prefix_ranges: [{address_prefix: 10.9.9.0, prefix_len: 24}]}") +
+      tlsMatchChain("local", "{source_type: SAME_IP_OR_LOOPBACK}") +
+      tlsMatchChain("external", "{source_type: EXTERNAL}"))));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
+  EXPECT_TRUE(l.choose_tls_chain_in_hello);
+  EXPECT_TRUE(l.match_application_protocols);
+  auto pick = [&](const char* local_ip, uint16_t local_port, const char* peer_ip,
+                  std::vector<std::string_view> alpn) -> std::string {
+    sockaddr_storage local = socketAddress(local_ip, local_port);
+    sockaddr_storage peer = socketAddress(peer_ip, 40000);
+    const config::FilterChainConfig* c = l.selectFilterChain(config::ListenerConfig::ConnectionInfo{
+        reinterpret_cast<sockaddr*>(&local), reinterpret_cast<sockaddr*>(&peer), "a.test",
+        config::FilterChainConfig::Transport::kTls, alpn});
+    return c ? c->name : "(none)";
+  };
+  // The port first, then the protocols in the client's order of preference.
+  EXPECT_EQ(pick("10.0.0.1", 443, "8.8.8.8", {"h2", "http/1.1"}), "port_h2");
+  EXPECT_EQ(pick("10.0.0.1", 443, "8.8.8.8", {"http/1.1", "h2"}), "port_http11");
+  EXPECT_EQ(pick("10.0.0.1", 443, "8.8.8.8", {"h3"}), "port");
+  EXPECT_EQ(pick("10.0.0.1", 443, "8.8.8.8", {}), "port");
+  EXPECT_EQ(pick("10.0.0.1", 8443, "8.8.8.8", {"istio", "h2"}), "istio");
+  // Direct source before source type and source: the direct /8 wins, and
+  // only then does its own source range have to hold.
+  EXPECT_EQ(pick("10.0.0.1", 8443, "10.9.9.9", {"h2"}), "direct");
+  EXPECT_EQ(pick("10.0.0.1", 8443, "10.8.0.1", {"h2"}), "(none)");
+  // Source type: loopback, or the connection's own IP, is "same IP".
+  EXPECT_EQ(pick("10.0.0.1", 8443, "127.0.0.1", {}), "local");
+  EXPECT_EQ(pick("192.168.0.1", 8443, "192.168.0.1", {}), "local");
+  EXPECT_EQ(pick("192.168.0.1", 8443, "192.168.0.2", {}), "external");
+
+  // Two chains that both name h2 take the same connections, as in Envoy.
+  auto result = translateBootstrap(
+      load(listenerYaml(tlsMatchChain("p", "{application_protocols: [h2]}") +
+                        tlsMatchChain("q", "{application_protocols: [istio, h2]}"))),
+      testRegistry());
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(), kListener +
+                                           ".filter_chains[1]: has the same "
+                                           "filter_chain_match as " +
+                                           kListener + ".filter_chains[0]");
 }
 
 TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
@@ -1225,8 +1286,8 @@ TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
   EXPECT_TRUE(l.match_transport);
   ASSERT_NE(l.tls, nullptr);
   using T = config::FilterChainConfig::Transport;
-  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "a.test", T::kTls})->name, "tls");
-  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "", T::kRawBuffer})->name, "plain");
+  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "a.test", T::kTls, {}})->name, "tls");
+  EXPECT_EQ(l.selectFilterChain({nullptr, nullptr, "", T::kRawBuffer, {}})->name, "plain");
 
   auto error = [&](const std::string& yaml) {
     auto result = translateBootstrap(load(yaml), testRegistry());
