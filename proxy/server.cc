@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "proxy/access_log/log_file.h"
+#include "proxy/common/health_check_state.h"
 #include "proxy/common/image_pages.h"
 #include "proxy/common/json.h"
 #include "proxy/common/log.h"
@@ -451,24 +452,28 @@ void Server::quit() {
   beginDrain();
 }
 
-bool Server::ready() const { return live_ && !draining_; }
+// A server that fails health checks (/healthcheck/fail) is DRAINING to
+// Envoy's /ready, server_info and server.state, though it still serves.
+bool Server::ready() const { return live_ && !draining_ && !healthCheckFailed(); }
 
 std::string Server::state() const {
   if (draining_) return "DRAINING";
-  return live_ ? "LIVE" : "PRE_INITIALIZING";
+  if (!live_) return "PRE_INITIALIZING";
+  return healthCheckFailed() ? "DRAINING" : "LIVE";
 }
 
 void Server::collect(std::map<std::string, uint64_t>& counters,
                      std::map<std::string, int64_t>& gauges) {
   for (auto& w : workers_) w->stats().collect(counters, gauges);
   main_->stats().collect(counters, gauges);
-  gauges["server.live"] = live_ && !draining_ ? 1 : 0;
+  gauges["server.live"] = ready() ? 1 : 0;
   gauges["server.concurrency"] = static_cast<int64_t>(workers_.size());
   gauges["server.uptime"] =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - started_)
           .count();
-  gauges["server.state"] =
-      draining_ ? 1 : (live_ ? 0 : 2);  // Envoy: 0 LIVE, 1 DRAINING, 2 PRE_INIT.
+  gauges["server.state"] = draining_ || (live_ && healthCheckFailed())
+                               ? 1
+                               : (live_ ? 0 : 2);  // Envoy: 0 LIVE, 1 DRAINING, 2 PRE_INIT.
 }
 
 std::string Server::statsText() {

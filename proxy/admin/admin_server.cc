@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "proxy/common/health_check_state.h"
 #include "proxy/http/codec.h"
 #include "proxy/http/http1/http1_codec.h"
 #include "proxy/net/connection.h"
@@ -148,8 +149,8 @@ AdminServer::Reply AdminServer::handle(std::string_view method, std::string_view
   const std::string text = "text/plain; charset=UTF-8";
   const std::string js = "application/json";
   // Envoy refuses state-changing endpoints on GET.
-  bool mutating =
-      path == "/quitquitquit" || path == "/healthcheck/fail" || path == "/drain_listeners";
+  bool mutating = path == "/quitquitquit" || path == "/healthcheck/fail" ||
+                  path == "/healthcheck/ok" || path == "/drain_listeners";
   if (mutating && method != "POST") {
     return {405, text, "This endpoint requires POST, not " + std::string(method) + "\n"};
   }
@@ -167,13 +168,19 @@ AdminServer::Reply AdminServer::handle(std::string_view method, std::string_view
   if (path == "/listeners") return {200, json ? js : text, source_.listenersText(json)};
   if (path == "/clusters") return {200, text, source_.clustersText()};
   if (path == "/server_info") return {200, js, source_.serverInfo()};
+  if (path == "/healthcheck/fail" || path == "/healthcheck/ok") {
+    // Every worker reads the flag on its next health check or response.
+    setHealthCheckFailed(path == "/healthcheck/fail");
+    return {200, text, "OK\n"};
+  }
   if (path == "/quitquitquit") {
     source_.quit();
     return {200, text, "OK\n"};
   }
   if (path == "/" || path.empty()) {
     return {200, text,
-            "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /quitquitquit\n"
+            "admin commands are:\n  /clusters\n  /config_dump\n  /healthcheck/fail\n"
+            "  /healthcheck/ok\n  /listeners\n  /quitquitquit\n"
             "  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"};
   }
   return {404, text, "invalid path. admin commands are listed at /\n"};

@@ -1,5 +1,6 @@
 // Envoy's admin interface on the main thread's loop, only where
 // admin.address says: /ready, /stats, /stats/prometheus, /config_dump,
+// /healthcheck/fail and /healthcheck/ok (POST only),
 // /listeners, /clusters, /server_info, /quitquitquit. It speaks HTTP/1.1
 // with the same codec as the data plane.
 #pragma once

@@ -11,6 +11,7 @@
 
 #include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
+#include "proxy/common/health_check_state.h"
 #include "proxy/common/log.h"
 #include "proxy/http/edge_headers.h"
 #include "proxy/http/http1/http1_codec.h"
@@ -124,6 +125,7 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       downstream_cx_http2_total(s.counter("http." + p + ".downstream_cx_http2_total")),
       downstream_cx_ssl_total(s.counter("http." + p + ".downstream_cx_ssl_total")),
       downstream_cx_protocol_error(s.counter("http." + p + ".downstream_cx_protocol_error")),
+      downstream_cx_drain_close(s.counter("http." + p + ".downstream_cx_drain_close")),
       downstream_rq_total(s.counter("http." + p + ".downstream_rq_total")),
       downstream_rq_http1_total(s.counter("http." + p + ".downstream_rq_http1_total")),
       downstream_rq_http2_total(s.counter("http." + p + ".downstream_rq_http2_total")),
@@ -499,6 +501,18 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       // end closes it already).
       hcm_.stats().downstream_rq_response_before_rq_complete.inc();
       if (hcm_.protocol() != http::Protocol::kHttp2 && !upgrade_) hcm_.codec().goAway();
+    }
+    if (healthCheckFailed() && !hcm_.draining_) [[unlikely]] {
+      // Envoy's drain decision: while the server fails health checks
+      // (/healthcheck/fail), a response drains its connection, so that
+      // clients move to another proxy: HTTP/1 says `connection: close` on
+      // this response (not on a tunnel, whose bytes are no longer HTTP/1)
+      // and closes after it; HTTP/2 sends GOAWAY and closes once its
+      // streams have ended.
+      if (hcm_.protocol() == http::Protocol::kHttp2 || !upgrade_) {
+        hcm_.stats().downstream_cx_drain_close.inc();
+        hcm_.drain();
+      }
     }
     response_headers_ = std::move(headers);  // Encoders may hold views into it.
     if (record_) {

@@ -31,6 +31,8 @@ struct HttpConnectionManagerStats {
   stats::Counter& downstream_cx_http2_total;
   stats::Counter& downstream_cx_ssl_total;
   stats::Counter& downstream_cx_protocol_error;
+  // Connections drained because the server fails health checks.
+  stats::Counter& downstream_cx_drain_close;
   stats::Counter& downstream_rq_total;
   stats::Counter& downstream_rq_http1_total;
   stats::Counter& downstream_rq_http2_total;
