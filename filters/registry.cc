@@ -4,6 +4,7 @@
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "filters/fault/fault.h"
+#include "filters/health_check/health_check.h"
 #include "filters/local_ratelimit/local_ratelimit.h"
 #include "filters/rbac/rbac.h"
 #include "filters/router/router.h"
@@ -43,6 +44,7 @@ const FilterRegistry& FilterRegistry::builtin() {
                           createLocalRateLimitPerRouteConfig);
     r->registerHttpFilter(kRbacTypeUrl, createRbacFilterFactory);
     r->registerPerRouteConfig(kRbacPerRouteTypeUrl, createRbacPerRouteConfig);
+    r->registerHttpFilter(kHealthCheckTypeUrl, createHealthCheckFilterFactory);
     return r;
   }();
   return *registry;

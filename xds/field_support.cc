@@ -130,6 +130,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.type.matcher.v3.PathMatcher", {"path"}},
       {"envoy.type.v3.Int32Range", {"start", "end"}},
       {"envoy.type.v3.HttpStatus", {"code"}},
+      // filters/health_check. cache_time is refused.
+      {"envoy.extensions.filters.http.health_check.v3.HealthCheck",
+       {"pass_through_mode", "headers", "cluster_min_healthy_percentages"}},
       {"envoy.type.v3.TokenBucket", {"max_tokens", "tokens_per_fill", "fill_interval"}},
       // skiff has no runtime: runtime_key is read and never used.
       {"envoy.config.core.v3.RuntimeFractionalPercent", {"default_value", "runtime_key"}},
@@ -392,6 +395,7 @@ const std::set<std::string>& anyTypes() {
       "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
       "envoy.extensions.filters.http.rbac.v3.RBAC",
       "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+      "envoy.extensions.filters.http.health_check.v3.HealthCheck",
       std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",

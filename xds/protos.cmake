@@ -25,6 +25,8 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/filters/http/fault/v3/fault.proto
   envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto
   envoy/extensions/filters/http/rbac/v3/rbac.proto
+  envoy/extensions/filters/http/health_check/v3/health_check.proto
+  envoy/extensions/filters/http/cors/v3/cors.proto
 )
 
 find_program(NPM npm REQUIRED)

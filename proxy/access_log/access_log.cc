@@ -40,7 +40,7 @@ bool LogFilter::matches(const LogContext& c) const {
       return compare(op, ms, value);
     }
     case Kind::kNotHealthCheck:
-      return true;  // skiff has no health check filter: no request is one.
+      return c.record == nullptr || !c.record->health_check;
     case Kind::kResponseFlag:
       if (flags.empty()) return !c.response_flags.empty();
       return std::any_of(flags.begin(), flags.end(),

@@ -63,6 +63,9 @@ struct StreamRecord {
   // The request of a stream answered before its filter chain saw it (400
   // for a missing Host, 403 for a refused upgrade).
   HeaderMapPtr unfiltered_request_headers;
+  // The health check filter took the request for a health check (Envoy's
+  // StreamInfo::healthCheck(), which NotHealthCheckFilter reads).
+  bool health_check = false;
 };
 
 // Everything a format can print about one finished stream.

@@ -21,6 +21,16 @@ inline constexpr std::string_view kResponseTimeout = "response_timeout";
 // limit filter's refusal.
 inline constexpr std::string_view kFaultFilterAbort = "fault_filter_abort";
 inline constexpr std::string_view kLocalRateLimited = "local_rate_limited";
+// The health check filter's answers: healthy; failed by /healthcheck/fail;
+// by cluster_min_healthy_percentages, every cluster healthy enough, or one
+// missing, empty, or with too few healthy hosts.
+inline constexpr std::string_view kHealthCheckOk = "health_check_ok";
+inline constexpr std::string_view kHealthCheckFailed = "health_check_failed";
+inline constexpr std::string_view kHealthCheckClusterHealthy = "health_check_ok_cluster_healthy";
+inline constexpr std::string_view kHealthCheckNoCluster = "health_check_failed_no_cluster_found";
+inline constexpr std::string_view kHealthCheckClusterEmpty = "health_check_failed_cluster_empty";
+inline constexpr std::string_view kHealthCheckClusterUnhealthy =
+    "health_check_failed_cluster_unhealthy";
 // Local answers of the connection manager.
 inline constexpr std::string_view kMissingHostHeader = "missing_host_header";
 inline constexpr std::string_view kUpgradeFailed = "upgrade_failed";

@@ -317,6 +317,10 @@ class Cluster {
       return hosts_;
     return lbHostsWithEjections();
   }
+  // This worker's hosts, and those of them a load balancer may pick (not
+  // ejected): the health check filter's cluster_min_healthy_percentages.
+  size_t hostCount() const { return hosts_.size(); }
+  size_t healthyHostCount() const { return hosts_.size() - ejected_; }
   // Outlier detection (posted from the main thread): the hosts at address
   // are ejected, or back.
   void setEjected(const std::string& address, bool ejected);
