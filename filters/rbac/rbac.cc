@@ -95,7 +95,8 @@ class RbacFilter : public HttpFilter {
       return FilterStatus::kContinue;
     }
     stats.denied.inc();
-    cb_->sendLocalReply(403, kDeniedBody, "RBA",
+    // Envoy's RBAC filter sets no response flag.
+    cb_->sendLocalReply(403, kDeniedBody, "",
                         d.policy != nullptr ? std::string_view(d.policy->denied_details)
                                             : rbac::kDeniedNoPolicyDetails);
     return FilterStatus::kStopIteration;
@@ -171,14 +172,18 @@ Result<std::shared_ptr<const router::PerFilterConfig>> createRbacPerRouteConfig(
     return std::shared_ptr<const router::PerFilterConfig>(std::make_shared<RbacRules>());
   }
   const auto& rbac = proto.rbac();
-  // Envoy counts a route's decisions in the filter's stats: a route's own
-  // stat prefixes would never be used.
-  if (!rbac.rules_stat_prefix().empty()) {
-    return configError(path + ".rbac.rules_stat_prefix: has no effect in RBACPerRoute; remove it");
-  }
-  if (!rbac.shadow_rules_stat_prefix().empty()) {
-    return configError(path +
-                       ".rbac.shadow_rules_stat_prefix: has no effect in RBACPerRoute; remove it");
+  // Envoy counts a route's decisions in the filter's stats; a route's own
+  // stat prefixes name only its dynamic metadata keys, which skiff does not
+  // set.
+  for (const char* field : {"rules_stat_prefix", "shadow_rules_stat_prefix"}) {
+    const std::string& value = std::string_view(field) == "rules_stat_prefix"
+                                   ? rbac.rules_stat_prefix()
+                                   : rbac.shadow_rules_stat_prefix();
+    if (!value.empty()) {
+      return configError(path + ".rbac." + field +
+                         ": not supported yet in RBACPerRoute (Envoy uses it only to name dynamic "
+                         "metadata, which skiff does not set)");
+    }
   }
   auto rules = compileRbacRules(rbac, path + ".rbac");
   if (!rules) return rules.status();

@@ -1,8 +1,9 @@
 // The RBAC filter (envoy.filters.http.rbac): allows or denies each request by
 // Envoy's RBAC policies (rbac_engine.h) over its headers, its path, the
 // downstream connection's addresses, SNI and TLS peer certificate. `rules`
-// enforce: a denied request is answered 403 "RBAC: access denied", flag RBA,
-// details rbac_access_denied_matched_policy[<policy>|none]. `shadow_rules`
+// enforce: a denied request is answered 403 "RBAC: access denied", details
+// rbac_access_denied_matched_policy[<policy>|none] (no response flag, as in
+// Envoy). `shadow_rules`
 // only count. A route (virtual host, route configuration) may carry an
 // RBACPerRoute under the filter's name: its `rbac` replaces the filter's
 // rules for that route, and one without `rbac` turns the filter off there.

@@ -130,9 +130,10 @@ Result<RbacMatcher> compilePermission(const rbac_v3::Permission& p, const std::s
     }
     case rbac_v3::Permission::kDestinationPortRange: {
       const auto& r = p.destination_port_range();
-      if (r.start() > r.end()) {
-        return configError(at + ".destination_port_range: start " + std::to_string(r.start()) +
-                           " is after end " + std::to_string(r.end()));
+      // Envoy's bounds: 0 <= start < end <= 65536.
+      if (r.start() < 0 || r.end() > 65536 || r.start() >= r.end()) {
+        return configError(at + ".destination_port_range: [" + std::to_string(r.start()) + ", " +
+                           std::to_string(r.end()) + ") is not a range of ports");
       }
       RbacMatcher m;
       m.kind = K::kDestinationPortRange;
@@ -312,7 +313,13 @@ Result<RbacEngine> compileRbacEngine(const rbac_v3::RBAC& proto, const std::stri
     }
     RbacPolicy p;
     p.name = name;
-    p.denied_details = "rbac_access_denied_matched_policy[" + name + "]";
+    // Envoy writes the name's whitespace as '_', so that a space-separated
+    // access log keeps its fields.
+    std::string logged = name;
+    for (char& c : logged) {
+      if (c == ' ' || c == '\t' || c == '\f' || c == '\v' || c == '\n' || c == '\r') c = '_';
+    }
+    p.denied_details = "rbac_access_denied_matched_policy[" + logged + "]";
     auto permissions = setOf(RbacMatcher::Kind::kOr, policy.permissions(), at + ".permissions",
                              [&engine](const rbac_v3::Permission& x, const std::string& where) {
                                return compilePermission(x, where, engine.needs);

@@ -75,8 +75,8 @@ struct RbacMatcher {
 struct RbacPolicy {
   std::string name;
   // Envoy's response code details for a request this policy denies:
-  // "rbac_access_denied_matched_policy[<name>]", made once here so that the
-  // access log can keep a view of it.
+  // "rbac_access_denied_matched_policy[<name>]" (whitespace in the name as
+  // '_'), made once here so that the access log can keep a view of it.
   std::string denied_details;
   RbacMatcher permissions;  // kOr over the policy's permissions.
   RbacMatcher principals;   // kOr over its principals.

@@ -78,6 +78,15 @@ TEST(RbacEngineTest, AllowNeedsAMatchDenyRefusesOne) {
   EXPECT_EQ(allow.needs, 0);  // Headers only: the filter asks the connection nothing.
 }
 
+TEST(RbacEngineTest, DeniedDetailsWriteWhitespaceAsUnderscores) {
+  RbacEngine e = mustCompile(R"({"action": "DENY", "policies": {"no\tbots here": {
+      "permissions": [{"any": true}], "principals": [{"any": true}]}}})");
+  Request r;
+  EXPECT_EQ(e.evaluate(r.view()).policy->denied_details,
+            "rbac_access_denied_matched_policy[no_bots_here]");
+  EXPECT_EQ(e.evaluate(r.view()).policy->name, "no\tbots here");
+}
+
 TEST(RbacEngineTest, EmptyPoliciesAllowDeniesEverythingDenyNothingLogAll) {
   Request r;
   EXPECT_FALSE(allowed(mustCompile(R"({"action": "ALLOW"})"), r));
@@ -255,6 +264,9 @@ TEST(RbacEngineTest, RefusesWhatSkiffLacksByPath) {
             "rules.policies[\"p\"].permissions: needs at least one entry");
   EXPECT_EQ(refusal(policy("ALLOW", R"([{"and_rules": {"rules": []}}])")),
             "rules.policies[\"p\"].permissions[0].and_rules.rules: needs at least one entry");
+  EXPECT_EQ(refusal(policy("ALLOW", R"([{"destination_port_range": {"start": 90, "end": 90}}])")),
+            "rules.policies[\"p\"].permissions[0].destination_port_range: [90, 90) is not a range "
+            "of ports");
   EXPECT_EQ(refusal(policy("ALLOW", R"([{"any": false}])")),
             "rules.policies[\"p\"].permissions[0].any: must be true");
   EXPECT_EQ(refusal(policy("ALLOW",
