@@ -21,6 +21,7 @@ constexpr const char* kRoute = "envoy.config.route.v3.";
 constexpr const char* kHcm =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 constexpr const char* kTls = "envoy.extensions.transport_sockets.tls.v3.";
+constexpr const char* kTcpProxy = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 constexpr const char* kUpstreamHttp = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 // Supported fields per message full name. A message that is absent supports
@@ -63,6 +64,12 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "transport_protocol", "application_protocols", "direct_source_prefix_ranges",
         "source_type"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
+      // envoy.filters.network.tcp_proxy (filters/tcp_proxy/).
+      {kTcpProxy,
+       {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts",
+        "max_downstream_connection_duration"}},
+      {std::string(kTcpProxy) + ".WeightedCluster", {"clusters"}},
+      {std::string(kTcpProxy) + ".WeightedCluster.ClusterWeight", {"name", "weight"}},
       // Its typed_config is a DownstreamTlsContext (listener) or an
       // UpstreamTlsContext (cluster); the translator checks which.
       {"envoy.config.core.v3.TransportSocket", {"name", "typed_config"}},
@@ -390,6 +397,7 @@ const std::set<std::string>& opaqueTypes() {
 const std::set<std::string>& anyTypes() {
   static const auto* types = new std::set<std::string>{
       kHcm,
+      kTcpProxy,
       "envoy.extensions.filters.http.router.v3.Router",
       "envoy.extensions.filters.http.fault.v3.HTTPFault",
       "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",

@@ -27,6 +27,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/filters/http/rbac/v3/rbac.proto
   envoy/extensions/filters/http/health_check/v3/health_check.proto
   envoy/extensions/filters/http/cors/v3/cors.proto
+  envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto
 )
 
 find_program(NPM npm REQUIRED)

@@ -208,7 +208,25 @@ struct HttpConnectionManagerConfig {
   bool access_log_upstream_local = false;
 };
 
-// One filter chain: which connections it takes, their TLS, their HCM.
+// envoy.filters.network.tcp_proxy (filters/tcp_proxy/): a filter chain whose
+// connections are relayed as bytes to a cluster, with no HTTP at all.
+struct TcpProxyConfig {
+  std::string stat_prefix;  // Stats are tcp.<stat_prefix>.*.
+  // cluster, or weighted_clusters.clusters: one is picked per connection,
+  // with a chance of weight / total_weight.
+  struct WeightedCluster {
+    std::string name;
+    uint32_t weight = 1;
+  };
+  std::vector<WeightedCluster> clusters;
+  uint64_t total_weight = 0;
+  milliseconds idle_timeout{3600 * 1000};  // No byte either way for this long; zero: none.
+  // Connects tried per connection; each attempt picks a host again.
+  uint32_t max_connect_attempts = 1;
+  milliseconds max_downstream_connection_duration{0};  // Zero: no limit.
+};
+
+// One filter chain: which connections it takes, their TLS, their HCM or TCP proxy.
 struct FilterChainConfig {
   std::string name;
   // A hash of the FilterChain resource. When a listener is updated, its
@@ -242,7 +260,10 @@ struct FilterChainConfig {
   // transport_socket envoy.transport_sockets.tls (DownstreamTlsContext);
   // nullptr: plaintext. Its ALPN list decides the codec under AUTO.
   std::shared_ptr<const tls::TlsContext> tls;
-  HttpConnectionManagerConfig http;
+  HttpConnectionManagerConfig http;  // Unused when tcp_proxy is set.
+  // The chain's network filter is envoy.filters.network.tcp_proxy: its
+  // connections get no HTTP codec (null: the HCM).
+  std::shared_ptr<const TcpProxyConfig> tcp_proxy;
 };
 
 struct ListenerConfig {

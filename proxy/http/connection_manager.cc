@@ -9,6 +9,7 @@
 #include <ctime>
 #include <map>
 
+#include "filters/tcp_proxy/tcp_proxy.h"
 #include "proxy/access_log/response_code_details.h"
 #include "proxy/buffer/object_pool.h"
 #include "proxy/common/health_check_state.h"
@@ -857,6 +858,21 @@ bool HttpConnectionManager::adoptChain(const config::FilterChainConfig* chain) {
     conn_.close();
     return false;
   }
+  if (chain_->tcp_proxy) [[unlikely]] {
+    // A TCP proxy chain: the session takes the codec's place and the
+    // connection gets no HTTP codec, stream or timer of the connection
+    // manager's (its own timeouts are the session's). The head timer is the
+    // one thing a read could still arm: armHeadTimer() declines it, so
+    // onRead() needs no test of its own for this.
+    tcp_proxy_ = true;
+    clearIdleTimer();
+    auto session = std::make_unique<tcp_proxy::TcpProxySession>(conn_, *chain_->tcp_proxy,
+                                                                restoredLocalAddress());
+    tcp_proxy::TcpProxySession& s = *session;
+    codec_ = std::move(session);
+    s.start();
+    return false;
+  }
   stats_ = &hcmStatsFor(worker(), chain_->http.stat_prefix);
   stats_->downstream_cx_total.inc();
   stats_->downstream_cx_active.inc();
@@ -922,7 +938,7 @@ void HttpConnectionManager::onRead(BufferChain& data) {
 // request_timeout or stream_idle_timeout, whichever is shorter: the
 // connection closes when it fires before a stream began.
 void HttpConnectionManager::armHeadTimer() {
-  if (!chain_) return;
+  if (!chain_ || tcp_proxy_) return;  // A TCP proxy's bytes are no request head.
   uint64_t ms = 0;
   for (auto t : {config().request_timeout, config().stream_idle_timeout}) {
     uint64_t v = static_cast<uint64_t>(t.count());
@@ -1129,6 +1145,10 @@ void HttpConnectionManager::removeStream(ActiveStream& stream) {
 }
 
 void HttpConnectionManager::drain() {
+  if (tcp_proxy_) {
+    static_cast<tcp_proxy::TcpProxySession&>(*codec_).drain();
+    return;
+  }
   draining_ = true;
   if (codec_) codec_->goAway();
   if (!hasStreams()) closeAfterFlush();

@@ -158,12 +158,14 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // Fills c's connection fields (protocol, addresses, SNI) and writes it to
   // every access log: a stream's line, or a codec error's.
   void writeAccessLogs(access_log::LogContext& c);
-  // Picks the filter chain; false (and the connection closes) when none
-  // takes it.
+  // Picks the filter chain; false when the connection needs no HTTP codec:
+  // none takes it (the connection closes), or the chain's TCP proxy took it
+  // (filters/tcp_proxy/).
   bool selectChain(const config::ListenerConfig::ConnectionInfo& info) {
     return adoptChain(listener_->selectFilterChain(info));
   }
-  // Serves the connection with chain (null: none took it).
+  // Serves the connection with chain (null: none took it); false as for
+  // selectChain.
   bool adoptChain(const config::FilterChainConfig* chain);
   void createCodec(bool http2);
   void countCodecStats();
@@ -185,6 +187,8 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // The worker keeps this connection's original destination (original_dst):
   // few connections have one, so the others pay a bit for it, not a pointer.
   bool has_restored_local_ : 1 = false;
+  // The chain's network filter is tcp_proxy: codec_ is a TcpProxySession.
+  bool tcp_proxy_ : 1 = false;
   std::shared_ptr<const config::ListenerConfig> listener_;  // Captured: a swap never changes us.
   const config::FilterChainConfig* chain_ = nullptr;        // Owned by listener_.
   ListenerStats* listener_stats_;  // Shared by the listener's connections on this worker.

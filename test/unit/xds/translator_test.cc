@@ -651,10 +651,11 @@ TEST(TranslateBootstrap, NetworkFilterMustBeTheHttpConnectionManager) {
       ->PackFrom(envoy::extensions::filters::http::router::v3::Router());
   EXPECT_EQ(translateError(b),
             kHcmPath +
-                ": the only supported network filter is "
+                ": the supported network filters are "
                 "envoy.filters.network.http_connection_manager (type.googleapis.com/"
                 "envoy.extensions.filters.network.http_connection_manager.v3."
-                "HttpConnectionManager), got "
+                "HttpConnectionManager) and envoy.filters.network.tcp_proxy "
+                "(type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy), got "
                 "'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'");
 }
 
@@ -1774,4 +1775,89 @@ TEST(TranslateBootstrap, ExampleConfigs) {
 }
 
 }  // namespace
+
+// A listener whose one network filter is envoy.filters.network.tcp_proxy
+// with `fields` (YAML flow-mapping entries).
+std::string tcpProxyYaml(const std::string& fields) {
+  return R"(
+static_resources:
+  listeners:
+  - name: tcp
+    address: {socket_address: {address: 127.0.0.1, port_value: 10001}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, )" +
+         fields + R"(}
+  clusters:
+  - name: db
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment: {cluster_name: db, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 5432}}}}]}]}
+)";
+}
+
+Result<std::shared_ptr<const config::Snapshot>> translateTcpProxy(const std::string& fields) {
+  auto b = loadBootstrapYaml(tcpProxyYaml(fields));
+  if (!b.isOk()) return b.status();
+  return translateBootstrap(*b, testRegistry());
+}
+
+TEST(TranslateTcpProxy, ClusterAndDefaults) {
+  auto result = translateTcpProxy("stat_prefix: db_tcp, cluster: db");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const config::ListenerConfig& l = *(*result)->listeners.begin()->second;
+  ASSERT_EQ(l.filter_chains.size(), 1u);
+  const config::TcpProxyConfig* tp = l.filter_chains[0]->tcp_proxy.get();
+  ASSERT_NE(tp, nullptr);
+  EXPECT_EQ(tp->stat_prefix, "db_tcp");
+  ASSERT_EQ(tp->clusters.size(), 1u);
+  EXPECT_EQ(tp->clusters[0].name, "db");
+  EXPECT_EQ(tp->total_weight, 1u);
+  // Envoy's defaults: an hour of idleness, one connect attempt, no limit on
+  // the connection's duration.
+  EXPECT_EQ(tp->idle_timeout, milliseconds(3600 * 1000));
+  EXPECT_EQ(tp->max_connect_attempts, 1u);
+  EXPECT_EQ(tp->max_downstream_connection_duration, milliseconds(0));
+}
+
+TEST(TranslateTcpProxy, WeightedClustersAndTimeouts) {
+  auto result = translateTcpProxy(
+      "stat_prefix: w, weighted_clusters: {clusters: [{name: db, weight: 3}, {name: later, weight: "
+      "1}]}, idle_timeout: 0s, max_connect_attempts: 4, max_downstream_connection_duration: 90s");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  const config::ListenerConfig& l = *(*result)->listeners.begin()->second;
+  const config::TcpProxyConfig* tp = l.filter_chains[0]->tcp_proxy.get();
+  ASSERT_NE(tp, nullptr);
+  ASSERT_EQ(tp->clusters.size(), 2u);
+  // A cluster the static config does not name is accepted, as Envoy does
+  // (it may come over CDS); its connections count in downstream_cx_no_route.
+  EXPECT_EQ(tp->clusters[1].name, "later");
+  EXPECT_EQ(tp->clusters[0].weight, 3u);
+  EXPECT_EQ(tp->total_weight, 4u);
+  EXPECT_EQ(tp->idle_timeout, milliseconds(0));
+  EXPECT_EQ(tp->max_connect_attempts, 4u);
+  EXPECT_EQ(tp->max_downstream_connection_duration, milliseconds(90000));
+}
+
+TEST(TranslateTcpProxy, Errors) {
+  const std::string path = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+  auto no_cluster = translateTcpProxy("stat_prefix: x");
+  ASSERT_FALSE(no_cluster.isOk());
+  EXPECT_THAT(no_cluster.status().message(),
+              HasSubstr(path + ": cluster or weighted_clusters is required"));
+  auto no_prefix = translateTcpProxy("cluster: db");
+  ASSERT_FALSE(no_prefix.isOk());
+  EXPECT_THAT(no_prefix.status().message(), HasSubstr(path + ".stat_prefix"));
+  for (const char* field :
+       {"hash_policy: [{source_ip: {}}]", "on_demand: {}", "tunneling_config: {hostname: a}",
+        "downstream_idle_timeout: 1s", "access_log: [{name: a}]",
+        "metadata_match: {filter_metadata: {a: {}}}"}) {
+    auto r = translateTcpProxy(std::string("stat_prefix: x, cluster: db, ") + field);
+    ASSERT_FALSE(r.isOk()) << field;
+    const std::string name(field, std::string_view(field).find(':'));
+    EXPECT_THAT(r.status().message(), HasSubstr(path + "." + name)) << field;
+  }
+}
+
 }  // namespace skiff::xds
