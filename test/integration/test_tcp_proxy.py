@@ -287,6 +287,43 @@ class TcpProxyTest(SkiffTestCase):
         self.assertEqual(self.skiff.stat("tcp.tcp_duration.idle_timeout"), 0)
 
 
+class TcpProxyOverflowTest(SkiffTestCase):
+    def test_overflow_closes_downstream_and_a_waiter_goes_on(self):
+        # One upstream connection (max_connections) and one waiter
+        # (max_pending_requests) per worker: a third connection overflows and
+        # is closed without a byte; the waiter gets the connection when the
+        # first one ends.
+        server = TcpServer()
+        self.addCleanup(server.stop)
+        skiff = self.start_skiff(bootstrap(
+            [tcp_listener("full", tcp_proxy("tcp_full", "full"))],
+            [cluster("full", [(LOCALHOST, server.port)], extra={"circuit_breakers": {
+                "thresholds": [{"max_connections": 1, "max_pending_requests": 1}]}})]),
+            concurrency=1)
+        port = skiff.port("full")
+        first = connect(port)
+        first.sendall(b"Efirst")
+        self.assertEqual(first.recv(5), b"first")
+        waiter = connect(port)
+        wait_until(lambda: skiff.stat("cluster.full.upstream_rq_pending_active") == 1, TIMEOUT,
+                   what="the second connection waiting for the pool")
+        third = connect(port)
+        try:
+            data = third.recv(100)
+        except ConnectionResetError:
+            data = b""
+        third.close()
+        self.assertEqual(data, b"")
+        wait_until(lambda: skiff.stat("cluster.full.upstream_rq_pending_overflow") == 1, TIMEOUT)
+        first.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_until_eof(first), b"")
+        first.close()
+        waiter.sendall(b"Ewaited")
+        waiter.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_until_eof(waiter), b"waited")
+        waiter.close()
+
+
 class TcpProxyTlsTest(SkiffTestCase):
     def test_tls_chain_relays_plaintext_upstream(self):
         certs = h.Certificates()
