@@ -67,7 +67,7 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // envoy.filters.network.tcp_proxy (filters/tcp_proxy/).
       {kTcpProxy,
        {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts",
-        "max_downstream_connection_duration"}},
+        "max_downstream_connection_duration", "access_log"}},
       {std::string(kTcpProxy) + ".WeightedCluster", {"clusters"}},
       {std::string(kTcpProxy) + ".WeightedCluster.ClusterWeight", {"name", "weight"}},
       // Its typed_config is a DownstreamTlsContext (listener) or an

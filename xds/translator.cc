@@ -1217,6 +1217,7 @@ void translateTcpProxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path
     toMillis(tp.max_downstream_connection_duration(), path + ".max_downstream_connection_duration",
              errors, out.max_downstream_connection_duration);
   }
+  translateAccessLogs(tp.access_log(), path + ".access_log", errors, out.access_logs);
   if (tp.has_max_connect_attempts()) {
     out.max_connect_attempts = tp.max_connect_attempts().value();
     if (out.max_connect_attempts == 0) {

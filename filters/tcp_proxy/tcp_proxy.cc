@@ -1,6 +1,7 @@
 #include "filters/tcp_proxy/tcp_proxy.h"
 
 #include <cstring>
+#include <ctime>
 #include <map>
 
 #include "proxy/worker/worker.h"
@@ -51,6 +52,13 @@ TcpProxySession::TcpProxySession(TcpConnection& downstream, const config::TcpPro
     has_original_dst_ = true;
   }
   stats_.downstream_cx_total.inc();
+  if (!config.access_logs.empty()) {
+    record_ = std::make_unique<access_log::StreamRecord>();
+    record_->start_ns = uv_hrtime();
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    record_->start_unix_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  }
 }
 
 TcpProxySession::~TcpProxySession() {
@@ -81,9 +89,12 @@ void TcpProxySession::start() {
         duration_deadline_,
         static_cast<uint64_t>(config_.max_downstream_connection_duration.count()));
   }
-  cluster_ = worker.clusterManager().get(*pickCluster());
+  const std::string& cluster_name = *pickCluster();
+  cluster_ = worker.clusterManager().get(cluster_name);
+  if (record_) record_->upstream_cluster = cluster_name;
   if (cluster_ == nullptr) {
     stats_.downstream_cx_no_route.inc();
+    flag_ = "NC";
     closeNow();
     return;
   }
@@ -102,9 +113,11 @@ void TcpProxySession::connect() {
   host_ = cluster_->chooseHost(context);
   if (!host_) {
     cluster_->stats().upstream_cx_none_healthy.inc();
+    flag_ = "UH";
     closeNow();
     return;
   }
+  if (record_) record_->upstream_host = host_->address();  // host_ outlives the log.
   host_->requestStarted();
   counted_request_ = true;
   waiting_for_pool_ = true;
@@ -153,6 +166,7 @@ void TcpProxySession::Upstream::onPoolFailure(upstream::PoolFailure reason, std:
     s.connect();
     return;
   }
+  s.flag_ = reason == upstream::PoolFailure::kOverflow ? "UO" : "UF";
   s.closeNow();
 }
 
@@ -162,6 +176,7 @@ bool TcpProxySession::dispatch(BufferChain& data, http::CodecError&) {
     return true;
   }
   stats_.downstream_cx_rx_bytes_total.inc(data.length());
+  if (record_) record_->bytes_received += data.length();
   touch();
   if (encoder_ == nullptr) {
     // Not connected yet (the bytes that came with a TLS handshake, or one
@@ -181,6 +196,7 @@ void TcpProxySession::Upstream::decodeData(BufferChain& data, bool end_stream) {
   }
   if (!data.empty()) {
     s.stats_.downstream_cx_tx_bytes_total.inc(data.length());
+    if (s.record_) s.record_->bytes_sent += data.length();
     s.touch();
     s.downstream_.write(data);
   }
@@ -276,6 +292,28 @@ void TcpProxySession::onTransportClosed(http::ResetReason) {
   idle_deadline_.cancel();
   duration_deadline_.cancel();
   releaseUpstream(true);
+  if (record_) writeAccessLogs();
+}
+
+// One line per connection, when the downstream connection has closed.
+void TcpProxySession::writeAccessLogs() {
+  access_log::LogContext c;
+  c.record = record_.get();
+  c.end_ns = uv_hrtime();
+  c.response_flags = flag_;
+  c.downstream_remote_address = downstream_.peerAddress();
+  std::string local;  // Lives until the logs have formatted it.
+  for (const auto& log : config_.access_logs) {
+    if (local.empty() && log->formatter().usesDownstreamLocalAddress()) {
+      // The original destination when original_dst restored one, as the
+      // connection manager prints it.
+      local = has_original_dst_ ? formatAddress(reinterpret_cast<const sockaddr*>(&original_dst_))
+                                : downstream_.localAddress();
+      c.downstream_local_address = local;
+    }
+  }
+  for (const auto& log : config_.access_logs) log->log(c, downstream_.worker().loop());
+  record_.reset();
 }
 
 void TcpProxySession::drain() {

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/access_log/formatter.h"
 #include "proxy/config/config.h"
 #include "proxy/http/codec.h"
 #include "proxy/net/connection.h"
@@ -109,6 +110,7 @@ class TcpProxySession final : public http::ServerConnection {
   void closeNow();
   // Both directions have ended: the downstream closes once its bytes are out.
   void maybeFinish();
+  void writeAccessLogs();
   void touch() { last_activity_ms_ = uv_now(downstream_.worker().loop()); }
   static void onIdleDeadline(void* self);
   static void onDurationDeadline(void* self);
@@ -123,6 +125,10 @@ class TcpProxySession final : public http::ServerConnection {
   std::shared_ptr<upstream::Host> host_;
   upstream::UpstreamClient* client_ = nullptr;  // Lent by the pool while the relay runs.
   http::RequestEncoder* encoder_ = nullptr;     // client_'s stream.
+  // access_log: the connection's record (null without a log); flag: its
+  // %RESPONSE_FLAGS% (a static string).
+  std::unique_ptr<access_log::StreamRecord> record_;
+  std::string_view flag_;
   BufferChain pending_;  // The downstream's bytes read before the upstream was ready.
   uint32_t attempts_ = 0;
   uint64_t last_activity_ms_ = 0;

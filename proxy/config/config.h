@@ -224,6 +224,8 @@ struct TcpProxyConfig {
   // Connects tried per connection; each attempt picks a host again.
   uint32_t max_connect_attempts = 1;
   milliseconds max_downstream_connection_duration{0};  // Zero: no limit.
+  // access_log: one line per connection, when it closes. Empty: no record.
+  std::vector<std::shared_ptr<const access_log::AccessLog>> access_logs;
 };
 
 // One filter chain: which connections it takes, their TLS, their HCM or TCP proxy.

@@ -287,6 +287,61 @@ class TcpProxyTest(SkiffTestCase):
         self.assertEqual(self.skiff.stat("tcp.tcp_duration.idle_timeout"), 0)
 
 
+class TcpProxyAccessLogTest(SkiffTestCase):
+    def test_one_line_per_connection(self):
+        server = TcpServer()
+        self.addCleanup(server.stop)
+        dead = h.ReservedPort()
+        self.addCleanup(dead.close)
+        tmp = tempfile.mkdtemp(prefix="skiff-tcp-log-")
+        log_path = os.path.join(tmp, "access.log")
+        fmt = ("%UPSTREAM_CLUSTER% %UPSTREAM_HOST% %BYTES_RECEIVED% %BYTES_SENT% "
+               "%RESPONSE_FLAGS% %DOWNSTREAM_REMOTE_ADDRESS%\n")
+
+        def logged(cluster_name, stat_prefix):
+            return tcp_proxy(stat_prefix, cluster_name, access_log=[{
+                "name": "envoy.access_loggers.file",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers."
+                                          "file.v3.FileAccessLog",
+                                 "path": log_path,
+                                 "log_format": {"text_format_source": {"inline_string": fmt}}}}])
+
+        skiff = self.start_skiff(bootstrap(
+            [tcp_listener("ok", logged("upstream", "tcp_ok")),
+             tcp_listener("fail", logged("dead", "tcp_fail")),
+             tcp_listener("none", logged("missing", "tcp_none"))],
+            [cluster("upstream", [(LOCALHOST, server.port)]),
+             cluster("dead", [(LOCALHOST, dead.port)])]))
+        s = connect(skiff.port("ok"))
+        s.sendall(b"Ehello")
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_until_eof(s), b"hello")
+        ok_peer = "%s:%d" % s.getsockname()
+        s.close()
+        for name in ("fail", "none"):
+            s = connect(skiff.port(name))
+            try:
+                s.recv(10)
+            except ConnectionResetError:
+                pass
+            s.close()
+
+        def lines():
+            try:
+                with open(log_path) as f:
+                    out = f.read().splitlines()
+            except FileNotFoundError:
+                return None
+            return out if len(out) >= 3 else None
+
+        got = sorted(wait_until(lines, TIMEOUT, what="three access log lines"))
+        self.assertEqual(got, sorted([
+            f"upstream 127.0.0.1:{server.port} 6 5 - {ok_peer}",
+            f"dead 127.0.0.1:{dead.port} 0 0 UF " + got[0].split()[-1],
+            "missing - 0 0 NC " + got[1].split()[-1],
+        ]))
+
+
 class TcpProxyOverflowTest(SkiffTestCase):
     def test_overflow_closes_downstream_and_a_waiter_goes_on(self):
         # One upstream connection (max_connections) and one waiter
@@ -399,13 +454,10 @@ class TcpProxyConfigTest(unittest.TestCase):
         self.assertIn("static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
                       "hash_policy", out)
 
-    def test_access_log_is_refused_by_path(self):
-        rc, out = self.validate(tcp_proxy(access_log=[{
-            "name": "envoy.access_loggers.stdout",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers."
-                                      "stream.v3.StdoutAccessLog"}}]))
+    def test_access_log_fields_are_refused_by_path(self):
+        rc, out = self.validate(tcp_proxy(access_log_flush_interval="5s"))
         self.assertNotEqual(rc, 0)
-        self.assertIn("typed_config.access_log", out)
+        self.assertIn("typed_config.access_log_flush_interval", out)
 
     def test_supported_fields_validate(self):
         rc, out = self.validate(tcp_proxy(idle_timeout="10s", max_connect_attempts=3,

@@ -1851,7 +1851,7 @@ TEST(TranslateTcpProxy, Errors) {
   EXPECT_THAT(no_prefix.status().message(), HasSubstr(path + ".stat_prefix"));
   for (const char* field :
        {"hash_policy: [{source_ip: {}}]", "on_demand: {}", "tunneling_config: {hostname: a}",
-        "downstream_idle_timeout: 1s", "access_log: [{name: a}]",
+        "downstream_idle_timeout: 1s", "access_log_flush_interval: 1s",
         "metadata_match: {filter_metadata: {a: {}}}"}) {
     auto r = translateTcpProxy(std::string("stat_prefix: x, cluster: db, ") + field);
     ASSERT_FALSE(r.isOk()) << field;
