@@ -324,9 +324,10 @@ struct RouteEntry::Data {
   // table exist (they own the other two, and outlive this entry).
   std::vector<const HeaderEdits*> request_order;
   std::vector<const HeaderEdits*> response_order;
-  // typed_per_filter_config of the route, then of its virtual host and its
-  // route configuration for the filters the route does not name: the most
-  // specific level's entry for each filter, decided at compile time.
+  // typed_per_filter_config of the route, then of its virtual host, then of
+  // its route configuration: a filter's first entry is its most specific
+  // one, and a filter that merges the levels field by field (CORS) finds
+  // them all, most specific first.
   PerFilterList per_filter;
 
   bool matches(const HeaderMap& request, const SplitPath& split) const {
@@ -389,6 +390,15 @@ const PerFilterConfig* RouteEntry::perFilterConfig(std::string_view filter_name)
     if (name == filter_name) return config.get();
   }
   return nullptr;
+}
+
+size_t RouteEntry::perFilterConfigs(std::string_view filter_name,
+                                    std::span<const PerFilterConfig*> out) const {
+  size_t n = 0;
+  for (const auto& [name, config] : data_->per_filter) {
+    if (n < out.size() && name == filter_name) out[n++] = config.get();
+  }
+  return n;
 }
 
 std::string_view RouteEntry::clusterName(const HeaderMap& request, uint64_t random) const {
@@ -1058,11 +1068,7 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::compile(
       if (!s) return s;
       for (const auto& entry : d->per_filter) table->per_filter_configs.push_back(entry.second);
       for (const PerFilterList* level : {&host->per_filter, &table_per_filter}) {
-        for (const auto& entry : *level) {
-          bool named = false;
-          for (const auto& mine : d->per_filter) named = named || mine.first == entry.first;
-          if (!named) d->per_filter.push_back(entry);
-        }
+        d->per_filter.insert(d->per_filter.end(), level->begin(), level->end());
       }
 
       // Envoy applies the route's edits, then the virtual host's, then the

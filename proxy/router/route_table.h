@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -154,6 +155,12 @@ class RouteEntry {
   // configuration's (Envoy's "most specific wins"); nullptr when none has
   // one. A scan of a short list: only filters that read it pay for it.
   const PerFilterConfig* perFilterConfig(std::string_view filter_name) const;
+  // Every level's typed_per_filter_config for the filter, most specific
+  // first (route, virtual host, route configuration), into out: how many
+  // there are, at most out.size(). For filters that merge the levels field
+  // by field, as Envoy's CORS filter does.
+  size_t perFilterConfigs(std::string_view filter_name,
+                          std::span<const PerFilterConfig*> out) const;
 
   // kDirectResponse.
   uint32_t directStatus() const { return direct_status_; }

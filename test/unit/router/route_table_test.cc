@@ -4,6 +4,7 @@
 #include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <map>
 
 #include "envoy/config/route/v3/route.pb.h"
@@ -744,6 +745,24 @@ TEST(RouteTablePerFilterTest, MostSpecificLevelWinsPerFilter) {
   const RouteEntry* plain = t.match(Request("/x").headers, 0);
   EXPECT_EQ(perFilterValue(plain, "f"), "table-f");
   EXPECT_EQ(perFilterValue(plain, "h"), "vhost-h");
+
+  // Every level's, most specific first, for filters that merge them (CORS).
+  auto levels = [](const RouteEntry* e, const std::string& filter) {
+    std::array<const PerFilterConfig*, 3> found{};
+    const size_t n = e->perFilterConfigs(filter, found);
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      out += (i ? "," : "") + dynamic_cast<const TestFilterConfig*>(found[i])->value;
+    }
+    return out;
+  };
+  EXPECT_EQ(levels(own, "h"), "route-h,vhost-h,table-h");
+  EXPECT_EQ(levels(own, "g"), "vhost-g,table-g");
+  EXPECT_EQ(levels(plain, "h"), "vhost-h,table-h");
+  EXPECT_EQ(levels(plain, "other"), "");
+  std::array<const PerFilterConfig*, 1> one{};
+  EXPECT_EQ(own->perFilterConfigs("h", one), 1u);  // No more than out holds.
+  EXPECT_EQ(dynamic_cast<const TestFilterConfig*>(one[0])->value, "route-h");
 }
 
 TEST(RouteTablePerFilterTest, FilterConfigWrapperAndErrors) {
