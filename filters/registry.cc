@@ -3,6 +3,7 @@
 #include <google/protobuf/any.pb.h>
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "filters/cors/cors.h"
 #include "filters/fault/fault.h"
 #include "filters/health_check/health_check.h"
 #include "filters/local_ratelimit/local_ratelimit.h"
@@ -45,6 +46,8 @@ const FilterRegistry& FilterRegistry::builtin() {
     r->registerHttpFilter(kRbacTypeUrl, createRbacFilterFactory);
     r->registerPerRouteConfig(kRbacPerRouteTypeUrl, createRbacPerRouteConfig);
     r->registerHttpFilter(kHealthCheckTypeUrl, createHealthCheckFilterFactory);
+    r->registerHttpFilter(kCorsTypeUrl, createCorsFilterFactory);
+    r->registerPerRouteConfig(kCorsPolicyTypeUrl, createCorsPerRouteConfig);
     return r;
   }();
   return *registry;

@@ -48,7 +48,7 @@ using PerRouteConfigCreate = std::function<Result<std::shared_ptr<const router::
 class FilterRegistry {
  public:
   // The filters built into skiff: envoy.filters.http.router, .fault,
-  // .local_ratelimit, .rbac and .health_check.
+  // .local_ratelimit, .rbac, .health_check and .cors.
   static const FilterRegistry& builtin();
 
   // The creator for a type URL ("type.googleapis.com/<message full name>"),

@@ -137,6 +137,14 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.type.matcher.v3.PathMatcher", {"path"}},
       {"envoy.type.v3.Int32Range", {"start", "end"}},
       {"envoy.type.v3.HttpStatus", {"code"}},
+      // filters/cors: the filter's Cors has no fields; a CorsPolicy comes
+      // from typed_per_filter_config. The deprecated `cors` of VirtualHost
+      // and RouteAction are refused.
+      {"envoy.extensions.filters.http.cors.v3.Cors", {}},
+      {"envoy.extensions.filters.http.cors.v3.CorsPolicy",
+       {"allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers", "max_age",
+        "allow_credentials", "filter_enabled", "shadow_enabled", "allow_private_network_access",
+        "forward_not_matching_preflights"}},
       // filters/health_check. cache_time is refused.
       {"envoy.extensions.filters.http.health_check.v3.HealthCheck",
        {"pass_through_mode", "headers", "cluster_min_healthy_percentages"}},
@@ -404,6 +412,8 @@ const std::set<std::string>& anyTypes() {
       "envoy.extensions.filters.http.rbac.v3.RBAC",
       "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
       "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+      "envoy.extensions.filters.http.cors.v3.Cors",
+      "envoy.extensions.filters.http.cors.v3.CorsPolicy",
       std::string(kRoute) + "FilterConfig",
       kUpstreamHttp,
       std::string(kTls) + "DownstreamTlsContext",

@@ -31,6 +31,8 @@ inline constexpr std::string_view kHealthCheckNoCluster = "health_check_failed_n
 inline constexpr std::string_view kHealthCheckClusterEmpty = "health_check_failed_cluster_empty";
 inline constexpr std::string_view kHealthCheckClusterUnhealthy =
     "health_check_failed_cluster_unhealthy";
+// The CORS filter answered a preflight.
+inline constexpr std::string_view kCorsResponse = "cors_response";
 // Local answers of the connection manager.
 inline constexpr std::string_view kMissingHostHeader = "missing_host_header";
 inline constexpr std::string_view kUpgradeFailed = "upgrade_failed";
