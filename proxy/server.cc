@@ -454,6 +454,14 @@ void Server::quit() {
 
 // A server that fails health checks (/healthcheck/fail) is DRAINING to
 // Envoy's /ready, server_info and server.state, though it still serves.
+void Server::drainListeners() {
+  SKIFF_LOG(kInfo, "/drain_listeners: closing the listeners, draining their connections");
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->post([worker] { worker->stopListeners(); });
+  }
+}
+
 bool Server::ready() const { return live_ && !draining_ && !healthCheckFailed(); }
 
 std::string Server::state() const {

@@ -49,6 +49,7 @@ class Server : public AdminSource,
   std::string clustersText() override;
   std::string serverInfo() override;
   void quit() override;
+  void drainListeners() override;
 
  private:
   // xds::AdsClient::Watcher: what the control plane sends goes to dynamic_.

@@ -117,6 +117,18 @@ class AdminConnection : public TcpConnection::Callbacks,
   std::string path_;
 };
 
+// Whether a query string ("a=1&b") has the key, with or without a value.
+bool hasQueryKey(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    if (param.substr(0, param.find('=')) == key) return true;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
 AdminServer::~AdminServer() { close(); }
@@ -173,13 +185,27 @@ AdminServer::Reply AdminServer::handle(std::string_view method, std::string_view
     setHealthCheckFailed(path == "/healthcheck/fail");
     return {200, text, "OK\n"};
   }
+  if (path == "/drain_listeners") {
+    // Envoy's options: skiff has no inbound listeners (traffic_direction is
+    // refused), no drain period before the listeners close, and never exits
+    // for a drain.
+    for (std::string_view option : {"inboundonly", "graceful", "skip_exit"}) {
+      if (hasQueryKey(query, option)) {
+        return {400, text,
+                "/drain_listeners?" + std::string(option) + " is not supported by skiff\n"};
+      }
+    }
+    source_.drainListeners();
+    return {200, text, "OK\n"};
+  }
   if (path == "/quitquitquit") {
     source_.quit();
     return {200, text, "OK\n"};
   }
   if (path == "/" || path.empty()) {
     return {200, text,
-            "admin commands are:\n  /clusters\n  /config_dump\n  /healthcheck/fail\n"
+            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n"
+            "  /healthcheck/fail\n"
             "  /healthcheck/ok\n  /listeners\n  /quitquitquit\n"
             "  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"};
   }

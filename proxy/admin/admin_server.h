@@ -1,6 +1,6 @@
 // Envoy's admin interface on the main thread's loop, only where
 // admin.address says: /ready, /stats, /stats/prometheus, /config_dump,
-// /healthcheck/fail and /healthcheck/ok (POST only),
+// /healthcheck/fail, /healthcheck/ok and /drain_listeners (POST only),
 // /listeners, /clusters, /server_info, /quitquitquit. It speaks HTTP/1.1
 // with the same codec as the data plane.
 #pragma once
@@ -31,6 +31,9 @@ class AdminSource {
   virtual std::string clustersText() = 0;
   virtual std::string serverInfo() = 0;
   virtual void quit() = 0;
+  // /drain_listeners: every worker closes its listeners and drains its
+  // connections; skiff keeps running.
+  virtual void drainListeners() = 0;
 };
 
 class AdminServer {

@@ -252,7 +252,7 @@ void Worker::updateListener(const std::string& name,
     listeners_.erase(it);
     drainListener(name, nullptr);
   }
-  if (!cfg) return;
+  if (!cfg || listeners_stopped_) return;
   Status s = openListener(std::move(cfg));
   if (!s) SKIFF_LOG(kError, "listener " + name + ": " + s.message());
 }
@@ -304,6 +304,14 @@ void Worker::drain(uint64_t deadline_ms) {
       },
       deadline_ms, 0);
   maybeStop();
+}
+
+void Worker::stopListeners() {
+  listeners_stopped_ = true;
+  for (auto& [name, l] : listeners_) l->close();
+  listeners_.clear();
+  auto open = connections_;
+  for (DownstreamConnection* c : open) c->drain();
 }
 
 void Worker::maybeStop() {

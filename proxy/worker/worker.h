@@ -87,6 +87,11 @@ class Worker {
   // Stops accepting, lets connections finish, and ends the loop once the
   // last one is gone or the deadline passes. Called on the worker thread.
   void drain(uint64_t deadline_ms);
+  // The admin's /drain_listeners: closes every listener (and opens none that
+  // a later configuration adds) and drains every downstream connection; the
+  // loop goes on (upstream pools, the admin, xDS), unlike drain(). Called
+  // on the worker thread.
+  void stopListeners();
   void join();
 
   uint32_t index() const { return index_; }
@@ -193,6 +198,7 @@ class Worker {
   bool closed_ = false;  // The loop is closed: post() drops work. Guarded by closed_mu_.
   size_t downstream_count_ = 0;
   bool draining_ = false;
+  bool listeners_stopped_ = false;  // stopListeners(): no listener opens again.
   bool stopping_ = false;
   uint64_t rng_;
 };
