@@ -1,7 +1,10 @@
 #include "filters/router/router.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <string>
 
 #include "filters/router/grpc_timeout.h"
@@ -1075,6 +1078,14 @@ class RouterFilter : public HttpFilter,
       context.hash_policy = policy;
       context.downstream_address = cb_->downstreamAddress();
       context.cookie_sink = this;
+      if (policy->hashesSourceIp()) [[unlikely]] {
+        if (std::optional<http::IpAddress> ip = cb_->downstreamRemoteIp()) {
+          if (inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->bytes.data(), context.remote_ip.data(),
+                        context.remote_ip.size()) != nullptr) {
+            context.remote_ip_length = static_cast<uint8_t>(std::strlen(context.remote_ip.data()));
+          }
+        }
+      }
     }
     return context;
   }

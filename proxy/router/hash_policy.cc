@@ -180,7 +180,8 @@ std::string setCookieValue(const HashPolicy::Method& cookie, std::string_view va
 
 std::optional<uint64_t> HashPolicy::generate(const HeaderMap& request,
                                              std::string_view downstream_address,
-                                             CookieSink* cookies) const {
+                                             CookieSink* cookies,
+                                             std::string_view remote_ip) const {
   std::optional<uint64_t> hash;
   for (const Method& m : methods_) {
     std::optional<uint64_t> next;
@@ -235,7 +236,7 @@ std::optional<uint64_t> HashPolicy::generate(const HeaderMap& request,
         break;
       }
       case Method::Kind::kSourceIp: {
-        std::string_view ip = ipOf(downstream_address);
+        std::string_view ip = remote_ip.empty() ? ipOf(downstream_address) : remote_ip;
         if (!ip.empty()) next = xxHash64(ip);
         break;
       }

@@ -69,15 +69,26 @@ class HashPolicy {
   // balancer then picks a random host). As Envoy: each entry that yields a
   // value is XORed into the hash rotated left by one, and a terminal entry
   // that leaves a hash stops the list. downstream_address is the peer's
-  // "ip:port" (IPv6 in brackets) for source_ip. cookies (may be null)
+  // "ip:port" (IPv6 in brackets). source_ip hashes remote_ip, Envoy's
+  // downstream remote address (what x-forwarded-for names under
+  // use_remote_address and xff_num_trusted_hops), or when it is empty the
+  // peer's IP. cookies (may be null)
   // receives the cookie a ttl entry makes, as Envoy's: the value is the hex
   // xxHash64 of the peer's and the local "ip:port", and it is hashed as a
   // cookie the request had would be, so the next request that carries it
   // reaches the same host.
   std::optional<uint64_t> generate(const HeaderMap& request, std::string_view downstream_address,
-                                   CookieSink* cookies = nullptr) const;
+                                   CookieSink* cookies = nullptr,
+                                   std::string_view remote_ip = {}) const;
 
   const std::vector<Method>& methods() const { return methods_; }
+  // Whether an entry hashes the source IP (which then needs remote_ip).
+  bool hashesSourceIp() const {
+    for (const Method& m : methods_) {
+      if (m.kind == Method::Kind::kSourceIp) return true;
+    }
+    return false;
+  }
 
  private:
   std::vector<Method> methods_;

@@ -785,8 +785,9 @@ std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context,
   // request) picks a random point, so a random host by weight.
   std::optional<uint64_t> hash;
   if (context.hash_policy && context.headers) {
-    hash = context.hash_policy->generate(*context.headers, context.downstream_address,
-                                         context.cookie_sink);
+    hash = context.hash_policy->generate(
+        *context.headers, context.downstream_address, context.cookie_sink,
+        std::string_view(context.remote_ip.data(), context.remote_ip_length));
   }
   const uint64_t h = hash ? *hash : worker_.random();
   const HashTable& table = &hosts == &hosts_ ? hash_all_ : hash_healthy_;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <array>
 #include <list>
 #include <map>
 #include <memory>
@@ -42,6 +43,13 @@ struct LbContext {
   std::string_view downstream_address;  // The peer's "ip:port", for source_ip.
   // Takes the cookie a cookie entry with a ttl makes (the router), or null.
   router::CookieSink* cookie_sink = nullptr;
+  // Envoy's downstream remote address (from x-forwarded-for when the
+  // connection manager trusts it), as text, for a hash policy's source_ip;
+  // empty: the peer's address stands for it. Held here, on the caller's
+  // stack, so that a stream keeps no buffer for it; left uninitialized (a
+  // request pays nothing for it) beyond remote_ip_length.
+  std::array<char, 46> remote_ip;  // INET6_ADDRSTRLEN
+  uint8_t remote_ip_length = 0;
   // A pick again for a retry that wants another host (previous_hosts): a
   // hashing cluster moves that many steps from the hash's host, as Envoy.
   uint32_t attempt = 0;

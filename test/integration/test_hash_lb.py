@@ -142,6 +142,14 @@ class HashLbTest(h.SkiffTestCase):
         self.assert_sticky_and_spread(
             lambda k: self.source_request(f"127.0.0.{int(k.split('-')[1]) + 1}"))
 
+    def test_source_ip_is_the_address_x_forwarded_for_names(self):
+        # As Envoy: without use_remote_address the downstream remote address
+        # is x-forwarded-for's last entry, so clients behind a load balancer
+        # (one peer address for all) still spread, each to its own host.
+        self.assert_sticky_and_spread(
+            lambda k: self.backend_of(
+                "/source", {"x-forwarded-for": f"192.0.2.9, 10.0.{k.split('-')[1]}.7"}))
+
     def test_no_hash_picks_any_host(self):
         # No hash policy (or no key in the request): a random host, as Envoy.
         seen = {self.backend_of("/nohash") for _ in range(40)}
