@@ -90,6 +90,28 @@ int Server::run() {
       });
   outliers_->update(snapshot_->clusters);
   upstream::OutlierReports::set(outliers_.get());
+  // Active health checks: on this loop too, with their own connections.
+  health_checks_ = std::make_unique<upstream::HealthCheckers>(
+      *main_,
+      [this](std::function<void(Worker&)> fn) {
+        for (auto& w : workers_) {
+          Worker* worker = w.get();
+          worker->post([worker, fn] { fn(*worker); });
+        }
+        return workers_.size();
+      },
+      // Envoy's "the cluster has seen traffic": it made an upstream
+      // connection (asked each check only until it has).
+      [this](const std::string& cluster) {
+        const std::string name = "cluster." + cluster + ".upstream_cx_total";
+        for (auto& w : workers_) {
+          if (w->stats().counter(name).value() > 0) return true;
+        }
+        return false;
+      },
+      nullptr);
+  health_checks_->update(snapshot_->clusters);
+  upstream::HealthCheckReports::set(health_checks_.get());
 
   std::string error;
   if (!prepareListeners(error)) {
@@ -190,6 +212,8 @@ void Server::teardownMain() {
   port_reservations_.clear();
   upstream::OutlierReports::set(nullptr);
   if (outliers_) outliers_->clear();  // Its timers are on the main loop.
+  upstream::HealthCheckReports::set(nullptr);
+  if (health_checks_) health_checks_->clear();  // Its timers and connections too.
   main_->shutdown();
 }
 
@@ -593,6 +617,7 @@ void Server::setOutlierHosts(const std::string& cluster,
   for (const auto& ss : addrs)
     addresses.push_back(formatAddress(reinterpret_cast<const sockaddr*>(&ss)));
   outliers_->setHosts(cluster, addresses);
+  health_checks_->setHosts(cluster, addrs);
 }
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
@@ -600,6 +625,9 @@ void Server::publish(std::shared_ptr<const config::Snapshot> snapshot) {
   // Before the STRICT_DNS hosts below: a changed cluster's detector starts
   // afresh, as the workers' cluster does.
   outliers_->update(snapshot_->clusters);
+  // The same for health checkers; before the snapshot goes to the workers,
+  // so that the hosts they make find their health (HealthCheckedHosts).
+  health_checks_->update(snapshot_->clusters);
   // A STRICT_DNS version that finished warming is set with its hosts in the
   // same task that applies the snapshot holding it: no request on a worker
   // sees it without hosts.
@@ -736,12 +764,14 @@ std::string Server::clustersText() {
           hosts.push_back(formatAddress(reinterpret_cast<sockaddr*>(&ss)));
       }
     }
+    const bool checked = c->health_check != nullptr;
     for (const auto& h : hosts) {
       // Envoy's health flags: "healthy", or each failure after a '/'.
       bool ejected = false;
+      bool failed_hc = false;
       std::string rates;
-      if (detector) {
-        std::string key = h;
+      std::string key = h;  // Ejections and health checks go by formatAddress.
+      if (detector || checked) {
         size_t colon = h.rfind(':');
         sockaddr_storage ss;
         if (colon != std::string::npos &&
@@ -750,6 +780,9 @@ std::string Server::clustersText() {
                            ss)) {
           key = formatAddress(reinterpret_cast<const sockaddr*>(&ss));
         }
+      }
+      if (checked) failed_hc = health_checks_->failed(name, key);
+      if (detector) {
         ejected = detector->ejected(key);
         rates = name + "::" + h +
                 "::success_rate::" + formatShortest(detector->successRate(key, false)) + "\n" +
@@ -757,8 +790,10 @@ std::string Server::clustersText() {
                 "::local_origin_success_rate::" + formatShortest(detector->successRate(key, true)) +
                 "\n";
       }
-      out += name + "::" + h +
-             "::health_flags::" + (ejected ? "/failed_outlier_check" : "healthy") + "\n";
+      std::string flags;
+      if (failed_hc) flags += "/failed_active_hc";
+      if (ejected) flags += "/failed_outlier_check";
+      out += name + "::" + h + "::health_flags::" + (flags.empty() ? "healthy" : flags) + "\n";
       out += rates;
     }
   }

@@ -13,6 +13,7 @@
 
 #include "proxy/admin/admin_server.h"
 #include "proxy/config/config.h"
+#include "proxy/upstream/health_checker.h"
 #include "proxy/upstream/outlier_detector.h"
 #include "proxy/worker/worker.h"
 #include "xds/ads_client.h"
@@ -100,6 +101,8 @@ class Server : public AdminSource,
   std::unique_ptr<Worker> main_;  // The main thread's loop (admin, DNS, signals).
   // Outlier detectors (on main_'s loop; cleared before it closes).
   std::unique_ptr<upstream::OutlierDetectors> outliers_;
+  // Active health checkers (on main_'s loop; cleared before it closes).
+  std::unique_ptr<upstream::HealthCheckers> health_checks_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<xds::DynamicConfig> dynamic_;  // With dynamic_resources only.

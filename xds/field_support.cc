@@ -206,9 +206,27 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "outlier_detection",
         "common_lb_config",
         "ring_hash_lb_config",
-        "maglev_lb_config"}},
-      // successful_active_health_check_uneject_host changes nothing: skiff
-      // has no active health checks. Extension monitors are refused.
+        "maglev_lb_config",
+        "health_checks"}},
+      // Active health checks (proxy/upstream/health_checker.h): HTTP and TCP.
+      // grpc_health_check, custom_health_check, the event loggers, tls_options,
+      // transport_socket_match_criteria, alt_port and event_service are refused.
+      {"envoy.config.core.v3.HealthCheck",
+       {"timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
+        "unhealthy_threshold", "healthy_threshold", "reuse_connection", "http_health_check",
+        "tcp_health_check", "no_traffic_interval", "no_traffic_healthy_interval",
+        "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval",
+        "always_log_health_check_failures"}},
+      // send, receive, response_buffer_size, service_name_matcher and method
+      // are refused (a GET, judged by its status).
+      {"envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+       {"host", "path", "request_headers_to_add", "request_headers_to_remove", "expected_statuses",
+        "retriable_statuses", "codec_client_type"}},
+      {"envoy.config.core.v3.HealthCheck.TcpHealthCheck", {"send", "receive"}},
+      {"envoy.config.core.v3.HealthCheck.Payload", {"text", "binary"}},
+      // successful_active_health_check_uneject_host changes nothing yet (it
+      // will uneject on a passing active health check). Extension monitors
+      // are refused.
       {"envoy.config.cluster.v3.OutlierDetection",
        {"consecutive_5xx",
         "interval",
@@ -384,6 +402,7 @@ const std::map<std::string, std::set<std::string>>& enumTable() {
       {"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.enable_x_ratelimit_headers",
        {"OFF", "DRAFT_VERSION_03"}},
       {"envoy.config.rbac.v3.RBAC.action", {"ALLOW", "DENY", "LOG"}},
+      {"envoy.config.core.v3.HealthCheck.HttpHealthCheck.codec_client_type", {"HTTP1", "HTTP2"}},
       {"envoy.config.core.v3.HeaderValueOption.append_action",
        {"APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"}},
   };

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "envoy/config/core/v3/health_check.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
@@ -587,6 +588,196 @@ void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::st
   out.outlier_detection = std::move(c);
 }
 
+// Envoy's Payload: text is hex ("000000FF"), binary the bytes themselves.
+bool payloadBytes(const core_v3::HealthCheck::Payload& payload, const std::string& path,
+                  Errors& errors, std::string& out) {
+  if (payload.has_binary()) {
+    out = payload.binary();
+    return true;
+  }
+  const std::string& hex = payload.text();
+  if (hex.empty() || hex.size() % 2 != 0) {
+    errors.push_back(path + ".text: must be an even, non-zero number of hex digits");
+    return false;
+  }
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = digit(hex[i]);
+    const int lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) {
+      errors.push_back(path + ".text: '" + hex + "' is not hex");
+      return false;
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
+// Status ranges [start, end) within [100, 600), as Envoy checks them.
+void statusRanges(const google::protobuf::RepeatedPtrField<envoy::type::v3::Int64Range>& ranges,
+                  const std::string& path, Errors& errors,
+                  std::vector<std::pair<int64_t, int64_t>>& out) {
+  out.clear();
+  for (int i = 0; i < ranges.size(); ++i) {
+    const auto& r = ranges[i];
+    if (r.start() < 100 || r.end() > 600 || r.start() >= r.end()) {
+      errors.push_back(path + "[" + std::to_string(i) + "]: [" + std::to_string(r.start()) + ", " +
+                       std::to_string(r.end()) + ") is not a range of statuses within [100, 600)");
+      continue;
+    }
+    out.emplace_back(r.start(), r.end());
+  }
+}
+
+// health_checks: one HTTP or TCP checker (proxy/upstream/health_checker.h).
+// It reads the deprecated HeaderValueOption.append, as route tables do.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void translateHealthChecks(const cluster_v3::Cluster& cluster, const std::string& path,
+                           Errors& errors, config::ClusterConfig& out) {
+  if (cluster.health_checks().empty()) return;
+  if (cluster.health_checks().size() > 1) {
+    errors.push_back(path +
+                     ".health_checks[1]: more than one health checker per cluster is not "
+                     "supported yet");
+    return;
+  }
+  const std::string p = path + ".health_checks[0]";
+  if (cluster.type() == cluster_v3::Cluster::ORIGINAL_DST) {
+    // Each worker makes its own hosts on demand; the main thread has no
+    // host list to check.
+    errors.push_back(p + ": is not supported on an ORIGINAL_DST cluster");
+    return;
+  }
+  const core_v3::HealthCheck& hc = cluster.health_checks(0);
+  auto c = std::make_shared<config::HealthCheckConfig>();
+  auto required = [&](bool has, const google::protobuf::Duration& d, const char* name,
+                      milliseconds& field) {
+    const std::string fp = p + "." + name;
+    if (!has) {
+      errors.push_back(fp + ": is required");
+    } else if (toMillis(d, fp, errors, field) && field.count() == 0) {
+      errors.push_back(fp + ": must be greater than zero");
+    }
+  };
+  auto optional = [&](bool has, const google::protobuf::Duration& d, const char* name,
+                      milliseconds& field, milliseconds fallback) {
+    field = fallback;
+    if (!has) return;
+    const std::string fp = p + "." + name;
+    if (toMillis(d, fp, errors, field) && field.count() == 0) {
+      errors.push_back(fp + ": must be greater than zero");
+    }
+  };
+  required(hc.has_timeout(), hc.timeout(), "timeout", c->timeout);
+  required(hc.has_interval(), hc.interval(), "interval", c->interval);
+  if (hc.has_initial_jitter()) {
+    toMillis(hc.initial_jitter(), p + ".initial_jitter", errors, c->initial_jitter);
+  }
+  if (hc.has_interval_jitter()) {
+    toMillis(hc.interval_jitter(), p + ".interval_jitter", errors, c->interval_jitter);
+  }
+  c->interval_jitter_percent = hc.interval_jitter_percent();
+  if (!hc.has_unhealthy_threshold()) {
+    errors.push_back(p + ".unhealthy_threshold: is required");
+  } else {
+    c->unhealthy_threshold = std::max<uint32_t>(1, hc.unhealthy_threshold().value());
+  }
+  if (!hc.has_healthy_threshold()) {
+    errors.push_back(p + ".healthy_threshold: is required");
+  } else {
+    c->healthy_threshold = std::max<uint32_t>(1, hc.healthy_threshold().value());
+  }
+  // Envoy's defaults: unhealthy_interval is interval, unhealthy_edge_interval
+  // is unhealthy_interval, healthy_edge_interval is interval, and
+  // no_traffic_healthy_interval is no_traffic_interval (60s).
+  optional(hc.has_unhealthy_interval(), hc.unhealthy_interval(), "unhealthy_interval",
+           c->unhealthy_interval, c->interval);
+  optional(hc.has_unhealthy_edge_interval(), hc.unhealthy_edge_interval(),
+           "unhealthy_edge_interval", c->unhealthy_edge_interval, c->unhealthy_interval);
+  optional(hc.has_healthy_edge_interval(), hc.healthy_edge_interval(), "healthy_edge_interval",
+           c->healthy_edge_interval, c->interval);
+  optional(hc.has_no_traffic_interval(), hc.no_traffic_interval(), "no_traffic_interval",
+           c->no_traffic_interval, milliseconds(60000));
+  optional(hc.has_no_traffic_healthy_interval(), hc.no_traffic_healthy_interval(),
+           "no_traffic_healthy_interval", c->no_traffic_healthy_interval, c->no_traffic_interval);
+  if (hc.has_reuse_connection()) c->reuse_connection = hc.reuse_connection().value();
+  c->always_log_failures = hc.always_log_health_check_failures();
+  if (hc.has_http_health_check()) {
+    const std::string hp = p + ".http_health_check";
+    const auto& h = hc.http_health_check();
+    c->kind = config::HealthCheckConfig::Kind::kHttp;
+    c->path = h.path();
+    if (c->path.empty()) errors.push_back(hp + ".path: is required");
+    c->host = h.host();
+    for (int i = 0; i < h.request_headers_to_add().size(); ++i) {
+      const auto& o = h.request_headers_to_add(i);
+      const std::string op = hp + ".request_headers_to_add[" + std::to_string(i) + "]";
+      config::HealthCheckConfig::Header header;
+      header.name = o.header().key();
+      std::transform(header.name.begin(), header.name.end(), header.name.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      header.value = o.header().value();
+      if (header.name.empty() || header.name[0] == ':' || header.name == "host") {
+        errors.push_back(op + ".header.key: '" + o.header().key() + "' may not be set");
+        continue;
+      }
+      if (header.value.find('%') != std::string::npos) {
+        errors.push_back(op + ".header.value: command operators (%...%) are not supported in " +
+                         "health check headers yet");
+        continue;
+      }
+      if (o.has_append()) {
+        if (o.append_action() != core_v3::HeaderValueOption::APPEND_IF_EXISTS_OR_ADD) {
+          errors.push_back(op + ": append and append_action are both set");
+          continue;
+        }
+        header.action = o.append().value() ? config::HealthCheckConfig::Header::Action::kAppend
+                                           : config::HealthCheckConfig::Header::Action::kOverwrite;
+      } else if (o.append_action() == core_v3::HeaderValueOption::ADD_IF_ABSENT) {
+        header.action = config::HealthCheckConfig::Header::Action::kAddIfAbsent;
+      } else if (o.append_action() == core_v3::HeaderValueOption::OVERWRITE_IF_EXISTS_OR_ADD) {
+        header.action = config::HealthCheckConfig::Header::Action::kOverwrite;
+      }
+      if (header.value.empty() && !o.keep_empty_value()) continue;  // As Envoy.
+      c->headers_to_add.push_back(std::move(header));
+    }
+    for (const std::string& name : h.request_headers_to_remove()) {
+      std::string lower = name;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      c->headers_to_remove.push_back(std::move(lower));
+    }
+    if (!h.expected_statuses().empty()) {
+      statusRanges(h.expected_statuses(), hp + ".expected_statuses", errors, c->expected_statuses);
+    }
+    statusRanges(h.retriable_statuses(), hp + ".retriable_statuses", errors, c->retriable_statuses);
+    c->http2 = h.codec_client_type() == envoy::type::v3::HTTP2;
+  } else if (hc.has_tcp_health_check()) {
+    const std::string tp = p + ".tcp_health_check";
+    const auto& t = hc.tcp_health_check();
+    c->kind = config::HealthCheckConfig::Kind::kTcp;
+    if (t.has_send()) payloadBytes(t.send(), tp + ".send", errors, c->send);
+    for (int i = 0; i < t.receive().size(); ++i) {
+      std::string bytes;
+      if (payloadBytes(t.receive(i), tp + ".receive[" + std::to_string(i) + "]", errors, bytes)) {
+        c->receive.push_back(std::move(bytes));
+      }
+    }
+  } else {
+    // grpc_health_check and custom_health_check are refused by field_support.
+    errors.push_back(p + ": one of http_health_check or tcp_health_check is required");
+  }
+  out.health_check = std::move(c);
+}
+#pragma GCC diagnostic pop
+
 bool isPrime(uint64_t n) {
   if (n < 2) return false;
   for (uint64_t d = 2; d * d <= n; ++d) {
@@ -787,6 +978,7 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
   translateProtocolOptions(cluster, path, errors, out);
   translateUpstreamTls(cluster, path, errors, out);
   translateOutlierDetection(cluster, path, errors, out);
+  translateHealthChecks(cluster, path, errors, out);
   if (cluster.common_lb_config().has_healthy_panic_threshold()) {
     const std::string p = path + ".common_lb_config.healthy_panic_threshold.value";
     const double v = cluster.common_lb_config().healthy_panic_threshold().value();

@@ -69,6 +69,60 @@ struct OutlierDetectionConfig {
   uint32_t enforcing_failure_percentage_local_origin = 0;
 };
 
+// A cluster's health_checks[0] (Envoy's HealthCheck): active health checking
+// from the main thread (proxy/upstream/health_checker.h). Defaults are Envoy's.
+struct HealthCheckConfig {
+  milliseconds timeout{1000};
+  milliseconds interval{1000};
+  // The first check of a host waits a random time below initial_jitter;
+  // later ones add a random time below interval_jitter and below
+  // interval_jitter_percent % of the interval.
+  milliseconds initial_jitter{0};
+  milliseconds interval_jitter{0};
+  uint32_t interval_jitter_percent = 0;
+  // Failures in a row that make a healthy host unhealthy (network failures
+  // and retriable statuses only: any other failure does at once), and
+  // successes in a row that make an unhealthy host healthy.
+  uint32_t unhealthy_threshold = 1;
+  uint32_t healthy_threshold = 1;
+  // The interval after a failure, after a failure or a success that has not
+  // changed the host's health yet, and, until the cluster has made a
+  // connection, for every check (no_traffic_healthy_interval: for a healthy
+  // host). Set by the translator to Envoy's defaults when absent.
+  milliseconds unhealthy_interval{1000};
+  milliseconds unhealthy_edge_interval{1000};
+  milliseconds healthy_edge_interval{1000};
+  milliseconds no_traffic_interval{60000};
+  milliseconds no_traffic_healthy_interval{60000};
+  bool reuse_connection = true;
+  bool always_log_failures = false;  // Logs every failure, not only state changes.
+
+  enum class Kind { kHttp, kTcp };
+  Kind kind = Kind::kHttp;
+  // kHttp: a GET of path with :authority host (empty: the cluster's name),
+  // user-agent Envoy/HC, plus headers_to_add, minus headers_to_remove.
+  std::string path;
+  std::string host;
+  struct Header {
+    std::string name;  // Lowercase.
+    std::string value;
+    enum class Action { kAppend, kAddIfAbsent, kOverwrite };
+    Action action = Action::kAppend;
+  };
+  std::vector<Header> headers_to_add;
+  std::vector<std::string> headers_to_remove;  // Lowercase.
+  // [start, end) ranges: a status in expected passes (default 200 only); one
+  // in retriable fails only after unhealthy_threshold in a row; any other
+  // fails at once.
+  std::vector<std::pair<int64_t, int64_t>> expected_statuses{{200, 201}};
+  std::vector<std::pair<int64_t, int64_t>> retriable_statuses;
+  bool http2 = false;  // codec_client_type HTTP2: h2c prior knowledge, or h2 over TLS.
+  // kTcp: bytes sent once connected (may be empty), and the blocks that must
+  // all come back, in order (empty: a connect is a success).
+  std::string send;
+  std::vector<std::string> receive;
+};
+
 struct ClusterConfig {
   // kEds: the endpoints come from a ClusterLoadAssignment over ADS, named
   // eds_service_name; until it arrives the cluster is warming.
@@ -141,6 +195,9 @@ struct ClusterConfig {
   // common_lb_config.healthy_panic_threshold, a whole percent (Envoy rounds
   // it): with fewer healthy hosts than this, the load balancer uses all.
   uint32_t healthy_panic_threshold = 50;
+  // health_checks (at most one); null: none. Hosts then start failed until
+  // their first check passes, as in Envoy.
+  std::shared_ptr<const HealthCheckConfig> health_check;
 };
 
 struct HttpFilterConfig {

@@ -12,6 +12,7 @@
 #include "proxy/http/http1/http1_codec.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_transport.h"
+#include "proxy/upstream/health_checker.h"
 #include "proxy/upstream/tcp_tunnel_codec.h"
 
 namespace skiff::upstream {
@@ -249,8 +250,13 @@ Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
     : cluster_(&cluster),
       addr_(addr),
       weight_(weight == 0 ? 1 : weight),
-      detect_(cluster.config().outlier_detection != nullptr) {
+      detect_(cluster.config().outlier_detection != nullptr),
+      health_checked_(cluster.config().health_check != nullptr) {
   address_ = formatAddress(reinterpret_cast<const ::sockaddr*>(&addr_));
+  watch_responses_ = detect_ || health_checked_;
+  // A new host of a checked cluster is failed until a check passes; one the
+  // main thread already knows keeps the health it has there.
+  if (health_checked_) failed_hc_ = HealthCheckedHosts::instance().failed(cluster.name(), address_);
 }
 
 // ---- Host: outlier detection (only with the cluster's outlier_detection)
@@ -291,6 +297,12 @@ int grpcToHttpStatus(std::string_view grpc_status) {
 }  // namespace
 
 void Host::putResponse(const HeaderMap& headers, const HeaderMap& request) {
+  if (health_checked_ && headers.has("x-envoy-immediate-health-check-fail")) {
+    if (HealthCheckReports* reports = HealthCheckReports::get()) {
+      reports->immediateFail(cluster_->name(), address_);
+    }
+  }
+  if (!detect_) return;
   std::optional<std::string_view> grpc = headers.get(WellKnownHeader::kGrpcStatus);
   putStatus(grpc && isGrpcRequest(request) ? grpcToHttpStatus(*grpc) : headers.status());
 }
@@ -649,8 +661,19 @@ void Cluster::countHealthy() {
 void Cluster::setEjected(const std::string& address, bool ejected) {
   bool changed = false;
   for (const auto& h : hosts_) {
-    if (h->address() == address && h->healthy() == ejected) {
+    if (h->address() == address && h->ejected() != ejected) {
       h->setEjected(ejected);
+      changed = true;
+    }
+  }
+  if (changed) countHealthy();
+}
+
+void Cluster::setHealthCheckFailed(const std::string& address, bool failed) {
+  bool changed = false;
+  for (const auto& h : hosts_) {
+    if (h->address() == address && h->failedHealthCheck() != failed) {
+      h->setHealthCheckFailed(failed);
       changed = true;
     }
   }
@@ -1068,6 +1091,12 @@ void ClusterManager::setHosts(const std::string& cluster,
 void ClusterManager::setEjected(const std::string& cluster, const std::string& address,
                                 bool ejected) {
   if (Cluster* c = get(cluster)) c->setEjected(address, ejected);
+}
+
+void ClusterManager::setHealthCheckFailed(const std::string& cluster, const std::string& address,
+                                          bool failed) {
+  Cluster* c = get(cluster);
+  if (c) c->setHealthCheckFailed(address, failed);
 }
 
 HostRequestCounts ClusterManager::takeRequestCounts(const std::string& cluster) {

@@ -216,16 +216,21 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t weight() const { return weight_; }
   uint32_t activeRequests() const { return active_requests_; }
   Cluster& cluster() { return *cluster_; }
-  // Whether load balancers may pick it: not ejected by outlier detection.
-  // Every load balancer goes through Cluster::lbHosts, which uses this.
-  bool healthy() const { return !ejected_; }
+  // Whether load balancers may pick it: not ejected by outlier detection and
+  // not failed by active health checks. Every load balancer goes through
+  // Cluster::lbHosts, which uses this.
+  bool healthy() const { return !ejected_ && !failed_hc_; }
+  bool ejected() const { return ejected_; }
+  bool failedHealthCheck() const { return failed_hc_; }
 
   // Outlier detection: the router tells the host what each attempt came to.
   // Without outlier_detection on the cluster each is one flag test.
   // A response's status; for a gRPC request, its grpc-status mapped to an
   // HTTP status as Envoy does (another request's grpc-status is no status).
+  // With a health check, a response with x-envoy-immediate-health-check-fail
+  // fails the host's check at once (the same one flag test without either).
   void onUpstreamResponse(const HeaderMap& headers, const HeaderMap& request) {
-    if (detect_) [[unlikely]]
+    if (watch_responses_) [[unlikely]]
       putResponse(headers, request);
   }
   // timeout_status: the status the router answers a timeout with (504, or
@@ -238,6 +243,8 @@ class Host : public std::enable_shared_from_this<Host> {
   // From the main thread's detector (posted): ejected, or back. Coming back
   // starts the error counts again.
   void setEjected(bool ejected);
+  // From the main thread's health checker (posted): failed, or healthy.
+  void setHealthCheckFailed(bool failed) { failed_hc_ = failed; }
   // The requests counted since the last call (for success rate and failure
   // percentage), which start again from zero.
   RequestCounts takeRequestCounts();
@@ -297,6 +304,11 @@ class Host : public std::enable_shared_from_this<Host> {
   // in a row of each kind; ejected by the main thread's detector.
   bool detect_ = false;
   bool ejected_ = false;
+  // Active health checking: the cluster has it; the host failed its checks
+  // (HealthCheckedHosts when the host is made, then posted changes).
+  bool health_checked_ = false;
+  bool failed_hc_ = false;
+  bool watch_responses_ = false;  // detect_ || health_checked_.
   uint32_t consecutive_5xx_ = 0;
   uint32_t consecutive_gateway_failure_ = 0;
   uint32_t consecutive_local_origin_failure_ = 0;
@@ -332,6 +344,9 @@ class Cluster {
   // Outlier detection (posted from the main thread): the hosts at address
   // are ejected, or back.
   void setEjected(const std::string& address, bool ejected);
+  // Active health checking (posted from the main thread): the hosts at
+  // address failed their checks, or passed.
+  void setHealthCheckFailed(const std::string& address, bool failed);
   // Every host's requests since the last call (hosts with none left out).
   HostRequestCounts takeRequestCounts();
   // Replaces the host list (addresses already resolved).
@@ -393,7 +408,9 @@ class Cluster {
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
   std::vector<std::shared_ptr<Host>> hosts_;
-  size_t ejected_ = 0;  // Hosts of hosts_ that outlier detection ejected.
+  // Hosts of hosts_ that are not healthy(): ejected by outlier detection or
+  // failed by active health checks.
+  size_t ejected_ = 0;
   std::vector<std::shared_ptr<Host>> healthy_hosts_;  // Only while ejected_ > 0.
   size_t rr_next_ = 0;
   HashTable hash_all_;                   // Over hosts_ (a hashing cluster only).
@@ -420,6 +437,8 @@ class ClusterManager {
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
   // From the main thread's outlier detector (posted).
   void setEjected(const std::string& cluster, const std::string& address, bool ejected);
+  // From the main thread's health checker (posted).
+  void setHealthCheckFailed(const std::string& cluster, const std::string& address, bool failed);
   HostRequestCounts takeRequestCounts(const std::string& cluster);
 
  private:
