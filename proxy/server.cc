@@ -109,7 +109,9 @@ int Server::run() {
         }
         return false;
       },
-      nullptr);
+      [this](const std::string& cluster, const std::string& address) {
+        outliers_->onHealthCheckPassed(cluster, address);
+      });
   health_checks_->update(snapshot_->clusters);
   upstream::HealthCheckReports::set(health_checks_.get());
 

@@ -224,9 +224,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "retriable_statuses", "codec_client_type"}},
       {"envoy.config.core.v3.HealthCheck.TcpHealthCheck", {"send", "receive"}},
       {"envoy.config.core.v3.HealthCheck.Payload", {"text", "binary"}},
-      // successful_active_health_check_uneject_host changes nothing yet (it
-      // will uneject on a passing active health check). Extension monitors
-      // are refused.
+      // Extension monitors are refused. successful_active_health_check_uneject_host:
+      // a passing active health check unejects (health_checks).
       {"envoy.config.cluster.v3.OutlierDetection",
        {"consecutive_5xx",
         "interval",

@@ -550,6 +550,10 @@ void translateOutlierDetection(const cluster_v3::Cluster& cluster, const std::st
   }
   c->split_external_local_origin_errors = od.split_external_local_origin_errors();
   if (od.has_always_eject_one_host()) c->always_eject_one_host = od.always_eject_one_host().value();
+  if (od.has_successful_active_health_check_uneject_host()) {
+    c->successful_active_health_check_uneject_host =
+        od.successful_active_health_check_uneject_host().value();
+  }
   if (od.has_success_rate_minimum_hosts()) {
     c->success_rate_minimum_hosts = od.success_rate_minimum_hosts().value();
   }

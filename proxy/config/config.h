@@ -67,6 +67,8 @@ struct OutlierDetectionConfig {
   uint32_t failure_percentage_request_volume = 50;
   uint32_t enforcing_failure_percentage = 0;
   uint32_t enforcing_failure_percentage_local_origin = 0;
+  // A passing active health check brings an ejected host back.
+  bool successful_active_health_check_uneject_host = true;
 };
 
 // A cluster's health_checks[0] (Envoy's HealthCheck): active health checking

@@ -229,13 +229,7 @@ void OutlierDetector::onInterval(uint64_t now_ms,
   for (auto& [address, h] : hosts_) {
     if (!h.ejected) continue;
     if (ejectionMs(c, h.backoff) + h.jitter_ms <= now_ms - h.ejected_at_ms) {
-      h.ejected = false;
-      h.unejected = true;
-      h.unejected_at_ms = now_ms;
-      --ejected_;
-      stats_.ejections_active.dec();
-      // The workers start their counts again (Envoy's unejectHost).
-      notify_(address, false);
+      uneject(address, h, now_ms);
     }
   }
   judgeRates(false, counts, now_ms);
@@ -246,6 +240,22 @@ void OutlierDetector::onInterval(uint64_t now_ms,
       --h.backoff;
     }
   }
+}
+
+void OutlierDetector::uneject(const std::string& address, HostState& h, uint64_t now_ms) {
+  h.ejected = false;
+  h.unejected = true;
+  h.unejected_at_ms = now_ms;
+  --ejected_;
+  stats_.ejections_active.dec();
+  // The workers start their counts again (Envoy's unejectHost).
+  notify_(address, false);
+}
+
+void OutlierDetector::onHealthCheckPassed(const std::string& address, uint64_t now_ms) {
+  if (!config().successful_active_health_check_uneject_host) return;
+  auto it = hosts_.find(address);
+  if (it != hosts_.end() && it->second.ejected) uneject(address, it->second, now_ms);
 }
 
 void OutlierDetector::judgeRates(bool local_origin,
@@ -441,6 +451,11 @@ void OutlierDetectors::setHosts(const std::string& cluster,
                                 const std::vector<std::string>& addresses) {
   auto it = entries_.find(cluster);
   if (it != entries_.end()) it->second.detector->setHosts(addresses);
+}
+
+void OutlierDetectors::onHealthCheckPassed(const std::string& cluster, const std::string& address) {
+  auto it = entries_.find(cluster);
+  if (it != entries_.end()) it->second.detector->onHealthCheckPassed(address, uv_now(main_.loop()));
 }
 
 const OutlierDetector* OutlierDetectors::find(const std::string& cluster) const {

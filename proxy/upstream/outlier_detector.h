@@ -120,6 +120,10 @@ class OutlierDetector {
   // percentage may eject; hosts healthy for an interval lower their
   // back-off.
   void onInterval(uint64_t now_ms, const std::map<std::string, RequestCounts>& counts = {});
+  // An active health check of address passed: with
+  // successful_active_health_check_uneject_host (Envoy's default), an
+  // ejected host comes back, as when its ejection time is over.
+  void onHealthCheckPassed(const std::string& address, uint64_t now_ms);
   bool ejected(const std::string& address) const;
   size_t ejectedCount() const { return ejected_; }
   size_t hostCount() const { return hosts_.size(); }
@@ -167,6 +171,7 @@ class OutlierDetector {
   };
   void countDetected(OutlierKind kind);
   void eject(const std::string& address, HostState& host, OutlierKind kind, uint64_t now_ms);
+  void uneject(const std::string& address, HostState& host, uint64_t now_ms);
   // Envoy's processSuccessRateEjections, over external or local-origin results.
   void judgeRates(bool local_origin, const std::map<std::string, RequestCounts>& counts,
                   uint64_t now_ms);
@@ -198,6 +203,8 @@ class OutlierDetectors : public OutlierReports {
   // setHosts.
   void update(const config::ClusterMap& clusters);
   void setHosts(const std::string& cluster, const std::vector<std::string>& addresses);
+  // An active health check of a host passed (OutlierDetector::onHealthCheckPassed).
+  void onHealthCheckPassed(const std::string& cluster, const std::string& address);
   // Whether a host is ejected (for /clusters).
   bool ejected(const std::string& cluster, const std::string& address) const;
   // A cluster's detector, or null.

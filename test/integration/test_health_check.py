@@ -4,7 +4,7 @@ failed until a check passes, thresholds take a host out and bring it back,
 a connect failure is a network failure, x-envoy-immediate-health-check-fail
 on a response fails the host at once; the health_check.* stats, the
 /failed_active_hc health flag of /clusters, membership_healthy, and outlier
-detection alongside. Upstreams: Backend
+detection's successful_active_health_check_uneject_host. Upstreams: Backend
 whose health check answer is switchable while the test runs, a small TCP
 server, and nginx for h2c."""
 
@@ -352,11 +352,42 @@ class TcpHealthCheck(HealthCheckTestCase):
 
 
 class Interplay(HealthCheckTestCase):
+    def uneject_config(self, b, uneject):
+        od = {"consecutive_5xx": 2, "interval": "1s", "base_ejection_time": "300s",
+              "max_ejection_percent": 100}
+        if uneject is not None:
+            od["successful_active_health_check_uneject_host"] = uneject
+        return bootstrap(config([(LOCALHOST, b.port)],
+                                http_check(interval="0.3s", no_traffic_interval="0.3s"),
+                                extra={"outlier_detection": od}))
+
     def eject(self, skiff):
         def step():
             h.http_request(skiff.port(), path="/x")
             return skiff.stat("cluster.web.outlier_detection.ejections_enforced_total") == 1
         h.wait_until(step, 20, interval=0, what="an ejection")
+
+    def test_passing_check_unejects_an_outlier(self):
+        # Ordinary requests get 503, checks pass: ejected by outlier
+        # detection, back at the next passing check (Envoy's default).
+        b = self.backend("b0", status=503)
+        skiff = self.start(self.uneject_config(b, None))
+        self.wait_flags(skiff, {addr(b.port): "healthy"})
+        self.eject(skiff)
+        h.wait_until(
+            lambda: skiff.stat("cluster.web.outlier_detection.ejections_active") == 0, 10,
+            what="the host unejected by a passing check")
+
+    def test_uneject_can_be_turned_off(self):
+        b = self.backend("b0", status=503)
+        skiff = self.start(self.uneject_config(b, False))
+        self.wait_flags(skiff, {addr(b.port): "healthy"})
+        self.eject(skiff)
+        successes = self.hc_stat(skiff, "success")
+        h.wait_until(lambda: self.hc_stat(skiff, "success") >= successes + 3, 10,
+                     what="more passing checks")
+        self.assertEqual(skiff.stat("cluster.web.outlier_detection.ejections_active"), 1)
+        self.assertEqual(health_flags(skiff), {addr(b.port): "/failed_outlier_check"})
 
     def test_both_flags(self):
         # One host failing everything: failed by its check, used all the same

@@ -97,6 +97,29 @@ TEST(OutlierDetector, EjectsAndUnejectsOnTheInterval) {
   EXPECT_EQ(h.events[1], std::make_pair(std::string("a:1"), false));
 }
 
+TEST(OutlierDetector, PassingActiveHealthCheckUnejects) {
+  // successful_active_health_check_uneject_host (default true): back at once.
+  Harness h(shortTimes(), {"a:1", "b:1"});
+  h.detector->onReport("a:1", OutlierKind::kConsecutive5xx, 1000);
+  ASSERT_TRUE(h.detector->ejected("a:1"));
+  h.detector->onHealthCheckPassed("b:1", 1010);  // Not ejected: nothing.
+  h.detector->onHealthCheckPassed("c:1", 1010);  // Not a host: nothing.
+  EXPECT_EQ(h.events.size(), 1u);
+  h.detector->onHealthCheckPassed("a:1", 1020);
+  EXPECT_FALSE(h.detector->ejected("a:1"));
+  EXPECT_EQ(h.active(), 0);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[1], std::make_pair(std::string("a:1"), false));
+  // Turned off: it waits for its ejection time.
+  config::OutlierDetectionConfig off = shortTimes();
+  off.successful_active_health_check_uneject_host = false;
+  Harness k(off, {"a:1", "b:1"});
+  k.detector->onReport("a:1", OutlierKind::kConsecutive5xx, 1000);
+  k.detector->onHealthCheckPassed("a:1", 1020);
+  EXPECT_TRUE(k.detector->ejected("a:1"));
+  EXPECT_EQ(k.active(), 1);
+}
+
 TEST(OutlierDetector, BackoffGrowsAndShrinks) {
   Harness h(shortTimes(), {"a:1", "b:1"});
   uint64_t now = 0;
