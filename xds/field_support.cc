@@ -273,7 +273,10 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}},
       {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
       {"envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}},
-      {"envoy.config.endpoint.v3.Endpoint", {"address"}},
+      {"envoy.config.endpoint.v3.Endpoint", {"address", "health_check_config"}},
+      // hostname and address (another host to check) are refused.
+      {"envoy.config.endpoint.v3.Endpoint.HealthCheckConfig",
+       {"port_value", "disable_active_health_check"}},
       {kUpstreamHttp,
        {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config",
         "auto_config"}},

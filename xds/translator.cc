@@ -431,6 +431,18 @@ void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssig
       }
       translateAddress(lb.endpoint().address(), p + ".endpoint.address", use, errors,
                        endpoint.address);
+      if (lb.endpoint().has_health_check_config()) {
+        const auto& hc = lb.endpoint().health_check_config();
+        const std::string hp = p + ".endpoint.health_check_config";
+        if (use == AddressUse::kDnsEndpoint) {
+          errors.push_back(hp + ": is not supported on a STRICT_DNS cluster yet");
+        } else if (hc.port_value() > 65535) {
+          errors.push_back(hp + ".port_value: must be at most 65535");
+        } else {
+          endpoint.health_check_port = hc.port_value();
+          endpoint.health_check_disabled = hc.disable_active_health_check();
+        }
+      }
       if (lb.has_load_balancing_weight()) {
         endpoint.weight = lb.load_balancing_weight().value();
         if (endpoint.weight == 0) {

@@ -152,6 +152,10 @@ struct ClusterConfig {
   struct Endpoint {
     SocketAddress address;
     uint32_t weight = 1;  // load_balancing_weight
+    // endpoint.health_check_config: the port active health checks go to (0:
+    // the endpoint's own), or no checks at all (the host is then healthy).
+    uint32_t health_check_port = 0;
+    bool health_check_disabled = false;
   };
   std::vector<Endpoint> endpoints;
   // circuit_breakers.thresholds[default]: Envoy's defaults.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #include "proxy/common/log.h"
 #include "proxy/http/http1/http1_codec.h"
@@ -161,6 +162,7 @@ class HealthCheckClient;
 // the host's health.
 class HealthCheckSession {
  public:
+  // addr: where the checks go (the host's address, or its health check port).
   HealthCheckSession(HealthCheckers::Checker& checker, std::string address,
                      const sockaddr_storage& addr, bool failed);
   ~HealthCheckSession();
@@ -168,6 +170,9 @@ class HealthCheckSession {
   HealthCheckSession& operator=(const HealthCheckSession&) = delete;
 
   bool failed() const { return health_.failed(); }
+  bool checks(const sockaddr_storage& addr) const {
+    return std::memcmp(&addr, &addr_, sizeof(addr)) == 0;
+  }
   void start();
   // A worker saw x-envoy-immediate-health-check-fail from the host.
   void onPassiveFailure();
@@ -561,12 +566,7 @@ void HealthCheckers::update(const config::ClusterMap& clusters) {
     if (now.definition_hash == cfg->definition_hash && now.type == cfg->type &&
         cfg->type != config::ClusterConfig::Type::kStrictDns) {
       checker.cluster = cfg;
-      std::vector<sockaddr_storage> addrs;
-      for (const auto& ep : cfg->endpoints) {
-        sockaddr_storage ss;
-        if (parseIpAddress(ep.address.address, ep.address.port, ss)) addrs.push_back(ss);
-      }
-      setSessions(checker, addrs);
+      setSessions(checker, endpointTargets(*cfg));
       continue;
     }
     // A changed cluster: its checks start again with the new config; the
@@ -574,6 +574,7 @@ void HealthCheckers::update(const config::ClusterMap& clusters) {
     // HealthCheckedHosts).
     std::map<std::string, bool> carried = checker.carried;
     for (const auto& [address, session] : checker.sessions) carried[address] = session->failed();
+    for (const std::string& address : checker.disabled) carried[address] = false;
     checkers_.erase(it);
     start(name, cfg, std::move(carried));
   }
@@ -595,33 +596,61 @@ void HealthCheckers::start(const std::string& name,
     setHealthyGauge(c);
     return;
   }
-  std::vector<sockaddr_storage> addrs;
-  for (const auto& ep : cluster->endpoints) {
-    sockaddr_storage ss;
-    if (parseIpAddress(ep.address.address, ep.address.port, ss)) addrs.push_back(ss);
-  }
-  setSessions(c, addrs);
+  setSessions(c, endpointTargets(*cluster));
 }
 
-void HealthCheckers::setSessions(Checker& checker, const std::vector<sockaddr_storage>& addrs) {
+std::vector<HealthCheckers::Target> HealthCheckers::endpointTargets(
+    const config::ClusterConfig& cluster) {
+  std::vector<Target> out;
+  for (const auto& ep : cluster.endpoints) {
+    Target t;
+    if (!parseIpAddress(ep.address.address, ep.address.port, t.addr)) continue;
+    t.check_addr = t.addr;
+    if (ep.health_check_port != 0) {
+      parseIpAddress(ep.address.address, ep.health_check_port, t.check_addr);
+    }
+    t.disabled = ep.health_check_disabled;
+    out.push_back(t);
+  }
+  return out;
+}
+
+void HealthCheckers::setSessions(Checker& checker, const std::vector<Target>& targets) {
   std::map<std::string, std::unique_ptr<HealthCheckSession>> next;
+  std::set<std::string> next_disabled;
   std::vector<HealthCheckSession*> started;
-  for (const auto& ss : addrs) {
-    std::string address = formatAddress(reinterpret_cast<const sockaddr*>(&ss));
-    if (next.count(address)) continue;
+  for (const Target& t : targets) {
+    std::string address = formatAddress(reinterpret_cast<const sockaddr*>(&t.addr));
+    if (next.count(address) || next_disabled.count(address)) continue;
     auto it = checker.sessions.find(address);
+    const bool was_disabled = checker.disabled.count(address) > 0;
+    // The host's health so far: its session's, healthy when it was not
+    // checked, carried over a changed cluster, or failed when it is new.
+    bool failed = true;
     if (it != checker.sessions.end()) {
+      failed = it->second->failed();
+    } else if (was_disabled) {
+      failed = false;
+    } else if (auto carried = checker.carried.find(address); carried != checker.carried.end()) {
+      failed = carried->second;
+    }
+    if (t.disabled) {
+      next_disabled.insert(address);
+      HealthCheckedHosts::instance().set(checker.name, address, false);
+      // A checked host that failed is healthy from now on.
+      if (it != checker.sessions.end() && failed) onHealthChanged(checker, address, false);
+      continue;
+    }
+    if (it != checker.sessions.end() && it->second->checks(t.check_addr)) {
       next[address] = std::move(it->second);
       checker.sessions.erase(it);
       continue;
     }
-    bool failed = true;
-    auto carried = checker.carried.find(address);
-    if (carried != checker.carried.end()) failed = carried->second;
+    if (it != checker.sessions.end()) checker.sessions.erase(it);  // Its checks go elsewhere now.
     // Written before any worker makes the host (the snapshot is posted
     // after this update).
     HealthCheckedHosts::instance().set(checker.name, address, failed);
-    auto session = std::make_unique<HealthCheckSession>(checker, address, ss, failed);
+    auto session = std::make_unique<HealthCheckSession>(checker, address, t.check_addr, failed);
     started.push_back(session.get());
     next[address] = std::move(session);
   }
@@ -629,7 +658,13 @@ void HealthCheckers::setSessions(Checker& checker, const std::vector<sockaddr_st
   for (const auto& [address, session] : checker.sessions) {
     HealthCheckedHosts::instance().set(checker.name, address, true);
   }
+  for (const std::string& address : checker.disabled) {
+    if (!next.count(address) && !next_disabled.count(address)) {
+      HealthCheckedHosts::instance().set(checker.name, address, true);
+    }
+  }
   checker.sessions = std::move(next);
+  checker.disabled = std::move(next_disabled);
   checker.carried.clear();
   setHealthyGauge(checker);
   for (HealthCheckSession* s : started) s->start();
@@ -638,7 +673,14 @@ void HealthCheckers::setSessions(Checker& checker, const std::vector<sockaddr_st
 void HealthCheckers::setHosts(const std::string& cluster,
                               const std::vector<sockaddr_storage>& addrs) {
   auto it = checkers_.find(cluster);
-  if (it != checkers_.end()) setSessions(*it->second, addrs);
+  if (it == checkers_.end()) return;
+  std::vector<Target> targets;
+  for (const auto& ss : addrs) {
+    Target t;
+    t.addr = t.check_addr = ss;
+    targets.push_back(t);
+  }
+  setSessions(*it->second, targets);
 }
 
 void HealthCheckers::setHealthyGauge(Checker& checker) {

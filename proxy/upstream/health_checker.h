@@ -166,6 +166,16 @@ class HealthCheckers : public HealthCheckReports {
     std::map<std::string, std::unique_ptr<HealthCheckSession>> sessions;  // By address.
     // A changed STRICT_DNS cluster: its hosts' health until its hosts come.
     std::map<std::string, bool> carried;
+    // Hosts whose endpoint disables active health checks: never checked,
+    // always healthy.
+    std::set<std::string> disabled;
+  };
+  // One host to check: its address, where its checks go (health_check_config
+  // port_value), or none (disable_active_health_check).
+  struct Target {
+    sockaddr_storage addr;
+    sockaddr_storage check_addr;
+    bool disabled = false;
   };
   // From a session: the check's outcome changed the host's health.
   void onHealthChanged(Checker& checker, const std::string& address, bool failed);
@@ -177,8 +187,10 @@ class HealthCheckers : public HealthCheckReports {
   void start(const std::string& name, std::shared_ptr<const config::ClusterConfig> cluster,
              std::map<std::string, bool> carried);
   // Sessions for exactly these hosts: new ones start failed (or with the
-  // health carried), gone ones stop.
-  void setSessions(Checker& checker, const std::vector<sockaddr_storage>& addrs);
+  // health carried), gone ones stop; a kept host whose checks go elsewhere
+  // now starts a new session with its health.
+  void setSessions(Checker& checker, const std::vector<Target>& targets);
+  static std::vector<Target> endpointTargets(const config::ClusterConfig& cluster);
   void setHealthyGauge(Checker& checker);
 
   Worker& main_;

@@ -480,6 +480,37 @@ class XdsUpdates(HealthCheckTestCase):
         self.assertEqual(self.hc_stat(skiff, "healthy"), 1)
 
 
+class EndpointHealthCheckConfig(HealthCheckTestCase):
+    def test_port_value_and_disable_active_health_check(self):
+        # b0's own checks fail, but its endpoint sends them to hc's port,
+        # where they pass; b1's fail, but its endpoint disables them.
+        b0 = self.backend("b0", hc_status=503)
+        b1 = self.backend("b1", hc_status=503)
+        hc = self.backend("hc")
+        c = config([], http_check())
+        c["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": LOCALHOST,
+                                                         "port_value": b0.port}},
+                          "health_check_config": {"port_value": hc.port}}},
+            {"endpoint": {"address": {"socket_address": {"address": LOCALHOST,
+                                                         "port_value": b1.port}},
+                          "health_check_config": {"disable_active_health_check": True}}},
+        ]}]
+        skiff = self.start(bootstrap(c))
+        self.wait_flags(skiff, {addr(b0.port): "healthy", addr(b1.port): "healthy"})
+        h.wait_until(lambda: len(hc.hc_requests()) >= 3, 10, what="checks on the other port")
+        self.assertEqual(b0.hc_requests(), [])
+        self.assertEqual(b1.hc_requests(), [])
+        self.assertEqual(self.hc_stat(skiff, "failure"), 0)
+        self.assertEqual(self.hc_stat(skiff, "healthy"), 1)  # Only checked hosts count.
+        seen = set()
+        for _ in range(6):
+            status, headers, _ = h.http_request(skiff.port(), path="/x")
+            self.assertEqual(status, 200)
+            seen.add(headers.get("x-backend"))
+        self.assertEqual(seen, {"b0", "b1"})
+
+
 class Config(HealthCheckTestCase):
     def validate(self, text):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
@@ -508,12 +539,24 @@ class Config(HealthCheckTestCase):
             ([{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
                "healthy_threshold": 1, "tcp_health_check": {"send": {"text": "zz"}}}], {},
              f"{p}[0].tcp_health_check.send.text: 'zz' is not hex"),
+            ([http_check()], {"load_assignment": {"cluster_name": "web", "endpoints": [
+                {"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": LOCALHOST, "port_value": 1}},
+                    "health_check_config": {"hostname": "x"}}}]}]}},
+             "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+             ".endpoint.health_check_config.hostname: not supported yet"),
+            ([http_check()], {"type": "STRICT_DNS", "load_assignment": {
+                "cluster_name": "web", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "localhost", "port_value": 1}},
+                    "health_check_config": {"port_value": 2}}}]}]}},
+             "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+             ".endpoint.health_check_config: is not supported on a STRICT_DNS cluster yet"),
             ([http_check()], {"type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
                               "load_assignment": None},
              f"{p}[0]: is not supported on an ORIGINAL_DST cluster"),
         ]:
             c = h.cluster("web", [], extra={"health_checks": checks, **extra})
-            if "load_assignment" in extra:
+            if "load_assignment" in extra and extra["load_assignment"] is None:
                 del c["load_assignment"]
             rc, out = self.validate(bootstrap(c))
             self.assertNotEqual(rc, 0, out)
