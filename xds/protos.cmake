@@ -19,6 +19,7 @@ set(SKIFF_PROTO_ROOTS
   envoy/extensions/upstreams/http/v3/http_protocol_options.proto
   envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto
   envoy/extensions/filters/listener/original_dst/v3/original_dst.proto
+  envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto
   envoy/extensions/access_loggers/file/v3/file.proto
   envoy/extensions/access_loggers/stream/v3/stream.proto
   envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto
