@@ -80,6 +80,23 @@ def wait_until(predicate, timeout, interval=0.02, what="condition"):
 # failures print a readable config).
 
 
+# A JSON access log line that access_log_entry finds by the request's
+# x-test-id header.
+JSON_LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%",
+                   "flags": "%RESPONSE_FLAGS%", "details": "%RESPONSE_CODE_DETAILS%"}
+
+
+def json_log(path, log_filter=None):
+    """An HCM access_log list with one file logger writing JSON_LOG_FORMAT
+    lines to path, behind log_filter if one is given."""
+    log = {"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": path, "log_format": {"json_format": JSON_LOG_FORMAT}}}
+    if log_filter is not None:
+        log["filter"] = log_filter
+    return [log]
+
+
 def access_log_entry(path, test_id, timeout=10):
     """The JSON access log line at path whose "id" is test_id, once a
     worker's flush (every second) has written it."""

@@ -24,8 +24,6 @@ CORS = {"name": "envoy.filters.http.cors",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}
 POLICY_TYPE = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
-LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
-              "details": "%RESPONSE_CODE_DETAILS%"}
 
 
 def policy(**fields):
@@ -69,10 +67,7 @@ class CorsTest(h.SkiffTestCase):
         ]
         listener = h.listener("ingress", routes, stat_prefix="edge", hcm_extra={
             "http_filters": [CORS, h.ROUTER],
-            "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3."
-                         "FileAccessLog",
-                "path": cls.log_path, "log_format": {"json_format": LOG_FORMAT}}}]})
+            "access_log": h.json_log(cls.log_path)})
         listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
             "virtual_hosts"][0]["typed_per_filter_config"] = vhost_policy
         cls.skiff = cls.class_skiff(h.bootstrap([listener], [

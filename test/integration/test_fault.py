@@ -21,22 +21,12 @@ from skiffharness import LOCALHOST
 FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
 
-LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
-              "details": "%RESPONSE_CODE_DETAILS%"}
-
-
 def fault_filter(config):
     return {"name": "envoy.filters.http.fault", "typed_config": dict({"@type": FAULT_TYPE}, **config)}
 
 
 def per_route(config):
     return {"envoy.filters.http.fault": dict({"@type": FAULT_TYPE}, **config)}
-
-
-def json_log(path):
-    return [{"name": "envoy.access_loggers.file", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        "path": path, "log_format": {"json_format": LOG_FORMAT}}}]
 
 
 def reset_on_close(sock):
@@ -93,7 +83,7 @@ class FaultTest(h.SkiffTestCase):
             h.route("/", cluster="backend"),
         ]
         main = h.listener("ingress", routes, hcm_extra={
-            "http_filters": [top, h.ROUTER], "access_log": json_log(cls.log_path)})
+            "http_filters": [top, h.ROUTER], "access_log": h.json_log(cls.log_path)})
         # A second virtual host whose own typed_per_filter_config applies to its routes.
         main["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
             "virtual_hosts"].insert(0, {
@@ -108,7 +98,7 @@ class FaultTest(h.SkiffTestCase):
                               "http_filters": [fault_filter(
                                   {"delay": {"fixed_delay": "3600s", "percentage": all_of()}}),
                                   h.ROUTER],
-                              "access_log": json_log(cls.log_path)})
+                              "access_log": h.json_log(cls.log_path)})
         cls.skiff = cls.class_skiff(h.bootstrap(
             [main, idle], [h.cluster("backend", [(LOCALHOST, cls.backend.port)])]))
         cls.port = cls.skiff.port("ingress")

@@ -23,8 +23,6 @@ from skiffharness import LOCALHOST
 
 HC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck"
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
-LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
-              "details": "%RESPONSE_CODE_DETAILS%"}
 HC_PATH = [{"name": ":path", "string_match": {"exact": "/healthz"}}]
 
 
@@ -33,15 +31,6 @@ def hc_filter(pass_through=False, headers=HC_PATH, **extra):
     if headers is not None:
         config["headers"] = headers
     return {"name": "envoy.filters.http.health_check", "typed_config": config}
-
-
-def file_log(path, log_filter=None):
-    log = {"name": "envoy.access_loggers.file", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        "path": path, "log_format": {"json_format": LOG_FORMAT}}}
-    if log_filter is not None:
-        log["filter"] = log_filter
-    return log
 
 
 def listener(name, hc, cluster="backend", access_log=None):
@@ -76,20 +65,20 @@ class HealthCheckFilterTest(h.SkiffTestCase):
         backend = h.cluster("backend", [(LOCALHOST, cls.backend.port)])
         empty = h.cluster("empty", [])
         cls.skiff = cls.class_skiff(bootstrap([
-            listener("ingress", hc_filter(), access_log=[
-                file_log(cls.all_log),
-                file_log(cls.not_hc_log, {"not_health_check_filter": {}})]),
+            listener("ingress", hc_filter(), access_log=(
+                h.json_log(cls.all_log)
+                + h.json_log(cls.not_hc_log, {"not_health_check_filter": {}}))),
             listener("passthrough", hc_filter(pass_through=True)),
             # Every request is a health check when no header is named.
             listener("every", hc_filter(headers=None)),
             listener("clusters", hc_filter(cluster_min_healthy_percentages={
-                "backend": {"value": 100}, "empty": {"value": 0}}), access_log=[
-                    file_log(cls.all_log)]),
+                "backend": {"value": 100}, "empty": {"value": 0}}),
+                access_log=h.json_log(cls.all_log)),
             listener("empty", hc_filter(cluster_min_healthy_percentages={
-                "backend": {"value": 0}, "empty": {"value": 0.5}}), access_log=[
-                    file_log(cls.all_log)]),
+                "backend": {"value": 0}, "empty": {"value": 0.5}}),
+                access_log=h.json_log(cls.all_log)),
             listener("missing", hc_filter(cluster_min_healthy_percentages={
-                "nowhere": {"value": 10}}), access_log=[file_log(cls.all_log)]),
+                "nowhere": {"value": 10}}), access_log=h.json_log(cls.all_log)),
         ], [backend, empty]), concurrency=2)
 
     def get(self, listener, path, test_id, method="GET"):

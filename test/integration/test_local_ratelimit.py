@@ -20,9 +20,6 @@ LRL_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
 HOUR = "3600s"
 
-LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
-              "details": "%RESPONSE_CODE_DETAILS%"}
-
 
 def lrl(stat_prefix, max_tokens=None, enabled=100, enforced=100, **extra):
     c = {"@type": LRL_TYPE, "stat_prefix": stat_prefix}
@@ -75,10 +72,7 @@ class LocalRateLimitTest(h.SkiffTestCase):
         cls.skiff = cls.class_skiff(h.bootstrap(
             [h.listener("ingress", routes, hcm_extra={
                 "http_filters": [lrl_filter(top), h.ROUTER],
-                "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3."
-                             "FileAccessLog",
-                    "path": cls.log_path, "log_format": {"json_format": LOG_FORMAT}}}]})],
+                "access_log": h.json_log(cls.log_path)})],
             [h.cluster("backend", [(LOCALHOST, cls.backend.port)])]), concurrency=2)
         cls.port = cls.skiff.port("ingress")
 

@@ -21,22 +21,12 @@ PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
 FRONTEND = "spiffe://cluster.local/ns/default/sa/frontend"
 
-LOG_FORMAT = {"id": "%REQ(X-TEST-ID)%", "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
-              "details": "%RESPONSE_CODE_DETAILS%"}
-
-
 def rbac_filter(config):
     return {"name": "envoy.filters.http.rbac", "typed_config": dict({"@type": RBAC_TYPE}, **config)}
 
 
 def per_route(config):
     return {"envoy.filters.http.rbac": dict({"@type": PER_ROUTE_TYPE}, **config)}
-
-
-def json_log(path):
-    return [{"name": "envoy.access_loggers.file", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        "path": path, "log_format": {"json_format": LOG_FORMAT}}}]
 
 
 def path_prefix(prefix):
@@ -98,7 +88,7 @@ class RbacTest(h.SkiffTestCase):
             h.route("/", direct="ok"),
         ]
         allow_listener = h.listener("allow", routes, stat_prefix="allow_http", hcm_extra={
-            "http_filters": [allow, h.ROUTER], "access_log": json_log(cls.log_path)})
+            "http_filters": [allow, h.ROUTER], "access_log": h.json_log(cls.log_path)})
         deny = rbac_filter({"rules": {"action": "DENY", "policies": {
             "block-admin": policy([{"header": {"name": "x-role",
                                                "string_match": {"exact": "admin"}}}]),
@@ -107,7 +97,7 @@ class RbacTest(h.SkiffTestCase):
         }}})
         deny_listener = h.listener("deny", [h.route("/", direct="ok")], stat_prefix="deny_http",
                                    hcm_extra={"http_filters": [deny, h.ROUTER],
-                                              "access_log": json_log(cls.log_path)})
+                                              "access_log": h.json_log(cls.log_path)})
         # An edge proxy that trusts one proxy in front of it: the remote
         # address is the x-forwarded-for entry that proxy added.
         forwarded = rbac_filter({"rules": {"action": "ALLOW", "policies": {
@@ -116,7 +106,7 @@ class RbacTest(h.SkiffTestCase):
                                    hcm_extra={"http_filters": [forwarded, h.ROUTER],
                                               "use_remote_address": True,
                                               "xff_num_trusted_hops": 1,
-                                              "access_log": json_log(cls.log_path)})
+                                              "access_log": h.json_log(cls.log_path)})
         cls.skiff = cls.class_skiff(h.bootstrap([allow_listener, deny_listener, edge_listener]))
         cls.allow_port = cls.skiff.port("allow")
         cls.deny_port = cls.skiff.port("deny")
