@@ -870,6 +870,17 @@ def http_request(port, method="GET", path="/", body=None, headers=None, timeout=
         conn.close()
 
 
+def read_to_eof(sock):
+    """Everything sock receives until the peer's FIN (within the socket's
+    timeout)."""
+    data = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
 def raw_exchange(port, data, timeout=5, until_close=True, expect_bytes=None):
     """Sends raw bytes and reads the reply: until the peer closes, until
     `expect_bytes` bytes arrived, or until `timeout`. Returns (bytes, closed)."""

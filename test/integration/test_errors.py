@@ -538,12 +538,7 @@ class GracefulCloseTest(h.SkiffTestCase):
         s = socket.create_connection((LOCALHOST, self.ports["short"]), timeout=10)
         self.addCleanup(s.close)
         s.sendall(b"GET /direct HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break  # The FIN, after the answer.
-            data += chunk
+        data = h.read_to_eof(s)  # The FIN comes after the answer.
         self.assertRegex(data, rb"^HTTP/1.1 400 ")
         h.wait_until(lambda: self.skiff.stat("http.short.downstream_cx_active") == 0, 5,
                      what="skiff closed the connection")

@@ -286,12 +286,7 @@ class ShutdownTest(h.SkiffTestCase):
         s.sendall(b"GET /delay?ms=500 HTTP/1.1\r\nHost: x\r\n\r\n")
         h.wait_until(lambda: self.backend.requests, 5, what="request upstream")
         self.skiff.signal(signal.SIGTERM)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = h.read_to_eof(s)
         [(status, headers, body)] = h.parse_responses(data)
         self.assertEqual((status, body), (200, b"delayed\n"))
         self.assertEqual(headers.get("connection"), "close")

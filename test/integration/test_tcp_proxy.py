@@ -20,7 +20,8 @@ import threading
 import unittest
 
 import skiffharness as h
-from skiffharness import LOCALHOST, SkiffTestCase, bootstrap, cluster, run_skiff, wait_until
+from skiffharness import (LOCALHOST, SkiffTestCase, bootstrap, cluster, read_to_eof, run_skiff,
+                          wait_until)
 
 BUFFER_LIMIT = 16 * 1024
 TIMEOUT = 30
@@ -122,15 +123,6 @@ def small_buffers(extra=None):
     return e
 
 
-def read_until_eof(sock):
-    out = bytearray()
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return bytes(out)
-        out += data
-
-
 def connect(port):
     s = socket.create_connection((LOCALHOST, port), timeout=TIMEOUT)
     return s
@@ -200,7 +192,7 @@ class TcpProxyTest(SkiffTestCase):
         s = connect(self.skiff.port("plain"))
         s.sendall(b"H" + payload)
         s.shutdown(socket.SHUT_WR)
-        answer = read_until_eof(s)
+        answer = read_to_eof(s)
         s.close()
         self.assertEqual(answer, hashlib.sha256(payload).hexdigest().encode())
 
@@ -209,7 +201,7 @@ class TcpProxyTest(SkiffTestCase):
         before = len(self.server.received)
         s = connect(self.skiff.port("plain"))
         s.sendall(b"S")
-        self.assertEqual(read_until_eof(s), b"bye")
+        self.assertEqual(read_to_eof(s), b"bye")
         payload = os.urandom(1024 * 1024)
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
@@ -227,7 +219,7 @@ class TcpProxyTest(SkiffTestCase):
         s = connect(self.skiff.port("plain"))
         s.sendall(b"E" + b"x" * 999)
         s.shutdown(socket.SHUT_WR)
-        self.assertEqual(read_until_eof(s), b"x" * 999)
+        self.assertEqual(read_to_eof(s), b"x" * 999)
         s.close()
         wait_until(lambda: total("downstream_cx_total") == cx + 1, TIMEOUT)
         self.assertEqual(total("downstream_cx_rx_bytes_total"), rx + 1000)
@@ -238,7 +230,7 @@ class TcpProxyTest(SkiffTestCase):
         for _ in range(60):
             s = connect(self.skiff.port("weighted"))
             s.sendall(b"I")
-            seen.add(read_until_eof(s))
+            seen.add(read_to_eof(s))
             s.close()
             if seen == {b"one", b"two"}:
                 break
@@ -272,7 +264,7 @@ class TcpProxyTest(SkiffTestCase):
         s.sendall(b"Ehello")
         self.assertEqual(s.recv(5), b"hello")
         # Then nothing moves: the idle timeout closes the connection.
-        self.assertEqual(read_until_eof(s), b"")
+        self.assertEqual(read_to_eof(s), b"")
         s.close()
         wait_until(lambda: self.skiff.stat("tcp.tcp_idle.idle_timeout") == 1, TIMEOUT)
 
@@ -280,7 +272,7 @@ class TcpProxyTest(SkiffTestCase):
         s = connect(self.skiff.port("duration"))
         s.sendall(b"Ehello")
         self.assertEqual(s.recv(5), b"hello")
-        self.assertEqual(read_until_eof(s), b"")
+        self.assertEqual(read_to_eof(s), b"")
         s.close()
         wait_until(lambda: self.skiff.stat(
             "tcp.tcp_duration.max_downstream_connection_duration") == 1, TIMEOUT)
@@ -315,7 +307,7 @@ class TcpProxyAccessLogTest(SkiffTestCase):
         s = connect(skiff.port("ok"))
         s.sendall(b"Ehello")
         s.shutdown(socket.SHUT_WR)
-        self.assertEqual(read_until_eof(s), b"hello")
+        self.assertEqual(read_to_eof(s), b"hello")
         ok_peer = "%s:%d" % s.getsockname()
         s.close()
         for name in ("fail", "none"):
@@ -371,11 +363,11 @@ class TcpProxyOverflowTest(SkiffTestCase):
         self.assertEqual(data, b"")
         wait_until(lambda: skiff.stat("cluster.full.upstream_rq_pending_overflow") == 1, TIMEOUT)
         first.shutdown(socket.SHUT_WR)
-        self.assertEqual(read_until_eof(first), b"")
+        self.assertEqual(read_to_eof(first), b"")
         first.close()
         waiter.sendall(b"Ewaited")
         waiter.shutdown(socket.SHUT_WR)
-        self.assertEqual(read_until_eof(waiter), b"waited")
+        self.assertEqual(read_to_eof(waiter), b"waited")
         waiter.close()
 
 
@@ -435,7 +427,7 @@ class TcpProxyOriginalDstTest(SkiffTestCase):
         s.connect((LOCALHOST, server.port))
         s.sendall(b"Epassthrough")
         s.shutdown(socket.SHUT_WR)
-        self.assertEqual(read_until_eof(s), b"passthrough")
+        self.assertEqual(read_to_eof(s), b"passthrough")
         s.close()
         wait_until(lambda: skiff.stat("tcp.tcp_sidecar.downstream_cx_total") == 1, TIMEOUT)
 

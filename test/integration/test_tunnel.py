@@ -43,6 +43,7 @@ from skiffharness import (
     http_request,
     listener,
     raw_exchange,
+    read_to_eof,
     route,
     run_skiff,
     to_yaml,
@@ -192,15 +193,6 @@ def read_head(sock):
         data += chunk
     head, _, rest = bytes(data).partition(b"\r\n\r\n")
     return head, rest
-
-
-def read_to_eof(sock):
-    data = bytearray()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return bytes(data)
-        data += chunk
 
 
 def run(coro):

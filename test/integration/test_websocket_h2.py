@@ -55,6 +55,7 @@ from skiffharness import (
     bootstrap,
     cluster,
     listener,
+    read_to_eof,
     route,
     wait_until,
 )
@@ -62,7 +63,6 @@ from test_tunnel import (
     RawUpgradeServer,
     WebSocketEcho,
     read_head,
-    read_to_eof,
     run,
     upgrade_request,
     websockets,
