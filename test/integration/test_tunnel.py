@@ -195,6 +195,42 @@ def read_head(sock):
     return head, rest
 
 
+def check_curl_proxytunnel(test, proxy_port, backend_port):
+    """curl -p through the CONNECT proxy at proxy_port to the backend: a 3 MiB
+    download and a 2 MiB upload arrive whole (the backend's /sha sums it)."""
+    target = f"http://{LOCALHOST}:{backend_port}"
+    proxy = f"http://{LOCALHOST}:{proxy_port}"
+    n = 3 * 1024 * 1024
+    rc, out, err = curl("-p", "-x", proxy, f"{target}/size?n={n}", timeout=TIMEOUT)
+    test.assertEqual(rc, 0, err)
+    test.assertEqual(out, Nginx.body_of(n))
+    upload = os.urandom(2 * 1024 * 1024)
+    rc, out, err = curl("-p", "-x", proxy, "--data-binary", "@-", f"{target}/sha",
+                        input_bytes=upload, timeout=TIMEOUT)
+    test.assertEqual(rc, 0, err)
+    test.assertEqual(json.loads(out), {"length": len(upload),
+                                       "sha256": hashlib.sha256(upload).hexdigest()})
+
+
+def check_connect_half_close(test, proxy_port):
+    """A raw HTTP/1.1 CONNECT to proxy_port: a 2xx with no framing fields,
+    then an HTTP/1.0 request and our FIN; the backend's answer and its close
+    come back through the tunnel."""
+    with socket.create_connection((LOCALHOST, proxy_port), timeout=TIMEOUT) as s:
+        s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        head, rest = read_head(s)
+        test.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        # RFC 9110 9.3.6: no framing fields in a 2xx to CONNECT.
+        test.assertNotIn(b"content-length", head.lower())
+        test.assertNotIn(b"transfer-encoding", head.lower())
+        # HTTP/1.0 with no keep-alive: the backend answers and closes.
+        s.sendall(b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        answer = rest + read_to_eof(s)
+    test.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+    test.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
 
@@ -470,35 +506,11 @@ class TunnelTest(SkiffTestCase):
     # ---- CONNECT
 
     def test_connect_with_curl_proxytunnel(self):
-        target = f"http://{LOCALHOST}:{self.backend.port}"
-        proxy = f"http://{LOCALHOST}:{self.port}"
-        n = 3 * 1024 * 1024
-        rc, out, err = curl("-p", "-x", proxy, f"{target}/size?n={n}", timeout=TIMEOUT)
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(out, Nginx.body_of(n))
-        upload = os.urandom(2 * 1024 * 1024)
-        rc, out, err = curl("-p", "-x", proxy, "--data-binary", "@-", f"{target}/sha",
-                            input_bytes=upload, timeout=TIMEOUT)
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(json.loads(out), {"length": len(upload),
-                                           "sha256": hashlib.sha256(upload).hexdigest()})
+        check_curl_proxytunnel(self, self.port, self.backend.port)
         self.wait_tunnels_closed()
 
     def test_connect_raw_answer_and_half_close(self):
-        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
-            s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
-            head, rest = read_head(s)
-            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
-            # RFC 9110 9.3.6: no framing fields in a 2xx to CONNECT.
-            self.assertNotIn(b"content-length", head.lower())
-            self.assertNotIn(b"transfer-encoding", head.lower())
-            # An HTTP/1.0 request with no keep-alive: the backend answers and
-            # closes, and that close reaches us through the tunnel.
-            s.sendall(b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n")
-            s.shutdown(socket.SHUT_WR)
-            answer = rest + read_to_eof(s)
-        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
-        self.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+        check_connect_half_close(self, self.port)
         self.wait_tunnels_closed()
 
     def test_connect_to_a_host_that_refuses_is_503(self):
@@ -589,36 +601,16 @@ class ConnectOverHttp2UpstreamTest(SkiffTestCase):
                        TIMEOUT, what=f"every {prefix} tunnel to end")
 
     def test_curl_proxytunnel_both_directions(self):
-        target = f"http://{LOCALHOST}:{self.backend.port}"
-        proxy = f"http://{LOCALHOST}:{self.port}"
-        n = 3 * 1024 * 1024
-        rc, out, err = curl("-p", "-x", proxy, f"{target}/size?n={n}", timeout=TIMEOUT)
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(out, Nginx.body_of(n))
-        upload = os.urandom(2 * 1024 * 1024)
-        rc, out, err = curl("-p", "-x", proxy, "--data-binary", "@-", f"{target}/sha",
-                            input_bytes=upload, timeout=TIMEOUT)
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(json.loads(out), {"length": len(upload),
-                                           "sha256": hashlib.sha256(upload).hexdigest()})
+        check_curl_proxytunnel(self, self.port, self.backend.port)
         # The outer skiff's one worker carried both tunnels as streams of one
         # HTTP/2 connection.
         self.assertEqual(self.inner.stat("http.inner.downstream_cx_http2_total"), 1)
         self.wait_tunnels_closed()
 
     def test_half_close_crosses_the_http2_hop(self):
-        with socket.create_connection((LOCALHOST, self.port), timeout=TIMEOUT) as s:
-            s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
-            head, rest = read_head(s)
-            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
-            self.assertNotIn(b"content-length", head.lower())
-            # Our FIN becomes the outer stream's END_STREAM, the inner skiff's
-            # FIN to the backend; the backend's answer and close come back.
-            s.sendall(b"GET /tunnelled HTTP/1.0\r\nHost: b\r\n\r\n")
-            s.shutdown(socket.SHUT_WR)
-            answer = rest + read_to_eof(s)
-        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
-        self.assertTrue(answer.endswith(b"backend:/tunnelled\n"), answer[-200:])
+        # Our FIN becomes the outer stream's END_STREAM, the inner skiff's FIN
+        # to the backend; the backend's answer and close come back.
+        check_connect_half_close(self, self.port)
         self.wait_tunnels_closed()
 
     def test_http2_downstream_tunnels_cross_the_hop(self):
