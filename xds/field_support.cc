@@ -51,11 +51,13 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       // Listeners.
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
-        "default_filter_chain", "listener_filters", "listener_filters_timeout"}},
-      // Only tls_inspector and original_dst, with no options; the translator
-      // checks the type.
+        "default_filter_chain", "listener_filters", "listener_filters_timeout",
+        "continue_on_listener_filters_timeout"}},
+      // Only tls_inspector, http_inspector and original_dst, with no options;
+      // the translator checks the type.
       {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},
       {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", {}},
+      {"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", {}},
       {"envoy.extensions.filters.listener.original_dst.v3.OriginalDst", {}},
       {"envoy.config.listener.v3.FilterChain",
        {"name", "filter_chain_match", "filters", "transport_socket"}},
@@ -440,6 +442,7 @@ const std::set<std::string>& anyTypes() {
       std::string(kTls) + "DownstreamTlsContext",
       std::string(kTls) + "UpstreamTlsContext",
       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+      "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
       "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
       "envoy.extensions.access_loggers.file.v3.FileAccessLog",
       "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",

@@ -1435,7 +1435,8 @@ void translateTcpProxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path
 }
 
 void translateFilterChain(const listener_v3::FilterChain& chain, const std::string& chain_path,
-                          bool is_default, const std::set<std::string>* known_clusters,
+                          bool is_default, bool http_inspector,
+                          const std::set<std::string>* known_clusters,
                           const filters::FilterRegistry& registry, Errors& errors,
                           config::FilterChainConfig& out) {
   out.name = chain.name();
@@ -1463,13 +1464,14 @@ void translateFilterChain(const listener_v3::FilterChain& chain, const std::stri
   }
   if (chain.has_transport_socket()) {
     translateDownstreamTls(chain, chain_path, errors, out);
-  } else if (!out.application_protocols.empty()) {
-    // Envoy learns a plaintext connection's protocol from its http_inspector
-    // listener filter, which skiff does not have.
+  } else if (!out.application_protocols.empty() && !http_inspector) {
+    // A plaintext connection's protocol comes from the http_inspector
+    // listener filter. Envoy accepts the chain without it, and never
+    // chooses it; skiff says so instead.
     errors.push_back(chain_path +
-                     ".filter_chain_match.application_protocols: needs a TLS transport_socket "
-                     "(skiff takes them from the TLS ClientHello's ALPN; "
-                     "envoy.filters.listener.http_inspector is not supported)");
+                     ".filter_chain_match.application_protocols: a plaintext chain matches "
+                     "them only with the envoy.filters.listener.http_inspector listener filter "
+                     "(or give the chain a TLS transport_socket: the ClientHello's ALPN)");
   } else if (!out.server_names.empty()) {
     // A plaintext connection has no server name, so this chain could never
     // be chosen; Envoy would only find one with tls_inspector.
@@ -1546,11 +1548,14 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   }
   // tls_inspector reads the SNI (and ALPN) before a filter chain is chosen.
   // skiff reads them in its own handshake, which it starts on every
-  // connection of a TLS listener, so the inspector is accepted and adds
-  // nothing. (What it would add, TLS and plaintext chains on one listener,
-  // stays refused below.) original_dst restores a redirected connection's
-  // original destination as its local address (proxy/net/listener.h).
+  // connection of a TLS listener, so there the inspector adds nothing; on a
+  // listener with TLS and plaintext chains it tells them apart (below).
+  // http_inspector finds a plaintext connection's application protocol
+  // (HTTP/1.0, HTTP/1.1, h2c) for the chains' application_protocols.
+  // original_dst restores a redirected connection's original destination
+  // as its local address. (proxy/net/listener.h.)
   bool tls_inspector = false;
+  bool http_inspector = false;
   for (int i = 0; i < listener.listener_filters_size(); ++i) {
     const auto& f = listener.listener_filters(i);
     const std::string fpath = path + ".listener_filters[" + std::to_string(i) + "]";
@@ -1559,10 +1564,18 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
       out.use_original_dst = true;
     } else if (type.ends_with("/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
       tls_inspector = true;
+    } else if (type.ends_with(
+                   "/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector")) {
+      // Envoy runs listener filters in their order: named before
+      // tls_inspector, it inspects TLS connections' bytes too.
+      out.inspect_http_first = !tls_inspector;
+      http_inspector = true;
     } else {
       errors.push_back(fpath +
                        ": only envoy.filters.listener.tls_inspector (typed_config "
-                       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector) and "
+                       "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector), "
+                       "envoy.filters.listener.http_inspector (typed_config "
+                       "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector) and "
                        "envoy.filters.listener.original_dst (typed_config "
                        "envoy.extensions.filters.listener.original_dst.v3.OriginalDst) are "
                        "supported");
@@ -1588,8 +1601,8 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   for (size_t i = 0; i < chains.size(); ++i) {
     const bool is_default = listener.has_default_filter_chain() && i + 1 == chains.size();
     auto chain = std::make_shared<config::FilterChainConfig>();
-    translateFilterChain(*chains[i], chain_paths[i], is_default, known_clusters, registry, errors,
-                         *chain);
+    translateFilterChain(*chains[i], chain_paths[i], is_default, http_inspector, known_clusters,
+                         registry, errors, *chain);
     (chain->tls ? any_tls : any_plaintext) = true;
     if (is_default) {
       out.default_filter_chain = std::move(chain);
@@ -1643,10 +1656,16 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     }
     out.inspect_tls = true;
   }
+  // On a listener whose chains are all TLS, a connection's bytes are a
+  // ClientHello: http_inspector would find no HTTP in them, and skiff does
+  // not look.
+  out.inspect_http = http_inspector && any_plaintext;
+  if (!tls_inspector) out.inspect_http_first = false;
   if (listener.has_listener_filters_timeout()) {
     toMillis(listener.listener_filters_timeout(), path + ".listener_filters_timeout", errors,
              out.listener_filters_timeout);
   }
+  out.continue_on_listener_filters_timeout = listener.continue_on_listener_filters_timeout();
   if (!any_tls) {
     return;
   }

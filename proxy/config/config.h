@@ -315,8 +315,9 @@ struct FilterChainConfig {
   // local IP (kSameIpOrLoopback), or any other (kExternal).
   enum class SourceType : uint8_t { kAny, kSameIpOrLoopback, kExternal };
   SourceType source_type = SourceType::kAny;
-  // application_protocols (TLS chains): the ALPN protocols a ClientHello
-  // offers. Empty: any.
+  // application_protocols: on a TLS chain the ALPN protocols a ClientHello
+  // offers; on a plaintext one the protocol the listener's http_inspector
+  // found ("http/1.0", "http/1.1", "h2c"). Empty: any.
   std::vector<std::string> application_protocols;
   // filter_chain_match.transport_protocol ("tls", "raw_buffer"; kAny: unset),
   // as the listener's tls_inspector found it.
@@ -361,11 +362,21 @@ struct ListenerConfig {
   // TLS and plaintext chains on one listener (with tls_inspector): each
   // connection's first byte, peeked at before anything is read, tells which
   // it is (0x16, a TLS handshake record, is never the first byte of an HTTP
-  // request). listener_filters_timeout bounds the wait (zero: none); a
-  // connection that sends nothing by then is closed, as Envoy's default
-  // continue_on_listener_filters_timeout: false does.
+  // request).
   bool inspect_tls = false;
+  // http_inspector on a listener with plaintext chains: a plaintext
+  // connection's first bytes, peeked at too, tell its application protocol
+  // (http::inspectHttpProtocol). When the listener names http_inspector
+  // before tls_inspector, a TLS connection's bytes are inspected as well (they
+  // are no HTTP), as in Envoy, where filters run in their order.
+  bool inspect_http = false;
+  bool inspect_http_first = false;
+  // listener_filters_timeout bounds the inspection (zero: none). A
+  // connection the inspectors have not decided on by then is closed, or with
+  // continue_on_listener_filters_timeout goes on as plaintext with what they
+  // found (no application protocol), as in Envoy.
   milliseconds listener_filters_timeout{15000};
+  bool continue_on_listener_filters_timeout = false;
   // Whether a chain names a transport_protocol, or application_protocols.
   bool match_transport = false;
   bool match_application_protocols = false;
@@ -383,8 +394,8 @@ struct ListenerConfig {
     std::string_view server_name;  // SNI; "" for none or plaintext.
     // TLS (the handshake is done) or plaintext.
     FilterChainConfig::Transport transport = FilterChainConfig::Transport::kAny;
-    // The ALPN protocols the ClientHello offers, in its order; empty for
-    // plaintext.
+    // The ALPN protocols the ClientHello offers, in its order; for
+    // plaintext, the one http_inspector found, or none.
     std::span<const std::string_view> application_protocols;
   };
   // The chain for a connection; nullptr when none takes it (the connection

@@ -159,6 +159,7 @@ ListenerStats::ListenerStats(stats::Store& s, const std::string& p)
       downstream_cx_active(s.gauge(p + "downstream_cx_active")),
       no_filter_chain_match(s.counter(p + "no_filter_chain_match")),
       ssl_handshake(s.counter(p + "ssl.handshake")),
+      downstream_pre_cx_timeout(s.counter(p + "downstream_pre_cx_timeout")),
       store(s),
       prefix(p) {}
 
@@ -766,7 +767,7 @@ class HelloChainChooser final : public tls::ContextChooser {
 void HttpConnectionManager::accept(Worker& worker,
                                    std::shared_ptr<const config::ListenerConfig> listener, int fd,
                                    const sockaddr* peer, const sockaddr_storage* original_dst,
-                                   std::optional<bool> tls) {
+                                   std::optional<bool> tls, std::string_view application_protocol) {
   auto* hcm = new HttpConnectionManager(worker, std::move(listener));
   if (original_dst) {
     worker.setRestoredLocalAddress(*hcm, *original_dst);
@@ -804,6 +805,9 @@ void HttpConnectionManager::accept(Worker& worker,
     info.local = local;
     info.peer = peer;
     info.transport = config::FilterChainConfig::Transport::kRawBuffer;
+    if (!application_protocol.empty()) {
+      info.application_protocols = std::span<const std::string_view>(&application_protocol, 1);
+    }
     if (!hcm->selectChain(info)) return;
   }
   if (!use_tls &&
@@ -812,6 +816,11 @@ void HttpConnectionManager::accept(Worker& worker,
                      config::HttpConnectionManagerConfig::CodecType::kHttp2);
   }
   hcm->armIdleTimer();
+}
+
+ListenerStats& HttpConnectionManager::listenerStats(Worker& worker,
+                                                    const config::ListenerConfig& listener) {
+  return listenerStatsFor(worker, listener);
 }
 
 HttpConnectionManager::HttpConnectionManager(Worker& worker,

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "filters/filter.h"
 #include "proxy/config/config.h"
@@ -74,6 +75,9 @@ struct ListenerStats {
   stats::Gauge& downstream_cx_active;
   stats::Counter& no_filter_chain_match;
   stats::Counter& ssl_handshake;
+  // Connections the listener filters had not decided on within
+  // listener_filters_timeout (closed, or handed on).
+  stats::Counter& downstream_pre_cx_timeout;
   stats::Store& store;
   std::string prefix;  // "listener.<address>." for counters made on demand.
 };
@@ -92,9 +96,14 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   // connection's local address for everything after the accept.
   // tls: what the listener's tls_inspector found (on a listener with TLS
   // and plaintext chains); nullopt: the listener's only kind.
+  // application_protocol: what its http_inspector found on a plaintext
+  // connection ("http/1.1", ...; static storage), or "" for none.
   static void accept(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener, int fd,
                      const sockaddr* peer, const sockaddr_storage* original_dst = nullptr,
-                     std::optional<bool> tls = std::nullopt);
+                     std::optional<bool> tls = std::nullopt,
+                     std::string_view application_protocol = {});
+  // The listener's stats on this worker (made on its first connection).
+  static ListenerStats& listenerStats(Worker& worker, const config::ListenerConfig& listener);
 
   HttpConnectionManager(Worker& worker, std::shared_ptr<const config::ListenerConfig> listener);
   ~HttpConnectionManager() override;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "proxy/http/connection_manager.h"
+#include "proxy/http/http_inspector.h"
 #include "proxy/net/connection.h"
 #include "proxy/worker/worker.h"
 
@@ -206,9 +207,9 @@ Status TcpListener::listen() {
 
 void TcpListener::close() {
   socket_.close();
-  std::unordered_set<TlsInspection*> waiting;
+  std::unordered_set<ListenerInspection*> waiting;
   waiting.swap(inspections_);
-  for (TlsInspection* i : waiting) i->abort();
+  for (ListenerInspection* i : waiting) i->abort();
 }
 
 void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
@@ -216,18 +217,57 @@ void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
   sockaddr_storage original;
   // Only listeners with the original_dst listener filter pay the getsockopt.
   bool restored = l->config_->use_original_dst && originalDestination(fd, l->bound_, original);
-  if (l->config_->inspect_tls) {
-    l->inspections_.insert(new TlsInspection(*l, fd, peer, restored ? &original : nullptr));
+  if (l->config_->inspect_tls || l->config_->inspect_http) {
+    l->inspections_.insert(new ListenerInspection(*l, fd, peer, restored ? &original : nullptr));
     return;
   }
   HttpConnectionManager::accept(l->worker_, l->config_, fd, peer, restored ? &original : nullptr);
 }
 
-// ---- TlsInspection
+// ---- ListenerInspection
 
-TlsInspection::TlsInspection(TcpListener& listener, int fd, const sockaddr* peer,
-                             const sockaddr_storage* original_dst)
-    : listener_(listener), fd_(fd), timeout_(&TlsInspection::onTimeout, this) {
+namespace {
+
+// Envoy's http_inspector.* counters. Envoy makes them in its listener
+// filter's factory scope, which is the server's, not the listener's: every
+// listener's inspector counts into the same ones. Made on a worker's first
+// inspection.
+struct HttpInspectorStats {
+  explicit HttpInspectorStats(stats::Store& s)
+      : store(&s),
+        read_error(s.counter("http_inspector.read_error")),
+        http10_found(s.counter("http_inspector.http10_found")),
+        http11_found(s.counter("http_inspector.http11_found")),
+        http2_found(s.counter("http_inspector.http2_found")),
+        http_not_found(s.counter("http_inspector.http_not_found")) {}
+  stats::Store* store;
+  stats::Counter& read_error;
+  stats::Counter& http10_found;
+  stats::Counter& http11_found;
+  stats::Counter& http2_found;
+  stats::Counter& http_not_found;
+};
+
+HttpInspectorStats& httpInspectorStats(Worker& worker) {
+  thread_local std::unique_ptr<HttpInspectorStats> stats;
+  if (!stats || stats->store != &worker.stats()) {
+    stats = std::make_unique<HttpInspectorStats>(worker.stats());
+  }
+  return *stats;
+}
+
+// RFC 8446 section 5.1: a TLS connection starts with a handshake record,
+// content type 22.
+constexpr uint8_t kTlsHandshakeRecord = 0x16;
+
+}  // namespace
+
+ListenerInspection::ListenerInspection(TcpListener& listener, int fd, const sockaddr* peer,
+                                       const sockaddr_storage* original_dst)
+    : listener_(listener),
+      config_(listener.config_),
+      fd_(fd),
+      timeout_(&ListenerInspection::onTimeout, this) {
   copyIpAddress(peer, peer_);  // accept4 gives an IPv4 or IPv6 peer.
   if (original_dst) {
     original_dst_ = *original_dst;
@@ -242,43 +282,116 @@ TlsInspection::TlsInspection(TcpListener& listener, int fd, const sockaddr* peer
     return;
   }
   poll_->data = this;
-  uv_poll_start(poll_, UV_READABLE, &TlsInspection::onPoll);
-  auto ms = static_cast<uint64_t>(listener_.config_->listener_filters_timeout.count());
+  // UV_DISCONNECT: the peer's FIN, which ends a wait for more bytes.
+  uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, &ListenerInspection::onPoll);
+  auto ms = static_cast<uint64_t>(config_->listener_filters_timeout.count());
   if (ms > 0) listener_.worker_.deadlines().arm(timeout_, ms);
 }
 
-TlsInspection::~TlsInspection() {
-  if (fd_ >= 0) finish(std::nullopt);
+ListenerInspection::~ListenerInspection() {
+  if (fd_ >= 0) finish(false);
 }
 
-void TlsInspection::abort() {
+void ListenerInspection::abort() { done(false); }
+
+void ListenerInspection::done(bool hand_on) {
   listener_.inspections_.erase(this);
-  finish(std::nullopt);
+  finish(hand_on);
   listener_.worker_.deferDelete(std::unique_ptr<Deletable>(this));
 }
 
-void TlsInspection::onPoll(uv_poll_t* h, int, int) {
-  static_cast<TlsInspection*>(h->data)->inspect();
+void ListenerInspection::onPoll(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<ListenerInspection*>(h->data);
+  // An error (status < 0) is read back by recv.
+  self->inspect(status < 0 || (events & UV_DISCONNECT) != 0);
 }
 
-void TlsInspection::onTimeout(void* self) { static_cast<TlsInspection*>(self)->abort(); }
+void ListenerInspection::onTimeout(void* self) {
+  auto* i = static_cast<ListenerInspection*>(self);
+  const config::ListenerConfig& l = *i->config_;
+  if (i->poll_ != nullptr) {
+    HttpConnectionManager::listenerStats(i->listener_.worker_, l).downstream_pre_cx_timeout.inc();
+  }
+  // Envoy's continue_on_listener_filters_timeout: the connection goes on
+  // with what the filters found so far, plaintext unless tls_inspector
+  // found TLS. (A failed poll setup lands here too, and closes.)
+  i->done(i->poll_ != nullptr && l.continue_on_listener_filters_timeout);
+}
 
-void TlsInspection::inspect() {
-  uint8_t first = 0;
-  ssize_t n = ::recv(fd_, &first, 1, MSG_PEEK);
+void ListenerInspection::inspect(bool peer_closed) {
+  const config::ListenerConfig& l = *config_;
+  // tls_inspector needs one byte; http_inspector up to its limit. The
+  // buffer is the worker thread's: nothing is kept between peeks, which
+  // start from the first byte each time.
+  thread_local char buffer[http::kHttpInspectMaxBytes];
+  const size_t want = l.inspect_http ? sizeof(buffer) : 1;
+  ssize_t n = ::recv(fd_, buffer, want, MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n < 0 && l.inspect_http && !http_decided_)
+    httpInspectorStats(listener_.worker_).read_error.inc();
   if (n <= 0) {  // Closed or failed before its first byte.
     abort();
     return;
   }
-  listener_.inspections_.erase(this);
-  // RFC 8446 section 5.1: a TLS connection starts with a handshake record,
-  // content type 22.
-  finish(first == 0x16);
-  listener_.worker_.deferDelete(std::unique_ptr<Deletable>(this));
+  const auto got = static_cast<size_t>(n);
+  if (runInspectors(std::string_view(buffer, got), got == want)) {
+    done(true);
+    return;
+  }
+  if (peer_closed) {
+    // No more bytes will come: nothing to decide with.
+    abort();
+    return;
+  }
+  // Wait until more than got bytes are there. epoll is level-triggered
+  // under libuv: without this, the bytes already peeked at would wake the
+  // loop again at once, and again.
+  int low_water = static_cast<int>(got) + 1;
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &low_water, sizeof(low_water)) != 0) {
+    abort();
+    return;
+  }
+  low_water_raised_ = true;
 }
 
-void TlsInspection::finish(std::optional<bool> tls) {
+bool ListenerInspection::runInspectors(std::string_view bytes, bool all_bytes) {
+  const config::ListenerConfig& l = *config_;
+  if (l.inspect_tls && !tls_decided_) {
+    tls_ = static_cast<uint8_t>(bytes[0]) == kTlsHandshakeRecord;
+    tls_decided_ = true;
+  }
+  // Envoy's http_inspector passes over a connection tls_inspector found to
+  // be TLS, when it comes after it.
+  if (l.inspect_http && !http_decided_ && !(tls_ && !l.inspect_http_first)) {
+    http::InspectedProtocol found = http::inspectHttpProtocol(bytes);
+    if (found == http::InspectedProtocol::kNeedMore) {
+      if (!all_bytes) return false;
+      // Its limit and still no end of a request line.
+      found = http::InspectedProtocol::kNotHttp;
+    }
+    http_decided_ = true;
+    HttpInspectorStats& stats = httpInspectorStats(listener_.worker_);
+    switch (found) {
+      case http::InspectedProtocol::kHttp10:
+        stats.http10_found.inc();
+        break;
+      case http::InspectedProtocol::kHttp11:
+        stats.http11_found.inc();
+        break;
+      case http::InspectedProtocol::kHttp2:
+        stats.http2_found.inc();
+        break;
+      default:
+        stats.http_not_found.inc();
+        break;
+    }
+    // A TLS connection's chain is chosen from its ClientHello instead.
+    if (!tls_) application_protocol_ = http::applicationProtocolName(found);
+  }
+  return true;
+}
+
+void ListenerInspection::finish(bool hand_on) {
   timeout_.cancel();
   if (poll_) {
     // uv_close stops the watch now, so that the connection may watch fd.
@@ -289,13 +402,19 @@ void TlsInspection::finish(std::optional<bool> tls) {
   int fd = fd_;
   fd_ = -1;
   if (fd < 0) return;
-  if (!tls) {
+  if (hand_on && low_water_raised_) {
+    // The connection reads whatever has come.
+    int one = 1;
+    hand_on = ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) == 0;
+  }
+  if (!hand_on) {
     ::close(fd);
     return;
   }
-  HttpConnectionManager::accept(listener_.worker_, listener_.config_, fd,
-                                reinterpret_cast<const sockaddr*>(&peer_),
-                                has_original_dst_ ? &original_dst_ : nullptr, *tls);
+  const std::optional<bool> tls = config_->inspect_tls ? std::optional<bool>(tls_) : std::nullopt;
+  HttpConnectionManager::accept(
+      listener_.worker_, std::move(config_), fd, reinterpret_cast<const sockaddr*>(&peer_),
+      has_original_dst_ ? &original_dst_ : nullptr, tls, application_protocol_);
 }
 
 }  // namespace skiff

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 
 #include "proxy/common/status.h"
@@ -73,31 +74,53 @@ class ListeningSocket {
 
 class TcpListener;
 
-// tls_inspector on a listener with TLS and plaintext chains: waits for an
-// accepted connection's first byte, peeks at it (MSG_PEEK: it stays for the
-// connection to read) and hands the connection on as TLS (0x16, a handshake
-// record) or plaintext. A connection that closes, fails or sends nothing
-// within listener_filters_timeout is closed.
-class TlsInspection : public Deletable {
+// The listener filters that look at an accepted connection's first bytes
+// before a filter chain is chosen (tls_inspector on a listener with TLS and
+// plaintext chains, http_inspector on one with plaintext chains). The bytes
+// are peeked at (MSG_PEEK), never read: they stay for the connection. Each
+// inspector runs in the listener's order on what came so far; while one needs
+// more, SO_RCVLOWAT keeps the socket quiet until more than that has come, so
+// the level-triggered poll does not spin. Then the connection is handed on
+// as TLS or plaintext, with the application protocol http_inspector found.
+// One that closes or fails first is closed, and so is one the inspectors have
+// not decided on within listener_filters_timeout, unless
+// continue_on_listener_filters_timeout hands it on with what they found.
+class ListenerInspection : public Deletable {
  public:
-  TlsInspection(TcpListener& listener, int fd, const sockaddr* peer,
-                const sockaddr_storage* original_dst);
-  ~TlsInspection() override;
+  ListenerInspection(TcpListener& listener, int fd, const sockaddr* peer,
+                     const sockaddr_storage* original_dst);
+  ~ListenerInspection() override;
   // Stops waiting and closes the connection (the listener closes).
   void abort();
 
  private:
   static void onPoll(uv_poll_t* h, int status, int events);
   static void onTimeout(void* self);
-  void inspect();
-  // Stops watching; hands fd on (tls set) or closes it (nullopt).
-  void finish(std::optional<bool> tls);
+  void inspect(bool peer_closed);
+  // Runs the inspectors on bytes; false while one needs more of them.
+  bool runInspectors(std::string_view bytes, bool all_bytes);
+  // Stops watching; hands fd on (hand_on) or closes it.
+  void finish(bool hand_on);
+  // Stops waiting: hands the connection on, or closes it.
+  void done(bool hand_on);
 
   TcpListener& listener_;
+  // The listener's configuration when the connection came: an update while
+  // it is inspected does not change the rules half-way.
+  std::shared_ptr<const config::ListenerConfig> config_;
   int fd_;
   sockaddr_storage peer_{};
   sockaddr_storage original_dst_{};
   bool has_original_dst_ = false;
+  // What the inspectors found: TLS (tls_inspector), the application
+  // protocol (http_inspector; "" for none).
+  bool tls_ = false;
+  bool tls_decided_ = false;
+  bool http_decided_ = false;
+  std::string_view application_protocol_;
+  // SO_RCVLOWAT was raised while waiting for more bytes: set back to 1
+  // before the connection reads.
+  bool low_water_raised_ = false;
   uv_poll_t* poll_ = nullptr;  // Freed by its close callback.
   Deadline timeout_;
 };
@@ -117,11 +140,11 @@ class TcpListener {
     config_ = std::move(config);
   }
   // Stops accepting; the socket closes (asynchronously), and connections
-  // still waiting for tls_inspector close.
+  // still waiting for the listener filters close.
   void close();
 
  private:
-  friend class TlsInspection;
+  friend class ListenerInspection;
   static void onAccept(void* self, int fd, const sockaddr* peer);
 
   Worker& worker_;
@@ -129,7 +152,7 @@ class TcpListener {
   uint32_t port_;
   sockaddr_storage bound_{};  // The listening socket's address (for original_dst).
   ListeningSocket socket_;
-  std::unordered_set<TlsInspection*> inspections_;  // Waiting for a first byte.
+  std::unordered_set<ListenerInspection*> inspections_;  // Waiting for first bytes.
 };
 
 }  // namespace skiff

@@ -1203,12 +1203,13 @@ TEST_F(TranslateTls, FilterChainMatchRefusals) {
   EXPECT_EQ(
       error(matchChain("a", "{source_ports: [0]}")),
       chains + "[0].filter_chain_match.source_ports[0]: must be a port from 1 to 65535, got 0");
-  // A plaintext connection has no application protocols (no http_inspector).
-  EXPECT_EQ(error(matchChain("p", "{application_protocols: [h2]}")),
+  // A plaintext connection has no application protocols without
+  // http_inspector: Envoy would never choose the chain.
+  EXPECT_EQ(error(matchChain("p", "{application_protocols: [h2c]}")),
             chains +
-                "[0].filter_chain_match.application_protocols: needs a TLS transport_socket "
-                "(skiff takes them from the TLS ClientHello's ALPN; "
-                "envoy.filters.listener.http_inspector is not supported)");
+                "[0].filter_chain_match.application_protocols: a plaintext chain matches them "
+                "only with the envoy.filters.listener.http_inspector listener filter (or give "
+                "the chain a TLS transport_socket: the ClientHello's ALPN)");
 }
 
 // A TLS chain with filter_chain_match `match`, serving cert a.test.
@@ -1316,7 +1317,81 @@ TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
                  "\"raw_buffer\")");
 }
 
-TEST_F(TranslateTls, TlsInspectorAndOriginalDstAreAcceptedAndOtherListenerFiltersAreNot) {
+const std::string kHttpInspector = R"(    - name: envoy.filters.listener.http_inspector
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector
+)";
+const std::string kTlsInspector = R"(    - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+)";
+
+TEST_F(TranslateTls, HttpInspectorLetsPlaintextChainsMatchApplicationProtocols) {
+  // Istio's inbound listener: HTTP on one chain, anything else on another,
+  // TLS on a third.
+  const std::string chains =
+      matchChain("http",
+                 "{transport_protocol: raw_buffer, application_protocols: [http/1.0, http/1.1, "
+                 "h2c]}") +
+      matchChain("tcp", "{transport_protocol: raw_buffer}") +
+      tlsMatchChain("tls", "{transport_protocol: tls}");
+  auto s = translate(load(listenerYaml(chains) + "    listener_filters:\n" + kTlsInspector +
+                          kHttpInspector + "    listener_filters_timeout: 0.5s\n" +
+                          "    continue_on_listener_filters_timeout: true\n"));
+  ASSERT_NE(s, nullptr);
+  const config::ListenerConfig& l = *s->listeners.begin()->second;
+  EXPECT_TRUE(l.inspect_tls);
+  EXPECT_TRUE(l.inspect_http);
+  EXPECT_FALSE(l.inspect_http_first);
+  EXPECT_EQ(l.listener_filters_timeout.count(), 500);
+  EXPECT_TRUE(l.continue_on_listener_filters_timeout);
+  using T = config::FilterChainConfig::Transport;
+  auto pick = [&](T transport, std::vector<std::string_view> protocols) -> std::string {
+    const config::FilterChainConfig* c =
+        l.selectFilterChain({nullptr, nullptr, "", transport, protocols});
+    return c ? c->name : "(none)";
+  };
+  EXPECT_EQ(pick(T::kRawBuffer, {"http/1.1"}), "http");
+  EXPECT_EQ(pick(T::kRawBuffer, {"http/1.0"}), "http");
+  EXPECT_EQ(pick(T::kRawBuffer, {"h2c"}), "http");
+  EXPECT_EQ(pick(T::kRawBuffer, {}), "tcp");
+  EXPECT_EQ(pick(T::kTls, {"h2"}), "tls");
+
+  // Named first, it inspects TLS connections too (Envoy's order).
+  s = translate(
+      load(listenerYaml(chains) + "    listener_filters:\n" + kHttpInspector + kTlsInspector));
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->listeners.begin()->second->inspect_http_first);
+  EXPECT_EQ(s->listeners.begin()->second->listener_filters_timeout.count(), 15000);
+  EXPECT_FALSE(s->listeners.begin()->second->continue_on_listener_filters_timeout);
+
+  // Plaintext only, without tls_inspector.
+  s = translate(load(listenerYaml(matchChain("http", "{application_protocols: [http/1.1]}") +
+                                  chainYaml("tcp", "", "")) +
+                     "    listener_filters:\n" + kHttpInspector));
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(s->listeners.begin()->second->inspect_tls);
+  EXPECT_TRUE(s->listeners.begin()->second->inspect_http);
+  EXPECT_FALSE(s->listeners.begin()->second->inspect_http_first);
+
+  // Chains all TLS: the bytes are a ClientHello, nothing to inspect.
+  s = translate(
+      load(listenerYaml(chainYaml("a", "", "a")) + "    listener_filters:\n" + kHttpInspector));
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(s->listeners.begin()->second->inspect_http);
+
+  // Without http_inspector the plaintext chain is refused by path, naming it.
+  auto result = translateBootstrap(
+      load(listenerYaml(chains) + "    listener_filters:\n" + kTlsInspector), testRegistry());
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            kListener +
+                ".filter_chains[0].filter_chain_match.application_protocols: a plaintext chain "
+                "matches them only with the envoy.filters.listener.http_inspector listener "
+                "filter (or give the chain a TLS transport_socket: the ClientHello's ALPN)");
+}
+
+TEST_F(TranslateTls, TlsInspectorHttpInspectorAndOriginalDstAreAcceptedAndOthersAreNot) {
   std::string y = listenerYaml(chainYaml("a", "", "a"));
   y += R"(    listener_filters:
     - name: envoy.filters.listener.tls_inspector
