@@ -752,12 +752,15 @@ std::string Server::clustersText() {
            "\n";
     out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
     std::vector<std::string> hosts;  // As they are shown; ejections go by formatAddress.
+    using EdsHealth = config::ClusterConfig::Endpoint::EdsHealth;
+    std::vector<EdsHealth> eds_health;  // Each host's, for EDS and STATIC clusters.
     if (c->type == config::ClusterConfig::Type::kOriginalDst) {
       // Made by the workers as requests came (every worker's, once each).
       hosts = upstream::OriginalDstHosts::instance().list(name);
     } else if (c->type != config::ClusterConfig::Type::kStrictDns) {
       for (const auto& ep : c->endpoints) {
         hosts.push_back(ep.address.address + ":" + std::to_string(ep.address.port));
+        eds_health.push_back(ep.eds_health);
       }
     } else {
       for (auto& d : dns_) {
@@ -767,8 +770,10 @@ std::string Server::clustersText() {
       }
     }
     const bool checked = c->health_check != nullptr;
-    for (const auto& h : hosts) {
-      // Envoy's health flags: "healthy", or each failure after a '/'.
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      const std::string& h = hosts[i];
+      const EdsHealth eds = i < eds_health.size() ? eds_health[i] : EdsHealth::kHealthy;
+      // Envoy's health flags, in Envoy's order: "healthy", or each one after a '/'.
       bool ejected = false;
       bool failed_hc = false;
       std::string rates;
@@ -795,6 +800,9 @@ std::string Server::clustersText() {
       std::string flags;
       if (failed_hc) flags += "/failed_active_hc";
       if (ejected) flags += "/failed_outlier_check";
+      if (eds == EdsHealth::kFailed) flags += "/failed_eds_health";
+      if (eds == EdsHealth::kDegraded) flags += "/degraded_eds_health";
+      if (eds == EdsHealth::kDraining) flags += "/eds_status_draining";
       out += name + "::" + h + "::health_flags::" + (flags.empty() ? "healthy" : flags) + "\n";
       out += rates;
     }

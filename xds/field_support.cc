@@ -274,7 +274,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
        {"priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"}},
       {"envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}},
       {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
-      {"envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}},
+      {"envoy.config.endpoint.v3.LbEndpoint",
+       {"endpoint", "health_status", "load_balancing_weight"}},
       {"envoy.config.endpoint.v3.Endpoint", {"address", "health_check_config"}},
       // hostname and address (another host to check) are refused.
       {"envoy.config.endpoint.v3.Endpoint.HealthCheckConfig",

@@ -443,6 +443,20 @@ void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssig
           endpoint.health_check_disabled = hc.disable_active_health_check();
         }
       }
+      switch (lb.health_status()) {
+        case envoy::config::core::v3::UNHEALTHY:
+        case envoy::config::core::v3::TIMEOUT:
+          endpoint.eds_health = config::ClusterConfig::Endpoint::EdsHealth::kFailed;
+          break;
+        case envoy::config::core::v3::DEGRADED:
+          endpoint.eds_health = config::ClusterConfig::Endpoint::EdsHealth::kDegraded;
+          break;
+        case envoy::config::core::v3::DRAINING:
+          endpoint.eds_health = config::ClusterConfig::Endpoint::EdsHealth::kDraining;
+          break;
+        default:  // UNKNOWN, HEALTHY
+          break;
+      }
       if (lb.has_load_balancing_weight()) {
         endpoint.weight = lb.load_balancing_weight().value();
         if (endpoint.weight == 0) {

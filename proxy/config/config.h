@@ -156,6 +156,14 @@ struct ClusterConfig {
     // the endpoint's own), or no checks at all (the host is then healthy).
     uint32_t health_check_port = 0;
     bool health_check_disabled = false;
+    // LbEndpoint.health_status, as Envoy's host flags read it: HEALTHY and
+    // UNKNOWN are healthy; UNHEALTHY and TIMEOUT fail the host
+    // (/failed_eds_health); DEGRADED puts it in the degraded tier, picked
+    // only as healthy hosts run short (/degraded_eds_health); DRAINING
+    // excludes it (/eds_status_draining): out of the load balancer, and not
+    // counted in the healthy percentage.
+    enum class EdsHealth : uint8_t { kHealthy, kFailed, kDegraded, kDraining };
+    EdsHealth eds_health = EdsHealth::kHealthy;
   };
   std::vector<Endpoint> endpoints;
   // circuit_breakers.thresholds[default]: Envoy's defaults.

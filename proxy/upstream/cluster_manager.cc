@@ -46,6 +46,8 @@ ClusterStats::ClusterStats(stats::Store& s, const std::string& name)
       lb_healthy_panic(s.counter("cluster." + name + ".lb_healthy_panic")),
       membership_total(s.gauge("cluster." + name + ".membership_total")),
       membership_healthy(s.gauge("cluster." + name + ".membership_healthy")),
+      membership_degraded(s.gauge("cluster." + name + ".membership_degraded")),
+      membership_excluded(s.gauge("cluster." + name + ".membership_excluded")),
       ssl_handshake(s.counter("cluster." + name + ".ssl.handshake")),
       upstream_cx_http1_total(s.counter("cluster." + name + ".upstream_cx_http1_total")),
       upstream_cx_http2_total(s.counter("cluster." + name + ".upstream_cx_http2_total")),
@@ -572,14 +574,16 @@ void Cluster::setConfig(std::shared_ptr<const config::ClusterConfig> config) {
   }
   std::vector<sockaddr_storage> addrs;
   std::vector<uint32_t> weights;
+  std::vector<Host::EdsHealth> health;
   for (const auto& ep : config_->endpoints) {
     sockaddr_storage ss;
     if (parseIpAddress(ep.address.address, ep.address.port, ss)) {
       addrs.push_back(ss);
       weights.push_back(ep.weight);
+      health.push_back(ep.eds_health);
     }
   }
-  setHosts(addrs, weights);
+  setHosts(addrs, weights, &health);
 }
 
 void Cluster::retire() {
@@ -604,7 +608,8 @@ bool Cluster::inUse() const {
 }
 
 void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
-                       const std::vector<uint32_t>& weights) {
+                       const std::vector<uint32_t>& weights,
+                       const std::vector<Host::EdsHealth>* health) {
   std::vector<std::shared_ptr<Host>> next;
   for (size_t i = 0; i < addrs.size(); ++i) {
     // Keep an existing host (and its warm connections) when its address stays.
@@ -619,6 +624,7 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
     uint32_t w = i < weights.size() ? weights[i] : 1;
     if (keep && keep->weight() != w) keep->setWeight(w);
     next.push_back(keep ? keep : std::make_shared<Host>(*this, addrs[i], w));
+    if (health != nullptr && i < health->size()) next.back()->setEdsHealth((*health)[i]);
   }
   for (auto& h : hosts_) {
     if (h) h->retire();
@@ -631,21 +637,34 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
 
 void Cluster::countHealthy() {
   ejected_ = 0;
+  degraded_ = 0;
+  excluded_ = 0;
   healthy_hosts_.clear();
-  for (const auto& h : hosts_) ejected_ += h->healthy() ? 0 : 1;
+  degraded_hosts_.clear();
+  for (const auto& h : hosts_) {
+    ejected_ += h->healthy() ? 0 : 1;
+    degraded_ += h->degraded() ? 1 : 0;
+    excluded_ += h->excluded() ? 1 : 0;
+  }
   if (ejected_ > 0) {
     for (const auto& h : hosts_) {
       if (h->healthy()) healthy_hosts_.push_back(h);
+      if (h->degraded()) degraded_hosts_.push_back(h);
     }
   }
   // A hashing cluster picks from a table over the hosts it picks from: all
-  // of them (hosts_, also in panic), or the healthy ones, as Envoy builds
-  // its ring over the healthy hosts again when health changes.
+  // of them (hosts_, also in panic), or the healthy (or degraded) ones, as
+  // Envoy builds its ring over the healthy hosts again when health changes.
   if (hash_all_.ring || hash_all_.maglev) {
     if (ejected_ > 0) {
       buildHashTable(healthy_hosts_, hash_healthy_);
     } else {
       hash_healthy_ = HashTable();
+    }
+    if (degraded_ > 0) {
+      buildHashTable(degraded_hosts_, hash_degraded_);
+    } else {
+      hash_degraded_ = HashTable();
     }
     reportHashGauges(ejected_ > 0 ? hash_healthy_ : hash_all_);
   }
@@ -655,6 +674,8 @@ void Cluster::countHealthy() {
   if (worker_.index() == 0) {
     stats_.membership_total.set(static_cast<int64_t>(hosts_.size()));
     stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size() - ejected_));
+    stats_.membership_degraded.set(static_cast<int64_t>(degraded_));
+    stats_.membership_excluded.set(static_cast<int64_t>(excluded_));
   }
 }
 
@@ -690,14 +711,28 @@ HostRequestCounts Cluster::takeRequestCounts() {
 }
 
 const std::vector<std::shared_ptr<Host>>& Cluster::lbHostsWithEjections() {
-  // Envoy's panic: the healthy percentage below the threshold (with no
-  // healthy host at all, any threshold above 0). At 0, never: with every
-  // host ejected there is none to pick.
-  const size_t healthy = hosts_.size() - ejected_;
-  if (100 * healthy < uint64_t{config_->healthy_panic_threshold} * hosts_.size()) {
+  // Envoy's panic: the healthy and degraded percentage of the hosts not
+  // excluded below the threshold (with none at all, any threshold above 0).
+  // At 0, never: with every host ejected there is none to pick.
+  const uint64_t healthy = healthy_hosts_.size();
+  const uint64_t degraded = degraded_hosts_.size();
+  const uint64_t counted = hosts_.size() - excluded_;
+  if (100 * (healthy + degraded) < uint64_t{config_->healthy_panic_threshold} * counted ||
+      (counted == 0 && config_->healthy_panic_threshold > 0)) {
     stats_.lb_healthy_panic.inc();
     return hosts_;
   }
+  if (degraded == 0) return healthy_hosts_;
+  // Envoy's spill to degraded hosts, as between priorities: each tier takes
+  // its share of the load times the overprovisioning factor (1.4), healthy
+  // first, capped at 100%; when the two come short of 100% they are scaled
+  // up to it.
+  constexpr uint64_t kOverprovisioning = 140;  // Percent.
+  const uint64_t healthy_load = std::min<uint64_t>(100, kOverprovisioning * healthy / counted);
+  const uint64_t degraded_load =
+      std::min<uint64_t>(100 - healthy_load, kOverprovisioning * degraded / counted);
+  const uint64_t total = healthy_load + degraded_load;
+  if (total == 0 || worker_.random() % total >= healthy_load) return degraded_hosts_;
   return healthy_hosts_;
 }
 
@@ -813,7 +848,9 @@ std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context,
         std::string_view(context.remote_ip.data(), context.remote_ip_length));
   }
   const uint64_t h = hash ? *hash : worker_.random();
-  const HashTable& table = &hosts == &hosts_ ? hash_all_ : hash_healthy_;
+  const HashTable& table = &hosts == &hosts_            ? hash_all_
+                           : &hosts == &degraded_hosts_ ? hash_degraded_
+                                                        : hash_healthy_;
   if (table.ring && !table.ring->empty()) {
     return table.hosts[table.ring->pick(h, context.attempt)]->shared_from_this();
   }

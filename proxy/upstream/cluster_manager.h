@@ -128,6 +128,8 @@ struct ClusterStats {
   stats::Counter& lb_healthy_panic;
   stats::Gauge& membership_total;
   stats::Gauge& membership_healthy;
+  stats::Gauge& membership_degraded;
+  stats::Gauge& membership_excluded;
   stats::Counter& ssl_handshake;
   stats::Counter& upstream_cx_http1_total;
   stats::Counter& upstream_cx_http2_total;
@@ -216,12 +218,20 @@ class Host : public std::enable_shared_from_this<Host> {
   uint32_t weight() const { return weight_; }
   uint32_t activeRequests() const { return active_requests_; }
   Cluster& cluster() { return *cluster_; }
-  // Whether load balancers may pick it: not ejected by outlier detection and
-  // not failed by active health checks. Every load balancer goes through
-  // Cluster::lbHosts, which uses this.
-  bool healthy() const { return !ejected_ && !failed_hc_; }
+  using EdsHealth = config::ClusterConfig::Endpoint::EdsHealth;
+  // Whether load balancers may pick it first: not ejected by outlier
+  // detection, not failed by active health checks, and healthy by EDS's
+  // health_status. Every load balancer goes through Cluster::lbHosts, which
+  // uses these.
+  bool healthy() const { return !ejected_ && !failed_hc_ && eds_health_ == EdsHealth::kHealthy; }
+  // EDS says DEGRADED and nothing failed it: picked as healthy hosts run short.
+  bool degraded() const { return !ejected_ && !failed_hc_ && eds_health_ == EdsHealth::kDegraded; }
+  // EDS says DRAINING: not counted in the cluster's health, picked only in panic.
+  bool excluded() const { return eds_health_ == EdsHealth::kDraining; }
   bool ejected() const { return ejected_; }
   bool failedHealthCheck() const { return failed_hc_; }
+  EdsHealth edsHealth() const { return eds_health_; }
+  void setEdsHealth(EdsHealth health) { eds_health_ = health; }
 
   // Outlier detection: the router tells the host what each attempt came to.
   // Without outlier_detection on the cluster each is one flag test.
@@ -308,6 +318,7 @@ class Host : public std::enable_shared_from_this<Host> {
   // (HealthCheckedHosts when the host is made, then posted changes).
   bool health_checked_ = false;
   bool failed_hc_ = false;
+  EdsHealth eds_health_ = EdsHealth::kHealthy;
   bool watch_responses_ = false;  // detect_ || health_checked_.
   uint32_t consecutive_5xx_ = 0;
   uint32_t consecutive_gateway_failure_ = 0;
@@ -328,17 +339,19 @@ class Cluster {
   // Picks a host by the cluster's lb_policy from lbHosts(), or nullptr when there is none
   // (for ORIGINAL_DST: when context names no destination).
   std::shared_ptr<Host> chooseHost(const LbContext& context = {});
-  // The hosts a load balancer picks from: every host while none is ejected
-  // (the only cost then: one test), else the healthy ones, or all of them
-  // when fewer than healthy_panic_threshold percent are healthy (Envoy's
-  // panic mode, counted in lb_healthy_panic). Empty: no host (503 UH).
+  // The hosts a load balancer picks from: every host while all are healthy
+  // (the only cost then: one test), else the healthy ones, or the degraded
+  // ones for the share of requests Envoy spills to them, or all of them
+  // when fewer than healthy_panic_threshold percent are healthy or degraded
+  // (Envoy's panic mode, counted in lb_healthy_panic). Empty: no host (503
+  // UH).
   const std::vector<std::shared_ptr<Host>>& lbHosts() {
     if (ejected_ == 0) [[likely]]
       return hosts_;
     return lbHostsWithEjections();
   }
-  // This worker's hosts, and those of them a load balancer may pick (not
-  // ejected): the health check filter's cluster_min_healthy_percentages.
+  // This worker's hosts, and the healthy ones among them: the health check
+  // filter's cluster_min_healthy_percentages.
   size_t hostCount() const { return hosts_.size(); }
   size_t healthyHostCount() const { return hosts_.size() - ejected_; }
   // Outlier detection (posted from the main thread): the hosts at address
@@ -349,8 +362,10 @@ class Cluster {
   void setHealthCheckFailed(const std::string& address, bool failed);
   // Every host's requests since the last call (hosts with none left out).
   HostRequestCounts takeRequestCounts();
-  // Replaces the host list (addresses already resolved).
-  void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights);
+  // Replaces the host list (addresses already resolved), with each host's
+  // EDS health when health is given (else healthy).
+  void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights,
+                const std::vector<Host::EdsHealth>* health = nullptr);
   // A config that differs only in endpoints (same definition_hash): takes
   // its endpoints as the host list (STATIC, EDS).
   void setConfig(std::shared_ptr<const config::ClusterConfig> config);
@@ -386,8 +401,8 @@ class Cluster {
   void countOriginalDst(int delta);
   void closeCleanupTimer();
   const std::vector<std::shared_ptr<Host>>& lbHostsWithEjections();
-  // After hosts_ or an ejection changed: healthy_hosts_, ejected_ and the
-  // membership_healthy gauge.
+  // After hosts_ or a host's health changed: healthy_hosts_,
+  // degraded_hosts_, the counts and the membership gauges.
   void countHealthy();
 
   // RING_HASH / MAGLEV: a table over a list of hosts. hosts are raw
@@ -408,13 +423,18 @@ class Cluster {
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
   std::vector<std::shared_ptr<Host>> hosts_;
-  // Hosts of hosts_ that are not healthy(): ejected by outlier detection or
-  // failed by active health checks.
+  // Hosts of hosts_ that are not healthy(): ejected by outlier detection,
+  // failed by active health checks, or not healthy by EDS; of them, the
+  // degraded() and the excluded() ones.
   size_t ejected_ = 0;
-  std::vector<std::shared_ptr<Host>> healthy_hosts_;  // Only while ejected_ > 0.
+  size_t degraded_ = 0;
+  size_t excluded_ = 0;
+  std::vector<std::shared_ptr<Host>> healthy_hosts_;   // Only while ejected_ > 0.
+  std::vector<std::shared_ptr<Host>> degraded_hosts_;  // Only while degraded_ > 0.
   size_t rr_next_ = 0;
   HashTable hash_all_;                   // Over hosts_ (a hashing cluster only).
   HashTable hash_healthy_;               // Over healthy_hosts_, while a host is ejected.
+  HashTable hash_degraded_;              // Over degraded_hosts_, while a host is degraded.
   uv_timer_t* cleanup_timer_ = nullptr;  // ORIGINAL_DST, while it has hosts.
 };
 

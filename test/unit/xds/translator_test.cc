@@ -578,6 +578,33 @@ TEST(TranslateCluster, DefinitionHashIgnoresEndpoints) {
   EXPECT_EQ((*second)->endpoints[0].address.port, 18001u);
 }
 
+TEST(TranslateCluster, EndpointHealthStatusIsEnvoys) {
+  using EdsHealth = config::ClusterConfig::Endpoint::EdsHealth;
+  auto b = loadBootstrapYaml(kAds);
+  ASSERT_TRUE(b.isOk());
+  envoy::config::cluster::v3::Cluster c = b->static_resources().clusters(0);
+  auto* lb = c.mutable_load_assignment()->mutable_endpoints(0)->mutable_lb_endpoints(0);
+  auto before = translateCluster(c, "c");
+  ASSERT_TRUE(before.isOk()) << before.status().message();
+  EXPECT_EQ((*before)->endpoints[0].eds_health, EdsHealth::kHealthy);
+  const std::pair<envoy::config::core::v3::HealthStatus, EdsHealth> cases[] = {
+      {envoy::config::core::v3::UNKNOWN, EdsHealth::kHealthy},
+      {envoy::config::core::v3::HEALTHY, EdsHealth::kHealthy},
+      {envoy::config::core::v3::UNHEALTHY, EdsHealth::kFailed},
+      {envoy::config::core::v3::TIMEOUT, EdsHealth::kFailed},
+      {envoy::config::core::v3::DRAINING, EdsHealth::kDraining},
+      {envoy::config::core::v3::DEGRADED, EdsHealth::kDegraded},
+  };
+  for (const auto& [status, health] : cases) {
+    lb->set_health_status(status);
+    auto result = translateCluster(c, "c");
+    ASSERT_TRUE(result.isOk()) << result.status().message();
+    EXPECT_EQ((*result)->endpoints[0].eds_health, health) << status;
+    // A status change is an endpoint change: the cluster keeps its hosts.
+    EXPECT_EQ((*result)->definition_hash, (*before)->definition_hash);
+  }
+}
+
 TEST(HashResource, TwoEncodingsOfOneTypedConfigHashTheSame) {
   // A control plane may put an Any's fields in any order; the bytes differ,
   // the resource does not.
