@@ -752,15 +752,15 @@ std::string Server::clustersText() {
            "\n";
     out += name + "::default_priority::max_requests::" + std::to_string(c->max_requests) + "\n";
     std::vector<std::string> hosts;  // As they are shown; ejections go by formatAddress.
-    using EdsHealth = config::ClusterConfig::Endpoint::EdsHealth;
-    std::vector<EdsHealth> eds_health;  // Each host's, for EDS and STATIC clusters.
+    using Endpoint = config::ClusterConfig::Endpoint;
+    std::vector<const Endpoint*> endpoints;  // Each host's, for EDS and STATIC clusters.
     if (c->type == config::ClusterConfig::Type::kOriginalDst) {
       // Made by the workers as requests came (every worker's, once each).
       hosts = upstream::OriginalDstHosts::instance().list(name);
     } else if (c->type != config::ClusterConfig::Type::kStrictDns) {
       for (const auto& ep : c->endpoints) {
         hosts.push_back(ep.address.address + ":" + std::to_string(ep.address.port));
-        eds_health.push_back(ep.eds_health);
+        endpoints.push_back(&ep);
       }
     } else {
       for (auto& d : dns_) {
@@ -772,7 +772,9 @@ std::string Server::clustersText() {
     const bool checked = c->health_check != nullptr;
     for (size_t i = 0; i < hosts.size(); ++i) {
       const std::string& h = hosts[i];
-      const EdsHealth eds = i < eds_health.size() ? eds_health[i] : EdsHealth::kHealthy;
+      const Endpoint* ep = i < endpoints.size() ? endpoints[i] : nullptr;
+      using EdsHealth = Endpoint::EdsHealth;
+      const EdsHealth eds = ep != nullptr ? ep->eds_health : EdsHealth::kHealthy;
       // Envoy's health flags, in Envoy's order: "healthy", or each one after a '/'.
       bool ejected = false;
       bool failed_hc = false;
@@ -804,6 +806,9 @@ std::string Server::clustersText() {
       if (eds == EdsHealth::kDegraded) flags += "/degraded_eds_health";
       if (eds == EdsHealth::kDraining) flags += "/eds_status_draining";
       out += name + "::" + h + "::health_flags::" + (flags.empty() ? "healthy" : flags) + "\n";
+      out += name + "::" + h + "::weight::" + std::to_string(ep != nullptr ? ep->weight : 1) + "\n";
+      out += name + "::" + h + "::priority::" + std::to_string(ep != nullptr ? ep->priority : 0) +
+             "\n";
       out += rates;
     }
   }

@@ -209,7 +209,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "common_lb_config",
         "ring_hash_lb_config",
         "maglev_lb_config",
-        "health_checks"}},
+        "health_checks",
+        "metadata"}},
       // Active health checks (proxy/upstream/health_checker.h): HTTP and TCP.
       // grpc_health_check, custom_health_check, the event loggers, tls_options,
       // transport_socket_match_criteria, alt_port and event_service are refused.
@@ -273,9 +274,15 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.cluster.v3.CircuitBreakers.Thresholds",
        {"priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"}},
       {"envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}},
-      {"envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints"}},
+      // locality and its load_balancing_weight are data, as in Envoy without
+      // locality_weighted_lb_config (refused): no zone-aware routing reads them.
+      {"envoy.config.endpoint.v3.LocalityLbEndpoints",
+       {"locality", "lb_endpoints", "load_balancing_weight", "priority"}},
+      // metadata: data (shown in config_dump); subset load balancing and
+      // transport_socket_matches, which would read it, are refused.
       {"envoy.config.endpoint.v3.LbEndpoint",
-       {"endpoint", "health_status", "load_balancing_weight"}},
+       {"endpoint", "health_status", "metadata", "load_balancing_weight"}},
+      {"envoy.config.core.v3.Metadata", {"filter_metadata"}},
       {"envoy.config.endpoint.v3.Endpoint", {"address", "health_check_config"}},
       // hostname and address (another host to check) are refused.
       {"envoy.config.endpoint.v3.Endpoint.HealthCheckConfig",

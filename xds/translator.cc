@@ -414,12 +414,24 @@ void translateUpstreamTls(const cluster_v3::Cluster& cluster, const std::string&
   out.tls = *made;
 }
 
+// Envoy's limit is the number of priorities it keeps sets for (128); skiff
+// keeps one per priority up to the largest used.
+constexpr uint32_t kMaxPriority = 127;
+
 void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla,
                              const std::string& path, AddressUse use, Errors& errors,
                              std::vector<config::ClusterConfig::Endpoint>& out) {
   const auto& endpoints = cla.endpoints();
   for (int i = 0; i < endpoints.size(); ++i) {
     const auto& lb_endpoints = endpoints[i].lb_endpoints();
+    const uint32_t priority = endpoints[i].priority();
+    if (priority != 0 && use == AddressUse::kDnsEndpoint) {
+      errors.push_back(path + ".endpoints[" + std::to_string(i) +
+                       "].priority: is not supported on a STRICT_DNS cluster yet");
+    } else if (priority > kMaxPriority) {
+      errors.push_back(path + ".endpoints[" + std::to_string(i) + "].priority: must be at most " +
+                       std::to_string(kMaxPriority));
+    }
     for (int j = 0; j < lb_endpoints.size(); ++j) {
       const auto& lb = lb_endpoints[j];
       const std::string p =
@@ -442,6 +454,11 @@ void translateLoadAssignment(const envoy::config::endpoint::v3::ClusterLoadAssig
           endpoint.health_check_port = hc.port_value();
           endpoint.health_check_disabled = hc.disable_active_health_check();
         }
+      }
+      endpoint.priority = priority;
+      if (lb.health_status() > envoy::config::core::v3::HEALTHY &&
+          use == AddressUse::kDnsEndpoint) {
+        errors.push_back(p + ".health_status: is not supported on a STRICT_DNS cluster yet");
       }
       switch (lb.health_status()) {
         case envoy::config::core::v3::UNHEALTHY:

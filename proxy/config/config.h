@@ -164,6 +164,9 @@ struct ClusterConfig {
     // counted in the healthy percentage.
     enum class EdsHealth : uint8_t { kHealthy, kFailed, kDegraded, kDraining };
     EdsHealth eds_health = EdsHealth::kHealthy;
+    // LocalityLbEndpoints.priority: 0 is the highest; a lower priority takes
+    // the load that the higher ones cannot carry (Envoy's priority levels).
+    uint32_t priority = 0;
   };
   std::vector<Endpoint> endpoints;
   // circuit_breakers.thresholds[default]: Envoy's defaults.

@@ -574,16 +574,16 @@ void Cluster::setConfig(std::shared_ptr<const config::ClusterConfig> config) {
   }
   std::vector<sockaddr_storage> addrs;
   std::vector<uint32_t> weights;
-  std::vector<Host::EdsHealth> health;
+  std::vector<const config::ClusterConfig::Endpoint*> endpoints;
   for (const auto& ep : config_->endpoints) {
     sockaddr_storage ss;
     if (parseIpAddress(ep.address.address, ep.address.port, ss)) {
       addrs.push_back(ss);
       weights.push_back(ep.weight);
-      health.push_back(ep.eds_health);
+      endpoints.push_back(&ep);
     }
   }
-  setHosts(addrs, weights, &health);
+  setHosts(addrs, weights, &endpoints);
 }
 
 void Cluster::retire() {
@@ -609,7 +609,7 @@ bool Cluster::inUse() const {
 
 void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
                        const std::vector<uint32_t>& weights,
-                       const std::vector<Host::EdsHealth>* health) {
+                       const std::vector<const config::ClusterConfig::Endpoint*>* endpoints) {
   std::vector<std::shared_ptr<Host>> next;
   for (size_t i = 0; i < addrs.size(); ++i) {
     // Keep an existing host (and its warm connections) when its address stays.
@@ -624,7 +624,9 @@ void Cluster::setHosts(const std::vector<sockaddr_storage>& addrs,
     uint32_t w = i < weights.size() ? weights[i] : 1;
     if (keep && keep->weight() != w) keep->setWeight(w);
     next.push_back(keep ? keep : std::make_shared<Host>(*this, addrs[i], w));
-    if (health != nullptr && i < health->size()) next.back()->setEdsHealth((*health)[i]);
+    if (endpoints != nullptr && i < endpoints->size()) {
+      next.back()->setEdsHealth((*endpoints)[i]->eds_health, (*endpoints)[i]->priority);
+    }
   }
   for (auto& h : hosts_) {
     if (h) h->retire();
@@ -639,34 +641,36 @@ void Cluster::countHealthy() {
   ejected_ = 0;
   degraded_ = 0;
   excluded_ = 0;
-  healthy_hosts_.clear();
-  degraded_hosts_.clear();
+  uint32_t lowest = 0;  // The largest priority number.
   for (const auto& h : hosts_) {
     ejected_ += h->healthy() ? 0 : 1;
     degraded_ += h->degraded() ? 1 : 0;
     excluded_ += h->excluded() ? 1 : 0;
+    lowest = std::max(lowest, h->priority());
   }
-  if (ejected_ > 0) {
+  plain_ = ejected_ == 0 && lowest == 0;
+  priorities_.clear();
+  if (!plain_) {
+    priorities_.resize(size_t{lowest} + 1);
     for (const auto& h : hosts_) {
-      if (h->healthy()) healthy_hosts_.push_back(h);
-      if (h->degraded()) degraded_hosts_.push_back(h);
+      Priority& p = priorities_[h->priority()];
+      p.all.hosts.push_back(h);
+      if (h->healthy()) p.healthy.hosts.push_back(h);
+      if (h->degraded()) p.degraded.hosts.push_back(h);
+      p.excluded += h->excluded() ? 1 : 0;
     }
+    computeLoads();
   }
-  // A hashing cluster picks from a table over the hosts it picks from: all
-  // of them (hosts_, also in panic), or the healthy (or degraded) ones, as
-  // Envoy builds its ring over the healthy hosts again when health changes.
+  // A hashing cluster picks from a table over the hosts it picks from, as
+  // Envoy builds its rings over each priority's healthy (degraded, all)
+  // hosts again when health changes.
   if (hash_all_.ring || hash_all_.maglev) {
-    if (ejected_ > 0) {
-      buildHashTable(healthy_hosts_, hash_healthy_);
-    } else {
-      hash_healthy_ = HashTable();
+    for (Priority& p : priorities_) {
+      for (HostSet* set : {&p.all, &p.healthy, &p.degraded}) {
+        if (!set->hosts.empty()) buildHashTable(set->hosts, set->hash);
+      }
     }
-    if (degraded_ > 0) {
-      buildHashTable(degraded_hosts_, hash_degraded_);
-    } else {
-      hash_degraded_ = HashTable();
-    }
-    reportHashGauges(ejected_ > 0 ? hash_healthy_ : hash_all_);
+    reportHashGauges(plain_ ? hash_all_ : priorities_[0].healthy.hash);
   }
   // Membership is the cluster's, not the worker's: every worker holds the
   // same host set and hears of the same ejections, so one of them reports
@@ -676,6 +680,68 @@ void Cluster::countHealthy() {
     stats_.membership_healthy.set(static_cast<int64_t>(hosts_.size() - ejected_));
     stats_.membership_degraded.set(static_cast<int64_t>(degraded_));
     stats_.membership_excluded.set(static_cast<int64_t>(excluded_));
+  }
+}
+
+void Cluster::computeLoads() {
+  // Each priority's availability: its healthy (degraded) share of the hosts
+  // not excluded, times the overprovisioning factor (1.4), capped at 100%.
+  constexpr uint64_t kOverprovisioning = 140;  // Percent.
+  const uint64_t threshold = config_->healthy_panic_threshold;
+  std::vector<uint64_t> health(priorities_.size());
+  std::vector<uint64_t> degraded(priorities_.size());
+  uint64_t availability = 0;
+  total_panic_ = true;
+  for (size_t i = 0; i < priorities_.size(); ++i) {
+    Priority& p = priorities_[i];
+    const uint64_t counted = p.all.hosts.size() - p.excluded;
+    const uint64_t usable = p.healthy.hosts.size() + p.degraded.hosts.size();
+    if (counted > 0) {
+      health[i] = std::min<uint64_t>(100, kOverprovisioning * p.healthy.hosts.size() / counted);
+      degraded[i] = std::min<uint64_t>(100, kOverprovisioning * p.degraded.hosts.size() / counted);
+    }
+    // Envoy's panic: healthy and degraded below the threshold percent of
+    // the hosts counted (with none counted, any threshold above 0).
+    p.panic = 100 * usable < threshold * counted || (counted == 0 && threshold > 0);
+    total_panic_ = total_panic_ && p.panic;
+    availability += health[i] + degraded[i];
+  }
+  if (total_panic_) {
+    // Every priority panics: each takes its share of all the hosts, the
+    // rounding's rest to the first one that has hosts.
+    uint64_t rest = 100;
+    int first = -1;
+    for (size_t i = 0; i < priorities_.size(); ++i) {
+      Priority& p = priorities_[i];
+      if (first < 0 && !p.all.hosts.empty()) first = static_cast<int>(i);
+      p.panic_load = static_cast<uint32_t>(100 * p.all.hosts.size() / hosts_.size());
+      rest -= p.panic_load;
+    }
+    if (first >= 0)
+      priorities_[static_cast<size_t>(first)].panic_load += static_cast<uint32_t>(rest);
+    return;
+  }
+  // Healthy hosts first, priority by priority, then degraded ones; short of
+  // 100% in all, the shares are scaled up to it.
+  availability = std::min<uint64_t>(100, availability);
+  if (availability == 0) return;  // Nothing to pick (panic threshold 0).
+  uint64_t rest = 100;
+  int first = -1;
+  for (size_t i = 0; i < priorities_.size(); ++i) {
+    if (first < 0 && health[i] + degraded[i] > 0) first = static_cast<int>(i);
+    priorities_[i].healthy_load =
+        static_cast<uint32_t>(std::min<uint64_t>(rest, health[i] * 100 / availability));
+    rest -= priorities_[i].healthy_load;
+  }
+  for (size_t i = 0; i < priorities_.size(); ++i) {
+    priorities_[i].degraded_load =
+        static_cast<uint32_t>(std::min<uint64_t>(rest, degraded[i] * 100 / availability));
+    rest -= priorities_[i].degraded_load;
+  }
+  if (rest > 0 && first >= 0) {
+    Priority& p = priorities_[static_cast<size_t>(first)];
+    (health[static_cast<size_t>(first)] > 0 ? p.healthy_load : p.degraded_load) +=
+        static_cast<uint32_t>(rest);
   }
 }
 
@@ -710,37 +776,63 @@ HostRequestCounts Cluster::takeRequestCounts() {
   return out;
 }
 
-const std::vector<std::shared_ptr<Host>>& Cluster::lbHostsWithEjections() {
-  // Envoy's panic: the healthy and degraded percentage of the hosts not
-  // excluded below the threshold (with none at all, any threshold above 0).
-  // At 0, never: with every host ejected there is none to pick.
-  const uint64_t healthy = healthy_hosts_.size();
-  const uint64_t degraded = degraded_hosts_.size();
-  const uint64_t counted = hosts_.size() - excluded_;
-  if (100 * (healthy + degraded) < uint64_t{config_->healthy_panic_threshold} * counted ||
-      (counted == 0 && config_->healthy_panic_threshold > 0)) {
-    stats_.lb_healthy_panic.inc();
-    return hosts_;
+const Cluster::HostSet& Cluster::chooseSet(uint64_t draw) {
+  static const HostSet kNone;
+  uint64_t point = draw % 100;
+  if (total_panic_) {
+    for (Priority& p : priorities_) {
+      if (point < p.panic_load) {
+        stats_.lb_healthy_panic.inc();
+        return p.all;
+      }
+      point -= p.panic_load;
+    }
+    return kNone;
   }
-  if (degraded == 0) return healthy_hosts_;
-  // Envoy's spill to degraded hosts, as between priorities: each tier takes
-  // its share of the load times the overprovisioning factor (1.4), healthy
-  // first, capped at 100%; when the two come short of 100% they are scaled
-  // up to it.
-  constexpr uint64_t kOverprovisioning = 140;  // Percent.
-  const uint64_t healthy_load = std::min<uint64_t>(100, kOverprovisioning * healthy / counted);
-  const uint64_t degraded_load =
-      std::min<uint64_t>(100 - healthy_load, kOverprovisioning * degraded / counted);
-  const uint64_t total = healthy_load + degraded_load;
-  if (total == 0 || worker_.random() % total >= healthy_load) return degraded_hosts_;
-  return healthy_hosts_;
+  Priority* chosen = nullptr;
+  bool healthy = true;
+  for (Priority& p : priorities_) {
+    if (point < p.healthy_load) {
+      chosen = &p;
+      break;
+    }
+    point -= p.healthy_load;
+  }
+  if (chosen == nullptr) {
+    healthy = false;
+    for (Priority& p : priorities_) {
+      if (point < p.degraded_load) {
+        chosen = &p;
+        break;
+      }
+      point -= p.degraded_load;
+    }
+  }
+  if (chosen == nullptr) return kNone;
+  if (chosen->panic) {
+    stats_.lb_healthy_panic.inc();
+    return chosen->all;
+  }
+  return healthy ? chosen->healthy : chosen->degraded;
 }
 
 std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
   if (config_->lb_policy == config::ClusterConfig::LbPolicy::kClusterProvided) {
     return chooseOriginalDst(context);
   }
-  const std::vector<std::shared_ptr<Host>>& hosts = lbHosts();
+  const bool hashing = config_->lb_policy == config::ClusterConfig::LbPolicy::kRingHash ||
+                       config_->lb_policy == config::ClusterConfig::LbPolicy::kMaglev;
+  const std::vector<std::shared_ptr<Host>>* set = &hosts_;
+  const HashTable* table = &hash_all_;
+  std::optional<uint64_t> hash;  // Made once: a hash policy may set a cookie.
+  if (!plain_) [[unlikely]] {
+    // A hashing policy's priority follows the request's hash, as Envoy's.
+    if (hashing) hash = requestHash(context);
+    const HostSet& chosen = chooseSet(hash ? *hash : worker_.random());
+    set = &chosen.hosts;
+    table = &chosen.hash;
+  }
+  const std::vector<std::shared_ptr<Host>>& hosts = *set;
   if (hosts.empty()) return nullptr;
   if (hosts.size() == 1) return hosts[0];
   switch (config_->lb_policy) {
@@ -776,7 +868,7 @@ std::shared_ptr<Host> Cluster::chooseHost(const LbContext& context) {
       break;  // Answered above.
     case config::ClusterConfig::LbPolicy::kRingHash:
     case config::ClusterConfig::LbPolicy::kMaglev:
-      return chooseHashed(context, hosts);
+      return chooseHashed(context, hash ? *hash : requestHash(context), *table);
     case config::ClusterConfig::LbPolicy::kRandom: {
       uint64_t total = 0;
       for (auto& h : hosts) total += h->weight();
@@ -837,8 +929,7 @@ void Cluster::reportHashGauges(const HashTable& table) {
   }
 }
 
-std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context,
-                                            const std::vector<std::shared_ptr<Host>>& hosts) {
+uint64_t Cluster::requestHash(const LbContext& context) {
   // As Envoy: no hash (no policy, or none of its entries matched the
   // request) picks a random point, so a random host by weight.
   std::optional<uint64_t> hash;
@@ -847,10 +938,11 @@ std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context,
         *context.headers, context.downstream_address, context.cookie_sink,
         std::string_view(context.remote_ip.data(), context.remote_ip_length));
   }
-  const uint64_t h = hash ? *hash : worker_.random();
-  const HashTable& table = &hosts == &hosts_            ? hash_all_
-                           : &hosts == &degraded_hosts_ ? hash_degraded_
-                                                        : hash_healthy_;
+  return hash ? *hash : worker_.random();
+}
+
+std::shared_ptr<Host> Cluster::chooseHashed(const LbContext& context, uint64_t h,
+                                            const HashTable& table) {
   if (table.ring && !table.ring->empty()) {
     return table.hosts[table.ring->pick(h, context.attempt)]->shared_from_this();
   }

@@ -231,7 +231,12 @@ class Host : public std::enable_shared_from_this<Host> {
   bool ejected() const { return ejected_; }
   bool failedHealthCheck() const { return failed_hc_; }
   EdsHealth edsHealth() const { return eds_health_; }
-  void setEdsHealth(EdsHealth health) { eds_health_ = health; }
+  uint32_t priority() const { return priority_; }
+  // From the config (EDS or load_assignment), for a new or a kept host.
+  void setEdsHealth(EdsHealth health, uint32_t priority) {
+    eds_health_ = health;
+    priority_ = priority;
+  }
 
   // Outlier detection: the router tells the host what each attempt came to.
   // Without outlier_detection on the cluster each is one flag test.
@@ -319,6 +324,7 @@ class Host : public std::enable_shared_from_this<Host> {
   bool health_checked_ = false;
   bool failed_hc_ = false;
   EdsHealth eds_health_ = EdsHealth::kHealthy;
+  uint32_t priority_ = 0;
   bool watch_responses_ = false;  // detect_ || health_checked_.
   uint32_t consecutive_5xx_ = 0;
   uint32_t consecutive_gateway_failure_ = 0;
@@ -339,17 +345,6 @@ class Cluster {
   // Picks a host by the cluster's lb_policy from lbHosts(), or nullptr when there is none
   // (for ORIGINAL_DST: when context names no destination).
   std::shared_ptr<Host> chooseHost(const LbContext& context = {});
-  // The hosts a load balancer picks from: every host while all are healthy
-  // (the only cost then: one test), else the healthy ones, or the degraded
-  // ones for the share of requests Envoy spills to them, or all of them
-  // when fewer than healthy_panic_threshold percent are healthy or degraded
-  // (Envoy's panic mode, counted in lb_healthy_panic). Empty: no host (503
-  // UH).
-  const std::vector<std::shared_ptr<Host>>& lbHosts() {
-    if (ejected_ == 0) [[likely]]
-      return hosts_;
-    return lbHostsWithEjections();
-  }
   // This worker's hosts, and the healthy ones among them: the health check
   // filter's cluster_min_healthy_percentages.
   size_t hostCount() const { return hosts_.size(); }
@@ -363,9 +358,9 @@ class Cluster {
   // Every host's requests since the last call (hosts with none left out).
   HostRequestCounts takeRequestCounts();
   // Replaces the host list (addresses already resolved), with each host's
-  // EDS health when health is given (else healthy).
+  // EDS health and priority when endpoints is given (else healthy, 0).
   void setHosts(const std::vector<sockaddr_storage>& addrs, const std::vector<uint32_t>& weights,
-                const std::vector<Host::EdsHealth>* health = nullptr);
+                const std::vector<const config::ClusterConfig::Endpoint*>* endpoints = nullptr);
   // A config that differs only in endpoints (same definition_hash): takes
   // its endpoints as the host list (STATIC, EDS).
   void setConfig(std::shared_ptr<const config::ClusterConfig> config);
@@ -400,10 +395,12 @@ class Cluster {
   void removeOriginalDst(size_t i);
   void countOriginalDst(int delta);
   void closeCleanupTimer();
-  const std::vector<std::shared_ptr<Host>>& lbHostsWithEjections();
-  // After hosts_ or a host's health changed: healthy_hosts_,
-  // degraded_hosts_, the counts and the membership gauges.
+  // After hosts_ or a host's health changed: the counts, plain_,
+  // priorities_ and the membership gauges.
   void countHealthy();
+  // Envoy's share of requests for each priority and tier (its
+  // recalculatePerPriorityState), from the counts in priorities_.
+  void computeLoads();
 
   // RING_HASH / MAGLEV: a table over a list of hosts. hosts are raw
   // pointers, so that they do not count as users of a host (inUse); a
@@ -415,26 +412,51 @@ class Cluster {
   };
   void buildHashTable(const std::vector<std::shared_ptr<Host>>& hosts, HashTable& table);
   void reportHashGauges(const HashTable& table);
-  // hosts: what lbHosts() gave, hosts_ or healthy_hosts_.
-  std::shared_ptr<Host> chooseHashed(const LbContext& context,
-                                     const std::vector<std::shared_ptr<Host>>& hosts);
+  // The hosts a load balancer picks from, and their hash table.
+  struct HostSet {
+    std::vector<std::shared_ptr<Host>> hosts;
+    HashTable hash;  // RING_HASH / MAGLEV only.
+  };
+  // The hosts of one priority, sorted by health, and the percent of
+  // requests each tier takes.
+  struct Priority {
+    HostSet all;
+    HostSet healthy;
+    HostSet degraded;
+    size_t excluded = 0;  // Of all, EDS DRAINING.
+    bool panic = false;   // Healthy and degraded below healthy_panic_threshold.
+    uint32_t healthy_load = 0;
+    uint32_t degraded_load = 0;
+    uint32_t panic_load = 0;  // While every priority panics.
+  };
+  // Which set of which priority a pick draws from, by a number from 0 to
+  // 99 (the request's hash for hashing policies, else random): Envoy's
+  // choosePriority over the loads, then the tier, or all of the priority's
+  // hosts in panic (counted in lb_healthy_panic). Empty: no host (503 UH).
+  const HostSet& chooseSet(uint64_t draw);
+  // A hash policy's hash of the request, or a random one.
+  uint64_t requestHash(const LbContext& context);
+  std::shared_ptr<Host> chooseHashed(const LbContext& context, uint64_t hash,
+                                     const HashTable& table);
 
   Worker& worker_;
   std::shared_ptr<const config::ClusterConfig> config_;
   ClusterStats stats_;
   std::vector<std::shared_ptr<Host>> hosts_;
+  HashTable hash_all_;  // Over hosts_ (a hashing cluster only).
   // Hosts of hosts_ that are not healthy(): ejected by outlier detection,
   // failed by active health checks, or not healthy by EDS; of them, the
   // degraded() and the excluded() ones.
   size_t ejected_ = 0;
   size_t degraded_ = 0;
   size_t excluded_ = 0;
-  std::vector<std::shared_ptr<Host>> healthy_hosts_;   // Only while ejected_ > 0.
-  std::vector<std::shared_ptr<Host>> degraded_hosts_;  // Only while degraded_ > 0.
+  // Every host healthy and of priority 0: a pick draws from hosts_ (the
+  // only cost of health and priorities then: this test). Else from
+  // priorities_, indexed by priority.
+  bool plain_ = true;
+  bool total_panic_ = false;  // Every priority panics: load by host count.
+  std::vector<Priority> priorities_;
   size_t rr_next_ = 0;
-  HashTable hash_all_;                   // Over hosts_ (a hashing cluster only).
-  HashTable hash_healthy_;               // Over healthy_hosts_, while a host is ejected.
-  HashTable hash_degraded_;              // Over degraded_hosts_, while a host is degraded.
   uv_timer_t* cleanup_timer_ = nullptr;  // ORIGINAL_DST, while it has hosts.
 };
 

@@ -49,7 +49,9 @@ def backends_seen(skiff, n, path="/x"):
     return seen
 
 
-class EdsHealthStatus(unittest.TestCase):
+class EdsTestCase(unittest.TestCase):
+    """Four backends b0..b3 and a control plane."""
+
     def setUp(self):
         if not x.CONTROL_PLANE_BIN and not shutil.which("skiff_control_plane"):
             self.skipTest("SKIFF_CONTROL_PLANE_BIN is not set")
@@ -79,36 +81,44 @@ class EdsHealthStatus(unittest.TestCase):
         h.wait_until(lambda: health_flags(skiff) == expected, 10,
                      what=f"health flags {expected} (now {health_flags(skiff)})")
 
+    def wait_membership(self, skiff, healthy, degraded=0, excluded=0):
+        """Until the worker (one: its gauges are the cluster's) took the update."""
+        def now():
+            return tuple(skiff.stat(f"cluster.web.membership_{k}")
+                         for k in ("healthy", "degraded", "excluded"))
+        h.wait_until(lambda: now() == (healthy, degraded, excluded), 10,
+                     what=f"membership {(healthy, degraded, excluded)} (now {now()})")
+
+
+class EdsHealthStatus(EdsTestCase):
     def test_status_takes_hosts_out_of_and_back_into_the_load_balancer(self):
         self.cp.set(x.CLUSTER, "1", [x.cluster("web")])
         self.cp.set(x.LISTENER, "1", [x.listener("ingress", 0, "routes")])
         self.cp.set(x.ROUTE, "1", [x.route_config("routes", cluster="web")])
         self.push("1", ["HEALTHY", "UNHEALTHY", "DRAINING", None], wait=False)
-        skiff = h.Skiff(h.to_yaml(x.ads_bootstrap(self.cp.port)) + "\n")
+        skiff = h.Skiff(h.to_yaml(x.ads_bootstrap(self.cp.port)) + "\n", concurrency=1)
         self.addCleanup(skiff.stop)
         b0, b1, b2, b3 = (b.port for b in self.b)
         self.wait_flags(skiff, {b0: "healthy", b1: "/failed_eds_health",
                                 b2: "/eds_status_draining", b3: "healthy"})
-        self.assertEqual(set(backends_seen(skiff, 12)), {"b0", "b3"})
+        self.wait_membership(skiff, healthy=2, excluded=1)
         self.assertEqual(skiff.stat("cluster.web.membership_total"), 4)
-        self.assertEqual(skiff.stat("cluster.web.membership_healthy"), 2)
-        self.assertEqual(skiff.stat("cluster.web.membership_excluded"), 1)
-        self.assertEqual(skiff.stat("cluster.web.membership_degraded"), 0)
+        self.assertEqual(set(backends_seen(skiff, 12)), {"b0", "b3"})
 
         # The same hosts with other statuses: TIMEOUT fails b0, the others
         # come back.
         self.push("2", ["TIMEOUT", "HEALTHY", "UNKNOWN", "HEALTHY"])
         self.wait_flags(skiff, {b0: "/failed_eds_health", b1: "healthy", b2: "healthy",
                                 b3: "healthy"})
+        self.wait_membership(skiff, healthy=3)
         self.assertEqual(set(backends_seen(skiff, 12)), {"b1", "b2", "b3"})
-        self.assertEqual(skiff.stat("cluster.web.membership_excluded"), 0)
 
         # Three healthy hosts of four carry 3/4 x 1.4 > 100% of the load:
         # the degraded one gets none.
         self.push("3", ["HEALTHY", "HEALTHY", "HEALTHY", "DEGRADED"])
         self.wait_flags(skiff, {b0: "healthy", b1: "healthy", b2: "healthy",
                                 b3: "/degraded_eds_health"})
-        self.assertEqual(skiff.stat("cluster.web.membership_degraded"), 1)
+        self.wait_membership(skiff, healthy=3, degraded=1)
         self.assertEqual(set(backends_seen(skiff, 30)), {"b0", "b1", "b2"})
 
         # One healthy host of four carries 35%: the rest spills to the
@@ -116,6 +126,7 @@ class EdsHealthStatus(unittest.TestCase):
         self.push("4", ["HEALTHY", "DEGRADED", "DEGRADED", "DEGRADED"])
         self.wait_flags(skiff, {b0: "healthy", b1: "/degraded_eds_health",
                                 b2: "/degraded_eds_health", b3: "/degraded_eds_health"})
+        self.wait_membership(skiff, healthy=1, degraded=3)
         seen = backends_seen(skiff, 200)
         self.assertGreater(seen["b0"], 0)
         self.assertGreater(seen["b1"] + seen["b2"] + seen["b3"], seen["b0"])
@@ -126,8 +137,110 @@ class EdsHealthStatus(unittest.TestCase):
         self.push("5", ["UNHEALTHY", "DRAINING", "DRAINING", "UNHEALTHY"])
         self.wait_flags(skiff, {b0: "/failed_eds_health", b1: "/eds_status_draining",
                                 b2: "/eds_status_draining", b3: "/failed_eds_health"})
+        self.wait_membership(skiff, healthy=0, excluded=2)
         self.assertEqual(set(backends_seen(skiff, 40)), {"b0", "b1", "b2", "b3"})
         self.assertGreaterEqual(skiff.stat("cluster.web.lb_healthy_panic"), panics + 40)
+
+
+def priority_cla(cluster_name, priorities):
+    """A ClusterLoadAssignment with one LocalityLbEndpoints per priority:
+    priorities is [[(port, health_status or None), ...], ...], priority 0 first."""
+    endpoints = []
+    for priority, hosts in enumerate(priorities):
+        group = cla(cluster_name, hosts)["endpoints"][0]
+        group["priority"] = priority
+        group["locality"] = {"region": "r", "zone": f"z{priority}"}
+        endpoints.append(group)
+    return {"@type": x.ENDPOINT, "cluster_name": cluster_name, "endpoints": endpoints}
+
+
+def priorities(skiff, cluster="web"):
+    """{port: priority} of a cluster in /clusters."""
+    status, body = skiff.admin_get("/clusters")
+    assert status == 200, body
+    out = {}
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == cluster and parts[2] == "priority":
+            out[int(parts[1].rsplit(":", 1)[1])] = int(parts[3])
+    return out
+
+
+class EdsPriorities(EdsTestCase):
+    def push_priorities(self, version, groups, wait=True):
+        since = self.cp.mark()
+        self.cp.set(x.ENDPOINT, version, [priority_cla("web", groups)])
+        if wait:
+            self.cp.wait_event(
+                lambda e: e["event"] == "request"
+                and e["request"].get("type_url") == x.ENDPOINT
+                and e["request"].get("version_info") == version
+                and "error_detail" not in e["request"], timeout=10, since=since)
+
+    def start(self, cluster):
+        self.cp.set(x.CLUSTER, "1", [cluster])
+        self.cp.set(x.LISTENER, "1", [x.listener("ingress", 0, "routes")])
+        routes = x.route_config("routes", cluster="web")
+        routes["virtual_hosts"][0]["routes"][0]["route"]["hash_policy"] = [
+            {"header": {"header_name": "x-user"}}]
+        self.cp.set(x.ROUTE, "1", [routes])
+        skiff = h.Skiff(h.to_yaml(x.ads_bootstrap(self.cp.port)) + "\n", concurrency=1)
+        self.addCleanup(skiff.stop)
+        return skiff
+
+    def test_lower_priorities_take_what_higher_ones_cannot(self):
+        b0, b1, b2, b3 = (b.port for b in self.b)
+        self.push_priorities("1", [[(b0, None), (b1, None)], [(b2, None), (b3, None)]],
+                             wait=False)
+        skiff = self.start(x.cluster("web"))
+        h.wait_until(lambda: priorities(skiff) == {b0: 0, b1: 0, b2: 1, b3: 1}, 10,
+                     what="priorities in /clusters")
+        self.wait_membership(skiff, healthy=4)
+        # A healthy priority 0 takes every request.
+        self.assertEqual(set(backends_seen(skiff, 20)), {"b0", "b1"})
+
+        # Priority 0 without a healthy host: priority 1 takes all.
+        self.push_priorities("2", [[(b0, "UNHEALTHY"), (b1, "UNHEALTHY")],
+                                   [(b2, None), (b3, None)]])
+        self.wait_membership(skiff, healthy=2)
+        self.assertEqual(set(backends_seen(skiff, 20)), {"b2", "b3"})
+
+        # Half of priority 0 healthy carries 70%; priority 1 the rest.
+        self.push_priorities("3", [[(b0, None), (b1, "UNHEALTHY")], [(b2, None), (b3, None)]])
+        self.wait_membership(skiff, healthy=3)
+        seen = backends_seen(skiff, 200)
+        self.assertEqual(seen["b1"], 0)
+        self.assertGreater(seen["b0"], seen["b2"] + seen["b3"])
+        self.assertGreater(seen["b2"] + seen["b3"], 0)
+
+        # Nothing healthy anywhere: every priority panics, each takes its
+        # share of the hosts.
+        panics = skiff.stat("cluster.web.lb_healthy_panic")
+        self.push_priorities("4", [[(b0, "UNHEALTHY"), (b1, "TIMEOUT")],
+                                   [(b2, "UNHEALTHY"), (b3, "UNHEALTHY")]])
+        self.wait_membership(skiff, healthy=0)
+        self.assertEqual(set(backends_seen(skiff, 60)), {"b0", "b1", "b2", "b3"})
+        self.assertGreaterEqual(skiff.stat("cluster.web.lb_healthy_panic"), panics + 60)
+
+    def test_a_hashing_cluster_keeps_keys_within_the_priority_that_serves(self):
+        b0, b1, b2, b3 = (b.port for b in self.b)
+        self.push_priorities("1", [[(b0, "UNHEALTHY"), (b1, "UNHEALTHY")],
+                                   [(b2, None), (b3, None)]], wait=False)
+        c = x.cluster("web")
+        c["lb_policy"] = "RING_HASH"
+        skiff = self.start(c)
+        h.wait_until(lambda: priorities(skiff) == {b0: 0, b1: 0, b2: 1, b3: 1}, 10,
+                     what="priorities in /clusters")
+        self.wait_membership(skiff, healthy=2)
+        chosen = {}
+        for user in range(12):
+            for _ in range(3):
+                status, headers, _ = h.http_request(skiff.port(), path="/x",
+                                                    headers={"x-user": str(user)})
+                self.assertEqual(status, 200)
+                chosen.setdefault(user, set()).add(headers.get("x-backend"))
+        self.assertTrue(all(len(v) == 1 for v in chosen.values()), chosen)
+        self.assertTrue(set().union(*chosen.values()) <= {"b2", "b3"}, chosen)
 
 
 class StaticHealthStatus(unittest.TestCase):

@@ -605,6 +605,46 @@ TEST(TranslateCluster, EndpointHealthStatusIsEnvoys) {
   }
 }
 
+TEST(TranslateCluster, EndpointPriorities) {
+  using envoy::config::cluster::v3::Cluster;
+  Cluster c;
+  c.set_name("web");
+  c.set_type(Cluster::STATIC);
+  auto* cla = c.mutable_load_assignment();
+  cla->set_cluster_name("web");
+  for (uint32_t priority : {0u, 1u}) {
+    auto* group = cla->add_endpoints();
+    group->set_priority(priority);
+    auto* a = group->add_lb_endpoints()->mutable_endpoint()->mutable_address();
+    a->mutable_socket_address()->set_address("127.0.0.1");
+    a->mutable_socket_address()->set_port_value(8000 + priority);
+  }
+  auto result = translateCluster(c, "c");
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  ASSERT_EQ((*result)->endpoints.size(), 2u);
+  EXPECT_EQ((*result)->endpoints[0].priority, 0u);
+  EXPECT_EQ((*result)->endpoints[1].priority, 1u);
+
+  cla->mutable_endpoints(1)->set_priority(128);
+  result = translateCluster(c, "c");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "c.load_assignment.endpoints[1].priority: must be at most 127");
+
+  // A STRICT_DNS cluster resolves its endpoints as one host list.
+  cla->mutable_endpoints(1)->set_priority(1);
+  cla->mutable_endpoints(0)->mutable_lb_endpoints(0)->set_health_status(
+      envoy::config::core::v3::DRAINING);
+  c.set_type(Cluster::STRICT_DNS);
+  result = translateCluster(c, "c");
+  ASSERT_FALSE(result.isOk());
+  EXPECT_EQ(result.status().message(),
+            "c.load_assignment.endpoints[0].lb_endpoints[0].health_status: is not supported on a "
+            "STRICT_DNS cluster yet\n"
+            "c.load_assignment.endpoints[1].priority: is not supported on a STRICT_DNS cluster "
+            "yet");
+}
+
 TEST(HashResource, TwoEncodingsOfOneTypedConfigHashTheSame) {
   // A control plane may put an Any's fields in any order; the bytes differ,
   // the resource does not.
