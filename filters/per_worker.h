@@ -1,10 +1,11 @@
 // State that a filter's configuration keeps per worker (its stats blocks),
 // made when a worker installs that configuration (Worker::applySnapshot, a
-// listener opening or taking new chains: HttpFilterFactory::installOn and
-// router::PerFilterConfig::installOn), so that the stats exist, at 0, from
-// then on, as Envoy's do from config load. The request path finds its
-// worker's state by the worker's index: an atomic load and an array read, no
-// lookup and no lock.
+// listener opening or taking new chains: HttpFilterFactory::installOn,
+// router::PerFilterConfig::installOn, and HttpConnectionManager::installOn
+// for the listener's, connection managers' and TCP proxies' own stats in
+// proxy/config), so that the stats exist, at 0, from then on, as Envoy's do
+// from config load. The request path finds its worker's state by the
+// worker's index: an atomic load and an array read, no lookup and no lock.
 //
 // Workers are numbered from 0 (Worker::index()); the main loop runs no HTTP
 // filter and installs nothing.
@@ -24,7 +25,10 @@ template <class T>
 class PerWorker {
  public:
   PerWorker() = default;
-  PerWorker(const PerWorker&) = delete;
+  // A copy starts empty: it belongs to another config (a listener copied to
+  // carry the port it was bound to), which each worker installs when it
+  // takes that config.
+  PerWorker(const PerWorker& /*other*/) {}
   PerWorker& operator=(const PerWorker&) = delete;
 
   // Runs on worker `index`'s thread: makes its T with make() (which returns

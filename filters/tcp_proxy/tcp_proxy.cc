@@ -2,22 +2,12 @@
 
 #include <cstring>
 #include <ctime>
-#include <map>
 
 #include "proxy/worker/worker.h"
 
 namespace skiff::tcp_proxy {
 
 namespace {
-
-// A worker's stats block per stat_prefix, made on its first connection: a
-// lookup by name per connection, none per byte.
-TcpProxyStats& statsFor(Worker& worker, const std::string& stat_prefix) {
-  thread_local std::map<std::string, std::unique_ptr<TcpProxyStats>> cache;
-  auto& slot = cache[stat_prefix];
-  if (!slot) slot = std::make_unique<TcpProxyStats>(worker.stats(), stat_prefix);
-  return *slot;
-}
 
 // The tunnel codec sends no headers; its encodeHeaders only starts the
 // stream. One empty map serves every session of the worker.
@@ -27,6 +17,12 @@ const HeaderMap& noHeaders() {
 }
 
 }  // namespace
+
+TcpProxyStats& statsOn(Worker& worker, const config::TcpProxyConfig& config) {
+  return config.stats.install(worker.index(), [&] {
+    return std::make_unique<TcpProxyStats>(worker.stats(), config.stat_prefix);
+  });
+}
 
 TcpProxyStats::TcpProxyStats(stats::Store& s, const std::string& p)
     : downstream_cx_total(s.counter("tcp." + p + ".downstream_cx_total")),
@@ -43,9 +39,7 @@ TcpProxyStats::TcpProxyStats(stats::Store& s, const std::string& p)
 
 TcpProxySession::TcpProxySession(TcpConnection& downstream, const config::TcpProxyConfig& config,
                                  const sockaddr* original_dst)
-    : downstream_(downstream),
-      config_(config),
-      stats_(statsFor(downstream.worker(), config.stat_prefix)) {
+    : downstream_(downstream), config_(config), stats_(statsOn(downstream.worker(), config)) {
   if (original_dst != nullptr) {
     std::memcpy(&original_dst_, original_dst,
                 original_dst->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));

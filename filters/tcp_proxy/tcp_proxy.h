@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "filters/tcp_proxy/tcp_proxy_stats.h"
 #include "proxy/access_log/formatter.h"
 #include "proxy/config/config.h"
 #include "proxy/http/codec.h"
@@ -38,19 +39,9 @@
 
 namespace skiff::tcp_proxy {
 
-// Envoy's tcp.<stat_prefix>.* statistics (one block per prefix per worker).
-struct TcpProxyStats {
-  TcpProxyStats(stats::Store& store, const std::string& stat_prefix);
-  stats::Counter& downstream_cx_total;
-  // No cluster by that name on the worker.
-  stats::Counter& downstream_cx_no_route;
-  stats::Counter& downstream_cx_tx_bytes_total;  // Sent to the downstream.
-  stats::Counter& downstream_cx_rx_bytes_total;  // Received from the downstream.
-  stats::Counter& downstream_flow_control_paused_reading_total;
-  stats::Counter& downstream_flow_control_resumed_reading_total;
-  stats::Counter& idle_timeout;
-  stats::Counter& max_downstream_connection_duration;
-};
+// This worker's stats of config: made when the worker installs the listener
+// (HttpConnectionManager::installOn), found by the worker's index after.
+TcpProxyStats& statsOn(Worker& worker, const config::TcpProxyConfig& config);
 
 class TcpProxySession final : public http::ServerConnection {
  public:

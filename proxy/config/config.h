@@ -15,8 +15,11 @@
 #include <vector>
 
 #include "filters/filter.h"
+#include "filters/per_worker.h"
+#include "filters/tcp_proxy/tcp_proxy_stats.h"
 #include "proxy/access_log/access_log.h"
 #include "proxy/common/persistent_map.h"
+#include "proxy/http/connection_manager_stats.h"
 #include "proxy/http/edge_headers.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/tls/tls_context.h"
@@ -280,6 +283,10 @@ struct HttpConnectionManagerConfig {
   // Whether a format prints these, which cost a getsockname per stream.
   bool access_log_downstream_local = false;
   bool access_log_upstream_local = false;
+  // http.<stat_prefix>.* of each worker, made when the worker installs the
+  // listener (Worker::installFilters) so that they exist at 0 from then on;
+  // a connection finds its worker's by index (filters/per_worker.h).
+  filters::PerWorker<HttpConnectionManagerStats> stats;
 };
 
 // envoy.filters.network.tcp_proxy (filters/tcp_proxy/): a filter chain whose
@@ -300,6 +307,8 @@ struct TcpProxyConfig {
   milliseconds max_downstream_connection_duration{0};  // Zero: no limit.
   // access_log: one line per connection, when it closes. Empty: no record.
   std::vector<std::shared_ptr<const access_log::AccessLog>> access_logs;
+  // tcp.<stat_prefix>.* of each worker, made as HttpConnectionManagerConfig's.
+  filters::PerWorker<tcp_proxy::TcpProxyStats> stats;
 };
 
 // One filter chain: which connections it takes, their TLS, their HCM or TCP proxy.
@@ -396,6 +405,9 @@ struct ListenerConfig {
   // chosen from its whole ClientHello and addresses before the handshake
   // goes on (the chain's certificate answers it), not by SNI alone.
   bool choose_tls_chain_in_hello = false;
+  // listener.<address>_<port>.* of each worker, made when the worker installs
+  // this listener, as HttpConnectionManagerConfig's stats.
+  filters::PerWorker<ListenerStats> stats;
 
   // What a chain is chosen by. Addresses may be null when no chain matches
   // on them.

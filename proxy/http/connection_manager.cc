@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <map>
 
 #include "filters/tcp_proxy/tcp_proxy.h"
 #include "proxy/access_log/response_code_details.h"
@@ -29,21 +28,20 @@ std::string listenerStatName(const config::ListenerConfig& l) {
   return "listener." + l.address.address + "_" + std::to_string(l.address.port);
 }
 
-// Stats blocks are made on a worker's first connection and kept: a lookup by
-// name per connection, none per request.
-HttpConnectionManagerStats& hcmStatsFor(Worker& worker, const std::string& stat_prefix) {
-  thread_local std::map<std::string, std::unique_ptr<HttpConnectionManagerStats>> cache;
-  auto& slot = cache[stat_prefix];
-  if (!slot) slot = std::make_unique<HttpConnectionManagerStats>(worker.stats(), stat_prefix);
-  return *slot;
+// This worker's stats blocks of a config: made when the worker installs the
+// listener (HttpConnectionManager::installOn), found by the worker's index
+// after, with no lookup by name.
+ListenerStats& listenerStatsOn(Worker& worker, const config::ListenerConfig& l) {
+  return l.stats.install(worker.index(), [&] {
+    return std::make_unique<ListenerStats>(worker.stats(), listenerStatName(l) + ".");
+  });
 }
 
-ListenerStats& listenerStatsFor(Worker& worker, const config::ListenerConfig& l) {
-  thread_local std::map<std::string, std::unique_ptr<ListenerStats>> cache;
-  std::string name = listenerStatName(l);
-  auto& slot = cache[name];
-  if (!slot) slot = std::make_unique<ListenerStats>(worker.stats(), name + ".");
-  return *slot;
+HttpConnectionManagerStats& hcmStatsOn(Worker& worker,
+                                       const config::HttpConnectionManagerConfig& hcm) {
+  return hcm.stats.install(worker.index(), [&] {
+    return std::make_unique<HttpConnectionManagerStats>(worker.stats(), hcm.stat_prefix);
+  });
 }
 
 // RFC 9113 §3.4: the client connection preface starts with this string.
@@ -820,13 +818,27 @@ void HttpConnectionManager::accept(Worker& worker,
 
 ListenerStats& HttpConnectionManager::listenerStats(Worker& worker,
                                                     const config::ListenerConfig& listener) {
-  return listenerStatsFor(worker, listener);
+  return listenerStatsOn(worker, listener);
+}
+
+void HttpConnectionManager::installOn(Worker& worker, const config::ListenerConfig& listener) {
+  listenerStatsOn(worker, listener);
+  auto installChain = [&](const config::FilterChainConfig* chain) {
+    if (chain == nullptr) return;
+    if (chain->tcp_proxy) {
+      tcp_proxy::statsOn(worker, *chain->tcp_proxy);
+    } else {
+      hcmStatsOn(worker, chain->http);
+    }
+  };
+  for (const auto& chain : listener.filter_chains) installChain(chain.get());
+  installChain(listener.default_filter_chain.get());
 }
 
 HttpConnectionManager::HttpConnectionManager(Worker& worker,
                                              std::shared_ptr<const config::ListenerConfig> listener)
     : listener_(std::move(listener)),
-      listener_stats_(&listenerStatsFor(worker, *listener_)),
+      listener_stats_(&listenerStatsOn(worker, *listener_)),
       conn_(worker, *this, listener_->per_connection_buffer_limit_bytes),
       idle_deadline_([](void* self) { static_cast<HttpConnectionManager*>(self)->onIdleTimer(); },
                      this) {
@@ -882,7 +894,7 @@ bool HttpConnectionManager::adoptChain(const config::FilterChainConfig* chain) {
     s.start();
     return false;
   }
-  stats_ = &hcmStatsFor(worker(), chain_->http.stat_prefix);
+  stats_ = &hcmStatsOn(worker(), chain_->http);
   stats_->downstream_cx_total.inc();
   stats_->downstream_cx_active.inc();
   if (conn_.tls()) stats_->downstream_cx_ssl_total.inc();

@@ -6,6 +6,7 @@
 
 #include "proxy/access_log/log_file.h"
 #include "proxy/common/log.h"
+#include "proxy/http/connection_manager.h"
 #include "proxy/http/http2/http2_codec.h"
 #include "proxy/net/connection.h"
 #include "proxy/net/listener.h"
@@ -180,9 +181,11 @@ void Worker::removeConnection(DownstreamConnection& conn) {
   connections_.pop_back();
 }
 
-// Filters keep per-worker state (their stats) in their configs; a worker
-// makes its own when it takes a configuration, before any stream uses it.
+// Filters, the connection manager and the listener keep per-worker state
+// (their stats) in their configs; a worker makes its own when it takes a
+// configuration, before any connection uses it.
 void Worker::installFilters(const config::ListenerConfig& listener) {
+  HttpConnectionManager::installOn(*this, listener);
   auto installChain = [this](const config::FilterChainConfig* chain) {
     if (chain == nullptr) return;
     for (const config::HttpFilterConfig& f : chain->http.http_filters) f.factory->installOn(*this);

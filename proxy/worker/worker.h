@@ -157,9 +157,10 @@ class Worker {
   void spin(const std::function<bool()>& done);
   void runDeferred();
   Status openListener(std::shared_ptr<const config::ListenerConfig> config);
-  // Lets the filters of a listener's chains (their factories and inline
-  // route tables' per-filter configs) make this worker's state
-  // (HttpFilterFactory::installOn).
+  // Lets a listener, its chains' connection managers or TCP proxies
+  // (HttpConnectionManager::installOn) and their filters (factories and
+  // inline route tables' per-filter configs: HttpFilterFactory::installOn)
+  // make this worker's state.
   void installFilters(const config::ListenerConfig& listener);
   // The same for RDS route tables: those named (null: all of them).
   void installRouteTables(const config::Snapshot& snapshot, const std::vector<std::string>* names);

@@ -532,6 +532,33 @@ class StateOfTheWorld(XdsTestCase):
         self.assertNotIn("extra", skiff.listener_ports())
         self.assertEqual(get(skiff.port("ingress"))[0], 200)
 
+    def test_lds_listener_stats_are_0_before_any_connection(self):
+        # As Envoy's, from the moment the workers take the listener: when it
+        # is added, and when it is updated in place with a new stat_prefix.
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.LISTENER, "1")
+
+        def zeros(names):
+            return lambda: {n: skiff.stat(n) for n in names} == {n: 0 for n in names}
+
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "2", [x.listener("ingress", 0, "routes"),
+                                      x.listener("extra", 0, "routes", stat_prefix="extra_http")])
+        self.wait_ack(x.LISTENER, "2", since=since)
+        h.wait_until(lambda: "extra" in skiff.listener_ports(), 5, what="listener extra")
+        extra = skiff.port("extra")
+        h.wait_until(zeros(["http.extra_http.downstream_rq_total",
+                            f"listener.{h.LOCALHOST}_{extra}.downstream_cx_total"]),
+                     5, what="the new listener's stats at 0")
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "3", [x.listener("ingress", 0, "routes"),
+                                      x.listener("extra", 0, "routes", stat_prefix="renamed")])
+        self.wait_ack(x.LISTENER, "3", since=since)
+        h.wait_until(zeros(["http.renamed.downstream_rq_total"]), 5,
+                     what="the updated listener's stats at 0")
+        self.assertEqual(skiff.port("extra"), extra)  # Updated in place, same socket.
+
     def test_listener_update_drains_only_connections_whose_chain_changed(self):
         self.push_initial()
         skiff = self.start_skiff()

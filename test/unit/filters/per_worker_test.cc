@@ -35,6 +35,17 @@ TEST(PerWorkerTest, InstallMakesOncePerWorker) {
   EXPECT_EQ(slots.find(2), &first);  // Kept when the array grows.
 }
 
+// A copied config (a listener given its bound port) is another config: the
+// workers install it afresh, and the original keeps its blocks.
+TEST(PerWorkerTest, CopyStartsEmpty) {
+  PerWorker<Block> slots;
+  Block& original = slots.install(1, [] { return std::make_unique<Block>(1); });
+  PerWorker<Block> copy(slots);
+  EXPECT_EQ(copy.find(1), nullptr);
+  EXPECT_EQ(copy.install(1, [] { return std::make_unique<Block>(2); }).value, 2);
+  EXPECT_EQ(slots.find(1), &original);
+}
+
 // Workers install at once, each on its own thread, and each then finds its
 // own block while the others are still installing.
 TEST(PerWorkerTest, WorkersInstallConcurrently) {
