@@ -112,6 +112,10 @@ int Server::run() {
       [this](const std::string& cluster, const std::string& address) {
         outliers_->onHealthCheckPassed(cluster, address);
       });
+  // Initialization waits for each checked cluster's first round (Envoy's).
+  health_checks_->setOnFirstRound([this](const std::string&) {
+    if (canStartWorkers()) startWorkers();
+  });
   health_checks_->update(snapshot_->clusters);
   upstream::HealthCheckReports::set(health_checks_.get());
 
@@ -420,11 +424,16 @@ void Server::postHosts(const DnsCluster& d) {
 }
 
 // As in Envoy, no listener opens before initialization ends: the static
-// STRICT_DNS clusters resolved and, with xDS, the first configuration in
+// STRICT_DNS clusters resolved, with xDS the first configuration in
 // (DynamicConfig: clusters, then listeners and routes, or
-// initial_fetch_timeout).
+// initial_fetch_timeout), and every cluster with active health checks had
+// each of its hosts checked once (each check ends by its timeout).
 bool Server::canStartWorkers() const {
-  return dns_started_ && dns_pending_ == 0 && (!dynamic_ || dynamic_->initialized());
+  if (!dns_started_ || dns_pending_ != 0 || (dynamic_ && !dynamic_->initialized())) return false;
+  for (const auto& [name, cluster] : snapshot_->clusters) {
+    if (cluster->health_check && !health_checks_->firstRoundDone(name)) return false;
+  }
+  return true;
 }
 
 void Server::startWorkers() {

@@ -170,6 +170,7 @@ class HealthCheckSession {
   HealthCheckSession& operator=(const HealthCheckSession&) = delete;
 
   bool failed() const { return health_.failed(); }
+  bool checkedOnce() const { return checked_once_; }
   bool checks(const sockaddr_storage& addr) const {
     return std::memcmp(&addr, &addr_, sizeof(addr)) == 0;
   }
@@ -192,6 +193,7 @@ class HealthCheckSession {
   const std::string address_;
   const sockaddr_storage addr_;
   HostHealth health_;
+  bool checked_once_ = false;
   HealthCheckClient* client_ = nullptr;  // Deletes itself (deferred) once closed.
   LoopTimer interval_timer_;
   LoopTimer timeout_timer_;
@@ -516,6 +518,10 @@ void HealthCheckSession::onResult(bool passed, HcFailure failure) {
   Worker& main = checker_.owner->main();
   const uint64_t base = healthCheckBaseMs(c, checker_.owner->traffic(checker_), passed, t);
   interval_timer_.start(healthCheckJitteredMs(c, base, [&main] { return main.random(); }));
+  if (!checked_once_) {
+    checked_once_ = true;
+    checker_.owner->maybeFirstRoundDone(checker_);
+  }
 }
 
 void HealthCheckSession::onPassiveFailure() { fail(HcFailure::kPassive); }
@@ -596,6 +602,7 @@ void HealthCheckers::start(const std::string& name,
     setHealthyGauge(c);
     return;
   }
+  c.hosts_known = true;
   setSessions(c, endpointTargets(*cluster));
 }
 
@@ -668,6 +675,7 @@ void HealthCheckers::setSessions(Checker& checker, const std::vector<Target>& ta
   checker.carried.clear();
   setHealthyGauge(checker);
   for (HealthCheckSession* s : started) s->start();
+  maybeFirstRoundDone(checker);
 }
 
 void HealthCheckers::setHosts(const std::string& cluster,
@@ -680,7 +688,24 @@ void HealthCheckers::setHosts(const std::string& cluster,
     t.addr = t.check_addr = ss;
     targets.push_back(t);
   }
+  it->second->hosts_known = true;
   setSessions(*it->second, targets);
+}
+
+void HealthCheckers::maybeFirstRoundDone(Checker& checker) {
+  if (checker.first_round_done || !checker.hosts_known) return;
+  for (const auto& [address, session] : checker.sessions) {
+    if (!session->checkedOnce()) return;
+  }
+  checker.first_round_done = true;
+  if (!on_first_round_) return;
+  // Posted: this may run inside update(), while a snapshot is being applied.
+  main_.post([fn = on_first_round_, name = checker.name] { fn(name); });
+}
+
+bool HealthCheckers::firstRoundDone(const std::string& cluster) const {
+  auto it = checkers_.find(cluster);
+  return it == checkers_.end() || it->second->first_round_done;
 }
 
 void HealthCheckers::setHealthyGauge(Checker& checker) {

@@ -139,6 +139,14 @@ class HealthCheckers : public HealthCheckReports {
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
   // Whether a host failed its checks (for /clusters): false without a check.
   bool failed(const std::string& cluster, const std::string& address) const;
+  // Envoy's cluster initialization waits for this: every host the cluster
+  // had (for STRICT_DNS: once resolved) was checked once, pass or fail.
+  // True for a cluster without a checker.
+  bool firstRoundDone(const std::string& cluster) const;
+  // Called (posted on the main loop) when a cluster's first round is done.
+  void setOnFirstRound(std::function<void(const std::string& cluster)> fn) {
+    on_first_round_ = std::move(fn);
+  }
   // Stops every session (shutdown).
   void clear();
 
@@ -169,6 +177,8 @@ class HealthCheckers : public HealthCheckReports {
     // Hosts whose endpoint disables active health checks: never checked,
     // always healthy.
     std::set<std::string> disabled;
+    bool hosts_known = false;       // STRICT_DNS: false until the first resolution.
+    bool first_round_done = false;  // Latched (firstRoundDone).
   };
   // One host to check: its address, where its checks go (health_check_config
   // port_value), or none (disable_active_health_check).
@@ -180,6 +190,9 @@ class HealthCheckers : public HealthCheckReports {
   // From a session: the check's outcome changed the host's health.
   void onHealthChanged(Checker& checker, const std::string& address, bool failed);
   void onPassed(Checker& checker, const std::string& address);
+  // From a session's first result, or after its hosts changed: latches
+  // first_round_done once every session has a result.
+  void maybeFirstRoundDone(Checker& checker);
   bool traffic(Checker& checker);
   Worker& main() { return main_; }
 
@@ -197,6 +210,7 @@ class HealthCheckers : public HealthCheckReports {
   EachWorker each_worker_;
   Traffic traffic_;
   Passed passed_;
+  std::function<void(const std::string&)> on_first_round_;
   std::map<std::string, std::unique_ptr<Checker>> checkers_;
 };
 

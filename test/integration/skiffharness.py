@@ -221,7 +221,8 @@ def bootstrap(listeners, clusters=()):
 class Skiff:
     """A running skiff process. Use as a context manager or call stop()."""
 
-    def __init__(self, config_text, concurrency=2, extra_args=(), name="skiff"):
+    def __init__(self, config_text, concurrency=2, extra_args=(), name="skiff", wait_ready=True):
+        """wait_ready=False: returns once the admin is up, without waiting for /ready."""
         binary = skiff_bin()  # before any temp dir, so that a missing binary leaks nothing
         self.tmp = tempfile.mkdtemp(prefix=f"{name}-")
         self.config_path = os.path.join(self.tmp, "config.yaml")
@@ -236,12 +237,12 @@ class Skiff:
                                      stdin=subprocess.DEVNULL)
         self.admin = None
         try:
-            self._wait_ready()
+            self._wait_ready(wait_ready)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self):
+    def _wait_ready(self, ready_too=True):
         def admin_written():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"skiff exited with {self.proc.returncode} before its admin "
@@ -257,6 +258,8 @@ class Skiff:
             text = wait_until(admin_written, READY_TIMEOUT, what="--admin-address-path file")
             host, port = text.rsplit(":", 1)
             self.admin = (host.strip("[]"), int(port))
+            if not ready_too:
+                return
 
             def ready():
                 try:

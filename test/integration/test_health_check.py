@@ -26,6 +26,7 @@ class HcBackend(h.Backend):
 
     def __init__(self, name, hc_status=200, status=200, headers=()):
         self.hc_status = hc_status
+        self.hc_gate = None  # A threading.Event that health checks wait for, when set.
         self.status = status
         self.headers = headers
         super().__init__(name)
@@ -36,6 +37,8 @@ class HcBackend(h.Backend):
         for _ in body_iter:
             pass
         if req.path == HC_PATH:
+            if self.hc_gate is not None:
+                self.hc_gate.wait(30)
             self._send(sock, self.hc_status, b"hc\n")
         else:
             self._send(sock, self.status, f"{self.name}\n".encode(), headers=self.headers)
@@ -478,6 +481,29 @@ class XdsUpdates(HealthCheckTestCase):
         self.more_checks(b1, 5, "checks of b1")
         self.assertLessEqual(len(b0.hc_requests()), checked + 1)  # At most one in flight.
         self.assertEqual(self.hc_stat(skiff, "healthy"), 1)
+
+
+class Initialization(HealthCheckTestCase):
+    def test_listeners_wait_for_the_first_round_of_checks(self):
+        # As Envoy's cluster initialization: until every host was checked
+        # once, the server is not ready and routes nothing (else every host
+        # would start failed and panic mode would route to all of them).
+        b0 = self.backend("b0")
+        b0.hc_gate = threading.Event()
+        self.addCleanup(b0.hc_gate.set)
+        b1 = self.backend("b1", hc_status=503)
+        skiff = h.Skiff(bootstrap(config([(LOCALHOST, b0.port), (LOCALHOST, b1.port)],
+                                         http_check(timeout="20s"))), wait_ready=False)
+        self.addCleanup(skiff.stop)
+        h.wait_until(lambda: b0.hc_requests() and b1.hc_requests(), 10,
+                     what="the first checks of both hosts")
+        self.assertEqual(skiff.admin_get("/ready"), (503, "PRE_INITIALIZING\n"))
+        b0.hc_gate.set()
+        h.wait_until(lambda: skiff.admin_get("/ready")[0] == 200, 10, what="/ready 200")
+        for _ in range(4):
+            status, headers, _ = h.http_request(skiff.port(), path="/x")
+            self.assertEqual((status, headers.get("x-backend")), (200, "b0"))
+        self.assertEqual(skiff.stat("cluster.web.lb_healthy_panic"), 0)
 
 
 class EndpointHealthCheckConfig(HealthCheckTestCase):
