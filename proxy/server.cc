@@ -229,7 +229,7 @@ bool Server::prepareListeners(std::string& error) {
   // listening) until the workers listen, so the port cannot be taken.
   auto next = std::make_shared<config::Snapshot>(*snapshot_);
   for (const auto& [name, l] : snapshot_->listeners) {
-    if (l->address.port != 0) continue;
+    if (l->address.port != 0 || !l->bind_to_port) continue;
     Result<int> fd = bindTcpSocket(l->address.address, 0, /*reuse_port=*/true);
     if (!fd) {
       error = fd.status().message();

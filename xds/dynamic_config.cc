@@ -640,7 +640,11 @@ std::string DynamicConfig::applyListeners(const std::vector<XdsResource>& update
   // changes, so a port in use refuses that listener, not breaks it.
   for (auto it = next.begin(); it != next.end();) {
     auto& [name, e] = *it;
-    if (e.reservation_fd >= 0) {
+    // bind_to_port false: no socket (its address, often a service's virtual
+    // IP, need not be local); it takes only connections handed off to it.
+    const auto& proto = static_cast<const listener_v3::Listener&>(*e.proto);
+    const bool binds = !proto.has_bind_to_port() || proto.bind_to_port().value();
+    if (e.reservation_fd >= 0 || !binds) {
       ++it;
       continue;
     }

@@ -52,7 +52,8 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "per_connection_buffer_limit_bytes", "filter_chains",
         "default_filter_chain", "listener_filters", "listener_filters_timeout",
-        "continue_on_listener_filters_timeout"}},
+        "continue_on_listener_filters_timeout", "use_original_dst", "bind_to_port",
+        "traffic_direction"}},
       // Only tls_inspector, http_inspector and original_dst, with no options;
       // the translator checks the type.
       {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},

@@ -1587,6 +1587,12 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   // as its local address. (proxy/net/listener.h.)
   bool tls_inspector = false;
   bool http_inspector = false;
+  // use_original_dst adds the original_dst filter, as in Envoy.
+  if (listener.has_use_original_dst() && listener.use_original_dst().value()) {
+    out.use_original_dst = true;
+    out.hand_off_restored_destination = true;
+  }
+  if (listener.has_bind_to_port()) out.bind_to_port = listener.bind_to_port().value();
   for (int i = 0; i < listener.listener_filters_size(); ++i) {
     const auto& f = listener.listener_filters(i);
     const std::string fpath = path + ".listener_filters[" + std::to_string(i) + "]";

@@ -361,6 +361,14 @@ struct ListenerConfig {
   // as its local address (filter chain choice, access logs, ORIGINAL_DST
   // clusters). One getsockopt per connection, on these listeners only.
   bool use_original_dst = false;
+  // Listener.use_original_dst (which implies the original_dst filter): a
+  // connection whose original destination was restored goes to the listener
+  // of that address (exact address and port, else a wildcard address on that
+  // port), if there is one, and runs that listener's filters and chains.
+  bool hand_off_restored_destination = false;
+  // Listener.bind_to_port: false makes a listener that binds no socket and
+  // only takes connections handed off to it (Istio's outbound listeners).
+  bool bind_to_port = true;
   // Chains narrowed in Envoy's order, one field of filter_chain_match at a
   // time: destination port, destination IP, server name, transport protocol,
   // application protocols, direct source IP, source type, source IP, source

@@ -188,11 +188,14 @@ TcpListener::TcpListener(Worker& worker, std::shared_ptr<const config::ListenerC
     : worker_(worker),
       config_(std::move(config)),
       port_(port),
-      socket_(worker, &TcpListener::onAccept, this) {}
+      socket_(worker, &TcpListener::onAccept, this) {
+  if (parseIpAddress(config_->address.address, port_, address_)) wildcard_ = isWildcard(address_);
+}
 
 TcpListener::~TcpListener() { close(); }
 
 Status TcpListener::listen() {
+  if (!config_->bind_to_port) return Status::ok();
   Result<int> fd = bindTcpSocket(config_->address.address, port_, /*reuse_port=*/true);
   if (!fd) return fd.status();
   socklen_t len = sizeof(bound_);
@@ -217,11 +220,34 @@ void TcpListener::onAccept(void* self, int fd, const sockaddr* peer) {
   sockaddr_storage original;
   // Only listeners with the original_dst listener filter pay the getsockopt.
   bool restored = l->config_->use_original_dst && originalDestination(fd, l->bound_, original);
-  if (l->config_->inspect_tls || l->config_->inspect_http) {
-    l->inspections_.insert(new ListenerInspection(*l, fd, peer, restored ? &original : nullptr));
+  if (restored && l->config_->hand_off_restored_destination) {
+    // Envoy hands off after the receiving listener's filters; their
+    // findings would be dropped there, so here they are not run.
+    TcpListener* target = l->worker_.handOffTarget(original);
+    if (target != nullptr && target != l) {
+      target->acceptHandedOff(fd, peer, original);
+      return;
+    }
+  }
+  l->accept(fd, peer, restored ? &original : nullptr);
+}
+
+void TcpListener::acceptHandedOff(int fd, const sockaddr* peer,
+                                  const sockaddr_storage& original_dst) {
+  accept(fd, peer, &original_dst);
+}
+
+void TcpListener::accept(int fd, const sockaddr* peer, const sockaddr_storage* original_dst) {
+  if (config_->inspect_tls || config_->inspect_http) {
+    inspections_.insert(new ListenerInspection(*this, fd, peer, original_dst));
     return;
   }
-  HttpConnectionManager::accept(l->worker_, l->config_, fd, peer, restored ? &original : nullptr);
+  HttpConnectionManager::accept(worker_, config_, fd, peer, original_dst);
+}
+
+bool TcpListener::takes(const sockaddr_storage& dst, bool exact) const {
+  if (exact) return !wildcard_ && sameAddress(dst, address_, /*compare_ip=*/true);
+  return wildcard_ && sameAddress(dst, address_, /*compare_ip=*/false);
 }
 
 // ---- ListenerInspection

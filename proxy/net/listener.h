@@ -132,8 +132,17 @@ class TcpListener {
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
 
+  // Binds and listens, unless the listener does not bind (bind_to_port
+  // false): it then only takes connections handed off to it.
   Status listen();
   const config::ListenerConfig& config() const { return *config_; }
+  // Whether a connection whose original destination is dst would be handed
+  // to this listener: its address and port (exact), or only its port when
+  // its address is a wildcard (exact false).
+  bool takes(const sockaddr_storage& dst, bool exact) const;
+  // A connection another listener accepted and handed off (its original
+  // destination restored): this listener's filters and chains take it.
+  void acceptHandedOff(int fd, const sockaddr* peer, const sockaddr_storage& original_dst);
   // A listener update on the same address: connections accepted from now on
   // use config; those already open keep theirs.
   void setConfig(std::shared_ptr<const config::ListenerConfig> config) {
@@ -146,11 +155,15 @@ class TcpListener {
  private:
   friend class ListenerInspection;
   static void onAccept(void* self, int fd, const sockaddr* peer);
+  // Runs the listener filters that look at bytes, then the connection manager.
+  void accept(int fd, const sockaddr* peer, const sockaddr_storage* original_dst);
 
   Worker& worker_;
   std::shared_ptr<const config::ListenerConfig> config_;
   uint32_t port_;
-  sockaddr_storage bound_{};  // The listening socket's address (for original_dst).
+  sockaddr_storage bound_{};    // The listening socket's address (for original_dst).
+  sockaddr_storage address_{};  // The configured address and port (for hand-offs).
+  bool wildcard_ = false;       // address_ is 0.0.0.0 or ::.
   ListeningSocket socket_;
   std::unordered_set<ListenerInspection*> inspections_;  // Waiting for first bytes.
 };

@@ -206,6 +206,15 @@ void Worker::installRouteTables(const config::Snapshot& snapshot,
   }
 }
 
+TcpListener* Worker::handOffTarget(const sockaddr_storage& dst) {
+  for (bool exact : {true, false}) {
+    for (const auto& [name, l] : listeners_) {
+      if (l->takes(dst, exact)) return l.get();
+    }
+  }
+  return nullptr;
+}
+
 Status Worker::openListener(std::shared_ptr<const config::ListenerConfig> config) {
   installFilters(*config);
   uint32_t port = config->address.port;

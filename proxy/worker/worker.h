@@ -148,6 +148,13 @@ class Worker {
   // A fast per-worker random number (xorshift; not for secrets).
   uint64_t random();
 
+  // Listener.use_original_dst: the listener a connection whose original
+  // destination is dst goes to, as Envoy finds it: the one on that exact
+  // address and port, else one on a wildcard address of dst's family and
+  // that port; null for none. A scan of this worker's listeners, once per
+  // redirected connection on such a listener.
+  TcpListener* handOffTarget(const sockaddr_storage& dst);
+
  private:
   void run(std::function<void(const std::string&)> ready, std::function<void()> done);
   void onPrepare();

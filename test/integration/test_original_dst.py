@@ -12,6 +12,7 @@ iptables tests are skipped, saying why; CI runs them as root."""
 import http.client
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -362,6 +363,61 @@ class FilterChainMatchTest(OriginalDstTestCase):
         status, _, body = h.http_request(port)
         self.assertEqual((status, body), (200, b"any"))
 
+
+
+class HandOffTest(OriginalDstTestCase):
+    """Listener.use_original_dst, as Istio's sidecar captures outbound
+    traffic: one bound listener takes every redirected connection and hands
+    each to the listener of its original destination, which binds nothing
+    (bind_to_port: false); without one, the bound listener keeps it."""
+
+    def test_connections_go_to_the_listener_of_their_original_destination(self):
+        backends = {name: self.start_backend(name) for name in ("svc", "any", "virtual")}
+        svc_port, any_port, none_port = (self.reserved_port() for _ in range(3))
+        virtual = listener("virtual", "virtual", self.log_path, filters=())
+        virtual["use_original_dst"] = True
+        svc = listener("svc", "svc", self.log_path, filters=(), port=svc_port,
+                       stat_prefix="svc")
+        svc["bind_to_port"] = False
+        wild = listener("wild", "any", self.log_path, filters=(), address="0.0.0.0",
+                        port=any_port, stat_prefix="wild")
+        wild["bind_to_port"] = False
+        wild["traffic_direction"] = "OUTBOUND"
+        skiff = self.start_skiff(h.bootstrap(
+            [virtual, svc, wild],
+            [h.cluster(name, [(LOCALHOST, b.port)]) for name, b in backends.items()]))
+        port = skiff.port("virtual")
+        self.redirect(LOCALHOST, svc_port, port)
+        self.redirect("127.0.0.9", any_port, port)
+        self.redirect(LOCALHOST, none_port, port)
+
+        for ip, dst, test_id, backend in ((LOCALHOST, svc_port, "exact", "svc"),
+                                          ("127.0.0.9", any_port, "wildcard", "any"),
+                                          (LOCALHOST, none_port, "no-listener", "virtual")):
+            status, _, headers = request(ip, dst, test_id, with_headers=True)
+            self.assertEqual((status, headers["x-backend"]), (200, backend), test_id)
+            self.assertEqual(self.log_line(test_id)["local"], f"{ip}:{dst}")
+        stats = skiff.stats()
+        self.assertEqual(stats[f"listener.{LOCALHOST}_{svc_port}.downstream_cx_total"], 1)
+        self.assertEqual(stats[f"listener.0.0.0.0_{any_port}.downstream_cx_total"], 1)
+        self.assertEqual(stats[f"listener.{LOCALHOST}_{port}.downstream_cx_total"], 1)
+        self.assertEqual(stats["http.svc.downstream_rq_total"], 1)
+        # The listeners that do not bind are not reachable but by a hand-off.
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection((LOCALHOST, svc_port), timeout=5).close()
+
+    def test_without_use_original_dst_the_bound_listener_keeps_it(self):
+        backends = {name: self.start_backend(name) for name in ("svc", "virtual")}
+        svc_port = self.reserved_port()
+        svc = listener("svc", "svc", self.log_path, filters=(), port=svc_port)
+        svc["bind_to_port"] = False
+        skiff = self.start_skiff(h.bootstrap(
+            [listener("virtual", "virtual", self.log_path), svc],
+            [h.cluster(name, [(LOCALHOST, b.port)]) for name, b in backends.items()]))
+        self.redirect(LOCALHOST, svc_port, skiff.port("virtual"))
+        status, _, headers = request(LOCALHOST, svc_port, "kept", with_headers=True)
+        self.assertEqual((status, headers["x-backend"]), (200, "virtual"))
+        self.assertEqual(self.log_line("kept")["local"], f"{LOCALHOST}:{svc_port}")
 
 if __name__ == "__main__":
     unittest.main()

@@ -559,6 +559,25 @@ class StateOfTheWorld(XdsTestCase):
                      what="the updated listener's stats at 0")
         self.assertEqual(skiff.port("extra"), extra)  # Updated in place, same socket.
 
+    def test_listener_that_binds_no_port_on_a_service_address_is_acked(self):
+        # Istio's outbound listeners sit on services' virtual IPs, which are
+        # not local: with bind_to_port false nothing binds them.
+        self.push_initial()
+        skiff = self.start_skiff()
+        self.wait_ack(x.LISTENER, "1")
+        service = x.listener("10.255.0.1_80", 80, "routes", address="10.255.0.1")
+        service["bind_to_port"] = False
+        service["traffic_direction"] = "OUTBOUND"
+        outbound = x.listener("virtualOutbound", 0, "routes")
+        outbound["use_original_dst"] = True
+        since = self.cp.mark()
+        self.cp.set(x.LISTENER, "2", [x.listener("ingress", 0, "routes"), service, outbound])
+        self.wait_ack(x.LISTENER, "2", since=since)
+        h.wait_until(lambda: "virtualOutbound" in skiff.listener_ports(), 5,
+                     what="listener virtualOutbound")
+        self.assertEqual(skiff.listener_ports()["10.255.0.1_80"], 80)
+        self.assertEqual(get(skiff.port("virtualOutbound"))[0], 200)
+
     def test_listener_update_drains_only_connections_whose_chain_changed(self):
         self.push_initial()
         skiff = self.start_skiff()
