@@ -269,6 +269,19 @@ class HttpInspectorTest(h.SkiffTestCase):
         rc, out, err = h.curl(f"http://{LOCALHOST}:{port}/after")
         self.assertEqual((rc, out), (0, b"backend:/after\n"), err)
 
+    def test_named_before_tls_inspector_it_inspects_tls_connections_too(self):
+        # Envoy runs listener filters in their order: http_inspector first
+        # sees a ClientHello, which is no HTTP; the TLS chain still takes it.
+        skiff = self.start_skiff(self.inbound_listener(filters=(HTTP_INSPECTOR, TLS_INSPECTOR)))
+        port = skiff.port("inbound")
+        rc, out, err = h.curl("--cacert", self.certs.ca, "--resolve", f"a.test:{port}:{LOCALHOST}",
+                              f"https://a.test:{port}/")
+        self.assertEqual((rc, out), (0, b"secure\n"), err)
+        rc, out, err = h.curl(f"http://{LOCALHOST}:{port}/plain")
+        self.assertEqual((rc, out), (0, b"backend:/plain\n"), err)
+        self.wait_stats(skiff, {"http_inspector.http_not_found": 1,
+                                "http_inspector.http11_found": 1})
+
     def test_plaintext_application_protocols_need_http_inspector(self):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
             f.write(self.inbound_listener(filters=(TLS_INSPECTOR,)))

@@ -13,10 +13,12 @@
 #include <optional>
 
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "filters/router/router.h"
 #include "xds/bootstrap_loader.h"
+#include "xds/field_support.h"
 
 namespace skiff::xds {
 namespace {
@@ -1456,6 +1458,28 @@ TEST_F(TranslateTls, HttpInspectorLetsPlaintextChainsMatchApplicationProtocols) 
                 ".filter_chains[0].filter_chain_match.application_protocols: a plaintext chain "
                 "matches them only with the envoy.filters.listener.http_inspector listener "
                 "filter (or give the chain a TLS transport_socket: the ClientHello's ALPN)");
+}
+
+TEST_F(TranslateTls, HttpInspectorOverLds) {
+  // LDS hands the translator a Listener decoded from the wire, the
+  // inspector's Any packed in binary rather than written in YAML.
+  Bootstrap b = load(listenerYaml(matchChain("http", "{application_protocols: [h2c]}") +
+                                  chainYaml("tcp", "", "")));
+  envoy::config::listener::v3::Listener listener = b.static_resources().listeners(0);
+  listener.add_listener_filters()->mutable_typed_config()->PackFrom(
+      envoy::extensions::filters::listener::http_inspector::v3::HttpInspector());
+  listener.set_continue_on_listener_filters_timeout(true);
+  EXPECT_THAT(findUnsupportedFields(listener, "l"), ElementsAre());
+  auto result = translateListener(listener, "l", nullptr, testRegistry());
+  ASSERT_TRUE(result.isOk()) << result.status().message();
+  EXPECT_TRUE((*result)->inspect_http);
+  EXPECT_TRUE((*result)->continue_on_listener_filters_timeout);
+  EXPECT_EQ((*result)
+                ->selectFilterChain({nullptr, nullptr, "",
+                                     config::FilterChainConfig::Transport::kRawBuffer,
+                                     std::vector<std::string_view>{"h2c"}})
+                ->name,
+            "http");
 }
 
 TEST_F(TranslateTls, TlsInspectorHttpInspectorAndOriginalDstAreAcceptedAndOthersAreNot) {
