@@ -256,8 +256,8 @@ namespace {
 
 // Envoy's http_inspector.* counters. Envoy makes them in its listener
 // filter's factory scope, which is the server's, not the listener's: every
-// listener's inspector counts into the same ones. Made on a worker's first
-// inspection.
+// listener's inspector counts into the same ones. Made when the worker
+// takes a listener with the filter (installListenerFilterStats).
 struct HttpInspectorStats {
   explicit HttpInspectorStats(stats::Store& s)
       : store(&s),
@@ -274,6 +274,8 @@ struct HttpInspectorStats {
   stats::Counter& http_not_found;
 };
 
+// One per worker thread, remade when it meets another worker's store (a
+// test that runs workers one after another on a thread).
 HttpInspectorStats& httpInspectorStats(Worker& worker) {
   thread_local std::unique_ptr<HttpInspectorStats> stats;
   if (!stats || stats->store != &worker.stats()) {
@@ -281,6 +283,14 @@ HttpInspectorStats& httpInspectorStats(Worker& worker) {
   }
   return *stats;
 }
+
+}  // namespace
+
+void installListenerFilterStats(Worker& worker, const config::ListenerConfig& listener) {
+  if (listener.inspect_http) httpInspectorStats(worker);
+}
+
+namespace {
 
 // RFC 8446 section 5.1: a TLS connection starts with a handshake record,
 // content type 22.

@@ -74,6 +74,11 @@ class ListeningSocket {
 
 class TcpListener;
 
+// Makes this worker's stats of the listener's filters (http_inspector's
+// counters, when it has the filter), so that they show at 0 before any
+// connection, as Envoy's do from config load. Worker::installFilters calls it.
+void installListenerFilterStats(Worker& worker, const config::ListenerConfig& listener);
+
 // The listener filters that look at an accepted connection's first bytes
 // before a filter chain is chosen (tls_inspector on a listener with TLS and
 // plaintext chains, http_inspector on one with plaintext chains). The bytes

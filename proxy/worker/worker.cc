@@ -186,6 +186,7 @@ void Worker::removeConnection(DownstreamConnection& conn) {
 // configuration, before any connection uses it.
 void Worker::installFilters(const config::ListenerConfig& listener) {
   HttpConnectionManager::installOn(*this, listener);
+  installListenerFilterStats(*this, listener);
   auto installChain = [this](const config::FilterChainConfig* chain) {
     if (chain == nullptr) return;
     for (const config::HttpFilterConfig& f : chain->http.http_filters) f.factory->installOn(*this);

@@ -136,6 +136,9 @@ class HttpInspectorTest(h.SkiffTestCase):
         skiff = self.start_skiff(self.inbound_listener())
         port = skiff.port("inbound")
         url = f"http://{LOCALHOST}:{port}/hello"
+        # The counters are there before any connection, as in Envoy.
+        self.wait_stats(skiff, {"http_inspector.http11_found": 0,
+                                "http_inspector.http_not_found": 0})
 
         rc, out, err = h.curl("-D", "-", url)
         self.assertEqual(rc, 0, err)
