@@ -211,7 +211,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         "ring_hash_lb_config",
         "maglev_lb_config",
         "health_checks",
-        "metadata"}},
+        "metadata",
+        "upstream_bind_config"}},
+      // socket_options, extra_source_addresses, additional_source_addresses
+      // and local_address_selector are refused.
+      {"envoy.config.core.v3.BindConfig", {"source_address", "freebind"}},
       // Active health checks (proxy/upstream/health_checker.h): HTTP and TCP.
       // grpc_health_check, custom_health_check, the event loggers, tls_options,
       // transport_socket_match_criteria, alt_port and event_service are refused.

@@ -20,6 +20,7 @@
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
+#include "proxy/net/connection.h"
 #include "proxy/router/route_table.h"
 #include "xds/access_log_translator.h"
 #include "xds/field_support.h"
@@ -931,6 +932,25 @@ void translateClusterInto(const cluster_v3::Cluster& cluster, const std::string&
                                    : " is valid only for an ORIGINAL_DST cluster"));
   }
   translateOriginalDst(cluster, path, original_dst, errors, out);
+  if (cluster.has_upstream_bind_config()) {
+    const auto& bind = cluster.upstream_bind_config();
+    const std::string p = path + ".upstream_bind_config";
+    if (!bind.has_source_address()) {
+      errors.push_back(p + ".source_address: is required");
+    } else {
+      const core_v3::SocketAddress& sa = bind.source_address();
+      auto made = std::make_shared<config::ClusterConfig::UpstreamBind>();
+      if (sa.port_value() > 65535) {
+        errors.push_back(p + ".source_address.port_value: " + std::to_string(sa.port_value()) +
+                         " is not a valid port (0-65535)");
+      } else if (!parseIpAddress(sa.address(), sa.port_value(), made->source)) {
+        errors.push_back(p + ".source_address.address: '" + sa.address() +
+                         "' is not an IP address");
+      }
+      made->freebind = bind.has_freebind() && bind.freebind().value();
+      out.upstream_bind = std::move(made);
+    }
+  }
   switch (cluster.lb_policy()) {
     case cluster_v3::Cluster::CLUSTER_PROVIDED:
       out.lb_policy = config::ClusterConfig::LbPolicy::kClusterProvided;

@@ -172,6 +172,15 @@ struct ClusterConfig {
     uint32_t priority = 0;
   };
   std::vector<Endpoint> endpoints;
+  // upstream_bind_config: the local address upstream connections (and
+  // health checks) bind before they connect, port 0 for any; freebind sets
+  // IP_FREEBIND so that the address need not be configured yet. Istio's
+  // inbound passthrough binds 127.0.0.6 this way.
+  struct UpstreamBind {
+    sockaddr_storage source{};
+    bool freebind = false;
+  };
+  std::shared_ptr<const UpstreamBind> upstream_bind;  // Null: the kernel picks.
   // circuit_breakers.thresholds[default]: Envoy's defaults.
   uint32_t max_connections = 1024;
   uint32_t max_pending_requests = 1024;

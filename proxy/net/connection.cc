@@ -173,13 +173,31 @@ int TcpConnection::accept(int fd, const sockaddr* peer) {
   return 0;
 }
 
-int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
+int TcpConnection::connect(const sockaddr* addr, uint64_t timeout_ms,
+                           const sockaddr_storage* source, bool freebind) {
   peer_ = formatAddress(addr);
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uv_translate_sys_error(errno);
   int rc = openPoll(fd);
   if (rc != 0) return rc;
   socklen_t len = addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (source != nullptr) {
+    // A source of the other family fails here, as it does in Envoy.
+    int one = 1;
+    if (freebind) {
+      const int level = addr->sa_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+      const int option = addr->sa_family == AF_INET6 ? IPV6_FREEBIND : IP_FREEBIND;
+      ::setsockopt(fd_, level, option, &one, sizeof(one));
+    }
+    // Many connections from one source address to the same upstream need
+    // their ports reused across destinations (Envoy sets this too).
+    ::setsockopt(fd_, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    const socklen_t source_len =
+        source->ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(source), source_len) != 0) {
+      return uv_translate_sys_error(errno);
+    }
+  }
   int connect_error = 0;
   if (::connect(fd_, addr, len) != 0 && errno != EINPROGRESS) {
     // As libuv: a refusal is reported later, any other error now.

@@ -62,9 +62,11 @@ class TcpConnection {
   // error is returned; close() then reports the close.
   // peer is its address, as accept4 gave it.
   int accept(int fd, const sockaddr* peer);
-  // Upstream: connects to addr; onConnected() or onClosed(kConnectFailure /
+  // Upstream: connects to addr (from source, when given: bound first, with
+  // IP_FREEBIND when freebind); onConnected() or onClosed(kConnectFailure /
   // kConnectTimeout) follows.
-  int connect(const sockaddr* addr, uint64_t timeout_ms);
+  int connect(const sockaddr* addr, uint64_t timeout_ms, const sockaddr_storage* source = nullptr,
+              bool freebind = false);
   // Makes the connection TLS: bytes read are decrypted before onRead(), bytes
   // written are encrypted. Set before accept() / connect(). A TLS failure
   // closes the connection with kTlsError; tls() tells why.

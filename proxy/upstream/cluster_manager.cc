@@ -445,8 +445,10 @@ void Host::connectOne(Want want) {
   client->counted_active_ = true;
   c.stats().upstream_cx_total.inc();
   c.stats().upstream_cx_active.inc();
-  int rc = client->conn_.connect(socketAddress(),
-                                 static_cast<uint64_t>(c.config().connect_timeout.count()));
+  const auto* bind = c.config().upstream_bind.get();
+  int rc = client->conn_.connect(
+      socketAddress(), static_cast<uint64_t>(c.config().connect_timeout.count()),
+      bind != nullptr ? &bind->source : nullptr, bind != nullptr && bind->freebind);
   if (rc != 0) client->conn_.close(TcpConnection::CloseReason::kConnectFailure);
 }
 

@@ -222,7 +222,10 @@ class HealthCheckClient : public Deletable,
   }
 
   void connect(const sockaddr* addr) {
-    int rc = conn_.connect(addr, static_cast<uint64_t>(cluster_->connect_timeout.count()));
+    const auto* bind = cluster_->upstream_bind.get();
+    int rc =
+        conn_.connect(addr, static_cast<uint64_t>(cluster_->connect_timeout.count()),
+                      bind != nullptr ? &bind->source : nullptr, bind != nullptr && bind->freebind);
     if (rc != 0) conn_.close(TcpConnection::CloseReason::kConnectFailure);
   }
   // Whether a new check may go on this connection.

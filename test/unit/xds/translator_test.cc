@@ -274,10 +274,10 @@ TEST(TranslateBootstrap, UnknownFieldIsRefusedByTheLoader) {
 TEST(TranslateBootstrap, UnsupportedFieldsAreAllNamed) {
   Bootstrap b = edge();
   b.mutable_layered_runtime();
-  b.mutable_static_resources()->mutable_clusters(1)->mutable_upstream_bind_config();
+  b.mutable_static_resources()->mutable_clusters(1)->mutable_upstream_connection_options();
   b.mutable_admin()->add_access_log()->set_name("log");
   EXPECT_EQ(translateError(b),
-            "static_resources.clusters[1].upstream_bind_config: not supported yet\n"
+            "static_resources.clusters[1].upstream_connection_options: not supported yet\n"
             "admin.access_log: not supported yet\n"
             "layered_runtime: not supported yet");
 }
