@@ -86,7 +86,9 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         // Tunnels, through the HCM's own filter chain.
         "upgrade_configs",
         // proxy/access_log: file, stdout and stderr loggers.
-        "access_log"}},
+        "access_log",
+        // proxy/http/path_normalizer.h.
+        "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"}},
       // unix_sockets is accepted: skiff listens on IP addresses only, so no
       // downstream address is a unix socket and the field changes nothing.
       {std::string(kHcm) + ".InternalAddressConfig", {"unix_sockets", "cidr_ranges"}},

@@ -1272,6 +1272,30 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
     if (u.has_enabled()) c.enabled = u.enabled().value();
     out.upgrade_configs.push_back(std::move(c));
   }
+  if (hcm.has_normalize_path())
+    out.path_normalization.normalize_path = hcm.normalize_path().value();
+  out.path_normalization.merge_slashes = hcm.merge_slashes();
+  using Escaped = http::EscapedSlashesAction;
+  switch (hcm.path_with_escaped_slashes_action()) {
+    case Hcm::IMPLEMENTATION_SPECIFIC_DEFAULT:  // Envoy's default: KEEP_UNCHANGED.
+    case Hcm::KEEP_UNCHANGED:
+      out.path_normalization.escaped_slashes = Escaped::kKeepUnchanged;
+      break;
+    case Hcm::REJECT_REQUEST:
+      out.path_normalization.escaped_slashes = Escaped::kRejectRequest;
+      break;
+    case Hcm::UNESCAPE_AND_REDIRECT:
+      out.path_normalization.escaped_slashes = Escaped::kUnescapeAndRedirect;
+      break;
+    case Hcm::UNESCAPE_AND_FORWARD:
+      out.path_normalization.escaped_slashes = Escaped::kUnescapeAndForward;
+      break;
+    default:
+      errors.push_back(path + ".path_with_escaped_slashes_action: " +
+                       std::to_string(hcm.path_with_escaped_slashes_action()) +
+                       " is not a known action");
+  }
+  out.normalize_paths = out.path_normalization.enabled();
   translateAccessLogs(hcm.access_log(), path + ".access_log", errors, out.access_logs);
   for (const auto& log : out.access_logs) {
     out.access_log_downstream_local |= log->formatter().usesDownstreamLocalAddress();

@@ -36,6 +36,9 @@ inline constexpr std::string_view kCorsResponse = "cors_response";
 // Local answers of the connection manager.
 inline constexpr std::string_view kMissingHostHeader = "missing_host_header";
 inline constexpr std::string_view kUpgradeFailed = "upgrade_failed";
+// normalize_path or path_with_escaped_slashes_action refused the path, or
+// redirected the request to its normal form.
+inline constexpr std::string_view kPathNormalizationFailed = "path_normalization_failed";
 inline constexpr std::string_view kRequestPayloadTooLarge = "request_payload_too_large";
 inline constexpr std::string_view kResponsePayloadTooLarge = "response_payload_too_large";
 inline constexpr std::string_view kRequestOverallTimeout = "request_overall_timeout";

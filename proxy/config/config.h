@@ -22,6 +22,7 @@
 #include "proxy/http/connection_manager_stats.h"
 #include "proxy/http/edge_headers.h"
 #include "proxy/http/http2/http2_codec.h"
+#include "proxy/http/path_normalizer.h"
 #include "proxy/net/tls/tls_context.h"
 #include "proxy/router/route_table.h"
 
@@ -296,6 +297,12 @@ struct HttpConnectionManagerConfig {
   // listener (Worker::installFilters) so that they exist at 0 from then on;
   // a connection finds its worker's by index (filters/per_worker.h).
   filters::PerWorker<HttpConnectionManagerStats> stats;
+  // normalize_path, merge_slashes and path_with_escaped_slashes_action: the
+  // request's :path is rewritten (or the request refused or redirected)
+  // before routing and before any filter sees it.
+  http::PathNormalizationConfig path_normalization;
+  // path_normalization.enabled(), kept so that a request pays one test.
+  bool normalize_paths = false;
 };
 
 // envoy.filters.network.tcp_proxy (filters/tcp_proxy/): a filter chain whose

@@ -16,6 +16,7 @@
 #include "proxy/http/edge_headers.h"
 #include "proxy/http/http1/http1_codec.h"
 #include "proxy/http/http2/http2_codec.h"
+#include "proxy/http/path_normalizer.h"
 #include "proxy/net/tls/tls_transport.h"
 #include "proxy/router/route_table.h"
 
@@ -150,7 +151,11 @@ HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const st
       downstream_cx_upgrades_total(s.counter("http." + p + ".downstream_cx_upgrades_total")),
       downstream_cx_upgrades_active(s.gauge("http." + p + ".downstream_cx_upgrades_active")),
       downstream_rq_ws_on_non_ws_route(
-          s.counter("http." + p + ".downstream_rq_ws_on_non_ws_route")) {}
+          s.counter("http." + p + ".downstream_rq_ws_on_non_ws_route")),
+      downstream_rq_failed_path_normalization(
+          s.counter("http." + p + ".downstream_rq_failed_path_normalization")),
+      downstream_rq_redirected_with_normalized_path(
+          s.counter("http." + p + ".downstream_rq_redirected_with_normalized_path")) {}
 
 ListenerStats::ListenerStats(stats::Store& s, const std::string& p)
     : downstream_cx_total(s.counter(p + "downstream_cx_total")),
@@ -220,6 +225,11 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       keepForLog(std::move(headers));
       sendLocalReply(400, "missing host header", "DPE", access_log::details::kMissingHostHeader);
       return;
+    }
+    // Before anything reads the path (Envoy's maybeNormalizePath): the
+    // route, the filters and the upstream all see the normal form.
+    if (cfg.normalize_paths) [[unlikely]] {
+      if (!normalizePath(headers)) return;
     }
     std::string_view remote_ip = ipOf(hcm_.connection().peerAddress());
     std::string_view scheme = hcm_.connection().tls() ? "https" : "http";
@@ -620,6 +630,38 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     c.response_flags = response_flags_;
     if (route_) c.route_name = route_->name();
     hcm_.writeAccessLogs(c);
+  }
+
+  // Applies the HCM's path options to h's :path; false when the request was
+  // answered instead (400, or a 307 to the normal form).
+  bool normalizePath(HeaderMapPtr& headers) {
+    HeaderMap& h = *headers;
+    std::string normal;  // Allocated only when the path changes.
+    bool changed = false;
+    const http::PathVerdict verdict =
+        http::normalizeRequestPath(hcm_.config().path_normalization, h.path(), normal, changed);
+    // A gRPC client follows no redirect: Envoy refuses it instead.
+    if (verdict == http::PathVerdict::kReject ||
+        (verdict == http::PathVerdict::kRedirect && grpc_)) {
+      hcm_.stats().downstream_rq_failed_path_normalization.inc();
+      keepForLog(std::move(headers));
+      sendLocalReply(400, "", "", access_log::details::kPathNormalizationFailed);
+      return false;
+    }
+    if (changed) h.set(WellKnownHeader::kPath, normal);  // Copied into the map's arena.
+    if (verdict == http::PathVerdict::kRedirect) {
+      // Envoy's answer: 307, no body, location is the new path alone.
+      hcm_.stats().downstream_rq_redirected_with_normalized_path.inc();
+      keepForLog(std::move(headers));
+      setResponseCodeDetails(access_log::details::kPathNormalizationFailed);
+      auto r = std::make_unique<HeaderMap>();
+      r->addView(":status", "307");
+      r->addCopy("location", normal);
+      local_reply_ = true;
+      chain_.encodeHeaders(std::move(r), true);
+      return false;
+    }
+    return true;
   }
 
   // Envoy's rule: the route's upgrade_configs entry for the type decides;

@@ -55,6 +55,10 @@ struct HttpConnectionManagerStats {
   stats::Counter& downstream_cx_upgrades_total;
   stats::Gauge& downstream_cx_upgrades_active;
   stats::Counter& downstream_rq_ws_on_non_ws_route;
+  // Requests refused (400) by path normalization, and redirected (307) by
+  // path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT.
+  stats::Counter& downstream_rq_failed_path_normalization;
+  stats::Counter& downstream_rq_redirected_with_normalized_path;
 };
 
 // Envoy's listener.<address>.* counters, TLS ones included: a block per
