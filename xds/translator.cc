@@ -1678,6 +1678,7 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
   std::map<std::string, std::string> name_paths;      // key + lowercased name -> chain path
   std::map<std::string, std::string> no_names_paths;  // key -> chain path
   bool any_tls = false;
+  bool tls_match = false;  // A chain matches transport_protocol "tls".
   bool any_plaintext = false;
   for (size_t i = 0; i < chains.size(); ++i) {
     const bool is_default = listener.has_default_filter_chain() && i + 1 == chains.size();
@@ -1693,6 +1694,8 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     out.match_peer_address = out.match_peer_address || matchesPeerAddress(*chain);
     out.match_transport = out.match_transport ||
                           chain->transport_protocol != config::FilterChainConfig::Transport::kAny;
+    tls_match =
+        tls_match || chain->transport_protocol == config::FilterChainConfig::Transport::kTls;
     out.match_application_protocols =
         out.match_application_protocols || !chain->application_protocols.empty();
     const std::vector<std::string> keys = addressMatchKeys(*chain);
@@ -1722,10 +1725,11 @@ void translateListenerInto(const listener_v3::Listener& listener, const std::str
     }
     out.filter_chains.push_back(std::move(chain));
   }
-  if (out.match_transport && !tls_inspector) {
-    // Without it Envoy never learns a connection's transport.
+  if (tls_match && !tls_inspector) {
+    // Without it Envoy takes every connection for raw_buffer (which skiff
+    // matches as Envoy does: its plaintext connections are raw_buffer).
     errors.push_back(path +
-                     ".filter_chains: a filter_chain_match.transport_protocol needs the "
+                     ".filter_chains: a filter_chain_match.transport_protocol 'tls' needs the "
                      "envoy.filters.listener.tls_inspector listener filter");
   }
   if (any_tls && any_plaintext) {

@@ -1367,7 +1367,7 @@ TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
   const std::string fc = kListener + ".filter_chains";
   EXPECT_EQ(error(listenerYaml(chains)),
             fc +
-                ": a filter_chain_match.transport_protocol needs the "
+                ": a filter_chain_match.transport_protocol 'tls' needs the "
                 "envoy.filters.listener.tls_inspector listener filter\n" +
                 kListener +
                 ": mixing TLS and plaintext filter chains needs the "
@@ -1381,6 +1381,15 @@ TEST_F(TranslateTls, TransportProtocolWithTlsInspector) {
   EXPECT_EQ(error(listenerYaml(raw_tls) + inspector),
             fc + "[0].filter_chain_match.transport_protocol: 'raw_buffer' takes plaintext "
                  "connections, which a TLS transport_socket cannot serve");
+  // Without tls_inspector every connection is raw_buffer, in Envoy as in skiff.
+  auto raw = translateBootstrap(
+      load(listenerYaml(matchChain("p", "{transport_protocol: raw_buffer}"))), testRegistry());
+  ASSERT_TRUE(raw.isOk()) << raw.status().message();
+  EXPECT_EQ((*raw)
+                ->listeners.begin()
+                ->second->selectFilterChain({nullptr, nullptr, "", T::kRawBuffer, {}})
+                ->name,
+            "p");
   EXPECT_EQ(error(listenerYaml(matchChain("p", "{transport_protocol: quic}")) + inspector),
             fc + "[0].filter_chain_match.transport_protocol: 'quic' is not supported (\"tls\" or "
                  "\"raw_buffer\")");
