@@ -799,7 +799,11 @@ std::string Server::clustersText() {
           key = formatAddress(reinterpret_cast<const sockaddr*>(&ss));
         }
       }
-      if (checked) failed_hc = health_checks_->failed(name, key);
+      bool degraded_hc = false;
+      if (checked) {
+        failed_hc = health_checks_->failed(name, key);
+        degraded_hc = health_checks_->degraded(name, key);
+      }
       if (detector) {
         ejected = detector->ejected(key);
         rates = name + "::" + h +
@@ -812,6 +816,7 @@ std::string Server::clustersText() {
       if (failed_hc) flags += "/failed_active_hc";
       if (ejected) flags += "/failed_outlier_check";
       if (eds == EdsHealth::kFailed) flags += "/failed_eds_health";
+      if (degraded_hc) flags += "/degraded_active_hc";
       if (eds == EdsHealth::kDegraded) flags += "/degraded_eds_health";
       if (eds == EdsHealth::kDraining) flags += "/eds_status_draining";
       out += name + "::" + h + "::health_flags::" + (flags.empty() ? "healthy" : flags) + "\n";

@@ -258,7 +258,10 @@ Host::Host(Cluster& cluster, const sockaddr_storage& addr, uint32_t weight)
   watch_responses_ = detect_ || health_checked_;
   // A new host of a checked cluster is failed until a check passes; one the
   // main thread already knows keeps the health it has there.
-  if (health_checked_) failed_hc_ = HealthCheckedHosts::instance().failed(cluster.name(), address_);
+  if (health_checked_) {
+    failed_hc_ = HealthCheckedHosts::instance().failed(cluster.name(), address_);
+    degraded_hc_ = HealthCheckedHosts::instance().degraded(cluster.name(), address_);
+  }
 }
 
 // ---- Host: outlier detection (only with the cluster's outlier_detection)
@@ -769,6 +772,17 @@ void Cluster::setHealthCheckFailed(const std::string& address, bool failed) {
   if (changed) countHealthy();
 }
 
+void Cluster::setHealthCheckDegraded(const std::string& address, bool degraded) {
+  bool changed = false;
+  for (const auto& h : hosts_) {
+    if (h->address() == address && h->healthCheckDegraded() != degraded) {
+      h->setHealthCheckDegraded(degraded);
+      changed = true;
+    }
+  }
+  if (changed) countHealthy();
+}
+
 HostRequestCounts Cluster::takeRequestCounts() {
   HostRequestCounts out;
   for (const auto& h : hosts_) {
@@ -1228,6 +1242,12 @@ void ClusterManager::setHealthCheckFailed(const std::string& cluster, const std:
                                           bool failed) {
   Cluster* c = get(cluster);
   if (c) c->setHealthCheckFailed(address, failed);
+}
+
+void ClusterManager::setHealthCheckDegraded(const std::string& cluster, const std::string& address,
+                                            bool degraded) {
+  Cluster* c = get(cluster);
+  if (c) c->setHealthCheckDegraded(address, degraded);
 }
 
 HostRequestCounts ClusterManager::takeRequestCounts(const std::string& cluster) {

@@ -220,12 +220,20 @@ class Host : public std::enable_shared_from_this<Host> {
   Cluster& cluster() { return *cluster_; }
   using EdsHealth = config::ClusterConfig::Endpoint::EdsHealth;
   // Whether load balancers may pick it first: not ejected by outlier
-  // detection, not failed by active health checks, and healthy by EDS's
-  // health_status. Every load balancer goes through Cluster::lbHosts, which
-  // uses these.
-  bool healthy() const { return !ejected_ && !failed_hc_ && eds_health_ == EdsHealth::kHealthy; }
-  // EDS says DEGRADED and nothing failed it: picked as healthy hosts run short.
-  bool degraded() const { return !ejected_ && !failed_hc_ && eds_health_ == EdsHealth::kDegraded; }
+  // detection, not failed or degraded by active health checks, and healthy
+  // by EDS's health_status. Every load balancer goes through
+  // Cluster::chooseHost, whose host sets come from these.
+  bool healthy() const {
+    return !ejected_ && !failed_hc_ && !degraded_hc_ && eds_health_ == EdsHealth::kHealthy;
+  }
+  // Degraded by EDS (DEGRADED) or by its active health checks
+  // (x-envoy-degraded), and nothing failed or excludes it: picked as healthy
+  // hosts run short.
+  bool degraded() const {
+    return !ejected_ && !failed_hc_ &&
+           (eds_health_ == EdsHealth::kDegraded ||
+            (degraded_hc_ && eds_health_ == EdsHealth::kHealthy));
+  }
   // EDS says DRAINING: not counted in the cluster's health, picked only in panic.
   bool excluded() const { return eds_health_ == EdsHealth::kDraining; }
   bool ejected() const { return ejected_; }
@@ -260,6 +268,8 @@ class Host : public std::enable_shared_from_this<Host> {
   void setEjected(bool ejected);
   // From the main thread's health checker (posted): failed, or healthy.
   void setHealthCheckFailed(bool failed) { failed_hc_ = failed; }
+  void setHealthCheckDegraded(bool degraded) { degraded_hc_ = degraded; }
+  bool healthCheckDegraded() const { return degraded_hc_; }
   // The requests counted since the last call (for success rate and failure
   // percentage), which start again from zero.
   RequestCounts takeRequestCounts();
@@ -323,6 +333,7 @@ class Host : public std::enable_shared_from_this<Host> {
   // (HealthCheckedHosts when the host is made, then posted changes).
   bool health_checked_ = false;
   bool failed_hc_ = false;
+  bool degraded_hc_ = false;  // Its last passing check said x-envoy-degraded.
   EdsHealth eds_health_ = EdsHealth::kHealthy;
   uint32_t priority_ = 0;
   bool watch_responses_ = false;  // detect_ || health_checked_.
@@ -342,8 +353,9 @@ class Cluster {
   ClusterStats& stats() { return stats_; }
   Worker& worker() { return worker_; }
 
-  // Picks a host by the cluster's lb_policy from lbHosts(), or nullptr when there is none
-  // (for ORIGINAL_DST: when context names no destination).
+  // Picks a host by the cluster's lb_policy: from every host while all are
+  // healthy and of priority 0, else from the set chooseSet draws; nullptr
+  // when there is none (for ORIGINAL_DST: when context names no destination).
   std::shared_ptr<Host> chooseHost(const LbContext& context = {});
   // This worker's hosts, and the healthy ones among them: the health check
   // filter's cluster_min_healthy_percentages.
@@ -355,6 +367,7 @@ class Cluster {
   // Active health checking (posted from the main thread): the hosts at
   // address failed their checks, or passed.
   void setHealthCheckFailed(const std::string& address, bool failed);
+  void setHealthCheckDegraded(const std::string& address, bool degraded);
   // Every host's requests since the last call (hosts with none left out).
   HostRequestCounts takeRequestCounts();
   // Replaces the host list (addresses already resolved), with each host's
@@ -481,6 +494,8 @@ class ClusterManager {
   void setEjected(const std::string& cluster, const std::string& address, bool ejected);
   // From the main thread's health checker (posted).
   void setHealthCheckFailed(const std::string& cluster, const std::string& address, bool failed);
+  void setHealthCheckDegraded(const std::string& cluster, const std::string& address,
+                              bool degraded);
   HostRequestCounts takeRequestCounts(const std::string& cluster);
 
  private:

@@ -115,9 +115,29 @@ void HealthCheckedHosts::set(const std::string& cluster, const std::string& addr
   }
 }
 
+bool HealthCheckedHosts::degraded(const std::string& cluster, const std::string& address) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = degraded_.find(cluster);
+  return it != degraded_.end() && it->second.count(address) != 0;
+}
+
+void HealthCheckedHosts::setDegraded(const std::string& cluster, const std::string& address,
+                                     bool degraded) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (degraded) {
+    degraded_[cluster].insert(address);
+    return;
+  }
+  auto it = degraded_.find(cluster);
+  if (it == degraded_.end()) return;
+  it->second.erase(address);
+  if (it->second.empty()) degraded_.erase(it);
+}
+
 void HealthCheckedHosts::forgetCluster(const std::string& cluster) {
   std::lock_guard<std::mutex> lock(mu_);
   healthy_.erase(cluster);
+  degraded_.erase(cluster);
 }
 
 namespace {
@@ -170,6 +190,7 @@ class HealthCheckSession {
   HealthCheckSession& operator=(const HealthCheckSession&) = delete;
 
   bool failed() const { return health_.failed(); }
+  bool degraded() const { return degraded_; }
   bool checkedOnce() const { return checked_once_; }
   bool checks(const sockaddr_storage& addr) const {
     return std::memcmp(&addr, &addr_, sizeof(addr)) == 0;
@@ -177,8 +198,9 @@ class HealthCheckSession {
   void start();
   // A worker saw x-envoy-immediate-health-check-fail from the host.
   void onPassiveFailure();
-  // From the client: the check's outcome (once per check).
-  void onResult(bool passed, HcFailure failure);
+  // From the client: the check's outcome (once per check); degraded: a
+  // passing HTTP check's response carried x-envoy-degraded.
+  void onResult(bool passed, HcFailure failure, bool degraded = false);
   void onClientClosed(HealthCheckClient* client) {
     if (client_ == client) client_ = nullptr;
   }
@@ -193,6 +215,7 @@ class HealthCheckSession {
   const std::string address_;
   const sockaddr_storage addr_;
   HostHealth health_;
+  bool degraded_ = false;
   bool checked_once_ = false;
   HealthCheckClient* client_ = nullptr;  // Deletes itself (deferred) once closed.
   LoopTimer interval_timer_;
@@ -315,6 +338,8 @@ class HealthCheckClient : public Deletable,
   void decode1xxHeaders(HeaderMapPtr) override {}
   void decodeHeaders(HeaderMapPtr headers, bool end_stream) override {
     status_ = headers->status();
+    // Envoy's HTTP checker: a passing check with this header degrades the host.
+    degraded_ = headers->get("x-envoy-degraded").has_value();
     if (end_stream) finishHttp();
   }
   void decodeData(BufferChain& data, bool end_stream) override {
@@ -384,6 +409,7 @@ class HealthCheckClient : public Deletable,
       return;
     }
     status_ = 0;
+    degraded_ = false;
     encoder_ = &codec_->newStream(*this);
     encoder_->stream().setCallbacks(&stream_watch_);
     encoder_->encodeHeaders(request_, /*end_stream=*/true);
@@ -399,17 +425,17 @@ class HealthCheckClient : public Deletable,
     }
     const bool close = !hc_.reuse_connection || !codec_->isReusable();
     if (statusInRanges(status_, hc_.expected_statuses)) {
-      finish(true, HcFailure::kActive);
+      finish(true, HcFailure::kActive, degraded_);
     } else {
       finish(false, statusInRanges(status_, hc_.retriable_statuses) ? HcFailure::kRetriable
                                                                     : HcFailure::kActive);
     }
     if (close) conn_.closeAfterFlush();
   }
-  void finish(bool passed, HcFailure failure) {
+  void finish(bool passed, HcFailure failure, bool degraded = false) {
     if (!in_check_) return;
     in_check_ = false;
-    if (session_) session_->onResult(passed, failure);
+    if (session_) session_->onResult(passed, failure, degraded);
   }
 
   HealthCheckSession* session_;  // Null once detached.
@@ -427,7 +453,8 @@ class HealthCheckClient : public Deletable,
   // serialize it after encodeHeaders returns.
   HeaderMap request_;
   int status_ = 0;
-  std::string received_;  // TCP: what came since the check started.
+  bool degraded_ = false;  // The response carried x-envoy-degraded.
+  std::string received_;   // TCP: what came since the check started.
 };
 
 // ---- HealthCheckSession
@@ -497,7 +524,7 @@ void HealthCheckSession::fail(HcFailure failure) {
   if (t == HcTransition::kChanged) checker_.owner->onHealthChanged(checker_, address_, true);
 }
 
-void HealthCheckSession::onResult(bool passed, HcFailure failure) {
+void HealthCheckSession::onResult(bool passed, HcFailure failure, bool degraded) {
   const config::HealthCheckConfig& c = *checker_.cluster->health_check;
   timeout_timer_.stop();
   HcTransition t;
@@ -508,6 +535,12 @@ void HealthCheckSession::onResult(bool passed, HcFailure failure) {
       SKIFF_LOG(kInfo, "health check of " + address_ + " in cluster " + checker_.name +
                            " passed: now healthy");
       checker_.owner->onHealthChanged(checker_, address_, false);
+    }
+    if (degraded != degraded_) {
+      degraded_ = degraded;
+      SKIFF_LOG(kInfo, "health check of " + address_ + " in cluster " + checker_.name +
+                           (degraded ? ": degraded" : ": no longer degraded"));
+      checker_.owner->onDegradedChanged(checker_, address_, degraded);
     }
     checker_.owner->onPassed(checker_, address_);
   } else {
@@ -660,6 +693,10 @@ void HealthCheckers::setSessions(Checker& checker, const std::vector<Target>& ta
     // Written before any worker makes the host (the snapshot is posted
     // after this update).
     HealthCheckedHosts::instance().set(checker.name, address, failed);
+    // A new session has not seen x-envoy-degraded yet.
+    if (HealthCheckedHosts::instance().degraded(checker.name, address)) {
+      onDegradedChanged(checker, address, false);
+    }
     auto session = std::make_unique<HealthCheckSession>(checker, address, t.check_addr, failed);
     started.push_back(session.get());
     next[address] = std::move(session);
@@ -667,6 +704,7 @@ void HealthCheckers::setSessions(Checker& checker, const std::vector<Target>& ta
   // Removed hosts stop being checked and forget their health.
   for (const auto& [address, session] : checker.sessions) {
     HealthCheckedHosts::instance().set(checker.name, address, true);
+    HealthCheckedHosts::instance().setDegraded(checker.name, address, false);
   }
   for (const std::string& address : checker.disabled) {
     if (!next.count(address) && !next_disabled.count(address)) {
@@ -713,8 +751,23 @@ bool HealthCheckers::firstRoundDone(const std::string& cluster) const {
 
 void HealthCheckers::setHealthyGauge(Checker& checker) {
   int64_t healthy = 0;
-  for (const auto& [address, session] : checker.sessions) healthy += session->failed() ? 0 : 1;
+  int64_t degraded = 0;
+  for (const auto& [address, session] : checker.sessions) {
+    healthy += session->failed() ? 0 : 1;
+    degraded += session->degraded() ? 1 : 0;
+  }
   checker.stats->healthy.set(healthy);
+  checker.stats->degraded.set(degraded);
+}
+
+void HealthCheckers::onDegradedChanged(Checker& checker, const std::string& address,
+                                       bool degraded) {
+  HealthCheckedHosts::instance().setDegraded(checker.name, address, degraded);
+  setHealthyGauge(checker);
+  const std::string name = checker.name;
+  each_worker_([name, address, degraded](Worker& w) {
+    w.clusterManager().setHealthCheckDegraded(name, address, degraded);
+  });
 }
 
 void HealthCheckers::onHealthChanged(Checker& checker, const std::string& address, bool failed) {
@@ -740,6 +793,13 @@ bool HealthCheckers::failed(const std::string& cluster, const std::string& addre
   if (it == checkers_.end()) return false;
   auto s = it->second->sessions.find(address);
   return s != it->second->sessions.end() && s->second->failed();
+}
+
+bool HealthCheckers::degraded(const std::string& cluster, const std::string& address) const {
+  auto it = checkers_.find(cluster);
+  if (it == checkers_.end()) return false;
+  auto s = it->second->sessions.find(address);
+  return s != it->second->sessions.end() && s->second->degraded();
 }
 
 void HealthCheckers::clear() {

@@ -17,7 +17,9 @@
 // update (EDS, or a changed cluster keeping the address) keeps its health.
 // A worker reads HealthCheckedHosts only when it makes a host, never per
 // request: the load balancer sees one more reason for Host::healthy() to be
-// false, counted with the outlier ejections (Cluster::lbHosts).
+// false, counted with the outlier ejections (Cluster::chooseHost). A passing
+// HTTP check whose answer says x-envoy-degraded makes the host degraded
+// instead (HealthCheckers::onDegradedChanged, Host::degraded_hc_).
 #pragma once
 
 #include <sys/socket.h>
@@ -96,11 +98,15 @@ class HealthCheckedHosts {
   static HealthCheckedHosts& instance();
   bool failed(const std::string& cluster, const std::string& address) const;
   void set(const std::string& cluster, const std::string& address, bool failed);
+  // The hosts whose last passing check said x-envoy-degraded.
+  bool degraded(const std::string& cluster, const std::string& address) const;
+  void setDegraded(const std::string& cluster, const std::string& address, bool degraded);
   void forgetCluster(const std::string& cluster);
 
  private:
   mutable std::mutex mu_;
-  std::map<std::string, std::set<std::string>> healthy_;  // Guarded by mu_.
+  std::map<std::string, std::set<std::string>> healthy_;   // Guarded by mu_.
+  std::map<std::string, std::set<std::string>> degraded_;  // Guarded by mu_.
 };
 
 // Where workers report an upstream response carrying
@@ -139,6 +145,8 @@ class HealthCheckers : public HealthCheckReports {
   void setHosts(const std::string& cluster, const std::vector<sockaddr_storage>& addrs);
   // Whether a host failed its checks (for /clusters): false without a check.
   bool failed(const std::string& cluster, const std::string& address) const;
+  // Whether its last passing check was degraded (for /clusters).
+  bool degraded(const std::string& cluster, const std::string& address) const;
   // Envoy's cluster initialization waits for this: every host the cluster
   // had (for STRICT_DNS: once resolved) was checked once, pass or fail.
   // True for a cluster without a checker.
@@ -163,7 +171,7 @@ class HealthCheckers : public HealthCheckReports {
     stats::Counter& network_failure;
     stats::Counter& verify_cluster;  // Always 0: service_name_matcher is refused.
     stats::Gauge& healthy;
-    stats::Gauge& degraded;  // Always 0: x-envoy-degraded does not degrade a host.
+    stats::Gauge& degraded;  // Hosts whose last passing check said x-envoy-degraded.
   };
   struct Checker {
     HealthCheckers* owner = nullptr;
@@ -189,6 +197,8 @@ class HealthCheckers : public HealthCheckReports {
   };
   // From a session: the check's outcome changed the host's health.
   void onHealthChanged(Checker& checker, const std::string& address, bool failed);
+  // From a session: a passing check's x-envoy-degraded came or went.
+  void onDegradedChanged(Checker& checker, const std::string& address, bool degraded);
   void onPassed(Checker& checker, const std::string& address);
   // From a session's first result, or after its hosts changed: latches
   // first_round_done once every session has a result.

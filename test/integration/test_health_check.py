@@ -27,6 +27,7 @@ class HcBackend(h.Backend):
     def __init__(self, name, hc_status=200, status=200, headers=()):
         self.hc_status = hc_status
         self.hc_gate = None  # A threading.Event that health checks wait for, when set.
+        self.hc_headers = ()  # Header lines ("name: value") of health check answers.
         self.status = status
         self.headers = headers
         super().__init__(name)
@@ -39,7 +40,7 @@ class HcBackend(h.Backend):
         if req.path == HC_PATH:
             if self.hc_gate is not None:
                 self.hc_gate.wait(30)
-            self._send(sock, self.hc_status, b"hc\n")
+            self._send(sock, self.hc_status, b"hc\n", headers=self.hc_headers)
         else:
             self._send(sock, self.status, f"{self.name}\n".encode(), headers=self.headers)
         return True
@@ -504,6 +505,36 @@ class Initialization(HealthCheckTestCase):
             status, headers, _ = h.http_request(skiff.port(), path="/x")
             self.assertEqual((status, headers.get("x-backend")), (200, "b0"))
         self.assertEqual(skiff.stat("cluster.web.lb_healthy_panic"), 0)
+
+
+class Degraded(HealthCheckTestCase):
+    def test_x_envoy_degraded_makes_a_passing_host_degraded(self):
+        # Envoy's HTTP checker: a passing check whose answer carries
+        # x-envoy-degraded degrades the host (/degraded_active_hc); a
+        # degraded host takes what the healthy ones cannot carry.
+        b0 = self.backend("b0")
+        b1 = self.backend("b1")
+        b1.hc_headers = ("x-envoy-degraded: true",)
+        skiff = self.start(bootstrap(config([(LOCALHOST, b0.port), (LOCALHOST, b1.port)],
+                                            http_check())), concurrency=1)
+        self.wait_flags(skiff, {addr(b0.port): "healthy", addr(b1.port): "/degraded_active_hc"})
+        h.wait_until(lambda: self.hc_stat(skiff, "degraded") == 1, 10, what="degraded gauge 1")
+        h.wait_until(lambda: skiff.stat("cluster.web.membership_degraded") == 1, 10,
+                     what="membership_degraded 1")
+        # b0 fails: b1, degraded, takes every request, without panic.
+        b0.hc_status = 503
+        self.wait_flags(skiff, {addr(b0.port): "/failed_active_hc",
+                                addr(b1.port): "/degraded_active_hc"})
+        h.wait_until(lambda: skiff.stat("cluster.web.membership_healthy") == 0, 10,
+                     what="membership_healthy 0")
+        for _ in range(6):
+            status, headers, _ = h.http_request(skiff.port(), path="/x")
+            self.assertEqual((status, headers.get("x-backend")), (200, "b1"))
+        self.assertEqual(skiff.stat("cluster.web.lb_healthy_panic"), 0)
+        # Its checks no longer say it: healthy again.
+        b1.hc_headers = ()
+        self.wait_flags(skiff, {addr(b0.port): "/failed_active_hc", addr(b1.port): "healthy"})
+        h.wait_until(lambda: self.hc_stat(skiff, "degraded") == 0, 10, what="degraded gauge 0")
 
 
 class EndpointHealthCheckConfig(HealthCheckTestCase):
