@@ -88,7 +88,11 @@ const std::map<std::string, std::set<std::string>>& fieldTable() {
         // proxy/access_log: file, stdout and stderr loggers.
         "access_log",
         // proxy/http/path_normalizer.h.
-        "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"}},
+        "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
+        // x-forwarded-client-cert.
+        "forward_client_cert_details", "set_current_client_cert_details"}},
+      {std::string(kHcm) + ".SetCurrentClientCertDetails",
+       {"subject", "cert", "chain", "dns", "uri"}},
       // unix_sockets is accepted: skiff listens on IP addresses only, so no
       // downstream address is a unix socket and the field changes nothing.
       {std::string(kHcm) + ".InternalAddressConfig", {"unix_sockets", "cidr_ranges"}},

@@ -1296,6 +1296,35 @@ void translateHcm(const hcm_v3::HttpConnectionManager& hcm, const std::string& p
                        " is not a known action");
   }
   out.normalize_paths = out.path_normalization.enabled();
+  using Xfcc = Out::ForwardClientCert;
+  switch (hcm.forward_client_cert_details()) {
+    case Hcm::SANITIZE:
+      out.forward_client_cert = Xfcc::kSanitize;
+      break;
+    case Hcm::FORWARD_ONLY:
+      out.forward_client_cert = Xfcc::kForwardOnly;
+      break;
+    case Hcm::APPEND_FORWARD:
+      out.forward_client_cert = Xfcc::kAppendForward;
+      break;
+    case Hcm::SANITIZE_SET:
+      out.forward_client_cert = Xfcc::kSanitizeSet;
+      break;
+    case Hcm::ALWAYS_FORWARD_ONLY:
+      out.forward_client_cert = Xfcc::kAlwaysForwardOnly;
+      break;
+    default:
+      errors.push_back(path + ".forward_client_cert_details: " +
+                       std::to_string(hcm.forward_client_cert_details()) + " is not a known mode");
+  }
+  if (hcm.has_set_current_client_cert_details()) {
+    const auto& d = hcm.set_current_client_cert_details();
+    out.client_cert_details.subject = d.has_subject() && d.subject().value();
+    out.client_cert_details.uri = d.uri();
+    out.client_cert_details.cert = d.cert();
+    out.client_cert_details.chain = d.chain();
+    out.client_cert_details.dns = d.dns();
+  }
   translateAccessLogs(hcm.access_log(), path + ".access_log", errors, out.access_logs);
   for (const auto& log : out.access_logs) {
     out.access_log_downstream_local |= log->formatter().usesDownstreamLocalAddress();

@@ -303,6 +303,29 @@ struct HttpConnectionManagerConfig {
   http::PathNormalizationConfig path_normalization;
   // path_normalization.enabled(), kept so that a request pays one test.
   bool normalize_paths = false;
+  // forward_client_cert_details: what becomes of x-forwarded-client-cert.
+  // SANITIZE (the default) removes it; FORWARD_ONLY keeps it on mTLS
+  // connections; APPEND_FORWARD appends, and SANITIZE_SET sets, this
+  // connection's client certificate details to it on mTLS connections; every
+  // mode but ALWAYS_FORWARD_ONLY removes it from other connections.
+  enum class ForwardClientCert : uint8_t {
+    kSanitize,
+    kForwardOnly,
+    kAppendForward,
+    kSanitizeSet,
+    kAlwaysForwardOnly,
+  };
+  ForwardClientCert forward_client_cert = ForwardClientCert::kSanitize;
+  // set_current_client_cert_details: the keys added after By and Hash (which
+  // are always there), in Envoy's order Subject, URI, Cert, Chain, DNS.
+  struct ClientCertDetails {
+    bool subject = false;
+    bool uri = false;
+    bool cert = false;
+    bool chain = false;
+    bool dns = false;
+  };
+  ClientCertDetails client_cert_details;
 };
 
 // envoy.filters.network.tcp_proxy (filters/tcp_proxy/): a filter chain whose

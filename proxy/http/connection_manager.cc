@@ -116,6 +116,26 @@ void makeUuid(Worker& worker, Uuid& out) {
   std::memcpy(to + 24, hex + 20, 12);
 }
 
+// Percent-encodes every byte but RFC 3986's unreserved ones, as Envoy
+// encodes a PEM certificate for x-forwarded-client-cert.
+std::string urlEncode(std::string_view in) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(in.size() + in.size() / 8);
+  for (char c : in) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '-' ||
+        u == '.' || u == '_' || u == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 HttpConnectionManagerStats::HttpConnectionManagerStats(stats::Store& s, const std::string& p)
@@ -252,6 +272,13 @@ class HttpConnectionManager::ActiveStream : public Deletable,
       h.setView(WellKnownHeader::kXForwardedProto, scheme);  // A literal: no copy.
     } else if (!h.has(WellKnownHeader::kXForwardedProto)) {
       h.setView(WellKnownHeader::kXForwardedProto, scheme);
+    }
+    // x-forwarded-client-cert: under the default (SANITIZE) a request
+    // without one pays a test of the map's index.
+    if (cfg.forward_client_cert !=
+            config::HttpConnectionManagerConfig::ForwardClientCert::kSanitize ||
+        h.has(WellKnownHeader::kXForwardedClientCert)) [[unlikely]] {
+      mutateClientCertHeader(h);
     }
     if (cfg.generate_request_id) {
       if (!h.has(WellKnownHeader::kXRequestId) ||
@@ -630,6 +657,67 @@ class HttpConnectionManager::ActiveStream : public Deletable,
     c.response_flags = response_flags_;
     if (route_) c.route_name = route_->name();
     hcm_.writeAccessLogs(c);
+  }
+
+  // Envoy's ConnectionManagerUtility::mutateXfccRequestHeader.
+  void mutateClientCertHeader(HeaderMap& h) {
+    using Mode = config::HttpConnectionManagerConfig::ForwardClientCert;
+    static constexpr std::string_view kXfcc = "x-forwarded-client-cert";
+    const auto& cfg = hcm_.config();
+    const Mode mode = cfg.forward_client_cert;
+    if (mode == Mode::kAlwaysForwardOnly) return;
+    tls::TlsTransport* t = hcm_.connection().tls();
+    if (mode == Mode::kSanitize || t == nullptr || !t->peerCertificatePresented()) {
+      h.remove(kXfcc);
+      return;
+    }
+    if (mode == Mode::kForwardOnly) return;
+    // This connection's element: Key=value pairs joined by ';', in Envoy's
+    // order. Subject, Cert and Chain are quoted; Cert and Chain are PEM,
+    // URL-encoded. URI= stays (empty) when asked for and there is none.
+    std::string element;
+    auto add = [&element](std::string_view key, std::string_view value, bool quoted) {
+      if (!element.empty()) element += ';';
+      element += key;
+      element += '=';
+      if (quoted) element += '"';
+      element += value;
+      if (quoted) element += '"';
+    };
+    for (const std::string& uri : t->localUriSans()) add("By", uri, false);
+    if (std::string hash = t->peerCertificateSha256(); !hash.empty()) add("Hash", hash, false);
+    const auto& d = cfg.client_cert_details;
+    if (d.subject) add("Subject", t->peerSubject(), true);
+    if (d.uri) {
+      const std::vector<std::string> sans = t->peerUriSans();
+      if (sans.empty()) add("URI", "", false);
+      for (const std::string& uri : sans) add("URI", uri, false);
+    }
+    if (d.cert) {
+      if (std::string pem = t->peerCertificatePem(); !pem.empty())
+        add("Cert", urlEncode(pem), true);
+    }
+    if (d.chain) {
+      if (std::string pem = t->peerCertificateChainPem(); !pem.empty()) {
+        add("Chain", urlEncode(pem), true);
+      }
+    }
+    if (d.dns) {
+      for (const std::string& dns : t->peerDnsSans()) add("DNS", dns, false);
+    }
+    std::string value;
+    if (mode == Mode::kAppendForward) {
+      // What came before, every field of the name joined by ',', then ours.
+      for (const HeaderMap::Entry& e : h.entries()) {
+        if (!equalsIgnoreCase(e.name, kXfcc) || e.value.empty()) continue;
+        if (!value.empty()) value += ',';
+        value += e.value;
+      }
+      if (!value.empty()) value += ',';
+    }
+    value += element;
+    h.remove(kXfcc);
+    h.addCopy(WellKnownHeader::kXForwardedClientCert, value);  // Copied into the map's arena.
   }
 
   // Applies the HCM's path options to h's :path; false when the request was

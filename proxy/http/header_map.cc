@@ -86,6 +86,9 @@ WellKnownHeader classifyHeaderName(std::string_view name) {
     case 21:
       if (is<H::kXEnvoyOriginalPath>(n)) return H::kXEnvoyOriginalPath;
       break;
+    case 23:
+      if (is<H::kXForwardedClientCert>(n)) return H::kXForwardedClientCert;
+      break;
     // Past HeaderName's 24 bytes: a byte loop, for the rare names this long.
     case 29:
       if (equalsIgnoreCaseSameSize(n, wellKnownHeaderName(H::kXEnvoyUpstreamServiceTime).data(),

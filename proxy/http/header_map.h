@@ -69,6 +69,8 @@ enum class WellKnownHeader : uint8_t {
   kXEnvoyOriginalPath,
   kXEnvoyUpstreamServiceTime,
   kXEnvoyExpectedRqTimeoutMs,
+  // Checked on every request (the HCM's forward_client_cert_details).
+  kXForwardedClientCert,
   kCount,  // Not a well-known name.
 };
 constexpr size_t kWellKnownHeaders = static_cast<size_t>(WellKnownHeader::kCount);
@@ -100,6 +102,7 @@ inline constexpr std::string_view kWellKnownHeaderNames[kWellKnownHeaders] = {
     "x-envoy-original-path",
     "x-envoy-upstream-service-time",
     "x-envoy-expected-rq-timeout-ms",
+    "x-forwarded-client-cert",
 };
 // The lowercase name of a well-known header.
 constexpr std::string_view wellKnownHeaderName(WellKnownHeader h) {

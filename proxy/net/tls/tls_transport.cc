@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -383,6 +384,65 @@ std::vector<std::string> TlsTransport::peerUriSans() const {
 
 std::vector<std::string> TlsTransport::peerDnsSans() const {
   return sansOfType(ssl_, SanMatcher::Type::kDns);
+}
+
+std::string TlsTransport::peerCertificateSha256() const {
+  X509* cert = ssl_ ? SSL_get0_peer_certificate(ssl_) : nullptr;
+  if (!cert) return "";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (X509_digest(cert, EVP_sha256(), md, &n) != 1) return "";
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
+
+namespace {
+void appendPem(X509* cert, std::string& out) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return;
+  if (PEM_write_bio_X509(bio, cert) == 1) {
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    out.append(data, static_cast<size_t>(len));
+  }
+  BIO_free(bio);
+}
+}  // namespace
+
+std::string TlsTransport::peerCertificatePem() const {
+  std::string out;
+  if (X509* cert = ssl_ ? SSL_get0_peer_certificate(ssl_) : nullptr) appendPem(cert, out);
+  return out;
+}
+
+std::string TlsTransport::peerCertificateChainPem() const {
+  std::string out;
+  X509* leaf = ssl_ ? SSL_get0_peer_certificate(ssl_) : nullptr;
+  if (!leaf) return out;
+  appendPem(leaf, out);
+  // On a server, OpenSSL's peer chain leaves the leaf out (a client's has
+  // it first): the rest follows the leaf once.
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_);
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    X509* c = sk_X509_value(chain, i);
+    if (X509_cmp(c, leaf) != 0) appendPem(c, out);
+  }
+  return out;
+}
+
+std::vector<std::string> TlsTransport::localUriSans() const {
+  std::vector<std::string> out;
+  X509* cert = ssl_ ? SSL_get_certificate(ssl_) : nullptr;
+  for (SanEntry& e : sanEntries(cert)) {
+    if (e.type == SanMatcher::Type::kUri) out.push_back(std::move(e.text));
+  }
+  return out;
 }
 
 int TlsTransport::verifyCallback(int preverify_ok, X509_STORE_CTX* store) {

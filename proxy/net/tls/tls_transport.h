@@ -101,6 +101,14 @@ class TlsTransport {
   std::string peerSubject() const;
   std::vector<std::string> peerUriSans() const;
   std::vector<std::string> peerDnsSans() const;
+  // For x-forwarded-client-cert: the SHA-256 of the peer certificate's DER
+  // as lowercase hex; the peer certificate in PEM, and with the chain it
+  // sent after it; the URI SANs of this end's own certificate. All "" (or
+  // empty) without a certificate.
+  std::string peerCertificateSha256() const;
+  std::string peerCertificatePem() const;
+  std::string peerCertificateChainPem() const;
+  std::vector<std::string> localUriSans() const;
 
   // Why the connection failed, as Envoy's ssl.* stat suffix:
   // "connection_error", "fail_verify_error", "fail_verify_no_cert",
