@@ -169,7 +169,13 @@ class ServerConnectionCallbacks {
   virtual StreamDecoder& newStream(ResponseEncoder& encoder) = 0;
 };
 
-class ServerConnection : public Connection {};
+class ServerConnection : public Connection {
+ public:
+  // The first step of a graceful drain (HTTP/2's shutdown notice): tells
+  // the client to open no more streams while those it may have sent already
+  // are still served; goAway() follows. Does nothing for HTTP/1.
+  virtual void shutdownNotice() {}
+};
 
 class ClientConnection : public Connection {
  public:

@@ -141,6 +141,9 @@ class HttpConnectionManager : public TcpConnection::Callbacks,
   bool dispatch_scheduled_ : 1 = false;
   bool remote_closed_ : 1 = false;
   bool draining_ : 1 = false;
+  // HTTP/2 graceful drain, first step: the shutdown notice went, and
+  // idle_deadline_ counts drain_timeout until the final GOAWAY.
+  bool drain_notice_ : 1 = false;
   // The worker keeps this connection's original destination (original_dst):
   // few connections have one, so the others pay a bit for it, not a pointer.
   bool has_restored_local_ : 1 = false;

@@ -418,6 +418,10 @@ class Http2ServerCodec final : public ServerConnection, public Http2Codec {
   // Sends GOAWAY (NO_ERROR) with the last stream id seen; closes after the
   // open streams end.
   void goAway() override;
+  // RFC 9113 6.8: a GOAWAY with the largest stream id (2^31-1), which
+  // refuses nothing: the client learns to open no new streams, and streams
+  // already on their way are served until goAway() sends the real last id.
+  void shutdownNotice() override;
   void onAboveWriteBufferHighWatermark() override { onConnectionAboveHighWatermark(); }
   void onBelowWriteBufferLowWatermark() override { onConnectionBelowLowWatermark(); }
   void onTransportClosed(ResetReason reason) override { closeTransport(reason); }

@@ -55,6 +55,12 @@ void Http2ServerCodec::goAway() {
                         nullptr, 0);
 }
 
+void Http2ServerCodec::shutdownNotice() {
+  if (goaway_submitted_ || failed_ || transport_closed_) return;
+  CallScope scope(*this);
+  nghttp2_submit_shutdown_notice(session_);
+}
+
 Http2Codec::Http2Stream* Http2ServerCodec::onRequestHeadersBegin(int32_t stream_id) {
   Http2Stream& s = addStream(nullptr);
   s.id = stream_id;
