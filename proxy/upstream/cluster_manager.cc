@@ -750,37 +750,39 @@ void Cluster::computeLoads() {
   }
 }
 
-void Cluster::setEjected(const std::string& address, bool ejected) {
+namespace {
+
+// Sets one of a host's health flags on the hosts at address (get reads it,
+// set writes it); whether any changed.
+bool setHostFlag(const std::vector<std::shared_ptr<Host>>& hosts, const std::string& address,
+                 bool value, bool (Host::*get)() const, void (Host::*set)(bool)) {
   bool changed = false;
-  for (const auto& h : hosts_) {
-    if (h->address() == address && h->ejected() != ejected) {
-      h->setEjected(ejected);
+  for (const auto& h : hosts) {
+    if (h->address() == address && ((*h).*get)() != value) {
+      ((*h).*set)(value);
       changed = true;
     }
   }
-  if (changed) countHealthy();
+  return changed;
+}
+
+}  // namespace
+
+void Cluster::setEjected(const std::string& address, bool ejected) {
+  if (setHostFlag(hosts_, address, ejected, &Host::ejected, &Host::setEjected)) countHealthy();
 }
 
 void Cluster::setHealthCheckFailed(const std::string& address, bool failed) {
-  bool changed = false;
-  for (const auto& h : hosts_) {
-    if (h->address() == address && h->failedHealthCheck() != failed) {
-      h->setHealthCheckFailed(failed);
-      changed = true;
-    }
+  if (setHostFlag(hosts_, address, failed, &Host::failedHealthCheck, &Host::setHealthCheckFailed)) {
+    countHealthy();
   }
-  if (changed) countHealthy();
 }
 
 void Cluster::setHealthCheckDegraded(const std::string& address, bool degraded) {
-  bool changed = false;
-  for (const auto& h : hosts_) {
-    if (h->address() == address && h->healthCheckDegraded() != degraded) {
-      h->setHealthCheckDegraded(degraded);
-      changed = true;
-    }
+  if (setHostFlag(hosts_, address, degraded, &Host::healthCheckDegraded,
+                  &Host::setHealthCheckDegraded)) {
+    countHealthy();
   }
-  if (changed) countHealthy();
 }
 
 HostRequestCounts Cluster::takeRequestCounts() {

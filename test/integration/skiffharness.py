@@ -97,6 +97,19 @@ def json_log(path, log_filter=None):
     return [log]
 
 
+def cluster_host_values(skiff, cluster, field):
+    """{host address: value} of one per-host field (health_flags, weight,
+    priority, ...) of a cluster in /clusters."""
+    status, body = skiff.admin_get("/clusters")
+    assert status == 200, body
+    out = {}
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == cluster and parts[2] == field:
+            out[parts[1]] = parts[3]
+    return out
+
+
 def access_log_entry(path, test_id, timeout=10):
     """The JSON access log line at path whose "id" is test_id, once a
     worker's flush (every second) has written it."""

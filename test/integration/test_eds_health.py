@@ -27,16 +27,13 @@ def cla(cluster_name, endpoints):
     return {"@type": x.ENDPOINT, "cluster_name": cluster_name, "endpoints": [{"lb_endpoints": lb}]}
 
 
+def by_port(values):
+    return {int(address.rsplit(":", 1)[1]): value for address, value in values.items()}
+
+
 def health_flags(skiff, cluster="web"):
     """{port: flags} of a cluster in /clusters."""
-    status, body = skiff.admin_get("/clusters")
-    assert status == 200, body
-    out = {}
-    for line in body.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == cluster and parts[2] == "health_flags":
-            out[int(parts[1].rsplit(":", 1)[1])] = parts[3]
-    return out
+    return by_port(h.cluster_host_values(skiff, cluster, "health_flags"))
 
 
 def backends_seen(skiff, n, path="/x"):
@@ -156,14 +153,8 @@ def priority_cla(cluster_name, priorities):
 
 def priorities(skiff, cluster="web"):
     """{port: priority} of a cluster in /clusters."""
-    status, body = skiff.admin_get("/clusters")
-    assert status == 200, body
-    out = {}
-    for line in body.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == cluster and parts[2] == "priority":
-            out[int(parts[1].rsplit(":", 1)[1])] = int(parts[3])
-    return out
+    return {port: int(p) for port, p in
+            by_port(h.cluster_host_values(skiff, cluster, "priority")).items()}
 
 
 class EdsPriorities(EdsTestCase):

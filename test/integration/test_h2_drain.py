@@ -26,14 +26,20 @@ class Http2DrainTest(h.SkiffTestCase):
     def goaways(self, p):
         return [(g.last_stream_id(), g.error_code()) for g in p.frames if g.type == f.GOAWAY]
 
-    def test_shutdown_notice_then_final_goaway_after_drain_timeout(self):
-        skiff = self.start("3s")
+    def first_response(self, drain_timeout):
+        """An h2c connection whose first response (200) drains it, on a
+        server failing health checks; (skiff, peer)."""
+        skiff = self.start(drain_timeout)
         self.fail_health_checks(skiff)
         p = f.connect(skiff.port())
         self.addCleanup(p.close)
         p.send(f.headers(1, f.request_fields("/one")))
         status, _, _, _ = p.response(1)
         self.assertEqual(status, 200)
+        return skiff, p
+
+    def test_shutdown_notice_then_final_goaway_after_drain_timeout(self):
+        skiff, p = self.first_response("3s")
         # The notice goes out with the response (before it, as it happens).
         if not self.goaways(p):
             p.read_until(lambda fr: fr.type == f.GOAWAY)
@@ -49,12 +55,6 @@ class Http2DrainTest(h.SkiffTestCase):
         self.assertEqual(skiff.stat("http.ingress_http.downstream_cx_drain_close"), 1)
 
     def test_drain_timeout_zero_sends_the_final_goaway_on_the_next_turn(self):
-        skiff = self.start("0s")
-        self.fail_health_checks(skiff)
-        p = f.connect(skiff.port())
-        self.addCleanup(p.close)
-        p.send(f.headers(1, f.request_fields("/one")))
-        status, _, _, _ = p.response(1)
-        self.assertEqual(status, 200)
+        _, p = self.first_response("0s")
         p.read_to_close()
         self.assertEqual(self.goaways(p), [(MAX_STREAM_ID, f.NO_ERROR), (1, f.NO_ERROR)])

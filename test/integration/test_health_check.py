@@ -120,14 +120,7 @@ def bootstrap(*clusters):
 
 def health_flags(skiff, cluster="web"):
     """{address: flags} of a cluster in /clusters."""
-    status, body = skiff.admin_get("/clusters")
-    assert status == 200, body
-    out = {}
-    for line in body.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == cluster and parts[2] == "health_flags":
-            out[parts[1]] = parts[3]
-    return out
+    return h.cluster_host_values(skiff, cluster, "health_flags")
 
 
 def addr(port):

@@ -45,14 +45,7 @@ def od_stat(skiff, name):
 
 def health_flags(skiff):
     """{address: flags} of cluster web in /clusters."""
-    status, body = skiff.admin_get("/clusters")
-    assert status == 200, body
-    out = {}
-    for line in body.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == "web" and parts[2] == "health_flags":
-            out[parts[1]] = parts[3]
-    return out
+    return h.cluster_host_values(skiff, "web", "health_flags")
 
 
 def outlier_lines(skiff):
