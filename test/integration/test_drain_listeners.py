@@ -16,6 +16,9 @@ def refused(port):
     try:
         socket.create_connection((LOCALHOST, port), timeout=2).close()
         return False
+    except ConnectionResetError:
+        # It reached the accept queue as the listener closed: ask again.
+        return False
     except ConnectionRefusedError:
         return True
 
