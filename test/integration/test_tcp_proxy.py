@@ -13,10 +13,12 @@ an ORIGINAL_DST cluster.
 
 import hashlib
 import os
+import select
 import socket
 import ssl
 import tempfile
 import threading
+import time
 import unittest
 
 import skiffharness as h
@@ -386,21 +388,31 @@ class TcpProxyTlsTest(SkiffTestCase):
         received = hashlib.sha256()
         with socket.create_connection((LOCALHOST, skiff.port("tls")), timeout=TIMEOUT) as raw:
             with ctx.wrap_socket(raw, server_hostname="tcp.example.com") as s:
-                count = [0]
-
-                def reader():
-                    while count[0] < len(payload):
-                        data = s.recv(65536)
-                        if not data:
-                            return
+                # One thread sends and receives: an OpenSSL connection is not
+                # safe to read and write from two threads at once (a reader
+                # thread beside sendall once garbled the bytes under load).
+                s.setblocking(False)
+                out = memoryview(b"E" + payload)
+                sent = count = 0
+                deadline = time.monotonic() + TIMEOUT
+                while count < len(payload):
+                    self.assertLess(time.monotonic(), deadline, f"{count} bytes back")
+                    want_write = [s] if sent < len(out) else []
+                    readable, writable, _ = select.select([s], want_write, [], 1)
+                    if writable:
+                        try:
+                            sent += s.send(out[sent:sent + 65536])
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            pass
+                    while readable or s.pending():
+                        readable = []
+                        try:
+                            data = s.recv(65536)
+                        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            break
+                        self.assertTrue(data, f"closed after {count} bytes")
                         received.update(data)
-                        count[0] += len(data)
-
-                t = threading.Thread(target=reader)
-                t.start()
-                s.sendall(b"E" + payload)
-                t.join(TIMEOUT)
-                self.assertFalse(t.is_alive())
+                        count += len(data)
         self.assertEqual(received.hexdigest(), hashlib.sha256(payload).hexdigest())
         wait_until(lambda: skiff.stat("tcp.tcp_tls.downstream_cx_rx_bytes_total") == len(payload) + 1,
                    TIMEOUT, what="every byte counted")
