@@ -886,6 +886,42 @@ def http_request(port, method="GET", path="/", body=None, headers=None, timeout=
         conn.close()
 
 
+class ThreadedTcpServer:
+    """A TCP server on 127.0.0.1, port 0, for a test's own upstream that
+    speaks raw bytes: each accepted connection is counted in `connections`,
+    passed to accepted(peer) on the accept thread, then to serve(conn) on a
+    thread of its own. stop() closes the listening socket, which ends the
+    accept thread. A subclass sets what serve() uses before calling this
+    __init__, which starts accepting."""
+
+    def __init__(self, backlog=64):
+        self.connections = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.accepted(peer)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def accepted(self, peer):
+        """A connection from peer was accepted (before serve() runs)."""
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def stop(self):
+        self.sock.close()
+
+
 def read_to_eof(sock):
     """Everything sock receives until the peer's FIN (within the socket's
     timeout)."""

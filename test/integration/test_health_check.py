@@ -8,7 +8,6 @@ detection's successful_active_health_check_uneject_host. Upstreams: Backend
 whose health check answer is switchable while the test runs, a small TCP
 server, and nginx for h2c."""
 
-import socket
 import tempfile
 import threading
 import unittest
@@ -52,29 +51,16 @@ class HcBackend(h.Backend):
         return [r for r in list(self.requests) if r.path != HC_PATH]
 
 
-class TcpServer:
+class TcpServer(h.ThreadedTcpServer):
     """Accepts connections on 127.0.0.1, port 0; answers each read with
     `reply` (switchable)."""
 
     def __init__(self, reply):
         self.reply = reply
-        self.sock = socket.socket()
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.received = []
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             while True:
                 try:
@@ -88,10 +74,6 @@ class TcpServer:
                     conn.sendall(self.reply)
                 except OSError:
                     return
-
-    def stop(self):
-        self._stop = True
-        self.sock.close()
 
 
 def http_check(path=HC_PATH, **kw):

@@ -9,7 +9,6 @@ sockets; the TCP upstreams are small threaded servers below."""
 import copy
 import socket
 import tempfile
-import threading
 import time
 import unittest
 
@@ -26,27 +25,15 @@ HTTP_INSPECTOR = {"name": "envoy.filters.listener.http_inspector", "typed_config
 HTTP_PROTOCOLS = ["http/1.0", "http/1.1", "h2c"]
 
 
-class EchoServer:
+class EchoServer(h.ThreadedTcpServer):
     """A TCP server on 127.0.0.1, port 0: sends `banner` first (a server that
     speaks first, like MySQL), then echoes what comes until EOF."""
 
     def __init__(self, banner=b""):
         self.banner = banner
-        self.sock = socket.socket()
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             try:
                 conn.settimeout(30)
@@ -59,9 +46,6 @@ class EchoServer:
                     conn.sendall(data)
             except OSError:
                 return
-
-    def stop(self):
-        self.sock.close()
 
 
 def recv_exactly(sock, n, timeout=10):

@@ -30,7 +30,7 @@ TIMEOUT = 30
 TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 
-class TcpServer:
+class TcpServer(h.ThreadedTcpServer):
     """A TCP server on 127.0.0.1, port 0, a thread per connection. The first
     byte picks what it does:
       E: echoes until EOF, then half-closes and closes.
@@ -42,22 +42,7 @@ class TcpServer:
     def __init__(self, name="tcp"):
         self.name = name
         self.received = []
-        self.connections = 0
-        self.sock = socket.socket()
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self._stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(backlog=128)
 
     def _read_all(self, conn, digest):
         while True:
@@ -66,7 +51,7 @@ class TcpServer:
                 return
             digest.update(data)
 
-    def _serve(self, conn):
+    def serve(self, conn):
         try:
             conn.settimeout(TIMEOUT)
             mode = conn.recv(1)
@@ -93,10 +78,6 @@ class TcpServer:
             pass
         finally:
             conn.close()
-
-    def stop(self):
-        self.sock.close()
-
 
 def tcp_proxy(stat_prefix="tcp_in", cluster_name="upstream", **extra):
     tp = {"@type": TCP_PROXY_TYPE, "stat_prefix": stat_prefix}

@@ -37,6 +37,7 @@ from skiffharness import (
     Nginx,
     ReservedPort,
     SkiffTestCase,
+    ThreadedTcpServer,
     bootstrap,
     cluster,
     curl,
@@ -97,7 +98,7 @@ class WebSocketEcho:
             self._thread.join(10)
 
 
-class RawUpgradeServer:
+class RawUpgradeServer(ThreadedTcpServer):
     """Answers any Upgrade request with a 101, then, by path:
 
       /raw/halfclose   reads until the client's FIN, answers "got N bytes;"
@@ -113,25 +114,12 @@ class RawUpgradeServer:
     FLOOD_LIMIT = 128 * 1024 * 1024
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.release = threading.Event()
         self.flooded = None
         self.flood_done = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(backlog=16)
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             conn.settimeout(TIMEOUT)
             head = bytearray()
@@ -172,9 +160,6 @@ class RawUpgradeServer:
                 conn.setblocking(True)
                 self.flooded = sent
                 self.flood_done.set()
-
-    def stop(self):
-        self.sock.close()
 
 
 def upgrade_request(path, host="t"):

@@ -4,9 +4,7 @@ source address, which the upstream sees as its peer."""
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
 
 import skiffharness as h
 from skiffharness import LOCALHOST
@@ -14,29 +12,18 @@ from skiffharness import LOCALHOST
 SOURCE = "127.0.0.6"  # Istio's inbound passthrough source address.
 
 
-class PeerRecordingServer:
+class PeerRecordingServer(h.ThreadedTcpServer):
     """Answers each HTTP/1.1 request with 200 and records the peer address
     of every connection it accepts."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.peers = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                return
-            self.peers.append(peer[0])
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def accepted(self, peer):
+        self.peers.append(peer[0])
 
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             data = b""
             while True:
@@ -50,9 +37,6 @@ class PeerRecordingServer:
                 while b"\r\n\r\n" in data:
                     _, data = data.split(b"\r\n\r\n", 1)
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
-
-    def stop(self):
-        self.sock.close()
 
 
 class UpstreamBindTest(h.SkiffTestCase):

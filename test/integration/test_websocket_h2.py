@@ -27,7 +27,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 import unittest
 
 try:
@@ -52,6 +51,7 @@ from skiffharness import (
     LOCALHOST,
     Skiff,
     SkiffTestCase,
+    ThreadedTcpServer,
     bootstrap,
     cluster,
     listener,
@@ -470,7 +470,7 @@ class WebSocketOverHttp2Test(SkiffTestCase):
             (":authority", self.authority)])
 
 
-class H2UpgradeOrigin:
+class H2UpgradeOrigin(ThreadedTcpServer):
     """An HTTP/2 origin (h2c prior knowledge, Python's h2) that announces
     SETTINGS_ENABLE_CONNECT_PROTOCOL and records each request's fields in
     `requests`. An extended CONNECT to /refuse gets a 404 with a body, one to
@@ -480,22 +480,9 @@ class H2UpgradeOrigin:
 
     def __init__(self):
         self.requests = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=16)
 
-    def _accept(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, sock):
+    def serve(self, sock):
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         conn = h2.connection.H2Connection(config)
         conn.initiate_connection()
@@ -544,10 +531,6 @@ class H2UpgradeOrigin:
                 out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
-
-    def stop(self):
-        self._stop = True
-        self.sock.close()
 
 
 H2_CLUSTER = {"typed_extension_protocol_options": {
